@@ -1,0 +1,171 @@
+"""The ``autoft`` command line: thin subcommands that build configs and call the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from autoft.errors import AutoftError
+
+EXIT_USAGE = 2
+
+
+def _metrics_table(metrics: dict[str, Any], task: str) -> str:
+    keys = ["accuracy", "macro_f1", "loss"] if task == "classification" else ["precision", "recall", "f1", "loss"]
+    rows = [("split", *keys)]
+    for split in ("validation", "test"):
+        values = metrics.get(split)
+        if values:
+            rows.append((split, *(f"{values[k]:.4f}" if values.get(k) is not None else "-" for k in keys)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from autoft.config import load_config
+    from autoft.run import train
+
+    config = load_config(args.config, args.set)
+    if args.no_progress:
+        config.training.progress = False
+    run = train(config, overwrite=args.overwrite)
+    print(f"run: {run.path}  (best epoch {run.metrics['best_epoch']}, {run.metrics['wall_seconds']:.0f} s)")
+    print(_metrics_table(run.metrics, run.task))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from autoft.run import Run
+
+    run = Run.load(args.run_dir)
+    metrics = run.evaluate(args.data, progress=not args.no_progress)
+    text = json.dumps(metrics, indent=2, ensure_ascii=False) + "\n"
+    if args.output:
+        _write_atomic(Path(args.output), text)
+    summary = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
+    print(json.dumps(summary, indent=2) if args.output else text, end="\n" if args.output else "")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from autoft.data.loading import read_texts
+    from autoft.run import Run
+
+    run = Run.load(args.run_dir)
+    text_column = args.text_column or run.config.data.text_column
+    examples = read_texts(args.input, task=run.task, text_column=text_column)
+    predictions = run.predict(examples, progress=not args.no_progress and args.output is not None)
+    lines = "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions)
+    if args.output:
+        _write_atomic(Path(args.output), lines)
+        print(f"{len(predictions)} predictions written to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(lines)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from autoft.demo import run_demo
+
+    started = time.perf_counter()
+    result = run_demo(args.output_dir, train_size=args.train_size, epochs=args.epochs,
+                      progress=not args.no_progress)
+    run = result["run"]
+    print(f"\nBBC News, packaged MiniLM ({run.metrics['sizes']['train']} training articles): {run.path}")
+    print(_metrics_table(run.metrics, run.task))
+    print("\nPredictions:")
+    for p in result["predictions"]:
+        print(f"  {p['label']:<14} {max(p['probabilities'].values()):.2f}  {p['text']}")
+    print(f"\ndemo finished in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="autoft",
+        description="Autonomous fine-tuning of pretrained transformers for classification and NER.",
+        epilog="Run 'autoft COMMAND --help' for a command's options. Errors exit with status 2.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = commands.add_parser("train", help="fine-tune a model from a YAML config into a run directory",
+                            description="Fine-tune per CONFIG and write the run directory (output_dir).")
+    p.add_argument("config", help="YAML config file")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set training.epochs=1 (repeatable)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing, non-empty output_dir")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=cmd_train)
+
+    p = commands.add_parser("evaluate", help="score a run's model on a labelled file",
+                            description="Print the metrics of RUN_DIR's model on a labelled data file as JSON.")
+    p.add_argument("run_dir", help="run directory written by 'autoft train'")
+    p.add_argument("--data", required=True, help="labelled file (CSV, TSV, JSONL, Parquet or CoNLL)")
+    p.add_argument("--output", help="also write the full metrics JSON here")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = commands.add_parser("predict", help="predict labels or entities, writing JSONL",
+                            description="Predict with RUN_DIR's model. Input: a table file (text column), CoNLL "
+                                        "tokens, a plain text file, or stdin (one text per line).")
+    p.add_argument("run_dir", help="run directory written by 'autoft train'")
+    p.add_argument("--input", default="-", help="input file, or - for stdin (default)")
+    p.add_argument("--output", help="JSONL output file (default: stdout)")
+    p.add_argument("--text-column", help="text column of a table input (default: the run's data.text_column)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=cmd_predict)
+
+    p = commands.add_parser("demo", help="fine-tune the packaged MiniLM on BBC News and print test metrics",
+                            description="The main job on the embedded default model and packaged data.")
+    p.add_argument("--output-dir", default="runs/demo", help="run directory (replaced if present)")
+    p.add_argument("--train-size", type=int, default=600, help="training articles (default 600)")
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def _version() -> str:
+    from autoft import __version__
+
+    return __version__
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        return args.func(args)
+    except AutoftError as error:
+        print(f"autoft: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("autoft: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

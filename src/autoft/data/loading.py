@@ -1,0 +1,258 @@
+"""Files -> examples.
+
+Classification reads CSV, TSV, JSONL or Parquet (a text column and a label column). Token
+classification reads CoNLL (``token<TAB>tag``, blank line between sentences) or JSONL whose text and
+label columns hold lists of tokens and tags. Every problem is reported as ``file:line: what is wrong``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from autoft.errors import DataError
+
+SUFFIX_FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".conll": "conll",
+    ".bio": "conll",
+    ".iob": "conll",
+    ".txt": "conll",
+}
+
+
+@dataclass(frozen=True)
+class Example:
+    """One sample. Classification: ``text`` is a string, ``label`` a class name. Token classification:
+    ``text`` is a list of words and ``label`` the list of their BIO tags. ``origin`` is ``file:line``."""
+
+    text: str | list[str]
+    label: str | list[str] | None
+    origin: str = ""
+    source: str = field(default="", compare=False)
+
+
+def detect_format(path: Path, declared: str = "auto") -> str:
+    if declared != "auto":
+        return declared
+    fmt = SUFFIX_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        known = ", ".join(sorted(SUFFIX_FORMATS))
+        raise DataError(f"{path}: cannot tell the format from the suffix (known: {known}); set data.format")
+    return fmt
+
+
+def _read_text(path: Path) -> str:
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, expected a data file")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: undecodable bytes (not UTF-8) at byte {error.start}") from None
+    return text
+
+
+def _label_str(value: object) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip()
+
+
+def _check_text(path: Path, line: int, text: object, column: str) -> str:
+    if text is None or (isinstance(text, float) and text != text):
+        raise DataError(f"{path}:{line}: empty text in column {column!r}")
+    text = str(text)
+    if not text.strip():
+        raise DataError(f"{path}:{line}: empty text in column {column!r}")
+    return text
+
+
+def _rows_delimited(path: Path, delimiter: str) -> Iterator[tuple[int, dict[str, object]]]:
+    reader = csv.reader(io.StringIO(_read_text(path), newline=""), delimiter=delimiter)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise DataError(f"{path}:1: empty file, expected a header row") from None
+    except csv.Error as error:
+        raise DataError(f"{path}:1: {error}") from None
+    header = [name.strip() for name in header]
+    row_start = reader.line_num + 1
+    try:
+        for row in reader:
+            if not row or all(not cell.strip() for cell in row):
+                row_start = reader.line_num + 1
+                continue
+            if len(row) != len(header):
+                raise DataError(
+                    f"{path}:{row_start}: expected {len(header)} fields as in the header, found {len(row)}"
+                )
+            yield row_start, dict(zip(header, row))
+            row_start = reader.line_num + 1
+    except csv.Error as error:
+        raise DataError(f"{path}:{reader.line_num}: {error}") from None
+
+
+def _rows_jsonl(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
+    for number, line in enumerate(_read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DataError(f"{path}:{number}: invalid JSON: {error.msg}") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}:{number}: expected a JSON object per line")
+        yield number, row
+
+
+def _rows_parquet(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as error:  # pyarrow raises several unrelated types for a bad file
+        raise DataError(f"{path}: cannot read Parquet: {error}") from None
+    # Parquet has no lines; report 1-based row numbers, as a spreadsheet would show them after a header.
+    for number, row in enumerate(table.to_pylist(), start=2):
+        yield number, row
+
+
+def _table_rows(path: Path, fmt: str) -> Iterator[tuple[int, dict[str, object]]]:
+    if fmt == "csv":
+        return _rows_delimited(path, ",")
+    if fmt == "tsv":
+        return _rows_delimited(path, "\t")
+    if fmt == "jsonl":
+        return _rows_jsonl(path)
+    if fmt == "parquet":
+        return _rows_parquet(path)
+    raise DataError(f"{path}: format {fmt!r} is not a table format")
+
+
+def _require_columns(path: Path, line: int, row: dict[str, object], columns: list[str]) -> None:
+    missing = [c for c in columns if c not in row]
+    if missing:
+        have = ", ".join(repr(k) for k in row)
+        raise DataError(f"{path}:{line}: missing column {missing[0]!r} (columns: {have}); set data.text_column/label_column")
+
+
+def _read_conll(path: Path, source: str, with_labels: bool) -> list[Example]:
+    examples: list[Example] = []
+    tokens: list[str] = []
+    tags: list[str] = []
+    start = 1
+    lines = _read_text(path).splitlines()
+    for number, line in enumerate(lines + [""], start=1):
+        if not line.strip():
+            if tokens:
+                examples.append(Example(tokens, tags if with_labels else None, f"{path}:{start}", source))
+            tokens, tags = [], []
+            start = number + 1
+            continue
+        if line.startswith("-DOCSTART-"):
+            start = number + 1
+            continue
+        fields = line.rstrip("\n").split("\t")
+        if with_labels and len(fields) != 2:
+            raise DataError(f"{path}:{number}: expected 2 tab-separated columns (token, tag), found {len(fields)}")
+        if not with_labels and len(fields) not in (1, 2):
+            raise DataError(f"{path}:{number}: expected a token, optionally followed by a tab and a tag")
+        # Blank or invisible tokens occur in real corpora (BTC has them); they stay, aligned to their tags,
+        # and get no sub-token, so the model predicts 'O' for them.
+        tokens.append(fields[0])
+        if with_labels:
+            tag = fields[1].strip()
+            if not tag:
+                raise DataError(f"{path}:{number}: empty tag")
+            tags.append(tag)
+    return examples
+
+
+def load_examples(
+    path: str | Path,
+    *,
+    task: str,
+    text_column: str = "text",
+    label_column: str = "label",
+    fmt: str = "auto",
+    with_labels: bool = True,
+    source: str | None = None,
+) -> list[Example]:
+    """Read one data file. Raises :class:`DataError` naming ``file:line`` on any problem."""
+    path = Path(path)
+    fmt = detect_format(path, fmt)
+    source = path.stem if source is None else source
+    if fmt == "conll":
+        if task != "token-classification":
+            raise DataError(f"{path}: CoNLL files hold token classification data, but task is {task!r}")
+        examples = _read_conll(path, source, with_labels)
+    else:
+        columns = [text_column] + ([label_column] if with_labels else [])
+        examples = []
+        for line, row in _table_rows(path, fmt):
+            _require_columns(path, line, row, columns)
+            origin = f"{path}:{line}"
+            if task == "token-classification":
+                examples.append(_token_row(path, line, row, text_column, label_column if with_labels else None, source))
+                continue
+            text = _check_text(path, line, row[text_column], text_column)
+            label = None
+            if with_labels:
+                raw_label = row[label_column]
+                label = "" if raw_label is None else _label_str(raw_label)
+                if not label:
+                    raise DataError(f"{path}:{line}: empty label in column {label_column!r}")
+            examples.append(Example(text, label, origin, source))
+    if not examples:
+        raise DataError(f"{path}: no examples found")
+    return examples
+
+
+def _token_row(path: Path, line: int, row: dict, text_column: str, label_column: str | None, source: str) -> Example:
+    tokens = row[text_column]
+    if isinstance(tokens, str):
+        tokens = tokens.split()
+    if not isinstance(tokens, list) or not tokens or not all(isinstance(t, str) and t.strip() for t in tokens):
+        raise DataError(f"{path}:{line}: column {text_column!r} must be a non-empty list of tokens")
+    tags = None
+    if label_column is not None:
+        tags = row[label_column]
+        if isinstance(tags, str):
+            tags = tags.split()
+        if not isinstance(tags, list) or len(tags) != len(tokens):
+            raise DataError(f"{path}:{line}: column {label_column!r} must list one tag per token ({len(tokens)})")
+        tags = [_label_str(t) for t in tags]
+    return Example(list(tokens), tags, f"{path}:{line}", source)
+
+
+def read_texts(path: str | Path | None, *, task: str, text_column: str = "text") -> list[Example]:
+    """Unlabelled input for prediction: a table file, CoNLL tokens, plain text (one per line) or stdin."""
+    import sys
+
+    if path is None or str(path) == "-":
+        lines = sys.stdin.read().splitlines()
+        return [Example(line, None, f"<stdin>:{n}") for n, line in enumerate(lines, start=1) if line.strip()]
+    path = Path(path)
+    fmt = SUFFIX_FORMATS.get(path.suffix.lower())
+    if fmt is None or (fmt == "conll" and task != "token-classification"):
+        # Plain text: one input per line.
+        text = _read_text(path)
+        return [Example(line, None, f"{path}:{n}") for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    return load_examples(path, task=task, text_column=text_column, fmt=fmt, with_labels=False)

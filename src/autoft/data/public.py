@@ -1,0 +1,115 @@
+"""The public, human-labelled sets in a shared data folder (``../shared/data`` beside a checkout),
+materialised as ordinary autoft data files with the split conventions of that folder's README:
+
+- ``tweeteval_emotion``: the given train / val / test split.
+- ``banking77``: after a seeded shuffle (seed 0) the last 1,000 rows of train.csv are validation.
+- ``btc_ner``: sections a b e f g for train (a seeded 10% of their sentences as validation), h for test.
+
+Benchmarks and integration tests use these; nothing is copied into the project.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from autoft.data.loading import Example, load_examples
+from autoft.errors import DataError
+
+DEFAULT_ROOT = Path(__file__).resolve().parents[3].parent / "shared" / "data"
+NAMES = ("tweeteval_emotion", "banking77", "btc_ner")
+
+
+def shared_root(root: str | Path | None = None) -> Path:
+    path = Path(root) if root is not None else DEFAULT_ROOT
+    if not path.is_dir():
+        raise DataError(f"{path}: shared data folder not found (pass --data-root)")
+    return path
+
+
+def _tweeteval(root: Path) -> dict[str, list[Example]]:
+    folder = root / "tweeteval_emotion"
+    names = dict(line.split("\t") for line in (folder / "mapping.txt").read_text().strip().splitlines())
+    splits = {}
+    for split, file in (("train", "train"), ("validation", "val"), ("test", "test")):
+        texts = (folder / f"{file}_text.txt").read_text(encoding="utf-8").splitlines()
+        labels = (folder / f"{file}_labels.txt").read_text(encoding="utf-8").splitlines()
+        if len(texts) != len(labels):
+            raise DataError(f"{folder / f'{file}_text.txt'}: {len(texts)} texts but {len(labels)} labels")
+        splits[split] = [
+            Example(t.strip(), names[l.strip()], f"{folder / f'{file}_text.txt'}:{i}")
+            for i, (t, l) in enumerate(zip(texts, labels), start=1)
+        ]
+    return splits
+
+
+def _banking77(root: Path, seed: int = 0) -> dict[str, list[Example]]:
+    folder = root / "banking77"
+    train = load_examples(folder / "train.csv", task="classification", label_column="category")
+    order = np.random.default_rng(seed).permutation(len(train))
+    return {
+        "train": [train[i] for i in order[:-1000]],
+        "validation": [train[i] for i in order[-1000:]],
+        "test": load_examples(folder / "test.csv", task="classification", label_column="category"),
+    }
+
+
+def _btc(root: Path, seed: int = 0, train_sections: str = "abefg", test_sections: str = "h") -> dict[str, list[Example]]:
+    folder = root / "btc_ner"
+    pool = [e for s in train_sections for e in load_examples(folder / f"{s}.conll", task="token-classification")]
+    order = np.random.default_rng(seed).permutation(len(pool))
+    n_val = round(0.1 * len(pool))
+    return {
+        "train": [pool[i] for i in sorted(order[n_val:])],
+        "validation": [pool[i] for i in sorted(order[:n_val])],
+        "test": [e for s in test_sections for e in load_examples(folder / f"{s}.conll", task="token-classification")],
+    }
+
+
+def load_public(name: str, root: str | Path | None = None) -> dict[str, list[Example]]:
+    """Splits (train / validation / test) of a named shared set."""
+    root = shared_root(root)
+    if name == "tweeteval_emotion":
+        return _tweeteval(root)
+    if name == "banking77":
+        return _banking77(root)
+    if name == "btc_ner":
+        return _btc(root)
+    raise DataError(f"unknown shared data set {name!r}; known: {', '.join(NAMES)}")
+
+
+def task_of(name: str) -> str:
+    return "token-classification" if name == "btc_ner" else "classification"
+
+
+def write_examples(path: Path, examples: list[Example]) -> Path:
+    """Write examples as CSV (text,label) or, for token lists, CoNLL."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if examples and isinstance(examples[0].text, list):
+        path = path.with_suffix(".conll")
+        lines = []
+        for e in examples:
+            lines.extend(f"{w}\t{t}" for w, t in zip(e.text, e.label))
+            lines.append("")
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return path
+    path = path.with_suffix(".csv")
+    with path.open("w", newline="", encoding="utf-8") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["text", "label"])
+        writer.writerows((e.text, e.label) for e in examples)
+    return path
+
+
+def materialise(name: str, folder: str | Path, *, root: str | Path | None = None,
+                limits: dict[str, int] | None = None) -> dict[str, str]:
+    """Write a named set's splits as data files under ``folder``; ``limits`` keeps the first N per split."""
+    folder = Path(folder)
+    files = {}
+    for split, examples in load_public(name, root).items():
+        if limits and split in limits:
+            examples = examples[: limits[split]]
+        files[split] = str(write_examples(folder / split, examples))
+    return files

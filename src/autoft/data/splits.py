@@ -1,0 +1,86 @@
+"""Train / validation / test splits, and the label set they share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from autoft.config import DataConfig
+from autoft.data.loading import Example, load_examples
+from autoft.errors import DataError
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: list[Example]
+    validation: list[Example]
+    test: list[Example] | None
+    labels: list[str]
+
+
+def _label_values(example: Example) -> list[str]:
+    return list(example.label) if isinstance(example.label, list) else [example.label]
+
+
+def sorted_labels(values: set[str]) -> list[str]:
+    """Numeric labels in numeric order, otherwise alphabetical; 'O' first for tag sets."""
+    if all(v.lstrip("-").isdigit() for v in values):
+        return sorted(values, key=int)
+    return sorted(values, key=lambda v: (v != "O", v))
+
+
+def split_validation(
+    examples: list[Example], *, fraction: float, seed: int, stratify: bool
+) -> tuple[list[Example], list[Example]]:
+    """Seeded split of ``examples`` into (train, validation); stratified by label when possible."""
+    from sklearn.model_selection import train_test_split
+
+    if len(examples) < 2:
+        raise DataError(f"{examples[0].origin if examples else 'train'}: too few examples to split off validation")
+    labels = [e.label for e in examples] if stratify else None
+    if labels is not None:
+        _, counts = np.unique(labels, return_counts=True)
+        n_val = max(1, round(fraction * len(examples)))
+        if counts.min() < 2 or n_val < len(counts):
+            labels = None
+    index = np.arange(len(examples))
+    train_idx, val_idx = train_test_split(index, test_size=fraction, random_state=seed, stratify=labels)
+    return [examples[i] for i in sorted(train_idx)], [examples[i] for i in sorted(val_idx)]
+
+
+def _check_known(examples: list[Example], known: set[str], split: str) -> None:
+    for example in examples:
+        for value in _label_values(example):
+            if value not in known:
+                raise DataError(f"{example.origin}: {split} label {value!r} never occurs in the training data")
+
+
+def load_splits(data: DataConfig, *, task: str, seed: int) -> Splits:
+    """Read the configured files, split off validation if none is given, and fix the label set."""
+
+    def read(path: str, source: str | None = None) -> list[Example]:
+        return load_examples(
+            path, task=task, text_column=data.text_column, label_column=data.label_column, fmt=data.format, source=source
+        )
+
+    train: list[Example] = []
+    for path in data.train_files:
+        train.extend(read(path))
+    if data.validation:
+        validation = read(data.validation)
+    else:
+        train, validation = split_validation(
+            train, fraction=data.validation_fraction, seed=seed, stratify=task == "classification"
+        )
+    test = read(data.test) if data.test else None
+
+    values: set[str] = set()
+    for example in train:
+        values.update(_label_values(example))
+    if task == "classification" and len(values) < 2:
+        raise DataError(f"{data.train_files[0]}: need at least two distinct labels, found {sorted(values)}")
+    _check_known(validation, values, "validation")
+    if test is not None:
+        _check_known(test, values, "test")
+    return Splits(train, validation, test, sorted_labels(values))

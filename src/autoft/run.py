@@ -1,0 +1,210 @@
+"""A run: train from a config into a run directory, and load one back to evaluate or predict.
+
+Run directory layout (written to a temporary sibling, then renamed into place)::
+
+    config.yaml    the resolved config
+    labels.json    task and ordered label set
+    metrics.json   per-epoch validation metrics, best epoch, final validation and test metrics
+    model/         save_pretrained format (model + tokenizer): plain transformers loads it
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from autoft.config import Config, as_config, parse_config
+from autoft.data.loading import Example, load_examples
+from autoft.data.splits import load_splits
+from autoft.errors import DataError, RunDirError
+from autoft.modeling.load import load_model, load_tokenizer, quiet_transformers
+from autoft.tasks.base import TaskAdapter
+from autoft.tasks.registry import get_adapter_class
+from autoft.training.inference import predict_probabilities
+from autoft.training.loop import evaluate, fit
+from autoft.training.selection import SampleSelector
+
+log = logging.getLogger(__name__)
+
+
+def write_json(path: Path, value: Any) -> None:
+    """Write JSON atomically (temp file in the same folder, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            json.dump(value, stream, indent=2, ensure_ascii=False)
+            stream.write("\n")
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+class Run:
+    """A trained model with its adapter, config and metrics; created by :func:`train` or :meth:`load`."""
+
+    def __init__(self, path: Path, config: Config, adapter: TaskAdapter, model: Any, metrics: dict[str, Any]) -> None:
+        self.path = Path(path)
+        self.config = config
+        self.adapter = adapter
+        self.model = model
+        self.metrics = metrics
+
+    @property
+    def task(self) -> str:
+        return self.config.task
+
+    @property
+    def labels(self) -> list[str]:
+        return self.adapter.labels
+
+    def __repr__(self) -> str:
+        return f"Run(path={str(self.path)!r}, task={self.task!r}, labels={len(self.labels)})"
+
+    @classmethod
+    def load(cls, path: str | Path) -> Run:
+        """Load a run directory written by :func:`train`."""
+        path = Path(path)
+        for name in ("config.yaml", "labels.json", "model"):
+            if not (path / name).exists():
+                raise RunDirError(f"{path}: not an autoft run directory (missing {name})")
+        raw = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
+        config = parse_config(raw, source=str(path / "config.yaml"))
+        labels = json.loads((path / "labels.json").read_text(encoding="utf-8"))["labels"]
+        adapter_class = get_adapter_class(config.task)
+        tokenizer = load_tokenizer(str(path / "model"))
+        adapter = adapter_class(labels, tokenizer, max_length=config.training.max_length)
+        model = load_model(str(path / "model"), adapter_class.auto_model_class())
+        metrics_path = path / "metrics.json"
+        metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.exists() else {}
+        return cls(path, config, adapter, model, metrics)
+
+    # --- inference ----------------------------------------------------------------------------
+    def _examples(self, inputs: Iterable[str | list[str] | Example]) -> list[Example]:
+        return [x if isinstance(x, Example) else Example(x, None, f"<input>:{i}") for i, x in enumerate(inputs, 1)]
+
+    def predict(self, inputs: Iterable[str | list[str] | Example], *, batch_size: int | None = None,
+                progress: bool = False) -> list[dict[str, Any]]:
+        """Predict texts (or word lists for NER). Classification: label and probabilities per input;
+        NER: entity spans with character offsets."""
+        examples = self._examples(inputs)
+        if not examples:
+            return []
+        features = self.adapter.encode(examples, with_labels=False)
+        probabilities, _ = predict_probabilities(
+            self.model, self.adapter, features,
+            batch_size=batch_size or self.config.training.eval_batch_size, progress=progress,
+        )
+        return [self.adapter.format_prediction(e, p) for e, p in zip(examples, probabilities)]
+
+    def evaluate(self, data: str | Path | list[Example], *, progress: bool = False) -> dict[str, Any]:
+        """Metrics on a labelled file (same format rules as training data) or a list of examples."""
+        if isinstance(data, (str, Path)):
+            d = self.config.data
+            examples = load_examples(data, task=self.task, text_column=d.text_column, label_column=d.label_column)
+        else:
+            examples = list(data)
+        known = set(self.labels)
+        for example in examples:
+            values = example.label if isinstance(example.label, list) else [example.label]
+            for value in values:
+                if value not in known:
+                    raise DataError(f"{example.origin}: label {value!r} is not one the model was trained on")
+        features = self.adapter.encode(examples)
+        return evaluate(self.model, self.adapter, examples, features,
+                        batch_size=self.config.training.eval_batch_size, progress=progress)
+
+
+def _prepare_output(path: Path, overwrite: bool) -> None:
+    if path.exists() and not path.is_dir():
+        raise RunDirError(f"{path}: output_dir exists and is not a folder")
+    if path.exists() and any(path.iterdir()) and not overwrite:
+        raise RunDirError(f"{path}: output_dir exists and is not empty (pass --overwrite, or set output_dir)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _commit(temp: Path, path: Path) -> None:
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(temp, path)
+
+
+def train(
+    config: Config | dict[str, Any] | str | Path,
+    *,
+    overrides: list[str] | None = None,
+    overwrite: bool = False,
+    selector: SampleSelector | None = None,
+) -> Run:
+    """Fine-tune per ``config`` (a Config, dict or YAML path) and write the run directory."""
+    config = as_config(config, overrides)
+    output = Path(config.output_dir)
+    _prepare_output(output, overwrite)
+    started = time.perf_counter()
+
+    # Data and model.
+    splits = load_splits(config.data, task=config.task, seed=config.training.seed)
+    adapter_class = get_adapter_class(config.task)
+    tokenizer = load_tokenizer(config.model)
+    adapter = adapter_class(splits.labels, tokenizer, max_length=config.training.max_length)
+    model = load_model(config.model, adapter_class.auto_model_class(), splits.labels)
+    log.info(
+        "%s: %d train / %d validation / %s test examples, %d labels",
+        config.task, len(splits.train), len(splits.validation),
+        len(splits.test) if splits.test is not None else "no", len(splits.labels),
+    )
+
+    # Fine-tune, then score the best weights on validation and test.
+    train_features = adapter.encode(splits.train)
+    validation_features = adapter.encode(splits.validation)
+    result = fit(model, adapter, train_features, splits.validation, validation_features, config.training,
+                 selector=selector)
+    test_metrics = None
+    if splits.test is not None:
+        test_metrics = evaluate(model, adapter, splits.test, adapter.encode(splits.test),
+                                batch_size=config.training.eval_batch_size, progress=config.training.progress,
+                                description="test")
+    metrics = {
+        "task": config.task,
+        "model": config.model,
+        "sizes": {"train": len(splits.train), "validation": len(splits.validation),
+                  "test": len(splits.test) if splits.test is not None else 0},
+        "best_epoch": result.best_epoch,
+        "stopped_early": result.stopped_early,
+        "epochs": [vars(r) for r in result.history],
+        "validation": result.best_validation,
+        "test": test_metrics,
+        "train_seconds": round(sum(r.seconds for r in result.history), 3),
+        "wall_seconds": round(time.perf_counter() - started, 3),
+    }
+
+    # Write everything to a temporary sibling, then move it into place.
+    temp = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.tmp-"))
+    try:
+        with quiet_transformers():
+            model.save_pretrained(temp / "model")
+            tokenizer.save_pretrained(temp / "model")
+        (temp / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
+        write_json(temp / "labels.json", {"task": config.task, "labels": splits.labels})
+        write_json(temp / "metrics.json", metrics)
+        _commit(temp, output)
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+    log.info("run written to %s", output)
+    return Run(output, config, adapter, model, metrics)
+
+
+def load(path: str | Path) -> Run:
+    """Load a run directory (same as :meth:`Run.load`)."""
+    return Run.load(path)

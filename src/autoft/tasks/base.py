@@ -1,0 +1,85 @@
+"""The task adapter: everything that differs between tasks, behind one interface.
+
+The training loop, evaluation and prediction are task-agnostic; they call an adapter to encode
+examples, pad batches, compute per-sample losses, turn model outputs into per-example probabilities,
+decode those into predictions, score predictions, and format them for users.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from autoft.data.loading import Example
+
+Feature = dict[str, Any]
+
+
+class TaskAdapter(ABC):
+    """One subclass per task. ``labels`` is the ordered label (or tag) set; index = model output."""
+
+    name: ClassVar[str]
+    primary_metric: ClassVar[str]
+
+    def __init__(self, labels: list[str], tokenizer: Any, *, max_length: int) -> None:
+        self.labels = list(labels)
+        self.label2id = {label: i for i, label in enumerate(self.labels)}
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+
+    # --- model --------------------------------------------------------------------------------
+    @staticmethod
+    @abstractmethod
+    def auto_model_class() -> Any:
+        """The ``transformers`` Auto class that builds this task's model head."""
+
+    # --- data ---------------------------------------------------------------------------------
+    @abstractmethod
+    def encode(self, examples: list[Example], *, with_labels: bool = True) -> list[Feature]:
+        """Tokenize examples (no padding). Each feature has ``input_ids`` and, with labels, ``labels``."""
+
+    @abstractmethod
+    def collate(self, features: list[Feature], *, pad_to: int | None = None) -> dict[str, torch.Tensor]:
+        """Pad a list of features into a batch (to the longest, or to ``pad_to``)."""
+
+    def collate_indexed(self, features: list[Feature], *, pad_to: int | None = None) -> dict[str, torch.Tensor]:
+        """Like :meth:`collate`, plus ``index``: each feature's position in the data set."""
+        index = torch.tensor([f["index"] for f in features], dtype=torch.long)
+        batch = self.collate([{k: v for k, v in f.items() if k in self.model_keys} for f in features], pad_to=pad_to)
+        batch["index"] = index
+        return batch
+
+    model_keys: ClassVar[frozenset[str]] = frozenset({"input_ids", "attention_mask", "token_type_ids", "labels"})
+
+    # --- training -----------------------------------------------------------------------------
+    @abstractmethod
+    def per_sample_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (summed loss of each sample, number of loss units of each sample).
+
+        The weighted batch loss is ``sum(w * loss) / sum(w * units)``: the plain mean when every
+        weight is 1, and a per-sample weighting hook for data selection.
+        """
+
+    # --- inference ----------------------------------------------------------------------------
+    @abstractmethod
+    def batch_probabilities(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> list[np.ndarray]:
+        """Per example: class probabilities ``[C]`` (classification) or ``[words, C]`` (tokens)."""
+
+    def finalize(self, probabilities: np.ndarray, feature: Feature) -> np.ndarray:
+        """Complete one example's probabilities using its feature (NER: one row per word)."""
+        return probabilities
+
+    @abstractmethod
+    def decode(self, probabilities: np.ndarray) -> str | list[str]:
+        """One example's predicted label (or tag sequence)."""
+
+    @abstractmethod
+    def metrics(self, gold: list[Example], predicted: list[str | list[str]]) -> dict[str, Any]:
+        """Scores of ``predicted`` against ``gold``; includes :attr:`primary_metric`."""
+
+    @abstractmethod
+    def format_prediction(self, example: Example, probabilities: np.ndarray) -> dict[str, Any]:
+        """The JSON record ``autoft predict`` writes for one input."""

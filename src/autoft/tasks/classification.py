@@ -1,0 +1,76 @@
+"""Sequence (text) classification."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
+
+from autoft.data.loading import Example
+from autoft.tasks.base import Feature, TaskAdapter
+
+
+class ClassificationAdapter(TaskAdapter):
+    name = "classification"
+    primary_metric = "macro_f1"
+
+    def __init__(self, labels: list[str], tokenizer: Any, *, max_length: int) -> None:
+        super().__init__(labels, tokenizer, max_length=max_length)
+        self._collators: dict[int | None, DataCollatorWithPadding] = {}
+
+    @staticmethod
+    def auto_model_class() -> Any:
+        return AutoModelForSequenceClassification
+
+    def encode(self, examples: list[Example], *, with_labels: bool = True) -> list[Feature]:
+        encoded = self.tokenizer([e.text for e in examples], truncation=True, max_length=self.max_length)
+        keys = [k for k in encoded.keys() if k in self.model_keys]
+        features = []
+        for i, example in enumerate(examples):
+            feature = {k: encoded[k][i] for k in keys}
+            if with_labels:
+                feature["labels"] = self.label2id[example.label]
+            feature["index"] = i
+            features.append(feature)
+        return features
+
+    def collate(self, features: list[Feature], *, pad_to: int | None = None) -> dict[str, torch.Tensor]:
+        collator = self._collators.get(pad_to)
+        if collator is None:
+            collator = DataCollatorWithPadding(
+                self.tokenizer, padding="max_length" if pad_to else "longest", max_length=pad_to, return_tensors="pt"
+            )
+            self._collators[pad_to] = collator
+        return dict(collator(features))
+
+    def per_sample_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        loss = F.cross_entropy(logits.float(), labels, reduction="none")
+        return loss, torch.ones_like(loss)
+
+    def batch_probabilities(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> list[np.ndarray]:
+        return list(torch.softmax(logits.float(), dim=-1).cpu().numpy())
+
+    def decode(self, probabilities: np.ndarray) -> str:
+        return self.labels[int(np.argmax(probabilities))]
+
+    def metrics(self, gold: list[Example], predicted: list[str | list[str]]) -> dict[str, Any]:
+        from sklearn.metrics import accuracy_score, classification_report, f1_score
+
+        y_true = [e.label for e in gold]
+        return {
+            "accuracy": float(accuracy_score(y_true, predicted)),
+            "macro_f1": float(f1_score(y_true, predicted, labels=self.labels, average="macro", zero_division=0)),
+            "report": classification_report(
+                y_true, predicted, labels=self.labels, output_dict=True, zero_division=0
+            ),
+        }
+
+    def format_prediction(self, example: Example, probabilities: np.ndarray) -> dict[str, Any]:
+        return {
+            "text": example.text,
+            "label": self.decode(probabilities),
+            "probabilities": {label: round(float(p), 6) for label, p in zip(self.labels, probabilities)},
+        }

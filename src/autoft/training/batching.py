@@ -1,0 +1,56 @@
+"""Seeded batch sampling over a (possibly changing) pool of sample indices."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+
+
+class LengthGroupedBatchSampler:
+    """Yields lists of sample indices, one list per batch.
+
+    Each epoch the pool is shuffled with a generator seeded by ``(seed, epoch)``. With
+    ``group_by_length``, the shuffled pool is cut into mega-batches of ``batch_size * group_size``
+    samples, each sorted by length and cut into batches, and the batch order is shuffled again:
+    similar lengths share a batch, so dynamic padding pads little, while batches stay random.
+
+    ``set_epoch(epoch, pool)`` selects the epoch and which samples it draws from; this is how a
+    selection policy narrows training to the samples it keeps.
+    """
+
+    def __init__(
+        self, lengths: list[int] | np.ndarray, batch_size: int, *, seed: int = 0, group_by_length: bool = True,
+        group_size: int = 50,
+    ) -> None:
+        self.lengths = np.asarray(lengths)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.group_by_length = group_by_length
+        self.group_size = group_size
+        self.epoch = 0
+        self.pool = np.arange(len(self.lengths))
+
+    def set_epoch(self, epoch: int, pool: np.ndarray | None = None) -> None:
+        self.epoch = epoch
+        self.pool = np.arange(len(self.lengths)) if pool is None else np.asarray(pool, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.pool) / self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order = rng.permutation(self.pool)
+        if not self.group_by_length:
+            for start in range(0, len(order), self.batch_size):
+                yield order[start : start + self.batch_size].tolist()
+            return
+        span = self.batch_size * self.group_size
+        batches = []
+        for start in range(0, len(order), span):
+            chunk = order[start : start + span]
+            chunk = chunk[np.argsort(-self.lengths[chunk], kind="stable")]
+            batches.extend(chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size))
+        for b in rng.permutation(len(batches)):
+            yield batches[b].tolist()

@@ -1,0 +1,186 @@
+"""The one training loop (accelerate): AdamW, linear warm-up, clipping, early stopping, best restore.
+
+It reads top to bottom, one phase per comment. Task specifics live in the adapter; which samples
+are trained on, and with which weight, is the selector's call (``autoft.training.selection``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from autoft.config import TrainingConfig
+from autoft.data.loading import Example
+from autoft.tasks.base import Feature, TaskAdapter
+from autoft.training.batching import LengthGroupedBatchSampler
+from autoft.training.inference import predict_probabilities
+from autoft.training.selection import AllData, SampleSelector
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    train_loss: float
+    samples: int
+    seconds: float
+    samples_per_second: float
+    validation: dict[str, Any]
+
+
+@dataclass
+class TrainResult:
+    best_epoch: int
+    best_validation: dict[str, Any]
+    history: list[EpochRecord] = field(default_factory=list)
+    stopped_early: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def evaluate(
+    model: torch.nn.Module,
+    adapter: TaskAdapter,
+    examples: list[Example],
+    features: list[Feature],
+    *,
+    batch_size: int,
+    progress: bool = False,
+    description: str = "evaluate",
+) -> dict[str, Any]:
+    """Metrics (and mean loss) of ``model`` on labelled ``examples``."""
+    probabilities, loss = predict_probabilities(
+        model, adapter, features, batch_size=batch_size, progress=progress, description=description, with_loss=True
+    )
+    metrics = adapter.metrics(examples, [adapter.decode(p) for p in probabilities])
+    metrics["loss"] = loss
+    return metrics
+
+
+def _optimizer(model: torch.nn.Module, config: TrainingConfig) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        (no_decay if parameter.ndim < 2 or "norm" in name.lower() else decay).append(parameter)
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=config.learning_rate)
+
+
+def fit(
+    model: torch.nn.Module,
+    adapter: TaskAdapter,
+    train_features: list[Feature],
+    validation_examples: list[Example],
+    validation_features: list[Feature],
+    config: TrainingConfig,
+    *,
+    selector: SampleSelector | None = None,
+    accelerator: Accelerator | None = None,
+) -> TrainResult:
+    """Fine-tune ``model`` in place; on return it holds the best epoch's weights."""
+    selector = selector or AllData()
+    set_seed(config.seed)
+    accelerator = accelerator or Accelerator(mixed_precision=config.mixed_precision)
+    show = config.progress and accelerator.is_local_main_process
+
+    # Data: seeded, optionally length-grouped batches, padded to the longest sample (or to max_length).
+    for i, feature in enumerate(train_features):
+        feature["index"] = i
+    lengths = [len(f["input_ids"]) for f in train_features]
+    sampler = LengthGroupedBatchSampler(
+        lengths, config.batch_size, seed=config.seed, group_by_length=config.group_by_length
+    )
+    pad_to = config.max_length if config.padding == "max_length" else None
+    loader = DataLoader(
+        train_features, batch_sampler=sampler, collate_fn=lambda f: adapter.collate_indexed(f, pad_to=pad_to)
+    )
+
+    # Optimiser and schedule: AdamW, linear warm-up then linear decay over all planned steps.
+    optimizer = _optimizer(model, config)
+    total_steps = max(1, config.epochs * len(sampler))
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
+    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+
+    result = TrainResult(best_epoch=0, best_validation={})
+    best_score, best_state, stale = -np.inf, None, 0
+    for epoch in range(1, config.epochs + 1):
+        # Selection: the selector decides which samples this epoch draws from, and their loss weights.
+        weights = selector.begin_epoch(epoch, len(train_features))
+        weights = np.ones(len(train_features)) if weights is None else np.asarray(weights, dtype=np.float64)
+        sampler.set_epoch(epoch, np.flatnonzero(weights > 0))
+        weight_table = torch.as_tensor(weights, dtype=torch.float32, device=accelerator.device)
+
+        # Train one epoch: weighted per-sample loss, backward, clip, step.
+        model.train()
+        started, loss_total, seen = time.perf_counter(), 0.0, 0
+        bar = tqdm(loader, desc=f"epoch {epoch}/{config.epochs}", disable=not show, leave=False, unit="batch")
+        for batch in bar:
+            index = batch.pop("index")
+            labels = batch.pop("labels")
+            logits = model(**batch).logits
+            losses, units = adapter.per_sample_loss(logits, labels)
+            w = weight_table[index]
+            loss = (w * losses).sum() / (w * units).sum().clamp_min(1e-8)
+            accelerator.backward(loss)
+            if config.max_grad_norm is not None:
+                accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            selector.observe(
+                index.cpu().numpy(), (losses / units.clamp_min(1)).detach(), logits.detach(), labels
+            )
+            loss_total += float(loss.detach()) * len(index)
+            seen += len(index)
+            bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+        seconds = time.perf_counter() - started
+
+        # Evaluate on the validation set; the selector gets its reward.
+        unwrapped = accelerator.unwrap_model(model)
+        validation = evaluate(
+            unwrapped, adapter, validation_examples, validation_features,
+            batch_size=config.eval_batch_size, progress=show, description="validate",
+        )
+        selector.end_epoch(epoch, validation)
+        record = EpochRecord(epoch, loss_total / max(seen, 1), seen, seconds, seen / max(seconds, 1e-9), validation)
+        result.history.append(record)
+        score = validation[adapter.primary_metric]
+        log.info(
+            "epoch %d: train loss %.4f, validation %s %.4f (%.1f samples/s)",
+            epoch, record.train_loss, adapter.primary_metric, score, record.samples_per_second,
+        )
+
+        # Keep the best weights; stop when the validation metric has not improved for `patience` epochs.
+        if score > best_score:
+            best_score, stale = score, 0
+            best_state = {k: v.detach().cpu().clone() for k, v in unwrapped.state_dict().items()}
+            result.best_epoch, result.best_validation = epoch, validation
+        else:
+            stale += 1
+            if config.early_stopping_patience is not None and stale >= config.early_stopping_patience:
+                result.stopped_early = True
+                log.info("early stopping after epoch %d (best: epoch %d)", epoch, result.best_epoch)
+                break
+
+    # Restore the best epoch's weights.
+    unwrapped = accelerator.unwrap_model(model)
+    if best_state is not None:
+        unwrapped.load_state_dict(best_state)
+    accelerator.free_memory()
+    return result
+
+
+__all__ = ["EpochRecord", "TrainResult", "evaluate", "fit"]

@@ -1,0 +1,33 @@
+"""The hook through which a data-selection policy steers training.
+
+The loop asks the selector, at the start of every epoch, for one weight per training sample: a
+weight of 0 leaves the sample out of that epoch's batches, other weights scale its loss. After each
+optimisation step the selector sees the batch's per-sample losses and logits (training dynamics for
+free, from the forward pass already made), and after each evaluation the validation metrics (its
+reward). ``AllData`` is plain fine-tuning.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+
+class SampleSelector:
+    """Base class: trains on every sample with weight 1. Subclasses override what they need."""
+
+    def begin_epoch(self, epoch: int, n_samples: int) -> np.ndarray | None:
+        """Per-sample weights for this epoch (``None``: all samples, weight 1)."""
+        return None
+
+    def observe(self, indices: np.ndarray, losses: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        """One training step's per-sample losses (mean per loss unit), logits and labels."""
+
+    def end_epoch(self, epoch: int, validation: dict[str, Any]) -> None:
+        """Validation metrics after the epoch: the reward signal."""
+
+
+class AllData(SampleSelector):
+    """Plain fine-tuning: every sample, every epoch."""
