@@ -23,7 +23,7 @@ def require_shared(name: str) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    """A 2-layer, 32-hidden BERT with the packaged MiniLM tokenizer, saved in save_pretrained format."""
+    """A 2-layer, 64-hidden BERT (no dropout) with the packaged MiniLM tokenizer, in save_pretrained format."""
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
@@ -32,8 +32,8 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("tiny-bert")
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_name("default"))
     config = BertConfig(
-        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=256,
+        vocab_size=tokenizer.vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=128, max_position_embeddings=256, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
     )
     torch.manual_seed(0)
     BertModel(config).save_pretrained(path)

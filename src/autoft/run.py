@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from accelerate.utils import set_seed
 
 from autoft.config import Config, as_config, parse_config
 from autoft.data.loading import Example, load_examples
@@ -157,6 +158,7 @@ def train(
     adapter_class = get_adapter_class(config.task)
     tokenizer = load_tokenizer(config.model)
     adapter = adapter_class(splits.labels, tokenizer, max_length=config.training.max_length)
+    set_seed(config.training.seed)  # the new task head is initialised from the seed too
     model = load_model(config.model, adapter_class.auto_model_class(), splits.labels)
     log.info(
         "%s: %d train / %d validation / %s test examples, %d labels",

@@ -101,7 +101,8 @@ def fit(
         feature["index"] = i
     lengths = [len(f["input_ids"]) for f in train_features]
     sampler = LengthGroupedBatchSampler(
-        lengths, config.batch_size, seed=config.seed, group_by_length=config.group_by_length
+        lengths, config.batch_size, seed=config.seed, group_by_length=config.group_by_length,
+        num_shards=accelerator.num_processes, shard=accelerator.process_index,
     )
     pad_to = config.max_length if config.padding == "max_length" else None
     loader = DataLoader(
@@ -110,9 +111,12 @@ def fit(
 
     # Optimiser and schedule: AdamW, linear warm-up then linear decay over all planned steps.
     optimizer = _optimizer(model, config)
-    total_steps = max(1, config.epochs * len(sampler))
+    total_steps = max(1, config.epochs * len(sampler))  # per process
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
-    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    # The loader and schedule stay ours (not accelerator.prepare'd): the sampler shards batches across
+    # processes itself, so the selector's per-epoch pool is honoured exactly, and the schedule counts
+    # this process's steps.
+    model, optimizer = accelerator.prepare(model, optimizer)
 
     result = TrainResult(best_epoch=0, best_validation={})
     best_score, best_state, stale = -np.inf, None, 0
@@ -128,6 +132,7 @@ def fit(
         started, loss_total, seen = time.perf_counter(), 0.0, 0
         bar = tqdm(loader, desc=f"epoch {epoch}/{config.epochs}", disable=not show, leave=False, unit="batch")
         for batch in bar:
+            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             index = batch.pop("index")
             labels = batch.pop("labels")
             logits = model(**batch).logits
