@@ -14,6 +14,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _embedding_cache(tmp_path_factory):
+    """Keep the frozen-encoder embedding cache out of the user's home."""
+    os.environ["AUTOFT_CACHE"] = str(tmp_path_factory.mktemp("autoft-cache"))
+
+
 def require_shared(name: str) -> Path:
     path = SHARED_DATA / name
     if not path.exists():

@@ -53,6 +53,40 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_value(args: argparse.Namespace) -> int:
+    import csv
+
+    from autoft.autonomous import value
+    from autoft.config import load_config
+
+    config = load_config(args.config, args.set)
+    if args.no_progress:
+        config.training.progress = False
+    path = value(config)
+    with path.open(encoding="utf-8") as stream:
+        rows = list(csv.DictReader(stream))
+    flagged = sum(r["flagged"] == "True" for r in rows)
+    print(f"{len(rows)} samples valued, {flagged} flagged: {path}")
+    print("lowest-valued samples:")
+    for row in rows[: args.show]:
+        print(f"  {float(row['value']):.3f}  given {row['given_label']!r:<14} suggested {row['suggested_label']!r:<14} "
+              f"{row['text'][:70]}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from autoft.autonomous import run
+    from autoft.config import load_config
+
+    config = load_config(args.config, args.set)
+    if args.no_progress:
+        config.training.progress = False
+    comparison = run(config, overwrite=args.overwrite)
+    print(f"run: {comparison['output_dir']}  ({comparison['wall_seconds']:.0f} s)")
+    print(comparison["table"])
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from autoft.run import Run
 
@@ -117,6 +151,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing, non-empty output_dir")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=cmd_train)
+
+    p = commands.add_parser("value", help="value every training sample (offline agent): data_values.csv",
+                            description="Offline valuation: embed the data with the frozen encoder, fit "
+                                        "selection.policy (default reinforce) and write data_values.csv, worst "
+                                        "first, into output_dir.")
+    p.add_argument("config", help="YAML config file")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    p.add_argument("--show", type=int, default=10, help="lowest-valued samples to print (default 10)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=cmd_value)
+
+    p = commands.add_parser("run", help="plain vs autonomous fine-tuning side by side, with a comparison",
+                            description="Train plain fine-tuning and fine-tuning with the agent on the same "
+                                        "splits; write both runs, comparison.md/json, decisions.jsonl and "
+                                        "data_values.csv into output_dir.")
+    p.add_argument("config", help="YAML config file")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing, non-empty output_dir")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=cmd_run)
 
     p = commands.add_parser("evaluate", help="score a run's model on a labelled file",
                             description="Print the metrics of RUN_DIR's model on a labelled data file as JSON.")

@@ -66,6 +66,29 @@ class TrainingConfig(_Strict):
     progress: bool = Field(True, description="show tqdm progress bars")
 
 
+class SelectionConfig(_Strict):
+    """The agent that decides which samples the model learns from (``policy: none`` = plain fine-tuning)."""
+
+    policy: str = Field("none", description="none, random, small-loss, reinforce, q-learning or exp3")
+    mode: Literal["sample", "weight"] = Field("sample", description="drop low-valued samples, or weight losses")
+    drop_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="share of lowest-valued samples left out")
+    reward: str = Field("primary", description="online reward: primary, accuracy, macro_f1, f1, loss, module:function")
+    update_every: Literal["epoch"] = "epoch"
+    bucket_by: Literal["value", "source"] = Field("value", description="buckets of q-learning / exp3")
+    rescore: bool = Field(True, description="re-score samples each epoch from the model's training dynamics")
+    options: dict[str, Any] = Field(default_factory=dict, description="policy-specific options")
+
+    @field_validator("policy")
+    @classmethod
+    def _known_policy(cls, value: str) -> str:
+        from autoft.selection.policies import POLICIES
+
+        key = value.strip().lower().replace("_", "-")
+        if key not in POLICIES:
+            raise ValueError(f"unknown policy {value!r}; known: {', '.join(sorted(POLICIES))}")
+        return key
+
+
 class Config(_Strict):
     """A whole autoft job."""
 
@@ -73,6 +96,7 @@ class Config(_Strict):
     model: str = Field("default", description="'default' (packaged MiniLM), a local folder or a hub id")
     data: DataConfig
     training: TrainingConfig = TrainingConfig()
+    selection: SelectionConfig = SelectionConfig()
     output_dir: str = "runs/autoft"
 
     def to_yaml(self) -> str:

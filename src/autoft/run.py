@@ -166,6 +166,13 @@ def train(
         len(splits.test) if splits.test is not None else "no", len(splits.labels),
     )
 
+    # The agent: offline valuation on cached features, then the online selector (policy: none = plain).
+    if selector is None and config.selection.policy != "none":
+        from autoft.selection.agent import AgentSelector, value_samples
+
+        selector = AgentSelector(value_samples(config, splits, progress=config.training.progress),
+                                 primary_metric=adapter.primary_metric)
+
     # Fine-tune, then score the best weights on validation and test.
     train_features = adapter.encode(splits.train)
     validation_features = adapter.encode(splits.validation)
@@ -179,6 +186,7 @@ def train(
     metrics = {
         "task": config.task,
         "model": config.model,
+        "policy": config.selection.policy,
         "sizes": {"train": len(splits.train), "validation": len(splits.validation),
                   "test": len(splits.test) if splits.test is not None else 0},
         "best_epoch": result.best_epoch,
@@ -199,6 +207,8 @@ def train(
         (temp / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
         write_json(temp / "labels.json", {"task": config.task, "labels": splits.labels})
         write_json(temp / "metrics.json", metrics)
+        if hasattr(selector, "write_artifacts"):
+            selector.write_artifacts(temp, splits.train, splits.labels)
         _commit(temp, output)
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)

@@ -1,0 +1,120 @@
+"""The full job: plain fine-tuning and autonomous fine-tuning side by side, and offline valuation alone.
+
+``run(config)`` trains twice on the same splits and seed — once on all data (``policy: none``), once
+with the agent — and writes::
+
+    OUTPUT/
+      plain/          run directory of plain fine-tuning
+      autonomous/     run directory of the agent's run (with its decisions.jsonl and data_values.csv)
+      comparison.json / comparison.md   the before/after table on the test set
+      decisions.jsonl, data_values.csv  copies from autonomous/, at the top for users
+
+``value(config)`` runs only the offline phase and writes ``data_values.csv`` (worst first).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from autoft.config import Config, as_config
+from autoft.data.splits import load_splits
+from autoft.run import Run, _commit, _prepare_output, train, write_json
+
+log = logging.getLogger(__name__)
+
+DEFAULT_POLICY = "reinforce"
+
+
+def _with(config: Config, **changes: Any) -> Config:
+    raw = config.model_dump(mode="json")
+    for dotted, value in changes.items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    return as_config(raw)
+
+
+def agent_config(config: Config) -> Config:
+    """The config with an agent: the configured policy, or the default one when it says ``none``."""
+    if config.selection.policy == "none":
+        return _with(config, **{"selection.policy": DEFAULT_POLICY})
+    return config
+
+
+def value(config: Config | dict | str | Path, *, overrides: list[str] | None = None) -> Path:
+    """Offline valuation only: writes ``data_values.csv`` and ``decisions.jsonl`` into ``output_dir``."""
+    from autoft.selection.agent import data_value_rows, value_samples, write_data_values, write_decisions
+
+    config = agent_config(as_config(config, overrides))
+    splits = load_splits(config.data, task=config.task, seed=config.training.seed)
+    valuation = value_samples(config, splits, progress=config.training.progress)
+    output = Path(config.output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    rows = data_value_rows(splits.train, splits.labels, valuation, valuation.policy.values_)
+    write_data_values(output / "data_values.csv", rows)
+    write_decisions(output / "decisions.jsonl", valuation.decisions)
+    log.info("%d samples valued; %d flagged; written to %s", len(rows), sum(r["flagged"] for r in rows),
+             output / "data_values.csv")
+    return output / "data_values.csv"
+
+
+def _scores(run: Run) -> dict[str, Any]:
+    pick = lambda m: {k: v for k, v in (m or {}).items() if not isinstance(v, dict)}  # noqa: E731
+    return {"validation": pick(run.metrics.get("validation")), "test": pick(run.metrics.get("test")),
+            "best_epoch": run.metrics["best_epoch"], "wall_seconds": run.metrics["wall_seconds"],
+            "trained_samples": sum(e["samples"] for e in run.metrics["epochs"])}
+
+
+def comparison_table(comparison: dict[str, Any]) -> str:
+    """Markdown before/after table of the two runs."""
+    plain, agent = comparison["plain"], comparison["autonomous"]
+    split = "test" if plain["test"] else "validation"
+    keys = [k for k in plain[split] if k != "loss"] + ["loss"]
+    lines = [f"| {split} | plain fine-tuning | autonomous ({comparison['policy']}) | change |", "|---|---:|---:|---:|"]
+    for key in keys:
+        a, b = plain[split].get(key), agent[split].get(key)
+        if a is None or b is None:
+            continue
+        lines.append(f"| {key} | {a:.4f} | {b:.4f} | {b - a:+.4f} |")
+    lines.append(f"| wall seconds | {plain['wall_seconds']:.0f} | {agent['wall_seconds']:.0f} | "
+                 f"×{agent['wall_seconds'] / max(plain['wall_seconds'], 1e-9):.2f} |")
+    lines.append(f"| samples trained on | {plain['trained_samples']} | {agent['trained_samples']} | |")
+    return "\n".join(lines)
+
+
+def run(config: Config | dict | str | Path, *, overrides: list[str] | None = None,
+        overwrite: bool = False) -> dict[str, Any]:
+    """Plain and autonomous fine-tuning side by side; returns the comparison (also written to disk)."""
+    config = as_config(config, overrides)
+    output = Path(config.output_dir)
+    _prepare_output(output, overwrite)
+    temp = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.tmp-"))
+    try:
+        started = time.perf_counter()
+        agent = agent_config(config)
+        plain_run = train(_with(config, **{"selection.policy": "none", "output_dir": str(temp / "plain")}))
+        agent_run = train(_with(agent, output_dir=str(temp / "autonomous")))
+        comparison = {"policy": agent.selection.policy, "plain": _scores(plain_run),
+                      "autonomous": _scores(agent_run), "wall_seconds": round(time.perf_counter() - started, 1)}
+        comparison["table"] = comparison_table(comparison)
+        write_json(temp / "comparison.json", comparison)
+        (temp / "comparison.md").write_text(comparison["table"] + "\n", encoding="utf-8")
+        for name in ("decisions.jsonl", "data_values.csv"):
+            shutil.copyfile(temp / "autonomous" / name, temp / name)
+        _commit(temp, output)
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+    comparison["output_dir"] = str(output)
+    return comparison
+
+
+__all__ = ["DEFAULT_POLICY", "agent_config", "comparison_table", "run", "value"]

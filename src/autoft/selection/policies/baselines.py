@@ -1,0 +1,56 @@
+"""Reference policies every learned policy should beat: ``none``, ``random`` and ``small-loss``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from autoft.selection.policies.base import FitData, Policy, WeightMode, register_policy
+
+
+class NoSelection(Policy):
+    """Plain fine-tuning: every sample, weight 1, whatever ``drop_fraction`` says."""
+
+    def _fit(self, data: FitData) -> np.ndarray:
+        self._log("offline", {"kept": len(data.labels)}, None)
+        return np.ones(len(data.labels))
+
+    def weights(self, mode: WeightMode = "sample", drop_fraction: float | None = None) -> np.ndarray:
+        """[N] ones: nothing is dropped or down-weighted."""
+        self._check_fitted()
+        return np.ones(self.n_samples_)
+
+
+class RandomSelection(Policy):
+    """Drops a seeded random ``drop_fraction`` of the samples: the control for any learned selection.
+
+    ``values_`` is a seeded random permutation scaled to (0, 1], so ``weights("sample")`` drops exactly
+    ``round(drop_fraction * N)`` random samples; keep-probabilities are ``1 - drop_fraction`` for all.
+    """
+
+    def _fit(self, data: FitData) -> np.ndarray:
+        n = len(data.labels)
+        values = (np.random.default_rng(self.seed).permutation(n) + 1) / n
+        self._log("offline", {"dropped": int(round(self.drop_fraction * n))}, None)
+        return values
+
+    def _keep_probabilities(self, values: np.ndarray) -> np.ndarray:
+        return np.full(len(values), 1.0 - self.drop_fraction)
+
+
+class SmallLoss(Policy):
+    """The small-loss trick on the probes: value = log-probability of the given label, averaged over the
+    out-of-fold and the validation-set probe, so the samples with the largest probe loss go first."""
+
+    def _fit(self, data: FitData) -> np.ndarray:
+        oof, val = data.probes
+        given = 0.5 * (oof + val)[np.arange(len(data.labels)), data.labels]
+        values = np.log(np.clip(given, 1e-12, 1.0))
+        self._log("offline", {"mean_probe_loss": round(float(-values.mean()), 6)}, None)
+        return values
+
+
+register_policy("none", NoSelection)
+register_policy("random", RandomSelection)
+register_policy("small-loss", SmallLoss)
+
+__all__ = ["NoSelection", "RandomSelection", "SmallLoss"]

@@ -1,0 +1,251 @@
+"""Per-sample state: what the data-valuation agent knows about each training sample.
+
+Everything here works on cached arrays (frozen-encoder embeddings, labels, probe probabilities), so a
+state is built once per run in well under a second and the agent never touches the transformer:
+
+* ``probe_probabilities``: two logistic-regression probes on the embeddings, one cross-fitted on the
+  training set (out-of-fold, so a sample never scores itself) and one fitted on the clean validation set.
+* ``disagreement`` / ``margins_from_logits``: how strongly a model contradicts each given label.
+* ``TrainingDynamics``: per-sample loss and area under the margin (AUM) accumulated from the training
+  loop's own forward passes (``SampleSelector.observe``).
+* ``state_features``: all of the above as one float32 matrix, the value estimator's input.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+_EPS = 1e-12
+
+
+def _probe(x: np.ndarray, y: np.ndarray, *, c: float, max_iter: int) -> Pipeline | None:
+    """A scaled logistic-regression probe fitted on ``(x, y)``; ``None`` if ``y`` holds a single class."""
+    if np.unique(y).size < 2:
+        return None
+    return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=max_iter)).fit(x, y)
+
+
+def _probe_predict(probe: Pipeline | None, x: np.ndarray, y_fit: np.ndarray, n_classes: int) -> np.ndarray:
+    """[len(x), n_classes] probabilities of ``probe``; classes it never saw get 0, rows sum to 1."""
+    out = np.zeros((len(x), n_classes))
+    if probe is None:  # a single class in the fitting data: it gets all the mass
+        out[:, int(y_fit[0])] = 1.0
+        return out
+    out[:, probe.classes_.astype(int)] = probe.predict_proba(x)
+    return out
+
+
+def _folds(y: np.ndarray, folds: int, seed: int):
+    """Stratified K folds when every class has ``folds`` members, else plain shuffled K folds."""
+    counts = np.bincount(y)
+    counts = counts[counts > 0]
+    if counts.min() >= folds:
+        return StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y)
+    return KFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)))
+
+
+def probe_probabilities(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    val_x: np.ndarray,
+    val_y: np.ndarray,
+    *,
+    n_classes: int,
+    folds: int = 5,
+    seed: int = 0,
+    c: float = 1.0,
+    max_iter: int = 500,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Logistic-regression probe probabilities of every training sample.
+
+    Returns ``(oof_probs, val_model_probs)``, both [N, n_classes] with rows summing to 1:
+    ``oof_probs`` from ``folds`` probes each fitted on the other folds of the training set
+    (out-of-fold: a sample never scores itself), ``val_model_probs`` from one probe fitted on the
+    clean validation set. Classes absent from a probe's fitting data get probability 0.
+    """
+    train_x, val_x = np.asarray(train_x, dtype=np.float64), np.asarray(val_x, dtype=np.float64)
+    train_y, val_y = np.asarray(train_y, dtype=np.int64), np.asarray(val_y, dtype=np.int64)
+    if len(train_y) < 2 or len(val_y) < 1:
+        raise ValueError(
+            f"probe_probabilities needs >= 2 training and >= 1 validation samples, got {len(train_y)}, {len(val_y)}"
+        )
+    folds = min(folds, len(train_y))
+    oof = np.zeros((len(train_y), n_classes))
+    for fit_rows, held_rows in _folds(train_y, folds, seed):
+        probe = _probe(train_x[fit_rows], train_y[fit_rows], c=c, max_iter=max_iter)
+        oof[held_rows] = _probe_predict(probe, train_x[held_rows], train_y[fit_rows], n_classes)
+    val_probe = _probe(val_x, val_y, c=c, max_iter=max_iter)
+    return oof, _probe_predict(val_probe, train_x, val_y, n_classes)
+
+
+def disagreement(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """[N] ``1 - probs[i, labels[i]]``: 0 when a model is sure of the given label, 1 when it excludes it."""
+    labels = np.asarray(labels, dtype=np.int64)
+    return 1.0 - np.asarray(probs)[np.arange(len(labels)), labels]
+
+
+def margins_from_logits(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """[B] ``logit[given label] - max logit of the other classes`` (negative: the model prefers another class)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    rows = np.arange(len(labels))
+    given = logits[rows, labels]
+    others = logits.copy()
+    others[rows, labels] = -np.inf
+    return given - others.max(axis=1)
+
+
+def _entropy(probs: np.ndarray) -> np.ndarray:
+    """[N] Shannon entropy (nats) of each row."""
+    return -(probs * np.log(np.clip(probs, _EPS, 1.0))).sum(axis=1)
+
+
+def _top_margin(probs: np.ndarray) -> np.ndarray:
+    """[N] highest minus second-highest probability of each row."""
+    top = np.sort(probs, axis=1)
+    return top[:, -1] - (top[:, -2] if probs.shape[1] > 1 else 0.0)
+
+
+def _one_hot(values: np.ndarray, size: int) -> np.ndarray:
+    out = np.zeros((len(values), size))
+    out[np.arange(len(values)), np.asarray(values, dtype=np.int64)] = 1.0
+    return out
+
+
+def _probe_columns(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """[N, 5]: prob of the given label, max prob, entropy, top-2 margin, disagreement."""
+    given = probs[np.arange(len(labels)), labels]
+    return np.column_stack([given, probs.max(axis=1), _entropy(probs), _top_margin(probs), 1.0 - given])
+
+
+def reduce_embeddings(embeddings: np.ndarray, *, dims: int | None = 32, seed: int = 0) -> np.ndarray:
+    """[N, min(dims, D, N)] PCA projection of ``embeddings`` (fixed ``seed``); unchanged if already small enough."""
+    embeddings = np.asarray(embeddings, dtype=np.float64)
+    if dims is None or embeddings.shape[1] <= dims:
+        return embeddings
+    components = min(dims, len(embeddings))
+    return PCA(n_components=components, random_state=seed).fit_transform(embeddings)
+
+
+def state_features(
+    *,
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    n_classes: int,
+    oof_probs: np.ndarray,
+    val_probs: np.ndarray,
+    sources: np.ndarray | None = None,
+    n_sources: int = 0,
+    dynamics: np.ndarray | None = None,
+    embedding_dims: int | None = 32,
+    seed: int = 0,
+) -> np.ndarray:
+    """The value estimator's input, [N, F] float32.
+
+    Columns, in order: the embeddings (PCA-reduced to ``embedding_dims`` with ``seed`` when wider;
+    ``None`` keeps them whole), the one-hot given label [n_classes], for each probe (out-of-fold, then
+    validation) the prob of the given label, max prob, entropy, top-2 margin and disagreement [10],
+    the one-hot source [n_sources] when ``sources`` is given, and ``dynamics`` (e.g.
+    ``TrainingDynamics.features()``) when given.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    blocks = [
+        reduce_embeddings(embeddings, dims=embedding_dims, seed=seed),
+        _one_hot(labels, n_classes),
+        _probe_columns(labels, np.asarray(oof_probs, dtype=np.float64)),
+        _probe_columns(labels, np.asarray(val_probs, dtype=np.float64)),
+    ]
+    if sources is not None:
+        blocks.append(_one_hot(sources, max(n_sources, int(np.max(sources)) + 1)))
+    if dynamics is not None:
+        blocks.append(np.asarray(dynamics, dtype=np.float64).reshape(len(labels), -1))
+    return np.concatenate(blocks, axis=1).astype(np.float32)
+
+
+def quantile_buckets(scores: np.ndarray, n_buckets: int) -> np.ndarray:
+    """[N] int bucket of each sample: 0 for the lowest ``scores`` quantile up to ``n_buckets - 1`` for the highest.
+
+    Buckets are equal-count up to ties (tied scores always share a bucket), so fewer than ``n_buckets``
+    may be non-empty when scores repeat.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    if n_buckets < 1:
+        raise ValueError(f"n_buckets must be >= 1, got {n_buckets}")
+    edges = np.quantile(scores, np.linspace(0.0, 1.0, n_buckets + 1)[1:-1])
+    return np.searchsorted(edges, scores, side="left").astype(np.int64)
+
+
+def _to_numpy(values) -> np.ndarray:
+    """A numpy copy of an array or (possibly CUDA, grad-tracking) torch tensor."""
+    if hasattr(values, "detach"):
+        values = values.detach().float().cpu().numpy()
+    return np.asarray(values, dtype=np.float64)
+
+
+class TrainingDynamics:
+    """Per-sample training dynamics accumulated over the training loop's steps.
+
+    ``update`` adds one step's per-sample losses and margins (``margins_from_logits``);
+    ``mean_loss`` and ``aum`` (area under the margin, Pleiss et al. 2020: the mean over updates of
+    ``logit[given] - max other logit``) are NaN for samples never seen, ``count`` is 0 for them.
+    """
+
+    def __init__(self, n_samples: int):
+        self.n_samples = n_samples
+        self.count = np.zeros(n_samples, dtype=np.int64)
+        self._loss_sum = np.zeros(n_samples)
+        self._margin_sum = np.zeros(n_samples)
+
+    def update(self, indices: np.ndarray, losses: np.ndarray, margins: np.ndarray) -> None:
+        """Add one step's per-sample ``losses`` and ``margins`` for the samples ``indices`` (arrays or tensors)."""
+        indices = _to_numpy(indices).astype(np.int64)
+        np.add.at(self.count, indices, 1)
+        np.add.at(self._loss_sum, indices, _to_numpy(losses).reshape(-1))
+        np.add.at(self._margin_sum, indices, _to_numpy(margins).reshape(-1))
+
+    def update_from_logits(
+        self, indices: np.ndarray, losses: np.ndarray, logits: np.ndarray, labels: np.ndarray
+    ) -> None:
+        """``update`` with the margins computed from a step's ``logits`` [B, C] and ``labels`` [B]."""
+        self.update(indices, losses, margins_from_logits(_to_numpy(logits), _to_numpy(labels)))
+
+    def _mean(self, total: np.ndarray) -> np.ndarray:
+        out = np.full(self.n_samples, np.nan)
+        seen = self.count > 0
+        out[seen] = total[seen] / self.count[seen]
+        return out
+
+    @property
+    def mean_loss(self) -> np.ndarray:
+        """[N] mean training loss per sample (NaN: never seen)."""
+        return self._mean(self._loss_sum)
+
+    @property
+    def aum(self) -> np.ndarray:
+        """[N] area under the margin per sample (NaN: never seen); low or negative flags likely label errors."""
+        return self._mean(self._margin_sum)
+
+    def features(self) -> np.ndarray:
+        """[N, 3]: mean loss, AUM (never-seen samples get the mean over seen ones, or 0) and count / max count."""
+        columns = []
+        for values in (self.mean_loss, self.aum):
+            seen = ~np.isnan(values)
+            columns.append(np.where(seen, values, values[seen].mean() if seen.any() else 0.0))
+        columns.append(self.count / max(int(self.count.max(initial=0)), 1))
+        return np.column_stack(columns)
+
+
+__all__ = [
+    "TrainingDynamics",
+    "disagreement",
+    "margins_from_logits",
+    "probe_probabilities",
+    "quantile_buckets",
+    "reduce_embeddings",
+    "state_features",
+]

@@ -1,0 +1,122 @@
+"""The agent inside real runs: autoft value / run / train with a policy, on a tiny model and real text."""
+
+import csv
+import json
+import random
+
+import pytest
+
+import autoft
+from autoft import autonomous
+from autoft.cli import main
+from autoft.data.public import materialise
+from autoft.errors import ConfigError
+from tests.conftest import require_shared, synthetic_rows, tiny_config, write_csv
+
+LABELS = ["food", "sport", "tech"]
+
+
+@pytest.fixture()
+def noisy_files(tmp_path):
+    """Synthetic topics with 30% of training labels flipped; returns files and the flipped row ids."""
+    rng = random.Random(0)
+    rows, flipped = [], set()
+    for i, (text, label) in enumerate(synthetic_rows(150, 0)):
+        if rng.random() < 0.3:
+            label = rng.choice([x for x in LABELS if x != label])
+            flipped.add(i)
+        rows.append((text, label))
+    files = {"train": write_csv(tmp_path / "train.csv", rows),
+             "validation": write_csv(tmp_path / "val.csv", synthetic_rows(45, 1)),
+             "test": write_csv(tmp_path / "test.csv", synthetic_rows(30, 2))}
+    return files, flipped
+
+
+def read_values(path):
+    with open(path, encoding="utf-8") as stream:
+        return list(csv.DictReader(stream))
+
+
+def test_train_with_policy_drops_flagged_samples_and_logs_decisions(tiny_model_dir, noisy_files, tmp_path):
+    files, _ = noisy_files
+    config = tiny_config(tiny_model_dir, files, tmp_path / "run", epochs=3, learning_rate=3e-3,
+                         early_stopping_patience=None)
+    config["selection"] = {"policy": "small-loss", "drop_fraction": 0.3}
+    run = autoft.train(config)
+    assert [e["samples"] for e in run.metrics["epochs"]] == [105, 105, 105]
+    decisions = [json.loads(line) for line in (tmp_path / "run" / "decisions.jsonl").read_text().splitlines()]
+    selects = [d for d in decisions if d.get("event") == "select"]
+    rewards = [d for d in decisions if d.get("event") == "reward"]
+    assert [d["epoch"] for d in selects] == [1, 2, 3] and all(d["dropped"] == 45 for d in selects)
+    assert [d["validation"] for d in rewards] == [e["validation"]["macro_f1"] for e in run.metrics["epochs"]]
+    assert not selects[0]["rescored_from_dynamics"] and selects[1]["rescored_from_dynamics"]
+    rows = read_values(tmp_path / "run" / "data_values.csv")
+    assert len(rows) == 150 and sum(r["flagged"] == "True" for r in rows) == 45
+    assert [float(r["value"]) for r in rows] == sorted(float(r["value"]) for r in rows)
+
+
+def test_same_seed_same_decisions(tiny_model_dir, noisy_files, tmp_path):
+    files, _ = noisy_files
+    logs = []
+    for name in ("a", "b"):
+        config = tiny_config(tiny_model_dir, files, tmp_path / name, epochs=2)
+        config["selection"] = {"policy": "reinforce", "drop_fraction": 0.2, "options": {"iterations": 40}}
+        autoft.train(config)
+        logs.append((tmp_path / name / "decisions.jsonl").read_text())
+    assert logs[0] == logs[1] and len(logs[0].splitlines()) > 4
+
+
+def test_value_and_run_commands(tiny_model_dir, noisy_files, tmp_path, capsys):
+    import yaml
+
+    files, flipped = noisy_files
+    config = tiny_config(tiny_model_dir, files, tmp_path / "out", epochs=2)
+    config["selection"] = {"policy": "exp3", "drop_fraction": 0.3}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+
+    assert main(["value", str(path), "--no-progress"]) == 0
+    assert "150 samples valued, 45 flagged" in capsys.readouterr().out
+    rows = read_values(tmp_path / "out" / "data_values.csv")
+    assert list(rows[0]) == ["row_id", "origin", "source", "text", "given_label", "suggested_label", "value",
+                             "keep_probability", "flagged"]
+
+    assert main(["run", str(path), "--no-progress", "--overwrite"]) == 0
+    out = capsys.readouterr().out
+    assert "plain fine-tuning" in out and "autonomous (exp3)" in out
+    comparison = json.loads((tmp_path / "out" / "comparison.json").read_text())
+    assert comparison["plain"]["trained_samples"] == 300 and comparison["autonomous"]["trained_samples"] == 210
+    for name in ("plain/model", "autonomous/model", "decisions.jsonl", "data_values.csv", "comparison.md"):
+        assert (tmp_path / "out" / name).exists(), name
+
+
+def test_policies_for_ner_are_refused_clearly(tiny_model_dir, ner_files, tmp_path):
+    config = tiny_config(tiny_model_dir, ner_files, tmp_path / "run", task="token-classification")
+    config["selection"] = {"policy": "reinforce"}
+    with pytest.raises(ConfigError, match="selection.policy: 'reinforce' is not available for token-classification"):
+        autoft.train(config)
+
+
+def test_value_on_real_tweets_flags_injected_noise(tmp_path):
+    """Real TweetEval text, frozen packaged MiniLM features, 40% symmetric noise: the values find it."""
+    require_shared("tweeteval_emotion")
+    from sklearn.metrics import roc_auc_score
+
+    files = materialise("tweeteval_emotion", tmp_path / "data", limits={"train": 400, "validation": 200, "test": 10})
+    with open(files["train"], encoding="utf-8") as stream:
+        rows = list(csv.reader(stream))[1:]
+    names = sorted({label for _, label in rows})
+    rng = random.Random(0)
+    noisy = []
+    for text, label in rows:
+        if rng.random() < 0.4:
+            label = rng.choice([n for n in names if n != label])
+        noisy.append((text, label))
+    is_noisy = [n[1] != r[1] for n, r in zip(noisy, rows)]
+    config = {"model": "default", "data": {**files, "train": str(write_csv(tmp_path / "noisy.csv", noisy))},
+              "training": {"max_length": 64, "progress": False}, "selection": {"policy": "reinforce"},
+              "output_dir": str(tmp_path / "values")}
+    path = autonomous.value(config)
+    values = {int(r["row_id"]): float(r["value"]) for r in read_values(path)}
+    auroc = roc_auc_score(is_noisy, [-values[i] for i in range(len(rows))])
+    assert auroc >= 0.7, auroc
