@@ -121,14 +121,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from autoft.demo import run_demo
 
     started = time.perf_counter()
-    result = run_demo(args.output_dir, train_size=args.train_size, epochs=args.epochs,
-                      progress=not args.no_progress)
-    run = result["run"]
-    print(f"\nBBC News, packaged MiniLM ({run.metrics['sizes']['train']} training articles): {run.path}")
-    print(_metrics_table(run.metrics, run.task))
-    print("\nPredictions:")
-    for p in result["predictions"]:
-        print(f"  {p['label']:<14} {max(p['probabilities'].values()):.2f}  {p['text']}")
+    result = run_demo(args.output_dir, train_size=args.train_size, epochs=args.epochs, noise=args.noise,
+                      policy=args.policy, progress=not args.no_progress)
+    comparison, detection = result["comparison"], result["detection"]
+    print(f"\nBBC News, packaged MiniLM, {args.train_size} training articles with {args.noise:.0%} of their labels "
+          f"flipped at random; clean validation and test sets. Runs: {comparison['output_dir']}\n")
+    print(comparison["table"])
+    if detection["flipped"]:
+        print(f"\nThe agent left out {detection['flagged']} samples; {detection['flagged_that_were_flipped']} of "
+              f"them were among the {detection['flipped']} flipped labels.")
+    print("\nLowest-valued training samples (data_values.csv):")
+    for row in result["worst"]:
+        print(f"  value {float(row['value']):.3f}  given {row['given_label']:<13} suggested {row['suggested_label']:<13} "
+              f"{row['text'][:60]}")
     print(f"\ndemo finished in {time.perf_counter() - started:.0f} s")
     return 0
 
@@ -190,11 +195,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=cmd_predict)
 
-    p = commands.add_parser("demo", help="fine-tune the packaged MiniLM on BBC News and print test metrics",
-                            description="The main job on the embedded default model and packaged data.")
+    p = commands.add_parser("demo", help="plain vs autonomous fine-tuning of MiniLM on noisy BBC News",
+                            description="The main job on the embedded default model and packaged data: BBC "
+                                        "News with injected label noise, plain vs autonomous fine-tuning, the "
+                                        "before/after table and the worst-valued samples.")
     p.add_argument("--output-dir", default="runs/demo", help="run directory (replaced if present)")
     p.add_argument("--train-size", type=int, default=600, help="training articles (default 600)")
     p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--noise", type=float, default=0.3, help="share of training labels flipped (default 0.3)")
+    p.add_argument("--policy", default="reinforce", help="the agent's policy (default reinforce)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=cmd_demo)
     return parser

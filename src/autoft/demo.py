@@ -44,8 +44,26 @@ def _write(path: Path, rows: list[tuple[str, str]]) -> Path:
     return path
 
 
-def prepare_data(folder: Path, *, train_size: int, validation_size: int, test_size: int, seed: int) -> dict[str, str]:
-    """Stratified, seeded train/validation/test CSVs of BBC News under ``folder``."""
+def inject_noise(labels: list[str], rate: float, seed: int) -> tuple[list[str], np.ndarray]:
+    """Symmetric label noise: each label, with probability ``rate``, becomes a different label drawn
+    uniformly. Returns the noisy labels and a mask of the flipped ones."""
+    rng = np.random.default_rng(seed)
+    names = sorted(set(labels))
+    noisy, flipped = [], np.zeros(len(labels), dtype=bool)
+    for i, label in enumerate(labels):
+        if rng.random() < rate:
+            others = [n for n in names if n != label]
+            noisy.append(others[rng.integers(len(others))])
+            flipped[i] = True
+        else:
+            noisy.append(label)
+    return noisy, flipped
+
+
+def prepare_data(folder: Path, *, train_size: int, validation_size: int, test_size: int, seed: int,
+                 noise: float = 0.0) -> tuple[dict[str, str], np.ndarray]:
+    """Stratified, seeded train/validation/test CSVs of BBC News under ``folder``; ``noise`` flips that
+    share of the training labels (validation and test stay clean). Returns the files and the flip mask."""
     from sklearn.model_selection import train_test_split
 
     texts, labels = bbc_news()
@@ -55,34 +73,43 @@ def prepare_data(folder: Path, *, train_size: int, validation_size: int, test_si
     train, validation = train_test_split(
         rest, train_size=train_size, test_size=validation_size, stratify=rest_labels, random_state=seed
     )
-    files = {}
-    for name, part in (("train", train), ("validation", validation), ("test", test)):
+    train_labels, flipped = inject_noise([labels[i] for i in train], noise, seed)
+    files = {"train": str(_write(folder / "train.csv", list(zip((texts[i] for i in train), train_labels))))}
+    for name, part in (("validation", validation), ("test", test)):
         files[name] = str(_write(folder / f"{name}.csv", [(texts[i], labels[i]) for i in part]))
-    return files
+    return files, flipped
 
 
 def run_demo(
     output_dir: str = "runs/demo", *, train_size: int = 600, validation_size: int = 150, test_size: int = 400,
-    epochs: int = 2, max_length: int = 128, seed: int = 0, overwrite: bool = True, progress: bool = True,
+    epochs: int = 2, max_length: int = 128, noise: float = 0.3, policy: str = "reinforce", seed: int = 0,
+    overwrite: bool = True, progress: bool = True,
 ) -> dict[str, Any]:
-    """Train the default model on BBC News and return the run's metrics."""
-    from autoft.run import train
+    """BBC News with ``noise`` of the training labels flipped: plain vs autonomous fine-tuning of the
+    default model, side by side. Returns the comparison, the worst-valued samples and detection figures."""
+    import csv as _csv
+
+    from autoft.autonomous import run
 
     output = Path(output_dir)
-    files = prepare_data(output.parent / f"{output.name}-data", train_size=train_size,
-                         validation_size=validation_size, test_size=test_size, seed=seed)
+    files, flipped = prepare_data(output.parent / f"{output.name}-data", train_size=train_size,
+                                  validation_size=validation_size, test_size=test_size, seed=seed, noise=noise)
     config = {
         "task": "classification",
         "model": "default",
         "data": files,
         "training": {"epochs": epochs, "batch_size": 16, "learning_rate": 1e-4, "max_length": max_length,
                      "seed": seed, "progress": progress},
+        "selection": {"policy": policy, "drop_fraction": noise if noise > 0 else 0.1},
         "output_dir": str(output),
     }
-    run = train(config, overwrite=overwrite)
-    examples = [
-        "The striker scored twice as the club won the cup final.",
-        "Shares fell after the bank reported lower quarterly profits.",
-        "The new smartphone chip doubles battery life, the firm said.",
-    ]
-    return {"run": run, "predictions": run.predict(examples)}
+    comparison = run(config, overwrite=overwrite)
+    with (output / "data_values.csv").open(encoding="utf-8") as stream:
+        rows = list(_csv.DictReader(stream))
+    flagged = np.array([int(r["row_id"]) for r in rows if r["flagged"] == "True"], dtype=np.int64)
+    detection = {
+        "flipped": int(flipped.sum()),
+        "flagged": int(len(flagged)),
+        "flagged_that_were_flipped": int(flipped[flagged].sum()) if len(flagged) else 0,
+    }
+    return {"comparison": comparison, "worst": rows[:5], "detection": detection, "noise": noise}
