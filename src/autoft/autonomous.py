@@ -14,7 +14,6 @@ with the agent — and writes::
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import tempfile
@@ -24,7 +23,8 @@ from typing import Any
 
 from autoft.config import Config, as_config
 from autoft.data.splits import load_splits
-from autoft.run import Run, _commit, _prepare_output, train, write_json
+from autoft.io import write_json
+from autoft.run import Run, _commit, _prepare_output, train
 
 log = logging.getLogger(__name__)
 

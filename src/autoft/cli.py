@@ -7,12 +7,12 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from autoft.errors import AutoftError
+from autoft.io import write_text_atomic
 
 EXIT_USAGE = 2
 
@@ -28,26 +28,19 @@ def _metrics_table(metrics: dict[str, Any], task: str) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
-def cmd_train(args: argparse.Namespace) -> int:
+def _load(args: argparse.Namespace):
     from autoft.config import load_config
-    from autoft.run import train
 
     config = load_config(args.config, args.set)
     if args.no_progress:
         config.training.progress = False
-    run = train(config, overwrite=args.overwrite)
+    return config
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from autoft.run import train
+
+    run = train(_load(args), overwrite=args.overwrite)
     print(f"run: {run.path}  (best epoch {run.metrics['best_epoch']}, {run.metrics['wall_seconds']:.0f} s)")
     print(_metrics_table(run.metrics, run.task))
     return 0
@@ -57,12 +50,8 @@ def cmd_value(args: argparse.Namespace) -> int:
     import csv
 
     from autoft.autonomous import value
-    from autoft.config import load_config
 
-    config = load_config(args.config, args.set)
-    if args.no_progress:
-        config.training.progress = False
-    path = value(config)
+    path = value(_load(args))
     with path.open(encoding="utf-8") as stream:
         rows = list(csv.DictReader(stream))
     flagged = sum(r["flagged"] == "True" for r in rows)
@@ -76,12 +65,8 @@ def cmd_value(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from autoft.autonomous import run
-    from autoft.config import load_config
 
-    config = load_config(args.config, args.set)
-    if args.no_progress:
-        config.training.progress = False
-    comparison = run(config, overwrite=args.overwrite)
+    comparison = run(_load(args), overwrite=args.overwrite)
     print(f"run: {comparison['output_dir']}  ({comparison['wall_seconds']:.0f} s)")
     print(comparison["table"])
     return 0
@@ -94,7 +79,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     metrics = run.evaluate(args.data, progress=not args.no_progress)
     text = json.dumps(metrics, indent=2, ensure_ascii=False) + "\n"
     if args.output:
-        _write_atomic(Path(args.output), text)
+        write_text_atomic(Path(args.output), text)
     summary = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
     print(json.dumps(summary, indent=2) if args.output else text, end="\n" if args.output else "")
     return 0
@@ -110,7 +95,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     predictions = run.predict(examples, progress=not args.no_progress and args.output is not None)
     lines = "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions)
     if args.output:
-        _write_atomic(Path(args.output), lines)
+        write_text_atomic(Path(args.output), lines)
         print(f"{len(predictions)} predictions written to {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(lines)

@@ -72,7 +72,9 @@ class SelectionConfig(_Strict):
     policy: str = Field("none", description="none, random, small-loss, reinforce, q-learning or exp3")
     mode: Literal["sample", "weight"] = Field("sample", description="drop low-valued samples, or weight losses")
     drop_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="share of lowest-valued samples left out")
-    reward: str = Field("primary", description="online reward: primary, accuracy, macro_f1, f1, loss, module:function")
+    reward: Literal["primary", "accuracy", "macro_f1", "f1", "precision", "recall", "loss"] = Field(
+        "primary", description="online reward: the gain of this validation metric (primary: the task's own)"
+    )
     update_every: Literal["epoch"] = "epoch"
     bucket_by: Literal["value", "source"] = Field("value", description="buckets of q-learning / exp3")
     rescore: bool = Field(True, description="re-score samples each epoch from the model's training dynamics")

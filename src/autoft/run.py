@@ -27,6 +27,7 @@ from autoft.config import Config, as_config, parse_config
 from autoft.data.loading import Example, load_examples
 from autoft.data.splits import load_splits
 from autoft.errors import DataError, RunDirError
+from autoft.io import write_json
 from autoft.modeling.load import load_model, load_tokenizer, quiet_transformers
 from autoft.tasks.base import TaskAdapter
 from autoft.tasks.registry import get_adapter_class
@@ -35,20 +36,6 @@ from autoft.training.loop import evaluate, fit
 from autoft.training.selection import SampleSelector
 
 log = logging.getLogger(__name__)
-
-
-def write_json(path: Path, value: Any) -> None:
-    """Write JSON atomically (temp file in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(value, stream, indent=2, ensure_ascii=False)
-            stream.write("\n")
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 class Run:

@@ -32,6 +32,7 @@ from autoft.config import Config, SelectionConfig
 from autoft.data.loading import Example
 from autoft.data.splits import Splits
 from autoft.errors import ConfigError
+from autoft.io import write_text_atomic
 from autoft.selection.policies import Policy, get_policy
 from autoft.selection.state import TrainingDynamics, probe_probabilities, state_features
 from autoft.training.selection import SampleSelector
@@ -266,24 +267,12 @@ def data_value_rows(examples: list[Example], label_names: list[str], valuation: 
     return rows
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            stream.write(text)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
 def write_data_values(path: Path, rows: list[dict[str, Any]]) -> None:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=DATA_VALUE_COLUMNS)
     writer.writeheader()
     writer.writerows(rows)
-    _write_atomic(path, buffer.getvalue())
+    write_text_atomic(path, buffer.getvalue())
 
 
 def _plain(value: Any) -> Any:
@@ -299,4 +288,4 @@ def _plain(value: Any) -> Any:
 
 
 def write_decisions(path: Path, decisions: list[dict[str, Any]]) -> None:
-    _write_atomic(path, "".join(json.dumps(_plain(d), sort_keys=True) + "\n" for d in decisions))
+    write_text_atomic(path, "".join(json.dumps(_plain(d), sort_keys=True) + "\n" for d in decisions))
