@@ -72,6 +72,9 @@ class SelectionConfig(_Strict):
     policy: str = Field("none", description="none, random, small-loss, reinforce, q-learning or exp3")
     mode: Literal["sample", "weight"] = Field("sample", description="drop low-valued samples, or weight losses")
     drop_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="share of lowest-valued samples left out")
+    balance: Literal["global", "per-class"] = Field(
+        "global", description="drop that share over all samples, or within each given label"
+    )
     reward: Literal["primary", "accuracy", "macro_f1", "f1", "precision", "recall", "loss"] = Field(
         "primary", description="online reward: the gain of this validation metric (primary: the task's own)"
     )

@@ -120,3 +120,15 @@ def test_value_on_real_tweets_flags_injected_noise(tmp_path):
     values = {int(r["row_id"]): float(r["value"]) for r in read_values(path)}
     auroc = roc_auc_score(is_noisy, [-values[i] for i in range(len(rows))])
     assert auroc >= 0.7, auroc
+
+
+def test_kept_mask_per_class_and_global():
+    import numpy as np
+
+    from autoft.selection.agent import kept_mask
+
+    values = np.array([0.1, 0.2, 0.3, 0.4, 5.0, 6.0, 7.0, 8.0])
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    assert kept_mask(values, labels, 0.5, "global").tolist() == [False] * 4 + [True] * 4
+    assert kept_mask(values, labels, 0.5, "per-class").tolist() == [False, False, True, True] * 2
+    assert kept_mask(values, labels, 0.0, "per-class").all()

@@ -148,6 +148,19 @@ def _ranks(values: np.ndarray) -> np.ndarray:
     return rankdata(values) / len(values) if len(values) else values
 
 
+def kept_mask(values: np.ndarray, labels: np.ndarray, drop_fraction: float, balance: str) -> np.ndarray:
+    """[N] bool: False for the lowest-valued ``drop_fraction`` of the samples — of each given class
+    (``per-class``, so a hard minority class is not emptied) or of all samples (``global``)."""
+    values = np.asarray(values, dtype=np.float64)
+    keep = np.ones(len(values), dtype=bool)
+    groups = [np.flatnonzero(labels == c) for c in np.unique(labels)] if balance == "per-class" else [
+        np.arange(len(values))]
+    for rows in groups:
+        drop = int(round(drop_fraction * len(rows)))
+        keep[rows[np.argsort(values[rows], kind="stable")[:drop]]] = False
+    return keep
+
+
 class AgentSelector(SampleSelector):
     """Turns a fitted policy into per-epoch sample weights and learns from the validation reward."""
 
@@ -166,21 +179,23 @@ class AgentSelector(SampleSelector):
 
     # values -> weights
     def _current_values(self) -> np.ndarray:
-        """Policy values, re-scored with the area under the margin once training dynamics exist."""
+        """Policy values, re-scored with the area under the margin of the samples training has seen.
+
+        Samples left out (never seen, so without dynamics) keep their policy value; the seen samples'
+        AUM ranks are mapped onto the range of their policy values and averaged with them, so the
+        dynamics reorder the kept samples without lifting unseen ones by default."""
         values = _ranks(self.valuation.policy.values_)
-        if self.selection.rescore and (self.dynamics.count > 0).any():
-            aum = self.dynamics.aum
-            seen = ~np.isnan(aum)
-            dyn = np.where(seen, aum, np.nanmean(aum) if seen.any() else 0.0)
-            values = 0.5 * values + 0.5 * _ranks(dyn)
+        aum = self.dynamics.aum
+        seen = ~np.isnan(aum)
+        if not self.selection.rescore or not seen.any():
+            return values
+        low = values[seen].min()
+        dynamics = low + (1.0 - low) * rankdata(aum[seen]) / seen.sum()
+        values[seen] = 0.5 * values[seen] + 0.5 * dynamics
         return values
 
     def _weights(self, values: np.ndarray) -> np.ndarray:
-        n = len(values)
-        drop = int(round(self.selection.drop_fraction * n))
-        order = np.argsort(values, kind="stable")
-        keep = np.ones(n, dtype=bool)
-        keep[order[:drop]] = False
+        keep = kept_mask(values, self.valuation.labels, self.selection.drop_fraction, self.selection.balance)
         if self.selection.mode == "weight":
             return np.where(keep, np.clip(_ranks(values), 1e-3, 1.0), 0.0)
         return keep.astype(np.float64)
@@ -248,9 +263,8 @@ def data_value_rows(examples: list[Example], label_names: list[str], valuation: 
     is one, else the probes'; flagged = left out by the agent."""
     values = np.asarray(values, dtype=np.float64)
     if weights is None:
-        drop = int(round(valuation.selection.drop_fraction * len(values)))
-        weights = np.ones(len(values))
-        weights[np.argsort(values, kind="stable")[:drop]] = 0.0
+        weights = kept_mask(values, valuation.labels, valuation.selection.drop_fraction,
+                            valuation.selection.balance).astype(np.float64)
     keep_probability = _ranks(values)
     suggested = valuation.probe_probs.argmax(1)
     if predictions is not None:
