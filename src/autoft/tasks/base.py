@@ -42,8 +42,15 @@ class TaskAdapter(ABC):
         """Tokenize examples (no padding). Each feature has ``input_ids`` and, with labels, ``labels``."""
 
     @abstractmethod
+    def make_collator(self, pad_to: int | None) -> Any:
+        """A ``transformers`` data collator padding to the longest feature, or to ``pad_to``."""
+
     def collate(self, features: list[Feature], *, pad_to: int | None = None) -> dict[str, torch.Tensor]:
         """Pad a list of features into a batch (to the longest, or to ``pad_to``)."""
+        collators = self.__dict__.setdefault("_collators", {})
+        if pad_to not in collators:
+            collators[pad_to] = self.make_collator(pad_to)
+        return dict(collators[pad_to](features))
 
     def collate_indexed(self, features: list[Feature], *, pad_to: int | None = None) -> dict[str, torch.Tensor]:
         """Like :meth:`collate`, plus ``index``: each feature's position in the data set."""

@@ -17,10 +17,6 @@ class ClassificationAdapter(TaskAdapter):
     name = "classification"
     primary_metric = "macro_f1"
 
-    def __init__(self, labels: list[str], tokenizer: Any, *, max_length: int) -> None:
-        super().__init__(labels, tokenizer, max_length=max_length)
-        self._collators: dict[int | None, DataCollatorWithPadding] = {}
-
     @staticmethod
     def auto_model_class() -> Any:
         return AutoModelForSequenceClassification
@@ -37,14 +33,10 @@ class ClassificationAdapter(TaskAdapter):
             features.append(feature)
         return features
 
-    def collate(self, features: list[Feature], *, pad_to: int | None = None) -> dict[str, torch.Tensor]:
-        collator = self._collators.get(pad_to)
-        if collator is None:
-            collator = DataCollatorWithPadding(
-                self.tokenizer, padding="max_length" if pad_to else "longest", max_length=pad_to, return_tensors="pt"
-            )
-            self._collators[pad_to] = collator
-        return dict(collator(features))
+    def make_collator(self, pad_to: int | None) -> DataCollatorWithPadding:
+        return DataCollatorWithPadding(
+            self.tokenizer, padding="max_length" if pad_to else "longest", max_length=pad_to, return_tensors="pt"
+        )
 
     def per_sample_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         loss = F.cross_entropy(logits.float(), labels, reduction="none")

@@ -28,7 +28,6 @@ class TokenClassificationAdapter(TaskAdapter):
 
     def __init__(self, labels: list[str], tokenizer: Any, *, max_length: int) -> None:
         super().__init__(labels, tokenizer, max_length=max_length)
-        self._collators: dict[int | None, DataCollatorForTokenClassification] = {}
         self._outside = self.label2id.get("O", 0)
 
     @staticmethod
@@ -80,18 +79,11 @@ class TokenClassificationAdapter(TaskAdapter):
             features.append(feature)
         return features
 
-    def collate(self, features: list[Feature], *, pad_to: int | None = None) -> dict[str, torch.Tensor]:
-        collator = self._collators.get(pad_to)
-        if collator is None:
-            collator = DataCollatorForTokenClassification(
-                self.tokenizer,
-                padding="max_length" if pad_to else "longest",
-                max_length=pad_to,
-                label_pad_token_id=IGNORE,
-                return_tensors="pt",
-            )
-            self._collators[pad_to] = collator
-        return dict(collator(features))
+    def make_collator(self, pad_to: int | None) -> DataCollatorForTokenClassification:
+        return DataCollatorForTokenClassification(
+            self.tokenizer, padding="max_length" if pad_to else "longest", max_length=pad_to,
+            label_pad_token_id=IGNORE, return_tensors="pt",
+        )
 
     def per_sample_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         token_loss = F.cross_entropy(
