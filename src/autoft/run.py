@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from accelerate import PartialState
 from accelerate.utils import set_seed
 
 from autoft.config import Config, as_config, parse_config
@@ -185,7 +186,12 @@ def train(
         "wall_seconds": round(time.perf_counter() - started, 3),
     }
 
-    # Write everything to a temporary sibling, then move it into place.
+    # Write everything to a temporary sibling, then move it into place (one process writes under
+    # `accelerate launch`; the others wait for it).
+    state = PartialState()
+    if not state.is_main_process:
+        state.wait_for_everyone()
+        return Run(output, config, adapter, model, metrics)
     temp = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.tmp-"))
     try:
         with quiet_transformers():
@@ -200,6 +206,7 @@ def train(
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
+    state.wait_for_everyone()
     log.info("run written to %s", output)
     return Run(output, config, adapter, model, metrics)
 
