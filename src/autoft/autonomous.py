@@ -14,6 +14,7 @@ with the agent — and writes::
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
@@ -73,6 +74,16 @@ def _scores(run: Run) -> dict[str, Any]:
             "trained_samples": sum(e["samples"] for e in run.metrics["epochs"])}
 
 
+def _last_keep_rates(decisions: Path) -> dict[str, float]:
+    """Per-source keep rates of the agent's last selection (from its decisions log)."""
+    rates: dict[str, float] = {}
+    for line in decisions.read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        if record.get("event") == "select":
+            rates = record["keep_rate_by_source"]
+    return rates
+
+
 def comparison_table(comparison: dict[str, Any]) -> str:
     """Markdown before/after table of the two runs."""
     plain, agent = comparison["plain"], comparison["autonomous"]
@@ -87,6 +98,10 @@ def comparison_table(comparison: dict[str, Any]) -> str:
     lines.append(f"| wall seconds | {plain['wall_seconds']:.0f} | {agent['wall_seconds']:.0f} | "
                  f"×{agent['wall_seconds'] / max(plain['wall_seconds'], 1e-9):.2f} |")
     lines.append(f"| samples trained on | {plain['trained_samples']} | {agent['trained_samples']} | |")
+    rates = comparison.get("keep_rate_by_source") or {}
+    if len(rates) > 1:
+        kept = ", ".join(f"{name} {rate:.0%}" for name, rate in rates.items())
+        lines.append(f"| kept per source | 100% each | {kept} | |")
     return "\n".join(lines)
 
 
@@ -103,7 +118,8 @@ def run(config: Config | dict | str | Path, *, overrides: list[str] | None = Non
         plain_run = train(_with(config, **{"selection.policy": "none", "output_dir": str(temp / "plain")}))
         agent_run = train(_with(agent, output_dir=str(temp / "autonomous")))
         comparison = {"policy": agent.selection.policy, "plain": _scores(plain_run),
-                      "autonomous": _scores(agent_run), "wall_seconds": round(time.perf_counter() - started, 1)}
+                      "autonomous": _scores(agent_run), "wall_seconds": round(time.perf_counter() - started, 1),
+                      "keep_rate_by_source": _last_keep_rates(temp / "autonomous" / "decisions.jsonl")}
         comparison["table"] = comparison_table(comparison)
         write_json(temp / "comparison.json", comparison)
         (temp / "comparison.md").write_text(comparison["table"] + "\n", encoding="utf-8")

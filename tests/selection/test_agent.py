@@ -132,3 +132,21 @@ def test_kept_mask_per_class_and_global():
     assert kept_mask(values, labels, 0.5, "global").tolist() == [False] * 4 + [True] * 4
     assert kept_mask(values, labels, 0.5, "per-class").tolist() == [False, False, True, True] * 2
     assert kept_mask(values, labels, 0.0, "per-class").all()
+
+
+def test_run_reports_keep_rates_per_source(tiny_model_dir, tmp_path):
+    """Two training files are two sources; a corrupted one (every label shifted) is kept less."""
+    clean = synthetic_rows(90, 0)
+    shift = {"food": "sport", "sport": "tech", "tech": "food"}
+    corrupted = [(text, shift[label]) for text, label in synthetic_rows(90, 3)]
+    files = {"train": [str(write_csv(tmp_path / "news.csv", clean)), str(write_csv(tmp_path / "forum.csv", corrupted))],
+             "validation": str(write_csv(tmp_path / "val.csv", synthetic_rows(45, 1))),
+             "test": str(write_csv(tmp_path / "test.csv", synthetic_rows(30, 2)))}
+    config = tiny_config(tiny_model_dir, {}, tmp_path / "out", epochs=2)
+    config["data"] = files
+    config["selection"] = {"policy": "small-loss", "drop_fraction": 0.5}
+    comparison = autonomous.run(config)
+    rates = comparison["keep_rate_by_source"]
+    assert set(rates) == {"news", "forum"}
+    assert rates["forum"] < rates["news"]
+    assert "kept per source" in comparison["table"]
