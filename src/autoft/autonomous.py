@@ -32,21 +32,16 @@ log = logging.getLogger(__name__)
 DEFAULT_POLICY = "reinforce"
 
 
-def _with(config: Config, **changes: Any) -> Config:
-    raw = config.model_dump(mode="json")
-    for dotted, value in changes.items():
-        node = raw
-        *parents, leaf = dotted.split(".")
-        for part in parents:
-            node = node[part]
-        node[leaf] = value
-    return as_config(raw)
+def _with(config: Config, *, policy: str | None = None, output_dir: str | None = None) -> Config:
+    """A copy of ``config`` with another selection policy and/or output folder."""
+    selection = config.selection if policy is None else config.selection.model_copy(update={"policy": policy})
+    return config.model_copy(update={"selection": selection, "output_dir": output_dir or config.output_dir})
 
 
 def agent_config(config: Config) -> Config:
     """The config with an agent: the configured policy, or the default one when it says ``none``."""
     if config.selection.policy == "none":
-        return _with(config, **{"selection.policy": DEFAULT_POLICY})
+        return _with(config, policy=DEFAULT_POLICY)
     return config
 
 
@@ -115,7 +110,7 @@ def run(config: Config | dict | str | Path, *, overrides: list[str] | None = Non
     try:
         started = time.perf_counter()
         agent = agent_config(config)
-        plain_run = train(_with(config, **{"selection.policy": "none", "output_dir": str(temp / "plain")}))
+        plain_run = train(_with(config, policy="none", output_dir=str(temp / "plain")))
         agent_run = train(_with(agent, output_dir=str(temp / "autonomous")))
         comparison = {"policy": agent.selection.policy, "plain": _scores(plain_run),
                       "autonomous": _scores(agent_run), "wall_seconds": round(time.perf_counter() - started, 1),

@@ -123,6 +123,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_arguments(parser: argparse.ArgumentParser, *, overwrite: bool) -> None:
+    """The arguments of every command that reads a config: CONFIG, --set, [--overwrite], --no-progress."""
+    parser.add_argument("config", help="YAML config file")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config field, e.g. --set training.epochs=1 (repeatable)")
+    if overwrite:
+        parser.add_argument("--overwrite", action="store_true", help="replace an existing, non-empty output_dir")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="autoft",
@@ -135,31 +145,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("train", help="fine-tune a model from a YAML config into a run directory",
                             description="Fine-tune per CONFIG and write the run directory (output_dir).")
-    p.add_argument("config", help="YAML config file")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field, e.g. --set training.epochs=1 (repeatable)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing, non-empty output_dir")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    _config_arguments(p, overwrite=True)
     p.set_defaults(func=cmd_train)
 
     p = commands.add_parser("value", help="value every training sample (offline agent): data_values.csv",
                             description="Offline valuation: embed the data with the frozen encoder, fit "
                                         "selection.policy (default reinforce) and write data_values.csv, worst "
                                         "first, into output_dir.")
-    p.add_argument("config", help="YAML config file")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    _config_arguments(p, overwrite=False)
     p.add_argument("--show", type=int, default=10, help="lowest-valued samples to print (default 10)")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=cmd_value)
 
     p = commands.add_parser("run", help="plain vs autonomous fine-tuning side by side, with a comparison",
                             description="Train plain fine-tuning and fine-tuning with the agent on the same "
                                         "splits; write both runs, comparison.md/json, decisions.jsonl and "
                                         "data_values.csv into output_dir.")
-    p.add_argument("config", help="YAML config file")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing, non-empty output_dir")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    _config_arguments(p, overwrite=True)
     p.set_defaults(func=cmd_run)
 
     p = commands.add_parser("evaluate", help="score a run's model on a labelled file",

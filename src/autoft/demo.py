@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import importlib.util
 import logging
 from pathlib import Path
@@ -10,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from autoft.data.loading import Example
+from autoft.data.public import write_examples
 from autoft.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -33,15 +34,6 @@ def bbc_news() -> tuple[list[str], list[str]]:
     if not texts:
         raise DataError(f"{root}: no BBC News articles found")
     return texts, labels
-
-
-def _write(path: Path, rows: list[tuple[str, str]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as stream:
-        writer = csv.writer(stream)
-        writer.writerow(["text", "label"])
-        writer.writerows(rows)
-    return path
 
 
 def inject_noise(labels: list[str], rate: float, seed: int) -> tuple[list[str], np.ndarray]:
@@ -74,9 +66,9 @@ def prepare_data(folder: Path, *, train_size: int, validation_size: int, test_si
         rest, train_size=train_size, test_size=validation_size, stratify=rest_labels, random_state=seed
     )
     train_labels, flipped = inject_noise([labels[i] for i in train], noise, seed)
-    files = {"train": str(_write(folder / "train.csv", list(zip((texts[i] for i in train), train_labels))))}
+    files = {"train": str(write_examples(folder / "train", [Example(texts[i], l) for i, l in zip(train, train_labels)]))}
     for name, part in (("validation", validation), ("test", test)):
-        files[name] = str(_write(folder / f"{name}.csv", [(texts[i], labels[i]) for i in part]))
+        files[name] = str(write_examples(folder / name, [Example(texts[i], labels[i]) for i in part]))
     return files, flipped
 
 

@@ -26,8 +26,8 @@ from accelerate.utils import set_seed
 
 from autoft.config import Config, as_config, parse_config
 from autoft.data.loading import Example, load_examples
-from autoft.data.splits import load_splits
-from autoft.errors import DataError, RunDirError
+from autoft.data.splits import check_known_labels, load_splits
+from autoft.errors import RunDirError
 from autoft.io import write_json
 from autoft.modeling.load import load_model, load_tokenizer, quiet_transformers
 from autoft.tasks.base import TaskAdapter
@@ -103,12 +103,7 @@ class Run:
             examples = load_examples(data, task=self.task, text_column=d.text_column, label_column=d.label_column)
         else:
             examples = list(data)
-        known = set(self.labels)
-        for example in examples:
-            values = example.label if isinstance(example.label, list) else [example.label]
-            for value in values:
-                if value not in known:
-                    raise DataError(f"{example.origin}: label {value!r} is not one the model was trained on")
+        check_known_labels(examples, set(self.labels), "evaluation")
         features = self.adapter.encode(examples)
         return evaluate(self.model, self.adapter, examples, features,
                         batch_size=self.config.training.eval_batch_size, progress=progress)

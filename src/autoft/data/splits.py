@@ -49,7 +49,8 @@ def split_validation(
     return [examples[i] for i in sorted(train_idx)], [examples[i] for i in sorted(val_idx)]
 
 
-def _check_known(examples: list[Example], known: set[str], split: str) -> None:
+def check_known_labels(examples: list[Example], known: set[str], split: str) -> None:
+    """Raise ``DataError`` at the first label (or tag) of ``examples`` outside ``known``."""
     for example in examples:
         for value in _label_values(example):
             if value not in known:
@@ -80,7 +81,7 @@ def load_splits(data: DataConfig, *, task: str, seed: int) -> Splits:
         values.update(_label_values(example))
     if task == "classification" and len(values) < 2:
         raise DataError(f"{data.train_files[0]}: need at least two distinct labels, found {sorted(values)}")
-    _check_known(validation, values, "validation")
+    check_known_labels(validation, values, "validation")
     if test is not None:
-        _check_known(test, values, "test")
+        check_known_labels(test, values, "test")
     return Splits(train, validation, test, sorted_labels(values))

@@ -32,7 +32,7 @@ from autoft.config import Config, SelectionConfig
 from autoft.data.loading import Example
 from autoft.data.splits import Splits
 from autoft.errors import ConfigError
-from autoft.io import write_text_atomic
+from autoft.io import to_builtin, write_text_atomic
 from autoft.selection.policies import Policy, get_policy
 from autoft.selection.state import TrainingDynamics, probe_probabilities, state_features
 from autoft.training.selection import SampleSelector
@@ -122,8 +122,9 @@ def value_samples(config: Config, splits: Splits, *, progress: bool = True) -> V
     n_classes = len(splits.labels)
 
     max_length = config.training.max_length
-    train_x = embed_examples(config.model, splits.train, max_length=max_length, progress=progress)
-    val_x = embed_examples(config.model, splits.validation, max_length=max_length, progress=progress)
+    embeddings = embed_examples(config.model, splits.train + splits.validation, max_length=max_length,
+                                progress=progress)  # one encoder load, one pass
+    train_x, val_x = embeddings[: len(splits.train)], embeddings[len(splits.train) :]
     seed = config.training.seed
     oof, val_probs = probe_probabilities(train_x, labels, val_x, val_labels, n_classes=n_classes, seed=seed)
     state = state_features(embeddings=train_x, labels=labels, n_classes=n_classes, oof_probs=oof,
@@ -250,7 +251,7 @@ class AgentSelector(SampleSelector):
     def data_values(self, examples: list[Example], label_names: list[str]) -> list[dict[str, Any]]:
         """One row per training sample, worst value first (columns ``DATA_VALUE_COLUMNS``)."""
         return data_value_rows(examples, label_names, self.valuation, self._current_values(),
-                               self.weights if self.weights.size else None, self.last_prediction)
+                               self.weights, self.last_prediction)
 
     def write_artifacts(self, folder: Path, examples: list[Example], label_names: list[str]) -> None:
         write_decisions(folder / "decisions.jsonl", self.decisions)
@@ -289,17 +290,5 @@ def write_data_values(path: Path, rows: list[dict[str, Any]]) -> None:
     write_text_atomic(path, buffer.getvalue())
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
 def write_decisions(path: Path, decisions: list[dict[str, Any]]) -> None:
-    write_text_atomic(path, "".join(json.dumps(_plain(d), sort_keys=True) + "\n" for d in decisions))
+    write_text_atomic(path, "".join(json.dumps(to_builtin(d), sort_keys=True) + "\n" for d in decisions))

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification
 
 from autoft.data.loading import Example
+from autoft.io import to_builtin
 from autoft.tasks.base import Feature, TaskAdapter
 
 IGNORE = -100
@@ -114,7 +115,7 @@ class TokenClassificationAdapter(TaskAdapter):
             "precision": float(precision_score(y_true, y_pred, zero_division=0)),
             "recall": float(recall_score(y_true, y_pred, zero_division=0)),
             "f1": float(f1_score(y_true, y_pred, zero_division=0)),
-            "report": _plain(classification_report(y_true, y_pred, output_dict=True, zero_division=0)),
+            "report": to_builtin(classification_report(y_true, y_pred, output_dict=True, zero_division=0)),
         }
 
     def format_prediction(self, example: Example, probabilities: np.ndarray) -> dict[str, Any]:
@@ -149,11 +150,3 @@ def bio_spans(tags: list[str]) -> list[tuple[str, int, int]]:
         if prefix in ("B", "I") and not continues:
             kind, start = label, i
     return spans
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
