@@ -39,6 +39,7 @@ import autoft
 from autoft.data.loading import Example, load_examples
 from autoft.data.public import load_public, write_examples
 
+log = logging.getLogger("noisy_labels")
 RESULTS = Path(__file__).resolve().parent / "results"
 AGENTS = ("random", "small-loss", "reinforce", "q-learning", "exp3")
 ALL_METHODS = ("oracle", "none", "cleanlab", *AGENTS)
@@ -171,8 +172,8 @@ def markdown(summary: dict[str, dict], header: str) -> str:
         m = row[key]
         return f"{m['mean']:.{digits}f} ± {m['std']:.{digits}f}" if m["n"] > 1 else f"{m['mean']:.{digits}f}"
 
-    lines = [header, "", "| method | test accuracy | test macro-F1 | AUROC | flagged P / R | noise in lowest 10/20/40% | "
-             "wall vs none |", "|---|---|---|---|---|---|---|"]
+    lines = [header, "", ("| method | test accuracy | test macro-F1 | AUROC | flagged P / R | noise in lowest 10/20/40% | "
+             "wall vs none |"), "|---|---|---|---|---|---|---|"]
     for method, row in summary.items():
         pr = f"{cell(row, 'precision', 2)} / {cell(row, 'recall', 2)}" if "precision" in row else "–"
         low = " / ".join(f"{row[k]['mean']:.2f}" for k in ("noise_in_lowest_10", "noise_in_lowest_20",
@@ -229,7 +230,7 @@ def main() -> None:
             for method in args.methods:
                 result = run_method(method, work=work, train=splits["train"], noisy_labels=noisy_labels,
                                     files=files, args=args, seed=seed)
-                logging.info("seed %d %s: %s", seed, method, {k: round(v, 4) if isinstance(v, float) else v
+                log.info("seed %d %s: %s", seed, method, {k: round(v, 4) if isinstance(v, float) else v
                                                               for k, v in result.items()})
                 per_seed[method].append(result)
     summary = summarise(per_seed)

@@ -27,6 +27,7 @@ import torch
 
 from autoft.config import TrainingConfig
 from autoft.data.loading import Example
+from autoft.errors import DataError
 from autoft.modeling.load import load_model, load_tokenizer
 from autoft.tasks.classification import ClassificationAdapter
 from autoft.training.loop import fit
@@ -39,7 +40,7 @@ def load_texts(n: int) -> tuple[str, list[Example]]:
         from autoft.data.public import load_public
 
         return "TweetEval emotion (train)", load_public("tweeteval_emotion")["train"][:n]
-    except Exception:  # shared data absent: fall back to packaged BBC News
+    except DataError:  # shared data absent: fall back to packaged BBC News
         from autoft.demo import bbc_news
 
         texts, labels = bbc_news()
@@ -99,7 +100,7 @@ def main() -> None:
         torch.manual_seed(args.seed)
         return load_model("default", ClassificationAdapter.auto_model_class(), labels)
 
-    common = dict(batch_size=args.batch_size, lr=args.learning_rate, seed=args.seed)
+    common = {"batch_size": args.batch_size, "lr": args.learning_rate, "seed": args.seed}
     rows = {}
     rows["hand-written"] = hand_written(fresh(), adapter, features, **common)
     rows["autoft"] = autoft_loop(fresh(), adapter, features, validation, **common)
@@ -115,8 +116,8 @@ def main() -> None:
         "grouped_vs_fixed_padding": round(rows["autoft"] / rows["autoft (fixed padding)"], 3),
     }
     lines = [
-        f"Training throughput, packaged MiniLM, {name}: {len(features)} samples (mean {result['mean_tokens']:.0f} "
-        f"tokens), batch {args.batch_size}, max_length {args.max_length}, {torch.get_num_threads()} threads.",
+        (f"Training throughput, packaged MiniLM, {name}: {len(features)} samples (mean {result['mean_tokens']:.0f} "
+        f"tokens), batch {args.batch_size}, max_length {args.max_length}, {torch.get_num_threads()} threads."),
         "",
         "| loop | samples/s | ratio vs hand-written |",
         "|---|---:|---:|",

@@ -28,7 +28,7 @@ def fails_cleanly(argv, capsys, pattern):
 
 def test_help_for_every_command():
     for argv in ([], ["train"], ["evaluate"], ["predict"], ["demo"]):
-        result = subprocess.run([sys.executable, "-m", "autoft.cli", *argv, "--help"], capture_output=True, text=True)
+        result = subprocess.run([sys.executable, "-m", "autoft.cli", *argv, "--help"], capture_output=True, text=True, check=False)
         assert result.returncode == 0
         assert "usage: autoft" in result.stdout
 
@@ -52,7 +52,7 @@ def test_bad_input_exits_2_with_one_line(tiny_model_dir, classification_files, t
 def test_real_entry_point_has_no_traceback(tmp_path):
     (tmp_path / "c.yaml").write_text("data: {train: x.csv}\nbogus: 1\n")
     result = subprocess.run([sys.executable, "-m", "autoft.cli", "train", str(tmp_path / "c.yaml")],
-                            capture_output=True, text=True)
+                            capture_output=True, text=True, check=False)
     assert result.returncode == 2
     assert result.stderr.strip() == f"autoft: error: {tmp_path / 'c.yaml'}: bogus: unknown field"
 

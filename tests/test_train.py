@@ -49,7 +49,7 @@ def test_same_seed_same_result(tiny_model_dir, classification_files, tmp_path):
     a = autoft.train(tiny_config(tiny_model_dir, classification_files, tmp_path / "a", epochs=2))
     b = autoft.train(tiny_config(tiny_model_dir, classification_files, tmp_path / "b", epochs=2))
     c = autoft.train(tiny_config(tiny_model_dir, classification_files, tmp_path / "c", epochs=2, seed=1))
-    losses = lambda run: [e["train_loss"] for e in run.metrics["epochs"]]  # noqa: E731
+    losses = lambda run: [e["train_loss"] for e in run.metrics["epochs"]]
     assert losses(a) == losses(b)
     assert losses(a) != losses(c)
 

@@ -63,7 +63,7 @@ def value(config: Config | dict | str | Path, *, overrides: list[str] | None = N
 
 
 def _scores(run: Run) -> dict[str, Any]:
-    pick = lambda m: {k: v for k, v in (m or {}).items() if not isinstance(v, dict)}  # noqa: E731
+    pick = lambda m: {k: v for k, v in (m or {}).items() if not isinstance(v, dict)}
     return {"validation": pick(run.metrics.get("validation")), "test": pick(run.metrics.get("test")),
             "best_epoch": run.metrics["best_epoch"], "wall_seconds": run.metrics["wall_seconds"],
             "trained_samples": sum(e["samples"] for e in run.metrics["epochs"])}

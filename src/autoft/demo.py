@@ -101,7 +101,7 @@ def run_demo(
     flagged = np.array([int(r["row_id"]) for r in rows if r["flagged"] == "True"], dtype=np.int64)
     detection = {
         "flipped": int(flipped.sum()),
-        "flagged": int(len(flagged)),
+        "flagged": len(flagged),
         "flagged_that_were_flipped": int(flipped[flagged].sum()) if len(flagged) else 0,
     }
     return {"comparison": comparison, "worst": rows[:5], "detection": detection, "noise": noise}

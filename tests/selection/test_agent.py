@@ -69,7 +69,7 @@ def test_same_seed_same_decisions(tiny_model_dir, noisy_files, tmp_path):
 def test_value_and_run_commands(tiny_model_dir, noisy_files, tmp_path, capsys):
     import yaml
 
-    files, flipped = noisy_files
+    files, _flipped = noisy_files
     config = tiny_config(tiny_model_dir, files, tmp_path / "out", epochs=2)
     config["selection"] = {"policy": "exp3", "drop_fraction": 0.3}
     path = tmp_path / "config.yaml"

@@ -53,7 +53,7 @@ def test_blank_and_truncated_words_get_outside(adapter):
 
 def test_format_prediction_gives_character_offsets(adapter):
     example = Example("Hi, Carol Smith lives in New York!", None)
-    text, words, offsets = adapter.words(example)
+    text, words, _offsets = adapter.words(example)
     assert words[:4] == ["Hi", ",", "Carol", "Smith"]
     tags = ["O", "O", "B-PER", "I-PER", "O", "O", "B-LOC", "I-LOC", "O"]
     probs = np.stack([np.eye(len(LABELS))[LABELS.index(t)] for t in tags])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,7 +75,7 @@ def _label_str(value: object) -> str:
 
 
 def _check_text(path: Path, line: int, text: object, column: str) -> str:
-    if text is None or (isinstance(text, float) and text != text):
+    if text is None or (isinstance(text, float) and math.isnan(text)):
         raise DataError(f"{path}:{line}: empty text in column {column!r}")
     text = str(text)
     if not text.strip():
@@ -127,11 +128,10 @@ def _rows_parquet(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
 
     try:
         table = pq.read_table(path)
-    except Exception as error:  # pyarrow raises several unrelated types for a bad file
+    except Exception as error:  # noqa: BLE001 - pyarrow raises several unrelated types for a bad file
         raise DataError(f"{path}: cannot read Parquet: {error}") from None
     # Parquet has no lines; report 1-based row numbers, as a spreadsheet would show them after a header.
-    for number, row in enumerate(table.to_pylist(), start=2):
-        yield number, row
+    yield from enumerate(table.to_pylist(), start=2)
 
 
 def _table_rows(path: Path, fmt: str) -> Iterator[tuple[int, dict[str, object]]]:

@@ -19,9 +19,11 @@ from autoft.selection.state import (
     TrainingDynamics,
     disagreement,
     margins_from_logits,
+    neighbour_agreement,
     probe_probabilities,
     quantile_buckets,
     state_features,
+    suspicion,
 )
 
 __all__ = [
@@ -37,10 +39,12 @@ __all__ = [
     "macro_f1",
     "margins_from_logits",
     "metric_delta",
+    "neighbour_agreement",
     "probe_probabilities",
     "quantile_buckets",
     "register_policy",
     "rescale_reward",
     "scorer",
     "state_features",
+    "suspicion",
 ]

@@ -34,7 +34,7 @@ from autoft.data.splits import Splits
 from autoft.errors import ConfigError
 from autoft.io import to_builtin, write_text_atomic
 from autoft.selection.policies import Policy, get_policy
-from autoft.selection.state import TrainingDynamics, probe_probabilities, state_features
+from autoft.selection.state import TrainingDynamics, neighbour_agreement, probe_probabilities, state_features
 from autoft.training.selection import SampleSelector
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ def value_samples(config: Config, splits: Splits, *, progress: bool = True) -> V
     seed = config.training.seed
     oof, val_probs = probe_probabilities(train_x, labels, val_x, val_labels, n_classes=n_classes, seed=seed)
     state = state_features(embeddings=train_x, labels=labels, n_classes=n_classes, oof_probs=oof,
-                           val_probs=val_probs, sources=sources if len(source_names) > 1 else None,
+                           val_probs=val_probs, agreement=neighbour_agreement(train_x, labels), sources=sources if len(source_names) > 1 else None,
                            n_sources=len(source_names), seed=seed)
     options = {"seed": seed, "drop_fraction": selection.drop_fraction, **selection.options}
     try:
@@ -157,7 +157,7 @@ def kept_mask(values: np.ndarray, labels: np.ndarray, drop_fraction: float, bala
     groups = [np.flatnonzero(labels == c) for c in np.unique(labels)] if balance == "per-class" else [
         np.arange(len(values))]
     for rows in groups:
-        drop = int(round(drop_fraction * len(rows)))
+        drop = round(drop_fraction * len(rows))
         keep[rows[np.argsort(values[rows], kind="stable")[:drop]]] = False
     return keep
 

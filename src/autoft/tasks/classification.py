@@ -23,7 +23,7 @@ class ClassificationAdapter(TaskAdapter):
 
     def encode(self, examples: list[Example], *, with_labels: bool = True) -> list[Feature]:
         encoded = self.tokenizer([e.text for e in examples], truncation=True, max_length=self.max_length)
-        keys = [k for k in encoded.keys() if k in self.model_keys]
+        keys = [k for k in encoded if k in self.model_keys]
         features = []
         for i, example in enumerate(examples):
             feature = {k: encoded[k][i] for k in keys}

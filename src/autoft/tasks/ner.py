@@ -57,7 +57,7 @@ class TokenClassificationAdapter(TaskAdapter):
     def encode(self, examples: list[Example], *, with_labels: bool = True) -> list[Feature]:
         word_lists = [self.words(e)[1] for e in examples]
         encoded = self.tokenizer(word_lists, is_split_into_words=True, truncation=True, max_length=self.max_length)
-        keys = [k for k in encoded.keys() if k in self.model_keys]
+        keys = [k for k in encoded if k in self.model_keys]
         features = []
         for i, example in enumerate(examples):
             word_ids = encoded.word_ids(i)

@@ -1,6 +1,7 @@
 """Shared loop of the bucket policies (Q-learning, Exp3.S): an agent picks which bucket of data to train on next.
 
-Buckets are given per sample (e.g. the source) or, by default, quantiles of the probes' disagreement.
+Buckets are given per sample (e.g. the source) or, by default, quantiles of the label's suspicion
+(``state.suspicion``: the probes and the nearest neighbours).
 Offline, ``episodes`` times, the inner learner restarts from a fit on all data and takes
 ``episode_length`` steps; at each the agent picks a bucket, the learner trains ``inner_steps``
 gradient steps on a seeded minibatch of it, and the reward is the validation gain of that training
@@ -8,7 +9,7 @@ gradient steps on a seeded minibatch of it, and the reward is the validation gai
 ``_learn`` and ``_bucket_scores``.
 
 Each sample's value is ordered first by its bucket's learned score, then, within a bucket, by the
-probes' agreement with its label: ``values_ = rank of bucket score + 0.999 * agreement``.
+evidence for its label (1 - suspicion): ``values_ = rank of bucket score + 0.999 * agreement``.
 """
 
 from __future__ import annotations

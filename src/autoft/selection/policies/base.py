@@ -26,7 +26,7 @@ from sklearn.exceptions import NotFittedError
 from autoft.errors import ConfigError
 from autoft.selection.policies._learner import SoftmaxProblem
 from autoft.selection.rewards import Scorer, scorer
-from autoft.selection.state import disagreement, probe_probabilities
+from autoft.selection.state import neighbour_agreement, probe_probabilities, suspicion
 
 WeightMode = Literal["sample", "weight"]
 
@@ -65,9 +65,8 @@ class FitData:
 
     @cached_property
     def disagreement(self) -> np.ndarray:
-        """[N] mean disagreement of the two probes with the given label (0 = both sure it is right)."""
-        oof, val = self.probes
-        return 0.5 * (disagreement(self.labels, oof) + disagreement(self.labels, val))
+        """[N] in (0, 1]: ``suspicion`` of each given label, from the probes and the nearest neighbours."""
+        return suspicion(self.labels, *self.probes, neighbour_agreement(self.train_x, self.labels))
 
     @cached_property
     def problem(self) -> SoftmaxProblem:
@@ -261,7 +260,7 @@ class Policy:
     def _lowest_dropped(self, fraction: float) -> np.ndarray:
         """[N] bool: False for the ``round(fraction * N)`` lowest values (ties: lower index first)."""
         keep = np.ones(self.n_samples_, dtype=bool)
-        keep[np.argsort(self.values_, kind="stable")[: int(round(fraction * self.n_samples_))]] = False
+        keep[np.argsort(self.values_, kind="stable")[: round(fraction * self.n_samples_)]] = False
         return keep
 
     # -- helpers ----------------------------------------------------------------------------------

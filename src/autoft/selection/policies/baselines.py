@@ -30,7 +30,7 @@ class RandomSelection(Policy):
     def _fit(self, data: FitData) -> np.ndarray:
         n = len(data.labels)
         values = (np.random.default_rng(self.seed).permutation(n) + 1) / n
-        self._log("offline", {"dropped": int(round(self.drop_fraction * n))}, None)
+        self._log("offline", {"dropped": round(self.drop_fraction * n)}, None)
         return values
 
     def _keep_probabilities(self, values: np.ndarray) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Tabular Q-learning over buckets of training data: which bucket should the next batches come from?
 
-Actions are buckets (by default quantiles of the probes' disagreement; or e.g. the source). The state
+Actions are buckets (by default quantiles of the label's suspicion; or e.g. the source). The state
 is small and discrete: the last action and whether its reward was positive (plus a start state), so
 the table has ``1 + 2K`` rows. Epsilon-greedy exploration with seeded tie-breaking; rewards are the
 inner learner's validation gain (``_buckets``). A bucket's score is its Q averaged over states,
