@@ -6,7 +6,7 @@ import pytest
 import autoft
 from autoft.errors import RunDirError
 from autoft.training.selection import SampleSelector
-from tests.conftest import tiny_config
+from tests.conftest import TOPICS, tiny_config
 
 FAST = {"epochs": 8, "learning_rate": 3e-3, "early_stopping_patience": None}
 
@@ -79,8 +79,9 @@ class Recorder(SampleSelector):
         assert losses.shape == (len(indices),) and not losses.requires_grad
         self.observed.extend(indices.tolist())
 
-    def end_epoch(self, epoch, validation):
+    def end_epoch(self, epoch, validation, predictions=None):
         self.rewards.append(validation["macro_f1"])
+        self.predictions = predictions
 
 
 def test_selector_decides_which_samples_are_trained_on(tiny_model_dir, classification_files, tmp_path):
@@ -90,6 +91,37 @@ def test_selector_decides_which_samples_are_trained_on(tiny_model_dir, classific
     assert sorted(recorder.observed) == sorted(list(range(0, 90, 2)) * 2)
     assert recorder.rewards == [e["validation"]["macro_f1"] for e in run.metrics["epochs"]]
     assert all(e["samples"] == 45 for e in run.metrics["epochs"])
+    assert len(recorder.predictions) == run.metrics["sizes"]["validation"]
+    assert set(recorder.predictions) <= set(TOPICS)
+
+
+class MidEpoch(Recorder):
+    """Asks for a reward every 2 steps on validation rows 0-4, then stops training on odd samples' losses."""
+
+    update_every = 2
+
+    def __init__(self):
+        super().__init__()
+        self.steps, self.batches = [], []
+
+    def begin_epoch(self, epoch, n_samples):
+        return np.ones(n_samples)
+
+    def validation_rows(self, n_validation):
+        return np.arange(5)
+
+    def step_reward(self, step, validation, predictions):
+        self.steps.append(step)
+        self.batches.append(len(predictions))
+        return np.where(np.arange(90) % 2 == 0, 1.0, 0.0)
+
+
+def test_mid_epoch_rewards_on_a_validation_mini_batch(tiny_model_dir, classification_files, tmp_path):
+    selector = MidEpoch()
+    autoft.train(tiny_config(tiny_model_dir, classification_files, tmp_path / "run", epochs=1, batch_size=8),
+                 selector=selector)
+    assert selector.steps == list(range(2, 13, 2))  # 90 samples / 8 = 12 steps
+    assert set(selector.batches) == {5}
 
 
 class Constant(SampleSelector):

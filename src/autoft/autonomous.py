@@ -54,7 +54,7 @@ def value(config: Config | dict | str | Path, *, overrides: list[str] | None = N
     valuation = value_samples(config, splits, progress=config.training.progress)
     output = Path(config.output_dir)
     output.mkdir(parents=True, exist_ok=True)
-    rows = data_value_rows(splits.train, splits.labels, valuation, valuation.policy.values_)
+    rows = data_value_rows(splits.train, splits.labels, valuation, valuation.sample_values())
     write_data_values(output / "data_values.csv", rows)
     write_decisions(output / "decisions.jsonl", valuation.decisions)
     log.info("%d samples valued; %d flagged; written to %s", len(rows), sum(r["flagged"] for r in rows),

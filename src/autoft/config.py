@@ -66,6 +66,9 @@ class TrainingConfig(_Strict):
     progress: bool = Field(True, description="show tqdm progress bars")
 
 
+REWARDS = ("primary", "accuracy", "macro_f1", "f1", "precision", "recall", "loss")
+
+
 class SelectionConfig(_Strict):
     """The agent that decides which samples the model learns from (``policy: none`` = plain fine-tuning)."""
 
@@ -75,13 +78,33 @@ class SelectionConfig(_Strict):
     balance: Literal["global", "per-class"] = Field(
         "global", description="drop that share over all samples, or within each given label"
     )
-    reward: Literal["primary", "accuracy", "macro_f1", "f1", "precision", "recall", "loss"] = Field(
-        "primary", description="online reward: the gain of this validation metric (primary: the task's own)"
+    reward: str = Field(
+        "primary",
+        description="online reward: the gain of this validation metric (primary: the task's own; accuracy, "
+        "macro_f1, f1, precision, recall, loss) or of a user function 'module:function' called as "
+        "f(predictions, labels) with the decoded validation predictions and gold labels",
     )
-    update_every: Literal["epoch"] = "epoch"
+    update_every: Literal["epoch"] | int = Field(
+        "epoch", description="reward the agent per epoch, or every N optimisation steps on a validation mini-batch"
+    )
+    reward_batch: int = Field(128, ge=1, description="validation samples in the mini-batch of update_every: N")
     bucket_by: Literal["value", "source"] = Field("value", description="buckets of q-learning / exp3")
     rescore: bool = Field(True, description="re-score samples each epoch from the model's training dynamics")
     options: dict[str, Any] = Field(default_factory=dict, description="policy-specific options")
+
+    @field_validator("reward")
+    @classmethod
+    def _known_reward(cls, value: str) -> str:
+        if value not in REWARDS and ":" not in value:
+            raise ValueError(f"unknown reward {value!r}; known: {', '.join(REWARDS)}, or 'module:function'")
+        return value
+
+    @field_validator("update_every")
+    @classmethod
+    def _positive_steps(cls, value: str | int) -> str | int:
+        if isinstance(value, int) and value < 1:
+            raise ValueError(f"must be 'epoch' or a number of steps >= 1, got {value}")
+        return value
 
     @field_validator("policy")
     @classmethod

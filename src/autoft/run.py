@@ -154,7 +154,8 @@ def train(
         from autoft.selection.agent import AgentSelector, value_samples
 
         selector = AgentSelector(value_samples(config, splits, progress=config.training.progress),
-                                 primary_metric=adapter.primary_metric)
+                                 primary_metric=adapter.primary_metric,
+                                 validation_labels=[e.label for e in splits.validation], seed=config.training.seed)
 
     # Fine-tune, then score the best weights on validation and test.
     train_features = adapter.encode(splits.train)

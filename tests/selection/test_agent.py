@@ -90,10 +90,102 @@ def test_value_and_run_commands(tiny_model_dir, noisy_files, tmp_path, capsys):
         assert (tmp_path / "out" / name).exists(), name
 
 
-def test_policies_for_ner_are_refused_clearly(tiny_model_dir, ner_files, tmp_path):
-    config = tiny_config(tiny_model_dir, ner_files, tmp_path / "run", task="token-classification")
-    config["selection"] = {"policy": "reinforce"}
-    with pytest.raises(ConfigError, match="selection.policy: 'reinforce' is not available for token-classification"):
+PEOPLE = ["Alice", "Bob", "Carol", "Dave", "Erin", "Frank", "Grace", "Heidi", "Ivan", "Judy"]
+COMPANIES = ["Google", "Microsoft", "Apple", "Amazon", "Intel", "Oracle", "Nokia", "Sony", "Tesla", "Adobe"]
+PLACES = ["Paris", "London", "Berlin", "Madrid", "Rome", "Vienna", "Oslo", "Dublin", "Prague", "Lisbon"]
+TEMPLATES = [("{p} lives in {l}", ["PER", "O", "O", "LOC"]), ("{p} works at {o}", ["PER", "O", "O", "ORG"]),
+             ("{o} opened an office in {l}", ["ORG", "O", "O", "O", "O", "LOC"]), ("the weather is nice", ["O"] * 4)]
+
+
+def ner_sentences(n, seed, flip=0.0):
+    """Template sentences with one-word entities; with ``flip``, that share of entities gets another type.
+    Returns (words, tags, noisy) per sentence."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        text, kinds = rng.choice(TEMPLATES)
+        words = text.format(p=rng.choice(PEOPLE), o=rng.choice(COMPANIES), l=rng.choice(PLACES)).split()
+        tags, noisy = [], False
+        for kind in kinds:
+            if kind != "O" and rng.random() < flip:
+                kind, noisy = rng.choice([k for k in ("PER", "ORG", "LOC") if k != kind]), True
+            tags.append("O" if kind == "O" else f"B-{kind}")
+        out.append((words, tags, noisy))
+    return out
+
+
+def write_sentences(path, sentences):
+    path.write_text("".join("".join(f"{w}\t{t}\n" for w, t in zip(words, tags)) + "\n"
+                            for words, tags, _ in sentences))
+    return path
+
+
+def test_ner_sentences_with_flipped_entities_are_valued_lowest(tiny_model_dir, tmp_path):
+    """NER: entities are the units, a sentence is worth its least trusted entity (tiny random encoder:
+    an entity word's embedding identifies it, so its majority type outvotes the flips)."""
+    from sklearn.metrics import roc_auc_score
+
+    train = ner_sentences(240, 0, flip=0.2)
+    files = {"train": write_sentences(tmp_path / "train.conll", train),
+             "validation": write_sentences(tmp_path / "val.conll", ner_sentences(60, 1)),
+             "test": write_sentences(tmp_path / "test.conll", ner_sentences(30, 2))}
+    config = tiny_config(tiny_model_dir, files, tmp_path / "values", task="token-classification")
+    config["selection"] = {"policy": "exp3", "drop_fraction": 0.3}
+    rows = read_values(autonomous.value(config))
+    assert len(rows) == 240
+    by_id = {int(r["row_id"]): r for r in rows}
+    noisy = [t[2] for t in train]
+    auroc = roc_auc_score(noisy, [-float(by_id[i]["value"]) for i in range(240)])
+    assert auroc >= 0.85, auroc
+    # Sentences without entities are never suspect, and the given / suggested entities are spelled out.
+    empty = [i for i, (words, _, _) in enumerate(train) if words[0] == "the"]
+    assert empty and not any(by_id[i]["flagged"] == "True" for i in empty)
+    first = train[0]
+    entities = [f"{w}/{t[2:]}" for w, t in zip(first[0], first[1]) if t != "O"]
+    assert by_id[0]["given_label"] == "; ".join(entities)
+
+
+def test_train_ner_with_policy_and_mini_batch_rewards(tiny_model_dir, tmp_path):
+    """NER training with an agent rewarded every 3 steps on 16 validation sentences by a user function."""
+    train = ner_sentences(120, 0, flip=0.2)
+    files = {"train": write_sentences(tmp_path / "train.conll", train),
+             "validation": write_sentences(tmp_path / "val.conll", ner_sentences(40, 1)),
+             "test": write_sentences(tmp_path / "test.conll", ner_sentences(20, 2))}
+    (tmp_path / "my_reward.py").write_text(
+        "def tag_accuracy(predictions, labels):\n"
+        "    pairs = [(p, g) for pred, gold in zip(predictions, labels) for p, g in zip(pred, gold)]\n"
+        "    return sum(p == g for p, g in pairs) / len(pairs)\n")
+    import sys
+
+    sys.path.insert(0, str(tmp_path))
+    try:
+        config = tiny_config(tiny_model_dir, files, tmp_path / "run", task="token-classification", epochs=2,
+                             batch_size=16)
+        config["selection"] = {"policy": "q-learning", "drop_fraction": 0.25, "update_every": 3,
+                               "reward_batch": 16, "reward": "my_reward:tag_accuracy"}
+        run = autoft.train(config)
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert [e["samples"] for e in run.metrics["epochs"]] == [90, 90]
+    decisions = [json.loads(line) for line in (tmp_path / "run" / "decisions.jsonl").read_text().splitlines()]
+    rewards = [d for d in decisions if d.get("event") == "reward"]
+    assert [d["step"] for d in rewards] == [3, 6, 9, 12]  # 6 steps of 16 per epoch
+    assert all(0.0 <= d["validation"] <= 1.0 for d in rewards)
+    assert all("policy_update" in d for d in rewards[1:]) and "policy_update" not in rewards[0]
+    assert len(read_values(tmp_path / "run" / "data_values.csv")) == 120
+
+
+def test_bad_reward_names_fail_clearly(tiny_model_dir, noisy_files, tmp_path):
+    from autoft.config import parse_config
+
+    with pytest.raises(ConfigError, match="selection.reward: .*unknown reward 'f2'"):
+        parse_config({"data": {"train": "x.csv"}, "selection": {"reward": "f2"}})
+    with pytest.raises(ConfigError, match="selection.update_every"):
+        parse_config({"data": {"train": "x.csv"}, "selection": {"update_every": 0}})
+    files, _ = noisy_files
+    config = tiny_config(tiny_model_dir, files, tmp_path / "run", epochs=1)
+    config["selection"] = {"policy": "small-loss", "reward": "no_such_module_xyz:f"}
+    with pytest.raises(ConfigError, match="cannot import module 'no_such_module_xyz'"):
         autoft.train(config)
 
 

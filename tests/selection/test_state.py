@@ -89,3 +89,36 @@ def test_quantile_buckets():
     assert set(quantile_buckets(np.zeros(6), 3)) == {0}  # ties share a bucket
     with pytest.raises(ValueError):
         quantile_buckets(np.arange(3.0), 0)
+
+
+def test_sequence_margins_take_the_worst_labelled_token():
+    from autoft.selection.state import sequence_margins
+
+    logits = np.array([[[2.0, 0.0], [0.0, 1.0], [5.0, 0.0]],   # margins: 2, -1, (ignored)
+                       [[0.0, 3.0], [0.0, 0.0], [0.0, 0.0]]])  # margins: 3, (ignored), (ignored)
+    labels = np.array([[0, 0, -100], [1, -100, -100]])
+    np.testing.assert_allclose(sequence_margins(logits, labels), [-1.0, 3.0])
+    np.testing.assert_allclose(sequence_margins(logits[:1], np.full((1, 3), -100)), [0.0])
+
+
+def test_units_map_values_between_entities_and_sentences():
+    from autoft.selection.agent import Units
+
+    # 4 sentences; units (entities) belong to sentences 0, 0, 2; sentence 1 (source 0) and 3 (source 1) have none.
+    units = Units(x=np.zeros((3, 2)), labels=np.zeros(3, dtype=int), val_x=np.zeros((1, 2)),
+                  val_labels=np.zeros(1, dtype=int), class_names=["A", "B"], owner=np.array([0, 0, 2]),
+                  sources=np.array([0, 0, 1, 1]))
+    np.testing.assert_allclose(units.sample_values(np.array([0.5, 0.2, 0.9])), [0.2, 0.5, 0.9, 0.9])
+    np.testing.assert_allclose(units.sample_any(np.array([0.0, 1.0, 0.0])), [1.0, 0.0, 0.0, 0.0])
+    assert units.unit_mask(np.array([True, False, False, True])).tolist() == [True, True, False]
+
+
+def test_neighbour_agreement_and_suspicion():
+    from autoft.selection.state import neighbour_agreement, suspicion
+
+    x = np.array([[1.0, 0.0], [0.99, 0.1], [0.98, 0.2], [0.0, 1.0], [0.1, 0.99], [0.2, 0.98]])
+    y = np.array([0, 0, 1, 1, 1, 1])  # sample 2 sits among class 0 but says 1
+    agreement = neighbour_agreement(x, y, k=2)
+    np.testing.assert_allclose(agreement, [0.5, 0.5, 0.0, 1.0, 1.0, 1.0])
+    probs = np.tile([0.5, 0.5], (6, 1))
+    assert np.argmax(suspicion(y, probs, probs, agreement)) == 2

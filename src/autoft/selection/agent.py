@@ -34,7 +34,14 @@ from autoft.data.splits import Splits
 from autoft.errors import ConfigError
 from autoft.io import to_builtin, write_text_atomic
 from autoft.selection.policies import Policy, get_policy
-from autoft.selection.state import TrainingDynamics, neighbour_agreement, probe_probabilities, state_features
+from autoft.selection.rewards import load_reward
+from autoft.selection.state import (
+    TrainingDynamics,
+    neighbour_agreement,
+    probe_probabilities,
+    sequence_margins,
+    state_features,
+)
 from autoft.training.selection import SampleSelector
 
 log = logging.getLogger(__name__)
@@ -52,94 +59,239 @@ def _text(example: Example) -> str:
     return " ".join(example.text) if isinstance(example.text, list) else example.text
 
 
+def _cached(kind: str, model_name: str, max_length: int, inputs: list[Any]) -> tuple[Path, str]:
+    from autoft.modeling.load import resolve_model_name
+
+    key = hashlib.sha256(json.dumps([kind, resolve_model_name(model_name), max_length, inputs]).encode()).hexdigest()
+    return _cache_dir() / f"{key[:24]}.npy", key
+
+
+def _save(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=path.parent, suffix=".npy")
+    os.close(handle)
+    np.save(temp, array)
+    os.replace(temp, path)
+
+
 @torch.inference_mode()
-def embed_examples(model_name: str, examples: list[Example], *, max_length: int, batch_size: int = 64,
-                   progress: bool = True, cache: bool = True) -> np.ndarray:
-    """[N, hidden] mean-pooled, L2-normalised embeddings of the frozen encoder, cached by content."""
+def _encoded_batches(model_name: str, inputs: list[Any], *, max_length: int, batch_size: int, progress: bool):
+    """Yield ``(rows, tokenized batch, last hidden state)`` over ``inputs`` (texts, or word lists), in
+    batches of similar length, from the frozen encoder."""
     from transformers import AutoModel
 
-    from autoft.modeling.load import load_model, load_tokenizer, resolve_model_name
+    from autoft.modeling.load import load_model, load_tokenizer
 
-    texts = [_text(e) for e in examples]
-    resolved = resolve_model_name(model_name)
-    key = hashlib.sha256(json.dumps([resolved, max_length, texts]).encode()).hexdigest()[:24]
-    path = _cache_dir() / f"{key}.npy"
-    if cache and path.exists():
-        return np.load(path)
     tokenizer = load_tokenizer(model_name)
     encoder = load_model(model_name, AutoModel).eval()
-    order = np.argsort([len(t) for t in texts], kind="stable")
-    out = np.zeros((len(texts), encoder.config.hidden_size), dtype=np.float32)
+    split = bool(inputs) and isinstance(inputs[0], list)
+    order = np.argsort([sum(map(len, x)) if split else len(x) for x in inputs], kind="stable")
     for start in tqdm(range(0, len(order), batch_size), desc="embed", disable=not progress, leave=False,
                       unit="batch"):
         rows = order[start : start + batch_size]
-        batch = tokenizer([texts[i] for i in rows], truncation=True, max_length=max_length, padding=True,
-                          return_tensors="pt")
-        hidden = encoder(**batch).last_hidden_state
+        batch = tokenizer([inputs[i] for i in rows], truncation=True, max_length=max_length, padding=True,
+                          is_split_into_words=split, return_tensors="pt")
+        yield rows, batch, encoder(**{k: v for k, v in batch.items() if k != "offset_mapping"}).last_hidden_state
+
+
+def embed_examples(model_name: str, examples: list[Example], *, max_length: int, batch_size: int = 64,
+                   progress: bool = True, cache: bool = True) -> np.ndarray:
+    """[N, hidden] mean-pooled, L2-normalised embeddings of the frozen encoder, cached by content."""
+    texts = [_text(e) for e in examples]
+    path, _ = _cached("sentence", model_name, max_length, texts)
+    if cache and path.exists():
+        return np.load(path)
+    out = None
+    for rows, batch, hidden in _encoded_batches(model_name, texts, max_length=max_length, batch_size=batch_size,
+                                                progress=progress):
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1)
+        if out is None:
+            out = np.zeros((len(texts), hidden.shape[-1]), dtype=np.float32)
         out[rows] = torch.nn.functional.normalize(pooled, dim=-1).numpy()
+    out = np.zeros((0, 0), dtype=np.float32) if out is None else out
     if cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp = tempfile.mkstemp(dir=path.parent, suffix=".npy")
-        os.close(handle)
-        np.save(temp, out)
-        os.replace(temp, path)
+        _save(path, out)
     return out
+
+
+def embed_words(model_name: str, examples: list[Example], *, max_length: int, batch_size: int = 64,
+                progress: bool = True, cache: bool = True) -> list[np.ndarray]:
+    """Per example, [n_words, hidden] contextual embeddings of each word (its first sub-token) from the
+    frozen encoder, L2-normalised; rows of words cut off by ``max_length`` are NaN. Cached by content."""
+    words = [list(e.text) if isinstance(e.text, list) else e.text.split() for e in examples]
+    path, _ = _cached("words", model_name, max_length, words)
+    offsets = np.cumsum([0] + [len(w) for w in words])
+    if cache and path.exists():
+        flat = np.load(path)
+    else:
+        flat = None
+        for rows, batch, hidden in _encoded_batches(model_name, words, max_length=max_length,
+                                                    batch_size=batch_size, progress=progress):
+            hidden = torch.nn.functional.normalize(hidden, dim=-1).numpy()
+            if flat is None:
+                flat = np.full((offsets[-1], hidden.shape[-1]), np.nan, dtype=np.float32)
+            for j, i in enumerate(rows):
+                previous = None
+                for position, word in enumerate(batch.word_ids(j)):
+                    if word is not None and word != previous:
+                        flat[offsets[i] + word] = hidden[j, position]
+                    previous = word
+        flat = np.zeros((0, 0), dtype=np.float32) if flat is None else flat
+        if cache:
+            _save(path, flat)
+    return [flat[offsets[i] : offsets[i + 1]] for i in range(len(words))]
+
+
+# --- units: what the policy values ---------------------------------------------------------------
+@dataclass
+class Units:
+    """What a policy values, and which training sample each unit belongs to.
+
+    Classification: one unit per sample (its text, its class). NER: one unit per given entity span
+    (its words' contextual embeddings, its entity type), so a policy ranks entities and a sentence
+    is worth its least trusted entity: the sentence with a mislabelled entity is the one left out.
+    """
+
+    x: np.ndarray  # [U, D] inputs of the probes and the inner learner
+    labels: np.ndarray  # [U] class ids (entity types for NER)
+    val_x: np.ndarray  # [V, D]
+    val_labels: np.ndarray  # [V]
+    class_names: list[str]
+    owner: np.ndarray  # [U] index of the training sample each unit belongs to
+    sources: np.ndarray  # [N] source id of each training sample
+    names: list[str] | None = None  # [U] what a unit is, for reports (NER: the entity's words)
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.sources)
+
+    def sample_values(self, unit_values: np.ndarray) -> np.ndarray:
+        """[N] each sample's lowest unit value; a sample without units (a sentence without entities)
+        gets the highest unit value of its source, so it ranks with its source but is never suspect."""
+        unit_values = np.asarray(unit_values, dtype=np.float64)
+        out = np.full(self.n_samples, np.nan)
+        np.fmin.at(out, self.owner, unit_values)
+        missing = np.isnan(out)
+        if missing.any():
+            unit_sources = self.sources[self.owner]
+            best = unit_values.max() if len(unit_values) else 1.0
+            for source in np.unique(self.sources[missing]):
+                mine = unit_sources == source
+                out[missing & (self.sources == source)] = unit_values[mine].max() if mine.any() else best
+        return out
+
+    def sample_any(self, unit_weights: np.ndarray) -> np.ndarray:
+        """[N] the highest weight among each sample's units (0 for a sample without units)."""
+        out = np.zeros(self.n_samples)
+        np.maximum.at(out, self.owner, np.asarray(unit_weights, dtype=np.float64))
+        return out
+
+    def unit_mask(self, sample_mask: np.ndarray) -> np.ndarray:
+        """[U] a unit is selected when its sample is."""
+        return np.asarray(sample_mask, dtype=bool)[self.owner]
+
+
+def _classification_units(config: Config, splits: Splits, sources: np.ndarray, progress: bool) -> Units:
+    index = {label: i for i, label in enumerate(splits.labels)}
+    embeddings = embed_examples(config.model, splits.train + splits.validation,
+                                max_length=config.training.max_length, progress=progress)  # one encoder pass
+    n = len(splits.train)
+    return Units(embeddings[:n], np.array([index[e.label] for e in splits.train], dtype=np.int64), embeddings[n:],
+                 np.array([index[e.label] for e in splits.validation], dtype=np.int64), list(splits.labels),
+                 np.arange(n), sources)
+
+
+def _entity_units(config: Config, splits: Splits, sources: np.ndarray, progress: bool) -> Units:
+    from autoft.tasks.ner import bio_spans
+
+    types = sorted({label.partition("-")[2] for label in splits.labels if label[:2] in ("B-", "I-")})
+    if len(types) < 2:
+        raise ConfigError(f"selection.policy: valuing NER sentences needs >= 2 entity types, found {types}")
+    vectors = embed_words(config.model, splits.train + splits.validation, max_length=config.training.max_length,
+                          progress=progress)
+    spans: list[list[tuple[np.ndarray, int, int, str]]] = [[], []]  # train, validation
+    for part, (offset, examples) in enumerate(((0, splits.train), (len(splits.train), splits.validation))):
+        for i, example in enumerate(examples):
+            for kind, first, last in bio_spans(example.label):
+                words = vectors[offset + i][first : last + 1]
+                words = words[~np.isnan(words).any(axis=1)]
+                if len(words) and kind in types:  # spans cut off by max_length carry no evidence
+                    spans[part].append((words.mean(axis=0), types.index(kind), i,
+                                        " ".join(example.text[first : last + 1])))
+    if not spans[0] or not spans[1]:
+        raise ConfigError("selection.policy: no entity spans to value in the training or validation data")
+    train, val = spans
+    return Units(np.stack([s[0] for s in train]), np.array([s[1] for s in train], dtype=np.int64),
+                 np.stack([s[0] for s in val]), np.array([s[1] for s in val], dtype=np.int64), types,
+                 np.array([s[2] for s in train], dtype=np.int64), sources, [s[3] for s in train])
 
 
 # --- offline valuation ---------------------------------------------------------------------------
 @dataclass
 class Valuation:
-    """What the offline phase knows: the fitted policy and the per-sample arrays behind it."""
+    """What the offline phase knows: the fitted policy, its units, and what each sample is said to be."""
 
     policy: Policy
-    labels: np.ndarray
-    sources: np.ndarray
+    units: Units
+    sample_labels: np.ndarray  # [N] class ids for per-class balancing (NER: all 0)
     source_names: list[str]
-    probe_probs: np.ndarray
+    given: list[str]  # [N] the given label (NER: the given entities) as text
+    suggested: list[str]  # [N] what the probes suggest instead
     selection: SelectionConfig
     decisions: list[dict[str, Any]] = field(default_factory=list)
 
+    @property
+    def sources(self) -> np.ndarray:
+        return self.units.sources
 
-def _check_task(config: Config) -> None:
-    if config.task != "classification" and config.selection.policy != "none":
-        raise ConfigError(
-            f"selection.policy: {config.selection.policy!r} is not available for {config.task} yet "
-            "(this release values classification samples); use policy: none"
-        )
+    def sample_values(self) -> np.ndarray:
+        """[N] the policy's current value of each training sample."""
+        return self.units.sample_values(self.policy.values_)
+
+
+def _describe(units: Units, task: str, labels: np.ndarray) -> list[str]:
+    """[N] text of each sample's labels in ``labels`` (unit class ids): the class, or 'words/TYPE; ...'."""
+    if task == "classification":
+        return [units.class_names[int(c)] for c in labels]
+    parts: list[list[str]] = [[] for _ in range(units.n_samples)]
+    for unit, (owner, c) in enumerate(zip(units.owner, labels)):
+        parts[int(owner)].append(f"{units.names[unit]}/{units.class_names[int(c)]}")
+    return ["; ".join(p) for p in parts]
 
 
 def value_samples(config: Config, splits: Splits, *, progress: bool = True) -> Valuation:
     """Fit ``config.selection.policy`` on cached features of ``splits`` (the offline phase)."""
-    _check_task(config)
     selection = config.selection
-    index = {label: i for i, label in enumerate(splits.labels)}
-    labels = np.array([index[e.label] for e in splits.train], dtype=np.int64)
-    val_labels = np.array([index[e.label] for e in splits.validation], dtype=np.int64)
     source_names = sorted({e.source for e in splits.train})
     sources = np.array([source_names.index(e.source) for e in splits.train], dtype=np.int64)
-    n_classes = len(splits.labels)
-
-    max_length = config.training.max_length
-    embeddings = embed_examples(config.model, splits.train + splits.validation, max_length=max_length,
-                                progress=progress)  # one encoder load, one pass
-    train_x, val_x = embeddings[: len(splits.train)], embeddings[len(splits.train) :]
-    seed = config.training.seed
-    oof, val_probs = probe_probabilities(train_x, labels, val_x, val_labels, n_classes=n_classes, seed=seed)
-    state = state_features(embeddings=train_x, labels=labels, n_classes=n_classes, oof_probs=oof,
-                           val_probs=val_probs, agreement=neighbour_agreement(train_x, labels), sources=sources if len(source_names) > 1 else None,
-                           n_sources=len(source_names), seed=seed)
+    if config.task == "classification":
+        units = _classification_units(config, splits, sources, progress)
+    elif config.task == "token-classification":
+        units = _entity_units(config, splits, sources, progress)
+    else:
+        raise ConfigError(f"selection.policy: {selection.policy!r} is not available for {config.task}; use none")
+    n_classes, seed = len(units.class_names), config.training.seed
+    oof, val_probs = probe_probabilities(units.x, units.labels, units.val_x, units.val_labels, n_classes=n_classes,
+                                         seed=seed)
+    unit_sources = sources[units.owner]
+    state = state_features(embeddings=units.x, labels=units.labels, n_classes=n_classes, oof_probs=oof,
+                           val_probs=val_probs, agreement=neighbour_agreement(units.x, units.labels),
+                           sources=unit_sources if len(source_names) > 1 else None, n_sources=len(source_names),
+                           seed=seed)
     options = {"seed": seed, "drop_fraction": selection.drop_fraction, **selection.options}
     try:
         policy = get_policy(selection.policy, **options)
     except TypeError as error:
         raise ConfigError(f"selection.options: {error}") from None
-    buckets = sources if selection.bucket_by == "source" else None
-    policy.fit(state, labels, None, val_labels, n_classes=n_classes, embeddings=train_x, val_embeddings=val_x,
-               buckets=buckets)
-    log.info("offline valuation with %s: %d samples valued", selection.policy, len(labels))
-    return Valuation(policy, labels, sources, source_names, 0.5 * (oof + val_probs), selection,
+    buckets = unit_sources if selection.bucket_by == "source" else None
+    policy.fit(state, units.labels, None, units.val_labels, n_classes=n_classes, embeddings=units.x,
+               val_embeddings=units.val_x, buckets=buckets)
+    log.info("offline valuation with %s: %d units of %d samples valued", selection.policy, len(units.labels),
+             units.n_samples)
+    sample_labels = units.labels if config.task == "classification" else np.zeros(units.n_samples, dtype=np.int64)
+    return Valuation(policy, units, sample_labels, source_names, _describe(units, config.task, units.labels),
+                     _describe(units, config.task, (oof + val_probs).argmax(1)), selection,
                      [{"phase": "offline", **d} for d in policy.decisions_])
 
 
@@ -163,20 +315,35 @@ def kept_mask(values: np.ndarray, labels: np.ndarray, drop_fraction: float, bala
 
 
 class AgentSelector(SampleSelector):
-    """Turns a fitted policy into per-epoch sample weights and learns from the validation reward."""
+    """Turns a fitted policy into per-epoch sample weights and learns from the validation reward.
 
-    def __init__(self, valuation: Valuation, *, primary_metric: str) -> None:
+    The reward is the gain of ``selection.reward`` between two evaluations: per epoch on the whole
+    validation set or, with ``selection.update_every: N``, every N optimisation steps on a fixed,
+    seeded validation mini-batch of ``selection.reward_batch`` samples (then the policy also re-weights
+    the rest of the epoch after each update).
+    """
+
+    def __init__(self, valuation: Valuation, *, primary_metric: str, validation_labels: list[Any] | None = None,
+                 seed: int = 0) -> None:
         self.valuation = valuation
         self.selection = valuation.selection
         self.primary_metric = primary_metric
-        n = len(valuation.labels)
+        self.validation_labels = validation_labels
+        self.seed = seed
+        n = valuation.units.n_samples
         self.dynamics = TrainingDynamics(n)
         self.last_prediction = np.full(n, -1, dtype=np.int64)
-        self.values = valuation.policy.values_.copy()
+        self.values = valuation.sample_values()
         self.weights = np.ones(n)
         self.decisions: list[dict[str, Any]] = list(valuation.decisions)
         self._previous: float | None = None
         self._action: int | None = None
+        self._user_reward = load_reward(self.selection.reward) if ":" in self.selection.reward else None
+        if self._user_reward is not None and validation_labels is None:
+            raise ConfigError(f"selection.reward: {self.selection.reward!r} needs the validation labels")
+        every = self.selection.update_every
+        self.update_every = None if every == "epoch" else int(every)
+        self._rows: np.ndarray | None = None
 
     # values -> weights
     def _current_values(self) -> np.ndarray:
@@ -185,7 +352,7 @@ class AgentSelector(SampleSelector):
         Samples left out (never seen, so without dynamics) keep their policy value; the seen samples'
         AUM ranks are mapped onto the range of their policy values and averaged with them, so the
         dynamics reorder the kept samples without lifting unseen ones by default."""
-        values = _ranks(self.valuation.policy.values_)
+        values = _ranks(self.valuation.sample_values())
         aum = self.dynamics.aum
         seen = ~np.isnan(aum)
         if not self.selection.rescore or not seen.any():
@@ -196,20 +363,26 @@ class AgentSelector(SampleSelector):
         return values
 
     def _weights(self, values: np.ndarray) -> np.ndarray:
-        keep = kept_mask(values, self.valuation.labels, self.selection.drop_fraction, self.selection.balance)
+        keep = kept_mask(values, self.valuation.sample_labels, self.selection.drop_fraction, self.selection.balance)
         if self.selection.mode == "weight":
-            return np.where(keep, np.clip(_ranks(values), 1e-3, 1.0), 0.0)
-        return keep.astype(np.float64)
+            weights = np.where(keep, np.clip(_ranks(values), 1e-3, 1.0), 0.0)
+        else:
+            weights = keep.astype(np.float64)
+        policy = self.valuation.policy
+        if self._action is not None:  # bucket policies: the chosen bucket's kept samples count double
+            weights = weights * (1.0 + self.valuation.units.sample_any(policy.bucket_weights(self._action)))
+        return weights
+
+    def _act(self) -> None:
+        policy = self.valuation.policy
+        self._action = int(policy.act()) if hasattr(policy, "act") else None
 
     def begin_epoch(self, epoch: int, n_samples: int) -> np.ndarray:
         self.values = self._current_values()
-        self.weights = self._weights(self.values)
-        policy = self.valuation.policy
         self._action = None
-        if hasattr(policy, "act") and epoch > 1:
-            # Bucket policies (Q-learning, Exp3): the chosen bucket's kept samples count double this epoch.
-            self._action = int(policy.act())
-            self.weights = self.weights * (1.0 + policy.bucket_weights(self._action))
+        if epoch > 1 or self.update_every:
+            self._act()  # (per-epoch rewards: the first epoch has no reward to act on yet)
+        self.weights = self._weights(self.values)
         kept = self.weights > 0
         per_source = {name: float(kept[self.valuation.sources == i].mean())
                       for i, name in enumerate(self.valuation.source_names)}
@@ -223,11 +396,18 @@ class AgentSelector(SampleSelector):
         return self.weights
 
     def observe(self, indices, losses, logits, labels) -> None:
+        if logits.ndim == 3:  # token classification: a sentence's margin is its worst labelled token's
+            margins = sequence_margins(logits.detach().float().cpu().numpy(), labels.cpu().numpy())
+            self.dynamics.update(indices, losses, margins)
+            return
         self.dynamics.update_from_logits(indices, losses, logits, labels)
         self.last_prediction[np.asarray(indices)] = logits.argmax(-1).cpu().numpy()
 
-    def _reward_value(self, validation: dict[str, Any]) -> float:
+    # rewards
+    def _reward_value(self, validation: dict[str, Any], predictions: list[Any] | None, gold: list[Any] | None) -> float:
         name = self.selection.reward
+        if self._user_reward is not None:
+            return float(self._user_reward(predictions, gold))
         if name == "primary":
             return float(validation[self.primary_metric])
         if name == "loss":
@@ -237,15 +417,37 @@ class AgentSelector(SampleSelector):
         raise ConfigError(f"selection.reward: {name!r} is not a validation metric "
                           f"({', '.join(k for k, v in validation.items() if not isinstance(v, dict))}, primary)")
 
-    def end_epoch(self, epoch: int, validation: dict[str, Any]) -> None:
-        score = self._reward_value(validation)
+    def _learn(self, score: float, where: dict[str, Any]) -> None:
+        """Reward = the gain since the last evaluation of the same rows; the first one only sets the bar."""
         reward = 0.0 if self._previous is None else score - self._previous
-        self._previous = score
-        decision = {"phase": "online", "epoch": epoch, "event": "reward", "reward": reward, "validation": score}
-        if epoch > 1:  # the first epoch has no earlier score to improve on
-            record = self.valuation.policy.update(reward, self.weights > 0, action=self._action)
+        decision = {"phase": "online", **where, "event": "reward", "reward": reward, "validation": score}
+        if self._previous is not None:
+            record = self.valuation.policy.update(reward, self.valuation.units.unit_mask(self.weights > 0),
+                                                  action=self._action)
             decision["policy_update"] = record.get("action")
+        self._previous = score
         self.decisions.append(decision)
+
+    def validation_rows(self, n_validation: int) -> np.ndarray:
+        if self._rows is None:
+            size = min(self.selection.reward_batch, n_validation)
+            self._rows = np.sort(np.random.default_rng(self.seed).choice(n_validation, size, replace=False))
+        return self._rows
+
+    def step_reward(self, step: int, validation: dict[str, Any], predictions: list[Any]) -> np.ndarray:
+        gold = None if self.validation_labels is None else [self.validation_labels[i] for i in self._rows]
+        self._learn(self._reward_value(validation, predictions, gold), {"step": step})
+        self._act()
+        self.values = self._current_values()
+        self.weights = self._weights(self.values)
+        return self.weights
+
+    def end_epoch(self, epoch: int, validation: dict[str, Any], predictions: list[Any] | None = None) -> None:
+        score = self._reward_value(validation, predictions, self.validation_labels)
+        if self.update_every:  # the policy learns from the mini-batches; the epoch score is logged only
+            self.decisions.append({"phase": "online", "epoch": epoch, "event": "validation", "validation": score})
+            return
+        self._learn(score, {"epoch": epoch})
 
     # outputs
     def data_values(self, examples: list[Example], label_names: list[str]) -> list[dict[str, Any]]:
@@ -261,21 +463,21 @@ class AgentSelector(SampleSelector):
 def data_value_rows(examples: list[Example], label_names: list[str], valuation: Valuation, values: np.ndarray,
                     weights: np.ndarray | None = None, predictions: np.ndarray | None = None) -> list[dict[str, Any]]:
     """Rows for ``data_values.csv``: suggested label = the fine-tuned model's last prediction when there
-    is one, else the probes'; flagged = left out by the agent."""
+    is one (classification), else the probes'; flagged = left out by the agent."""
     values = np.asarray(values, dtype=np.float64)
     if weights is None:
-        weights = kept_mask(values, valuation.labels, valuation.selection.drop_fraction,
+        weights = kept_mask(values, valuation.sample_labels, valuation.selection.drop_fraction,
                             valuation.selection.balance).astype(np.float64)
     keep_probability = _ranks(values)
-    suggested = valuation.probe_probs.argmax(1)
-    if predictions is not None:
-        suggested = np.where(predictions >= 0, predictions, suggested)
     rows = []
     for i in np.argsort(values, kind="stable"):
         example = examples[i]
+        suggested = valuation.suggested[i]
+        if predictions is not None and predictions[i] >= 0:
+            suggested = label_names[int(predictions[i])]
         rows.append({
             "row_id": int(i), "origin": example.origin, "source": example.source, "text": _text(example),
-            "given_label": example.label, "suggested_label": label_names[int(suggested[i])],
+            "given_label": valuation.given[i], "suggested_label": suggested,
             "value": round(float(values[i]), 6), "keep_probability": round(float(keep_probability[i]), 6),
             "flagged": bool(weights[i] == 0),
         })

@@ -142,6 +142,22 @@ def margins_from_logits(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return given - others.max(axis=1)
 
 
+def sequence_margins(logits: np.ndarray, labels: np.ndarray, *, ignore: int = -100) -> np.ndarray:
+    """[B] per sequence, the lowest token margin (``margins_from_logits``) over its labelled tokens:
+    a sentence is as suspect as its most contradicted tag. Sequences without labelled tokens get 0.
+
+    ``logits`` [B, T, C], ``labels`` [B, T] with ``ignore`` for positions without a tag."""
+    logits, labels = np.asarray(logits, dtype=np.float64), np.asarray(labels, dtype=np.int64)
+    mask = labels != ignore
+    out = np.zeros(len(labels))
+    if mask.any():
+        token = margins_from_logits(logits[mask], labels[mask])
+        per_row = np.full(mask.shape, np.inf)
+        per_row[mask] = token
+        out = np.where(mask.any(axis=1), per_row.min(axis=1), 0.0)
+    return out
+
+
 def _entropy(probs: np.ndarray) -> np.ndarray:
     """[N] Shannon entropy (nats) of each row."""
     return -(probs * np.log(np.clip(probs, _EPS, 1.0))).sum(axis=1)
@@ -294,6 +310,7 @@ __all__ = [
     "probe_probabilities",
     "quantile_buckets",
     "reduce_embeddings",
+    "sequence_margins",
     "state_features",
     "suspicion",
 ]

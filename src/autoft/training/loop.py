@@ -59,14 +59,17 @@ def evaluate(
     batch_size: int,
     progress: bool = False,
     description: str = "evaluate",
-) -> dict[str, Any]:
-    """Metrics (and mean loss) of ``model`` on labelled ``examples``."""
+    return_predictions: bool = False,
+) -> dict[str, Any] | tuple[dict[str, Any], list[Any]]:
+    """Metrics (and mean loss) of ``model`` on labelled ``examples``; with ``return_predictions``, also
+    the decoded prediction of each example."""
     probabilities, loss = predict_probabilities(
         model, adapter, features, batch_size=batch_size, progress=progress, description=description, with_loss=True
     )
-    metrics = adapter.metrics(examples, [adapter.decode(p) for p in probabilities])
+    predictions = [adapter.decode(p) for p in probabilities]
+    metrics = adapter.metrics(examples, predictions)
     metrics["loss"] = loss
-    return metrics
+    return (metrics, predictions) if return_predictions else metrics
 
 
 def _optimizer(model: torch.nn.Module, config: TrainingConfig) -> torch.optim.Optimizer:
@@ -119,7 +122,8 @@ def fit(
     model, optimizer = accelerator.prepare(model, optimizer)
 
     result = TrainResult(best_epoch=0, best_validation={})
-    best_score, best_state, stale = -np.inf, None, 0
+    best_score, best_state, stale, step = -np.inf, None, 0, 0
+    reward_rows = selector.validation_rows(len(validation_features)) if selector.update_every else None
     for epoch in range(1, config.epochs + 1):
         # Selection: the selector decides which samples this epoch draws from, and their loss weights.
         weights = selector.begin_epoch(epoch, len(train_features))
@@ -151,15 +155,26 @@ def fit(
             loss_total += float(loss.detach()) * len(index)
             seen += len(index)
             bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+            step += 1
+            if reward_rows is not None and step % selector.update_every == 0:
+                # A mid-epoch reward on the selector's validation mini-batch; it may re-weight the rest of the epoch.
+                metrics, predicted = evaluate(
+                    accelerator.unwrap_model(model), adapter, [validation_examples[i] for i in reward_rows],
+                    [validation_features[i] for i in reward_rows], batch_size=config.eval_batch_size,
+                    return_predictions=True,
+                )
+                new_weights = selector.step_reward(step, metrics, predicted)
+                if new_weights is not None:
+                    weight_table = torch.as_tensor(new_weights, dtype=torch.float32, device=accelerator.device)
         seconds = time.perf_counter() - started
 
         # Evaluate on the validation set; the selector gets its reward.
         unwrapped = accelerator.unwrap_model(model)
-        validation = evaluate(
+        validation, predicted = evaluate(
             unwrapped, adapter, validation_examples, validation_features,
-            batch_size=config.eval_batch_size, progress=show, description="validate",
+            batch_size=config.eval_batch_size, progress=show, description="validate", return_predictions=True,
         )
-        selector.end_epoch(epoch, validation)
+        selector.end_epoch(epoch, validation, predicted)
         record = EpochRecord(epoch, loss_total / max(seen, 1), seen, seconds, seen / max(seconds, 1e-9), validation)
         result.history.append(record)
         score = validation[adapter.primary_metric]
