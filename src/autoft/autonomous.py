@@ -22,15 +22,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from autoft.config import Config, as_config
+from autoft.config import DEFAULT_POLICY, Config, as_config
 from autoft.data.splits import load_splits
 from autoft.io import write_json
 from autoft.run import Run, _commit, _prepare_output, train
 
 log = logging.getLogger(__name__)
-
-DEFAULT_POLICY = "reinforce"
-
 
 def _with(config: Config, *, policy: str | None = None, output_dir: str | None = None) -> Config:
     """A copy of ``config`` with another selection policy and/or output folder."""

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from autoft.config import DEFAULT_POLICY
 from autoft.errors import AutoftError
 from autoft.io import write_text_atomic
 
@@ -150,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("value", help="value every training sample (offline agent): data_values.csv",
                             description="Offline valuation: embed the data with the frozen encoder, fit "
-                                        "selection.policy (default reinforce) and write data_values.csv, worst "
+                                        f"selection.policy (default {DEFAULT_POLICY}) and write data_values.csv, worst "
                                         "first, into output_dir.")
     _config_arguments(p, overwrite=False)
     p.add_argument("--show", type=int, default=10, help="lowest-valued samples to print (default 10)")
@@ -189,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-size", type=int, default=600, help="training articles (default 600)")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--noise", type=float, default=0.3, help="share of training labels flipped (default 0.3)")
-    p.add_argument("--policy", default="reinforce", help="the agent's policy (default reinforce)")
+    p.add_argument("--policy", default=DEFAULT_POLICY, help=f"the agent's policy (default {DEFAULT_POLICY})")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=cmd_demo)
     return parser

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from autoft.config import DEFAULT_POLICY
 from autoft.data.loading import Example
 from autoft.data.public import write_examples
 from autoft.errors import DataError
@@ -74,7 +75,7 @@ def prepare_data(folder: Path, *, train_size: int, validation_size: int, test_si
 
 def run_demo(
     output_dir: str = "runs/demo", *, train_size: int = 600, validation_size: int = 150, test_size: int = 400,
-    epochs: int = 2, max_length: int = 128, noise: float = 0.3, policy: str = "reinforce", seed: int = 0,
+    epochs: int = 2, max_length: int = 128, noise: float = 0.3, policy: str = DEFAULT_POLICY, seed: int = 0,
     overwrite: bool = True, progress: bool = True,
 ) -> dict[str, Any]:
     """BBC News with ``noise`` of the training labels flipped: plain vs autonomous fine-tuning of the
