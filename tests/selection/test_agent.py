@@ -270,3 +270,21 @@ def test_run_reports_keep_rates_per_source(tiny_model_dir, tmp_path):
     assert set(rates) == {"news", "forum"}
     assert rates["forum"] < rates["news"]
     assert "kept per source" in comparison["table"]
+
+
+def test_word_embeddings_mark_words_cut_off_by_max_length(tiny_model_dir, monkeypatch, tmp_path):
+    import numpy as np
+
+    from autoft.data.loading import Example
+    from autoft.selection.agent import embed_words
+
+    monkeypatch.setenv("AUTOFT_CACHE", str(tmp_path / "cache"))
+    examples = [Example(["Alice", "lives", "in", "Paris"], ["B-PER", "O", "O", "B-LOC"]),
+                Example(["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"], ["O"] * 10)]
+    vectors = embed_words(str(tiny_model_dir), examples, max_length=8, progress=False)
+    assert [v.shape[0] for v in vectors] == [4, 10]
+    assert not np.isnan(vectors[0]).any()
+    assert np.isnan(vectors[1][6:]).all() and not np.isnan(vectors[1][:6]).any()  # [CLS] + 6 words + [SEP]
+    np.testing.assert_allclose(np.linalg.norm(vectors[0], axis=1), 1.0, rtol=1e-5)
+    again = embed_words(str(tiny_model_dir), examples, max_length=8, progress=False)  # from the cache
+    np.testing.assert_array_equal(np.nan_to_num(again[1]), np.nan_to_num(vectors[1]))
