@@ -93,7 +93,12 @@ class SelectionConfig(_Strict):
     )
     reward_batch: int = Field(128, ge=1, description="validation samples in the mini-batch of update_every: N")
     bucket_by: Literal["value", "source"] = Field("value", description="buckets of q-learning / exp3")
-    rescore: bool = Field(True, description="re-score samples each epoch from the model's training dynamics")
+    rescore: Literal["off", "dynamics", "model"] = Field(
+        "dynamics",
+        description="re-score samples each epoch: off; dynamics (area under the margin of the samples trained "
+        "on, free); model (the fine-tuned model's margin on every training sample, also those left out, "
+        "so they can come back: one inference pass over the training set per epoch)",
+    )
     options: dict[str, Any] = Field(default_factory=dict, description="policy-specific options")
 
     @field_validator("reward")
@@ -102,6 +107,11 @@ class SelectionConfig(_Strict):
         if value not in REWARDS and ":" not in value:
             raise ValueError(f"unknown reward {value!r}; known: {', '.join(REWARDS)}, or 'module:function'")
         return value
+
+    @field_validator("rescore", mode="before")
+    @classmethod
+    def _rescore_flag(cls, value: Any) -> Any:
+        return {True: "dynamics", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
     @field_validator("update_every")
     @classmethod

@@ -49,7 +49,7 @@ def test_train_with_policy_drops_flagged_samples_and_logs_decisions(tiny_model_d
     rewards = [d for d in decisions if d.get("event") == "reward"]
     assert [d["epoch"] for d in selects] == [1, 2, 3] and all(d["dropped"] == 45 for d in selects)
     assert [d["validation"] for d in rewards] == [e["validation"]["macro_f1"] for e in run.metrics["epochs"]]
-    assert not selects[0]["rescored_from_dynamics"] and selects[1]["rescored_from_dynamics"]
+    assert selects[0]["rescored"] is None and selects[1]["rescored"] == "dynamics"
     rows = read_values(tmp_path / "run" / "data_values.csv")
     assert len(rows) == 150 and sum(r["flagged"] == "True" for r in rows) == 45
     assert [float(r["value"]) for r in rows] == sorted(float(r["value"]) for r in rows)
@@ -288,3 +288,25 @@ def test_word_embeddings_mark_words_cut_off_by_max_length(tiny_model_dir, monkey
     np.testing.assert_allclose(np.linalg.norm(vectors[0], axis=1), 1.0, rtol=1e-5)
     again = embed_words(str(tiny_model_dir), examples, max_length=8, progress=False)  # from the cache
     np.testing.assert_array_equal(np.nan_to_num(again[1]), np.nan_to_num(vectors[1]))
+
+
+def test_rescoring_with_the_model_lets_dropped_samples_come_back(tiny_model_dir, noisy_files, tmp_path):
+    """rescore: model — after each epoch the model scores every training sample, the ones left out too,
+    so a clean sample the offline values dropped can be kept again and a noisy kept one dropped."""
+    from sklearn.metrics import roc_auc_score
+
+    files, flipped = noisy_files
+    noisy = [i in flipped for i in range(150)]
+    auroc = {}
+    for rescore in ("off", "model"):
+        config = tiny_config(tiny_model_dir, files, tmp_path / rescore, epochs=4, learning_rate=3e-3,
+                             early_stopping_patience=None)
+        config["selection"] = {"policy": "random", "drop_fraction": 0.3, "rescore": rescore}
+        autoft.train(config)
+        values = {int(r["row_id"]): float(r["value"]) for r in read_values(tmp_path / rescore / "data_values.csv")}
+        auroc[rescore] = roc_auc_score(noisy, [-values[i] for i in range(150)])
+    # Random offline values know nothing; half of the final value is the model's margin, which finds the flips.
+    assert auroc["off"] < 0.65 and auroc["model"] >= 0.75, auroc
+    decisions = [json.loads(line) for line in (tmp_path / "model" / "decisions.jsonl").read_text().splitlines()]
+    selects = [d for d in decisions if d.get("event") == "select"]
+    assert [d["rescored"] for d in selects] == [None, "model", "model", "model"]

@@ -40,3 +40,8 @@ def test_per_sample_loss_is_cross_entropy(adapter):
     losses, units = adapter.per_sample_loss(logits, torch.tensor([1, 0]))
     assert losses.tolist() == pytest.approx([np.log(2), np.log(1 + np.exp(-2))], rel=1e-5)
     assert units.tolist() == [1, 1]
+
+
+def test_label_margin(adapter):
+    (feature,) = adapter.encode([Example("fine", "pos")])
+    assert adapter.label_margin(np.array([0.8, 0.2]), feature) == pytest.approx(-0.6)

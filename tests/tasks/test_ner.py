@@ -78,3 +78,13 @@ def test_per_sample_loss_counts_labelled_tokens(adapter):
     losses, units = adapter.per_sample_loss(logits, labels)
     assert units.tolist() == [2, 1]
     assert losses.tolist() == pytest.approx([2 * np.log(5), np.log(5)], rel=1e-5)
+
+
+def test_label_margin_is_the_worst_tagged_word(adapter):
+    (feature,) = adapter.encode([Example(["Bob", "runs", "home"], ["B-PER", "O", "O"])])
+    probabilities = np.zeros((3, len(LABELS)))
+    outside, person = LABELS.index("O"), LABELS.index("B-PER")
+    probabilities[:, outside] = [0.3, 0.9, 0.6]
+    probabilities[:, person] = [0.7, 0.1, 0.4]
+    # Bob: 0.7 - 0.3; runs: 0.9 - 0.1; home: 0.6 - 0.4 -> the lowest is 0.2
+    assert adapter.label_margin(probabilities, feature) == pytest.approx(0.2)

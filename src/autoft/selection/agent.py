@@ -332,6 +332,7 @@ class AgentSelector(SampleSelector):
         self.seed = seed
         n = valuation.units.n_samples
         self.dynamics = TrainingDynamics(n)
+        self.model_margin = np.full(n, np.nan)
         self.last_prediction = np.full(n, -1, dtype=np.int64)
         self.values = valuation.sample_values()
         self.weights = np.ones(n)
@@ -347,20 +348,32 @@ class AgentSelector(SampleSelector):
 
     # values -> weights
     def _current_values(self) -> np.ndarray:
-        """Policy values, re-scored with the area under the margin of the samples training has seen.
+        """Policy values, re-scored from what fine-tuning has shown so far (``selection.rescore``).
 
-        Samples left out (never seen, so without dynamics) keep their policy value; the seen samples'
-        AUM ranks are mapped onto the range of their policy values and averaged with them, so the
-        dynamics reorder the kept samples without lifting unseen ones by default."""
+        ``model``: the mean of the policy value's rank and the rank of the fine-tuned model's latest
+        margin on every training sample, so wrongly dropped samples can come back. ``dynamics``: the
+        seen samples' area-under-the-margin ranks are mapped onto the range of their policy values and
+        averaged with them; samples left out (never seen, so without dynamics) keep their policy
+        value, so the dynamics reorder the kept samples without lifting unseen ones by default."""
         values = _ranks(self.valuation.sample_values())
+        if self.selection.rescore == "model":
+            if np.isnan(self.model_margin).any():
+                return values
+            return 0.5 * values + 0.5 * _ranks(self.model_margin)
         aum = self.dynamics.aum
         seen = ~np.isnan(aum)
-        if not self.selection.rescore or not seen.any():
+        if self.selection.rescore == "off" or not seen.any():
             return values
         low = values[seen].min()
         dynamics = low + (1.0 - low) * rankdata(aum[seen]) / seen.sum()
         values[seen] = 0.5 * values[seen] + 0.5 * dynamics
         return values
+
+    def rows_to_score(self, epoch: int) -> np.ndarray | None:
+        return np.arange(len(self.model_margin)) if self.selection.rescore == "model" else None
+
+    def observe_margins(self, rows: np.ndarray, margins: np.ndarray) -> None:
+        self.model_margin[rows] = margins
 
     def _weights(self, values: np.ndarray) -> np.ndarray:
         keep = kept_mask(values, self.valuation.sample_labels, self.selection.drop_fraction, self.selection.balance)
@@ -390,7 +403,7 @@ class AgentSelector(SampleSelector):
             "phase": "online", "epoch": epoch, "event": "select", "policy": self.selection.policy,
             "kept": int(kept.sum()), "dropped": int((~kept).sum()), "keep_rate_by_source": per_source,
             "mean_value_kept": float(self.values[kept].mean()) if kept.any() else None,
-            "rescored_from_dynamics": bool((self.dynamics.count > 0).any() and self.selection.rescore),
+            "rescored": self.selection.rescore if (self.dynamics.count > 0).any() else None,
             "emphasised_bucket": self._action,
         })
         return self.weights

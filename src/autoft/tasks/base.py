@@ -80,6 +80,11 @@ class TaskAdapter(ABC):
         return probabilities
 
     @abstractmethod
+    def label_margin(self, probabilities: np.ndarray, feature: Feature) -> float:
+        """How strongly the model backs the feature's given label: probability of the given label minus
+        the highest other one (NER: the lowest such margin over the sentence's tagged words)."""
+
+    @abstractmethod
     def decode(self, probabilities: np.ndarray) -> str | list[str]:
         """One example's predicted label (or tag sequence)."""
 

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
 from autoft.data.loading import Example
+from autoft.selection.state import margins_from_logits
 from autoft.tasks.base import Feature, TaskAdapter
 
 
@@ -44,6 +45,9 @@ class ClassificationAdapter(TaskAdapter):
 
     def batch_probabilities(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> list[np.ndarray]:
         return list(torch.softmax(logits.float(), dim=-1).cpu().numpy())
+
+    def label_margin(self, probabilities: np.ndarray, feature: Feature) -> float:
+        return float(margins_from_logits(probabilities[None, :], np.array([feature["labels"]]))[0])
 
     def decode(self, probabilities: np.ndarray) -> str:
         return self.labels[int(np.argmax(probabilities))]

@@ -17,6 +17,7 @@ from transformers import AutoModelForTokenClassification, DataCollatorForTokenCl
 
 from autoft.data.loading import Example
 from autoft.io import to_builtin
+from autoft.selection.state import margins_from_logits
 from autoft.tasks.base import Feature, TaskAdapter
 
 IGNORE = -100
@@ -102,6 +103,12 @@ class TokenClassificationAdapter(TaskAdapter):
         full[:, self._outside] = 1.0
         full[feature["word_index"]] = probabilities
         return full
+
+    def label_margin(self, probabilities: np.ndarray, feature: Feature) -> float:
+        given = np.array([label for label in feature["labels"] if label != IGNORE], dtype=np.int64)
+        if not len(given):
+            return 0.0
+        return float(margins_from_logits(probabilities[feature["word_index"]], given).min())
 
     def decode(self, probabilities: np.ndarray) -> list[str]:
         return [self.labels[int(i)] for i in np.argmax(probabilities, axis=-1)] if len(probabilities) else []

@@ -167,9 +167,18 @@ def fit(
                 if new_weights is not None:
                     weight_table = torch.as_tensor(new_weights, dtype=torch.float32, device=accelerator.device)
         seconds = time.perf_counter() - started
+        unwrapped = accelerator.unwrap_model(model)
+
+        # Score the training rows the selector asks about (e.g. those it left out): one inference pass.
+        rows = selector.rows_to_score(epoch)
+        if rows is not None and len(rows):
+            scored = [train_features[i] for i in rows]
+            probabilities, _ = predict_probabilities(unwrapped, adapter, scored, batch_size=config.eval_batch_size,
+                                                     progress=show, description="score")
+            selector.observe_margins(np.asarray(rows), np.array(
+                [adapter.label_margin(p, f) for p, f in zip(probabilities, scored)]))
 
         # Evaluate on the validation set; the selector gets its reward.
-        unwrapped = accelerator.unwrap_model(model)
         validation, predicted = evaluate(
             unwrapped, adapter, validation_examples, validation_features,
             batch_size=config.eval_batch_size, progress=show, description="validate", return_predictions=True,

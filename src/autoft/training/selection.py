@@ -4,7 +4,8 @@ The loop asks the selector, at the start of every epoch, for one weight per trai
 weight of 0 leaves the sample out of that epoch's batches, other weights scale its loss. After each
 optimisation step the selector sees the batch's per-sample losses and logits (training dynamics for
 free, from the forward pass already made), and after each evaluation the validation metrics and
-predictions (its reward). A selector that sets ``update_every`` is also scored every that many
+predictions (its reward). A selector may also ask, at the end of each epoch, for the model's label
+margins on any training samples (``rows_to_score``), including those it left out. A selector that sets ``update_every`` is also scored every that many
 steps on a validation mini-batch of its choosing (``validation_rows``), and may answer with new
 loss weights for the rest of the epoch. ``AllData`` is plain fine-tuning.
 """
@@ -29,6 +30,13 @@ class SampleSelector:
 
     def observe(self, indices: np.ndarray, losses: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
         """One training step's per-sample losses (mean per loss unit), logits and labels."""
+
+    def rows_to_score(self, epoch: int) -> np.ndarray | None:
+        """Training rows the model should score after this epoch (``observe_margins``); ``None``: none."""
+        return None
+
+    def observe_margins(self, rows: np.ndarray, margins: np.ndarray) -> None:
+        """The model's margin for each given label of ``rows`` (``TaskAdapter.label_margin``), after an epoch."""
 
     def validation_rows(self, n_validation: int) -> np.ndarray:
         """Rows of the validation set that make up the mid-epoch mini-batch (default: all)."""
