@@ -137,7 +137,7 @@ def run_method(method: str, *, work: Path, train: list[Example], noisy_labels: l
                      "max_length": args.max_length, "seed": seed, "early_stopping_patience": args.patience,
                      "progress": False},
         "selection": {"policy": method if method in AGENTS else "none", "drop_fraction": args.drop_fraction,
-                      "balance": args.balance},
+                      "balance": args.balance, "rescore": args.rescore},
         "output_dir": str(work / method),
     }
     run = autoft.train(config)
@@ -194,6 +194,8 @@ def main() -> None:
     parser.add_argument("--drop-fraction", type=float, help="share the agents leave out (default: --noise)")
     parser.add_argument("--balance", choices=("global", "per-class"), default="global",
                         help="agents drop that share within each given label, or overall")
+    parser.add_argument("--rescore", choices=("off", "dynamics", "model"), default="dynamics",
+                        help="the agents' online re-scoring (selection.rescore)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--methods", nargs="+", default=list(ALL_METHODS), choices=ALL_METHODS)
     parser.add_argument("--model", default="default")
@@ -236,7 +238,7 @@ def main() -> None:
     summary = summarise(per_seed)
     header = (f"{name}, {len(splits['train'])} training samples, {args.noise:.0%} {args.noise_kind} noise, "
               f"seeds {args.seeds}, packaged MiniLM (full fine-tuning, {args.epochs} epochs max, early stopping "
-              f"on the clean validation set), agents drop {args.drop_fraction:.0%} ({args.balance}).")
+              f"on the clean validation set), agents drop {args.drop_fraction:.0%} ({args.balance}), rescore {args.rescore}.")
     report = {"dataset": name, "args": {k: v for k, v in vars(args).items() if k != "output"},
               "per_seed": per_seed, "summary": summary, "wall_seconds": round(time.perf_counter() - started, 1)}
     stem = f"noisy_{name}_{args.noise_kind}_{int(args.noise * 100)}_{args.balance}"

@@ -220,7 +220,8 @@ def run_flips(args: argparse.Namespace) -> None:
                 tags = [e.label for e in train] if method == "oracle" else noisy_tags
                 train_file = write_examples(work / f"{method}-train",
                                             [Example(e.text, t) for e, t in zip(train, tags)])
-                selection = {"policy": method, "drop_fraction": drop} if method in AGENTS else {"policy": "none"}
+                selection = ({"policy": method, "drop_fraction": drop, "rescore": args.rescore} if method in AGENTS
+                             else {"policy": "none"})
                 result, output = fit(train_config(args, train=str(train_file), files=files, seed=seed,
                                                   selection=selection, output=work / method))
                 values = flagged = None
@@ -297,7 +298,7 @@ def run_mixed(args: argparse.Namespace) -> None:
                     train, selection = list(train_files.values()), {"policy": "none"}
                 else:
                     train = list(train_files.values())
-                    selection = {"policy": args.policy, "drop_fraction": args.drop_fraction,
+                    selection = {"policy": args.policy, "drop_fraction": args.drop_fraction, "rescore": args.rescore,
                                  "bucket_by": "source" if method == "agent" else "value"}
                 result, output = fit(train_config(args, train=train, files=files, seed=seed, selection=selection,
                                                   output=work / f"seed{seed}-{method}"))
@@ -325,6 +326,8 @@ def run_mixed(args: argparse.Namespace) -> None:
 def main() -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--seeds", type=int, nargs="+", default=[0])
+    common.add_argument("--rescore", choices=("off", "dynamics", "model"), default="dynamics",
+                        help="the agents' online re-scoring (selection.rescore)")
     common.add_argument("--model", default="default")
     common.add_argument("--epochs", type=int, default=3)
     common.add_argument("--learning-rate", type=float, default=1e-4)
