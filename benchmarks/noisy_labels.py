@@ -194,8 +194,8 @@ def main() -> None:
     parser.add_argument("--drop-fraction", type=float, help="share the agents leave out (default: --noise)")
     parser.add_argument("--balance", choices=("global", "per-class"), default="global",
                         help="agents drop that share within each given label, or overall")
-    parser.add_argument("--rescore", choices=("off", "dynamics", "model"), default="model",
-                        help="the agents' online re-scoring (selection.rescore, default model)")
+    parser.add_argument("--rescore", choices=("off", "dynamics", "model"), default="dynamics",
+                        help="the agents' online re-scoring (selection.rescore, default dynamics)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--methods", nargs="+", default=list(ALL_METHODS), choices=ALL_METHODS)
     parser.add_argument("--model", default="default")

@@ -326,8 +326,8 @@ def run_mixed(args: argparse.Namespace) -> None:
 def main() -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--seeds", type=int, nargs="+", default=[0])
-    common.add_argument("--rescore", choices=("off", "dynamics", "model"), default="model",
-                        help="the agents' online re-scoring (selection.rescore, default model)")
+    common.add_argument("--rescore", choices=("off", "dynamics", "model"), default="dynamics",
+                        help="the agents' online re-scoring (selection.rescore, default dynamics)")
     common.add_argument("--model", default="default")
     common.add_argument("--epochs", type=int, default=3)
     common.add_argument("--learning-rate", type=float, default=1e-4)

@@ -94,7 +94,7 @@ class SelectionConfig(_Strict):
     reward_batch: int = Field(128, ge=1, description="validation samples in the mini-batch of update_every: N")
     bucket_by: Literal["value", "source"] = Field("value", description="buckets of q-learning / exp3")
     rescore: Literal["off", "dynamics", "model"] = Field(
-        "model",
+        "dynamics",
         description="re-score samples each epoch: off; dynamics (area under the margin of the samples trained "
         "on, free); model (the fine-tuned model's margin on every training sample, also those left out, "
         "so they can come back: one inference pass over the training set per epoch)",

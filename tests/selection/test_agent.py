@@ -49,7 +49,7 @@ def test_train_with_policy_drops_flagged_samples_and_logs_decisions(tiny_model_d
     rewards = [d for d in decisions if d.get("event") == "reward"]
     assert [d["epoch"] for d in selects] == [1, 2, 3] and all(d["dropped"] == 45 for d in selects)
     assert [d["validation"] for d in rewards] == [e["validation"]["macro_f1"] for e in run.metrics["epochs"]]
-    assert selects[0]["rescored"] is None and selects[1]["rescored"] == "model"
+    assert selects[0]["rescored"] is None and selects[1]["rescored"] == "dynamics"
     rows = read_values(tmp_path / "run" / "data_values.csv")
     assert len(rows) == 150 and sum(r["flagged"] == "True" for r in rows) == 45
     assert [float(r["value"]) for r in rows] == sorted(float(r["value"]) for r in rows)
