@@ -14,8 +14,9 @@ with most). Methods (``--methods``):
 - ``none``: noisy labels, plain fine-tuning with early stopping on the clean validation set;
 - ``random``: drops ``--drop-fraction`` (default: the noise rate) of the samples at random;
 - ``small-loss``: drops the samples the frozen-feature probes disagree with most;
-- ``cleanlab``: 5-fold out-of-fold probabilities of the frozen-feature probe -> ``find_label_issues``
-  -> prune -> fine-tune (cleanlab itself, from the ``bench`` extra);
+- ``cleanlab``: 5-fold out-of-fold probabilities of a frozen-feature logistic-regression probe
+  (``--cleanlab-c``) -> ``find_label_issues`` -> prune -> fine-tune (cleanlab itself, from the ``bench``
+  extra);
 - ``reinforce``, ``q-learning``, ``exp3``: autoft's agents (offline valuation + online selection).
 
 Per method: test accuracy and macro-F1 (mean ± std over seeds), noisy-sample detection AUROC,
@@ -125,7 +126,7 @@ def run_method(method: str, *, work: Path, train: list[Example], noisy_labels: l
         x = embed_examples(args.model, rows, max_length=args.max_length, progress=False)
         xv = embed_examples(args.model, val, max_length=args.max_length, progress=False)
         oof, _ = probe_probabilities(x, y, xv, np.array([names.index(e.label) for e in val]),
-                                     n_classes=len(names), seed=seed)
+                                     n_classes=len(names), seed=seed, c=args.cleanlab_c)
         flagged = find_label_issues(y, oof)
         values = get_label_quality_scores(y, oof)
         rows = [r for r, bad in zip(rows, flagged) if not bad]
@@ -194,6 +195,9 @@ def main() -> None:
     parser.add_argument("--drop-fraction", type=float, help="share the agents leave out (default: --noise)")
     parser.add_argument("--balance", choices=("global", "per-class"), default="global",
                         help="agents drop that share within each given label, or overall")
+    parser.add_argument("--cleanlab-c", type=float, default=1.0,
+                        help="inverse regularisation of cleanlab's logistic-regression probe (default 1.0, "
+                             "scikit-learn's; autoft's own probes use 0.1)")
     parser.add_argument("--rescore", choices=("off", "dynamics", "model"), default="dynamics",
                         help="the agents' online re-scoring (selection.rescore, default dynamics)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])

@@ -206,7 +206,9 @@ def run_flips(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     for seed in args.seeds:
         noisy_tags, flipped, noisy = flip_entity_types([e.label for e in train], args.noise, seed, types)
-        drop = float(noisy.mean()) if args.drop_fraction is None else args.drop_fraction
+        # Agents leave out the noisy share: of the sentences, or (mode mask) of the entities.
+        share = flipped / max(n_spans, 1) if args.mode == "mask" else float(noisy.mean())
+        drop = share if args.drop_fraction is None else args.drop_fraction
         noise.append({"seed": seed, "spans": n_spans, "spans_flipped": flipped,
                       "span_share_flipped": flipped / max(n_spans, 1), "sentences": len(train),
                       "noisy_sentences": int(noisy.sum()), "noisy_sentence_share": float(noisy.mean()),
@@ -220,8 +222,8 @@ def run_flips(args: argparse.Namespace) -> None:
                 tags = [e.label for e in train] if method == "oracle" else noisy_tags
                 train_file = write_examples(work / f"{method}-train",
                                             [Example(e.text, t) for e, t in zip(train, tags)])
-                selection = ({"policy": method, "drop_fraction": drop, "rescore": args.rescore} if method in AGENTS
-                             else {"policy": "none"})
+                selection = ({"policy": method, "drop_fraction": drop, "rescore": args.rescore, "mode": args.mode}
+                             if method in AGENTS else {"policy": "none"})
                 result, output = fit(train_config(args, train=str(train_file), files=files, seed=seed,
                                                   selection=selection, output=work / method))
                 values = flagged = None
@@ -241,7 +243,8 @@ def run_flips(args: argparse.Namespace) -> None:
     header = (f"btc_ner, {len(train)} training sentences ({n_spans} entity spans), entity-type flips at "
               f"{args.noise:.0%}: {flipped_share:.1%} of spans flipped, {noisy_share:.1%} of sentences noisy; "
               f"seeds {args.seeds}, packaged MiniLM (full fine-tuning, {args.epochs} epochs max, early stopping on "
-              f"the clean validation set), agents drop {drop_text}. Test: section h, seqeval entity-level.")
+              f"the clean validation set), agents ({args.mode} mode) leave out {drop_text}. Test: section h, seqeval "
+              "entity-level.")
     report = {"dataset": "btc_ner", "benchmark": "flips", "args": {k: v for k, v in vars(args).items()
                                                                   if k not in ("output", "command")},
               "noise": noise, "per_seed": per_seed, "summary": summary,
@@ -342,7 +345,11 @@ def main() -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     flips = commands.add_parser("flips", parents=[common], help="entity-type flips in the BTC training tags")
     flips.add_argument("--noise", type=float, default=0.3, help="probability that a span's type is flipped")
-    flips.add_argument("--drop-fraction", type=float, help="share the agents leave out (default: noisy sentences)")
+    flips.add_argument("--drop-fraction", type=float,
+                       help="share the agents leave out (default: of noisy sentences, or with --mode mask of flipped "
+                            "entities)")
+    flips.add_argument("--mode", choices=("sample", "weight", "mask"), default="sample",
+                       help="selection.mode of the agents: drop sentences, weight them, or mask suspect entities")
     flips.add_argument("--methods", nargs="+", default=list(FLIP_METHODS), choices=FLIP_METHODS)
     flips.add_argument("--train-limit", type=int, help="first N training sentences only (quick runs)")
     mixed = commands.add_parser("mixed", parents=[common], help="target section plus other sections as sources")

@@ -77,7 +77,10 @@ class SelectionConfig(_Strict):
     """The agent that decides which samples the model learns from (``policy: none`` = plain fine-tuning)."""
 
     policy: str = Field("none", description="none, random, small-loss, reinforce, q-learning or exp3")
-    mode: Literal["sample", "weight"] = Field("sample", description="drop low-valued samples, or weight losses")
+    mode: Literal["sample", "weight", "mask"] = Field(
+        "sample", description="drop low-valued samples, or weight their losses, or (NER) leave the tags of the "
+        "lowest-valued entities out of the loss while the rest of their sentences trains",
+    )
     drop_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="share of lowest-valued samples left out")
     balance: Literal["global", "per-class"] = Field(
         "global", description="drop that share over all samples, or within each given label"

@@ -175,6 +175,27 @@ def test_train_ner_with_policy_and_mini_batch_rewards(tiny_model_dir, tmp_path):
     assert len(read_values(tmp_path / "run" / "data_values.csv")) == 120
 
 
+def test_ner_mask_mode_keeps_sentences_and_masks_suspect_entities(tiny_model_dir, tmp_path):
+    """mode: mask — every sentence trains; the tags of the lowest-valued quarter of the entities do not."""
+    train = ner_sentences(120, 0, flip=0.2)
+    files = {"train": write_sentences(tmp_path / "train.conll", train),
+             "validation": write_sentences(tmp_path / "val.conll", ner_sentences(40, 1)),
+             "test": write_sentences(tmp_path / "test.conll", ner_sentences(20, 2))}
+    config = tiny_config(tiny_model_dir, files, tmp_path / "run", task="token-classification", epochs=2,
+                         early_stopping_patience=None)
+    config["selection"] = {"policy": "small-loss", "mode": "mask", "drop_fraction": 0.25}
+    run = autoft.train(config)
+    assert [e["samples"] for e in run.metrics["epochs"]] == [120, 120]
+    n_entities = sum(t != "O" for _, tags, _ in train for t in tags)
+    decisions = [json.loads(line) for line in (tmp_path / "run" / "decisions.jsonl").read_text().splitlines()]
+    selects = [d for d in decisions if d.get("event") == "select"]
+    assert all(d["masked_entities"] == round(0.25 * n_entities) for d in selects)
+    rows = read_values(tmp_path / "run" / "data_values.csv")
+    flagged = [int(r["row_id"]) for r in rows if r["flagged"] == "True"]
+    assert 0 < len(flagged) <= round(0.25 * n_entities)
+    assert sum(train[i][2] for i in flagged) / len(flagged) > 0.6  # mostly sentences with a flipped entity
+
+
 def test_bad_reward_names_fail_clearly(tiny_model_dir, noisy_files, tmp_path):
     from autoft.config import parse_config
 
@@ -186,6 +207,9 @@ def test_bad_reward_names_fail_clearly(tiny_model_dir, noisy_files, tmp_path):
     config = tiny_config(tiny_model_dir, files, tmp_path / "run", epochs=1)
     config["selection"] = {"policy": "small-loss", "reward": "no_such_module_xyz:f"}
     with pytest.raises(ConfigError, match="cannot import module 'no_such_module_xyz'"):
+        autoft.train(config)
+    config["selection"] = {"policy": "small-loss", "mode": "mask"}
+    with pytest.raises(ConfigError, match="selection.mode: 'mask' .* needs task: token-classification"):
         autoft.train(config)
 
 

@@ -88,3 +88,11 @@ def test_label_margin_is_the_worst_tagged_word(adapter):
     probabilities[:, person] = [0.7, 0.1, 0.4]
     # Bob: 0.7 - 0.3; runs: 0.9 - 0.1; home: 0.6 - 0.4 -> the lowest is 0.2
     assert adapter.label_margin(probabilities, feature) == pytest.approx(0.2)
+
+
+def test_mask_words_leaves_their_tags_out_of_the_loss(adapter):
+    (feature,) = adapter.encode([Example(["Schwarzenegger", "visited", "Kathmandu"], ["B-PER", "O", "B-LOC"])])
+    masked = adapter.mask_words(feature, [0])
+    tags = [adapter.labels[label] for label in masked["labels"] if label != IGNORE]
+    assert tags == ["O", "B-LOC"] and masked["word_index"] == feature["word_index"]
+    assert next(label for label in feature["labels"] if label != IGNORE) == adapter.label2id["B-PER"]  # untouched

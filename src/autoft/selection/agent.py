@@ -161,6 +161,7 @@ class Units:
     owner: np.ndarray  # [U] index of the training sample each unit belongs to
     sources: np.ndarray  # [N] source id of each training sample
     names: list[str] | None = None  # [U] what a unit is, for reports (NER: the entity's words)
+    spans: list[tuple[int, int]] | None = None  # [U] NER: first and last word of each entity
 
     @property
     def n_samples(self) -> int:
@@ -218,13 +219,14 @@ def _entity_units(config: Config, splits: Splits, sources: np.ndarray, progress:
                 words = words[~np.isnan(words).any(axis=1)]
                 if len(words) and kind in types:  # spans cut off by max_length carry no evidence
                     spans[part].append((words.mean(axis=0), types.index(kind), i,
-                                        " ".join(example.text[first : last + 1])))
+                                        " ".join(example.text[first : last + 1]), (first, last)))
     if not spans[0] or not spans[1]:
         raise ConfigError("selection.policy: no entity spans to value in the training or validation data")
     train, val = spans
     return Units(np.stack([s[0] for s in train]), np.array([s[1] for s in train], dtype=np.int64),
                  np.stack([s[0] for s in val]), np.array([s[1] for s in val], dtype=np.int64), types,
-                 np.array([s[2] for s in train], dtype=np.int64), sources, [s[3] for s in train])
+                 np.array([s[2] for s in train], dtype=np.int64), sources, [s[3] for s in train],
+                 [s[4] for s in train])
 
 
 # --- offline valuation ---------------------------------------------------------------------------
@@ -249,6 +251,11 @@ class Valuation:
         """[N] the policy's current value of each training sample."""
         return self.units.sample_values(self.policy.values_)
 
+    def lowest_units(self) -> np.ndarray:
+        """[U] bool: the lowest-valued ``drop_fraction`` of the units (``mask`` mode leaves them out)."""
+        values = self.policy.values_
+        return ~kept_mask(values, np.zeros(len(values), dtype=np.int64), self.selection.drop_fraction, "global")
+
 
 def _describe(units: Units, task: str, labels: np.ndarray) -> list[str]:
     """[N] text of each sample's labels in ``labels`` (unit class ids): the class, or 'words/TYPE; ...'."""
@@ -265,6 +272,9 @@ def value_samples(config: Config, splits: Splits, *, progress: bool = True) -> V
     selection = config.selection
     source_names = sorted({e.source for e in splits.train})
     sources = np.array([source_names.index(e.source) for e in splits.train], dtype=np.int64)
+    if selection.mode == "mask" and config.task != "token-classification":
+        raise ConfigError("selection.mode: 'mask' leaves suspect entities' tags out of the loss; it needs "
+                          f"task: token-classification, not {config.task}")
     if config.task == "classification":
         units = _classification_units(config, splits, sources, progress)
     elif config.task == "token-classification":
@@ -336,6 +346,7 @@ class AgentSelector(SampleSelector):
         self.last_prediction = np.full(n, -1, dtype=np.int64)
         self.values = valuation.sample_values()
         self.weights = np.ones(n)
+        self.masked = np.zeros(len(valuation.units.owner), dtype=bool)
         self.decisions: list[dict[str, Any]] = list(valuation.decisions)
         self._previous: float | None = None
         self._action: int | None = None
@@ -350,8 +361,8 @@ class AgentSelector(SampleSelector):
     def _current_values(self) -> np.ndarray:
         """Policy values, re-scored from what fine-tuning has shown so far (``selection.rescore``).
 
-        ``model``: the mean of the policy value's rank and the rank of the fine-tuned model's latest
-        margin on every training sample, so wrongly dropped samples can come back. ``dynamics``: the
+        ``model``: the mean of the policy value's rank and the rank, within its given class, of the
+        fine-tuned model's latest margin on every training sample, so wrongly dropped samples can come back. ``dynamics``: the
         seen samples' area-under-the-margin ranks are mapped onto the range of their policy values and
         averaged with them; samples left out (never seen, so without dynamics) keep their policy
         value, so the dynamics reorder the kept samples without lifting unseen ones by default."""
@@ -359,7 +370,13 @@ class AgentSelector(SampleSelector):
         if self.selection.rescore == "model":
             if np.isnan(self.model_margin).any():
                 return values
-            return 0.5 * values + 0.5 * _ranks(self.model_margin)
+            # Ranked within each given class: a class the young model hardly predicts yet (a rare one)
+            # would otherwise sink whole and never be learned.
+            model = np.empty_like(values)
+            for c in np.unique(self.valuation.sample_labels):
+                rows = self.valuation.sample_labels == c
+                model[rows] = _ranks(self.model_margin[rows])
+            return 0.5 * values + 0.5 * model
         aum = self.dynamics.aum
         seen = ~np.isnan(aum)
         if self.selection.rescore == "off" or not seen.any():
@@ -375,7 +392,35 @@ class AgentSelector(SampleSelector):
     def observe_margins(self, rows: np.ndarray, margins: np.ndarray) -> None:
         self.model_margin[rows] = margins
 
+    def _mask_units(self) -> np.ndarray:
+        """[U] bool: the lowest-valued ``drop_fraction`` of the entities, whose tags ``mask`` mode leaves
+        out of the loss (their sentences still train on the rest)."""
+        self.masked = self.valuation.lowest_units()
+        return self.masked
+
+    def masked_words(self, epoch: int) -> dict[int, list[int]] | None:
+        if self.selection.mode != "mask":
+            return None
+        units, words = self.valuation.units, {}
+        for unit in np.flatnonzero(self.masked):
+            first, last = units.spans[unit]
+            words.setdefault(int(units.owner[unit]), []).extend(range(first, last + 1))
+        return words
+
+    def _flagged(self) -> np.ndarray:
+        """[N] bool: samples left out (``mask`` mode: samples with a masked entity)."""
+        if self.selection.mode == "mask":
+            return self.valuation.units.sample_any(self.masked.astype(np.float64)) > 0
+        return self.weights == 0
+
     def _weights(self, values: np.ndarray) -> np.ndarray:
+        if self.selection.mode == "mask":
+            self._mask_units()
+            weights = np.ones(len(values))
+            if self._action is not None:
+                weights = weights * (1.0 + self.valuation.units.sample_any(
+                    self.valuation.policy.bucket_weights(self._action)))
+            return weights
         keep = kept_mask(values, self.valuation.sample_labels, self.selection.drop_fraction, self.selection.balance)
         if self.selection.mode == "weight":
             weights = np.where(keep, np.clip(_ranks(values), 1e-3, 1.0), 0.0)
@@ -396,7 +441,7 @@ class AgentSelector(SampleSelector):
         if epoch > 1 or self.update_every:
             self._act()  # (per-epoch rewards: the first epoch has no reward to act on yet)
         self.weights = self._weights(self.values)
-        kept = self.weights > 0
+        kept = ~self._flagged()
         per_source = {name: float(kept[self.valuation.sources == i].mean())
                       for i, name in enumerate(self.valuation.source_names)}
         self.decisions.append({
@@ -404,6 +449,7 @@ class AgentSelector(SampleSelector):
             "kept": int(kept.sum()), "dropped": int((~kept).sum()), "keep_rate_by_source": per_source,
             "mean_value_kept": float(self.values[kept].mean()) if kept.any() else None,
             "rescored": self.selection.rescore if (self.dynamics.count > 0).any() else None,
+            "masked_entities": int(self.masked.sum()) if self.selection.mode == "mask" else None,
             "emphasised_bucket": self._action,
         })
         return self.weights
@@ -435,8 +481,9 @@ class AgentSelector(SampleSelector):
         reward = 0.0 if self._previous is None else score - self._previous
         decision = {"phase": "online", **where, "event": "reward", "reward": reward, "validation": score}
         if self._previous is not None:
-            record = self.valuation.policy.update(reward, self.valuation.units.unit_mask(self.weights > 0),
-                                                  action=self._action)
+            selected = ~self.masked if self.selection.mode == "mask" else self.valuation.units.unit_mask(
+                self.weights > 0)
+            record = self.valuation.policy.update(reward, selected, action=self._action)
             decision["policy_update"] = record.get("action")
         self._previous = score
         self.decisions.append(decision)
@@ -466,7 +513,7 @@ class AgentSelector(SampleSelector):
     def data_values(self, examples: list[Example], label_names: list[str]) -> list[dict[str, Any]]:
         """One row per training sample, worst value first (columns ``DATA_VALUE_COLUMNS``)."""
         return data_value_rows(examples, label_names, self.valuation, self._current_values(),
-                               self.weights, self.last_prediction)
+                               self._flagged(), self.last_prediction)
 
     def write_artifacts(self, folder: Path, examples: list[Example], label_names: list[str]) -> None:
         write_decisions(folder / "decisions.jsonl", self.decisions)
@@ -474,13 +521,16 @@ class AgentSelector(SampleSelector):
 
 
 def data_value_rows(examples: list[Example], label_names: list[str], valuation: Valuation, values: np.ndarray,
-                    weights: np.ndarray | None = None, predictions: np.ndarray | None = None) -> list[dict[str, Any]]:
+                    flagged: np.ndarray | None = None, predictions: np.ndarray | None = None) -> list[dict[str, Any]]:
     """Rows for ``data_values.csv``: suggested label = the fine-tuned model's last prediction when there
     is one (classification), else the probes'; flagged = left out by the agent."""
     values = np.asarray(values, dtype=np.float64)
-    if weights is None:
-        weights = kept_mask(values, valuation.sample_labels, valuation.selection.drop_fraction,
-                            valuation.selection.balance).astype(np.float64)
+    if flagged is None and valuation.selection.mode == "mask":  # samples holding one of the lowest entities
+        units = valuation.units
+        flagged = units.sample_any(valuation.lowest_units().astype(np.float64)) > 0
+    elif flagged is None:
+        flagged = ~kept_mask(values, valuation.sample_labels, valuation.selection.drop_fraction,
+                             valuation.selection.balance)
     keep_probability = _ranks(values)
     rows = []
     for i in np.argsort(values, kind="stable"):
@@ -492,7 +542,7 @@ def data_value_rows(examples: list[Example], label_names: list[str], valuation: 
             "row_id": int(i), "origin": example.origin, "source": example.source, "text": _text(example),
             "given_label": valuation.given[i], "suggested_label": suggested,
             "value": round(float(values[i]), 6), "keep_probability": round(float(keep_probability[i]), 6),
-            "flagged": bool(weights[i] == 0),
+            "flagged": bool(flagged[i]),
         })
     return rows
 

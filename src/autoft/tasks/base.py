@@ -70,6 +70,11 @@ class TaskAdapter(ABC):
         weight is 1, and a per-sample weighting hook for data selection.
         """
 
+    def mask_words(self, feature: Feature, words: list[int]) -> Feature:
+        """A copy of ``feature`` whose tags of ``words`` (word positions) are left out of the loss.
+        Only tasks with word-level tags support it."""
+        raise NotImplementedError(f"{self.name} has no word-level tags to mask")
+
     # --- inference ----------------------------------------------------------------------------
     @abstractmethod
     def batch_probabilities(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> list[np.ndarray]:

@@ -81,6 +81,14 @@ class TokenClassificationAdapter(TaskAdapter):
             features.append(feature)
         return features
 
+    def mask_words(self, feature: Feature, words: list[int]) -> Feature:
+        masked, labels = set(words), list(feature["labels"])
+        positions = [p for p, label in enumerate(labels) if label != IGNORE]  # in the order of word_index
+        for position, word in zip(positions, feature["word_index"]):
+            if word in masked:
+                labels[position] = IGNORE
+        return {**feature, "labels": labels}
+
     def make_collator(self, pad_to: int | None) -> DataCollatorForTokenClassification:
         return DataCollatorForTokenClassification(
             self.tokenizer, padding="max_length" if pad_to else "longest", max_length=pad_to,

@@ -108,8 +108,9 @@ def fit(
         num_shards=accelerator.num_processes, shard=accelerator.process_index,
     )
     pad_to = config.max_length if config.padding == "max_length" else None
+    epoch_features = list(train_features)  # this epoch's view: the selector may mask some words' tags
     loader = DataLoader(
-        train_features, batch_sampler=sampler, collate_fn=lambda f: adapter.collate_indexed(f, pad_to=pad_to)
+        epoch_features, batch_sampler=sampler, collate_fn=lambda f: adapter.collate_indexed(f, pad_to=pad_to)
     )
 
     # Optimiser and schedule: AdamW, linear warm-up then linear decay over all planned steps.
@@ -130,6 +131,9 @@ def fit(
         weights = np.ones(len(train_features)) if weights is None else np.asarray(weights, dtype=np.float64)
         sampler.set_epoch(epoch, np.flatnonzero(weights > 0))
         weight_table = torch.as_tensor(weights, dtype=torch.float32, device=accelerator.device)
+        epoch_features[:] = train_features
+        for i, words in (selector.masked_words(epoch) or {}).items():
+            epoch_features[i] = adapter.mask_words(train_features[i], words)
 
         # Train one epoch: weighted per-sample loss, backward, clip, step.
         model.train()

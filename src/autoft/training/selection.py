@@ -28,6 +28,12 @@ class SampleSelector:
         """Per-sample weights for this epoch (``None``: all samples, weight 1)."""
         return None
 
+    def masked_words(self, epoch: int) -> dict[int, list[int]] | None:
+        """Per training sample, the word positions whose tags this epoch leaves out of the loss (NER:
+        a suspect entity, while the rest of its sentence still trains); ``None``: none. Asked after
+        ``begin_epoch``."""
+        return None
+
     def observe(self, indices: np.ndarray, losses: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
         """One training step's per-sample losses (mean per loss unit), logits and labels."""
 
