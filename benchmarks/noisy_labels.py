@@ -166,13 +166,15 @@ def summarise(per_seed: dict[str, list[dict]]) -> dict[str, dict]:
     return out
 
 
-def markdown(summary: dict[str, dict], header: str) -> str:
-    def cell(row, key, digits=3):
-        if key not in row:
-            return "–"
-        m = row[key]
-        return f"{m['mean']:.{digits}f} ± {m['std']:.{digits}f}" if m["n"] > 1 else f"{m['mean']:.{digits}f}"
+def cell(row: dict, key: str, digits: int = 3) -> str:
+    """A summary entry as 'mean ± std' (one seed: the mean), '–' when absent."""
+    if key not in row:
+        return "–"
+    m = row[key]
+    return f"{m['mean']:.{digits}f} ± {m['std']:.{digits}f}" if m["n"] > 1 else f"{m['mean']:.{digits}f}"
 
+
+def markdown(summary: dict[str, dict], header: str) -> str:
     lines = [header, "", ("| method | test accuracy | test macro-F1 | AUROC | flagged P / R | noise in lowest 10/20/40% | "
              "wall vs none |"), "|---|---|---|---|---|---|---|"]
     for method, row in summary.items():

@@ -53,7 +53,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from noisy_labels import detection, read_values, summarise
+from noisy_labels import cell, detection, read_values, summarise
 
 import autoft
 from autoft.data.loading import Example, load_examples
@@ -151,13 +151,6 @@ def rounded(result: dict) -> dict:
 
 
 # --- reports ---------------------------------------------------------------------------------------
-def cell(row: dict, key: str, digits: int = 3) -> str:
-    if key not in row:
-        return "–"
-    m = row[key]
-    return f"{m['mean']:.{digits}f} ± {m['std']:.{digits}f}" if m["n"] > 1 else f"{m['mean']:.{digits}f}"
-
-
 def flips_markdown(summary: dict[str, dict], header: str) -> str:
     lines = [header, "", ("| method | test F1 | test P / R | AUROC | flagged P / R | noise in lowest 10/20/40% | "
                           "wall vs none |"), "|---|---|---|---|---|---|---|"]
