@@ -123,8 +123,8 @@ def run_method(method: str, *, work: Path, train: list[Example], noisy_labels: l
         names = sorted({e.label for e in train} | set(noisy_labels))
         y = np.array([names.index(label) for label in noisy_labels])
         val = load_examples(files["validation"], task="classification")
-        x = embed_examples(args.model, rows, max_length=args.max_length, progress=False)
-        xv = embed_examples(args.model, val, max_length=args.max_length, progress=False)
+        both = embed_examples(args.model, rows + val, max_length=args.max_length, progress=False)  # one pass
+        x, xv = both[: len(rows)], both[len(rows) :]
         oof, _ = probe_probabilities(x, y, xv, np.array([names.index(e.label) for e in val]),
                                      n_classes=len(names), seed=seed, c=args.cleanlab_c)
         flagged = find_label_issues(y, oof)

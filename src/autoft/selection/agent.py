@@ -59,11 +59,12 @@ def _text(example: Example) -> str:
     return " ".join(example.text) if isinstance(example.text, list) else example.text
 
 
-def _cached(kind: str, model_name: str, max_length: int, inputs: list[Any]) -> tuple[Path, str]:
+def _cached(kind: str, model_name: str, max_length: int, inputs: list[Any]) -> Path:
+    """The cache file of ``kind`` embeddings of ``inputs`` (keyed by their content)."""
     from autoft.modeling.load import resolve_model_name
 
     key = hashlib.sha256(json.dumps([kind, resolve_model_name(model_name), max_length, inputs]).encode()).hexdigest()
-    return _cache_dir() / f"{key[:24]}.npy", key
+    return _cache_dir() / f"{key[:24]}.npy"
 
 
 def _save(path: Path, array: np.ndarray) -> None:
@@ -91,14 +92,14 @@ def _encoded_batches(model_name: str, inputs: list[Any], *, max_length: int, bat
         rows = order[start : start + batch_size]
         batch = tokenizer([inputs[i] for i in rows], truncation=True, max_length=max_length, padding=True,
                           is_split_into_words=split, return_tensors="pt")
-        yield rows, batch, encoder(**{k: v for k, v in batch.items() if k != "offset_mapping"}).last_hidden_state
+        yield rows, batch, encoder(**batch).last_hidden_state
 
 
 def embed_examples(model_name: str, examples: list[Example], *, max_length: int, batch_size: int = 64,
                    progress: bool = True, cache: bool = True) -> np.ndarray:
     """[N, hidden] mean-pooled, L2-normalised embeddings of the frozen encoder, cached by content."""
     texts = [_text(e) for e in examples]
-    path, _ = _cached("sentence", model_name, max_length, texts)
+    path = _cached("sentence", model_name, max_length, texts)
     if cache and path.exists():
         return np.load(path)
     out = None
@@ -120,7 +121,7 @@ def embed_words(model_name: str, examples: list[Example], *, max_length: int, ba
     """Per example, [n_words, hidden] contextual embeddings of each word (its first sub-token) from the
     frozen encoder, L2-normalised; rows of words cut off by ``max_length`` are NaN. Cached by content."""
     words = [list(e.text) if isinstance(e.text, list) else e.text.split() for e in examples]
-    path, _ = _cached("words", model_name, max_length, words)
+    path = _cached("words", model_name, max_length, words)
     offsets = np.cumsum([0] + [len(w) for w in words])
     if cache and path.exists():
         flat = np.load(path)
@@ -251,10 +252,17 @@ class Valuation:
         """[N] the policy's current value of each training sample."""
         return self.units.sample_values(self.policy.values_)
 
+    def flagged(self, values: np.ndarray, masked_units: np.ndarray | None = None) -> np.ndarray:
+        """[N] bool: the samples the agent leaves out at these sample ``values`` — in ``mask`` mode the
+        samples holding a masked unit (``masked_units``, default the lowest-valued ones)."""
+        if self.selection.mode == "mask":
+            masked = self.lowest_units() if masked_units is None else masked_units
+            return self.units.sample_any(masked.astype(np.float64)) > 0
+        return ~kept_mask(values, self.sample_labels, self.selection.drop_fraction, self.selection.balance)
+
     def lowest_units(self) -> np.ndarray:
         """[U] bool: the lowest-valued ``drop_fraction`` of the units (``mask`` mode leaves them out)."""
-        values = self.policy.values_
-        return ~kept_mask(values, np.zeros(len(values), dtype=np.int64), self.selection.drop_fraction, "global")
+        return ~kept_mask(self.policy.values_, None, self.selection.drop_fraction)
 
 
 def _describe(units: Units, task: str, labels: np.ndarray) -> list[str]:
@@ -282,26 +290,28 @@ def value_samples(config: Config, splits: Splits, *, progress: bool = True) -> V
     else:
         raise ConfigError(f"selection.policy: {selection.policy!r} is not available for {config.task}; use none")
     n_classes, seed = len(units.class_names), config.training.seed
-    oof, val_probs = probe_probabilities(units.x, units.labels, units.val_x, units.val_labels, n_classes=n_classes,
-                                         seed=seed)
-    unit_sources = sources[units.owner]
-    state = state_features(embeddings=units.x, labels=units.labels, n_classes=n_classes, oof_probs=oof,
-                           val_probs=val_probs, agreement=neighbour_agreement(units.x, units.labels),
-                           sources=unit_sources if len(source_names) > 1 else None, n_sources=len(source_names),
-                           seed=seed)
     options = {"seed": seed, "drop_fraction": selection.drop_fraction, **selection.options}
     try:
         policy = get_policy(selection.policy, **options)
     except TypeError as error:
         raise ConfigError(f"selection.options: {error}") from None
+    # The probes and the neighbours feed both the state and the policy: computed once, here.
+    probes = probe_probabilities(units.x, units.labels, units.val_x, units.val_labels, n_classes=n_classes,
+                                 folds=policy.probe_folds, seed=seed)
+    agreement = neighbour_agreement(units.x, units.labels)
+    unit_sources = sources[units.owner]
+    state = state_features(embeddings=units.x, labels=units.labels, n_classes=n_classes, oof_probs=probes[0],
+                           val_probs=probes[1], agreement=agreement,
+                           sources=unit_sources if len(source_names) > 1 else None, n_sources=len(source_names),
+                           seed=seed)
     buckets = unit_sources if selection.bucket_by == "source" else None
     policy.fit(state, units.labels, None, units.val_labels, n_classes=n_classes, embeddings=units.x,
-               val_embeddings=units.val_x, buckets=buckets)
+               val_embeddings=units.val_x, buckets=buckets, probes=probes, agreement=agreement)
     log.info("offline valuation with %s: %d units of %d samples valued", selection.policy, len(units.labels),
              units.n_samples)
     sample_labels = units.labels if config.task == "classification" else np.zeros(units.n_samples, dtype=np.int64)
     return Valuation(policy, units, sample_labels, source_names, _describe(units, config.task, units.labels),
-                     _describe(units, config.task, (oof + val_probs).argmax(1)), selection,
+                     _describe(units, config.task, (probes[0] + probes[1]).argmax(1)), selection,
                      [{"phase": "offline", **d} for d in policy.decisions_])
 
 
@@ -311,9 +321,10 @@ def _ranks(values: np.ndarray) -> np.ndarray:
     return rankdata(values) / len(values) if len(values) else values
 
 
-def kept_mask(values: np.ndarray, labels: np.ndarray, drop_fraction: float, balance: str) -> np.ndarray:
+def kept_mask(values: np.ndarray, labels: np.ndarray | None, drop_fraction: float, balance: str = "global"
+              ) -> np.ndarray:
     """[N] bool: False for the lowest-valued ``drop_fraction`` of the samples — of each given class
-    (``per-class``, so a hard minority class is not emptied) or of all samples (``global``)."""
+    (``per-class``, so a hard minority class is not emptied; needs ``labels``) or of all samples (``global``)."""
     values = np.asarray(values, dtype=np.float64)
     keep = np.ones(len(values), dtype=bool)
     groups = [np.flatnonzero(labels == c) for c in np.unique(labels)] if balance == "per-class" else [
@@ -392,12 +403,6 @@ class AgentSelector(SampleSelector):
     def observe_margins(self, rows: np.ndarray, margins: np.ndarray) -> None:
         self.model_margin[rows] = margins
 
-    def _mask_units(self) -> np.ndarray:
-        """[U] bool: the lowest-valued ``drop_fraction`` of the entities, whose tags ``mask`` mode leaves
-        out of the loss (their sentences still train on the rest)."""
-        self.masked = self.valuation.lowest_units()
-        return self.masked
-
     def masked_words(self, epoch: int) -> dict[int, list[int]] | None:
         if self.selection.mode != "mask":
             return None
@@ -408,27 +413,26 @@ class AgentSelector(SampleSelector):
         return words
 
     def _flagged(self) -> np.ndarray:
-        """[N] bool: samples left out (``mask`` mode: samples with a masked entity)."""
+        """[N] bool: samples left out this epoch (``mask`` mode: samples with a masked entity)."""
         if self.selection.mode == "mask":
-            return self.valuation.units.sample_any(self.masked.astype(np.float64)) > 0
+            return self.valuation.flagged(self.values, self.masked)
         return self.weights == 0
 
     def _weights(self, values: np.ndarray) -> np.ndarray:
+        """Per-sample weights at these values: 0 for the samples left out (``mask`` mode: none; the
+        lowest-valued entities are masked instead), the value's rank in ``weight`` mode; the bucket a
+        bucket policy chose counts double."""
         if self.selection.mode == "mask":
-            self._mask_units()
+            self.masked = self.valuation.lowest_units()
             weights = np.ones(len(values))
-            if self._action is not None:
-                weights = weights * (1.0 + self.valuation.units.sample_any(
-                    self.valuation.policy.bucket_weights(self._action)))
-            return weights
-        keep = kept_mask(values, self.valuation.sample_labels, self.selection.drop_fraction, self.selection.balance)
-        if self.selection.mode == "weight":
-            weights = np.where(keep, np.clip(_ranks(values), 1e-3, 1.0), 0.0)
         else:
-            weights = keep.astype(np.float64)
-        policy = self.valuation.policy
-        if self._action is not None:  # bucket policies: the chosen bucket's kept samples count double
-            weights = weights * (1.0 + self.valuation.units.sample_any(policy.bucket_weights(self._action)))
+            keep = kept_mask(values, self.valuation.sample_labels, self.selection.drop_fraction,
+                             self.selection.balance)
+            weights = np.where(keep, np.clip(_ranks(values), 1e-3, 1.0), 0.0) if self.selection.mode == "weight" \
+                else keep.astype(np.float64)
+        if self._action is not None:
+            weights = weights * (1.0 + self.valuation.units.sample_any(
+                self.valuation.policy.bucket_weights(self._action)))
         return weights
 
     def _act(self) -> None:
@@ -525,12 +529,8 @@ def data_value_rows(examples: list[Example], label_names: list[str], valuation: 
     """Rows for ``data_values.csv``: suggested label = the fine-tuned model's last prediction when there
     is one (classification), else the probes'; flagged = left out by the agent."""
     values = np.asarray(values, dtype=np.float64)
-    if flagged is None and valuation.selection.mode == "mask":  # samples holding one of the lowest entities
-        units = valuation.units
-        flagged = units.sample_any(valuation.lowest_units().astype(np.float64)) > 0
-    elif flagged is None:
-        flagged = ~kept_mask(values, valuation.sample_labels, valuation.selection.drop_fraction,
-                             valuation.selection.balance)
+    if flagged is None:
+        flagged = valuation.flagged(values)
     keep_probability = _ranks(values)
     rows = []
     for i in np.argsort(values, kind="stable"):

@@ -114,10 +114,10 @@ def neighbour_agreement(embeddings: np.ndarray, labels: np.ndarray, *, k: int | 
         return np.ones(n)
     index = NearestNeighbors(n_neighbors=k + 1, metric="cosine").fit(embeddings)
     _, neighbours = index.kneighbors(embeddings)
-    # Drop each sample itself (usually column 0; exact duplicates may come first in another order).
-    rows = np.arange(n)[:, None]
-    others = np.where(neighbours == rows, -1, neighbours)
-    others = np.array([row[row >= 0][:k] for row in others])
+    # Drop each sample itself — or, where exact duplicates crowded it out of the list, the farthest one.
+    keep = neighbours != np.arange(n)[:, None]
+    keep[keep.all(axis=1), -1] = False
+    others = neighbours[keep].reshape(n, k)
     return (labels[others] == labels[:, None]).mean(axis=1)
 
 

@@ -26,7 +26,7 @@ from autoft.selection.state import quantile_buckets
 class BucketPolicy(Policy):
     """Base of the policies whose action is a bucket of training data.
 
-    Options: ``n_buckets`` quantile buckets of the probe disagreement (used only when ``fit`` gets no
+    Options: ``n_buckets`` quantile buckets of the label suspicion (used only when ``fit`` gets no
     ``buckets``), ``episodes`` x ``episode_length`` offline steps, ``inner_steps`` gradient steps on a
     ``batch_size`` minibatch of the chosen bucket per step, ``warm_steps`` of the all-data fit every
     episode starts from, plus the ``Policy`` options.
@@ -43,11 +43,7 @@ class BucketPolicy(Policy):
         inner_steps: int = 5,
         batch_size: int = 64,
         warm_steps: int = 100,
-        drop_fraction: float = 0.2,
-        threshold: float | None = None,
-        reward: str = "log_likelihood",
-        probe_folds: int = 5,
-        seed: int = 0,
+        **options: Any,
     ):
         self.n_buckets = n_buckets
         self.episodes = episodes
@@ -55,9 +51,7 @@ class BucketPolicy(Policy):
         self.inner_steps = inner_steps
         self.batch_size = batch_size
         self.warm_steps = warm_steps
-        super().__init__(
-            seed=seed, drop_fraction=drop_fraction, threshold=threshold, reward=reward, probe_folds=probe_folds
-        )
+        super().__init__(**options)
 
     def _check_options(self) -> None:
         super()._check_options()

@@ -64,9 +64,14 @@ class FitData:
         )
 
     @cached_property
+    def agreement(self) -> np.ndarray:
+        """[N] ``neighbour_agreement`` of each given label."""
+        return neighbour_agreement(self.train_x, self.labels)
+
+    @cached_property
     def disagreement(self) -> np.ndarray:
         """[N] in (0, 1]: ``suspicion`` of each given label, from the probes and the nearest neighbours."""
-        return suspicion(self.labels, *self.probes, neighbour_agreement(self.train_x, self.labels))
+        return suspicion(self.labels, *self.probes, self.agreement)
 
     @cached_property
     def problem(self) -> SoftmaxProblem:
@@ -146,10 +151,23 @@ class Policy:
     def _scorer(self) -> Scorer:
         return scorer(self.reward)
 
+    @classmethod
+    def option_names(cls) -> list[str]:
+        """Every constructor option of this policy: its own keyword-only parameters, then its bases'
+        (subclasses take their own options and pass ``**options`` on)."""
+        names: list[str] = []
+        for klass in cls.__mro__:
+            init = klass.__dict__.get("__init__")
+            if init is None or klass is object:
+                continue
+            for parameter in inspect.signature(init).parameters.values():
+                if parameter.kind is parameter.KEYWORD_ONLY and parameter.name not in names:
+                    names.append(parameter.name)
+        return names
+
     def get_params(self) -> dict[str, Any]:
         """The constructor options, by name (as sklearn's ``get_params``)."""
-        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
-        return {name: getattr(self, name) for name in names}
+        return {name: getattr(self, name) for name in self.option_names()}
 
     def __repr__(self) -> str:
         options = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
@@ -168,6 +186,8 @@ class Policy:
         embeddings: np.ndarray | None = None,
         val_embeddings: np.ndarray | None = None,
         buckets: np.ndarray | None = None,
+        probes: tuple[np.ndarray, np.ndarray] | None = None,
+        agreement: np.ndarray | None = None,
     ) -> Policy:
         """Value every training sample from cached arrays; returns ``self``.
 
@@ -175,9 +195,16 @@ class Policy:
         plain embeddings). ``embeddings`` [N, D] / ``val_embeddings`` [M, D]: the inner learner's and
         the probes' inputs; they default to ``features`` / ``val_features``, so ``val_features`` is only
         needed when ``val_embeddings`` is not given. ``buckets`` [N] int: groups for the bucket policies
-        (e.g. the source of each sample). Sets ``values_``, ``keep_probabilities_`` and ``decisions_``.
+        (e.g. the source of each sample). ``probes`` (``probe_probabilities`` of the embeddings with this
+        policy's seed and ``probe_folds``) and ``agreement`` (``neighbour_agreement``): pass them when
+        already computed, else they are computed on first use. Sets ``values_``, ``keep_probabilities_``
+        and ``decisions_``.
         """
         data = self._prepare(features, labels, val_features, val_labels, n_classes, embeddings, val_embeddings, buckets)
+        if probes is not None:  # already computed by the caller (same inputs, seed and folds): not again
+            data.probes = probes
+        if agreement is not None:
+            data.agreement = agreement
         self.n_samples_, self.n_classes_ = len(data.labels), n_classes
         self.decisions_: list[dict[str, Any]] = []
         self.values_ = np.asarray(self._fit(data), dtype=np.float64)
@@ -297,7 +324,7 @@ def get_policy(name: str, **options: Any) -> Policy:
         cls = POLICIES[_key(name)]
     except KeyError:
         raise ConfigError(f"unknown policy {name!r}; known: {', '.join(sorted(POLICIES))}") from None
-    known = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    known = cls.option_names()
     unknown = sorted(set(options) - set(known))
     if unknown:
         raise ConfigError(f"policy {cls.name!r} has no option {unknown[0]!r}; options: {', '.join(known)}")

@@ -28,7 +28,7 @@ from autoft.selection.rewards import rescale_reward
 
 class Exp3S(BucketPolicy):
     """Exp3.S; options ``gamma`` (exploration), ``eta`` (step size), ``alpha`` (fixed share), ``beta``
-    (optimism bias), ``history`` (rewards kept for the rescaling quantiles)."""
+    (optimism bias), ``history`` (rewards kept for the rescaling quantiles), plus the ``BucketPolicy`` ones."""
 
     def __init__(
         self,
@@ -38,28 +38,14 @@ class Exp3S(BucketPolicy):
         alpha: float = 0.001,
         beta: float = 0.0,
         history: int = 1000,
-        n_buckets: int = 5,
-        episodes: int = 30,
-        episode_length: int = 10,
-        inner_steps: int = 5,
-        batch_size: int = 64,
-        warm_steps: int = 100,
-        drop_fraction: float = 0.2,
-        threshold: float | None = None,
-        reward: str = "log_likelihood",
-        probe_folds: int = 5,
-        seed: int = 0,
+        **options: Any,
     ):
         self.gamma = gamma
         self.eta = eta
         self.alpha = alpha
         self.beta = beta
         self.history = history
-        super().__init__(
-            n_buckets=n_buckets, episodes=episodes, episode_length=episode_length, inner_steps=inner_steps,
-            batch_size=batch_size, warm_steps=warm_steps, drop_fraction=drop_fraction, threshold=threshold,
-            reward=reward, probe_folds=probe_folds, seed=seed,
-        )
+        super().__init__(**options)
 
     def _check_options(self) -> None:
         super()._check_options()

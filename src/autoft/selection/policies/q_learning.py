@@ -18,7 +18,8 @@ from autoft.selection.policies.base import check_option, register_policy
 
 
 class QLearning(BucketPolicy):
-    """Epsilon-greedy tabular Q-learning; options ``epsilon``, ``alpha`` (step size), ``discount``."""
+    """Epsilon-greedy tabular Q-learning; options ``epsilon``, ``alpha`` (step size), ``discount``, plus the
+    ``BucketPolicy`` ones."""
 
     def __init__(
         self,
@@ -26,26 +27,12 @@ class QLearning(BucketPolicy):
         epsilon: float = 0.3,
         alpha: float = 0.2,
         discount: float = 0.5,
-        n_buckets: int = 5,
-        episodes: int = 30,
-        episode_length: int = 10,
-        inner_steps: int = 5,
-        batch_size: int = 64,
-        warm_steps: int = 100,
-        drop_fraction: float = 0.2,
-        threshold: float | None = None,
-        reward: str = "log_likelihood",
-        probe_folds: int = 5,
-        seed: int = 0,
+        **options: Any,
     ):
         self.epsilon = epsilon
         self.alpha = alpha
         self.discount = discount
-        super().__init__(
-            n_buckets=n_buckets, episodes=episodes, episode_length=episode_length, inner_steps=inner_steps,
-            batch_size=batch_size, warm_steps=warm_steps, drop_fraction=drop_fraction, threshold=threshold,
-            reward=reward, probe_folds=probe_folds, seed=seed,
-        )
+        super().__init__(**options)
 
     def _check_options(self) -> None:
         super()._check_options()

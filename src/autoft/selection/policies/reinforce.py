@@ -63,11 +63,7 @@ class Reinforce(Policy):
         epsilon: float = 0.1,
         regularizer: float = 1000.0,
         baseline_window: int = 20,
-        threshold: float | None = None,
-        drop_fraction: float = 0.2,
-        reward: str = "log_likelihood",
-        probe_folds: int = 5,
-        seed: int = 0,
+        **options: Any,
     ):
         self.iterations = iterations
         self.batch_size = batch_size
@@ -79,9 +75,7 @@ class Reinforce(Policy):
         self.epsilon = epsilon
         self.regularizer = regularizer
         self.baseline_window = baseline_window
-        super().__init__(
-            seed=seed, drop_fraction=drop_fraction, threshold=threshold, reward=reward, probe_folds=probe_folds
-        )
+        super().__init__(**options)
 
     def _check_options(self) -> None:
         super()._check_options()
