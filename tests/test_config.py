@@ -14,7 +14,9 @@ def test_minimal_config_gets_defaults(tmp_path):
     config = load_config(write(tmp_path, "data: {train: t.csv}\n"))
     assert config.task == "classification"
     assert config.model == "default"
-    assert config.training.epochs == 3 and config.training.early_stopping_patience == 2
+    training = config.training
+    assert training.epochs == training.learning_rate == training.batch_size == training.early_stopping_patience == "auto"
+    assert training.early_stopping_on == "metric-or-loss" and config.data.on_bad_rows == "error"
     assert config.data.train_files == ["t.csv"]
 
 
@@ -26,7 +28,7 @@ def test_unknown_key_names_the_field(tmp_path):
 
 def test_bad_value_names_the_field(tmp_path):
     path = write(tmp_path, "data: {train: t.csv}\ntraining: {epochs: 0}\n")
-    with pytest.raises(ConfigError, match=r"training.epochs: Input should be greater than 0"):
+    with pytest.raises(ConfigError, match=r"training.epochs: expected 'auto' or an integer > 0, got 0"):
         load_config(path)
 
 

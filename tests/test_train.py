@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+import yaml
 
 import autoft
 from autoft.errors import RunDirError
@@ -160,3 +161,50 @@ def test_a_failed_run_leaves_nothing(tiny_model_dir, classification_files, tmp_p
         autoft.train(tiny_config(tiny_model_dir, classification_files, tmp_path / "run", epochs=1), selector=Crash())
     assert not (tmp_path / "run").exists()
     assert not list(tmp_path.glob(".run*"))
+
+
+def test_metric_or_loss_goes_on_while_the_model_learns_and_metric_only_stops(tiny_model_dir, classification_files,
+                                                                             tmp_path):
+    # At this rate the predictions stay on one class for a few epochs while the validation loss falls: the
+    # metric alone would call that a plateau.
+    base = dict(epochs=20, learning_rate=2e-4, early_stopping_patience=2)
+    metric = autoft.train(tiny_config(tiny_model_dir, classification_files, tmp_path / "a", early_stopping_on="metric",
+                                      **base))
+    both = autoft.train(tiny_config(tiny_model_dir, classification_files, tmp_path / "b", **base))
+    assert metric.metrics["stopped_early"] and len(metric.metrics["epochs"]) < 6
+    assert metric.metrics["test"]["macro_f1"] < 0.5
+    assert len(both.metrics["epochs"]) > 10 and both.metrics["test"]["macro_f1"] >= 0.9
+    history = both.metrics["epochs"]
+    for e, epoch in enumerate(history[:-2], start=1):  # each epoch but the last `patience` improved something
+        past = history[: e - 1]
+        if past:
+            assert (epoch["validation"]["macro_f1"] > max(p["validation"]["macro_f1"] for p in past)
+                    or epoch["validation"]["loss"] < min(p["validation"]["loss"] for p in past)), e
+
+
+def test_auto_epochs_stop_on_a_plateau(tiny_model_dir, classification_files, tmp_path):
+    config = tiny_config(tiny_model_dir, classification_files, tmp_path / "run", epochs="auto", learning_rate=1e-9,
+                         early_stopping_patience="auto")
+    run = autoft.train(config)
+    planned, patience = run.metrics["training"]["epochs"], run.metrics["training"]["early_stopping_patience"]
+    assert planned == 20 and patience == 3  # 90 rows in batches of 8: the step budget wants many epochs
+    assert run.metrics["stopped_early"] and len(run.metrics["epochs"]) == 1 + patience
+
+
+def test_a_run_with_no_training_section_resolves_and_records_every_auto(tiny_model_dir, classification_files, tmp_path):
+    config = {"model": str(tiny_model_dir), "data": {k: str(v) for k, v in classification_files.items()},
+              "output_dir": str(tmp_path / "run")}
+    run = autoft.train(config)
+    written = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["training"]
+    assert written["batch_size"] == 32 and written["epochs"] == 20 and written["early_stopping_patience"] == 3
+    assert 1e-5 <= written["learning_rate"] <= 5e-4
+    assert written == run.metrics["training"] and run.config.training.learning_rate == written["learning_rate"]
+    plan = json.loads((tmp_path / "run" / "training_plan.json").read_text())
+    assert set(plan["choices"]) == {"batch_size", "epochs", "early_stopping_patience", "learning_rate"}
+    search = plan["lr_search"]
+    assert search["chosen"] == written["learning_rate"] and len(search["learning_rates"]) == len(search["losses"]) > 10
+    assert run.metrics["auto"]["learning_rate"]["value"] == written["learning_rate"]
+    # The written config repeats the run without searching again.
+    again = autoft.train(str(tmp_path / "run" / "config.yaml"), overrides=[f"output_dir={tmp_path / 'again'}"])
+    assert again.metrics["auto"] == {} and again.metrics["training"] == written
+    assert not (tmp_path / "again" / "training_plan.json").exists()

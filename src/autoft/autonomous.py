@@ -22,17 +22,29 @@ import time
 from pathlib import Path
 from typing import Any
 
-from autoft.config import DEFAULT_POLICY, Config, as_config
+from autoft.config import AUTO, DEFAULT_POLICY, Config, as_config
 from autoft.data.splits import load_splits
 from autoft.io import write_json
 from autoft.run import Run, _commit, _prepare_output, train
 
 log = logging.getLogger(__name__)
 
-def _with(config: Config, *, policy: str | None = None, output_dir: str | None = None) -> Config:
-    """A copy of ``config`` with another selection policy and/or output folder."""
+def _with(config: Config, *, policy: str | None = None, output_dir: str | None = None,
+          training: dict[str, Any] | None = None) -> Config:
+    """A copy of ``config`` with another selection policy, output folder and/or training settings."""
     selection = config.selection if policy is None else config.selection.model_copy(update={"policy": policy})
-    return config.model_copy(update={"selection": selection, "output_dir": output_dir or config.output_dir})
+    return config.model_copy(update={"selection": selection, "output_dir": output_dir or config.output_dir,
+                                     "training": config.training.model_copy(update=training or {})})
+
+
+def _searched_once(config: Config, plain: Run) -> dict[str, Any]:
+    """The plain run's learning rate and batch size where the config says ``auto``: the agent's run trains
+    with the same ones (a fair comparison, and one range test instead of two)."""
+    keys = [k for k in ("learning_rate", "batch_size") if getattr(config.training, k) == AUTO]
+    if keys:
+        log.info("autonomous run: %s as chosen for the plain run", ", ".join(
+            f"{k} {plain.metrics['training'][k]:.3g}" for k in keys))
+    return {k: plain.metrics["training"][k] for k in keys}
 
 
 def agent_config(config: Config) -> Config:
@@ -108,7 +120,8 @@ def run(config: Config | dict | str | Path, *, overrides: list[str] | None = Non
         started = time.perf_counter()
         agent = agent_config(config)
         plain_run = train(_with(config, policy="none", output_dir=str(temp / "plain")))
-        agent_run = train(_with(agent, output_dir=str(temp / "autonomous")))
+        agent_run = train(_with(agent, output_dir=str(temp / "autonomous"),
+                                training=_searched_once(config, plain_run)))
         comparison = {"policy": agent.selection.policy, "plain": _scores(plain_run),
                       "autonomous": _scores(agent_run), "wall_seconds": round(time.perf_counter() - started, 1),
                       "keep_rate_by_source": _last_keep_rates(temp / "autonomous" / "decisions.jsonl")}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -18,6 +18,8 @@ from autoft.errors import ConfigError
 
 TaskName = Literal["classification", "token-classification"]
 DataFormat = Literal["auto", "csv", "tsv", "jsonl", "parquet", "conll"]
+Auto = Literal["auto"]
+AUTO = "auto"
 
 
 class _Strict(BaseModel):
@@ -34,6 +36,11 @@ class DataConfig(_Strict):
     label_column: str = "label"
     format: DataFormat = "auto"
     validation_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+    on_bad_rows: Literal["error", "skip"] = Field(
+        "error", description="a broken row (empty text or label, wrong field count, bad JSON, a tag missing) stops "
+        "with file:line (error), or is logged and left out (skip; more than max_bad_rows of a file is still an error)",
+    )
+    max_bad_rows: float = Field(0.01, ge=0.0, lt=1.0, description="share of a file's rows that skip may leave out")
 
     @field_validator("train")
     @classmethod
@@ -47,16 +54,41 @@ class DataConfig(_Strict):
         return [self.train] if isinstance(self.train, str) else list(self.train)
 
 
-class TrainingConfig(_Strict):
-    """Optimisation settings of the one training loop."""
+def _auto_or_positive(value: Any, kind: type, *, minimum: float = 0.0, inclusive: bool = False) -> Any:
+    """``'auto'``, or a number of ``kind`` above ``minimum`` (at least, with ``inclusive``)."""
+    if isinstance(value, str) and value.strip().lower() == AUTO:
+        return AUTO
+    name = "an integer" if kind is int else "a number"
+    try:
+        if isinstance(value, bool) or (kind is int and isinstance(value, float) and not value.is_integer()):
+            raise ValueError
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected 'auto' or {name}, got {value!r}") from None
+    if number < minimum or (number == minimum and not inclusive):
+        raise ValueError(f"expected 'auto' or {name} {'>=' if inclusive else '>'} {minimum:g}, got {value!r}")
+    return number
 
-    epochs: int = Field(3, gt=0)
-    learning_rate: float = Field(5.0e-5, gt=0.0)
-    batch_size: int = Field(32, gt=0)
+
+class TrainingConfig(_Strict):
+    """Optimisation settings of the one training loop. ``auto`` values are resolved by the loop
+    (``autoft.training.plan``) from the data, the task and the machine."""
+
+    epochs: Annotated[int, Field(gt=0)] | Auto = Field(
+        AUTO, description="auto: early stopping on validation within a step budget that scales with the data size")
+    learning_rate: Annotated[float, Field(gt=0.0)] | Auto = Field(
+        AUTO, description="auto: a learning-rate range test on the training data picks it")
+    batch_size: Annotated[int, Field(gt=0)] | Auto = Field(
+        AUTO, description="auto: 32 on CPU; on a GPU the largest of 32..128 that fits in memory")
     eval_batch_size: int = Field(64, gt=0)
     max_length: int = Field(128, ge=8)
     seed: int = 0
-    early_stopping_patience: int | None = Field(2, ge=1, description="epochs without improvement; null = off")
+    early_stopping_patience: Annotated[int, Field(ge=1)] | Auto | None = Field(
+        AUTO, description="epochs without improvement; auto: 2, or 3 when more than 12 epochs are planned; null = off")
+    early_stopping_on: Literal["metric", "metric-or-loss"] = Field(
+        "metric-or-loss", description="what counts as progress: the validation metric only (as transformers' "
+        "EarlyStoppingCallback), or it or the validation loss (a model still learning before its predictions "
+        "change, as on small data, is not stopped)")
     weight_decay: float = Field(0.01, ge=0.0)
     warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0)
     max_grad_norm: float | None = Field(1.0, gt=0.0)
@@ -64,6 +96,21 @@ class TrainingConfig(_Strict):
     padding: Literal["dynamic", "max_length"] = Field("dynamic", description="pad to the batch's longest or to max_length")
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     progress: bool = Field(True, description="show tqdm progress bars")
+
+    @field_validator("epochs", "batch_size", mode="before")
+    @classmethod
+    def _count(cls, value: Any) -> Any:
+        return _auto_or_positive(value, int)
+
+    @field_validator("learning_rate", mode="before")
+    @classmethod
+    def _rate(cls, value: Any) -> Any:
+        return _auto_or_positive(value, float)
+
+    @field_validator("early_stopping_patience", mode="before")
+    @classmethod
+    def _patience(cls, value: Any) -> Any:
+        return None if value is None else _auto_or_positive(value, int, minimum=1, inclusive=True)
 
 
 DEFAULT_POLICY = "exp3"
@@ -152,7 +199,7 @@ def _format_validation_error(error: ValidationError, source: str) -> str:
     parts = []
     for item in error.errors():
         where = ".".join(str(p) for p in item["loc"]) or "(top level)"
-        message = "unknown field" if item["type"] == "extra_forbidden" else item["msg"]
+        message = "unknown field" if item["type"] == "extra_forbidden" else item["msg"].removeprefix("Value error, ")
         parts.append(f"{where}: {message}")
     return f"{source}: " + "; ".join(parts)
 

@@ -4,8 +4,11 @@ Run directory layout (written to a temporary sibling, then renamed into place)::
 
     config.yaml    the resolved config
     labels.json    task and ordered label set
-    metrics.json   per-epoch validation metrics, best epoch, final validation and test metrics
+    metrics.json   per-epoch validation metrics, best epoch, final validation and test metrics, the
+                   training settings used and what ``auto`` chose
     model/         save_pretrained format (model + tokenizer): plain transformers loads it
+    training_plan.json   when a setting was ``auto``: each choice and the learning-rate range test's curve
+    skipped_rows.txt     with ``data.on_bad_rows: skip``: each row left out, as ``file:line: reason``
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from autoft.config import Config, as_config, parse_config
 from autoft.data.loading import Example, load_examples
 from autoft.data.splits import check_known_labels, load_splits
 from autoft.errors import RunDirError
-from autoft.io import write_json
+from autoft.io import to_builtin, write_json
 from autoft.modeling.load import load_model, load_tokenizer, quiet_transformers
 from autoft.tasks.base import TaskAdapter
 from autoft.tasks.registry import get_adapter_class
@@ -160,8 +163,12 @@ def train(
     # Fine-tune, then score the best weights on validation and test.
     train_features = adapter.encode(splits.train)
     validation_features = adapter.encode(splits.validation)
+    fit_started = time.perf_counter()
     result = fit(model, adapter, train_features, splits.validation, validation_features, config.training,
                  selector=selector)
+    fit_seconds = time.perf_counter() - fit_started
+    # The resolved config: every `auto` replaced by what was chosen, so the run can be repeated exactly.
+    config = config.model_copy(update={"training": result.settings})
     test_metrics = None
     if splits.test is not None:
         test_metrics = evaluate(model, adapter, splits.test, adapter.encode(splits.test),
@@ -173,12 +180,16 @@ def train(
         "policy": config.selection.policy,
         "sizes": {"train": len(splits.train), "validation": len(splits.validation),
                   "test": len(splits.test) if splits.test is not None else 0},
+        "skipped_rows": len(splits.skipped),
         "best_epoch": result.best_epoch,
         "stopped_early": result.stopped_early,
         "epochs": [vars(r) for r in result.history],
         "validation": result.best_validation,
         "test": test_metrics,
+        "training": config.training.model_dump(mode="json"),
+        "auto": result.plan["choices"],
         "train_seconds": round(sum(r.seconds for r in result.history), 3),
+        "fit_seconds": round(fit_seconds, 3),
         "wall_seconds": round(time.perf_counter() - started, 3),
     }
 
@@ -196,6 +207,10 @@ def train(
         (temp / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
         write_json(temp / "labels.json", {"task": config.task, "labels": splits.labels})
         write_json(temp / "metrics.json", metrics)
+        if result.plan["choices"]:
+            write_json(temp / "training_plan.json", to_builtin(result.plan))
+        if splits.skipped:
+            (temp / "skipped_rows.txt").write_text("".join(f"{line}\n" for line in splits.skipped), encoding="utf-8")
         if hasattr(selector, "write_artifacts"):
             selector.write_artifacts(temp, splits.train, splits.labels)
         _commit(temp, output)

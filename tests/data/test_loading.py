@@ -153,3 +153,78 @@ def test_split_validation_needs_two_examples():
 def test_read_texts_plain_file(tmp_path):
     (tmp_path / "in.txt").write_text("first\n\nsecond\n")
     assert [e.text for e in read_texts(tmp_path / "in.txt", task="classification")] == ["first", "second"]
+
+
+def _rows_with_breaks(tmp_path, n_good):
+    """A CSV of ``n_good`` good rows with an empty text at line 3 and a ragged row at line 5."""
+    lines = ["text,label"] + [f"sentence {i},{'ab'[i % 2]}" for i in range(n_good)]
+    lines.insert(2, '"  ",a')
+    lines.insert(4, "one,two,three")
+    path = tmp_path / "a.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_skip_leaves_out_broken_rows_and_names_each(tmp_path, caplog):
+    from autoft.data.loading import BadRows
+
+    path = _rows_with_breaks(tmp_path, 300)
+    with pytest.raises(DataError, match=r"a.csv:3: empty text"):
+        load_examples(path, task="classification")
+    bad = BadRows("skip")
+    with caplog.at_level("WARNING"):
+        examples = load_examples(path, task="classification", bad_rows=bad)
+    assert len(examples) == 300 and all(e.text.startswith("sentence") for e in examples)
+    assert bad.skipped == [f"{path}:3: empty text in column 'text'",
+                           f"{path}:5: expected 2 fields as in the header, found 3"]
+    assert [r.getMessage() for r in caplog.records] == [f"skipped {line}" for line in bad.skipped]
+
+
+def test_skip_refuses_more_than_one_percent(tmp_path):
+    from autoft.data.loading import BadRows
+
+    with pytest.raises(DataError, match=r"a.csv: 2 of 100 rows are broken, more than the 1%.*the first: .*a.csv:3: empty"):
+        load_examples(_rows_with_breaks(tmp_path, 98), task="classification", bad_rows=BadRows("skip"))
+
+
+def test_skip_in_jsonl_and_conll(tmp_path):
+    from autoft.data.loading import BadRows
+
+    rows = [json.dumps({"text": f"t{i}", "label": "x" if i % 2 else "y"}) for i in range(200)]
+    rows[10], rows[20] = "[1, 2]", "{not json"
+    (tmp_path / "a.jsonl").write_text("\n".join(rows) + "\n")
+    bad = BadRows("skip")
+    assert len(load_examples(tmp_path / "a.jsonl", task="classification", bad_rows=bad)) == 198
+    assert [s.split(": ", 1)[0] for s in bad.skipped] == [f"{tmp_path / 'a.jsonl'}:11", f"{tmp_path / 'a.jsonl'}:21"]
+
+    path = write_conll(tmp_path / "a.conll", copies=40)  # 200 sentences
+    lines = path.read_text().splitlines()
+    lines[1] = "lives"  # the first sentence loses a tag: it is left out whole
+    path.write_text("\n".join(lines) + "\n")
+    bad = BadRows("skip")
+    sentences = load_examples(path, task="token-classification", bad_rows=bad)
+    assert len(sentences) == 199 and sentences[0].text == ["Bob", "works", "at", "Google"]
+    assert sentences[0].origin == f"{path}:6"
+    assert bad.skipped == [f"{path}:2: expected 2 tab-separated columns (token, tag), found 1"]
+
+
+def test_on_bad_rows_skip_through_the_config(tmp_path):
+    path = _rows_with_breaks(tmp_path, 300)
+    splits = load_splits(DataConfig(train=str(path), on_bad_rows="skip"), task="classification", seed=0)
+    assert len(splits.train) + len(splits.validation) == 300 and len(splits.skipped) == 2
+
+
+def test_missing_file_says_not_found_whatever_its_suffix(tmp_path):
+    for name in ("nope.xlsx", "nope"):
+        with pytest.raises(DataError, match=rf"{name}: file not found"):
+            load_examples(tmp_path / name, task="classification")
+        with pytest.raises(DataError, match=rf"{name}: file not found"):
+            read_texts(tmp_path / name, task="classification")
+
+
+def test_a_held_out_validation_split_is_logged(tmp_path, caplog):
+    (tmp_path / "b.csv").write_text("\n".join(["text,label"] + [f"s{i},{'ab'[i % 2]}" for i in range(50)]) + "\n")
+    with caplog.at_level("INFO"):
+        load_splits(DataConfig(train=str(tmp_path / "b.csv")), task="classification", seed=0)
+    (line,) = [r.getMessage() for r in caplog.records if "validation" in r.getMessage()]
+    assert line.startswith("no data.validation given: 5 training rows") and "seed 0" in line

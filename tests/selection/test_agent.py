@@ -70,7 +70,7 @@ def test_value_and_run_commands(tiny_model_dir, noisy_files, tmp_path, capsys):
     import yaml
 
     files, _flipped = noisy_files
-    config = tiny_config(tiny_model_dir, files, tmp_path / "out", epochs=2)
+    config = tiny_config(tiny_model_dir, files, tmp_path / "out", epochs=2, learning_rate="auto")
     config["selection"] = {"policy": "exp3", "drop_fraction": 0.3}
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -88,6 +88,12 @@ def test_value_and_run_commands(tiny_model_dir, noisy_files, tmp_path, capsys):
     assert comparison["plain"]["trained_samples"] == 300 and comparison["autonomous"]["trained_samples"] == 210
     for name in ("plain/model", "autonomous/model", "decisions.jsonl", "data_values.csv", "comparison.md"):
         assert (tmp_path / "out" / name).exists(), name
+    # One learning-rate search, in the plain run; the agent's run trains at the rate it chose.
+    rates = [yaml.safe_load((tmp_path / "out" / name / "config.yaml").read_text())["training"]["learning_rate"]
+             for name in ("plain", "autonomous")]
+    plan = json.loads((tmp_path / "out" / "plain" / "training_plan.json").read_text())
+    assert rates[0] == rates[1] == plan["lr_search"]["chosen"]
+    assert "learning_rate" not in json.loads((tmp_path / "out" / "autonomous" / "metrics.json").read_text())["auto"]
 
 
 PEOPLE = ["Alice", "Bob", "Carol", "Dave", "Erin", "Frank", "Grace", "Heidi", "Ivan", "Judy"]

@@ -3,6 +3,9 @@
 Classification reads CSV, TSV, JSONL or Parquet (a text column and a label column). Token
 classification reads CoNLL (``token<TAB>tag``, blank line between sentences) or JSONL whose text and
 label columns hold lists of tokens and tags. Every problem is reported as ``file:line: what is wrong``.
+A broken row (empty text or label, a wrong number of fields, a line that is not a JSON object, a
+sentence with a missing tag) stops the load, or with :class:`BadRows` ``mode="skip"`` is logged and
+left out, as long as no more than ``max_share`` of the file is broken.
 """
 
 from __future__ import annotations
@@ -10,12 +13,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from autoft.errors import DataError
+
+log = logging.getLogger(__name__)
 
 SUFFIX_FORMATS = {
     ".csv": "csv",
@@ -42,6 +48,30 @@ class Example:
     label: str | list[str] | None
     origin: str = ""
     source: str = field(default="", compare=False)
+
+
+@dataclass
+class BadRows:
+    """What loading does with a broken row: stop with its ``file:line`` (``error``), or leave it out, log it
+    and keep ``file:line: reason`` in ``skipped`` (``skip``). More than ``max_share`` of a file's rows
+    broken is an error either way: that is a wrong file or a wrong setting, not a few bad rows."""
+
+    mode: str = "error"
+    max_share: float = 0.01
+    skipped: list[str] = field(default_factory=list)
+
+    def reject(self, error: DataError) -> None:
+        if self.mode != "skip":
+            raise error
+        log.warning("skipped %s", error)
+        self.skipped.append(str(error))
+
+    def check(self, path: Path, first_skipped: int, kept: int) -> None:
+        """Raise if more than ``max_share`` of the rows read from ``path`` (since ``first_skipped``) were broken."""
+        bad = len(self.skipped) - first_skipped
+        if bad and bad > self.max_share * (bad + kept):
+            raise DataError(f"{path}: {bad} of {bad + kept} rows are broken, more than the {self.max_share:.0%} "
+                            f"that data.on_bad_rows: skip leaves out; the first: {self.skipped[first_skipped]}")
 
 
 def detect_format(path: Path, declared: str = "auto") -> str:
@@ -83,7 +113,10 @@ def _check_text(path: Path, line: int, text: object, column: str) -> str:
     return text
 
 
-def _rows_delimited(path: Path, delimiter: str) -> Iterator[tuple[int, dict[str, object]]]:
+Row = dict[str, object] | DataError  # a row, or what is wrong with it
+
+
+def _rows_delimited(path: Path, delimiter: str) -> Iterator[tuple[int, Row]]:
     reader = csv.reader(io.StringIO(_read_text(path), newline=""), delimiter=delimiter)
     try:
         header = next(reader)
@@ -99,31 +132,32 @@ def _rows_delimited(path: Path, delimiter: str) -> Iterator[tuple[int, dict[str,
                 row_start = reader.line_num + 1
                 continue
             if len(row) != len(header):
-                raise DataError(
+                yield row_start, DataError(
                     f"{path}:{row_start}: expected {len(header)} fields as in the header, found {len(row)}"
                 )
-            yield row_start, dict(zip(header, row))
+            else:
+                yield row_start, dict(zip(header, row))
             row_start = reader.line_num + 1
     except csv.Error as error:
         raise DataError(f"{path}:{reader.line_num}: {error}") from None
 
 
-def _rows_jsonl(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
+def _rows_jsonl(path: Path) -> Iterator[tuple[int, Row]]:
     for number, line in enumerate(_read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError as error:
-            raise DataError(f"{path}:{number}: invalid JSON: {error.msg}") from None
+            yield number, DataError(f"{path}:{number}: invalid JSON: {error.msg}")
+            continue
         if not isinstance(row, dict):
-            raise DataError(f"{path}:{number}: expected a JSON object per line")
+            yield number, DataError(f"{path}:{number}: expected a JSON object per line")
+            continue
         yield number, row
 
 
-def _rows_parquet(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
-    if not path.exists():
-        raise DataError(f"{path}: file not found")
+def _rows_parquet(path: Path) -> Iterator[tuple[int, Row]]:
     import pyarrow.parquet as pq
 
     try:
@@ -134,7 +168,7 @@ def _rows_parquet(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
     yield from enumerate(table.to_pylist(), start=2)
 
 
-def _table_rows(path: Path, fmt: str) -> Iterator[tuple[int, dict[str, object]]]:
+def _table_rows(path: Path, fmt: str) -> Iterator[tuple[int, Row]]:
     if fmt == "csv":
         return _rows_delimited(path, ",")
     if fmt == "tsv":
@@ -153,34 +187,41 @@ def _require_columns(path: Path, line: int, row: dict[str, object], columns: lis
         raise DataError(f"{path}:{line}: missing column {missing[0]!r} (columns: {have}); set data.text_column/label_column")
 
 
-def _read_conll(path: Path, source: str, with_labels: bool) -> list[Example]:
+def _read_conll(path: Path, source: str, with_labels: bool, bad: BadRows) -> list[Example]:
     examples: list[Example] = []
     tokens: list[str] = []
     tags: list[str] = []
-    start = 1
+    start, broken = 1, None
     lines = _read_text(path).splitlines()
     for number, line in enumerate(lines + [""], start=1):
         if not line.strip():
-            if tokens:
+            if broken is not None:
+                bad.reject(broken)  # the whole sentence goes: its tags no longer line up
+            elif tokens:
                 examples.append(Example(tokens, tags if with_labels else None, f"{path}:{start}", source))
-            tokens, tags = [], []
+            tokens, tags, broken = [], [], None
             start = number + 1
+            continue
+        if broken is not None:
             continue
         if line.startswith("-DOCSTART-"):
             start = number + 1
             continue
         fields = line.rstrip("\n").split("\t")
         if with_labels and len(fields) != 2:
-            raise DataError(f"{path}:{number}: expected 2 tab-separated columns (token, tag), found {len(fields)}")
+            broken = DataError(f"{path}:{number}: expected 2 tab-separated columns (token, tag), found {len(fields)}")
+            continue
         if not with_labels and len(fields) not in (1, 2):
-            raise DataError(f"{path}:{number}: expected a token, optionally followed by a tab and a tag")
+            broken = DataError(f"{path}:{number}: expected a token, optionally followed by a tab and a tag")
+            continue
         # Blank or invisible tokens occur in real corpora (BTC has them); they stay, aligned to their tags,
         # and get no sub-token, so the model predicts 'O' for them.
         tokens.append(fields[0])
         if with_labels:
             tag = fields[1].strip()
             if not tag:
-                raise DataError(f"{path}:{number}: empty tag")
+                broken = DataError(f"{path}:{number}: empty tag")
+                continue
             tags.append(tag)
     return examples
 
@@ -194,35 +235,53 @@ def load_examples(
     fmt: str = "auto",
     with_labels: bool = True,
     source: str | None = None,
+    bad_rows: BadRows | None = None,
 ) -> list[Example]:
-    """Read one data file. Raises :class:`DataError` naming ``file:line`` on any problem."""
+    """Read one data file. Raises :class:`DataError` naming ``file:line`` on any problem; with ``bad_rows``
+    in ``skip`` mode, broken rows are left out and recorded there instead (up to its ``max_share``)."""
     path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, expected a data file")
     fmt = detect_format(path, fmt)
     source = path.stem if source is None else source
+    bad = bad_rows or BadRows()
+    first_skipped = len(bad.skipped)
     if fmt == "conll":
         if task != "token-classification":
             raise DataError(f"{path}: CoNLL files hold token classification data, but task is {task!r}")
-        examples = _read_conll(path, source, with_labels)
+        examples = _read_conll(path, source, with_labels, bad)
     else:
         columns = [text_column] + ([label_column] if with_labels else [])
         examples = []
         for line, row in _table_rows(path, fmt):
-            _require_columns(path, line, row, columns)
-            origin = f"{path}:{line}"
-            if task == "token-classification":
-                examples.append(_token_row(path, line, row, text_column, label_column if with_labels else None, source))
-                continue
-            text = _check_text(path, line, row[text_column], text_column)
-            label = None
-            if with_labels:
-                raw_label = row[label_column]
-                label = "" if raw_label is None else _label_str(raw_label)
-                if not label:
-                    raise DataError(f"{path}:{line}: empty label in column {label_column!r}")
-            examples.append(Example(text, label, origin, source))
+            try:
+                if isinstance(row, DataError):
+                    raise row
+                examples.append(_table_example(path, line, row, task, text_column,
+                                               label_column if with_labels else None, columns, source))
+            except DataError as error:
+                bad.reject(error)
+    bad.check(path, first_skipped, len(examples))
     if not examples:
         raise DataError(f"{path}: no examples found")
     return examples
+
+
+def _table_example(path: Path, line: int, row: dict, task: str, text_column: str, label_column: str | None,
+                   columns: list[str], source: str) -> Example:
+    _require_columns(path, line, row, columns)
+    if task == "token-classification":
+        return _token_row(path, line, row, text_column, label_column, source)
+    text = _check_text(path, line, row[text_column], text_column)
+    label = None
+    if label_column is not None:
+        raw_label = row[label_column]
+        label = "" if raw_label is None else _label_str(raw_label)
+        if not label:
+            raise DataError(f"{path}:{line}: empty label in column {label_column!r}")
+    return Example(text, label, f"{path}:{line}", source)
 
 
 def _token_row(path: Path, line: int, row: dict, text_column: str, label_column: str | None, source: str) -> Example:
@@ -250,6 +309,8 @@ def read_texts(path: str | Path | None, *, task: str, text_column: str = "text")
         lines = sys.stdin.read().splitlines()
         return [Example(line, None, f"<stdin>:{n}") for n, line in enumerate(lines, start=1) if line.strip()]
     path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
     fmt = SUFFIX_FORMATS.get(path.suffix.lower())
     if fmt is None or (fmt == "conll" and task != "token-classification"):
         # Plain text: one input per line.

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from autoft.config import DataConfig
-from autoft.data.loading import Example, load_examples
+from autoft.data.loading import BadRows, Example, load_examples
 from autoft.errors import DataError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -17,6 +20,8 @@ class Splits:
     validation: list[Example]
     test: list[Example] | None
     labels: list[str]
+    skipped: list[str] = field(default_factory=list)
+    """Rows left out by ``data.on_bad_rows: skip``, as ``file:line: reason``."""
 
 
 def _label_values(example: Example) -> list[str]:
@@ -59,11 +64,11 @@ def check_known_labels(examples: list[Example], known: set[str], split: str) -> 
 
 def load_splits(data: DataConfig, *, task: str, seed: int) -> Splits:
     """Read the configured files, split off validation if none is given, and fix the label set."""
+    bad = BadRows(data.on_bad_rows, data.max_bad_rows)
 
     def read(path: str, source: str | None = None) -> list[Example]:
-        return load_examples(
-            path, task=task, text_column=data.text_column, label_column=data.label_column, fmt=data.format, source=source
-        )
+        return load_examples(path, task=task, text_column=data.text_column, label_column=data.label_column,
+                             fmt=data.format, source=source, bad_rows=bad)
 
     train: list[Example] = []
     for path in data.train_files:
@@ -74,6 +79,8 @@ def load_splits(data: DataConfig, *, task: str, seed: int) -> Splits:
         train, validation = split_validation(
             train, fraction=data.validation_fraction, seed=seed, stratify=task == "classification"
         )
+        log.info("no data.validation given: %d training rows (a seeded %.0f%%, seed %d) are held out as validation "
+                 "for early stopping and the best epoch", len(validation), 100 * data.validation_fraction, seed)
     test = read(data.test) if data.test else None
 
     values: set[str] = set()
@@ -84,4 +91,6 @@ def load_splits(data: DataConfig, *, task: str, seed: int) -> Splits:
     check_known_labels(validation, values, "validation")
     if test is not None:
         check_known_labels(test, values, "test")
-    return Splits(train, validation, test, sorted_labels(values))
+    if bad.skipped:
+        log.warning("%d broken rows skipped (data.on_bad_rows: skip)", len(bad.skipped))
+    return Splits(train, validation, test, sorted_labels(values), bad.skipped)

@@ -36,6 +36,16 @@ class TaskAdapter(ABC):
     def auto_model_class() -> Any:
         """The ``transformers`` Auto class that builds this task's model head."""
 
+    # --- training defaults (what `auto` starts from) -----------------------------------------
+    def auto_steps(self) -> int:
+        """Optimisation steps that ``epochs: auto`` plans for this task (a budget: early stopping may end
+        sooner). Tasks that need longer, such as sparse tags or many labels, ask for more."""
+        return 600
+
+    def lr_bounds(self) -> tuple[float, float]:
+        """The band the learning-rate search may choose from (fine-tuning rates of pretrained encoders)."""
+        return (1e-5, 5e-4)
+
     # --- data ---------------------------------------------------------------------------------
     @abstractmethod
     def encode(self, examples: list[Example], *, with_labels: bool = True) -> list[Feature]:

@@ -36,6 +36,10 @@ class TokenClassificationAdapter(TaskAdapter):
     def auto_model_class() -> Any:
         return AutoModelForTokenClassification
 
+    def auto_steps(self) -> int:
+        # Entities are sparse among 'O' tags: a short run learns to say 'O' and stops there.
+        return 800
+
     # --- words --------------------------------------------------------------------------------
     def words(self, example: Example) -> tuple[str, list[str], list[tuple[int, int]]]:
         """(text, words, character offsets of each word in text)."""

@@ -24,9 +24,13 @@ from autoft.data.loading import Example
 from autoft.tasks.base import Feature, TaskAdapter
 from autoft.training.batching import LengthGroupedBatchSampler
 from autoft.training.inference import predict_probabilities
+from autoft.training.plan import resolve
 from autoft.training.selection import AllData, SampleSelector
 
 log = logging.getLogger(__name__)
+
+LOSS_MIN_DELTA = 1e-4
+"""A validation loss that falls by less than this share is not progress (``early_stopping_on: metric-or-loss``)."""
 
 
 @dataclass
@@ -45,6 +49,10 @@ class TrainResult:
     best_validation: dict[str, Any]
     history: list[EpochRecord] = field(default_factory=list)
     stopped_early: bool = False
+    settings: TrainingConfig | None = None
+    """The settings trained with: the config with every ``auto`` resolved."""
+    plan: dict[str, Any] = field(default_factory=dict)
+    """What ``auto`` chose and how (``Plan.to_dict``): per field, and the learning-rate range test's curve."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,14 +80,15 @@ def evaluate(
     return (metrics, predictions) if return_predictions else metrics
 
 
-def _optimizer(model: torch.nn.Module, config: TrainingConfig) -> torch.optim.Optimizer:
+def _optimizer(model: torch.nn.Module, weight_decay: float, learning_rate: float) -> torch.optim.Optimizer:
+    """AdamW with no weight decay on biases and norms."""
     decay, no_decay = [], []
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
         (no_decay if parameter.ndim < 2 or "norm" in name.lower() else decay).append(parameter)
-    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=config.learning_rate)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=learning_rate)
 
 
 def fit(
@@ -93,11 +102,20 @@ def fit(
     selector: SampleSelector | None = None,
     accelerator: Accelerator | None = None,
 ) -> TrainResult:
-    """Fine-tune ``model`` in place; on return it holds the best epoch's weights."""
+    """Fine-tune ``model`` in place; on return it holds the best epoch's weights. Settings that are ``auto``
+    are resolved first (:mod:`autoft.training.plan`); ``TrainResult.settings`` holds what was used."""
     selector = selector or AllData()
     set_seed(config.seed)
     accelerator = accelerator or Accelerator(mixed_precision=config.mixed_precision)
     show = config.progress and accelerator.is_local_main_process
+
+    # Settings: every `auto` becomes a value (batch size, epoch budget, patience, learning-rate range test).
+    model.to(accelerator.device)
+    plan = resolve(config, model=model, adapter=adapter, train_features=train_features,
+                   make_optimizer=lambda m: _optimizer(m, config.weight_decay, 1e-5),
+                   device=accelerator.device, num_processes=accelerator.num_processes)
+    config = plan.config
+    set_seed(config.seed)  # training starts from the same random state whether or not a search ran
 
     # Data: seeded, optionally length-grouped batches, padded to the longest sample (or to max_length).
     for i, feature in enumerate(train_features):
@@ -114,7 +132,7 @@ def fit(
     )
 
     # Optimiser and schedule: AdamW, linear warm-up then linear decay over all planned steps.
-    optimizer = _optimizer(model, config)
+    optimizer = _optimizer(model, config.weight_decay, config.learning_rate)
     total_steps = max(1, config.epochs * len(sampler))  # per process
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
     # The loader and schedule stay ours (not accelerator.prepare'd): the sampler shards batches across
@@ -122,8 +140,8 @@ def fit(
     # this process's steps.
     model, optimizer = accelerator.prepare(model, optimizer)
 
-    result = TrainResult(best_epoch=0, best_validation={})
-    best_score, best_state, stale, step = -np.inf, None, 0, 0
+    result = TrainResult(best_epoch=0, best_validation={}, settings=config, plan=plan.to_dict())
+    best_score, best_loss, best_state, stale, step = -np.inf, np.inf, None, 0, 0
     reward_rows = selector.validation_rows(len(validation_features)) if selector.update_every else None
     for epoch in range(1, config.epochs + 1):
         # Selection: the selector decides which samples this epoch draws from, and their loss weights.
@@ -196,11 +214,18 @@ def fit(
             epoch, record.train_loss, adapter.primary_metric, score, record.samples_per_second,
         )
 
-        # Keep the best weights; stop when the validation metric has not improved for `patience` epochs.
+        # Keep the best weights; stop when nothing has improved for `patience` epochs (the metric, or with
+        # `early_stopping_on: metric-or-loss` also the validation loss).
+        loss = validation.get("loss")
+        loss_improved = (config.early_stopping_on == "metric-or-loss" and loss is not None
+                         and loss < best_loss * (1 - LOSS_MIN_DELTA))
+        best_loss = min(best_loss, loss if loss is not None else np.inf)
         if score > best_score:
             best_score, stale = score, 0
             best_state = {k: v.detach().cpu().clone() for k, v in unwrapped.state_dict().items()}
             result.best_epoch, result.best_validation = epoch, validation
+        elif loss_improved:
+            stale = 0
         else:
             stale += 1
             if config.early_stopping_patience is not None and stale >= config.early_stopping_patience:

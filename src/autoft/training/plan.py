@@ -1,0 +1,152 @@
+"""What ``auto`` means: training settings resolved from the data, the task and the machine.
+
+- ``batch_size: auto``: 32 on CPU. On a GPU, the largest of 128, 64, 32 whose forward and backward pass
+  at ``max_length`` fits in memory, and no more than a sixteenth of the training set (so an epoch has
+  steps enough to learn from).
+- ``epochs: auto``: a budget of optimisation steps, not epochs — the task adapter's ``auto_steps`` (more
+  for token classification and for many labels) — turned into epochs for the data at hand, at least
+  ``MIN_EPOCHS`` and at most ``MAX_EPOCHS``. Small data gets more passes, large data fewer; early stopping
+  on the validation metric ends the run sooner on a plateau and the best epoch is restored.
+- ``early_stopping_patience: auto``: 2 epochs, 3 when more than 12 are planned.
+- ``learning_rate: auto``: the range test of :mod:`autoft.training.lr_search`, on random batches of
+  the training data, within the task adapter's ``lr_bounds``.
+
+Every choice is recorded with how it was made (``Plan.choices``), for the log and the run directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from autoft.config import AUTO, TrainingConfig
+from autoft.tasks.base import Feature, TaskAdapter
+from autoft.training.lr_search import LRSearch, range_test
+
+log = logging.getLogger(__name__)
+
+CPU_BATCH_SIZE = 32
+GPU_BATCH_SIZES = (128, 64, 32)
+MIN_EPOCHS = 3
+MAX_EPOCHS = 20
+
+
+@dataclass
+class Plan:
+    """The resolved settings and, per field that was ``auto``, what was chosen and how."""
+
+    config: TrainingConfig
+    choices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    lr_search: LRSearch | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"choices": self.choices, "lr_search": self.lr_search.to_dict() if self.lr_search else None}
+
+
+def plan_epochs(n_train: int, batch_size: int, steps: int, *, num_processes: int = 1,
+                min_epochs: int = MIN_EPOCHS, max_epochs: int = MAX_EPOCHS) -> int:
+    """Epochs that give about ``steps`` optimisation steps on ``n_train`` samples, within [min, max]."""
+    per_epoch = max(1, math.ceil(math.ceil(n_train / batch_size) / num_processes))
+    return int(min(max_epochs, max(min_epochs, math.ceil(steps / per_epoch))))
+
+
+def auto_patience(epochs: int) -> int:
+    return 3 if epochs > 12 else 2
+
+
+def _fits(model: torch.nn.Module, adapter: TaskAdapter, feature: Feature, batch_size: int, max_length: int,
+          device: torch.device) -> bool:
+    """Whether a forward and backward pass of ``batch_size`` copies of a ``max_length`` sample fits."""
+    ids = (list(feature["input_ids"]) * math.ceil(max_length / max(len(feature["input_ids"]), 1)))[:max_length]
+    probe = {k: v for k, v in feature.items() if k in adapter.model_keys and k != "labels"}
+    probe = {k: (list(v) * math.ceil(max_length / max(len(v), 1)))[:max_length] for k, v in probe.items()}
+    probe["input_ids"] = ids
+    labels = feature["labels"]
+    probe["labels"] = (list(labels) * math.ceil(max_length / max(len(labels), 1)))[:max_length] \
+        if isinstance(labels, list) else labels
+    try:
+        batch = adapter.collate([probe] * batch_size)
+        batch = {k: v.to(device) for k, v in batch.items()}
+        labels = batch.pop("labels")
+        losses, units = adapter.per_sample_loss(model(**batch).logits, labels)
+        (losses.sum() / units.sum().clamp_min(1)).backward()
+        return True
+    except torch.OutOfMemoryError:
+        return False
+    finally:
+        model.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def auto_batch_size(model: torch.nn.Module, adapter: TaskAdapter, features: list[Feature], *, max_length: int,
+                    device: torch.device) -> tuple[int, str]:
+    """(batch size, how it was chosen)."""
+    if device.type != "cuda":
+        return CPU_BATCH_SIZE, f"{device.type}: the CPU default"
+    longest = max(features, key=lambda f: len(f["input_ids"]))
+    cap = max(CPU_BATCH_SIZE, len(features) // 16)
+    for size in GPU_BATCH_SIZES:
+        if size <= cap and _fits(model, adapter, longest, size, max_length, device):
+            return size, f"largest of {list(GPU_BATCH_SIZES)} that fits on {device} (at most {cap} for {len(features)} samples)"
+    return 16, f"none of {list(GPU_BATCH_SIZES)} fits on {device}"
+
+
+def resolve(
+    config: TrainingConfig,
+    *,
+    model: torch.nn.Module,
+    adapter: TaskAdapter,
+    train_features: list[Feature],
+    make_optimizer: Any,
+    device: torch.device,
+    num_processes: int = 1,
+) -> Plan:
+    """Replace every ``auto`` of ``config`` by a value; ``model`` is unchanged (the range test restores it)."""
+    plan = Plan(config)
+    updates: dict[str, Any] = {}
+    batch_size = config.batch_size
+    if batch_size == AUTO:
+        batch_size, how = auto_batch_size(model, adapter, train_features, max_length=config.max_length, device=device)
+        updates["batch_size"] = batch_size
+        plan.choices["batch_size"] = {"value": batch_size, "how": how}
+    epochs = config.epochs
+    if epochs == AUTO:
+        steps = adapter.auto_steps()
+        epochs = plan_epochs(len(train_features), batch_size, steps, num_processes=num_processes)
+        updates["epochs"] = epochs
+        plan.choices["epochs"] = {
+            "value": epochs, "how": f"a budget of {steps} optimisation steps for {adapter.name} with "
+            f"{len(adapter.labels)} labels on {len(train_features)} samples in batches of {batch_size}, "
+            f"within {MIN_EPOCHS}..{MAX_EPOCHS} epochs; early stopping may end sooner",
+        }
+    if config.early_stopping_patience == AUTO:
+        updates["early_stopping_patience"] = auto_patience(epochs)
+        plan.choices["early_stopping_patience"] = {"value": updates["early_stopping_patience"],
+                                                   "how": "2 epochs, 3 when more than 12 are planned"}
+    if config.learning_rate == AUTO:
+        search = range_test(model, adapter, train_features, make_optimizer, batch_size=batch_size,
+                            bounds=adapter.lr_bounds(), seed=config.seed, max_grad_norm=config.max_grad_norm,
+                            device=device)
+        updates["learning_rate"] = search.chosen
+        plan.lr_search = search
+        plan.choices["learning_rate"] = {
+            "value": search.chosen, "how": f"range test: {len(search.losses)} steps on {search.samples} samples "
+            f"({search.seconds:.0f} s), rates {search.learning_rates[0]:.0e}..{search.learning_rates[-1]:.0e}; "
+            f"{search.rule}",
+        }
+    plan.config = config.model_copy(update=updates)
+    for name, choice in plan.choices.items():
+        log.info("%s: auto -> %s (%s)", name, _short(choice["value"]), choice["how"])
+    return plan
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+__all__ = ["Plan", "auto_batch_size", "auto_patience", "plan_epochs", "resolve"]
