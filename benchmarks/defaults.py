@@ -156,20 +156,36 @@ def summarise(entry: dict[str, Any]) -> None:
     entry["met"] = bool(entry["gap"] <= TOLERANCE[entry["task"]] and entry["wall_ratio"] <= 1.3)
 
 
+HEADER = ("| set / train rows | default test | rate, epochs planned / run (best) | best cell test (rate × epochs) | gap "
+          "| default fit s | best cell fit s | ratio | met |")
+
+
+def _default_cells(default: dict[str, Any] | None) -> tuple[str, str, str]:
+    if not default:
+        return "–", "–", "–"
+    settings = default["settings"]
+    chosen = (f"{settings['learning_rate']:.2g}, {settings['epochs']} / {default['epochs_run']} "
+              f"({default['best_epoch']})")
+    return f"{default['test']:.3f}", chosen, f"{default['fit_seconds']:.0f}"
+
+
+def _best_cells(entry: dict[str, Any]) -> tuple[str, str]:
+    best = entry.get("best_cell")
+    if not best:
+        return "–", "–"
+    partial = "" if entry.get("grid_complete") else " (partial grid)"
+    return f"{best['test']:.3f} ({best['learning_rate']:g} × {best['epochs']}){partial}", f"{best['fit_seconds']:.0f}"
+
+
 def table(results: dict[str, Any]) -> str:
-    lines = ["| set / train rows | default test | rate / epochs chosen (best epoch) | best cell test (rate × epochs) "
-             "| gap | default fit s | best cell fit s | ratio | met |", "|---|---:|---|---:|---:|---:|---:|---:|---|"]
+    lines = [HEADER, "|---|---:|---|---:|---:|---:|---:|---:|---|"]
     for name, entry in results.items():
-        default, best = entry.get("default"), entry.get("best_cell")
-        d = (f"{default['test']:.3f}", f"{default['settings']['learning_rate']:.2g} / {default['settings']['epochs']} "
-             f"({default['best_epoch']})", f"{default['fit_seconds']:.0f}") if default else ("–", "–", "–")
-        b = (f"{best['test']:.3f} ({best['learning_rate']:g} × {best['epochs']})"
-             + ("" if entry.get("grid_complete") else " *partial grid*"), f"{best['fit_seconds']:.0f}") \
-            if best else ("–", "–")
+        test, chosen, fit = _default_cells(entry.get("default"))
+        best, best_fit = _best_cells(entry)
         gap = f"{entry['gap'] * 100:+.1f}" if "gap" in entry else "–"
         ratio = f"{entry['wall_ratio']:.2f}" if "wall_ratio" in entry else "–"
         met = ("yes" if entry["met"] else "no") if "met" in entry else "–"
-        lines.append(f"| {name} | {d[0]} | {d[1]} | {b[0]} | {gap} | {d[2]} | {b[1]} | {ratio} | {met} |")
+        lines.append(f"| {name} | {test} | {chosen} | {best} | {gap} | {fit} | {best_fit} | {ratio} | {met} |")
     return "\n".join(lines)
 
 

@@ -38,3 +38,14 @@ def test_minilm_btc_ner(tmp_path):
     record = run.predict(["Barack Obama met Angela Merkel in Berlin on Monday"])[0]
     for entity in record["entities"]:
         assert record["text"][entity["start"] : entity["end"]] == entity["text"]
+
+
+def test_minilm_defaults_learn_small_real_data(tmp_path):
+    """No training settings at all: on 400 tweets the old fixed defaults (5e-5, 3 epochs) never left the
+    majority class (macro-F1 ≈ 0.15); auto must find a rate and run long enough to learn."""
+    require_shared("tweeteval_emotion")
+    files = materialise("tweeteval_emotion", tmp_path / "data", limits={"train": 400, "validation": 150, "test": 300})
+    run = autoft.train({"data": files, "training": {"progress": False}, "output_dir": str(tmp_path / "run")})
+    chosen = run.metrics["training"]
+    assert 1e-5 <= chosen["learning_rate"] <= 5e-4 and chosen["epochs"] == 8 and chosen["batch_size"] == 32
+    assert run.metrics["test"]["macro_f1"] >= 0.45, run.metrics["test"]

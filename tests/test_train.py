@@ -167,7 +167,7 @@ def test_metric_or_loss_goes_on_while_the_model_learns_and_metric_only_stops(tin
                                                                              tmp_path):
     # At this rate the predictions stay on one class for a few epochs while the validation loss falls: the
     # metric alone would call that a plateau.
-    base = dict(epochs=20, learning_rate=2e-4, early_stopping_patience=2)
+    base = {"epochs": 20, "learning_rate": 2e-4, "early_stopping_patience": 2}
     metric = autoft.train(tiny_config(tiny_model_dir, classification_files, tmp_path / "a", early_stopping_on="metric",
                                       **base))
     both = autoft.train(tiny_config(tiny_model_dir, classification_files, tmp_path / "b", **base))
@@ -187,7 +187,7 @@ def test_auto_epochs_stop_on_a_plateau(tiny_model_dir, classification_files, tmp
                          early_stopping_patience="auto")
     run = autoft.train(config)
     planned, patience = run.metrics["training"]["epochs"], run.metrics["training"]["early_stopping_patience"]
-    assert planned == 20 and patience == 3  # 90 rows in batches of 8: the step budget wants many epochs
+    assert planned == 12 and patience == 2  # 90 rows: small data gets many passes
     assert run.metrics["stopped_early"] and len(run.metrics["epochs"]) == 1 + patience
 
 
@@ -196,7 +196,7 @@ def test_a_run_with_no_training_section_resolves_and_records_every_auto(tiny_mod
               "output_dir": str(tmp_path / "run")}
     run = autoft.train(config)
     written = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["training"]
-    assert written["batch_size"] == 32 and written["epochs"] == 20 and written["early_stopping_patience"] == 3
+    assert written["batch_size"] == 32 and written["epochs"] == 12 and written["early_stopping_patience"] == 2
     assert 1e-5 <= written["learning_rate"] <= 5e-4
     assert written == run.metrics["training"] and run.config.training.learning_rate == written["learning_rate"]
     plan = json.loads((tmp_path / "run" / "training_plan.json").read_text())

@@ -37,10 +37,10 @@ class TaskAdapter(ABC):
         """The ``transformers`` Auto class that builds this task's model head."""
 
     # --- training defaults (what `auto` starts from) -----------------------------------------
-    def auto_steps(self) -> int:
-        """Optimisation steps that ``epochs: auto`` plans for this task (a budget: early stopping may end
-        sooner). Tasks that need longer, such as sparse tags or many labels, ask for more."""
-        return 600
+    def training_scale(self) -> float:
+        """How much longer than 4-way sentence classification ``epochs: auto`` trains this task (a factor on
+        the planned epochs; early stopping may end sooner). Sparse tags or many labels need longer."""
+        return 1.0
 
     def lr_bounds(self) -> tuple[float, float]:
         """The band the learning-rate search may choose from (fine-tuning rates of pretrained encoders)."""

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import broadcast_object_list, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
@@ -113,7 +113,11 @@ def fit(
     model.to(accelerator.device)
     plan = resolve(config, model=model, adapter=adapter, train_features=train_features,
                    make_optimizer=lambda m: _optimizer(m, config.weight_decay, 1e-5),
-                   device=accelerator.device, num_processes=accelerator.num_processes)
+                   device=accelerator.device)
+    if accelerator.num_processes > 1:  # every process trains with the main process's choices
+        shared = [plan]
+        broadcast_object_list(shared)
+        plan = shared[0]
     config = plan.config
     set_seed(config.seed)  # training starts from the same random state whether or not a search ran
 

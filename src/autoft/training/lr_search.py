@@ -1,6 +1,6 @@
 """The learning-rate range test (Smith 2017; fastai's ``lr_find``) behind ``learning_rate: auto``.
 
-A few dozen optimisation steps on shuffled, length-grouped batches of the training data, the learning rate growing
+Two dozen optimisation steps on shuffled, length-grouped batches of the training data, the learning rate growing
 geometrically from ``min_lr`` to ``max_lr``; the smoothed training loss is recorded at each step and
 the test stops once it diverges. The model's weights are restored afterwards, so the search leaves
 no trace but its result. The rate chosen is at the bottom of the loss curve's steepest stretch
@@ -93,9 +93,9 @@ def range_test(
     make_optimizer: Any,
     *,
     batch_size: int,
-    steps: int = 40,
+    steps: int = 24,
     min_lr: float = 1e-5,
-    max_lr: float = 1e-2,
+    max_lr: float = 5e-3,
     bounds: tuple[float, float] = (1e-5, 5e-4),
     seed: int = 0,
     beta: float = 0.8,

@@ -3,10 +3,12 @@
 - ``batch_size: auto``: 32 on CPU. On a GPU, the largest of 128, 64, 32 whose forward and backward pass
   at ``max_length`` fits in memory, and no more than a sixteenth of the training set (so an epoch has
   steps enough to learn from).
-- ``epochs: auto``: a budget of optimisation steps, not epochs — the task adapter's ``auto_steps`` (more
-  for token classification and for many labels) — turned into epochs for the data at hand, at least
-  ``MIN_EPOCHS`` and at most ``MAX_EPOCHS``. Small data gets more passes, large data fewer; early stopping
-  on the validation metric ends the run sooner on a plateau and the best epoch is restored.
+- ``epochs: auto``: a budget of training samples that grows with the data size ``n`` but slower than it,
+  ``EPOCH_SCALE * task scale * n ** 0.75`` samples — so the planned epochs,
+  ``EPOCH_SCALE * scale * n ** -0.25``, fall as data grows: about 8 for 500 rows, 5 for 3,000, 4 for 10,000,
+  2 for 100,000, and 1 for a million. The task adapter's ``training_scale`` stretches it where the field
+  trains longer (token classification, many labels). Early stopping on validation ends the run sooner on a
+  plateau, and the best epoch is restored.
 - ``early_stopping_patience: auto``: 2 epochs, 3 when more than 12 are planned.
 - ``learning_rate: auto``: the range test of :mod:`autoft.training.lr_search`, on random batches of
   the training data, within the task adapter's ``lr_bounds``.
@@ -31,8 +33,9 @@ log = logging.getLogger(__name__)
 
 CPU_BATCH_SIZE = 32
 GPU_BATCH_SIZES = (128, 64, 32)
-MIN_EPOCHS = 3
-MAX_EPOCHS = 20
+EPOCH_SCALE = 36.0
+"""Planned epochs for 4-way sentence classification are ``EPOCH_SCALE * n ** -0.25`` (7.6 at 500 rows)."""
+MAX_EPOCHS = 30
 
 
 @dataclass
@@ -47,11 +50,9 @@ class Plan:
         return {"choices": self.choices, "lr_search": self.lr_search.to_dict() if self.lr_search else None}
 
 
-def plan_epochs(n_train: int, batch_size: int, steps: int, *, num_processes: int = 1,
-                min_epochs: int = MIN_EPOCHS, max_epochs: int = MAX_EPOCHS) -> int:
-    """Epochs that give about ``steps`` optimisation steps on ``n_train`` samples, within [min, max]."""
-    per_epoch = max(1, math.ceil(math.ceil(n_train / batch_size) / num_processes))
-    return int(min(max_epochs, max(min_epochs, math.ceil(steps / per_epoch))))
+def plan_epochs(n_train: int, scale: float = 1.0, *, max_epochs: int = MAX_EPOCHS) -> int:
+    """Epochs planned for ``n_train`` samples: ``EPOCH_SCALE * scale * n_train ** -0.25``, rounded, in [1, max]."""
+    return int(min(max_epochs, max(1, round(EPOCH_SCALE * scale * max(n_train, 1) ** -0.25))))
 
 
 def auto_patience(epochs: int) -> int:
@@ -104,7 +105,6 @@ def resolve(
     train_features: list[Feature],
     make_optimizer: Any,
     device: torch.device,
-    num_processes: int = 1,
 ) -> Plan:
     """Replace every ``auto`` of ``config`` by a value; ``model`` is unchanged (the range test restores it)."""
     plan = Plan(config)
@@ -116,13 +116,12 @@ def resolve(
         plan.choices["batch_size"] = {"value": batch_size, "how": how}
     epochs = config.epochs
     if epochs == AUTO:
-        steps = adapter.auto_steps()
-        epochs = plan_epochs(len(train_features), batch_size, steps, num_processes=num_processes)
+        scale = adapter.training_scale()
+        epochs = plan_epochs(len(train_features), scale)
         updates["epochs"] = epochs
         plan.choices["epochs"] = {
-            "value": epochs, "how": f"a budget of {steps} optimisation steps for {adapter.name} with "
-            f"{len(adapter.labels)} labels on {len(train_features)} samples in batches of {batch_size}, "
-            f"within {MIN_EPOCHS}..{MAX_EPOCHS} epochs; early stopping may end sooner",
+            "value": epochs, "how": f"{EPOCH_SCALE:g} x {scale:.2f} ({adapter.name}, {len(adapter.labels)} labels) "
+            f"x {len(train_features)} samples ^ -0.25, at most {MAX_EPOCHS}; early stopping may end sooner",
         }
     if config.early_stopping_patience == AUTO:
         updates["early_stopping_patience"] = auto_patience(epochs)
