@@ -208,3 +208,19 @@ def test_a_run_with_no_training_section_resolves_and_records_every_auto(tiny_mod
     again = autoft.train(str(tmp_path / "run" / "config.yaml"), overrides=[f"output_dir={tmp_path / 'again'}"])
     assert again.metrics["auto"] == {} and again.metrics["training"] == written
     assert not (tmp_path / "again" / "training_plan.json").exists()
+
+
+def test_skipped_rows_are_counted_and_listed_in_the_run_directory(tiny_model_dir, tmp_path):
+    from tests.conftest import synthetic_rows, write_csv
+
+    rows = synthetic_rows(150, 0)
+    rows[4] = ("   ", rows[4][1])
+    files = {"train": write_csv(tmp_path / "train.csv", rows),
+             "validation": write_csv(tmp_path / "val.csv", synthetic_rows(30, 1))}
+    config = tiny_config(tiny_model_dir, files, tmp_path / "run", epochs=1)
+    with pytest.raises(autoft.AutoftError, match=r"train.csv:6: empty text"):
+        autoft.train(config)
+    config["data"]["on_bad_rows"] = "skip"
+    run = autoft.train(config)
+    assert run.metrics["skipped_rows"] == 1 and run.metrics["sizes"]["train"] == 149
+    assert (tmp_path / "run" / "skipped_rows.txt").read_text() == f"{files['train']}:6: empty text in column 'text'\n"

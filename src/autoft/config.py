@@ -1,8 +1,8 @@
 """Typed, self-validating configuration.
 
 A config is YAML (or a dict) with the sections below; unknown keys, wrong types and out-of-range values
-are rejected with the dotted field name, e.g. ``config.yaml: training.epochs: Input should be greater
-than 0``. Relative paths are taken relative to the current working directory.
+are rejected with the dotted field name, e.g. ``config.yaml: training.epochs: expected 'auto' or an integer
+> 0, got 0``. Relative paths are taken relative to the current working directory.
 """
 
 from __future__ import annotations

@@ -55,7 +55,8 @@ class TrainResult:
     """What ``auto`` chose and how (``Plan.to_dict``): per field, and the learning-rate range test's curve."""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        settings = self.settings.model_dump(mode="json") if self.settings is not None else None
+        return {**asdict(self), "settings": settings}
 
 
 def evaluate(

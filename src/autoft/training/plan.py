@@ -1,8 +1,8 @@
 """What ``auto`` means: training settings resolved from the data, the task and the machine.
 
 - ``batch_size: auto``: 32 on CPU. On a GPU, the largest of 128, 64, 32 whose forward and backward pass
-  at ``max_length`` fits in memory, and no more than a sixteenth of the training set (so an epoch has
-  steps enough to learn from).
+  on copies of the longest training sample fits in memory, and no more than a sixteenth of the training set
+  (so an epoch has steps enough to learn from).
 - ``epochs: auto``: a budget of training samples that grows with the data size ``n`` but slower than it,
   ``EPOCH_SCALE * task scale * n ** 0.75`` samples — so the planned epochs,
   ``EPOCH_SCALE * scale * n ** -0.25``, fall as data grows: about 8 for 500 rows, 5 for 3,000, 4 for 10,000,
@@ -19,7 +19,6 @@ Every choice is recorded with how it was made (``Plan.choices``), for the log an
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,18 +58,12 @@ def auto_patience(epochs: int) -> int:
     return 3 if epochs > 12 else 2
 
 
-def _fits(model: torch.nn.Module, adapter: TaskAdapter, feature: Feature, batch_size: int, max_length: int,
+def _fits(model: torch.nn.Module, adapter: TaskAdapter, feature: Feature, batch_size: int,
           device: torch.device) -> bool:
-    """Whether a forward and backward pass of ``batch_size`` copies of a ``max_length`` sample fits."""
-    ids = (list(feature["input_ids"]) * math.ceil(max_length / max(len(feature["input_ids"]), 1)))[:max_length]
-    probe = {k: v for k, v in feature.items() if k in adapter.model_keys and k != "labels"}
-    probe = {k: (list(v) * math.ceil(max_length / max(len(v), 1)))[:max_length] for k, v in probe.items()}
-    probe["input_ids"] = ids
-    labels = feature["labels"]
-    probe["labels"] = (list(labels) * math.ceil(max_length / max(len(labels), 1)))[:max_length] \
-        if isinstance(labels, list) else labels
+    """Whether a forward and backward pass of ``batch_size`` copies of ``feature`` fits in memory (batches
+    are padded to their longest sample, so the longest training sample bounds what a batch needs)."""
     try:
-        batch = adapter.collate([probe] * batch_size)
+        batch = adapter.collate([{k: v for k, v in feature.items() if k in adapter.model_keys}] * batch_size)
         batch = {k: v.to(device) for k, v in batch.items()}
         labels = batch.pop("labels")
         losses, units = adapter.per_sample_loss(model(**batch).logits, labels)
@@ -84,7 +77,7 @@ def _fits(model: torch.nn.Module, adapter: TaskAdapter, feature: Feature, batch_
             torch.cuda.empty_cache()
 
 
-def auto_batch_size(model: torch.nn.Module, adapter: TaskAdapter, features: list[Feature], *, max_length: int,
+def auto_batch_size(model: torch.nn.Module, adapter: TaskAdapter, features: list[Feature], *,
                     device: torch.device) -> tuple[int, str]:
     """(batch size, how it was chosen)."""
     if device.type != "cuda":
@@ -92,8 +85,9 @@ def auto_batch_size(model: torch.nn.Module, adapter: TaskAdapter, features: list
     longest = max(features, key=lambda f: len(f["input_ids"]))
     cap = max(CPU_BATCH_SIZE, len(features) // 16)
     for size in GPU_BATCH_SIZES:
-        if size <= cap and _fits(model, adapter, longest, size, max_length, device):
-            return size, f"largest of {list(GPU_BATCH_SIZES)} that fits on {device} (at most {cap} for {len(features)} samples)"
+        if size <= cap and _fits(model, adapter, longest, size, device):
+            return size, (f"the largest of {list(GPU_BATCH_SIZES)} that fits on {device} with the longest sample "
+                          f"({len(longest['input_ids'])} tokens), at most {cap} for {len(features)} samples")
     return 16, f"none of {list(GPU_BATCH_SIZES)} fits on {device}"
 
 
@@ -111,7 +105,7 @@ def resolve(
     updates: dict[str, Any] = {}
     batch_size = config.batch_size
     if batch_size == AUTO:
-        batch_size, how = auto_batch_size(model, adapter, train_features, max_length=config.max_length, device=device)
+        batch_size, how = auto_batch_size(model, adapter, train_features, device=device)
         updates["batch_size"] = batch_size
         plan.choices["batch_size"] = {"value": batch_size, "how": how}
     epochs = config.epochs
