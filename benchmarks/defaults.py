@@ -107,15 +107,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     cells = {} if args.fresh else load_cells(args.cells)
-    previous = json.loads(args.output.read_text()) if args.output.exists() else {"sets": {}}
-    results = previous.get("sets", {})
     for dataset in args.datasets:
         for size in args.slices:
             name = f"{dataset}/{size}"
             with tempfile.TemporaryDirectory() as work:
                 work = Path(work)
                 files = slice_files(dataset, size, work / "data", seed=args.seed, root=args.data_root)
-                entry = results.setdefault(name, {})
+                entry: dict[str, Any] = {}
                 grid = []
                 for lr in args.lrs:
                     for epochs in args.grid_epochs:
@@ -141,10 +139,30 @@ def main() -> None:
                 entry["task"] = task_of(dataset)
                 entry["threads"] = args.threads
             summarise(entry)
-            args.output.parent.mkdir(parents=True, exist_ok=True)
-            args.output.write_text(json.dumps({"sets": results}, indent=2) + "\n", encoding="utf-8")
-            args.output.with_suffix(".md").write_text(table(results) + "\n", encoding="utf-8")
+            results = save(args.output, name, entry)
     print(table(results))
+
+
+def save(output: Path, name: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """Merge one set's entry into the result file (other sets, perhaps from another process, stay) and
+    rewrite the markdown table; returns all sets."""
+    results = json.loads(output.read_text())["sets"] if output.exists() else {}
+    if "default" not in entry and "default" in results.get(name, {}):
+        entry = {**results[name], **entry}  # a grid-only pass keeps the last default run
+        summarise(entry)
+    results[name] = entry
+    results = dict(sorted(results.items(), key=lambda item: _order(item[0])))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    temp = output.with_suffix(".tmp")
+    temp.write_text(json.dumps({"sets": results}, indent=2) + "\n", encoding="utf-8")
+    temp.replace(output)
+    output.with_suffix(".md").write_text(table(results) + "\n", encoding="utf-8")
+    return results
+
+
+def _order(name: str) -> tuple[int, int]:
+    dataset, size = name.split("/")
+    return NAMES.index(dataset), 10**9 if size == "full" else int(size)
 
 
 def summarise(entry: dict[str, Any]) -> None:

@@ -114,7 +114,7 @@ def fit(
     model.to(accelerator.device)
     plan = resolve(config, model=model, adapter=adapter, train_features=train_features,
                    make_optimizer=lambda m: _optimizer(m, config.weight_decay, 1e-5),
-                   device=accelerator.device)
+                   device=accelerator.device, autocast=accelerator.autocast)
     if accelerator.num_processes > 1:  # every process trains with the main process's choices
         shared = [plan]
         broadcast_object_list(shared)

@@ -10,6 +10,7 @@ no trace but its result. The rate chosen is at the bottom of the loss curve's st
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -102,10 +103,12 @@ def range_test(
     divergence: float = 3.0,
     max_grad_norm: float | None = 1.0,
     device: torch.device | str = "cpu",
+    autocast: Any = contextlib.nullcontext,
 ) -> LRSearch:
     """Run the range test on ``features`` and return its curve and chosen rate; ``model`` is unchanged after.
 
-    ``make_optimizer(model)`` builds a fresh optimiser (the loop's AdamW groups); its rate is set per step."""
+    ``make_optimizer(model)`` builds a fresh optimiser (the loop's AdamW groups); its rate is set per step.
+    ``autocast()`` is the mixed-precision context of the forward pass (the accelerator's)."""
     started = time.perf_counter()
     # Batches as training draws them (shuffled, length-grouped: little padding), over as many passes as needed.
     sampler = LengthGroupedBatchSampler([len(f["input_ids"]) for f in features], batch_size, seed=seed)
@@ -113,7 +116,7 @@ def range_test(
     while len(batches) < steps:
         sampler.set_epoch(len(batches) + 1)
         batches.extend(sampler)
-    saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    saved = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}  # off the accelerator
     was_training = model.training
     optimizer = make_optimizer(model)
     factor = (max_lr / min_lr) ** (1 / max(steps - 1, 1))
@@ -130,7 +133,8 @@ def range_test(
             batch.pop("index")
             labels = batch.pop("labels").to(device)
             batch = {k: v.to(device) for k, v in batch.items()}
-            logits = model(**batch).logits
+            with autocast():
+                logits = model(**batch).logits
             sample_losses, units = adapter.per_sample_loss(logits, labels)
             loss = sample_losses.sum() / units.sum().clamp_min(1e-8)
             loss.backward()

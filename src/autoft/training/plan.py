@@ -18,6 +18,7 @@ Every choice is recorded with how it was made (``Plan.choices``), for the log an
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -99,6 +100,7 @@ def resolve(
     train_features: list[Feature],
     make_optimizer: Any,
     device: torch.device,
+    autocast: Any = contextlib.nullcontext,
 ) -> Plan:
     """Replace every ``auto`` of ``config`` by a value; ``model`` is unchanged (the range test restores it)."""
     plan = Plan(config)
@@ -124,7 +126,7 @@ def resolve(
     if config.learning_rate == AUTO:
         search = range_test(model, adapter, train_features, make_optimizer, batch_size=batch_size,
                             bounds=adapter.lr_bounds(), seed=config.seed, max_grad_norm=config.max_grad_norm,
-                            device=device)
+                            device=device, autocast=autocast)
         updates["learning_rate"] = search.chosen
         plan.lr_search = search
         plan.choices["learning_rate"] = {
