@@ -79,3 +79,11 @@ def test_range_test_finds_the_band_a_fixed_rate_sweep_finds_and_leaves_the_model
     clipped = range_test(fresh(), adapter, train, lambda m: _optimizer(m, 0.01, 1e-5), batch_size=16, steps=40,
                          min_lr=1e-5, max_lr=1.0, bounds=(1e-5, 5e-4))
     assert clipped.chosen == pytest.approx(5e-4) and "upper bound" in clipped.rule
+
+
+def test_a_curve_that_only_diverges_falls_back_to_the_middle_of_the_bounds(tiny):
+    adapter, train, _, _, fresh = tiny
+    search = range_test(fresh(), adapter, train, lambda m: _optimizer(m, 0.01, 1e-5), batch_size=16, steps=12,
+                        min_lr=10.0, max_lr=1000.0, bounds=(1e-5, 1e-3))
+    assert search.diverged_at is not None and search.chosen == pytest.approx(1e-4)
+    assert search.rule.startswith("no ")

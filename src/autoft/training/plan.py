@@ -131,8 +131,8 @@ def resolve(
         plan.lr_search = search
         plan.choices["learning_rate"] = {
             "value": search.chosen, "how": f"range test: {len(search.losses)} steps on {search.samples} samples "
-            f"({search.seconds:.0f} s), rates {search.learning_rates[0]:.0e}..{search.learning_rates[-1]:.0e}; "
-            f"{search.rule}",
+            f"({search.seconds:.0f} s), " + (f"diverged at {search.diverged_at:.2g}" if search.diverged_at else
+                                             "no divergence") + f"; {search.rule}",
         }
     plan.config = config.model_copy(update=updates)
     for name, choice in plan.choices.items():
