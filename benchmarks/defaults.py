@@ -83,9 +83,15 @@ def train_once(dataset: str, files: dict[str, str], work: Path, training: dict[s
 
 
 def load_cells(path: Path) -> dict[str, dict[str, Any]]:
-    if not path.exists():
-        return {}
-    return {r["key"]: r for r in map(json.loads, path.read_text(encoding="utf-8").splitlines()) if r}
+    """Cached grid cells; a line cut short by a killed run is ignored (that cell runs again)."""
+    cells = {}
+    for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else []:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        cells[record["key"]] = record
+    return cells
 
 
 def main() -> None:
