@@ -309,8 +309,6 @@ def read_texts(path: str | Path | None, *, task: str, text_column: str = "text")
         lines = sys.stdin.read().splitlines()
         return [Example(line, None, f"<stdin>:{n}") for n, line in enumerate(lines, start=1) if line.strip()]
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: file not found")
     fmt = SUFFIX_FORMATS.get(path.suffix.lower())
     if fmt is None or (fmt == "conll" and task != "token-classification"):
         # Plain text: one input per line.

@@ -10,8 +10,8 @@
   trains longer (token classification, many labels). Early stopping on validation ends the run sooner on a
   plateau, and the best epoch is restored.
 - ``early_stopping_patience: auto``: 2 epochs, 3 when more than 12 are planned.
-- ``learning_rate: auto``: the range test of :mod:`autoft.training.lr_search`, on random batches of
-  the training data, within the task adapter's ``lr_bounds``.
+- ``learning_rate: auto``: the range test of :mod:`autoft.training.lr_search`, on shuffled, length-grouped
+  batches of the training data, within the task adapter's ``lr_bounds``.
 
 Every choice is recorded with how it was made (``Plan.choices``), for the log and the run directory.
 """
