@@ -12,7 +12,8 @@ with most). Methods (``--methods``):
 
 - ``oracle``: the true labels, plain fine-tuning (the ceiling);
 - ``none``: noisy labels, plain fine-tuning with early stopping on the clean validation set;
-- ``random``: drops ``--drop-fraction`` (default: the noise rate) of the samples at random;
+- ``random``: drops ``--drop-fraction`` of the samples at random (default ``auto``: the share autoft
+  estimates, as the agents do — the same kept count, no ranking);
 - ``small-loss``: drops the samples the frozen-feature probes disagree with most;
 - ``cleanlab``: 5-fold out-of-fold probabilities of a frozen-feature logistic-regression probe
   (``--cleanlab-c``) -> ``find_label_issues`` -> prune -> fine-tune (cleanlab itself, from the ``bench``
@@ -44,6 +45,25 @@ log = logging.getLogger("noisy_labels")
 RESULTS = Path(__file__).resolve().parent / "results"
 AGENTS = ("random", "small-loss", "reinforce", "q-learning", "exp3")
 ALL_METHODS = ("oracle", "none", "cleanlab", *AGENTS)
+
+
+def fraction_or_auto(text: str) -> float | str:
+    """``--drop-fraction``: 'auto' (autoft estimates the noise rate; the default) or a number in [0, 1)."""
+    if text == "auto":
+        return text
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a number in [0, 1), got {text}")
+    return value
+
+
+def auto_or(kind):
+    """An argparse type: 'auto' (autoft's default, resolved by the run) or a number of ``kind``."""
+    return lambda text: text if text == "auto" else kind(text)
+
+
+def describe_drop(fraction: float | str) -> str:
+    return "the share they estimate (drop_fraction: auto)" if fraction == "auto" else f"{fraction:.0%}"
 
 
 def inject(labels: list[str], rate: float, kind: str, seed: int, confusable: dict[str, str]) -> list[str]:
@@ -146,7 +166,11 @@ def run_method(method: str, *, work: Path, train: list[Example], noisy_labels: l
     if method in AGENTS:
         values, flagged = read_values(work / method / "data_values.csv", len(train))
     test = run.metrics["test"]
+    estimate = run.metrics.get("noise") or {}
     return {"accuracy": test["accuracy"], "macro_f1": test["macro_f1"], "wall_seconds": wall,
+            "true_noise": float(noisy.mean()), "estimated_noise": estimate.get("rate"),
+            "drop_fraction": estimate.get("drop_fraction"), "learning_rate": run.metrics["training"]["learning_rate"],
+            "epochs_run": len(run.metrics["epochs"]),
             "trained_samples": sum(e["samples"] for e in run.metrics["epochs"]),
             **detection(values, noisy, flagged)}
 
@@ -194,7 +218,8 @@ def main() -> None:
     parser.add_argument("--data-root")
     parser.add_argument("--noise", type=float, default=0.4)
     parser.add_argument("--noise-kind", choices=("symmetric", "asymmetric"), default="symmetric")
-    parser.add_argument("--drop-fraction", type=float, help="share the agents leave out (default: --noise)")
+    parser.add_argument("--drop-fraction", type=fraction_or_auto, default="auto",
+                        help="share the agents leave out (default auto: estimated by autoft, never told the noise)")
     parser.add_argument("--balance", choices=("global", "per-class"), default="global",
                         help="agents drop that share within each given label, or overall")
     parser.add_argument("--cleanlab-c", type=float, default=1.0,
@@ -205,15 +230,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--methods", nargs="+", default=list(ALL_METHODS), choices=ALL_METHODS)
     parser.add_argument("--model", default="default")
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--learning-rate", type=float, default=1e-4)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--max-length", type=int, default=64)
-    parser.add_argument("--patience", type=int, default=2)
+    parser.add_argument("--epochs", type=auto_or(int), default="auto")
+    parser.add_argument("--learning-rate", type=auto_or(float), default="auto")
+    parser.add_argument("--batch-size", type=auto_or(int), default="auto")
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--patience", type=auto_or(int), default="auto")
     parser.add_argument("--train-limit", type=int, help="first N training samples only (quick runs)")
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
-    args.drop_fraction = args.noise if args.drop_fraction is None else args.drop_fraction
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
 
     if args.dataset:
@@ -243,8 +267,8 @@ def main() -> None:
                 per_seed[method].append(result)
     summary = summarise(per_seed)
     header = (f"{name}, {len(splits['train'])} training samples, {args.noise:.0%} {args.noise_kind} noise, "
-              f"seeds {args.seeds}, packaged MiniLM (full fine-tuning, {args.epochs} epochs max, early stopping "
-              f"on the clean validation set), agents drop {args.drop_fraction:.0%} ({args.balance}), rescore {args.rescore}.")
+              f"seeds {args.seeds}, packaged MiniLM (full fine-tuning, epochs {args.epochs}, learning rate "
+              f"{args.learning_rate}, early stopping on the clean validation set), agents drop {describe_drop(args.drop_fraction)} ({args.balance}), rescore {args.rescore}.")
     report = {"dataset": name, "args": {k: v for k, v in vars(args).items() if k != "output"},
               "per_seed": per_seed, "summary": summary, "wall_seconds": round(time.perf_counter() - started, 1)}
     stem = f"noisy_{name}_{args.noise_kind}_{int(args.noise * 100)}_{args.balance}"

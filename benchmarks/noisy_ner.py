@@ -16,7 +16,7 @@ uniformly from the other types, its B-/I- prefixes kept (B-PER I-PER -> B-ORG I-
 - ``oracle``: the true tags, plain fine-tuning (the ceiling);
 - ``none``: noisy tags, plain fine-tuning with early stopping on the clean validation set;
 - ``random``, ``small-loss``, ``reinforce``, ``q-learning``, ``exp3``: autoft's agents on the noisy tags,
-  leaving out ``--drop-fraction`` of the sentences (default: the share of noisy sentences).
+  leaving out ``--drop-fraction`` of the sentences (default ``auto``: the share autoft estimates).
 
 Per method: test entity F1 / precision / recall (seqeval, mean ± std over seeds); for the agents,
 noisy-sentence detection from the run's data_values.csv (AUROC of low values, precision / recall of the
@@ -53,7 +53,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from noisy_labels import cell, detection, read_values, summarise
+from noisy_labels import cell, describe_drop, detection, fraction_or_auto, read_values, summarise
 
 import autoft
 from autoft.data.loading import Example, load_examples
@@ -199,9 +199,7 @@ def run_flips(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     for seed in args.seeds:
         noisy_tags, flipped, noisy = flip_entity_types([e.label for e in train], args.noise, seed, types)
-        # Agents leave out the noisy share: of the sentences, or (mode mask) of the entities.
-        share = flipped / max(n_spans, 1) if args.mode == "mask" else float(noisy.mean())
-        drop = share if args.drop_fraction is None else args.drop_fraction
+        drop = args.drop_fraction  # never the injected share: autoft estimates it (auto) unless told a number
         noise.append({"seed": seed, "spans": n_spans, "spans_flipped": flipped,
                       "span_share_flipped": flipped / max(n_spans, 1), "sentences": len(train),
                       "noisy_sentences": int(noisy.sum()), "noisy_sentence_share": float(noisy.mean()),
@@ -231,8 +229,7 @@ def run_flips(args: argparse.Namespace) -> None:
     summary = summarise(per_seed)
     flipped_share = np.mean([n["span_share_flipped"] for n in noise])
     noisy_share = np.mean([n["noisy_sentence_share"] for n in noise])
-    drop_text = (f"{args.drop_fraction:.0%}" if args.drop_fraction is not None
-                 else f"the noisy share ({np.mean([n['drop_fraction'] for n in noise]):.0%})")
+    drop_text = describe_drop(args.drop_fraction)
     header = (f"btc_ner, {len(train)} training sentences ({n_spans} entity spans), entity-type flips at "
               f"{args.noise:.0%}: {flipped_share:.1%} of spans flipped, {noisy_share:.1%} of sentences noisy; "
               f"seeds {args.seeds}, packaged MiniLM (full fine-tuning, {args.epochs} epochs max, early stopping on "
@@ -309,7 +306,7 @@ def run_mixed(args: argparse.Namespace) -> None:
               f"{len(target['test'])} test sentences), other sources "
               + ", ".join(f"{s} ({sizes[s]})" for s in sources)
               + f"; seeds {args.seeds}, packaged MiniLM (full fine-tuning, {args.epochs} epochs max, early stopping "
-              f"on the target validation set), agents: {args.policy} dropping {args.drop_fraction:.0%}.")
+              f"on the target validation set), agents: {args.policy} dropping {describe_drop(args.drop_fraction)}.")
     report = {"dataset": "btc_ner", "benchmark": "mixed", "args": {k: v for k, v in vars(args).items()
                                                                   if k not in ("output", "command")},
               "sources": sizes, "validation": len(target["validation"]), "test": len(target["test"]),
@@ -338,9 +335,9 @@ def main() -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     flips = commands.add_parser("flips", parents=[common], help="entity-type flips in the BTC training tags")
     flips.add_argument("--noise", type=float, default=0.3, help="probability that a span's type is flipped")
-    flips.add_argument("--drop-fraction", type=float,
-                       help="share the agents leave out (default: of noisy sentences, or with --mode mask of flipped "
-                            "entities)")
+    flips.add_argument("--drop-fraction", type=fraction_or_auto, default="auto",
+                       help="share the agents leave out: of sentences, or with --mode mask of entities (default auto: "
+                            "estimated by autoft)")
     flips.add_argument("--mode", choices=("sample", "weight", "mask"), default="sample",
                        help="selection.mode of the agents: drop sentences, weight them, or mask suspect entities")
     flips.add_argument("--methods", nargs="+", default=list(FLIP_METHODS), choices=FLIP_METHODS)
@@ -351,13 +348,11 @@ def main() -> None:
                        help="other sections used as sources (default: the train sections but the target)")
     mixed.add_argument("--methods", nargs="+", default=["target-alone", "all-sources", "agent"], choices=MIXED_METHODS)
     mixed.add_argument("--policy", default="exp3", choices=AGENTS)
-    mixed.add_argument("--drop-fraction", type=float, default=0.3)
+    mixed.add_argument("--drop-fraction", type=fraction_or_auto, default="auto")
     mixed.add_argument("--per-source-limit", type=int, help="a seeded sample of N sentences of each other source")
     mixed.add_argument("--target-limit", type=int, help="a seeded sample of N target-train sentences (quick runs)")
     mixed.add_argument("--data-seed", type=int, default=0, help="seed of the target split and the source samples")
     args = parser.parse_args()
-    if getattr(args, "drop_fraction", None) is not None and not 0.0 <= args.drop_fraction < 1.0:
-        parser.error("--drop-fraction must be in [0, 1)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     if args.command == "flips":
         run_flips(args)

@@ -7,7 +7,7 @@ with the agent — and writes::
       plain/          run directory of plain fine-tuning
       autonomous/     run directory of the agent's run (with its decisions.jsonl and data_values.csv)
       comparison.json / comparison.md   the before/after table on the test set
-      decisions.jsonl, data_values.csv  copies from autonomous/, at the top for users
+      decisions.jsonl, data_values.csv, noise.json  copies from autonomous/, at the top for users
 
 ``value(config)`` runs only the offline phase and writes ``data_values.csv`` (worst first).
 """
@@ -55,8 +55,8 @@ def agent_config(config: Config) -> Config:
 
 
 def value(config: Config | dict | str | Path, *, overrides: list[str] | None = None) -> Path:
-    """Offline valuation only: writes ``data_values.csv`` and ``decisions.jsonl`` into ``output_dir``."""
-    from autoft.selection.agent import data_value_rows, value_samples, write_data_values, write_decisions
+    """Offline valuation only: writes ``data_values.csv``, ``decisions.jsonl`` and ``noise.json`` into ``output_dir``."""
+    from autoft.selection.agent import data_value_rows, value_samples, write_data_values, write_decisions, write_noise
 
     config = agent_config(as_config(config, overrides))
     splits = load_splits(config.data, task=config.task, seed=config.training.seed)
@@ -66,6 +66,7 @@ def value(config: Config | dict | str | Path, *, overrides: list[str] | None = N
     rows = data_value_rows(splits.train, splits.labels, valuation, valuation.sample_values())
     write_data_values(output / "data_values.csv", rows)
     write_decisions(output / "decisions.jsonl", valuation.decisions)
+    write_noise(output / "noise.json", valuation)
     log.info("%d samples valued; %d flagged; written to %s", len(rows), sum(r["flagged"] for r in rows),
              output / "data_values.csv")
     return output / "data_values.csv"
@@ -128,7 +129,7 @@ def run(config: Config | dict | str | Path, *, overrides: list[str] | None = Non
         comparison["table"] = comparison_table(comparison)
         write_json(temp / "comparison.json", comparison)
         (temp / "comparison.md").write_text(comparison["table"] + "\n", encoding="utf-8")
-        for name in ("decisions.jsonl", "data_values.csv"):
+        for name in ("decisions.jsonl", "data_values.csv", "noise.json"):
             shutil.copyfile(temp / "autonomous" / name, temp / name)
         _commit(temp, output)
     except BaseException:

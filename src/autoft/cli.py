@@ -56,7 +56,10 @@ def cmd_value(args: argparse.Namespace) -> int:
     with path.open(encoding="utf-8") as stream:
         rows = list(csv.DictReader(stream))
     flagged = sum(r["flagged"] == "True" for r in rows)
+    noise = json.loads((path.parent / "noise.json").read_text(encoding="utf-8"))
     print(f"{len(rows)} samples valued, {flagged} flagged: {path}")
+    print(f"estimated label noise: {noise['rate']:.1%} of the {noise['units']}; "
+          + ", ".join(f"{name} {rate:.0%}" for name, rate in noise["per_class"].items()) + f" ({path.parent / 'noise.json'})")
     print("lowest-valued samples:")
     for row in rows[: args.show]:
         print(f"  {float(row['value']):.3f}  given {row['given_label']!r:<14} suggested {row['suggested_label']!r:<14} "
@@ -113,6 +116,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"\nBBC News, packaged MiniLM, {args.train_size} training articles with {args.noise:.0%} of their labels "
           f"flipped at random; clean validation and test sets. Runs: {comparison['output_dir']}\n")
     print(comparison["table"])
+    print(f"\nThe agent estimated that {detection['estimated_noise']:.1%} of the training labels are wrong "
+          f"(it was not told; {detection['flipped'] / args.train_size:.1%} were flipped).")
     if detection["flipped"]:
         print(f"\nThe agent left out {detection['flagged']} samples; {detection['flagged_that_were_flipped']} of "
               f"them were among the {detection['flipped']} flipped labels.")

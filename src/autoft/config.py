@@ -128,7 +128,9 @@ class SelectionConfig(_Strict):
         "sample", description="drop low-valued samples, or weight their losses, or (NER) leave the tags of the "
         "lowest-valued entities out of the loss while the rest of their sentences trains",
     )
-    drop_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="share of lowest-valued samples left out")
+    drop_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] | Auto = Field(
+        AUTO, description="share of lowest-valued samples left out; auto: the label-noise rate estimated from the "
+        "data (out-of-fold probes calibrated on the validation labels), at most 0.5")
     balance: Literal["global", "per-class"] = Field(
         "global", description="drop that share over all samples, or within each given label"
     )
@@ -150,6 +152,14 @@ class SelectionConfig(_Strict):
         "so they can come back: one inference pass over the training set per epoch)",
     )
     options: dict[str, Any] = Field(default_factory=dict, description="policy-specific options")
+
+    @field_validator("drop_fraction", mode="before")
+    @classmethod
+    def _fraction(cls, value: Any) -> Any:
+        value = _auto_or_positive(value, float, minimum=0.0, inclusive=True)
+        if value != AUTO and value >= 1.0:
+            raise ValueError(f"expected 'auto' or a number in [0, 1), got {value!r}")
+        return value
 
     @field_validator("reward")
     @classmethod

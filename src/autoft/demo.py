@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -93,7 +94,7 @@ def run_demo(
         "data": files,
         "training": {"epochs": epochs, "batch_size": 16, "learning_rate": 1e-4, "max_length": max_length,
                      "seed": seed, "progress": progress},
-        "selection": {"policy": policy, "drop_fraction": noise if noise > 0 else 0.1},
+        "selection": {"policy": policy},  # drop_fraction: auto — the agent estimates the noise, never told it
         "output_dir": str(output),
     }
     comparison = run(config, overwrite=overwrite)
@@ -104,5 +105,6 @@ def run_demo(
         "flipped": int(flipped.sum()),
         "flagged": len(flagged),
         "flagged_that_were_flipped": int(flipped[flagged].sum()) if len(flagged) else 0,
+        "estimated_noise": json.loads((output / "autonomous" / "noise.json").read_text(encoding="utf-8"))["rate"],
     }
     return {"comparison": comparison, "worst": rows[:5], "detection": detection, "noise": noise}

@@ -168,7 +168,9 @@ def train(
                  selector=selector)
     fit_seconds = time.perf_counter() - fit_started
     # The resolved config: every `auto` replaced by what was chosen, so the run can be repeated exactly.
-    config = config.model_copy(update={"training": result.settings})
+    valuation = getattr(selector, "valuation", None)
+    config = config.model_copy(update={"training": result.settings, **(
+        {"selection": valuation.selection} if valuation is not None else {})})
     test_metrics = None
     if splits.test is not None:
         test_metrics = evaluate(model, adapter, splits.test, adapter.encode(splits.test),
@@ -188,6 +190,9 @@ def train(
         "test": test_metrics,
         "training": config.training.model_dump(mode="json"),
         "auto": result.plan["choices"],
+        "noise": ({"rate": valuation.noise.rate, "per_class": valuation.noise.per_class,
+                   "drop_fraction": valuation.selection.drop_fraction}
+                  if valuation is not None and valuation.noise is not None else None),
         "train_seconds": round(sum(r.seconds for r in result.history), 3),
         "fit_seconds": round(fit_seconds, 3),
         "wall_seconds": round(time.perf_counter() - started, 3),

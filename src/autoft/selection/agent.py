@@ -28,26 +28,32 @@ import torch
 from scipy.stats import rankdata
 from tqdm.auto import tqdm
 
-from autoft.config import Config, SelectionConfig
+from autoft.config import AUTO, Config, SelectionConfig
 from autoft.data.loading import Example
 from autoft.data.splits import Splits
 from autoft.errors import ConfigError
 from autoft.io import to_builtin, write_text_atomic
+from autoft.selection.noise import NoiseEstimate, estimate_noise
 from autoft.selection.policies import Policy, get_policy
 from autoft.selection.rewards import load_reward
 from autoft.selection.state import (
     TrainingDynamics,
+    cross_fitted_probabilities,
     neighbour_agreement,
-    probe_probabilities,
     sequence_margins,
     state_features,
+    validation_probe_probabilities,
 )
 from autoft.training.selection import SampleSelector
 
 log = logging.getLogger(__name__)
 
-DATA_VALUE_COLUMNS = ["row_id", "origin", "source", "text", "given_label", "suggested_label", "value",
-                      "keep_probability", "flagged"]
+DATA_VALUE_COLUMNS = ["row_id", "origin", "source", "text", "given_label", "suggested_label",
+                      "suggested_confidence", "label_noise_probability", "model_label", "value", "keep_probability",
+                      "flagged"]
+
+MAX_AUTO_DROP = 0.5
+"""``drop_fraction: auto`` never leaves out more than this share, whatever the estimated noise rate."""
 
 
 # --- frozen-encoder embeddings -------------------------------------------------------------------
@@ -240,8 +246,11 @@ class Valuation:
     sample_labels: np.ndarray  # [N] class ids for per-class balancing (NER: all 0)
     source_names: list[str]
     given: list[str]  # [N] the given label (NER: the given entities) as text
-    suggested: list[str]  # [N] what the probes suggest instead
-    selection: SelectionConfig
+    suggested: list[str]  # [N] the most likely true label (NER: entities) given the evidence and the given one
+    suggested_confidence: np.ndarray  # [N] its posterior probability (NER: of the least sure entity)
+    noise_probability: np.ndarray  # [N] posterior that the given label is wrong (NER: of the most suspect entity)
+    selection: SelectionConfig  # with drop_fraction resolved to a number
+    noise: NoiseEstimate | None = None
     decisions: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -275,8 +284,26 @@ def _describe(units: Units, task: str, labels: np.ndarray) -> list[str]:
     return ["; ".join(p) for p in parts]
 
 
+def resolve_drop_fraction(setting: float | str, noise: NoiseEstimate) -> tuple[float, str]:
+    """The share the agent leaves out: the configured number, or (``auto``) the estimated noise rate,
+    at most ``MAX_AUTO_DROP``; and how it was chosen, for the log."""
+    if setting != AUTO:
+        return float(setting), f"set to {float(setting):.3g} in the config (estimated noise rate {noise.rate:.1%})"
+    drop = round(min(noise.rate, MAX_AUTO_DROP), 4)
+    capped = f", capped at {MAX_AUTO_DROP:.0%}" if noise.rate > MAX_AUTO_DROP else ""
+    return drop, f"auto: the estimated noise rate {noise.rate:.1%}{capped}"
+
+
+def _per_sample(units: Units, unit_values: np.ndarray, reduce, empty: float) -> np.ndarray:
+    """[N] ``reduce`` (np.fmin / np.fmax) of each sample's unit values; ``empty`` for samples without units."""
+    out = np.full(units.n_samples, np.nan)
+    reduce.at(out, units.owner, np.asarray(unit_values, dtype=np.float64))
+    return np.where(np.isnan(out), empty, out)
+
+
 def value_samples(config: Config, splits: Splits, *, progress: bool = True) -> Valuation:
-    """Fit ``config.selection.policy`` on cached features of ``splits`` (the offline phase)."""
+    """Fit ``config.selection.policy`` on cached features of ``splits`` (the offline phase), after
+    estimating the label noise (``autoft.selection.noise``), which sets ``drop_fraction: auto``."""
     selection = config.selection
     source_names = sorted({e.source for e in splits.train})
     sources = np.array([source_names.index(e.source) for e in splits.train], dtype=np.int64)
@@ -290,14 +317,28 @@ def value_samples(config: Config, splits: Splits, *, progress: bool = True) -> V
     else:
         raise ConfigError(f"selection.policy: {selection.policy!r} is not available for {config.task}; use none")
     n_classes, seed = len(units.class_names), config.training.seed
-    options = {"seed": seed, "drop_fraction": selection.drop_fraction, **selection.options}
+    numeric = 0.0 if selection.drop_fraction == AUTO else selection.drop_fraction
+    options = {"seed": seed, "drop_fraction": numeric, **selection.options}
     try:
         policy = get_policy(selection.policy, **options)
     except TypeError as error:
         raise ConfigError(f"selection.options: {error}") from None
-    # The probes and the neighbours feed both the state and the policy: computed once, here.
-    probes = probe_probabilities(units.x, units.labels, units.val_x, units.val_labels, n_classes=n_classes,
-                                 folds=policy.probe_folds, seed=seed)
+    if len(units.labels) < 2 or len(units.val_labels) < 1:
+        raise ConfigError(f"selection.policy: valuing needs >= 2 training and >= 1 validation "
+                          f"{'entities' if config.task == 'token-classification' else 'samples'}, got "
+                          f"{len(units.labels)} and {len(units.val_labels)}")
+    # The probes and the neighbours feed the noise estimate, the state and the policy: computed once, here.
+    oof, val_oof = cross_fitted_probabilities(units.x, units.labels, units.val_x, n_classes=n_classes,
+                                              folds=policy.probe_folds, seed=seed)
+    probes = (oof, validation_probe_probabilities(units.x, units.val_x, units.val_labels, n_classes=n_classes))
+    noise = estimate_noise(oof, units.labels, val_oof, units.val_labels, units.class_names, seed=seed)
+    drop, how = resolve_drop_fraction(selection.drop_fraction, noise)
+    policy.drop_fraction = drop
+    selection = selection.model_copy(update={"drop_fraction": drop})
+    what = "entity labels" if config.task == "token-classification" else "labels"
+    log.info("estimated label noise: %.1f%% of %d %s (per class: %s); the agent leaves out %.1f%% (%s)",
+             100 * noise.rate, len(units.labels), what,
+             ", ".join(f"{k} {v:.0%}" for k, v in noise.per_class.items()), 100 * drop, how)
     agreement = neighbour_agreement(units.x, units.labels)
     unit_sources = sources[units.owner]
     state = state_features(embeddings=units.x, labels=units.labels, n_classes=n_classes, oof_probs=probes[0],
@@ -310,9 +351,13 @@ def value_samples(config: Config, splits: Splits, *, progress: bool = True) -> V
     log.info("offline valuation with %s: %d units of %d samples valued", selection.policy, len(units.labels),
              units.n_samples)
     sample_labels = units.labels if config.task == "classification" else np.zeros(units.n_samples, dtype=np.int64)
+    noise_record = {"phase": "offline", "event": "noise-estimate", "rate": noise.rate, "per_class": noise.per_class,
+                    "drop_fraction": drop, "how": how}
     return Valuation(policy, units, sample_labels, source_names, _describe(units, config.task, units.labels),
-                     _describe(units, config.task, (probes[0] + probes[1]).argmax(1)), selection,
-                     [{"phase": "offline", **d} for d in policy.decisions_])
+                     _describe(units, config.task, noise.suggested),
+                     _per_sample(units, noise.suggested_confidence, np.fmin, np.nan),
+                     _per_sample(units, 1.0 - noise.correct, np.fmax, 0.0), selection, noise,
+                     [noise_record, *({"phase": "offline", **d} for d in policy.decisions_)])
 
 
 # --- the online selector -------------------------------------------------------------------------
@@ -522,12 +567,25 @@ class AgentSelector(SampleSelector):
     def write_artifacts(self, folder: Path, examples: list[Example], label_names: list[str]) -> None:
         write_decisions(folder / "decisions.jsonl", self.decisions)
         write_data_values(folder / "data_values.csv", self.data_values(examples, label_names))
+        write_noise(folder / "noise.json", self.valuation)
+
+
+def write_noise(path: Path, valuation: Valuation) -> None:
+    """``noise.json``: the estimated noise rates and what the agent made of them."""
+    if valuation.noise is None:
+        return
+    summary = {**valuation.noise.to_dict(valuation.units.class_names),
+               "units": "entities" if valuation.units.names is not None else "samples",
+               "drop_fraction": valuation.selection.drop_fraction}
+    write_text_atomic(path, json.dumps(to_builtin(summary), indent=2) + "\n")
 
 
 def data_value_rows(examples: list[Example], label_names: list[str], valuation: Valuation, values: np.ndarray,
                     flagged: np.ndarray | None = None, predictions: np.ndarray | None = None) -> list[dict[str, Any]]:
-    """Rows for ``data_values.csv``: suggested label = the fine-tuned model's last prediction when there
-    is one (classification), else the probes'; flagged = left out by the agent."""
+    """Rows for ``data_values.csv``: the suggested label is the most likely true one given the evidence
+    and the given label (the noise estimate's posterior), with its probability; ``label_noise_probability``
+    is the posterior that the given label is wrong; ``model_label`` the fine-tuned model's last prediction
+    (classification, when there is one); flagged = left out by the agent."""
     values = np.asarray(values, dtype=np.float64)
     if flagged is None:
         flagged = valuation.flagged(values)
@@ -535,12 +593,13 @@ def data_value_rows(examples: list[Example], label_names: list[str], valuation: 
     rows = []
     for i in np.argsort(values, kind="stable"):
         example = examples[i]
-        suggested = valuation.suggested[i]
-        if predictions is not None and predictions[i] >= 0:
-            suggested = label_names[int(predictions[i])]
+        confidence = valuation.suggested_confidence[i]
+        model_label = label_names[int(predictions[i])] if predictions is not None and predictions[i] >= 0 else ""
         rows.append({
             "row_id": int(i), "origin": example.origin, "source": example.source, "text": _text(example),
-            "given_label": valuation.given[i], "suggested_label": suggested,
+            "given_label": valuation.given[i], "suggested_label": valuation.suggested[i],
+            "suggested_confidence": "" if np.isnan(confidence) else round(float(confidence), 4),
+            "label_noise_probability": round(float(valuation.noise_probability[i]), 4), "model_label": model_label,
             "value": round(float(values[i]), 6), "keep_probability": round(float(keep_probability[i]), 6),
             "flagged": bool(flagged[i]),
         })

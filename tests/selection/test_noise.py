@@ -1,0 +1,99 @@
+"""The noise-rate estimator on synthetic clusters whose noise is known."""
+
+import numpy as np
+import pytest
+
+from autoft.selection.noise import estimate_noise, fit_calibration, fit_transition
+from autoft.selection.state import cross_fitted_probabilities
+
+
+def _clusters(seed: int, flip: float, *, n: int = 1200, n_val: int = 200, dims: int = 24, n_classes: int = 4,
+              kind: str = "symmetric", only_class: int | None = None):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(n_classes, dims)) / np.sqrt(2)
+    y_true = rng.integers(n_classes, size=n)
+    x = centers[y_true] + rng.normal(size=(n, dims))
+    val_y = rng.integers(n_classes, size=n_val)
+    val_x = centers[val_y] + rng.normal(size=(n_val, dims))
+    flipped = rng.random(n) < flip
+    if only_class is not None:
+        flipped &= y_true == only_class
+    y = y_true.copy()
+    if kind == "symmetric":
+        y[flipped] = (y_true[flipped] + rng.integers(1, n_classes, size=flipped.sum())) % n_classes
+    else:  # each class to the next one
+        y[flipped] = (y_true[flipped] + 1) % n_classes
+    return x, y, val_x, val_y, y_true
+
+
+def _estimate(seed, flip, **kwargs):
+    x, y, val_x, val_y, y_true = _clusters(seed, flip, **kwargs)
+    n_classes = kwargs.get("n_classes", 4)
+    oof, val_oof = cross_fitted_probabilities(x, y, val_x, n_classes=n_classes, seed=seed)
+    estimate = estimate_noise(oof, y, val_oof, val_y, [f"c{k}" for k in range(n_classes)])
+    return estimate, y, y_true
+
+
+@pytest.mark.parametrize("flip", [0.0, 0.2, 0.4])
+@pytest.mark.parametrize("kind", ["symmetric", "asymmetric"])
+def test_estimated_rate_within_five_points_of_the_truth(flip, kind):
+    estimate, y, y_true = _estimate(1, flip, kind=kind)
+    truth = float((y != y_true).mean())
+    assert abs(estimate.rate - truth) <= 0.05, (estimate.rate, truth)
+    assert estimate.correct.shape == y.shape and np.all((estimate.correct >= 0) & (estimate.correct <= 1))
+
+
+def test_per_class_rates_find_the_one_noisy_class():
+    estimate, y, y_true = _estimate(2, 0.5, only_class=2)
+    noisy_given = {f"c{k}": float((y_true[y == k] != k).mean()) for k in range(4)}
+    for name, truth in noisy_given.items():
+        assert abs(estimate.per_class[name] - truth) <= 0.06, (name, estimate.per_class, noisy_given)
+    # the flips left class 2 for the other three: the transition matrix says so, the others stay near identity
+    assert estimate.transition[2, 2] < 0.7 and min(estimate.transition[k, k] for k in (0, 1, 3)) > 0.9
+
+
+def test_suggested_labels_recover_flipped_ones_and_keep_the_right_ones():
+    estimate, y, y_true = _estimate(3, 0.3)
+    flipped = y != y_true
+    assert (estimate.suggested[flipped] == y_true[flipped]).mean() > 0.75
+    assert (estimate.suggested[~flipped] == y[~flipped]).mean() > 0.9
+    # the posterior that a label is right separates the flipped from the rest
+    assert estimate.correct[flipped].mean() < 0.35
+    assert estimate.correct[~flipped].mean() > 0.8
+
+
+def test_calibration_lowers_the_validation_log_loss_of_a_noisy_probe():
+    estimate, _, _ = _estimate(4, 0.4)
+    raw, calibrated = estimate.validation_nll
+    assert calibrated < raw - 0.05
+    assert estimate.temperature < 1.0  # a probe trained on noisy labels is under-confident
+
+
+def test_calibration_of_calibrated_scores_is_near_identity():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(2000, 3)) * 2
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    labels = np.array([rng.choice(3, p=p) for p in probs])
+    calibration = fit_calibration(probs, labels)
+    assert abs(calibration.temperature - 1.0) < 0.15
+    assert np.abs(calibration(probs) - probs).max() < 0.1
+
+
+def test_transition_em_on_known_priors():
+    # perfect priors and 30% of labels moved from class 0 to class 1: EM reads T off the data
+    rng = np.random.default_rng(0)
+    y_true = rng.integers(2, size=4000)
+    prior = np.eye(2)[y_true] * 0.98 + 0.01
+    y = np.where((y_true == 0) & (rng.random(4000) < 0.3), 1, y_true)
+    transition, posterior = fit_transition(prior, y)
+    assert transition[0, 1] == pytest.approx(0.3, abs=0.03) and transition[1, 0] < 0.02
+    assert (posterior.argmax(1) == y_true).mean() > 0.99
+
+
+def test_to_dict_is_json_ready():
+    import json
+
+    estimate, _, _ = _estimate(5, 0.2)
+    summary = estimate.to_dict([f"c{k}" for k in range(4)])
+    json.dumps(summary)
+    assert set(summary["per_class"]) == {"c0", "c1", "c2", "c3"} and 0.1 < summary["rate"] < 0.3
