@@ -6,7 +6,7 @@ import yaml
 
 import autoft
 from autoft.errors import RunDirError
-from autoft.training.selection import SampleSelector
+from autoft.training.callbacks import TrainerCallback
 from tests.conftest import TOPICS, tiny_config
 
 FAST = {"epochs": 8, "learning_rate": 3e-3, "early_stopping_patience": None}
@@ -67,76 +67,107 @@ def test_early_stopping_restores_best_epoch(tiny_model_dir, classification_files
     assert run.evaluate(classification_files["validation"])["macro_f1"] == pytest.approx(max(history))
 
 
-class Recorder(SampleSelector):
+class Recorder(TrainerCallback):
     """Keeps even-indexed samples only, and records what the loop shows it."""
 
     def __init__(self):
-        self.observed, self.rewards = [], []
+        self.observed, self.rewards, self.events = [], [], []
 
-    def begin_epoch(self, epoch, n_samples):
-        return np.where(np.arange(n_samples) % 2 == 0, 1.0, 0.0)
+    def on_train_begin(self, state):
+        self.events.append("train_begin")
 
-    def observe(self, indices, losses, logits, labels):
-        assert losses.shape == (len(indices),) and not losses.requires_grad
-        self.observed.extend(indices.tolist())
+    def on_epoch_begin(self, state):
+        self.events.append(f"epoch_begin {state.epoch}")
+        state.weights = np.where(np.arange(state.n_samples) % 2 == 0, 1.0, 0.0)
 
-    def end_epoch(self, epoch, validation, predictions=None):
-        self.rewards.append(validation["macro_f1"])
-        self.predictions = predictions
+    def on_step_end(self, state, output):
+        assert output.losses.shape == (len(output.indices),) and not output.losses.requires_grad
+        self.observed.extend(output.indices.tolist())
+
+    def on_epoch_end(self, state):
+        self.events.append(f"epoch_end {state.epoch}")
+        self.margins = state.score(np.arange(3))
+
+    def on_evaluate(self, state):
+        self.events.append(f"evaluate {state.epoch}")
+        self.rewards.append(state.validation["macro_f1"])
+        self.predictions = state.validation_predictions
+
+    def on_train_end(self, state):
+        self.events.append("train_end")
 
 
-def test_selector_decides_which_samples_are_trained_on(tiny_model_dir, classification_files, tmp_path):
+def test_callback_decides_which_samples_are_trained_on(tiny_model_dir, classification_files, tmp_path):
     recorder = Recorder()
     run = autoft.train(tiny_config(tiny_model_dir, classification_files, tmp_path / "run", epochs=2,
-                                   early_stopping_patience=None), selector=recorder)
+                                   early_stopping_patience=None), callback=recorder)
     assert sorted(recorder.observed) == sorted(list(range(0, 90, 2)) * 2)
     assert recorder.rewards == [e["validation"]["macro_f1"] for e in run.metrics["epochs"]]
     assert all(e["samples"] == 45 for e in run.metrics["epochs"])
     assert len(recorder.predictions) == run.metrics["sizes"]["validation"]
     assert set(recorder.predictions) <= set(TOPICS)
+    assert recorder.events == ["train_begin", "epoch_begin 1", "epoch_end 1", "evaluate 1", "epoch_begin 2",
+                               "epoch_end 2", "evaluate 2", "train_end"]
+    assert recorder.margins.shape == (3,) and np.isfinite(recorder.margins).all()
 
 
 class MidEpoch(Recorder):
-    """Asks for a reward every 2 steps on validation rows 0-4, then stops training on odd samples' losses."""
+    """Every 2 steps: evaluates validation rows 0-4 through the state, then leaves odd samples' losses out."""
 
-    update_every = 2
-
-    def __init__(self):
+    def __init__(self, validation):
         super().__init__()
+        self.validation = validation
         self.steps, self.batches = [], []
 
-    def begin_epoch(self, epoch, n_samples):
-        return np.ones(n_samples)
+    def on_epoch_begin(self, state):
+        state.weights = np.ones(state.n_samples)
 
-    def validation_rows(self, n_validation):
-        return np.arange(5)
+    def on_step_end(self, state, output):
+        if state.step % 2 == 0:
+            _, predictions = state.evaluate(self.validation[:5])
+            self.steps.append(state.step)
+            self.batches.append(len(predictions))
+            state.weights = np.where(np.arange(state.n_samples) % 2 == 0, 1.0, 0.0)
 
-    def step_reward(self, step, validation, predictions):
-        self.steps.append(step)
-        self.batches.append(len(predictions))
-        return np.where(np.arange(90) % 2 == 0, 1.0, 0.0)
 
+def test_callbacks_evaluate_mid_epoch_through_the_state(tiny_model_dir, classification_files, tmp_path):
+    from autoft.data.loading import load_examples
 
-def test_mid_epoch_rewards_on_a_validation_mini_batch(tiny_model_dir, classification_files, tmp_path):
-    selector = MidEpoch()
-    autoft.train(tiny_config(tiny_model_dir, classification_files, tmp_path / "run", epochs=1, batch_size=8),
-                 selector=selector)
+    selector = MidEpoch(load_examples(classification_files["validation"], task="classification"))
+    autoft.train(tiny_config(tiny_model_dir, classification_files, tmp_path / "run", epochs=1, batch_size=8,
+                             group_by_length=False), callback=selector)
     assert selector.steps == list(range(2, 13, 2))  # 90 samples / 8 = 12 steps
     assert set(selector.batches) == {5}
 
 
-class Constant(SampleSelector):
+class ZeroAfterFirstStep(TrainerCallback):
+    def __init__(self):
+        self.steps = 0
+
+    def on_step_end(self, state, output):
+        self.steps += 1
+        state.weights = np.zeros(state.n_samples)
+
+
+def test_batches_whose_weights_are_all_zero_are_skipped(tiny_model_dir, classification_files, tmp_path):
+    callback = ZeroAfterFirstStep()
+    run = autoft.train(tiny_config(tiny_model_dir, classification_files, tmp_path / "run", epochs=1, batch_size=8),
+                       callback=callback)
+    assert callback.steps == 1 and run.metrics["epochs"][0]["samples"] == 8
+
+
+class Constant(TrainerCallback):
     def __init__(self, value):
         self.value = value
 
-    def begin_epoch(self, epoch, n_samples):
-        return np.full(n_samples, self.value)
+    def on_epoch_begin(self, state):
+        state.weights = np.full(state.n_samples, self.value)
 
 
 def test_loss_weights_are_normalised(tiny_model_dir, classification_files, tmp_path):
     base = tiny_config(tiny_model_dir, classification_files, tmp_path / "a", epochs=1)
-    one = autoft.train(base, selector=Constant(1.0))
-    three = autoft.train({**base, "output_dir": str(tmp_path / "b")}, selector=Constant(3.0))
+    one = autoft.train(base, callback=Constant(1.0))
+    three = autoft.train({**base, "output_dir": str(tmp_path / "b")}, callback=Constant(3.0))
     assert one.metrics["epochs"][0]["train_loss"] == pytest.approx(three.metrics["epochs"][0]["train_loss"], rel=1e-5)
 
 
@@ -151,14 +182,14 @@ def test_existing_output_dir_needs_overwrite(tiny_model_dir, classification_file
     assert not (tmp_path / "run" / "keep.txt").exists() and (tmp_path / "run" / "model").is_dir()
 
 
-class Crash(SampleSelector):
-    def observe(self, indices, losses, logits, labels):
+class Crash(TrainerCallback):
+    def on_step_end(self, state, output):
         raise RuntimeError("boom")
 
 
 def test_a_failed_run_leaves_nothing(tiny_model_dir, classification_files, tmp_path):
     with pytest.raises(RuntimeError, match="boom"):
-        autoft.train(tiny_config(tiny_model_dir, classification_files, tmp_path / "run", epochs=1), selector=Crash())
+        autoft.train(tiny_config(tiny_model_dir, classification_files, tmp_path / "run", epochs=1), callback=Crash())
     assert not (tmp_path / "run").exists()
     assert not list(tmp_path.glob(".run*"))
 

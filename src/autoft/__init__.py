@@ -13,12 +13,11 @@ from autoft.config import Config, DataConfig, TrainingConfig, load_config
 from autoft.data.loading import Example
 from autoft.errors import AutoftError, ConfigError, DataError, ModelLoadError, RunDirError
 from autoft.run import Run, load, train
-from autoft.training.selection import AllData, SampleSelector
+from autoft.training.callbacks import StepOutput, TrainerCallback, TrainState
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AllData",
     "AutoftError",
     "Config",
     "ConfigError",
@@ -28,7 +27,9 @@ __all__ = [
     "ModelLoadError",
     "Run",
     "RunDirError",
-    "SampleSelector",
+    "StepOutput",
+    "TrainState",
+    "TrainerCallback",
     "TrainingConfig",
     "__version__",
     "load",

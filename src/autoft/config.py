@@ -144,6 +144,9 @@ class SelectionConfig(_Strict):
         "epoch", description="reward the agent per epoch, or every N optimisation steps on a validation mini-batch"
     )
     reward_batch: int = Field(128, ge=1, description="validation samples in the mini-batch of update_every: N")
+    reward_fraction: float = Field(
+        0.5, gt=0.0, lt=1.0, description="share of the validation set (seeded, stratified) the agent learns from "
+        "(its valuation, noise estimate and rewards); the rest alone chooses early stopping and the best epoch")
     bucket_by: Literal["value", "source"] = Field("value", description="buckets of q-learning / exp3")
     rescore: Literal["off", "dynamics", "model"] = Field(
         "dynamics",

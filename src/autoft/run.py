@@ -20,6 +20,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +30,15 @@ from accelerate.utils import set_seed
 
 from autoft.config import Config, as_config, parse_config
 from autoft.data.loading import Example, load_examples
-from autoft.data.splits import check_known_labels, load_splits
+from autoft.data.splits import check_known_labels, load_splits, split_validation
 from autoft.errors import RunDirError
 from autoft.io import to_builtin, write_json
 from autoft.modeling.load import load_model, load_tokenizer, quiet_transformers
 from autoft.tasks.base import TaskAdapter
 from autoft.tasks.registry import get_adapter_class
+from autoft.training.callbacks import TrainerCallback
 from autoft.training.inference import predict_probabilities
 from autoft.training.loop import evaluate, fit
-from autoft.training.selection import SampleSelector
 
 log = logging.getLogger(__name__)
 
@@ -131,9 +132,10 @@ def train(
     *,
     overrides: list[str] | None = None,
     overwrite: bool = False,
-    selector: SampleSelector | None = None,
+    callback: TrainerCallback | None = None,
 ) -> Run:
-    """Fine-tune per ``config`` (a Config, dict or YAML path) and write the run directory."""
+    """Fine-tune per ``config`` (a Config, dict or YAML path) and write the run directory. ``callback``
+    replaces the agent ``config.selection`` would build (``autoft.training.callbacks``)."""
     config = as_config(config, overrides)
     output = Path(config.output_dir)
     _prepare_output(output, overwrite)
@@ -152,23 +154,36 @@ def train(
         len(splits.test) if splits.test is not None else "no", len(splits.labels),
     )
 
-    # The agent: offline valuation on cached features, then the online selector (policy: none = plain).
-    if selector is None and config.selection.policy != "none":
-        from autoft.selection.agent import AgentSelector, value_samples
+    # The agent: offline valuation on cached features, then the online callback (policy: none = plain).
+    # It learns from its own part of the validation set; the rest alone chooses early stopping and the
+    # best epoch, so the checkpoint is never picked on the data the agent was rewarded on.
+    validation, reward_part, warnings = splits.validation, [], []
+    if callback is None and config.selection.policy != "none":
+        from autoft.selection.agent import AgentCallback, value_samples
 
-        selector = AgentSelector(value_samples(config, splits, progress=config.training.progress),
-                                 primary_metric=adapter.primary_metric,
-                                 validation_labels=[e.label for e in splits.validation], seed=config.training.seed)
+        validation, reward_part = split_validation(splits.validation, fraction=config.selection.reward_fraction,
+                                                   seed=config.training.seed, stratify=config.task == "classification")
+        log.info("validation split for the agent: %d examples reward it, %d choose early stopping and the best "
+                 "epoch (selection.reward_fraction %.2g, seed %d)", len(reward_part), len(validation),
+                 config.selection.reward_fraction, config.training.seed)
+        if splits.validation_from_train:
+            warnings.append("no data.validation: the agent's reward comes from held-out training rows, whose "
+                            "labels are as noisy as the rest; give a clean validation file for a trustworthy agent")
+            log.warning(warnings[-1])
+        callback = AgentCallback(value_samples(config, replace(splits, validation=reward_part),
+                                               progress=config.training.progress),
+                                 primary_metric=adapter.primary_metric, reward_examples=reward_part,
+                                 seed=config.training.seed)
 
     # Fine-tune, then score the best weights on validation and test.
     train_features = adapter.encode(splits.train)
-    validation_features = adapter.encode(splits.validation)
+    validation_features = adapter.encode(validation)
     fit_started = time.perf_counter()
-    result = fit(model, adapter, train_features, splits.validation, validation_features, config.training,
-                 selector=selector)
+    result = fit(model, adapter, train_features, validation, validation_features, config.training,
+                 callback=callback)
     fit_seconds = time.perf_counter() - fit_started
     # The resolved config: every `auto` replaced by what was chosen, so the run can be repeated exactly.
-    valuation = getattr(selector, "valuation", None)
+    valuation = getattr(callback, "valuation", None)
     config = config.model_copy(update={"training": result.settings, **(
         {"selection": valuation.selection} if valuation is not None else {})})
     test_metrics = None
@@ -180,9 +195,10 @@ def train(
         "task": config.task,
         "model": config.model,
         "policy": config.selection.policy,
-        "sizes": {"train": len(splits.train), "validation": len(splits.validation),
+        "sizes": {"train": len(splits.train), "validation": len(validation), "agent_reward": len(reward_part),
                   "test": len(splits.test) if splits.test is not None else 0},
         "skipped_rows": len(splits.skipped),
+        "warnings": warnings,
         "best_epoch": result.best_epoch,
         "stopped_early": result.stopped_early,
         "epochs": [vars(r) for r in result.history],
@@ -216,8 +232,9 @@ def train(
             write_json(temp / "training_plan.json", to_builtin(result.plan))
         if splits.skipped:
             (temp / "skipped_rows.txt").write_text("".join(f"{line}\n" for line in splits.skipped), encoding="utf-8")
-        if hasattr(selector, "write_artifacts"):
-            selector.write_artifacts(temp, splits.train, splits.labels)
+        if hasattr(callback, "write_artifacts"):
+            callback.write_artifacts(temp, splits.train, splits.labels)
+
         _commit(temp, output)
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)

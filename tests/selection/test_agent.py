@@ -37,18 +37,33 @@ def read_values(path):
         return list(csv.DictReader(stream))
 
 
-def test_train_with_policy_drops_flagged_samples_and_logs_decisions(tiny_model_dir, noisy_files, tmp_path):
+def test_train_with_policy_drops_flagged_samples_and_logs_decisions(tiny_model_dir, noisy_files, tmp_path,
+                                                                    monkeypatch):
+    import autoft.run
+
     files, _ = noisy_files
     config = tiny_config(tiny_model_dir, files, tmp_path / "run", epochs=3, learning_rate=3e-3,
                          early_stopping_patience=None)
     config["selection"] = {"policy": "small-loss", "drop_fraction": 0.3}
+    seen, fit = {}, autoft.run.fit
+
+    def spy(model, adapter, train_features, validation_examples, *args, callback=None, **kwargs):
+        seen["stop"], seen["reward"] = validation_examples, callback.reward_examples
+        return fit(model, adapter, train_features, validation_examples, *args, callback=callback, **kwargs)
+
+    monkeypatch.setattr(autoft.run, "fit", spy)
     run = autoft.train(config)
     assert [e["samples"] for e in run.metrics["epochs"]] == [105, 105, 105]
     decisions = [json.loads(line) for line in (tmp_path / "run" / "decisions.jsonl").read_text().splitlines()]
     selects = [d for d in decisions if d.get("event") == "select"]
     rewards = [d for d in decisions if d.get("event") == "reward"]
     assert [d["epoch"] for d in selects] == [1, 2, 3] and all(d["dropped"] == 45 for d in selects)
-    assert [d["validation"] for d in rewards] == [e["validation"]["macro_f1"] for e in run.metrics["epochs"]]
+    # Validation hygiene: the agent is rewarded on its half of the validation set; the other half alone
+    # chooses early stopping and the best epoch, and the agent never sees it.
+    stop, reward = {e.origin for e in seen["stop"]}, {e.origin for e in seen["reward"]}
+    assert not stop & reward and len(stop | reward) == 45 and abs(len(stop) - len(reward)) <= 1
+    assert run.metrics["sizes"]["validation"] == len(stop) and run.metrics["sizes"]["agent_reward"] == len(reward)
+    assert len(rewards) == 3 and all(0.0 <= d["validation"] <= 1.0 for d in rewards)
     assert selects[0]["rescored"] is None and selects[1]["rescored"] == "dynamics"
     rows = read_values(tmp_path / "run" / "data_values.csv")
     assert len(rows) == 150 and sum(r["flagged"] == "True" for r in rows) == 45
@@ -377,3 +392,73 @@ def test_rescoring_with_the_model_lets_dropped_samples_come_back(tiny_model_dir,
     decisions = [json.loads(line) for line in (tmp_path / "model" / "decisions.jsonl").read_text().splitlines()]
     selects = [d for d in decisions if d.get("event") == "select"]
     assert [d["rescored"] for d in selects] == [None, "model", "model", "model"]
+
+
+def _callback_on_clusters(rescore: str, drop: float = 0.2):
+    """An AgentCallback over a small-loss valuation of synthetic clusters (no transformer involved)."""
+    import numpy as np
+
+    from autoft.config import SelectionConfig
+    from autoft.selection.agent import AgentCallback, Units, Valuation
+    from autoft.selection.policies import get_policy
+    from tests.selection.synthetic import noisy_clusters
+
+    problem = noisy_clusters(n=200, n_val=60)
+    n = len(problem.y)
+    units = Units(problem.x, problem.y, problem.val_x, problem.val_y, [f"c{k}" for k in range(4)], np.arange(n),
+                  np.zeros(n, dtype=np.int64))
+    policy = problem.fit(get_policy("small-loss", drop_fraction=drop))
+    selection = SelectionConfig(policy="small-loss", drop_fraction=drop, rescore=rescore)
+    names = [f"c{k}" for k in problem.y]
+    valuation = Valuation(policy, units, problem.y, ["train"], names, names, np.ones(n), np.zeros(n), selection)
+    reward_examples = [autoft.Example(f"v{i}", "c0") for i in range(10)]
+    return AgentCallback(valuation, primary_metric="macro_f1", reward_examples=reward_examples), n
+
+
+def test_online_phase_changes_its_decisions_when_the_model_s_margins_flip():
+    import numpy as np
+
+    from autoft.training.callbacks import TrainState
+
+    callback, n = _callback_on_clusters("model")
+    margins = np.zeros(n)
+    state = TrainState(n_samples=n, evaluate=lambda examples, features=None: ({"macro_f1": 0.5}, ["c0"] * len(examples)),
+                       encode=lambda examples: list(examples), score=lambda rows: margins[rows])
+    state.epoch = 1
+    callback.on_epoch_begin(state)
+    first = state.weights.copy()
+    kept, dropped = np.flatnonzero(first > 0), np.flatnonzero(first == 0)
+    # The fine-tuned model now contradicts 20 kept samples and confirms 20 dropped ones.
+    margins[kept[:20]], margins[dropped[:20]] = -10.0, 10.0
+    callback.on_epoch_end(state)
+    state.epoch = 2
+    callback.on_epoch_begin(state)
+    second = state.weights
+    assert (second[kept[:20]] == 0).sum() >= 10  # contradicted: now left out
+    assert (second[dropped[:20]] > 0).sum() >= 10  # confirmed: back in
+    assert (second > 0).sum() == (first > 0).sum()  # the same share is left out
+
+
+def test_online_dynamics_drop_kept_samples_the_model_keeps_contradicting():
+    import numpy as np
+    import torch
+
+    from autoft.training.callbacks import StepOutput, TrainState
+
+    callback, n = _callback_on_clusters("dynamics")
+    state = TrainState(n_samples=n, evaluate=lambda examples, features=None: ({"macro_f1": 0.5}, ["c0"] * len(examples)),
+                       encode=lambda examples: list(examples))
+    state.epoch = 1
+    callback.on_epoch_begin(state)
+    kept, dropped = np.flatnonzero(state.weights > 0), np.flatnonzero(state.weights == 0)
+    kept = kept[np.argsort(callback.values[kept], kind="stable")]  # lowest-valued kept samples first
+    labels = torch.as_tensor(callback.valuation.sample_labels[kept])
+    logits = torch.nn.functional.one_hot(labels, 4).float() * 5.0
+    logits[:20] = -logits[:20]  # the model contradicts the 20 lowest-valued kept samples' labels
+    state.step = 1
+    callback.on_step_end(state, StepOutput(kept, torch.zeros(len(kept)), logits, labels))
+    callback.on_epoch_end(state)
+    state.epoch = 2
+    callback.on_epoch_begin(state)
+    assert (state.weights[kept[:20]] == 0).sum() >= 5  # they sink below samples left out,
+    assert (state.weights[dropped] > 0).sum() == (state.weights[kept] == 0).sum() >= 5  # which come back

@@ -22,6 +22,8 @@ class Splits:
     labels: list[str]
     skipped: list[str] = field(default_factory=list)
     """Rows left out by ``data.on_bad_rows: skip``, as ``file:line: reason``."""
+    validation_from_train: bool = False
+    """No validation file was given: ``validation`` is a seeded split of the training rows (as noisy)."""
 
 
 def _label_values(example: Example) -> list[str]:
@@ -93,4 +95,4 @@ def load_splits(data: DataConfig, *, task: str, seed: int) -> Splits:
         check_known_labels(test, values, "test")
     if bad.skipped:
         log.warning("%d broken rows skipped (data.on_bad_rows: skip)", len(bad.skipped))
-    return Splits(train, validation, test, sorted_labels(values), bad.skipped)
+    return Splits(train, validation, test, sorted_labels(values), bad.skipped, validation_from_train=not data.validation)

@@ -1,13 +1,14 @@
-"""The agent in the training run: offline valuation on cached features, then the online selector.
+"""The agent in the training run: offline valuation on cached features, then the online callback.
 
 ``value_samples`` embeds every training and validation sample once with the frozen encoder (mean-
-pooled last hidden state, cached on disk), builds each sample's state (probe probabilities, label
-disagreement, source), and fits the configured policy: every sample gets a value before the first
-fine-tuning step, so the first epoch already trains on cleaner data. ``AgentSelector`` then plugs
-the policy into the training loop's ``SampleSelector`` hook: each epoch it hands out per-sample
-weights, re-scores samples from the model's own training dynamics (area under the margin, taken
-from the forward passes the loop already makes), and updates the policy from the validation reward.
-Every step is logged for ``decisions.jsonl``; the final values go to ``data_values.csv``.
+pooled last hidden state, cached on disk), estimates the label noise (``autoft.selection.noise``),
+builds each sample's state (probe probabilities, label disagreement, source), and fits the configured
+policy: every sample gets a value before the first fine-tuning step, so the first epoch already trains
+on cleaner data. ``AgentCallback`` then plugs the policy into the training loop as a ``TrainerCallback``:
+each epoch it hands out per-sample weights, re-scores samples from the model's own training dynamics
+(area under the margin, taken from the forward passes the loop already makes), and updates the policy
+from the reward it measures on its own part of the validation set. Every step is logged for
+``decisions.jsonl``; the final values go to ``data_values.csv``, the noise estimate to ``noise.json``.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from autoft.selection.state import (
     state_features,
     validation_probe_probabilities,
 )
-from autoft.training.selection import SampleSelector
+from autoft.training.callbacks import StepOutput, TrainerCallback, TrainState
 
 log = logging.getLogger(__name__)
 
@@ -360,7 +361,7 @@ def value_samples(config: Config, splits: Splits, *, progress: bool = True) -> V
                      [noise_record, *({"phase": "offline", **d} for d in policy.decisions_)])
 
 
-# --- the online selector -------------------------------------------------------------------------
+# --- the online callback ------------------------------------------------------------------------
 def _ranks(values: np.ndarray) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
     return rankdata(values) / len(values) if len(values) else values
@@ -380,21 +381,23 @@ def kept_mask(values: np.ndarray, labels: np.ndarray | None, drop_fraction: floa
     return keep
 
 
-class AgentSelector(SampleSelector):
-    """Turns a fitted policy into per-epoch sample weights and learns from the validation reward.
+class AgentCallback(TrainerCallback):
+    """Turns a fitted policy into per-epoch sample weights and learns from its own validation reward.
 
-    The reward is the gain of ``selection.reward`` between two evaluations: per epoch on the whole
-    validation set or, with ``selection.update_every: N``, every N optimisation steps on a fixed,
-    seeded validation mini-batch of ``selection.reward_batch`` samples (then the policy also re-weights
-    the rest of the epoch after each update).
+    The agent learns from ``reward_examples`` only — its part of the validation set (``selection.
+    reward_fraction``); the loop's validation data, which chooses early stopping and the best epoch, is
+    never its reward. The reward is the gain of ``selection.reward`` between two evaluations: per epoch on
+    the whole reward part or, with ``selection.update_every: N``, every N optimisation steps on a fixed,
+    seeded mini-batch of ``selection.reward_batch`` of its samples (then the policy also re-weights the
+    rest of the epoch after each update).
     """
 
-    def __init__(self, valuation: Valuation, *, primary_metric: str, validation_labels: list[Any] | None = None,
+    def __init__(self, valuation: Valuation, *, primary_metric: str, reward_examples: list[Example],
                  seed: int = 0) -> None:
         self.valuation = valuation
         self.selection = valuation.selection
         self.primary_metric = primary_metric
-        self.validation_labels = validation_labels
+        self.reward_examples = reward_examples
         self.seed = seed
         n = valuation.units.n_samples
         self.dynamics = TrainingDynamics(n)
@@ -407,21 +410,22 @@ class AgentSelector(SampleSelector):
         self._previous: float | None = None
         self._action: int | None = None
         self._user_reward = load_reward(self.selection.reward) if ":" in self.selection.reward else None
-        if self._user_reward is not None and validation_labels is None:
-            raise ConfigError(f"selection.reward: {self.selection.reward!r} needs the validation labels")
         every = self.selection.update_every
         self.update_every = None if every == "epoch" else int(every)
-        self._rows: np.ndarray | None = None
+        size = min(self.selection.reward_batch, len(reward_examples))
+        self._rows = np.sort(np.random.default_rng(seed).choice(len(reward_examples), size, replace=False))
+        self._features: list[Any] | None = None
 
     # values -> weights
     def _current_values(self) -> np.ndarray:
         """Policy values, re-scored from what fine-tuning has shown so far (``selection.rescore``).
 
         ``model``: the mean of the policy value's rank and the rank, within its given class, of the
-        fine-tuned model's latest margin on every training sample, so wrongly dropped samples can come back. ``dynamics``: the
-        seen samples' area-under-the-margin ranks are mapped onto the range of their policy values and
-        averaged with them; samples left out (never seen, so without dynamics) keep their policy
-        value, so the dynamics reorder the kept samples without lifting unseen ones by default."""
+        fine-tuned model's latest margin on every training sample, so wrongly dropped samples can come
+        back. ``dynamics``: the mean of a seen sample's policy-value rank and its area-under-the-margin
+        rank among the seen samples; samples left out (never seen, so without dynamics) keep their
+        policy-value rank. A kept sample the model keeps contradicting sinks below the ones left out,
+        and the best of those come back in its place."""
         values = _ranks(self.valuation.sample_values())
         if self.selection.rescore == "model":
             if np.isnan(self.model_margin).any():
@@ -437,20 +441,10 @@ class AgentSelector(SampleSelector):
         seen = ~np.isnan(aum)
         if self.selection.rescore == "off" or not seen.any():
             return values
-        low = values[seen].min()
-        dynamics = low + (1.0 - low) * rankdata(aum[seen]) / seen.sum()
-        values[seen] = 0.5 * values[seen] + 0.5 * dynamics
+        values[seen] = 0.5 * values[seen] + 0.5 * rankdata(aum[seen]) / seen.sum()
         return values
 
-    def rows_to_score(self, epoch: int) -> np.ndarray | None:
-        return np.arange(len(self.model_margin)) if self.selection.rescore == "model" else None
-
-    def observe_margins(self, rows: np.ndarray, margins: np.ndarray) -> None:
-        self.model_margin[rows] = margins
-
-    def masked_words(self, epoch: int) -> dict[int, list[int]] | None:
-        if self.selection.mode != "mask":
-            return None
+    def _masked_words(self) -> dict[int, list[int]]:
         units, words = self.valuation.units, {}
         for unit in np.flatnonzero(self.masked):
             first, last = units.spans[unit]
@@ -484,12 +478,17 @@ class AgentSelector(SampleSelector):
         policy = self.valuation.policy
         self._action = int(policy.act()) if hasattr(policy, "act") else None
 
-    def begin_epoch(self, epoch: int, n_samples: int) -> np.ndarray:
+    # events
+    def on_epoch_begin(self, state: TrainState) -> None:
+        epoch = state.epoch
         self.values = self._current_values()
         self._action = None
         if epoch > 1 or self.update_every:
             self._act()  # (per-epoch rewards: the first epoch has no reward to act on yet)
         self.weights = self._weights(self.values)
+        state.weights = self.weights
+        if self.selection.mode == "mask":
+            state.masked_words = self._masked_words()
         kept = ~self._flagged()
         per_source = {name: float(kept[self.valuation.sources == i].mean())
                       for i, name in enumerate(self.valuation.source_names)}
@@ -501,29 +500,51 @@ class AgentSelector(SampleSelector):
             "masked_entities": int(self.masked.sum()) if self.selection.mode == "mask" else None,
             "emphasised_bucket": self._action,
         })
-        return self.weights
 
-    def observe(self, indices, losses, logits, labels) -> None:
-        if logits.ndim == 3:  # token classification: a sentence's margin is its worst labelled token's
-            margins = sequence_margins(logits.detach().float().cpu().numpy(), labels.cpu().numpy())
-            self.dynamics.update(indices, losses, margins)
+    def on_step_end(self, state: TrainState, output: StepOutput) -> None:
+        if output.logits.ndim == 3:  # token classification: a sentence's margin is its worst labelled token's
+            margins = sequence_margins(output.logits.float().cpu().numpy(), output.labels.cpu().numpy())
+            self.dynamics.update(output.indices, output.losses, margins)
+        else:
+            self.dynamics.update_from_logits(output.indices, output.losses, output.logits, output.labels)
+            self.last_prediction[np.asarray(output.indices)] = output.logits.argmax(-1).cpu().numpy()
+        if self.update_every and state.step % self.update_every == 0:
+            # A mid-epoch reward on the agent's validation mini-batch; it re-weights the rest of the epoch.
+            self._learn(self._score(state, self._rows), {"step": state.step})
+            self._act()
+            self.values = self._current_values()
+            self.weights = self._weights(self.values)
+            state.weights = self.weights
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        if self.selection.rescore == "model":  # the fine-tuned model's margin on every training sample
+            self.model_margin[:] = state.score(np.arange(len(self.model_margin)))
+        rows = np.arange(len(self.reward_examples))
+        score = self._score(state, rows)
+        if self.update_every:  # the policy learns from the mini-batches; the epoch score is logged only
+            self.decisions.append({"phase": "online", "epoch": state.epoch, "event": "validation",
+                                   "validation": score})
             return
-        self.dynamics.update_from_logits(indices, losses, logits, labels)
-        self.last_prediction[np.asarray(indices)] = logits.argmax(-1).cpu().numpy()
+        self._learn(score, {"epoch": state.epoch})
 
     # rewards
-    def _reward_value(self, validation: dict[str, Any], predictions: list[Any] | None, gold: list[Any] | None) -> float:
+    def _score(self, state: TrainState, rows: np.ndarray) -> float:
+        """The reward metric of the current model on ``rows`` of the agent's validation part."""
+        if self._features is None:
+            self._features = state.encode(self.reward_examples)
+        examples = [self.reward_examples[i] for i in rows]
+        metrics, predictions = state.evaluate(examples, [self._features[i] for i in rows])
         name = self.selection.reward
         if self._user_reward is not None:
-            return float(self._user_reward(predictions, gold))
+            return float(self._user_reward(predictions, [e.label for e in examples]))
         if name == "primary":
-            return float(validation[self.primary_metric])
+            return float(metrics[self.primary_metric])
         if name == "loss":
-            return -float(validation["loss"])
-        if name in validation and not isinstance(validation[name], dict):
-            return float(validation[name])
+            return -float(metrics["loss"])
+        if name in metrics and not isinstance(metrics[name], dict):
+            return float(metrics[name])
         raise ConfigError(f"selection.reward: {name!r} is not a validation metric "
-                          f"({', '.join(k for k, v in validation.items() if not isinstance(v, dict))}, primary)")
+                          f"({', '.join(k for k, v in metrics.items() if not isinstance(v, dict))}, primary)")
 
     def _learn(self, score: float, where: dict[str, Any]) -> None:
         """Reward = the gain since the last evaluation of the same rows; the first one only sets the bar."""
@@ -537,27 +558,6 @@ class AgentSelector(SampleSelector):
         self._previous = score
         self.decisions.append(decision)
 
-    def validation_rows(self, n_validation: int) -> np.ndarray:
-        if self._rows is None:
-            size = min(self.selection.reward_batch, n_validation)
-            self._rows = np.sort(np.random.default_rng(self.seed).choice(n_validation, size, replace=False))
-        return self._rows
-
-    def step_reward(self, step: int, validation: dict[str, Any], predictions: list[Any]) -> np.ndarray:
-        gold = None if self.validation_labels is None else [self.validation_labels[i] for i in self._rows]
-        self._learn(self._reward_value(validation, predictions, gold), {"step": step})
-        self._act()
-        self.values = self._current_values()
-        self.weights = self._weights(self.values)
-        return self.weights
-
-    def end_epoch(self, epoch: int, validation: dict[str, Any], predictions: list[Any] | None = None) -> None:
-        score = self._reward_value(validation, predictions, self.validation_labels)
-        if self.update_every:  # the policy learns from the mini-batches; the epoch score is logged only
-            self.decisions.append({"phase": "online", "epoch": epoch, "event": "validation", "validation": score})
-            return
-        self._learn(score, {"epoch": epoch})
-
     # outputs
     def data_values(self, examples: list[Example], label_names: list[str]) -> list[dict[str, Any]]:
         """One row per training sample, worst value first (columns ``DATA_VALUE_COLUMNS``)."""
@@ -568,16 +568,6 @@ class AgentSelector(SampleSelector):
         write_decisions(folder / "decisions.jsonl", self.decisions)
         write_data_values(folder / "data_values.csv", self.data_values(examples, label_names))
         write_noise(folder / "noise.json", self.valuation)
-
-
-def write_noise(path: Path, valuation: Valuation) -> None:
-    """``noise.json``: the estimated noise rates and what the agent made of them."""
-    if valuation.noise is None:
-        return
-    summary = {**valuation.noise.to_dict(valuation.units.class_names),
-               "units": "entities" if valuation.units.names is not None else "samples",
-               "drop_fraction": valuation.selection.drop_fraction}
-    write_text_atomic(path, json.dumps(to_builtin(summary), indent=2) + "\n")
 
 
 def data_value_rows(examples: list[Example], label_names: list[str], valuation: Valuation, values: np.ndarray,
@@ -616,3 +606,13 @@ def write_data_values(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def write_decisions(path: Path, decisions: list[dict[str, Any]]) -> None:
     write_text_atomic(path, "".join(json.dumps(to_builtin(d), sort_keys=True) + "\n" for d in decisions))
+
+
+def write_noise(path: Path, valuation: Valuation) -> None:
+    """``noise.json``: the estimated noise rates and what the agent made of them."""
+    if valuation.noise is None:
+        return
+    summary = {**valuation.noise.to_dict(valuation.units.class_names),
+               "units": "entities" if valuation.units.names is not None else "samples",
+               "drop_fraction": valuation.selection.drop_fraction}
+    write_text_atomic(path, json.dumps(to_builtin(summary), indent=2) + "\n")

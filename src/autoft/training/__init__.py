@@ -1,16 +1,17 @@
-"""The one training loop, its batching, and the sample-selection hook."""
+"""The one training loop, its batching, and the callbacks that steer it."""
 
 from autoft.training.batching import LengthGroupedBatchSampler
+from autoft.training.callbacks import StepOutput, TrainerCallback, TrainState
 from autoft.training.inference import predict_probabilities
 from autoft.training.loop import EpochRecord, TrainResult, fit
-from autoft.training.selection import AllData, SampleSelector
 
 __all__ = [
-    "AllData",
     "EpochRecord",
     "LengthGroupedBatchSampler",
-    "SampleSelector",
+    "StepOutput",
     "TrainResult",
+    "TrainState",
+    "TrainerCallback",
     "fit",
     "predict_probabilities",
 ]

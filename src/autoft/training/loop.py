@@ -1,7 +1,7 @@
 """The one training loop (accelerate): AdamW, linear warm-up, clipping, early stopping, best restore.
 
 It reads top to bottom, one phase per comment. Task specifics live in the adapter; which samples
-are trained on, and with which weight, is the selector's call (``autoft.training.selection``).
+are trained on, and with which weight, is a callback's call (``autoft.training.callbacks``).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from autoft.config import TrainingConfig
 from autoft.data.loading import Example
 from autoft.tasks.base import Feature, TaskAdapter
 from autoft.training.batching import LengthGroupedBatchSampler
+from autoft.training.callbacks import StepOutput, TrainerCallback, TrainState
 from autoft.training.inference import predict_probabilities
 from autoft.training.plan import resolve
-from autoft.training.selection import AllData, SampleSelector
 
 log = logging.getLogger(__name__)
 
@@ -100,12 +100,13 @@ def fit(
     validation_features: list[Feature],
     config: TrainingConfig,
     *,
-    selector: SampleSelector | None = None,
+    callback: TrainerCallback | None = None,
     accelerator: Accelerator | None = None,
 ) -> TrainResult:
     """Fine-tune ``model`` in place; on return it holds the best epoch's weights. Settings that are ``auto``
-    are resolved first (:mod:`autoft.training.plan`); ``TrainResult.settings`` holds what was used."""
-    selector = selector or AllData()
+    are resolved first (:mod:`autoft.training.plan`); ``TrainResult.settings`` holds what was used.
+    ``callback`` (:mod:`autoft.training.callbacks`) may choose each epoch's samples and loss weights."""
+    callback = callback or TrainerCallback()
     set_seed(config.seed)
     accelerator = accelerator or Accelerator(mixed_precision=config.mixed_precision)
     show = config.progress and accelerator.is_local_main_process
@@ -131,7 +132,7 @@ def fit(
         num_shards=accelerator.num_processes, shard=accelerator.process_index,
     )
     pad_to = config.max_length if config.padding == "max_length" else None
-    epoch_features = list(train_features)  # this epoch's view: the selector may mask some words' tags
+    epoch_features = list(train_features)  # this epoch's view: a callback may mask some words' tags
     loader = DataLoader(
         epoch_features, batch_sampler=sampler, collate_fn=lambda f: adapter.collate_indexed(f, pad_to=pad_to)
     )
@@ -141,24 +142,39 @@ def fit(
     total_steps = max(1, config.epochs * len(sampler))  # per process
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
     # The loader and schedule stay ours (not accelerator.prepare'd): the sampler shards batches across
-    # processes itself, so the selector's per-epoch pool is honoured exactly, and the schedule counts
+    # processes itself, so the callbacks' per-epoch pool is honoured exactly, and the schedule counts
     # this process's steps.
     model, optimizer = accelerator.prepare(model, optimizer)
 
     result = TrainResult(best_epoch=0, best_validation={}, settings=config, plan=plan.to_dict())
     best_score, best_loss, best_state, stale, step = -np.inf, np.inf, None, 0, 0
-    reward_rows = selector.validation_rows(len(validation_features)) if selector.update_every else None
+
+    # What callbacks see and may ask for: evaluation on any labelled examples, margins of training rows.
+    def evaluate_now(examples: list[Example], features: list[Feature] | None = None):
+        return evaluate(accelerator.unwrap_model(model), adapter, examples,
+                        adapter.encode(examples) if features is None else features,
+                        batch_size=config.eval_batch_size, return_predictions=True)
+
+    def score_now(rows: np.ndarray) -> np.ndarray:
+        scored = [train_features[i] for i in np.asarray(rows, dtype=np.int64)]
+        probabilities, _ = predict_probabilities(accelerator.unwrap_model(model), adapter, scored,
+                                                 batch_size=config.eval_batch_size, progress=show, description="score")
+        return np.array([adapter.label_margin(p, f) for p, f in zip(probabilities, scored)])
+
+    state = TrainState(n_samples=len(train_features), evaluate=evaluate_now, encode=adapter.encode, score=score_now)
+    callback.on_train_begin(state)
     for epoch in range(1, config.epochs + 1):
-        # Selection: the selector decides which samples this epoch draws from, and their loss weights.
-        weights = selector.begin_epoch(epoch, len(train_features))
-        weights = np.ones(len(train_features)) if weights is None else np.asarray(weights, dtype=np.float64)
+        # Selection: callbacks decide which samples this epoch draws from, their loss weights, masked tags.
+        state.epoch, state.weights, state.masked_words = epoch, None, {}
+        callback.on_epoch_begin(state)
+        weights = np.ones(len(train_features)) if state.weights is None else np.asarray(state.weights, dtype=np.float64)
         sampler.set_epoch(epoch, np.flatnonzero(weights > 0))
         weight_table = torch.as_tensor(weights, dtype=torch.float32, device=accelerator.device)
         epoch_features[:] = train_features
-        for i, words in (selector.masked_words(epoch) or {}).items():
+        for i, words in state.masked_words.items():
             epoch_features[i] = adapter.mask_words(train_features[i], words)
 
-        # Train one epoch: weighted per-sample loss, backward, clip, step.
+        # Train one epoch: weighted per-sample loss, backward, clip, step (a batch whose weights are all 0 is skipped).
         model.train()
         started, loss_total, seen = time.perf_counter(), 0.0, 0
         bar = tqdm(loader, desc=f"epoch {epoch}/{config.epochs}", disable=not show, leave=False, unit="batch")
@@ -166,9 +182,11 @@ def fit(
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             index = batch.pop("index")
             labels = batch.pop("labels")
+            w = weight_table[index]
+            if not bool((w > 0).any()):
+                continue
             logits = model(**batch).logits
             losses, units = adapter.per_sample_loss(logits, labels)
-            w = weight_table[index]
             loss = (w * losses).sum() / (w * units).sum().clamp_min(1e-8)
             accelerator.backward(loss)
             if config.max_grad_norm is not None:
@@ -176,41 +194,29 @@ def fit(
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            selector.observe(
-                index.cpu().numpy(), (losses / units.clamp_min(1)).detach(), logits.detach(), labels
-            )
             loss_total += float(loss.detach()) * len(index)
             seen += len(index)
             bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
             step += 1
-            if reward_rows is not None and step % selector.update_every == 0:
-                # A mid-epoch reward on the selector's validation mini-batch; it may re-weight the rest of the epoch.
-                metrics, predicted = evaluate(
-                    accelerator.unwrap_model(model), adapter, [validation_examples[i] for i in reward_rows],
-                    [validation_features[i] for i in reward_rows], batch_size=config.eval_batch_size,
-                    return_predictions=True,
-                )
-                new_weights = selector.step_reward(step, metrics, predicted)
-                if new_weights is not None:
-                    weight_table = torch.as_tensor(new_weights, dtype=torch.float32, device=accelerator.device)
+            state.step, before = step, state.weights
+            callback.on_step_end(state, StepOutput(index.cpu().numpy(), (losses / units.clamp_min(1)).detach(),
+                                                   logits.detach(), labels))
+            if state.weights is not before:  # re-weighted for the rest of the epoch
+                weights = np.ones(len(train_features)) if state.weights is None else np.asarray(state.weights)
+                weight_table = torch.as_tensor(weights, dtype=torch.float32, device=accelerator.device)
+            model.train()  # a callback's evaluation leaves the model in eval mode
         seconds = time.perf_counter() - started
         unwrapped = accelerator.unwrap_model(model)
 
-        # Score the training rows the selector asks about (e.g. those it left out): one inference pass.
-        rows = selector.rows_to_score(epoch)
-        if rows is not None and len(rows):
-            scored = [train_features[i] for i in rows]
-            probabilities, _ = predict_probabilities(unwrapped, adapter, scored, batch_size=config.eval_batch_size,
-                                                     progress=show, description="score")
-            selector.observe_margins(np.asarray(rows), np.array(
-                [adapter.label_margin(p, f) for p, f in zip(probabilities, scored)]))
+        callback.on_epoch_end(state)
 
-        # Evaluate on the validation set; the selector gets its reward.
+        # Evaluate on the validation set: it alone chooses early stopping and the best epoch.
         validation, predicted = evaluate(
             unwrapped, adapter, validation_examples, validation_features,
             batch_size=config.eval_batch_size, progress=show, description="validate", return_predictions=True,
         )
-        selector.end_epoch(epoch, validation, predicted)
+        state.validation, state.validation_predictions = validation, predicted
+        callback.on_evaluate(state)
         record = EpochRecord(epoch, loss_total / max(seen, 1), seen, seconds, seen / max(seconds, 1e-9), validation)
         result.history.append(record)
         score = validation[adapter.primary_metric]
@@ -239,6 +245,7 @@ def fit(
                 break
 
     # Restore the best epoch's weights.
+    callback.on_train_end(state)
     unwrapped = accelerator.unwrap_model(model)
     if best_state is not None:
         unwrapped.load_state_dict(best_state)

@@ -1,0 +1,85 @@
+"""How anything outside the loop — the data-selection agent above all — steers training: one callback
+protocol in the style of transformers' ``TrainerCallback``.
+
+Every event gets the same ``TrainState``. A callback reads it (epoch, step, the last validation
+metrics) and writes to it what the loop should do: ``weights`` (one per training sample: 0 leaves the
+sample out of the epoch's batches, other values scale its loss) and ``masked_words`` (NER: word
+positions whose tags leave the loss while the rest of the sentence trains). What a callback needs of
+the model it asks the state for — ``state.evaluate`` (metrics and predictions on any labelled
+examples, e.g. the agent's own reward split), ``state.score`` (the model's label margins on training
+rows) — so the loop runs no pass on a callback's behalf. The loop's own validation data chooses early
+stopping and the best epoch, and nothing else.
+
+Events, in order: ``on_train_begin``; per epoch ``on_epoch_begin`` (set weights / masks for the epoch),
+``on_step_end`` after each optimisation step (sees the batch; new ``weights`` apply to the rest of the
+epoch's losses), ``on_epoch_end`` (after the epoch's training steps), ``on_evaluate`` (after the loop's
+validation); ``on_train_end``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+
+@dataclass
+class StepOutput:
+    """One optimisation step, as the loop saw it (no gradients attached)."""
+
+    indices: np.ndarray  # [B] training rows of the batch
+    losses: torch.Tensor  # [B] per-sample loss (mean per loss unit: token for NER)
+    logits: torch.Tensor  # [B, C] or [B, T, C]
+    labels: torch.Tensor  # [B] or [B, T]
+
+
+@dataclass
+class TrainState:
+    """What the loop knows, and what callbacks ask of it."""
+
+    n_samples: int
+    epoch: int = 0
+    step: int = 0
+    weights: np.ndarray | None = None
+    """[N] per-sample loss weights (0: left out); ``None``: every sample, weight 1. Read at each epoch's
+    start (which samples are drawn) and after each step (the weights of the rest of the epoch)."""
+    masked_words: dict[int, list[int]] = field(default_factory=dict)
+    """Per training row, word positions whose tags this epoch leaves out of the loss (NER)."""
+    validation: dict[str, Any] | None = None
+    """The loop's last validation metrics (the split that chooses early stopping and the best epoch)."""
+    validation_predictions: list[Any] | None = None
+    evaluate: Callable[..., tuple[dict[str, Any], list[Any]]] | None = None
+    """``evaluate(examples, features=None)``: the current model's metrics and decoded predictions on
+    labelled ``examples`` (features are encoded when not given)."""
+    encode: Callable[[list[Any]], list[Any]] | None = None
+    """``encode(examples)``: the task adapter's features of ``examples`` (to encode once, evaluate often)."""
+    score: Callable[[np.ndarray], np.ndarray] | None = None
+    """``score(rows)``: the current model's margin for the given label of each training row."""
+
+
+class TrainerCallback:
+    """Base class: every event does nothing. Override the ones you need."""
+
+    def on_train_begin(self, state: TrainState) -> None:
+        """Before the first epoch (after the training settings are resolved)."""
+
+    def on_epoch_begin(self, state: TrainState) -> None:
+        """Set ``state.weights`` / ``state.masked_words`` for this epoch."""
+
+    def on_step_end(self, state: TrainState, output: StepOutput) -> None:
+        """After each optimisation step; may change ``state.weights`` for the rest of the epoch."""
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        """After the epoch's training steps, before the loop's validation."""
+
+    def on_evaluate(self, state: TrainState) -> None:
+        """After the loop's validation (``state.validation``, ``state.validation_predictions``)."""
+
+    def on_train_end(self, state: TrainState) -> None:
+        """After the last epoch, before the best epoch's weights are restored."""
+
+
+__all__ = ["StepOutput", "TrainState", "TrainerCallback"]
