@@ -26,6 +26,7 @@ from autoft.config import AUTO, DEFAULT_POLICY, Config, as_config
 from autoft.data.splits import load_splits
 from autoft.io import write_json
 from autoft.run import Run, _commit, _prepare_output, train
+from autoft.selection.policies import check_policy
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ def value(config: Config | dict | str | Path, *, overrides: list[str] | None = N
     from autoft.selection.agent import data_value_rows, value_samples, write_data_values, write_decisions, write_noise
 
     config = agent_config(as_config(config, overrides))
+    check_policy(config.selection.policy)
     splits = load_splits(config.data, task=config.task, seed=config.training.seed)
     valuation = value_samples(config, splits, progress=config.training.progress)
     output = Path(config.output_dir)
@@ -114,6 +116,7 @@ def run(config: Config | dict | str | Path, *, overrides: list[str] | None = Non
         overwrite: bool = False) -> dict[str, Any]:
     """Plain and autonomous fine-tuning side by side; returns the comparison (also written to disk)."""
     config = as_config(config, overrides)
+    check_policy(config.selection.policy)
     output = Path(config.output_dir)
     _prepare_output(output, overwrite)
     temp = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.tmp-"))

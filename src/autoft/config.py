@@ -185,13 +185,10 @@ class SelectionConfig(_Strict):
 
     @field_validator("policy")
     @classmethod
-    def _known_policy(cls, value: str) -> str:
-        from autoft.selection.policies import POLICIES
-
-        key = value.strip().lower().replace("_", "-")
-        if key not in POLICIES:
-            raise ValueError(f"unknown policy {value!r}; known: {', '.join(sorted(POLICIES))}")
-        return key
+    def _policy_key(cls, value: str) -> str:
+        # Normalised here; whether it names a registered policy is checked where policies live
+        # (``autoft.selection.policies.check_policy``), before any training starts.
+        return value.strip().lower().replace("_", "-")
 
 
 class Config(_Strict):

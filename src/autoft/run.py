@@ -34,6 +34,7 @@ from autoft.data.splits import check_known_labels, load_splits, split_validation
 from autoft.errors import RunDirError
 from autoft.io import to_builtin, write_json
 from autoft.modeling.load import load_model, load_tokenizer, quiet_transformers
+from autoft.selection.policies import check_policy
 from autoft.tasks.base import TaskAdapter
 from autoft.tasks.registry import get_adapter_class
 from autoft.training.callbacks import TrainerCallback
@@ -137,6 +138,7 @@ def train(
     """Fine-tune per ``config`` (a Config, dict or YAML path) and write the run directory. ``callback``
     replaces the agent ``config.selection`` would build (``autoft.training.callbacks``)."""
     config = as_config(config, overrides)
+    check_policy(config.selection.policy)
     output = Path(config.output_dir)
     _prepare_output(output, overwrite)
     started = time.perf_counter()

@@ -462,3 +462,12 @@ def test_online_dynamics_drop_kept_samples_the_model_keeps_contradicting():
     callback.on_epoch_begin(state)
     assert (state.weights[kept[:20]] == 0).sum() >= 5  # they sink below samples left out,
     assert (state.weights[dropped] > 0).sum() == (state.weights[kept] == 0).sum() >= 5  # which come back
+
+
+def test_an_unknown_policy_is_refused_before_anything_trains(tiny_model_dir, classification_files, tmp_path):
+    config = tiny_config(tiny_model_dir, classification_files, tmp_path / "run")
+    config["selection"] = {"policy": "dvrl"}
+    for job in (autoft.train, autonomous.run, autonomous.value):
+        with pytest.raises(ConfigError, match="selection.policy: unknown policy 'dvrl'; known: .*exp3"):
+            job(config)
+        assert not (tmp_path / "run").exists()

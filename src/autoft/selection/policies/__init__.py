@@ -4,7 +4,15 @@
 ``small-loss`` (baselines), ``reinforce`` (DVRL), ``q-learning`` and ``exp3`` (bucket agents).
 """
 
-from autoft.selection.policies.base import POLICIES, FitData, Policy, get_policy, rank_probabilities, register_policy
+from autoft.selection.policies.base import (
+    POLICIES,
+    FitData,
+    Policy,
+    check_policy,
+    get_policy,
+    rank_probabilities,
+    register_policy,
+)
 from autoft.selection.policies.baselines import NoSelection, RandomSelection, SmallLoss
 from autoft.selection.policies.exp3 import Exp3S
 from autoft.selection.policies.q_learning import QLearning
@@ -20,6 +28,7 @@ __all__ = [
     "RandomSelection",
     "Reinforce",
     "SmallLoss",
+    "check_policy",
     "get_policy",
     "rank_probabilities",
     "register_policy",

@@ -318,6 +318,12 @@ def register_policy(name: str, cls: type[Policy]) -> type[Policy]:
     return cls
 
 
+def check_policy(name: str) -> None:
+    """``ConfigError`` naming the field unless ``name`` is a registered policy (``none`` included)."""
+    if _key(name) not in POLICIES:
+        raise ConfigError(f"selection.policy: unknown policy {name!r}; known: {', '.join(sorted(POLICIES))}")
+
+
 def get_policy(name: str, **options: Any) -> Policy:
     """A new policy ``name`` built with ``options``; ``ConfigError`` names an unknown policy or option."""
     try:
@@ -337,6 +343,7 @@ __all__ = [
     "Policy",
     "WeightMode",
     "check_option",
+    "check_policy",
     "get_policy",
     "rank_probabilities",
     "register_policy",

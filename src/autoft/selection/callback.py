@@ -1,0 +1,209 @@
+"""The online phase: the agent as a ``TrainerCallback`` that weights samples and learns from its reward."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.stats import rankdata
+
+from autoft.data.loading import Example
+from autoft.errors import ConfigError
+from autoft.selection.reports import data_value_rows, write_data_values, write_decisions, write_noise
+from autoft.selection.rewards import load_reward
+from autoft.selection.state import TrainingDynamics, sequence_margins
+from autoft.selection.valuation import Valuation, _ranks, kept_mask
+from autoft.training.callbacks import StepOutput, TrainerCallback, TrainState
+
+
+class AgentCallback(TrainerCallback):
+    """Turns a fitted policy into per-epoch sample weights and learns from its own validation reward.
+
+    The agent learns from ``reward_examples`` only — its part of the validation set (``selection.
+    reward_fraction``); the loop's validation data, which chooses early stopping and the best epoch, is
+    never its reward. The reward is the gain of ``selection.reward`` between two evaluations: per epoch on
+    the whole reward part or, with ``selection.update_every: N``, every N optimisation steps on a fixed,
+    seeded mini-batch of ``selection.reward_batch`` of its samples (then the policy also re-weights the
+    rest of the epoch after each update).
+    """
+
+    def __init__(self, valuation: Valuation, *, primary_metric: str, reward_examples: list[Example],
+                 seed: int = 0) -> None:
+        self.valuation = valuation
+        self.selection = valuation.selection
+        self.primary_metric = primary_metric
+        self.reward_examples = reward_examples
+        self.seed = seed
+        n = valuation.units.n_samples
+        self.dynamics = TrainingDynamics(n)
+        self.model_margin = np.full(n, np.nan)
+        self.last_prediction = np.full(n, -1, dtype=np.int64)
+        self.values = valuation.sample_values()
+        self.weights = np.ones(n)
+        self.masked = np.zeros(len(valuation.units.owner), dtype=bool)
+        self.decisions: list[dict[str, Any]] = list(valuation.decisions)
+        self._previous: float | None = None
+        self._action: int | None = None
+        self._user_reward = load_reward(self.selection.reward) if ":" in self.selection.reward else None
+        every = self.selection.update_every
+        self.update_every = None if every == "epoch" else int(every)
+        size = min(self.selection.reward_batch, len(reward_examples))
+        self._rows = np.sort(np.random.default_rng(seed).choice(len(reward_examples), size, replace=False))
+        self._features: list[Any] | None = None
+
+    # values -> weights
+    def _current_values(self) -> np.ndarray:
+        """Policy values, re-scored from what fine-tuning has shown so far (``selection.rescore``).
+
+        ``model``: the mean of the policy value's rank and the rank, within its given class, of the
+        fine-tuned model's latest margin on every training sample, so wrongly dropped samples can come
+        back. ``dynamics``: the mean of a seen sample's policy-value rank and its area-under-the-margin
+        rank among the seen samples; samples left out (never seen, so without dynamics) keep their
+        policy-value rank. A kept sample the model keeps contradicting sinks below the ones left out,
+        and the best of those come back in its place."""
+        values = _ranks(self.valuation.sample_values())
+        if self.selection.rescore == "model":
+            if np.isnan(self.model_margin).any():
+                return values
+            # Ranked within each given class: a class the young model hardly predicts yet (a rare one)
+            # would otherwise sink whole and never be learned.
+            model = np.empty_like(values)
+            for c in np.unique(self.valuation.sample_labels):
+                rows = self.valuation.sample_labels == c
+                model[rows] = _ranks(self.model_margin[rows])
+            return 0.5 * values + 0.5 * model
+        aum = self.dynamics.aum
+        seen = ~np.isnan(aum)
+        if self.selection.rescore == "off" or not seen.any():
+            return values
+        values[seen] = 0.5 * values[seen] + 0.5 * rankdata(aum[seen]) / seen.sum()
+        return values
+
+    def _masked_words(self) -> dict[int, list[int]]:
+        units, words = self.valuation.units, {}
+        for unit in np.flatnonzero(self.masked):
+            first, last = units.spans[unit]
+            words.setdefault(int(units.owner[unit]), []).extend(range(first, last + 1))
+        return words
+
+    def _flagged(self) -> np.ndarray:
+        """[N] bool: samples left out this epoch (``mask`` mode: samples with a masked entity)."""
+        if self.selection.mode == "mask":
+            return self.valuation.flagged(self.values, self.masked)
+        return self.weights == 0
+
+    def _weights(self, values: np.ndarray) -> np.ndarray:
+        """Per-sample weights at these values: 0 for the samples left out (``mask`` mode: none; the
+        lowest-valued entities are masked instead), the value's rank in ``weight`` mode; the bucket a
+        bucket policy chose counts double."""
+        if self.selection.mode == "mask":
+            self.masked = self.valuation.lowest_units()
+            weights = np.ones(len(values))
+        else:
+            keep = kept_mask(values, self.valuation.sample_labels, self.selection.drop_fraction,
+                             self.selection.balance)
+            weights = np.where(keep, np.clip(_ranks(values), 1e-3, 1.0), 0.0) if self.selection.mode == "weight" \
+                else keep.astype(np.float64)
+        if self._action is not None:
+            weights = weights * (1.0 + self.valuation.units.sample_any(
+                self.valuation.policy.bucket_weights(self._action)))
+        return weights
+
+    def _act(self) -> None:
+        policy = self.valuation.policy
+        self._action = int(policy.act()) if hasattr(policy, "act") else None
+
+    # events
+    def on_epoch_begin(self, state: TrainState) -> None:
+        epoch = state.epoch
+        self.values = self._current_values()
+        self._action = None
+        if epoch > 1 or self.update_every:
+            self._act()  # (per-epoch rewards: the first epoch has no reward to act on yet)
+        self.weights = self._weights(self.values)
+        state.weights = self.weights
+        if self.selection.mode == "mask":
+            state.masked_words = self._masked_words()
+        kept = ~self._flagged()
+        per_source = {name: float(kept[self.valuation.sources == i].mean())
+                      for i, name in enumerate(self.valuation.source_names)}
+        self.decisions.append({
+            "phase": "online", "epoch": epoch, "event": "select", "policy": self.selection.policy,
+            "kept": int(kept.sum()), "dropped": int((~kept).sum()), "keep_rate_by_source": per_source,
+            "mean_value_kept": float(self.values[kept].mean()) if kept.any() else None,
+            "rescored": self.selection.rescore if (self.dynamics.count > 0).any() else None,
+            "masked_entities": int(self.masked.sum()) if self.selection.mode == "mask" else None,
+            "emphasised_bucket": self._action,
+        })
+
+    def on_step_end(self, state: TrainState, output: StepOutput) -> None:
+        if output.logits.ndim == 3:  # token classification: a sentence's margin is its worst labelled token's
+            margins = sequence_margins(output.logits.float().cpu().numpy(), output.labels.cpu().numpy())
+            self.dynamics.update(output.indices, output.losses, margins)
+        else:
+            self.dynamics.update_from_logits(output.indices, output.losses, output.logits, output.labels)
+            self.last_prediction[np.asarray(output.indices)] = output.logits.argmax(-1).cpu().numpy()
+        if self.update_every and state.step % self.update_every == 0:
+            # A mid-epoch reward on the agent's validation mini-batch; it re-weights the rest of the epoch.
+            self._learn(self._score(state, self._rows), {"step": state.step})
+            self._act()
+            self.values = self._current_values()
+            self.weights = self._weights(self.values)
+            state.weights = self.weights
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        if self.selection.rescore == "model":  # the fine-tuned model's margin on every training sample
+            self.model_margin[:] = state.score(np.arange(len(self.model_margin)))
+        rows = np.arange(len(self.reward_examples))
+        score = self._score(state, rows)
+        if self.update_every:  # the policy learns from the mini-batches; the epoch score is logged only
+            self.decisions.append({"phase": "online", "epoch": state.epoch, "event": "validation",
+                                   "validation": score})
+            return
+        self._learn(score, {"epoch": state.epoch})
+
+    # rewards
+    def _score(self, state: TrainState, rows: np.ndarray) -> float:
+        """The reward metric of the current model on ``rows`` of the agent's validation part."""
+        if self._features is None:
+            self._features = state.encode(self.reward_examples)
+        examples = [self.reward_examples[i] for i in rows]
+        metrics, predictions = state.evaluate(examples, [self._features[i] for i in rows])
+        name = self.selection.reward
+        if self._user_reward is not None:
+            return float(self._user_reward(predictions, [e.label for e in examples]))
+        if name == "primary":
+            return float(metrics[self.primary_metric])
+        if name == "loss":
+            return -float(metrics["loss"])
+        if name in metrics and not isinstance(metrics[name], dict):
+            return float(metrics[name])
+        raise ConfigError(f"selection.reward: {name!r} is not a validation metric "
+                          f"({', '.join(k for k, v in metrics.items() if not isinstance(v, dict))}, primary)")
+
+    def _learn(self, score: float, where: dict[str, Any]) -> None:
+        """Reward = the gain since the last evaluation of the same rows; the first one only sets the bar."""
+        reward = 0.0 if self._previous is None else score - self._previous
+        decision = {"phase": "online", **where, "event": "reward", "reward": reward, "validation": score}
+        if self._previous is not None:
+            selected = ~self.masked if self.selection.mode == "mask" else self.valuation.units.unit_mask(
+                self.weights > 0)
+            record = self.valuation.policy.update(reward, selected, action=self._action)
+            decision["policy_update"] = record.get("action")
+        self._previous = score
+        self.decisions.append(decision)
+
+    # outputs
+    def data_values(self, examples: list[Example], label_names: list[str]) -> list[dict[str, Any]]:
+        """One row per training sample, worst value first (columns ``DATA_VALUE_COLUMNS``)."""
+        return data_value_rows(examples, label_names, self.valuation, self._current_values(),
+                               self._flagged(), self.last_prediction)
+
+    def write_artifacts(self, folder: Path, examples: list[Example], label_names: list[str]) -> None:
+        write_decisions(folder / "decisions.jsonl", self.decisions)
+        write_data_values(folder / "data_values.csv", self.data_values(examples, label_names))
+        write_noise(folder / "noise.json", self.valuation)
+
+
+__all__ = ["AgentCallback"]

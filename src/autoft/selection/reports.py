@@ -1,0 +1,71 @@
+"""What the agent writes for its users: ``data_values.csv``, ``decisions.jsonl`` and ``noise.json``."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from autoft.data.loading import Example
+from autoft.io import to_builtin, write_text_atomic
+from autoft.selection.embeddings import example_text
+from autoft.selection.valuation import Valuation, _ranks
+
+DATA_VALUE_COLUMNS = ["row_id", "origin", "source", "text", "given_label", "suggested_label",
+                      "suggested_confidence", "label_noise_probability", "model_label", "value", "keep_probability",
+                      "flagged"]
+
+
+def data_value_rows(examples: list[Example], label_names: list[str], valuation: Valuation, values: np.ndarray,
+                    flagged: np.ndarray | None = None, predictions: np.ndarray | None = None) -> list[dict[str, Any]]:
+    """Rows for ``data_values.csv``: the suggested label is the most likely true one given the evidence
+    and the given label (the noise estimate's posterior), with its probability; ``label_noise_probability``
+    is the posterior that the given label is wrong; ``model_label`` the fine-tuned model's last prediction
+    (classification, when there is one); flagged = left out by the agent."""
+    values = np.asarray(values, dtype=np.float64)
+    if flagged is None:
+        flagged = valuation.flagged(values)
+    keep_probability = _ranks(values)
+    rows = []
+    for i in np.argsort(values, kind="stable"):
+        example = examples[i]
+        confidence = valuation.suggested_confidence[i]
+        model_label = label_names[int(predictions[i])] if predictions is not None and predictions[i] >= 0 else ""
+        rows.append({
+            "row_id": int(i), "origin": example.origin, "source": example.source, "text": example_text(example),
+            "given_label": valuation.given[i], "suggested_label": valuation.suggested[i],
+            "suggested_confidence": "" if np.isnan(confidence) else round(float(confidence), 4),
+            "label_noise_probability": round(float(valuation.noise_probability[i]), 4), "model_label": model_label,
+            "value": round(float(values[i]), 6), "keep_probability": round(float(keep_probability[i]), 6),
+            "flagged": bool(flagged[i]),
+        })
+    return rows
+
+
+def write_data_values(path: Path, rows: list[dict[str, Any]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=DATA_VALUE_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(path, buffer.getvalue())
+
+
+def write_decisions(path: Path, decisions: list[dict[str, Any]]) -> None:
+    write_text_atomic(path, "".join(json.dumps(to_builtin(d), sort_keys=True) + "\n" for d in decisions))
+
+
+def write_noise(path: Path, valuation: Valuation) -> None:
+    """``noise.json``: the estimated noise rates and what the agent made of them."""
+    if valuation.noise is None:
+        return
+    summary = {**valuation.noise.to_dict(valuation.units.class_names),
+               "units": "entities" if valuation.units.names is not None else "samples",
+               "drop_fraction": valuation.selection.drop_fraction}
+    write_text_atomic(path, json.dumps(to_builtin(summary), indent=2) + "\n")
+
+
+__all__ = ["DATA_VALUE_COLUMNS", "data_value_rows", "write_data_values", "write_decisions", "write_noise"]

@@ -1,0 +1,168 @@
+"""The offline phase: estimate the label noise, build each unit's state, fit the policy (``value_samples``)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.stats import rankdata
+
+from autoft.config import AUTO, Config, SelectionConfig
+from autoft.data.splits import Splits
+from autoft.errors import ConfigError
+from autoft.selection.noise import NoiseEstimate, estimate_noise
+from autoft.selection.policies import Policy, get_policy
+from autoft.selection.state import (
+    cross_fitted_probabilities,
+    neighbour_agreement,
+    state_features,
+    validation_probe_probabilities,
+)
+from autoft.selection.units import Units, build_units
+
+log = logging.getLogger(__name__)
+
+MAX_AUTO_DROP = 0.5
+"""``drop_fraction: auto`` never leaves out more than this share, whatever the estimated noise rate."""
+
+
+@dataclass
+class Valuation:
+    """What the offline phase knows: the fitted policy, its units, and what each sample is said to be."""
+
+    policy: Policy
+    units: Units
+    sample_labels: np.ndarray  # [N] class ids for per-class balancing (NER: all 0)
+    source_names: list[str]
+    given: list[str]  # [N] the given label (NER: the given entities) as text
+    suggested: list[str]  # [N] the most likely true label (NER: entities) given the evidence and the given one
+    suggested_confidence: np.ndarray  # [N] its posterior probability (NER: of the least sure entity)
+    noise_probability: np.ndarray  # [N] posterior that the given label is wrong (NER: of the most suspect entity)
+    selection: SelectionConfig  # with drop_fraction resolved to a number
+    noise: NoiseEstimate | None = None
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def sources(self) -> np.ndarray:
+        return self.units.sources
+
+    def sample_values(self) -> np.ndarray:
+        """[N] the policy's current value of each training sample."""
+        return self.units.sample_values(self.policy.values_)
+
+    def flagged(self, values: np.ndarray, masked_units: np.ndarray | None = None) -> np.ndarray:
+        """[N] bool: the samples the agent leaves out at these sample ``values`` — in ``mask`` mode the
+        samples holding a masked unit (``masked_units``, default the lowest-valued ones)."""
+        if self.selection.mode == "mask":
+            masked = self.lowest_units() if masked_units is None else masked_units
+            return self.units.sample_any(masked.astype(np.float64)) > 0
+        return ~kept_mask(values, self.sample_labels, self.selection.drop_fraction, self.selection.balance)
+
+    def lowest_units(self) -> np.ndarray:
+        """[U] bool: the lowest-valued ``drop_fraction`` of the units (``mask`` mode leaves them out)."""
+        return ~kept_mask(self.policy.values_, None, self.selection.drop_fraction)
+
+
+def _describe(units: Units, task: str, labels: np.ndarray) -> list[str]:
+    """[N] text of each sample's labels in ``labels`` (unit class ids): the class, or 'words/TYPE; ...'."""
+    if task == "classification":
+        return [units.class_names[int(c)] for c in labels]
+    parts: list[list[str]] = [[] for _ in range(units.n_samples)]
+    for unit, (owner, c) in enumerate(zip(units.owner, labels)):
+        parts[int(owner)].append(f"{units.names[unit]}/{units.class_names[int(c)]}")
+    return ["; ".join(p) for p in parts]
+
+
+def resolve_drop_fraction(setting: float | str, noise: NoiseEstimate) -> tuple[float, str]:
+    """The share the agent leaves out: the configured number, or (``auto``) the estimated noise rate,
+    at most ``MAX_AUTO_DROP``; and how it was chosen, for the log."""
+    if setting != AUTO:
+        return float(setting), f"set to {float(setting):.3g} in the config (estimated noise rate {noise.rate:.1%})"
+    drop = round(min(noise.rate, MAX_AUTO_DROP), 4)
+    capped = f", capped at {MAX_AUTO_DROP:.0%}" if noise.rate > MAX_AUTO_DROP else ""
+    return drop, f"auto: the estimated noise rate {noise.rate:.1%}{capped}"
+
+
+def _per_sample(units: Units, unit_values: np.ndarray, reduce, empty: float) -> np.ndarray:
+    """[N] ``reduce`` (np.fmin / np.fmax) of each sample's unit values; ``empty`` for samples without units."""
+    out = np.full(units.n_samples, np.nan)
+    reduce.at(out, units.owner, np.asarray(unit_values, dtype=np.float64))
+    return np.where(np.isnan(out), empty, out)
+
+
+def value_samples(config: Config, splits: Splits, *, progress: bool = True) -> Valuation:
+    """Fit ``config.selection.policy`` on cached features of ``splits`` (the offline phase), after
+    estimating the label noise (``autoft.selection.noise``), which sets ``drop_fraction: auto``."""
+    selection = config.selection
+    source_names = sorted({e.source for e in splits.train})
+    sources = np.array([source_names.index(e.source) for e in splits.train], dtype=np.int64)
+    if selection.mode == "mask" and config.task != "token-classification":
+        raise ConfigError("selection.mode: 'mask' leaves suspect entities' tags out of the loss; it needs "
+                          f"task: token-classification, not {config.task}")
+    units = build_units(config, splits, sources, progress)
+    n_classes, seed = len(units.class_names), config.training.seed
+    numeric = 0.0 if selection.drop_fraction == AUTO else selection.drop_fraction
+    options = {"seed": seed, "drop_fraction": numeric, **selection.options}
+    try:
+        policy = get_policy(selection.policy, **options)
+    except TypeError as error:
+        raise ConfigError(f"selection.options: {error}") from None
+    if len(units.labels) < 2 or len(units.val_labels) < 1:
+        raise ConfigError(f"selection.policy: valuing needs >= 2 training and >= 1 validation "
+                          f"{'entities' if config.task == 'token-classification' else 'samples'}, got "
+                          f"{len(units.labels)} and {len(units.val_labels)}")
+    # The probes and the neighbours feed the noise estimate, the state and the policy: computed once, here.
+    oof, val_oof = cross_fitted_probabilities(units.x, units.labels, units.val_x, n_classes=n_classes,
+                                              folds=policy.probe_folds, seed=seed)
+    probes = (oof, validation_probe_probabilities(units.x, units.val_x, units.val_labels, n_classes=n_classes))
+    noise = estimate_noise(oof, units.labels, val_oof, units.val_labels, units.class_names, seed=seed)
+    drop, how = resolve_drop_fraction(selection.drop_fraction, noise)
+    policy.drop_fraction = drop
+    selection = selection.model_copy(update={"drop_fraction": drop})
+    what = "entity labels" if config.task == "token-classification" else "labels"
+    log.info("estimated label noise: %.1f%% of %d %s (per class: %s); the agent leaves out %.1f%% (%s)",
+             100 * noise.rate, len(units.labels), what,
+             ", ".join(f"{k} {v:.0%}" for k, v in noise.per_class.items()), 100 * drop, how)
+    agreement = neighbour_agreement(units.x, units.labels)
+    unit_sources = sources[units.owner]
+    state = state_features(embeddings=units.x, labels=units.labels, n_classes=n_classes, oof_probs=probes[0],
+                           val_probs=probes[1], agreement=agreement,
+                           sources=unit_sources if len(source_names) > 1 else None, n_sources=len(source_names),
+                           seed=seed)
+    buckets = unit_sources if selection.bucket_by == "source" else None
+    policy.fit(state, units.labels, None, units.val_labels, n_classes=n_classes, embeddings=units.x,
+               val_embeddings=units.val_x, buckets=buckets, probes=probes, agreement=agreement)
+    log.info("offline valuation with %s: %d units of %d samples valued", selection.policy, len(units.labels),
+             units.n_samples)
+    sample_labels = units.labels if config.task == "classification" else np.zeros(units.n_samples, dtype=np.int64)
+    noise_record = {"phase": "offline", "event": "noise-estimate", "rate": noise.rate, "per_class": noise.per_class,
+                    "drop_fraction": drop, "how": how}
+    return Valuation(policy, units, sample_labels, source_names, _describe(units, config.task, units.labels),
+                     _describe(units, config.task, noise.suggested),
+                     _per_sample(units, noise.suggested_confidence, np.fmin, np.nan),
+                     _per_sample(units, 1.0 - noise.correct, np.fmax, 0.0), selection, noise,
+                     [noise_record, *({"phase": "offline", **d} for d in policy.decisions_)])
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64)
+    return rankdata(values) / len(values) if len(values) else values
+
+
+def kept_mask(values: np.ndarray, labels: np.ndarray | None, drop_fraction: float, balance: str = "global"
+              ) -> np.ndarray:
+    """[N] bool: False for the lowest-valued ``drop_fraction`` of the samples — of each given class
+    (``per-class``, so a hard minority class is not emptied; needs ``labels``) or of all samples (``global``)."""
+    values = np.asarray(values, dtype=np.float64)
+    keep = np.ones(len(values), dtype=bool)
+    groups = [np.flatnonzero(labels == c) for c in np.unique(labels)] if balance == "per-class" else [
+        np.arange(len(values))]
+    for rows in groups:
+        drop = round(drop_fraction * len(rows))
+        keep[rows[np.argsort(values[rows], kind="stable")[:drop]]] = False
+    return keep
+
+
+__all__ = ["MAX_AUTO_DROP", "Valuation", "kept_mask", "resolve_drop_fraction", "value_samples"]
