@@ -255,3 +255,25 @@ def test_skipped_rows_are_counted_and_listed_in_the_run_directory(tiny_model_dir
     run = autoft.train(config)
     assert run.metrics["skipped_rows"] == 1 and run.metrics["sizes"]["train"] == 149
     assert (tmp_path / "run" / "skipped_rows.txt").read_text() == f"{files['train']}:6: empty text in column 'text'\n"
+
+
+class Relabel(TrainerCallback):
+    """Trains rows 0-9 on label id 0 whatever their given label; records the labels the loop used."""
+
+    def __init__(self):
+        self.seen = {}
+
+    def on_epoch_begin(self, state):
+        state.relabels = dict.fromkeys(range(10), 0)
+
+    def on_step_end(self, state, output):
+        self.seen.update(zip(output.indices.tolist(), output.labels.tolist()))
+
+
+def test_relabels_change_the_labels_the_loop_trains_on(tiny_model_dir, classification_files, tmp_path):
+    callback = Relabel()
+    run = autoft.train(tiny_config(tiny_model_dir, classification_files, tmp_path / "run", epochs=1),
+                       callback=callback)
+    assert all(callback.seen[i] == 0 for i in range(10))
+    assert {callback.seen[i] for i in range(10, 90)} == {0, 1, 2}  # the rest keep their given labels
+    assert run.metrics["epochs"][0]["samples"] == 90

@@ -131,6 +131,10 @@ class SelectionConfig(_Strict):
     drop_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] | Auto = Field(
         AUTO, description="share of lowest-valued samples left out; auto: the label-noise rate estimated from the "
         "data (out-of-fold probes calibrated on the validation labels), at most 0.5")
+    relabel_confidence: float | None = Field(
+        None, gt=0.0, le=1.0, description="repair instead of drop (classification): a sample the agent leaves out "
+        "whose suggested label (the noise estimate's posterior) differs from the given one with at least this "
+        "probability trains on the suggested label instead; null: leave it out")
     balance: Literal["global", "per-class"] = Field(
         "global", description="drop that share over all samples, or within each given label"
     )

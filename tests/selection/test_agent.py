@@ -95,7 +95,8 @@ def test_value_and_run_commands(tiny_model_dir, noisy_files, tmp_path, capsys):
     rows = read_values(tmp_path / "out" / "data_values.csv")
     assert list(rows[0]) == ["row_id", "origin", "source", "text", "given_label", "suggested_label",
                              "suggested_confidence", "label_noise_probability", "model_label", "value",
-                             "keep_probability", "flagged"]
+                             "keep_probability", "flagged", "action"]
+    assert {r["action"] for r in rows} == {"keep", "drop"}
     # A drop fraction from the config is used as given; the estimate is still reported.
     noise = json.loads((tmp_path / "out" / "noise.json").read_text())
     assert noise["drop_fraction"] == 0.3 and noise["units"] == "samples" and 0.0 <= noise["rate"] <= 1.0
@@ -471,3 +472,62 @@ def test_an_unknown_policy_is_refused_before_anything_trains(tiny_model_dir, cla
         with pytest.raises(ConfigError, match="selection.policy: unknown policy 'dvrl'; known: .*exp3"):
             job(config)
         assert not (tmp_path / "run").exists()
+
+
+def test_relabel_recovers_flipped_labels_on_separable_clusters():
+    """Known answer: 30% of the labels of well-separated clusters flipped. With relabel_confidence the
+    samples the agent would leave out train on their suggested label instead — nearly always the true one."""
+    import numpy as np
+
+    from autoft.config import SelectionConfig
+    from autoft.selection.agent import AgentCallback, Units, Valuation
+    from autoft.selection.noise import estimate_noise
+    from autoft.selection.policies import get_policy
+    from autoft.selection.state import cross_fitted_probabilities
+    from autoft.training.callbacks import TrainState
+    from tests.selection.test_noise import _clusters
+
+    x, y, val_x, val_y, y_true = _clusters(6, 0.3, n=600, dims=24, separation=2.0)  # well separated
+    names = [f"c{k}" for k in range(4)]
+    oof, val_oof = cross_fitted_probabilities(x, y, val_x, n_classes=4)
+    noise = estimate_noise(oof, y, val_oof, val_y, names)
+    n = len(y)
+    units = Units(x, y, val_x, val_y, names, np.arange(n), np.zeros(n, dtype=np.int64))
+    policy = get_policy("small-loss", drop_fraction=round(noise.rate, 4))
+    policy.fit(x, y, None, val_y, n_classes=4, embeddings=x, val_embeddings=val_x)
+    selection = SelectionConfig(policy="small-loss", drop_fraction=round(noise.rate, 4), relabel_confidence=0.8)
+    given = [names[k] for k in y]
+    valuation = Valuation(policy, units, y, ["train"], given, given, noise.suggested_confidence,
+                          1.0 - noise.correct, selection, noise)
+    callback = AgentCallback(valuation, primary_metric="macro_f1", reward_examples=[autoft.Example("v", "c0")])
+    state = TrainState(n_samples=n)
+    state.epoch = 1
+    callback.on_epoch_begin(state)
+    rows = np.array(sorted(state.relabels))
+    flipped = y != y_true
+    assert len(rows) >= 0.6 * flipped.sum()  # most flips are repaired, not dropped
+    assert np.mean([state.relabels[i] == y_true[i] for i in rows]) >= 0.95  # ... to their true label
+    assert flipped[rows].mean() >= 0.95 and (state.weights[rows] == 1).all()
+    assert callback.decisions[-1]["relabelled"] == len(rows)
+    # without the option the same samples are left out
+    plain = AgentCallback(Valuation(policy, units, y, ["train"], given, given, noise.suggested_confidence,
+                                    1.0 - noise.correct, selection.model_copy(update={"relabel_confidence": None}),
+                                    noise), primary_metric="macro_f1", reward_examples=[autoft.Example("v", "c0")])
+    plain_state = TrainState(n_samples=n)
+    plain_state.epoch = 1
+    plain.on_epoch_begin(plain_state)
+    assert plain_state.relabels == {} and (plain_state.weights[rows] == 0).all()
+
+
+def test_a_run_with_relabelling_writes_its_repairs(tiny_model_dir, noisy_files, tmp_path):
+    files, flipped = noisy_files
+    config = tiny_config(tiny_model_dir, files, tmp_path / "run", epochs=2, learning_rate=3e-3)
+    config["selection"] = {"policy": "small-loss", "relabel_confidence": 0.5}
+    autoft.train(config)
+    rows = read_values(tmp_path / "run" / "data_values.csv")
+    relabelled = [r for r in rows if r["action"] == "relabel"]
+    decisions = [json.loads(line) for line in (tmp_path / "run" / "decisions.jsonl").read_text().splitlines()]
+    selects = [d for d in decisions if d.get("event") == "select"]
+    assert relabelled and all(r["flagged"] == "False" and r["suggested_label"] != r["given_label"] for r in relabelled)
+    assert selects[-1]["relabelled"] == len(relabelled)
+    assert sum(int(r["row_id"]) in flipped for r in relabelled) >= 0.8 * len(relabelled)

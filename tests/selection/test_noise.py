@@ -8,9 +8,9 @@ from autoft.selection.state import cross_fitted_probabilities
 
 
 def _clusters(seed: int, flip: float, *, n: int = 1200, n_val: int = 200, dims: int = 24, n_classes: int = 4,
-              kind: str = "symmetric", only_class: int | None = None):
+              kind: str = "symmetric", only_class: int | None = None, separation: float = 1.0):
     rng = np.random.default_rng(seed)
-    centers = rng.normal(size=(n_classes, dims)) / np.sqrt(2)
+    centers = rng.normal(size=(n_classes, dims)) * separation / np.sqrt(2)
     y_true = rng.integers(n_classes, size=n)
     x = centers[y_true] + rng.normal(size=(n, dims))
     val_y = rng.integers(n_classes, size=n_val)

@@ -42,6 +42,7 @@ class AgentCallback(TrainerCallback):
         self.values = valuation.sample_values()
         self.weights = np.ones(n)
         self.masked = np.zeros(len(valuation.units.owner), dtype=bool)
+        self.relabelled = np.zeros(n, dtype=bool)
         self.decisions: list[dict[str, Any]] = list(valuation.decisions)
         self._previous: float | None = None
         self._action: int | None = None
@@ -110,6 +111,19 @@ class AgentCallback(TrainerCallback):
                 self.valuation.policy.bucket_weights(self._action)))
         return weights
 
+    def _relabel(self, weights: np.ndarray) -> dict[int, int]:
+        """Samples to repair instead of leaving out (``selection.relabel_confidence``): left out at these
+        ``weights``, and the noise estimate suggests another label with at least that probability. Sets
+        ``self.relabelled``; returns row -> suggested class id."""
+        threshold, noise = self.selection.relabel_confidence, self.valuation.noise
+        self.relabelled = np.zeros(len(weights), dtype=bool)
+        if threshold is None or noise is None or self.selection.mode == "mask":
+            return {}
+        suggested = noise.suggested
+        self.relabelled = ((weights == 0) & (suggested != self.valuation.sample_labels)
+                           & (noise.suggested_confidence >= threshold))
+        return {int(i): int(suggested[i]) for i in np.flatnonzero(self.relabelled)}
+
     def _act(self) -> None:
         policy = self.valuation.policy
         self._action = int(policy.act()) if hasattr(policy, "act") else None
@@ -122,6 +136,8 @@ class AgentCallback(TrainerCallback):
         if epoch > 1 or self.update_every:
             self._act()  # (per-epoch rewards: the first epoch has no reward to act on yet)
         self.weights = self._weights(self.values)
+        state.relabels = self._relabel(self.weights)
+        self.weights[self.relabelled] = 1.0  # repaired: trains on its suggested label this epoch
         state.weights = self.weights
         if self.selection.mode == "mask":
             state.masked_words = self._masked_words()
@@ -134,6 +150,7 @@ class AgentCallback(TrainerCallback):
             "mean_value_kept": float(self.values[kept].mean()) if kept.any() else None,
             "rescored": self.selection.rescore if (self.dynamics.count > 0).any() else None,
             "masked_entities": int(self.masked.sum()) if self.selection.mode == "mask" else None,
+            "relabelled": int(self.relabelled.sum()),
             "emphasised_bucket": self._action,
         })
 
@@ -150,6 +167,7 @@ class AgentCallback(TrainerCallback):
             self._act()
             self.values = self._current_values()
             self.weights = self._weights(self.values)
+            self.weights[self.relabelled] = 1.0  # this epoch's relabels stand until the next one
             state.weights = self.weights
 
     def on_epoch_end(self, state: TrainState) -> None:
@@ -198,7 +216,7 @@ class AgentCallback(TrainerCallback):
     def data_values(self, examples: list[Example], label_names: list[str]) -> list[dict[str, Any]]:
         """One row per training sample, worst value first (columns ``DATA_VALUE_COLUMNS``)."""
         return data_value_rows(examples, label_names, self.valuation, self._current_values(),
-                               self._flagged(), self.last_prediction)
+                               self._flagged(), self.last_prediction, self.relabelled)
 
     def write_artifacts(self, folder: Path, examples: list[Example], label_names: list[str]) -> None:
         write_decisions(folder / "decisions.jsonl", self.decisions)

@@ -17,18 +17,22 @@ from autoft.selection.valuation import Valuation, _ranks
 
 DATA_VALUE_COLUMNS = ["row_id", "origin", "source", "text", "given_label", "suggested_label",
                       "suggested_confidence", "label_noise_probability", "model_label", "value", "keep_probability",
-                      "flagged"]
+                      "flagged", "action"]
 
 
 def data_value_rows(examples: list[Example], label_names: list[str], valuation: Valuation, values: np.ndarray,
-                    flagged: np.ndarray | None = None, predictions: np.ndarray | None = None) -> list[dict[str, Any]]:
+                    flagged: np.ndarray | None = None, predictions: np.ndarray | None = None,
+                    relabelled: np.ndarray | None = None) -> list[dict[str, Any]]:
     """Rows for ``data_values.csv``: the suggested label is the most likely true one given the evidence
     and the given label (the noise estimate's posterior), with its probability; ``label_noise_probability``
     is the posterior that the given label is wrong; ``model_label`` the fine-tuned model's last prediction
-    (classification, when there is one); flagged = left out by the agent."""
+    (classification, when there is one); flagged = left out by the agent; action = what the agent did with
+    the sample last: keep, drop, relabel (trained on the suggested label) or mask (NER: an entity's tags
+    left out of the loss)."""
     values = np.asarray(values, dtype=np.float64)
     if flagged is None:
         flagged = valuation.flagged(values)
+    masking = valuation.selection.mode == "mask"
     keep_probability = _ranks(values)
     rows = []
     for i in np.argsort(values, kind="stable"):
@@ -42,6 +46,8 @@ def data_value_rows(examples: list[Example], label_names: list[str], valuation: 
             "label_noise_probability": round(float(valuation.noise_probability[i]), 4), "model_label": model_label,
             "value": round(float(values[i]), 6), "keep_probability": round(float(keep_probability[i]), 6),
             "flagged": bool(flagged[i]),
+            "action": ("relabel" if relabelled is not None and relabelled[i] else
+                       ("mask" if masking else "drop") if flagged[i] else "keep"),
         })
     return rows
 

@@ -101,6 +101,8 @@ def value_samples(config: Config, splits: Splits, *, progress: bool = True) -> V
     if selection.mode == "mask" and config.task != "token-classification":
         raise ConfigError("selection.mode: 'mask' leaves suspect entities' tags out of the loss; it needs "
                           f"task: token-classification, not {config.task}")
+    if selection.relabel_confidence is not None and config.task != "classification":
+        raise ConfigError(f"selection.relabel_confidence: relabelling needs task: classification, not {config.task}")
     units = build_units(config, splits, sources, progress)
     n_classes, seed = len(units.class_names), config.training.seed
     numeric = 0.0 if selection.drop_fraction == AUTO else selection.drop_fraction

@@ -80,6 +80,11 @@ class TaskAdapter(ABC):
         weight is 1, and a per-sample weighting hook for data selection.
         """
 
+    def relabel(self, feature: Feature, label: int) -> Feature:
+        """A copy of ``feature`` that trains on class id ``label`` instead of its given one. Only tasks with
+        one label per example support it."""
+        raise NotImplementedError(f"{self.name} has no single label per example to replace")
+
     def mask_words(self, feature: Feature, words: list[int]) -> Feature:
         """A copy of ``feature`` whose tags of ``words`` (word positions) are left out of the loss.
         Only tasks with word-level tags support it."""

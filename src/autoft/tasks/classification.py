@@ -39,6 +39,9 @@ class ClassificationAdapter(TaskAdapter):
             features.append(feature)
         return features
 
+    def relabel(self, feature: Feature, label: int) -> Feature:
+        return {**feature, "labels": int(label)}
+
     def make_collator(self, pad_to: int | None) -> DataCollatorWithPadding:
         return DataCollatorWithPadding(
             self.tokenizer, padding="max_length" if pad_to else "longest", max_length=pad_to, return_tensors="pt"

@@ -48,6 +48,8 @@ class TrainState:
     start (which samples are drawn) and after each step (the weights of the rest of the epoch)."""
     masked_words: dict[int, list[int]] = field(default_factory=dict)
     """Per training row, word positions whose tags this epoch leaves out of the loss (NER)."""
+    relabels: dict[int, int] = field(default_factory=dict)
+    """Per training row, the class id it trains on this epoch instead of its given label (classification)."""
     validation: dict[str, Any] | None = None
     """The loop's last validation metrics (the split that chooses early stopping and the best epoch)."""
     validation_predictions: list[Any] | None = None
@@ -67,7 +69,7 @@ class TrainerCallback:
         """Before the first epoch (after the training settings are resolved)."""
 
     def on_epoch_begin(self, state: TrainState) -> None:
-        """Set ``state.weights`` / ``state.masked_words`` for this epoch."""
+        """Set ``state.weights`` / ``state.relabels`` / ``state.masked_words`` for this epoch."""
 
     def on_step_end(self, state: TrainState, output: StepOutput) -> None:
         """After each optimisation step; may change ``state.weights`` for the rest of the epoch."""

@@ -164,15 +164,18 @@ def fit(
     state = TrainState(n_samples=len(train_features), evaluate=evaluate_now, encode=adapter.encode, score=score_now)
     callback.on_train_begin(state)
     for epoch in range(1, config.epochs + 1):
-        # Selection: callbacks decide which samples this epoch draws from, their loss weights, masked tags.
-        state.epoch, state.weights, state.masked_words = epoch, None, {}
+        # Selection: callbacks decide which samples this epoch draws from, their loss weights, relabels and
+        # masked tags.
+        state.epoch, state.weights, state.masked_words, state.relabels = epoch, None, {}, {}
         callback.on_epoch_begin(state)
         weights = np.ones(len(train_features)) if state.weights is None else np.asarray(state.weights, dtype=np.float64)
         sampler.set_epoch(epoch, np.flatnonzero(weights > 0))
         weight_table = torch.as_tensor(weights, dtype=torch.float32, device=accelerator.device)
         epoch_features[:] = train_features
+        for i, label in state.relabels.items():
+            epoch_features[i] = adapter.relabel(train_features[i], label)
         for i, words in state.masked_words.items():
-            epoch_features[i] = adapter.mask_words(train_features[i], words)
+            epoch_features[i] = adapter.mask_words(epoch_features[i], words)
 
         # Train one epoch: weighted per-sample loss, backward, clip, step (a batch whose weights are all 0 is skipped).
         model.train()
