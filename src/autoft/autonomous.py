@@ -7,7 +7,7 @@ with the agent — and writes::
       plain/          run directory of plain fine-tuning
       autonomous/     run directory of the agent's run (with its decisions.jsonl and data_values.csv)
       comparison.json / comparison.md   the before/after table on the test set
-      decisions.jsonl, data_values.csv, noise.json  copies from autonomous/, at the top for users
+      decisions.jsonl, data_values.csv, noise.json, corrected.<ext>  copies from autonomous/, for users
 
 ``value(config)`` runs only the offline phase and writes ``data_values.csv`` (worst first).
 """
@@ -134,6 +134,8 @@ def run(config: Config | dict | str | Path, *, overrides: list[str] | None = Non
         (temp / "comparison.md").write_text(comparison["table"] + "\n", encoding="utf-8")
         for name in ("decisions.jsonl", "data_values.csv", "noise.json"):
             shutil.copyfile(temp / "autonomous" / name, temp / name)
+        for corrected in (temp / "autonomous").glob("corrected*"):
+            shutil.copyfile(corrected, temp / corrected.name)
         _commit(temp, output)
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)

@@ -29,7 +29,8 @@ from accelerate import PartialState
 from accelerate.utils import set_seed
 
 from autoft.config import Config, as_config, parse_config
-from autoft.data.loading import Example, load_examples
+from autoft.data.corrected import corrected_name, line_of, write_corrected
+from autoft.data.loading import Example, detect_format, load_examples
 from autoft.data.splits import check_known_labels, load_splits, split_validation
 from autoft.errors import RunDirError
 from autoft.io import to_builtin, write_json
@@ -126,6 +127,29 @@ def _commit(temp: Path, path: Path) -> None:
     if path.exists():
         shutil.rmtree(path)
     os.replace(temp, path)
+
+
+def _write_corrected(folder: Path, config: Config, train: list[Example], labels: list[str], dropped: Iterable[int],
+                     relabels: dict[int, int]) -> None:
+    """``corrected.<ext>`` per training file: the agent's drops removed and its relabels applied, for review."""
+    drop: dict[str, set[int]] = {}
+    relabel: dict[str, dict[int, str]] = {}
+    for row in dropped:
+        path, line = line_of(train[row].origin)
+        drop.setdefault(path, set()).add(line)
+    for row, label in relabels.items():
+        path, line = line_of(train[row].origin)
+        relabel.setdefault(path, {})[line] = labels[label]
+    files = config.data.train_files
+    for file in files:
+        source = Path(file)
+        fmt = detect_format(source, config.data.format)
+        written = write_corrected(source, folder / corrected_name(source, fmt, several=len(files) > 1), fmt=fmt,
+                                  label_column=config.data.label_column, drop=drop.get(str(source), set()),
+                                  relabel=relabel.get(str(source), {}))
+        log.info("%s: %d rows written (%d left out, %d relabelled) for review", corrected_name(
+            source, fmt, several=len(files) > 1), written, len(drop.get(str(source), ())),
+            len(relabel.get(str(source), {})))
 
 
 def train(
@@ -236,6 +260,8 @@ def train(
             (temp / "skipped_rows.txt").write_text("".join(f"{line}\n" for line in splits.skipped), encoding="utf-8")
         if hasattr(callback, "write_artifacts"):
             callback.write_artifacts(temp, splits.train, splits.labels)
+        if hasattr(callback, "repairs"):
+            _write_corrected(temp, config, splits.train, splits.labels, *callback.repairs())
 
         _commit(temp, output)
     except BaseException:

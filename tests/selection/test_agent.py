@@ -531,3 +531,10 @@ def test_a_run_with_relabelling_writes_its_repairs(tiny_model_dir, noisy_files, 
     assert relabelled and all(r["flagged"] == "False" and r["suggested_label"] != r["given_label"] for r in relabelled)
     assert selects[-1]["relabelled"] == len(relabelled)
     assert sum(int(r["row_id"]) in flipped for r in relabelled) >= 0.8 * len(relabelled)
+    # corrected.csv: the training file with the drops removed and the relabels applied, for review
+    with (tmp_path / "run" / "corrected.csv").open(newline="") as stream:
+        corrected = list(csv.DictReader(stream))
+    dropped = sum(r["action"] == "drop" for r in rows)
+    assert len(corrected) == 150 - dropped
+    by_text = {r["text"]: r["label"] for r in corrected}
+    assert all(by_text[r["text"]] == r["suggested_label"] for r in relabelled)

@@ -213,6 +213,13 @@ class AgentCallback(TrainerCallback):
         self.decisions.append(decision)
 
     # outputs
+    def repairs(self) -> tuple[np.ndarray, dict[int, int]]:
+        """The agent's last word on the training data: the rows it leaves out and the rows it relabels
+        (row -> class id), for ``corrected.<ext>``. ``mask`` mode leaves no row out."""
+        dropped = np.flatnonzero(self._flagged()) if self.selection.mode != "mask" else np.zeros(0, dtype=np.int64)
+        relabels = {int(i): int(self.valuation.noise.suggested[i]) for i in np.flatnonzero(self.relabelled)}
+        return dropped, relabels
+
     def data_values(self, examples: list[Example], label_names: list[str]) -> list[dict[str, Any]]:
         """One row per training sample, worst value first (columns ``DATA_VALUE_COLUMNS``)."""
         return data_value_rows(examples, label_names, self.valuation, self._current_values(),
