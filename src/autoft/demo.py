@@ -14,6 +14,7 @@ from autoft.config import DEFAULT_POLICY
 from autoft.data.loading import Example
 from autoft.data.public import write_examples
 from autoft.errors import DataError
+from autoft.io import write_json
 
 log = logging.getLogger(__name__)
 
@@ -107,4 +108,7 @@ def run_demo(
         "flagged_that_were_flipped": int(flipped[flagged].sum()) if len(flagged) else 0,
         "estimated_noise": json.loads((output / "autonomous" / "noise.json").read_text(encoding="utf-8"))["rate"],
     }
-    return {"comparison": comparison, "worst": rows[:5], "detection": detection, "noise": noise}
+    result = {"comparison": comparison, "worst": rows[:5], "detection": detection, "noise": noise,
+              "settings": {"train_size": train_size, "epochs": epochs, "policy": policy, "seed": seed}}
+    write_json(output / "demo.json", result)  # what the README's demo figures are read from
+    return result

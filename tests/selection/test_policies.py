@@ -9,7 +9,6 @@ from sklearn.metrics import roc_auc_score
 
 from autoft.errors import ConfigError
 from autoft.selection import POLICIES, get_policy
-from tests.selection.synthetic import noisy_clusters
 
 ALL = sorted(POLICIES)
 LEARNED = [name for name in ALL if name not in ("none", "random")]
@@ -85,10 +84,9 @@ def test_weights_and_keep_probabilities(name, noisy):
     assert np.all(policy.weights("weight", drop_fraction=0.25)[sample == 0] == 0)
 
 
-def test_threshold_rule():
-    problem = noisy_clusters(n=200, n_val=60)
-    policy = problem.fit(get_policy("small-loss", threshold=0.5))
-    np.testing.assert_array_equal(policy.weights("sample"), policy.keep_probabilities_ >= 0.5)
+def test_options_training_would_ignore_are_gone():
+    with pytest.raises(ConfigError, match="has no option 'threshold'"):
+        get_policy("small-loss", threshold=0.5)
 
 
 def test_weights_before_fit_and_bad_inputs(noisy):

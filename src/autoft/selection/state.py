@@ -10,7 +10,7 @@ state is built once per run in well under a second and the agent never touches t
 * ``disagreement`` / ``suspicion`` / ``margins_from_logits``: how strongly the evidence contradicts each
   given label.
 * ``TrainingDynamics``: per-sample loss and area under the margin (AUM) accumulated from the training
-  loop's own forward passes (``SampleSelector.observe``).
+  loop's own forward passes (``TrainerCallback.on_step_end``).
 * ``state_features``: all of the above as one float32 matrix, the value estimator's input.
 """
 

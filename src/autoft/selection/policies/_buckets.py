@@ -123,7 +123,7 @@ class BucketPolicy(Policy):
         return self.last_action_
 
     def bucket_weights(self, bucket: int) -> np.ndarray:
-        """[N] 1 for the samples of ``bucket``, 0 elsewhere: ``begin_epoch`` weights that train on it alone."""
+        """[N] 1 for the samples of ``bucket``, 0 elsewhere: ``TrainState.weights`` that train on it alone."""
         self._check_fitted()
         return (self.buckets_ == bucket).astype(np.float64)
 

@@ -5,7 +5,7 @@ inputs once (``FitData``: standardized state, probe probabilities, the cheap inn
 them to the subclass's ``_fit``, which returns one value per sample (higher = more useful /
 trustworthy). ``update`` is the ONLINE phase: one learning step from a validation reward the real
 model earned; the subclass fills in ``_online_step``. Values become keep-probabilities and, through
-``weights``, the per-sample weights the training loop asks its ``SampleSelector`` for.
+``weights``, the per-sample weights a training callback hands the loop.
 
 Every step a policy takes is appended to ``decisions_`` (step, phase, action summary, reward), and
 everything random draws from generators seeded by ``seed``: the same seed gives identical values
@@ -109,8 +109,7 @@ class Policy:
     """Base class: values samples offline (``fit``), learns online (``update``), weighs them (``weights``).
 
     Options (keyword-only, stored unchanged): ``seed``; ``drop_fraction``, the share of lowest-valued
-    samples ``weights("sample")`` drops by default; ``threshold``, when set, makes
-    ``weights("sample")`` keep exactly the samples with keep-probability >= threshold instead;
+    samples ``weights("sample")`` drops by default;
     ``reward``, the inner learner's validation score (``"log_likelihood"``, ``"accuracy"``,
     ``"macro_f1"`` or a ``"module:function"`` user reward); ``probe_folds``, folds of the out-of-fold probe.
 
@@ -124,13 +123,11 @@ class Policy:
         *,
         seed: int = 0,
         drop_fraction: float = 0.2,
-        threshold: float | None = None,
         reward: str = "log_likelihood",
         probe_folds: int = 5,
     ):
         self.seed = seed
         self.drop_fraction = drop_fraction
-        self.threshold = threshold
         self.reward = reward
         self.probe_folds = probe_folds
         self._check_options()
@@ -141,10 +138,6 @@ class Policy:
         """Validate the constructor options; subclasses extend it (call ``super()._check_options()``)."""
         check_option(self.name, "seed", self.seed, isinstance(self.seed, (int, np.integer)), "an integer")
         check_option(self.name, "drop_fraction", self.drop_fraction, 0.0 <= self.drop_fraction < 1.0, "in [0, 1)")
-        check_option(
-            self.name, "threshold", self.threshold, self.threshold is None or 0.0 <= self.threshold <= 1.0,
-            "null or in [0, 1]",
-        )
         check_option(self.name, "probe_folds", self.probe_folds, self.probe_folds >= 2, "an integer >= 2")
         self._scorer()  # a bad reward name fails here, not mid-fit
 
@@ -265,11 +258,10 @@ class Policy:
     # -- output -----------------------------------------------------------------------------------
 
     def weights(self, mode: WeightMode = "sample", drop_fraction: float | None = None) -> np.ndarray:
-        """[N] per-sample weights for ``SampleSelector.begin_epoch`` (0 = leave the sample out).
+        """[N] per-sample weights (0 = leave the sample out), as ``TrainState.weights`` takes them.
 
         ``"sample"``: 1 for kept samples, 0 for dropped ones; drops exactly ``round(drop_fraction * N)``
-        lowest-valued samples (default: the ``threshold`` rule if set, else the policy's
-        ``drop_fraction``). ``"weight"``: soft loss weights = keep-probabilities, with the lowest-valued
+        lowest-valued samples (default: the policy's ``drop_fraction``). ``"weight"``: soft loss weights = keep-probabilities, with the lowest-valued
         ``drop_fraction`` (only when given) set to 0.
         """
         self._check_fitted()
@@ -280,8 +272,6 @@ class Policy:
         if mode == "weight":
             keep = self._lowest_dropped(drop_fraction or 0.0)
             return np.where(keep, self.keep_probabilities_, 0.0)
-        if drop_fraction is None and self.threshold is not None:
-            return (self.keep_probabilities_ >= self.threshold).astype(np.float64)
         return self._lowest_dropped(self.drop_fraction if drop_fraction is None else drop_fraction).astype(np.float64)
 
     def _lowest_dropped(self, fraction: float) -> np.ndarray:

@@ -47,7 +47,7 @@ class Reinforce(Policy):
     which cancels the luck of the subsample; with one, the moving average), Adam ``learning_rate``,
     ``hidden`` MLP width, ``inner_steps`` gradient steps of the inner learner per selection,
     ``epsilon`` and ``regularizer`` (weight) of the keep-rate regulariser, ``baseline_window`` of the
-    moving-average baseline, plus the ``Policy`` options (``threshold`` etc.).
+    moving-average baseline, plus the ``Policy`` options (``drop_fraction`` etc.).
     """
 
     def __init__(
