@@ -14,7 +14,8 @@ with most). Methods (``--methods``):
 - ``none``: noisy labels, plain fine-tuning with early stopping on the clean validation set;
 - ``random``: drops ``--drop-fraction`` of the samples at random (default ``auto``: the share autoft
   estimates, as the agents do — the same kept count, no ranking);
-- ``small-loss``: drops the samples the frozen-feature probes disagree with most;
+- ``static``: the control without learning — the offline suspicion ranking (``small-loss``), never re-scored;
+- ``small-loss``: drops the samples the frozen-feature probes disagree with most, re-scored online;
 - ``cleanlab``: 5-fold out-of-fold probabilities of a frozen-feature logistic-regression probe
   (``--cleanlab-c``) -> ``find_label_issues`` -> prune -> fine-tune (cleanlab itself, from the ``bench``
   extra);
@@ -43,8 +44,17 @@ from autoft.data.public import load_public, write_examples
 
 log = logging.getLogger("noisy_labels")
 RESULTS = Path(__file__).resolve().parent / "results"
-AGENTS = ("random", "small-loss", "reinforce", "q-learning", "exp3")
+AGENTS = ("random", "static", "small-loss", "reinforce", "q-learning", "exp3")
 ALL_METHODS = ("oracle", "none", "cleanlab", *AGENTS)
+CONTROLS = {"static": "small-loss"}
+"""Controls without learning: ``static`` ranks by the offline suspicion score once and never re-scores."""
+
+
+def agent_selection(method: str, args: argparse.Namespace, **extra) -> dict:
+    """The ``selection:`` section of an agent method: its policy, the drop fraction (``auto``: estimated),
+    the re-scoring (``off`` for the controls, which must not learn)."""
+    return {"policy": CONTROLS.get(method, method), "drop_fraction": args.drop_fraction,
+            "rescore": "off" if method in CONTROLS else args.rescore, **extra}
 
 
 def fraction_or_auto(text: str) -> float | str:
@@ -157,8 +167,7 @@ def run_method(method: str, *, work: Path, train: list[Example], noisy_labels: l
         "training": {"epochs": args.epochs, "learning_rate": args.learning_rate, "batch_size": args.batch_size,
                      "max_length": args.max_length, "seed": seed, "early_stopping_patience": args.patience,
                      "progress": False},
-        "selection": {"policy": method if method in AGENTS else "none", "drop_fraction": args.drop_fraction,
-                      "balance": args.balance, "rescore": args.rescore},
+        "selection": agent_selection(method, args, balance=args.balance) if method in AGENTS else {"policy": "none"},
         "output_dir": str(work / method),
     }
     run = autoft.train(config)

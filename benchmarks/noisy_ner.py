@@ -53,7 +53,17 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from noisy_labels import cell, describe_drop, detection, fraction_or_auto, read_values, summarise
+from noisy_labels import (
+    AGENTS,
+    agent_selection,
+    auto_or,
+    cell,
+    describe_drop,
+    detection,
+    fraction_or_auto,
+    read_values,
+    summarise,
+)
 
 import autoft
 from autoft.data.loading import Example, load_examples
@@ -62,7 +72,6 @@ from autoft.tasks.ner import bio_spans
 
 log = logging.getLogger("noisy_ner")
 RESULTS = Path(__file__).resolve().parent / "results"
-AGENTS = ("random", "small-loss", "reinforce", "q-learning", "exp3")
 FLIP_METHODS = ("oracle", "none", *AGENTS)
 MIXED_METHODS = ("target-alone", "all-sources", "agent", "agent-value")
 TRAIN_SECTIONS = "abefg"
@@ -213,8 +222,8 @@ def run_flips(args: argparse.Namespace) -> None:
                 tags = [e.label for e in train] if method == "oracle" else noisy_tags
                 train_file = write_examples(work / f"{method}-train",
                                             [Example(e.text, t) for e, t in zip(train, tags)])
-                selection = ({"policy": method, "drop_fraction": drop, "rescore": args.rescore, "mode": args.mode}
-                             if method in AGENTS else {"policy": "none"})
+                selection = (agent_selection(method, args, mode=args.mode) if method in AGENTS
+                             else {"policy": "none"})
                 result, output = fit(train_config(args, train=str(train_file), files=files, seed=seed,
                                                   selection=selection, output=work / method))
                 values = flagged = None
@@ -232,7 +241,7 @@ def run_flips(args: argparse.Namespace) -> None:
     drop_text = describe_drop(args.drop_fraction)
     header = (f"btc_ner, {len(train)} training sentences ({n_spans} entity spans), entity-type flips at "
               f"{args.noise:.0%}: {flipped_share:.1%} of spans flipped, {noisy_share:.1%} of sentences noisy; "
-              f"seeds {args.seeds}, packaged MiniLM (full fine-tuning, {args.epochs} epochs max, early stopping on "
+              f"seeds {args.seeds}, packaged MiniLM (full fine-tuning, epochs {args.epochs}, learning rate {args.learning_rate}, early stopping on "
               f"the clean validation set), agents ({args.mode} mode) leave out {drop_text}. Test: section h, seqeval "
               "entity-level.")
     report = {"dataset": "btc_ner", "benchmark": "flips", "args": {k: v for k, v in vars(args).items()
@@ -291,8 +300,7 @@ def run_mixed(args: argparse.Namespace) -> None:
                     train, selection = list(train_files.values()), {"policy": "none"}
                 else:
                     train = list(train_files.values())
-                    selection = {"policy": args.policy, "drop_fraction": args.drop_fraction, "rescore": args.rescore,
-                                 "bucket_by": "source" if method == "agent" else "value"}
+                    selection = agent_selection(args.policy, args, bucket_by="source" if method == "agent" else "value")
                 result, output = fit(train_config(args, train=train, files=files, seed=seed, selection=selection,
                                                   output=work / f"seed{seed}-{method}"))
                 if method.startswith("agent") and (path := values_file(output)) is not None:
@@ -305,7 +313,7 @@ def run_mixed(args: argparse.Namespace) -> None:
               f"{sizes[f'{args.target}-target']} target-train / {len(target['validation'])} validation / "
               f"{len(target['test'])} test sentences), other sources "
               + ", ".join(f"{s} ({sizes[s]})" for s in sources)
-              + f"; seeds {args.seeds}, packaged MiniLM (full fine-tuning, {args.epochs} epochs max, early stopping "
+              + f"; seeds {args.seeds}, packaged MiniLM (full fine-tuning, epochs {args.epochs}, learning rate {args.learning_rate}, early stopping "
               f"on the target validation set), agents: {args.policy} dropping {describe_drop(args.drop_fraction)}.")
     report = {"dataset": "btc_ner", "benchmark": "mixed", "args": {k: v for k, v in vars(args).items()
                                                                   if k not in ("output", "command")},
@@ -322,11 +330,11 @@ def main() -> None:
     common.add_argument("--rescore", choices=("off", "dynamics", "model"), default="dynamics",
                         help="the agents' online re-scoring (selection.rescore, default dynamics)")
     common.add_argument("--model", default="default")
-    common.add_argument("--epochs", type=int, default=3)
-    common.add_argument("--learning-rate", type=float, default=1e-4)
-    common.add_argument("--batch-size", type=int, default=32)
-    common.add_argument("--max-length", type=int, default=64)
-    common.add_argument("--patience", type=int, default=2)
+    common.add_argument("--epochs", type=auto_or(int), default="auto")
+    common.add_argument("--learning-rate", type=auto_or(float), default="auto")
+    common.add_argument("--batch-size", type=auto_or(int), default="auto")
+    common.add_argument("--max-length", type=int, default=128)
+    common.add_argument("--patience", type=auto_or(int), default="auto")
     common.add_argument("--data-root", help="the shared data folder (default ../shared/data)")
     common.add_argument("--eval-limit", type=int, help="first N validation and test sentences only (quick runs)")
     common.add_argument("--output", type=Path, help="JSON path (the Markdown goes beside it)")

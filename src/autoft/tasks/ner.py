@@ -157,15 +157,8 @@ class TokenClassificationAdapter(TaskAdapter):
 
 
 def bio_spans(tags: list[str]) -> list[tuple[str, int, int]]:
-    """(type, first word, last word) of each entity in a BIO/IOB2 tag sequence (lenient: a stray I- starts one)."""
-    spans: list[tuple[str, int, int]] = []
-    kind, start = None, 0
-    for i, tag in enumerate(list(tags) + ["O"]):
-        prefix, _, label = tag.partition("-")
-        continues = prefix == "I" and label == kind
-        if kind is not None and not continues:
-            spans.append((kind, start, i - 1))
-            kind = None
-        if prefix in ("B", "I") and not continues:
-            kind, start = label, i
-    return spans
+    """(type, first word, last word) of each entity in a BIO/IOB2 (or IOBES) tag sequence, as seqeval reads
+    it (lenient: a stray I- starts an entity)."""
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    return [(kind, first, last) for kind, first, last in get_entities(list(tags))]

@@ -82,12 +82,16 @@ def evaluate(
 
 
 def _optimizer(model: torch.nn.Module, weight_decay: float, learning_rate: float) -> torch.optim.Optimizer:
-    """AdamW with no weight decay on biases and norms."""
+    """AdamW with no weight decay on biases and norms (the parameters transformers' Trainer exempts)."""
+    from transformers.pytorch_utils import ALL_LAYERNORM_LAYERS
+    from transformers.trainer_pt_utils import get_parameter_names
+
+    decaying = set(get_parameter_names(model, ALL_LAYERNORM_LAYERS, [
+        "bias", "layernorm", "rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"]))
     decay, no_decay = [], []
     for name, parameter in model.named_parameters():
-        if not parameter.requires_grad:
-            continue
-        (no_decay if parameter.ndim < 2 or "norm" in name.lower() else decay).append(parameter)
+        if parameter.requires_grad:
+            (decay if name in decaying else no_decay).append(parameter)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=learning_rate)
 
