@@ -538,3 +538,18 @@ def test_a_run_with_relabelling_writes_its_repairs(tiny_model_dir, noisy_files, 
     assert len(corrected) == 150 - dropped
     by_text = {r["text"]: r["label"] for r in corrected}
     assert all(by_text[r["text"]] == r["suggested_label"] for r in relabelled)
+
+
+def test_sample_noise_rate_counts_sentences_with_a_wrong_entity():
+    """NER leaves sentences out, so `auto` drops the share of sentences with a mistyped entity, not of entities."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from autoft.selection.agent import Units
+    from autoft.selection.valuation import sample_noise_rate
+
+    units = Units(np.zeros((4, 2)), np.zeros(4, dtype=np.int64), np.zeros((1, 2)), np.zeros(1, dtype=np.int64),
+                  ["PER", "LOC"], np.array([0, 0, 1, 2]), np.zeros(4, dtype=np.int64))
+    noise = SimpleNamespace(correct=np.array([1.0, 0.0, 1.0, 0.5]))  # sentence 3 has no entities
+    assert sample_noise_rate(units, noise) == pytest.approx((1.0 + 0.0 + 0.5 + 0.0) / 4)

@@ -75,14 +75,23 @@ def _describe(units: Units, task: str, labels: np.ndarray) -> list[str]:
     return ["; ".join(p) for p in parts]
 
 
-def resolve_drop_fraction(setting: float | str, noise: NoiseEstimate) -> tuple[float, str]:
-    """The share the agent leaves out: the configured number, or (``auto``) the estimated noise rate,
-    at most ``MAX_AUTO_DROP``; and how it was chosen, for the log."""
+def resolve_drop_fraction(setting: float | str, rate: float, what: str = "the estimated noise rate"
+                          ) -> tuple[float, str]:
+    """The share the agent leaves out: the configured number, or (``auto``) the estimated ``rate``, at
+    most ``MAX_AUTO_DROP``; and how it was chosen, for the log."""
     if setting != AUTO:
-        return float(setting), f"set to {float(setting):.3g} in the config (estimated noise rate {noise.rate:.1%})"
-    drop = round(min(noise.rate, MAX_AUTO_DROP), 4)
-    capped = f", capped at {MAX_AUTO_DROP:.0%}" if noise.rate > MAX_AUTO_DROP else ""
-    return drop, f"auto: the estimated noise rate {noise.rate:.1%}{capped}"
+        return float(setting), f"set to {float(setting):.3g} in the config ({what} {rate:.1%})"
+    drop = round(min(rate, MAX_AUTO_DROP), 4)
+    capped = f", capped at {MAX_AUTO_DROP:.0%}" if rate > MAX_AUTO_DROP else ""
+    return drop, f"auto: {what} {rate:.1%}{capped}"
+
+
+def sample_noise_rate(units: Units, noise: NoiseEstimate) -> float:
+    """The share of samples holding at least one wrong unit label (NER: a sentence with a mistyped entity),
+    from each unit's posterior of being right; a sample without units is clean."""
+    log_right = np.zeros(units.n_samples)
+    np.add.at(log_right, units.owner, np.log(np.clip(noise.correct, 1e-12, 1.0)))
+    return float(np.mean(1.0 - np.exp(log_right)))
 
 
 def _per_sample(units: Units, unit_values: np.ndarray, reduce, empty: float) -> np.ndarray:
@@ -120,8 +129,13 @@ def value_samples(config: Config, splits: Splits, *, progress: bool = True) -> V
                                               folds=policy.probe_folds, seed=seed)
     probes = (oof, validation_probe_probabilities(units.x, units.val_x, units.val_labels, n_classes=n_classes))
     noise = estimate_noise(oof, units.labels, val_oof, units.val_labels, units.class_names, seed=seed)
-    drop, how = resolve_drop_fraction(selection.drop_fraction, noise)
-    policy.drop_fraction = drop
+    if config.task == "token-classification" and selection.mode != "mask":  # sentences are left out, not entities
+        drop, how = resolve_drop_fraction(selection.drop_fraction, sample_noise_rate(units, noise),
+                                          "the estimated share of sentences with a mistyped entity")
+        policy.drop_fraction = resolve_drop_fraction(selection.drop_fraction, noise.rate)[0]
+    else:
+        drop, how = resolve_drop_fraction(selection.drop_fraction, noise.rate)
+        policy.drop_fraction = drop
     selection = selection.model_copy(update={"drop_fraction": drop})
     what = "entity labels" if config.task == "token-classification" else "labels"
     log.info("estimated label noise: %.1f%% of %d %s (per class: %s); the agent leaves out %.1f%% (%s)",
