@@ -92,22 +92,26 @@ def inject(labels: list[str], rate: float, kind: str, seed: int, confusable: dic
     return out
 
 
-def confusable_classes(splits: dict[str, list[Example]], model: str, max_length: int) -> dict[str, str]:
-    """Each class's most confused other class, from a frozen-feature probe's validation confusion."""
+def most_confused(x: np.ndarray, y: np.ndarray, names: list[str]) -> dict[str, str]:
+    """Each class's most confused other class, from a logistic-regression probe's cross-validated confusion."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import confusion_matrix
     from sklearn.model_selection import cross_val_predict
 
+    predicted = cross_val_predict(LogisticRegression(max_iter=500), x, y, cv=3)
+    matrix = confusion_matrix(y, predicted, labels=range(len(names))).astype(float)
+    np.fill_diagonal(matrix, -1)
+    return {names[i]: names[int(np.argmax(matrix[i]))] for i in range(len(names))}
+
+
+def confusable_classes(splits: dict[str, list[Example]], model: str, max_length: int) -> dict[str, str]:
+    """Each class's most confused other class, from a frozen-feature probe's validation confusion."""
     from autoft.selection.agent import embed_examples
 
     val = splits["validation"]
     names = sorted({e.label for e in splits["train"]})
     x = embed_examples(model, val, max_length=max_length, progress=False)
-    y = np.array([names.index(e.label) for e in val])
-    predicted = cross_val_predict(LogisticRegression(max_iter=500), x, y, cv=3)
-    matrix = confusion_matrix(y, predicted, labels=range(len(names))).astype(float)
-    np.fill_diagonal(matrix, -1)
-    return {names[i]: names[int(np.argmax(matrix[i]))] for i in range(len(names))}
+    return most_confused(x, np.array([names.index(e.label) for e in val]), names)
 
 
 def detection(values: np.ndarray, noisy: np.ndarray, flagged: np.ndarray | None) -> dict[str, float | None]:

@@ -61,6 +61,7 @@ from noisy_labels import (
     describe_drop,
     detection,
     fraction_or_auto,
+    most_confused,
     read_values,
     summarise,
 )
@@ -78,9 +79,10 @@ TRAIN_SECTIONS = "abefg"
 
 
 # --- noise -----------------------------------------------------------------------------------------
-def flip_entity_types(tag_lists: list[list[str]], rate: float, seed: int,
-                      types: list[str]) -> tuple[list[list[str]], int, np.ndarray]:
-    """Give each entity span, with probability ``rate``, another type drawn uniformly from ``types``.
+def flip_entity_types(tag_lists: list[list[str]], rate: float, seed: int, types: list[str],
+                      confusable: dict[str, str] | None = None) -> tuple[list[list[str]], int, np.ndarray]:
+    """Give each entity span, with probability ``rate``, another type: drawn uniformly from ``types``, or
+    (asymmetric noise) its type's most confusable one in ``confusable``.
 
     B-/I- prefixes are kept. Returns (new tag lists, number of spans flipped, mask of noisy sentences).
     One random draw per span (plus one per flip), so the result depends on ``seed`` and the spans only.
@@ -95,13 +97,28 @@ def flip_entity_types(tag_lists: list[list[str]], rate: float, seed: int,
             others = [t for t in types if t != kind]
             if not others:
                 continue
-            other = others[rng.integers(len(others))]
+            other = others[rng.integers(len(others))] if confusable is None else confusable[kind]
             for position in range(first, last + 1):
                 new[position] = f"{tags[position].partition('-')[0]}-{other}"
             flipped += 1
             noisy[i] = True
         out.append(new)
     return out, flipped, noisy
+
+
+def confusable_types(examples: list[Example], types: list[str], model: str, max_length: int) -> dict[str, str]:
+    """Each entity type's most confused other type, from a probe on the validation entities' word embeddings."""
+    from autoft.selection.agent import embed_words
+
+    x, y = [], []
+    for example, vectors in zip(examples, embed_words(model, examples, max_length=max_length, progress=False)):
+        for kind, first, last in bio_spans(example.label):
+            words = vectors[first : last + 1]
+            words = words[~np.isnan(words).any(axis=1)]
+            if len(words) and kind in types:
+                x.append(words.mean(axis=0))
+                y.append(types.index(kind))
+    return most_confused(np.stack(x), np.array(y), types)
 
 
 def entity_types(examples: list[Example]) -> list[str]:
@@ -206,8 +223,12 @@ def run_flips(args: argparse.Namespace) -> None:
     per_seed: dict[str, list[dict]] = {m: [] for m in args.methods}
     noise: list[dict] = []
     started = time.perf_counter()
+    confusable = (confusable_types(splits["validation"], types, args.model, args.max_length)
+                  if args.noise_kind == "asymmetric" else None)
+    if confusable:
+        log.info("asymmetric noise: each type flips to %s", confusable)
     for seed in args.seeds:
-        noisy_tags, flipped, noisy = flip_entity_types([e.label for e in train], args.noise, seed, types)
+        noisy_tags, flipped, noisy = flip_entity_types([e.label for e in train], args.noise, seed, types, confusable)
         drop = args.drop_fraction  # never the injected share: autoft estimates it (auto) unless told a number
         noise.append({"seed": seed, "spans": n_spans, "spans_flipped": flipped,
                       "span_share_flipped": flipped / max(n_spans, 1), "sentences": len(train),
@@ -239,7 +260,7 @@ def run_flips(args: argparse.Namespace) -> None:
     flipped_share = np.mean([n["span_share_flipped"] for n in noise])
     noisy_share = np.mean([n["noisy_sentence_share"] for n in noise])
     drop_text = describe_drop(args.drop_fraction)
-    header = (f"btc_ner, {len(train)} training sentences ({n_spans} entity spans), entity-type flips at "
+    header = (f"btc_ner, {len(train)} training sentences ({n_spans} entity spans), {args.noise_kind} entity-type flips at "
               f"{args.noise:.0%}: {flipped_share:.1%} of spans flipped, {noisy_share:.1%} of sentences noisy; "
               f"seeds {args.seeds}, packaged MiniLM (full fine-tuning, epochs {args.epochs}, learning rate {args.learning_rate}, early stopping on "
               f"the clean validation set), agents ({args.mode} mode) leave out {drop_text}. Test: section h, seqeval "
@@ -248,7 +269,8 @@ def run_flips(args: argparse.Namespace) -> None:
                                                                   if k not in ("output", "command")},
               "noise": noise, "per_seed": per_seed, "summary": summary,
               "wall_seconds": round(time.perf_counter() - started, 1)}
-    output = args.output or RESULTS / f"noisy_btc_ner_flips_{round(args.noise * 100)}.json"
+    kind = "" if args.noise_kind == "symmetric" else "_asymmetric"
+    output = args.output or RESULTS / f"noisy_btc_ner_flips{kind}_{round(args.noise * 100)}.json"
     write_report(report, flips_markdown(summary, header), output)
 
 
@@ -343,6 +365,8 @@ def main() -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     flips = commands.add_parser("flips", parents=[common], help="entity-type flips in the BTC training tags")
     flips.add_argument("--noise", type=float, default=0.3, help="probability that a span's type is flipped")
+    flips.add_argument("--noise-kind", choices=("symmetric", "asymmetric"), default="symmetric",
+                       help="flip to another type at random, or to the type's most confusable one")
     flips.add_argument("--drop-fraction", type=fraction_or_auto, default="auto",
                        help="share the agents leave out: of sentences, or with --mode mask of entities (default auto: "
                             "estimated by autoft)")
