@@ -109,16 +109,12 @@ def flip_entity_types(tag_lists: list[list[str]], rate: float, seed: int, types:
 def confusable_types(examples: list[Example], types: list[str], model: str, max_length: int) -> dict[str, str]:
     """Each entity type's most confused other type, from a probe on the validation entities' word embeddings."""
     from autoft.selection.agent import embed_words
+    from autoft.selection.units import entity_spans
 
-    x, y = [], []
-    for example, vectors in zip(examples, embed_words(model, examples, max_length=max_length, progress=False)):
-        for kind, first, last in bio_spans(example.label):
-            words = vectors[first : last + 1]
-            words = words[~np.isnan(words).any(axis=1)]
-            if len(words) and kind in types:
-                x.append(words.mean(axis=0))
-                y.append(types.index(kind))
-    return most_confused(np.stack(x), np.array(y), types)
+    spans = [(vector, kind) for example, vectors in zip(
+        examples, embed_words(model, examples, max_length=max_length, progress=False))
+        for vector, kind, _, _ in entity_spans(example, vectors, types)]
+    return most_confused(np.stack([v for v, _ in spans]), np.array([k for _, k in spans]), types)
 
 
 def entity_types(examples: list[Example]) -> list[str]:

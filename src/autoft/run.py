@@ -144,12 +144,12 @@ def _write_corrected(folder: Path, config: Config, train: list[Example], labels:
     for file in files:
         source = Path(file)
         fmt = detect_format(source, config.data.format)
-        written = write_corrected(source, folder / corrected_name(source, fmt, several=len(files) > 1), fmt=fmt,
-                                  label_column=config.data.label_column, drop=drop.get(str(source), set()),
-                                  relabel=relabel.get(str(source), {}))
-        log.info("%s: %d rows written (%d left out, %d relabelled) for review", corrected_name(
-            source, fmt, several=len(files) > 1), written, len(drop.get(str(source), ())),
-            len(relabel.get(str(source), {})))
+        name = corrected_name(source, fmt, several=len(files) > 1)
+        dropped_here, relabels_here = drop.get(str(source), set()), relabel.get(str(source), {})
+        written = write_corrected(source, folder / name, fmt=fmt, label_column=config.data.label_column,
+                                  drop=dropped_here, relabel=relabels_here)
+        log.info("%s: %d rows written (%d left out, %d relabelled) for review", name, written, len(dropped_here),
+                 len(relabels_here))
 
 
 def train(
@@ -262,7 +262,6 @@ def train(
             callback.write_artifacts(temp, splits.train, splits.labels)
         if hasattr(callback, "repairs"):
             _write_corrected(temp, config, splits.train, splits.labels, *callback.repairs())
-
         _commit(temp, output)
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)

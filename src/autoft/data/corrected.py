@@ -21,8 +21,7 @@ def line_of(origin: str) -> tuple[str, int]:
 
 def corrected_name(path: Path, fmt: str, *, several: bool) -> str:
     """``corrected.<ext>``, or ``corrected_<stem>.<ext>`` when the training data spans several files."""
-    extension = {"csv": "csv", "tsv": "tsv", "jsonl": "jsonl", "parquet": "parquet", "conll": "conll"}[fmt]
-    return f"corrected_{path.stem}.{extension}" if several else f"corrected.{extension}"
+    return f"corrected_{path.stem}.{fmt}" if several else f"corrected.{fmt}"
 
 
 def write_corrected(source: Path, output: Path, *, fmt: str, label_column: str, drop: set[int],
@@ -32,12 +31,13 @@ def write_corrected(source: Path, output: Path, *, fmt: str, label_column: str, 
     broken are left out too (CoNLL sentences are copied as they are). Returns the number of rows written."""
     fmt = detect_format(source, fmt)
     if fmt in ("csv", "tsv"):
-        rows = [(line, row) for line, row in _rows_delimited(source, "," if fmt == "csv" else "\t")
+        delimiter = "," if fmt == "csv" else "\t"
+        text = _read_text(source)
+        header = [name.strip() for name in next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))]
+        rows = [(line, row) for line, row in _rows_delimited(source, delimiter)
                 if not isinstance(row, DataError) and line not in drop]
-        header = next(csv.reader(io.StringIO(_read_text(source), newline=""), delimiter="," if fmt == "csv" else "\t"))
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=[name.strip() for name in header],
-                                delimiter="," if fmt == "csv" else "\t", lineterminator="\n")
+        writer = csv.DictWriter(buffer, fieldnames=header, delimiter=delimiter, lineterminator="\n")
         writer.writeheader()
         for line, row in rows:
             writer.writerow({**row, label_column: relabel.get(line, row.get(label_column))})

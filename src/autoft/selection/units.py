@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from autoft.config import Config
+from autoft.data.loading import Example
 from autoft.data.splits import Splits
 from autoft.errors import ConfigError
 from autoft.selection.embeddings import embed_examples, embed_words
@@ -50,11 +51,16 @@ class Units:
                 out[missing & (self.sources == source)] = unit_values[mine].max() if mine.any() else best
         return out
 
+    def per_sample(self, unit_values: np.ndarray, reduce: np.ufunc, empty: float) -> np.ndarray:
+        """[N] ``reduce`` (``np.fmin`` / ``np.fmax``) of each sample's unit values; ``empty`` for a sample
+        without units."""
+        out = np.full(self.n_samples, np.nan)
+        reduce.at(out, self.owner, np.asarray(unit_values, dtype=np.float64))
+        return np.where(np.isnan(out), empty, out)
+
     def sample_any(self, unit_weights: np.ndarray) -> np.ndarray:
         """[N] the highest weight among each sample's units (0 for a sample without units)."""
-        out = np.zeros(self.n_samples)
-        np.maximum.at(out, self.owner, np.asarray(unit_weights, dtype=np.float64))
-        return out
+        return self.per_sample(unit_weights, np.fmax, 0.0)
 
     def unit_mask(self, sample_mask: np.ndarray) -> np.ndarray:
         """[U] a unit is selected when its sample is."""
@@ -71,9 +77,20 @@ def _classification_units(config: Config, splits: Splits, sources: np.ndarray, p
                  np.arange(n), sources)
 
 
-def _entity_units(config: Config, splits: Splits, sources: np.ndarray, progress: bool) -> Units:
+def entity_spans(example: Example, vectors: np.ndarray, types: list[str]):
+    """Yield ``(mean word vector, type id, first word, last word)`` for each entity of ``example`` whose type
+    is one of ``types``; ``vectors`` are its words' (``embed_words``). Words cut off by max_length carry no
+    evidence (NaN rows), and a span with none left is skipped."""
     from autoft.tasks.ner import bio_spans
 
+    for kind, first, last in bio_spans(example.label):
+        words = vectors[first : last + 1]
+        words = words[~np.isnan(words).any(axis=1)]
+        if len(words) and kind in types:
+            yield words.mean(axis=0), types.index(kind), first, last
+
+
+def _entity_units(config: Config, splits: Splits, sources: np.ndarray, progress: bool) -> Units:
     types = sorted({label.partition("-")[2] for label in splits.labels if label[:2] in ("B-", "I-")})
     if len(types) < 2:
         raise ConfigError(f"selection.policy: valuing NER sentences needs >= 2 entity types, found {types}")
@@ -82,12 +99,8 @@ def _entity_units(config: Config, splits: Splits, sources: np.ndarray, progress:
     spans: list[list[tuple[np.ndarray, int, int, str]]] = [[], []]  # train, validation
     for part, (offset, examples) in enumerate(((0, splits.train), (len(splits.train), splits.validation))):
         for i, example in enumerate(examples):
-            for kind, first, last in bio_spans(example.label):
-                words = vectors[offset + i][first : last + 1]
-                words = words[~np.isnan(words).any(axis=1)]
-                if len(words) and kind in types:  # spans cut off by max_length carry no evidence
-                    spans[part].append((words.mean(axis=0), types.index(kind), i,
-                                        " ".join(example.text[first : last + 1]), (first, last)))
+            for vector, kind, first, last in entity_spans(example, vectors[offset + i], types):
+                spans[part].append((vector, kind, i, " ".join(example.text[first : last + 1]), (first, last)))
     if not spans[0] or not spans[1]:
         raise ConfigError("selection.policy: no entity spans to value in the training or validation data")
     train, val = spans
@@ -106,4 +119,4 @@ def build_units(config: Config, splits: Splits, sources: np.ndarray, progress: b
     raise ConfigError(f"selection.policy: {config.selection.policy!r} is not available for {config.task}; use none")
 
 
-__all__ = ["Units", "build_units"]
+__all__ = ["Units", "build_units", "entity_spans"]

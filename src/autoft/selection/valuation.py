@@ -94,13 +94,6 @@ def sample_noise_rate(units: Units, noise: NoiseEstimate) -> float:
     return float(np.mean(1.0 - np.exp(log_right)))
 
 
-def _per_sample(units: Units, unit_values: np.ndarray, reduce, empty: float) -> np.ndarray:
-    """[N] ``reduce`` (np.fmin / np.fmax) of each sample's unit values; ``empty`` for samples without units."""
-    out = np.full(units.n_samples, np.nan)
-    reduce.at(out, units.owner, np.asarray(unit_values, dtype=np.float64))
-    return np.where(np.isnan(out), empty, out)
-
-
 def value_samples(config: Config, splits: Splits, *, progress: bool = True) -> Valuation:
     """Fit ``config.selection.policy`` on cached features of ``splits`` (the offline phase), after
     estimating the label noise (``autoft.selection.noise``), which sets ``drop_fraction: auto``."""
@@ -157,8 +150,8 @@ def value_samples(config: Config, splits: Splits, *, progress: bool = True) -> V
                     "drop_fraction": drop, "how": how}
     return Valuation(policy, units, sample_labels, source_names, _describe(units, config.task, units.labels),
                      _describe(units, config.task, noise.suggested),
-                     _per_sample(units, noise.suggested_confidence, np.fmin, np.nan),
-                     _per_sample(units, 1.0 - noise.correct, np.fmax, 0.0), selection, noise,
+                     units.per_sample(noise.suggested_confidence, np.fmin, np.nan),
+                     units.per_sample(1.0 - noise.correct, np.fmax, 0.0), selection, noise,
                      [noise_record, *({"phase": "offline", **d} for d in policy.decisions_)])
 
 

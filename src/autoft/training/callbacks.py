@@ -61,6 +61,10 @@ class TrainState:
     score: Callable[[np.ndarray], np.ndarray] | None = None
     """``score(rows)``: the current model's margin for the given label of each training row."""
 
+    def sample_weights(self) -> np.ndarray:
+        """[N] the loss weight of every training sample (1 for all when no callback set ``weights``)."""
+        return np.ones(self.n_samples) if self.weights is None else np.asarray(self.weights, dtype=np.float64)
+
 
 class TrainerCallback:
     """Base class: every event does nothing. Override the ones you need."""

@@ -172,7 +172,7 @@ def fit(
         # masked tags.
         state.epoch, state.weights, state.masked_words, state.relabels = epoch, None, {}, {}
         callback.on_epoch_begin(state)
-        weights = np.ones(len(train_features)) if state.weights is None else np.asarray(state.weights, dtype=np.float64)
+        weights = state.sample_weights()
         sampler.set_epoch(epoch, np.flatnonzero(weights > 0))
         weight_table = torch.as_tensor(weights, dtype=torch.float32, device=accelerator.device)
         epoch_features[:] = train_features
@@ -209,8 +209,7 @@ def fit(
             callback.on_step_end(state, StepOutput(index.cpu().numpy(), (losses / units.clamp_min(1)).detach(),
                                                    logits.detach(), labels))
             if state.weights is not before:  # re-weighted for the rest of the epoch
-                weights = np.ones(len(train_features)) if state.weights is None else np.asarray(state.weights)
-                weight_table = torch.as_tensor(weights, dtype=torch.float32, device=accelerator.device)
+                weight_table = torch.as_tensor(state.sample_weights(), dtype=torch.float32, device=accelerator.device)
             model.train()  # a callback's evaluation leaves the model in eval mode
         seconds = time.perf_counter() - started
         unwrapped = accelerator.unwrap_model(model)
