@@ -72,8 +72,14 @@ def test_range_test_finds_the_band_a_fixed_rate_sweep_finds_and_leaves_the_model
     search = range_test(model, adapter, train, lambda m: _optimizer(m, 0.01, 1e-5), batch_size=16, steps=40,
                         min_lr=1e-5, max_lr=1.0, bounds=(1e-9, 10.0))
     assert best / 4 <= search.chosen <= best * 4, (search.chosen, sweep)
-    assert search.rule == "valley" and search.diverged_at is not None and search.diverged_at > search.chosen
+    assert search.rule == "valley of the mean curve of 2 shuffles"
+    assert search.diverged_at is not None and search.diverged_at > search.chosen
     assert len(search.learning_rates) == len(search.losses) == len(search.smoothed) < 40
+    # The curve is the step-by-step mean of two passes over different shuffles, each from the same weights.
+    first, second = search.shuffle_losses
+    assert first[0] == pytest.approx(second[0], rel=0.5) and first[:5] != second[:5]
+    n = len(search.losses)
+    assert search.losses == pytest.approx([(a + b) / 2 for a, b in zip(first[:n], second[:n])])
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
     clipped = range_test(fresh(), adapter, train, lambda m: _optimizer(m, 0.01, 1e-5), batch_size=16, steps=40,

@@ -130,7 +130,7 @@ def resolve(
         updates["learning_rate"] = search.chosen
         plan.lr_search = search
         plan.choices["learning_rate"] = {
-            "value": search.chosen, "how": f"range test: {len(search.losses)} steps on {search.samples} samples "
+            "value": search.chosen, "how": f"range test: {len(search.shuffle_losses)} x {len(search.losses)} steps on {search.samples} samples "
             f"({search.seconds:.0f} s), " + (f"diverged at {search.diverged_at:.2g}" if search.diverged_at else
                                              "no divergence") + f"; {search.rule}",
         }
