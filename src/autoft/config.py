@@ -32,6 +32,9 @@ class DataConfig(_Strict):
     train: str | list[str] = Field(description="training file, or a list of files (one source each)")
     validation: str | None = Field(None, description="clean validation file; else a seeded split of train")
     test: str | None = None
+    unlabeled: str | None = Field(
+        None, description="texts without labels (classification): the agent may learn from their pseudo-labels "
+        "(selection.self_training)")
     text_column: str = "text"
     label_column: str = "label"
     format: DataFormat = "auto"
@@ -158,6 +161,11 @@ class SelectionConfig(_Strict):
         "on, free); model (the fine-tuned model's margin on every training sample, also those left out, "
         "so they can come back: one inference pass over the training set per epoch)",
     )
+    self_training: Literal["agent", "threshold", "off"] = Field(
+        "agent", description="how data.unlabeled texts are learned from: agent (pseudo-labels consistent across "
+        "epochs, admitted per class above the confidence whose precision on the agent's validation part reaches a "
+        "target the agent chooses online), threshold (every pseudo-label above self_training_threshold), off")
+    self_training_threshold: float = Field(0.9, gt=0.0, le=1.0, description="confidence of self_training: threshold")
     options: dict[str, Any] = Field(default_factory=dict, description="policy-specific options")
 
     @field_validator("drop_fraction", mode="before")

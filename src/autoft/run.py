@@ -24,6 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 from accelerate import PartialState
 from accelerate.utils import set_seed
@@ -38,7 +39,7 @@ from autoft.modeling.load import load_model, load_tokenizer, quiet_transformers
 from autoft.selection.policies import check_policy
 from autoft.tasks.base import TaskAdapter
 from autoft.tasks.registry import get_adapter_class
-from autoft.training.callbacks import TrainerCallback
+from autoft.training.callbacks import CallbackList, TrainerCallback
 from autoft.training.inference import predict_probabilities
 from autoft.training.loop import evaluate, fit
 
@@ -184,9 +185,8 @@ def train(
     # It learns from its own part of the validation set; the rest alone chooses early stopping and the
     # best epoch, so the checkpoint is never picked on the data the agent was rewarded on.
     validation, reward_part, warnings = splits.validation, [], []
-    if callback is None and config.selection.policy != "none":
-        from autoft.selection.agent import AgentCallback, value_samples
-
+    self_training = config.selection.self_training if splits.unlabeled and callback is None else "off"
+    if callback is None and (config.selection.policy != "none" or self_training == "agent"):
         validation, reward_part = split_validation(splits.validation, fraction=config.selection.reward_fraction,
                                                    seed=config.training.seed, stratify=config.task == "classification")
         log.info("validation split for the agent: %d examples reward it, %d choose early stopping and the best "
@@ -196,20 +196,40 @@ def train(
             warnings.append("no data.validation: the agent's reward comes from held-out training rows, whose "
                             "labels are as noisy as the rest; give a clean validation file for a trustworthy agent")
             log.warning(warnings[-1])
-        callback = AgentCallback(value_samples(config, replace(splits, validation=reward_part),
-                                               progress=config.training.progress),
-                                 primary_metric=adapter.primary_metric, reward_examples=reward_part,
-                                 seed=config.training.seed)
+    callbacks: list[TrainerCallback] = [] if callback is None else [callback]
+    if callback is None and config.selection.policy != "none":
+        from autoft.selection.agent import AgentCallback, value_samples
+
+        callbacks.append(AgentCallback(value_samples(config, replace(splits, validation=reward_part),
+                                                     progress=config.training.progress),
+                                       primary_metric=adapter.primary_metric, reward_examples=reward_part,
+                                       seed=config.training.seed))
+    if callback is None and self_training != "off":
+        from autoft.selection.self_training import SelfTrainingCallback
+
+        label_ids = {name: i for i, name in enumerate(splits.labels)}
+        callbacks.append(SelfTrainingCallback(
+            splits.unlabeled, n_classes=len(splits.labels), mode=self_training,
+            labelled_classes=np.array([label_ids[e.label] for e in splits.train]),
+            threshold=config.selection.self_training_threshold, reward_examples=reward_part, label_ids=label_ids,
+            primary_metric=adapter.primary_metric, seed=config.training.seed))
+        log.info("self-training (%s) on %d unlabelled texts", self_training, len(splits.unlabeled))
+    elif splits.unlabeled:
+        log.info("data.unlabeled: %d texts not used (selection.self_training: off)", len(splits.unlabeled))
+    callback = callbacks[0] if len(callbacks) == 1 else CallbackList(callbacks) if callbacks else None
 
     # Fine-tune, then score the best weights on validation and test.
     train_features = adapter.encode(splits.train)
     validation_features = adapter.encode(validation)
     fit_started = time.perf_counter()
     result = fit(model, adapter, train_features, validation, validation_features, config.training,
-                 callback=callback)
+                 callback=callback, unlabeled_features=adapter.encode(splits.unlabeled, with_labels=False)
+                 if self_training != "off" else None)
     fit_seconds = time.perf_counter() - fit_started
     # The resolved config: every `auto` replaced by what was chosen, so the run can be repeated exactly.
-    valuation = getattr(callback, "valuation", None)
+    parts = callback.callbacks if isinstance(callback, CallbackList) else [callback]
+    agent = next((c for c in parts if hasattr(c, "valuation")), None)
+    valuation = getattr(agent, "valuation", None)
     config = config.model_copy(update={"training": result.settings, **(
         {"selection": valuation.selection} if valuation is not None else {})})
     test_metrics = None
@@ -222,6 +242,7 @@ def train(
         "model": config.model,
         "policy": config.selection.policy,
         "sizes": {"train": len(splits.train), "validation": len(validation), "agent_reward": len(reward_part),
+                  "unlabeled": len(splits.unlabeled),
                   "test": len(splits.test) if splits.test is not None else 0},
         "skipped_rows": len(splits.skipped),
         "warnings": warnings,
@@ -235,6 +256,8 @@ def train(
         "noise": ({"rate": valuation.noise.rate, "per_class": valuation.noise.per_class,
                    "drop_fraction": valuation.selection.drop_fraction}
                   if valuation is not None and valuation.noise is not None else None),
+        "self_training": next(({"mode": c.mode, "admitted_last_epoch": int(c.admitted.sum()),
+                                "unlabeled": len(c.unlabeled)} for c in parts if hasattr(c, "admitted")), None),
         "train_seconds": round(sum(r.seconds for r in result.history), 3),
         "fit_seconds": round(fit_seconds, 3),
         "wall_seconds": round(time.perf_counter() - started, 3),
@@ -258,10 +281,11 @@ def train(
             write_json(temp / "training_plan.json", to_builtin(result.plan))
         if splits.skipped:
             (temp / "skipped_rows.txt").write_text("".join(f"{line}\n" for line in splits.skipped), encoding="utf-8")
-        if hasattr(callback, "write_artifacts"):
-            callback.write_artifacts(temp, splits.train, splits.labels)
-        if hasattr(callback, "repairs"):
-            _write_corrected(temp, config, splits.train, splits.labels, *callback.repairs())
+        for part in parts:
+            if hasattr(part, "write_artifacts"):
+                part.write_artifacts(temp, splits.train, splits.labels)
+        if hasattr(agent, "repairs"):
+            _write_corrected(temp, config, splits.train, splits.labels, *agent.repairs())
         _commit(temp, output)
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)

@@ -70,7 +70,7 @@ def test_range_test_finds_the_band_a_fixed_rate_sweep_finds_and_leaves_the_model
     model = fresh()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     search = range_test(model, adapter, train, lambda m: _optimizer(m, 0.01, 1e-5), batch_size=16, steps=40,
-                        min_lr=1e-5, max_lr=1.0, bounds=(1e-9, 10.0))
+                        min_lr=1e-5, max_lr=1.0, bounds=(1e-9, 10.0), shuffles=2)
     assert best / 4 <= search.chosen <= best * 4, (search.chosen, sweep)
     assert search.rule == "valley of the mean curve of 2 shuffles"
     assert search.diverged_at is not None and search.diverged_at > search.chosen

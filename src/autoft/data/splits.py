@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from autoft.config import DataConfig
-from autoft.data.loading import BadRows, Example, load_examples
+from autoft.data.loading import BadRows, Example, load_examples, read_texts
 from autoft.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,8 @@ class Splits:
     """Rows left out by ``data.on_bad_rows: skip``, as ``file:line: reason``."""
     validation_from_train: bool = False
     """No validation file was given: ``validation`` is a seeded split of the training rows (as noisy)."""
+    unlabeled: list[Example] = field(default_factory=list)
+    """Texts without labels (``data.unlabeled``); their ``label`` is None."""
 
 
 def _label_values(example: Example) -> list[str]:
@@ -84,6 +87,15 @@ def load_splits(data: DataConfig, *, task: str, seed: int) -> Splits:
         log.info("no data.validation given: %d training rows (a seeded %.0f%%, seed %d) are held out as validation "
                  "for early stopping and the best epoch", len(validation), 100 * data.validation_fraction, seed)
     test = read(data.test) if data.test else None
+    unlabeled: list[Example] = []
+    if data.unlabeled:
+        if task != "classification":
+            raise DataError(f"data.unlabeled: {data.unlabeled}: unlabelled texts are learned from in classification "
+                            f"only so far, not {task}")
+        if not Path(data.unlabeled).is_file():
+            raise DataError(f"data.unlabeled: {data.unlabeled}: file not found")
+        unlabeled = read_texts(data.unlabeled, task=task, text_column=data.text_column)  # a table, or a text a line
+        log.info("%d unlabelled texts from %s", len(unlabeled), data.unlabeled)
 
     values: set[str] = set()
     for example in train:
@@ -95,4 +107,5 @@ def load_splits(data: DataConfig, *, task: str, seed: int) -> Splits:
         check_known_labels(test, values, "test")
     if bad.skipped:
         log.warning("%d broken rows skipped (data.on_bad_rows: skip)", len(bad.skipped))
-    return Splits(train, validation, test, sorted_labels(values), bad.skipped, validation_from_train=not data.validation)
+    return Splits(train, validation, test, sorted_labels(values), bad.skipped, validation_from_train=not data.validation,
+                  unlabeled=unlabeled)

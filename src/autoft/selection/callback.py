@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from scipy.stats import rankdata
 
 from autoft.data.loading import Example
@@ -155,6 +156,10 @@ class AgentCallback(TrainerCallback):
         })
 
     def on_step_end(self, state: TrainState, output: StepOutput) -> None:
+        labelled = np.asarray(output.indices) < len(self.weights)  # pseudo-labelled rows are not the agent's
+        if not labelled.all():
+            keep = torch.as_tensor(labelled, device=output.logits.device)
+            output = StepOutput(output.indices[labelled], output.losses[keep], output.logits[keep], output.labels[keep])
         if output.logits.ndim == 3:  # token classification: a sentence's margin is its worst labelled token's
             margins = sequence_margins(output.logits.float().cpu().numpy(), output.labels.cpu().numpy())
             self.dynamics.update(output.indices, output.losses, margins)

@@ -7,8 +7,12 @@ sample out of the epoch's batches, other values scale its loss) and ``masked_wor
 positions whose tags leave the loss while the rest of the sentence trains). What a callback needs of
 the model it asks the state for — ``state.evaluate`` (metrics and predictions on any labelled
 examples, e.g. the agent's own reward split), ``state.score`` (the model's label margins on training
-rows) — so the loop runs no pass on a callback's behalf. The loop's own validation data chooses early
-stopping and the best epoch, and nothing else.
+rows), ``state.predict`` (class probabilities of any encoded features) — so the loop runs no pass on a
+callback's behalf. The loop's own validation data chooses early stopping and the best epoch, and nothing
+else. Unlabelled rows (``data.unlabeled``) follow the labelled ones (from ``n_labelled`` on): they train
+only on the pseudo-labels a callback sets in ``pseudo_labels``.
+
+Several callbacks run in order through :class:`CallbackList`.
 
 Events, in order: ``on_train_begin``; per epoch ``on_epoch_begin`` (set weights / masks for the epoch),
 ``on_step_end`` after each optimisation step (sees the batch; new ``weights`` apply to the rest of the
@@ -41,6 +45,8 @@ class TrainState:
     """What the loop knows, and what callbacks ask of it."""
 
     n_samples: int
+    n_labelled: int | None = None
+    """Rows from here on have no label (``None``: every row has one)."""
     epoch: int = 0
     step: int = 0
     weights: np.ndarray | None = None
@@ -50,6 +56,8 @@ class TrainState:
     """Per training row, word positions whose tags this epoch leaves out of the loss (NER)."""
     relabels: dict[int, int] = field(default_factory=dict)
     """Per training row, the class id it trains on this epoch instead of its given label (classification)."""
+    pseudo_labels: dict[int, tuple[int, float]] = field(default_factory=dict)
+    """Per unlabelled row, (class id, loss weight) it trains on this epoch; unlabelled rows not here are left out."""
     validation: dict[str, Any] | None = None
     """The loop's last validation metrics (the split that chooses early stopping and the best epoch)."""
     validation_predictions: list[Any] | None = None
@@ -57,13 +65,27 @@ class TrainState:
     """``evaluate(examples, features=None)``: the current model's metrics and decoded predictions on
     labelled ``examples`` (features are encoded when not given)."""
     encode: Callable[[list[Any]], list[Any]] | None = None
-    """``encode(examples)``: the task adapter's features of ``examples`` (to encode once, evaluate often)."""
+    """``encode(examples, with_labels=True)``: the task adapter's features of ``examples`` (to encode once,
+    evaluate often)."""
     score: Callable[[np.ndarray], np.ndarray] | None = None
     """``score(rows)``: the current model's margin for the given label of each training row."""
+    predict: Callable[[list[Any]], list[np.ndarray]] | None = None
+    """``predict(features)``: the current model's class probabilities for each encoded feature."""
+
+    @property
+    def labelled(self) -> int:
+        return self.n_samples if self.n_labelled is None else self.n_labelled
 
     def sample_weights(self) -> np.ndarray:
-        """[N] the loss weight of every training sample (1 for all when no callback set ``weights``)."""
-        return np.ones(self.n_samples) if self.weights is None else np.asarray(self.weights, dtype=np.float64)
+        """[N] the loss weight of every training row: ``weights`` (1 for every labelled row when no callback
+        set them), then each unlabelled row's pseudo-label weight (0 without one)."""
+        weights = np.zeros(self.n_samples)
+        given = np.ones(self.labelled) if self.weights is None else np.asarray(self.weights, dtype=np.float64)
+        weights[: len(given)] = given
+        weights[self.labelled:] = 0.0
+        for row, (_, weight) in self.pseudo_labels.items():
+            weights[row] = weight
+        return weights
 
 
 class TrainerCallback:
@@ -88,4 +110,35 @@ class TrainerCallback:
         """After the last epoch, before the best epoch's weights are restored."""
 
 
-__all__ = ["StepOutput", "TrainState", "TrainerCallback"]
+class CallbackList(TrainerCallback):
+    """Several callbacks, each event passed to each in order (later ones see what earlier ones set)."""
+
+    def __init__(self, callbacks: list[TrainerCallback]) -> None:
+        self.callbacks = list(callbacks)
+
+    def on_train_begin(self, state: TrainState) -> None:
+        for callback in self.callbacks:
+            callback.on_train_begin(state)
+
+    def on_epoch_begin(self, state: TrainState) -> None:
+        for callback in self.callbacks:
+            callback.on_epoch_begin(state)
+
+    def on_step_end(self, state: TrainState, output: StepOutput) -> None:
+        for callback in self.callbacks:
+            callback.on_step_end(state, output)
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        for callback in self.callbacks:
+            callback.on_epoch_end(state)
+
+    def on_evaluate(self, state: TrainState) -> None:
+        for callback in self.callbacks:
+            callback.on_evaluate(state)
+
+    def on_train_end(self, state: TrainState) -> None:
+        for callback in self.callbacks:
+            callback.on_train_end(state)
+
+
+__all__ = ["CallbackList", "StepOutput", "TrainState", "TrainerCallback"]

@@ -106,10 +106,13 @@ def fit(
     *,
     callback: TrainerCallback | None = None,
     accelerator: Accelerator | None = None,
+    unlabeled_features: list[Feature] | None = None,
 ) -> TrainResult:
     """Fine-tune ``model`` in place; on return it holds the best epoch's weights. Settings that are ``auto``
     are resolved first (:mod:`autoft.training.plan`); ``TrainResult.settings`` holds what was used.
-    ``callback`` (:mod:`autoft.training.callbacks`) may choose each epoch's samples and loss weights."""
+    ``callback`` (:mod:`autoft.training.callbacks`) may choose each epoch's samples and loss weights.
+    ``unlabeled_features`` (encoded without labels) follow the training rows; they train only on the
+    pseudo-labels a callback gives them. The settings are resolved on the labelled rows."""
     callback = callback or TrainerCallback()
     set_seed(config.seed)
     accelerator = accelerator or Accelerator(mixed_precision=config.mixed_precision)
@@ -128,6 +131,9 @@ def fit(
     set_seed(config.seed)  # training starts from the same random state whether or not a search ran
 
     # Data: seeded, optionally length-grouped batches, padded to the longest sample (or to max_length).
+    # Unlabelled rows carry a placeholder class until a callback pseudo-labels them (weight 0 till then).
+    n_labelled = len(train_features)
+    train_features = list(train_features) + [adapter.relabel(f, 0) for f in unlabeled_features or []]
     for i, feature in enumerate(train_features):
         feature["index"] = i
     lengths = [len(f["input_ids"]) for f in train_features]
@@ -165,18 +171,23 @@ def fit(
                                                  batch_size=config.eval_batch_size, progress=show, description="score")
         return np.array([adapter.label_margin(p, f) for p, f in zip(probabilities, scored)])
 
-    state = TrainState(n_samples=len(train_features), evaluate=evaluate_now, encode=adapter.encode, score=score_now)
+    def predict_now(features: list[Feature]) -> list[np.ndarray]:
+        return predict_probabilities(accelerator.unwrap_model(model), adapter, features,
+                                     batch_size=config.eval_batch_size, progress=show, description="predict")[0]
+
+    state = TrainState(n_samples=len(train_features), n_labelled=n_labelled, evaluate=evaluate_now,
+                       encode=adapter.encode, score=score_now, predict=predict_now)
     callback.on_train_begin(state)
     for epoch in range(1, config.epochs + 1):
         # Selection: callbacks decide which samples this epoch draws from, their loss weights, relabels and
         # masked tags.
-        state.epoch, state.weights, state.masked_words, state.relabels = epoch, None, {}, {}
+        state.epoch, state.weights, state.masked_words, state.relabels, state.pseudo_labels = epoch, None, {}, {}, {}
         callback.on_epoch_begin(state)
         weights = state.sample_weights()
         sampler.set_epoch(epoch, np.flatnonzero(weights > 0))
         weight_table = torch.as_tensor(weights, dtype=torch.float32, device=accelerator.device)
         epoch_features[:] = train_features
-        for i, label in state.relabels.items():
+        for i, label in [*state.relabels.items(), *((i, c) for i, (c, _) in state.pseudo_labels.items())]:
             epoch_features[i] = adapter.relabel(train_features[i], label)
         for i, words in state.masked_words.items():
             epoch_features[i] = adapter.mask_words(epoch_features[i], words)

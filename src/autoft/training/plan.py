@@ -129,10 +129,11 @@ def resolve(
                             device=device, autocast=autocast)
         updates["learning_rate"] = search.chosen
         plan.lr_search = search
+        passes = f"{len(search.shuffle_losses)} x " if len(search.shuffle_losses) > 1 else ""
         plan.choices["learning_rate"] = {
-            "value": search.chosen, "how": f"range test: {len(search.shuffle_losses)} x {len(search.losses)} steps on {search.samples} samples "
-            f"({search.seconds:.0f} s), " + (f"diverged at {search.diverged_at:.2g}" if search.diverged_at else
-                                             "no divergence") + f"; {search.rule}",
+            "value": search.chosen, "how": f"range test: {passes}{len(search.losses)} steps on {search.samples} "
+            f"samples ({search.seconds:.0f} s), " + (f"diverged at {search.diverged_at:.2g}" if search.diverged_at
+                                                     else "no divergence") + f"; {search.rule}",
         }
     plan.config = config.model_copy(update=updates)
     for name, choice in plan.choices.items():

@@ -1,0 +1,139 @@
+"""Self-training on unlabelled texts: known answers for the thresholds and the admission rule, then a run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import autoft
+from autoft.data.loading import Example
+from autoft.selection.self_training import Exp3Arms, SelfTrainingCallback, precision_thresholds
+from autoft.training.callbacks import TrainState
+from tests.conftest import synthetic_rows, tiny_config, write_csv
+
+
+def test_precision_thresholds_are_the_lowest_confidence_that_reaches_the_target_per_class():
+    # Class 0: right at 0.9 and 0.8, wrong at 0.7, right at 0.6 ... ; class 1 predicted too rarely.
+    confidence = np.array([0.95, 0.9, 0.8, 0.7, 0.6, 0.5, 0.99, 0.3])
+    predicted = np.array([0, 0, 0, 0, 0, 0, 1, 0])
+    correct = np.array([1, 1, 1, 0, 1, 0, 1, 0], dtype=bool)
+    thresholds = precision_thresholds(confidence, predicted, correct, 2, target=0.9)
+    assert thresholds[0] == pytest.approx(0.8)  # 3/3 above 0.8; 3/4 at 0.7 and 4/5 at 0.6 miss 0.9
+    # Class 1 has one prediction: it takes the threshold over all classes (4/4 down to 0.8 of all rows).
+    assert thresholds[1] == pytest.approx(0.8)
+    assert precision_thresholds(confidence, predicted, correct, 2, target=0.8)[0] == pytest.approx(0.6)
+    assert np.isinf(precision_thresholds(confidence, predicted, np.zeros(8, dtype=bool), 2, target=0.9)).all()
+
+
+def scripted_state(n_labelled: int, unlabeled_probs: list[np.ndarray], reward_probs: np.ndarray, score: float):
+    """A TrainState whose model predictions are scripted: the unlabelled rows' per epoch, the reward part's."""
+    calls = {"predict": 0}
+
+    def predict(features):
+        if len(features) == len(reward_probs) and features[0] == "r0":
+            return list(reward_probs)
+        out = unlabeled_probs[min(calls["predict"], len(unlabeled_probs) - 1)]
+        calls["predict"] += 1
+        return list(out)
+
+    state = TrainState(n_samples=n_labelled + len(unlabeled_probs[0]), n_labelled=n_labelled, predict=predict,
+                       encode=lambda examples, with_labels=True: [f"r{i}" if e.label is not None else f"u{i}"
+                                                for i, e in enumerate(examples)],
+                       evaluate=lambda examples, features: ({"macro_f1": score}, None))
+    return state
+
+
+def test_the_agent_admits_only_consistent_confident_pseudo_labels_within_each_class_share():
+    # Four unlabelled texts. After epoch 1 and 2: text 0 is class 0 both times (confident), text 1 flips
+    # class (inconsistent), text 2 is class 1 but not confident enough, text 3 is class 0 and confident.
+    epoch1 = np.array([[0.97, 0.03], [0.96, 0.04], [0.4, 0.6], [0.98, 0.02]])
+    epoch2 = np.array([[0.98, 0.02], [0.05, 0.95], [0.45, 0.55], [0.99, 0.01]])
+    # The validation part: its class-0 predictions are right above 0.9, so any target admits >= 0.9 there.
+    reward = np.array([[0.95, 0.05]] * 6 + [[0.7, 0.3]] * 4 + [[0.2, 0.8]] * 6)
+    reward_labels = ["a"] * 6 + ["b"] * 4 + ["b"] * 6
+    reward_examples = [Example(f"v{i}", label) for i, label in enumerate(reward_labels)]
+    callback = SelfTrainingCallback(
+        [Example(f"t{i}", None) for i in range(4)], n_classes=2, labelled_classes=np.array([0, 0, 0, 1]),
+        reward_examples=reward_examples, label_ids={"a": 0, "b": 1}, primary_metric="macro_f1")
+    state = scripted_state(4, [epoch1, epoch2], reward, 0.5)  # 3 of 4 labelled rows are class 0
+    state.epoch = 1
+    callback.on_epoch_begin(state)
+    assert state.pseudo_labels == {}  # nothing predicted yet
+    callback.on_epoch_end(state)
+    state.epoch = 2
+    callback.on_epoch_begin(state)
+    assert state.pseudo_labels == {}  # one epoch of predictions: nothing is consistent yet
+    callback.on_epoch_end(state)
+    state.epoch = 3
+    callback.on_epoch_begin(state)
+    # Texts 0 and 3 (rows 4 and 7) are consistent and above class 0's threshold (0.95 on the validation
+    # part); text 1 flipped; text 2's class-1 confidence 0.55 is below class 1's (0.8).
+    assert set(state.pseudo_labels) == {4, 7}
+    assert state.pseudo_labels[4] == (0, pytest.approx(0.98))
+    weights = state.sample_weights()
+    assert weights.tolist() == [1, 1, 1, 1, pytest.approx(0.98), 0, 0, pytest.approx(0.99)]
+    # A class takes at most its labelled share of the admitted total: with half the labelled rows in
+    # class 0, only one of the two class-0 texts (the more confident) gets in.
+    callback.class_share = np.array([0.5, 0.5])
+    callback.on_epoch_begin(state)
+    assert set(state.pseudo_labels) == {7}
+
+
+def test_threshold_self_training_admits_every_confident_pseudo_label_from_the_second_epoch():
+    probs = np.array([[0.95, 0.05], [0.3, 0.7], [0.1, 0.9]])
+    callback = SelfTrainingCallback([Example(f"t{i}", None) for i in range(3)], n_classes=2, mode="threshold",
+                                    threshold=0.9, labelled_classes=np.array([0, 1]), label_ids={"a": 0, "b": 1},
+                                    primary_metric="macro_f1")
+    state = scripted_state(2, [probs], np.zeros((0, 2)), 0.0)
+    state.epoch = 1
+    callback.on_epoch_begin(state)
+    assert state.pseudo_labels == {}
+    callback.on_epoch_end(state)
+    callback.on_epoch_begin(state)
+    assert state.pseudo_labels == {2: (0, pytest.approx(0.95)), 4: (1, pytest.approx(0.9))}
+
+
+def test_exp3_arms_learn_the_arm_that_pays():
+    bandit = Exp3Arms(3, gamma=0.1, eta=0.5, seed=0)
+    for _ in range(60):
+        arm = bandit.draw()
+        bandit.update(arm, 1.0 if arm == 2 else -1.0)
+    assert bandit.probabilities().argmax() == 2 and bandit.probabilities()[2] > 0.8
+
+
+def test_a_run_learns_from_unlabelled_texts_and_reports_its_pseudo_labels(tiny_model_dir, tmp_path):
+    rows = synthetic_rows(300, 5)
+    files = {
+        "train": write_csv(tmp_path / "train.csv", rows[:30]),
+        "validation": write_csv(tmp_path / "val.csv", synthetic_rows(60, 1)),
+        "test": write_csv(tmp_path / "test.csv", synthetic_rows(60, 2)),
+    }
+    (tmp_path / "pool.txt").write_text("\n".join(text for text, _ in rows[30:]) + "\n", encoding="utf-8")
+    config = tiny_config(tiny_model_dir, files, tmp_path / "run", epochs=6, learning_rate=3e-3,
+                         early_stopping_patience=None)
+    config["data"]["unlabeled"] = str(tmp_path / "pool.txt")
+    run = autoft.train(config)
+    report = json.loads((tmp_path / "run" / "self_training.json").read_text())
+    assert report["mode"] == "agent" and report["unlabeled"] == 270
+    admitted = report["admitted"]
+    assert len(admitted) > 50  # the separable pool is learned from...
+    truth = {text: label for text, label in rows[30:]}
+    right = np.mean([truth[a["text"]] == a["pseudo_label"] for a in admitted])
+    assert right > 0.9  # ...with pseudo-labels that are nearly all right
+    assert run.metrics["sizes"]["unlabeled"] == 270 and run.metrics["self_training"]["admitted_last_epoch"] > 50
+    # Plain fine-tuning never sees the pool: self_training off trains on the 30 labelled rows only.
+    config["selection"] = {"self_training": "off"}
+    config["output_dir"] = str(tmp_path / "plain")
+    plain = autoft.train(config)
+    assert plain.metrics["epochs"][0]["samples"] == 30 and not (tmp_path / "plain" / "self_training.json").exists()
+    assert sum(e["samples"] for e in run.metrics["epochs"]) > sum(e["samples"] for e in plain.metrics["epochs"])
+
+
+def test_unlabelled_data_is_refused_for_tasks_other_than_classification(tiny_model_dir, ner_files, tmp_path):
+    (tmp_path / "pool.txt").write_text("Alice went home\n", encoding="utf-8")
+    config = tiny_config(tiny_model_dir, ner_files, tmp_path / "run", task="token-classification")
+    config["data"]["unlabeled"] = str(tmp_path / "pool.txt")
+    with pytest.raises(autoft.errors.DataError, match="data.unlabeled: .*classification only"):
+        autoft.train(config)
