@@ -138,6 +138,10 @@ class SelectionConfig(_Strict):
         None, gt=0.0, le=1.0, description="repair instead of drop (classification): a sample the agent leaves out "
         "whose suggested label (the noise estimate's posterior) differs from the given one with at least this "
         "probability trains on the suggested label instead; null: leave it out")
+    flagged: Literal["drop", "unlabel"] = Field(
+        "drop", description="what happens to a sample the agent leaves out (and does not relabel): drop, or unlabel "
+        "(classification: its text stays and trains on the fine-tuned model's own label once that is consistent "
+        "across two epochs and at least self_training_threshold confident)")
     balance: Literal["global", "per-class"] = Field(
         "global", description="drop that share over all samples, or within each given label"
     )

@@ -16,22 +16,6 @@ from tests.conftest import require_shared, synthetic_rows, tiny_config, write_cs
 LABELS = ["food", "sport", "tech"]
 
 
-@pytest.fixture()
-def noisy_files(tmp_path):
-    """Synthetic topics with 30% of training labels flipped; returns files and the flipped row ids."""
-    rng = random.Random(0)
-    rows, flipped = [], set()
-    for i, (text, label) in enumerate(synthetic_rows(150, 0)):
-        if rng.random() < 0.3:
-            label = rng.choice([x for x in LABELS if x != label])
-            flipped.add(i)
-        rows.append((text, label))
-    files = {"train": write_csv(tmp_path / "train.csv", rows),
-             "validation": write_csv(tmp_path / "val.csv", synthetic_rows(45, 1)),
-             "test": write_csv(tmp_path / "test.csv", synthetic_rows(30, 2))}
-    return files, flipped
-
-
 def read_values(path):
     with open(path, encoding="utf-8") as stream:
         return list(csv.DictReader(stream))

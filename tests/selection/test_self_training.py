@@ -45,19 +45,19 @@ def scripted_state(n_labelled: int, unlabeled_probs: list[np.ndarray], reward_pr
     return state
 
 
-def test_the_agent_admits_only_consistent_confident_pseudo_labels_within_each_class_share():
-    # Four unlabelled texts. After epoch 1 and 2: text 0 is class 0 both times (confident), text 1 flips
-    # class (inconsistent), text 2 is class 1 but not confident enough, text 3 is class 0 and confident.
-    epoch1 = np.array([[0.97, 0.03], [0.96, 0.04], [0.4, 0.6], [0.98, 0.02]])
-    epoch2 = np.array([[0.98, 0.02], [0.05, 0.95], [0.45, 0.55], [0.99, 0.01]])
-    # The validation part: its class-0 predictions are right above 0.9, so any target admits >= 0.9 there.
+def test_the_agent_admits_only_consistent_confident_pseudo_labels_in_the_labelled_class_proportions():
+    # Six unlabelled texts. After epochs 1 and 2: texts 0 and 3 are class 0 both times (confident), text 1
+    # flips class (inconsistent), text 2 is class 1 but not confident enough, texts 4 and 5 are class 1.
+    epoch1 = np.array([[0.97, 0.03], [0.96, 0.04], [0.4, 0.6], [0.98, 0.02], [0.1, 0.9], [0.1, 0.9]])
+    epoch2 = np.array([[0.98, 0.02], [0.05, 0.95], [0.45, 0.55], [0.99, 0.01], [0.03, 0.97], [0.04, 0.96]])
+    # The validation part: class-0 predictions are right at 0.95 and wrong at 0.7; class-1 ones right at 0.8.
     reward = np.array([[0.95, 0.05]] * 6 + [[0.7, 0.3]] * 4 + [[0.2, 0.8]] * 6)
     reward_labels = ["a"] * 6 + ["b"] * 4 + ["b"] * 6
     reward_examples = [Example(f"v{i}", label) for i, label in enumerate(reward_labels)]
     callback = SelfTrainingCallback(
-        [Example(f"t{i}", None) for i in range(4)], n_classes=2, labelled_classes=np.array([0, 0, 0, 1]),
+        [Example(f"t{i}", None) for i in range(6)], n_classes=2, labelled_classes=np.array([0, 0, 1, 1]),
         reward_examples=reward_examples, label_ids={"a": 0, "b": 1}, primary_metric="macro_f1")
-    state = scripted_state(4, [epoch1, epoch2], reward, 0.5)  # 3 of 4 labelled rows are class 0
+    state = scripted_state(4, [epoch1, epoch2], reward, 0.5)
     state.epoch = 1
     callback.on_epoch_begin(state)
     assert state.pseudo_labels == {}  # nothing predicted yet
@@ -68,17 +68,18 @@ def test_the_agent_admits_only_consistent_confident_pseudo_labels_within_each_cl
     callback.on_epoch_end(state)
     state.epoch = 3
     callback.on_epoch_begin(state)
-    # Texts 0 and 3 (rows 4 and 7) are consistent and above class 0's threshold (0.95 on the validation
-    # part); text 1 flipped; text 2's class-1 confidence 0.55 is below class 1's (0.8).
-    assert set(state.pseudo_labels) == {4, 7}
-    assert state.pseudo_labels[4] == (0, pytest.approx(0.98))
+    # Texts 0, 3, 4, 5 (rows 4, 7, 8, 9) are consistent and above their class's threshold (0.95 / 0.8 on
+    # the validation part); text 1 flipped; text 2's class-1 confidence 0.55 is below 0.8.
+    assert set(state.pseudo_labels) == {4, 7, 8, 9}
+    assert state.pseudo_labels[4] == (0, pytest.approx(0.98)) and state.pseudo_labels[8] == (1, pytest.approx(0.97))
     weights = state.sample_weights()
-    assert weights.tolist() == [1, 1, 1, 1, pytest.approx(0.98), 0, 0, pytest.approx(0.99)]
-    # A class takes at most its labelled share of the admitted total: with half the labelled rows in
-    # class 0, only one of the two class-0 texts (the more confident) gets in.
-    callback.class_share = np.array([0.5, 0.5])
+    assert weights.tolist() == [1, 1, 1, 1, pytest.approx(0.98), 0, 0, pytest.approx(0.99), pytest.approx(0.97),
+                                pytest.approx(0.96)]
+    # In the labelled proportions: with 3 of 4 labelled rows in class 0, class 1 gets a quarter of what
+    # is admitted, the more confident of its two texts.
+    callback.class_share = np.array([0.75, 0.25])
     callback.on_epoch_begin(state)
-    assert set(state.pseudo_labels) == {7}
+    assert set(state.pseudo_labels) == {4, 7, 8}
 
 
 def test_threshold_self_training_admits_every_confident_pseudo_label_from_the_second_epoch():
@@ -137,3 +138,27 @@ def test_unlabelled_data_is_refused_for_tasks_other_than_classification(tiny_mod
     config["data"]["unlabeled"] = str(tmp_path / "pool.txt")
     with pytest.raises(autoft.errors.DataError, match="data.unlabeled: .*classification only"):
         autoft.train(config)
+
+
+def test_unlabel_trains_a_left_out_sample_on_the_models_own_consistent_label(tiny_model_dir, noisy_files, tmp_path):
+    """``selection.flagged: unlabel``: samples the agent leaves out come back with the model's own label once
+    it is confident and the same two epochs running; with noisy labels those own labels are mostly right."""
+    import csv
+
+    files, flipped = noisy_files
+    config = tiny_config(tiny_model_dir, files, tmp_path / "run", epochs=6, learning_rate=3e-3,
+                         early_stopping_patience=None)
+    config["selection"] = {"policy": "small-loss", "flagged": "unlabel", "self_training_threshold": 0.5}
+    autoft.train(config)
+    with (tmp_path / "run" / "data_values.csv").open(newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    unlabelled = [r for r in rows if r["action"] == "unlabel"]
+    decisions = [json.loads(line) for line in (tmp_path / "run" / "decisions.jsonl").read_text().splitlines()]
+    selects = [d for d in decisions if d.get("event") == "select"]
+    assert [d["unlabelled"] for d in selects[:2]] == [0, 0]  # own labels need two epochs of predictions
+    assert unlabelled and selects[-1]["unlabelled"] == len(unlabelled)
+    # the own labels are right: the model learned the topics from the clean majority
+    true_labels = [label for _, label in synthetic_rows(150, 0)]
+    assert all(r["flagged"] == "False" and r["model_label"] for r in unlabelled)
+    assert np.mean([r["model_label"] == true_labels[int(r["row_id"])] for r in unlabelled]) >= 0.8
+    assert any(int(r["row_id"]) in flipped and r["model_label"] != r["given_label"] for r in unlabelled)

@@ -44,6 +44,11 @@ class AgentCallback(TrainerCallback):
         self.weights = np.ones(n)
         self.masked = np.zeros(len(valuation.units.owner), dtype=bool)
         self.relabelled = np.zeros(n, dtype=bool)
+        # selection.flagged: unlabel — the model's own labels of the samples left out, after the last two epochs
+        self.own_label = np.full(n, -1, dtype=np.int64)
+        self.own_label_before = np.full(n, -1, dtype=np.int64)
+        self.own_confidence = np.zeros(n)
+        self.unlabelled = np.zeros(n, dtype=bool)
         self.decisions: list[dict[str, Any]] = list(valuation.decisions)
         self._previous: float | None = None
         self._action: int | None = None
@@ -125,6 +130,19 @@ class AgentCallback(TrainerCallback):
                            & (noise.suggested_confidence >= threshold))
         return {int(i): int(suggested[i]) for i in np.flatnonzero(self.relabelled)}
 
+    def _unlabel(self, weights: np.ndarray) -> dict[int, int]:
+        """``selection.flagged: unlabel``: samples left out (and not relabelled) whose own label — the
+        fine-tuned model's prediction, made while they were left out — was the same after the last two
+        epochs and at least ``self_training_threshold`` confident train on it, weighted by that
+        confidence. Sets ``self.unlabelled``; returns row -> class id."""
+        self.unlabelled = np.zeros(len(weights), dtype=bool)
+        if self.selection.flagged != "unlabel":
+            return {}
+        self.unlabelled = ((weights == 0) & ~self.relabelled & (self.own_label >= 0)
+                           & (self.own_label == self.own_label_before)
+                           & (self.own_confidence >= self.selection.self_training_threshold))
+        return {int(i): int(self.own_label[i]) for i in np.flatnonzero(self.unlabelled)}
+
     def _act(self) -> None:
         policy = self.valuation.policy
         self._action = int(policy.act()) if hasattr(policy, "act") else None
@@ -139,6 +157,8 @@ class AgentCallback(TrainerCallback):
         self.weights = self._weights(self.values)
         state.relabels = self._relabel(self.weights)
         self.weights[self.relabelled] = 1.0  # repaired: trains on its suggested label this epoch
+        state.relabels.update(self._unlabel(self.weights))
+        self.weights[self.unlabelled] = self.own_confidence[self.unlabelled]  # trains on the model's own label
         state.weights = self.weights
         if self.selection.mode == "mask":
             state.masked_words = self._masked_words()
@@ -152,6 +172,7 @@ class AgentCallback(TrainerCallback):
             "rescored": self.selection.rescore if (self.dynamics.count > 0).any() else None,
             "masked_entities": int(self.masked.sum()) if self.selection.mode == "mask" else None,
             "relabelled": int(self.relabelled.sum()),
+            "unlabelled": int(self.unlabelled.sum()),
             "emphasised_bucket": self._action,
         })
 
@@ -172,10 +193,18 @@ class AgentCallback(TrainerCallback):
             self._act()
             self.values = self._current_values()
             self.weights = self._weights(self.values)
-            self.weights[self.relabelled] = 1.0  # this epoch's relabels stand until the next one
+            self.weights[self.relabelled] = 1.0  # this epoch's relabels and own labels stand until the next one
+            self.weights[self.unlabelled] = self.own_confidence[self.unlabelled]
             state.weights = self.weights
 
     def on_epoch_end(self, state: TrainState) -> None:
+        if self.selection.flagged == "unlabel":  # the model's own label of every sample left out this epoch
+            left_out = np.flatnonzero(self.weights == 0)
+            self.own_label_before, self.own_label = self.own_label, np.full_like(self.own_label, -1)
+            if left_out.size:
+                probabilities = np.stack(state.predict_rows(left_out))
+                self.own_label[left_out] = probabilities.argmax(-1)
+                self.own_confidence[left_out] = probabilities.max(-1)
         if self.selection.rescore == "model":  # the fine-tuned model's margin on every training sample
             self.model_margin[:] = state.score(np.arange(len(self.model_margin)))
         rows = np.arange(len(self.reward_examples))
@@ -223,12 +252,14 @@ class AgentCallback(TrainerCallback):
         (row -> class id), for ``corrected.<ext>``. ``mask`` mode leaves no row out."""
         dropped = np.flatnonzero(self._flagged()) if self.selection.mode != "mask" else np.zeros(0, dtype=np.int64)
         relabels = {int(i): int(self.valuation.noise.suggested[i]) for i in np.flatnonzero(self.relabelled)}
-        return dropped, relabels
+        relabels.update({int(i): int(self.own_label[i]) for i in np.flatnonzero(self.unlabelled)})
+        return np.setdiff1d(dropped, np.flatnonzero(self.unlabelled)), relabels
 
     def data_values(self, examples: list[Example], label_names: list[str]) -> list[dict[str, Any]]:
         """One row per training sample, worst value first (columns ``DATA_VALUE_COLUMNS``)."""
         return data_value_rows(examples, label_names, self.valuation, self._current_values(),
-                               self._flagged(), self.last_prediction, self.relabelled)
+                               self._flagged() & ~self.unlabelled, self.last_prediction, self.relabelled,
+                               self.unlabelled)
 
     def write_artifacts(self, folder: Path, examples: list[Example], label_names: list[str]) -> None:
         write_decisions(folder / "decisions.jsonl", self.decisions)

@@ -22,13 +22,13 @@ DATA_VALUE_COLUMNS = ["row_id", "origin", "source", "text", "given_label", "sugg
 
 def data_value_rows(examples: list[Example], label_names: list[str], valuation: Valuation, values: np.ndarray,
                     flagged: np.ndarray | None = None, predictions: np.ndarray | None = None,
-                    relabelled: np.ndarray | None = None) -> list[dict[str, Any]]:
+                    relabelled: np.ndarray | None = None, unlabelled: np.ndarray | None = None) -> list[dict[str, Any]]:
     """Rows for ``data_values.csv``: the suggested label is the most likely true one given the evidence
     and the given label (the noise estimate's posterior), with its probability; ``label_noise_probability``
     is the posterior that the given label is wrong; ``model_label`` the fine-tuned model's last prediction
     (classification, when there is one); flagged = left out by the agent; action = what the agent did with
-    the sample last: keep, drop, relabel (trained on the suggested label) or mask (NER: an entity's tags
-    left out of the loss)."""
+    the sample last: keep, drop, relabel (trained on the suggested label), unlabel (trained on the model's
+    own label, ``model_label``) or mask (NER: an entity's tags left out of the loss)."""
     values = np.asarray(values, dtype=np.float64)
     if flagged is None:
         flagged = valuation.flagged(values)
@@ -47,6 +47,7 @@ def data_value_rows(examples: list[Example], label_names: list[str], valuation: 
             "value": round(float(values[i]), 6), "keep_probability": round(float(keep_probability[i]), 6),
             "flagged": bool(flagged[i]),
             "action": ("relabel" if relabelled is not None and relabelled[i] else
+                       "unlabel" if unlabelled is not None and unlabelled[i] else
                        ("mask" if masking else "drop") if flagged[i] else "keep"),
         })
     return rows

@@ -105,6 +105,9 @@ def value_samples(config: Config, splits: Splits, *, progress: bool = True) -> V
                           f"task: token-classification, not {config.task}")
     if selection.relabel_confidence is not None and config.task != "classification":
         raise ConfigError(f"selection.relabel_confidence: relabelling needs task: classification, not {config.task}")
+    if selection.flagged == "unlabel" and config.task != "classification":
+        raise ConfigError(f"selection.flagged: unlabel trains on the model's own labels: it needs task: "
+                          f"classification, not {config.task}")
     units = build_units(config, splits, sources, progress)
     n_classes, seed = len(units.class_names), config.training.seed
     numeric = 0.0 if selection.drop_fraction == AUTO else selection.drop_fraction

@@ -71,6 +71,8 @@ class TrainState:
     """``score(rows)``: the current model's margin for the given label of each training row."""
     predict: Callable[[list[Any]], list[np.ndarray]] | None = None
     """``predict(features)``: the current model's class probabilities for each encoded feature."""
+    predict_rows: Callable[[np.ndarray], list[np.ndarray]] | None = None
+    """``predict_rows(rows)``: the same for training rows (by index)."""
 
     @property
     def labelled(self) -> int:

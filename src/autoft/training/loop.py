@@ -175,8 +175,11 @@ def fit(
         return predict_probabilities(accelerator.unwrap_model(model), adapter, features,
                                      batch_size=config.eval_batch_size, progress=show, description="predict")[0]
 
+    def predict_rows(rows: np.ndarray) -> list[np.ndarray]:
+        return predict_now([train_features[i] for i in np.asarray(rows, dtype=np.int64)])
+
     state = TrainState(n_samples=len(train_features), n_labelled=n_labelled, evaluate=evaluate_now,
-                       encode=adapter.encode, score=score_now, predict=predict_now)
+                       encode=adapter.encode, score=score_now, predict=predict_now, predict_rows=predict_rows)
     callback.on_train_begin(state)
     for epoch in range(1, config.epochs + 1):
         # Selection: callbacks decide which samples this epoch draws from, their loss weights, relabels and
