@@ -21,6 +21,9 @@ with most). Methods (``--methods``):
   extra);
 - ``reinforce``, ``q-learning``, ``exp3``: autoft's agents (offline valuation + online selection).
 
+``--flagged unlabel`` makes the agents train the samples they leave out on the model's own consistent,
+confident label (``selection.flagged``) instead of dropping them; the result file gains ``_unlabel``.
+
 Per method: test accuracy and macro-F1 (mean ± std over seeds), noisy-sample detection AUROC,
 precision / recall of the flagged samples, share of the noise found in the lowest-valued 10/20/40%,
 and wall-clock relative to ``none``. Writes JSON and a Markdown table (benchmarks/results/).
@@ -54,7 +57,7 @@ def agent_selection(method: str, args: argparse.Namespace, **extra) -> dict:
     """The ``selection:`` section of an agent method: its policy, the drop fraction (``auto``: estimated),
     the re-scoring (``off`` for the controls, which must not learn)."""
     return {"policy": CONTROLS.get(method, method), "drop_fraction": args.drop_fraction,
-            "rescore": "off" if method in CONTROLS else args.rescore, **extra}
+            "rescore": "off" if method in CONTROLS else args.rescore, "flagged": args.flagged, **extra}
 
 
 def fraction_or_auto(text: str) -> float | str:
@@ -240,6 +243,8 @@ def main() -> None:
                              "scikit-learn's; autoft's own probes use 0.1)")
     parser.add_argument("--rescore", choices=("off", "dynamics", "model"), default="dynamics",
                         help="the agents' online re-scoring (selection.rescore, default dynamics)")
+    parser.add_argument("--flagged", choices=("drop", "unlabel"), default="drop",
+                        help="what the agents do with the samples they leave out (selection.flagged)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--methods", nargs="+", default=list(ALL_METHODS), choices=ALL_METHODS)
     parser.add_argument("--model", default="default")
@@ -284,7 +289,8 @@ def main() -> None:
               f"{args.learning_rate}, early stopping on the clean validation set), agents drop {describe_drop(args.drop_fraction)} ({args.balance}), rescore {args.rescore}.")
     report = {"dataset": name, "args": {k: v for k, v in vars(args).items() if k != "output"},
               "per_seed": per_seed, "summary": summary, "wall_seconds": round(time.perf_counter() - started, 1)}
-    stem = f"noisy_{name}_{args.noise_kind}_{int(args.noise * 100)}_{args.balance}"
+    stem = f"noisy_{name}_{args.noise_kind}_{int(args.noise * 100)}_{args.balance}" + (
+        f"_{args.flagged}" if args.flagged != "drop" else "")
     output = args.output or RESULTS / f"{stem}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
