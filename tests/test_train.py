@@ -277,3 +277,29 @@ def test_relabels_change_the_labels_the_loop_trains_on(tiny_model_dir, classific
     assert all(callback.seen[i] == 0 for i in range(10))
     assert {callback.seen[i] for i in range(10, 90)} == {0, 1, 2}  # the rest keep their given labels
     assert run.metrics["epochs"][0]["samples"] == 90
+
+
+class KeepHalf(TrainerCallback):
+    """Leaves every other sample out and records the learning rate after each step."""
+
+    def __init__(self) -> None:
+        self.rates: list[float] = []
+
+    def on_epoch_begin(self, state):
+        state.weights = (np.arange(state.n_samples) % 2 == 0).astype(float)
+
+    def on_step_end(self, state, output):
+        self.rates.append(state.learning_rate)
+
+
+def test_the_schedule_follows_the_planned_epochs_when_a_callback_leaves_samples_out(tiny_model_dir,
+                                                                                    classification_files, tmp_path):
+    # 90 samples, batch 8: 12 steps an epoch planned, 6 taken with half left out. The rate must still warm
+    # up over the first tenth of the run and decay to zero at its end (not stop halfway down).
+    callback = KeepHalf()
+    autoft.train(tiny_config(tiny_model_dir, classification_files, tmp_path / "run", epochs=3, learning_rate=1e-3,
+                             early_stopping_patience=None), callback=callback)
+    assert len(callback.rates) == 3 * 6
+    assert max(callback.rates) == pytest.approx(1e-3, rel=0.1)
+    assert callback.rates[-1] == pytest.approx(0.0, abs=1e-9)
+    assert callback.rates[0] < callback.rates[1] and callback.rates[2] > callback.rates[-2]

@@ -49,6 +49,8 @@ class TrainState:
     """Rows from here on have no label (``None``: every row has one)."""
     epoch: int = 0
     step: int = 0
+    learning_rate: float = 0.0
+    """The rate of the next optimisation step (after warm-up and decay by the share of planned epochs done)."""
     weights: np.ndarray | None = None
     """[N] per-sample loss weights (0: left out); ``None``: every sample, weight 1. Read at each epoch's
     start (which samples are drawn) and after each step (the weights of the rest of the epoch)."""

@@ -7,6 +7,7 @@ are trained on, and with which weight, is a callback's call (``autoft.training.c
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -15,9 +16,9 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list, set_seed
+from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from transformers import get_linear_schedule_with_warmup
 
 from autoft.config import TrainingConfig
 from autoft.data.loading import Example
@@ -147,13 +148,25 @@ def fit(
         epoch_features, batch_sampler=sampler, collate_fn=lambda f: adapter.collate_indexed(f, pad_to=pad_to)
     )
 
-    # Optimiser and schedule: AdamW, linear warm-up then linear decay over all planned steps.
+    # Optimiser and schedule: AdamW, linear warm-up then linear decay over the planned epochs. The schedule
+    # follows the share of the planned epochs done, not the steps taken: a callback that leaves samples
+    # out (or admits pseudo-labelled ones) changes how many steps an epoch has, and the rate must still
+    # warm up over the planned share and reach zero at the end. Each epoch counts as the steps the labelled
+    # rows make, so with every sample kept this is exactly transformers' get_linear_schedule_with_warmup.
     optimizer = _optimizer(model, config.weight_decay, config.learning_rate)
-    total_steps = max(1, config.epochs * len(sampler))  # per process
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
+    steps_per_epoch = math.ceil(math.ceil(n_labelled / config.batch_size) / accelerator.num_processes)
+    total_steps = max(1, config.epochs * steps_per_epoch)  # per process
+    warmup_steps = int(config.warmup_ratio * total_steps)
+    done = [0.0]  # planned steps done: epochs finished and the share of this one, in labelled-epoch steps
+
+    def linear_warmup_decay(_: int) -> float:
+        if done[0] < warmup_steps:
+            return done[0] / max(1, warmup_steps)
+        return max(0.0, (total_steps - done[0]) / max(1, total_steps - warmup_steps))
+
+    scheduler = LambdaLR(optimizer, linear_warmup_decay)
     # The loader and schedule stay ours (not accelerator.prepare'd): the sampler shards batches across
-    # processes itself, so the callbacks' per-epoch pool is honoured exactly, and the schedule counts
-    # this process's steps.
+    # processes itself, so the callbacks' per-epoch pool is honoured exactly.
     model, optimizer = accelerator.prepare(model, optimizer)
 
     result = TrainResult(best_epoch=0, best_validation={}, settings=config, plan=plan.to_dict())
@@ -199,7 +212,8 @@ def fit(
         model.train()
         started, loss_total, seen = time.perf_counter(), 0.0, 0
         bar = tqdm(loader, desc=f"epoch {epoch}/{config.epochs}", disable=not show, leave=False, unit="batch")
-        for batch in bar:
+        n_batches = max(len(sampler), 1)
+        for b, batch in enumerate(bar):
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             index = batch.pop("index")
             labels = batch.pop("labels")
@@ -213,13 +227,14 @@ def fit(
             if config.max_grad_norm is not None:
                 accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
             optimizer.step()
+            done[0] = (epoch - 1) * steps_per_epoch + (b + 1) * steps_per_epoch / n_batches
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             loss_total += float(loss.detach()) * len(index)
             seen += len(index)
             bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
             step += 1
-            state.step, before = step, state.weights
+            state.step, state.learning_rate, before = step, scheduler.get_last_lr()[0], state.weights
             callback.on_step_end(state, StepOutput(index.cpu().numpy(), (losses / units.clamp_min(1)).detach(),
                                                    logits.detach(), labels))
             if state.weights is not before:  # re-weighted for the rest of the epoch
