@@ -31,18 +31,16 @@ def scripted_state(n_labelled: int, unlabeled_probs: list[np.ndarray], reward_pr
     """A TrainState whose model predictions are scripted: the unlabelled rows' per epoch, the reward part's."""
     calls = {"predict": 0}
 
-    def predict(features):
-        if len(features) == len(reward_probs) and features[0] == "r0":
-            return list(reward_probs)
+    def predict_rows(rows):
+        assert list(rows) == list(range(n_labelled, n_labelled + len(unlabeled_probs[0])))  # the pool's rows
         out = unlabeled_probs[min(calls["predict"], len(unlabeled_probs) - 1)]
         calls["predict"] += 1
         return list(out)
 
-    state = TrainState(n_samples=n_labelled + len(unlabeled_probs[0]), n_labelled=n_labelled, predict=predict,
-                       encode=lambda examples, with_labels=True: [f"r{i}" if e.label is not None else f"u{i}"
-                                                for i, e in enumerate(examples)],
-                       evaluate=lambda examples, features: ({"macro_f1": score}, None))
-    return state
+    return TrainState(n_samples=n_labelled + len(unlabeled_probs[0]), n_labelled=n_labelled,
+                      predict=lambda features: list(reward_probs), predict_rows=predict_rows,
+                      encode=lambda examples: [f"r{i}" for i in range(len(examples))],
+                      evaluate=lambda examples, features: ({"macro_f1": score}, None))
 
 
 def test_the_agent_admits_only_consistent_confident_pseudo_labels_in_the_labelled_class_proportions():

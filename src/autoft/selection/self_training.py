@@ -104,7 +104,6 @@ class SelfTrainingCallback(TrainerCallback):
         self.arm: int | None = None
         self.score: float | None = None
         self.decisions: list[dict[str, Any]] = []
-        self._features: list[Any] | None = None
         self._reward_features: list[Any] | None = None
 
     def on_epoch_begin(self, state: TrainState) -> None:
@@ -146,9 +145,8 @@ class SelfTrainingCallback(TrainerCallback):
         return admit
 
     def on_epoch_end(self, state: TrainState) -> None:
-        if self._features is None:
-            self._features = state.encode(self.unlabeled, with_labels=False)
-        probabilities = np.stack(state.predict(self._features))
+        # The pool's rows follow the labelled ones in the loop, which encoded them once already.
+        probabilities = np.stack(state.predict_rows(state.labelled + np.arange(len(self.unlabeled))))
         self.previous = self.predicted.copy()
         self.predicted = probabilities.argmax(-1)
         self.confidence = probabilities.max(-1)

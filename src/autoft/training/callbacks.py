@@ -120,29 +120,27 @@ class CallbackList(TrainerCallback):
     def __init__(self, callbacks: list[TrainerCallback]) -> None:
         self.callbacks = list(callbacks)
 
-    def on_train_begin(self, state: TrainState) -> None:
+    def _each(self, event: str, *args: Any) -> None:
         for callback in self.callbacks:
-            callback.on_train_begin(state)
+            getattr(callback, event)(*args)
+
+    def on_train_begin(self, state: TrainState) -> None:
+        self._each("on_train_begin", state)
 
     def on_epoch_begin(self, state: TrainState) -> None:
-        for callback in self.callbacks:
-            callback.on_epoch_begin(state)
+        self._each("on_epoch_begin", state)
 
     def on_step_end(self, state: TrainState, output: StepOutput) -> None:
-        for callback in self.callbacks:
-            callback.on_step_end(state, output)
+        self._each("on_step_end", state, output)
 
     def on_epoch_end(self, state: TrainState) -> None:
-        for callback in self.callbacks:
-            callback.on_epoch_end(state)
+        self._each("on_epoch_end", state)
 
     def on_evaluate(self, state: TrainState) -> None:
-        for callback in self.callbacks:
-            callback.on_evaluate(state)
+        self._each("on_evaluate", state)
 
     def on_train_end(self, state: TrainState) -> None:
-        for callback in self.callbacks:
-            callback.on_train_end(state)
+        self._each("on_train_end", state)
 
 
 __all__ = ["CallbackList", "StepOutput", "TrainState", "TrainerCallback"]

@@ -3,15 +3,15 @@
 Optimisation steps on shuffled, length-grouped batches of the training data, the learning rate growing
 geometrically from ``min_lr`` to ``max_lr``; the training loss is recorded at each step and a pass stops
 once it diverges. With ``shuffles`` > 1 the test makes that many passes from the same weights over
-different shuffles and averages their losses step by step before smoothing. One short pass mostly shows
-which batches it drew (24 steps on TweetEval chose rates 5x apart on four shuffles), and two passes of 32
-steps spread far less (1.1-1.9e-4 on full TweetEval over three seeds) — but the defaults benchmark ran
-worse with them on every validation set it measured, at 1.2-1.4x the search time
-(``benchmarks/results/defaults_lr_two_shuffles.json``), so the default stays one pass of 24 steps. The
-model's weights are restored afterwards, so the search leaves no trace but its result. The rate chosen is
-at the bottom of the (mean) curve's steepest stretch ("valley": the longest run of falling loss, two thirds of the way down it, as in
-fastai), kept within ``bounds``: fast enough to learn in the planned steps, slow enough not to forget the
-pretraining.
+different shuffles and averages their losses step by step before smoothing. One short pass partly shows
+which batches it drew (on TweetEval it chose 1.5e-4, 5.1e-5 and 2.6e-4 at 500, 1,500 and 3,257 rows;
+``benchmarks/results/defaults.json``). Two passes of 32 steps chose 1.9-2.3e-4 there, but the defaults
+benchmark ran no better with them on any validation set and worse on four of six, at 1.2-1.4x the search
+time (``benchmarks/results/defaults_lr_two_shuffles.json``), so the default stays one pass of 24 steps.
+The model's weights are restored afterwards, so the search leaves no trace but its result. The rate
+chosen is at the bottom of the (mean) curve's steepest stretch ("valley": the longest run of falling
+loss, two thirds of the way down it, as in fastai), kept within ``bounds``: fast enough to learn in the
+planned steps, slow enough not to forget the pretraining.
 """
 
 from __future__ import annotations
