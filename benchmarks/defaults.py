@@ -39,7 +39,7 @@ from autoft.data.public import NAMES, load_public, task_of, write_examples
 RESULTS = Path(__file__).resolve().parent / "results"
 GRID_LRS = (2e-5, 5e-5, 1e-4, 2e-4)
 GRID_EPOCHS = (3, 5, 10)
-MANUAL = {"batch_size": 32, "early_stopping_patience": 2, "early_stopping_on": "metric"}
+MANUAL = {"batch_size": 32, "early_stopping_patience": 2, "early_stopping_on": "metric", "on_plateau": "continue"}
 """What a grid cell fixes besides rate and epochs: the usual manual recipe (transformers' EarlyStoppingCallback
 on the validation metric, patience 2; batch 32)."""
 PRIMARY = {"classification": "macro_f1", "token-classification": "f1"}
@@ -74,6 +74,8 @@ def train_once(dataset: str, files: dict[str, str], work: Path, training: dict[s
         "best_epoch": metrics["best_epoch"],
         "epochs_run": len(metrics["epochs"]),
         "stopped_early": metrics["stopped_early"],
+        "rollbacks": metrics.get("rollbacks", []),
+        "validation_curve": [round(e["validation"][primary], 4) for e in metrics["epochs"]],
         "fit_seconds": metrics["fit_seconds"],
         "wall_seconds": metrics["wall_seconds"],
         "settings": {k: metrics["training"][k] for k in ("learning_rate", "epochs", "batch_size")},

@@ -303,3 +303,64 @@ def test_the_schedule_follows_the_planned_epochs_when_a_callback_leaves_samples_
     assert max(callback.rates) == pytest.approx(1e-3, rel=0.1)
     assert callback.rates[-1] == pytest.approx(0.0, abs=1e-9)
     assert callback.rates[0] < callback.rates[1] and callback.rates[2] > callback.rates[-2]
+
+
+class BadEpoch(TrainerCallback):
+    """Teaches one epoch a wrong label (class 0 for every sample), so validation falls; records each step's rate
+    and, at each epoch's start, the validation metric of the weights the epoch starts from."""
+
+    def __init__(self, validation, bad: set[int]) -> None:
+        self.validation, self.bad = validation, bad
+        self.rates: dict[int, list[float]] = {}
+        self.start: dict[int, float] = {}
+
+    def on_epoch_begin(self, state):
+        self.start[state.epoch] = state.evaluate(self.validation)[0]["macro_f1"]
+        if state.epoch in self.bad:
+            state.relabels = dict.fromkeys(range(state.n_samples), 0)
+
+    def on_step_end(self, state, output):
+        self.rates.setdefault(state.epoch, []).append(state.learning_rate)
+
+
+@pytest.mark.parametrize("on_plateau", ["rollback", "continue"])
+def test_after_an_epoch_that_made_validation_worse_the_loop_goes_back_to_the_best_weights_at_half_the_rate(
+        tiny_model_dir, classification_files, tmp_path, on_plateau):
+    from autoft.data.loading import load_examples
+
+    validation = load_examples(classification_files["validation"], task="classification")
+    callback = BadEpoch(validation, bad={3})
+    run = autoft.train(tiny_config(tiny_model_dir, classification_files, tmp_path / "run", epochs=6, learning_rate=5e-3,
+                                   warmup_ratio=0.0, early_stopping_patience=None, early_stopping_on="metric",
+                                   on_plateau=on_plateau), callback=callback)
+    history = [e["validation"]["macro_f1"] for e in run.metrics["epochs"]]
+    assert history[2] < max(history[:2]) - 0.3, history  # the bad epoch made validation fall
+    planned = [5e-3 * (1 - ((epoch - 1) * 12 + 1) / (6 * 12)) for epoch in range(1, 7)]  # each epoch's first rate
+    if on_plateau == "continue":
+        assert run.metrics["rollbacks"] == []
+        assert callback.start[4] == pytest.approx(history[2])  # epoch 4 goes on from the bad epoch's weights
+        assert [callback.rates[e][0] for e in range(1, 7)] == pytest.approx(planned, rel=1e-6)
+        return
+    assert run.metrics["rollbacks"][0] == 3
+    assert callback.start[4] == pytest.approx(max(history[:2]))  # back to the best weights, not the bad epoch's
+    assert history[3] >= max(history[:2]) - 0.05
+    halvings = [sum(1 for r in run.metrics["rollbacks"] if r < epoch) for epoch in range(1, 7)]
+    assert halvings[3] == 1
+    assert [callback.rates[e][0] for e in range(1, 7)] == pytest.approx(
+        [rate * 0.5 ** h for rate, h in zip(planned, halvings)], rel=1e-6)
+    assert run.metrics["best_epoch"] != 3
+
+
+def test_the_loop_goes_back_to_a_best_epoch_once(tiny_model_dir, classification_files, tmp_path):
+    from autoft.data.loading import load_examples
+
+    # Two bad epochs in a row: the first sends the loop back to epoch 2 at half the rate; the second falls below
+    # epoch 2 again, and the loop goes on from there (the fall is then noise or the end of learning).
+    callback = BadEpoch(load_examples(classification_files["validation"], task="classification"), bad={3, 4})
+    run = autoft.train(tiny_config(tiny_model_dir, classification_files, tmp_path / "run", epochs=6, learning_rate=5e-3,
+                                   warmup_ratio=0.0, early_stopping_patience=None, early_stopping_on="metric"),
+                       callback=callback)
+    history = [e["validation"]["macro_f1"] for e in run.metrics["epochs"]]
+    assert history[2] < history[1] and history[3] < history[1], history
+    assert run.metrics["rollbacks"][0] == 3 and 4 not in run.metrics["rollbacks"]
+    assert callback.start[5] == pytest.approx(history[3])

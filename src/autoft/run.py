@@ -248,6 +248,7 @@ def train(
         "warnings": warnings,
         "best_epoch": result.best_epoch,
         "stopped_early": result.stopped_early,
+        "rollbacks": result.rollbacks,
         "epochs": [vars(r) for r in result.history],
         "validation": result.best_validation,
         "test": test_metrics,

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 LOSS_MIN_DELTA = 1e-4
 """A validation loss that falls by less than this share is not progress (``early_stopping_on: metric-or-loss``)."""
+ROLLBACK_FACTOR = 0.5
+"""``on_plateau: rollback``: the learning rate's factor after each return to the best epoch's weights."""
 
 
 @dataclass
@@ -50,6 +52,8 @@ class TrainResult:
     best_validation: dict[str, Any]
     history: list[EpochRecord] = field(default_factory=list)
     stopped_early: bool = False
+    rollbacks: list[int] = field(default_factory=list)
+    """Epochs after which the loop went back to the best weights at a lower rate (``on_plateau: rollback``)."""
     settings: TrainingConfig | None = None
     """The settings trained with: the config with every ``auto`` resolved."""
     plan: dict[str, Any] = field(default_factory=dict)
@@ -158,11 +162,12 @@ def fit(
     total_steps = max(1, config.epochs * steps_per_epoch)  # per process
     warmup_steps = int(config.warmup_ratio * total_steps)
     done = [0.0]  # planned steps done: epochs finished and the share of this one, in labelled-epoch steps
+    rate_scale = [1.0]  # falls by ROLLBACK_FACTOR at each rollback
 
     def linear_warmup_decay(_: int) -> float:
         if done[0] < warmup_steps:
-            return done[0] / max(1, warmup_steps)
-        return max(0.0, (total_steps - done[0]) / max(1, total_steps - warmup_steps))
+            return rate_scale[0] * done[0] / max(1, warmup_steps)
+        return rate_scale[0] * max(0.0, (total_steps - done[0]) / max(1, total_steps - warmup_steps))
 
     scheduler = LambdaLR(optimizer, linear_warmup_decay)
     # The loader and schedule stay ours (not accelerator.prepare'd): the sampler shards batches across
@@ -171,6 +176,7 @@ def fit(
 
     result = TrainResult(best_epoch=0, best_validation={}, settings=config, plan=plan.to_dict())
     best_score, best_loss, best_state, stale, step = -np.inf, np.inf, None, 0, 0
+    returned_to: set[int] = set()  # best epochs already rolled back to: once each
 
     # What callbacks see and may ask for: evaluation on any labelled examples, margins of training rows.
     def evaluate_now(examples: list[Example], features: list[Feature] | None = None):
@@ -261,12 +267,17 @@ def fit(
         )
 
         # Keep the best weights; stop when nothing has improved for `patience` epochs (the metric, or with
-        # `early_stopping_on: metric-or-loss` also the validation loss).
+        # `early_stopping_on: metric-or-loss` also the validation loss). With `on_plateau: rollback`, an epoch
+        # whose validation metric fell below the best sends the loop back to the best weights, to go on at
+        # half the rate: the fall most likely came from a rate too high for this data. Once per best epoch:
+        # if the lower rate falls below it again, the fall is the validation set's noise or the end of
+        # learning, and training goes on from there (patience still decides when to stop).
         loss = validation.get("loss")
         loss_improved = (config.early_stopping_on == "metric-or-loss" and loss is not None
                          and loss < best_loss * (1 - LOSS_MIN_DELTA))
         best_loss = min(best_loss, loss if loss is not None else np.inf)
-        if score > best_score:
+        improved, fell = score > best_score, score < best_score
+        if improved:
             best_score, stale = score, 0
             best_state = {k: v.detach().cpu().clone() for k, v in unwrapped.state_dict().items()}
             result.best_epoch, result.best_validation = epoch, validation
@@ -278,6 +289,16 @@ def fit(
                 result.stopped_early = True
                 log.info("early stopping after epoch %d (best: epoch %d)", epoch, result.best_epoch)
                 break
+        if (fell and config.on_plateau == "rollback" and epoch < config.epochs
+                and result.best_epoch not in returned_to):
+            returned_to.add(result.best_epoch)
+            unwrapped.load_state_dict(best_state)
+            rate_scale[0] *= ROLLBACK_FACTOR
+            for group, base in zip(optimizer.param_groups, scheduler.base_lrs):  # from the next step on
+                group["lr"] = base * linear_warmup_decay(0)
+            result.rollbacks.append(epoch)
+            log.info("validation %s fell in epoch %d: back to epoch %d's weights, learning rate x%g from here",
+                     adapter.primary_metric, epoch, result.best_epoch, rate_scale[0])
 
     # Restore the best epoch's weights.
     callback.on_train_end(state)
