@@ -358,9 +358,34 @@ def test_the_loop_goes_back_to_a_best_epoch_once(tiny_model_dir, classification_
     # epoch 2 again, and the loop goes on from there (the fall is then noise or the end of learning).
     callback = BadEpoch(load_examples(classification_files["validation"], task="classification"), bad={3, 4})
     run = autoft.train(tiny_config(tiny_model_dir, classification_files, tmp_path / "run", epochs=6, learning_rate=5e-3,
-                                   warmup_ratio=0.0, early_stopping_patience=None, early_stopping_on="metric"),
-                       callback=callback)
+                                   warmup_ratio=0.0, early_stopping_patience=None, early_stopping_on="metric",
+                                   on_plateau="rollback"), callback=callback)
     history = [e["validation"]["macro_f1"] for e in run.metrics["epochs"]]
     assert history[2] < history[1] and history[3] < history[1], history
     assert run.metrics["rollbacks"][0] == 3 and 4 not in run.metrics["rollbacks"]
     assert callback.start[5] == pytest.approx(history[3])
+
+
+class SearchFirstRows(TrainerCallback):
+    def on_train_begin(self, state):
+        state.search_rows = np.arange(30)
+
+
+def test_the_range_test_trains_on_the_rows_a_callback_chose(tiny_model_dir, classification_files, tmp_path, monkeypatch):
+    import autoft.training.plan as plan
+
+    searched, original = [], plan.range_test
+
+    def recording(model, adapter, features, *args, **kwargs):
+        searched.append([list(f["input_ids"]) for f in features])
+        return original(model, adapter, features, *args, **kwargs)
+
+    monkeypatch.setattr(plan, "range_test", recording)
+    config = tiny_config(tiny_model_dir, classification_files, tmp_path / "a", learning_rate="auto")
+    autoft.train(config, callback=SearchFirstRows())
+    plain = autoft.train(tiny_config(tiny_model_dir, classification_files, tmp_path / "b", learning_rate="auto"))
+    chosen, every = searched
+    assert len(chosen) == 30 and chosen == every[:30] and len(every) == 90
+    run_plan = json.loads((tmp_path / "a" / "training_plan.json").read_text())
+    assert "of the 30 a callback chose" in run_plan["choices"]["learning_rate"]["how"]
+    assert "callback" not in plain.metrics["auto"]["learning_rate"]["how"]

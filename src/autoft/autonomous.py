@@ -40,10 +40,10 @@ def _with(config: Config, *, policy: str | None = None, output_dir: str | None =
                                      "training": config.training.model_copy(update=training or {})})
 
 
-def _searched_once(config: Config, plain: Run) -> dict[str, Any]:
-    """The plain run's learning rate and batch size where the config says ``auto``: the agent's run trains
-    with the same ones (a fair comparison, and one range test instead of two)."""
-    keys = [k for k in ("learning_rate", "batch_size") if getattr(config.training, k) == AUTO]
+def _shared_settings(config: Config, plain: Run) -> dict[str, Any]:
+    """The plain run's batch size where the config says ``auto``: the agent's run trains with the same one.
+    The learning rate is searched again: the agent's range test trains on the rows it keeps."""
+    keys = [k for k in ("batch_size",) if getattr(config.training, k) == AUTO]
     if keys:
         log.info("autonomous run: %s as chosen for the plain run", ", ".join(
             f"{k} {plain.metrics['training'][k]:.3g}" for k in keys))
@@ -127,7 +127,7 @@ def run(config: Config | dict | str | Path, *, overrides: list[str] | None = Non
         agent = agent_config(config)
         plain_run = train(_with(config, policy="none", output_dir=str(temp / "plain")))
         agent_run = train(_with(agent, output_dir=str(temp / "autonomous"),
-                                training=_searched_once(config, plain_run)))
+                                training=_shared_settings(config, plain_run)))
         comparison = {"policy": agent.selection.policy, "plain": _scores(plain_run),
                       "autonomous": _scores(agent_run), "wall_seconds": round(time.perf_counter() - started, 1),
                       "keep_rate_by_source": _last_keep_rates(temp / "autonomous" / "decisions.jsonl")}

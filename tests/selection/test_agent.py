@@ -424,6 +424,20 @@ def test_online_phase_changes_its_decisions_when_the_model_s_margins_flip():
     assert (second > 0).sum() == (first > 0).sum()  # the same share is left out
 
 
+def test_the_learning_rate_search_trains_on_the_rows_the_agent_keeps_first():
+    import numpy as np
+
+    from autoft.training.callbacks import TrainState
+
+    callback, n = _callback_on_clusters("off", drop=0.3)
+    state = TrainState(n_samples=n)
+    callback.on_train_begin(state)
+    state.epoch = 1
+    callback.on_epoch_begin(state)
+    assert len(state.search_rows) == round(0.7 * n)
+    np.testing.assert_array_equal(state.search_rows, np.flatnonzero(state.weights > 0))
+
+
 def test_online_dynamics_drop_kept_samples_the_model_keeps_contradicting():
     import numpy as np
     import torch

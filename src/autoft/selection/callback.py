@@ -148,6 +148,12 @@ class AgentCallback(TrainerCallback):
         self._action = int(policy.act()) if hasattr(policy, "act") else None
 
     # events
+    def on_train_begin(self, state: TrainState) -> None:
+        """The learning-rate range test trains on the rows kept first: on noisy labels the whole set's loss
+        curve falls slowly and the test picks a rate that learns the noise."""
+        if self.selection.mode != "mask":
+            state.search_rows = np.flatnonzero(self._weights(self._current_values()) > 0)
+
     def on_epoch_begin(self, state: TrainState) -> None:
         epoch = state.epoch
         self.values = self._current_values()

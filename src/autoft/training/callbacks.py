@@ -51,6 +51,10 @@ class TrainState:
     step: int = 0
     learning_rate: float = 0.0
     """The rate of the next optimisation step (after warm-up and decay by the share of planned epochs done)."""
+    search_rows: np.ndarray | None = None
+    """Labelled rows the learning-rate range test (``learning_rate: auto``) trains on; ``None``: all of them. A
+    callback may narrow it in ``on_train_begin`` (the agent: the rows it keeps first, so noisy labels do not
+    choose the rate)."""
     weights: np.ndarray | None = None
     """[N] per-sample loss weights (0: left out); ``None``: every sample, weight 1. Read at each epoch's
     start (which samples are drawn) and after each step (the weights of the rest of the epoch)."""
@@ -96,7 +100,7 @@ class TrainerCallback:
     """Base class: every event does nothing. Override the ones you need."""
 
     def on_train_begin(self, state: TrainState) -> None:
-        """Before the first epoch (after the training settings are resolved)."""
+        """Before the training settings are resolved and the first epoch; may set ``state.search_rows``."""
 
     def on_epoch_begin(self, state: TrainState) -> None:
         """Set ``state.weights`` / ``state.relabels`` / ``state.masked_words`` for this epoch."""

@@ -123,9 +123,36 @@ def fit(
     accelerator = accelerator or Accelerator(mixed_precision=config.mixed_precision)
     show = config.progress and accelerator.is_local_main_process
 
+    # What callbacks see and may ask for: evaluation on any labelled examples, margins of training rows.
+    # (The functions read the loop's variables when called: the model as prepared, every training row.)
+    def evaluate_now(examples: list[Example], features: list[Feature] | None = None):
+        return evaluate(accelerator.unwrap_model(model), adapter, examples,
+                        adapter.encode(examples) if features is None else features,
+                        batch_size=config.eval_batch_size, return_predictions=True)
+
+    def score_now(rows: np.ndarray) -> np.ndarray:
+        scored = [train_features[i] for i in np.asarray(rows, dtype=np.int64)]
+        probabilities, _ = predict_probabilities(accelerator.unwrap_model(model), adapter, scored,
+                                                 batch_size=config.eval_batch_size, progress=show, description="score")
+        return np.array([adapter.label_margin(p, f) for p, f in zip(probabilities, scored)])
+
+    def predict_now(features: list[Feature]) -> list[np.ndarray]:
+        return predict_probabilities(accelerator.unwrap_model(model), adapter, features,
+                                     batch_size=config.eval_batch_size, progress=show, description="predict")[0]
+
+    def predict_rows(rows: np.ndarray) -> list[np.ndarray]:
+        return predict_now([train_features[i] for i in np.asarray(rows, dtype=np.int64)])
+
+    n_labelled = len(train_features)
+    state = TrainState(n_samples=n_labelled + len(unlabeled_features or []), n_labelled=n_labelled,
+                       evaluate=evaluate_now, encode=adapter.encode, score=score_now, predict=predict_now,
+                       predict_rows=predict_rows)
+    callback.on_train_begin(state)
+
     # Settings: every `auto` becomes a value (batch size, epoch budget, patience, learning-rate range test).
     model.to(accelerator.device)
-    plan = resolve(config, model=model, adapter=adapter, train_features=train_features,
+    search = None if state.search_rows is None else [train_features[i] for i in state.search_rows]
+    plan = resolve(config, model=model, adapter=adapter, train_features=train_features, search_features=search,
                    make_optimizer=lambda m: _optimizer(m, config.weight_decay, 1e-5),
                    device=accelerator.device, autocast=accelerator.autocast)
     if accelerator.num_processes > 1:  # every process trains with the main process's choices
@@ -137,7 +164,6 @@ def fit(
 
     # Data: seeded, optionally length-grouped batches, padded to the longest sample (or to max_length).
     # Unlabelled rows carry a placeholder class until a callback pseudo-labels them (weight 0 till then).
-    n_labelled = len(train_features)
     train_features = list(train_features) + [adapter.relabel(f, 0) for f in unlabeled_features or []]
     for i, feature in enumerate(train_features):
         feature["index"] = i
@@ -178,28 +204,6 @@ def fit(
     best_score, best_loss, best_state, stale, step = -np.inf, np.inf, None, 0, 0
     returned_to: set[int] = set()  # best epochs already rolled back to: once each
 
-    # What callbacks see and may ask for: evaluation on any labelled examples, margins of training rows.
-    def evaluate_now(examples: list[Example], features: list[Feature] | None = None):
-        return evaluate(accelerator.unwrap_model(model), adapter, examples,
-                        adapter.encode(examples) if features is None else features,
-                        batch_size=config.eval_batch_size, return_predictions=True)
-
-    def score_now(rows: np.ndarray) -> np.ndarray:
-        scored = [train_features[i] for i in np.asarray(rows, dtype=np.int64)]
-        probabilities, _ = predict_probabilities(accelerator.unwrap_model(model), adapter, scored,
-                                                 batch_size=config.eval_batch_size, progress=show, description="score")
-        return np.array([adapter.label_margin(p, f) for p, f in zip(probabilities, scored)])
-
-    def predict_now(features: list[Feature]) -> list[np.ndarray]:
-        return predict_probabilities(accelerator.unwrap_model(model), adapter, features,
-                                     batch_size=config.eval_batch_size, progress=show, description="predict")[0]
-
-    def predict_rows(rows: np.ndarray) -> list[np.ndarray]:
-        return predict_now([train_features[i] for i in np.asarray(rows, dtype=np.int64)])
-
-    state = TrainState(n_samples=len(train_features), n_labelled=n_labelled, evaluate=evaluate_now,
-                       encode=adapter.encode, score=score_now, predict=predict_now, predict_rows=predict_rows)
-    callback.on_train_begin(state)
     for epoch in range(1, config.epochs + 1):
         # Selection: callbacks decide which samples this epoch draws from, their loss weights, relabels and
         # masked tags.

@@ -98,11 +98,13 @@ def resolve(
     model: torch.nn.Module,
     adapter: TaskAdapter,
     train_features: list[Feature],
+    search_features: list[Feature] | None = None,
     make_optimizer: Any,
     device: torch.device,
     autocast: Any = contextlib.nullcontext,
 ) -> Plan:
-    """Replace every ``auto`` of ``config`` by a value; ``model`` is unchanged (the range test restores it)."""
+    """Replace every ``auto`` of ``config`` by a value; ``model`` is unchanged (the range test restores it).
+    The range test trains on ``search_features`` when given (rows a callback chose), else on the training rows."""
     plan = Plan(config)
     updates: dict[str, Any] = {}
     batch_size = config.batch_size
@@ -124,7 +126,8 @@ def resolve(
         plan.choices["early_stopping_patience"] = {"value": updates["early_stopping_patience"],
                                                    "how": "2 epochs, 3 when more than 12 are planned"}
     if config.learning_rate == AUTO:
-        search = range_test(model, adapter, train_features, make_optimizer, batch_size=batch_size,
+        searched = train_features if search_features is None else search_features
+        search = range_test(model, adapter, searched, make_optimizer, batch_size=batch_size,
                             bounds=adapter.lr_bounds(), seed=config.seed, max_grad_norm=config.max_grad_norm,
                             device=device, autocast=autocast)
         updates["learning_rate"] = search.chosen
@@ -132,7 +135,8 @@ def resolve(
         passes = f"{len(search.shuffle_losses)} x " if len(search.shuffle_losses) > 1 else ""
         plan.choices["learning_rate"] = {
             "value": search.chosen, "how": f"range test: {passes}{len(search.losses)} steps on {search.samples} "
-            f"samples ({search.seconds:.0f} s), " + (f"diverged at {search.diverged_at:.2g}" if search.diverged_at
+            f"samples ({search.seconds:.0f} s)" + ("" if search_features is None else
+                                                   f" of the {len(searched)} a callback chose") + ", " + (f"diverged at {search.diverged_at:.2g}" if search.diverged_at
                                                      else "no divergence") + f"; {search.rule}",
         }
     plan.config = config.model_copy(update=updates)
