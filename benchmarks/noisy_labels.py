@@ -184,6 +184,7 @@ def run_method(method: str, *, work: Path, train: list[Example], noisy_labels: l
     test = run.metrics["test"]
     estimate = run.metrics.get("noise") or {}
     return {"accuracy": test["accuracy"], "macro_f1": test["macro_f1"], "wall_seconds": wall,
+            "validation_macro_f1": run.metrics["validation"]["macro_f1"],
             "true_noise": float(noisy.mean()), "estimated_noise": estimate.get("rate"),
             "drop_fraction": estimate.get("drop_fraction"), "learning_rate": run.metrics["training"]["learning_rate"],
             "epochs_run": len(run.metrics["epochs"]),

@@ -372,7 +372,7 @@ class SearchFirstRows(TrainerCallback):
 
 
 def test_the_range_test_trains_on_the_rows_a_callback_chose(tiny_model_dir, classification_files, tmp_path, monkeypatch):
-    import autoft.training.plan as plan
+    from autoft.training import plan
 
     searched, original = [], plan.range_test
 
