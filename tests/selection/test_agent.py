@@ -92,12 +92,13 @@ def test_value_and_run_commands(tiny_model_dir, noisy_files, tmp_path, capsys):
     assert comparison["plain"]["trained_samples"] == 300 and comparison["autonomous"]["trained_samples"] == 210
     for name in ("plain/model", "autonomous/model", "decisions.jsonl", "data_values.csv", "comparison.md"):
         assert (tmp_path / "out" / name).exists(), name
-    # One learning-rate search, in the plain run; the agent's run trains at the rate it chose.
-    rates = [yaml.safe_load((tmp_path / "out" / name / "config.yaml").read_text())["training"]["learning_rate"]
-             for name in ("plain", "autonomous")]
-    plan = json.loads((tmp_path / "out" / "plain" / "training_plan.json").read_text())
-    assert rates[0] == rates[1] == plan["lr_search"]["chosen"]
-    assert "learning_rate" not in json.loads((tmp_path / "out" / "autonomous" / "metrics.json").read_text())["auto"]
+    # Each run searches its own rate: the plain run on all 150 rows, the agent's on the 105 it keeps first.
+    for name, rows in (("plain", None), ("autonomous", 105)):
+        rate = yaml.safe_load((tmp_path / "out" / name / "config.yaml").read_text())["training"]["learning_rate"]
+        plan = json.loads((tmp_path / "out" / name / "training_plan.json").read_text())
+        assert rate == plan["lr_search"]["chosen"]
+        how = plan["choices"]["learning_rate"]["how"]
+        assert (f"of the {rows} a callback chose" in how) if rows else "callback" not in how
     noise = json.loads((tmp_path / "out" / "autonomous" / "noise.json").read_text())
     assert noise["drop_fraction"] == 0.3 and 0.0 <= noise["rate"] <= 1.0 and set(noise["per_class"]) == set(LABELS)
 
