@@ -298,8 +298,7 @@ def fit(
             returned_to.add(result.best_epoch)
             unwrapped.load_state_dict(best_state)
             rate_scale[0] *= ROLLBACK_FACTOR
-            for group, base in zip(optimizer.param_groups, scheduler.base_lrs):  # from the next step on
-                group["lr"] = base * linear_warmup_decay(0)
+            scheduler.step()  # re-reads the schedule (it follows `done`, not the step count): the new rate applies now
             result.rollbacks.append(epoch)
             log.info("validation %s fell in epoch %d: back to epoch %d's weights, learning rate x%g from here",
                      adapter.primary_metric, epoch, result.best_epoch, rate_scale[0])

@@ -133,11 +133,11 @@ def resolve(
         updates["learning_rate"] = search.chosen
         plan.lr_search = search
         passes = f"{len(search.shuffle_losses)} x " if len(search.shuffle_losses) > 1 else ""
+        rows = "" if search_features is None else f" of the {len(searched)} a callback chose"
+        diverged = f"diverged at {search.diverged_at:.2g}" if search.diverged_at else "no divergence"
         plan.choices["learning_rate"] = {
             "value": search.chosen, "how": f"range test: {passes}{len(search.losses)} steps on {search.samples} "
-            f"samples ({search.seconds:.0f} s)" + ("" if search_features is None else
-                                                   f" of the {len(searched)} a callback chose") + ", " + (f"diverged at {search.diverged_at:.2g}" if search.diverged_at
-                                                     else "no divergence") + f"; {search.rule}",
+            f"samples ({search.seconds:.0f} s){rows}, {diverged}; {search.rule}",
         }
     plan.config = config.model_copy(update=updates)
     for name, choice in plan.choices.items():
