@@ -10,7 +10,8 @@ out-of-fold probes calibrated on the validation labels, EM over the label-transi
 about the injected noise is passed to it. Reported: the estimated rate against the true share of wrong
 labels (the real labels count as clean, so the 0% row also shows what the estimator makes of the data
 sets' own annotation errors), the drop fraction ``auto`` resolves to, and the AUROC with which each
-sample's posterior "this label is wrong" finds the injected flips. No fine-tuning: minutes on a CPU
+sample's posterior "this label is wrong" finds the injected flips — and that of the agents' offline
+ranking (``suspicion``: the posterior, the validation-set probe and the neighbours). No fine-tuning: minutes on a CPU
 once the features are cached.
 
 Noise: ``symmetric`` replaces a label with probability r by another one drawn uniformly;
@@ -57,7 +58,7 @@ def one(name: str, data: dict, kind: str, rate: float, seed: int, args, confusab
         noisy = inject(given, rate, kind, seed, confusable) if rate else given
     config = parse_config({"task": task, "model": args.model, "data": {"train": "(in memory)"},
                            "training": {"max_length": args.max_length, "seed": 0, "progress": False},
-                           "selection": {"policy": "small-loss"}})
+                           "selection": {"policy": "suspicion"}})
     started = time.perf_counter()
     valuation = value_samples(config, _splits(data, noisy), progress=False)
     seconds = time.perf_counter() - started
@@ -69,11 +70,13 @@ def one(name: str, data: dict, kind: str, rate: float, seed: int, args, confusab
                           for owner, span, label in zip(units.owner, units.spans, units.labels)])
     else:
         wrong = np.array([a != b for a, b in zip(given, noisy)])
-    auroc = roc_auc_score(wrong, 1.0 - noise.correct) if 0 < wrong.sum() < len(wrong) else None
+    both = 0 < wrong.sum() < len(wrong)
+    auroc = roc_auc_score(wrong, 1.0 - noise.correct) if both else None
+    ranking = roc_auc_score(wrong, -valuation.policy.values_) if both else None
     return {"dataset": name, "kind": kind if task != "token-classification" else "entity-type", "rate": rate,
             "seed": seed, "units": len(wrong), "true_rate": float(wrong.mean()), "estimated_rate": noise.rate,
             "error": noise.rate - float(wrong.mean()), "drop_fraction": valuation.selection.drop_fraction,
-            "auroc": auroc, "temperature": noise.temperature, "seconds": round(seconds, 1)}
+            "auroc": auroc, "suspicion_auroc": ranking, "temperature": noise.temperature, "seconds": round(seconds, 1)}
 
 
 def markdown(rows: list[dict]) -> str:
@@ -81,14 +84,14 @@ def markdown(rows: list[dict]) -> str:
     for row in rows:
         groups.setdefault((row["dataset"], row["kind"], row["rate"]), []).append(row)
     header = ("| data set | noise | injected | true share wrong (mean) | estimated (mean ± std) | max abs error | "
-              "AUROC | seeds |")
-    lines = [header, "|---|---|---:|---:|---:|---:|---:|---:|"]
+              "AUROC (posterior) | AUROC (suspicion) | seeds |")
+    lines = [header, "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for (name, kind, rate), items in groups.items():
         est = np.array([r["estimated_rate"] for r in items])
-        aurocs = [r["auroc"] for r in items if r["auroc"] is not None]
-        auroc = f"{np.mean(aurocs):.3f}" if aurocs else "–"
+        auroc, ranking = (f"{np.mean(v):.3f}" if (v := [r[k] for r in items if r.get(k) is not None]) else "–"
+                          for k in ("auroc", "suspicion_auroc"))
         lines.append(f"| {name} | {kind} | {rate:.0%} | {np.mean([r['true_rate'] for r in items]):.3f} | "
-                     f"{est.mean():.3f} ± {est.std():.3f} | {max(abs(r['error']) for r in items):.3f} | {auroc} | "
+                     f"{est.mean():.3f} ± {est.std():.3f} | {max(abs(r['error']) for r in items):.3f} | {auroc} | {ranking} | "
                      f"{len(items)} |")
     return "\n".join(lines)
 

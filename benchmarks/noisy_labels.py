@@ -14,7 +14,8 @@ with most). Methods (``--methods``):
 - ``none``: noisy labels, plain fine-tuning with early stopping on the clean validation set;
 - ``random``: drops ``--drop-fraction`` of the samples at random (default ``auto``: the share autoft
   estimates, as the agents do — the same kept count, no ranking);
-- ``static``: the control without learning — the offline suspicion ranking (``small-loss``), never re-scored;
+- ``static``: the control without learning — the agents' offline ranking (the ``suspicion`` policy: noise
+  posterior, validation-set probe, neighbours), never re-scored;
 - ``small-loss``: drops the samples the frozen-feature probes disagree with most, re-scored online;
 - ``cleanlab``: 5-fold out-of-fold probabilities of a frozen-feature logistic-regression probe
   (``--cleanlab-c``) -> ``find_label_issues`` -> prune -> fine-tune (cleanlab itself, from the ``bench``
@@ -49,7 +50,7 @@ log = logging.getLogger("noisy_labels")
 RESULTS = Path(__file__).resolve().parent / "results"
 AGENTS = ("random", "static", "small-loss", "reinforce", "q-learning", "exp3")
 ALL_METHODS = ("oracle", "none", "cleanlab", *AGENTS)
-CONTROLS = {"static": "small-loss"}
+CONTROLS = {"static": "suspicion"}
 """Controls without learning: ``static`` ranks by the offline suspicion score once and never re-scores."""
 
 

@@ -57,6 +57,24 @@ def noisy_clusters(
     return Problem(x, y, val_x, val_y, state, n_classes, flipped, np.zeros(n, dtype=np.int64))
 
 
+def asymmetric_clusters(
+    *, seed: int = 0, n: int = 900, n_val: int = 200, dims: int = 24, n_classes: int = 4,
+    flip: float = 0.4, separation: float = 1.2,
+) -> Problem:
+    """Like ``noisy_clusters``, but each flipped label moves to one fixed class (``c -> c + 1``): a
+    systematic flip that probes and neighbours fitted on the given labels learn as the truth."""
+    rng = np.random.default_rng(seed)
+    centers = _centers(rng, n_classes, dims, separation)
+    y_true = rng.integers(n_classes, size=n)
+    x = centers[y_true] + rng.normal(size=(n, dims))
+    val_y = rng.integers(n_classes, size=n_val)
+    val_x = centers[val_y] + rng.normal(size=(n_val, dims))
+    flipped = rng.random(n) < flip
+    y = np.where(flipped, (y_true + 1) % n_classes, y_true)
+    state = _state(x, y, val_x, val_y, n_classes)
+    return Problem(x, y, val_x, val_y, state, n_classes, flipped, np.zeros(n, dtype=np.int64))
+
+
 def mixed_sources(
     *, seed: int = 0, n: int = 600, n_val: int = 150, dims: int = 24, n_classes: int = 4,
     bad_share: float = 0.4, corrupt: float = 0.8, separation: float = 1.0,

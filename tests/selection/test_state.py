@@ -121,4 +121,12 @@ def test_neighbour_agreement_and_suspicion():
     agreement = neighbour_agreement(x, y, k=2)
     np.testing.assert_allclose(agreement, [0.5, 0.5, 0.0, 1.0, 1.0, 1.0])
     probs = np.tile([0.5, 0.5], (6, 1))
-    assert np.argmax(suspicion(y, probs, probs, agreement)) == 2
+    flat = np.full(6, 0.3)
+    assert np.argmax(suspicion(y, probs, agreement, flat)) == 2
+    # Each of the three signals counts: the noise posterior alone picks sample 4 when the others tie...
+    posterior = np.array([0.1, 0.1, 0.1, 0.1, 0.9, 0.1])
+    assert np.argmax(suspicion(y, probs, np.ones(6), posterior)) == 4
+    # ...and the validation probe alone picks sample 3.
+    val = probs.copy()
+    val[3] = [0.95, 0.05]
+    assert np.argmax(suspicion(y, val, np.ones(6), flat)) == 3

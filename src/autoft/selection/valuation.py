@@ -140,12 +140,13 @@ def value_samples(config: Config, splits: Splits, *, progress: bool = True) -> V
     agreement = neighbour_agreement(units.x, units.labels)
     unit_sources = sources[units.owner]
     state = state_features(embeddings=units.x, labels=units.labels, n_classes=n_classes, oof_probs=probes[0],
-                           val_probs=probes[1], agreement=agreement,
+                           val_probs=probes[1], agreement=agreement, noise_probability=1.0 - noise.correct,
                            sources=unit_sources if len(source_names) > 1 else None, n_sources=len(source_names),
                            seed=seed)
     buckets = unit_sources if selection.bucket_by == "source" else None
     policy.fit(state, units.labels, None, units.val_labels, n_classes=n_classes, embeddings=units.x,
-               val_embeddings=units.val_x, buckets=buckets, probes=probes, agreement=agreement)
+               val_embeddings=units.val_x, buckets=buckets, probes=probes, agreement=agreement,
+               noise_probability=1.0 - noise.correct)
     log.info("offline valuation with %s: %d units of %d samples valued", selection.policy, len(units.labels),
              units.n_samples)
     sample_labels = units.labels if config.task == "classification" else np.zeros(units.n_samples, dtype=np.int64)

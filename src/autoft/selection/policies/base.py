@@ -24,9 +24,15 @@ from scipy.stats import rankdata
 from sklearn.exceptions import NotFittedError
 
 from autoft.errors import ConfigError
+from autoft.selection.noise import estimate_noise
 from autoft.selection.policies._learner import SoftmaxProblem
 from autoft.selection.rewards import Scorer, scorer
-from autoft.selection.state import neighbour_agreement, probe_probabilities, suspicion
+from autoft.selection.state import (
+    cross_fitted_probabilities,
+    neighbour_agreement,
+    probe_probabilities,
+    suspicion,
+)
 
 WeightMode = Literal["sample", "weight"]
 
@@ -69,9 +75,19 @@ class FitData:
         return neighbour_agreement(self.train_x, self.labels)
 
     @cached_property
+    def noise_probability(self) -> np.ndarray:
+        """[N] the noise estimate's posterior that each given label is wrong (``estimate_noise`` on probes
+        cross-fitted with this seed and ``probe_folds``)."""
+        oof, val_oof = cross_fitted_probabilities(self.train_x, self.labels, self.val_x, n_classes=self.n_classes,
+                                                  folds=self.probe_folds, seed=self.seed)
+        names = [str(c) for c in range(self.n_classes)]
+        return 1.0 - estimate_noise(oof, self.labels, val_oof, self.val_labels, names, seed=self.seed).correct
+
+    @cached_property
     def disagreement(self) -> np.ndarray:
-        """[N] in (0, 1]: ``suspicion`` of each given label, from the probes and the nearest neighbours."""
-        return suspicion(self.labels, *self.probes, self.agreement)
+        """[N] in (0, 1]: ``suspicion`` of each given label, from the noise estimate, the validation-set
+        probe and the nearest neighbours."""
+        return suspicion(self.labels, self.probes[1], self.agreement, self.noise_probability)
 
     @cached_property
     def problem(self) -> SoftmaxProblem:
@@ -85,6 +101,13 @@ def _matrix(name: str, values: Any, rows: int | None = None) -> np.ndarray:
         array = array[:, None]
     if array.ndim != 2 or (rows is not None and len(array) != rows):
         raise ValueError(f"{name} must be a [{rows or 'N'}, D] array, got shape {np.shape(values)}")
+    return array
+
+
+def _vector(name: str, values: Any, rows: int) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64)
+    if array.shape != (rows,):
+        raise ValueError(f"{name} must be {rows} numbers, got shape {array.shape}")
     return array
 
 
@@ -181,6 +204,7 @@ class Policy:
         buckets: np.ndarray | None = None,
         probes: tuple[np.ndarray, np.ndarray] | None = None,
         agreement: np.ndarray | None = None,
+        noise_probability: np.ndarray | None = None,
     ) -> Policy:
         """Value every training sample from cached arrays; returns ``self``.
 
@@ -189,7 +213,8 @@ class Policy:
         the probes' inputs; they default to ``features`` / ``val_features``, so ``val_features`` is only
         needed when ``val_embeddings`` is not given. ``buckets`` [N] int: groups for the bucket policies
         (e.g. the source of each sample). ``probes`` (``probe_probabilities`` of the embeddings with this
-        policy's seed and ``probe_folds``) and ``agreement`` (``neighbour_agreement``): pass them when
+        policy's seed and ``probe_folds``), ``agreement`` (``neighbour_agreement``) and
+        ``noise_probability`` (the noise estimate's posterior that each label is wrong): pass them when
         already computed, else they are computed on first use. Sets ``values_``, ``keep_probabilities_``
         and ``decisions_``.
         """
@@ -198,6 +223,8 @@ class Policy:
             data.probes = probes
         if agreement is not None:
             data.agreement = agreement
+        if noise_probability is not None:
+            data.noise_probability = _vector("noise_probability", noise_probability, len(data.labels))
         self.n_samples_, self.n_classes_ = len(data.labels), n_classes
         self.decisions_: list[dict[str, Any]] = []
         self.values_ = np.asarray(self._fit(data), dtype=np.float64)

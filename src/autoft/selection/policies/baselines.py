@@ -1,4 +1,5 @@
-"""Reference policies every learned policy should beat: ``none``, ``random`` and ``small-loss``."""
+"""Reference policies every learned policy should beat: ``none``, ``random``, ``small-loss`` and
+``suspicion``."""
 
 from __future__ import annotations
 
@@ -49,8 +50,20 @@ class SmallLoss(Policy):
         return values
 
 
+class Suspicion(Policy):
+    """The agent's offline ranking without any learning: value = 1 - ``suspicion`` (the noise estimate's
+    posterior, the validation-set probe and the neighbours), so the most contradicted labels go first.
+    The control that shows what the learned policies add to the ranking they start from."""
+
+    def _fit(self, data: FitData) -> np.ndarray:
+        values = 1.0 - data.disagreement
+        self._log("offline", {"mean_suspicion": round(float(data.disagreement.mean()), 6)}, None)
+        return values
+
+
 register_policy("none", NoSelection)
 register_policy("random", RandomSelection)
 register_policy("small-loss", SmallLoss)
+register_policy("suspicion", Suspicion)
 
-__all__ = ["NoSelection", "RandomSelection", "SmallLoss"]
+__all__ = ["NoSelection", "RandomSelection", "SmallLoss", "Suspicion"]
