@@ -20,7 +20,13 @@ with most). Methods (``--methods``):
 - ``cleanlab``: 5-fold out-of-fold probabilities of a frozen-feature logistic-regression probe
   (``--cleanlab-c``) -> ``find_label_issues`` -> prune -> fine-tune (cleanlab itself, from the ``bench``
   extra);
+- ``glc``: every sample, loss forward-corrected with the label-transition matrix autoft's noise estimate
+  fits on the clean validation labels (``selection.correction: forward`` with ``policy: none``; Hendrycks
+  et al.'s gold loss correction in spirit);
 - ``reinforce``, ``q-learning``, ``exp3``: autoft's agents (offline valuation + online selection).
+
+``--correction forward`` makes the agents forward-correct the loss of the samples they keep, with the
+noise left among them (``selection.correction``); the result file gains ``_forward``.
 
 ``--flagged unlabel`` makes the agents train the samples they leave out on the model's own consistent,
 confident label (``selection.flagged``) instead of dropping them; the result file gains ``_unlabel``.
@@ -49,7 +55,7 @@ from autoft.data.public import load_public, write_examples
 log = logging.getLogger("noisy_labels")
 RESULTS = Path(__file__).resolve().parent / "results"
 AGENTS = ("random", "static", "small-loss", "reinforce", "q-learning", "exp3")
-ALL_METHODS = ("oracle", "none", "cleanlab", *AGENTS)
+ALL_METHODS = ("oracle", "none", "cleanlab", "glc", *AGENTS)
 CONTROLS = {"static": "suspicion"}
 """Controls without learning: ``static`` ranks by the offline suspicion score once and never re-scores."""
 
@@ -58,7 +64,17 @@ def agent_selection(method: str, args: argparse.Namespace, **extra) -> dict:
     """The ``selection:`` section of an agent method: its policy, the drop fraction (``auto``: estimated),
     the re-scoring (``off`` for the controls, which must not learn)."""
     return {"policy": CONTROLS.get(method, method), "drop_fraction": args.drop_fraction,
-            "rescore": "off" if method in CONTROLS else args.rescore, "flagged": args.flagged, **extra}
+            "rescore": "off" if method in CONTROLS else args.rescore, "flagged": args.flagged,
+            "correction": args.correction, **extra}
+
+
+def selection_of(method: str, args: argparse.Namespace) -> dict:
+    """The ``selection:`` section each method trains with."""
+    if method in AGENTS:
+        return agent_selection(method, args, balance=args.balance)
+    if method == "glc":
+        return {"policy": "none", "correction": "forward"}
+    return {"policy": "none"}
 
 
 def fraction_or_auto(text: str) -> float | str:
@@ -175,7 +191,7 @@ def run_method(method: str, *, work: Path, train: list[Example], noisy_labels: l
         "training": {"epochs": args.epochs, "learning_rate": args.learning_rate, "batch_size": args.batch_size,
                      "max_length": args.max_length, "seed": seed, "early_stopping_patience": args.patience,
                      "progress": False},
-        "selection": agent_selection(method, args, balance=args.balance) if method in AGENTS else {"policy": "none"},
+        "selection": selection_of(method, args),
         "output_dir": str(work / method),
     }
     run = autoft.train(config)
@@ -247,6 +263,8 @@ def main() -> None:
                         help="the agents' online re-scoring (selection.rescore, default dynamics)")
     parser.add_argument("--flagged", choices=("drop", "unlabel"), default="drop",
                         help="what the agents do with the samples they leave out (selection.flagged)")
+    parser.add_argument("--correction", choices=("off", "forward"), default="off",
+                        help="the agents' loss correction (selection.correction)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--methods", nargs="+", default=list(ALL_METHODS), choices=ALL_METHODS)
     parser.add_argument("--model", default="default")
@@ -292,7 +310,7 @@ def main() -> None:
     report = {"dataset": name, "args": {k: v for k, v in vars(args).items() if k != "output"},
               "per_seed": per_seed, "summary": summary, "wall_seconds": round(time.perf_counter() - started, 1)}
     stem = f"noisy_{name}_{args.noise_kind}_{int(args.noise * 100)}_{args.balance}" + (
-        f"_{args.flagged}" if args.flagged != "drop" else "")
+        f"_{args.flagged}" if args.flagged != "drop" else "") + (f"_{args.correction}" if args.correction != "off" else "")
     output = args.output or RESULTS / f"{stem}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

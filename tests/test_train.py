@@ -7,7 +7,7 @@ import yaml
 import autoft
 from autoft.errors import RunDirError
 from autoft.training.callbacks import TrainerCallback
-from tests.conftest import TOPICS, tiny_config
+from tests.conftest import TOPICS, synthetic_rows, tiny_config, write_csv
 
 FAST = {"epochs": 8, "learning_rate": 3e-3, "early_stopping_patience": None}
 
@@ -277,6 +277,33 @@ def test_relabels_change_the_labels_the_loop_trains_on(tiny_model_dir, classific
     assert all(callback.seen[i] == 0 for i in range(10))
     assert {callback.seen[i] for i in range(10, 90)} == {0, 1, 2}  # the rest keep their given labels
     assert run.metrics["epochs"][0]["samples"] == 90
+
+
+class Transition(TrainerCallback):
+    """Sets one label-transition matrix for every epoch."""
+
+    def __init__(self, matrix):
+        self.matrix = matrix
+
+    def on_epoch_begin(self, state):
+        state.label_transition = self.matrix
+
+
+def test_forward_correction_learns_the_true_classes_from_systematically_flipped_labels(tiny_model_dir, tmp_path):
+    # Every training label is moved to the next class (food -> sport -> tech -> food); validation and test
+    # are clean. Told the transition, the model learns the true classes; plain training learns the flip.
+    flip = {"food": "sport", "sport": "tech", "tech": "food"}
+    files = {"train": write_csv(tmp_path / "train.csv", [(t, flip[y]) for t, y in synthetic_rows(90, 0)]),
+             "validation": write_csv(tmp_path / "val.csv", synthetic_rows(30, 1)),
+             "test": write_csv(tmp_path / "test.csv", synthetic_rows(30, 2))}
+    transition = np.full((3, 3), 0.05)  # T[true, given]; ids in label order: food 0, sport 1, tech 2
+    for true, given in flip.items():
+        transition[sorted(flip).index(true), sorted(flip).index(given)] = 0.9
+    corrected = autoft.train(tiny_config(tiny_model_dir, files, tmp_path / "corrected", **FAST),
+                             callback=Transition(transition))
+    plain = autoft.train(tiny_config(tiny_model_dir, files, tmp_path / "plain", **FAST))
+    assert corrected.metrics["test"]["macro_f1"] >= 0.9
+    assert plain.metrics["test"]["macro_f1"] <= 0.2
 
 
 class KeepHalf(TrainerCallback):

@@ -33,9 +33,9 @@ log = logging.getLogger(__name__)
 def _with(config: Config, *, policy: str | None = None, output_dir: str | None = None,
           training: dict[str, Any] | None = None) -> Config:
     """A copy of ``config`` with another selection policy, output folder and/or training settings. Plain
-    fine-tuning (policy ``none``) learns from the labelled data alone: no self-training either."""
+    fine-tuning (policy ``none``) learns from the labelled data alone: no self-training or loss correction either."""
     selection = config.selection if policy is None else config.selection.model_copy(
-        update={"policy": policy, **({"self_training": "off"} if policy == "none" else {})})
+        update={"policy": policy, **({"self_training": "off", "correction": "off"} if policy == "none" else {})})
     return config.model_copy(update={"selection": selection, "output_dir": output_dir or config.output_dir,
                                      "training": config.training.model_copy(update=training or {})})
 

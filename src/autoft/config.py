@@ -149,6 +149,10 @@ class SelectionConfig(_Strict):
     balance: Literal["global", "per-class"] = Field(
         "global", description="drop that share over all samples, or within each given label"
     )
+    correction: Literal["off", "forward"] = Field(
+        "off", description="classification: forward-correct the loss of the samples that train on their given "
+        "label with the label-transition matrix the noise estimate fits on the clean validation labels (GLC), "
+        "re-estimated each epoch on the samples kept; off: plain cross-entropy")
     reward: str = Field(
         "primary",
         description="online reward: the gain of this validation metric (primary: the task's own; accuracy, "
@@ -175,6 +179,12 @@ class SelectionConfig(_Strict):
         "target the agent chooses online), threshold (every pseudo-label above self_training_threshold), off")
     self_training_threshold: float = Field(0.9, gt=0.0, le=1.0, description="confidence of self_training: threshold")
     options: dict[str, Any] = Field(default_factory=dict, description="policy-specific options")
+
+    @property
+    def uses_agent(self) -> bool:
+        """Whether a run values its samples (a policy other than ``none``, or a loss correction, which needs
+        the noise estimate)."""
+        return self.policy != "none" or self.correction != "off"
 
     @field_validator("drop_fraction", mode="before")
     @classmethod

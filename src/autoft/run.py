@@ -186,7 +186,7 @@ def train(
     # best epoch, so the checkpoint is never picked on the data the agent was rewarded on.
     validation, reward_part, warnings = splits.validation, [], []
     self_training = config.selection.self_training if splits.unlabeled and callback is None else "off"
-    if callback is None and (config.selection.policy != "none" or self_training == "agent"):
+    if callback is None and (config.selection.uses_agent or self_training == "agent"):
         validation, reward_part = split_validation(splits.validation, fraction=config.selection.reward_fraction,
                                                    seed=config.training.seed, stratify=config.task == "classification")
         log.info("validation split for the agent: %d examples reward it, %d choose early stopping and the best "
@@ -197,7 +197,7 @@ def train(
                             "labels are as noisy as the rest; give a clean validation file for a trustworthy agent")
             log.warning(warnings[-1])
     callbacks: list[TrainerCallback] = [] if callback is None else [callback]
-    if callback is None and config.selection.policy != "none":
+    if callback is None and config.selection.uses_agent:
         from autoft.selection.agent import AgentCallback, value_samples
 
         callbacks.append(AgentCallback(value_samples(config, replace(splits, validation=reward_part),

@@ -552,3 +552,67 @@ def test_sample_noise_rate_counts_sentences_with_a_wrong_entity():
                   ["PER", "LOC"], np.array([0, 0, 1, 2]), np.zeros(4, dtype=np.int64))
     noise = SimpleNamespace(correct=np.array([1.0, 0.0, 1.0, 0.5]))  # sentence 3 has no entities
     assert sample_noise_rate(units, noise) == pytest.approx((1.0 + 0.0 + 0.5 + 0.0) / 4)
+
+
+def test_forward_correction_uses_the_noise_left_among_the_rows_kept():
+    """Known answer: each class's flips go to the next class (30%). With every row kept, the transition the
+    callback hands the loop is the injected one; with the suspects left out, the noise it corrects is
+    what is left among the kept rows."""
+    import numpy as np
+
+    from autoft.config import SelectionConfig
+    from autoft.selection.agent import AgentCallback, Units, Valuation
+    from autoft.selection.noise import estimate_noise
+    from autoft.selection.policies import get_policy
+    from autoft.selection.state import cross_fitted_probabilities
+    from autoft.training.callbacks import TrainState
+    from tests.selection.synthetic import asymmetric_clusters
+
+    problem = asymmetric_clusters(seed=0, flip=0.3, separation=2.0, n=800)
+    x, y, val_x, val_y = problem.x, problem.y, problem.val_x, problem.val_y
+    names = [f"c{k}" for k in range(4)]
+    oof, val_oof = cross_fitted_probabilities(x, y, val_x, n_classes=4)
+    noise = estimate_noise(oof, y, val_oof, val_y, names)
+    n, given = len(y), [names[k] for k in y]
+    units = Units(x, y, val_x, val_y, names, np.arange(n), np.zeros(n, dtype=np.int64))
+
+    def transition(drop: float):
+        policy = problem.fit(get_policy("suspicion", drop_fraction=drop))
+        selection = SelectionConfig(policy="suspicion", drop_fraction=drop, correction="forward", rescore="off")
+        valuation = Valuation(policy, units, y, ["train"], given, given, noise.suggested_confidence,
+                              1.0 - noise.correct, selection, noise)
+        callback = AgentCallback(valuation, primary_metric="macro_f1", reward_examples=[autoft.Example("v", "c0")])
+        state = TrainState(n_samples=n)
+        state.epoch = 1
+        callback.on_epoch_begin(state)
+        return state.label_transition, callback.decisions[-1]["corrected_noise"]
+
+    every, every_noise = transition(0.0)
+    flips = every[np.arange(4), (np.arange(4) + 1) % 4]  # T[y, y + 1]: the injected flips
+    assert np.all(np.abs(flips - 0.3) < 0.08) and np.all(np.abs(np.diag(every) - 0.7) < 0.08)
+    assert abs(every_noise - problem.bad.mean()) < 0.05
+    kept, kept_noise = transition(round(noise.rate, 4))
+    assert np.all(kept[np.arange(4), (np.arange(4) + 1) % 4] < 0.12) and kept_noise < 0.1
+    assert np.allclose(kept.sum(axis=1), 1.0)
+
+
+def test_forward_correction_needs_classification(tiny_model_dir, ner_files, tmp_path):
+    files = ner_files
+    config = tiny_config(tiny_model_dir, files, tmp_path / "run", task="token-classification")
+    config["selection"] = {"policy": "small-loss", "correction": "forward"}
+    with pytest.raises(ConfigError, match="selection.correction: forward correction needs one label per sample"):
+        autoft.train(config)
+    assert not (tmp_path / "run").exists()
+
+
+def test_plain_fine_tuning_with_forward_correction_keeps_every_sample(tiny_model_dir, noisy_files, tmp_path):
+    """``policy: none`` with ``correction: forward`` is the GLC baseline: the noise is estimated, nothing
+    is left out, and every epoch corrects the loss with the estimated transition matrix."""
+    files, _ = noisy_files
+    config = tiny_config(tiny_model_dir, files, tmp_path / "run", epochs=2, learning_rate=3e-3)
+    config["selection"] = {"policy": "none", "correction": "forward"}
+    run = autoft.train(config)
+    decisions = [json.loads(line) for line in (tmp_path / "run" / "decisions.jsonl").read_text().splitlines()]
+    selects = [d for d in decisions if d.get("event") == "select"]
+    assert len(selects) == 2 and all(d["dropped"] == 0 and d["corrected_noise"] > 0.1 for d in selects)
+    assert run.metrics["noise"]["drop_fraction"] == 0.0 and run.metrics["noise"]["rate"] > 0.1

@@ -42,6 +42,22 @@ def test_per_sample_loss_is_cross_entropy(adapter):
     assert units.tolist() == [1, 1]
 
 
+def test_forward_corrected_loss(adapter):
+    logits = torch.tensor([[0.0, 0.0], [2.0, 0.0], [-1.0, 3.0]])
+    labels = torch.tensor([1, 0, 0])
+    plain, _ = adapter.per_sample_loss(logits, labels)
+    same, _ = adapter.per_sample_loss(logits, labels, torch.eye(2))
+    assert same.tolist() == pytest.approx(plain.tolist(), rel=1e-5)
+    # Labels swapped for every sample: the given label's loss is the other class's plain loss.
+    swapped, _ = adapter.per_sample_loss(logits, labels, torch.tensor([[0.0, 1.0], [1.0, 0.0]]))
+    other, _ = adapter.per_sample_loss(logits, 1 - labels)
+    assert swapped.tolist() == pytest.approx(other.tolist(), rel=1e-5)
+    # Half the labels of class 0 given as 1: P(given 1) = p0 / 2 + p1.
+    half, _ = adapter.per_sample_loss(logits, torch.tensor([1, 1, 1]), torch.tensor([[0.5, 0.5], [0.0, 1.0]]))
+    p = torch.softmax(logits, -1)
+    assert half.tolist() == pytest.approx((-torch.log(p[:, 0] / 2 + p[:, 1])).tolist(), rel=1e-5)
+
+
 def test_label_margin(adapter):
     (feature,) = adapter.encode([Example("fine", "pos")])
     assert adapter.label_margin(np.array([0.8, 0.2]), feature) == pytest.approx(-0.6)

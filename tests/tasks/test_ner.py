@@ -78,6 +78,8 @@ def test_per_sample_loss_counts_labelled_tokens(adapter):
     losses, units = adapter.per_sample_loss(logits, labels)
     assert units.tolist() == [2, 1]
     assert losses.tolist() == pytest.approx([2 * np.log(5), np.log(5)], rel=1e-5)
+    with pytest.raises(NotImplementedError, match="forward-correct"):
+        adapter.per_sample_loss(logits, labels, torch.eye(len(LABELS)))
 
 
 def test_label_margin_is_the_worst_tagged_word(adapter):

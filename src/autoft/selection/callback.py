@@ -11,6 +11,7 @@ from scipy.stats import rankdata
 
 from autoft.data.loading import Example
 from autoft.errors import ConfigError
+from autoft.selection.noise import transition_of
 from autoft.selection.reports import data_value_rows, write_data_values, write_decisions, write_noise
 from autoft.selection.rewards import load_reward
 from autoft.selection.state import TrainingDynamics, sequence_margins
@@ -169,6 +170,11 @@ class AgentCallback(TrainerCallback):
         if self.selection.mode == "mask":
             state.masked_words = self._masked_words()
         kept = ~self._flagged()
+        corrected_noise = None  # the estimated share of wrong labels among the rows forward-corrected
+        if self.selection.correction == "forward":  # the noise left among the rows that keep their given label
+            given, noise = np.flatnonzero(kept & ~self.relabelled & ~self.unlabelled), self.valuation.noise
+            state.label_transition = transition_of(noise.posterior, self.valuation.sample_labels, given)
+            corrected_noise = round(float(1.0 - noise.correct[given].mean()), 4) if given.size else None
         per_source = {name: float(kept[self.valuation.sources == i].mean())
                       for i, name in enumerate(self.valuation.source_names)}
         self.decisions.append({
@@ -180,6 +186,7 @@ class AgentCallback(TrainerCallback):
             "relabelled": int(self.relabelled.sum()),
             "unlabelled": int(self.unlabelled.sum()),
             "emphasised_bucket": self._action,
+            "corrected_noise": corrected_noise,
         })
 
     def on_step_end(self, state: TrainState, output: StepOutput) -> None:

@@ -173,25 +173,35 @@ def fit_transition(
     prior = np.clip(np.asarray(prior, dtype=np.float64), _EPS, 1.0)
     labels = np.asarray(labels, dtype=np.int64)
     n, c = prior.shape
-    pseudo = np.full((c, c), smoothing / max(c - 1, 1))
-    np.fill_diagonal(pseudo, smoothing)
     transition = np.full((c, c), 0.1 / max(c - 1, 1))
     np.fill_diagonal(transition, 0.9)
-    given = np.zeros((n, c))
-    given[np.arange(n), labels] = 1.0
     previous = -np.inf
     for _ in range(iterations):
         joint = prior * transition[:, labels].T  # [N, C]: prior[i, y] * T[y, given_i]
         evidence = joint.sum(axis=1, keepdims=True)
         posterior = joint / evidence
         likelihood = float(np.log(evidence).sum())
-        counts = posterior.T @ given + pseudo  # [C, C]: expected (true y, given k) counts
-        transition = counts / counts.sum(axis=1, keepdims=True)
+        transition = transition_of(posterior, labels, smoothing=smoothing)
         if likelihood - previous < tol * n:
             break
         previous = likelihood
     joint = prior * transition[:, labels].T
     return transition, joint / joint.sum(axis=1, keepdims=True)
+
+
+def transition_of(posterior: np.ndarray, labels: np.ndarray, rows: np.ndarray | None = None, *,
+                  smoothing: float = 1.0) -> np.ndarray:
+    """[C, C] ``T[y, k]`` of ``rows`` (default: all): the expected counts of (true class y, given label k)
+    under ``posterior`` [N, C], with ``fit_transition``'s pseudo-counts, normalised per true class. The
+    label noise of a subset (the samples an agent keeps) is lower than that of the whole set."""
+    posterior, labels = np.asarray(posterior, dtype=np.float64), np.asarray(labels, dtype=np.int64)
+    if rows is not None:
+        posterior, labels = posterior[rows], labels[rows]
+    c = posterior.shape[1]
+    counts = np.full((c, c), smoothing / max(c - 1, 1))
+    np.fill_diagonal(counts, smoothing)
+    np.add.at(counts.T, labels, posterior)  # counts[y, given_i] += posterior[i, y]
+    return counts / counts.sum(axis=1, keepdims=True)
 
 
 def estimate_noise(
@@ -231,4 +241,4 @@ def estimate_noise(
 
 
 __all__ = ["Calibration", "NoiseEstimate", "choose_penalty", "estimate_noise", "fit_calibration", "fit_temperature",
-           "fit_transition"]
+           "fit_transition", "transition_of"]

@@ -105,6 +105,9 @@ def value_samples(config: Config, splits: Splits, *, progress: bool = True) -> V
                           f"task: token-classification, not {config.task}")
     if selection.relabel_confidence is not None and config.task != "classification":
         raise ConfigError(f"selection.relabel_confidence: relabelling needs task: classification, not {config.task}")
+    if selection.correction != "off" and config.task != "classification":
+        raise ConfigError(f"selection.correction: forward correction needs one label per sample (task: "
+                          f"classification), not {config.task}")
     if selection.flagged == "unlabel" and config.task != "classification":
         raise ConfigError(f"selection.flagged: unlabel trains on the model's own labels: it needs task: "
                           f"classification, not {config.task}")
@@ -125,7 +128,10 @@ def value_samples(config: Config, splits: Splits, *, progress: bool = True) -> V
                                               folds=policy.probe_folds, seed=seed)
     probes = (oof, validation_probe_probabilities(units.x, units.val_x, units.val_labels, n_classes=n_classes))
     noise = estimate_noise(oof, units.labels, val_oof, units.val_labels, units.class_names, seed=seed)
-    if config.task == "token-classification" and selection.mode != "mask":  # sentences are left out, not entities
+    if selection.policy == "none":  # plain fine-tuning with a loss correction: the estimate, nothing left out
+        drop, how = 0.0, f"policy none keeps every sample (the estimated noise rate {noise.rate:.1%})"
+        policy.drop_fraction = drop
+    elif config.task == "token-classification" and selection.mode != "mask":  # sentences are left out, not entities
         drop, how = resolve_drop_fraction(selection.drop_fraction, sample_noise_rate(units, noise),
                                           "the estimated share of sentences with a mistyped entity")
         policy.drop_fraction = resolve_drop_fraction(selection.drop_fraction, noise.rate)[0]

@@ -73,12 +73,20 @@ class TaskAdapter(ABC):
 
     # --- training -----------------------------------------------------------------------------
     @abstractmethod
-    def per_sample_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def per_sample_loss(self, logits: torch.Tensor, labels: torch.Tensor, transition: torch.Tensor | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (summed loss of each sample, number of loss units of each sample).
 
         The weighted batch loss is ``sum(w * loss) / sum(w * units)``: the plain mean when every
-        weight is 1, and a per-sample weighting hook for data selection.
+        weight is 1, and a per-sample weighting hook for data selection. ``transition`` [C, C]
+        (``TrainState.label_transition``) asks for the forward-corrected loss; only tasks with one label
+        per example support it.
         """
+
+    @staticmethod
+    def _no_transition(name: str, transition: torch.Tensor | None) -> None:
+        if transition is not None:
+            raise NotImplementedError(f"{name} has no single label per example to forward-correct")
 
     def relabel(self, feature: Feature, label: int) -> Feature:
         """A copy of ``feature`` that trains on class id ``label`` instead of its given one. Only tasks with

@@ -47,8 +47,16 @@ class ClassificationAdapter(TaskAdapter):
             self.tokenizer, padding="max_length" if pad_to else "longest", max_length=pad_to, return_tensors="pt"
         )
 
-    def per_sample_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        loss = F.cross_entropy(logits.float(), labels, reduction="none")
+    def per_sample_loss(self, logits: torch.Tensor, labels: torch.Tensor, transition: torch.Tensor | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cross-entropy; with ``transition`` ``T[y, k]`` = P(given k | true y), forward-corrected (Patrini et
+        al., 2017): the given label's log-probability under ``softmax(logits) @ T``, so the model itself
+        learns the true class while the noise model explains the given one."""
+        if transition is None:
+            loss = F.cross_entropy(logits.float(), labels, reduction="none")
+        else:
+            noisy = torch.softmax(logits.float(), dim=-1) @ transition.to(logits.device, torch.float32)
+            loss = -torch.log(noisy.gather(1, labels[:, None]).squeeze(1).clamp_min(1e-12))
         return loss, torch.ones_like(loss)
 
     def batch_probabilities(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> list[np.ndarray]:

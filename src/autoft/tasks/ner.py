@@ -99,7 +99,9 @@ class TokenClassificationAdapter(TaskAdapter):
             label_pad_token_id=IGNORE, return_tensors="pt",
         )
 
-    def per_sample_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def per_sample_loss(self, logits: torch.Tensor, labels: torch.Tensor, transition: torch.Tensor | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+        self._no_transition(self.name, transition)
         token_loss = F.cross_entropy(
             logits.float().transpose(1, 2), labels, ignore_index=IGNORE, reduction="none"
         )  # [B, T]

@@ -64,6 +64,10 @@ class TrainState:
     """Per training row, the class id it trains on this epoch instead of its given label (classification)."""
     pseudo_labels: dict[int, tuple[int, float]] = field(default_factory=dict)
     """Per unlabelled row, (class id, loss weight) it trains on this epoch; unlabelled rows not here are left out."""
+    label_transition: np.ndarray | None = None
+    """[C, C] ``T[y, k]``, the probability that a sample of true class ``y`` was given label ``k``
+    (classification). When a callback sets it, rows that train on their given label this epoch use the
+    forward-corrected loss (``TaskAdapter.per_sample_loss``); relabelled and pseudo-labelled rows do not."""
     validation: dict[str, Any] | None = None
     """The loop's last validation metrics (the split that chooses early stopping and the best epoch)."""
     validation_predictions: list[Any] | None = None

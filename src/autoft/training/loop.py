@@ -208,6 +208,7 @@ def fit(
         # Selection: callbacks decide which samples this epoch draws from, their loss weights, relabels and
         # masked tags.
         state.epoch, state.weights, state.masked_words, state.relabels, state.pseudo_labels = epoch, None, {}, {}, {}
+        state.label_transition = None
         callback.on_epoch_begin(state)
         weights = state.sample_weights()
         sampler.set_epoch(epoch, np.flatnonzero(weights > 0))
@@ -217,6 +218,12 @@ def fit(
             epoch_features[i] = adapter.relabel(train_features[i], label)
         for i, words in state.masked_words.items():
             epoch_features[i] = adapter.mask_words(epoch_features[i], words)
+        transition, given = None, None  # forward correction: the rows that train on their given label
+        if state.label_transition is not None:
+            transition = torch.as_tensor(state.label_transition, dtype=torch.float32, device=accelerator.device)
+            given = torch.zeros(len(train_features), dtype=torch.bool, device=accelerator.device)
+            given[:n_labelled] = True
+            given[[*state.relabels, *state.pseudo_labels]] = False
 
         # Train one epoch: weighted per-sample loss, backward, clip, step (a batch whose weights are all 0 is skipped).
         model.train()
@@ -232,6 +239,9 @@ def fit(
                 continue
             logits = model(**batch).logits
             losses, units = adapter.per_sample_loss(logits, labels)
+            if transition is not None:
+                corrected, _ = adapter.per_sample_loss(logits, labels, transition)
+                losses = torch.where(given[index], corrected, losses)
             loss = (w * losses).sum() / (w * units).sum().clamp_min(1e-8)
             accelerator.backward(loss)
             if config.max_grad_norm is not None:
