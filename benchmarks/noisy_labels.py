@@ -25,8 +25,9 @@ with most). Methods (``--methods``):
   et al.'s gold loss correction in spirit);
 - ``reinforce``, ``q-learning``, ``exp3``: autoft's agents (offline valuation + online selection).
 
-``--correction forward`` makes the agents forward-correct the loss of the samples they keep, with the
-noise left among them (``selection.correction``); the result file gains ``_forward``.
+The agents forward-correct the loss of the samples they keep, with the noise estimated to be left among
+them (``selection.correction: auto``, the default for classification); ``--correction off`` turns that off
+(the result file gains ``_off``).
 
 ``--flagged unlabel`` makes the agents train the samples they leave out on the model's own consistent,
 confident label (``selection.flagged``) instead of dropping them; the result file gains ``_unlabel``.
@@ -263,8 +264,8 @@ def main() -> None:
                         help="the agents' online re-scoring (selection.rescore, default dynamics)")
     parser.add_argument("--flagged", choices=("drop", "unlabel"), default="drop",
                         help="what the agents do with the samples they leave out (selection.flagged)")
-    parser.add_argument("--correction", choices=("off", "forward"), default="off",
-                        help="the agents' loss correction (selection.correction)")
+    parser.add_argument("--correction", choices=("auto", "off", "forward"), default="auto",
+                        help="the agents' loss correction (selection.correction; auto: forward, for classification)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--methods", nargs="+", default=list(ALL_METHODS), choices=ALL_METHODS)
     parser.add_argument("--model", default="default")
@@ -310,7 +311,7 @@ def main() -> None:
     report = {"dataset": name, "args": {k: v for k, v in vars(args).items() if k != "output"},
               "per_seed": per_seed, "summary": summary, "wall_seconds": round(time.perf_counter() - started, 1)}
     stem = f"noisy_{name}_{args.noise_kind}_{int(args.noise * 100)}_{args.balance}" + (
-        f"_{args.flagged}" if args.flagged != "drop" else "") + (f"_{args.correction}" if args.correction != "off" else "")
+        f"_{args.flagged}" if args.flagged != "drop" else "") + (f"_{args.correction}" if args.correction != "auto" else "")
     output = args.output or RESULTS / f"{stem}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

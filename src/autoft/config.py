@@ -149,10 +149,11 @@ class SelectionConfig(_Strict):
     balance: Literal["global", "per-class"] = Field(
         "global", description="drop that share over all samples, or within each given label"
     )
-    correction: Literal["off", "forward"] = Field(
-        "off", description="classification: forward-correct the loss of the samples that train on their given "
-        "label with the label-transition matrix the noise estimate fits on the clean validation labels (GLC), "
-        "re-estimated each epoch on the samples kept; off: plain cross-entropy")
+    correction: Literal["auto", "off", "forward"] = Field(
+        AUTO, description="forward (classification): forward-correct the loss of the samples that train on their "
+        "given label with the label-transition matrix the noise estimate fits on the clean validation labels "
+        "(GLC), re-estimated each epoch on the samples kept; off: plain cross-entropy; auto: forward for "
+        "classification agent runs, off otherwise")
     reward: str = Field(
         "primary",
         description="online reward: the gain of this validation metric (primary: the task's own; accuracy, "
@@ -184,7 +185,7 @@ class SelectionConfig(_Strict):
     def uses_agent(self) -> bool:
         """Whether a run values its samples (a policy other than ``none``, or a loss correction, which needs
         the noise estimate)."""
-        return self.policy != "none" or self.correction != "off"
+        return self.policy != "none" or self.correction == "forward"
 
     @field_validator("drop_fraction", mode="before")
     @classmethod

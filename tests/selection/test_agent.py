@@ -52,6 +52,10 @@ def test_train_with_policy_drops_flagged_samples_and_logs_decisions(tiny_model_d
     rows = read_values(tmp_path / "run" / "data_values.csv")
     assert len(rows) == 150 and sum(r["flagged"] == "True" for r in rows) == 45
     assert [float(r["value"]) for r in rows] == sorted(float(r["value"]) for r in rows)
+    # selection.correction: auto resolves to forward for classification: the resolved config says so, and
+    # every epoch corrects the rows it keeps for the noise estimated to be left among them.
+    assert run.config.selection.correction == "forward"
+    assert all(0.0 <= d["corrected_noise"] < 0.3 for d in selects)
 
 
 def test_same_seed_same_decisions(tiny_model_dir, noisy_files, tmp_path):
@@ -210,6 +214,7 @@ def test_train_ner_with_policy_and_mini_batch_rewards(tiny_model_dir, tmp_path):
     assert all(0.0 <= d["validation"] <= 1.0 for d in rewards)
     assert all("policy_update" in d for d in rewards[1:]) and "policy_update" not in rewards[0]
     assert len(read_values(tmp_path / "run" / "data_values.csv")) == 120
+    assert run.config.selection.correction == "off"  # auto: NER has no single label to forward-correct
 
 
 def test_ner_mask_mode_keeps_sentences_and_masks_suspect_entities(tiny_model_dir, tmp_path):

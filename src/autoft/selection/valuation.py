@@ -105,7 +105,7 @@ def value_samples(config: Config, splits: Splits, *, progress: bool = True) -> V
                           f"task: token-classification, not {config.task}")
     if selection.relabel_confidence is not None and config.task != "classification":
         raise ConfigError(f"selection.relabel_confidence: relabelling needs task: classification, not {config.task}")
-    if selection.correction != "off" and config.task != "classification":
+    if selection.correction == "forward" and config.task != "classification":
         raise ConfigError(f"selection.correction: forward correction needs one label per sample (task: "
                           f"classification), not {config.task}")
     if selection.flagged == "unlabel" and config.task != "classification":
@@ -138,7 +138,12 @@ def value_samples(config: Config, splits: Splits, *, progress: bool = True) -> V
     else:
         drop, how = resolve_drop_fraction(selection.drop_fraction, noise.rate)
         policy.drop_fraction = drop
-    selection = selection.model_copy(update={"drop_fraction": drop})
+    correction = selection.correction if selection.correction != AUTO else (
+        "forward" if config.task == "classification" else "off")
+    selection = selection.model_copy(update={"drop_fraction": drop, "correction": correction})
+    if correction == "forward":
+        log.info("loss correction: forward, with the transition matrix estimated on the validation labels%s",
+                 " (selection.correction: auto, for classification)" if config.selection.correction == AUTO else "")
     what = "entity labels" if config.task == "token-classification" else "labels"
     log.info("estimated label noise: %.1f%% of %d %s (per class: %s); the agent leaves out %.1f%% (%s)",
              100 * noise.rate, len(units.labels), what,
