@@ -39,17 +39,23 @@ def _state(x, y, val_x, val_y, n_classes, sources=None, n_sources=0) -> np.ndarr
     )
 
 
-def noisy_clusters(
-    *, seed: int = 0, n: int = 600, n_val: int = 150, dims: int = 24, n_classes: int = 4,
-    flip: float = 0.35, separation: float = 0.8,
-) -> Problem:
-    """``n_classes`` unit-variance Gaussian clusters; a ``flip`` share of training labels symmetrically flipped."""
+def _clusters(seed: int, n: int, n_val: int, dims: int, n_classes: int, separation: float):
+    """Seeded Gaussian clusters: ``(rng, true labels, x, val_x, val_y)``; the caller goes on drawing from ``rng``."""
     rng = np.random.default_rng(seed)
     centers = _centers(rng, n_classes, dims, separation)
     y_true = rng.integers(n_classes, size=n)
     x = centers[y_true] + rng.normal(size=(n, dims))
     val_y = rng.integers(n_classes, size=n_val)
     val_x = centers[val_y] + rng.normal(size=(n_val, dims))
+    return rng, y_true, x, val_x, val_y
+
+
+def noisy_clusters(
+    *, seed: int = 0, n: int = 600, n_val: int = 150, dims: int = 24, n_classes: int = 4,
+    flip: float = 0.35, separation: float = 0.8,
+) -> Problem:
+    """``n_classes`` unit-variance Gaussian clusters; a ``flip`` share of training labels symmetrically flipped."""
+    rng, y_true, x, val_x, val_y = _clusters(seed, n, n_val, dims, n_classes, separation)
     flipped = rng.random(n) < flip
     y = y_true.copy()
     y[flipped] = (y_true[flipped] + rng.integers(1, n_classes, size=flipped.sum())) % n_classes
@@ -63,12 +69,7 @@ def asymmetric_clusters(
 ) -> Problem:
     """Like ``noisy_clusters``, but each flipped label moves to one fixed class (``c -> c + 1``): a
     systematic flip that probes and neighbours fitted on the given labels learn as the truth."""
-    rng = np.random.default_rng(seed)
-    centers = _centers(rng, n_classes, dims, separation)
-    y_true = rng.integers(n_classes, size=n)
-    x = centers[y_true] + rng.normal(size=(n, dims))
-    val_y = rng.integers(n_classes, size=n_val)
-    val_x = centers[val_y] + rng.normal(size=(n_val, dims))
+    rng, y_true, x, val_x, val_y = _clusters(seed, n, n_val, dims, n_classes, separation)
     flipped = rng.random(n) < flip
     y = np.where(flipped, (y_true + 1) % n_classes, y_true)
     state = _state(x, y, val_x, val_y, n_classes)

@@ -478,25 +478,35 @@ def test_an_unknown_policy_is_refused_before_anything_trains(tiny_model_dir, cla
         assert not (tmp_path / "run").exists()
 
 
+def _estimated_units(x, y, val_x, val_y):
+    """Four-class samples as the offline phase sees them: class names, the noise estimate, the units."""
+    import numpy as np
+
+    from autoft.selection.agent import Units
+    from autoft.selection.noise import estimate_noise
+    from autoft.selection.state import cross_fitted_probabilities
+
+    names = [f"c{k}" for k in range(4)]
+    oof, val_oof = cross_fitted_probabilities(x, y, val_x, n_classes=4)
+    n = len(y)
+    return (names, estimate_noise(oof, y, val_oof, val_y, names),
+            Units(x, y, val_x, val_y, names, np.arange(n), np.zeros(n, dtype=np.int64)))
+
+
 def test_relabel_recovers_flipped_labels_on_separable_clusters():
     """Known answer: 30% of the labels of well-separated clusters flipped. With relabel_confidence the
     samples the agent would leave out train on their suggested label instead — nearly always the true one."""
     import numpy as np
 
     from autoft.config import SelectionConfig
-    from autoft.selection.agent import AgentCallback, Units, Valuation
-    from autoft.selection.noise import estimate_noise
+    from autoft.selection.agent import AgentCallback, Valuation
     from autoft.selection.policies import get_policy
-    from autoft.selection.state import cross_fitted_probabilities
     from autoft.training.callbacks import TrainState
     from tests.selection.test_noise import _clusters
 
     x, y, val_x, val_y, y_true = _clusters(6, 0.3, n=600, dims=24, separation=2.0)  # well separated
-    names = [f"c{k}" for k in range(4)]
-    oof, val_oof = cross_fitted_probabilities(x, y, val_x, n_classes=4)
-    noise = estimate_noise(oof, y, val_oof, val_y, names)
+    names, noise, units = _estimated_units(x, y, val_x, val_y)
     n = len(y)
-    units = Units(x, y, val_x, val_y, names, np.arange(n), np.zeros(n, dtype=np.int64))
     policy = get_policy("small-loss", drop_fraction=round(noise.rate, 4))
     policy.fit(x, y, None, val_y, n_classes=4, embeddings=x, val_embeddings=val_x)
     selection = SelectionConfig(policy="small-loss", drop_fraction=round(noise.rate, 4), relabel_confidence=0.8)
@@ -566,20 +576,15 @@ def test_forward_correction_uses_the_noise_left_among_the_rows_kept():
     import numpy as np
 
     from autoft.config import SelectionConfig
-    from autoft.selection.agent import AgentCallback, Units, Valuation
-    from autoft.selection.noise import estimate_noise
+    from autoft.selection.agent import AgentCallback, Valuation
     from autoft.selection.policies import get_policy
-    from autoft.selection.state import cross_fitted_probabilities
     from autoft.training.callbacks import TrainState
     from tests.selection.synthetic import asymmetric_clusters
 
     problem = asymmetric_clusters(seed=0, flip=0.3, separation=2.0, n=800)
     x, y, val_x, val_y = problem.x, problem.y, problem.val_x, problem.val_y
-    names = [f"c{k}" for k in range(4)]
-    oof, val_oof = cross_fitted_probabilities(x, y, val_x, n_classes=4)
-    noise = estimate_noise(oof, y, val_oof, val_y, names)
+    names, noise, units = _estimated_units(x, y, val_x, val_y)
     n, given = len(y), [names[k] for k in y]
-    units = Units(x, y, val_x, val_y, names, np.arange(n), np.zeros(n, dtype=np.int64))
 
     def transition(drop: float):
         policy = problem.fit(get_policy("suspicion", drop_fraction=drop))

@@ -30,8 +30,8 @@ from autoft.selection.rewards import Scorer, scorer
 from autoft.selection.state import (
     cross_fitted_probabilities,
     neighbour_agreement,
-    probe_probabilities,
     suspicion,
+    validation_probe_probabilities,
 )
 
 WeightMode = Literal["sample", "weight"]
@@ -62,12 +62,21 @@ class FitData:
     probe_folds: int
 
     @cached_property
+    def cross_fitted(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(oof [N, C], val_oof [F, M, C])``: the out-of-fold probes' view of the training samples and, from
+        each fold probe, of the validation samples (``cross_fitted_probabilities``)."""
+        if len(self.labels) < 2 or len(self.val_labels) < 1:
+            raise ValueError(f"the probes need >= 2 training and >= 1 validation samples, got {len(self.labels)}, "
+                             f"{len(self.val_labels)}")
+        return cross_fitted_probabilities(self.train_x, self.labels, self.val_x, n_classes=self.n_classes,
+                                          folds=self.probe_folds, seed=self.seed)
+
+    @cached_property
     def probes(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(oof_probs, val_model_probs)`` [N, C] of the logistic-regression probes (``probe_probabilities``)."""
-        return probe_probabilities(
-            self.train_x, self.labels, self.val_x, self.val_labels,
-            n_classes=self.n_classes, folds=self.probe_folds, seed=self.seed,
-        )
+        """``(oof_probs, val_model_probs)`` [N, C] of the logistic-regression probes, as ``probe_probabilities``
+        gives them: the out-of-fold probes, and one fitted on the validation set."""
+        return self.cross_fitted[0], validation_probe_probabilities(self.train_x, self.val_x, self.val_labels,
+                                                                    n_classes=self.n_classes)
 
     @cached_property
     def agreement(self) -> np.ndarray:
@@ -76,10 +85,9 @@ class FitData:
 
     @cached_property
     def noise_probability(self) -> np.ndarray:
-        """[N] the noise estimate's posterior that each given label is wrong (``estimate_noise`` on probes
-        cross-fitted with this seed and ``probe_folds``)."""
-        oof, val_oof = cross_fitted_probabilities(self.train_x, self.labels, self.val_x, n_classes=self.n_classes,
-                                                  folds=self.probe_folds, seed=self.seed)
+        """[N] the noise estimate's posterior that each given label is wrong (``estimate_noise`` on the
+        cross-fitted probes)."""
+        oof, val_oof = self.cross_fitted
         names = [str(c) for c in range(self.n_classes)]
         return 1.0 - estimate_noise(oof, self.labels, val_oof, self.val_labels, names, seed=self.seed).correct
 
