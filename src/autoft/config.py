@@ -130,7 +130,7 @@ REWARDS = ("primary", "accuracy", "macro_f1", "f1", "precision", "recall", "loss
 class SelectionConfig(_Strict):
     """The agent that decides which samples the model learns from (``policy: none`` = plain fine-tuning)."""
 
-    policy: str = Field("none", description="none, random, small-loss, reinforce, q-learning or exp3")
+    policy: str = Field("none", description="none, random, small-loss, suspicion, reinforce, q-learning or exp3")
     mode: Literal["sample", "weight", "mask"] = Field(
         "sample", description="drop low-valued samples, or weight their losses, or (NER) leave the tags of the "
         "lowest-valued entities out of the loss while the rest of their sentences trains",
