@@ -385,8 +385,8 @@ def test_rescoring_with_the_model_lets_dropped_samples_come_back(tiny_model_dir,
     assert [d["rescored"] for d in selects] == [None, "model", "model", "model"]
 
 
-def _callback_on_clusters(rescore: str, drop: float = 0.2):
-    """An AgentCallback over a small-loss valuation of synthetic clusters (no transformer involved)."""
+def _callback_on_clusters(rescore: str, drop: float = 0.2, policy: str = "small-loss", **options):
+    """An AgentCallback over a ``policy`` valuation of synthetic clusters (no transformer involved)."""
     import numpy as np
 
     from autoft.config import SelectionConfig
@@ -398,8 +398,9 @@ def _callback_on_clusters(rescore: str, drop: float = 0.2):
     n = len(problem.y)
     units = Units(problem.x, problem.y, problem.val_x, problem.val_y, [f"c{k}" for k in range(4)], np.arange(n),
                   np.zeros(n, dtype=np.int64))
-    policy = problem.fit(get_policy("small-loss", drop_fraction=drop))
-    selection = SelectionConfig(policy="small-loss", drop_fraction=drop, rescore=rescore)
+    name = policy
+    policy = problem.fit(get_policy(name, drop_fraction=drop, **options))
+    selection = SelectionConfig(policy=name, drop_fraction=drop, rescore=rescore)
     names = [f"c{k}" for k in problem.y]
     valuation = Valuation(policy, units, problem.y, ["train"], names, names, np.ones(n), np.zeros(n), selection)
     reward_examples = [autoft.Example(f"v{i}", "c0") for i in range(10)]
@@ -428,6 +429,40 @@ def test_online_phase_changes_its_decisions_when_the_model_s_margins_flip():
     assert (second[kept[:20]] == 0).sum() >= 10  # contradicted: now left out
     assert (second[dropped[:20]] > 0).sum() >= 10  # confirmed: back in
     assert (second > 0).sum() == (first > 0).sum()  # the same share is left out
+
+
+def test_reinforce_is_rewarded_for_the_selection_it_draws():
+    """REINFORCE's epochs train on draws from its keep-probabilities at the run's keep rate, not on a fixed
+    top-k cut, and its online step is given exactly the draw the model trained on."""
+    import numpy as np
+
+    from autoft.selection.valuation import kept_mask
+    from autoft.training.callbacks import TrainState
+
+    callback, n = _callback_on_clusters("dynamics", drop=0.3, policy="reinforce", iterations=5)
+    policy = callback.valuation.policy
+    scores = iter([0.5, 0.6, 0.8])
+    state = TrainState(n_samples=n, encode=lambda examples: list(examples),
+                       evaluate=lambda examples, features=None: ({"macro_f1": next(scores)}, ["c0"] * len(examples)))
+    rewarded, update = [], policy.update
+    policy.update = lambda reward, selected=None, **kw: rewarded.append((reward, selected.copy())) or update(
+        reward, selected, **kw)
+    draws = []
+    for epoch in (1, 2, 3):
+        state.epoch = epoch
+        callback.on_epoch_begin(state)
+        draws.append(state.weights > 0)
+        np.testing.assert_allclose(policy.drawn_probabilities_.mean(), 0.7, atol=1e-6)
+        callback.on_epoch_end(state)
+    assert all(abs(d.sum() - 0.7 * n) <= 0.1 * n for d in draws)  # the keep rate, in expectation
+    assert not np.array_equal(draws[1], draws[2])  # drawn afresh: not a deterministic cut
+    top_k = kept_mask(callback.values, callback.valuation.sample_labels, 0.3)
+    assert not np.array_equal(draws[2], top_k)
+    assert [r for r, _ in rewarded] == pytest.approx([0.1, 0.2])  # the first evaluation only sets the bar
+    np.testing.assert_array_equal(rewarded[0][1], draws[1])
+    np.testing.assert_array_equal(rewarded[1][1], draws[2])
+    values = policy.keep_probabilities_
+    assert values[draws[2]].mean() > values[~draws[2]].mean()  # the draw still favours the trusted samples
 
 
 def test_the_learning_rate_search_trains_on_the_rows_the_agent_keeps_first():

@@ -43,6 +43,7 @@ class AgentCallback(TrainerCallback):
         self.last_prediction = np.full(n, -1, dtype=np.int64)
         self.values = valuation.sample_values()
         self.weights = np.ones(n)
+        self.selected = np.ones(n, dtype=bool)
         self.masked = np.zeros(len(valuation.units.owner), dtype=bool)
         self.relabelled = np.zeros(n, dtype=bool)
         # selection.flagged: unlabel — the model's own labels of the samples left out, after the last two epochs
@@ -101,16 +102,33 @@ class AgentCallback(TrainerCallback):
             return self.valuation.flagged(self.values, self.masked)
         return self.weights == 0
 
-    def _weights(self, values: np.ndarray) -> np.ndarray:
+    @property
+    def draws(self) -> bool:
+        """Whether the policy draws the selection it is rewarded for (REINFORCE on classification, where a
+        unit is a sample) rather than the loop cutting its values at the keep rate."""
+        units = self.valuation.units
+        return (hasattr(self.valuation.policy, "draw_selection") and self.selection.mode != "mask"
+                and len(units.owner) == units.n_samples)
+
+    def _drawn(self) -> np.ndarray:
+        """[N] bool: the policy's own draw at the run's keep rate (per given class with ``balance:
+        per-class``). Re-scoring does not move it: the policy's online steps do."""
+        labels = self.valuation.sample_labels
+        groups = [np.flatnonzero(labels == c) for c in np.unique(labels)] \
+            if self.selection.balance == "per-class" else None
+        return self.valuation.policy.draw_selection(1.0 - self.selection.drop_fraction, groups)
+
+    def _weights(self, values: np.ndarray, draw: bool = True) -> np.ndarray:
         """Per-sample weights at these values: 0 for the samples left out (``mask`` mode: none; the
-        lowest-valued entities are masked instead), the value's rank in ``weight`` mode; the bucket a
-        bucket policy chose counts double."""
+        lowest-valued entities are masked instead; a policy that ``draws``: those its draw leaves out, unless
+        not ``draw``), the value's rank in ``weight`` mode; the bucket a bucket policy chose counts double."""
         if self.selection.mode == "mask":
             self.masked = self.valuation.lowest_units()
             weights = np.ones(len(values))
         else:
-            keep = kept_mask(values, self.valuation.sample_labels, self.selection.drop_fraction,
-                             self.selection.balance)
+            keep = self._drawn() if draw and self.draws else kept_mask(
+                values, self.valuation.sample_labels, self.selection.drop_fraction, self.selection.balance)
+            self.selected = keep  # what the policy is rewarded for (relabels and own labels come on top)
             weights = np.where(keep, np.clip(_ranks(values), 1e-3, 1.0), 0.0) if self.selection.mode == "weight" \
                 else keep.astype(np.float64)
         if self._action is not None:
@@ -153,7 +171,7 @@ class AgentCallback(TrainerCallback):
         """The learning-rate range test trains on the rows kept first: on noisy labels the whole set's loss
         curve falls slowly and the test picks a rate that learns the noise."""
         if self.selection.mode != "mask":
-            state.search_rows = np.flatnonzero(self._weights(self._current_values()) > 0)
+            state.search_rows = np.flatnonzero(self._weights(self._current_values(), draw=False) > 0)
 
     def on_epoch_begin(self, state: TrainState) -> None:
         epoch = state.epoch
@@ -253,7 +271,7 @@ class AgentCallback(TrainerCallback):
         decision = {"phase": "online", **where, "event": "reward", "reward": reward, "validation": score}
         if self._previous is not None:
             selected = ~self.masked if self.selection.mode == "mask" else self.valuation.units.unit_mask(
-                self.weights > 0)
+                self.selected)
             record = self.valuation.policy.update(reward, selected, action=self._action)
             decision["policy_update"] = record.get("action")
         self._previous = score

@@ -11,8 +11,10 @@ removes the luck of the subsample and markedly lowers the gradient's variance. A
 the paper, the estimator also sees ``|one_hot(y) - p_val(x)|``, the gap between the given label and a
 model fitted on the validation set.
 
-Online, ``update(reward, selected_mask)`` applies the same step to a selection the real model
-trained on (``sample_mask`` draws one), with its own moving-average baseline.
+Online, the policy draws the selection the real model trains on (``draw_selection``: a Bernoulli
+draw from its keep-probabilities, shifted in log-odds so the expected keep rate is the run's), and
+``update(reward, selected_mask)`` applies the same step to that selection, with its own moving-average
+baseline — the gradient of the log-probability of the selection actually drawn, not of a top-k cut.
 """
 
 from __future__ import annotations
@@ -20,23 +22,48 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from scipy.optimize import brentq
+from scipy.special import expit, logit
 
 from autoft.selection.policies._mlp import ValueEstimator, log_sigmoid
 from autoft.selection.policies.base import FitData, Policy, check_option, register_policy
 
 
 def reinforce_gradient(
-    probs: np.ndarray, selections: np.ndarray, advantages: np.ndarray, *, epsilon: float, regularizer: float
+    probs: np.ndarray, selections: np.ndarray, advantages: np.ndarray, *, epsilon: float, regularizer: float,
+    drawn: np.ndarray | None = None,
 ) -> np.ndarray:
     """[B] d loss / d logits of DVRL's loss, averaged over ``k`` sampled ``selections`` [k, B].
 
     ``loss = -mean_j advantages[j] * sum_i log pi(selections[j, i]) + regularizer * (relu(mean p - (1 -
-    epsilon)) + relu(epsilon - mean p))``; for a sigmoid output d log pi(s_i) / d z_i = s_i - p_i.
+    epsilon)) + relu(epsilon - mean p))``; for a sigmoid output d log pi(s_i) / d z_i = s_i - p_i, where
+    ``p`` is the probability each selection was drawn with: ``drawn`` when the draw shifted the
+    estimator's ``probs`` (``shifted_probabilities``), else ``probs``.
     """
     mean = probs.mean()
     slope = 1.0 if mean > 1 - epsilon else -1.0 if mean < epsilon else 0.0
-    policy_term = -(np.asarray(advantages)[:, None] * (np.atleast_2d(selections) - probs)).mean(axis=0)
+    drawn = probs if drawn is None else drawn
+    policy_term = -(np.asarray(advantages)[:, None] * (np.atleast_2d(selections) - drawn)).mean(axis=0)
     return policy_term + regularizer * slope * probs * (1 - probs) / len(probs)
+
+
+def shifted_probabilities(probs: np.ndarray, keep_rate: float, groups: list[np.ndarray] | None = None) -> np.ndarray:
+    """[N] ``sigmoid(logit(probs) + b)``, with one shift ``b`` per group of rows (default: one for all)
+    chosen so that the group's mean is ``keep_rate``: the estimator's order and confidence, at the run's
+    keep rate. A shift is a constant of the draw, so ``d log pi / d logits`` stays ``s - shifted``."""
+    if not 0.0 <= keep_rate <= 1.0:
+        raise ValueError(f"keep_rate must be in [0, 1], got {keep_rate!r}")
+    logits = logit(np.clip(np.asarray(probs, dtype=np.float64), 1e-6, 1 - 1e-6))
+    shifted = np.empty_like(logits)
+    for rows in groups or [np.arange(len(logits))]:
+        if keep_rate in (0.0, 1.0):
+            shifted[rows] = keep_rate
+            continue
+        z = logits[rows]
+        bound = np.abs(z).max() + abs(logit(keep_rate)) + 1.0  # mean(sigmoid(z + b)) is keep_rate in [-bound, bound]
+        shift = brentq(lambda b, z=z: expit(z + b).mean() - keep_rate, -bound, bound, xtol=1e-10)
+        shifted[rows] = expit(z + shift)
+    return shifted
 
 
 class Reinforce(Policy):
@@ -127,13 +154,15 @@ class Reinforce(Policy):
         return np.exp(log_sigmoid(logits)), cache
 
     def _reinforce(
-        self, forward: tuple[np.ndarray, list[np.ndarray]], selections: np.ndarray, advantages: np.ndarray | float
+        self, forward: tuple[np.ndarray, list[np.ndarray]], selections: np.ndarray, advantages: np.ndarray | float,
+        drawn: np.ndarray | None = None,
     ) -> None:
-        """One REINFORCE step: raise the log-likelihood of each selection in proportion to its advantage."""
+        """One REINFORCE step: raise the log-likelihood of each selection in proportion to its advantage
+        (``drawn``: the probabilities the selections were drawn with, when not the estimator's own)."""
         probs, cache = forward
         grad = reinforce_gradient(
             probs, np.atleast_2d(selections), np.atleast_1d(advantages),
-            epsilon=self.epsilon, regularizer=self.regularizer,
+            epsilon=self.epsilon, regularizer=self.regularizer, drawn=drawn,
         )
         self.estimator_.step(self.estimator_.gradients(grad, cache))
 
@@ -158,7 +187,16 @@ class Reinforce(Policy):
     def sample_mask(self) -> np.ndarray:
         """[N] bool: a selection drawn from the keep-probabilities with the policy's seeded generator."""
         self._check_fitted()
+        self.drawn_probabilities_ = None
         return self.rng_.random(self.n_samples_) < self.keep_probabilities_
+
+    def draw_selection(self, keep_rate: float, groups: list[np.ndarray] | None = None) -> np.ndarray:
+        """[N] bool: a selection drawn with the policy's seeded generator from its keep-probabilities shifted
+        to ``keep_rate`` (per group of rows, e.g. per given class; ``shifted_probabilities``). The next
+        ``update`` rewards this draw with the probabilities it was drawn with."""
+        self._check_fitted()
+        self.drawn_probabilities_ = shifted_probabilities(self.keep_probabilities_, keep_rate, groups)
+        return self.rng_.random(self.n_samples_) < self.drawn_probabilities_
 
     def _online_step(self, reward: float, selected_mask: np.ndarray | None, action: int | None) -> dict[str, Any]:
         """REINFORCE on the selection the real model trained on, against a moving-average baseline (starts at 0)."""
@@ -168,7 +206,8 @@ class Reinforce(Policy):
         if len(selection) != self.n_samples_:
             raise ValueError(f"selected_mask has {len(selection)} entries, the policy was fitted on {self.n_samples_}")
         forward = self._reinforce_prepare(np.arange(self.n_samples_))
-        self._reinforce(forward, selection, reward - self.online_baseline_)
+        drawn, self.drawn_probabilities_ = getattr(self, "drawn_probabilities_", None), None  # one draw, one step
+        self._reinforce(forward, selection, reward - self.online_baseline_, drawn)
         self.online_baseline_ += (reward - self.online_baseline_) / self.baseline_window
         self.values_ = self._estimate()
         return self._summary(forward[0], selection)
@@ -176,4 +215,4 @@ class Reinforce(Policy):
 
 register_policy("reinforce", Reinforce)
 
-__all__ = ["Reinforce"]
+__all__ = ["Reinforce", "reinforce_gradient", "shifted_probabilities"]
