@@ -106,6 +106,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from autoft.run import Run
+
+    run = Run.load(args.run_dir)
+    output = run.export(args.output, merge=args.merge, overwrite=args.overwrite)
+    kind = "merged model" if args.merge or not run.is_peft else "adapter (peft loads it on the base model)"
+    print(f"{kind} written to {output}", file=sys.stderr)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from autoft.demo import run_demo
 
@@ -186,6 +196,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-column", help="text column of a table input (default: the run's data.text_column)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=cmd_predict)
+
+    p = commands.add_parser("export", help="write a run's model for plain transformers (--merge folds adapters in)",
+                            description="Write RUN_DIR's model and tokenizer in save_pretrained format. With "
+                                        "--merge a peft adapter is folded into the base weights, so plain "
+                                        "transformers loads the result; without it an adapter run exports its "
+                                        "adapter.")
+    p.add_argument("run_dir", help="run directory written by 'autoft train'")
+    p.add_argument("--output", required=True, help="folder to write (must be new or empty)")
+    p.add_argument("--merge", action="store_true", help="fold peft adapters into the base model's weights")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    p.set_defaults(func=cmd_export)
 
     p = commands.add_parser("demo", help="plain vs autonomous fine-tuning of MiniLM on noisy BBC News",
                             description="The main job on the embedded default model and packaged data: BBC "

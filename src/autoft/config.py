@@ -73,6 +73,26 @@ def _auto_or_positive(value: Any, kind: type, *, minimum: float = 0.0, inclusive
     return number
 
 
+class PeftConfig(_Strict):
+    """Parameter-efficient fine-tuning with the ``peft`` library: the encoder stays frozen, small adapter weights
+    train, and the task head stays fully trainable."""
+
+    method: Literal["lora", "ia3"] = Field("lora", description="lora (low-rank updates) or ia3 (learned rescaling)")
+    r: int = Field(8, gt=0, description="lora: rank of the update matrices")
+    alpha: float = Field(16.0, gt=0.0, description="lora: scaling (the update is multiplied by alpha / r)")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="lora: dropout on the adapter's input")
+    target_modules: Auto | list[str] = Field(
+        AUTO, description="module names to adapt; auto: every linear layer of the encoder, attention and MLP "
+        "(lora), or peft's choice for the architecture (ia3)")
+
+    @field_validator("target_modules")
+    @classmethod
+    def _names(cls, value: Any) -> Any:
+        if isinstance(value, list) and not value:
+            raise ValueError("needs at least one module name, or 'auto'")
+        return value
+
+
 class TrainingConfig(_Strict):
     """Optimisation settings of the one training loop. ``auto`` values are resolved by the loop
     (``autoft.training.plan``) from the data, the task and the machine."""
@@ -103,6 +123,14 @@ class TrainingConfig(_Strict):
     padding: Literal["dynamic", "max_length"] = Field("dynamic", description="pad to the batch's longest or to max_length")
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     progress: bool = Field(True, description="show tqdm progress bars")
+    peft: PeftConfig | None = Field(
+        None, description="null: full fine-tuning; lora or ia3 (or a mapping with method, r, alpha, dropout, "
+        "target_modules): train adapters and the task head only")
+
+    @field_validator("peft", mode="before")
+    @classmethod
+    def _peft_shorthand(cls, value: Any) -> Any:
+        return {"method": value} if isinstance(value, str) else value
 
     @field_validator("epochs", "batch_size", mode="before")
     @classmethod

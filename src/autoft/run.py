@@ -6,13 +6,16 @@ Run directory layout (written to a temporary sibling, then renamed into place)::
     labels.json    task and ordered label set
     metrics.json   per-epoch validation metrics, best epoch, final validation and test metrics, the
                    training settings used and what ``auto`` chose
-    model/         save_pretrained format (model + tokenizer): plain transformers loads it
+    model/         save_pretrained format (model + tokenizer): plain transformers loads it; with
+                   ``training.peft``, the adapter and task head (peft loads it on the base model;
+                   ``autoft export --merge`` writes a merged model)
     training_plan.json   when a setting was ``auto``: each choice and the learning-rate range test's curve
     skipped_rows.txt     with ``data.on_bad_rows: skip``: each row left out, as ``file:line: reason``
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -35,6 +38,7 @@ from autoft.data.loading import Example, detect_format, load_examples
 from autoft.data.splits import check_known_labels, load_splits, split_validation
 from autoft.errors import RunDirError
 from autoft.io import to_builtin, write_json
+from autoft.modeling import parameter_efficient
 from autoft.modeling.load import load_model, load_tokenizer, quiet_transformers
 from autoft.selection.policies import check_policy
 from autoft.tasks.base import TaskAdapter
@@ -80,10 +84,38 @@ class Run:
         adapter_class = get_adapter_class(config.task)
         tokenizer = load_tokenizer(str(path / "model"))
         adapter = adapter_class(labels, tokenizer, max_length=config.training.max_length)
-        model = load_model(str(path / "model"), adapter_class.auto_model_class())
+        if parameter_efficient.is_adapter(path / "model"):  # the adapter on the base model it was trained from
+            with quiet_transformers():
+                base = load_model(config.model, adapter_class.auto_model_class(), labels)
+                model = parameter_efficient.load(base, path / "model")
+        else:
+            model = load_model(str(path / "model"), adapter_class.auto_model_class())
         metrics_path = path / "metrics.json"
         metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.exists() else {}
         return cls(path, config, adapter, model, metrics)
+
+    @property
+    def is_peft(self) -> bool:
+        """Whether the model is a base model with peft adapters (``training.peft``)."""
+        return hasattr(self.model, "merge_and_unload")
+
+    def export(self, output: str | Path, *, merge: bool = False, overwrite: bool = False) -> Path:
+        """Write the model and tokenizer to ``output`` (save_pretrained format). ``merge``: fold peft adapters
+        into the base weights, so plain transformers loads the result; without it an adapter run exports
+        its adapter, which peft loads on the base model. Written to a temporary sibling, then renamed."""
+        output = Path(output)
+        _prepare_output(output, overwrite)
+        model = parameter_efficient.merge(copy.deepcopy(self.model)) if merge else self.model
+        temp = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.tmp-"))
+        try:
+            with quiet_transformers():
+                model.save_pretrained(temp)
+                self.adapter.tokenizer.save_pretrained(temp)
+            _commit(temp, output)
+        except BaseException:
+            shutil.rmtree(temp, ignore_errors=True)
+            raise
+        return output
 
     # --- inference ----------------------------------------------------------------------------
     def _examples(self, inputs: Iterable[str | list[str] | Example]) -> list[Example]:
@@ -175,6 +207,9 @@ def train(
     adapter = adapter_class(splits.labels, tokenizer, max_length=config.training.max_length)
     set_seed(config.training.seed)  # the new task head is initialised from the seed too
     model = load_model(config.model, adapter_class.auto_model_class(), splits.labels)
+    if config.training.peft is not None:
+        model = parameter_efficient.wrap(model, config.training.peft, adapter_class.peft_task_type)
+    trainable, parameters = parameter_efficient.parameter_counts(model)
     log.info(
         "%s: %d train / %d validation / %s test examples, %d labels",
         config.task, len(splits.train), len(splits.validation),
@@ -244,6 +279,8 @@ def train(
         "sizes": {"train": len(splits.train), "validation": len(validation), "agent_reward": len(reward_part),
                   "unlabeled": len(splits.unlabeled),
                   "test": len(splits.test) if splits.test is not None else 0},
+        "parameters": {"total": parameters, "trainable": trainable,
+                       "peft": config.training.peft.method if config.training.peft is not None else None},
         "skipped_rows": len(splits.skipped),
         "warnings": warnings,
         "best_epoch": result.best_epoch,

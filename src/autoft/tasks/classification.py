@@ -19,6 +19,8 @@ class ClassificationAdapter(TaskAdapter):
     name = "classification"
     primary_metric = "macro_f1"
 
+    peft_task_type = "SEQ_CLS"
+
     @staticmethod
     def auto_model_class() -> Any:
         return AutoModelForSequenceClassification

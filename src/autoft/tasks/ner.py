@@ -32,6 +32,8 @@ class TokenClassificationAdapter(TaskAdapter):
         super().__init__(labels, tokenizer, max_length=max_length)
         self._outside = self.label2id.get("O", 0)
 
+    peft_task_type = "TOKEN_CLS"
+
     @staticmethod
     def auto_model_class() -> Any:
         return AutoModelForTokenClassification

@@ -92,6 +92,16 @@ def auto_batch_size(model: torch.nn.Module, adapter: TaskAdapter, features: list
     return 16, f"none of {list(GPU_BATCH_SIZES)} fits on {device}"
 
 
+PEFT_LR_BOUNDS = (5e-5, 5e-3)
+"""The band the range test searches with ``training.peft``: adapters train from zero (LoRA's B) or one (IA3),
+and want rates ten times those of full fine-tuning."""
+
+
+def lr_bounds(config: TrainingConfig, adapter: TaskAdapter) -> tuple[float, float]:
+    """The learning-rate band of the range test: the task's for full fine-tuning, ``PEFT_LR_BOUNDS`` with peft."""
+    return adapter.lr_bounds() if config.peft is None else PEFT_LR_BOUNDS
+
+
 def resolve(
     config: TrainingConfig,
     *,
@@ -128,7 +138,7 @@ def resolve(
     if config.learning_rate == AUTO:
         searched = train_features if search_features is None else search_features
         search = range_test(model, adapter, searched, make_optimizer, batch_size=batch_size,
-                            bounds=adapter.lr_bounds(), seed=config.seed, max_grad_norm=config.max_grad_norm,
+                            bounds=lr_bounds(config, adapter), seed=config.seed, max_grad_norm=config.max_grad_norm,
                             device=device, autocast=autocast)
         updates["learning_rate"] = search.chosen
         plan.lr_search = search

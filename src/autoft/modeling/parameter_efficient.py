@@ -1,0 +1,81 @@
+"""Parameter-efficient fine-tuning (``training.peft``) with the ``peft`` library.
+
+``wrap`` turns a transformers model with a task head into a ``PeftModel``: LoRA or IA3 adapters on the
+encoder's linear layers, the encoder frozen, the task head fully trainable (peft's ``modules_to_save`` for
+the task type). Its ``save_pretrained`` writes the adapter (and the head) with ``adapter_config.json``,
+which names the base model; ``load`` puts a saved adapter back on a freshly loaded base model, and
+``merge`` folds it into the base weights, for a model plain transformers loads.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from autoft.config import AUTO, PeftConfig
+from autoft.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def is_adapter(folder: str | Path) -> bool:
+    """Whether ``folder`` holds a peft adapter rather than a whole model."""
+    return (Path(folder) / ADAPTER_CONFIG).exists()
+
+
+def _peft_config(config: PeftConfig, task_type: str, model_type: str) -> Any:
+    from peft import IA3Config, LoraConfig
+    from peft.utils import TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING
+
+    targets = config.target_modules
+    if config.method == "lora":
+        return LoraConfig(r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout, task_type=task_type,
+                          target_modules="all-linear" if targets == AUTO else list(targets))
+    if targets == AUTO and model_type not in TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING:
+        return IA3Config(task_type=task_type, target_modules="all-linear", feedforward_modules=[])
+    return IA3Config(task_type=task_type, target_modules=None if targets == AUTO else list(targets),
+                     feedforward_modules=None if targets == AUTO else [])
+
+
+def wrap(model: Any, config: PeftConfig, task_type: str) -> Any:
+    """``model`` with ``config``'s adapters (peft ``task_type``, e.g. ``SEQ_CLS``); a target module name that
+    matches nothing in the architecture is a ``ConfigError`` naming ``training.peft.target_modules``."""
+    from peft import get_peft_model
+
+    model_type = getattr(model.config, "model_type", "")
+    try:
+        wrapped = get_peft_model(model, _peft_config(config, task_type, model_type))
+    except ValueError as error:  # peft's NoMatchingPeftModuleError is a ValueError
+        first = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
+        targets = config.target_modules if config.target_modules != AUTO else "auto"
+        raise ConfigError(f"training.peft.target_modules: {targets!r} does not fit a {model_type or 'this'} model: "
+                          f"{first}") from None
+    trainable, total = parameter_counts(wrapped)
+    log.info("peft %s: %d of %d parameters train (%.2f%%)", config.method, trainable, total, 100 * trainable / total)
+    return wrapped
+
+
+def parameter_counts(model: Any) -> tuple[int, int]:
+    """``(trainable, total)`` parameter counts of ``model``."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, sum(p.numel() for p in model.parameters())
+
+
+def load(base: Any, folder: str | Path) -> Any:
+    """The adapter saved in ``folder`` on ``base`` (the base model with a task head of the right size), for
+    inference."""
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(base, str(folder)).eval()
+
+
+def merge(model: Any) -> Any:
+    """A plain transformers model with ``model``'s adapters folded into its weights (``model`` itself when it
+    has none)."""
+    return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+
+
+__all__ = ["ADAPTER_CONFIG", "is_adapter", "load", "merge", "parameter_counts", "wrap"]

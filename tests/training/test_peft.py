@@ -1,0 +1,105 @@
+"""training.peft: LoRA / IA3 adapters through the one training loop, saved, reloaded, merged and exported."""
+
+import json
+
+import pytest
+import torch
+
+import autoft
+from autoft.cli import main
+from autoft.config import PeftConfig, parse_config
+from autoft.errors import ConfigError
+from tests.conftest import tiny_config
+
+
+def _train(tiny_model_dir, files, out, task="classification", **training):
+    return autoft.train(tiny_config(tiny_model_dir, files, out, task=task, **training))
+
+
+@pytest.mark.parametrize("method", ["lora", "ia3"])
+def test_adapter_trains_the_head_and_adapters_only_and_reloads_identically(method, tiny_model_dir,
+                                                                            classification_files, tmp_path):
+    run = _train(tiny_model_dir, classification_files, tmp_path / "run", learning_rate=3e-3, peft=method)
+    parameters = run.metrics["parameters"]
+    assert parameters["peft"] == method and 0 < parameters["trainable"] < 0.2 * parameters["total"]
+    encoder = {n: p for n, p in run.model.named_parameters() if "word_embeddings" in n}
+    assert encoder and not any(p.requires_grad for p in encoder.values())  # the encoder stays frozen
+    saved = sorted(p.name for p in (tmp_path / "run" / "model").iterdir())
+    assert "adapter_config.json" in saved and "adapter_model.safetensors" in saved
+    assert "model.safetensors" not in saved  # the adapter, not a second copy of the base model
+
+    texts = ["the match ended in a draw", "shares fell sharply today", "a new phone was released"]
+    reloaded = autoft.load(tmp_path / "run")
+    assert reloaded.is_peft
+    before, after = run.predict(texts), reloaded.predict(texts)
+    for a, b in zip(before, after):
+        assert a["label"] == b["label"]
+        for label, p in a["probabilities"].items():
+            assert b["probabilities"][label] == pytest.approx(p, abs=1e-6)
+    assert reloaded.evaluate(classification_files["test"])["macro_f1"] == pytest.approx(
+        run.metrics["test"]["macro_f1"], abs=1e-9)
+
+
+def test_lora_learns_the_task(tiny_model_dir, classification_files, tmp_path):
+    """The adapters are not inert: LoRA on the synthetic topics beats chance by far."""
+    run = _train(tiny_model_dir, classification_files, tmp_path / "run", learning_rate=1e-2, epochs=10,
+                 peft={"method": "lora", "r": 8})
+    assert run.metrics["test"]["accuracy"] >= 0.8, run.metrics["test"]
+
+
+def test_merged_export_loads_in_plain_transformers_with_the_same_predictions(tiny_model_dir, classification_files,
+                                                                              tmp_path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    run = _train(tiny_model_dir, classification_files, tmp_path / "run", learning_rate=3e-3, peft="lora")
+    assert main(["export", str(tmp_path / "run"), "--output", str(tmp_path / "merged"), "--merge"]) == 0
+    assert not (tmp_path / "merged" / "adapter_config.json").exists()
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "merged").eval()
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "merged")
+    texts = ["the match ended in a draw", "shares fell sharply today"]
+    with torch.no_grad():
+        merged = model(**tokenizer(texts, return_tensors="pt", padding=True)).logits.softmax(-1)
+    ours = run.predict(texts)
+    for row, prediction in zip(merged, ours):
+        expected = [prediction["probabilities"][model.config.id2label[i]] for i in range(len(row))]
+        assert row.tolist() == pytest.approx(expected, abs=1e-5)
+    assert run.is_peft  # exporting merged a copy: the run's own model keeps its adapters
+    assert main(["export", str(tmp_path / "run"), "--output", str(tmp_path / "merged")]) == 2  # not empty
+
+
+def test_ner_with_lora(tiny_model_dir, ner_files, tmp_path):
+    run = _train(tiny_model_dir, ner_files, tmp_path / "run", task="token-classification", learning_rate=5e-3,
+                 epochs=3, peft={"method": "lora", "target_modules": ["query", "value"]})
+    assert (tmp_path / "run" / "model" / "adapter_config.json").exists()
+    config = json.loads((tmp_path / "run" / "model" / "adapter_config.json").read_text())
+    assert sorted(config["target_modules"]) == ["query", "value"]
+    prediction = autoft.load(tmp_path / "run").predict([["Alice", "lives", "in", "Paris"]])[0]
+    assert "entities" in prediction
+
+
+def test_a_target_module_that_matches_nothing_is_a_config_error(tiny_model_dir, classification_files, tmp_path):
+    with pytest.raises(ConfigError, match=r"training\.peft\.target_modules: \['nope'\]"):
+        _train(tiny_model_dir, classification_files, tmp_path / "run", peft={"method": "lora",
+                                                                             "target_modules": ["nope"]})
+    assert not (tmp_path / "run").exists()
+
+
+def test_peft_config_shorthand_and_validation():
+    base = {"data": {"train": "t.csv"}}
+    assert parse_config({**base, "training": {"peft": "ia3"}}).training.peft == PeftConfig(method="ia3")
+    assert parse_config(base).training.peft is None
+    with pytest.raises(ConfigError, match="training.peft.method"):
+        parse_config({**base, "training": {"peft": "prefix"}})
+    with pytest.raises(ConfigError, match="training.peft.r"):
+        parse_config({**base, "training": {"peft": {"r": 0}}})
+    with pytest.raises(ConfigError, match="training.peft.target_modules"):
+        parse_config({**base, "training": {"peft": {"target_modules": []}}})
+
+
+def test_the_range_test_searches_higher_rates_for_adapters(tiny_model_dir, classification_files, tmp_path):
+    from autoft.training.plan import PEFT_LR_BOUNDS
+
+    run = _train(tiny_model_dir, classification_files, tmp_path / "run", learning_rate="auto", epochs=1, peft="lora")
+    rate = run.metrics["training"]["learning_rate"]
+    assert PEFT_LR_BOUNDS[0] <= rate <= PEFT_LR_BOUNDS[1]
+    assert run.metrics["training"]["peft"]["method"] == "lora"
