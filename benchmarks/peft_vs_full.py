@@ -99,8 +99,8 @@ def load_runs(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def table(records: list[dict[str, Any]]) -> str:
-    lines = ["| data set | method | agent | trainable params | samples/s | peak RSS MB | rate | epochs | test | "
-             "validation |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    header = "| data set | method | agent | trainable params | samples/s | peak RSS MB | rate | epochs | test | validation |"
+    lines = [header, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in records:
         lines.append(f"| {r['dataset']}/{r['train_rows']} | {r['method']} | {r['agent']} | "
                      f"{r['trainable_parameters']:,} ({100 * r['trainable_parameters'] / r['parameters']:.2f}%) | "

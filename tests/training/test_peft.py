@@ -73,8 +73,9 @@ def test_ner_with_lora(tiny_model_dir, ner_files, tmp_path):
     assert (tmp_path / "run" / "model" / "adapter_config.json").exists()
     config = json.loads((tmp_path / "run" / "model" / "adapter_config.json").read_text())
     assert sorted(config["target_modules"]) == ["query", "value"]
-    prediction = autoft.load(tmp_path / "run").predict([["Alice", "lives", "in", "Paris"]])[0]
-    assert "entities" in prediction
+    words = [["Alice", "lives", "in", "Paris"], ["Microsoft", "hired", "Dave"]]
+    assert autoft.load(tmp_path / "run").predict(words) == run.predict(words)  # entities from the reloaded adapter
+    assert run.metrics["parameters"]["peft"] == "lora"
 
 
 def test_a_target_module_that_matches_nothing_is_a_config_error(tiny_model_dir, classification_files, tmp_path):
