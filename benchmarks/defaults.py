@@ -34,7 +34,8 @@ import numpy as np
 import torch
 
 import autoft
-from autoft.data.public import NAMES, load_public, task_of, write_examples
+from autoft.data.public import NAMES, load_public, task_of
+from autoft.data.writing import write_examples
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GRID_LRS = (2e-5, 5e-5, 1e-4, 2e-4)

@@ -51,7 +51,8 @@ import numpy as np
 
 import autoft
 from autoft.data.loading import Example, load_examples
-from autoft.data.public import load_public, write_examples
+from autoft.data.public import load_public
+from autoft.data.writing import write_examples
 
 log = logging.getLogger("noisy_labels")
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -64,9 +65,9 @@ CONTROLS = {"static": "suspicion"}
 def agent_selection(method: str, args: argparse.Namespace, **extra) -> dict:
     """The ``selection:`` section of an agent method: its policy, the drop fraction (``auto``: estimated),
     the re-scoring (``off`` for the controls, which must not learn)."""
+    optional = {k: getattr(args, k) for k in ("flagged", "correction") if hasattr(args, k)}  # noisy_ner has neither
     return {"policy": CONTROLS.get(method, method), "drop_fraction": args.drop_fraction,
-            "rescore": "off" if method in CONTROLS else args.rescore, "flagged": args.flagged,
-            "correction": args.correction, **extra}
+            "rescore": "off" if method in CONTROLS else args.rescore, **optional, **extra}
 
 
 def selection_of(method: str, args: argparse.Namespace) -> dict:

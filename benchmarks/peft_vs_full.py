@@ -41,7 +41,8 @@ PRIMARY = {"classification": "macro_f1", "token-classification": "f1"}
 
 def slice_files(dataset: str, size: int, folder: Path, *, seed: int, root: str | None) -> dict[str, str]:
     """The slice's train / validation / test files under ``folder``."""
-    from autoft.data.public import load_public, write_examples
+    from autoft.data.public import load_public
+    from autoft.data.writing import write_examples
 
     splits = load_public(dataset, root)
     rng = np.random.default_rng(seed)

@@ -116,6 +116,29 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_update(args: argparse.Namespace) -> int:
+    from autoft.continual import update
+
+    result = update(args.run_dir, args.data, validation=args.validation, output=args.output, overrides=args.set,
+                    overwrite=args.overwrite)
+    record = result.record
+    metric = record["metric"]
+    for name, score in record["scores"].items():
+        if score["update"] is not None:
+            before = "-" if score["parent"] is None else f"{score['parent']:.4f}"
+            print(f"{name} {metric}: parent {before}, update {score['update']:.4f}")
+    verdict = "promoted: the lineage's latest" if result.promoted else f"NOT promoted ({record['gate']['why']})"
+    print(f"{result.run.path}: {verdict}")
+    return 0
+
+
+def cmd_lineage(args: argparse.Namespace) -> int:
+    from autoft.continual import lineage_table
+
+    print(lineage_table(args.run_dir))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from autoft.demo import run_demo
 
@@ -207,6 +230,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--merge", action="store_true", help="fold peft adapters into the base model's weights")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     p.set_defaults(func=cmd_export)
+
+    p = commands.add_parser("update", help="continue a finished run on new data, without forgetting the old",
+                            description="Train a new run from RUN_DIR's weights on the new data plus a replay of "
+                                        "old samples (continual.*), compare it with its parent on the old and new "
+                                        "validation data, and promote it to the lineage's latest if the gate "
+                                        "passes. RUN_DIR is untouched.")
+    p.add_argument("run_dir", help="the parent run directory")
+    p.add_argument("--data", required=True, nargs="+", help="new labelled file(s), in the parent's columns")
+    p.add_argument("--validation", help="new validation file (default: a seeded split of the new data)")
+    p.add_argument("--output", help="the update's run directory (default: <root>-update-<n> beside the root)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. continual.method=ewc (repeatable)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    p.set_defaults(func=cmd_update)
+
+    p = commands.add_parser("lineage", help="print a run's lineage: the root and every update, the latest marked",
+                            description="Print RUN_DIR's lineage, oldest first; * marks the latest promoted run.")
+    p.add_argument("run_dir", help="any run of the lineage")
+    p.set_defaults(func=cmd_lineage)
 
     p = commands.add_parser("demo", help="plain vs autonomous fine-tuning of MiniLM on noisy BBC News",
                             description="The main job on the embedded default model and packaged data: BBC "

@@ -250,6 +250,24 @@ class SelectionConfig(_Strict):
         return value.strip().lower().replace("_", "-")
 
 
+class ContinualConfig(_Strict):
+    """How ``autoft update`` continues a finished run on new data without forgetting the old."""
+
+    method: Literal["replay", "ewc", "l2"] = Field(
+        "replay", description="replay: mix old samples into the new data; ewc / l2: also pull the weights toward the "
+        "parent's (Fisher-weighted / plain), with penalty as the strength")
+    replay_budget: float = Field(0.1, ge=0.0, le=1.0, description="old training samples replayed, as a share of the "
+                                 "parent's training data (0: none)")
+    replay_by: Literal["value", "random"] = Field(
+        "value", description="value: the old samples the parent trusted most (data_values.csv, else the parent "
+        "model's probability of the given label), never those its agent flagged; random: a seeded sample")
+    penalty: float = Field(1.0, ge=0.0, description="ewc / l2: strength of the pull toward the parent's weights")
+    gate: float | None = Field(
+        0.01, ge=0.0, description="promotion gate: the update becomes the lineage's latest only when it is not "
+        "worse than its parent by more than this (primary metric) on the old and the new validation data; "
+        "null: always promote")
+
+
 class Config(_Strict):
     """A whole autoft job."""
 
@@ -258,6 +276,7 @@ class Config(_Strict):
     data: DataConfig
     training: TrainingConfig = TrainingConfig()
     selection: SelectionConfig = SelectionConfig()
+    continual: ContinualConfig = ContinualConfig()
     output_dir: str = "runs/autoft"
 
     def to_yaml(self) -> str:

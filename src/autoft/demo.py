@@ -12,7 +12,7 @@ import numpy as np
 
 from autoft.config import DEFAULT_POLICY
 from autoft.data.loading import Example
-from autoft.data.public import write_examples
+from autoft.data.writing import write_examples
 from autoft.errors import DataError
 from autoft.io import write_json
 

@@ -36,7 +36,7 @@ from autoft.config import Config, as_config, parse_config
 from autoft.data.corrected import corrected_name, line_of, write_corrected
 from autoft.data.loading import Example, detect_format, load_examples
 from autoft.data.splits import check_known_labels, load_splits, split_validation
-from autoft.errors import RunDirError
+from autoft.errors import DataError, RunDirError
 from autoft.io import to_builtin, write_json
 from autoft.modeling import parameter_efficient
 from autoft.modeling.load import load_model, load_tokenizer, quiet_transformers
@@ -72,8 +72,9 @@ class Run:
         return f"Run(path={str(self.path)!r}, task={self.task!r}, labels={len(self.labels)})"
 
     @classmethod
-    def load(cls, path: str | Path) -> Run:
-        """Load a run directory written by :func:`train`."""
+    def load(cls, path: str | Path, *, trainable: bool = False) -> Run:
+        """Load a run directory written by :func:`train` (``trainable``: a peft adapter loads ready to train on,
+        for a continual update)."""
         path = Path(path)
         for name in ("config.yaml", "labels.json", "model"):
             if not (path / name).exists():
@@ -87,7 +88,7 @@ class Run:
         if parameter_efficient.is_adapter(path / "model"):  # the adapter on the base model it was trained from
             with quiet_transformers():
                 base = load_model(config.model, adapter_class.auto_model_class(), labels)
-                model = parameter_efficient.load(base, path / "model")
+                model = parameter_efficient.load(base, path / "model", trainable=trainable)
         else:
             model = load_model(str(path / "model"), adapter_class.auto_model_class())
         metrics_path = path / "metrics.json"
@@ -97,7 +98,7 @@ class Run:
     @property
     def is_peft(self) -> bool:
         """Whether the model is a base model with peft adapters (``training.peft``)."""
-        return hasattr(self.model, "merge_and_unload")
+        return parameter_efficient.is_wrapped(self.model)
 
     def export(self, output: str | Path, *, merge: bool = False, overwrite: bool = False) -> Path:
         """Write the model and tokenizer to ``output`` (save_pretrained format). ``merge``: fold peft adapters
@@ -191,9 +192,14 @@ def train(
     overrides: list[str] | None = None,
     overwrite: bool = False,
     callback: TrainerCallback | None = None,
+    callbacks: list[TrainerCallback] | None = None,
+    model: Any = None,
+    labels: list[str] | None = None,
 ) -> Run:
     """Fine-tune per ``config`` (a Config, dict or YAML path) and write the run directory. ``callback``
-    replaces the agent ``config.selection`` would build (``autoft.training.callbacks``)."""
+    replaces the agent ``config.selection`` would build (``autoft.training.callbacks``); ``callbacks`` run
+    after it. ``model`` starts training from a model already loaded (a continual update: the parent's weights,
+    its head sized to ``labels``, the ordered label set it must be given with) instead of ``config.model``."""
     config = as_config(config, overrides)
     check_policy(config.selection.policy)
     output = Path(config.output_dir)
@@ -201,13 +207,19 @@ def train(
     started = time.perf_counter()
 
     # Data and model.
-    splits = load_splits(config.data, task=config.task, seed=config.training.seed)
+    splits = load_splits(config.data, task=config.task, seed=config.training.seed, known=labels)
+    if labels is not None:  # the model's label order; the data may use a subset
+        unknown = sorted(set(splits.labels) - set(labels))
+        if unknown:
+            raise DataError(f"{config.data.train_files[0]}: labels {unknown} are not among the model's {labels}")
+        splits = replace(splits, labels=list(labels))
     adapter_class = get_adapter_class(config.task)
     tokenizer = load_tokenizer(config.model)
     adapter = adapter_class(splits.labels, tokenizer, max_length=config.training.max_length)
     set_seed(config.training.seed)  # the new task head is initialised from the seed too
-    model = load_model(config.model, adapter_class.auto_model_class(), splits.labels)
-    if config.training.peft is not None:
+    if model is None:
+        model = load_model(config.model, adapter_class.auto_model_class(), splits.labels)
+    if config.training.peft is not None and not parameter_efficient.is_wrapped(model):
         model = parameter_efficient.wrap(model, config.training.peft, adapter_class.peft_task_type)
     trainable, parameters = parameter_efficient.parameter_counts(model)
     log.info(
@@ -231,7 +243,7 @@ def train(
             warnings.append("no data.validation: the agent's reward comes from held-out training rows, whose "
                             "labels are as noisy as the rest; give a clean validation file for a trustworthy agent")
             log.warning(warnings[-1])
-    callbacks: list[TrainerCallback] = [] if callback is None else [callback]
+    extra, callbacks = list(callbacks or []), [] if callback is None else [callback]
     if callback is None and config.selection.uses_agent:
         from autoft.selection.agent import AgentCallback, value_samples
 
@@ -251,6 +263,7 @@ def train(
         log.info("self-training (%s) on %d unlabelled texts", self_training, len(splits.unlabeled))
     elif splits.unlabeled:
         log.info("data.unlabeled: %d texts not used (selection.self_training: off)", len(splits.unlabeled))
+    callbacks += extra
     callback = callbacks[0] if len(callbacks) == 1 else CallbackList(callbacks) if callbacks else None
 
     # Fine-tune, then score the best weights on validation and test.

@@ -10,12 +10,12 @@ Benchmarks and integration tests use these; nothing is copied into the project.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 
 from autoft.data.loading import Example, load_examples
+from autoft.data.writing import write_examples
 from autoft.errors import DataError
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[3].parent / "shared" / "data"
@@ -82,25 +82,6 @@ def load_public(name: str, root: str | Path | None = None) -> dict[str, list[Exa
 
 def task_of(name: str) -> str:
     return "token-classification" if name == "btc_ner" else "classification"
-
-
-def write_examples(path: Path, examples: list[Example]) -> Path:
-    """Write examples as CSV (text,label) or, for token lists, CoNLL."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if examples and isinstance(examples[0].text, list):
-        path = path.with_suffix(".conll")
-        lines = []
-        for e in examples:
-            lines.extend(f"{w}\t{t}" for w, t in zip(e.text, e.label))
-            lines.append("")
-        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        return path
-    path = path.with_suffix(".csv")
-    with path.open("w", newline="", encoding="utf-8") as stream:
-        writer = csv.writer(stream)
-        writer.writerow(["text", "label"])
-        writer.writerows((e.text, e.label) for e in examples)
-    return path
 
 
 def materialise(name: str, folder: str | Path, *, root: str | Path | None = None,

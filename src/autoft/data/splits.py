@@ -67,8 +67,9 @@ def check_known_labels(examples: list[Example], known: set[str], split: str) -> 
                 raise DataError(f"{example.origin}: {split} label {value!r} never occurs in the training data")
 
 
-def load_splits(data: DataConfig, *, task: str, seed: int) -> Splits:
-    """Read the configured files, split off validation if none is given, and fix the label set."""
+def load_splits(data: DataConfig, *, task: str, seed: int, known: list[str] | None = None) -> Splits:
+    """Read the configured files, split off validation if none is given, and fix the label set. ``known``: labels
+    the model already has (a continual update), which count as seen in training."""
     bad = BadRows(data.on_bad_rows, data.max_bad_rows)
 
     def read(path: str, source: str | None = None) -> list[Example]:
@@ -97,7 +98,7 @@ def load_splits(data: DataConfig, *, task: str, seed: int) -> Splits:
         unlabeled = read_texts(data.unlabeled, task=task, text_column=data.text_column)  # a table, or a text a line
         log.info("%d unlabelled texts from %s", len(unlabeled), data.unlabeled)
 
-    values: set[str] = set()
+    values: set[str] = set(known or [])
     for example in train:
         values.update(_label_values(example))
     if task == "classification" and len(values) < 2:

@@ -26,6 +26,11 @@ def is_adapter(folder: str | Path) -> bool:
     return (Path(folder) / ADAPTER_CONFIG).exists()
 
 
+def is_wrapped(model: Any) -> bool:
+    """Whether ``model`` is a peft model (adapters on a base model)."""
+    return hasattr(model, "peft_config") and hasattr(model, "merge_and_unload")
+
+
 def _peft_config(config: PeftConfig, task_type: str, model_type: str) -> Any:
     from peft import IA3Config, LoraConfig
     from peft.utils import TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING
@@ -64,18 +69,19 @@ def parameter_counts(model: Any) -> tuple[int, int]:
     return trainable, sum(p.numel() for p in model.parameters())
 
 
-def load(base: Any, folder: str | Path) -> Any:
+def load(base: Any, folder: str | Path, *, trainable: bool = False) -> Any:
     """The adapter saved in ``folder`` on ``base`` (the base model with a task head of the right size), for
-    inference."""
+    inference or, ``trainable``, to train on (a continual update)."""
     from peft import PeftModel
 
-    return PeftModel.from_pretrained(base, str(folder)).eval()
+    model = PeftModel.from_pretrained(base, str(folder), is_trainable=trainable)
+    return model if trainable else model.eval()
 
 
 def merge(model: Any) -> Any:
     """A plain transformers model with ``model``'s adapters folded into its weights (``model`` itself when it
     has none)."""
-    return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+    return model.merge_and_unload() if is_wrapped(model) else model
 
 
-__all__ = ["ADAPTER_CONFIG", "is_adapter", "load", "merge", "parameter_counts", "wrap"]
+__all__ = ["ADAPTER_CONFIG", "is_adapter", "is_wrapped", "load", "merge", "parameter_counts", "wrap"]

@@ -68,6 +68,9 @@ class TrainState:
     """[C, C] ``T[y, k]``, the probability that a sample of true class ``y`` was given label ``k``
     (classification). When a callback sets it, rows that train on their given label this epoch use the
     forward-corrected loss (``TaskAdapter.per_sample_loss``); relabelled and pseudo-labelled rows do not."""
+    loss_penalty: Callable[[torch.nn.Module], torch.Tensor] | None = None
+    """``loss_penalty(model)``: a scalar added to every training step's loss (e.g. EWC's or an L2 pull toward
+    the weights a continual update started from); a callback sets it, usually in ``on_train_begin``."""
     validation: dict[str, Any] | None = None
     """The loop's last validation metrics (the split that chooses early stopping and the best epoch)."""
     validation_predictions: list[Any] | None = None

@@ -243,6 +243,8 @@ def fit(
                 corrected, _ = adapter.per_sample_loss(logits, labels, transition)
                 losses = torch.where(given[index], corrected, losses)
             loss = (w * losses).sum() / (w * units).sum().clamp_min(1e-8)
+            if state.loss_penalty is not None:
+                loss = loss + state.loss_penalty(accelerator.unwrap_model(model))
             accelerator.backward(loss)
             if config.max_grad_norm is not None:
                 accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)

@@ -1,0 +1,335 @@
+"""Continual learning: ``autoft update`` continues a finished run on new data without forgetting the old.
+
+An update is a new run directory trained from its parent's weights (``Run.load(..., trainable=True)``) on the
+new data plus a replay of old training samples (``continual.replay_budget`` of the parent's training data,
+chosen by ``continual.replay_by``: the samples the parent trusted most — its agent's ``data_values.csv``, or
+else the parent model's margin for the given label — never one its agent flagged), optionally pulled toward
+the parent's weights (``continual.method: ewc | l2``, :mod:`autoft.training.regularizers`). New labels widen
+the task head; the old label ids keep their meaning.
+
+A lineage is the first run (its root) and every update made from it or its descendants:
+
+    root/lineage.jsonl   one line per update (run, parent, data, when, metrics, gate, promoted)
+    root/latest          symlink to the newest promoted run (absent: the root itself)
+    root/.update.lock    held while an update runs: two updates never write the same lineage
+    update/lineage.json  the update's own record, with ``parent`` and ``root``
+    update/replay.<ext>  the old samples it replayed (in the training data's format)
+
+After training, the parent's validation data (and the new validation data, on the labels the parent knows)
+is scored by parent and update alike; the promotion gate (``continual.gate``) lets the update become ``latest``
+only if it is not worse than its parent on either by more than the tolerance. A candidate that fails is kept
+for inspection. Any error (bad input, a half-written parent, a lock held) leaves the parent untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from autoft.config import Config
+from autoft.data.loading import Example, load_examples
+from autoft.data.splits import load_splits, sorted_labels
+from autoft.data.writing import write_examples
+from autoft.errors import ConfigError, DataError, RunDirError
+from autoft.io import write_json
+from autoft.modeling.heads import grow_head
+from autoft.run import Run, train
+from autoft.training.inference import predict_probabilities
+from autoft.training.regularizers import WeightPenalty, fisher_diagonal, trainable_weights
+
+log = logging.getLogger(__name__)
+
+LINEAGE = "lineage.jsonl"
+RECORD = "lineage.json"
+LATEST = "latest"
+LOCK = ".update.lock"
+
+
+@dataclass
+class UpdateResult:
+    run: Run
+    record: dict[str, Any]
+
+    @property
+    def promoted(self) -> bool:
+        return bool(self.record["promoted"])
+
+
+# --- lineage ------------------------------------------------------------------------------------
+
+def root_of(run_dir: str | Path) -> Path:
+    """The first run of ``run_dir``'s lineage (the run itself when it is not an update)."""
+    path = Path(run_dir).resolve()
+    record = path / RECORD
+    if record.exists():
+        return Path(json.loads(record.read_text(encoding="utf-8"))["root"])
+    return path
+
+
+def latest(run_dir: str | Path) -> Path:
+    """The lineage's newest promoted run."""
+    root = root_of(run_dir)
+    link = root / LATEST
+    return link.resolve() if link.is_symlink() else root
+
+
+def history(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The lineage of ``run_dir``: the root, then every update in the order made (``lineage.jsonl``)."""
+    root = root_of(run_dir)
+    metrics_path = root / "metrics.json"
+    metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.exists() else {}
+    first = {"run": str(root), "parent": None, "created": None, "validation": metrics.get("validation"),
+             "test": metrics.get("test"), "promoted": True}
+    path = root / LINEAGE
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    return [first, *(json.loads(line) for line in lines if line.strip())]
+
+
+@contextlib.contextmanager
+def lineage_lock(root: Path) -> Iterator[None]:
+    """Hold ``root/.update.lock`` exclusively, or fail at once with a one-line ``RunDirError``."""
+    import fcntl
+
+    stream = (root / LOCK).open("a")
+    try:
+        try:
+            fcntl.flock(stream, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunDirError(f"{root}: another autoft update of this lineage is running (lock {root / LOCK})") from None
+        yield
+    finally:
+        stream.close()  # releases the lock
+
+
+def _point_latest(root: Path, run: Path) -> None:
+    """Make ``root/latest`` point at ``run`` (a relative symlink, replaced atomically)."""
+    temp = root / f".{LATEST}.tmp-{os.getpid()}"
+    with contextlib.suppress(FileNotFoundError):
+        temp.unlink()
+    os.symlink(os.path.relpath(run, root), temp)
+    os.replace(temp, root / LATEST)
+
+
+# --- inputs -------------------------------------------------------------------------------------
+
+def _read(path: str | Path, config: Config, what: str) -> list[Example]:
+    d = config.data
+    if not Path(path).is_file():
+        raise DataError(f"{what}: {path}: file not found")
+    return load_examples(path, task=config.task, text_column=d.text_column, label_column=d.label_column, fmt=d.format)
+
+
+def _labels_of(examples: list[Example]) -> set[str]:
+    return {v for e in examples for v in (e.label if isinstance(e.label, list) else [e.label])}
+
+
+def _old_values(parent: Run, old: list[Example], seed: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """``(value, flagged, how)`` of each old training sample: the parent agent's ``data_values.csv`` where it
+    has one, else the parent model's margin for the given label."""
+    values_path = parent.path / "data_values.csv"
+    if values_path.exists():
+        import csv
+
+        with values_path.open(newline="", encoding="utf-8") as stream:
+            rows = {row["origin"]: row for row in csv.DictReader(stream)}
+        value = np.array([float(rows[e.origin]["value"]) if e.origin in rows else -np.inf for e in old])
+        flagged = np.array([rows.get(e.origin, {}).get("flagged") == "True" for e in old])
+        return value, flagged, "the parent agent's values (data_values.csv); its flagged samples excluded"
+    features = parent.adapter.encode(old)
+    probabilities, _ = predict_probabilities(parent.model, parent.adapter, features,
+                                             batch_size=parent.config.training.eval_batch_size, progress=False)
+    value = np.array([parent.adapter.label_margin(p, f) for p, f in zip(probabilities, features)])
+    return value, np.zeros(len(old), dtype=bool), "the parent model's margin for the given label"
+
+
+def choose_replay(value: np.ndarray, flagged: np.ndarray, budget: int, by: str, seed: int) -> np.ndarray:
+    """Sorted indices of at most ``budget`` old samples to replay, never a flagged one: the highest-valued
+    (``value``) or a seeded random draw (``random``)."""
+    candidates = np.flatnonzero(~np.asarray(flagged, dtype=bool))
+    budget = min(budget, len(candidates))
+    if budget <= 0:
+        return np.array([], dtype=np.int64)
+    if by == "random":
+        chosen = np.random.default_rng(seed).choice(candidates, budget, replace=False)
+    else:
+        chosen = candidates[np.argsort(-np.asarray(value)[candidates], kind="stable")[:budget]]
+    return np.sort(chosen)
+
+
+# --- the update ---------------------------------------------------------------------------------
+
+def _child_config(parent: Run, train_files: list[str], validation: str | None, output: Path,
+                  overrides: list[str] | None) -> Config:
+    """The parent's resolved config for the new data: its rate and batch size stay, the epoch budget, patience
+    and the agent's drop fraction are decided afresh for the new data size; ``overrides`` last."""
+    from autoft.config import apply_overrides, parse_config
+
+    raw = parent.config.model_dump(mode="json")
+    raw["data"].update(train=train_files, validation=validation, unlabeled=None)
+    raw["training"].update(epochs="auto", early_stopping_patience="auto")
+    raw["selection"]["drop_fraction"] = "auto"
+    raw["output_dir"] = str(output)
+    return parse_config(apply_overrides(raw, overrides or []), source="update")
+
+
+def update(parent_dir: str | Path, data: str | Path | list[str | Path], *, validation: str | Path | None = None,
+           output: str | Path | None = None, overrides: list[str] | None = None, overwrite: bool = False
+           ) -> UpdateResult:
+    """Continue the run in ``parent_dir`` on the new labelled ``data`` (one file or several); see the module
+    docstring. ``output`` defaults to ``<root>-update-<n>`` beside the lineage's root."""
+    parent_path = Path(parent_dir)
+    for name in ("config.yaml", "labels.json", "model", "metrics.json"):
+        if not (parent_path / name).exists():
+            raise RunDirError(f"{parent_path}: not a finished autoft run directory (missing {name})")
+    root = root_of(parent_path)
+    files = [str(f) for f in (data if isinstance(data, list) else [data])]
+    with lineage_lock(root):
+        made = len(history(root)) - 1
+        output = Path(output) if output is not None else root.parent / f"{root.name}-update-{made + 1}"
+        if output.resolve() in (parent_path.resolve(), root):
+            raise RunDirError(f"{output}: an update cannot overwrite its parent or its lineage's root")
+        parent = Run.load(parent_path)  # scores the old samples and, after training, is compared with the update
+        config = _child_config(parent, files, None if validation is None else str(validation), output, overrides)
+        continual = config.continual
+        new = [e for f in files for e in _read(f, parent.config, "data")]
+        if validation is not None:
+            _read(validation, parent.config, "validation")
+        added = sorted_labels(_labels_of(new) - set(parent.labels)) if _labels_of(new) - set(parent.labels) else []
+        labels = parent.labels + added
+        if added and parent.is_peft:
+            raise ConfigError(f"new labels {added}: growing the head of a training.peft run is not supported yet; "
+                              "update a fully fine-tuned run, or retrain with every label")
+
+        # Replay: the old samples the parent trusted most, within the budget.
+        old = load_splits(parent.config.data, task=parent.task, seed=parent.config.training.seed)
+        budget = round(continual.replay_budget * len(old.train))
+        chosen, how = np.array([], dtype=np.int64), "no replay (continual.replay_budget 0)"
+        if budget:
+            value, flagged, how = _old_values(parent, old.train, parent.config.training.seed)
+            chosen = choose_replay(value, flagged, budget, continual.replay_by, parent.config.training.seed)
+            if continual.replay_by == "random":
+                how = "a seeded random sample, never a flagged one"
+        replayed = [old.train[i] for i in chosen]
+        log.info("replay: %d of %d old training samples (%s)", len(replayed), len(old.train), how)
+
+        model = Run.load(parent_path, trainable=True).model  # the weights the update trains from
+        if added:
+            grow_head(model, labels, seed=config.training.seed)
+            log.info("new labels %s: the head grows from %d to %d outputs", added, len(parent.labels), len(labels))
+        callbacks = []
+        if continual.method in ("ewc", "l2"):
+            fisher = None
+            if continual.method == "ewc":
+                anchor = replayed or old.train
+                fisher = fisher_diagonal(model, parent.adapter, parent.adapter.encode(anchor),
+                                         seed=config.training.seed)
+            callbacks.append(WeightPenalty(trainable_weights(model), continual.penalty, fisher))
+
+        with tempfile.TemporaryDirectory(dir=output.parent if output.parent.exists() else None) as staging:
+            train_files = list(files)
+            replay_file = None
+            if replayed:
+                d = parent.config.data
+                replay_file = write_examples(Path(staging) / "replay", replayed, text_column=d.text_column,
+                                             label_column=d.label_column)
+                train_files.append(str(replay_file))
+                config = config.model_copy(update={"data": config.data.model_copy(update={"train": train_files})})
+            output.parent.mkdir(parents=True, exist_ok=True)
+            run = train(config, overwrite=overwrite, callbacks=callbacks, model=model, labels=labels)
+            if replay_file is not None:  # the replayed samples stay with the run, and its config names them
+                kept = output / replay_file.name
+                shutil.copyfile(replay_file, kept)
+                config = run.config.model_copy(update={"data": run.config.data.model_copy(update={
+                    "train": [*files, str(kept.resolve())]})})
+                _write_text(output / "config.yaml", config.to_yaml())
+                run.config = config
+
+        record = _compare(parent, run, old.validation, config, continual.gate)
+        record.update({
+            "run": str(output.resolve()), "parent": str(parent_path.resolve()), "root": str(root),
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "data": {"train": [str(Path(f).resolve()) for f in files],
+                     "validation": str(Path(validation).resolve()) if validation else None},
+            "method": continual.method, "new_labels": added,
+            "replay": {"samples": len(replayed), "of": len(old.train), "budget": continual.replay_budget,
+                       "by": continual.replay_by, "how": how},
+            "validation": run.metrics.get("validation"), "test": run.metrics.get("test"),
+        })
+        write_json(output / RECORD, record)
+        with (root / LINEAGE).open("a", encoding="utf-8") as stream:
+            stream.write(json.dumps(record) + "\n")
+        if record["promoted"]:
+            _point_latest(root, output.resolve())
+            log.info("promoted: %s is the lineage's latest", output)
+        else:
+            log.warning("not promoted (%s): %s stays the lineage's latest; the candidate is kept in %s",
+                        record["gate"]["why"], latest(root), output)
+    return UpdateResult(run, record)
+
+
+def _write_text(path: Path, text: str) -> None:
+    temp = path.with_name(f".{path.name}.tmp")
+    temp.write_text(text, encoding="utf-8")
+    os.replace(temp, path)
+
+
+def _score(run: Run, examples: list[Example]) -> float | None:
+    known = set(run.labels)
+    kept = [e for e in examples if _labels_of([e]) <= known]
+    return float(run.evaluate(kept)[run.adapter.primary_metric]) if kept else None
+
+
+def _compare(parent: Run, child: Run, old_validation: list[Example], config: Config, tolerance: float | None
+             ) -> dict[str, Any]:
+    """Parent and update scored on the parent's validation data and on the update's (rows whose labels the
+    parent knows), and the promotion gate's verdict."""
+    new_validation = load_splits(config.data, task=config.task, seed=config.training.seed,
+                                 known=child.labels).validation
+    sets = {"old_validation": old_validation, "new_validation": new_validation}
+    scores: dict[str, Any] = {}
+    failed = []
+    for name, examples in sets.items():
+        before, after = _score(parent, examples), _score(child, examples)
+        scores[name] = {"parent": before, "update": after,
+                        "change": None if before is None or after is None else round(after - before, 6),
+                        "rows": len(examples)}
+        if tolerance is not None and before is not None and after is not None and after < before - tolerance:
+            failed.append(f"{name} {child.adapter.primary_metric} {after:.4f} < parent {before:.4f} - {tolerance:g}")
+    promoted = not failed
+    why = "; ".join(failed) if failed else ("no gate" if tolerance is None else f"within {tolerance:g} of the parent")
+    return {"metric": child.adapter.primary_metric, "scores": scores,
+            "gate": {"tolerance": tolerance, "why": why}, "promoted": promoted}
+
+
+def lineage_table(run_dir: str | Path) -> str:
+    """The lineage as text: one line per run, oldest first, the latest marked."""
+    runs = history(run_dir)
+    newest = str(latest(run_dir))
+    lines = []
+    for i, entry in enumerate(runs):
+        metric = (entry.get("metric") or "")
+        scores = entry.get("scores", {}).get("old_validation", {})
+        change = scores.get("change")
+        lines.append("  ".join([
+            "*" if entry["run"] == newest else " ",
+            f"{i}", entry["run"], entry.get("created") or "(root)",
+            f"new data: {', '.join(Path(f).name for f in entry['data']['train'])}" if entry.get("data") else "",
+            f"replay {entry['replay']['samples']}" if entry.get("replay") else "",
+            f"old validation {metric} {change:+.4f}" if change is not None else "",
+            "" if entry.get("promoted", True) else "NOT PROMOTED: " + entry["gate"]["why"],
+        ]).rstrip())
+    return "\n".join(lines)
+
+
+__all__ = ["UpdateResult", "choose_replay", "history", "latest", "lineage_lock", "lineage_table", "root_of", "update"]

@@ -1,0 +1,33 @@
+"""Write examples back to disk in a format ``load_examples`` reads: CSV for texts, CoNLL for token lists."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from autoft.data.loading import Example
+
+
+def write_examples(path: Path, examples: list[Example], *, text_column: str = "text", label_column: str = "label"
+                   ) -> Path:
+    """Write ``examples`` to ``path`` with the suffix their kind takes: CSV (``text_column``, ``label_column``)
+    for texts, CoNLL (word TAB tag, a blank line between sentences) for token lists. Returns the path written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if examples and isinstance(examples[0].text, list):
+        path = path.with_suffix(".conll")
+        lines = []
+        for e in examples:
+            lines.extend(f"{w}\t{t}" for w, t in zip(e.text, e.label))
+            lines.append("")
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return path
+    path = path.with_suffix(".csv")
+    with path.open("w", newline="", encoding="utf-8") as stream:
+        writer = csv.writer(stream)
+        writer.writerow([text_column, label_column])
+        writer.writerows((e.text, e.label) for e in examples)
+    return path
+
+
+__all__ = ["write_examples"]

@@ -1,0 +1,84 @@
+"""Penalties that pull a model toward earlier weights while it learns new data (``continual.method``).
+
+``l2``: ``strength / 2 * sum (w - w_old)^2``. ``ewc`` (Kirkpatrick et al., 2017): the same, each weight's term
+scaled by its diagonal Fisher information on the old data (how much the old task's likelihood depends on it),
+normalised to mean 1 so ``strength`` means the same for both. A weight whose tensor grew (a task head widened
+for new labels) is pulled on its old rows only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from autoft.tasks.base import Feature, TaskAdapter
+from autoft.training.callbacks import TrainerCallback, TrainState
+
+
+def trainable_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A detached copy of every trainable weight of ``model``, by name."""
+    return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def fisher_diagonal(model: torch.nn.Module, adapter: TaskAdapter, features: list[Feature], *, batch_size: int = 16,
+                    max_samples: int = 256, seed: int = 0) -> dict[str, torch.Tensor]:
+    """The empirical Fisher's diagonal of ``model``'s trainable weights on (a seeded sample of at most
+    ``max_samples`` of) ``features``, from mini-batch gradients of the given labels' log-likelihood, normalised
+    to mean 1 over all weights. The model's weights and mode are left as they were."""
+    rows = np.random.default_rng(seed).permutation(len(features))[:max_samples]
+    squares = {name: torch.zeros_like(p) for name, p in model.named_parameters() if p.requires_grad}
+    was_training = model.training
+    model.eval()  # no dropout: the gradients of the model as it is
+    device = next(model.parameters()).device
+    for start in range(0, len(rows), batch_size):
+        chunk = [{k: v for k, v in features[i].items() if k != "index"} for i in rows[start:start + batch_size]]
+        batch = {k: v.to(device) for k, v in adapter.collate(chunk).items()}
+        labels = batch.pop("labels")
+        losses, units = adapter.per_sample_loss(model(**batch).logits, labels)
+        model.zero_grad(set_to_none=True)
+        (losses.sum() / units.sum().clamp_min(1)).backward()
+        for name, p in model.named_parameters():
+            if p.requires_grad and p.grad is not None:
+                squares[name] += p.grad.detach() ** 2
+    model.zero_grad(set_to_none=True)
+    model.train(was_training)
+    total = sum(float(s.sum()) for s in squares.values())
+    count = sum(s.numel() for s in squares.values())
+    mean = total / max(count, 1) if total > 0 else 1.0
+    return {name: s / mean for name, s in squares.items()}
+
+
+class WeightPenalty(TrainerCallback):
+    """Adds ``strength / 2 * sum F * (w - w_old)^2`` to every training step's loss (``TrainState.loss_penalty``);
+    ``F`` is 1 for ``l2``, the Fisher diagonal for ``ewc``."""
+
+    def __init__(self, reference: dict[str, torch.Tensor], strength: float,
+                 fisher: dict[str, torch.Tensor] | None = None) -> None:
+        self.reference = reference
+        self.strength = strength
+        self.fisher = fisher
+
+    def penalty(self, model: torch.nn.Module) -> torch.Tensor:
+        terms = []
+        for name, p in model.named_parameters():
+            old = self.reference.get(name)
+            if old is None or not p.requires_grad:
+                continue
+            rows = old.shape[0] if old.ndim else None
+            current = p[:rows] if p.shape != old.shape else p  # a grown head: its old rows only
+            if current.shape != old.shape:
+                continue
+            old = old.to(p.device)
+            square = (current - old) ** 2
+            if self.fisher is not None and name in self.fisher:
+                square = square * self.fisher[name].to(p.device)
+            terms.append(square.sum())
+        if not terms:
+            return torch.zeros((), device=next(model.parameters()).device)
+        return 0.5 * self.strength * torch.stack(terms).sum()
+
+    def on_train_begin(self, state: TrainState) -> None:
+        state.loss_penalty = self.penalty
+
+
+__all__ = ["WeightPenalty", "fisher_diagonal", "trainable_weights"]

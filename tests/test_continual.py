@@ -1,0 +1,191 @@
+"""autoft update: replay, weight penalties, head growth, lineage, the promotion gate and the lock."""
+
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+
+import autoft
+from autoft.cli import main
+from autoft.continual import choose_replay, history, latest, lineage_lock, update
+from autoft.errors import RunDirError
+from tests.conftest import TOPICS, synthetic_rows, tiny_config, write_csv
+
+MUSIC = ["guitar", "song", "band", "concert", "album", "drum", "singer", "piano"]
+
+
+def music_rows(n, seed):
+    rng = random.Random(seed)
+    return [(" ".join(rng.choices(MUSIC, k=6) + rng.choices(["the", "a", "today"], k=3)), "music") for _ in range(n)]
+
+
+@pytest.fixture()
+def parent(tiny_model_dir, classification_files, tmp_path):
+    autoft.train(tiny_config(tiny_model_dir, classification_files, tmp_path / "parent", epochs=8, learning_rate=2e-3))
+    return tmp_path / "parent"
+
+
+def _snapshot(folder):
+    return {p.relative_to(folder): p.stat().st_mtime_ns for p in folder.rglob("*")}
+
+
+def test_replay_never_takes_a_flagged_sample_and_keeps_to_the_budget():
+    value = np.array([5.0, 9.0, 1.0, 8.0, 7.0, 3.0])
+    flagged = np.array([False, True, False, False, False, False])
+    np.testing.assert_array_equal(choose_replay(value, flagged, 3, "value", 0), [0, 3, 4])  # the best unflagged
+    for seed in range(5):
+        drawn = choose_replay(value, flagged, 3, "random", seed)
+        assert len(drawn) == 3 and 1 not in drawn
+    assert len(choose_replay(value, flagged, 99, "value", 0)) == 5  # never more than the unflagged
+    assert len(choose_replay(value, flagged, 0, "value", 0)) == 0
+
+
+def test_weight_penalty_is_zero_at_the_previous_weights_and_pulls_back_toward_them():
+    from autoft.training.regularizers import WeightPenalty, trainable_weights
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+    reference = trainable_weights(model)
+    fisher = {name: torch.full_like(w, 2.0) for name, w in reference.items()}
+    for penalty in (WeightPenalty(reference, 1.0), WeightPenalty(reference, 1.0, fisher)):
+        assert float(penalty.penalty(model).detach()) == 0.0
+    with torch.no_grad():
+        model[0].weight += 0.1
+    l2, ewc = WeightPenalty(reference, 1.0).penalty(model), WeightPenalty(reference, 1.0, fisher).penalty(model)
+    assert l2.item() == pytest.approx(0.5 * 12 * 0.01, rel=1e-5) and ewc.item() == pytest.approx(2 * l2.item())
+    ewc.backward()
+    assert torch.all(model[0].weight.grad > 0)  # descending the penalty moves the weights back
+
+
+def test_the_fisher_diagonal_is_normalised_and_a_grown_head_is_pulled_on_its_old_rows(tiny_model_dir):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from autoft.data.loading import Example
+    from autoft.modeling.heads import grow_head
+    from autoft.tasks.classification import ClassificationAdapter
+    from autoft.training.regularizers import WeightPenalty, fisher_diagonal, trainable_weights
+
+    labels = ["food", "sport", "tech"]
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=3,
+                                                               id2label=dict(enumerate(labels)))
+    adapter = ClassificationAdapter(labels, AutoTokenizer.from_pretrained(tiny_model_dir), max_length=32)
+    features = adapter.encode([Example(t, label) for t, label in synthetic_rows(24, 0)])
+    fisher = fisher_diagonal(model, adapter, features, batch_size=8)
+    total = sum(float(f.sum()) for f in fisher.values())
+    assert total / sum(f.numel() for f in fisher.values()) == pytest.approx(1.0, rel=1e-4)
+    penalty = WeightPenalty(trainable_weights(model), 1.0, fisher)
+    grow_head(model, [*labels, "music"])
+    assert penalty.penalty(model).item() == 0.0  # the new row is free, the old ones unchanged
+
+
+def test_head_growth_keeps_the_old_label_ids(tiny_model_dir):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from autoft.modeling.heads import grow_head
+
+    labels = ["food", "sport", "tech"]
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=3,
+                                                               id2label=dict(enumerate(labels))).eval()
+    inputs = AutoTokenizer.from_pretrained(tiny_model_dir)(["pizza and cheese"], return_tensors="pt")
+    with torch.no_grad():
+        before = model(**inputs).logits
+        grow_head(model, [*labels, "music"])
+        after = model(**inputs).logits
+    assert after.shape == (1, 4)
+    torch.testing.assert_close(after[:, :3], before)
+    assert model.config.id2label == {0: "food", 1: "sport", 2: "tech", 3: "music"}
+    assert model.config.label2id["music"] == 3
+
+
+def test_update_learns_a_new_label_keeps_the_old_and_records_the_lineage(parent, tmp_path):
+    new = write_csv(tmp_path / "new.csv", music_rows(30, 0) + synthetic_rows(6, 5))
+    new_val = write_csv(tmp_path / "new_val.csv", music_rows(8, 1) + synthetic_rows(6, 6))
+    before = _snapshot(parent)
+    result = update(parent, new, validation=new_val, output=tmp_path / "child",
+                    overrides=["continual.replay_budget=0.2", "continual.method=ewc", "continual.gate=null"])
+    child = result.run
+    assert child.labels == ["food", "sport", "tech", "music"]  # old ids first, unchanged
+    assert autoft.load(tmp_path / "child").labels == child.labels
+    replayed = (tmp_path / "child" / "replay.csv").read_text().splitlines()
+    assert len(replayed) - 1 == round(0.2 * 90) and replayed[0] == "text,label"
+    record = json.loads((tmp_path / "child" / "lineage.json").read_text())
+    assert record["parent"] == str(parent.resolve()) and record["root"] == str(parent.resolve())
+    assert record["new_labels"] == ["music"] and record["method"] == "ewc" and record["promoted"]
+    assert record["scores"]["old_validation"]["parent"] is not None
+    assert record["scores"]["new_validation"]["update"] is not None
+    assert child.predict(["guitar song band concert album"])[0]["label"] == "music"
+    assert latest(parent) == (tmp_path / "child").resolve()
+    assert [entry["run"] for entry in history(tmp_path / "child")] == [str(parent.resolve()),
+                                                                        str((tmp_path / "child").resolve())]
+    # The parent's own files are untouched (the lineage's root gains only its lineage files).
+    after = {p: t for p, t in _snapshot(parent).items() if p.parts[0] not in ("lineage.jsonl", "latest",
+                                                                              ".update.lock")}
+    assert after == before
+    # A second update from the child joins the same lineage, named after the root by default.
+    update(tmp_path / "child", new, validation=new_val, overrides=["continual.replay_by=random"])
+    assert len(history(parent)) == 3 and (tmp_path / "parent-update-2" / "lineage.json").exists()
+
+
+def test_the_gate_keeps_latest_on_the_parent_when_the_update_is_worse(parent, tmp_path, capsys):
+    new = write_csv(tmp_path / "new.csv", [(text, "tech") for text, _ in synthetic_rows(30, 3)])  # all one label
+    code = main(["update", str(parent), "--data", str(new), "--output", str(tmp_path / "bad"),
+                 "--set", "continual.replay_budget=0", "--set", "training.learning_rate=0.01",
+                 "--set", "training.epochs=3", "--set", "continual.gate=0.01"])
+    assert code == 0
+    record = json.loads((tmp_path / "bad" / "lineage.json").read_text())
+    assert not record["promoted"] and "old_validation" in record["gate"]["why"]
+    assert latest(parent) == parent.resolve()  # the parent stays the lineage's latest
+    assert (tmp_path / "bad" / "model").exists()  # the candidate is kept for inspection
+    out = capsys.readouterr().out
+    assert "NOT promoted" in out
+    assert main(["lineage", str(tmp_path / "bad")]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].startswith("*") and "NOT PROMOTED" in table[1]
+
+
+def test_two_updates_cannot_both_hold_the_lineage_lock(parent, tmp_path):
+    new = write_csv(tmp_path / "new.csv", music_rows(10, 0))
+    with lineage_lock(parent):
+        with pytest.raises(RunDirError, match="another autoft update of this lineage is running"):
+            with lineage_lock(parent):
+                pass
+        with pytest.raises(RunDirError, match="another autoft update"):
+            update(parent, new, output=tmp_path / "child")
+    assert not (tmp_path / "child").exists()
+
+
+def test_bad_input_is_one_line_exit_2_and_leaves_the_parent_untouched(parent, tmp_path, capsys):
+    before = _snapshot(parent)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("text,label\n")
+    wrong_column = write_csv(tmp_path / "wrong.csv", music_rows(5, 0), header=("text", "category"))
+    half = tmp_path / "half"
+    half.mkdir()
+    (half / "config.yaml").write_text((parent / "config.yaml").read_text())
+    cases = [
+        (["update", str(parent), "--data", str(empty)], "no examples found"),
+        (["update", str(parent), "--data", str(wrong_column)], "label"),
+        (["update", str(parent), "--data", str(tmp_path / "missing.csv")], "not found"),
+        (["update", str(half), "--data", str(wrong_column)], "not a finished autoft run directory"),
+        (["update", str(tmp_path / "nowhere"), "--data", str(empty)], "not a finished autoft run directory"),
+    ]
+    for argv, message in cases:
+        assert main([*argv, "--output", str(tmp_path / "out")]) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+        assert not (tmp_path / "out").exists()
+    after = {p: t for p, t in _snapshot(parent).items() if p.parts[0] != ".update.lock"}
+    assert after == before
+
+
+def test_update_of_a_lora_run_continues_its_adapter(tiny_model_dir, classification_files, tmp_path):
+    autoft.train(tiny_config(tiny_model_dir, classification_files, tmp_path / "parent", peft="lora",
+                             learning_rate=1e-2, epochs=2))
+    new = write_csv(tmp_path / "new.csv", synthetic_rows(30, 9))
+    result = update(tmp_path / "parent", new, output=tmp_path / "child")
+    assert result.run.is_peft and (tmp_path / "child" / "model" / "adapter_config.json").exists()
+    loaded = autoft.load(tmp_path / "child")
+    assert loaded.predict(["pizza cheese soup"]) == result.run.predict(["pizza cheese soup"])
+    assert sorted(TOPICS) == loaded.labels
