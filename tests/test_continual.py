@@ -148,9 +148,9 @@ def test_the_gate_keeps_latest_on_the_parent_when_the_update_is_worse(parent, tm
 def test_two_updates_cannot_both_hold_the_lineage_lock(parent, tmp_path):
     new = write_csv(tmp_path / "new.csv", music_rows(10, 0))
     with lineage_lock(parent):
-        with pytest.raises(RunDirError, match="another autoft update of this lineage is running"):
-            with lineage_lock(parent):
-                pass
+        with pytest.raises(RunDirError, match="another autoft update of this lineage is running"), \
+                lineage_lock(parent):
+            pass
         with pytest.raises(RunDirError, match="another autoft update"):
             update(parent, new, output=tmp_path / "child")
     assert not (tmp_path / "child").exists()
