@@ -2,6 +2,7 @@
 
 import json
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ import torch
 
 import autoft
 from autoft.cli import main
-from autoft.continual import choose_replay, history, latest, lineage_lock, update
+from autoft.continual import choose_replay, history, latest, lineage_data, lineage_lock, update
 from autoft.errors import RunDirError
 from tests.conftest import TOPICS, synthetic_rows, tiny_config, write_csv
 
@@ -102,6 +103,12 @@ def test_head_growth_keeps_the_old_label_ids(tiny_model_dir):
 def test_update_learns_a_new_label_keeps_the_old_and_records_the_lineage(parent, tmp_path):
     new = write_csv(tmp_path / "new.csv", music_rows(30, 0) + synthetic_rows(6, 5))
     new_val = write_csv(tmp_path / "new_val.csv", music_rows(8, 1) + synthetic_rows(6, 6))
+    # As if the parent's agent had left ten samples out: replay must never pick them.
+    old_rows = synthetic_rows(90, 0)
+    train_csv = str(Path(autoft.load(parent).config.data.train))
+    flagged_texts = {old_rows[i][0] for i in range(10)}
+    write_csv(parent / "data_values.csv", [(f"{train_csv}:{i + 2}", str(i < 10)) for i in range(90)],
+              header=("origin", "flagged"))
     before = _snapshot(parent)
     result = update(parent, new, validation=new_val, output=tmp_path / "child",
                     overrides=["continual.replay_budget=0.2", "continual.method=ewc", "continual.gate=null"])
@@ -110,6 +117,10 @@ def test_update_learns_a_new_label_keeps_the_old_and_records_the_lineage(parent,
     assert autoft.load(tmp_path / "child").labels == child.labels
     replayed = (tmp_path / "child" / "replay.csv").read_text().splitlines()
     assert len(replayed) - 1 == round(0.2 * 90) and replayed[0] == "text,label"
+    assert not flagged_texts & {line.split(",")[0] for line in replayed[1:]}
+    train, validation, runs = lineage_data(tmp_path / "child")  # each run's own data, not what it replayed
+    assert (len(train), len(validation)) == (90 + 36, 30 + 14) and runs == [parent.resolve(),
+                                                                           (tmp_path / "child").resolve()]
     record = json.loads((tmp_path / "child" / "lineage.json").read_text())
     assert record["parent"] == str(parent.resolve()) and record["root"] == str(parent.resolve())
     assert record["new_labels"] == ["music"] and record["method"] == "ewc" and record["promoted"]
@@ -123,9 +134,12 @@ def test_update_learns_a_new_label_keeps_the_old_and_records_the_lineage(parent,
     after = {p: t for p, t in _snapshot(parent).items() if p.parts[0] not in ("lineage.jsonl", "latest",
                                                                               ".update.lock")}
     assert after == before
-    # A second update from the child joins the same lineage, named after the root by default.
-    update(tmp_path / "child", new, validation=new_val, overrides=["continual.replay_by=random"])
-    assert len(history(parent)) == 3 and (tmp_path / "parent-update-2" / "lineage.json").exists()
+    # A second update, from the lineage's latest, joins the same lineage, named after the root by default.
+    assert main(["update", str(parent), "--latest", "--data", str(new), "--validation", str(new_val),
+                 "--set", "continual.replay_by=random"]) == 0
+    assert len(history(parent)) == 3
+    record = json.loads((tmp_path / "parent-update-2" / "lineage.json").read_text())
+    assert record["parent"] == str((tmp_path / "child").resolve())
 
 
 def test_the_gate_keeps_latest_on_the_parent_when_the_update_is_worse(parent, tmp_path, capsys):

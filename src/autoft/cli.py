@@ -117,9 +117,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_update(args: argparse.Namespace) -> int:
-    from autoft.continual import update
+    from autoft.continual import latest, update
 
-    result = update(args.run_dir, args.data, validation=args.validation, output=args.output, overrides=args.set,
+    parent = latest(args.run_dir) if args.latest else args.run_dir
+    result = update(parent, args.data, validation=args.validation, output=args.output, overrides=args.set,
                     overwrite=args.overwrite)
     record = result.record
     metric = record["metric"]
@@ -238,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
                                         "passes. RUN_DIR is untouched.")
     p.add_argument("run_dir", help="the parent run directory")
     p.add_argument("--data", required=True, nargs="+", help="new labelled file(s), in the parent's columns")
+    p.add_argument("--latest", action="store_true", help="start from the newest promoted run of RUN_DIR's lineage")
     p.add_argument("--validation", help="new validation file (default: a seeded split of the new data)")
     p.add_argument("--output", help="the update's run directory (default: <root>-update-<n> beside the root)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

@@ -256,11 +256,11 @@ class ContinualConfig(_Strict):
     method: Literal["replay", "ewc", "l2"] = Field(
         "replay", description="replay: mix old samples into the new data; ewc / l2: also pull the weights toward the "
         "parent's (Fisher-weighted / plain), with penalty as the strength")
-    replay_budget: float = Field(0.1, ge=0.0, le=1.0, description="old training samples replayed, as a share of the "
-                                 "parent's training data (0: none)")
+    replay_budget: float = Field(0.1, ge=0.0, le=1.0, description="old training samples replayed, as a share of "
+                                 "all the data the lineage trained on (0: none)")
     replay_by: Literal["value", "random"] = Field(
-        "value", description="value: the old samples the parent trusted most (data_values.csv, else the parent "
-        "model's probability of the given label), never those its agent flagged; random: a seeded sample")
+        "value", description="value: the old samples the parent model holds most firmly (its margin for the given "
+        "label); random: a seeded sample; never one an agent of the lineage flagged")
     penalty: float = Field(1.0, ge=0.0, description="ewc / l2: strength of the pull toward the parent's weights")
     gate: float | None = Field(
         0.01, ge=0.0, description="promotion gate: the update becomes the lineage's latest only when it is not "

@@ -1,9 +1,9 @@
 """Continual learning: ``autoft update`` continues a finished run on new data without forgetting the old.
 
 An update is a new run directory trained from its parent's weights (``Run.load(..., trainable=True)``) on the
-new data plus a replay of old training samples (``continual.replay_budget`` of the parent's training data,
-chosen by ``continual.replay_by``: the samples the parent trusted most — its agent's ``data_values.csv``, or
-else the parent model's margin for the given label — never one its agent flagged), optionally pulled toward
+new data plus a replay of old training samples (``continual.replay_budget`` of all the data the lineage has
+trained on, chosen by ``continual.replay_by``: those the parent model holds most firmly — its margin for the
+given label — or a seeded random sample; never one an agent of the lineage flagged), optionally pulled toward
 the parent's weights (``continual.method: ewc | l2``, :mod:`autoft.training.regularizers`). New labels widen
 the task head; the old label ids keep their meaning.
 
@@ -15,7 +15,7 @@ A lineage is the first run (its root) and every update made from it or its desce
     update/lineage.json  the update's own record, with ``parent`` and ``root``
     update/replay.<ext>  the old samples it replayed (in the training data's format)
 
-After training, the parent's validation data (and the new validation data, on the labels the parent knows)
+After training, the lineage's validation data (and the new validation data, on the labels the parent knows)
 is scored by parent and update alike; the promotion gate (``continual.gate``) lets the update become ``latest``
 only if it is not worse than its parent on either by more than the tolerance. A candidate that fails is kept
 for inspection. Any error (bad input, a half-written parent, a lock held) leaves the parent untouched.
@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from autoft.config import Config
 from autoft.data.loading import Example, load_examples
@@ -134,23 +135,58 @@ def _labels_of(examples: list[Example]) -> set[str]:
     return {v for e in examples for v in (e.label if isinstance(e.label, list) else [e.label])}
 
 
-def _old_values(parent: Run, old: list[Example], seed: int) -> tuple[np.ndarray, np.ndarray, str]:
-    """``(value, flagged, how)`` of each old training sample: the parent agent's ``data_values.csv`` where it
-    has one, else the parent model's margin for the given label."""
-    values_path = parent.path / "data_values.csv"
-    if values_path.exists():
-        import csv
+def chain_of(run_dir: str | Path) -> list[Path]:
+    """The runs from the lineage's root to ``run_dir``, following each update's ``parent``."""
+    chain, path = [], Path(run_dir).resolve()
+    while True:
+        chain.append(path)
+        record = path / RECORD
+        if not record.exists():
+            return chain[::-1]
+        path = Path(json.loads(record.read_text(encoding="utf-8"))["parent"])
 
-        with values_path.open(newline="", encoding="utf-8") as stream:
-            rows = {row["origin"]: row for row in csv.DictReader(stream)}
-        value = np.array([float(rows[e.origin]["value"]) if e.origin in rows else -np.inf for e in old])
-        flagged = np.array([rows.get(e.origin, {}).get("flagged") == "True" for e in old])
-        return value, flagged, "the parent agent's values (data_values.csv); its flagged samples excluded"
+
+def lineage_data(run_dir: str | Path) -> tuple[list[Example], list[Example], list[Path]]:
+    """``(train, validation, runs)``: every training and validation example the lineage up to ``run_dir`` learned
+    from or held out — each run's own new data, not the samples it replayed — without repeats (by file:line)."""
+    from autoft.config import parse_config
+
+    train: dict[str, Example] = {}
+    validation: dict[str, Example] = {}
+    chain = chain_of(run_dir)
+    for path in chain:
+        config = parse_config(yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8")),
+                              source=str(path / "config.yaml"))
+        labels = json.loads((path / "labels.json").read_text(encoding="utf-8"))["labels"]
+        splits = load_splits(config.data, task=config.task, seed=config.training.seed, known=labels)
+        own = str(path) + os.sep  # an update's replay file lives in its run directory
+        train.update((e.origin, e) for e in splits.train if not e.origin.startswith(own))
+        validation.update((e.origin, e) for e in splits.validation)
+    return list(train.values()), list(validation.values()), chain
+
+
+def _flagged_origins(runs: list[Path]) -> set[str]:
+    """The file:line of every sample an agent of these runs left out (their ``data_values.csv``)."""
+    import csv
+
+    flagged: set[str] = set()
+    for path in runs:
+        values = path / "data_values.csv"
+        if values.exists():
+            with values.open(newline="", encoding="utf-8") as stream:
+                flagged.update(row["origin"] for row in csv.DictReader(stream) if row["flagged"] == "True")
+    return flagged
+
+
+def _old_values(parent: Run, old: list[Example], runs: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+    """``(value, flagged)`` of each old training sample: the parent model's margin for its given label (how
+    firmly the model it would forget holds it), and whether an agent of the lineage ever left it out."""
     features = parent.adapter.encode(old)
     probabilities, _ = predict_probabilities(parent.model, parent.adapter, features,
                                              batch_size=parent.config.training.eval_batch_size, progress=False)
     value = np.array([parent.adapter.label_margin(p, f) for p, f in zip(probabilities, features)])
-    return value, np.zeros(len(old), dtype=bool), "the parent model's margin for the given label"
+    flagged = _flagged_origins(runs)
+    return value, np.array([e.origin in flagged for e in old])
 
 
 def choose_replay(value: np.ndarray, flagged: np.ndarray, budget: int, by: str, seed: int) -> np.ndarray:
@@ -211,17 +247,18 @@ def update(parent_dir: str | Path, data: str | Path | list[str | Path], *, valid
             raise ConfigError(f"new labels {added}: growing the head of a training.peft run is not supported yet; "
                               "update a fully fine-tuned run, or retrain with every label")
 
-        # Replay: the old samples the parent trusted most, within the budget.
-        old = load_splits(parent.config.data, task=parent.task, seed=parent.config.training.seed)
-        budget = round(continual.replay_budget * len(old.train))
+        # Replay: of everything the lineage trained on, the old samples the parent holds most firmly.
+        old_train, old_validation, chain = lineage_data(parent_path)
+        budget = round(continual.replay_budget * len(old_train))
         chosen, how = np.array([], dtype=np.int64), "no replay (continual.replay_budget 0)"
         if budget:
-            value, flagged, how = _old_values(parent, old.train, parent.config.training.seed)
+            value, flagged = _old_values(parent, old_train, chain)
             chosen = choose_replay(value, flagged, budget, continual.replay_by, parent.config.training.seed)
-            if continual.replay_by == "random":
-                how = "a seeded random sample, never a flagged one"
-        replayed = [old.train[i] for i in chosen]
-        log.info("replay: %d of %d old training samples (%s)", len(replayed), len(old.train), how)
+            how = ("a seeded random sample" if continual.replay_by == "random" else
+                   "the highest margins of the parent model for the given label") + \
+                f", none of the {int(flagged.sum())} an agent of the lineage flagged"
+        replayed = [old_train[i] for i in chosen]
+        log.info("replay: %d of the lineage's %d old training samples (%s)", len(replayed), len(old_train), how)
 
         model = Run.load(parent_path, trainable=True).model  # the weights the update trains from
         if added:
@@ -231,7 +268,7 @@ def update(parent_dir: str | Path, data: str | Path | list[str | Path], *, valid
         if continual.method in ("ewc", "l2"):
             fisher = None
             if continual.method == "ewc":
-                anchor = replayed or old.train
+                anchor = replayed or old_train
                 fisher = fisher_diagonal(model, parent.adapter, parent.adapter.encode(anchor),
                                          seed=config.training.seed)
             callbacks.append(WeightPenalty(trainable_weights(model), continual.penalty, fisher))
@@ -255,14 +292,14 @@ def update(parent_dir: str | Path, data: str | Path | list[str | Path], *, valid
                 _write_text(output / "config.yaml", config.to_yaml())
                 run.config = config
 
-        record = _compare(parent, run, old.validation, config, continual.gate)
+        record = _compare(parent, run, old_validation, config, continual.gate)
         record.update({
             "run": str(output.resolve()), "parent": str(parent_path.resolve()), "root": str(root),
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "data": {"train": [str(Path(f).resolve()) for f in files],
                      "validation": str(Path(validation).resolve()) if validation else None},
             "method": continual.method, "new_labels": added,
-            "replay": {"samples": len(replayed), "of": len(old.train), "budget": continual.replay_budget,
+            "replay": {"samples": len(replayed), "of": len(old_train), "budget": continual.replay_budget,
                        "by": continual.replay_by, "how": how},
             "validation": run.metrics.get("validation"), "test": run.metrics.get("test"),
         })
@@ -292,7 +329,7 @@ def _score(run: Run, examples: list[Example]) -> float | None:
 
 def _compare(parent: Run, child: Run, old_validation: list[Example], config: Config, tolerance: float | None
              ) -> dict[str, Any]:
-    """Parent and update scored on the parent's validation data and on the update's (rows whose labels the
+    """Parent and update scored on the lineage's validation data and on the update's (rows whose labels the
     parent knows), and the promotion gate's verdict."""
     new_validation = load_splits(config.data, task=config.task, seed=config.training.seed,
                                  known=child.labels).validation

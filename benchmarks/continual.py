@@ -1,0 +1,188 @@
+"""Continual learning: ``autoft update`` along a stream of experiences, against naive sequential fine-tuning,
+random replay, EWC and joint training (issue 9).
+
+    python benchmarks/continual.py --stream banking77                     # class-incremental, 4 experiences
+    python benchmarks/continual.py --stream btc --experiences 3           # domain-incremental, sections a b e
+    python benchmarks/continual.py --stream banking77 --methods naive value-replay --per-experience 300
+
+Streams (../shared/data, its README's splits):
+
+- ``banking77`` (class-incremental): the 77 intents in ``--experiences`` groups of a seeded permutation
+  (seed 0). Experience k trains on up to ``--per-experience`` training rows of its group's intents (seeded),
+  validates on the clean validation rows of those intents; its test set is the test rows of those intents.
+  Metric: accuracy over the test rows of the experience's intents, with the model's full label set.
+- ``btc`` (domain-incremental): the BTC training sections ``a b e f g`` in that order, one per experience;
+  each section is split (seeded) 70 / 10 / 20 into train (at most ``--per-experience`` sentences),
+  validation and test. Metric: entity F1 (seqeval) on the section's test part.
+
+Methods, each from the same first run (plain fine-tuning on experience 1, every training setting auto):
+
+- ``naive``: ``autoft update`` with no replay and no penalty (sequential fine-tuning);
+- ``random-replay``: replay of ``--budget`` of the old training data, a seeded random sample;
+- ``value-replay``: the same budget, the old samples the parent trusted most (``replay_by: value``);
+- ``ewc``: no replay, the Fisher-weighted pull toward the parent's weights (``continual.penalty``);
+- ``joint``: one run on all experiences' training data at once (the upper bound), scored at the end.
+
+Every update runs with ``continual.gate: null`` (the gate is not what is measured) and its new experience's
+validation file. Per method: the accuracy matrix ``R[i][j]`` (after experience i, on experience j's test set),
+the final average ``mean_j R[T][j]`` and the backward transfer ``mean_{j<T} (R[T][j] - R[j][j])`` (negative:
+forgetting), and the wall-clock. Writes ``benchmarks/results/continual_<stream>.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import autoft
+from autoft import continual
+from autoft.data.loading import Example, load_examples
+from autoft.data.public import load_public, shared_root
+from autoft.data.writing import write_examples
+
+RESULTS = Path(__file__).resolve().parent / "results"
+METHODS = ("naive", "random-replay", "value-replay", "ewc", "joint")
+REPLAYS = {"random-replay": "random", "value-replay": "value"}
+
+
+def overrides_of(method: str, budget: float) -> list[str]:
+    """The ``continual.*`` settings of a sequential method (the gate off: it is not what is measured)."""
+    if method in REPLAYS:
+        setting = ["continual.method=replay", f"continual.replay_budget={budget}", f"continual.replay_by={REPLAYS[method]}"]
+    else:
+        setting = ["continual.replay_budget=0", f"continual.method={'ewc' if method == 'ewc' else 'replay'}"]
+    return [*setting, "continual.gate=null", "training.progress=false"]
+
+
+log = logging.getLogger("continual")
+
+
+def banking77_stream(root: str | None, experiences: int, limit: int) -> tuple[str, list[dict[str, list[Example]]]]:
+    splits = load_public("banking77", root)
+    intents = sorted({e.label for e in splits["train"]})
+    groups = np.array_split(np.random.default_rng(0).permutation(len(intents)), experiences)
+    stream = []
+    for k, group in enumerate(groups):
+        names = {intents[i] for i in group}
+        train = [e for e in splits["train"] if e.label in names]
+        rows = sorted(np.random.default_rng(k).permutation(len(train))[:limit])
+        stream.append({"train": [train[i] for i in rows],
+                       "validation": [e for e in splits["validation"] if e.label in names],
+                       "test": [e for e in splits["test"] if e.label in names]})
+    return "task", stream
+
+
+def btc_stream(root: str | None, experiences: int, limit: int) -> tuple[str, list[dict[str, list[Example]]]]:
+    folder = shared_root(root) / "btc_ner"
+    stream = []
+    for k, section in enumerate("abefg"[:experiences]):
+        sentences = load_examples(folder / f"{section}.conll", task="token-classification")
+        order = np.random.default_rng(k).permutation(len(sentences))
+        n_train, n_val = round(0.7 * len(sentences)), round(0.1 * len(sentences))
+        part = {"train": order[:n_train][:limit], "validation": order[n_train:n_train + n_val],
+                "test": order[n_train + n_val:]}
+        stream.append({name: [sentences[i] for i in sorted(rows)] for name, rows in part.items()})
+    return "f1", stream
+
+
+def metric(run: autoft.Run, examples: list[Example], name: str) -> float:
+    if name == "task":  # class-incremental: accuracy on the experience's intents, over every label the model has
+        return float(run.evaluate(examples)["accuracy"])
+    return float(run.evaluate(examples)[name])
+
+
+def write(folder: Path, experience: dict[str, list[Example]]) -> dict[str, str]:
+    return {name: str(write_examples(folder / name, rows)) for name, rows in experience.items()}
+
+
+def first_config(files: dict[str, str], output: Path, task: str, seed: int) -> dict[str, Any]:
+    return {"task": task, "data": {"train": files["train"], "validation": files["validation"]},
+            "output_dir": str(output), "training": {"seed": seed, "progress": False}}
+
+
+def run_method(method: str, stream: list[dict[str, list[Example]]], files: list[dict[str, str]], task: str,
+               name: str, work: Path, first: Path, budget: float, seed: int) -> dict[str, Any]:
+    """One method along the stream; ``first`` is the run on experience 1 every sequential method starts from."""
+    started = time.perf_counter()
+    tests = [e["test"] for e in stream]
+    if method == "joint":
+        pooled = {split: [x for e in stream for x in e[split]] for split in ("train", "validation")}
+        run = autoft.train(first_config(write(work / "joint-data", pooled), work / "joint", task, seed), overwrite=True)
+        final = [metric(run, t, name) for t in tests]
+        return {"matrix": [final], "final_average": float(np.mean(final)), "backward_transfer": None,
+                "wall_seconds": round(time.perf_counter() - started, 1)}
+    parent = work / f"{method}-0"
+    shutil.copytree(first, parent)  # a lineage of its own
+    matrix = [[metric(autoft.load(parent), tests[0], name)]]
+    for k in range(1, len(stream)):
+        result = continual.update(parent, files[k]["train"], validation=files[k]["validation"],
+                                  output=work / f"{method}-{k}", overrides=overrides_of(method, budget), overwrite=True)
+        parent = work / f"{method}-{k}"
+        matrix.append([metric(result.run, tests[j], name) for j in range(k + 1)])
+        log.info("%s after experience %d: %s", method, k + 1, [round(x, 4) for x in matrix[-1]])
+    final = matrix[-1]
+    backward = float(np.mean([final[j] - matrix[j][j] for j in range(len(final) - 1)]))
+    return {"matrix": matrix, "final_average": float(np.mean(final)), "backward_transfer": backward,
+            "wall_seconds": round(time.perf_counter() - started, 1),
+            "note": "wall-clock excludes the shared first run"}
+
+
+def table(results: dict[str, Any], metric_name: str) -> str:
+    lines = [f"| method | final average {metric_name} | backward transfer (forgetting < 0) | wall s |",
+             "|---|---:|---:|---:|"]
+    for method, r in results.items():
+        bwt = "–" if r["backward_transfer"] is None else f"{100 * r['backward_transfer']:+.1f}"
+        lines.append(f"| {method} | {r['final_average']:.3f} | {bwt} | {r['wall_seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stream", choices=("banking77", "btc"), default="banking77")
+    parser.add_argument("--experiences", type=int, default=None, help="default: 4 (banking77), 3 (btc)")
+    parser.add_argument("--per-experience", type=int, default=600, help="training rows per experience, at most")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--budget", type=float, default=0.1, help="replay budget of the replay methods")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-root", help="shared data folder (default: ../shared/data beside the checkout)")
+    parser.add_argument("--output", type=Path, default=None)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+
+    experiences = args.experiences or (4 if args.stream == "banking77" else 3)
+    build = banking77_stream if args.stream == "banking77" else btc_stream
+    name, stream = build(args.data_root, experiences, args.per_experience)
+    task = "classification" if args.stream == "banking77" else "token-classification"
+    output = args.output or RESULTS / f"continual_{args.stream}.json"
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as work:
+        files = [write(Path(work) / f"data-{k}", e) for k, e in enumerate(stream)]
+        first = Path(work) / "first"
+        if any(m != "joint" for m in args.methods):
+            autoft.train(first_config(files[0], first, task, args.seed))
+        for method in args.methods:
+            results[method] = run_method(method, stream, files, task, name, Path(work), first, args.budget, args.seed)
+            log.info("%s: final average %.4f", method, results[method]["final_average"])
+    shown = "accuracy" if name == "task" else "entity F1"
+    text = (f"Continual stream {args.stream}: {experiences} experiences of at most {args.per_experience} training "
+            f"rows ({', '.join(str(len(e['train'])) for e in stream)}), packaged MiniLM, every training setting auto, "
+            f"seed {args.seed}; replay budget {args.budget:g} of the old training data.\n\n"
+            + table(results, shown) + "\n")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "experiences": [
+        {split: len(rows) for split, rows in e.items()} for e in stream], "results": results}, indent=2) + "\n",
+        encoding="utf-8")
+    output.with_suffix(".md").write_text(text, encoding="utf-8")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
