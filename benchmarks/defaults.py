@@ -36,6 +36,7 @@ import torch
 import autoft
 from autoft.data.public import NAMES, load_public, task_of
 from autoft.data.writing import write_examples
+from autoft.io import read_jsonl
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GRID_LRS = (2e-5, 5e-5, 1e-4, 2e-4)
@@ -87,14 +88,7 @@ def train_once(dataset: str, files: dict[str, str], work: Path, training: dict[s
 
 def load_cells(path: Path) -> dict[str, dict[str, Any]]:
     """Cached grid cells; a line cut short by a killed run is ignored (that cell runs again)."""
-    cells = {}
-    for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else []:
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        cells[record["key"]] = record
-    return cells
+    return {record["key"]: record for record in read_jsonl(path)}
 
 
 def main() -> None:

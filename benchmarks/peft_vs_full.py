@@ -6,8 +6,8 @@
     python benchmarks/peft_vs_full.py --datasets tweeteval_emotion --methods full lora --agents off
     taskset -c 1 python benchmarks/peft_vs_full.py --threads 1 ...        # one core, next to other work
 
-For each data set (a seeded slice of ``--train-limit`` training rows, a validation set of max(200, N/5) rows
-drawn the same way, the full test split; ../shared/data, see its README) and each method — ``full`` (every
+For each data set (``defaults.py``'s slices: a seeded ``--train-limit`` training rows, a validation set of
+max(200, N/5) rows drawn the same way, the full test split; ../shared/data, see its README) and each method — ``full`` (every
 weight trains), ``lora`` and ``ia3`` (``training.peft``, the library's defaults: LoRA r 8 on every linear
 layer of the encoder; IA3 on peft's modules for BERT) — the packaged MiniLM is fine-tuned with every other
 setting left ``auto`` (the range test picks the rate within the method's band, epochs stop early), once with
@@ -39,31 +39,18 @@ AGENTS = {"off": "none", "on": "exp3"}
 PRIMARY = {"classification": "macro_f1", "token-classification": "f1"}
 
 
-def slice_files(dataset: str, size: int, folder: Path, *, seed: int, root: str | None) -> dict[str, str]:
-    """The slice's train / validation / test files under ``folder``."""
-    from autoft.data.public import load_public
-    from autoft.data.writing import write_examples
-
-    splits = load_public(dataset, root)
-    rng = np.random.default_rng(seed)
-    train = [splits["train"][i] for i in sorted(rng.permutation(len(splits["train"]))[:size])]
-    n_val = min(len(splits["validation"]), max(200, size // 5))
-    validation = [splits["validation"][i] for i in sorted(rng.permutation(len(splits["validation"]))[:n_val])]
-    parts = {"train": train, "validation": validation, "test": splits["test"]}
-    return {name: str(write_examples(folder / name, examples)) for name, examples in parts.items()}
-
-
 def one_run(dataset: str, method: str, agent: str, size: int, seed: int, threads: int, root: str | None
             ) -> dict[str, Any]:
     """One fine-tuning run in this (fresh) process; its peak RSS is the process's."""
     import torch
+    from defaults import slice_files  # benchmarks/defaults.py, beside this script
 
     import autoft
     from autoft.data.public import task_of
 
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as work:
-        files = slice_files(dataset, size, Path(work), seed=0, root=root)
+        files = slice_files(dataset, str(size), Path(work), seed=0, root=root)  # the defaults benchmark's slices
         training: dict[str, Any] = {"seed": seed, "progress": False}
         if METHODS[method] is not None:
             training["peft"] = METHODS[method]
@@ -89,14 +76,9 @@ def key(record: dict[str, Any]) -> str:
 
 def load_runs(path: Path) -> dict[str, dict[str, Any]]:
     """Recorded runs; a line cut short by a killed run is ignored (that run goes again)."""
-    runs = {}
-    for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else []:
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        runs[key(record)] = record
-    return runs
+    from autoft.io import read_jsonl
+
+    return {key(record): record for record in read_jsonl(path)}
 
 
 def table(records: list[dict[str, Any]]) -> str:

@@ -43,7 +43,7 @@ from autoft.data.loading import Example, load_examples
 from autoft.data.splits import load_splits, sorted_labels
 from autoft.data.writing import write_examples
 from autoft.errors import ConfigError, DataError, RunDirError
-from autoft.io import write_json
+from autoft.io import read_jsonl, write_json, write_text_atomic
 from autoft.modeling.heads import grow_head
 from autoft.run import Run, train
 from autoft.training.inference import predict_probabilities
@@ -92,9 +92,7 @@ def history(run_dir: str | Path) -> list[dict[str, Any]]:
     metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.exists() else {}
     first = {"run": str(root), "parent": None, "created": None, "validation": metrics.get("validation"),
              "test": metrics.get("test"), "promoted": True}
-    path = root / LINEAGE
-    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
-    return [first, *(json.loads(line) for line in lines if line.strip())]
+    return [first, *read_jsonl(root / LINEAGE)]
 
 
 @contextlib.contextmanager
@@ -289,7 +287,7 @@ def update(parent_dir: str | Path, data: str | Path | list[str | Path], *, valid
                 shutil.copyfile(replay_file, kept)
                 config = run.config.model_copy(update={"data": run.config.data.model_copy(update={
                     "train": [*files, str(kept.resolve())]})})
-                _write_text(output / "config.yaml", config.to_yaml())
+                write_text_atomic(output / "config.yaml", config.to_yaml())
                 run.config = config
 
         record = _compare(parent, run, old_validation, config, continual.gate)
@@ -313,12 +311,6 @@ def update(parent_dir: str | Path, data: str | Path | list[str | Path], *, valid
             log.warning("not promoted (%s): %s stays the lineage's latest; the candidate is kept in %s",
                         record["gate"]["why"], latest(root), output)
     return UpdateResult(run, record)
-
-
-def _write_text(path: Path, text: str) -> None:
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(text, encoding="utf-8")
-    os.replace(temp, path)
 
 
 def _score(run: Run, examples: list[Example]) -> float | None:

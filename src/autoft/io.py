@@ -26,6 +26,19 @@ def write_json(path: str | Path, value: Any) -> None:
     write_text_atomic(path, json.dumps(value, indent=2, ensure_ascii=False) + "\n")
 
 
+def read_jsonl(path: str | Path) -> list[Any]:
+    """The records of a JSON-lines file that is appended to as work finishes (none if it does not exist); a
+    last line cut short by a killed writer is skipped."""
+    path = Path(path)
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else []:
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
 def to_builtin(value: Any) -> Any:
     """Numpy scalars and arrays (also inside dicts, lists and tuples) as plain Python values for JSON."""
     import numpy as np
