@@ -12,7 +12,7 @@ import autoft
 from autoft.cli import main
 from autoft.continual import choose_replay, history, latest, lineage_data, lineage_lock, update
 from autoft.errors import RunDirError
-from tests.conftest import TOPICS, synthetic_rows, tiny_config, write_csv
+from tests.conftest import TOPICS, synthetic_rows, tiny_config, write_conll, write_csv
 
 MUSIC = ["guitar", "song", "band", "concert", "album", "drum", "singer", "piano"]
 
@@ -182,6 +182,7 @@ def test_bad_input_is_one_line_exit_2_and_leaves_the_parent_untouched(parent, tm
         (["update", str(parent), "--data", str(empty)], "no examples found"),
         (["update", str(parent), "--data", str(wrong_column)], "label"),
         (["update", str(parent), "--data", str(tmp_path / "missing.csv")], "not found"),
+        (["update", str(parent), "--data", str(write_conll(tmp_path / "ner.conll"))], "token classification data"),
         (["update", str(half), "--data", str(wrong_column)], "not a finished autoft run directory"),
         (["update", str(tmp_path / "nowhere"), "--data", str(empty)], "not a finished autoft run directory"),
     ]
