@@ -73,9 +73,9 @@ def banking77_stream(root: str | None, experiences: int, limit: int) -> tuple[st
     for k, group in enumerate(groups):
         names = {intents[i] for i in group}
         train = [e for e in splits["train"] if e.label in names]
-        rows = sorted(np.random.default_rng(k).permutation(len(train))[:limit])
-        stream.append({"train": [train[i] for i in rows],
-                       "validation": [e for e in splits["validation"] if e.label in names],
+        train = [train[i] for i in sorted(np.random.default_rng(k).permutation(len(train))[:limit])]
+        names = {e.label for e in train}  # a small sample may miss an intent: it is then not in this experience
+        stream.append({"train": train, "validation": [e for e in splits["validation"] if e.label in names],
                        "test": [e for e in splits["test"] if e.label in names]})
     return "task", stream
 

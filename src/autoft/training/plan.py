@@ -92,9 +92,12 @@ def auto_batch_size(model: torch.nn.Module, adapter: TaskAdapter, features: list
     return 16, f"none of {list(GPU_BATCH_SIZES)} fits on {device}"
 
 
-PEFT_LR_BOUNDS = (5e-5, 5e-3)
-"""The band the range test searches with ``training.peft``: adapters train from zero (LoRA's B) or one (IA3),
-and want rates ten times those of full fine-tuning."""
+PEFT_LR_BOUNDS = (1e-4, 3e-2)
+"""The band the range test chooses in with ``training.peft``: adapters start as the identity (LoRA's B at zero,
+IA3's scales at one) and want rates ten to a hundred times those of full fine-tuning."""
+SWEEP_FACTOR = 10.0
+"""The range test sweeps from the band's bottom to this many times its top, so the loss curve's fall and rise
+are both seen."""
 
 
 def lr_bounds(config: TrainingConfig, adapter: TaskAdapter) -> tuple[float, float]:
@@ -137,9 +140,10 @@ def resolve(
                                                    "how": "2 epochs, 3 when more than 12 are planned"}
     if config.learning_rate == AUTO:
         searched = train_features if search_features is None else search_features
-        search = range_test(model, adapter, searched, make_optimizer, batch_size=batch_size,
-                            bounds=lr_bounds(config, adapter), seed=config.seed, max_grad_norm=config.max_grad_norm,
-                            device=device, autocast=autocast)
+        bounds = lr_bounds(config, adapter)
+        search = range_test(model, adapter, searched, make_optimizer, batch_size=batch_size, bounds=bounds,
+                            min_lr=bounds[0], max_lr=SWEEP_FACTOR * bounds[1], seed=config.seed,
+                            max_grad_norm=config.max_grad_norm, device=device, autocast=autocast)
         updates["learning_rate"] = search.chosen
         plan.lr_search = search
         passes = f"{len(search.shuffle_losses)} x " if len(search.shuffle_losses) > 1 else ""
