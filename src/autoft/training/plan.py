@@ -95,6 +95,9 @@ def auto_batch_size(model: torch.nn.Module, adapter: TaskAdapter, features: list
 PEFT_LR_BOUNDS = (1e-4, 3e-2)
 """The band the range test chooses in with ``training.peft``: adapters start as the identity (LoRA's B at zero,
 IA3's scales at one) and want rates ten to a hundred times those of full fine-tuning."""
+PEFT_EPOCH_SCALE = 1.5
+"""Adapters learn less per step: ``epochs: auto`` plans this many times the steps of full fine-tuning (TweetEval
+1,500, LoRA at 2e-3: 12 epochs reached validation 0.724 where 6 reached 0.705)."""
 SWEEP_FACTOR = 10.0
 """The range test sweeps from the band's bottom to this many times its top, so the loss curve's fall and rise
 are both seen."""
@@ -127,12 +130,13 @@ def resolve(
         plan.choices["batch_size"] = {"value": batch_size, "how": how}
     epochs = config.epochs
     if epochs == AUTO:
-        scale = adapter.training_scale()
+        scale = adapter.training_scale() * (1.0 if config.peft is None else PEFT_EPOCH_SCALE)
         epochs = plan_epochs(len(train_features), scale)
         updates["epochs"] = epochs
+        peft = "" if config.peft is None else f", x {PEFT_EPOCH_SCALE:g} for {config.peft.method} adapters"
         plan.choices["epochs"] = {
-            "value": epochs, "how": f"{EPOCH_SCALE:g} x {scale:.2f} ({adapter.name}, {len(adapter.labels)} labels) "
-            f"x {len(train_features)} samples ^ -0.25, at most {MAX_EPOCHS}; early stopping may end sooner",
+            "value": epochs, "how": f"{EPOCH_SCALE:g} x {scale:.2f} ({adapter.name}, {len(adapter.labels)} labels"
+            f"{peft}) x {len(train_features)} samples ^ -0.25, at most {MAX_EPOCHS}; early stopping may end sooner",
         }
     if config.early_stopping_patience == AUTO:
         updates["early_stopping_patience"] = auto_patience(epochs)
