@@ -167,9 +167,10 @@ class SelectionConfig(_Strict):
         AUTO, description="share of lowest-valued samples left out; auto: the label-noise rate estimated from the "
         "data (out-of-fold probes calibrated on the validation labels), at most 0.5")
     relabel_confidence: float | None = Field(
-        None, gt=0.0, le=1.0, description="repair instead of drop (classification): a sample the agent leaves out "
-        "whose suggested label (the noise estimate's posterior) differs from the given one with at least this "
-        "probability trains on the suggested label instead; null: leave it out")
+        None, gt=0.0, le=1.0, description="repair instead of drop: a sample the agent leaves out whose suggested "
+        "label (the noise estimate's posterior) differs from the given one with at least this probability trains on "
+        "the suggested label instead (NER: each suspect entity on its suggested type; a masked entity is unmasked "
+        "so); null: leave it out")
     flagged: Literal["drop", "unlabel"] = Field(
         "drop", description="what happens to a sample the agent leaves out (and does not relabel): drop, or unlabel "
         "(classification: its text stays and trains on the fine-tuned model's own label once that is consistent "

@@ -661,3 +661,39 @@ def test_plain_fine_tuning_with_forward_correction_keeps_every_sample(tiny_model
     selects = [d for d in decisions if d.get("event") == "select"]
     assert len(selects) == 2 and all(d["dropped"] == 0 and d["corrected_noise"] > 0.1 for d in selects)
     assert run.metrics["noise"]["drop_fraction"] == 0.0 and run.metrics["noise"]["rate"] > 0.1
+
+
+def test_ner_relabel_repairs_flipped_entity_types(tiny_model_dir, tmp_path):
+    """relabel_confidence on NER: sentences the agent would leave out come back with their suspect entities
+    retagged to the suggested type, B-/I- kept — and the suggested type is the entity's true one."""
+    from autoft.training.callbacks import TrainerCallback
+
+    train = ner_sentences(240, 0, flip=0.2)
+    files = {"train": write_sentences(tmp_path / "train.conll", train),
+             "validation": write_sentences(tmp_path / "val.conll", ner_sentences(60, 1)),
+             "test": write_sentences(tmp_path / "test.conll", ner_sentences(30, 2))}
+
+    class Spy(TrainerCallback):
+        def __init__(self):
+            self.retagged = []
+
+        def on_epoch_begin(self, state):
+            self.retagged.append(dict(state.retagged))
+            assert all(state.weights[row] > 0 for row in state.retagged)  # a repaired sentence trains
+
+    true_type = {**{w: "PER" for w in PEOPLE}, **{w: "ORG" for w in COMPANIES}, **{w: "LOC" for w in PLACES}}
+    config = tiny_config(tiny_model_dir, files, tmp_path / "run", task="token-classification", epochs=2)
+    config["selection"] = {"policy": "exp3", "drop_fraction": 0.2, "relabel_confidence": 0.5}
+    spy = Spy()
+    run = autoft.train(config, callbacks=[spy])
+    repaired = spy.retagged[0]
+    assert len(repaired) >= 10
+    words = [(train[row][0][word], tag) for row, tags in repaired.items() for word, tag in tags.items()]
+    assert all(tag.startswith("B-") for _, tag in words)  # one-word entities
+    assert sum(true_type[w] == tag[2:] for w, tag in words) / len(words) >= 0.9
+    assert sum(train[row][2] for row in repaired) / len(repaired) >= 0.9  # sentences with a flipped entity
+    rows = read_values(tmp_path / "run" / "data_values.csv")
+    assert sum(r["action"] == "relabel" for r in rows) == len(spy.retagged[-1])
+    selects = [json.loads(line) for line in (tmp_path / "run" / "decisions.jsonl").read_text().splitlines()]
+    assert [d["relabelled"] for d in selects if d.get("event") == "select"] == [len(r) for r in spy.retagged]
+    assert run.metrics["test"]["f1"] >= 0.0

@@ -46,6 +46,7 @@ class AgentCallback(TrainerCallback):
         self.selected = np.ones(n, dtype=bool)
         self.masked = np.zeros(len(valuation.units.owner), dtype=bool)
         self.relabelled = np.zeros(n, dtype=bool)
+        self.retagged = np.zeros(n, dtype=bool)  # NER: rows with an entity trained on its suggested type
         # selection.flagged: unlabel — the model's own labels of the samples left out, after the last two epochs
         self.own_label = np.full(n, -1, dtype=np.int64)
         self.own_label_before = np.full(n, -1, dtype=np.int64)
@@ -142,12 +143,40 @@ class AgentCallback(TrainerCallback):
         ``self.relabelled``; returns row -> suggested class id."""
         threshold, noise = self.selection.relabel_confidence, self.valuation.noise
         self.relabelled = np.zeros(len(weights), dtype=bool)
-        if threshold is None or noise is None or self.selection.mode == "mask":
-            return {}
+        if threshold is None or noise is None or self.selection.mode == "mask" or self.valuation.units.spans is not None:
+            return {}  # (NER repairs entity types: _retag)
         suggested = noise.suggested
         self.relabelled = ((weights == 0) & (suggested != self.valuation.sample_labels)
                            & (noise.suggested_confidence >= threshold))
         return {int(i): int(suggested[i]) for i in np.flatnonzero(self.relabelled)}
+
+    def _retag(self, weights: np.ndarray) -> dict[int, dict[int, str]]:
+        """NER repair instead of leaving out (``selection.relabel_confidence``): among the lowest-valued
+        entities (``Valuation.lowest_units``), those whose suggested type differs from the given one with at
+        least that probability train on the suggested type (``B-``/``I-`` kept). ``sample`` / ``weight`` mode:
+        a sentence left out comes back when each of its suspect entities is repaired so; ``mask`` mode: a
+        repaired entity is no longer masked. Sets ``self.retagged`` ([N] rows repaired); returns row -> word ->
+        tag."""
+        units, noise, threshold = self.valuation.units, self.valuation.noise, self.selection.relabel_confidence
+        self.retagged = np.zeros(len(weights), dtype=bool)
+        if threshold is None or noise is None or units.spans is None:
+            return {}
+        suspect = self.masked.copy() if self.selection.mode == "mask" else self.valuation.lowest_units()
+        confident = suspect & (noise.suggested != units.labels) & (noise.suggested_confidence >= threshold)
+        if self.selection.mode == "mask":
+            repaired = confident
+            self.masked &= ~confident
+        else:
+            unsure = units.per_sample((suspect & ~confident).astype(float), np.fmax, 0.0) > 0
+            rows = (weights == 0) & (units.sample_any(confident.astype(float)) > 0) & ~unsure
+            repaired = confident & rows[units.owner]
+        tags: dict[int, dict[int, str]] = {}
+        for unit in np.flatnonzero(repaired):
+            kind, (first, last) = units.class_names[noise.suggested[unit]], units.spans[unit]
+            words = tags.setdefault(int(units.owner[unit]), {})
+            words.update({word: ("B-" if word == first else "I-") + kind for word in range(first, last + 1)})
+        self.retagged[list(tags)] = True
+        return tags
 
     def _unlabel(self, weights: np.ndarray) -> dict[int, int]:
         """``selection.flagged: unlabel``: samples left out (and not relabelled) whose own label — the
@@ -181,7 +210,8 @@ class AgentCallback(TrainerCallback):
             self._act()  # (per-epoch rewards: the first epoch has no reward to act on yet)
         self.weights = self._weights(self.values)
         state.relabels = self._relabel(self.weights)
-        self.weights[self.relabelled] = 1.0  # repaired: trains on its suggested label this epoch
+        state.retagged = self._retag(self.weights)
+        self.weights[self.relabelled | self.retagged] = 1.0  # repaired: trains on its suggested label this epoch
         state.relabels.update(self._unlabel(self.weights))
         self.weights[self.unlabelled] = self.own_confidence[self.unlabelled]  # trains on the model's own label
         state.weights = self.weights
@@ -201,7 +231,7 @@ class AgentCallback(TrainerCallback):
             "mean_value_kept": float(self.values[kept].mean()) if kept.any() else None,
             "rescored": self.selection.rescore if (self.dynamics.count > 0).any() else None,
             "masked_entities": int(self.masked.sum()) if self.selection.mode == "mask" else None,
-            "relabelled": int(self.relabelled.sum()),
+            "relabelled": int(self.relabelled.sum() + self.retagged.sum()),
             "unlabelled": int(self.unlabelled.sum()),
             "emphasised_bucket": self._action,
             "corrected_noise": corrected_noise,
@@ -224,7 +254,7 @@ class AgentCallback(TrainerCallback):
             self._act()
             self.values = self._current_values()
             self.weights = self._weights(self.values)
-            self.weights[self.relabelled] = 1.0  # this epoch's relabels and own labels stand until the next one
+            self.weights[self.relabelled | self.retagged] = 1.0  # this epoch's repairs and own labels stand
             self.weights[self.unlabelled] = self.own_confidence[self.unlabelled]
             state.weights = self.weights
 
@@ -289,8 +319,8 @@ class AgentCallback(TrainerCallback):
     def data_values(self, examples: list[Example], label_names: list[str]) -> list[dict[str, Any]]:
         """One row per training sample, worst value first (columns ``DATA_VALUE_COLUMNS``)."""
         return data_value_rows(examples, label_names, self.valuation, self._current_values(),
-                               self._flagged() & ~self.unlabelled, self.last_prediction, self.relabelled,
-                               self.unlabelled)
+                               self._flagged() & ~self.unlabelled & ~self.retagged, self.last_prediction,
+                               self.relabelled | self.retagged, self.unlabelled)
 
     def write_artifacts(self, folder: Path, examples: list[Example], label_names: list[str]) -> None:
         write_decisions(folder / "decisions.jsonl", self.decisions)

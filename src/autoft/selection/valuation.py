@@ -103,8 +103,6 @@ def value_samples(config: Config, splits: Splits, *, progress: bool = True) -> V
     if selection.mode == "mask" and config.task != "token-classification":
         raise ConfigError("selection.mode: 'mask' leaves suspect entities' tags out of the loss; it needs "
                           f"task: token-classification, not {config.task}")
-    if selection.relabel_confidence is not None and config.task != "classification":
-        raise ConfigError(f"selection.relabel_confidence: relabelling needs task: classification, not {config.task}")
     if selection.correction == "forward" and config.task != "classification":
         raise ConfigError(f"selection.correction: forward correction needs one label per sample (task: "
                           f"classification), not {config.task}")

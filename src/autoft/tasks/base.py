@@ -99,6 +99,11 @@ class TaskAdapter(ABC):
         Only tasks with word-level tags support it."""
         raise NotImplementedError(f"{self.name} has no word-level tags to mask")
 
+    def retag_words(self, feature: Feature, tags: dict[int, str]) -> Feature:
+        """A copy of ``feature`` that trains on the given tag (a name of ``labels``) at each word position of
+        ``tags`` instead of its own. Only tasks with word-level tags support it."""
+        raise NotImplementedError(f"{self.name} has no word-level tags to replace")
+
     # --- inference ----------------------------------------------------------------------------
     @abstractmethod
     def batch_probabilities(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> list[np.ndarray]:

@@ -95,6 +95,14 @@ class TokenClassificationAdapter(TaskAdapter):
                 labels[position] = IGNORE
         return {**feature, "labels": labels}
 
+    def retag_words(self, feature: Feature, tags: dict[int, str]) -> Feature:
+        labels = list(feature["labels"])
+        positions = [p for p, label in enumerate(labels) if label != IGNORE]  # in the order of word_index
+        for position, word in zip(positions, feature["word_index"]):
+            if word in tags:
+                labels[position] = self.label2id[tags[word]]
+        return {**feature, "labels": labels}
+
     def make_collator(self, pad_to: int | None) -> DataCollatorForTokenClassification:
         return DataCollatorForTokenClassification(
             self.tokenizer, padding="max_length" if pad_to else "longest", max_length=pad_to,

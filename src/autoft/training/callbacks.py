@@ -62,6 +62,8 @@ class TrainState:
     """Per training row, word positions whose tags this epoch leaves out of the loss (NER)."""
     relabels: dict[int, int] = field(default_factory=dict)
     """Per training row, the class id it trains on this epoch instead of its given label (classification)."""
+    retagged: dict[int, dict[int, str]] = field(default_factory=dict)
+    """Per training row, word position -> the tag it trains on this epoch instead of its given one (NER)."""
     pseudo_labels: dict[int, tuple[int, float]] = field(default_factory=dict)
     """Per unlabelled row, (class id, loss weight) it trains on this epoch; unlabelled rows not here are left out."""
     label_transition: np.ndarray | None = None

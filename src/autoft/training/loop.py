@@ -208,6 +208,7 @@ def fit(
         # Selection: callbacks decide which samples this epoch draws from, their loss weights, relabels and
         # masked tags.
         state.epoch, state.weights, state.masked_words, state.relabels, state.pseudo_labels = epoch, None, {}, {}, {}
+        state.retagged = {}
         state.label_transition = None
         callback.on_epoch_begin(state)
         weights = state.sample_weights()
@@ -216,6 +217,8 @@ def fit(
         epoch_features[:] = train_features
         for i, label in [*state.relabels.items(), *((i, c) for i, (c, _) in state.pseudo_labels.items())]:
             epoch_features[i] = adapter.relabel(train_features[i], label)
+        for i, tags in state.retagged.items():
+            epoch_features[i] = adapter.retag_words(epoch_features[i], tags)
         for i, words in state.masked_words.items():
             epoch_features[i] = adapter.mask_words(epoch_features[i], words)
         transition, given = None, None  # forward correction: the rows that train on their given label
