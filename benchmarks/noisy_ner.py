@@ -239,7 +239,8 @@ def run_flips(args: argparse.Namespace) -> None:
                 tags = [e.label for e in train] if method == "oracle" else noisy_tags
                 train_file = write_examples(work / f"{method}-train",
                                             [Example(e.text, t) for e, t in zip(train, tags)])
-                selection = (agent_selection(method, args, mode=args.mode) if method in AGENTS
+                selection = (agent_selection(method, args, mode=args.mode,
+                                             relabel_confidence=args.relabel_confidence) if method in AGENTS
                              else {"policy": "none"})
                 result, output = fit(train_config(args, train=str(train_file), files=files, seed=seed,
                                                   selection=selection, output=work / method))
@@ -259,7 +260,8 @@ def run_flips(args: argparse.Namespace) -> None:
     header = (f"btc_ner, {len(train)} training sentences ({n_spans} entity spans), {args.noise_kind} entity-type flips at "
               f"{args.noise:.0%}: {flipped_share:.1%} of spans flipped, {noisy_share:.1%} of sentences noisy; "
               f"seeds {args.seeds}, packaged MiniLM (full fine-tuning, epochs {args.epochs}, learning rate {args.learning_rate}, early stopping on "
-              f"the clean validation set), agents ({args.mode} mode) leave out {drop_text}. Test: section h, seqeval "
+              f"the clean validation set), agents ({args.mode} mode) leave out {drop_text}"
+              f"{'' if args.relabel_confidence is None else f', relabel at confidence {args.relabel_confidence:g}'}. Test: section h, seqeval "
               "entity-level.")
     report = {"dataset": "btc_ner", "benchmark": "flips", "args": {k: v for k, v in vars(args).items()
                                                                   if k not in ("output", "command")},
@@ -368,6 +370,9 @@ def main() -> None:
                             "estimated by autoft)")
     flips.add_argument("--mode", choices=("sample", "weight", "mask"), default="sample",
                        help="selection.mode of the agents: drop sentences, weight them, or mask suspect entities")
+    flips.add_argument("--relabel-confidence", type=float, default=None,
+                       help="selection.relabel_confidence of the agents: suspect entities whose suggested type is at "
+                            "least this likely train on it (default: none, no relabelling)")
     flips.add_argument("--methods", nargs="+", default=list(FLIP_METHODS), choices=FLIP_METHODS)
     flips.add_argument("--train-limit", type=int, help="first N training sentences only (quick runs)")
     mixed = commands.add_parser("mixed", parents=[common], help="target section plus other sections as sources")
