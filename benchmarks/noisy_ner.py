@@ -320,7 +320,8 @@ def run_mixed(args: argparse.Namespace) -> None:
                     train, selection = list(train_files.values()), {"policy": "none"}
                 else:
                     train = list(train_files.values())
-                    selection = agent_selection(args.policy, args, bucket_by="source" if method == "agent" else "value")
+                    selection = agent_selection(args.policy, args, mode="sample",
+                                                bucket_by="source" if method == "agent" else "value")
                 result, output = fit(train_config(args, train=train, files=files, seed=seed, selection=selection,
                                                   output=work / f"seed{seed}-{method}"))
                 if method.startswith("agent") and (path := values_file(output)) is not None:
@@ -368,8 +369,9 @@ def main() -> None:
     flips.add_argument("--drop-fraction", type=fraction_or_auto, default="auto",
                        help="share the agents leave out: of sentences, or with --mode mask of entities (default auto: "
                             "estimated by autoft)")
-    flips.add_argument("--mode", choices=("sample", "weight", "mask"), default="sample",
-                       help="selection.mode of the agents: drop sentences, weight them, or mask suspect entities")
+    flips.add_argument("--mode", choices=("auto", "sample", "weight", "mask"), default="auto",
+                       help="selection.mode of the agents: drop sentences, weight them, or mask suspect entities "
+                            "(default auto: autoft's default, mask for NER)")
     flips.add_argument("--relabel-confidence", type=float, default=None,
                        help="selection.relabel_confidence of the agents: suspect entities whose suggested type is at "
                             "least this likely train on it (default: none, no relabelling)")

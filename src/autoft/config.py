@@ -159,9 +159,10 @@ class SelectionConfig(_Strict):
     """The agent that decides which samples the model learns from (``policy: none`` = plain fine-tuning)."""
 
     policy: str = Field("none", description="none, random, small-loss, suspicion, reinforce, q-learning or exp3")
-    mode: Literal["sample", "weight", "mask"] = Field(
-        "sample", description="drop low-valued samples, or weight their losses, or (NER) leave the tags of the "
-        "lowest-valued entities out of the loss while the rest of their sentences trains",
+    mode: Literal["auto", "sample", "weight", "mask"] = Field(
+        "auto", description="drop low-valued samples, or weight their losses, or (NER) leave the tags of the "
+        "lowest-valued entities out of the loss while the rest of their sentences trains; auto: mask for NER, "
+        "sample for classification",
     )
     drop_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] | Auto = Field(
         AUTO, description="share of lowest-valued samples left out; auto: the label-noise rate estimated from the "

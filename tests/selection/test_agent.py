@@ -207,10 +207,12 @@ def test_train_ner_with_policy_and_mini_batch_rewards(tiny_model_dir, tmp_path):
         run = autoft.train(config)
     finally:
         sys.path.remove(str(tmp_path))
-    assert [e["samples"] for e in run.metrics["epochs"]] == [90, 90]
+    # mode auto is mask for NER: every sentence trains, the suspect entities' tags leave the loss.
+    assert run.config.selection.mode == "mask" and [e["samples"] for e in run.metrics["epochs"]] == [120, 120]
     decisions = [json.loads(line) for line in (tmp_path / "run" / "decisions.jsonl").read_text().splitlines()]
+    assert all(d["masked_entities"] > 0 for d in decisions if d.get("event") == "select")
     rewards = [d for d in decisions if d.get("event") == "reward"]
-    assert [d["step"] for d in rewards] == [3, 6, 9, 12]  # 6 steps of 16 per epoch
+    assert [d["step"] for d in rewards] == [3, 6, 9, 12, 15]  # every 3 of 16 steps (8 batches of 16 per epoch)
     assert all(0.0 <= d["validation"] <= 1.0 for d in rewards)
     assert all("policy_update" in d for d in rewards[1:]) and "policy_update" not in rewards[0]
     assert len(read_values(tmp_path / "run" / "data_values.csv")) == 120

@@ -98,6 +98,8 @@ def value_samples(config: Config, splits: Splits, *, progress: bool = True) -> V
     """Fit ``config.selection.policy`` on cached features of ``splits`` (the offline phase), after
     estimating the label noise (``autoft.selection.noise``), which sets ``drop_fraction: auto``."""
     selection = config.selection
+    if selection.mode == AUTO:  # NER: a suspect entity's tags leave the loss, its sentence's other words train
+        selection = selection.model_copy(update={"mode": "mask" if config.task == "token-classification" else "sample"})
     source_names = sorted({e.source for e in splits.train})
     sources = np.array([source_names.index(e.source) for e in splits.train], dtype=np.int64)
     if selection.mode == "mask" and config.task != "token-classification":
