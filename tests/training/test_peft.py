@@ -67,12 +67,17 @@ def test_merged_export_loads_in_plain_transformers_with_the_same_predictions(tin
     assert main(["export", str(tmp_path / "run"), "--output", str(tmp_path / "merged")]) == 2  # not empty
 
 
-def test_ner_with_lora(tiny_model_dir, ner_files, tmp_path):
+@pytest.mark.parametrize("targets", [["query", "value"], "auto"])
+def test_ner_with_lora(targets, tiny_model_dir, ner_files, tmp_path):
     run = _train(tiny_model_dir, ner_files, tmp_path / "run", task="token-classification", learning_rate=5e-3,
-                 epochs=3, peft={"method": "lora", "target_modules": ["query", "value"]})
+                 epochs=3, peft={"method": "lora", "target_modules": targets})
     assert (tmp_path / "run" / "model" / "adapter_config.json").exists()
     config = json.loads((tmp_path / "run" / "model" / "adapter_config.json").read_text())
-    assert sorted(config["target_modules"]) == ["query", "value"]
+    if targets == "auto":  # every linear layer of the encoder; the token-classification head trains whole
+        assert {"query", "value", "dense"} <= {name.rsplit(".", 1)[-1] for name in config["target_modules"]}
+        assert not any("classifier" in name and "lora_" in name for name, _ in run.model.named_parameters())
+    else:
+        assert sorted(config["target_modules"]) == targets
     words = [["Alice", "lives", "in", "Paris"], ["Microsoft", "hired", "Dave"]]
     assert autoft.load(tmp_path / "run").predict(words) == run.predict(words)  # entities from the reloaded adapter
     assert run.metrics["parameters"]["peft"] == "lora"

@@ -19,6 +19,9 @@ from autoft.errors import ConfigError
 log = logging.getLogger(__name__)
 
 ADAPTER_CONFIG = "adapter_config.json"
+HEADS = ["classifier", "score"]
+"""The task heads peft keeps fully trainable (``modules_to_save``); ``target_modules: auto`` leaves them out (peft's
+``all-linear`` does not recognise a token-classification head as the output layer)."""
 
 
 def is_adapter(folder: str | Path) -> bool:
@@ -36,11 +39,12 @@ def _peft_config(config: PeftConfig, task_type: str, model_type: str) -> Any:
     from peft.utils import TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING
 
     targets = config.target_modules
+    every_linear = {"target_modules": "all-linear", "exclude_modules": HEADS}  # the head trains whole, unadapted
     if config.method == "lora":
         return LoraConfig(r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout, task_type=task_type,
-                          target_modules="all-linear" if targets == AUTO else list(targets))
+                          **(every_linear if targets == AUTO else {"target_modules": list(targets)}))
     if targets == AUTO and model_type not in TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING:
-        return IA3Config(task_type=task_type, target_modules="all-linear", feedforward_modules=[])
+        return IA3Config(task_type=task_type, feedforward_modules=[], **every_linear)
     return IA3Config(task_type=task_type, target_modules=None if targets == AUTO else list(targets),
                      feedforward_modules=None if targets == AUTO else [])
 
