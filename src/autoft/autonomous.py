@@ -17,15 +17,14 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from autoft.config import AUTO, DEFAULT_POLICY, Config, as_config
 from autoft.data.splits import load_splits
-from autoft.io import write_json
-from autoft.run import Run, _commit, _prepare_output, train
+from autoft.io import staged_folder, write_json
+from autoft.run import Run, _prepare_output, train
 from autoft.selection.policies import check_policy
 
 log = logging.getLogger(__name__)
@@ -121,8 +120,7 @@ def run(config: Config | dict | str | Path, *, overrides: list[str] | None = Non
     check_policy(config.selection.policy)
     output = Path(config.output_dir)
     _prepare_output(output, overwrite)
-    temp = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.tmp-"))
-    try:
+    with staged_folder(output) as temp:
         started = time.perf_counter()
         agent = agent_config(config)
         plain_run = train(_with(config, policy="none", output_dir=str(temp / "plain")))
@@ -138,10 +136,6 @@ def run(config: Config | dict | str | Path, *, overrides: list[str] | None = Non
             shutil.copyfile(temp / "autonomous" / name, temp / name)
         for corrected in (temp / "autonomous").glob("corrected*"):
             shutil.copyfile(corrected, temp / corrected.name)
-        _commit(temp, output)
-    except BaseException:
-        shutil.rmtree(temp, ignore_errors=True)
-        raise
     comparison["output_dir"] = str(output)
     return comparison
 

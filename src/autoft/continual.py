@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from autoft.config import Config
 from autoft.data.loading import Example, load_examples
@@ -147,14 +146,13 @@ def chain_of(run_dir: str | Path) -> list[Path]:
 def lineage_data(run_dir: str | Path) -> tuple[list[Example], list[Example], list[Path]]:
     """``(train, validation, runs)``: every training and validation example the lineage up to ``run_dir`` learned
     from or held out — each run's own new data, not the samples it replayed — without repeats (by file:line)."""
-    from autoft.config import parse_config
+    from autoft.config import load_config
 
     train: dict[str, Example] = {}
     validation: dict[str, Example] = {}
     chain = chain_of(run_dir)
     for path in chain:
-        config = parse_config(yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8")),
-                              source=str(path / "config.yaml"))
+        config = load_config(path / "config.yaml")
         labels = json.loads((path / "labels.json").read_text(encoding="utf-8"))["labels"]
         splits = load_splits(config.data, task=config.task, seed=config.training.seed, known=labels)
         own = str(path) + os.sep  # an update's replay file lives in its run directory
@@ -176,15 +174,13 @@ def _flagged_origins(runs: list[Path]) -> set[str]:
     return flagged
 
 
-def _old_values(parent: Run, old: list[Example], runs: list[Path]) -> tuple[np.ndarray, np.ndarray]:
-    """``(value, flagged)`` of each old training sample: the parent model's margin for its given label (how
-    firmly the model it would forget holds it), and whether an agent of the lineage ever left it out."""
+def _margins(parent: Run, old: list[Example]) -> np.ndarray:
+    """[N] the parent model's margin for each old sample's given label: how firmly the model it would forget
+    holds it."""
     features = parent.adapter.encode(old)
     probabilities, _ = predict_probabilities(parent.model, parent.adapter, features,
                                              batch_size=parent.config.training.eval_batch_size, progress=False)
-    value = np.array([parent.adapter.label_margin(p, f) for p, f in zip(probabilities, features)])
-    flagged = _flagged_origins(runs)
-    return value, np.array([e.origin in flagged for e in old])
+    return np.array([parent.adapter.label_margin(p, f) for p, f in zip(probabilities, features)])
 
 
 def choose_replay(value: np.ndarray, flagged: np.ndarray, budget: int, by: str, seed: int) -> np.ndarray:
@@ -250,7 +246,9 @@ def update(parent_dir: str | Path, data: str | Path | list[str | Path], *, valid
         budget = round(continual.replay_budget * len(old_train))
         chosen, how = np.array([], dtype=np.int64), "no replay (continual.replay_budget 0)"
         if budget:
-            value, flagged = _old_values(parent, old_train, chain)
+            flagged_origins = _flagged_origins(chain)
+            flagged = np.array([e.origin in flagged_origins for e in old_train])
+            value = _margins(parent, old_train) if continual.replay_by == "value" else np.zeros(len(old_train))
             chosen = choose_replay(value, flagged, budget, continual.replay_by, parent.config.training.seed)
             how = ("a seeded random sample" if continual.replay_by == "random" else
                    "the highest margins of the parent model for the given label") + \

@@ -1,10 +1,14 @@
-"""Atomic file writes: a temporary file in the same folder, then a rename, so nothing is half-written."""
+"""Atomic file writes: a temporary file (or folder) in the same folder, then a rename, so nothing is
+half-written."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +23,22 @@ def write_text_atomic(path: str | Path, text: str) -> None:
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def staged_folder(path: str | Path) -> Iterator[Path]:
+    """A temporary sibling folder of ``path`` to write into; renamed to ``path`` (replacing it) when the block
+    ends, removed if it raises: nothing half-written is left."""
+    path = Path(path)
+    temp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    try:
+        yield temp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(temp, path)
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
         raise
 
 

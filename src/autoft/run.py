@@ -18,9 +18,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import replace
@@ -37,7 +34,7 @@ from autoft.data.corrected import corrected_name, line_of, write_corrected
 from autoft.data.loading import Example, detect_format, load_examples
 from autoft.data.splits import check_known_labels, load_splits, split_validation
 from autoft.errors import DataError, RunDirError
-from autoft.io import to_builtin, write_json
+from autoft.io import staged_folder, to_builtin, write_json
 from autoft.modeling import parameter_efficient
 from autoft.modeling.load import load_model, load_tokenizer, quiet_transformers
 from autoft.selection.policies import check_policy
@@ -107,15 +104,9 @@ class Run:
         output = Path(output)
         _prepare_output(output, overwrite)
         model = parameter_efficient.merge(copy.deepcopy(self.model)) if merge else self.model
-        temp = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.tmp-"))
-        try:
-            with quiet_transformers():
-                model.save_pretrained(temp)
-                self.adapter.tokenizer.save_pretrained(temp)
-            _commit(temp, output)
-        except BaseException:
-            shutil.rmtree(temp, ignore_errors=True)
-            raise
+        with staged_folder(output) as temp, quiet_transformers():
+            model.save_pretrained(temp)
+            self.adapter.tokenizer.save_pretrained(temp)
         return output
 
     # --- inference ----------------------------------------------------------------------------
@@ -155,12 +146,6 @@ def _prepare_output(path: Path, overwrite: bool) -> None:
     if path.exists() and any(path.iterdir()) and not overwrite:
         raise RunDirError(f"{path}: output_dir exists and is not empty (pass --overwrite, or set output_dir)")
     path.parent.mkdir(parents=True, exist_ok=True)
-
-
-def _commit(temp: Path, path: Path) -> None:
-    if path.exists():
-        shutil.rmtree(path)
-    os.replace(temp, path)
 
 
 def _write_corrected(folder: Path, config: Config, train: list[Example], labels: list[str], dropped: Iterable[int],
@@ -320,8 +305,7 @@ def train(
     if not state.is_main_process:
         state.wait_for_everyone()
         return Run(output, config, adapter, model, metrics)
-    temp = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.tmp-"))
-    try:
+    with staged_folder(output) as temp:
         with quiet_transformers():
             model.save_pretrained(temp / "model")
             tokenizer.save_pretrained(temp / "model")
@@ -337,10 +321,6 @@ def train(
                 part.write_artifacts(temp, splits.train, splits.labels)
         if hasattr(agent, "repairs"):
             _write_corrected(temp, config, splits.train, splits.labels, *agent.repairs())
-        _commit(temp, output)
-    except BaseException:
-        shutil.rmtree(temp, ignore_errors=True)
-        raise
     state.wait_for_everyone()
     log.info("run written to %s", output)
     return Run(output, config, adapter, model, metrics)

@@ -167,7 +167,7 @@ class AgentCallback(TrainerCallback):
             repaired = confident
             self.masked &= ~confident
         else:
-            unsure = units.per_sample((suspect & ~confident).astype(float), np.fmax, 0.0) > 0
+            unsure = units.sample_any((suspect & ~confident).astype(float)) > 0
             rows = (weights == 0) & (units.sample_any(confident.astype(float)) > 0) & ~unsure
             repaired = confident & rows[units.owner]
         tags: dict[int, dict[int, str]] = {}
