@@ -145,6 +145,7 @@ def fit(config: dict) -> tuple[dict, Path]:
     run = autoft.train(config)
     test = run.metrics["test"]
     scores = {"f1": test["f1"], "precision": test["precision"], "recall": test["recall"],
+              "validation_f1": run.metrics["validation"]["f1"],  # the split that chose the best epoch
               "wall_seconds": time.perf_counter() - started,
               "trained_samples": sum(e["samples"] for e in run.metrics["epochs"])}
     return scores, Path(config["output_dir"])
