@@ -2,6 +2,7 @@
 random replay, EWC and joint training (issue 9).
 
     python benchmarks/continual.py --stream banking77                     # class-incremental, 4 experiences
+    python benchmarks/continual.py --stream banking77 --experiences 3 --per-experience 400    # the README's
     python benchmarks/continual.py --stream btc --experiences 3           # domain-incremental, sections a b f
     python benchmarks/continual.py --stream banking77 --methods naive value-replay --per-experience 300
 
@@ -17,10 +18,16 @@ Streams (../shared/data, its README's splits):
 
 Methods, each from the same first run (plain fine-tuning on experience 1, every training setting auto):
 
-- ``naive``: ``autoft update`` with no replay and no penalty (sequential fine-tuning);
-- ``random-replay``: replay of ``--budget`` of the old training data, a seeded random sample;
-- ``value-replay``: the same budget, the old samples the parent trusted most (``replay_by: value``);
+- ``naive``: ``autoft update`` with no replay, no distillation and no penalty (sequential fine-tuning);
 - ``ewc``: no replay, the Fisher-weighted pull toward the parent's weights (``continual.penalty``);
+- ``lwf``: no replay, distillation from the parent on its own labels alone (``continual.distill``);
+- ``random-replay``: replay of ``--budget`` of the old training data, a seeded random sample (per class on
+  classification), each replayed sample weighted to stand for the old data (``continual.replay_weight: auto``);
+- ``value-replay``: the same budget and weights, the old samples the parent holds most firmly
+  (``replay_by: value``);
+- ``default``: value replay and distillation together — every ``continual`` setting at its default;
+- ``lora-per-task``: from a first run with ``training.peft: lora`` on experience 1, a new adapter per update on
+  the frozen, folded earlier ones (no replay, no distillation);
 - ``joint``: one run on all experiences' training data at once (the upper bound), scored at the end.
 
 Every update runs with ``continual.gate: null`` (the gate is not what is measured) and its new experience's
@@ -49,17 +56,23 @@ from autoft.data.public import load_public, shared_root
 from autoft.data.writing import write_examples
 
 RESULTS = Path(__file__).resolve().parent / "results"
-METHODS = ("naive", "random-replay", "value-replay", "ewc", "joint")
-REPLAYS = {"random-replay": "random", "value-replay": "value"}
+METHODS = ("naive", "ewc", "lwf", "random-replay", "value-replay", "default", "lora-per-task", "joint")
+SETTINGS = {  # continual.* per method; the rest at its default
+    "naive": ["continual.replay_budget=0", "continual.distill=0"],
+    "ewc": ["continual.replay_budget=0", "continual.distill=0", "continual.method=ewc"],
+    "lwf": ["continual.replay_budget=0"],
+    "random-replay": ["continual.replay_by=random", "continual.distill=0"],
+    "value-replay": ["continual.replay_by=value", "continual.distill=0"],
+    "default": [],
+    "lora-per-task": ["continual.replay_budget=0", "continual.distill=0", "continual.method=lora-per-task"],
+}
 
 
 def overrides_of(method: str, budget: float) -> list[str]:
     """The ``continual.*`` settings of a sequential method (the gate off: it is not what is measured)."""
-    if method in REPLAYS:
-        setting = ["continual.method=replay", f"continual.replay_budget={budget}", f"continual.replay_by={REPLAYS[method]}"]
-    else:
-        setting = ["continual.replay_budget=0", f"continual.method={'ewc' if method == 'ewc' else 'replay'}"]
-    return [*setting, "continual.gate=null", "training.progress=false"]
+    budget_setting = [] if any(o.startswith("continual.replay_budget") for o in SETTINGS[method]) else [
+        f"continual.replay_budget={budget}"]
+    return [*budget_setting, *SETTINGS[method], "continual.gate=null", "training.progress=false"]
 
 
 log = logging.getLogger("continual")
@@ -103,44 +116,52 @@ def write(folder: Path, experience: dict[str, list[Example]]) -> dict[str, str]:
     return {name: str(write_examples(folder / name, rows)) for name, rows in experience.items()}
 
 
-def first_config(files: dict[str, str], output: Path, task: str, seed: int) -> dict[str, Any]:
+def first_config(files: dict[str, str], output: Path, task: str, seed: int, peft: str | None = None
+                 ) -> dict[str, Any]:
     return {"task": task, "data": {"train": files["train"], "validation": files["validation"]},
-            "output_dir": str(output), "training": {"seed": seed, "progress": False}}
+            "output_dir": str(output), "training": {"seed": seed, "progress": False, "peft": peft}}
 
 
 def run_method(method: str, stream: list[dict[str, list[Example]]], files: list[dict[str, str]], task: str,
                name: str, work: Path, first: Path, budget: float, seed: int) -> dict[str, Any]:
-    """One method along the stream; ``first`` is the run on experience 1 every sequential method starts from."""
+    """One method along the stream; ``first`` is the run on experience 1 it starts from. ``matrix[i][j]``: after
+    experience i, on experience j's test set; ``validation_matrix`` the same on the validation sets (to choose
+    defaults on)."""
     started = time.perf_counter()
-    tests = [e["test"] for e in stream]
+    tests, validations = [e["test"] for e in stream], [e["validation"] for e in stream]
     if method == "joint":
         pooled = {split: [x for e in stream for x in e[split]] for split in ("train", "validation")}
         run = autoft.train(first_config(write(work / "joint-data", pooled), work / "joint", task, seed), overwrite=True)
-        final = [metric(run, t, name) for t in tests]
-        return {"matrix": [final], "final_average": float(np.mean(final)), "backward_transfer": None,
+        final, final_val = [metric(run, t, name) for t in tests], [metric(run, v, name) for v in validations]
+        return {"matrix": [final], "validation_matrix": [final_val], "final_average": float(np.mean(final)),
+                "final_average_validation": float(np.mean(final_val)), "backward_transfer": None,
                 "wall_seconds": round(time.perf_counter() - started, 1)}
     parent = work / f"{method}-0"
     shutil.copytree(first, parent)  # a lineage of its own
     matrix = [[metric(autoft.load(parent), tests[0], name)]]
+    validation_matrix = [[metric(autoft.load(parent), validations[0], name)]]
     for k in range(1, len(stream)):
         result = continual.update(parent, files[k]["train"], validation=files[k]["validation"],
                                   output=work / f"{method}-{k}", overrides=overrides_of(method, budget), overwrite=True)
         parent = work / f"{method}-{k}"
         matrix.append([metric(result.run, tests[j], name) for j in range(k + 1)])
+        validation_matrix.append([metric(result.run, validations[j], name) for j in range(k + 1)])
         log.info("%s after experience %d: %s", method, k + 1, [round(x, 4) for x in matrix[-1]])
     final = matrix[-1]
     backward = float(np.mean([final[j] - matrix[j][j] for j in range(len(final) - 1)]))
-    return {"matrix": matrix, "final_average": float(np.mean(final)), "backward_transfer": backward,
+    return {"matrix": matrix, "validation_matrix": validation_matrix, "final_average": float(np.mean(final)),
+            "final_average_validation": float(np.mean(validation_matrix[-1])), "backward_transfer": backward,
             "wall_seconds": round(time.perf_counter() - started, 1),
-            "note": "wall-clock excludes the shared first run"}
+            "note": "wall-clock excludes the first run it starts from"}
 
 
 def table(results: dict[str, Any], metric_name: str) -> str:
-    lines = [f"| method | final average {metric_name} | backward transfer (forgetting < 0) | wall s |",
-             "|---|---:|---:|---:|"]
+    lines = [(f"| method | final average {metric_name} (test) | backward transfer (forgetting < 0) | "
+             "final average (validation) | wall s |"), "|---|---:|---:|---:|---:|"]
     for method, r in results.items():
         bwt = "–" if r["backward_transfer"] is None else f"{100 * r['backward_transfer']:+.1f}"
-        lines.append(f"| {method} | {r['final_average']:.3f} | {bwt} | {r['wall_seconds']:.0f} |")
+        lines.append(f"| {method} | {r['final_average']:.3f} | {bwt} | {r['final_average_validation']:.3f} | "
+                     f"{r['wall_seconds']:.0f} |")
     return "\n".join(lines)
 
 
@@ -165,11 +186,14 @@ def main() -> None:
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as work:
         files = [write(Path(work) / f"data-{k}", e) for k, e in enumerate(stream)]
-        first = Path(work) / "first"
-        if any(m != "joint" for m in args.methods):
-            autoft.train(first_config(files[0], first, task, args.seed))
+        firsts = {}
         for method in args.methods:
-            results[method] = run_method(method, stream, files, task, name, Path(work), first, args.budget, args.seed)
+            kind = "lora" if method == "lora-per-task" else "full"
+            if method != "joint" and kind not in firsts:
+                firsts[kind] = Path(work) / f"first-{kind}"
+                autoft.train(first_config(files[0], firsts[kind], task, args.seed, "lora" if kind == "lora" else None))
+            results[method] = run_method(method, stream, files, task, name, Path(work), firsts.get(kind), args.budget,
+                                         args.seed)
             log.info("%s: final average %.4f", method, results[method]["final_average"])
     shown = "accuracy" if name == "task" else "entity F1"
     text = (f"Continual stream {args.stream}: {experiences} experiences of at most {args.per_experience} training "

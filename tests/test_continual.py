@@ -111,7 +111,7 @@ def test_update_learns_a_new_label_keeps_the_old_and_records_the_lineage(parent,
               header=("origin", "flagged"))
     before = _snapshot(parent)
     result = update(parent, new, validation=new_val, output=tmp_path / "child",
-                    overrides=["continual.replay_budget=0.2", "continual.method=ewc", "continual.gate=null"])
+                    overrides=["continual.replay_budget=0.2", "continual.method=ewc", "continual.gate=null", "continual.distill=0"])
     child = result.run
     assert child.labels == ["food", "sport", "tech", "music"]  # old ids first, unchanged
     assert autoft.load(tmp_path / "child").labels == child.labels
@@ -124,6 +124,7 @@ def test_update_learns_a_new_label_keeps_the_old_and_records_the_lineage(parent,
     record = json.loads((tmp_path / "child" / "lineage.json").read_text())
     assert record["parent"] == str(parent.resolve()) and record["root"] == str(parent.resolve())
     assert record["new_labels"] == ["music"] and record["method"] == "ewc" and record["promoted"]
+    assert record["replay"]["weight"] == 90 / 18 and record["distill"] == 0  # the replay stands for the old data
     assert record["scores"]["old_validation"]["parent"] is not None
     assert record["scores"]["new_validation"]["update"] is not None
     assert child.predict(["guitar song band concert album"])[0]["label"] == "music"
@@ -204,3 +205,107 @@ def test_update_of_a_lora_run_continues_its_adapter(tiny_model_dir, classificati
     loaded = autoft.load(tmp_path / "child")
     assert loaded.predict(["pizza cheese soup"]) == result.run.predict(["pizza cheese soup"])
     assert sorted(TOPICS) == loaded.labels
+
+
+def test_replay_by_class_gives_every_old_class_its_share_and_never_a_flagged_sample():
+    groups = np.array(["a"] * 10 + ["b"] * 4 + ["c"] * 2)
+    value = np.arange(16, dtype=float)
+    flagged = np.zeros(16, dtype=bool)
+    flagged[[15, 13]] = True  # c's best and b's best
+    chosen = choose_replay(value, flagged, 5, "value", 0, groups)
+    counts = {g: int((groups[chosen] == g).sum()) for g in "abc"}
+    assert counts == {"a": 3, "b": 1, "c": 1} and not flagged[chosen].any()
+    np.testing.assert_array_equal(chosen, [7, 8, 9, 12, 14])  # the best unflagged of each class
+    for seed in range(3):
+        drawn = choose_replay(value, flagged, 5, "random", seed, groups)
+        assert {g: int((groups[drawn] == g).sum()) for g in "abc"} == counts and not flagged[drawn].any()
+    assert len(choose_replay(value, flagged, 2, "value", 0, groups)) == 2  # fewer than classes: the biggest first
+    assert len(choose_replay(value, flagged, 99, "value", 0, groups)) == 14
+
+
+def test_row_weights_scale_the_rows_after_the_callbacks_before_them():
+    from autoft.training.callbacks import CallbackList, RowWeights, TrainerCallback, TrainState
+
+    class LeaveOut(TrainerCallback):
+        def on_epoch_begin(self, state):
+            state.weights = np.array([1.0, 0.0, 1.0, 1.0])
+
+    state = TrainState(n_samples=4)
+    RowWeights([1, 3], 5.0).on_epoch_begin(state)
+    np.testing.assert_array_equal(state.weights, [1, 5, 1, 5])
+    state = TrainState(n_samples=4)
+    CallbackList([LeaveOut(), RowWeights([1, 3], 5.0)]).on_epoch_begin(state)
+    np.testing.assert_array_equal(state.weights, [1, 0, 1, 5])  # a left-out row stays out
+
+
+def test_distillation_is_zero_against_the_teacher_and_counts_only_its_labels_and_tagged_tokens():
+    from types import SimpleNamespace
+
+    from autoft.training.regularizers import Distillation
+
+    class Fixed(torch.nn.Module):  # a "model" whose logits are a parameter, whatever the batch
+        def __init__(self, logits):
+            super().__init__()
+            self.logits = torch.nn.Parameter(logits.clone())
+
+        def forward(self, **batch):
+            return SimpleNamespace(logits=self.logits)
+
+    torch.manual_seed(0)
+    old = torch.randn(4, 3)
+    distill = Distillation(Fixed(old), strength=1.0)
+    grown = torch.cat([old, torch.randn(4, 2)], dim=1)  # two new labels: not the teacher's business
+    assert distill.penalty({}, grown, torch.zeros(4)).item() == pytest.approx(0.0, abs=1e-6)
+    moved = grown.clone().requires_grad_(True)
+    penalty = distill.penalty({}, moved + torch.tensor([3.0, 0, 0, 0, 0]), torch.zeros(4))
+    assert penalty.item() > 0.1
+    penalty.backward()
+    assert moved.grad[:, 3:].abs().sum() == 0  # the new labels' logits are free
+    tokens = torch.randn(2, 5, 3)  # NER: only tagged positions (label != -100) count
+    distill = Distillation(Fixed(tokens), strength=1.0)
+    labels = torch.tensor([[0, 1, -100, -100, -100], [2, -100, -100, -100, -100]])
+    student = tokens.clone()
+    student[:, 2:] += torch.randn(2, 3, 3) * 5  # differs only where nothing is tagged...
+    student[1, 1] += 5  # ...and at an untagged sub-word
+    assert distill.penalty({}, student, labels).item() == pytest.approx(0.0, abs=1e-6)
+    student[0, 0, 0] += 3
+    assert distill.penalty({}, student, labels).item() > 0
+
+
+def test_lora_per_task_stacks_an_adapter_per_update_and_grows_the_head(tiny_model_dir, classification_files,
+                                                                       tmp_path, capsys):
+    from autoft.modeling.parameter_efficient import STACK
+
+    autoft.train(tiny_config(tiny_model_dir, classification_files, tmp_path / "parent", peft="lora",
+                             learning_rate=1e-2, epochs=2))
+    new = write_csv(tmp_path / "new.csv", music_rows(30, 0) + synthetic_rows(6, 5))
+    method = ["continual.method=lora-per-task", "continual.gate=null"]
+    result = update(tmp_path / "parent", new, output=tmp_path / "child", overrides=method)
+    child = result.run
+    assert child.labels == [*sorted(TOPICS), "music"] and child.is_peft
+    stack = json.loads((tmp_path / "child" / "model" / STACK).read_text())["adapters"]
+    assert stack == [{"folder": "stack/0", "labels": sorted(TOPICS)}]
+    assert (tmp_path / "child" / "model" / "stack" / "0" / "adapter_model.safetensors").exists()
+    texts = ["guitar song band concert", "pizza cheese soup", "goal match team"]
+    loaded = autoft.load(tmp_path / "child")
+    assert loaded.predict(texts) == child.predict(texts)  # the stack folds back as it trained
+    merged = autoft.load(tmp_path / "child").export(tmp_path / "merged", merge=True)
+    from transformers import AutoModelForSequenceClassification
+
+    plain = AutoModelForSequenceClassification.from_pretrained(merged).eval()
+    inputs = loaded.adapter.tokenizer(texts, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        torch.testing.assert_close(plain(**inputs).logits, loaded.model(**inputs).logits, atol=1e-5, rtol=1e-5)
+    # Only the new adapter and the head train: the parent's adapters are folded into the frozen base.
+    parent_lora = {k: v for k, v in autoft.load(tmp_path / "parent").model.state_dict().items() if "lora_" in k}
+    trained = {k: v for k, v in loaded.model.state_dict().items() if "lora_" in k}
+    assert parent_lora.keys() == trained.keys() and any(not torch.equal(parent_lora[k], trained[k]) for k in trained)
+    # A second update stacks both earlier adapters, each with the labels it was trained for.
+    second = update(tmp_path / "child", new, output=tmp_path / "grandchild", overrides=method).run
+    stack = json.loads((tmp_path / "grandchild" / "model" / STACK).read_text())["adapters"]
+    assert [entry["labels"] for entry in stack] == [sorted(TOPICS), [*sorted(TOPICS), "music"]]
+    assert autoft.load(tmp_path / "grandchild").predict(texts) == second.predict(texts)
+    # A fully fine-tuned parent has no adapter to stack on: one line, exit 2.
+    autoft.train(tiny_config(tiny_model_dir, classification_files, tmp_path / "full"))
+    assert main(["update", str(tmp_path / "full"), "--data", str(new), "--set", "continual.method=lora-per-task"]) == 2
+    assert "lora-per-task needs a parent trained with training.peft lora" in capsys.readouterr().err

@@ -255,14 +255,27 @@ class SelectionConfig(_Strict):
 class ContinualConfig(_Strict):
     """How ``autoft update`` continues a finished run on new data without forgetting the old."""
 
-    method: Literal["replay", "ewc", "l2"] = Field(
+    method: Literal["replay", "ewc", "l2", "lora-per-task"] = Field(
         "replay", description="replay: mix old samples into the new data; ewc / l2: also pull the weights toward the "
-        "parent's (Fisher-weighted / plain), with penalty as the strength")
+        "parent's (Fisher-weighted / plain), with penalty as the strength; lora-per-task (a training.peft lora "
+        "run): the parent's adapters are folded into the frozen base and the update trains a new adapter")
     replay_budget: float = Field(0.1, ge=0.0, le=1.0, description="old training samples replayed, as a share of "
                                  "all the data the lineage trained on (0: none)")
     replay_by: Literal["value", "random"] = Field(
         "value", description="value: the old samples the parent model holds most firmly (its margin for the given "
         "label); random: a seeded sample; never one an agent of the lineage flagged")
+    replay_weight: Annotated[float, Field(ge=1.0)] | Auto = Field(
+        AUTO, description="loss weight of each replayed sample; auto: the old samples it stands for (all the "
+        "lineage's old training data over the samples replayed), so the old data weighs what it would in joint "
+        "training")
+
+    @field_validator("replay_weight", mode="before")
+    @classmethod
+    def _weight(cls, value: Any) -> Any:
+        return _auto_or_positive(value, float, minimum=1.0, inclusive=True)
+
+    distill: float = Field(1.0, ge=0.0, description="strength of the pull toward the parent's predictions on its "
+                           "own labels, on every training batch (learning without forgetting); 0: off")
     penalty: float = Field(1.0, ge=0.0, description="ewc / l2: strength of the pull toward the parent's weights")
     gate: float | None = Field(
         0.01, ge=0.0, description="promotion gate: the update becomes the lineage's latest only when it is not "

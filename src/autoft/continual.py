@@ -30,23 +30,25 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from autoft.config import Config
+from autoft.config import AUTO, Config
 from autoft.data.loading import Example, load_examples
-from autoft.data.splits import load_splits, sorted_labels
+from autoft.data.splits import Splits, load_splits, sorted_labels
 from autoft.data.writing import write_examples
 from autoft.errors import ConfigError, DataError, RunDirError
 from autoft.io import read_jsonl, write_json, write_text_atomic
+from autoft.modeling import parameter_efficient
 from autoft.modeling.heads import grow_head
 from autoft.run import Run, train
+from autoft.training.callbacks import RowWeights, TrainerCallback
 from autoft.training.inference import predict_probabilities
-from autoft.training.regularizers import WeightPenalty, fisher_diagonal, trainable_weights
+from autoft.training.regularizers import Distillation, WeightPenalty, fisher_diagonal, trainable_weights
 
 log = logging.getLogger(__name__)
 
@@ -183,21 +185,68 @@ def _margins(parent: Run, old: list[Example]) -> np.ndarray:
     return np.array([parent.adapter.label_margin(p, f) for p, f in zip(probabilities, features)])
 
 
-def choose_replay(value: np.ndarray, flagged: np.ndarray, budget: int, by: str, seed: int) -> np.ndarray:
+def _quotas(sizes: np.ndarray, budget: int) -> np.ndarray:
+    """``budget`` split over groups in proportion to ``sizes`` (largest remainders; at most a group's size), every
+    non-empty group getting one first while the budget lasts."""
+    quota = np.zeros(len(sizes), dtype=np.int64)
+    order = np.argsort(-sizes, kind="stable")
+    for g in order[: budget]:
+        if sizes[g] > 0:
+            quota[g] = 1
+    left = budget - int(quota.sum())
+    if left > 0:
+        share = left * np.maximum(sizes - quota, 0) / max(int(np.maximum(sizes - quota, 0).sum()), 1)
+        extra = np.floor(share).astype(np.int64)
+        remainder = share - extra
+        quota += extra
+        for g in np.argsort(-remainder, kind="stable")[: left - int(extra.sum())]:
+            quota[g] += 1
+    return np.minimum(quota, sizes)
+
+
+def choose_replay(value: np.ndarray, flagged: np.ndarray, budget: int, by: str, seed: int,
+                  groups: np.ndarray | None = None) -> np.ndarray:
     """Sorted indices of at most ``budget`` old samples to replay, never a flagged one: the highest-valued
-    (``value``) or a seeded random draw (``random``)."""
+    (``value``) or a seeded random draw (``random``). With ``groups`` (e.g. each sample's class), the budget is
+    shared between the groups in proportion to their unflagged samples, each getting at least one, so no old
+    class is left without a sample."""
     candidates = np.flatnonzero(~np.asarray(flagged, dtype=bool))
     budget = min(budget, len(candidates))
     if budget <= 0:
         return np.array([], dtype=np.int64)
-    if by == "random":
-        chosen = np.random.default_rng(seed).choice(candidates, budget, replace=False)
-    else:
-        chosen = candidates[np.argsort(-np.asarray(value)[candidates], kind="stable")[:budget]]
-    return np.sort(chosen)
+    rng = np.random.default_rng(seed)
+
+    def pick(pool: np.ndarray, k: int) -> np.ndarray:
+        if by == "random":
+            return rng.choice(pool, k, replace=False)
+        return pool[np.argsort(-np.asarray(value)[pool], kind="stable")[:k]]
+
+    if groups is None:
+        return np.sort(pick(candidates, budget))
+    names, of = np.unique(np.asarray(groups)[candidates], return_inverse=True)
+    quota = _quotas(np.bincount(of, minlength=len(names)), budget)
+    return np.sort(np.concatenate([pick(candidates[of == g], int(quota[g])) for g in range(len(names))]))
 
 
 # --- the update ---------------------------------------------------------------------------------
+
+def _replay_weights(replay_file: str, weight: float) -> Callable[[Splits], TrainerCallback]:
+    """A callback factory for ``train``: the rows read from ``replay_file`` weigh ``weight`` in the loss."""
+    def make(splits: Splits) -> TrainerCallback:
+        rows = [i for i, e in enumerate(splits.train) if e.origin.rpartition(":")[0] == replay_file]
+        return RowWeights(rows, weight)
+    return make
+
+
+class _AdapterStack(TrainerCallback):
+    """Writes the parent's adapters (``lora-per-task``) beside the update's own in its model folder."""
+
+    def __init__(self, parent_model: Path, parent_labels: list[str]) -> None:
+        self.parent_model, self.parent_labels = parent_model, parent_labels
+
+    def write_artifacts(self, folder: Path, train: list[Example], labels: list[str]) -> None:
+        parameter_efficient.write_stack(self.parent_model, folder / "model", self.parent_labels)
+
 
 def _child_config(parent: Run, train_files: list[str], validation: str | None, output: Path,
                   overrides: list[str] | None) -> Config:
@@ -237,9 +286,13 @@ def update(parent_dir: str | Path, data: str | Path | list[str | Path], *, valid
             _read(validation, parent.config, "validation")
         added = sorted_labels(_labels_of(new) - set(parent.labels)) if _labels_of(new) - set(parent.labels) else []
         labels = parent.labels + added
-        if added and parent.is_peft:
-            raise ConfigError(f"new labels {added}: growing the head of a training.peft run is not supported yet; "
-                              "update a fully fine-tuned run, or retrain with every label")
+        stacked = continual.method == "lora-per-task"
+        if stacked and not (parent.is_peft and parent.config.training.peft.method == "lora"):
+            raise ConfigError(f"continual.method: lora-per-task needs a parent trained with training.peft lora; "
+                              f"{parent_path} is {'an ' + parent.config.training.peft.method if parent.is_peft else 'a fully fine-tuned'} run")
+        if added and parent.is_peft and not stacked:
+            raise ConfigError(f"new labels {added}: growing the head of a training.peft run needs continual.method: "
+                              "lora-per-task (or update a fully fine-tuned run, or retrain with every label)")
 
         # Replay: of everything the lineage trained on, the old samples the parent holds most firmly.
         old_train, old_validation, chain = lineage_data(parent_path)
@@ -249,14 +302,20 @@ def update(parent_dir: str | Path, data: str | Path | list[str | Path], *, valid
             flagged_origins = _flagged_origins(chain)
             flagged = np.array([e.origin in flagged_origins for e in old_train])
             value = _margins(parent, old_train) if continual.replay_by == "value" else np.zeros(len(old_train))
-            chosen = choose_replay(value, flagged, budget, continual.replay_by, parent.config.training.seed)
+            by_class = parent.config.task == "classification"
+            groups = np.array([e.label for e in old_train]) if by_class else None
+            chosen = choose_replay(value, flagged, budget, continual.replay_by, parent.config.training.seed, groups)
             how = ("a seeded random sample" if continual.replay_by == "random" else
                    "the highest margins of the parent model for the given label") + \
+                (" in each class, in proportion to its size" if by_class else "") + \
                 f", none of the {int(flagged.sum())} an agent of the lineage flagged"
         replayed = [old_train[i] for i in chosen]
         log.info("replay: %d of the lineage's %d old training samples (%s)", len(replayed), len(old_train), how)
 
-        model = Run.load(parent_path, trainable=True).model  # the weights the update trains from
+        if stacked:  # the parent's adapters fold into the base, frozen; train() puts a new adapter on top
+            model = parameter_efficient.merge(Run.load(parent_path).model)
+        else:
+            model = Run.load(parent_path, trainable=True).model  # the weights the update trains from
         if added:
             grow_head(model, labels, seed=config.training.seed)
             log.info("new labels %s: the head grows from %d to %d outputs", added, len(parent.labels), len(labels))
@@ -268,6 +327,10 @@ def update(parent_dir: str | Path, data: str | Path | list[str | Path], *, valid
                 fisher = fisher_diagonal(model, parent.adapter, parent.adapter.encode(anchor),
                                          seed=config.training.seed)
             callbacks.append(WeightPenalty(trainable_weights(model), continual.penalty, fisher))
+        if continual.distill > 0:
+            callbacks.append(Distillation(parent.model, continual.distill))
+        if stacked:
+            callbacks.append(_AdapterStack(parent_path / "model", parent.labels))
 
         with tempfile.TemporaryDirectory(dir=output.parent if output.parent.exists() else None) as staging:
             train_files = list(files)
@@ -277,6 +340,11 @@ def update(parent_dir: str | Path, data: str | Path | list[str | Path], *, valid
                 replay_file = write_examples(Path(staging) / "replay", replayed, text_column=d.text_column,
                                              label_column=d.label_column)
                 train_files.append(str(replay_file))
+                weight = (len(old_train) / len(replayed) if continual.replay_weight == AUTO
+                          else continual.replay_weight)
+                callbacks.append(_replay_weights(str(replay_file), weight))
+                log.info("replayed samples weigh %.3g each in the loss (continual.replay_weight %s)", weight,
+                         continual.replay_weight)
                 config = config.model_copy(update={"data": config.data.model_copy(update={"train": train_files})})
             output.parent.mkdir(parents=True, exist_ok=True)
             run = train(config, overwrite=overwrite, callbacks=callbacks, model=model, labels=labels)
@@ -296,7 +364,10 @@ def update(parent_dir: str | Path, data: str | Path | list[str | Path], *, valid
                      "validation": str(Path(validation).resolve()) if validation else None},
             "method": continual.method, "new_labels": added,
             "replay": {"samples": len(replayed), "of": len(old_train), "budget": continual.replay_budget,
-                       "by": continual.replay_by, "how": how},
+                       "by": continual.replay_by, "how": how,
+                       "weight": (len(old_train) / len(replayed) if continual.replay_weight == AUTO
+                                  else continual.replay_weight) if replayed else None},
+            "distill": continual.distill,
             "validation": run.metrics.get("validation"), "test": run.metrics.get("test"),
         })
         write_json(output / RECORD, record)

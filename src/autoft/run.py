@@ -19,7 +19,7 @@ import copy
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from accelerate.utils import set_seed
 from autoft.config import Config, as_config, parse_config
 from autoft.data.corrected import corrected_name, line_of, write_corrected
 from autoft.data.loading import Example, detect_format, load_examples
-from autoft.data.splits import check_known_labels, load_splits, split_validation
+from autoft.data.splits import Splits, check_known_labels, load_splits, split_validation
 from autoft.errors import DataError, RunDirError
 from autoft.io import staged_folder, to_builtin, write_json
 from autoft.modeling import parameter_efficient
@@ -84,8 +84,9 @@ class Run:
         adapter = adapter_class(labels, tokenizer, max_length=config.training.max_length)
         if parameter_efficient.is_adapter(path / "model"):  # the adapter on the base model it was trained from
             with quiet_transformers():
-                base = load_model(config.model, adapter_class.auto_model_class(), labels)
-                model = parameter_efficient.load(base, path / "model", trainable=trainable)
+                first = parameter_efficient.stack_labels(path / "model") or labels  # an adapter stack's first
+                base = load_model(config.model, adapter_class.auto_model_class(), first)
+                model = parameter_efficient.load(base, path / "model", labels=labels, trainable=trainable)
         else:
             model = load_model(str(path / "model"), adapter_class.auto_model_class())
         metrics_path = path / "metrics.json"
@@ -177,13 +178,14 @@ def train(
     overrides: list[str] | None = None,
     overwrite: bool = False,
     callback: TrainerCallback | None = None,
-    callbacks: list[TrainerCallback] | None = None,
+    callbacks: list[TrainerCallback | Callable[[Splits], TrainerCallback]] | None = None,
     model: Any = None,
     labels: list[str] | None = None,
 ) -> Run:
     """Fine-tune per ``config`` (a Config, dict or YAML path) and write the run directory. ``callback``
     replaces the agent ``config.selection`` would build (``autoft.training.callbacks``); ``callbacks`` run
-    after it. ``model`` starts training from a model already loaded (a continual update: the parent's weights,
+    after it (each a callback, or a function of the loaded ``Splits`` that makes one: training row ``i`` of
+    the loop is ``splits.train[i]``). ``model`` starts training from a model already loaded (a continual update: the parent's weights,
     its head sized to ``labels``, the ordered label set it must be given with) instead of ``config.model``."""
     config = as_config(config, overrides)
     check_policy(config.selection.policy)
@@ -248,7 +250,7 @@ def train(
         log.info("self-training (%s) on %d unlabelled texts", self_training, len(splits.unlabeled))
     elif splits.unlabeled:
         log.info("data.unlabeled: %d texts not used (selection.self_training: off)", len(splits.unlabeled))
-    callbacks += extra
+    callbacks += [c if isinstance(c, TrainerCallback) else c(splits) for c in extra]
     callback = callbacks[0] if len(callbacks) == 1 else CallbackList(callbacks) if callbacks else None
 
     # Fine-tune, then score the best weights on validation and test.

@@ -5,11 +5,18 @@ encoder's linear layers, the encoder frozen, the task head fully trainable (peft
 the task type). Its ``save_pretrained`` writes the adapter (and the head) with ``adapter_config.json``,
 which names the base model; ``load`` puts a saved adapter back on a freshly loaded base model, and
 ``merge`` folds it into the base weights, for a model plain transformers loads.
+
+An adapter stack (``continual.method: lora-per-task``): a continual update trains a new adapter on a base into
+which the parent's adapters were folded, frozen. Its model folder keeps the earlier adapters in ``stack/<i>/``,
+listed in order, with the labels each was trained for, in ``stack.json``; ``load`` folds them into the base
+one after the other before it puts the folder's own adapter on top.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +26,7 @@ from autoft.errors import ConfigError
 log = logging.getLogger(__name__)
 
 ADAPTER_CONFIG = "adapter_config.json"
+STACK = "stack.json"
 HEADS = ["classifier", "score"]
 """The task heads peft keeps fully trainable (``modules_to_save``); ``target_modules: auto`` leaves them out (peft's
 ``all-linear`` does not recognise a token-classification head as the output layer)."""
@@ -73,13 +81,47 @@ def parameter_counts(model: Any) -> tuple[int, int]:
     return trainable, sum(p.numel() for p in model.parameters())
 
 
-def load(base: Any, folder: str | Path, *, trainable: bool = False) -> Any:
-    """The adapter saved in ``folder`` on ``base`` (the base model with a task head of the right size), for
-    inference or, ``trainable``, to train on (a continual update)."""
+def stack_labels(folder: str | Path) -> list[str] | None:
+    """The labels the first adapter of ``folder``'s stack was trained for (the base model's head then);
+    ``None``: ``folder`` holds no stack."""
+    path = Path(folder) / STACK
+    return json.loads(path.read_text(encoding="utf-8"))["adapters"][0]["labels"] if path.exists() else None
+
+
+def load(base: Any, folder: str | Path, *, labels: list[str] | None = None, trainable: bool = False) -> Any:
+    """The adapter saved in ``folder`` on ``base`` (the base model with a task head of the right size: the
+    labels of the first adapter of a stack, see ``stack_labels``), for inference or, ``trainable``, to train on
+    (a continual update). The adapters of a stack are folded into ``base`` first, and its head then grows to
+    ``labels``, the ones the top adapter was trained for."""
     from peft import PeftModel
 
+    from autoft.modeling.heads import grow_head
+
+    folder = Path(folder)
+    if (folder / STACK).exists():
+        for entry in json.loads((folder / STACK).read_text(encoding="utf-8"))["adapters"]:
+            grow_head(base, entry["labels"])
+            base = PeftModel.from_pretrained(base, str(folder / entry["folder"])).merge_and_unload()
+        if labels is not None:
+            grow_head(base, labels)
     model = PeftModel.from_pretrained(base, str(folder), is_trainable=trainable)
     return model if trainable else model.eval()
+
+
+def write_stack(parent: str | Path, output: str | Path, parent_labels: list[str]) -> None:
+    """Into model folder ``output``: the stack of the adapter run in model folder ``parent`` (its own earlier
+    adapters, then its adapter, trained for ``parent_labels``), for an adapter trained on top of them all."""
+    parent, output = Path(parent), Path(output)
+    earlier = json.loads((parent / STACK).read_text(encoding="utf-8"))["adapters"] if (parent / STACK).exists() else []
+    entries = []
+    for i, entry in enumerate([*earlier, {"folder": ".", "labels": parent_labels}]):
+        target = output / "stack" / str(i)
+        target.mkdir(parents=True, exist_ok=True)
+        source = parent / entry["folder"]
+        for name in (ADAPTER_CONFIG, "adapter_model.safetensors"):
+            shutil.copyfile(source / name, target / name)
+        entries.append({"folder": f"stack/{i}", "labels": entry["labels"]})
+    (output / STACK).write_text(json.dumps({"adapters": entries}, indent=2) + "\n", encoding="utf-8")
 
 
 def merge(model: Any) -> Any:
@@ -88,4 +130,5 @@ def merge(model: Any) -> Any:
     return model.merge_and_unload() if is_wrapped(model) else model
 
 
-__all__ = ["ADAPTER_CONFIG", "is_adapter", "is_wrapped", "load", "merge", "parameter_counts", "wrap"]
+__all__ = ["ADAPTER_CONFIG", "STACK", "is_adapter", "is_wrapped", "load", "merge", "parameter_counts", "stack_labels",
+           "wrap", "write_stack"]

@@ -73,6 +73,10 @@ class TrainState:
     loss_penalty: Callable[[torch.nn.Module], torch.Tensor] | None = None
     """``loss_penalty(model)``: a scalar added to every training step's loss (e.g. EWC's or an L2 pull toward
     the weights a continual update started from); a callback sets it, usually in ``on_train_begin``."""
+    logit_penalty: Callable[[dict[str, torch.Tensor], torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    """``logit_penalty(batch, logits, labels)``: a scalar added to every training step's loss from the step's
+    inputs (``input_ids``, ``attention_mask``, ...), its logits and labels (e.g. distillation from the model a
+    continual update started from); a callback sets it, usually in ``on_train_begin``."""
     validation: dict[str, Any] | None = None
     """The loop's last validation metrics (the split that chooses early stopping and the best epoch)."""
     validation_predictions: list[Any] | None = None
@@ -127,6 +131,22 @@ class TrainerCallback:
         """After the last epoch, before the best epoch's weights are restored."""
 
 
+class RowWeights(TrainerCallback):
+    """Scales the loss weight of some training rows by ``factor`` every epoch (after the callbacks before it
+    set theirs): e.g. a continual update's replayed rows, which stand for all the old data they were drawn
+    from."""
+
+    def __init__(self, rows: list[int] | np.ndarray, factor: float) -> None:
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self.factor = factor
+
+    def on_epoch_begin(self, state: TrainState) -> None:
+        weights = np.ones(state.labelled) if state.weights is None else np.asarray(state.weights, dtype=np.float64)
+        weights = weights.copy()
+        weights[self.rows] *= self.factor
+        state.weights = weights
+
+
 class CallbackList(TrainerCallback):
     """Several callbacks, each event passed to each in order (later ones see what earlier ones set)."""
 
@@ -156,4 +176,4 @@ class CallbackList(TrainerCallback):
         self._each("on_train_end", state)
 
 
-__all__ = ["CallbackList", "StepOutput", "TrainState", "TrainerCallback"]
+__all__ = ["CallbackList", "RowWeights", "StepOutput", "TrainState", "TrainerCallback"]

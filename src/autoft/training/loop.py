@@ -248,6 +248,8 @@ def fit(
             loss = (w * losses).sum() / (w * units).sum().clamp_min(1e-8)
             if state.loss_penalty is not None:
                 loss = loss + state.loss_penalty(accelerator.unwrap_model(model))
+            if state.logit_penalty is not None:
+                loss = loss + state.logit_penalty(batch, logits, labels)
             accelerator.backward(loss)
             if config.max_grad_norm is not None:
                 accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)

@@ -1,17 +1,26 @@
-"""Penalties that pull a model toward earlier weights while it learns new data (``continual.method``).
+"""Penalties that keep a model close to an earlier one while it learns new data (``continual.*``).
+
+Toward its weights (``continual.method``):
 
 ``l2``: ``strength / 2 * sum (w - w_old)^2``. ``ewc`` (Kirkpatrick et al., 2017): the same, each weight's term
 scaled by its diagonal Fisher information on the old data (how much the old task's likelihood depends on it),
 normalised to mean 1 so ``strength`` means the same for both. A weight whose tensor grew (a task head widened
 for new labels) is pulled on its old rows only.
+
+Toward its outputs (``continual.distill``, :class:`Distillation`): learning without forgetting (Li & Hoiem,
+2017) — on every training batch, the KL divergence from the earlier model's temperature-softened predictions
+over its own labels to the model's on the same labels, so the old labels keep the scores (and the relations
+between them) the earlier model gave, on new inputs as well as replayed ones.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from autoft.tasks.base import Feature, TaskAdapter
+from autoft.tasks.ner import IGNORE
 from autoft.training.callbacks import TrainerCallback, TrainState
 
 
@@ -81,4 +90,37 @@ class WeightPenalty(TrainerCallback):
         state.loss_penalty = self.penalty
 
 
-__all__ = ["WeightPenalty", "fisher_diagonal", "trainable_weights"]
+class Distillation(TrainerCallback):
+    """Adds ``strength * T^2 * KL(teacher || model)`` over the teacher's labels (the first ``n`` outputs: a
+    grown head's old rows) to every training step's loss (``TrainState.logit_penalty``), averaged over the
+    batch's loss units (samples; tagged words for NER). The teacher runs on each batch, frozen, in eval mode."""
+
+    def __init__(self, teacher: torch.nn.Module, strength: float, temperature: float = 2.0) -> None:
+        self.teacher = teacher.eval()
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+        self.strength = strength
+        self.temperature = temperature
+
+    def penalty(self, batch: dict[str, torch.Tensor], logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        device = logits.device
+        if next(self.teacher.parameters()).device != device:
+            self.teacher.to(device)
+        with torch.no_grad():
+            target = self.teacher(**batch).logits.float()
+        t = self.temperature
+        student = F.log_softmax(logits.float()[..., : target.shape[-1]] / t, dim=-1)
+        teacher = F.log_softmax(target / t, dim=-1)
+        divergence = (teacher.exp() * (teacher - student)).sum(dim=-1)  # [B] or [B, T]
+        if divergence.ndim > 1:  # tokens: the tagged ones
+            mask = (labels != IGNORE).to(divergence.dtype)
+            divergence = (divergence * mask).sum() / mask.sum().clamp_min(1)
+        else:
+            divergence = divergence.mean()
+        return self.strength * t * t * divergence
+
+    def on_train_begin(self, state: TrainState) -> None:
+        state.logit_penalty = self.penalty
+
+
+__all__ = ["Distillation", "WeightPenalty", "fisher_diagonal", "trainable_weights"]
