@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from autoft.errors import ConfigError
 
-TaskName = Literal["classification", "token-classification"]
+TaskName = Literal["classification", "multi-label-classification", "token-classification"]
 DataFormat = Literal["auto", "csv", "tsv", "jsonl", "parquet", "conll"]
 Auto = Literal["auto"]
 AUTO = "auto"
@@ -37,6 +37,8 @@ class DataConfig(_Strict):
         "(selection.self_training)")
     text_column: str = "text"
     label_column: str = "label"
+    label_delimiter: str = Field("|", min_length=1, description="multi-label-classification: what separates a row's "
+                                 "labels in a text cell (a JSON list needs none); an empty cell is a text no label fits")
     format: DataFormat = "auto"
     validation_fraction: float = Field(0.1, gt=0.0, lt=1.0)
     on_bad_rows: Literal["error", "skip"] = Field(

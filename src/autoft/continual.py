@@ -38,8 +38,8 @@ from typing import Any
 import numpy as np
 
 from autoft.config import AUTO, Config
-from autoft.data.loading import Example, load_examples
-from autoft.data.splits import Splits, load_splits, sorted_labels
+from autoft.data.loading import Example
+from autoft.data.splits import Splits, load_splits, read_file, sorted_labels
 from autoft.data.writing import write_examples
 from autoft.errors import ConfigError, DataError, RunDirError
 from autoft.io import read_jsonl, write_json, write_text_atomic
@@ -127,7 +127,7 @@ def _read(path: str | Path, config: Config, what: str) -> list[Example]:
     d = config.data
     if not Path(path).is_file():
         raise DataError(f"{what}: {path}: file not found")
-    return load_examples(path, task=config.task, text_column=d.text_column, label_column=d.label_column, fmt=d.format)
+    return read_file(path, d, task=config.task)
 
 
 def _labels_of(examples: list[Example]) -> set[str]:

@@ -31,8 +31,8 @@ from accelerate.utils import set_seed
 
 from autoft.config import Config, as_config, parse_config
 from autoft.data.corrected import corrected_name, line_of, write_corrected
-from autoft.data.loading import Example, detect_format, load_examples
-from autoft.data.splits import Splits, check_known_labels, load_splits, split_validation
+from autoft.data.loading import Example, detect_format
+from autoft.data.splits import Splits, check_known_labels, load_splits, read_file, split_validation
 from autoft.errors import DataError, RunDirError
 from autoft.io import staged_folder, to_builtin, write_json
 from autoft.modeling import parameter_efficient
@@ -78,14 +78,16 @@ class Run:
                 raise RunDirError(f"{path}: not an autoft run directory (missing {name})")
         raw = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
         config = parse_config(raw, source=str(path / "config.yaml"))
-        labels = json.loads((path / "labels.json").read_text(encoding="utf-8"))["labels"]
+        saved = json.loads((path / "labels.json").read_text(encoding="utf-8"))
+        labels = saved["labels"]
         adapter_class = get_adapter_class(config.task)
         tokenizer = load_tokenizer(str(path / "model"))
         adapter = adapter_class(labels, tokenizer, max_length=config.training.max_length)
+        adapter.decision = saved.get("decision", adapter.decision)
         if parameter_efficient.is_adapter(path / "model"):  # the adapter on the base model it was trained from
             with quiet_transformers():
                 first = parameter_efficient.stack_labels(path / "model") or labels  # an adapter stack's first
-                base = load_model(config.model, adapter_class.auto_model_class(), first)
+                base = load_model(config.model, adapter_class.auto_model_class(), first, **adapter_class.model_options)
                 model = parameter_efficient.load(base, path / "model", labels=labels, trainable=trainable)
         else:
             model = load_model(str(path / "model"), adapter_class.auto_model_class())
@@ -131,8 +133,7 @@ class Run:
     def evaluate(self, data: str | Path | list[Example], *, progress: bool = False) -> dict[str, Any]:
         """Metrics on a labelled file (same format rules as training data) or a list of examples."""
         if isinstance(data, (str, Path)):
-            d = self.config.data
-            examples = load_examples(data, task=self.task, text_column=d.text_column, label_column=d.label_column)
+            examples = read_file(data, self.config.data, task=self.task, fmt="auto")
         else:
             examples = list(data)
         check_known_labels(examples, set(self.labels), "evaluation")
@@ -205,7 +206,7 @@ def train(
     adapter = adapter_class(splits.labels, tokenizer, max_length=config.training.max_length)
     set_seed(config.training.seed)  # the new task head is initialised from the seed too
     if model is None:
-        model = load_model(config.model, adapter_class.auto_model_class(), splits.labels)
+        model = load_model(config.model, adapter_class.auto_model_class(), splits.labels, **adapter_class.model_options)
     if config.training.peft is not None and not parameter_efficient.is_wrapped(model):
         model = parameter_efficient.wrap(model, config.training.peft, adapter_class.peft_task_type)
     trainable, parameters = parameter_efficient.parameter_counts(model)
@@ -261,6 +262,10 @@ def train(
                  callback=callback, unlabeled_features=adapter.encode(splits.unlabeled, with_labels=False)
                  if self_training != "off" else None)
     fit_seconds = time.perf_counter() - fit_started
+    if adapter.decision:  # decision settings (multi-label thresholds) tuned on validation, then used on test
+        probabilities, _ = predict_probabilities(model, adapter, validation_features,
+                                                 batch_size=config.training.eval_batch_size, progress=False)
+        log.info("decision tuned on validation: %s", adapter.tune_decision(probabilities, validation))
     # The resolved config: every `auto` replaced by what was chosen, so the run can be repeated exactly.
     parts = callback.callbacks if isinstance(callback, CallbackList) else [callback]
     agent = next((c for c in parts if hasattr(c, "valuation")), None)
@@ -312,7 +317,8 @@ def train(
             model.save_pretrained(temp / "model")
             tokenizer.save_pretrained(temp / "model")
         (temp / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
-        write_json(temp / "labels.json", {"task": config.task, "labels": splits.labels})
+        write_json(temp / "labels.json", {"task": config.task, "labels": splits.labels,
+                                          **({"decision": adapter.decision} if adapter.decision else {})})
         write_json(temp / "metrics.json", metrics)
         if result.plan["choices"]:
             write_json(temp / "training_plan.json", to_builtin(result.plan))

@@ -236,9 +236,12 @@ def load_examples(
     with_labels: bool = True,
     source: str | None = None,
     bad_rows: BadRows | None = None,
+    label_delimiter: str = "|",
 ) -> list[Example]:
     """Read one data file. Raises :class:`DataError` naming ``file:line`` on any problem; with ``bad_rows``
-    in ``skip`` mode, broken rows are left out and recorded there instead (up to its ``max_share``)."""
+    in ``skip`` mode, broken rows are left out and recorded there instead (up to its ``max_share``).
+    ``multi-label-classification``: a row's labels are a JSON list, or a text cell split on ``label_delimiter``;
+    ``Example.label`` is then the sorted list of distinct labels (empty: none fits)."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: file not found")
@@ -260,7 +263,8 @@ def load_examples(
                 if isinstance(row, DataError):
                     raise row
                 examples.append(_table_example(path, line, row, task, text_column,
-                                               label_column if with_labels else None, columns, source))
+                                               label_column if with_labels else None, columns, source,
+                                               label_delimiter))
             except DataError as error:
                 bad.reject(error)
     bad.check(path, first_skipped, len(examples))
@@ -270,18 +274,38 @@ def load_examples(
 
 
 def _table_example(path: Path, line: int, row: dict, task: str, text_column: str, label_column: str | None,
-                   columns: list[str], source: str) -> Example:
+                   columns: list[str], source: str, label_delimiter: str = "|") -> Example:
     _require_columns(path, line, row, columns)
     if task == "token-classification":
         return _token_row(path, line, row, text_column, label_column, source)
     text = _check_text(path, line, row[text_column], text_column)
-    label = None
-    if label_column is not None:
+    label: str | list[str] | None = None
+    if label_column is not None and task == "multi-label-classification":
+        label = _label_set(path, line, row[label_column], label_column, label_delimiter)
+    elif label_column is not None:
         raw_label = row[label_column]
         label = "" if raw_label is None else _label_str(raw_label)
         if not label:
             raise DataError(f"{path}:{line}: empty label in column {label_column!r}")
     return Example(text, label, f"{path}:{line}", source)
+
+
+def _label_set(path: Path, line: int, value: object, column: str, delimiter: str) -> list[str]:
+    """A multi-label cell: a JSON list of labels, or text split on ``delimiter``; empty = no label."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return []
+    if isinstance(value, list):
+        if not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):
+            raise DataError(f"{path}:{line}: column {column!r} must list labels (strings), got {value!r}")
+        parts = [_label_str(v) for v in value]
+    elif isinstance(value, (str, int)) and not isinstance(value, bool):
+        parts = [_label_str(v) for v in str(value).split(delimiter)]
+    else:
+        raise DataError(f"{path}:{line}: column {column!r} must hold labels separated by {delimiter!r} or a "
+                        f"JSON list, got {value!r}")
+    if any(not part for part in parts) and any(parts):
+        raise DataError(f"{path}:{line}: empty label in column {column!r} (labels separated by {delimiter!r})")
+    return sorted({part for part in parts if part})
 
 
 def _token_row(path: Path, line: int, row: dict, text_column: str, label_column: str | None, source: str) -> Example:

@@ -67,14 +67,21 @@ def check_known_labels(examples: list[Example], known: set[str], split: str) -> 
                 raise DataError(f"{example.origin}: {split} label {value!r} never occurs in the training data")
 
 
+def read_file(path: str | Path, data: DataConfig, *, task: str, fmt: str | None = None, source: str | None = None,
+              bad_rows: BadRows | None = None) -> list[Example]:
+    """One labelled data file read with ``data``'s columns, format (or ``fmt``) and label delimiter."""
+    return load_examples(path, task=task, text_column=data.text_column, label_column=data.label_column,
+                         fmt=data.format if fmt is None else fmt, source=source, bad_rows=bad_rows,
+                         label_delimiter=data.label_delimiter)
+
+
 def load_splits(data: DataConfig, *, task: str, seed: int, known: list[str] | None = None) -> Splits:
     """Read the configured files, split off validation if none is given, and fix the label set. ``known``: labels
     the model already has (a continual update), which count as seen in training."""
     bad = BadRows(data.on_bad_rows, data.max_bad_rows)
 
     def read(path: str, source: str | None = None) -> list[Example]:
-        return load_examples(path, task=task, text_column=data.text_column, label_column=data.label_column,
-                             fmt=data.format, source=source, bad_rows=bad)
+        return read_file(path, data, task=task, source=source, bad_rows=bad)
 
     train: list[Example] = []
     for path in data.train_files:

@@ -25,7 +25,12 @@ class TaskAdapter(ABC):
     primary_metric: ClassVar[str]
     peft_task_type: ClassVar[str]  # peft's TaskType of the model head (training.peft)
 
+    model_options: ClassVar[dict[str, Any]] = {}
+    """Extra ``from_pretrained`` arguments of this task's model (e.g. the head's ``problem_type``)."""
+
     def __init__(self, labels: list[str], tokenizer: Any, *, max_length: int) -> None:
+        self.decision: dict[str, Any] = {}
+        """Decision settings tuned after training (:meth:`tune_decision`), kept in the run's ``labels.json``."""
         self.labels = list(labels)
         self.label2id = {label: i for i, label in enumerate(self.labels)}
         self.tokenizer = tokenizer
@@ -121,6 +126,11 @@ class TaskAdapter(ABC):
     @abstractmethod
     def decode(self, probabilities: np.ndarray) -> str | list[str]:
         """One example's predicted label (or tag sequence)."""
+
+    def tune_decision(self, probabilities: list[np.ndarray], gold: list[Example]) -> dict[str, Any]:
+        """Tune :attr:`decision` on the validation set's probabilities after training (multi-label: a threshold
+        per label) and return it; tasks that decode by argmax have nothing to tune."""
+        return self.decision
 
     @abstractmethod
     def metrics(self, gold: list[Example], predicted: list[str | list[str]]) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from autoft.tasks.base import TaskAdapter
 from autoft.tasks.classification import ClassificationAdapter
+from autoft.tasks.multilabel import MultiLabelAdapter
 from autoft.tasks.ner import TokenClassificationAdapter
 
 TASKS: dict[str, type[TaskAdapter]] = {}
@@ -22,4 +23,5 @@ def get_adapter_class(name: str) -> type[TaskAdapter]:
 
 
 register_task(ClassificationAdapter)
+register_task(MultiLabelAdapter)
 register_task(TokenClassificationAdapter)

@@ -1,0 +1,112 @@
+"""Multi-label text classification: any number of labels per text (none included).
+
+A sigmoid per label (``BCEWithLogits``, averaged over the labels), a decision threshold per label tuned on
+validation after training (the one that maximises that label's F1 there; 0.5 where validation has no example
+of it, or no threshold beats 0.5), micro- and macro-F1, subset accuracy (every label right).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from autoft.data.loading import Example
+from autoft.tasks.base import Feature
+from autoft.tasks.classification import ClassificationAdapter
+
+THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.05), 2)
+"""The candidates each label's decision threshold is chosen from."""
+
+
+class MultiLabelAdapter(ClassificationAdapter):
+    name = "multi-label-classification"
+    primary_metric = "micro_f1"
+
+    peft_task_type = "SEQ_CLS"
+    model_options: ClassVar[dict[str, Any]] = {"problem_type": "multi_label_classification"}
+
+    def __init__(self, labels: list[str], tokenizer: Any, *, max_length: int) -> None:
+        super().__init__(labels, tokenizer, max_length=max_length)
+        self.decision = {"thresholds": {label: 0.5 for label in self.labels}}
+
+    def _multi_hot(self, labels: list[str]) -> list[float]:
+        vector = [0.0] * len(self.labels)
+        for label in labels:
+            vector[self.label2id[label]] = 1.0
+        return vector
+
+    def encode(self, examples: list[Example], *, with_labels: bool = True) -> list[Feature]:
+        encoded = self.tokenizer([e.text for e in examples], truncation=True, max_length=self.max_length)
+        keys = [k for k in encoded if k in self.model_keys]
+        features = []
+        for i, example in enumerate(examples):
+            feature = {k: encoded[k][i] for k in keys}
+            if with_labels:
+                feature["labels"] = self._multi_hot(example.label)
+            feature["index"] = i
+            features.append(feature)
+        return features
+
+    def relabel(self, feature: Feature, label: int) -> Feature:
+        raise NotImplementedError(f"{self.name} has no single label per example to replace")
+
+    def per_sample_loss(self, logits: torch.Tensor, labels: torch.Tensor, transition: torch.Tensor | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+        self._no_transition(self.name, transition)
+        loss = F.binary_cross_entropy_with_logits(logits.float(), labels.float(), reduction="none").mean(dim=1)
+        return loss, torch.ones_like(loss)
+
+    def batch_probabilities(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> list[np.ndarray]:
+        return list(torch.sigmoid(logits.float()).cpu().numpy())
+
+    def label_margin(self, probabilities: np.ndarray, feature: Feature) -> float:
+        """The weakest label decision: ``min_k (2 p_k - 1)`` signed toward the given value (1 present, 0 absent)."""
+        given = np.asarray(feature["labels"], dtype=np.float64)
+        return float(np.min(np.where(given > 0.5, 2 * probabilities - 1, 1 - 2 * probabilities)))
+
+    def _thresholds(self) -> np.ndarray:
+        return np.array([self.decision["thresholds"].get(label, 0.5) for label in self.labels])
+
+    def decode(self, probabilities: np.ndarray) -> list[str]:
+        return [label for label, keep in zip(self.labels, probabilities >= self._thresholds()) if keep]
+
+    def tune_decision(self, probabilities: list[np.ndarray], gold: list[Example]) -> dict[str, Any]:
+        """Each label's threshold: the candidate with the best F1 for that label on ``gold`` (ties: nearest 0.5)."""
+        scores = np.stack(probabilities)
+        truth = np.array([self._multi_hot(e.label) for e in gold]) > 0.5
+        thresholds = {}
+        for k, label in enumerate(self.labels):
+            best, chosen = -1.0, 0.5
+            if truth[:, k].any():
+                for t in sorted(THRESHOLDS, key=lambda t: abs(t - 0.5)):
+                    predicted = scores[:, k] >= t
+                    tp = float((predicted & truth[:, k]).sum())
+                    f1 = 2 * tp / max(float(predicted.sum() + truth[:, k].sum()), 1.0)
+                    if f1 > best + 1e-12:
+                        best, chosen = f1, float(t)
+            thresholds[label] = chosen
+        self.decision = {"thresholds": thresholds}
+        return self.decision
+
+    def metrics(self, gold: list[Example], predicted: list[str | list[str]]) -> dict[str, Any]:
+        from sklearn.metrics import classification_report, f1_score
+
+        y_true = np.array([self._multi_hot(e.label) for e in gold], dtype=int)
+        y_pred = np.array([self._multi_hot(p) for p in predicted], dtype=int).reshape(y_true.shape)
+        return {
+            "micro_f1": float(f1_score(y_true, y_pred, average="micro", zero_division=0)),
+            "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+            "subset_accuracy": float((y_true == y_pred).all(axis=1).mean()),
+            "report": classification_report(y_true, y_pred, target_names=self.labels, output_dict=True,
+                                            zero_division=0),
+        }
+
+    def format_prediction(self, example: Example, probabilities: np.ndarray) -> dict[str, Any]:
+        return {
+            "text": example.text,
+            "labels": self.decode(probabilities),
+            "probabilities": {label: round(float(p), 6) for label, p in zip(self.labels, probabilities)},
+        }
