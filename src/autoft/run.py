@@ -36,6 +36,7 @@ from autoft.data.splits import Splits, check_known_labels, load_splits, read_fil
 from autoft.errors import DataError, RunDirError
 from autoft.io import staged_folder, to_builtin, write_json
 from autoft.modeling import parameter_efficient
+from autoft.modeling.heads import set_head_bias
 from autoft.modeling.load import load_model, load_tokenizer, quiet_transformers
 from autoft.selection.policies import check_policy
 from autoft.tasks.base import TaskAdapter
@@ -207,6 +208,9 @@ def train(
     set_seed(config.training.seed)  # the new task head is initialised from the seed too
     if model is None:
         model = load_model(config.model, adapter_class.auto_model_class(), splits.labels, **adapter_class.model_options)
+        bias = adapter.initial_bias(splits.train)
+        if bias is not None:
+            set_head_bias(model, bias)
     if config.training.peft is not None and not parameter_efficient.is_wrapped(model):
         model = parameter_efficient.wrap(model, config.training.peft, adapter_class.peft_task_type)
     trainable, parameters = parameter_efficient.parameter_counts(model)

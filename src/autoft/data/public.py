@@ -4,6 +4,9 @@ materialised as ordinary autoft data files with the split conventions of that fo
 - ``tweeteval_emotion``: the given train / val / test split.
 - ``banking77``: after a seeded shuffle (seed 0) the last 1,000 rows of train.csv are validation.
 - ``btc_ner``: sections a b e f g for train (a seeded 10% of their sentences as validation), h for test.
+- ``sgd_acts`` (multi-label): each USER turn of Schema-Guided Dialogue → the set of dialogue acts its frames
+  annotate (INFORM, REQUEST, AFFIRM, ... — 11 acts, a third of the turns carry two or more); the README's
+  file split (``dialogues_001``–``012`` train, ``013``–``014`` validation, ``016``–``020`` test).
 
 Benchmarks and integration tests use these; nothing is copied into the project.
 """
@@ -19,7 +22,8 @@ from autoft.data.writing import write_examples
 from autoft.errors import DataError
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[3].parent / "shared" / "data"
-NAMES = ("tweeteval_emotion", "banking77", "btc_ner")
+NAMES = ("tweeteval_emotion", "banking77", "btc_ner", "sgd_acts")
+SGD_FILES = {"train": range(1, 13), "validation": range(13, 15), "test": range(16, 21)}
 
 
 def shared_root(root: str | Path | None = None) -> Path:
@@ -68,6 +72,28 @@ def _btc(root: Path, seed: int = 0, train_sections: str = "abefg", test_sections
     }
 
 
+def _sgd_acts(root: Path) -> dict[str, list[Example]]:
+    import gzip
+    import json
+
+    folder = root / "sgd_dialogue"
+    splits: dict[str, list[Example]] = {}
+    for split, numbers in SGD_FILES.items():
+        examples = splits.setdefault(split, [])
+        for number in numbers:
+            path = folder / f"dialogues_{number:03d}.json.gz"
+            if not path.exists():  # the shared copy lacks the release's largest files
+                continue
+            with gzip.open(path, "rt", encoding="utf-8") as stream:
+                dialogues = json.load(stream)
+            for d, dialogue in enumerate(dialogues):
+                for t, turn in enumerate(dialogue["turns"]):
+                    if turn["speaker"] == "USER":
+                        acts = sorted({a["act"] for frame in turn["frames"] for a in frame["actions"]})
+                        examples.append(Example(turn["utterance"], acts, f"{path}:{dialogue['dialogue_id']}:{t}"))
+    return splits
+
+
 def load_public(name: str, root: str | Path | None = None) -> dict[str, list[Example]]:
     """Splits (train / validation / test) of a named shared set."""
     root = shared_root(root)
@@ -77,11 +103,13 @@ def load_public(name: str, root: str | Path | None = None) -> dict[str, list[Exa
         return _banking77(root)
     if name == "btc_ner":
         return _btc(root)
+    if name == "sgd_acts":
+        return _sgd_acts(root)
     raise DataError(f"unknown shared data set {name!r}; known: {', '.join(NAMES)}")
 
 
 def task_of(name: str) -> str:
-    return "token-classification" if name == "btc_ner" else "classification"
+    return {"btc_ner": "token-classification", "sgd_acts": "multi-label-classification"}.get(name, "classification")
 
 
 def materialise(name: str, folder: str | Path, *, root: str | Path | None = None,

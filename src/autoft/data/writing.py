@@ -1,8 +1,10 @@
-"""Write examples back to disk in a format ``load_examples`` reads: CSV for texts, CoNLL for token lists."""
+"""Write examples back to disk in a format ``load_examples`` reads: CSV for texts, CoNLL for token lists,
+JSONL for texts with label sets (multi-label)."""
 
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 from autoft.data.loading import Example
@@ -11,7 +13,8 @@ from autoft.data.loading import Example
 def write_examples(path: Path, examples: list[Example], *, text_column: str = "text", label_column: str = "label"
                    ) -> Path:
     """Write ``examples`` to ``path`` with the suffix their kind takes: CSV (``text_column``, ``label_column``)
-    for texts, CoNLL (word TAB tag, a blank line between sentences) for token lists. Returns the path written."""
+    for texts, CoNLL (word TAB tag, a blank line between sentences) for token lists, JSONL (a list of labels per
+    text) for label sets. Returns the path written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if examples and isinstance(examples[0].text, list):
@@ -21,6 +24,11 @@ def write_examples(path: Path, examples: list[Example], *, text_column: str = "t
             lines.extend(f"{w}\t{t}" for w, t in zip(e.text, e.label))
             lines.append("")
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return path
+    if examples and isinstance(examples[0].label, list):  # label sets: a JSON list each, whatever the delimiter
+        path = path.with_suffix(".jsonl")
+        path.write_text("".join(json.dumps({text_column: e.text, label_column: e.label}, ensure_ascii=False) + "\n"
+                                for e in examples), encoding="utf-8")
         return path
     path = path.with_suffix(".csv")
     with path.open("w", newline="", encoding="utf-8") as stream:

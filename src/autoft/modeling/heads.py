@@ -55,4 +55,14 @@ def grow_head(model: Any, labels: list[str], *, seed: int = 0) -> Any:
     return model
 
 
-__all__ = ["grow_head"]
+def set_head_bias(model: Any, bias: Any) -> Any:
+    """Set the bias of ``model``'s output layer (one value per label), e.g. to the labels' prior log-odds so a
+    sigmoid head starts at each label's base rate instead of 0.5. In place; returns ``model``."""
+    _, _, layer = _head(model)
+    if layer.bias is not None:
+        with torch.no_grad():
+            layer.bias.copy_(torch.as_tensor(bias, dtype=layer.bias.dtype))
+    return model
+
+
+__all__ = ["grow_head", "set_head_bias"]

@@ -50,6 +50,16 @@ class MultiLabelAdapter(ClassificationAdapter):
             features.append(feature)
         return features
 
+    def initial_bias(self, examples: list[Example]) -> np.ndarray:
+        """Each label's prior log-odds in the training data (smoothed): most labels are absent from most texts,
+        and a head that starts at their base rate does not spend its first epochs learning to say no."""
+        counts = np.zeros(len(self.labels))
+        for example in examples:
+            for label in example.label:
+                counts[self.label2id[label]] += 1
+        prior = (counts + 1) / (len(examples) + 2)
+        return np.log(prior / (1 - prior))
+
     def relabel(self, feature: Feature, label: int) -> Feature:
         raise NotImplementedError(f"{self.name} has no single label per example to replace")
 
