@@ -44,6 +44,12 @@ def test_label_sets_load_from_a_delimiter_a_json_list_or_an_empty_cell(tmp_path)
     jsonl.write_text('{"text": "a", "label": ["x", "y"]}\n{"text": "b", "label": "x;y"}\n{"text": "c", "label": []}\n')
     assert [e.label for e in load_examples(jsonl, task="multi-label-classification", label_delimiter=";")] == [
         ["x", "y"], ["x", "y"], []]
+    from autoft.data.writing import write_examples
+
+    written = write_examples(tmp_path / "back", examples)  # label sets go back as JSON lists
+    assert written.suffix == ".jsonl"
+    assert load_examples(written, task="multi-label-classification") == [
+        Example(e.text, e.label, f"{written}:{i}", "back") for i, e in enumerate(examples, 1)]
     for bad, message in [('{"text": "a", "label": [1.5]}', "must list labels"),
                          ('{"text": "a", "label": "x||y"}', "empty label")]:
         (tmp_path / "bad.jsonl").write_text(bad + "\n")
