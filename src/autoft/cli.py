@@ -19,7 +19,7 @@ EXIT_USAGE = 2
 
 
 def _metrics_table(metrics: dict[str, Any], task: str) -> str:
-    keys = {"classification": ["accuracy", "macro_f1", "loss"],
+    keys = {"classification": ["accuracy", "macro_f1", "loss"], "relation-extraction": ["accuracy", "macro_f1", "loss"],
             "multi-label-classification": ["micro_f1", "macro_f1", "subset_accuracy", "loss"]}.get(
         task, ["precision", "recall", "f1", "loss"])
     rows = [("split", *keys)]

@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from autoft.errors import ConfigError
 
-TaskName = Literal["classification", "multi-label-classification", "token-classification"]
-DataFormat = Literal["auto", "csv", "tsv", "jsonl", "parquet", "conll"]
+TaskName = Literal["classification", "multi-label-classification", "relation-extraction", "token-classification"]
+DataFormat = Literal["auto", "csv", "tsv", "jsonl", "parquet", "conll", "semeval"]
 Auto = Literal["auto"]
 AUTO = "auto"
 

@@ -88,7 +88,8 @@ class Run:
         if parameter_efficient.is_adapter(path / "model"):  # the adapter on the base model it was trained from
             with quiet_transformers():
                 first = parameter_efficient.stack_labels(path / "model") or labels  # an adapter stack's first
-                base = load_model(config.model, adapter_class.auto_model_class(), first, **adapter_class.model_options)
+                base = adapter.prepare_model(load_model(config.model, adapter_class.auto_model_class(), first,
+                                                        **adapter_class.model_options))
                 model = parameter_efficient.load(base, path / "model", labels=labels, trainable=trainable)
         else:
             model = load_model(str(path / "model"), adapter_class.auto_model_class())
@@ -207,7 +208,8 @@ def train(
     adapter = adapter_class(splits.labels, tokenizer, max_length=config.training.max_length)
     set_seed(config.training.seed)  # the new task head is initialised from the seed too
     if model is None:
-        model = load_model(config.model, adapter_class.auto_model_class(), splits.labels, **adapter_class.model_options)
+        model = adapter.prepare_model(load_model(config.model, adapter_class.auto_model_class(), splits.labels,
+                                                 **adapter_class.model_options))
         bias = adapter.initial_bias(splits.train)
         if bias is not None:
             set_head_bias(model, bias)

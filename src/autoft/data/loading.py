@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,9 +75,11 @@ class BadRows:
                             f"that data.on_bad_rows: skip leaves out; the first: {self.skipped[first_skipped]}")
 
 
-def detect_format(path: Path, declared: str = "auto") -> str:
+def detect_format(path: Path, declared: str = "auto", task: str | None = None) -> str:
     if declared != "auto":
         return declared
+    if task == "relation-extraction" and path.suffix.lower() == ".txt":
+        return "semeval"
     fmt = SUFFIX_FORMATS.get(path.suffix.lower())
     if fmt is None:
         known = ", ".join(sorted(SUFFIX_FORMATS))
@@ -247,11 +250,15 @@ def load_examples(
         raise DataError(f"{path}: file not found")
     if path.is_dir():
         raise DataError(f"{path}: is a folder, expected a data file")
-    fmt = detect_format(path, fmt)
+    fmt = detect_format(path, fmt, task)
     source = path.stem if source is None else source
     bad = bad_rows or BadRows()
     first_skipped = len(bad.skipped)
-    if fmt == "conll":
+    if fmt == "semeval":
+        if task != "relation-extraction":
+            raise DataError(f"{path}: SemEval-2010 Task 8 files hold relation extraction data, but task is {task!r}")
+        examples = _read_semeval(path, source, with_labels, bad)
+    elif fmt == "conll":
         if task != "token-classification":
             raise DataError(f"{path}: CoNLL files hold token classification data, but task is {task!r}")
         examples = _read_conll(path, source, with_labels, bad)
@@ -279,6 +286,8 @@ def _table_example(path: Path, line: int, row: dict, task: str, text_column: str
     if task == "token-classification":
         return _token_row(path, line, row, text_column, label_column, source)
     text = _check_text(path, line, row[text_column], text_column)
+    if task == "relation-extraction":
+        check_entity_markers(path, line, text)
     label: str | list[str] | None = None
     if label_column is not None and task == "multi-label-classification":
         label = _label_set(path, line, row[label_column], label_column, label_delimiter)
@@ -288,6 +297,49 @@ def _table_example(path: Path, line: int, row: dict, task: str, text_column: str
         if not label:
             raise DataError(f"{path}:{line}: empty label in column {label_column!r}")
     return Example(text, label, f"{path}:{line}", source)
+
+
+ENTITY_MARKERS = ("<e1>", "</e1>", "<e2>", "</e2>")
+_SEMEVAL_SENTENCE = re.compile(r'^(\d+)\t"(.*)"\s*$')
+
+
+def check_entity_markers(path: Path, line: int, text: str) -> None:
+    """A relation-extraction text marks its two entities inline, ``<e1>…</e1>`` and ``<e2>…</e2>``, once each."""
+    for marker in ENTITY_MARKERS:
+        if text.count(marker) != 1:
+            raise DataError(f"{path}:{line}: expected one {marker} in the text (entities are marked inline: "
+                            f"<e1>...</e1> and <e2>...</e2>), found {text.count(marker)}")
+    if not text.index("<e1>") < text.index("</e1>") or not text.index("<e2>") < text.index("</e2>"):
+        raise DataError(f"{path}:{line}: an entity's closing marker comes before its opening one")
+
+
+def _read_semeval(path: Path, source: str, with_labels: bool, bad: BadRows) -> list[Example]:
+    """SemEval-2010 Task 8's format: ``ID<TAB>"sentence"``, then the relation line (in a key file), a
+    ``Comment:`` line and a blank line; the sentence marks its entities inline."""
+    examples: list[Example] = []
+    lines = _read_text(path).splitlines()
+    number = 0
+    while number < len(lines):
+        line = lines[number]
+        number += 1
+        if not line.strip() or line.startswith("Comment"):
+            continue
+        try:
+            match = _SEMEVAL_SENTENCE.match(line)
+            if match is None:
+                raise DataError(f'{path}:{number}: expected ID<TAB>"sentence" (SemEval-2010 Task 8 format)')
+            check_entity_markers(path, number, match.group(2))
+            label = None
+            if with_labels:
+                relation = lines[number].strip() if number < len(lines) else ""
+                if not relation or relation.startswith("Comment") or _SEMEVAL_SENTENCE.match(relation):
+                    raise DataError(f"{path}:{number + 1}: expected the relation of sentence {match.group(1)}")
+                label = relation
+                number += 1
+            examples.append(Example(match.group(2), label, f"{path}:{number - (1 if with_labels else 0)}", source))
+        except DataError as error:
+            bad.reject(error)
+    return examples
 
 
 def _label_set(path: Path, line: int, value: object, column: str, delimiter: str) -> list[str]:

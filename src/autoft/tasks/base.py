@@ -109,6 +109,10 @@ class TaskAdapter(ABC):
         ``tags`` instead of its own. Only tasks with word-level tags support it."""
         raise NotImplementedError(f"{self.name} has no word-level tags to replace")
 
+    def prepare_model(self, model: Any) -> Any:
+        """Fit a freshly loaded model to this task's tokenizer (e.g. embeddings for added marker tokens)."""
+        return model
+
     def initial_bias(self, examples: list[Example]) -> np.ndarray | None:
         """The bias a new task head starts from, given the training examples (``None``: the model's own)."""
         return None
