@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from autoft.errors import ConfigError
 
 TaskName = Literal["classification", "multi-label-classification", "relation-extraction", "token-classification"]
+ONE_LABEL_TASKS = frozenset({"classification", "relation-extraction"})
+"""Tasks with one label per text: stratified splits, per-class replay, the agent's per-sample units."""
 DataFormat = Literal["auto", "csv", "tsv", "jsonl", "parquet", "conll", "semeval"]
 Auto = Literal["auto"]
 AUTO = "auto"

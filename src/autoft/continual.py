@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from autoft.config import AUTO, Config
+from autoft.config import AUTO, ONE_LABEL_TASKS, Config
 from autoft.data.loading import Example
 from autoft.data.splits import Splits, load_splits, read_file, sorted_labels
 from autoft.data.writing import write_examples
@@ -302,7 +302,7 @@ def update(parent_dir: str | Path, data: str | Path | list[str | Path], *, valid
             flagged_origins = _flagged_origins(chain)
             flagged = np.array([e.origin in flagged_origins for e in old_train])
             value = _margins(parent, old_train) if continual.replay_by == "value" else np.zeros(len(old_train))
-            by_class = parent.config.task == "classification"
+            by_class = parent.config.task in ONE_LABEL_TASKS
             groups = np.array([e.label for e in old_train]) if by_class else None
             chosen = choose_replay(value, flagged, budget, continual.replay_by, parent.config.training.seed, groups)
             how = ("a seeded random sample" if continual.replay_by == "random" else

@@ -29,7 +29,7 @@ import yaml
 from accelerate import PartialState
 from accelerate.utils import set_seed
 
-from autoft.config import Config, as_config, parse_config
+from autoft.config import ONE_LABEL_TASKS, Config, as_config, parse_config
 from autoft.data.corrected import corrected_name, line_of, write_corrected
 from autoft.data.loading import Example, detect_format
 from autoft.data.splits import Splits, check_known_labels, load_splits, read_file, split_validation
@@ -229,7 +229,7 @@ def train(
     self_training = config.selection.self_training if splits.unlabeled and callback is None else "off"
     if callback is None and (config.selection.uses_agent or self_training == "agent"):
         validation, reward_part = split_validation(splits.validation, fraction=config.selection.reward_fraction,
-                                                   seed=config.training.seed, stratify=config.task == "classification")
+                                                   seed=config.training.seed, stratify=config.task in ONE_LABEL_TASKS)
         log.info("validation split for the agent: %d examples reward it, %d choose early stopping and the best "
                  "epoch (selection.reward_fraction %.2g, seed %d)", len(reward_part), len(validation),
                  config.selection.reward_fraction, config.training.seed)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autoft.config import DataConfig
+from autoft.config import ONE_LABEL_TASKS, DataConfig
 from autoft.data.loading import BadRows, Example, load_examples, read_texts
 from autoft.errors import DataError
 
@@ -90,7 +90,7 @@ def load_splits(data: DataConfig, *, task: str, seed: int, known: list[str] | No
         validation = read(data.validation)
     else:
         train, validation = split_validation(
-            train, fraction=data.validation_fraction, seed=seed, stratify=task == "classification"
+            train, fraction=data.validation_fraction, seed=seed, stratify=task in ONE_LABEL_TASKS
         )
         log.info("no data.validation given: %d training rows (a seeded %.0f%%, seed %d) are held out as validation "
                  "for early stopping and the best epoch", len(validation), 100 * data.validation_fraction, seed)
@@ -108,7 +108,7 @@ def load_splits(data: DataConfig, *, task: str, seed: int, known: list[str] | No
     values: set[str] = set(known or [])
     for example in train:
         values.update(_label_values(example))
-    if task == "classification" and len(values) < 2:
+    if task in ONE_LABEL_TASKS and len(values) < 2:
         raise DataError(f"{data.train_files[0]}: need at least two distinct labels, found {sorted(values)}")
     check_known_labels(validation, values, "validation")
     if test is not None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from autoft.config import Config
+from autoft.config import ONE_LABEL_TASKS, Config
 from autoft.data.loading import Example
 from autoft.data.splits import Splits
 from autoft.errors import ConfigError
@@ -112,7 +112,7 @@ def _entity_units(config: Config, splits: Splits, sources: np.ndarray, progress:
 
 def build_units(config: Config, splits: Splits, sources: np.ndarray, progress: bool) -> Units:
     """The units of ``config.task`` over ``splits`` (train and validation), embedded by the frozen encoder."""
-    if config.task == "classification":
+    if config.task in ONE_LABEL_TASKS:
         return _classification_units(config, splits, sources, progress)
     if config.task == "token-classification":
         return _entity_units(config, splits, sources, progress)

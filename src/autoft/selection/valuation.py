@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import rankdata
 
-from autoft.config import AUTO, Config, SelectionConfig
+from autoft.config import AUTO, ONE_LABEL_TASKS, Config, SelectionConfig
 from autoft.data.splits import Splits
 from autoft.errors import ConfigError
 from autoft.selection.noise import NoiseEstimate, estimate_noise
@@ -67,7 +67,7 @@ class Valuation:
 
 def _describe(units: Units, task: str, labels: np.ndarray) -> list[str]:
     """[N] text of each sample's labels in ``labels`` (unit class ids): the class, or 'words/TYPE; ...'."""
-    if task == "classification":
+    if task in ONE_LABEL_TASKS:
         return [units.class_names[int(c)] for c in labels]
     parts: list[list[str]] = [[] for _ in range(units.n_samples)]
     for unit, (owner, c) in enumerate(zip(units.owner, labels)):
@@ -105,10 +105,10 @@ def value_samples(config: Config, splits: Splits, *, progress: bool = True) -> V
     if selection.mode == "mask" and config.task != "token-classification":
         raise ConfigError("selection.mode: 'mask' leaves suspect entities' tags out of the loss; it needs "
                           f"task: token-classification, not {config.task}")
-    if selection.correction == "forward" and config.task != "classification":
+    if selection.correction == "forward" and config.task not in ONE_LABEL_TASKS:
         raise ConfigError(f"selection.correction: forward correction needs one label per sample (task: "
                           f"classification), not {config.task}")
-    if selection.flagged == "unlabel" and config.task != "classification":
+    if selection.flagged == "unlabel" and config.task not in ONE_LABEL_TASKS:
         raise ConfigError(f"selection.flagged: unlabel trains on the model's own labels: it needs task: "
                           f"classification, not {config.task}")
     units = build_units(config, splits, sources, progress)
@@ -139,7 +139,7 @@ def value_samples(config: Config, splits: Splits, *, progress: bool = True) -> V
         drop, how = resolve_drop_fraction(selection.drop_fraction, noise.rate)
         policy.drop_fraction = drop
     correction = selection.correction if selection.correction != AUTO else (
-        "forward" if config.task == "classification" else "off")
+        "forward" if config.task in ONE_LABEL_TASKS else "off")
     selection = selection.model_copy(update={"drop_fraction": drop, "correction": correction})
     if correction == "forward":
         log.info("loss correction: forward, with the transition matrix estimated on the validation labels%s",
@@ -160,7 +160,7 @@ def value_samples(config: Config, splits: Splits, *, progress: bool = True) -> V
                noise_probability=1.0 - noise.correct)
     log.info("offline valuation with %s: %d units of %d samples valued", selection.policy, len(units.labels),
              units.n_samples)
-    sample_labels = units.labels if config.task == "classification" else np.zeros(units.n_samples, dtype=np.int64)
+    sample_labels = units.labels if config.task in ONE_LABEL_TASKS else np.zeros(units.n_samples, dtype=np.int64)
     noise_record = {"phase": "offline", "event": "noise-estimate", "rate": noise.rate, "per_class": noise.per_class,
                     "drop_fraction": drop, "how": how}
     return Valuation(policy, units, sample_labels, source_names, _describe(units, config.task, units.labels),
