@@ -79,6 +79,18 @@ def test_the_fisher_diagonal_is_normalised_and_a_grown_head_is_pulled_on_its_old
     penalty = WeightPenalty(trainable_weights(model), 1.0, fisher)
     grow_head(model, [*labels, "music"])
     assert penalty.penalty(model).item() == 0.0  # the new row is free, the old ones unchanged
+    # NER features carry word bookkeeping beside the model's inputs
+    from transformers import AutoModelForTokenClassification
+
+    from autoft.tasks.ner import TokenClassificationAdapter
+    from tests.conftest import NER_SENTENCES
+
+    tags = ["O", "B-LOC", "B-ORG", "B-PER", "I-LOC", "I-PER"]
+    ner = TokenClassificationAdapter(tags, AutoTokenizer.from_pretrained(tiny_model_dir), max_length=32)
+    tagger = AutoModelForTokenClassification.from_pretrained(tiny_model_dir, num_labels=len(tags))
+    features = ner.encode([Example(text.split(), t) for text, t in NER_SENTENCES])
+    fisher = fisher_diagonal(tagger, ner, features, batch_size=2)
+    assert sum(float(f.sum()) for f in fisher.values()) > 0
 
 
 def test_head_growth_keeps_the_old_label_ids(tiny_model_dir):

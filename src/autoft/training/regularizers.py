@@ -40,8 +40,8 @@ def fisher_diagonal(model: torch.nn.Module, adapter: TaskAdapter, features: list
     model.eval()  # no dropout: the gradients of the model as it is
     device = next(model.parameters()).device
     for start in range(0, len(rows), batch_size):
-        chunk = [{k: v for k, v in features[i].items() if k != "index"} for i in rows[start:start + batch_size]]
-        batch = {k: v.to(device) for k, v in adapter.collate(chunk).items()}
+        chunk = [features[i] for i in rows[start:start + batch_size]]
+        batch = {k: v.to(device) for k, v in adapter.collate_indexed(chunk).items() if k != "index"}
         labels = batch.pop("labels")
         losses, units = adapter.per_sample_loss(model(**batch).logits, labels)
         model.zero_grad(set_to_none=True)
