@@ -47,6 +47,14 @@ def test_semeval_files_load_and_bad_markers_name_the_line(tmp_path):
         load_examples(bad, task="relation-extraction")
     with pytest.raises(DataError, match="relation extraction data, but task is 'classification'"):
         load_examples(path, task="classification", fmt="semeval")
+    # Inputs to predict: a SemEval file without relations, or one marked sentence per line.
+    from autoft.data.loading import read_texts
+
+    unlabelled = write_semeval(tmp_path / "test.txt", [("The <e1>fire</e1> caused <e2>smoke</e2>.", "")], False)
+    assert [e.text for e in read_texts(unlabelled, task="relation-extraction")] == [examples[0].text]
+    (tmp_path / "lines.txt").write_text("The <e1>fire</e1> caused <e2>smoke</e2>.\n\nno markers here\n")
+    with pytest.raises(DataError, match=r"lines.txt:3: expected one <e1>"):
+        read_texts(tmp_path / "lines.txt", task="relation-extraction")
 
 
 def test_the_relation_is_read_at_the_two_entity_starts(adapter):

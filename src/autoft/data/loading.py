@@ -387,7 +387,15 @@ def read_texts(path: str | Path | None, *, task: str, text_column: str = "text")
     path = Path(path)
     fmt = SUFFIX_FORMATS.get(path.suffix.lower())
     if fmt is None or (fmt == "conll" and task != "token-classification"):
-        # Plain text: one input per line.
         text = _read_text(path)
-        return [Example(line, None, f"{path}:{n}") for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+        first = next((line for line in text.splitlines() if line.strip()), "")
+        if task == "relation-extraction" and _SEMEVAL_SENTENCE.match(first):  # a SemEval-2010 Task 8 file
+            return load_examples(path, task=task, fmt="semeval", with_labels=False)
+        # Plain text: one input per line.
+        examples = [Example(line, None, f"{path}:{n}") for n, line in enumerate(text.splitlines(), start=1)
+                    if line.strip()]
+        if task == "relation-extraction":
+            for example in examples:
+                check_entity_markers(path, int(example.origin.rpartition(":")[2]), example.text)
+        return examples
     return load_examples(path, task=task, text_column=text_column, fmt=fmt, with_labels=False)
