@@ -28,6 +28,7 @@ from transformers import AutoModelForTokenClassification, DataCollatorForTokenCl
 from autoft.data.loading import ENTITY_MARKERS, Example
 from autoft.selection.state import margins_from_logits
 from autoft.tasks.base import Feature, TaskAdapter
+from autoft.tasks.classification import label_count_scale
 
 IGNORE = -100
 OTHER = "Other"
@@ -90,7 +91,7 @@ class RelationExtractionAdapter(TaskAdapter):
         return model
 
     def training_scale(self) -> float:  # as classification with this many labels
-        return 1.0 + np.log2(max(len(self.labels), 4) / 4) / 6
+        return label_count_scale(len(self.labels))
 
     # --- data ---------------------------------------------------------------------------------
     def encode(self, examples: list[Example], *, with_labels: bool = True) -> list[Feature]:
