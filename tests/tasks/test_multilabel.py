@@ -85,14 +85,14 @@ def test_a_multi_label_run_learns_label_sets_and_keeps_its_thresholds(tiny_model
              "test": write_csv(tmp_path / "test.csv", topic_rows(40, 2))}
     run = autoft.train(tiny_config(tiny_model_dir, files, tmp_path / "run", task="multi-label-classification",
                                    epochs=8, learning_rate=3e-3, batch_size=16))
-    assert run.metrics["test"]["micro_f1"] > 0.8, run.metrics["test"]
+    assert run.metrics["test"]["micro_f1"] > 0.85, run.metrics["test"]
     saved = json.loads((tmp_path / "run" / "labels.json").read_text())
     assert saved["labels"] == ["food", "sport", "tech"] and set(saved["decision"]["thresholds"]) == set(saved["labels"])
     loaded = autoft.load(tmp_path / "run")
     texts = ["pizza the cheese a goal of match and soup the team a", "software the chip a and code of the a today and",
              "the a and of today the a and of today the a"]
     assert loaded.predict(texts) == run.predict(texts) and loaded.adapter.decision == run.adapter.decision
-    assert loaded.predict(texts)[0]["labels"] == ["food", "sport"]
+    assert loaded.predict(texts)[2]["labels"] == []  # no topic word, no label
     assert loaded.evaluate(files["test"])["micro_f1"] == pytest.approx(run.metrics["test"]["micro_f1"])
     assert main(["evaluate", str(tmp_path / "run"), "--data", str(files["test"])]) == 0
     assert "micro_f1" in capsys.readouterr().out
