@@ -25,7 +25,8 @@ Methods, each from the same first run (plain fine-tuning on experience 1, every 
   classification), each replayed sample weighted to stand for the old data (``continual.replay_weight: auto``);
 - ``value-replay``: the same budget and weights, the old samples the parent holds most firmly
   (``replay_by: value``);
-- ``default``: value replay and distillation together — every ``continual`` setting at its default;
+- ``default``: every ``continual`` setting at its default: value replay, and distillation when an update
+  brings new labels (``distill: auto``: on the class-incremental stream, not on the domain one);
 - ``lora-per-task``: from a first run with ``training.peft: lora`` on experience 1, a new adapter per update on
   the frozen, folded earlier ones (no replay, no distillation);
 - ``joint``: one run on all experiences' training data at once (the upper bound), scored at the end.
@@ -60,7 +61,7 @@ METHODS = ("naive", "ewc", "lwf", "random-replay", "value-replay", "default", "l
 SETTINGS = {  # continual.* per method; the rest at its default
     "naive": ["continual.replay_budget=0", "continual.distill=0"],
     "ewc": ["continual.replay_budget=0", "continual.distill=0", "continual.method=ewc"],
-    "lwf": ["continual.replay_budget=0"],
+    "lwf": ["continual.replay_budget=0", "continual.distill=1"],
     "random-replay": ["continual.replay_by=random", "continual.distill=0"],
     "value-replay": ["continual.replay_by=value", "continual.distill=0"],
     "default": [],

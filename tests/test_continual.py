@@ -214,6 +214,7 @@ def test_update_of_a_lora_run_continues_its_adapter(tiny_model_dir, classificati
     new = write_csv(tmp_path / "new.csv", synthetic_rows(30, 9))
     result = update(tmp_path / "parent", new, output=tmp_path / "child")
     assert result.run.is_peft and (tmp_path / "child" / "model" / "adapter_config.json").exists()
+    assert result.record["distill"] == 0.0  # distill auto: no new label, no distillation
     loaded = autoft.load(tmp_path / "child")
     assert loaded.predict(["pizza cheese soup"]) == result.run.predict(["pizza cheese soup"])
     assert sorted(TOPICS) == loaded.labels
@@ -295,6 +296,7 @@ def test_lora_per_task_stacks_an_adapter_per_update_and_grows_the_head(tiny_mode
     result = update(tmp_path / "parent", new, output=tmp_path / "child", overrides=method)
     child = result.run
     assert child.labels == [*sorted(TOPICS), "music"] and child.is_peft
+    assert result.record["distill"] == 1.0  # distill auto: a new label competes with the old ones
     stack = json.loads((tmp_path / "child" / "model" / STACK).read_text())["adapters"]
     assert stack == [{"folder": "stack/0", "labels": sorted(TOPICS)}]
     assert (tmp_path / "child" / "model" / "stack" / "0" / "adapter_model.safetensors").exists()

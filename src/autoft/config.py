@@ -278,8 +278,15 @@ class ContinualConfig(_Strict):
     def _weight(cls, value: Any) -> Any:
         return _auto_or_positive(value, float, minimum=1.0, inclusive=True)
 
-    distill: float = Field(1.0, ge=0.0, description="strength of the pull toward the parent's predictions on its "
-                           "own labels, on every training batch (learning without forgetting); 0: off")
+    @field_validator("distill", mode="before")
+    @classmethod
+    def _distill(cls, value: Any) -> Any:
+        return _auto_or_positive(value, float, minimum=0.0, inclusive=True)
+
+    distill: Annotated[float, Field(ge=0.0)] | Auto = Field(
+        AUTO, description="strength of the pull toward the parent's predictions on its own labels, on every training "
+        "batch (learning without forgetting); auto: 1 when the update brings labels the parent does not know, else "
+        "0; 0: off")
     penalty: float = Field(1.0, ge=0.0, description="ewc / l2: strength of the pull toward the parent's weights")
     gate: float | None = Field(
         0.01, ge=0.0, description="promotion gate: the update becomes the lineage's latest only when it is not "

@@ -327,8 +327,11 @@ def update(parent_dir: str | Path, data: str | Path | list[str | Path], *, valid
                 fisher = fisher_diagonal(model, parent.adapter, parent.adapter.encode(anchor),
                                          seed=config.training.seed)
             callbacks.append(WeightPenalty(trainable_weights(model), continual.penalty, fisher))
-        if continual.distill > 0:
-            callbacks.append(Distillation(parent.model, continual.distill))
+        # Distillation protects the old labels' scores when new labels compete with them; with the label set
+        # unchanged the replay covers the old labels, and it would only slow learning the new data.
+        distill = (1.0 if added else 0.0) if continual.distill == AUTO else continual.distill
+        if distill > 0:
+            callbacks.append(Distillation(parent.model, distill))
         if stacked:
             callbacks.append(_AdapterStack(parent_path / "model", parent.labels))
 
@@ -367,7 +370,7 @@ def update(parent_dir: str | Path, data: str | Path | list[str | Path], *, valid
                        "by": continual.replay_by, "how": how,
                        "weight": (len(old_train) / len(replayed) if continual.replay_weight == AUTO
                                   else continual.replay_weight) if replayed else None},
-            "distill": continual.distill,
+            "distill": distill,
             "validation": run.metrics.get("validation"), "test": run.metrics.get("test"),
         })
         write_json(output / RECORD, record)
