@@ -47,6 +47,20 @@ def test_semeval_files_load_and_bad_markers_name_the_line(tmp_path):
         load_examples(bad, task="relation-extraction")
     with pytest.raises(DataError, match="relation extraction data, but task is 'classification'"):
         load_examples(path, task="classification", fmt="semeval")
+    # A table may give character offsets (span columns) instead of inline markers.
+    import json
+
+    table = tmp_path / "spans.jsonl"
+    table.write_text(json.dumps({"text": "The fire caused smoke.", "label": "Cause-Effect(e1,e2)", "e1_start": 4,
+                                 "e1_end": 8, "e2_start": 16, "e2_end": 21}) + "\n" +
+                     json.dumps({"text": "smoke after fire", "label": "Cause-Effect(e2,e1)", "e1_start": 0,
+                                 "e1_end": 5, "e2_start": 12, "e2_end": 16}) + "\n")
+    assert [e.text for e in load_examples(table, task="relation-extraction")] == [
+        "The <e1>fire</e1> caused <e2>smoke</e2>.", "<e1>smoke</e1> after <e2>fire</e2>"]
+    table.write_text(json.dumps({"text": "The fire", "label": "Other", "e1_start": 4, "e1_end": 8, "e2_start": 6,
+                                 "e2_end": 8}) + "\n")
+    with pytest.raises(DataError, match=r"spans.jsonl:1: entity spans 4-8 and 6-8 must .* not overlap"):
+        load_examples(table, task="relation-extraction")
     # Inputs to predict: a SemEval file without relations, or one marked sentence per line.
     from autoft.data.loading import read_texts
 

@@ -287,6 +287,8 @@ def _table_example(path: Path, line: int, row: dict, task: str, text_column: str
         return _token_row(path, line, row, text_column, label_column, source)
     text = _check_text(path, line, row[text_column], text_column)
     if task == "relation-extraction":
+        if all(c in row for c in SPAN_COLUMNS):
+            text = _mark_entities(path, line, text, [row[c] for c in SPAN_COLUMNS])
         check_entity_markers(path, line, text)
     label: str | list[str] | None = None
     if label_column is not None and task == "multi-label-classification":
@@ -311,6 +313,29 @@ def check_entity_markers(path: Path, line: int, text: str) -> None:
                             f"<e1>...</e1> and <e2>...</e2>), found {text.count(marker)}")
     if not text.index("<e1>") < text.index("</e1>") or not text.index("<e2>") < text.index("</e2>"):
         raise DataError(f"{path}:{line}: an entity's closing marker comes before its opening one")
+
+
+SPAN_COLUMNS = ("e1_start", "e1_end", "e2_start", "e2_end")
+"""Relation extraction from a table: character offsets of the two entities (end exclusive), instead of inline
+markers."""
+
+
+def _mark_entities(path: Path, line: int, text: str, values: list[object]) -> str:
+    """``text`` with ``<e1>…</e1>`` and ``<e2>…</e2>`` inserted at the span columns' character offsets."""
+    try:
+        if any(isinstance(v, bool) or (isinstance(v, float) and not v.is_integer()) for v in values):
+            raise ValueError
+        e1s, e1e, e2s, e2e = (int(v) for v in values)
+    except (TypeError, ValueError):
+        raise DataError(f"{path}:{line}: columns {', '.join(SPAN_COLUMNS)} must be integer character offsets, "
+                        f"got {values}") from None
+    spans = sorted([(e1s, e1e, "e1"), (e2s, e2e, "e2")])
+    if any(not 0 <= start < end <= len(text) for start, end, _ in spans) or spans[0][1] > spans[1][0]:
+        raise DataError(f"{path}:{line}: entity spans {e1s}-{e1e} and {e2s}-{e2e} must be non-empty, within the "
+                        f"text ({len(text)} characters) and not overlap")
+    for start, end, name in reversed(spans):  # the later span first, so the earlier offsets stay right
+        text = f"{text[:start]}<{name}>{text[start:end]}</{name}>{text[end:]}"
+    return text
 
 
 def _read_semeval(path: Path, source: str, with_labels: bool, bad: BadRows) -> list[Example]:
