@@ -310,6 +310,8 @@ def update(parent_dir: str | Path, data: str | Path | list[str | Path], *, valid
                 (" in each class, in proportion to its size" if by_class else "") + \
                 f", none of the {int(flagged.sum())} an agent of the lineage flagged"
         replayed = [old_train[i] for i in chosen]
+        weight = None if not replayed else (len(old_train) / len(replayed) if continual.replay_weight == AUTO
+                                            else continual.replay_weight)
         log.info("replay: %d of the lineage's %d old training samples (%s)", len(replayed), len(old_train), how)
 
         if stacked:  # the parent's adapters fold into the base, frozen; train() puts a new adapter on top
@@ -343,8 +345,6 @@ def update(parent_dir: str | Path, data: str | Path | list[str | Path], *, valid
                 replay_file = write_examples(Path(staging) / "replay", replayed, text_column=d.text_column,
                                              label_column=d.label_column)
                 train_files.append(str(replay_file))
-                weight = (len(old_train) / len(replayed) if continual.replay_weight == AUTO
-                          else continual.replay_weight)
                 callbacks.append(_replay_weights(str(replay_file), weight))
                 log.info("replayed samples weigh %.3g each in the loss (continual.replay_weight %s)", weight,
                          continual.replay_weight)
@@ -368,8 +368,7 @@ def update(parent_dir: str | Path, data: str | Path | list[str | Path], *, valid
             "method": continual.method, "new_labels": added,
             "replay": {"samples": len(replayed), "of": len(old_train), "budget": continual.replay_budget,
                        "by": continual.replay_by, "how": how,
-                       "weight": (len(old_train) / len(replayed) if continual.replay_weight == AUTO
-                                  else continual.replay_weight) if replayed else None},
+                       "weight": weight},
             "distill": distill,
             "validation": run.metrics.get("validation"), "test": run.metrics.get("test"),
         })
