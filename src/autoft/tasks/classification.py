@@ -41,10 +41,14 @@ class ClassificationAdapter(TaskAdapter):
         for i, example in enumerate(examples):
             feature = {k: encoded[k][i] for k in keys}
             if with_labels:
-                feature["labels"] = self.label2id[example.label]
+                feature["labels"] = self.target(example)
             feature["index"] = i
             features.append(feature)
         return features
+
+    def target(self, example: Example) -> Any:
+        """What ``labels`` holds for a labelled example: its class id."""
+        return self.label2id[example.label]
 
     def relabel(self, feature: Feature, label: int) -> Feature:
         return {**feature, "labels": int(label)}
