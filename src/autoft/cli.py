@@ -97,7 +97,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     run = Run.load(args.run_dir)
     text_column = args.text_column or run.config.data.text_column
-    examples = read_texts(args.input, task=run.task, text_column=text_column)
+    examples = read_texts(args.input, task=run.task, text_column=text_column, columns=run.config.data.columns)
     predictions = run.predict(examples, progress=not args.no_progress and args.output is not None)
     lines = "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions)
     if args.output:

@@ -12,14 +12,19 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from autoft.errors import ConfigError
 
-TaskName = Literal["classification", "multi-label-classification", "relation-extraction", "token-classification"]
+TaskName = Literal["classification", "multi-label-classification", "relation-extraction", "token-classification",
+                   "question-answering"]
 ONE_LABEL_TASKS = frozenset({"classification", "relation-extraction"})
 """Tasks with one label per text: stratified splits, per-class replay, the agent's per-sample units."""
-DataFormat = Literal["auto", "csv", "tsv", "jsonl", "parquet", "conll", "semeval"]
+TEXT_TARGET_TASKS = frozenset({"question-answering"})
+"""Tasks whose targets are texts (an answer span, a response), not names from a label set."""
+TASK_COLUMNS = {"question-answering": ("context", "question", "answers", "answer", "answer_start")}
+"""The column roles of tasks that read more than a text and a label; ``data.columns`` renames them."""
+DataFormat = Literal["auto", "csv", "tsv", "jsonl", "parquet", "conll", "semeval", "squad"]
 Auto = Literal["auto"]
 AUTO = "auto"
 
@@ -41,6 +46,9 @@ class DataConfig(_Strict):
     label_column: str = "label"
     label_delimiter: str = Field("|", min_length=1, description="multi-label-classification: what separates a row's "
                                  "labels in a text cell (a JSON list needs none); an empty cell is a text no label fits")
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="column names of a task's roles where they differ from the role's name: "
+        "question-answering reads context, question and answers (or answer and answer_start)")
     format: DataFormat = "auto"
     validation_fraction: float = Field(0.1, gt=0.0, lt=1.0)
     on_bad_rows: Literal["error", "skip"] = Field(
@@ -108,7 +116,9 @@ class TrainingConfig(_Strict):
     batch_size: Annotated[int, Field(gt=0)] | Auto = Field(
         AUTO, description="auto: 32 on CPU; on a GPU the largest of 32..128 that fits in memory")
     eval_batch_size: int = Field(64, gt=0)
-    max_length: int = Field(128, ge=8)
+    max_length: Annotated[int, Field(ge=8)] | Auto = Field(
+        AUTO, description="tokens per input (longer ones are cut); auto: the task's default, 128 (question "
+        "answering: 384, longer contexts read in overlapping windows)")
     seed: int = 0
     early_stopping_patience: Annotated[int, Field(ge=1)] | Auto | None = Field(
         AUTO, description="epochs without improvement; auto: 2, or 3 when more than 12 epochs are planned; null = off")
@@ -136,7 +146,7 @@ class TrainingConfig(_Strict):
     def _peft_shorthand(cls, value: Any) -> Any:
         return {"method": value} if isinstance(value, str) else value
 
-    @field_validator("epochs", "batch_size", mode="before")
+    @field_validator("epochs", "batch_size", "max_length", mode="before")
     @classmethod
     def _count(cls, value: Any) -> Any:
         return _auto_or_positive(value, int)
@@ -304,6 +314,15 @@ class Config(_Strict):
     selection: SelectionConfig = SelectionConfig()
     continual: ContinualConfig = ContinualConfig()
     output_dir: str = "runs/autoft"
+
+    @model_validator(mode="after")
+    def _known_columns(self) -> Config:
+        roles = TASK_COLUMNS.get(self.task, ())
+        unknown = [role for role in self.data.columns if role not in roles]
+        if unknown:
+            known = f"known for {self.task}: {', '.join(roles)}" if roles else f"{self.task} reads text_column and label_column"
+            raise ValueError(f"data.columns: unknown role {unknown[0]!r} ({known})")
+        return self
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

@@ -29,7 +29,7 @@ import yaml
 from accelerate import PartialState
 from accelerate.utils import set_seed
 
-from autoft.config import ONE_LABEL_TASKS, Config, as_config, parse_config
+from autoft.config import ONE_LABEL_TASKS, TEXT_TARGET_TASKS, Config, as_config, parse_config
 from autoft.data.corrected import corrected_name, line_of, write_corrected
 from autoft.data.loading import Example, detect_format
 from autoft.data.splits import Splits, check_known_labels, load_splits, read_file, split_validation
@@ -88,7 +88,7 @@ class Run:
         if parameter_efficient.is_adapter(path / "model"):  # the adapter on the base model it was trained from
             with quiet_transformers():
                 first = parameter_efficient.stack_labels(path / "model") or labels  # an adapter stack's first
-                base = adapter.prepare_model(load_model(config.model, adapter_class.auto_model_class(), first,
+                base = adapter.prepare_model(load_model(config.model, adapter_class.auto_model_class(), first or None,
                                                         **adapter_class.model_options))
                 model = parameter_efficient.load(base, path / "model", labels=labels, trainable=trainable)
         else:
@@ -138,7 +138,8 @@ class Run:
             examples = read_file(data, self.config.data, task=self.task, fmt="auto")
         else:
             examples = list(data)
-        check_known_labels(examples, set(self.labels), "evaluation")
+        if self.task not in TEXT_TARGET_TASKS:
+            check_known_labels(examples, set(self.labels), "evaluation")
         features = self.adapter.encode(examples)
         return evaluate(self.model, self.adapter, examples, features,
                         batch_size=self.config.training.eval_batch_size, progress=progress)
@@ -208,7 +209,7 @@ def train(
     adapter = adapter_class(splits.labels, tokenizer, max_length=config.training.max_length)
     set_seed(config.training.seed)  # the new task head is initialised from the seed too
     if model is None:
-        model = adapter.prepare_model(load_model(config.model, adapter_class.auto_model_class(), splits.labels,
+        model = adapter.prepare_model(load_model(config.model, adapter_class.auto_model_class(), splits.labels or None,
                                                  **adapter_class.model_options))
         bias = adapter.initial_bias(splits.train)
         if bias is not None:
@@ -260,6 +261,14 @@ def train(
     callbacks += [c if isinstance(c, TrainerCallback) else c(splits) for c in extra]
     callback = callbacks[0] if len(callbacks) == 1 else CallbackList(callbacks) if callbacks else None
 
+    # Before: a task whose targets are texts is scored on the test set before fine-tuning (the model's zero-shot).
+    zero_shot = None
+    if config.task in TEXT_TARGET_TASKS and splits.test is not None:
+        zero_shot = evaluate(model, adapter, splits.test, adapter.encode(splits.test),
+                             batch_size=config.training.eval_batch_size, progress=config.training.progress,
+                             description="zero-shot")
+        log.info("zero-shot test %s (before fine-tuning): %.4f", adapter.primary_metric, zero_shot[adapter.primary_metric])
+
     # Fine-tune, then score the best weights on validation and test.
     train_features = adapter.encode(splits.train)
     validation_features = adapter.encode(validation)
@@ -300,6 +309,7 @@ def train(
         "epochs": [vars(r) for r in result.history],
         "validation": result.best_validation,
         "test": test_metrics,
+        "zero_shot": zero_shot,
         "training": config.training.model_dump(mode="json"),
         "auto": result.plan["choices"],
         "noise": ({"rate": valuation.noise.rate, "per_class": valuation.noise.per_class,

@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autoft.data.example import Example
+from autoft.data.qa import is_squad, qa_row, read_squad
 from autoft.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -38,17 +40,6 @@ SUFFIX_FORMATS = {
     ".iob": "conll",
     ".txt": "conll",
 }
-
-
-@dataclass(frozen=True)
-class Example:
-    """One sample. Classification: ``text`` is a string, ``label`` a class name. Token classification:
-    ``text`` is a list of words and ``label`` the list of their BIO tags. ``origin`` is ``file:line``."""
-
-    text: str | list[str]
-    label: str | list[str] | None
-    origin: str = ""
-    source: str = field(default="", compare=False)
 
 
 @dataclass
@@ -80,6 +71,8 @@ def detect_format(path: Path, declared: str = "auto", task: str | None = None) -
         return declared
     if task == "relation-extraction" and path.suffix.lower() == ".txt":
         return "semeval"
+    if task == "question-answering" and path.suffix.lower() == ".json":
+        return "squad"
     fmt = SUFFIX_FORMATS.get(path.suffix.lower())
     if fmt is None:
         known = ", ".join(sorted(SUFFIX_FORMATS))
@@ -240,11 +233,13 @@ def load_examples(
     source: str | None = None,
     bad_rows: BadRows | None = None,
     label_delimiter: str = "|",
+    columns: dict[str, str] | None = None,
 ) -> list[Example]:
     """Read one data file. Raises :class:`DataError` naming ``file:line`` on any problem; with ``bad_rows``
     in ``skip`` mode, broken rows are left out and recorded there instead (up to its ``max_share``).
     ``multi-label-classification``: a row's labels are a JSON list, or a text cell split on ``label_delimiter``;
-    ``Example.label`` is then the sorted list of distinct labels (empty: none fits)."""
+    ``Example.label`` is then the sorted list of distinct labels (empty: none fits). ``question-answering``
+    reads SQuAD JSON or a table (:mod:`autoft.data.qa`); ``columns`` renames the columns a task's roles read."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: file not found")
@@ -254,7 +249,14 @@ def load_examples(
     source = path.stem if source is None else source
     bad = bad_rows or BadRows()
     first_skipped = len(bad.skipped)
-    if fmt == "semeval":
+    text = _read_text(path) if fmt == "squad" else ""
+    if fmt == "squad" and not is_squad(text):
+        fmt = "jsonl"  # JSON lines under a .json name
+    if fmt == "squad":
+        if task != "question-answering":
+            raise DataError(f"{path}: SQuAD files hold question answering data, but task is {task!r}")
+        examples = read_squad(path, text, source=source, with_labels=with_labels, bad=bad)
+    elif fmt == "semeval":
         if task != "relation-extraction":
             raise DataError(f"{path}: SemEval-2010 Task 8 files hold relation extraction data, but task is {task!r}")
         examples = _read_semeval(path, source, with_labels, bad)
@@ -263,14 +265,18 @@ def load_examples(
             raise DataError(f"{path}: CoNLL files hold token classification data, but task is {task!r}")
         examples = _read_conll(path, source, with_labels, bad)
     else:
-        columns = [text_column] + ([label_column] if with_labels else [])
+        required = [text_column] + ([label_column] if with_labels else [])
         examples = []
         for line, row in _table_rows(path, fmt):
             try:
                 if isinstance(row, DataError):
                     raise row
+                if task == "question-answering":
+                    examples.append(qa_row(path, line, row, columns=columns or {}, with_labels=with_labels,
+                                           source=source))
+                    continue
                 examples.append(_table_example(path, line, row, task, text_column,
-                                               label_column if with_labels else None, columns, source,
+                                               label_column if with_labels else None, required, source,
                                                label_delimiter))
             except DataError as error:
                 bad.reject(error)
@@ -402,10 +408,28 @@ def _token_row(path: Path, line: int, row: dict, text_column: str, label_column:
     return Example(list(tokens), tags, f"{path}:{line}", source)
 
 
-def read_texts(path: str | Path | None, *, task: str, text_column: str = "text") -> list[Example]:
-    """Unlabelled input for prediction: a table file, CoNLL tokens, plain text (one per line) or stdin."""
+def read_texts(path: str | Path | None, *, task: str, text_column: str = "text",
+               columns: dict[str, str] | None = None) -> list[Example]:
+    """Unlabelled input for prediction: a table file, CoNLL tokens, plain text (one per line) or stdin.
+    Question answering reads JSON lines of context and question (stdin too), a table or a SQuAD file."""
     import sys
 
+    if task == "question-answering":
+        if path is None or str(path) == "-":
+            rows = []
+            for number, line in enumerate(sys.stdin.read().splitlines(), start=1):
+                if line.strip():
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError as error:
+                        raise DataError(f"<stdin>:{number}: invalid JSON: {error.msg} (question answering reads "
+                                        f'JSON lines: {{"context": ..., "question": ...}})') from None
+                    if not isinstance(row, dict):
+                        raise DataError(f"<stdin>:{number}: expected a JSON object with context and question")
+                    rows.append(qa_row(Path("<stdin>"), number, row, columns=columns or {}, with_labels=False,
+                                       source="stdin"))
+            return rows
+        return load_examples(path, task=task, with_labels=False, columns=columns)
     if path is None or str(path) == "-":
         lines = sys.stdin.read().splitlines()
         return [Example(line, None, f"<stdin>:{n}") for n, line in enumerate(lines, start=1) if line.strip()]

@@ -7,12 +7,15 @@ materialised as ordinary autoft data files with the split conventions of that fo
 - ``sgd_acts`` (multi-label): each USER turn of Schema-Guided Dialogue → the set of dialogue acts its frames
   annotate (INFORM, REQUEST, AFFIRM, ... — 11 acts, a third of the turns carry two or more); the README's
   file split (``dialogues_001``–``012`` train, ``013``–``014`` validation, ``016``–``020`` test).
+- ``xquad`` (extractive question answering): XQuAD English, articles 0–35 in file order train (925 questions),
+  36–39 validation (88), 40–47 test (177).
 
 Benchmarks and integration tests use these; nothing is copied into the project.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +25,8 @@ from autoft.data.writing import write_examples
 from autoft.errors import DataError
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[3].parent / "shared" / "data"
-NAMES = ("tweeteval_emotion", "banking77", "btc_ner", "sgd_acts")
+NAMES = ("tweeteval_emotion", "banking77", "btc_ner", "sgd_acts", "xquad")
+XQUAD_ARTICLES = {"train": range(0, 36), "validation": range(36, 40), "test": range(40, 48)}
 SGD_FILES = {"train": range(1, 13), "validation": range(13, 15), "test": range(16, 21)}
 
 
@@ -74,7 +78,6 @@ def _btc(root: Path, seed: int = 0, train_sections: str = "abefg", test_sections
 
 def _sgd_acts(root: Path) -> dict[str, list[Example]]:
     import gzip
-    import json
 
     folder = root / "sgd_dialogue"
     splits: dict[str, list[Example]] = {}
@@ -94,6 +97,17 @@ def _sgd_acts(root: Path) -> dict[str, list[Example]]:
     return splits
 
 
+def _xquad(root: Path) -> dict[str, list[Example]]:
+    path = root / "xquad" / "xquad.en.json"
+    examples = load_examples(path, task="question-answering")
+    article_of, article = [], -1  # each question's article: the questions come in file order
+    for paragraphs in json.loads(path.read_text(encoding="utf-8"))["data"]:
+        article += 1
+        article_of += [article] * sum(len(p["qas"]) for p in paragraphs["paragraphs"])
+    return {split: [e for e, a in zip(examples, article_of) if a in articles]
+            for split, articles in XQUAD_ARTICLES.items()}
+
+
 def load_public(name: str, root: str | Path | None = None) -> dict[str, list[Example]]:
     """Splits (train / validation / test) of a named shared set."""
     root = shared_root(root)
@@ -105,11 +119,14 @@ def load_public(name: str, root: str | Path | None = None) -> dict[str, list[Exa
         return _btc(root)
     if name == "sgd_acts":
         return _sgd_acts(root)
+    if name == "xquad":
+        return _xquad(root)
     raise DataError(f"unknown shared data set {name!r}; known: {', '.join(NAMES)}")
 
 
 def task_of(name: str) -> str:
-    return {"btc_ner": "token-classification", "sgd_acts": "multi-label-classification"}.get(name, "classification")
+    return {"btc_ner": "token-classification", "sgd_acts": "multi-label-classification",
+            "xquad": "question-answering"}.get(name, "classification")
 
 
 def materialise(name: str, folder: str | Path, *, root: str | Path | None = None,

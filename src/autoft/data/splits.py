@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autoft.config import ONE_LABEL_TASKS, DataConfig
+from autoft.config import ONE_LABEL_TASKS, TEXT_TARGET_TASKS, DataConfig
 from autoft.data.loading import BadRows, Example, load_examples, read_texts
 from autoft.errors import DataError
 
@@ -72,7 +72,7 @@ def read_file(path: str | Path, data: DataConfig, *, task: str, fmt: str | None 
     """One labelled data file read with ``data``'s columns, format (or ``fmt``) and label delimiter."""
     return load_examples(path, task=task, text_column=data.text_column, label_column=data.label_column,
                          fmt=data.format if fmt is None else fmt, source=source, bad_rows=bad_rows,
-                         label_delimiter=data.label_delimiter)
+                         label_delimiter=data.label_delimiter, columns=data.columns)
 
 
 def load_splits(data: DataConfig, *, task: str, seed: int, known: list[str] | None = None) -> Splits:
@@ -105,6 +105,10 @@ def load_splits(data: DataConfig, *, task: str, seed: int, known: list[str] | No
         unlabeled = read_texts(data.unlabeled, task=task, text_column=data.text_column)  # a table, or a text a line
         log.info("%d unlabelled texts from %s", len(unlabeled), data.unlabeled)
 
+    if bad.skipped:
+        log.warning("%d broken rows skipped (data.on_bad_rows: skip)", len(bad.skipped))
+    if task in TEXT_TARGET_TASKS:  # targets are texts: no label set to fix
+        return Splits(train, validation, test, [], bad.skipped, validation_from_train=not data.validation)
     values: set[str] = set(known or [])
     for example in train:
         values.update(_label_values(example))
@@ -113,7 +117,5 @@ def load_splits(data: DataConfig, *, task: str, seed: int, known: list[str] | No
     check_known_labels(validation, values, "validation")
     if test is not None:
         check_known_labels(test, values, "test")
-    if bad.skipped:
-        log.warning("%d broken rows skipped (data.on_bad_rows: skip)", len(bad.skipped))
     return Splits(train, validation, test, sorted_labels(values), bad.skipped, validation_from_train=not data.validation,
                   unlabeled=unlabeled)

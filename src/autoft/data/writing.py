@@ -1,5 +1,5 @@
 """Write examples back to disk in a format ``load_examples`` reads: CSV for texts, CoNLL for token lists,
-JSONL for texts with label sets (multi-label)."""
+JSONL for texts with label sets (multi-label) and for questions with their contexts and answers."""
 
 from __future__ import annotations
 
@@ -17,6 +17,12 @@ def write_examples(path: Path, examples: list[Example], *, text_column: str = "t
     text) for label sets. Returns the path written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if examples and examples[0].query is not None:  # question answering: context, question, answers
+        path = path.with_suffix(".jsonl")
+        path.write_text("".join(json.dumps({"context": e.text, "question": e.query, "answers": [
+            {"text": a["text"], "answer_start": a["start"]} for a in e.label or []]}, ensure_ascii=False) + "\n"
+            for e in examples), encoding="utf-8")
+        return path
     if examples and isinstance(examples[0].text, list):
         path = path.with_suffix(".conll")
         lines = []

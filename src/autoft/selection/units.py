@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from autoft.config import ONE_LABEL_TASKS, Config
+from autoft.config import AUTO, ONE_LABEL_TASKS, Config
 from autoft.data.loading import Example
 from autoft.data.splits import Splits
 from autoft.errors import ConfigError
@@ -67,10 +67,18 @@ class Units:
         return np.asarray(sample_mask, dtype=bool)[self.owner]
 
 
+def _max_length(config: Config) -> int:
+    """The tokens per input the model trains on: the config's, or its task's default."""
+    from autoft.tasks.registry import get_adapter_class
+
+    length = config.training.max_length
+    return get_adapter_class(config.task).default_max_length if length == AUTO else length
+
+
 def _classification_units(config: Config, splits: Splits, sources: np.ndarray, progress: bool) -> Units:
     index = {label: i for i, label in enumerate(splits.labels)}
     embeddings = embed_examples(config.model, splits.train + splits.validation,
-                                max_length=config.training.max_length, progress=progress)  # one encoder pass
+                                max_length=_max_length(config), progress=progress)  # one encoder pass
     n = len(splits.train)
     return Units(embeddings[:n], np.array([index[e.label] for e in splits.train], dtype=np.int64), embeddings[n:],
                  np.array([index[e.label] for e in splits.validation], dtype=np.int64), list(splits.labels),
@@ -94,7 +102,7 @@ def _entity_units(config: Config, splits: Splits, sources: np.ndarray, progress:
     types = sorted({label.partition("-")[2] for label in splits.labels if label[:2] in ("B-", "I-")})
     if len(types) < 2:
         raise ConfigError(f"selection.policy: valuing NER sentences needs >= 2 entity types, found {types}")
-    vectors = embed_words(config.model, splits.train + splits.validation, max_length=config.training.max_length,
+    vectors = embed_words(config.model, splits.train + splits.validation, max_length=_max_length(config),
                           progress=progress)
     spans: list[list[tuple[np.ndarray, int, int, str]]] = [[], []]  # train, validation
     for part, (offset, examples) in enumerate(((0, splits.train), (len(splits.train), splits.validation))):

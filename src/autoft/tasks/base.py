@@ -27,14 +27,16 @@ class TaskAdapter(ABC):
 
     model_options: ClassVar[dict[str, Any]] = {}
     """Extra ``from_pretrained`` arguments of this task's model (e.g. the head's ``problem_type``)."""
+    default_max_length: ClassVar[int] = 128
+    """``training.max_length: auto``: tokens per input (question answering reads long contexts)."""
 
-    def __init__(self, labels: list[str], tokenizer: Any, *, max_length: int) -> None:
+    def __init__(self, labels: list[str], tokenizer: Any, *, max_length: int | str = "auto") -> None:
         self.decision: dict[str, Any] = {}
         """Decision settings tuned after training (:meth:`tune_decision`), kept in the run's ``labels.json``."""
         self.labels = list(labels)
         self.label2id = {label: i for i, label in enumerate(self.labels)}
         self.tokenizer = tokenizer
-        self.max_length = max_length
+        self.max_length = self.default_max_length if max_length == "auto" else int(max_length)
 
     # --- model --------------------------------------------------------------------------------
     @staticmethod
@@ -78,6 +80,11 @@ class TaskAdapter(ABC):
     model_keys: ClassVar[frozenset[str]] = frozenset({"input_ids", "attention_mask", "token_type_ids", "labels"})
 
     # --- training -----------------------------------------------------------------------------
+    def forward(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Run ``model`` on a collated batch (without labels) and return what the loss and the probabilities
+        read: the model's ``logits`` (question answering: start and end logits, stacked)."""
+        return model(**batch).logits
+
     @abstractmethod
     def per_sample_loss(self, logits: torch.Tensor, labels: torch.Tensor, transition: torch.Tensor | None = None
                         ) -> tuple[torch.Tensor, torch.Tensor]:

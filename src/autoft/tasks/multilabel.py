@@ -28,7 +28,7 @@ class MultiLabelAdapter(ClassificationAdapter):
     peft_task_type = "SEQ_CLS"
     model_options: ClassVar[dict[str, Any]] = {"problem_type": "multi_label_classification"}
 
-    def __init__(self, labels: list[str], tokenizer: Any, *, max_length: int) -> None:
+    def __init__(self, labels: list[str], tokenizer: Any, *, max_length: int | str = "auto") -> None:
         super().__init__(labels, tokenizer, max_length=max_length)
         self.decision = {"thresholds": {label: 0.5 for label in self.labels}}
 

@@ -28,7 +28,7 @@ class TokenClassificationAdapter(TaskAdapter):
     name = "token-classification"
     primary_metric = "f1"
 
-    def __init__(self, labels: list[str], tokenizer: Any, *, max_length: int) -> None:
+    def __init__(self, labels: list[str], tokenizer: Any, *, max_length: int | str = "auto") -> None:
         super().__init__(labels, tokenizer, max_length=max_length)
         self._outside = self.label2id.get("O", 0)
 

@@ -6,6 +6,7 @@ from autoft.tasks.base import TaskAdapter
 from autoft.tasks.classification import ClassificationAdapter
 from autoft.tasks.multilabel import MultiLabelAdapter
 from autoft.tasks.ner import TokenClassificationAdapter
+from autoft.tasks.qa import QuestionAnsweringAdapter
 from autoft.tasks.relation import RelationExtractionAdapter
 
 TASKS: dict[str, type[TaskAdapter]] = {}
@@ -25,5 +26,6 @@ def get_adapter_class(name: str) -> type[TaskAdapter]:
 
 register_task(ClassificationAdapter)
 register_task(MultiLabelAdapter)
+register_task(QuestionAnsweringAdapter)
 register_task(RelationExtractionAdapter)
 register_task(TokenClassificationAdapter)

@@ -73,7 +73,7 @@ class RelationExtractionAdapter(TaskAdapter):
 
     peft_task_type = "TOKEN_CLS"
 
-    def __init__(self, labels: list[str], tokenizer: Any, *, max_length: int) -> None:
+    def __init__(self, labels: list[str], tokenizer: Any, *, max_length: int | str = "auto") -> None:
         super().__init__(labels, tokenizer, max_length=max_length)
         missing = [m for m in ENTITY_MARKERS if m not in tokenizer.get_vocab()]
         if missing:  # a run's saved tokenizer has them already

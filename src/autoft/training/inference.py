@@ -36,7 +36,7 @@ def predict_probabilities(
         index = batch.pop("index")
         labels = batch.pop("labels", None)
         batch = {k: v.to(device) for k, v in batch.items()}
-        logits = model(**batch).logits
+        logits = adapter.forward(model, batch)
         if labels is not None:
             labels = labels.to(device)
             if with_loss:

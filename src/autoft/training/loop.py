@@ -240,7 +240,7 @@ def fit(
             w = weight_table[index]
             if not bool((w > 0).any()):
                 continue
-            logits = model(**batch).logits
+            logits = adapter.forward(model, batch)
             losses, units = adapter.per_sample_loss(logits, labels)
             if transition is not None:
                 corrected, _ = adapter.per_sample_loss(logits, labels, transition)

@@ -10,6 +10,8 @@
   trains longer (token classification, many labels). Early stopping on validation ends the run sooner on a
   plateau, and the best epoch is restored.
 - ``early_stopping_patience: auto``: 2 epochs, 3 when more than 12 are planned.
+- ``max_length: auto``: the task adapter's ``default_max_length`` (128 tokens; question answering 384, with
+  longer contexts read in overlapping windows).
 - ``learning_rate: auto``: the range test of :mod:`autoft.training.lr_search`, on shuffled, length-grouped
   batches of the training data, within the task adapter's ``lr_bounds``.
 
@@ -67,7 +69,7 @@ def _fits(model: torch.nn.Module, adapter: TaskAdapter, feature: Feature, batch_
         batch = adapter.collate([{k: v for k, v in feature.items() if k in adapter.model_keys}] * batch_size)
         batch = {k: v.to(device) for k, v in batch.items()}
         labels = batch.pop("labels")
-        losses, units = adapter.per_sample_loss(model(**batch).logits, labels)
+        losses, units = adapter.per_sample_loss(adapter.forward(model, batch), labels)
         (losses.sum() / units.sum().clamp_min(1)).backward()
         return True
     except torch.OutOfMemoryError:
@@ -123,6 +125,9 @@ def resolve(
     The range test trains on ``search_features`` when given (rows a callback chose), else on the training rows."""
     plan = Plan(config)
     updates: dict[str, Any] = {}
+    if config.max_length == AUTO:
+        updates["max_length"] = adapter.max_length
+        plan.choices["max_length"] = {"value": adapter.max_length, "how": f"the default of {adapter.name}"}
     batch_size = config.batch_size
     if batch_size == AUTO:
         batch_size, how = auto_batch_size(model, adapter, train_features, device=device)

@@ -1,0 +1,130 @@
+"""Every task family on its shared data set: one table of zero-shot and fine-tuned scores (issue 10).
+
+    python benchmarks/tasks.py                                  # every family
+    python benchmarks/tasks.py --families question-answering   # one
+    taskset -c 1 python benchmarks/tasks.py --threads 1 ...     # one core, next to other work
+
+Each row is one ``autoft.train`` with no ``training:`` section (every setting ``auto``) on the task's default
+model, seed 0, with the splits of ../shared/data/README.md (sizes below; ``--train-limit`` caps the training
+rows with a seeded sample, for CPU time). The zero-shot score is the model before fine-tuning on the same test set,
+as ``autoft train`` records it for text-target tasks (``metrics.json`` ``zero_shot``); a task that starts from a
+new, untrained head (relation extraction) has none. Wall-clock is the whole ``train`` call (loading, the
+learning-rate search, training, the zero-shot and the final test pass), cold model cache.
+
+Families:
+- ``relation-extraction``: SemEval-2010 Task 8, the official macro-F1 (9 relations, direction counted);
+- ``question-answering``: XQuAD English (articles 0–35 / 36–39 / 40–47), SQuAD token F1 and exact match.
+
+Writes ``benchmarks/results/tasks.json`` and ``tasks.md`` (rows of families not run are kept from the last file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import autoft
+from autoft.data.loading import load_examples
+from autoft.data.public import load_public, shared_root
+from autoft.data.writing import write_examples
+
+RESULTS = Path(__file__).resolve().parent / "results"
+ANCHORS = {
+    "relation-extraction": "BERT-base entity start 89.2 (Baldini Soares et al. 2019)",
+    "question-answering": "–",
+}
+
+
+def _relation(root: Path, seed: int) -> dict:
+    folder = root / "semeval2010_task8"
+    pool = load_examples(folder / "TRAIN_FILE.TXT", task="relation-extraction")
+    order = np.random.default_rng(seed).permutation(len(pool))
+    return {"data": "SemEval-2010 Task 8", "metric": "macro_f1", "splits": {
+        "train": [pool[i] for i in sorted(order[800:])], "validation": [pool[i] for i in sorted(order[:800])],
+        "test": load_examples(folder / "TEST_FILE_FULL.TXT", task="relation-extraction")}}
+
+
+def _qa(root: Path, seed: int) -> dict:
+    return {"data": "XQuAD-en", "metric": "f1", "also": "exact_match", "splits": load_public("xquad", root)}
+
+
+FAMILIES = {"relation-extraction": ("relation-extraction", _relation),
+            "question-answering": ("question-answering", _qa)}
+
+
+def run_family(name: str, root: Path, args: argparse.Namespace, work: Path) -> dict:
+    task, load = FAMILIES[name]
+    spec = load(root, args.seed)
+    splits = spec["splits"]
+    if args.train_limit and len(splits["train"]) > args.train_limit:
+        keep = np.random.default_rng(args.seed).permutation(len(splits["train"]))[: args.train_limit]
+        splits["train"] = [splits["train"][i] for i in sorted(keep)]
+    files = {split: str(write_examples(work / name / split, examples)) for split, examples in splits.items()}
+    started = time.perf_counter()
+    run = autoft.train({"task": task, "data": files, "output_dir": str(work / name / "run"),
+                        "training": {"seed": args.seed, "progress": False}})
+    wall = time.perf_counter() - started
+    metric = spec["metric"]
+    zero = (run.metrics.get("zero_shot") or {}).get(metric)
+    row = {"task": task, "data": spec["data"], "model": run.config.model,
+           "method": run.config.training.peft.method if run.config.training.peft else "full",
+           "train": len(splits["train"]), "validation": len(splits["validation"]), "test": len(splits["test"]),
+           "metric": metric, "zero_shot": zero, "fine_tuned": run.metrics["test"][metric],
+           "validation_score": run.metrics["validation"][metric], "wall_seconds": round(wall, 1),
+           "learning_rate": run.config.training.learning_rate, "epochs_run": len(run.metrics["epochs"]),
+           "best_epoch": run.metrics["best_epoch"], "anchor": ANCHORS.get(name, "–")}
+    if spec.get("also"):
+        row["also"] = {spec["also"]: run.metrics["test"][spec["also"]],
+                       "zero_shot": (run.metrics.get("zero_shot") or {}).get(spec["also"])}
+    logging.info("%s: %s", name, row)
+    return row
+
+
+def table(rows: dict[str, dict]) -> str:
+    lines = ["| task | data (train / val / test) | model | method | metric | zero-shot | fine-tuned | wall s | "
+             "published anchor |", "|---|---|---|---|---|---:|---:|---:|---|"]
+    for row in rows.values():
+        zero = "–" if row["zero_shot"] is None else f"{row['zero_shot']:.3f}"
+        also = ""
+        if row.get("also"):
+            (key, value), = [(k, v) for k, v in row["also"].items() if k != "zero_shot"]
+            z = row["also"]["zero_shot"]
+            also = f" ({key} {'–' if z is None else f'{z:.3f}'} → {value:.3f})"
+        lines.append(f"| {row['task']} | {row['data']} ({row['train']} / {row['validation']} / {row['test']}) | "
+                     f"{row['model']} | {row['method']} | {row['metric']}{also} | {zero} | {row['fine_tuned']:.3f} | "
+                     f"{row['wall_seconds']:.0f} | {row['anchor']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--families", nargs="+", choices=sorted(FAMILIES), default=sorted(FAMILIES))
+    parser.add_argument("--train-limit", type=int, default=0, help="a seeded sample of N training rows (0: all)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--data-root", help="shared data folder (default: ../shared/data beside the checkout)")
+    parser.add_argument("--output", type=Path, default=RESULTS / "tasks.json")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    root = shared_root(args.data_root)
+    rows = json.loads(args.output.read_text())["rows"] if args.output.exists() else {}
+    with tempfile.TemporaryDirectory() as work:
+        for name in args.families:
+            rows[name] = run_family(name, root, args, Path(work))
+            args.output.parent.mkdir(parents=True, exist_ok=True)
+            args.output.write_text(json.dumps({"command": "python benchmarks/tasks.py", "rows": rows}, indent=2))
+            args.output.with_suffix(".md").write_text(table(rows))
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
