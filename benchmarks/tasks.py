@@ -35,6 +35,7 @@ from autoft.data.loading import load_examples
 from autoft.data.public import load_public, shared_root
 from autoft.data.writing import write_examples
 
+log = logging.getLogger("benchmarks.tasks")
 RESULTS = Path(__file__).resolve().parent / "results"
 ANCHORS = {
     "relation-extraction": "BERT-base entity start 89.2 (Baldini Soares et al. 2019)",
@@ -83,13 +84,13 @@ def run_family(name: str, root: Path, args: argparse.Namespace, work: Path) -> d
     if spec.get("also"):
         row["also"] = {spec["also"]: run.metrics["test"][spec["also"]],
                        "zero_shot": (run.metrics.get("zero_shot") or {}).get(spec["also"])}
-    logging.info("%s: %s", name, row)
+    log.info("%s: %s", name, row)
     return row
 
 
 def table(rows: dict[str, dict]) -> str:
-    lines = ["| task | data (train / val / test) | model | method | metric | zero-shot | fine-tuned | wall s | "
-             "published anchor |", "|---|---|---|---|---|---:|---:|---:|---|"]
+    lines = [("| task | data (train / val / test) | model | method | metric | zero-shot | fine-tuned | wall s | "
+              "published anchor |"), "|---|---|---|---|---|---:|---:|---:|---|"]
     for row in rows.values():
         zero = "–" if row["zero_shot"] is None else f"{row['zero_shot']:.3f}"
         also = ""

@@ -26,7 +26,7 @@ from autoft.errors import DataError
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 NAMES = ("tweeteval_emotion", "banking77", "btc_ner", "sgd_acts", "xquad")
-XQUAD_ARTICLES = {"train": range(0, 36), "validation": range(36, 40), "test": range(40, 48)}
+XQUAD_ARTICLES = {"train": range(36), "validation": range(36, 40), "test": range(40, 48)}
 SGD_FILES = {"train": range(1, 13), "validation": range(13, 15), "test": range(16, 21)}
 
 
