@@ -67,7 +67,7 @@ def main() -> None:
             run = autoft.train({"task": task, "data": files, "output_dir": str(Path(work) / task),
                                 "training": {"seed": args.seed, "progress": False}})
             wall = time.perf_counter() - started
-            predicted = [p.get("relation", p.get("label")) for p in run.predict(test)]
+            predicted = [p["label"] for p in run.predict(test)]
             scores = official_scores([e.label for e in test], predicted)
             rows[name] = {"macro_f1": scores["macro_f1"], "micro_f1": scores["micro_f1"],
                           "accuracy": float(np.mean([e.label == p for e, p in zip(test, predicted)])),

@@ -4,16 +4,20 @@
     python benchmarks/tasks.py --families question-answering   # one
     taskset -c 1 python benchmarks/tasks.py --threads 1 ...     # one core, next to other work
 
-Each row is one ``autoft.train`` with no ``training:`` section (every setting ``auto``) on the task's default
-model, seed 0, with the splits of ../shared/data/README.md (sizes below; ``--train-limit`` caps the training
-rows with a seeded sample, for CPU time). The zero-shot score is the model before fine-tuning on the same test set,
+Each row is one ``autoft.train`` with no ``training:`` section (every setting ``auto``: for generative tasks LoRA
+on the packaged SmolLM2-135M-Instruct) on the task's default model, seed 0, with the splits of
+../shared/data/README.md. The generative sets are cut to seeded samples (sizes in the table; CPU generation is
+slow); ``--train-limit`` caps any family's training rows the same way. The zero-shot score is the model before fine-tuning on the same test set,
 as ``autoft train`` records it for text-target tasks (``metrics.json`` ``zero_shot``); a task that starts from a
 new, untrained head (relation extraction) has none. Wall-clock is the whole ``train`` call (loading, the
 learning-rate search, training, the zero-shot and the final test pass), cold model cache.
 
 Families:
 - ``relation-extraction``: SemEval-2010 Task 8, the official macro-F1 (9 relations, direction counted);
-- ``question-answering``: XQuAD English (articles 0–35 / 36–39 / 40–47), SQuAD token F1 and exact match.
+- ``question-answering``: XQuAD English (articles 0–35 / 36–39 / 40–47), SQuAD token F1 and exact match;
+- ``summarization``: SciTLDR-A, abstract → TLDR, ROUGE-1 (and ROUGE-L) against every reference TLDR;
+- ``translation``: Multi30k English → German, sacreBLEU (and chrF);
+- ``dialogue``: Schema-Guided Dialogue, the last turns → the system's next turn, ROUGE-L (and sacreBLEU).
 
 Writes ``benchmarks/results/tasks.json`` and ``tasks.md`` (rows of families not run are kept from the last file).
 """
@@ -40,6 +44,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 ANCHORS = {
     "relation-extraction": "BERT-base entity start 89.2 (Baldini Soares et al. 2019)",
     "question-answering": "–",
+    "summarization": "BART-large ROUGE-1 ≈ 0.37 (Cachola et al. 2020)",
+    "translation": "trained transformers BLEU ≈ 35–40 (test2016)",
+    "dialogue": "–",
 }
 
 
@@ -56,8 +63,27 @@ def _qa(root: Path, seed: int) -> dict:
     return {"data": "XQuAD-en", "metric": "f1", "also": "exact_match", "splits": load_public("xquad", root)}
 
 
-FAMILIES = {"relation-extraction": ("relation-extraction", _relation),
-            "question-answering": ("question-answering", _qa)}
+def _generative(name: str, data: str, metric: str, also: str, limits: dict[str, int], max_new_tokens: int):
+    def load(root: Path, seed: int) -> dict:
+        splits = load_public(name, root)
+        for split, limit in limits.items():
+            keep = np.random.default_rng(seed).permutation(len(splits[split]))[:limit]
+            splits[split] = [splits[split][i] for i in sorted(keep)]
+        return {"data": data, "metric": metric, "also": also, "splits": splits,
+                "config": {"generation": {"max_new_tokens": max_new_tokens}}}
+    return load
+
+
+FAMILIES = {
+    "relation-extraction": ("relation-extraction", _relation),
+    "question-answering": ("question-answering", _qa),
+    "summarization": ("generation", _generative("scitldr", "SciTLDR-A", "rouge1", "rougeL",
+                                                {"train": 300, "validation": 50, "test": 100}, 48)),
+    "translation": ("generation", _generative("multi30k", "Multi30k en→de", "bleu", "chrf",
+                                              {"train": 1000, "validation": 100, "test": 200}, 48)),
+    "dialogue": ("generation", _generative("sgd_responses", "SGD responses", "rougeL", "bleu",
+                                           {"train": 600, "validation": 100, "test": 200}, 40)),
+}
 
 
 def run_family(name: str, root: Path, args: argparse.Namespace, work: Path) -> dict:
@@ -67,18 +93,20 @@ def run_family(name: str, root: Path, args: argparse.Namespace, work: Path) -> d
     if args.train_limit and len(splits["train"]) > args.train_limit:
         keep = np.random.default_rng(args.seed).permutation(len(splits["train"]))[: args.train_limit]
         splits["train"] = [splits["train"][i] for i in sorted(keep)]
-    files = {split: str(write_examples(work / name / split, examples)) for split, examples in splits.items()}
+    files = {split: str(write_examples(work / name / split, examples, task=task)) for split, examples in splits.items()}
     started = time.perf_counter()
     run = autoft.train({"task": task, "data": files, "output_dir": str(work / name / "run"),
-                        "training": {"seed": args.seed, "progress": False}})
+                        "training": {"seed": args.seed, "progress": False}, **spec.get("config", {})})
     wall = time.perf_counter() - started
     metric = spec["metric"]
     zero = (run.metrics.get("zero_shot") or {}).get(metric)
-    row = {"task": task, "data": spec["data"], "model": run.config.model,
+    row = {"task": name if task == "generation" else task, "data": spec["data"], "model": run.config.model,
            "method": run.config.training.peft.method if run.config.training.peft else "full",
            "train": len(splits["train"]), "validation": len(splits["validation"]), "test": len(splits["test"]),
            "metric": metric, "zero_shot": zero, "fine_tuned": run.metrics["test"][metric],
-           "validation_score": run.metrics["validation"][metric], "wall_seconds": round(wall, 1),
+           "validation_scores": {k: v for k, v in run.metrics["validation"].items() if isinstance(v, float)},
+           "test_loss": run.metrics["test"].get("loss"), "zero_shot_loss": (run.metrics.get("zero_shot") or {}).get("loss"),
+           "wall_seconds": round(wall, 1),
            "learning_rate": run.config.training.learning_rate, "epochs_run": len(run.metrics["epochs"]),
            "best_epoch": run.metrics["best_epoch"], "anchor": ANCHORS.get(name, "–")}
     if spec.get("also"):

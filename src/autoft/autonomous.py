@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from autoft.config import AUTO, DEFAULT_POLICY, Config, as_config
+from autoft.config import AUTO, DEFAULT_POLICY, TEXT_TARGET_TASKS, Config, as_config
 from autoft.data.splits import load_splits
 from autoft.io import staged_folder, write_json
 from autoft.run import Run, _prepare_output, train
@@ -113,6 +113,26 @@ def comparison_table(comparison: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _before_after(config: Config, output: Path) -> dict[str, Any]:
+    """Question answering and generative tasks (which the agent does not value yet): one fine-tuning run, compared
+    on the test set with the model before it (its zero-shot scores, which ``train`` records)."""
+    log.info("%s: the agent does not value these samples yet; autoft run fine-tunes on all of them and compares "
+             "the result with the model before fine-tuning", config.task)
+    with staged_folder(output) as temp:
+        fine_tuned = train(config.model_copy(update={"output_dir": str(temp / "plain")}))
+        before, after = fine_tuned.metrics.get("zero_shot") or {}, fine_tuned.metrics.get("test") or {}
+        lines = ["| test | before fine-tuning (zero-shot) | fine-tuned | change |", "|---|---:|---:|---:|"]
+        lines += [f"| {key} | {before[key]:.4f} | {value:.4f} | {value - before[key]:+.4f} |"
+                  for key, value in after.items() if isinstance(value, float) and isinstance(before.get(key), float)]
+        lines.append(f"| wall seconds | | {fine_tuned.metrics['wall_seconds']:.0f} | |")
+        comparison = {"policy": None, "zero_shot": before, "plain": _scores(fine_tuned), "table": "\n".join(lines),
+                      "wall_seconds": fine_tuned.metrics["wall_seconds"]}
+        write_json(temp / "comparison.json", comparison)
+        (temp / "comparison.md").write_text(comparison["table"] + "\n", encoding="utf-8")
+    comparison["output_dir"] = str(output)
+    return comparison
+
+
 def run(config: Config | dict | str | Path, *, overrides: list[str] | None = None,
         overwrite: bool = False) -> dict[str, Any]:
     """Plain and autonomous fine-tuning side by side; returns the comparison (also written to disk)."""
@@ -120,6 +140,8 @@ def run(config: Config | dict | str | Path, *, overrides: list[str] | None = Non
     check_policy(config.selection.policy)
     output = Path(config.output_dir)
     _prepare_output(output, overwrite)
+    if config.task in TEXT_TARGET_TASKS and config.selection.policy == "none":
+        return _before_after(config, output)
     with staged_folder(output) as temp:
         started = time.perf_counter()
         agent = agent_config(config)

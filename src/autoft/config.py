@@ -17,12 +17,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from autoft.errors import ConfigError
 
 TaskName = Literal["classification", "multi-label-classification", "relation-extraction", "token-classification",
-                   "question-answering"]
+                   "question-answering", "generation", "seq2seq"]
 ONE_LABEL_TASKS = frozenset({"classification", "relation-extraction"})
 """Tasks with one label per text: stratified splits, per-class replay, the agent's per-sample units."""
-TEXT_TARGET_TASKS = frozenset({"question-answering"})
+GENERATIVE_TASKS = frozenset({"generation", "seq2seq"})
+"""Tasks that write their output token by token (decoder-only or encoder-decoder models)."""
+TEXT_TARGET_TASKS = frozenset({"question-answering"}) | GENERATIVE_TASKS
 """Tasks whose targets are texts (an answer span, a response), not names from a label set."""
-TASK_COLUMNS = {"question-answering": ("context", "question", "answers", "answer", "answer_start")}
+TASK_COLUMNS = {"question-answering": ("context", "question", "answers", "answer", "answer_start"),
+                "generation": ("prompt", "response", "messages"),
+                "seq2seq": ("source", "target")}
 """The column roles of tasks that read more than a text and a label; ``data.columns`` renames them."""
 DataFormat = Literal["auto", "csv", "tsv", "jsonl", "parquet", "conll", "semeval", "squad"]
 Auto = Literal["auto"]
@@ -114,7 +118,7 @@ class TrainingConfig(_Strict):
     learning_rate: Annotated[float, Field(gt=0.0)] | Auto = Field(
         AUTO, description="auto: a learning-rate range test on the training data picks it")
     batch_size: Annotated[int, Field(gt=0)] | Auto = Field(
-        AUTO, description="auto: 32 on CPU; on a GPU the largest of 32..128 that fits in memory")
+        AUTO, description="auto: 32 on CPU (generative tasks 8); on a GPU the largest of 32..128 that fits in memory")
     eval_batch_size: int = Field(64, gt=0)
     max_length: Annotated[int, Field(ge=8)] | Auto = Field(
         AUTO, description="tokens per input (longer ones are cut); auto: the task's default, 128 (question "
@@ -136,6 +140,9 @@ class TrainingConfig(_Strict):
     group_by_length: bool = Field(True, description="batch samples of similar length together")
     padding: Literal["dynamic", "max_length"] = Field("dynamic", description="pad to the batch's longest or to max_length")
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    gradient_checkpointing: bool | Auto = Field(
+        AUTO, description="recompute activations in the backward pass instead of keeping them: far less memory for "
+        "about a third more compute; auto: on for generative tasks (long sequences through deep decoders)")
     progress: bool = Field(True, description="show tqdm progress bars")
     peft: PeftConfig | None = Field(
         None, description="null: full fine-tuning; lora or ia3 (or a mapping with method, r, alpha, dropout, "
@@ -160,6 +167,20 @@ class TrainingConfig(_Strict):
     @classmethod
     def _patience(cls, value: Any) -> Any:
         return None if value is None else _auto_or_positive(value, int, minimum=1, inclusive=True)
+
+
+class GenerationConfig(_Strict):
+    """How generative tasks (``generation``, ``seq2seq``) write their outputs when evaluated and predicted
+    (the arguments of transformers' ``generate``)."""
+
+    max_new_tokens: int = Field(64, gt=0, description="at most this many tokens per output")
+    num_beams: int = Field(1, ge=1, description="1: greedy (or sampling); more: beam search")
+    do_sample: bool = Field(False, description="sample instead of choosing the likeliest token (seeded by seed)")
+    temperature: float = Field(1.0, gt=0.0, description="sampling temperature")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="sampling: nucleus share")
+    repetition_penalty: float = Field(1.0, gt=0.0, description="above 1 discourages repeated tokens")
+    seed: int = Field(0, description="seed of sampling")
+    system_prompt: str | None = Field(None, description="generation with a chat template: a system message first")
 
 
 DEFAULT_POLICY = "exp3"
@@ -313,7 +334,22 @@ class Config(_Strict):
     training: TrainingConfig = TrainingConfig()
     selection: SelectionConfig = SelectionConfig()
     continual: ContinualConfig = ContinualConfig()
+    generation: GenerationConfig = GenerationConfig()
     output_dir: str = "runs/autoft"
+
+    @model_validator(mode="after")
+    def _task_defaults(self) -> Config:
+        """Generative defaults: ``model: default`` is the packaged SmolLM2-135M-Instruct, and LoRA adapters train
+        unless ``training.peft`` says otherwise (full fine-tuning of a causal LM is slow on a CPU and forgets more).
+        ``seq2seq`` has no packaged model: it needs one named."""
+        if self.task == "generation" and self.model == "default":
+            self.model = "default-generative"
+        if self.task == "seq2seq" and self.model == "default":
+            raise ValueError("model: task seq2seq needs an encoder-decoder model named (e.g. t5-small, "
+                             "facebook/bart-base, Helsinki-NLP/opus-mt-en-de, or a local folder)")
+        if self.task in GENERATIVE_TASKS and "peft" not in self.training.model_fields_set:
+            self.training = self.training.model_copy(update={"peft": PeftConfig()})
+        return self
 
     @model_validator(mode="after")
     def _known_columns(self) -> Config:

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from autoft.config import AUTO, ONE_LABEL_TASKS, Config
+from autoft.config import AUTO, ONE_LABEL_TASKS, TEXT_TARGET_TASKS, Config
 from autoft.data.loading import Example
 from autoft.data.splits import Splits, load_splits, read_file, sorted_labels
 from autoft.data.writing import write_examples
@@ -279,6 +279,9 @@ def update(parent_dir: str | Path, data: str | Path | list[str | Path], *, valid
         if output.resolve() in (parent_path.resolve(), root):
             raise RunDirError(f"{output}: an update cannot overwrite its parent or its lineage's root")
         parent = Run.load(parent_path)  # scores the old samples and, after training, is compared with the update
+        if parent.task in TEXT_TARGET_TASKS:
+            raise ConfigError(f"{parent_path}: autoft update continues classification, multi-label, NER and relation "
+                              f"extraction runs so far, not {parent.task}; train a new run on the old and new data")
         config = _child_config(parent, files, None if validation is None else str(validation), output, overrides)
         continual = config.continual
         new = [e for f in files for e in _read(f, parent.config, "data")]

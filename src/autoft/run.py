@@ -29,7 +29,7 @@ import yaml
 from accelerate import PartialState
 from accelerate.utils import set_seed
 
-from autoft.config import ONE_LABEL_TASKS, TEXT_TARGET_TASKS, Config, as_config, parse_config
+from autoft.config import AUTO, GENERATIVE_TASKS, ONE_LABEL_TASKS, TEXT_TARGET_TASKS, Config, as_config, parse_config
 from autoft.data.corrected import corrected_name, line_of, write_corrected
 from autoft.data.loading import Example, detect_format
 from autoft.data.splits import Splits, check_known_labels, load_splits, read_file, split_validation
@@ -40,7 +40,7 @@ from autoft.modeling.heads import set_head_bias
 from autoft.modeling.load import load_model, load_tokenizer, quiet_transformers
 from autoft.selection.policies import check_policy
 from autoft.tasks.base import TaskAdapter
-from autoft.tasks.registry import get_adapter_class
+from autoft.tasks.registry import get_adapter_class, make_adapter
 from autoft.training.callbacks import CallbackList, TrainerCallback
 from autoft.training.inference import predict_probabilities
 from autoft.training.loop import evaluate, fit
@@ -83,7 +83,7 @@ class Run:
         labels = saved["labels"]
         adapter_class = get_adapter_class(config.task)
         tokenizer = load_tokenizer(str(path / "model"))
-        adapter = adapter_class(labels, tokenizer, max_length=config.training.max_length)
+        adapter = make_adapter(config, labels, tokenizer)
         adapter.decision = saved.get("decision", adapter.decision)
         if parameter_efficient.is_adapter(path / "model"):  # the adapter on the base model it was trained from
             with quiet_transformers():
@@ -92,7 +92,7 @@ class Run:
                                                         **adapter_class.model_options))
                 model = parameter_efficient.load(base, path / "model", labels=labels, trainable=trainable)
         else:
-            model = load_model(str(path / "model"), adapter_class.auto_model_class())
+            model = adapter.prepare_model(load_model(str(path / "model"), adapter_class.auto_model_class()))
         metrics_path = path / "metrics.json"
         metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.exists() else {}
         return cls(path, config, adapter, model, metrics)
@@ -206,7 +206,7 @@ def train(
         splits = replace(splits, labels=list(labels))
     adapter_class = get_adapter_class(config.task)
     tokenizer = load_tokenizer(config.model)
-    adapter = adapter_class(splits.labels, tokenizer, max_length=config.training.max_length)
+    adapter = make_adapter(config, splits.labels, tokenizer)
     set_seed(config.training.seed)  # the new task head is initialised from the seed too
     if model is None:
         model = adapter.prepare_model(load_model(config.model, adapter_class.auto_model_class(), splits.labels or None,
@@ -214,6 +214,9 @@ def train(
         bias = adapter.initial_bias(splits.train)
         if bias is not None:
             set_head_bias(model, bias)
+    checkpointing = config.training.gradient_checkpointing
+    if checkpointing is True or (checkpointing == AUTO and config.task in GENERATIVE_TASKS):
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if config.training.peft is not None and not parameter_efficient.is_wrapped(model):
         model = parameter_efficient.wrap(model, config.training.peft, adapter_class.peft_task_type)
     trainable, parameters = parameter_efficient.parameter_counts(model)
@@ -267,7 +270,8 @@ def train(
         zero_shot = evaluate(model, adapter, splits.test, adapter.encode(splits.test),
                              batch_size=config.training.eval_batch_size, progress=config.training.progress,
                              description="zero-shot")
-        log.info("zero-shot test %s (before fine-tuning): %.4f", adapter.primary_metric, zero_shot[adapter.primary_metric])
+        log.info("zero-shot test scores (before fine-tuning): %s", ", ".join(
+            f"{k} {v:.4f}" for k, v in zero_shot.items() if isinstance(v, float)))
 
     # Fine-tune, then score the best weights on validation and test.
     train_features = adapter.encode(splits.train)

@@ -132,7 +132,7 @@ def test_a_relation_run_learns_direction_and_reloads(tiny_model_dir, tmp_path):
     assert run.metrics["test"]["macro_f1"] > 0.9, run.metrics["test"]
     loaded = autoft.load(tmp_path / "run")
     texts = ["the <e1>storm</e1> caused the <e2>flood</e2> today", "the <e1>fever</e1> came from the <e2>virus</e2> today"]
-    assert [p["relation"] for p in loaded.predict(texts)] == ["Cause-Effect(e1,e2)", "Cause-Effect(e2,e1)"]
+    assert [p["label"] for p in loaded.predict(texts)] == ["Cause-Effect(e1,e2)", "Cause-Effect(e2,e1)"]
     assert loaded.predict(texts) == run.predict(texts)
     # The agent values relation samples as it does classification ones: flipped directions are the noise.
     noisy = rows_clean = rows(150)

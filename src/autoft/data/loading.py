@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autoft.data.example import Example
+from autoft.data.generation import ROLES, text_pair_row
 from autoft.data.qa import is_squad, qa_row, read_squad
 from autoft.errors import DataError
 
@@ -275,6 +276,10 @@ def load_examples(
                     examples.append(qa_row(path, line, row, columns=columns or {}, with_labels=with_labels,
                                            source=source))
                     continue
+                if task in ROLES:
+                    examples.append(text_pair_row(path, line, row, task=task, columns=columns or {},
+                                                  with_labels=with_labels, source=source))
+                    continue
                 examples.append(_table_example(path, line, row, task, text_column,
                                                label_column if with_labels else None, required, source,
                                                label_delimiter))
@@ -411,7 +416,8 @@ def _token_row(path: Path, line: int, row: dict, text_column: str, label_column:
 def read_texts(path: str | Path | None, *, task: str, text_column: str = "text",
                columns: dict[str, str] | None = None) -> list[Example]:
     """Unlabelled input for prediction: a table file, CoNLL tokens, plain text (one per line) or stdin.
-    Question answering reads JSON lines of context and question (stdin too), a table or a SQuAD file."""
+    Question answering reads JSON lines of context and question (stdin too), a table or a SQuAD file;
+    generation and seq2seq a table of prompts (sources), or plain text: a prompt per line."""
     import sys
 
     if task == "question-answering":
@@ -447,4 +453,4 @@ def read_texts(path: str | Path | None, *, task: str, text_column: str = "text",
             for example in examples:
                 check_entity_markers(path, int(example.origin.rpartition(":")[2]), example.text)
         return examples
-    return load_examples(path, task=task, text_column=text_column, fmt=fmt, with_labels=False)
+    return load_examples(path, task=task, text_column=text_column, fmt=fmt, with_labels=False, columns=columns)

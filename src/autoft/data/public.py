@@ -7,6 +7,12 @@ materialised as ordinary autoft data files with the split conventions of that fo
 - ``sgd_acts`` (multi-label): each USER turn of Schema-Guided Dialogue → the set of dialogue acts its frames
   annotate (INFORM, REQUEST, AFFIRM, ... — 11 acts, a third of the turns carry two or more); the README's
   file split (``dialogues_001``–``012`` train, ``013``–``014`` validation, ``016``–``020`` test).
+- ``scitldr`` (generation, summarisation): SciTLDR-A, the abstract's sentences joined by spaces after an
+  instruction → its TLDR (train: the first; dev and test: every TLDR, as references); the given splits.
+- ``multi30k`` (generation, translation): Multi30k English → German after an instruction; the given train / val /
+  test_2016_flickr.
+- ``sgd_responses`` (generation, dialogue): each SYSTEM turn of Schema-Guided Dialogue → the dialogue so far as chat
+  messages (USER: user, SYSTEM: assistant; the last ``SGD_HISTORY`` turns), the README's file split.
 - ``xquad`` (extractive question answering): XQuAD English, articles 0–35 in file order train (925 questions),
   36–39 validation (88), 40–47 test (177).
 
@@ -25,7 +31,10 @@ from autoft.data.writing import write_examples
 from autoft.errors import DataError
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[3].parent / "shared" / "data"
-NAMES = ("tweeteval_emotion", "banking77", "btc_ner", "sgd_acts", "xquad")
+NAMES = ("tweeteval_emotion", "banking77", "btc_ner", "sgd_acts", "xquad", "scitldr", "multi30k", "sgd_responses")
+SUMMARISE = "Summarise this paper abstract in one sentence (a TL;DR).\n\n"
+TRANSLATE = "Translate this English sentence into German.\n\n"
+SGD_HISTORY = 5
 XQUAD_ARTICLES = {"train": range(36), "validation": range(36, 40), "test": range(40, 48)}
 SGD_FILES = {"train": range(1, 13), "validation": range(13, 15), "test": range(16, 21)}
 
@@ -76,24 +85,65 @@ def _btc(root: Path, seed: int = 0, train_sections: str = "abefg", test_sections
     }
 
 
-def _sgd_acts(root: Path) -> dict[str, list[Example]]:
+def _sgd_dialogues(root: Path):
+    """Yield (split, file, dialogue) over the README's SGD file split."""
     import gzip
 
-    folder = root / "sgd_dialogue"
-    splits: dict[str, list[Example]] = {}
     for split, numbers in SGD_FILES.items():
-        examples = splits.setdefault(split, [])
         for number in numbers:
-            path = folder / f"dialogues_{number:03d}.json.gz"
+            path = root / "sgd_dialogue" / f"dialogues_{number:03d}.json.gz"
             if not path.exists():  # the shared copy lacks the release's largest files
                 continue
             with gzip.open(path, "rt", encoding="utf-8") as stream:
-                dialogues = json.load(stream)
-            for d, dialogue in enumerate(dialogues):
-                for t, turn in enumerate(dialogue["turns"]):
-                    if turn["speaker"] == "USER":
-                        acts = sorted({a["act"] for frame in turn["frames"] for a in frame["actions"]})
-                        examples.append(Example(turn["utterance"], acts, f"{path}:{dialogue['dialogue_id']}:{t}"))
+                for dialogue in json.load(stream):
+                    yield split, path, dialogue
+
+
+def _sgd_acts(root: Path) -> dict[str, list[Example]]:
+    splits: dict[str, list[Example]] = {split: [] for split in SGD_FILES}
+    for split, path, dialogue in _sgd_dialogues(root):
+        for t, turn in enumerate(dialogue["turns"]):
+            if turn["speaker"] == "USER":
+                acts = sorted({a["act"] for frame in turn["frames"] for a in frame["actions"]})
+                splits[split].append(Example(turn["utterance"], acts, f"{path}:{dialogue['dialogue_id']}:{t}"))
+    return splits
+
+
+def _sgd_responses(root: Path) -> dict[str, list[Example]]:
+    splits: dict[str, list[Example]] = {split: [] for split in SGD_FILES}
+    for split, path, dialogue in _sgd_dialogues(root):
+        turns = dialogue["turns"]
+        for t, turn in enumerate(turns):
+            if turn["speaker"] == "SYSTEM" and t > 0:
+                history = [{"role": "user" if x["speaker"] == "USER" else "assistant", "content": x["utterance"]}
+                           for x in turns[max(0, t - SGD_HISTORY) : t]]
+                while history[0]["role"] != "user":  # a transcript opens with the user
+                    history = history[1:]
+                splits[split].append(Example(history, [turn["utterance"]], f"{path}:{dialogue['dialogue_id']}:{t}"))
+    return splits
+
+
+def _scitldr(root: Path) -> dict[str, list[Example]]:
+    splits = {}
+    for split, name in (("train", "train"), ("validation", "dev"), ("test", "test")):
+        path = root / "scitldr_a" / f"{name}.jsonl"
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        splits[split] = [Example(SUMMARISE + " ".join(r["source"]), r["target"][:1] if split == "train" else r["target"],
+                                 f"{path}:{n}") for n, r in enumerate(rows, start=1)]
+    return splits
+
+
+def _multi30k(root: Path) -> dict[str, list[Example]]:
+    import gzip
+
+    splits = {}
+    for split, name in (("train", "train"), ("validation", "val"), ("test", "test_2016_flickr")):
+        folder = root / "multi30k_en_de"
+        with gzip.open(folder / f"{name}.en.gz", "rt", encoding="utf-8") as en, \
+                gzip.open(folder / f"{name}.de.gz", "rt", encoding="utf-8") as de:
+            pairs = list(zip(en.read().splitlines(), de.read().splitlines()))
+        splits[split] = [Example(TRANSLATE + e.strip(), [d.strip()], f"{folder / name}.en.gz:{n}")
+                         for n, (e, d) in enumerate(pairs, start=1) if e.strip() and d.strip()]
     return splits
 
 
@@ -121,12 +171,16 @@ def load_public(name: str, root: str | Path | None = None) -> dict[str, list[Exa
         return _sgd_acts(root)
     if name == "xquad":
         return _xquad(root)
+    loaders = {"scitldr": _scitldr, "multi30k": _multi30k, "sgd_responses": _sgd_responses}
+    if name in loaders:
+        return loaders[name](root)
     raise DataError(f"unknown shared data set {name!r}; known: {', '.join(NAMES)}")
 
 
 def task_of(name: str) -> str:
     return {"btc_ner": "token-classification", "sgd_acts": "multi-label-classification",
-            "xquad": "question-answering"}.get(name, "classification")
+            "xquad": "question-answering", "scitldr": "generation", "multi30k": "generation",
+            "sgd_responses": "generation"}.get(name, "classification")
 
 
 def materialise(name: str, folder: str | Path, *, root: str | Path | None = None,
@@ -137,5 +191,5 @@ def materialise(name: str, folder: str | Path, *, root: str | Path | None = None
     for split, examples in load_public(name, root).items():
         if limits and split in limits:
             examples = examples[: limits[split]]
-        files[split] = str(write_examples(folder / split, examples))
+        files[split] = str(write_examples(folder / split, examples, task=task_of(name)))
     return files

@@ -7,16 +7,30 @@ import csv
 import json
 from pathlib import Path
 
+from autoft.data.generation import ROLES
 from autoft.data.loading import Example
 
 
-def write_examples(path: Path, examples: list[Example], *, text_column: str = "text", label_column: str = "label"
-                   ) -> Path:
+def write_examples(path: Path, examples: list[Example], *, text_column: str = "text", label_column: str = "label",
+                   task: str | None = None) -> Path:
     """Write ``examples`` to ``path`` with the suffix their kind takes: CSV (``text_column``, ``label_column``)
     for texts, CoNLL (word TAB tag, a blank line between sentences) for token lists, JSONL (a list of labels per
     text) for label sets. Returns the path written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if task in ROLES:  # generation / seq2seq: input and output columns (several references: a list)
+        path = path.with_suffix(".jsonl")
+        source, target = ROLES[task]
+        rows = []
+        for e in examples:
+            row = {"messages" if isinstance(e.text, list) else source: e.text}
+            if e.label is not None:
+                row[target] = e.label[0] if len(e.label) == 1 else list(e.label)
+            if isinstance(e.text, list) and e.label is not None:  # a transcript: the response is its last turn
+                row = {"messages": [*e.text, {"role": "assistant", "content": e.label[0]}]}
+            rows.append(json.dumps(row, ensure_ascii=False) + "\n")
+        path.write_text("".join(rows), encoding="utf-8")
+        return path
     if examples and examples[0].query is not None:  # question answering: context, question, answers
         path = path.with_suffix(".jsonl")
         path.write_text("".join(json.dumps({"context": e.text, "question": e.query, "answers": [

@@ -23,6 +23,15 @@ class TaskAdapter(ABC):
 
     name: ClassVar[str]
     primary_metric: ClassVar[str]
+    greater_is_better: ClassVar[bool] = True
+    """Whether a higher :attr:`primary_metric` is better (a loss is not)."""
+    validate_by_loss: ClassVar[bool] = False
+    """Per-epoch validation reads the loss alone (generative tasks: generating every epoch is slow); test and
+    ``evaluate`` still score predictions."""
+    generates: ClassVar[bool] = False
+    """Predictions are generated (:meth:`batch_outputs`), not read from one forward pass's logits."""
+    cpu_batch_size: ClassVar[int] = 32
+    """``batch_size: auto`` on a CPU."""
     peft_task_type: ClassVar[str]  # peft's TaskType of the model head (training.peft)
 
     model_options: ClassVar[dict[str, Any]] = {}
@@ -80,9 +89,10 @@ class TaskAdapter(ABC):
     model_keys: ClassVar[frozenset[str]] = frozenset({"input_ids", "attention_mask", "token_type_ids", "labels"})
 
     # --- training -----------------------------------------------------------------------------
-    def forward(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Run ``model`` on a collated batch (without labels) and return what the loss and the probabilities
-        read: the model's ``logits`` (question answering: start and end logits, stacked)."""
+    def forward(self, model: Any, batch: dict[str, torch.Tensor], labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Run ``model`` on a collated batch (its ``labels`` apart) and return what :meth:`per_sample_loss` and
+        the probabilities read: the model's ``logits`` (question answering: start and end logits, stacked; a causal
+        language model given ``labels``: the logits of the labelled positions only)."""
         return model(**batch).logits
 
     @abstractmethod
@@ -128,6 +138,12 @@ class TaskAdapter(ABC):
     @abstractmethod
     def batch_probabilities(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> list[np.ndarray]:
         """Per example: class probabilities ``[C]`` (classification) or ``[words, C]`` (tokens)."""
+
+    def batch_outputs(self, model: Any, batch: dict[str, torch.Tensor], logits: torch.Tensor | None) -> list[Any]:
+        """Per example of a collated batch, what :meth:`finalize` completes: the probabilities read from
+        ``logits``; generative tasks generate with ``model`` instead (``logits`` is then None unless a loss was
+        asked for)."""
+        return self.batch_probabilities(logits, batch)
 
     def finalize(self, probabilities: np.ndarray, feature: Feature) -> np.ndarray:
         """Complete one example's probabilities using its feature (NER: one row per word)."""

@@ -115,7 +115,7 @@ class QuestionAnsweringAdapter(TaskAdapter):
         raise NotImplementedError
 
     # --- training -----------------------------------------------------------------------------
-    def forward(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def forward(self, model: Any, batch: dict[str, torch.Tensor], labels: torch.Tensor | None = None) -> torch.Tensor:
         output = model(**batch)
         return torch.stack([output.start_logits, output.end_logits], dim=-1)  # [W, T, 2]
 

@@ -155,6 +155,6 @@ class RelationExtractionAdapter(TaskAdapter):
     def format_prediction(self, example: Example, probabilities: np.ndarray) -> dict[str, Any]:
         return {
             "text": example.text,
-            "relation": self.decode(probabilities),
+            "label": self.decode(probabilities),
             "probabilities": {label: round(float(p), 6) for label, p in zip(self.labels, probabilities)},
         }

@@ -20,9 +20,11 @@ def predict_probabilities(
     progress: bool = False,
     description: str = "predict",
     with_loss: bool = False,
+    outputs: bool = True,
 ) -> tuple[list[np.ndarray], float | None]:
-    """Per-feature probabilities (see ``TaskAdapter.batch_probabilities``) and, with ``with_loss``
-    (features that carry gold labels), the mean loss per loss unit."""
+    """Per-feature probabilities (see ``TaskAdapter.batch_outputs``; generative tasks: the generated text) and,
+    with ``with_loss`` (features that carry gold labels), the mean loss per loss unit. Without ``outputs``, only
+    the loss is computed (the results are None)."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -36,16 +38,19 @@ def predict_probabilities(
         index = batch.pop("index")
         labels = batch.pop("labels", None)
         batch = {k: v.to(device) for k, v in batch.items()}
-        logits = adapter.forward(model, batch)
+        scored = with_loss and labels is not None
+        labels = labels.to(device) if labels is not None else None
+        logits = adapter.forward(model, batch, labels if scored else None) if scored or not adapter.generates else None
         if labels is not None:
-            labels = labels.to(device)
-            if with_loss:
+            if scored:
                 losses, units = adapter.per_sample_loss(logits, labels)
                 loss_sum += float(losses.sum())
                 unit_sum += float(units.sum())
             batch["labels"] = labels
-        for i, probs in zip(index.tolist(), adapter.batch_probabilities(logits, batch)):
-            results[i] = adapter.finalize(probs, features[i])
+        if not outputs:
+            continue
+        for i, output in zip(index.tolist(), adapter.batch_outputs(model, batch, logits)):
+            results[i] = adapter.finalize(output, features[i])
     if was_training:
         model.train()
     return results, (loss_sum / unit_sum if unit_sum else None)

@@ -74,15 +74,19 @@ def evaluate(
     progress: bool = False,
     description: str = "evaluate",
     return_predictions: bool = False,
+    loss_only: bool = False,
 ) -> dict[str, Any] | tuple[dict[str, Any], list[Any]]:
     """Metrics (and mean loss) of ``model`` on labelled ``examples``; with ``return_predictions``, also
-    the decoded prediction of each example."""
+    the decoded prediction of each example. ``loss_only``: the loss (and its perplexity) without predicting."""
     probabilities, loss = predict_probabilities(
-        model, adapter, features, batch_size=batch_size, progress=progress, description=description, with_loss=True
+        model, adapter, features, batch_size=batch_size, progress=progress, description=description, with_loss=True,
+        outputs=not loss_only,
     )
-    predictions = [adapter.decode(p) for p in probabilities]
-    metrics = adapter.metrics(examples, predictions)
+    predictions = [None if p is None else adapter.decode(p) for p in probabilities]
+    metrics = {} if loss_only else adapter.metrics(examples, predictions)
     metrics["loss"] = loss
+    if adapter.validate_by_loss and loss is not None:
+        metrics["perplexity"] = float(np.exp(min(loss, 700.0)))
     return (metrics, predictions) if return_predictions else metrics
 
 
@@ -240,7 +244,7 @@ def fit(
             w = weight_table[index]
             if not bool((w > 0).any()):
                 continue
-            logits = adapter.forward(model, batch)
+            logits = adapter.forward(model, batch, labels)
             losses, units = adapter.per_sample_loss(logits, labels)
             if transition is not None:
                 corrected, _ = adapter.per_sample_loss(logits, labels, transition)
@@ -276,16 +280,18 @@ def fit(
         validation, predicted = evaluate(
             unwrapped, adapter, validation_examples, validation_features,
             batch_size=config.eval_batch_size, progress=show, description="validate", return_predictions=True,
+            loss_only=adapter.validate_by_loss,
         )
         state.validation, state.validation_predictions = validation, predicted
         callback.on_evaluate(state)
         record = EpochRecord(epoch, loss_total / max(seen, 1), seen, seconds, seen / max(seconds, 1e-9), validation)
         result.history.append(record)
-        score = validation[adapter.primary_metric]
         log.info(
             "epoch %d: train loss %.4f, validation %s %.4f (%.1f samples/s)",
-            epoch, record.train_loss, adapter.primary_metric, score, record.samples_per_second,
+            epoch, record.train_loss, adapter.primary_metric, validation[adapter.primary_metric],
+            record.samples_per_second,
         )
+        score = validation[adapter.primary_metric] * (1 if adapter.greater_is_better else -1)
 
         # Keep the best weights; stop when nothing has improved for `patience` epochs (the metric, or with
         # `early_stopping_on: metric-or-loss` also the validation loss). With `on_plateau: rollback`, an epoch

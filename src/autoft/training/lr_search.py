@@ -176,7 +176,7 @@ def _pass(model: torch.nn.Module, adapter: TaskAdapter, features: list[Feature],
         labels = batch.pop("labels").to(device)
         batch = {k: v.to(device) for k, v in batch.items()}
         with autocast():
-            logits = adapter.forward(model, batch)
+            logits = adapter.forward(model, batch, labels)
         sample_losses, units = adapter.per_sample_loss(logits, labels)
         loss = sample_losses.sum() / units.sum().clamp_min(1e-8)
         loss.backward()

@@ -1,6 +1,7 @@
 """What ``auto`` means: training settings resolved from the data, the task and the machine.
 
-- ``batch_size: auto``: 32 on CPU. On a GPU, the largest of 128, 64, 32 whose forward and backward pass
+- ``batch_size: auto``: 32 on CPU (generative tasks: 8, their logits span the vocabulary). On a GPU, the
+  largest of 128, 64, 32 whose forward and backward pass
   on copies of the longest training sample fits in memory, and no more than a sixteenth of the training set
   (so an epoch has steps enough to learn from).
 - ``epochs: auto``: a budget of training samples that grows with the data size ``n`` but slower than it,
@@ -69,7 +70,7 @@ def _fits(model: torch.nn.Module, adapter: TaskAdapter, feature: Feature, batch_
         batch = adapter.collate([{k: v for k, v in feature.items() if k in adapter.model_keys}] * batch_size)
         batch = {k: v.to(device) for k, v in batch.items()}
         labels = batch.pop("labels")
-        losses, units = adapter.per_sample_loss(adapter.forward(model, batch), labels)
+        losses, units = adapter.per_sample_loss(adapter.forward(model, batch, labels), labels)
         (losses.sum() / units.sum().clamp_min(1)).backward()
         return True
     except torch.OutOfMemoryError:
@@ -84,7 +85,7 @@ def auto_batch_size(model: torch.nn.Module, adapter: TaskAdapter, features: list
                     device: torch.device) -> tuple[int, str]:
     """(batch size, how it was chosen)."""
     if device.type != "cuda":
-        return CPU_BATCH_SIZE, f"{device.type}: the CPU default"
+        return adapter.cpu_batch_size, f"{device.type}: the CPU default of {adapter.name}"
     longest = max(features, key=lambda f: len(f["input_ids"]))
     cap = max(CPU_BATCH_SIZE, len(features) // 16)
     for size in GPU_BATCH_SIZES:

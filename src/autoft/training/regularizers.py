@@ -43,7 +43,7 @@ def fisher_diagonal(model: torch.nn.Module, adapter: TaskAdapter, features: list
         chunk = [features[i] for i in rows[start:start + batch_size]]
         batch = {k: v.to(device) for k, v in adapter.collate_indexed(chunk).items() if k != "index"}
         labels = batch.pop("labels")
-        losses, units = adapter.per_sample_loss(adapter.forward(model, batch), labels)
+        losses, units = adapter.per_sample_loss(adapter.forward(model, batch, labels), labels)
         model.zero_grad(set_to_none=True)
         (losses.sum() / units.sum().clamp_min(1)).backward()
         for name, p in model.named_parameters():
