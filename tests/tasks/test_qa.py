@@ -116,7 +116,7 @@ def toy_questions(n, seed):
     return rows
 
 
-def test_a_run_learns_to_answer_and_loads_in_plain_transformers(tmp_path, tiny_model_dir):
+def test_a_run_learns_to_answer_and_loads_in_plain_transformers(tmp_path, tiny_model_dir, monkeypatch, capsys):
     files = {}
     for split, n, seed in (("train", 160, 0), ("validation", 40, 1), ("test", 40, 2)):
         files[split] = tmp_path / f"{split}.jsonl"
@@ -132,3 +132,16 @@ def test_a_run_learns_to_answer_and_loads_in_plain_transformers(tmp_path, tiny_m
     assert model.config.num_labels == 2
     reloaded = autoft.load(tmp_path / "run")
     assert reloaded.evaluate(files["test"])["f1"] == pytest.approx(run.metrics["test"]["f1"])
+    # autoft predict reads JSON lines of context and question from stdin; a line without a question names itself.
+    import io
+    import sys
+
+    from autoft.cli import main
+
+    line = json.dumps({"context": "Gina was born in Lima and later moved to Cairo for work.", "question": "Where was Gina born?"})
+    monkeypatch.setattr(sys, "stdin", io.StringIO(line + "\n"))
+    assert main(["predict", str(tmp_path / "run")]) == 0
+    assert json.loads(capsys.readouterr().out)["answer"] == "Lima"
+    monkeypatch.setattr(sys, "stdin", io.StringIO(json.dumps({"context": "no question here"}) + "\n"))
+    assert main(["predict", str(tmp_path / "run")]) == 2
+    assert "<stdin>:1: missing column 'question'" in capsys.readouterr().err
