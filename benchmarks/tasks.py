@@ -78,11 +78,11 @@ FAMILIES = {
     "relation-extraction": ("relation-extraction", _relation),
     "question-answering": ("question-answering", _qa),
     "summarization": ("generation", _generative("scitldr", "SciTLDR-A", "rouge1", "rougeL",
-                                                {"train": 300, "validation": 50, "test": 100}, 48)),
+                                                {"train": 150, "validation": 40, "test": 60}, 48)),
     "translation": ("generation", _generative("multi30k", "Multi30k en→de", "bleu", "chrf",
-                                              {"train": 1000, "validation": 100, "test": 200}, 48)),
+                                              {"train": 600, "validation": 60, "test": 150}, 48)),
     "dialogue": ("generation", _generative("sgd_responses", "SGD responses", "rougeL", "bleu",
-                                           {"train": 600, "validation": 100, "test": 200}, 40)),
+                                           {"train": 400, "validation": 60, "test": 100}, 40)),
 }
 
 
