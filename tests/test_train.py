@@ -231,7 +231,8 @@ def test_a_run_with_no_training_section_resolves_and_records_every_auto(tiny_mod
     assert 1e-5 <= written["learning_rate"] <= 5e-4
     assert written == run.metrics["training"] and run.config.training.learning_rate == written["learning_rate"]
     plan = json.loads((tmp_path / "run" / "training_plan.json").read_text())
-    assert set(plan["choices"]) == {"batch_size", "epochs", "early_stopping_patience", "learning_rate"}
+    assert set(plan["choices"]) == {"batch_size", "epochs", "early_stopping_patience", "learning_rate", "max_length"}
+    assert written["max_length"] == 128  # the task's default
     search = plan["lr_search"]
     assert search["chosen"] == written["learning_rate"] and len(search["learning_rates"]) == len(search["losses"]) > 10
     assert run.metrics["auto"]["learning_rate"]["value"] == written["learning_rate"]

@@ -9,7 +9,7 @@ Python API::
     run = autoft.load("runs/my-run")
 """
 
-from autoft.config import Config, DataConfig, TrainingConfig, load_config
+from autoft.config import Config, DataConfig, GenerationConfig, TrainingConfig, load_config
 from autoft.data.loading import Example
 from autoft.errors import AutoftError, ConfigError, DataError, ModelLoadError, RunDirError
 from autoft.run import Run, load, train
@@ -24,6 +24,7 @@ __all__ = [
     "DataConfig",
     "DataError",
     "Example",
+    "GenerationConfig",
     "ModelLoadError",
     "Run",
     "RunDirError",

@@ -82,6 +82,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from autoft.run import Run
 
     run = Run.load(args.run_dir)
+    if args.set:
+        run.set_decoding(args.set)
     metrics = run.evaluate(args.data, progress=not args.no_progress)
     text = json.dumps(metrics, indent=2, ensure_ascii=False) + "\n"
     if args.output:
@@ -96,6 +98,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from autoft.run import Run
 
     run = Run.load(args.run_dir)
+    if args.set:
+        run.set_decoding(args.set)
     text_column = args.text_column or run.config.data.text_column
     examples = read_texts(args.input, task=run.task, text_column=text_column, columns=run.config.data.columns)
     predictions = run.predict(examples, progress=not args.no_progress and args.output is not None)
@@ -211,16 +215,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="labelled file (CSV, TSV, JSONL, Parquet or CoNLL)")
     p.add_argument("--output", help="also write the full metrics JSON here")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--set", action="append", default=[], metavar="generation.KEY=VALUE",
+                   help="generative runs: a decoding setting for this call (e.g. generation.num_beams=4)")
     p.set_defaults(func=cmd_evaluate)
 
-    p = commands.add_parser("predict", help="predict labels or entities, writing JSONL",
+    p = commands.add_parser("predict", help="predict labels, entities, answers or generated text, writing JSONL",
                             description="Predict with RUN_DIR's model. Input: a table file (text column), CoNLL "
-                                        "tokens, a plain text file, or stdin (one text per line).")
+                                        "tokens, a plain text file, or stdin (one text per line; question "
+                                        "answering: JSON lines with context and question).")
     p.add_argument("run_dir", help="run directory written by 'autoft train'")
     p.add_argument("--input", default="-", help="input file, or - for stdin (default)")
     p.add_argument("--output", help="JSONL output file (default: stdout)")
     p.add_argument("--text-column", help="text column of a table input (default: the run's data.text_column)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--set", action="append", default=[], metavar="generation.KEY=VALUE",
+                   help="generative runs: a decoding setting for this call (e.g. generation.num_beams=4)")
     p.set_defaults(func=cmd_predict)
 
     p = commands.add_parser("export", help="write a run's model for plain transformers (--merge folds adapters in)",

@@ -33,7 +33,7 @@ from autoft.config import AUTO, GENERATIVE_TASKS, ONE_LABEL_TASKS, TEXT_TARGET_T
 from autoft.data.corrected import corrected_name, line_of, write_corrected
 from autoft.data.loading import Example, detect_format
 from autoft.data.splits import Splits, check_known_labels, load_splits, read_file, split_validation
-from autoft.errors import DataError, RunDirError
+from autoft.errors import ConfigError, DataError, RunDirError
 from autoft.io import staged_folder, to_builtin, write_json
 from autoft.modeling import parameter_efficient
 from autoft.modeling.heads import set_head_bias
@@ -115,13 +115,27 @@ class Run:
         return output
 
     # --- inference ----------------------------------------------------------------------------
+    def set_decoding(self, overrides: list[str]) -> None:
+        """Change how a generative run writes its outputs from now on: ``generation.KEY=VALUE`` strings (e.g.
+        ``generation.num_beams=4``); the run directory is not changed."""
+        bad = next((o for o in overrides if not o.startswith("generation.")), None)
+        if bad is not None:
+            raise ConfigError(f"--set {bad!r}: predict and evaluate change only generation.* (decoding) settings")
+        if self.task not in GENERATIVE_TASKS:
+            raise ConfigError(f"--set {overrides[0]!r}: decoding settings apply to generation and seq2seq runs, "
+                              f"not {self.task}")
+        self.config = as_config(self.config, overrides)
+        self.adapter.generation = self.config.generation
+
     def _examples(self, inputs: Iterable[str | list[str] | Example]) -> list[Example]:
         return [x if isinstance(x, Example) else Example(x, None, f"<input>:{i}") for i, x in enumerate(inputs, 1)]
 
     def predict(self, inputs: Iterable[str | list[str] | Example], *, batch_size: int | None = None,
                 progress: bool = False) -> list[dict[str, Any]]:
-        """Predict texts (or word lists for NER). Classification: label and probabilities per input;
-        NER: entity spans with character offsets."""
+        """Predict texts (word lists for NER; ``Example(context, None, query=question)`` for question answering; prompts
+        or chat message lists for generation). Classification and relation extraction: label and probabilities per
+        input; NER: entity spans with character offsets; question answering: the answer span, its offsets and
+        score; generative tasks: the generated text."""
         examples = self._examples(inputs)
         if not examples:
             return []

@@ -140,6 +140,21 @@ def test_a_lora_run_learns_the_responses_and_beats_its_zero_shot(tmp_path, tiny_
 
     comparison = full_job({**config, "output_dir": str(tmp_path / "job"), "training": {**config["training"], "epochs": 2}})
     assert "| exact_match |" in comparison["table"] and (tmp_path / "job" / "plain" / "model").is_dir()
+    # Decoding settings change per call: --set generation.*; anything else is refused.
+    import io
+    import sys
+
+    from autoft.cli import main
+
+    sys_stdin = sys.stdin
+    try:
+        sys.stdin = io.StringIO("say music\n")
+        assert main(["predict", str(tmp_path / "run"), "--set", "generation.max_new_tokens=1",
+                     "--set", "generation.num_beams=2"]) == 0
+        sys.stdin = io.StringIO("say music\n")
+        assert main(["predict", str(tmp_path / "run"), "--set", "training.epochs=3"]) == 2
+    finally:
+        sys.stdin = sys_stdin
     merged = run.export(tmp_path / "merged", merge=True)
     assert AutoModelForCausalLM.from_pretrained(merged).config.model_type == "gpt2"
 

@@ -25,9 +25,13 @@ def test_tasks_that_need_longer_train_longer(tiny_model_dir):
     assert two == four == 1.0 < ner < many and 1.7 < many < 1.75
 
 
-def test_batch_size_on_cpu_is_the_cpu_default():
-    size, how = auto_batch_size(torch.nn.Linear(2, 2), None, [{"input_ids": [1, 2]}], device=torch.device("cpu"))
-    assert size == 32 and "cpu" in how
+def test_batch_size_on_cpu_is_the_tasks_cpu_default():
+    from autoft.tasks.classification import ClassificationAdapter
+    from autoft.tasks.generation import CausalGenerationAdapter
+
+    for adapter, expected in ((ClassificationAdapter, 32), (CausalGenerationAdapter, 8)):
+        size, how = auto_batch_size(torch.nn.Linear(2, 2), adapter, [{"input_ids": [1, 2]}], device=torch.device("cpu"))
+        assert size == expected and "cpu" in how and adapter.name in how
 
 
 def test_batch_size_on_a_gpu_is_the_largest_that_fits(monkeypatch):

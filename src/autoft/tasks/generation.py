@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq
 
+from autoft.config import GenerationConfig
 from autoft.data.loading import Example
 from autoft.tasks.base import Feature, TaskAdapter
 
@@ -44,8 +45,6 @@ class TextGenerationAdapter(TaskAdapter):
     def __init__(self, labels: list[str], tokenizer: Any, *, max_length: int | str = "auto",
                  generation: Any = None) -> None:
         super().__init__(labels, tokenizer, max_length=max_length)
-        from autoft.config import GenerationConfig
-
         self.generation = generation if generation is not None else GenerationConfig()
         if tokenizer.pad_token_id is None:  # GPT-2 and friends have none: padding is masked anyway
             tokenizer.pad_token = tokenizer.eos_token
