@@ -145,3 +145,15 @@ def test_a_run_learns_to_answer_and_loads_in_plain_transformers(tmp_path, tiny_m
     monkeypatch.setattr(sys, "stdin", io.StringIO(json.dumps({"context": "no question here"}) + "\n"))
     assert main(["predict", str(tmp_path / "run")]) == 2
     assert "<stdin>:1: missing column 'question'" in capsys.readouterr().err
+
+
+def test_a_lora_run_trains_the_span_head_whole_and_reloads(tmp_path, tiny_model_dir):
+    files = {}
+    for split, n, seed in (("train", 48, 0), ("validation", 16, 1)):
+        files[split] = tmp_path / f"{split}.jsonl"
+        files[split].write_text("".join(json.dumps(r) + "\n" for r in toy_questions(n, seed)))
+    run = autoft.train(tiny_config(tiny_model_dir, files, tmp_path / "run", task="question-answering", epochs=2,
+                                   max_length=64, batch_size=16, peft="lora"))
+    trainable = {name for name, p in run.model.named_parameters() if p.requires_grad}
+    assert any("qa_outputs" in name and "lora" not in name for name in trainable)  # the head trains whole
+    assert autoft.load(tmp_path / "run").evaluate(files["validation"])["f1"] == pytest.approx(run.metrics["validation"]["f1"])

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 ADAPTER_CONFIG = "adapter_config.json"
 STACK = "stack.json"
-HEADS = ["classifier", "score"]
+HEADS = ["classifier", "score", "qa_outputs"]
 """The task heads peft keeps fully trainable (``modules_to_save``); ``target_modules: auto`` leaves them out (peft's
 ``all-linear`` does not recognise a token-classification head as the output layer)."""
 
