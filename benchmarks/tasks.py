@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -109,6 +110,8 @@ def run_family(name: str, root: Path, args: argparse.Namespace, work: Path) -> d
            "wall_seconds": round(wall, 1),
            "learning_rate": run.config.training.learning_rate, "epochs_run": len(run.metrics["epochs"]),
            "best_epoch": run.metrics["best_epoch"], "anchor": ANCHORS.get(name, "–")}
+    row["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], check=False, capture_output=True, text=True,
+                                   cwd=Path(__file__).parent).stdout.strip()
     if spec.get("also"):
         row["also"] = {spec["also"]: run.metrics["test"][spec["also"]],
                        "zero_shot": (run.metrics.get("zero_shot") or {}).get(spec["also"])}

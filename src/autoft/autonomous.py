@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from autoft.config import AUTO, DEFAULT_POLICY, TEXT_TARGET_TASKS, Config, as_config
+from autoft.config import AUTO, DEFAULT_POLICY, GENERATIVE_TASKS, TEXT_TARGET_TASKS, Config, as_config
 from autoft.data.splits import load_splits
 from autoft.io import staged_folder, write_json
 from autoft.run import Run, _prepare_output, train
@@ -63,6 +63,8 @@ def value(config: Config | dict | str | Path, *, overrides: list[str] | None = N
     config = agent_config(as_config(config, overrides))
     check_policy(config.selection.policy)
     splits = load_splits(config.data, task=config.task, seed=config.training.seed)
+    if config.task in GENERATIVE_TASKS:
+        return _value_pairs(config, splits)
     valuation = value_samples(config, splits, progress=config.training.progress)
     output = Path(config.output_dir)
     output.mkdir(parents=True, exist_ok=True)
@@ -71,6 +73,25 @@ def value(config: Config | dict | str | Path, *, overrides: list[str] | None = N
     write_decisions(output / "decisions.jsonl", valuation.decisions)
     write_noise(output / "noise.json", valuation)
     log.info("%d samples valued; %d flagged; written to %s", len(rows), sum(r["flagged"] for r in rows),
+             output / "data_values.csv")
+    return output / "data_values.csv"
+
+
+def _value_pairs(config: Config, splits: Any) -> Path:
+    """Generative tasks: each training pair's posterior of a response that does not belong to its prompt
+    (:mod:`autoft.selection.pairs`), in ``data_values.csv`` worst first, and the estimated share in ``noise.json``."""
+    from autoft.selection.pairs import value_pairs
+    from autoft.selection.reports import pair_value_rows, write_data_values
+
+    valuation = value_pairs(config, splits)
+    output = Path(config.output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    rows = pair_value_rows(splits.train, valuation)
+    write_data_values(output / "data_values.csv", rows)
+    write_json(output / "noise.json", {"units": "prompt-response pairs", "rate": valuation.rate,
+                                       "drop_fraction": valuation.drop_fraction, "how": valuation.how,
+                                       **valuation.reference})
+    log.info("%d pairs valued; %d flagged; written to %s", len(rows), sum(r["flagged"] for r in rows),
              output / "data_values.csv")
     return output / "data_values.csv"
 

@@ -60,6 +60,12 @@ def cmd_value(args: argparse.Namespace) -> int:
     flagged = sum(r["flagged"] == "True" for r in rows)
     noise = json.loads((path.parent / "noise.json").read_text(encoding="utf-8"))
     print(f"{len(rows)} samples valued, {flagged} flagged: {path}")
+    if "prompt_gain" in (rows[0] if rows else {}):  # generative: responses that do not belong to their prompts
+        print(f"estimated share of mismatched pairs: {noise['rate']:.1%} ({path.parent / 'noise.json'})")
+        print("likeliest mismatched pairs:")
+        for row in rows[: args.show]:
+            print(f"  {float(row['mismatch_probability']):.3f}  {row['prompt'][-50:]!r} -> {row['response'][:50]!r}")
+        return 0
     print(f"estimated label noise: {noise['rate']:.1%} of the {noise['units']}; "
           + ", ".join(f"{name} {rate:.0%}" for name, rate in noise["per_class"].items()) + f" ({path.parent / 'noise.json'})")
     print("lowest-valued samples:")

@@ -230,7 +230,10 @@ def train(
             set_head_bias(model, bias)
     checkpointing = config.training.gradient_checkpointing
     if checkpointing is True or (checkpointing == AUTO and config.task in GENERATIVE_TASKS):
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x's name
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if config.training.peft is not None and not parameter_efficient.is_wrapped(model):
         model = parameter_efficient.wrap(model, config.training.peft, adapter_class.peft_task_type)
     trainable, parameters = parameter_efficient.parameter_counts(model)

@@ -5,7 +5,7 @@ import logging
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import autoft
 from autoft.config import GenerationConfig
@@ -16,21 +16,6 @@ from autoft.tasks.generation import IGNORE, CausalGenerationAdapter
 
 CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
           "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
-
-
-@pytest.fixture(scope="module")
-def tiny_gpt2(tmp_path_factory):
-    """A 2-layer, 64-hidden GPT-2 with the packaged MiniLM tokenizer (no chat template), save_pretrained format."""
-    path = tmp_path_factory.mktemp("tiny-gpt2")
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_name("default"))
-    config = GPT2Config(vocab_size=len(tokenizer), n_embd=64, n_layer=2, n_head=4, n_positions=128,
-                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, eos_token_id=tokenizer.sep_token_id,
-                        bos_token_id=tokenizer.cls_token_id, pad_token_id=tokenizer.pad_token_id)
-    torch.manual_seed(0)
-    GPT2LMHeadModel(config).save_pretrained(path)
-    tokenizer.eos_token = tokenizer.sep_token
-    tokenizer.save_pretrained(path)
-    return path
 
 
 def test_prompt_response_and_chat_rows_load_with_line_numbers(tmp_path):

@@ -53,9 +53,28 @@ def data_value_rows(examples: list[Example], label_names: list[str], valuation: 
     return rows
 
 
+PAIR_VALUE_COLUMNS = ["row_id", "origin", "source", "prompt", "response", "response_tokens", "conditional_loss",
+                      "unconditional_loss", "prompt_gain", "mismatch_probability", "value", "flagged"]
+
+
+def pair_value_rows(examples: list[Example], valuation: Any) -> list[dict[str, Any]]:
+    """Rows for a generative task's ``data_values.csv`` (:mod:`autoft.selection.pairs`), worst first: the base
+    model's losses of the response with and without its prompt, their difference and the posterior of a mismatch."""
+    flagged, values = valuation.flagged(), valuation.values
+    prompt = lambda e: e.text if isinstance(e.text, str) else " | ".join(f"{m['role']}: {m['content']}" for m in e.text)
+    return [{"row_id": int(i), "origin": examples[i].origin, "source": examples[i].source, "prompt": prompt(examples[i]),
+             "response": examples[i].label[0], "response_tokens": int(valuation.tokens[i]),
+             "conditional_loss": round(float(valuation.conditional[i]), 4),
+             "unconditional_loss": round(float(valuation.unconditional[i]), 4),
+             "prompt_gain": round(float(valuation.gain[i]), 4),
+             "mismatch_probability": round(float(valuation.mismatch_probability[i]), 4),
+             "value": round(float(values[i]), 6), "flagged": bool(flagged[i])}
+            for i in np.argsort(values, kind="stable")]
+
+
 def write_data_values(path: Path, rows: list[dict[str, Any]]) -> None:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=DATA_VALUE_COLUMNS)
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else DATA_VALUE_COLUMNS)
     writer.writeheader()
     writer.writerows(rows)
     write_text_atomic(path, buffer.getvalue())
@@ -75,4 +94,4 @@ def write_noise(path: Path, valuation: Valuation) -> None:
     write_text_atomic(path, json.dumps(to_builtin(summary), indent=2) + "\n")
 
 
-__all__ = ["DATA_VALUE_COLUMNS", "data_value_rows", "write_data_values", "write_decisions", "write_noise"]
+__all__ = ["DATA_VALUE_COLUMNS", "PAIR_VALUE_COLUMNS", "data_value_rows", "pair_value_rows", "write_data_values", "write_decisions", "write_noise"]
