@@ -23,6 +23,7 @@ from typing import Any
 
 from autoft.config import AUTO, DEFAULT_POLICY, GENERATIVE_TASKS, TEXT_TARGET_TASKS, Config, as_config
 from autoft.data.splits import load_splits
+from autoft.errors import ConfigError
 from autoft.io import staged_folder, write_json
 from autoft.run import Run, _prepare_output, train
 from autoft.selection.policies import check_policy
@@ -161,7 +162,10 @@ def run(config: Config | dict | str | Path, *, overrides: list[str] | None = Non
     check_policy(config.selection.policy)
     output = Path(config.output_dir)
     _prepare_output(output, overwrite)
-    if config.task in TEXT_TARGET_TASKS and config.selection.policy == "none":
+    if config.task in TEXT_TARGET_TASKS:
+        if config.selection.policy != "none":
+            raise ConfigError(f"selection.policy: {config.selection.policy!r}: the agent does not train on {config.task} "
+                              f"data yet; use none (autoft value ranks generative pairs)")
         return _before_after(config, output)
     with staged_folder(output) as temp:
         started = time.perf_counter()
