@@ -43,10 +43,10 @@ from autoft.data.writing import write_examples
 log = logging.getLogger("benchmarks.tasks")
 RESULTS = Path(__file__).resolve().parent / "results"
 ANCHORS = {
-    "relation-extraction": "BERT-base entity start 89.2 (Baldini Soares et al. 2019)",
+    "relation-extraction": "BERT-base entity start ≈ 0.89 (Baldini Soares et al. 2019)",
     "question-answering": "–",
     "summarization": "BART-large ROUGE-1 ≈ 0.37 (Cachola et al. 2020)",
-    "translation": "trained transformers BLEU ≈ 35–40 (test2016)",
+    "translation": "trained transformers BLEU ≈ 0.35–0.40 (test2016)",
     "dialogue": "–",
 }
 
@@ -119,6 +119,9 @@ def run_family(name: str, root: Path, args: argparse.Namespace, work: Path) -> d
     return row
 
 
+MODEL_NAMES = {"default": "MiniLM-L6 (packaged)", "default-generative": "SmolLM2-135M-Instruct (packaged)"}
+
+
 def table(rows: dict[str, dict]) -> str:
     lines = [("| task | data (train / val / test) | model | method | metric | zero-shot | fine-tuned | wall s | "
               "published anchor |"), "|---|---|---|---|---|---:|---:|---:|---|"]
@@ -130,7 +133,7 @@ def table(rows: dict[str, dict]) -> str:
             z = row["also"]["zero_shot"]
             also = f" ({key} {'–' if z is None else f'{z:.3f}'} → {value:.3f})"
         lines.append(f"| {row['task']} | {row['data']} ({row['train']} / {row['validation']} / {row['test']}) | "
-                     f"{row['model']} | {row['method']} | {row['metric']}{also} | {zero} | {row['fine_tuned']:.3f} | "
+                     f"{MODEL_NAMES.get(row['model'], row['model'])} | {row['method']} | {row['metric']}{also} | {zero} | {row['fine_tuned']:.3f} | "
                      f"{row['wall_seconds']:.0f} | {row['anchor']} |")
     return "\n".join(lines) + "\n"
 
