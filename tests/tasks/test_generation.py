@@ -98,7 +98,7 @@ def test_a_long_prompt_is_cut_from_the_left_and_the_response_kept(tiny_gpt2, cap
     kept = tokenizer.decode([t for t, label in zip(feature["input_ids"], feature["labels"]) if label == IGNORE])
     assert kept.endswith("end") and "w0 " not in kept  # the beginning went, the prompt's end stayed
     assert tokenizer.decode([t for t in feature["labels"] if t != IGNORE]) == "the answer [SEP]"
-    assert "1 of 1 prompts were longer than max_length" in caplog.text
+    assert "1 of 1 prompts did not fit in max_length (24 tokens)" in caplog.text
 
 
 def test_a_lora_run_learns_the_responses_and_beats_its_zero_shot(tmp_path, tiny_gpt2):

@@ -166,8 +166,8 @@ class CausalGenerationAdapter(TextGenerationAdapter):
             features.append({"input_ids": ids, "attention_mask": [1] * len(ids),
                              "labels": [IGNORE] * len(prompt_ids) + response_ids, "index": i})
         if cut and not self._warned:
-            log.warning("%d of %d prompts were longer than max_length (%d tokens) leaves beside their response: "
-                        "cut from the left (training.max_length raises it)", cut, len(examples), self.max_length)
+            log.warning("%d of %d prompts did not fit in max_length (%d tokens) beside their response: cut from the "
+                        "left (a larger training.max_length keeps them whole)", cut, len(examples), self.max_length)
             self._warned = True
         return features
 
