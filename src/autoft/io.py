@@ -13,6 +13,12 @@ from pathlib import Path
 from typing import Any
 
 
+def cache_root() -> Path:
+    """Where autoft caches what it derives once (encoder features, converted GGUF models): ``$AUTOFT_CACHE``, by
+    default ``~/.cache/autoft``."""
+    return Path(os.environ.get("AUTOFT_CACHE", Path.home() / ".cache" / "autoft"))
+
+
 def write_text_atomic(path: str | Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -282,9 +282,9 @@ def train(
     callback = callbacks[0] if len(callbacks) == 1 else CallbackList(callbacks) if callbacks else None
 
     # Before: a task whose targets are texts is scored on the test set before fine-tuning (the model's zero-shot).
-    zero_shot = None
+    zero_shot, test_features = None, adapter.encode(splits.test) if splits.test is not None else None
     if config.task in TEXT_TARGET_TASKS and splits.test is not None:
-        zero_shot = evaluate(model, adapter, splits.test, adapter.encode(splits.test),
+        zero_shot = evaluate(model, adapter, splits.test, test_features,
                              batch_size=config.training.eval_batch_size, progress=config.training.progress,
                              description="zero-shot")
         log.info("zero-shot test scores (before fine-tuning): %s", ", ".join(
@@ -310,7 +310,7 @@ def train(
         {"selection": valuation.selection} if valuation is not None else {})})
     test_metrics = None
     if splits.test is not None:
-        test_metrics = evaluate(model, adapter, splits.test, adapter.encode(splits.test),
+        test_metrics = evaluate(model, adapter, splits.test, test_features,
                                 batch_size=config.training.eval_batch_size, progress=config.training.progress,
                                 description="test")
     metrics = {

@@ -139,8 +139,9 @@ def _rows_delimited(path: Path, delimiter: str) -> Iterator[tuple[int, Row]]:
         raise DataError(f"{path}:{reader.line_num}: {error}") from None
 
 
-def _rows_jsonl(path: Path) -> Iterator[tuple[int, Row]]:
-    for number, line in enumerate(_read_text(path).splitlines(), start=1):
+def _rows_jsonl(path: Path, text: str | None = None) -> Iterator[tuple[int, Row]]:
+    """The rows of a JSON-lines file (or of ``text`` read from where ``path`` names, e.g. stdin)."""
+    for number, line in enumerate((_read_text(path) if text is None else text).splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -421,21 +422,15 @@ def read_texts(path: str | Path | None, *, task: str, text_column: str = "text",
     import sys
 
     if task == "question-answering":
-        if path is None or str(path) == "-":
-            rows = []
-            for number, line in enumerate(sys.stdin.read().splitlines(), start=1):
-                if line.strip():
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError as error:
-                        raise DataError(f"<stdin>:{number}: invalid JSON: {error.msg} (question answering reads "
-                                        f'JSON lines: {{"context": ..., "question": ...}})') from None
-                    if not isinstance(row, dict):
-                        raise DataError(f"<stdin>:{number}: expected a JSON object with context and question")
-                    rows.append(qa_row(Path("<stdin>"), number, row, columns=columns or {}, with_labels=False,
-                                       source="stdin"))
-            return rows
-        return load_examples(path, task=task, with_labels=False, columns=columns)
+        if path is not None and str(path) != "-":
+            return load_examples(path, task=task, with_labels=False, columns=columns)
+        examples = []  # stdin: JSON lines of context and question
+        for number, row in _rows_jsonl(Path("<stdin>"), sys.stdin.read()):
+            if isinstance(row, DataError):
+                raise row
+            examples.append(qa_row(Path("<stdin>"), number, row, columns=columns or {}, with_labels=False,
+                                   source="stdin"))
+        return examples
     if path is None or str(path) == "-":
         lines = sys.stdin.read().splitlines()
         return [Example(line, None, f"<stdin>:{n}") for n, line in enumerate(lines, start=1) if line.strip()]

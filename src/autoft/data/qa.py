@@ -114,34 +114,36 @@ def read_squad(path: Path, text: str, *, source: str, with_labels: bool, bad: An
     articles = document.get("data") if isinstance(document, dict) else None
     if not isinstance(articles, list):
         raise DataError(f"{path}:1: expected a SQuAD document: an object whose 'data' lists articles")
-    examples, cursor = [], 0
+    examples, cursor, line = [], 0, 1
 
     def line_of(needle: str) -> int:
-        nonlocal cursor
+        """The line of ``needle``'s next occurrence (searching on from the last one; the lines in between are
+        counted once, so a large file is read through once)."""
+        nonlocal cursor, line
         found = text.find(needle, cursor)
-        if found < 0:
-            return text.count("\n", 0, cursor) + 1
-        cursor = found
-        return text.count("\n", 0, found) + 1
+        if found >= 0:
+            line += text.count("\n", cursor, found)
+            cursor = found
+        return line
 
     for a, article in enumerate(articles):
         for p, paragraph in enumerate(article.get("paragraphs", []) if isinstance(article, dict) else []):
             context = paragraph.get("context") if isinstance(paragraph, dict) else None
             for q, qa in enumerate(paragraph.get("qas", []) if isinstance(paragraph, dict) else []):
                 where = f"data[{a}].paragraphs[{p}].qas[{q}]"
-                line = line_of(json.dumps(qa["id"])) if isinstance(qa, dict) and "id" in qa else line_of('"question"')
+                at = line_of(json.dumps(qa["id"])) if isinstance(qa, dict) and "id" in qa else line_of('"question"')
                 try:
                     if not isinstance(context, str) or not context.strip():
-                        raise DataError(f"{path}:{line}: {where}: its paragraph has no context")
+                        raise DataError(f"{path}:{at}: {where}: its paragraph has no context")
                     if not isinstance(qa, dict) or not isinstance(qa.get("question"), str) or not qa["question"].strip():
-                        raise DataError(f"{path}:{line}: {where}: empty question")
+                        raise DataError(f"{path}:{at}: {where}: empty question")
                     answers = None
                     if with_labels:
                         given = qa.get("answers")
                         pairs = [(x.get("text"), x.get("answer_start")) for x in given
                                  if isinstance(x, dict)] if isinstance(given, list) else []
-                        answers = check_answers(path, line, context, pairs)
-                    examples.append(Example(context, answers, f"{path}:{line}", source, query=qa["question"]))
+                        answers = check_answers(path, at, context, pairs)
+                    examples.append(Example(context, answers, f"{path}:{at}", source, query=qa["question"]))
                 except DataError as error:
                     bad.reject(error)
     return examples

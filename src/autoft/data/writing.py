@@ -23,11 +23,11 @@ def write_examples(path: Path, examples: list[Example], *, text_column: str = "t
         source, target = ROLES[task]
         rows = []
         for e in examples:
-            row = {"messages" if isinstance(e.text, list) else source: e.text}
-            if e.label is not None:
-                row[target] = e.label[0] if len(e.label) == 1 else list(e.label)
-            if isinstance(e.text, list) and e.label is not None:  # a transcript: the response is its last turn
-                row = {"messages": [*e.text, {"role": "assistant", "content": e.label[0]}]}
+            if isinstance(e.text, list):  # a transcript: the response is its last turn
+                row = {"messages": [*e.text, *([{"role": "assistant", "content": e.label[0]}] if e.label else [])]}
+            else:
+                row = {source: e.text, **({target: e.label[0] if len(e.label) == 1 else list(e.label)}
+                                          if e.label else {})}
             rows.append(json.dumps(row, ensure_ascii=False) + "\n")
         path.write_text("".join(rows), encoding="utf-8")
         return path

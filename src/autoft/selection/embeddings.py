@@ -19,10 +19,11 @@ import torch
 from tqdm.auto import tqdm
 
 from autoft.data.loading import Example
+from autoft.io import cache_root
 
 
 def _cache_dir() -> Path:
-    return Path(os.environ.get("AUTOFT_CACHE", Path.home() / ".cache" / "autoft")) / "embeddings"
+    return cache_root() / "embeddings"
 
 
 def example_text(example: Example) -> str:

@@ -16,7 +16,7 @@ SQuAD exact match / token F1 against every reference, with the loss and its perp
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -49,14 +49,14 @@ class TextGenerationAdapter(TaskAdapter):
         if tokenizer.pad_token_id is None:  # GPT-2 and friends have none: padding is masked anyway
             tokenizer.pad_token = tokenizer.eos_token
 
-    def training_scale(self) -> float:
-        """A third of sentence classification's: supervised fine-tuning of a pretrained (instruction-tuned) language
-        model takes a few passes (with LoRA's x1.5: 5 epochs planned at 150 pairs, 4 at 300-600, 2 at 3,000), and more over-fits
-        its wording; early stopping on the validation loss ends it sooner."""
-        return 1 / 3
+    shift: ClassVar[int] = 0
+    """How far a label stands from the position whose logits predict it (a causal model predicts the next token)."""
 
-    def lr_bounds(self) -> tuple[float, float]:
-        return (1e-5, 5e-4)
+    def training_scale(self) -> float:
+        """A third of sentence classification's: supervised fine-tuning of a pretrained (instruction-tuned)
+        language model takes a few passes (with LoRA's x1.5: 5 epochs planned at 150 pairs, 4 at 300-600, 2 at
+        3,000), and more over-fits its wording; early stopping on the validation loss ends it sooner."""
+        return 1 / 3
 
     # --- generating ---------------------------------------------------------------------------
     def generate_kwargs(self) -> dict[str, Any]:
@@ -70,23 +70,29 @@ class TextGenerationAdapter(TaskAdapter):
             kwargs.update(temperature=None, top_p=None, top_k=None)
         return kwargs
 
+    def make_collator(self, pad_to: int | None) -> Any:
+        return DataCollatorForSeq2Seq(self.tokenizer, padding="max_length" if pad_to else "longest",
+                                      max_length=pad_to, label_pad_token_id=IGNORE, return_tensors="pt")
+
     def per_sample_loss(self, logits: torch.Tensor, labels: torch.Tensor, transition: torch.Tensor | None = None
                         ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Summed cross-entropy of each sample's target tokens, and their number (the loss is per token)."""
+        """Summed cross-entropy of each sample's target tokens, and their number (the loss is per token).
+        ``logits`` are the whole sequence's ``[B, T, V]``, or already those of the labelled positions only,
+        packed ``[N, V]`` in row-major order (:meth:`CausalGenerationAdapter.forward`)."""
         self._no_transition(self.name, transition)
-        logits, labels = self.aligned(logits, labels)
+        labels = labels[:, self.shift:]
         mask = labels != IGNORE
-        losses = torch.zeros(labels.shape[0], device=logits.device)
-        if mask.any():
-            token = F.cross_entropy(logits[mask].float(), labels[mask], reduction="none")
-            rows = mask.nonzero()[:, 0]
-            losses = losses.index_add(0, rows, token)
+        if logits.dim() == 3:
+            logits = logits[:, : logits.shape[1] - self.shift][mask]
+        token = F.cross_entropy(logits.float(), labels[mask], reduction="none")
+        losses = torch.zeros(labels.shape[0], device=logits.device).index_add(0, mask.nonzero()[:, 0], token)
         return losses, mask.sum(dim=1).to(losses.dtype)
 
-    @staticmethod
-    def aligned(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits and the labels they predict (a causal model's are shifted by one)."""
-        return logits, labels
+    def generate(self, model: Any, **inputs: torch.Tensor) -> torch.Tensor:
+        """``model.generate`` with the decoding settings (seeded when sampling)."""
+        if self.generation.do_sample:
+            torch.manual_seed(self.generation.seed)
+        return model.generate(**inputs, **self.generate_kwargs())
 
     # --- inference ----------------------------------------------------------------------------
     def batch_probabilities(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> list[np.ndarray]:
@@ -115,6 +121,7 @@ class TextGenerationAdapter(TaskAdapter):
 class CausalGenerationAdapter(TextGenerationAdapter):
     name = "generation"
     peft_task_type = "CAUSAL_LM"
+    shift = 1
 
     def __init__(self, labels: list[str], tokenizer: Any, *, max_length: int | str = "auto",
                  generation: Any = None) -> None:
@@ -171,14 +178,6 @@ class CausalGenerationAdapter(TextGenerationAdapter):
             self._warned = True
         return features
 
-    def make_collator(self, pad_to: int | None) -> Any:
-        return DataCollatorForSeq2Seq(self.tokenizer, padding="max_length" if pad_to else "longest",
-                                      max_length=pad_to, label_pad_token_id=IGNORE, return_tensors="pt")
-
-    @staticmethod
-    def aligned(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return logits[:, :-1], labels[:, 1:]
-
     def forward(self, model: Any, batch: dict[str, torch.Tensor], labels: torch.Tensor | None = None) -> torch.Tensor:
         """With ``labels``: the logits of the positions that predict a labelled token only, packed ``[N, V]`` in
         row-major order — the output layer runs on the response's hidden states alone, so a batch does not hold
@@ -188,17 +187,7 @@ class CausalGenerationAdapter(TextGenerationAdapter):
         if labels is None or backbone is inner or head is None:
             return model(**batch).logits
         hidden = backbone(**batch, use_cache=False).last_hidden_state
-        return head(hidden[:, :-1][labels[:, 1:] != IGNORE])
-
-    def per_sample_loss(self, logits: torch.Tensor, labels: torch.Tensor, transition: torch.Tensor | None = None
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
-        if logits.dim() == 3:  # whole-sequence logits (a model without a separate output layer)
-            return super().per_sample_loss(logits, labels, transition)
-        self._no_transition(self.name, transition)
-        mask = labels[:, 1:] != IGNORE
-        token = F.cross_entropy(logits.float(), labels[:, 1:][mask], reduction="none")
-        losses = torch.zeros(labels.shape[0], device=logits.device).index_add(0, mask.nonzero()[:, 0], token)
-        return losses, mask.sum(dim=1).to(losses.dtype)
+        return head(hidden[:, : hidden.shape[1] - self.shift][labels[:, self.shift:] != IGNORE])
 
     # --- inference ----------------------------------------------------------------------------
     def batch_outputs(self, model: Any, batch: dict[str, torch.Tensor], logits: torch.Tensor | None) -> list[str]:
@@ -216,7 +205,5 @@ class CausalGenerationAdapter(TextGenerationAdapter):
         for row, prompt in enumerate(prompts):
             left[row, width - len(prompt):] = prompt
             mask[row, width - len(prompt):] = 1
-        if self.generation.do_sample:
-            torch.manual_seed(self.generation.seed)
-        output = model.generate(input_ids=left, attention_mask=mask, **self.generate_kwargs())
+        output = self.generate(model, input_ids=left, attention_mask=mask)
         return [text.strip() for text in self.tokenizer.batch_decode(output[:, width:], skip_special_tokens=True)]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from transformers import AutoModelForSeq2SeqLM, DataCollatorForSeq2Seq
+from transformers import AutoModelForSeq2SeqLM
 
 from autoft.data.loading import Example
 from autoft.tasks.base import Feature
@@ -50,10 +50,6 @@ class Seq2SeqAdapter(TextGenerationAdapter):
             features.append(feature)
         return features
 
-    def make_collator(self, pad_to: int | None) -> Any:
-        return DataCollatorForSeq2Seq(self.tokenizer, padding="max_length" if pad_to else "longest",
-                                      max_length=pad_to, label_pad_token_id=IGNORE, return_tensors="pt")
-
     def collate(self, features: list[Feature], *, pad_to: int | None = None) -> dict[str, torch.Tensor]:
         batch = super().collate(features, pad_to=pad_to)
         if batch.get("labels") is None:
@@ -70,8 +66,5 @@ class Seq2SeqAdapter(TextGenerationAdapter):
 
     # --- inference ----------------------------------------------------------------------------
     def batch_outputs(self, model: Any, batch: dict[str, torch.Tensor], logits: torch.Tensor | None) -> list[str]:
-        if self.generation.do_sample:
-            torch.manual_seed(self.generation.seed)
-        output = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                **self.generate_kwargs())
+        output = self.generate(model, input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
         return [text.strip() for text in self.tokenizer.batch_decode(output, skip_special_tokens=True)]

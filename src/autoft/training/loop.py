@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from autoft.config import TrainingConfig
 from autoft.data.loading import Example
 from autoft.tasks.base import Feature, TaskAdapter
+from autoft.tasks.text_metrics import perplexity
 from autoft.training.batching import LengthGroupedBatchSampler
 from autoft.training.callbacks import StepOutput, TrainerCallback, TrainState
 from autoft.training.inference import predict_probabilities
@@ -86,7 +87,7 @@ def evaluate(
     metrics = {} if loss_only else adapter.metrics(examples, predictions)
     metrics["loss"] = loss
     if adapter.validate_by_loss and loss is not None:
-        metrics["perplexity"] = float(np.exp(min(loss, 700.0)))
+        metrics["perplexity"] = perplexity(loss)
     return (metrics, predictions) if return_predictions else metrics
 
 

@@ -1,8 +1,7 @@
 """What ``auto`` means: training settings resolved from the data, the task and the machine.
 
 - ``batch_size: auto``: 32 on CPU (generative tasks: 8, their logits span the vocabulary). On a GPU, the
-  largest of 128, 64, 32 whose forward and backward pass
-  on copies of the longest training sample fits in memory, and no more than a sixteenth of the training set
+  largest of 128, 64, 32 whose forward and backward pass on copies of the longest training sample fits in memory, and no more than a sixteenth of the training set
   (so an epoch has steps enough to learn from).
 - ``epochs: auto``: a budget of training samples that grows with the data size ``n`` but slower than it,
   ``EPOCH_SCALE * task scale * n ** 0.75`` samples — so the planned epochs,
@@ -12,7 +11,7 @@
   plateau, and the best epoch is restored.
 - ``early_stopping_patience: auto``: 2 epochs, 3 when more than 12 are planned.
 - ``max_length: auto``: the task adapter's ``default_max_length`` (128 tokens; question answering 384, with
-  longer contexts read in overlapping windows).
+  longer contexts read in overlapping windows; generative tasks 512).
 - ``learning_rate: auto``: the range test of :mod:`autoft.training.lr_search`, on shuffled, length-grouped
   batches of the training data, within the task adapter's ``lr_bounds``.
 
