@@ -110,7 +110,7 @@ def _last_keep_rates(decisions: Path) -> dict[str, float]:
     for line in decisions.read_text(encoding="utf-8").splitlines():
         record = json.loads(line)
         if record.get("event") == "select":
-            rates = record["keep_rate_by_source"]
+            rates = record.get("keep_rate_by_source", {})
     return rates
 
 
@@ -119,15 +119,20 @@ def comparison_table(comparison: dict[str, Any]) -> str:
     plain, agent = comparison["plain"], comparison["autonomous"]
     split = "test" if plain["test"] else "validation"
     keys = [k for k in plain[split] if k != "loss"] + ["loss"]
-    lines = [f"| {split} | plain fine-tuning | autonomous ({comparison['policy']}) | change |", "|---|---:|---:|---:|"]
+    before = comparison.get("zero_shot") if split == "test" else None  # generative tasks: the model before
+    head, rule = ("| before fine-tuning (zero-shot) ", "---:|") if before else ("", "")
+    lines = [f"| {split} {head}| plain fine-tuning | autonomous ({comparison['policy']}) | change |",
+             f"|---|{rule}---:|---:|---:|"]
     for key in keys:
         a, b = plain[split].get(key), agent[split].get(key)
         if a is None or b is None:
             continue
-        lines.append(f"| {key} | {a:.4f} | {b:.4f} | {b - a:+.4f} |")
-    lines.append(f"| wall seconds | {plain['wall_seconds']:.0f} | {agent['wall_seconds']:.0f} | "
+        zero = "" if not before else f"{before[key]:.4f} | " if isinstance(before.get(key), float) else "– | "
+        lines.append(f"| {key} | {zero}{a:.4f} | {b:.4f} | {b - a:+.4f} |")
+    gap = "| " if before else ""
+    lines.append(f"| wall seconds | {gap}{plain['wall_seconds']:.0f} | {agent['wall_seconds']:.0f} | "
                  f"×{agent['wall_seconds'] / max(plain['wall_seconds'], 1e-9):.2f} |")
-    lines.append(f"| samples trained on | {plain['trained_samples']} | {agent['trained_samples']} | |")
+    lines.append(f"| samples trained on | {gap}{plain['trained_samples']} | {agent['trained_samples']} | |")
     rates = comparison.get("keep_rate_by_source") or {}
     if len(rates) > 1:
         kept = ", ".join(f"{name} {rate:.0%}" for name, rate in rates.items())
@@ -136,8 +141,8 @@ def comparison_table(comparison: dict[str, Any]) -> str:
 
 
 def _before_after(config: Config, output: Path) -> dict[str, Any]:
-    """Question answering and generative tasks (which the agent does not value yet): one fine-tuning run, compared
-    on the test set with the model before it (its zero-shot scores, which ``train`` records)."""
+    """Question answering (whose samples the agent does not value yet): one fine-tuning run, compared on the test
+    set with the model before it (its zero-shot scores, which ``train`` records)."""
     log.info("%s: the agent does not value these samples yet; autoft run fine-tunes on all of them and compares "
              "the result with the model before fine-tuning", config.task)
     with staged_folder(output) as temp:
@@ -162,18 +167,19 @@ def run(config: Config | dict | str | Path, *, overrides: list[str] | None = Non
     check_policy(config.selection.policy)
     output = Path(config.output_dir)
     _prepare_output(output, overwrite)
-    if config.task in TEXT_TARGET_TASKS:
+    if config.task in TEXT_TARGET_TASKS - GENERATIVE_TASKS:
         if config.selection.policy != "none":
-            raise ConfigError(f"selection.policy: {config.selection.policy!r}: the agent does not train on {config.task} "
-                              f"data yet; use none (autoft value ranks generative pairs)")
+            raise ConfigError(f"selection.policy: {config.selection.policy!r}: the agent does not value "
+                              f"{config.task} samples yet; use none")
         return _before_after(config, output)
     with staged_folder(output) as temp:
         started = time.perf_counter()
         agent = agent_config(config)
         plain_run = train(_with(config, policy="none", output_dir=str(temp / "plain")))
         agent_run = train(_with(agent, output_dir=str(temp / "autonomous"),
-                                training=_shared_settings(config, plain_run)))
+                                training=_shared_settings(config, plain_run)), zero_shot=False)
         comparison = {"policy": agent.selection.policy, "plain": _scores(plain_run),
+                      "zero_shot": plain_run.metrics.get("zero_shot"),
                       "autonomous": _scores(agent_run), "wall_seconds": round(time.perf_counter() - started, 1),
                       "keep_rate_by_source": _last_keep_rates(temp / "autonomous" / "decisions.jsonl")}
         comparison["table"] = comparison_table(comparison)

@@ -225,9 +225,10 @@ class SelectionConfig(_Strict):
         "macro_f1, f1, precision, recall, loss) or of a user function 'module:function' called as "
         "f(predictions, labels) with the decoded validation predictions and gold labels",
     )
-    update_every: Literal["epoch"] | int = Field(
-        "epoch", description="reward the agent per epoch, or every N optimisation steps on a validation mini-batch"
-    )
+    update_every: Literal["auto", "epoch"] | int = Field(
+        AUTO, description="reward the agent per epoch, or every N optimisation steps on a validation mini-batch; "
+        "auto: per epoch for classification and NER, four times an epoch for generative tasks (their runs are "
+        "a few epochs long)")
     reward_batch: int = Field(128, ge=1, description="validation samples in the mini-batch of update_every: N")
     reward_fraction: float = Field(
         0.5, gt=0.0, lt=1.0, description="share of the validation set (seeded, stratified) the agent learns from "

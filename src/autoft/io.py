@@ -32,6 +32,25 @@ def write_text_atomic(path: str | Path, text: str) -> None:
         raise
 
 
+def save_array_atomic(path: str | Path, arrays: Any) -> None:
+    """One array (``.npy``) or a dict of arrays (``.npz``), written to a temporary file, then renamed."""
+    import numpy as np
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            if isinstance(arrays, dict):
+                np.savez(stream, **arrays)
+            else:
+                np.save(stream, arrays)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
 @contextlib.contextmanager
 def staged_folder(path: str | Path) -> Iterator[Path]:
     """A temporary sibling folder of ``path`` to write into; renamed to ``path`` (replacing it) when the block

@@ -199,12 +199,14 @@ def train(
     callbacks: list[TrainerCallback | Callable[[Splits], TrainerCallback]] | None = None,
     model: Any = None,
     labels: list[str] | None = None,
+    zero_shot: bool = True,
 ) -> Run:
     """Fine-tune per ``config`` (a Config, dict or YAML path) and write the run directory. ``callback``
     replaces the agent ``config.selection`` would build (``autoft.training.callbacks``); ``callbacks`` run
     after it (each a callback, or a function of the loaded ``Splits`` that makes one: training row ``i`` of
     the loop is ``splits.train[i]``). ``model`` starts training from a model already loaded (a continual update: the parent's weights,
-    its head sized to ``labels``, the ordered label set it must be given with) instead of ``config.model``."""
+    its head sized to ``labels``, the ordered label set it must be given with) instead of ``config.model``.
+    ``zero_shot``: score the model before fine-tuning on the test set (tasks whose targets are texts)."""
     config = as_config(config, overrides)
     check_policy(config.selection.policy)
     output = Path(config.output_dir)
@@ -259,7 +261,16 @@ def train(
                             "labels are as noisy as the rest; give a clean validation file for a trustworthy agent")
             log.warning(warnings[-1])
     extra, callbacks = list(callbacks or []), [] if callback is None else [callback]
-    if callback is None and config.selection.uses_agent:
+    if callback is None and config.selection.uses_agent and config.task in GENERATIVE_TASKS:
+        from autoft.selection.pair_agent import PairAgentCallback, value_pair_agent
+
+        callbacks.append(PairAgentCallback(value_pair_agent(config, replace(splits, validation=reward_part),
+                                                            progress=config.training.progress),
+                                           reward_examples=reward_part, seed=config.training.seed))
+    elif callback is None and config.selection.uses_agent:
+        if config.task in TEXT_TARGET_TASKS:
+            raise ConfigError(f"selection.policy: {config.selection.policy!r}: the agent does not value "
+                              f"{config.task} samples yet; use none")
         from autoft.selection.agent import AgentCallback, value_samples
 
         callbacks.append(AgentCallback(value_samples(config, replace(splits, validation=reward_part),
@@ -282,13 +293,13 @@ def train(
     callback = callbacks[0] if len(callbacks) == 1 else CallbackList(callbacks) if callbacks else None
 
     # Before: a task whose targets are texts is scored on the test set before fine-tuning (the model's zero-shot).
-    zero_shot, test_features = None, adapter.encode(splits.test) if splits.test is not None else None
-    if config.task in TEXT_TARGET_TASKS and splits.test is not None:
-        zero_shot = evaluate(model, adapter, splits.test, test_features,
+    before, test_features = None, adapter.encode(splits.test) if splits.test is not None else None
+    if zero_shot and config.task in TEXT_TARGET_TASKS and splits.test is not None:
+        before = evaluate(model, adapter, splits.test, test_features,
                              batch_size=config.training.eval_batch_size, progress=config.training.progress,
                              description="zero-shot")
         log.info("zero-shot test scores (before fine-tuning): %s", ", ".join(
-            f"{k} {v:.4f}" for k, v in zero_shot.items() if isinstance(v, float)))
+            f"{k} {v:.4f}" for k, v in before.items() if isinstance(v, float)))
 
     # Fine-tune, then score the best weights on validation and test.
     train_features = adapter.encode(splits.train)
@@ -330,12 +341,10 @@ def train(
         "epochs": [vars(r) for r in result.history],
         "validation": result.best_validation,
         "test": test_metrics,
-        "zero_shot": zero_shot,
+        "zero_shot": before,
         "training": config.training.model_dump(mode="json"),
         "auto": result.plan["choices"],
-        "noise": ({"rate": valuation.noise.rate, "per_class": valuation.noise.per_class,
-                   "drop_fraction": valuation.selection.drop_fraction}
-                  if valuation is not None and valuation.noise is not None else None),
+        "noise": agent.noise_summary() if agent is not None else None,
         "self_training": next(({"mode": c.mode, "admitted_last_epoch": int(c.admitted.sum()),
                                 "unlabeled": len(c.unlabeled)} for c in parts if hasattr(c, "admitted")), None),
         "train_seconds": round(sum(r.seconds for r in result.history), 3),

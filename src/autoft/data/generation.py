@@ -24,6 +24,12 @@ ROLES = {"generation": ("prompt", "response"), "seq2seq": ("source", "target")}
 CHAT_ROLES = ("system", "user", "assistant")
 
 
+def prompt_text(example: Any) -> str:
+    """A pair's prompt as one line of text: the prompt, or a transcript's turns as ``role: content | ...``."""
+    text = example.text
+    return text if isinstance(text, str) else " | ".join(f"{m['role']}: {m['content']}" for m in text)
+
+
 def _text(path: Path, line: int, value: Any, column: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)) or not isinstance(value, (str, int, float)):
         raise DataError(f"{path}:{line}: empty text in column {column!r}")

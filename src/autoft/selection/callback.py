@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from scipy.stats import rankdata
 
+from autoft.config import AUTO
 from autoft.data.loading import Example
 from autoft.errors import ConfigError
 from autoft.selection.noise import transition_of
@@ -57,7 +58,7 @@ class AgentCallback(TrainerCallback):
         self._action: int | None = None
         self._user_reward = load_reward(self.selection.reward) if ":" in self.selection.reward else None
         every = self.selection.update_every
-        self.update_every = None if every == "epoch" else int(every)
+        self.update_every = None if every in ("epoch", AUTO) else int(every)
         size = min(self.selection.reward_batch, len(reward_examples))
         self._rows = np.sort(np.random.default_rng(seed).choice(len(reward_examples), size, replace=False))
         self._features: list[Any] | None = None
@@ -308,6 +309,12 @@ class AgentCallback(TrainerCallback):
         self.decisions.append(decision)
 
     # outputs
+    def noise_summary(self) -> dict[str, Any] | None:
+        """The estimated label noise and the share left out, for ``metrics.json``."""
+        noise = self.valuation.noise
+        return None if noise is None else {"rate": noise.rate, "per_class": noise.per_class,
+                                           "drop_fraction": self.selection.drop_fraction}
+
     def repairs(self) -> tuple[np.ndarray, dict[int, int]]:
         """The agent's last word on the training data: the rows it leaves out and the rows it relabels
         (row -> class id), for ``corrected.<ext>``. ``mask`` mode leaves no row out."""

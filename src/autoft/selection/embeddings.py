@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from autoft.data.loading import Example
-from autoft.io import cache_root
+from autoft.io import cache_root, save_array_atomic
 
 
 def _cache_dir() -> Path:
@@ -36,14 +34,6 @@ def _cached(kind: str, model_name: str, max_length: int, inputs: list[Any]) -> P
 
     key = hashlib.sha256(json.dumps([kind, resolve_model_name(model_name), max_length, inputs]).encode()).hexdigest()
     return _cache_dir() / f"{key[:24]}.npy"
-
-
-def _save(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, suffix=".npy")
-    os.close(handle)
-    np.save(temp, array)
-    os.replace(temp, path)
 
 
 @torch.inference_mode()
@@ -83,7 +73,7 @@ def embed_examples(model_name: str, examples: list[Example], *, max_length: int,
         out[rows] = torch.nn.functional.normalize(pooled, dim=-1).numpy()
     out = np.zeros((0, 0), dtype=np.float32) if out is None else out
     if cache:
-        _save(path, out)
+        save_array_atomic(path, out)
     return out
 
 
@@ -111,7 +101,7 @@ def embed_words(model_name: str, examples: list[Example], *, max_length: int, ba
                     previous = word
         flat = np.zeros((0, 0), dtype=np.float32) if flat is None else flat
         if cache:
-            _save(path, flat)
+            save_array_atomic(path, flat)
     return [flat[offsets[i] : offsets[i + 1]] for i in range(len(words))]
 
 

@@ -16,8 +16,11 @@ posterior probability of being mismatched.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,6 +30,7 @@ from autoft.config import Config
 from autoft.data.loading import Example
 from autoft.data.splits import Splits
 from autoft.errors import ConfigError
+from autoft.io import cache_root, save_array_atomic
 from autoft.modeling.load import load_model, load_tokenizer
 from autoft.selection.valuation import resolve_drop_fraction
 from autoft.tasks.base import TaskAdapter
@@ -111,26 +115,51 @@ def mixture_share(gains: np.ndarray, matched: np.ndarray, mismatched: np.ndarray
     return share, posterior
 
 
+def _cache_path(config: Config, splits: Splits) -> Path:
+    """Where the base model's losses on these pairs are kept: keyed by the model (a local folder by its files'
+    sizes and times too), the prompt settings and every pair, so valuing the same data again reads them back."""
+    from autoft.modeling.load import resolve_model_name
+
+    name = resolve_model_name(config.model)
+    folder = Path(name)
+    stamp = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in folder.iterdir() if f.is_file()) \
+        if folder.is_dir() else []
+    pairs = [[e.text, e.label] for e in [*splits.train, *splits.validation]]
+    key = json.dumps([name, stamp, config.training.max_length, config.generation.model_dump(mode="json"),
+                      len(splits.train), pairs], default=str)
+    return cache_root() / "pairs" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.npz"
+
+
 def value_pairs(config: Config, splits: Splits, *, batch_size: int | None = None) -> PairValuation:
     """The base model's losses on every training pair, the share of mismatched pairs and each one's posterior."""
     if len(splits.validation) < MIN_REFERENCE:
         raise ConfigError(f"valuing prompt-response pairs needs >= {MIN_REFERENCE} validation pairs, got "
                           f"{len(splits.validation)}")
-    tokenizer = load_tokenizer(config.model)
-    adapter = make_adapter(config, [], tokenizer)
-    model = adapter.prepare_model(load_model(config.model, adapter.auto_model_class()))
-    size = batch_size or adapter.cpu_batch_size
-
-    def scored(examples: list[Example]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        conditional, tokens = response_losses(model, adapter, examples, batch_size=size)
-        unconditional, _ = response_losses(model, adapter, [_without_prompt(e) for e in examples], batch_size=size)
-        return conditional, unconditional, tokens
-
-    conditional, unconditional, tokens = scored(splits.train)
-    val_conditional, val_unconditional, _ = scored(splits.validation)
     validation = splits.validation
     rotated = [Example(e.text, validation[(i + 1) % len(validation)].label) for i, e in enumerate(validation)]
-    rotated_conditional, _ = response_losses(model, adapter, rotated, batch_size=size)
+    path = _cache_path(config, splits)
+    if path.exists():
+        cached = np.load(path)
+        log.info("base-model losses of the pairs from the cache (%s)", path)
+    else:
+        tokenizer = load_tokenizer(config.model)
+        adapter = make_adapter(config, [], tokenizer)
+        model = adapter.prepare_model(load_model(config.model, adapter.auto_model_class()))
+        size = batch_size or adapter.cpu_batch_size
+
+        def losses(examples: list[Example]) -> np.ndarray:
+            return response_losses(model, adapter, examples, batch_size=size)[0]
+
+        train_loss, tokens = response_losses(model, adapter, splits.train, batch_size=size)
+        cached = {"conditional": train_loss, "tokens": tokens,
+                  "unconditional": losses([_without_prompt(e) for e in splits.train]),
+                  "val_conditional": losses(validation),
+                  "val_unconditional": losses([_without_prompt(e) for e in validation]),
+                  "rotated_conditional": losses(rotated)}
+        save_array_atomic(path, cached)
+    conditional, unconditional, tokens = cached["conditional"], cached["unconditional"], cached["tokens"]
+    val_conditional, val_unconditional = cached["val_conditional"], cached["val_unconditional"]
+    rotated_conditional = cached["rotated_conditional"]
     matched = val_unconditional - val_conditional
     mismatched = np.roll(val_unconditional, -1) - rotated_conditional  # the unconditional loss is the response's own
     rate, posterior = mixture_share(unconditional - conditional, matched, mismatched)

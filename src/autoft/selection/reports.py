@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from autoft.data.generation import prompt_text
 from autoft.data.loading import Example
 from autoft.io import to_builtin, write_text_atomic
 from autoft.selection.embeddings import example_text
@@ -57,19 +58,26 @@ PAIR_VALUE_COLUMNS = ["row_id", "origin", "source", "prompt", "response", "respo
                       "unconditional_loss", "prompt_gain", "mismatch_probability", "value", "flagged"]
 
 
-def pair_value_rows(examples: list[Example], valuation: Any) -> list[dict[str, Any]]:
+def pair_value_rows(examples: list[Example], valuation: Any, *, values: np.ndarray | None = None,
+                    flagged: np.ndarray | None = None, trained: np.ndarray | None = None) -> list[dict[str, Any]]:
     """Rows for a generative task's ``data_values.csv`` (:mod:`autoft.selection.pairs`), worst first: the base
-    model's losses of the response with and without its prompt, their difference and the posterior of a mismatch."""
-    flagged, values = valuation.flagged(), valuation.values
-    prompt = lambda e: e.text if isinstance(e.text, str) else " | ".join(f"{m['role']}: {m['content']}" for m in e.text)
-    return [{"row_id": int(i), "origin": examples[i].origin, "source": examples[i].source, "prompt": prompt(examples[i]),
-             "response": examples[i].label[0], "response_tokens": int(valuation.tokens[i]),
-             "conditional_loss": round(float(valuation.conditional[i]), 4),
-             "unconditional_loss": round(float(valuation.unconditional[i]), 4),
-             "prompt_gain": round(float(valuation.gain[i]), 4),
-             "mismatch_probability": round(float(valuation.mismatch_probability[i]), 4),
-             "value": round(float(values[i]), 6), "flagged": bool(flagged[i])}
-            for i in np.argsort(values, kind="stable")]
+    model's losses of the response with and without its prompt, their difference, the posterior of a mismatch,
+    the value (default: the posterior of a match; an agent run: its policy's last value), whether the pair is left
+    out and (an agent run) how often it was trained on."""
+    values = valuation.values if values is None else values
+    flagged = valuation.flagged() if flagged is None else flagged
+    rows = []
+    for i in np.argsort(values, kind="stable"):
+        rows.append({"row_id": int(i), "origin": examples[i].origin, "source": examples[i].source,
+                     "prompt": prompt_text(examples[i]), "response": examples[i].label[0],
+                     "response_tokens": int(valuation.tokens[i]),
+                     "conditional_loss": round(float(valuation.conditional[i]), 4),
+                     "unconditional_loss": round(float(valuation.unconditional[i]), 4),
+                     "prompt_gain": round(float(valuation.gain[i]), 4),
+                     "mismatch_probability": round(float(valuation.mismatch_probability[i]), 4),
+                     "value": round(float(values[i]), 6), "flagged": bool(flagged[i]),
+                     **({"times_trained": int(trained[i])} if trained is not None else {})})
+    return rows
 
 
 def write_data_values(path: Path, rows: list[dict[str, Any]]) -> None:

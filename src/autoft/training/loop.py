@@ -130,10 +130,10 @@ def fit(
 
     # What callbacks see and may ask for: evaluation on any labelled examples, margins of training rows.
     # (The functions read the loop's variables when called: the model as prepared, every training row.)
-    def evaluate_now(examples: list[Example], features: list[Feature] | None = None):
+    def evaluate_now(examples: list[Example], features: list[Feature] | None = None, *, loss_only: bool = False):
         return evaluate(accelerator.unwrap_model(model), adapter, examples,
                         adapter.encode(examples) if features is None else features,
-                        batch_size=config.eval_batch_size, return_predictions=True)
+                        batch_size=config.eval_batch_size, return_predictions=True, loss_only=loss_only)
 
     def score_now(rows: np.ndarray) -> np.ndarray:
         scored = [train_features[i] for i in np.asarray(rows, dtype=np.int64)]

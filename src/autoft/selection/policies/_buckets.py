@@ -83,6 +83,7 @@ class BucketPolicy(Policy):
     # -- the loop -----------------------------------------------------------------------------------
 
     def _fit(self, data: FitData) -> np.ndarray:
+        self.from_prior_ = False
         given = data.buckets
         self.buckets_ = given if given is not None else quantile_buckets(data.disagreement, self.n_buckets)
         self.n_buckets_ = int(self.buckets_.max()) + 1
@@ -108,9 +109,25 @@ class BucketPolicy(Policy):
         self._begin_episode()  # online play starts afresh
         return self._values()
 
+    def _start_from(self, prior: np.ndarray, state: np.ndarray | None) -> np.ndarray:
+        """No offline episodes: quantile buckets of the prior, every bucket's score still to learn online. The
+        values stay the prior's rank: a run's few rewards cannot rank buckets against it, so online the bandit
+        only learns which bucket to emphasise (``bucket_weights``)."""
+        self.from_prior_ = True
+        self.buckets_ = quantile_buckets(-prior, self.n_buckets)  # bucket 0: the highest prior
+        self.n_buckets_ = int(self.buckets_.max()) + 1
+        self.agreement_ = rankdata(prior) / len(prior)
+        self.rng_ = np.random.default_rng(self.seed)
+        self._start(self.n_buckets_)
+        self._begin_episode()
+        self._log("offline", {"start": "prior", "buckets": self.n_buckets_}, None)
+        return self._values()
+
     def _values(self) -> np.ndarray:
         """[N] values: bucket score rank first, probe agreement within a bucket."""
         self.bucket_values_ = self._bucket_scores()
+        if getattr(self, "from_prior_", False):
+            return self.agreement_.copy()
         bucket_rank = rankdata(self.bucket_values_, method="dense") - 1
         return bucket_rank[self.buckets_] + 0.999 * self.agreement_
 

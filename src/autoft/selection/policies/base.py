@@ -266,6 +266,27 @@ class Policy:
         """The subclass's offline phase: [N] values, higher = more useful. Log steps with ``_log``."""
         raise NotImplementedError
 
+    def start_from(self, prior: np.ndarray, state: np.ndarray | None = None) -> Policy:
+        """The offline phase where no cheap inner learner exists (prompt-response pairs, whose learner is the
+        generative model itself): start from a ``prior`` value per sample (higher = more useful) and its
+        ``state`` [N, F]; the online phase learns from there. By default the prior is the value. Returns ``self``."""
+        prior = np.asarray(prior, dtype=np.float64)
+        if prior.ndim != 1 or len(prior) < 1:
+            raise ValueError(f"prior must be N >= 1 numbers, got shape {prior.shape}")
+        self.n_samples_, self.n_classes_ = len(prior), 0
+        self.decisions_ = []
+        scaled = None if state is None else _matrix("state", state, len(prior))
+        if scaled is not None:
+            scaled = (scaled - scaled.mean(axis=0)) / (scaled.std(axis=0) + 1e-8)
+        self.values_ = np.asarray(self._start_from(prior, scaled), dtype=np.float64)
+        self.keep_probabilities_ = self._keep_probabilities(self.values_)
+        return self
+
+    def _start_from(self, prior: np.ndarray, state: np.ndarray | None) -> np.ndarray:
+        """The subclass's start from a prior: [N] values. Log with ``_log``."""
+        self._log("offline", {"start": "prior", "mean_prior": round(float(prior.mean()), 6)}, None)
+        return prior
+
     def _keep_probabilities(self, values: np.ndarray) -> np.ndarray:
         """[N] keep-probabilities from values; by default their rank (``rank_probabilities``)."""
         return rank_probabilities(values)

@@ -15,6 +15,10 @@ class NoSelection(Policy):
         self._log("offline", {"kept": len(data.labels)}, None)
         return np.ones(len(data.labels))
 
+    def _start_from(self, prior: np.ndarray, state: np.ndarray | None) -> np.ndarray:
+        self._log("offline", {"kept": len(prior)}, None)
+        return np.ones(len(prior))
+
     def weights(self, mode: WeightMode = "sample", drop_fraction: float | None = None) -> np.ndarray:
         """[N] ones: nothing is dropped or down-weighted."""
         self._check_fitted()
@@ -29,7 +33,12 @@ class RandomSelection(Policy):
     """
 
     def _fit(self, data: FitData) -> np.ndarray:
-        n = len(data.labels)
+        return self._random(len(data.labels))
+
+    def _start_from(self, prior: np.ndarray, state: np.ndarray | None) -> np.ndarray:
+        return self._random(len(prior))
+
+    def _random(self, n: int) -> np.ndarray:
         values = (np.random.default_rng(self.seed).permutation(n) + 1) / n
         self._log("offline", {"dropped": round(self.drop_fraction * n)}, None)
         return values

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import brentq
 from scipy.special import expit, logit
+from scipy.stats import rankdata
 
 from autoft.selection.policies._mlp import ValueEstimator, log_sigmoid
 from autoft.selection.policies.base import FitData, Policy, check_option, register_policy
@@ -147,6 +148,26 @@ class Reinforce(Policy):
             baseline += (rewards.mean() - baseline) / self.baseline_window
         self.online_baseline_ = 0.0
         return self._estimate()
+
+    def _start_from(self, prior: np.ndarray, state: np.ndarray | None) -> np.ndarray:
+        """The estimator learns to give the prior's rank as its keep-probability from the ``state`` (binary
+        cross-entropy, ``warm_steps`` full-batch Adam steps), so the online REINFORCE steps start from the prior's
+        order and move it by what the real model's rewards say."""
+        if state is None:
+            raise ValueError("reinforce.start_from needs the state the estimator reads")
+        self.rng_ = np.random.default_rng(self.seed)
+        self.inputs_ = state
+        self.estimator_ = ValueEstimator.create(state.shape[1], self.hidden, self.rng_,
+                                                learning_rate=self.learning_rate)
+        target = np.clip(rankdata(prior) / len(prior), 0.02, 0.98)
+        for _ in range(max(self.warm_steps, 1)):
+            logits, cache = self.estimator_.logits(state)
+            self.estimator_.step(self.estimator_.gradients((np.exp(log_sigmoid(logits)) - target) / len(state), cache))
+        estimate = self._estimate()
+        fit = float(np.corrcoef(estimate, target)[0, 1]) if np.ptp(estimate) > 0 else 0.0
+        self._log("offline", {"start": "prior", "correlation_with_prior": round(fit, 4)}, None)
+        self.online_baseline_ = 0.0
+        return estimate
 
     def _reinforce_prepare(self, rows: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         """Keep-probabilities of ``rows`` and the forward cache a REINFORCE step needs."""
