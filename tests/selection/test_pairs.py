@@ -62,7 +62,7 @@ def _swapped_data(folder, n=60, seed=1):
             "test": _write(folder, "new_test", pairs)}, np.array(swapped)
 
 
-def test_value_finds_the_responses_swapped_between_prompts(tmp_path, say_model):
+def test_value_finds_the_responses_swapped_between_prompts(tmp_path, say_model, monkeypatch):
     """On new data with 30% of the responses swapped between prompts (the rate is not given), autoft value
     estimates the share and flags the swapped pairs."""
     data, swapped = _swapped_data(tmp_path)
@@ -76,7 +76,13 @@ def test_value_finds_the_responses_swapped_between_prompts(tmp_path, say_model):
     (tmp_path / "values.yaml").write_text(yaml.safe_dump(config))
     assert main(["value", str(tmp_path / "values.yaml"), "--show", "3"]) == 0
     path = tmp_path / "values" / "data_values.csv"
-    assert value(config) == path
+    first = path.read_text()
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the base model's losses of the same pairs come from the cache")
+
+    monkeypatch.setattr("autoft.selection.pairs.load_model", no_model)
+    assert value(config) == path and path.read_text() == first
     noise = json.loads((tmp_path / "values" / "noise.json").read_text())
     assert abs(noise["rate"] - np.mean(swapped)) < 0.12, noise
     assert noise["matched_gain"] > noise["mismatched_gain"]

@@ -122,3 +122,33 @@ def test_online_update_logs_a_decision(name, noisy):
         record = policy.update(0.05)
     assert len(policy.decisions_) == before + 1 and record["phase"] == "online" and record["reward"] == 0.05
     assert policy.keep_probabilities_.shape == (len(noisy.y),)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_a_policy_starts_from_a_prior_where_no_inner_learner_exists(name):
+    """Prompt-response pairs have no cheap inner learner: each policy starts from a prior value per pair and its
+    state, keeps the prior's order (REINFORCE's estimator learns it from the state), and learns online from there."""
+    rng = np.random.default_rng(0)
+    state = rng.normal(size=(200, 6))
+    prior = 1.0 / (1.0 + np.exp(-(2.0 * state[:, 0] - state[:, 1])))  # a function of the state, as a posterior is
+    policy = get_policy(name, drop_fraction=0.3, seed=0).start_from(prior, state)
+    assert policy.values_.shape == (200,) and policy.decisions_[0]["phase"] == "offline"
+    order = np.corrcoef(np.argsort(np.argsort(policy.values_)), np.argsort(np.argsort(prior)))[0, 1]
+    if name == "none":
+        assert np.all(policy.values_ == 1)
+    elif name == "random":
+        assert abs(order) < 0.3
+    else:
+        assert order > (0.9 if name == "reinforce" else 0.999), order
+    if name == "reinforce":
+        drawn = policy.draw_selection(0.7)
+        before = policy.values_.copy()
+        policy.update(0.5, drawn)  # the drawn selection was rewarded: the pairs it kept gain value
+        assert policy.values_[drawn].mean() - before[drawn].mean() > policy.values_[~drawn].mean() - before[~drawn].mean()
+    elif name in AGENTS:
+        bucket = policy.act()
+        policy.update(0.5)
+        assert policy.pulls_[bucket] == 1 if name == "exp3" else True
+        assert np.array_equal(np.argsort(policy.values_), np.argsort(prior))  # drops follow the prior
+    with pytest.raises(ValueError, match="prior"):
+        get_policy(name).start_from(np.zeros((3, 2)))

@@ -120,11 +120,14 @@ def test_a_lora_run_learns_the_responses_and_beats_its_zero_shot(tmp_path, tiny_
     assert {"rouge1", "rougeL", "bleu", "chrf", "f1", "loss"} <= set(run.metrics["test"])
     [prediction] = run.predict(["say cloud"])
     assert prediction == {"input": "say cloud", "output": "cloud"}
-    # autoft run: the agent does not value generated text yet, so it compares the fine-tuned model with its zero-shot.
+    # autoft run: plain fine-tuning and the agent side by side, next to the model before fine-tuning.
     from autoft.autonomous import run as full_job
 
     comparison = full_job({**config, "output_dir": str(tmp_path / "job"), "training": {**config["training"], "epochs": 2}})
-    assert "| exact_match |" in comparison["table"] and (tmp_path / "job" / "plain" / "model").is_dir()
+    assert "before fine-tuning (zero-shot)" in comparison["table"] and "| exact_match |" in comparison["table"]
+    assert comparison["zero_shot"]["exact_match"] == run.metrics["zero_shot"]["exact_match"]
+    assert comparison["policy"] == "exp3" and comparison["autonomous"]["test"]["loss"] > 0
+    assert (tmp_path / "job" / "plain" / "model").is_dir() and (tmp_path / "job" / "data_values.csv").is_file()
     # Decoding settings change per call: --set generation.*; anything else is refused.
     import io
     import sys
