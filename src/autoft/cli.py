@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from autoft.config import DEFAULT_POLICY
-from autoft.errors import AutoftError
+from autoft.errors import AutoftError, ConfigError
+
+log = logging.getLogger("autoft")
 from autoft.io import write_text_atomic
 
 EXIT_USAGE = 2
@@ -152,6 +154,23 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from autoft.run import Run
+    from autoft.serving import ServeSettings, read_token, serve
+
+    token = read_token(args.token_file) if args.token_file else None
+    if args.workers < 1 or args.max_batch < 1 or args.max_items < 1:
+        raise ConfigError("--workers, --max-batch and --max-items must be >= 1")
+    settings = ServeSettings(run_dir=args.run_dir, token=token, max_body_bytes=int(args.max_body_mb * (1 << 20)),
+                             max_items=args.max_items, max_batch=args.max_batch, batch_window_ms=args.batch_window_ms)
+    if args.workers == 1:
+        Run.load(args.run_dir)  # a bad run directory is a one-line error before the server starts
+    if args.host not in ("127.0.0.1", "localhost", "::1") and token is None:
+        log.warning("serving on %s without --token-file: anyone who reaches the port can use the model", args.host)
+    serve(settings, host=args.host, port=args.port, workers=args.workers)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from autoft.demo import run_demo
 
@@ -268,6 +287,23 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Print RUN_DIR's lineage, oldest first; * marks the latest promoted run.")
     p.add_argument("run_dir", help="any run of the lineage")
     p.set_defaults(func=cmd_lineage)
+
+    p = commands.add_parser("serve", help="serve a run over HTTP: POST /predict, GET /health, GET /metadata",
+                            description="Serve RUN_DIR with FastAPI and uvicorn: POST /predict ({\"input\": x} or "
+                                        "{\"inputs\": [...]}, the JSON shapes of 'autoft predict'), POST "
+                                        "/predict/stream (generation: server-sent events), GET /health, GET "
+                                        "/metadata, docs at /docs. Concurrent requests are batched.")
+    p.add_argument("run_dir", help="run directory written by 'autoft train'")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--token-file", help="file holding a bearer token every request must send")
+    p.add_argument("--workers", type=int, default=1, help="server processes, each with its own model")
+    p.add_argument("--max-batch", type=int, default=32, help="inputs per model call (default 32)")
+    p.add_argument("--batch-window-ms", type=float, default=5.0,
+                   help="how long a request waits for others to batch with (default 5 ms)")
+    p.add_argument("--max-items", type=int, default=64, help="inputs per request (default 64; more: 413)")
+    p.add_argument("--max-body-mb", type=float, default=1.0, help="request body size limit (default 1 MiB; 413)")
+    p.set_defaults(func=cmd_serve)
 
     p = commands.add_parser("demo", help="plain vs autonomous fine-tuning of MiniLM on noisy BBC News",
                             description="The main job on the embedded default model and packaged data: BBC "

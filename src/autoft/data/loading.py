@@ -19,6 +19,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from autoft.data.example import Example
 from autoft.data.generation import ROLES, text_pair_row
@@ -412,6 +413,28 @@ def _token_row(path: Path, line: int, row: dict, text_column: str, label_column:
             raise DataError(f"{path}:{line}: column {label_column!r} must list one tag per token ({len(tokens)})")
         tags = [_label_str(t) for t in tags]
     return Example(list(tokens), tags, f"{path}:{line}", source)
+
+
+def input_example(value: Any, *, task: str, index: int, text_column: str = "text",
+                  columns: dict[str, str] | None = None, where: str = "<request>") -> Example:
+    """One prediction input as a JSON value (a served request's item): a text (a prompt for generative tasks;
+    for NER a text or a list of words), or an object with the columns a JSON-lines input file has (question
+    answering: ``question`` and ``context``; generation: ``prompt`` or ``messages``). ``DataError`` names
+    ``where:index`` otherwise."""
+    path = Path(where)
+    if isinstance(value, str) or (task == "token-classification" and isinstance(value, list)):
+        if task == "question-answering":
+            raise DataError(f"{where}:{index}: question answering takes an object with 'question' and 'context', "
+                            f"not a text")
+        value = {(columns or {}).get(ROLES[task][0], ROLES[task][0]) if task in ROLES else text_column: value}
+    if not isinstance(value, dict):
+        raise DataError(f"{where}:{index}: expected a text or an object, got {type(value).__name__}")
+    if task == "question-answering":
+        return qa_row(path, index, value, columns=columns or {}, with_labels=False, source="request")
+    if task in ROLES:
+        return text_pair_row(path, index, value, task=task, columns=columns or {}, with_labels=False,
+                             source="request")
+    return _table_example(path, index, value, task, text_column, None, [text_column], "request")
 
 
 def read_texts(path: str | Path | None, *, task: str, text_column: str = "text",

@@ -41,6 +41,7 @@ class TextGenerationAdapter(TaskAdapter):
     generates = True
     cpu_batch_size = 8
     default_max_length = 512
+    streamer: Any = None
 
     def __init__(self, labels: list[str], tokenizer: Any, *, max_length: int | str = "auto",
                  generation: Any = None) -> None:
@@ -89,10 +90,12 @@ class TextGenerationAdapter(TaskAdapter):
         return losses, mask.sum(dim=1).to(losses.dtype)
 
     def generate(self, model: Any, **inputs: torch.Tensor) -> torch.Tensor:
-        """``model.generate`` with the decoding settings (seeded when sampling)."""
+        """``model.generate`` with the decoding settings (seeded when sampling), feeding ``self.streamer`` (a
+        transformers streamer, set by the server for one streamed request) when there is one."""
         if self.generation.do_sample:
             torch.manual_seed(self.generation.seed)
-        return model.generate(**inputs, **self.generate_kwargs())
+        extra = {} if self.streamer is None else {"streamer": self.streamer}
+        return model.generate(**inputs, **self.generate_kwargs(), **extra)
 
     # --- inference ----------------------------------------------------------------------------
     def batch_probabilities(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> list[np.ndarray]:

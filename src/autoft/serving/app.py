@@ -1,0 +1,231 @@
+"""``autoft serve``: a run directory behind HTTP (FastAPI), with dynamic batching, a bearer token and limits.
+
+- ``POST /predict``: ``{"input": X}`` → ``{"prediction": P}``, or ``{"inputs": [X, ...]}`` → ``{"predictions":
+  [P, ...]}``. ``X`` is what one line of ``autoft predict``'s JSON-lines input holds: a text (a prompt for
+  generative tasks, a text or a word list for NER) or an object with the task's columns (question answering:
+  ``question`` and ``context``; generation: ``prompt`` or chat ``messages``). ``P`` is the line ``autoft predict``
+  writes for it.
+- ``POST /predict/stream`` (generation and seq2seq): ``{"input": X}`` → server-sent events, one ``data: {"text":
+  ...}`` per decoded piece, then ``event: done`` with the whole prediction.
+- ``GET /health``; ``GET /metadata`` (task, labels, base model, the run's metrics and lineage, limits, batches
+  served); OpenAPI docs at ``/docs``.
+
+With a token, every request needs ``Authorization: Bearer <token>`` (401 otherwise, compared in constant time).
+A body over ``max_body_bytes`` or more than ``max_items`` inputs is 413; a malformed body or input is 422 with a
+one-line reason. Bad input never reaches the model, so it is never a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import os
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, HTTPException
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict
+
+from autoft.config import GENERATIVE_TASKS
+from autoft.data.loading import input_example
+from autoft.errors import AutoftError, DataError
+from autoft.run import Run
+from autoft.serving.batching import DynamicBatcher
+
+log = logging.getLogger(__name__)
+ENVIRONMENT = "AUTOFT_SERVE"
+"""Where ``autoft serve --workers N`` hands each worker process its settings (JSON)."""
+
+
+@dataclass
+class ServeSettings:
+    run_dir: str
+    token: str | None = None
+    max_body_bytes: int = 1 << 20
+    max_items: int = 64
+    max_batch: int = 32
+    batch_window_ms: float = 5.0
+
+    def public(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k not in ("token", "run_dir")}
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    input: str | list[str] | dict[str, Any] | None = None
+    inputs: list[str | list[str] | dict[str, Any]] | None = None
+
+
+class StreamRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    input: str | dict[str, Any]
+
+
+def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+class Guard:
+    """ASGI middleware before any route: the bearer token (401) and the body size (413, counted as it streams in,
+    whatever Content-Length says)."""
+
+    def __init__(self, app: Any, *, token: str | None, max_body_bytes: int) -> None:
+        self.app = app
+        self.token = None if token is None else token.encode()
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        if self.token is not None:
+            given = headers.get(b"authorization", b"")
+            scheme, _, credential = given.partition(b" ")
+            if scheme.lower() != b"bearer" or not hmac.compare_digest(credential.strip(), self.token):
+                response = _error(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
+                return await response(scope, receive, send)
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+            return await self._too_large(scope, receive, send)
+        received = 0
+
+        async def limited() -> dict:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:  # FastAPI passes an HTTPException from reading the body on
+                    raise HTTPException(413, f"request body over {self.max_body_bytes} bytes")
+            return message
+
+        await self.app(scope, limited, send)
+
+    async def _too_large(self, scope: dict, receive: Any, send: Any) -> None:
+        await _error(413, f"request body over {self.max_body_bytes} bytes")(scope, receive, send)
+
+
+def create_app(settings: ServeSettings, run: Run | None = None) -> FastAPI:
+    """The FastAPI app serving ``settings.run_dir`` (or an already loaded ``run``)."""
+    run = run or Run.load(settings.run_dir)
+    run.model.eval()
+    batch_size = max(run.config.training.eval_batch_size, 1)
+    batcher = DynamicBatcher(lambda examples: run.predict(examples, batch_size=batch_size),
+                             max_batch=settings.max_batch, window=settings.batch_window_ms / 1000)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await batcher.start()
+        log.info("serving %s (%s) with batches of up to %d inputs", run.path, run.task, settings.max_batch)
+        yield
+        await batcher.stop()
+
+    app = FastAPI(title="autoft", summary=f"{run.task} model from {run.path.name}", lifespan=lifespan)
+    app.state.batcher = batcher
+
+    def examples(values: list[Any]) -> list[Any]:
+        if not values:
+            raise HTTPException(422, "inputs is empty: give at least one input")
+        if len(values) > settings.max_items:
+            raise HTTPException(413, f"{len(values)} inputs: at most {settings.max_items} per request")
+        try:
+            return [input_example(v, task=run.task, index=i, text_column=run.config.data.text_column,
+                                  columns=run.config.data.columns) for i, v in enumerate(values, start=1)]
+        except DataError as error:
+            raise HTTPException(422, str(error)) from None
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/metadata")
+    async def metadata() -> dict[str, Any]:
+        from autoft.continual import history
+
+        try:
+            lineage = history(run.path)
+        except (AutoftError, OSError, ValueError):  # a run moved away from its lineage
+            lineage = []
+        return {"task": run.task, "labels": run.labels, "base_model": run.config.model, "run_dir": str(run.path),
+                "peft": run.is_peft, "metrics": run.metrics, "lineage": lineage, "limits": settings.public(),
+                "served": {"batches": batcher.batches, "inputs": batcher.items}}
+
+    @app.post("/predict")
+    async def predict(request: PredictRequest) -> dict[str, Any]:
+        if (request.input is None) == (request.inputs is None):
+            raise HTTPException(422, "give exactly one of 'input' (one input) or 'inputs' (a list)")
+        if request.inputs is None:
+            [prediction] = await batcher.submit(examples([request.input]))
+            return {"prediction": prediction}
+        return {"predictions": await batcher.submit(examples(request.inputs))}
+
+    @app.post("/predict/stream")
+    async def stream(request: StreamRequest) -> StreamingResponse:
+        if run.task not in GENERATIVE_TASKS:
+            raise HTTPException(422, f"streaming is for generation and seq2seq runs, not {run.task}")
+        [example] = examples([request.input])
+        from transformers import TextIteratorStreamer
+
+        streamer = TextIteratorStreamer(run.adapter.tokenizer, skip_prompt=True, skip_special_tokens=True)
+
+        def generate() -> list[dict[str, Any]]:
+            run.adapter.streamer = streamer
+            try:
+                return run.predict([example])
+            finally:
+                run.adapter.streamer = None
+                streamer.end()  # (a second end after generation's own is harmless; after an error it unblocks)
+
+        done = asyncio.ensure_future(batcher.run_exclusive(generate))
+
+        async def events():
+            pieces = iter(streamer)
+            while (piece := await asyncio.to_thread(next, pieces, None)) is not None:
+                if piece:
+                    yield f"data: {json.dumps({'text': piece}, ensure_ascii=False)}\n\n"
+            try:
+                [prediction] = await done
+            except Exception as error:  # noqa: BLE001 - the model failed mid-stream: say so in the stream
+                yield f"event: error\ndata: {json.dumps({'detail': str(error)})}\n\n"
+                return
+            yield f"event: done\ndata: {json.dumps(prediction, ensure_ascii=False)}\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    app.add_middleware(Guard, token=settings.token, max_body_bytes=settings.max_body_bytes)
+    return app
+
+
+def app_from_environment() -> Any:
+    """The app of ``$AUTOFT_SERVE`` (a JSON ``ServeSettings``): each ``--workers`` process builds its own."""
+    return create_app(ServeSettings(**json.loads(os.environ[ENVIRONMENT])))
+
+
+def read_token(path: str | Path) -> str:
+    """The bearer token in ``path`` (surrounding whitespace ignored); ``DataError`` when missing or empty."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: token file not found")
+    token = path.read_text(encoding="utf-8").strip()
+    if not token or any(c.isspace() for c in token):
+        raise DataError(f"{path}: the token file must hold one token (no spaces), got "
+                        f"{'nothing' if not token else 'several words'}")
+    return token
+
+
+def serve(settings: ServeSettings, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
+    """Run the server until interrupted (uvicorn; ``workers`` processes each load the model)."""
+    import uvicorn
+
+    if workers > 1:
+        os.environ[ENVIRONMENT] = json.dumps(asdict(settings))
+        uvicorn.run("autoft.serving.app:app_from_environment", factory=True, host=host, port=port, workers=workers)
+    else:
+        uvicorn.run(create_app(settings), host=host, port=port)
+
+
+__all__ = ["ServeSettings", "create_app", "read_token", "serve"]
