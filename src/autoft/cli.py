@@ -167,7 +167,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         Run.load(args.run_dir)  # a bad run directory is a one-line error before the server starts
     if args.host not in ("127.0.0.1", "localhost", "::1") and token is None:
         log.warning("serving on %s without --token-file: anyone who reaches the port can use the model", args.host)
-    serve(settings, host=args.host, port=args.port, workers=args.workers)
+    serve(settings, host=args.host, port=args.port, workers=args.workers, log_level="warning" if args.quiet else "info")
     return 0
 
 

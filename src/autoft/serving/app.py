@@ -217,15 +217,17 @@ def read_token(path: str | Path) -> str:
     return token
 
 
-def serve(settings: ServeSettings, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
+def serve(settings: ServeSettings, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
+          log_level: str = "info") -> None:
     """Run the server until interrupted (uvicorn; ``workers`` processes each load the model)."""
     import uvicorn
 
     if workers > 1:
         os.environ[ENVIRONMENT] = json.dumps(asdict(settings))
-        uvicorn.run("autoft.serving.app:app_from_environment", factory=True, host=host, port=port, workers=workers)
+        uvicorn.run("autoft.serving.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
+                    log_level=log_level)
     else:
-        uvicorn.run(create_app(settings), host=host, port=port)
+        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
 
 
 __all__ = ["ServeSettings", "create_app", "read_token", "serve"]

@@ -1,0 +1,175 @@
+"""Load test of ``autoft serve``: N concurrent clients on loopback against a raw batched forward pass (issue 11).
+
+    python benchmarks/serve_load.py                      # 32 clients x 60 s
+    python benchmarks/serve_load.py --clients 8 --seconds 10
+
+A classification run of the packaged MiniLM (one epoch on 256 BANKING77 training queries, max_length 64) is served
+by ``autoft serve`` in its own process (uvicorn, real HTTP on 127.0.0.1, the default dynamic batching: up to 32
+inputs, a 5 ms window). ``--clients`` asyncio clients in this process each send one query per request
+(``{"input": text}``), back to back, for ``--seconds``; a request counts when its answer is back. Reported:
+requests/s, p50 / p99 latency, errors (any status but 200, or a transport error), and the ratio of the served
+requests/s to the throughput of the same run's ``Run.predict`` in batches of 32 on the same queries, measured in a
+separate process with the same threads before the server starts (the raw batched forward pass, with tokenisation
+and decoding, without HTTP).
+
+Writes ``benchmarks/results/serve_load.json`` and ``serve_load.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+RAW = """
+import json, sys, time
+import torch
+from autoft.run import Run
+run_dir, texts_path, seconds, threads = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
+if threads:
+    torch.set_num_threads(threads)
+texts = json.loads(open(texts_path).read())
+run = Run.load(run_dir)
+run.predict(texts[:64], batch_size=32)  # warm-up
+done, started = 0, time.perf_counter()
+while time.perf_counter() - started < seconds:
+    batch = [texts[(done + i) % len(texts)] for i in range(32)]
+    run.predict(batch, batch_size=32)
+    done += 32
+print(json.dumps({"inputs_per_second": done / (time.perf_counter() - started)}))
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def make_run(folder: Path, texts: list[str], labels: list[str]) -> Path:
+    import autoft
+    from autoft.data.example import Example
+    from autoft.data.writing import write_examples
+
+    examples = [Example(t, y) for t, y in zip(texts, labels)]
+    seen = {e.label for e in examples[:256]}
+    validation = [e for e in examples[256:1000] if e.label in seen][:128]
+    files = {"train": str(write_examples(folder / "train", examples[:256], task="classification")),
+             "validation": str(write_examples(folder / "validation", validation, task="classification"))}
+    run = autoft.train({"task": "classification", "data": files, "output_dir": str(folder / "run"),
+                        "training": {"epochs": 1, "learning_rate": 1e-4, "max_length": 64, "progress": False}})
+    return run.path
+
+
+async def load(url: str, texts: list[str], clients: int, seconds: float) -> dict:
+    import httpx
+
+    latencies: list[float] = []
+    errors = 0
+    stop = time.perf_counter() + seconds
+
+    async def client(k: int, session: httpx.AsyncClient) -> None:
+        nonlocal errors
+        i = k
+        while time.perf_counter() < stop:
+            started = time.perf_counter()
+            try:
+                response = await session.post(url, json={"input": texts[i % len(texts)]})
+                ok = response.status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            if ok:
+                latencies.append(time.perf_counter() - started)
+            else:
+                errors += 1
+            i += clients
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(limits=limits, timeout=60) as session:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(k, session) for k in range(clients)))
+        elapsed = time.perf_counter() - started
+    ms = np.array(latencies) * 1000
+    return {"requests": len(latencies), "errors": errors, "seconds": round(elapsed, 2),
+            "requests_per_second": len(latencies) / elapsed,
+            "p50_ms": float(np.percentile(ms, 50)) if len(ms) else None,
+            "p99_ms": float(np.percentile(ms, 99)) if len(ms) else None}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--raw-seconds", type=float, default=30.0)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads of server and raw pass (0: default)")
+    parser.add_argument("--data-root", help="shared data folder (default: ../shared/data beside the checkout)")
+    parser.add_argument("--output", type=Path, default=RESULTS / "serve_load.json")
+    args = parser.parse_args()
+    from autoft.data.public import load_public
+
+    train = load_public("banking77", args.data_root)["train"]
+    texts, labels = [e.text for e in train], [e.label for e in train]
+    with tempfile.TemporaryDirectory() as work:
+        folder = Path(work)
+        run_dir = make_run(folder, texts, labels)
+        queries = texts[400:1400]
+        (folder / "texts.json").write_text(json.dumps(queries))
+        raw = json.loads(subprocess.run([sys.executable, "-c", RAW, str(run_dir), str(folder / "texts.json"),
+                                         str(args.raw_seconds), str(args.threads)], check=True, capture_output=True,
+                                        text=True).stdout.strip().splitlines()[-1])
+        port = _free_port()
+        env_threads = {} if not args.threads else {"OMP_NUM_THREADS": str(args.threads)}
+        import os
+
+        server = subprocess.Popen([sys.executable, "-m", "autoft.cli", "--quiet", "serve", str(run_dir), "--port",
+                                   str(port)], env={**os.environ, **env_threads}, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        try:
+            import httpx
+
+            deadline = time.time() + 300
+            while True:
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if server.poll() is not None or time.time() > deadline:
+                    raise SystemExit("the server did not start")
+                time.sleep(0.5)
+            asyncio.run(load(f"http://127.0.0.1:{port}/predict", queries, min(args.clients, 4), 5))  # warm-up
+            before = httpx.get(f"http://127.0.0.1:{port}/metadata", timeout=5).json()["served"]
+            served = asyncio.run(load(f"http://127.0.0.1:{port}/predict", queries, args.clients, args.seconds))
+            after = httpx.get(f"http://127.0.0.1:{port}/metadata", timeout=5).json()["served"]
+            meta = {k: after[k] - before[k] for k in after}
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+    ratio = served["requests_per_second"] / raw["inputs_per_second"]
+    result = {"command": "python benchmarks/serve_load.py" + (f" --clients {args.clients} --seconds {args.seconds:g}"
+                                                               if (args.clients, args.seconds) != (32, 60) else ""),
+              "clients": args.clients, "seconds": args.seconds, "served": served,
+              "raw_inputs_per_second": raw["inputs_per_second"], "ratio": ratio,
+              "mean_batch": meta["inputs"] / max(meta["batches"], 1), "threads": args.threads or None}
+    lines = [("| clients × seconds | requests | requests/s | p50 ms | p99 ms | errors | raw batched inputs/s | ratio | "
+             "mean batch |"), "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+             (f"| {args.clients} × {args.seconds:g} | {served['requests']} | {served['requests_per_second']:.1f} | "
+             f"{served['p50_ms']:.0f} | {served['p99_ms']:.0f} | {served['errors']} | "
+             f"{raw['inputs_per_second']:.1f} | {ratio:.2f} | {result['mean_batch']:.1f} |")]
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2))
+    args.output.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
