@@ -157,6 +157,7 @@ def _before_after(config: Config, output: Path) -> dict[str, Any]:
         write_json(temp / "comparison.json", comparison)
         (temp / "comparison.md").write_text(comparison["table"] + "\n", encoding="utf-8")
     comparison["output_dir"] = str(output)
+    comparison["report"] = str(_report(output))
     return comparison
 
 
@@ -190,7 +191,16 @@ def run(config: Config | dict | str | Path, *, overrides: list[str] | None = Non
         for corrected in (temp / "autonomous").glob("corrected*"):
             shutil.copyfile(corrected, temp / corrected.name)
     comparison["output_dir"] = str(output)
+    comparison["report"] = str(_report(output))
     return comparison
+
+
+def _report(output: Path) -> Path:
+    from autoft.reporting import write_report
+
+    path = write_report(output)
+    log.info("report: %s", path)
+    return path
 
 
 __all__ = ["DEFAULT_POLICY", "agent_config", "comparison_table", "run", "value"]

@@ -154,6 +154,13 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from autoft.reporting import write_report
+
+    print(write_report(args.run_dir))
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from autoft.run import Run
     from autoft.serving import ServeSettings, read_token, serve
@@ -287,6 +294,14 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Print RUN_DIR's lineage, oldest first; * marks the latest promoted run.")
     p.add_argument("run_dir", help="any run of the lineage")
     p.set_defaults(func=cmd_lineage)
+
+    p = commands.add_parser("report", help="write RUN_DIR/report.html: tables and plots of a run",
+                            description="Write one self-contained HTML page about RUN_DIR (a run directory, or the "
+                                        "output of 'autoft run'): the before/after table, learning curves, the "
+                                        "agent's rewards, selections and noise estimate, data values, suspect "
+                                        "samples, the confusion matrix, NER examples, generated outputs.")
+    p.add_argument("run_dir", help="run directory, or the output_dir of 'autoft run'")
+    p.set_defaults(func=cmd_report)
 
     p = commands.add_parser("serve", help="serve a run over HTTP: POST /predict, GET /health, GET /metadata",
                             description="Serve RUN_DIR with FastAPI and uvicorn: POST /predict ({\"input\": x} or "

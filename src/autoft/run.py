@@ -34,7 +34,7 @@ from autoft.data.corrected import corrected_name, line_of, write_corrected
 from autoft.data.loading import Example, detect_format
 from autoft.data.splits import Splits, check_known_labels, load_splits, read_file, split_validation
 from autoft.errors import ConfigError, DataError, RunDirError
-from autoft.io import staged_folder, to_builtin, write_json
+from autoft.io import staged_folder, to_builtin, write_json, write_text_atomic
 from autoft.modeling import parameter_efficient
 from autoft.modeling.heads import set_head_bias
 from autoft.modeling.load import load_model, load_tokenizer, quiet_transformers
@@ -157,6 +157,21 @@ class Run:
         features = self.adapter.encode(examples)
         return evaluate(self.model, self.adapter, examples, features,
                         batch_size=self.config.training.eval_batch_size, progress=progress)
+
+
+def write_test_predictions(path: Path, examples: list[Example], predictions: list[Any],
+                           before: list[Any] | None) -> None:
+    """``test_predictions.jsonl``: per test example its input, gold label and prediction (and, for tasks whose
+    targets are texts, the prediction of the model before fine-tuning)."""
+    rows = []
+    for i, (example, prediction) in enumerate(zip(examples, predictions)):
+        row = {"origin": example.origin, "input": example.text, "gold": example.label, "prediction": prediction}
+        if example.query is not None:
+            row["question"] = example.query
+        if before is not None:
+            row["zero_shot"] = before[i]
+        rows.append(to_builtin(row))
+    write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
 def _prepare_output(path: Path, overwrite: bool) -> None:
@@ -293,11 +308,13 @@ def train(
     callback = callbacks[0] if len(callbacks) == 1 else CallbackList(callbacks) if callbacks else None
 
     # Before: a task whose targets are texts is scored on the test set before fine-tuning (the model's zero-shot).
-    before, test_features = None, adapter.encode(splits.test) if splits.test is not None else None
+    before, before_predictions = None, None
+    test_features = adapter.encode(splits.test) if splits.test is not None else None
     if zero_shot and config.task in TEXT_TARGET_TASKS and splits.test is not None:
-        before = evaluate(model, adapter, splits.test, test_features,
-                             batch_size=config.training.eval_batch_size, progress=config.training.progress,
-                             description="zero-shot")
+        before, before_predictions = evaluate(model, adapter, splits.test, test_features,
+                                             batch_size=config.training.eval_batch_size,
+                                             progress=config.training.progress, description="zero-shot",
+                                             return_predictions=True)
         log.info("zero-shot test scores (before fine-tuning): %s", ", ".join(
             f"{k} {v:.4f}" for k, v in before.items() if isinstance(v, float)))
 
@@ -319,11 +336,12 @@ def train(
     valuation = getattr(agent, "valuation", None)
     config = config.model_copy(update={"training": result.settings, **(
         {"selection": valuation.selection} if valuation is not None else {})})
-    test_metrics = None
+    test_metrics = test_predictions = None
     if splits.test is not None:
-        test_metrics = evaluate(model, adapter, splits.test, test_features,
-                                batch_size=config.training.eval_batch_size, progress=config.training.progress,
-                                description="test")
+        test_metrics, test_predictions = evaluate(model, adapter, splits.test, test_features,
+                                                  batch_size=config.training.eval_batch_size,
+                                                  progress=config.training.progress, description="test",
+                                                  return_predictions=True)
     metrics = {
         "task": config.task,
         "model": config.model,
@@ -368,6 +386,8 @@ def train(
         write_json(temp / "metrics.json", metrics)
         if result.plan["choices"]:
             write_json(temp / "training_plan.json", to_builtin(result.plan))
+        if test_predictions is not None:  # what the report shows: confusion, examples, outputs before and after
+            write_test_predictions(temp / "test_predictions.jsonl", splits.test, test_predictions, before_predictions)
         if splits.skipped:
             (temp / "skipped_rows.txt").write_text("".join(f"{line}\n" for line in splits.skipped), encoding="utf-8")
         for part in parts:
