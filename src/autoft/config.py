@@ -144,6 +144,9 @@ class TrainingConfig(_Strict):
         AUTO, description="recompute activations in the backward pass instead of keeping them: far less memory for "
         "about a third more compute; auto: on for generative tasks (long sequences through deep decoders)")
     progress: bool = Field(True, description="show tqdm progress bars")
+    logging: Literal["none", "tensorboard"] = Field(
+        "none", description="besides metrics.jsonl (always): tensorboard writes the same scalars as TensorBoard "
+        "event files into the run directory's tensorboard/ (needs pip install tensorboard)")
     peft: PeftConfig | None = Field(
         None, description="null: full fine-tuning; lora or ia3 (or a mapping with method, r, alpha, dropout, "
         "target_modules): train adapters and the task head only")

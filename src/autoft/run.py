@@ -16,6 +16,7 @@ Run directory layout (written to a temporary sibling, then renamed into place)::
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import logging
 import time
@@ -43,6 +44,7 @@ from autoft.tasks.base import TaskAdapter
 from autoft.tasks.registry import get_adapter_class, make_adapter
 from autoft.training.callbacks import CallbackList, TrainerCallback
 from autoft.training.inference import predict_probabilities
+from autoft.training.logs import MetricsLog, write_tensorboard
 from autoft.training.loop import evaluate, fit
 
 log = logging.getLogger(__name__)
@@ -224,6 +226,8 @@ def train(
     ``zero_shot``: score the model before fine-tuning on the test set (tasks whose targets are texts)."""
     config = as_config(config, overrides)
     check_policy(config.selection.policy)
+    if config.training.logging == "tensorboard" and importlib.util.find_spec("tensorboard") is None:
+        raise ConfigError("training.logging: tensorboard needs the tensorboard package: pip install tensorboard")
     output = Path(config.output_dir)
     _prepare_output(output, overwrite)
     started = time.perf_counter()
@@ -305,6 +309,8 @@ def train(
     elif splits.unlabeled:
         log.info("data.unlabeled: %d texts not used (selection.self_training: off)", len(splits.unlabeled))
     callbacks += [c if isinstance(c, TrainerCallback) else c(splits) for c in extra]
+    metrics_log = MetricsLog()  # metrics.jsonl: every step and epoch (the agent's decisions are added at the end)
+    callbacks.append(metrics_log)
     callback = callbacks[0] if len(callbacks) == 1 else CallbackList(callbacks) if callbacks else None
 
     # Before: a task whose targets are texts is scored on the test set before fine-tuning (the model's zero-shot).
@@ -386,6 +392,10 @@ def train(
         write_json(temp / "metrics.json", metrics)
         if result.plan["choices"]:
             write_json(temp / "training_plan.json", to_builtin(result.plan))
+        write_text_atomic(temp / "metrics.jsonl", "".join(json.dumps(to_builtin(r)) + "\n" for r in metrics_log.lines(
+            getattr(agent, "decisions", None))))
+        if config.training.logging == "tensorboard":
+            write_tensorboard(temp / "tensorboard", metrics_log.scalars())
         if test_predictions is not None:  # what the report shows: confusion, examples, outputs before and after
             write_test_predictions(temp / "test_predictions.jsonl", splits.test, test_predictions, before_predictions)
         if splits.skipped:

@@ -51,6 +51,8 @@ class TrainState:
     step: int = 0
     learning_rate: float = 0.0
     """The rate of the next optimisation step (after warm-up and decay by the share of planned epochs done)."""
+    loss: float | None = None
+    """The last optimisation step's loss (the weighted mean the step minimised)."""
     search_rows: np.ndarray | None = None
     """Labelled rows the learning-rate range test (``learning_rate: auto``) trains on; ``None``: all of them. A
     callback may narrow it in ``on_train_begin`` (the agent: the rows it keeps first, so noisy labels do not

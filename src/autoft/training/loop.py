@@ -267,6 +267,7 @@ def fit(
             bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
             step += 1
             state.step, state.learning_rate, before = step, scheduler.get_last_lr()[0], state.weights
+            state.loss = float(loss.detach())
             callback.on_step_end(state, StepOutput(index.cpu().numpy(), (losses / units.clamp_min(1)).detach(),
                                                    logits.detach(), labels))
             if state.weights is not before:  # re-weighted for the rest of the epoch

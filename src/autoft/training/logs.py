@@ -1,0 +1,73 @@
+"""Experiment logs: every optimisation step and epoch as a record (``metrics.jsonl`` in the run directory), and the
+same scalars as TensorBoard event files (``training.logging: tensorboard``), gathered by a ``TrainerCallback``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from autoft.training.callbacks import StepOutput, TrainerCallback, TrainState
+
+
+class MetricsLog(TrainerCallback):
+    """Records ``{"type": "step", step, epoch, loss, learning_rate, seconds}`` after each optimisation step and
+    ``{"type": "epoch", epoch, step, train_loss, validation: {...}, seconds}`` after each validation."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+        self.started = time.perf_counter()
+        self._epoch_loss, self._epoch_seen = 0.0, 0
+
+    def on_epoch_begin(self, state: TrainState) -> None:
+        self._epoch_loss, self._epoch_seen = 0.0, 0
+
+    def on_step_end(self, state: TrainState, output: StepOutput) -> None:
+        if state.loss is None:
+            return
+        self._epoch_loss += state.loss * len(output.indices)
+        self._epoch_seen += len(output.indices)
+        self.records.append({"type": "step", "step": state.step, "epoch": state.epoch, "loss": state.loss,
+                             "learning_rate": state.learning_rate,
+                             "seconds": round(time.perf_counter() - self.started, 3)})
+
+    def on_evaluate(self, state: TrainState) -> None:
+        validation = {k: v for k, v in (state.validation or {}).items() if not isinstance(v, dict)}
+        train_loss = self._epoch_loss / self._epoch_seen if self._epoch_seen else None
+        self.records.append({"type": "epoch", "epoch": state.epoch, "step": state.step, "train_loss": train_loss,
+                             "validation": validation, "seconds": round(time.perf_counter() - self.started, 3)})
+
+    def scalars(self) -> list[tuple[str, float, int]]:
+        """``(tag, value, step)`` of every number recorded: per step ``train/loss`` and ``train/learning_rate``,
+        per epoch ``epoch/train_loss`` and ``validation/<metric>``."""
+        out = []
+        for record in self.records:
+            if record["type"] == "step":
+                out += [("train/loss", record["loss"], record["step"]),
+                        ("train/learning_rate", record["learning_rate"], record["step"])]
+            else:
+                if record["train_loss"] is not None:
+                    out.append(("epoch/train_loss", record["train_loss"], record["epoch"]))
+                out += [(f"validation/{k}", v, record["epoch"]) for k, v in record["validation"].items()
+                        if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        return out
+
+    def lines(self, decisions: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """The records, then one ``{"type": "agent", ...}`` line per agent decision."""
+        return [*self.records, *({"type": "agent", **d} for d in decisions or [])]
+
+
+def write_tensorboard(folder: str | Path, scalars: list[tuple[str, float, int]]) -> None:
+    """TensorBoard event files of ``scalars`` in ``folder`` (``torch.utils.tensorboard``, which needs the
+    ``tensorboard`` package)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(folder))
+    try:
+        for tag, value, step in scalars:
+            writer.add_scalar(tag, value, step)
+    finally:
+        writer.close()
+
+
+__all__ = ["MetricsLog", "write_tensorboard"]
