@@ -110,7 +110,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         run.set_decoding(args.set)
     text_column = args.text_column or run.config.data.text_column
     examples = read_texts(args.input, task=run.task, text_column=text_column, columns=run.config.data.columns)
-    predictions = run.predict(examples, progress=not args.no_progress and args.output is not None)
+    predictions = run.predict(examples, progress=not args.no_progress and args.output is not None,
+                              backend=args.backend)
     lines = "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions)
     if args.output:
         write_text_atomic(Path(args.output), lines)
@@ -124,8 +125,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     from autoft.run import Run
 
     run = Run.load(args.run_dir)
-    output = run.export(args.output, merge=args.merge, overwrite=args.overwrite)
-    kind = "merged model" if args.merge or not run.is_peft else "adapter (peft loads it on the base model)"
+    fmt = "merged" if args.merge and args.format == "model" else args.format
+    output = run.export(args.output, format=fmt, overwrite=args.overwrite)
+    kind = {"onnx": "ONNX model (autoft predict --backend onnx uses it)", "merged": "merged model"}.get(
+        fmt, "model" if not run.is_peft else "adapter (peft loads it on the base model)")
     print(f"{kind} written to {output}", file=sys.stderr)
     return 0
 
@@ -259,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", default="-", help="input file, or - for stdin (default)")
     p.add_argument("--output", help="JSONL output file (default: stdout)")
     p.add_argument("--text-column", help="text column of a table input (default: the run's data.text_column)")
+    p.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                   help="onnx: onnxruntime on RUN_DIR/onnx/model.onnx (autoft export RUN_DIR --format onnx)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--set", action="append", default=[], metavar="generation.KEY=VALUE",
                    help="generative runs: a decoding setting for this call (e.g. generation.num_beams=4)")
@@ -270,8 +275,11 @@ def build_parser() -> argparse.ArgumentParser:
                                         "transformers loads the result; without it an adapter run exports its "
                                         "adapter.")
     p.add_argument("run_dir", help="run directory written by 'autoft train'")
-    p.add_argument("--output", required=True, help="folder to write (must be new or empty)")
-    p.add_argument("--merge", action="store_true", help="fold peft adapters into the base model's weights")
+    p.add_argument("--output", help="folder to write (must be new or empty; --format onnx: default RUN_DIR/onnx)")
+    p.add_argument("--format", choices=("model", "merged", "onnx"), default="model",
+                   help="model: save_pretrained (an adapter run: its adapter); merged: adapters folded into the base "
+                        "weights; onnx (encoder tasks): model.onnx with dynamic batch and sequence axes")
+    p.add_argument("--merge", action="store_true", help="the same as --format merged")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     p.set_defaults(func=cmd_export)
 

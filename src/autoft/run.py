@@ -104,15 +104,38 @@ class Run:
         """Whether the model is a base model with peft adapters (``training.peft``)."""
         return parameter_efficient.is_wrapped(self.model)
 
-    def export(self, output: str | Path, *, merge: bool = False, overwrite: bool = False) -> Path:
-        """Write the model and tokenizer to ``output`` (save_pretrained format). ``merge``: fold peft adapters
-        into the base weights, so plain transformers loads the result; without it an adapter run exports
-        its adapter, which peft loads on the base model. Written to a temporary sibling, then renamed."""
-        output = Path(output)
+    def export(self, output: str | Path | None = None, *, merge: bool = False, overwrite: bool = False,
+               format: str = "model") -> Path:
+        """Write the model and tokenizer to ``output`` (save_pretrained format). ``merge`` (or ``format="merged"``):
+        fold peft adapters into the base weights, so plain transformers loads the result; without it an adapter run
+        exports its adapter, which peft loads on the base model. ``format="onnx"`` (encoder tasks): the forward
+        pass with its task head as ``model.onnx`` (dynamic batch and sequence axes; adapters folded in) with the
+        tokenizer, by default into ``RUN_DIR/onnx`` where ``predict(backend="onnx")`` finds it. Written to a
+        temporary sibling, then renamed."""
+        if format not in ("model", "merged", "onnx"):
+            raise ConfigError(f"--format: one of model, merged, onnx, not {format!r}")
+        if output is None and format != "onnx":
+            raise ConfigError("--output: the folder to write the model to")
+        output = Path(output) if output is not None else self.path / "onnx"
         _prepare_output(output, overwrite)
-        model = parameter_efficient.merge(copy.deepcopy(self.model)) if merge else self.model
+        merge = merge or format in ("merged", "onnx")
+        model = parameter_efficient.merge(copy.deepcopy(self.model)) if merge and self.is_peft else self.model
         with staged_folder(output) as temp, quiet_transformers():
-            model.save_pretrained(temp)
+            if format == "onnx":
+                from autoft.modeling.onnx import FILE, export_onnx
+
+                sample = [Example("a short input", None), Example("a second, somewhat longer input text", None)]
+                if self.task == "question-answering":
+                    sample = [Example("Ann went home after work.", None, query="Who went home?"),
+                              Example("The river is long and wide in spring.", None, query="What is long?")]
+                elif self.task == "token-classification":
+                    sample = [Example(["Ann", "went", "home"], None), Example(["The", "river", "is", "long"], None)]
+                elif self.task == "relation-extraction":
+                    sample = [Example("<e1>Ann</e1> went to <e2>Paris</e2>", None),
+                              Example("The <e1>river</e1> runs through the <e2>valley</e2> in spring", None)]
+                export_onnx(model, self.adapter, self.adapter.encode(sample, with_labels=False), temp / FILE)
+            else:
+                model.save_pretrained(temp)
             self.adapter.tokenizer.save_pretrained(temp)
         return output
 
@@ -132,12 +155,24 @@ class Run:
     def _examples(self, inputs: Iterable[str | list[str] | Example]) -> list[Example]:
         return [x if isinstance(x, Example) else Example(x, None, f"<input>:{i}") for i, x in enumerate(inputs, 1)]
 
+    def onnx_forward(self, path: str | Path | None = None) -> Any:
+        """The onnxruntime session of ``path`` (default: the run's ``onnx/model.onnx``), loaded once."""
+        from autoft.modeling.onnx import FILE, OnnxForward
+
+        path = Path(path) if path is not None else self.path / "onnx" / FILE
+        if getattr(self, "_onnx", None) is None or self._onnx[0] != path:
+            self._onnx = (path, OnnxForward(path))
+        return self._onnx[1]
+
     def predict(self, inputs: Iterable[str | list[str] | Example], *, batch_size: int | None = None,
-                progress: bool = False) -> list[dict[str, Any]]:
+                progress: bool = False, backend: str = "torch") -> list[dict[str, Any]]:
         """Predict texts (word lists for NER; ``Example(context, None, query=question)`` for question answering; prompts
         or chat message lists for generation). Classification and relation extraction: label and probabilities per
         input; NER: entity spans with character offsets; question answering: the answer span, its offsets and
-        score; generative tasks: the generated text."""
+        score; generative tasks: the generated text. ``backend="onnx"``: through the run's ONNX export
+        (``export(format="onnx")``) with onnxruntime."""
+        if backend not in ("torch", "onnx"):
+            raise ConfigError(f"--backend: torch or onnx, not {backend!r}")
         examples = self._examples(inputs)
         if not examples:
             return []
@@ -145,6 +180,7 @@ class Run:
         probabilities, _ = predict_probabilities(
             self.model, self.adapter, features,
             batch_size=batch_size or self.config.training.eval_batch_size, progress=progress,
+            forward=self.onnx_forward() if backend == "onnx" else None,
         )
         return [self.adapter.format_prediction(e, p) for e, p in zip(examples, probabilities)]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from tqdm.auto import tqdm
@@ -21,10 +23,12 @@ def predict_probabilities(
     description: str = "predict",
     with_loss: bool = False,
     outputs: bool = True,
+    forward: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None,
 ) -> tuple[list[np.ndarray], float | None]:
     """Per-feature probabilities (see ``TaskAdapter.batch_outputs``; generative tasks: the generated text) and,
     with ``with_loss`` (features that carry gold labels), the mean loss per loss unit. Without ``outputs``, only
-    the loss is computed (the results are None)."""
+    the loss is computed (the results are None). ``forward(batch) -> logits`` replaces the adapter's forward pass
+    of ``model`` (an ONNX session: ``autoft.modeling.onnx.OnnxForward``)."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -40,7 +44,11 @@ def predict_probabilities(
         batch = {k: v.to(device) for k, v in batch.items()}
         scored = with_loss and labels is not None
         labels = labels.to(device) if labels is not None else None
-        logits = adapter.forward(model, batch, labels if scored else None) if scored or not adapter.generates else None
+        if forward is not None:
+            logits = forward(batch).to(device)
+        else:
+            logits = adapter.forward(model, batch, labels if scored else None) \
+                if scored or not adapter.generates else None
         if labels is not None:
             if scored:
                 losses, units = adapter.per_sample_loss(logits, labels)

@@ -1,0 +1,86 @@
+"""ONNX export of an encoder task's forward pass, and an onnxruntime session that stands in for it.
+
+The exported graph is the task adapter's own ``forward`` (the task head included: entity-start pooling for relation
+extraction, stacked start / end logits for question answering), with dynamic batch and sequence axes, so inference
+through it reuses every other part of the pipeline (tokenisation, collation, decoding). Exported with torch's
+TorchScript-based exporter (``dynamo=False``: fast, and no onnxscript needed), opset 17.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from autoft.errors import ConfigError, ModelLoadError
+
+ONNX_TASKS = frozenset({"classification", "multi-label-classification", "token-classification", "relation-extraction",
+                        "question-answering"})
+OPSET = 17
+FILE = "model.onnx"
+
+
+class _Logits(torch.nn.Module):
+    """The adapter's forward pass as a module of positional tensors (what the exporter traces)."""
+
+    def __init__(self, model: torch.nn.Module, adapter: Any, names: list[str]) -> None:
+        super().__init__()
+        self.model, self.adapter, self.names = model, adapter, names
+
+    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+        return self.adapter.forward(self.model, dict(zip(self.names, tensors)))
+
+
+def export_onnx(model: torch.nn.Module, adapter: Any, features: list[dict[str, Any]], path: str | Path) -> list[str]:
+    """Write ``model``'s forward pass on ``adapter``'s batches to ``path``; returns the graph's input names.
+    ``features`` (a few encoded examples, two or more) give the exporter a batch to trace."""
+    if adapter.name not in ONNX_TASKS:
+        raise ConfigError(f"--format onnx: ONNX export is for encoder tasks ({', '.join(sorted(ONNX_TASKS))}), "
+                          f"not {adapter.name}")
+    import importlib.util
+
+    if importlib.util.find_spec("onnx") is None:
+        raise ConfigError("--format onnx needs the onnx package: pip install 'autoft[onnx]'")
+    batch = adapter.collate_indexed([dict(f, index=i) for i, f in enumerate(features)])
+    batch = {k: v for k, v in batch.items() if k not in ("index", "labels")}
+    names = list(batch)
+    wrapper = _Logits(model, adapter, names).eval()
+    axes = {name: {0: "batch", 1: "sequence"} for name in names if batch[name].dim() >= 2}
+    axes["logits"] = {0: "batch", 1: "sequence"} if adapter.name in ("token-classification", "question-answering") \
+        else {0: "batch"}
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            torch.onnx.export(wrapper, tuple(batch[n] for n in names), str(path), input_names=names,
+                              output_names=["logits"], dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+    finally:
+        model.train(was_training)
+    return names
+
+
+class OnnxForward:
+    """``forward(batch) -> logits`` through onnxruntime: what ``predict_probabilities(forward=...)`` takes."""
+
+    def __init__(self, path: str | Path, *, threads: int = 0) -> None:
+        path = Path(path)
+        if not path.is_file():
+            raise ModelLoadError(f"{path}: no ONNX model (write one with autoft export RUN_DIR --format onnx)")
+        try:
+            import onnxruntime
+        except ImportError:
+            raise ConfigError("--backend onnx needs onnxruntime: pip install 'autoft[onnx]'") from None
+        options = onnxruntime.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.names = [i.name for i in self.session.get_inputs()]
+
+    def __call__(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        inputs = {name: np.ascontiguousarray(batch[name].cpu().numpy()) for name in self.names}
+        return torch.from_numpy(self.session.run(["logits"], inputs)[0])
+
+
+__all__ = ["FILE", "ONNX_TASKS", "OnnxForward", "export_onnx"]
