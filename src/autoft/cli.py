@@ -221,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run 'autoft COMMAND --help' for a command's options. Errors exit with status 2.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
+    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings only, and show no progress bars")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = commands.add_parser("train", help="fine-tune a model from a YAML config into a run directory",
@@ -353,6 +353,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if args.quiet:  # no progress bars either: ours (tqdm) and transformers'
+        os.environ["TQDM_DISABLE"] = "1"
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
     try:
         return args.func(args)
     except AutoftError as error:
