@@ -144,9 +144,14 @@ class TrainingConfig(_Strict):
         AUTO, description="recompute activations in the backward pass instead of keeping them: far less memory for "
         "about a third more compute; auto: on for generative tasks (long sequences through deep decoders)")
     progress: bool = Field(True, description="show tqdm progress bars")
-    logging: Literal["none", "tensorboard"] = Field(
+    logging: Literal["none", "tensorboard", "mlflow"] = Field(
         "none", description="besides metrics.jsonl (always): tensorboard writes the same scalars as TensorBoard "
-        "event files into the run directory's tensorboard/ (needs pip install tensorboard)")
+        "event files into the run directory's tensorboard/ (needs pip install tensorboard); mlflow logs the "
+        "resolved config as params, the same scalars and the final scores as metrics, and the run directory as "
+        "artifacts (needs pip install mlflow-skinny)")
+    mlflow_uri: str | None = Field(
+        None, description="logging: mlflow — the tracking URI; default $MLFLOW_TRACKING_URI, else a local ./mlruns")
+    mlflow_experiment: str = Field("autoft", description="logging: mlflow — the experiment's name")
     peft: PeftConfig | None = Field(
         None, description="null: full fine-tuning; lora or ia3 (or a mapping with method, r, alpha, dropout, "
         "target_modules): train adapters and the task head only")

@@ -44,7 +44,7 @@ from autoft.tasks.base import TaskAdapter
 from autoft.tasks.registry import get_adapter_class, make_adapter
 from autoft.training.callbacks import CallbackList, TrainerCallback
 from autoft.training.inference import predict_probabilities
-from autoft.training.logs import MetricsLog, write_tensorboard
+from autoft.training.logs import MetricsLog, log_to_mlflow, write_tensorboard
 from autoft.training.loop import evaluate, fit
 
 log = logging.getLogger(__name__)
@@ -262,8 +262,11 @@ def train(
     ``zero_shot``: score the model before fine-tuning on the test set (tasks whose targets are texts)."""
     config = as_config(config, overrides)
     check_policy(config.selection.policy)
-    if config.training.logging == "tensorboard" and importlib.util.find_spec("tensorboard") is None:
-        raise ConfigError("training.logging: tensorboard needs the tensorboard package: pip install tensorboard")
+    package = {"tensorboard": ("tensorboard", "tensorboard"), "mlflow": ("mlflow", "mlflow-skinny")}.get(
+        config.training.logging)
+    if package is not None and importlib.util.find_spec(package[0]) is None:
+        raise ConfigError(f"training.logging: {config.training.logging} needs the {package[0]} package: pip install "
+                          f"{package[1]}")
     output = Path(config.output_dir)
     _prepare_output(output, overwrite)
     started = time.perf_counter()
@@ -443,6 +446,16 @@ def train(
             _write_corrected(temp, config, splits.train, splits.labels, *agent.repairs())
     state.wait_for_everyone()
     log.info("run written to %s", output)
+    if config.training.logging == "mlflow":
+        final = {f"{name}.{k}": v for split, name in (("validation", "best_validation"), ("test", "test"))
+                 for k, v in (metrics[split] or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        try:
+            run_id = log_to_mlflow(output, uri=config.training.mlflow_uri, run_name=output.name,
+                                   experiment=config.training.mlflow_experiment, config=config.model_dump(mode="json"),
+                                   scalars=metrics_log.scalars(), final=final)
+            log.info("logged to MLflow: experiment %s, run %s", config.training.mlflow_experiment, run_id)
+        except Exception as error:  # noqa: BLE001 - the run is written; a tracking server's failure must not undo it
+            log.error("MLflow logging failed (the run directory is complete): %s", error)
     return Run(output, config, adapter, model, metrics)
 
 

@@ -42,3 +42,19 @@ def test_tensorboard_without_its_package_is_a_config_error(tmp_path, tiny_model_
     with pytest.raises(ConfigError, match="pip install tensorboard"):
         autoft.train(tiny_config(tiny_model_dir, classification_files, tmp_path / "run", logging="tensorboard"))
     assert not (tmp_path / "run").exists()
+
+
+def test_mlflow_gets_the_params_the_scalars_and_the_run_directory(tmp_path, tiny_model_dir, classification_files):
+    from mlflow.tracking import MlflowClient
+
+    uri = (tmp_path / "mlruns").as_uri()
+    run = autoft.train(tiny_config(tiny_model_dir, classification_files, tmp_path / "run", epochs=2, logging="mlflow",
+                                   mlflow_uri=uri, mlflow_experiment="tests"))
+    client = MlflowClient(uri)
+    [logged] = client.search_runs([client.get_experiment_by_name("tests").experiment_id])
+    assert logged.info.status == "FINISHED" and logged.info.run_name == "run"
+    assert logged.data.params["training.learning_rate"] == str(run.config.training.learning_rate)
+    assert logged.data.metrics["test.macro_f1"] == pytest.approx(run.metrics["test"]["macro_f1"])
+    history = client.get_metric_history(logged.info.run_id, "validation.macro_f1")
+    assert [m.value for m in history] == pytest.approx([e["validation"]["macro_f1"] for e in run.metrics["epochs"]])
+    assert {"metrics.json", "metrics.jsonl", "model"} <= {a.path for a in client.list_artifacts(logged.info.run_id)}

@@ -70,4 +70,43 @@ def write_tensorboard(folder: str | Path, scalars: list[tuple[str, float, int]])
         writer.close()
 
 
-__all__ = ["MetricsLog", "write_tensorboard"]
+def _flat(prefix: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, inner in value.items():
+            out.update(_flat(f"{prefix}.{key}" if prefix else str(key), inner))
+        return out
+    return {prefix: value}
+
+
+def log_to_mlflow(folder: str | Path, *, uri: str | None, experiment: str, run_name: str, config: dict[str, Any],
+                  scalars: list[tuple[str, float, int]], final: dict[str, float]) -> str:
+    """One MLflow run: ``config`` (flattened) as params, ``scalars`` and ``final`` as metrics, ``folder`` as
+    artifacts. ``uri`` default: ``$MLFLOW_TRACKING_URI``, else ``./mlruns`` (MLflow's file store, which this
+    explicit choice allows). Returns the MLflow run id."""
+    import os
+
+    import mlflow
+
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or Path("mlruns").resolve().as_uri()
+    if uri.startswith("file:") or "://" not in uri:
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    client = mlflow.tracking.MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    experiment_id = found.experiment_id if found is not None else client.create_experiment(experiment)
+    run = client.create_run(experiment_id, run_name=run_name)
+    try:
+        params = [mlflow.entities.Param(k, str(v)[:6000]) for k, v in _flat("", config).items()]
+        metrics = [mlflow.entities.Metric(tag.replace("/", "."), float(value), 0, step) for tag, value, step in scalars]
+        metrics += [mlflow.entities.Metric(name, float(value), 0, 0) for name, value in final.items()]
+        for start in range(0, max(len(params), len(metrics)), 100):  # MLflow's batch limits
+            client.log_batch(run.info.run_id, params=params[start : start + 100], metrics=metrics[start : start + 100])
+        client.log_artifacts(run.info.run_id, str(folder))
+    except BaseException:
+        client.set_terminated(run.info.run_id, "FAILED")
+        raise
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id
+
+
+__all__ = ["MetricsLog", "log_to_mlflow", "write_tensorboard"]
