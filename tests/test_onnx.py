@@ -102,3 +102,14 @@ def test_predict_backend_onnx_from_the_command_line_and_what_is_refused(tmp_path
                                "training": {"epochs": 1, "batch_size": 8, "progress": False}})
     with pytest.raises(ConfigError, match="ONNX export is for encoder tasks"):
         generative.export(format="onnx")
+
+
+def test_export_of_a_missing_or_half_written_run_is_one_line_exit_2(tmp_path, tiny_model_dir, capsys):
+    assert main(["export", str(tmp_path / "nowhere"), "--format", "onnx"]) == 2
+    assert "not an autoft run directory" in capsys.readouterr().err
+    run = autoft.train(tiny_config(tiny_model_dir, _classification(tmp_path), tmp_path / "run", epochs=1))
+    (run.path / "labels.json").write_text('{"task": "classification", "lab')
+    assert main(["export", str(run.path), "--format", "onnx"]) == 2
+    err = capsys.readouterr().err
+    assert "damaged or half-written" in err and len(err.strip().splitlines()) == 1
+    assert not (run.path / "onnx").exists()

@@ -79,10 +79,16 @@ class Run:
         for name in ("config.yaml", "labels.json", "model"):
             if not (path / name).exists():
                 raise RunDirError(f"{path}: not an autoft run directory (missing {name})")
-        raw = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
+        try:
+            raw = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
+            saved = json.loads((path / "labels.json").read_text(encoding="utf-8"))
+            metrics_path = path / "metrics.json"
+            metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.exists() else {}
+            labels = saved["labels"]
+        except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
+            raise RunDirError(f"{path}: a run file is damaged or half-written ({type(error).__name__}: "
+                              f"{str(error).splitlines()[0] if str(error) else ''})") from None
         config = parse_config(raw, source=str(path / "config.yaml"))
-        saved = json.loads((path / "labels.json").read_text(encoding="utf-8"))
-        labels = saved["labels"]
         adapter_class = get_adapter_class(config.task)
         tokenizer = load_tokenizer(str(path / "model"))
         adapter = make_adapter(config, labels, tokenizer)
@@ -95,8 +101,6 @@ class Run:
                 model = parameter_efficient.load(base, path / "model", labels=labels, trainable=trainable)
         else:
             model = adapter.prepare_model(load_model(str(path / "model"), adapter_class.auto_model_class()))
-        metrics_path = path / "metrics.json"
-        metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.exists() else {}
         return cls(path, config, adapter, model, metrics)
 
     @property
