@@ -222,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument("-q", "--quiet", action="store_true", help="log warnings only, and show no progress bars")
+    parser.add_argument("--trust-pickle", action="store_true",
+                        help="let model weights load from pickle files (pytorch_model.bin), which can run code; by "
+                             "default only safetensors load")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = commands.add_parser("train", help="fine-tune a model from a YAML config into a run directory",
@@ -353,6 +356,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if args.trust_pickle:
+        from autoft.modeling.load import TRUST_PICKLE
+
+        os.environ[TRUST_PICKLE] = "1"
     if args.quiet:  # no progress bars either: ours (tqdm) and transformers'
         os.environ["TQDM_DISABLE"] = "1"
         from transformers.utils import logging as transformers_logging

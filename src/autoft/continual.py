@@ -42,7 +42,7 @@ from autoft.data.loading import Example
 from autoft.data.splits import Splits, load_splits, read_file, sorted_labels
 from autoft.data.writing import write_examples
 from autoft.errors import ConfigError, DataError, RunDirError
-from autoft.io import read_jsonl, write_json, write_text_atomic
+from autoft.io import read_jsonl, write_checksums, write_json, write_text_atomic
 from autoft.modeling import parameter_efficient
 from autoft.modeling.heads import grow_head
 from autoft.run import Run, train
@@ -360,6 +360,7 @@ def update(parent_dir: str | Path, data: str | Path | list[str | Path], *, valid
                 config = run.config.model_copy(update={"data": run.config.data.model_copy(update={
                     "train": [*files, str(kept.resolve())]})})
                 write_text_atomic(output / "config.yaml", config.to_yaml())
+                write_checksums(output)  # sealed again, with the replay file and the config that names it
                 run.config = config
 
         record = _compare(parent, run, old_validation, config, continual.gate)

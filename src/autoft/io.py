@@ -51,6 +51,39 @@ def save_array_atomic(path: str | Path, arrays: Any) -> None:
         raise
 
 
+CHECKSUMS = "checksums.json"
+
+
+def _digest(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_checksums(folder: str | Path) -> None:
+    """``checksums.json``: the SHA-256 of every file under ``folder`` as written (``verify_checksums`` reads it)."""
+    folder = Path(folder)
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink() and p.name != CHECKSUMS)
+    write_json(folder / CHECKSUMS, {p.relative_to(folder).as_posix(): _digest(p) for p in files})
+
+
+def verify_checksums(folder: str | Path) -> list[str]:
+    """The files under ``folder`` that ``checksums.json`` lists and that are now missing or different (none when
+    the folder has no ``checksums.json``: a run written before autoft recorded them). Files added later are not
+    checked."""
+    folder = Path(folder)
+    path = folder / CHECKSUMS
+    if not path.is_file():
+        return []
+    recorded = json.loads(path.read_text(encoding="utf-8"))
+    return [name for name, digest in recorded.items()
+            if not (folder / name).is_file() or _digest(folder / name) != digest]
+
+
 @contextlib.contextmanager
 def staged_folder(path: str | Path) -> Iterator[Path]:
     """A temporary sibling folder of ``path`` to write into; renamed to ``path`` (replacing it) when the block

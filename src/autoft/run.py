@@ -35,7 +35,7 @@ from autoft.data.corrected import corrected_name, line_of, write_corrected
 from autoft.data.loading import Example, detect_format
 from autoft.data.splits import Splits, check_known_labels, load_splits, read_file, split_validation
 from autoft.errors import ConfigError, DataError, RunDirError
-from autoft.io import staged_folder, to_builtin, write_json, write_text_atomic
+from autoft.io import staged_folder, to_builtin, verify_checksums, write_checksums, write_json, write_text_atomic
 from autoft.modeling import parameter_efficient
 from autoft.modeling.heads import set_head_bias
 from autoft.modeling.load import load_model, load_tokenizer, quiet_transformers
@@ -79,6 +79,14 @@ class Run:
         for name in ("config.yaml", "labels.json", "model"):
             if not (path / name).exists():
                 raise RunDirError(f"{path}: not an autoft run directory (missing {name})")
+        try:
+            changed = verify_checksums(path)
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as error:
+            raise RunDirError(f"{path}: checksums.json is damaged ({type(error).__name__})") from None
+        if changed:
+            more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
+            raise RunDirError(f"{path}: {changed[0]}{more} changed after the run was written (SHA-256 differs from "
+                              f"checksums.json): refusing to load it")
         try:
             raw = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
             saved = json.loads((path / "labels.json").read_text(encoding="utf-8"))
@@ -448,6 +456,7 @@ def train(
                 part.write_artifacts(temp, splits.train, splits.labels)
         if hasattr(agent, "repairs"):
             _write_corrected(temp, config, splits.train, splits.labels, *agent.repairs())
+        write_checksums(temp)  # last: Run.load refuses a run whose files changed after this
     state.wait_for_everyone()
     log.info("run written to %s", output)
     if config.training.logging == "mlflow":

@@ -10,6 +10,7 @@ as users expect; when that fails (offline, typo, private repo) the error is one 
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -84,9 +85,27 @@ def load_tokenizer(name: str) -> Any:
         raise _load_error(name, resolved, "tokenizer", error) from None
 
 
+TRUST_PICKLE = "AUTOFT_TRUST_PICKLE"
+"""Set to 1 (``autoft --trust-pickle``) to let weights load from pickle files (``pytorch_model.bin``)."""
+
+
+def _pickle_only(resolved: str) -> bool:
+    folder = Path(resolved)
+    return folder.is_dir() and any(folder.glob("*.bin")) and not any(folder.glob("*.safetensors"))
+
+
 def load_model(name: str, auto_class: Any, labels: list[str] | None = None, **kwargs: Any) -> Any:
-    """Load ``name`` with a task head from ``auto_class``; a new head is sized to ``labels``."""
+    """Load ``name`` with a task head from ``auto_class``; a new head is sized to ``labels``. Weights load from
+    safetensors only: a pickle (``pytorch_model.bin``) can run code as it loads, so it needs ``--trust-pickle``
+    (``$AUTOFT_TRUST_PICKLE=1``)."""
     resolved = resolve_model_name(name)
+    trusted = os.environ.get(TRUST_PICKLE) == "1"
+    if not trusted:
+        if _pickle_only(resolved):
+            raise ModelLoadError(f"model {name!r}: its weights are a pickle file ({resolved}/*.bin), which can run "
+                                 f"code as it loads; autoft loads safetensors only. Convert it (save_pretrained "
+                                 f"writes safetensors), or pass --trust-pickle if you trust where it came from")
+        kwargs.setdefault("use_safetensors", True)
     if labels is not None:
         kwargs.update(
             num_labels=len(labels),
@@ -97,4 +116,7 @@ def load_model(name: str, auto_class: Any, labels: list[str] | None = None, **kw
         with quiet_transformers():
             return auto_class.from_pretrained(resolved, **kwargs)
     except (OSError, ValueError) as error:
+        if not trusted and "safetensors" in str(error):
+            raise ModelLoadError(f"model {name!r}: no safetensors weights (autoft does not load pickled weights "
+                                 f"unless you pass --trust-pickle): {str(error).splitlines()[0]}") from None
         raise _load_error(name, resolved, "model", error) from None
