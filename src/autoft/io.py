@@ -88,15 +88,25 @@ def verify_checksums(folder: str | Path) -> list[str]:
 def staged_folder(path: str | Path) -> Iterator[Path]:
     """A temporary sibling folder of ``path`` to write into; renamed to ``path`` (replacing it) when the block
     ends, removed if it raises: nothing half-written is left."""
+    from autoft.errors import AutoftError, RunDirError
+
     path = Path(path)
-    temp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    try:
+        temp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    except OSError as error:
+        raise RunDirError(f"{path}: cannot write here: {error.strerror or error}") from None
     try:
         yield temp
         if path.exists():
             shutil.rmtree(path)
         os.replace(temp, path)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(temp, ignore_errors=True)
+        # A full disk or a lost permission while writing (safetensors reports them as its own error type).
+        if not isinstance(error, AutoftError) and (isinstance(error, OSError)
+                                                    or type(error).__name__ == "SafetensorError"):
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+            raise RunDirError(f"{path}: cannot write the run directory: {reason}") from None
         raise
 
 

@@ -19,6 +19,7 @@ import copy
 import importlib.util
 import json
 import logging
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -229,7 +230,11 @@ def _prepare_output(path: Path, overwrite: bool) -> None:
         raise RunDirError(f"{path}: output_dir exists and is not a folder")
     if path.exists() and any(path.iterdir()) and not overwrite:
         raise RunDirError(f"{path}: output_dir exists and is not empty (pass --overwrite, or set output_dir)")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:  # a folder that cannot be written fails now, not after hours of training
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=path.parent).close()
+    except OSError as error:
+        raise RunDirError(f"{path}: output_dir cannot be written: {error.strerror or error}") from None
 
 
 def _write_corrected(folder: Path, config: Config, train: list[Example], labels: list[str], dropped: Iterable[int],

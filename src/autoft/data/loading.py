@@ -93,6 +93,10 @@ def _read_text(path: Path) -> str:
     except UnicodeDecodeError as error:
         line = raw[: error.start].count(b"\n") + 1
         raise DataError(f"{path}:{line}: undecodable bytes (not UTF-8) at byte {error.start}") from None
+    nul = text.find("\x00")
+    if nul >= 0:
+        raise DataError(f"{path}:{text.count(chr(10), 0, nul) + 1}: NUL byte in the text (a binary file, or not "
+                        f"UTF-8: UTF-16?)")
     return text
 
 
@@ -102,12 +106,21 @@ def _label_str(value: object) -> str:
     return str(value).strip()
 
 
+MAX_TEXT = 1_000_000
+"""Characters in one text: a longer one is a broken row (no model reads a millionth of it)."""
+
+
 def _check_text(path: Path, line: int, text: object, column: str) -> str:
     if text is None or (isinstance(text, float) and math.isnan(text)):
         raise DataError(f"{path}:{line}: empty text in column {column!r}")
+    if isinstance(text, (dict, list, tuple, bytes)):
+        raise DataError(f"{path}:{line}: column {column!r} must hold a text, got {type(text).__name__}")
     text = str(text)
     if not text.strip():
         raise DataError(f"{path}:{line}: empty text in column {column!r}")
+    if len(text) > MAX_TEXT:
+        raise DataError(f"{path}:{line}: a text of {len(text)} characters in column {column!r} (at most {MAX_TEXT:,}: "
+                        f"a broken row?)")
     return text
 
 
@@ -186,6 +199,9 @@ def _require_columns(path: Path, line: int, row: dict[str, object], columns: lis
         raise DataError(f"{path}:{line}: missing column {missing[0]!r} (columns: {have}); set data.text_column/label_column")
 
 
+_TAG = re.compile(r"^[BIES]-\S+$")
+
+
 def _read_conll(path: Path, source: str, with_labels: bool, bad: BadRows) -> list[Example]:
     examples: list[Example] = []
     tokens: list[str] = []
@@ -220,6 +236,10 @@ def _read_conll(path: Path, source: str, with_labels: bool, bad: BadRows) -> lis
             tag = fields[1].strip()
             if not tag:
                 broken = DataError(f"{path}:{number}: empty tag")
+                continue
+            if tag != "O" and not _TAG.match(tag):
+                broken = DataError(f"{path}:{number}: tag {tag!r} is not O or B-/I-/E-/S- and an entity type "
+                                   f"(BIO, IOB2 or IOBES)")
                 continue
             tags.append(tag)
     return examples
