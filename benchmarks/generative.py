@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from result_files import write_result
 
 import autoft
 from autoft.data.loading import Example
@@ -174,11 +175,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         for name in args.sets:
             results[name] = run_set(name, root, args, Path(work))
-            args.output.parent.mkdir(parents=True, exist_ok=True)
-            args.output.write_text(json.dumps({"command": "python benchmarks/generative.py", "sets": results},
-                                              indent=2))
-            args.output.with_suffix(".md").write_text(table(results))
-    print(table(results))
+            write_result(args.output, {"command": "python benchmarks/generative.py", "sets": results}, table(results))
 
 
 if __name__ == "__main__":

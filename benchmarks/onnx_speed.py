@@ -13,13 +13,13 @@ Writes ``benchmarks/results/onnx_speed.json`` and ``onnx_speed.md``.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from result_files import write_result
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -78,10 +78,7 @@ def main() -> None:
              "ONNX queries/s | speed-up |"), "|---:|---:|---:|---|---:|---:|---:|",
              (f"| {len(queries)} | {worst_logit:.2e} | {worst_probability:.2e} | {'all' if agree else 'NO'} | "
              f"{speed['torch']:.1f} | {speed['onnx']:.1f} | ×{result['speedup']:.2f} |")]
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2))
-    args.output.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_result(args.output, result, "\n".join(lines))
 
 
 if __name__ == "__main__":

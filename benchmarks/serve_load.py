@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from result_files import write_result
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RAW = """
@@ -165,10 +166,7 @@ def main() -> None:
              (f"| {args.clients} × {args.seconds:g} | {served['requests']} | {served['requests_per_second']:.1f} | "
              f"{served['p50_ms']:.0f} | {served['p99_ms']:.0f} | {served['errors']} | "
              f"{raw['inputs_per_second']:.1f} | {ratio:.2f} | {result['mean_batch']:.1f} |")]
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2))
-    args.output.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_result(args.output, result, "\n".join(lines))
 
 
 if __name__ == "__main__":

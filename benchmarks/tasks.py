@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from result_files import write_result
 
 import autoft
 from autoft.data.loading import load_examples
@@ -155,10 +156,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         for name in args.families:
             rows[name] = run_family(name, root, args, Path(work))
-            args.output.parent.mkdir(parents=True, exist_ok=True)
-            args.output.write_text(json.dumps({"command": "python benchmarks/tasks.py", "rows": rows}, indent=2))
-            args.output.with_suffix(".md").write_text(table(rows))
-    print(table(rows))
+            write_result(args.output, {"command": "python benchmarks/tasks.py", "rows": rows}, table(rows))
 
 
 if __name__ == "__main__":
