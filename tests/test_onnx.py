@@ -108,6 +108,7 @@ def test_export_of_a_missing_or_half_written_run_is_one_line_exit_2(tmp_path, ti
     assert main(["export", str(tmp_path / "nowhere"), "--format", "onnx"]) == 2
     assert "not an autoft run directory" in capsys.readouterr().err
     run = autoft.train(tiny_config(tiny_model_dir, _classification(tmp_path), tmp_path / "run", epochs=1))
+    (run.path / "checksums.json").unlink()  # (written last: a run cut short has none)
     (run.path / "labels.json").write_text('{"task": "classification", "lab')
     assert main(["export", str(run.path), "--format", "onnx"]) == 2
     err = capsys.readouterr().err

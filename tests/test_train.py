@@ -15,7 +15,9 @@ FAST = {"epochs": 8, "learning_rate": 3e-3, "early_stopping_patience": None}
 def test_classification_learns_and_writes_a_loadable_run(tiny_model_dir, classification_files, tmp_path):
     run = autoft.train(tiny_config(tiny_model_dir, classification_files, tmp_path / "run", **FAST))
     assert run.metrics["test"]["macro_f1"] >= 0.9
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["config.yaml", "labels.json", "metrics.json", "model"]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
+        "checksums.json", "config.yaml", "labels.json", "metrics.json", "metrics.jsonl", "model",
+        "test_predictions.jsonl"]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert len(metrics["epochs"]) == 8 and metrics["best_epoch"] >= 1
     assert {"accuracy", "macro_f1", "report", "loss"} <= set(metrics["test"])

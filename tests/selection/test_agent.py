@@ -32,7 +32,8 @@ def test_train_with_policy_drops_flagged_samples_and_logs_decisions(tiny_model_d
     seen, fit = {}, autoft.run.fit
 
     def spy(model, adapter, train_features, validation_examples, *args, callback=None, **kwargs):
-        seen["stop"], seen["reward"] = validation_examples, callback.reward_examples
+        agent = next(c for c in callback.callbacks if hasattr(c, "reward_examples"))  # (beside the metrics log)
+        seen["stop"], seen["reward"] = validation_examples, agent.reward_examples
         return fit(model, adapter, train_features, validation_examples, *args, callback=callback, **kwargs)
 
     monkeypatch.setattr(autoft.run, "fit", spy)
