@@ -46,6 +46,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from autoft.run import train
 
     run = train(_load(args), overwrite=args.overwrite)
+    if os.environ.get("RANK", "0") != "0":  # torchrun / accelerate launch: the main process reports
+        return 0
     print(f"run: {run.path}  (best epoch {run.metrics['best_epoch']}, {run.metrics['wall_seconds']:.0f} s)")
     print(_metrics_table(run.metrics, run.task))
     return 0

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 import yaml
 from accelerate import PartialState
 from accelerate.utils import set_seed
@@ -434,7 +435,7 @@ def train(
 
     # Write everything to a temporary sibling, then move it into place (one process writes under
     # `accelerate launch`; the others wait for it).
-    state = PartialState()
+    state = PartialState(cpu=not torch.cuda.is_available())
     if not state.is_main_process:
         state.wait_for_everyone()
         return Run(output, config, adapter, model, metrics)

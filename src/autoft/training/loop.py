@@ -125,7 +125,10 @@ def fit(
     pseudo-labels a callback gives them. The settings are resolved on the labelled rows."""
     callback = callback or TrainerCallback()
     set_seed(config.seed)
-    accelerator = accelerator or Accelerator(mixed_precision=config.mixed_precision)
+    # cpu=True without CUDA: under torchrun / accelerate launch on CPU the processes then join one gloo group
+    # (accelerate only looks for a multi-CPU launch when told the run is on the CPU).
+    accelerator = accelerator or Accelerator(mixed_precision=config.mixed_precision,
+                                             cpu=not torch.cuda.is_available())
     show = config.progress and accelerator.is_local_main_process
 
     # What callbacks see and may ask for: evaluation on any labelled examples, margins of training rows.
@@ -216,6 +219,10 @@ def fit(
         state.retagged = {}
         state.label_transition = None
         callback.on_epoch_begin(state)
+        if accelerator.num_processes > 1:  # one selection for all: the main process's (the agents agree, by seed)
+            chosen = [(state.weights, state.relabels, state.masked_words, state.pseudo_labels)]
+            broadcast_object_list(chosen)
+            state.weights, state.relabels, state.masked_words, state.pseudo_labels = chosen[0]
         weights = state.sample_weights()
         sampler.set_epoch(epoch, np.flatnonzero(weights > 0))
         weight_table = torch.as_tensor(weights, dtype=torch.float32, device=accelerator.device)

@@ -1,0 +1,37 @@
+"""Two-process training on CPU (torchrun, gloo): each process trains on its half of the batches, both train on
+the main process's selection, and only the main process writes the run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from tests.conftest import tiny_config
+
+
+@pytest.mark.slow
+def test_two_processes_train_one_selection_and_write_one_run(tmp_path, tiny_model_dir, classification_files):
+    torchrun = shutil.which("torchrun") or str(__import__("pathlib").Path(sys.executable).parent / "torchrun")
+    config = tiny_config(tiny_model_dir, classification_files, tmp_path / "run", epochs=2)
+    config["selection"] = {"policy": "exp3", "drop_fraction": 0.25}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    done = subprocess.run([torchrun, "--nproc_per_node", "2", "-m", "autoft.cli", "train", str(path)],
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("run: ") == 1  # one report
+    epochs = [line for line in done.stderr.splitlines() if " epoch 1: " in line]
+    assert len(epochs) == 2  # both processes trained
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    kept = 90 - round(0.25 * 90)
+    assert all(abs(e["samples"] - kept / 2) <= 8 for e in metrics["epochs"])  # about half each (whole batches of 8)
+    assert len({line.split("validation macro_f1 ")[1].split()[0] for line in epochs}) == 1  # the same weights
+    assert (tmp_path / "run" / "checksums.json").is_file() and not list(tmp_path.glob(".run.tmp-*"))
+    selects = [json.loads(line) for line in (tmp_path / "run" / "decisions.jsonl").open()
+               if '"select"' in line]
+    assert [d["kept"] for d in selects] == [kept, kept]
