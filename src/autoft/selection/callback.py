@@ -14,7 +14,7 @@ from autoft.data.loading import Example
 from autoft.errors import ConfigError
 from autoft.selection.noise import transition_of
 from autoft.selection.reports import data_value_rows, write_data_values, write_decisions, write_noise
-from autoft.selection.rewards import load_reward
+from autoft.selection.rewards import RewardTracker, load_reward
 from autoft.selection.state import TrainingDynamics, sequence_margins
 from autoft.selection.valuation import Valuation, _ranks, kept_mask
 from autoft.training.callbacks import StepOutput, TrainerCallback, TrainState
@@ -54,7 +54,7 @@ class AgentCallback(TrainerCallback):
         self.own_confidence = np.zeros(n)
         self.unlabelled = np.zeros(n, dtype=bool)
         self.decisions: list[dict[str, Any]] = list(valuation.decisions)
-        self._previous: float | None = None
+        self._reward = RewardTracker()
         self._action: int | None = None
         self._user_reward = load_reward(self.selection.reward) if ":" in self.selection.reward else None
         every = self.selection.update_every
@@ -298,15 +298,9 @@ class AgentCallback(TrainerCallback):
 
     def _learn(self, score: float, where: dict[str, Any]) -> None:
         """Reward = the gain since the last evaluation of the same rows; the first one only sets the bar."""
-        reward = 0.0 if self._previous is None else score - self._previous
-        decision = {"phase": "online", **where, "event": "reward", "reward": reward, "validation": score}
-        if self._previous is not None:
-            selected = ~self.masked if self.selection.mode == "mask" else self.valuation.units.unit_mask(
-                self.selected)
-            record = self.valuation.policy.update(reward, selected, action=self._action)
-            decision["policy_update"] = record.get("action")
-        self._previous = score
-        self.decisions.append(decision)
+        selected = lambda: ~self.masked if self.selection.mode == "mask" else self.valuation.units.unit_mask(
+            self.selected)
+        self.decisions.append(self._reward.step(self.valuation.policy, score, selected, self._action, where))
 
     # outputs
     def noise_summary(self) -> dict[str, Any] | None:

@@ -33,6 +33,7 @@ from autoft.io import write_json
 from autoft.selection.pairs import PairValuation, value_pairs
 from autoft.selection.policies import Policy, get_policy
 from autoft.selection.reports import pair_value_rows, write_data_values, write_decisions
+from autoft.selection.rewards import RewardTracker
 from autoft.selection.valuation import _ranks, kept_mask
 from autoft.training.callbacks import StepOutput, TrainerCallback, TrainState
 
@@ -133,7 +134,7 @@ class PairAgentCallback(TrainerCallback):
         self.selected = np.ones(n, dtype=bool)
         self.trained = np.zeros(n, dtype=np.int64)  # how often each pair was in a batch with a non-zero weight
         self.decisions: list[dict[str, Any]] = list(valuation.decisions)
-        self._previous: float | None = None
+        self._reward = RewardTracker()
         self._action: int | None = None
         self._steps_in_epoch = 0
         every = self.selection.update_every
@@ -197,7 +198,7 @@ class PairAgentCallback(TrainerCallback):
             self.update_every = max(1, math.ceil(steps / UPDATES_PER_EPOCH))
             log.info("the agent is rewarded every %d steps (%d per epoch) on %d validation pairs", self.update_every,
                      math.ceil(steps / self.update_every), len(self._rows))
-            self._previous = None
+            self._reward = RewardTracker()
         if self.update_every and state.step % self.update_every == 0:
             self._learn(self._score(state, self._rows), {"epoch": state.epoch, "step": state.step})
             if hasattr(self.policy, "act"):  # the bucket to emphasise for the next steps
@@ -225,13 +226,7 @@ class PairAgentCallback(TrainerCallback):
                           f"({', '.join(k for k, v in metrics.items() if not isinstance(v, dict))}, primary)")
 
     def _learn(self, score: float, where: dict[str, Any]) -> None:
-        """Reward = the gain since the last evaluation of the same rows; the first one only sets the bar."""
-        reward = 0.0 if self._previous is None else score - self._previous
-        decision = {"phase": "online", **where, "event": "reward", "reward": reward, "validation": score}
-        if self._previous is not None:
-            decision["policy_update"] = self.policy.update(reward, self.selected, action=self._action).get("action")
-        self._previous = score
-        self.decisions.append(decision)
+        self.decisions.append(self._reward.step(self.policy, score, lambda: self.selected, self._action, where))
 
     # outputs
     def flagged(self) -> np.ndarray:

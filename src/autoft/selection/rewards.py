@@ -129,9 +129,28 @@ def scorer(name: str) -> Scorer:
     return lambda probs, labels: float(function(np.argmax(probs, axis=1), np.asarray(labels)))
 
 
+class RewardTracker:
+    """The online reward: the gain of a score since its last measurement on the same rows; the first one only sets
+    the bar. ``step`` updates the policy with it and returns the decision record."""
+
+    def __init__(self) -> None:
+        self.previous: float | None = None
+
+    def step(self, policy: Any, score: float, selected: Callable[[], Any], action: int | None,
+             where: dict[str, Any]) -> dict[str, Any]:
+        """``selected()`` gives the selection rewarded (called only when there is a reward)."""
+        reward = 0.0 if self.previous is None else score - self.previous
+        decision = {"phase": "online", **where, "event": "reward", "reward": reward, "validation": score}
+        if self.previous is not None:
+            decision["policy_update"] = policy.update(reward, selected(), action=action).get("action")
+        self.previous = score
+        return decision
+
+
 __all__ = [
     "Evaluation",
     "RewardFunction",
+    "RewardTracker",
     "Scorer",
     "accuracy",
     "load_reward",
