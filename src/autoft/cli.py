@@ -45,7 +45,7 @@ def _load(args: argparse.Namespace):
 def cmd_train(args: argparse.Namespace) -> int:
     from autoft.run import train
 
-    run = train(_load(args), overwrite=args.overwrite)
+    run = train(_load(args), overwrite=args.overwrite, resume=args.resume)
     if os.environ.get("RANK", "0") != "0":  # torchrun / accelerate launch: the main process reports
         return 0
     print(f"run: {run.path}  (best epoch {run.metrics['best_epoch']}, {run.metrics['wall_seconds']:.0f} s)")
@@ -232,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("train", help="fine-tune a model from a YAML config into a run directory",
                             description="Fine-tune per CONFIG and write the run directory (output_dir).")
     _config_arguments(p, overwrite=True)
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from its last epoch checkpoint (runs without an agent)")
     p.set_defaults(func=cmd_train)
 
     p = commands.add_parser("value", help="value every training sample (offline agent): data_values.csv",

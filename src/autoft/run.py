@@ -45,6 +45,7 @@ from autoft.selection.policies import check_policy
 from autoft.tasks.base import TaskAdapter
 from autoft.tasks.registry import get_adapter_class, make_adapter
 from autoft.training.callbacks import CallbackList, TrainerCallback
+from autoft.training.checkpoint import remove_checkpoint
 from autoft.training.inference import predict_probabilities
 from autoft.training.logs import MetricsLog, log_to_mlflow, write_tensorboard
 from autoft.training.loop import evaluate, fit
@@ -271,13 +272,16 @@ def train(
     model: Any = None,
     labels: list[str] | None = None,
     zero_shot: bool = True,
+    resume: bool = False,
 ) -> Run:
     """Fine-tune per ``config`` (a Config, dict or YAML path) and write the run directory. ``callback``
     replaces the agent ``config.selection`` would build (``autoft.training.callbacks``); ``callbacks`` run
     after it (each a callback, or a function of the loaded ``Splits`` that makes one: training row ``i`` of
     the loop is ``splits.train[i]``). ``model`` starts training from a model already loaded (a continual update: the parent's weights,
     its head sized to ``labels``, the ordered label set it must be given with) instead of ``config.model``.
-    ``zero_shot``: score the model before fine-tuning on the test set (tasks whose targets are texts)."""
+    ``zero_shot``: score the model before fine-tuning on the test set (tasks whose targets are texts).
+    After each epoch the loop checkpoints into ``.<output_dir name>.checkpoint`` beside the output (removed once the
+    run is written; runs with an agent are not checkpointed yet); ``resume`` continues from there."""
     config = as_config(config, overrides)
     check_policy(config.selection.policy)
     package = {"tensorboard": ("tensorboard", "tensorboard"), "mlflow": ("mlflow", "mlflow-skinny")}.get(
@@ -385,9 +389,10 @@ def train(
     train_features = adapter.encode(splits.train)
     validation_features = adapter.encode(validation)
     fit_started = time.perf_counter()
+    checkpoint = output.parent / f".{output.name}.checkpoint"
     result = fit(model, adapter, train_features, validation, validation_features, config.training,
                  callback=callback, unlabeled_features=adapter.encode(splits.unlabeled, with_labels=False)
-                 if self_training != "off" else None)
+                 if self_training != "off" else None, checkpoint=checkpoint, resume=resume)
     fit_seconds = time.perf_counter() - fit_started
     if adapter.decision:  # decision settings (multi-label thresholds) tuned on validation, then used on test
         probabilities, _ = predict_probabilities(model, adapter, validation_features,
@@ -464,6 +469,7 @@ def train(
             _write_corrected(temp, config, splits.train, splits.labels, *agent.repairs())
         write_checksums(temp)  # last: Run.load refuses a run whose files changed after this
     state.wait_for_everyone()
+    remove_checkpoint(checkpoint)
     log.info("run written to %s", output)
     if config.training.logging == "mlflow":
         final = {f"{name}.{k}": v for split, name in (("validation", "best_validation"), ("test", "test"))

@@ -112,7 +112,17 @@ class TrainState:
 
 
 class TrainerCallback:
-    """Base class: every event does nothing. Override the ones you need."""
+    """Base class: every event does nothing. Override the ones you need.
+
+    ``state_dict`` / ``load_state_dict`` let the loop checkpoint a run and resume it: a callback whose state can be
+    saved returns it as JSON-able data (``{}`` when it keeps none); the default ``None`` says it cannot be saved, and
+    the loop then writes no checkpoints."""
+
+    def state_dict(self) -> dict[str, Any] | None:
+        return None
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` gave."""
 
     def on_train_begin(self, state: TrainState) -> None:
         """Before the training settings are resolved and the first epoch; may set ``state.search_rows``."""
@@ -142,6 +152,9 @@ class RowWeights(TrainerCallback):
         self.rows = np.asarray(rows, dtype=np.int64)
         self.factor = factor
 
+    def state_dict(self) -> dict[str, Any]:
+        return {}  # (its rows and factor are given, not learned)
+
     def on_epoch_begin(self, state: TrainState) -> None:
         weights = np.ones(state.labelled) if state.weights is None else np.asarray(state.weights, dtype=np.float64)
         weights = weights.copy()
@@ -154,6 +167,14 @@ class CallbackList(TrainerCallback):
 
     def __init__(self, callbacks: list[TrainerCallback]) -> None:
         self.callbacks = list(callbacks)
+
+    def state_dict(self) -> dict[str, Any] | None:
+        states = [c.state_dict() for c in self.callbacks]
+        return None if any(s is None for s in states) else {"callbacks": states}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for callback, saved in zip(self.callbacks, state["callbacks"], strict=True):
+            callback.load_state_dict(saved)
 
     def _each(self, event: str, *args: Any) -> None:
         for callback in self.callbacks:

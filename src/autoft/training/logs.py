@@ -19,6 +19,13 @@ class MetricsLog(TrainerCallback):
         self.started = time.perf_counter()
         self._epoch_loss, self._epoch_seen = 0.0, 0
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"records": self.records, "seconds": time.perf_counter() - self.started}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.records = list(state["records"])
+        self.started = time.perf_counter() - state["seconds"]
+
     def on_epoch_begin(self, state: TrainState) -> None:
         self._epoch_loss, self._epoch_seen = 0.0, 0
 

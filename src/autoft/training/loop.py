@@ -6,10 +6,12 @@ are trained on, and with which weight, is a callback's call (``autoft.training.c
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,10 +24,12 @@ from tqdm.auto import tqdm
 
 from autoft.config import TrainingConfig
 from autoft.data.loading import Example
+from autoft.errors import RunDirError
 from autoft.tasks.base import Feature, TaskAdapter
 from autoft.tasks.text_metrics import perplexity
 from autoft.training.batching import LengthGroupedBatchSampler
 from autoft.training.callbacks import StepOutput, TrainerCallback, TrainState
+from autoft.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from autoft.training.inference import predict_probabilities
 from autoft.training.plan import resolve
 
@@ -117,13 +121,23 @@ def fit(
     callback: TrainerCallback | None = None,
     accelerator: Accelerator | None = None,
     unlabeled_features: list[Feature] | None = None,
+    checkpoint: Path | None = None,
+    resume: bool = False,
 ) -> TrainResult:
     """Fine-tune ``model`` in place; on return it holds the best epoch's weights. Settings that are ``auto``
     are resolved first (:mod:`autoft.training.plan`); ``TrainResult.settings`` holds what was used.
     ``callback`` (:mod:`autoft.training.callbacks`) may choose each epoch's samples and loss weights.
     ``unlabeled_features`` (encoded without labels) follow the training rows; they train only on the
-    pseudo-labels a callback gives them. The settings are resolved on the labelled rows."""
+    pseudo-labels a callback gives them. The settings are resolved on the labelled rows.
+
+    ``checkpoint`` (a folder): after each epoch the loop's whole state goes there (:mod:`autoft.training.checkpoint`),
+    when every callback can give its state (``TrainerCallback.state_dict``). ``resume``: continue from it, with the
+    settings it was resolved with; the result equals an uninterrupted run's."""
     callback = callback or TrainerCallback()
+    saved_at = latest_checkpoint(checkpoint) if checkpoint is not None and resume else None
+    if resume and saved_at is None:
+        raise RunDirError(f"{checkpoint}: no checkpoint to resume from")
+    saved_state = json.loads((saved_at / "state.json").read_text(encoding="utf-8")) if saved_at else None
     set_seed(config.seed)
     # cpu=True without CUDA: under torchrun / accelerate launch on CPU the processes then join one gloo group
     # (accelerate only looks for a multi-CPU launch when told the run is on the CPU).
@@ -160,14 +174,17 @@ def fit(
     # Settings: every `auto` becomes a value (batch size, epoch budget, patience, learning-rate range test).
     model.to(accelerator.device)
     search = None if state.search_rows is None else [train_features[i] for i in state.search_rows]
-    plan = resolve(config, model=model, adapter=adapter, train_features=train_features, search_features=search,
-                   make_optimizer=lambda m: _optimizer(m, config.weight_decay, 1e-5),
-                   device=accelerator.device, autocast=accelerator.autocast)
-    if accelerator.num_processes > 1:  # every process trains with the main process's choices
-        shared = [plan]
-        broadcast_object_list(shared)
-        plan = shared[0]
-    config = plan.config
+    if saved_state is not None:  # resumed: the settings the interrupted run resolved, no second search
+        config, plan_record = TrainingConfig(**saved_state["settings"]), saved_state["plan"]
+    else:
+        plan = resolve(config, model=model, adapter=adapter, train_features=train_features, search_features=search,
+                       make_optimizer=lambda m: _optimizer(m, config.weight_decay, 1e-5),
+                       device=accelerator.device, autocast=accelerator.autocast)
+        if accelerator.num_processes > 1:  # every process trains with the main process's choices
+            shared = [plan]
+            broadcast_object_list(shared)
+            plan = shared[0]
+        config, plan_record = plan.config, plan.to_dict()
     set_seed(config.seed)  # training starts from the same random state whether or not a search ran
 
     # Data: seeded, optionally length-grouped batches, padded to the longest sample (or to max_length).
@@ -208,11 +225,30 @@ def fit(
     # processes itself, so the callbacks' per-epoch pool is honoured exactly.
     model, optimizer = accelerator.prepare(model, optimizer)
 
-    result = TrainResult(best_epoch=0, best_validation={}, settings=config, plan=plan.to_dict())
+    result = TrainResult(best_epoch=0, best_validation={}, settings=config, plan=plan_record)
     best_score, best_loss, best_state, stale, step = -np.inf, np.inf, None, 0, 0
     returned_to: set[int] = set()  # best epochs already rolled back to: once each
+    callback_state = callback.state_dict() if checkpoint is not None else None
+    checkpointing = checkpoint is not None and callback_state is not None and accelerator.num_processes == 1
+    if checkpoint is not None and not checkpointing:
+        log.info("no checkpoints: %s", "more than one process" if accelerator.num_processes > 1 else
+                 "a callback (the agent) cannot save its state yet")
+    first_epoch = 1
+    if saved_at is not None:
+        if not checkpointing:
+            raise RunDirError(f"{checkpoint}: this run cannot resume (its callbacks cannot restore their state)")
+        loop, best_state = load_checkpoint(saved_at, model=accelerator.unwrap_model(model), optimizer=optimizer,
+                                           scheduler=scheduler)
+        callback.load_state_dict(loop["callbacks"])
+        first_epoch, step, done[0], rate_scale[0] = loop["epoch"] + 1, loop["step"], loop["done"], loop["rate_scale"]
+        best_score, best_loss, stale = loop["best_score"], loop["best_loss"], loop["stale"]
+        returned_to = set(loop["returned_to"])
+        result.best_epoch, result.best_validation = loop["best_epoch"], loop["best_validation"]
+        result.history = [EpochRecord(**r) for r in loop["history"]]
+        result.rollbacks = loop["rollbacks"]
+        log.info("resumed from %s after epoch %d", saved_at, loop["epoch"])
 
-    for epoch in range(1, config.epochs + 1):
+    for epoch in range(first_epoch, config.epochs + 1):
         # Selection: callbacks decide which samples this epoch draws from, their loss weights, relabels and
         # masked tags.
         state.epoch, state.weights, state.masked_words, state.relabels, state.pseudo_labels = epoch, None, {}, {}, {}
@@ -334,6 +370,16 @@ def fit(
             result.rollbacks.append(epoch)
             log.info("validation %s fell in epoch %d: back to epoch %d's weights, learning rate x%g from here",
                      adapter.primary_metric, epoch, result.best_epoch, rate_scale[0])
+        if checkpointing:
+            save_checkpoint(checkpoint, model=accelerator.unwrap_model(model), best=best_state, optimizer=optimizer,
+                            scheduler=scheduler, state={
+                                "epoch": epoch, "step": step, "done": done[0], "rate_scale": rate_scale[0],
+                                "best_score": best_score, "best_loss": best_loss, "stale": stale,
+                                "returned_to": sorted(returned_to), "best_epoch": result.best_epoch,
+                                "best_validation": result.best_validation,
+                                "history": [asdict(r) for r in result.history], "rollbacks": result.rollbacks,
+                                "settings": config.model_dump(mode="json"), "plan": plan_record,
+                                "callbacks": callback.state_dict()})
 
     # Restore the best epoch's weights.
     callback.on_train_end(state)
