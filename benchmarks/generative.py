@@ -18,8 +18,9 @@ own (each goes to an unrelated prompt). Nobody is told the rate or which pairs. 
 - ``random``: a seeded random set of pairs left out, at the agent's drop fraction.
 
 The agent's runs reserve half of the validation pairs for its reward (``selection.reward_fraction`` 0.5, the
-default); the other half chooses the best epoch in every run (``all data`` is given that half alone). Training: 2 epochs, learning rate 1e-3 (what the learning-rate range test
-chose for these sets in ``benchmarks/tasks.py``), batch 8, seed 0 — fixed, so that every method trains under the
+default); the other half chooses the best epoch in every run (``all data`` is given that half alone). Training:
+2 epochs, learning rate 1e-3 (near the 1.1e-3 the learning-rate range test chose for these sets in
+``benchmarks/tasks.py``), batch 8, seed 0 — fixed, so that every method trains under the
 same settings. Reported: the test metric and loss (the best epoch's model), the validation loss of the
 best epoch on the validation half every run keeps, the share of the corrupted pairs left out (recall) and
 the share of the left-out pairs that were corrupted (precision) by the last selection, and the wall-clock of each

@@ -89,9 +89,7 @@ def _value_pairs(config: Config, splits: Any) -> Path:
     output.mkdir(parents=True, exist_ok=True)
     rows = pair_value_rows(splits.train, valuation)
     write_data_values(output / "data_values.csv", rows)
-    write_json(output / "noise.json", {"units": "prompt-response pairs", "rate": valuation.rate,
-                                       "drop_fraction": valuation.drop_fraction, "how": valuation.how,
-                                       **valuation.reference})
+    write_json(output / "noise.json", valuation.summary())
     log.info("%d pairs valued; %d flagged; written to %s", len(rows), sum(r["flagged"] for r in rows),
              output / "data_values.csv")
     return output / "data_values.csv"

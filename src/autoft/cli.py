@@ -175,11 +175,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError("--workers, --max-batch and --max-items must be >= 1")
     settings = ServeSettings(run_dir=args.run_dir, token=token, max_body_bytes=int(args.max_body_mb * (1 << 20)),
                              max_items=args.max_items, max_batch=args.max_batch, batch_window_ms=args.batch_window_ms)
-    if args.workers == 1:
-        Run.load(args.run_dir)  # a bad run directory is a one-line error before the server starts
+    run = Run.load(args.run_dir)  # a bad run directory is a one-line error before the server starts
     if args.host not in ("127.0.0.1", "localhost", "::1") and token is None:
         log.warning("serving on %s without --token-file: anyone who reaches the port can use the model", args.host)
-    serve(settings, host=args.host, port=args.port, workers=args.workers, log_level="warning" if args.quiet else "info")
+    serve(settings, run=run if args.workers == 1 else None, host=args.host, port=args.port, workers=args.workers,
+          log_level="warning" if args.quiet else "info")
     return 0
 
 

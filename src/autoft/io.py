@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from autoft.errors import AutoftError, RunDirError
+
 
 def cache_root() -> Path:
     """Where autoft caches what it derives once (encoder features, converted GGUF models): ``$AUTOFT_CACHE``, by
@@ -84,29 +86,47 @@ def verify_checksums(folder: str | Path) -> list[str]:
             if not (folder / name).is_file() or _digest(folder / name) != digest]
 
 
-@contextlib.contextmanager
-def staged_folder(path: str | Path) -> Iterator[Path]:
-    """A temporary sibling folder of ``path`` to write into; renamed to ``path`` (replacing it) when the block
-    ends, removed if it raises: nothing half-written is left."""
-    from autoft.errors import AutoftError, RunDirError
+def _hidden_sibling(path: Path, suffix: str) -> Path:
+    return path.with_name(f".{path.name.lstrip('.')}.{suffix}")
 
+
+def previous_folder(path: str | Path) -> Path:
+    """Where ``staged_folder`` keeps the folder it replaces until the new one is in place."""
+    return _hidden_sibling(Path(path), "previous")
+
+
+@contextlib.contextmanager
+def staged_folder(path: str | Path, *, sync: bool = False) -> Iterator[Path]:
+    """A temporary sibling folder of ``path`` to write into; renamed to ``path`` when the block ends, removed if it
+    raises: nothing half-written is left. A folder already at ``path`` is renamed aside (``previous_folder``) and
+    removed only once the new one is in place, so a crash leaves one or the other. ``sync``: the files reach the
+    disk before the renames. A full disk or a lost permission is a one-line ``RunDirError``."""
     path = Path(path)
     try:
-        temp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = Path(tempfile.mkdtemp(dir=path.parent, prefix=_hidden_sibling(path, "tmp-").name))
     except OSError as error:
         raise RunDirError(f"{path}: cannot write here: {error.strerror or error}") from None
     try:
         yield temp
+        if sync:
+            for written in temp.rglob("*"):
+                if written.is_file():
+                    with written.open("rb") as stream:
+                        os.fsync(stream.fileno())
+        previous = previous_folder(path)
         if path.exists():
-            shutil.rmtree(path)
+            shutil.rmtree(previous, ignore_errors=True)
+            os.replace(path, previous)
         os.replace(temp, path)
+        shutil.rmtree(previous, ignore_errors=True)
     except BaseException as error:
         shutil.rmtree(temp, ignore_errors=True)
         # A full disk or a lost permission while writing (safetensors reports them as its own error type).
         if not isinstance(error, AutoftError) and (isinstance(error, OSError)
                                                     or type(error).__name__ == "SafetensorError"):
             reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
-            raise RunDirError(f"{path}: cannot write the run directory: {reason}") from None
+            raise RunDirError(f"{path}: cannot write: {reason}") from None
         raise
 
 

@@ -16,7 +16,6 @@ Run directory layout (written to a temporary sibling, then renamed into place)::
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import logging
 import tempfile
@@ -47,7 +46,7 @@ from autoft.tasks.registry import get_adapter_class, make_adapter
 from autoft.training.callbacks import CallbackList, TrainerCallback
 from autoft.training.checkpoint import remove_checkpoint
 from autoft.training.inference import predict_probabilities
-from autoft.training.logs import MetricsLog, log_to_mlflow, write_tensorboard
+from autoft.training.logs import MetricsLog, check_logging, log_to_mlflow, write_tensorboard
 from autoft.training.loop import evaluate, fit
 
 log = logging.getLogger(__name__)
@@ -62,6 +61,7 @@ class Run:
         self.adapter = adapter
         self.model = model
         self.metrics = metrics
+        self._onnx: tuple[Path, Any] | None = None  # (path, onnxruntime session) once predict(backend="onnx") ran
 
     @property
     def task(self) -> str:
@@ -139,16 +139,7 @@ class Run:
             if format == "onnx":
                 from autoft.modeling.onnx import FILE, export_onnx
 
-                sample = [Example("a short input", None), Example("a second, somewhat longer input text", None)]
-                if self.task == "question-answering":
-                    sample = [Example("Ann went home after work.", None, query="Who went home?"),
-                              Example("The river is long and wide in spring.", None, query="What is long?")]
-                elif self.task == "token-classification":
-                    sample = [Example(["Ann", "went", "home"], None), Example(["The", "river", "is", "long"], None)]
-                elif self.task == "relation-extraction":
-                    sample = [Example("<e1>Ann</e1> went to <e2>Paris</e2>", None),
-                              Example("The <e1>river</e1> runs through the <e2>valley</e2> in spring", None)]
-                export_onnx(model, self.adapter, self.adapter.encode(sample, with_labels=False), temp / FILE)
+                export_onnx(model, self.adapter, temp / FILE)
             else:
                 model.save_pretrained(temp)
             self.adapter.tokenizer.save_pretrained(temp)
@@ -175,7 +166,7 @@ class Run:
         from autoft.modeling.onnx import FILE, OnnxForward
 
         path = Path(path) if path is not None else self.path / "onnx" / FILE
-        if getattr(self, "_onnx", None) is None or self._onnx[0] != path:
+        if self._onnx is None or self._onnx[0] != path:
             self._onnx = (path, OnnxForward(path))
         return self._onnx[1]
 
@@ -284,11 +275,7 @@ def train(
     run is written; runs with an agent are not checkpointed yet); ``resume`` continues from there."""
     config = as_config(config, overrides)
     check_policy(config.selection.policy)
-    package = {"tensorboard": ("tensorboard", "tensorboard"), "mlflow": ("mlflow", "mlflow-skinny")}.get(
-        config.training.logging)
-    if package is not None and importlib.util.find_spec(package[0]) is None:
-        raise ConfigError(f"training.logging: {config.training.logging} needs the {package[0]} package: pip install "
-                          f"{package[1]}")
+    check_logging(config.training.logging)
     output = Path(config.output_dir)
     _prepare_output(output, overwrite)
     started = time.perf_counter()
@@ -472,15 +459,8 @@ def train(
     remove_checkpoint(checkpoint)
     log.info("run written to %s", output)
     if config.training.logging == "mlflow":
-        final = {f"{name}.{k}": v for split, name in (("validation", "best_validation"), ("test", "test"))
-                 for k, v in (metrics[split] or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        try:
-            run_id = log_to_mlflow(output, uri=config.training.mlflow_uri, run_name=output.name,
-                                   experiment=config.training.mlflow_experiment, config=config.model_dump(mode="json"),
-                                   scalars=metrics_log.scalars(), final=final)
-            log.info("logged to MLflow: experiment %s, run %s", config.training.mlflow_experiment, run_id)
-        except Exception as error:  # noqa: BLE001 - the run is written; a tracking server's failure must not undo it
-            log.error("MLflow logging failed (the run directory is complete): %s", error)
+        log_to_mlflow(output, config.training, config=config.model_dump(mode="json"), scalars=metrics_log.scalars(),
+                      final={"best_validation": metrics["validation"], "test": metrics["test"]})
     return Run(output, config, adapter, model, metrics)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from autoft.data.example import Example
 from autoft.errors import ConfigError, ModelLoadError
 
 ONNX_TASKS = frozenset({"classification", "multi-label-classification", "token-classification", "relation-extraction",
@@ -33,9 +34,21 @@ class _Logits(torch.nn.Module):
         return self.adapter.forward(self.model, dict(zip(self.names, tensors)))
 
 
-def export_onnx(model: torch.nn.Module, adapter: Any, features: list[dict[str, Any]], path: str | Path) -> list[str]:
-    """Write ``model``'s forward pass on ``adapter``'s batches to ``path``; returns the graph's input names.
-    ``features`` (a few encoded examples, two or more) give the exporter a batch to trace."""
+def _trace_examples(task: str) -> list[Example]:
+    """Two inputs of the task's shape, of different lengths: the batch the exporter traces."""
+    if task == "question-answering":
+        return [Example("Ann went home after work.", None, query="Who went home?"),
+                Example("The river is long and wide in spring.", None, query="What is long?")]
+    if task == "token-classification":
+        return [Example(["Ann", "went", "home"], None), Example(["The", "river", "is", "long"], None)]
+    if task == "relation-extraction":
+        return [Example("<e1>Ann</e1> went to <e2>Paris</e2>", None),
+                Example("The <e1>river</e1> runs through the <e2>valley</e2> in spring", None)]
+    return [Example("a short input", None), Example("a second, somewhat longer input text", None)]
+
+
+def export_onnx(model: torch.nn.Module, adapter: Any, path: str | Path) -> list[str]:
+    """Write ``model``'s forward pass on ``adapter``'s batches to ``path``; returns the graph's input names."""
     if adapter.name not in ONNX_TASKS:
         raise ConfigError(f"--format onnx: ONNX export is for encoder tasks ({', '.join(sorted(ONNX_TASKS))}), "
                           f"not {adapter.name}")
@@ -43,6 +56,7 @@ def export_onnx(model: torch.nn.Module, adapter: Any, features: list[dict[str, A
 
     if importlib.util.find_spec("onnx") is None:
         raise ConfigError("--format onnx needs the onnx package: pip install 'autoft[onnx]'")
+    features = adapter.encode(_trace_examples(adapter.name), with_labels=False)
     batch = adapter.collate_indexed([dict(f, index=i) for i, f in enumerate(features)])
     batch = {k: v for k, v in batch.items() if k not in ("index", "labels")}
     names = list(batch)

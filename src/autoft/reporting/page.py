@@ -127,10 +127,11 @@ def _learning(run: RunFiles) -> str:
 
 
 def _agent(run: RunFiles, folder: Path) -> str:
+    def agent_file(name: str) -> Path | None:  # the report's folder first (autoft run copies them there), then the run's
+        return folder / name if (folder / name).is_file() else run.optional(name)
+
     parts = []
-    decisions_path = folder / "decisions.jsonl" if (folder / "decisions.jsonl").is_file() else run.optional(
-        "decisions.jsonl")
-    noise_path = folder / "noise.json" if (folder / "noise.json").is_file() else run.optional("noise.json")
+    decisions_path, noise_path = agent_file("decisions.jsonl"), agent_file("noise.json")
     if noise_path is not None:
         noise = json.loads(noise_path.read_text(encoding="utf-8"))
         rows = [["estimated noise rate", noise.get("rate")], ["share left out", noise.get("drop_fraction")]]
@@ -151,8 +152,7 @@ def _agent(run: RunFiles, folder: Path) -> str:
             parts.append(_figure(figures.actions([d["epoch"] for d in selections], [d["kept"] for d in selections],
                                                  [d["dropped"] for d in selections]),
                                  "How many training samples each epoch trained on and left out.", "actions"))
-    values_path = folder / "data_values.csv" if (folder / "data_values.csv").is_file() else run.optional(
-        "data_values.csv")
+    values_path = agent_file("data_values.csv")
     if values_path is not None:
         table = _read_csv(values_path)
         if table:

@@ -56,11 +56,7 @@ class PairAgentValuation:
     policy: Policy
     state: np.ndarray  # [N, F]
     selection: SelectionConfig  # drop_fraction resolved to a number
-    noise: None = None  # (the classification agent's label-noise estimate; a pair's is ``pairs.rate``)
     decisions: list[dict[str, Any]] = field(default_factory=list)
-
-    def sample_values(self) -> np.ndarray:
-        return self.policy.values_
 
 
 def pair_state(pairs: PairValuation, prompts: np.ndarray | None) -> np.ndarray:
@@ -107,8 +103,7 @@ def value_pair_agent(config: Config, splits: Splits, *, progress: bool = True) -
     mode = "sample" if selection.mode == AUTO else selection.mode
     resolved = selection.model_copy(update={"drop_fraction": pairs.drop_fraction, "mode": mode, "correction": "off",
                                             "balance": "global"})
-    record = {"phase": "offline", "event": "noise-estimate", "units": "prompt-response pairs", "rate": pairs.rate,
-              "drop_fraction": pairs.drop_fraction, "how": pairs.how, **pairs.reference}
+    record = {"phase": "offline", "event": "noise-estimate", **pairs.summary()}
     log.info("offline valuation with %s: %d prompt-response pairs valued from their prior (%s)", name,
              len(prior), "base-model loss" if name == "small-loss" else "posterior of a matched response")
     return PairAgentValuation(pairs, policy, state, resolved, decisions=[record, *(
@@ -234,8 +229,8 @@ class PairAgentCallback(TrainerCallback):
         return ~kept_mask(self.policy.values_, None, self.selection.drop_fraction)
 
     def noise_summary(self) -> dict[str, Any]:
-        pairs = self.valuation.pairs
-        return {"units": "prompt-response pairs", "rate": pairs.rate, "drop_fraction": self.selection.drop_fraction}
+        summary = self.valuation.pairs.summary()
+        return {k: summary[k] for k in ("units", "rate", "drop_fraction")}
 
     def data_values(self, examples: list[Example]) -> list[dict[str, Any]]:
         """One row per training pair, worst value first: the valuation's columns with the policy's last value."""
@@ -245,10 +240,7 @@ class PairAgentCallback(TrainerCallback):
     def write_artifacts(self, folder: Path, examples: list[Example], label_names: list[str]) -> None:
         write_decisions(folder / "decisions.jsonl", self.decisions)
         write_data_values(folder / "data_values.csv", self.data_values(examples))
-        pairs = self.valuation.pairs
-        write_json(folder / "noise.json", {"units": "prompt-response pairs", "rate": pairs.rate,
-                                           "drop_fraction": self.selection.drop_fraction, "how": pairs.how,
-                                           **pairs.reference})
+        write_json(folder / "noise.json", self.valuation.pairs.summary())
 
 
 __all__ = ["PAIR_POLICIES", "PairAgentCallback", "PairAgentValuation", "pair_state", "value_pair_agent"]

@@ -64,6 +64,11 @@ class PairValuation:
         """[N] higher is better: the posterior of a matched response."""
         return 1.0 - self.mismatch_probability
 
+    def summary(self) -> dict[str, Any]:
+        """What ``noise.json`` and the decisions log say of the estimate: the share, what is left out, and how."""
+        return {"units": "prompt-response pairs", "rate": self.rate, "drop_fraction": self.drop_fraction,
+                "how": self.how, **self.reference}
+
     def flagged(self) -> np.ndarray:
         """[N] bool: the ``drop_fraction`` of pairs most likely mismatched."""
         flagged = np.zeros(len(self.values), dtype=bool)

@@ -125,7 +125,6 @@ def create_app(settings: ServeSettings, run: Run | None = None) -> FastAPI:
         await batcher.stop()
 
     app = FastAPI(title="autoft", summary=f"{run.task} model from {run.path.name}", lifespan=lifespan)
-    app.state.batcher = batcher
 
     def examples(values: list[Any]) -> list[Any]:
         if not values:
@@ -217,9 +216,10 @@ def read_token(path: str | Path) -> str:
     return token
 
 
-def serve(settings: ServeSettings, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
-          log_level: str = "info") -> None:
-    """Run the server until interrupted (uvicorn; ``workers`` processes each load the model)."""
+def serve(settings: ServeSettings, *, run: Run | None = None, host: str = "127.0.0.1", port: int = 8000,
+          workers: int = 1, log_level: str = "info") -> None:
+    """Run the server until interrupted (uvicorn). One worker serves ``run`` when given (else loads it); with
+    several, each worker process loads its own."""
     import uvicorn
 
     if workers > 1:
@@ -227,7 +227,7 @@ def serve(settings: ServeSettings, *, host: str = "127.0.0.1", port: int = 8000,
         uvicorn.run("autoft.serving.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
                     log_level=log_level)
     else:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+        uvicorn.run(create_app(settings, run), host=host, port=port, log_level=log_level)
 
 
 __all__ = ["ServeSettings", "create_app", "read_token", "serve"]

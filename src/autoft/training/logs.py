@@ -1,13 +1,18 @@
-"""Experiment logs: every optimisation step and epoch as a record (``metrics.jsonl`` in the run directory), and the
-same scalars as TensorBoard event files (``training.logging: tensorboard``), gathered by a ``TrainerCallback``."""
+"""Experiment logs: every optimisation step and epoch as a record (``metrics.jsonl`` in the run directory), gathered by
+a ``TrainerCallback``; the same scalars as TensorBoard event files (``training.logging: tensorboard``) or an MLflow
+run with the config and the run directory (``training.logging: mlflow``)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
 
+from autoft.errors import ConfigError
 from autoft.training.callbacks import StepOutput, TrainerCallback, TrainState
+
+log = logging.getLogger(__name__)
 
 
 class MetricsLog(TrainerCallback):
@@ -86,34 +91,58 @@ def _flat(prefix: str, value: Any) -> dict[str, Any]:
     return {prefix: value}
 
 
-def log_to_mlflow(folder: str | Path, *, uri: str | None, experiment: str, run_name: str, config: dict[str, Any],
-                  scalars: list[tuple[str, float, int]], final: dict[str, float]) -> str:
-    """One MLflow run: ``config`` (flattened) as params, ``scalars`` and ``final`` as metrics, ``folder`` as
-    artifacts. ``uri`` default: ``$MLFLOW_TRACKING_URI``, else ``./mlruns`` (MLflow's file store, which this
-    explicit choice allows). Returns the MLflow run id."""
+PACKAGES = {"tensorboard": ("tensorboard", "tensorboard"), "mlflow": ("mlflow", "mlflow-skinny")}
+"""``training.logging`` -> (the module it imports, the package that provides it)."""
+
+
+def check_logging(kind: str) -> None:
+    """``ConfigError`` now, before any training, when ``training.logging: kind`` needs a package that is missing."""
+    import importlib.util
+
+    if kind in PACKAGES and importlib.util.find_spec(PACKAGES[kind][0]) is None:
+        module, package = PACKAGES[kind]
+        raise ConfigError(f"training.logging: {kind} needs the {module} package: pip install {package}")
+
+
+def log_to_mlflow(folder: str | Path, settings: Any, *, config: dict[str, Any], scalars: list[tuple[str, float, int]],
+                  final: dict[str, dict[str, Any] | None]) -> str | None:
+    """One MLflow run named after ``folder``: ``config`` (flattened) as params, ``scalars`` and the numbers of
+    ``final`` (``{prefix: metrics}``) as metrics, ``folder`` as artifacts, in ``settings.mlflow_experiment`` at
+    ``settings.mlflow_uri`` (default ``$MLFLOW_TRACKING_URI``, else ``./mlruns``: MLflow's file store, which this
+    explicit choice allows). The run directory is complete before this: a tracking failure is logged, not raised.
+    Returns the MLflow run id (None after a failure)."""
     import os
 
     import mlflow
 
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or Path("mlruns").resolve().as_uri()
+    uri = settings.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI") or Path("mlruns").resolve().as_uri()
     if uri.startswith("file:") or "://" not in uri:
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-    client = mlflow.tracking.MlflowClient(uri)
-    found = client.get_experiment_by_name(experiment)
-    experiment_id = found.experiment_id if found is not None else client.create_experiment(experiment)
-    run = client.create_run(experiment_id, run_name=run_name)
+    numbers = {f"{prefix}.{k}": v for prefix, metrics in final.items() for k, v in (metrics or {}).items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    try:
+        client = mlflow.tracking.MlflowClient(uri)
+        found = client.get_experiment_by_name(settings.mlflow_experiment)
+        experiment_id = found.experiment_id if found is not None else client.create_experiment(
+            settings.mlflow_experiment)
+        run = client.create_run(experiment_id, run_name=Path(folder).name)
+    except Exception as error:  # noqa: BLE001 - the run is written; a tracking server's failure must not undo it
+        log.error("MLflow logging failed (the run directory is complete): %s", error)
+        return None
     try:
         params = [mlflow.entities.Param(k, str(v)[:6000]) for k, v in _flat("", config).items()]
         metrics = [mlflow.entities.Metric(tag.replace("/", "."), float(value), 0, step) for tag, value, step in scalars]
-        metrics += [mlflow.entities.Metric(name, float(value), 0, 0) for name, value in final.items()]
+        metrics += [mlflow.entities.Metric(name, float(value), 0, 0) for name, value in numbers.items()]
         for start in range(0, max(len(params), len(metrics)), 100):  # MLflow's batch limits
             client.log_batch(run.info.run_id, params=params[start : start + 100], metrics=metrics[start : start + 100])
         client.log_artifacts(run.info.run_id, str(folder))
-    except BaseException:
+    except Exception as error:  # noqa: BLE001 - as above
         client.set_terminated(run.info.run_id, "FAILED")
-        raise
+        log.error("MLflow logging failed (the run directory is complete): %s", error)
+        return None
     client.set_terminated(run.info.run_id)
+    log.info("logged to MLflow: experiment %s, run %s", settings.mlflow_experiment, run.info.run_id)
     return run.info.run_id
 
 
-__all__ = ["MetricsLog", "log_to_mlflow", "write_tensorboard"]
+__all__ = ["MetricsLog", "check_logging", "log_to_mlflow", "write_tensorboard"]

@@ -6,7 +6,6 @@ are trained on, and with which weight, is a callback's call (``autoft.training.c
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -29,7 +28,7 @@ from autoft.tasks.base import Feature, TaskAdapter
 from autoft.tasks.text_metrics import perplexity
 from autoft.training.batching import LengthGroupedBatchSampler
 from autoft.training.callbacks import StepOutput, TrainerCallback, TrainState
-from autoft.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from autoft.training.checkpoint import latest_checkpoint, load_checkpoint, read_state, save_checkpoint
 from autoft.training.inference import predict_probabilities
 from autoft.training.plan import resolve
 
@@ -137,7 +136,7 @@ def fit(
     saved_at = latest_checkpoint(checkpoint) if checkpoint is not None and resume else None
     if resume and saved_at is None:
         raise RunDirError(f"{checkpoint}: no checkpoint to resume from")
-    saved_state = json.loads((saved_at / "state.json").read_text(encoding="utf-8")) if saved_at else None
+    saved_state = read_state(saved_at) if saved_at else None
     set_seed(config.seed)
     # cpu=True without CUDA: under torchrun / accelerate launch on CPU the processes then join one gloo group
     # (accelerate only looks for a multi-CPU launch when told the run is on the CPU).
@@ -237,16 +236,18 @@ def fit(
     if saved_at is not None:
         if not checkpointing:
             raise RunDirError(f"{checkpoint}: this run cannot resume (its callbacks cannot restore their state)")
-        loop, best_state = load_checkpoint(saved_at, model=accelerator.unwrap_model(model), optimizer=optimizer,
-                                           scheduler=scheduler)
-        callback.load_state_dict(loop["callbacks"])
-        first_epoch, step, done[0], rate_scale[0] = loop["epoch"] + 1, loop["step"], loop["done"], loop["rate_scale"]
-        best_score, best_loss, stale = loop["best_score"], loop["best_loss"], loop["stale"]
-        returned_to = set(loop["returned_to"])
-        result.best_epoch, result.best_validation = loop["best_epoch"], loop["best_validation"]
-        result.history = [EpochRecord(**r) for r in loop["history"]]
-        result.rollbacks = loop["rollbacks"]
-        log.info("resumed from %s after epoch %d", saved_at, loop["epoch"])
+        best_state = load_checkpoint(saved_at, saved_state, model=accelerator.unwrap_model(model), optimizer=optimizer,
+                                     scheduler=scheduler)
+        callback.load_state_dict(saved_state["callbacks"])
+        first_epoch, step = saved_state["epoch"] + 1, saved_state["step"]
+        done[0], rate_scale[0] = saved_state["done"], saved_state["rate_scale"]
+        best_score, best_loss = saved_state["best_score"], saved_state["best_loss"]
+        stale = saved_state["stale"]
+        returned_to = set(saved_state["returned_to"])
+        result.best_epoch, result.best_validation = saved_state["best_epoch"], saved_state["best_validation"]
+        result.history = [EpochRecord(**r) for r in saved_state["history"]]
+        result.rollbacks = saved_state["rollbacks"]
+        log.info("resumed from %s after epoch %d", saved_at, saved_state["epoch"])
 
     for epoch in range(first_epoch, config.epochs + 1):
         # Selection: callbacks decide which samples this epoch draws from, their loss weights, relabels and
