@@ -24,7 +24,7 @@ from typing import Any
 from autoft.config import AUTO, DEFAULT_POLICY, GENERATIVE_TASKS, TEXT_TARGET_TASKS, Config, as_config
 from autoft.data.splits import load_splits
 from autoft.errors import ConfigError
-from autoft.io import staged_folder, write_json
+from autoft.io import staged_folder, work_folder, write_json
 from autoft.run import Run, _prepare_output, train
 from autoft.selection.policies import check_policy
 
@@ -138,13 +138,13 @@ def comparison_table(comparison: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _before_after(config: Config, output: Path) -> dict[str, Any]:
+def _before_after(config: Config, output: Path, resume: bool) -> dict[str, Any]:
     """Question answering (whose samples the agent does not value yet): one fine-tuning run, compared on the test
     set with the model before it (its zero-shot scores, which ``train`` records)."""
     log.info("%s: the agent does not value these samples yet; autoft run fine-tunes on all of them and compares "
              "the result with the model before fine-tuning", config.task)
-    with staged_folder(output) as temp:
-        fine_tuned = train(config.model_copy(update={"output_dir": str(temp / "plain")}))
+    with staged_folder(output, resumable=True) as temp:
+        fine_tuned = _train_or_load(config.model_copy(update={"output_dir": str(temp / "plain")}), resume)
         before, after = fine_tuned.metrics.get("zero_shot") or {}, fine_tuned.metrics.get("test") or {}
         lines = ["| test | before fine-tuning (zero-shot) | fine-tuned | change |", "|---|---:|---:|---:|"]
         lines += [f"| {key} | {before[key]:.4f} | {value:.4f} | {value - before[key]:+.4f} |"
@@ -159,24 +159,38 @@ def _before_after(config: Config, output: Path) -> dict[str, Any]:
     return comparison
 
 
+def _train_or_load(config: Config, resume: bool, **options: Any) -> Run:
+    """``train(config)``; when resuming, the run it wrote before the interruption (complete: its checksums are the
+    last file written), or the training continued from its last checkpoint."""
+    if resume and (Path(config.output_dir) / "checksums.json").is_file():
+        log.info("resumed: %s was finished before the interruption", config.output_dir)
+        return Run.load(config.output_dir)
+    return train(config, resume=resume, **options)
+
+
 def run(config: Config | dict | str | Path, *, overrides: list[str] | None = None,
-        overwrite: bool = False) -> dict[str, Any]:
-    """Plain and autonomous fine-tuning side by side; returns the comparison (also written to disk)."""
+        overwrite: bool = False, resume: bool = False) -> dict[str, Any]:
+    """Plain and autonomous fine-tuning side by side; returns the comparison (also written to disk).
+
+    Both runs are staged in ``.<output_dir name>.work`` beside the output, which a crash leaves in place:
+    ``resume`` keeps the runs finished there and continues the interrupted one from its last checkpoint."""
     config = as_config(config, overrides)
     check_policy(config.selection.policy)
     output = Path(config.output_dir)
     _prepare_output(output, overwrite)
+    if not resume:
+        shutil.rmtree(work_folder(output), ignore_errors=True)
     if config.task in TEXT_TARGET_TASKS - GENERATIVE_TASKS:
         if config.selection.policy != "none":
             raise ConfigError(f"selection.policy: {config.selection.policy!r}: the agent does not value "
                               f"{config.task} samples yet; use none")
-        return _before_after(config, output)
-    with staged_folder(output) as temp:
+        return _before_after(config, output, resume)
+    with staged_folder(output, resumable=True) as temp:
         started = time.perf_counter()
         agent = agent_config(config)
-        plain_run = train(_with(config, policy="none", output_dir=str(temp / "plain")))
-        agent_run = train(_with(agent, output_dir=str(temp / "autonomous"),
-                                training=_shared_settings(config, plain_run)), zero_shot=False)
+        plain_run = _train_or_load(_with(config, policy="none", output_dir=str(temp / "plain")), resume)
+        agent_run = _train_or_load(_with(agent, output_dir=str(temp / "autonomous"),
+                                         training=_shared_settings(config, plain_run)), resume, zero_shot=False)
         comparison = {"policy": agent.selection.policy, "plain": _scores(plain_run),
                       "zero_shot": plain_run.metrics.get("zero_shot"),
                       "autonomous": _scores(agent_run), "wall_seconds": round(time.perf_counter() - started, 1),

@@ -82,7 +82,7 @@ def cmd_value(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from autoft.autonomous import run
 
-    comparison = run(_load(args), overwrite=args.overwrite)
+    comparison = run(_load(args), overwrite=args.overwrite, resume=args.resume)
     print(f"run: {comparison['output_dir']}  ({comparison['wall_seconds']:.0f} s)")
     print(comparison["table"])
     return 0
@@ -140,7 +140,7 @@ def cmd_update(args: argparse.Namespace) -> int:
 
     parent = latest(args.run_dir) if args.latest else args.run_dir
     result = update(parent, args.data, validation=args.validation, output=args.output, overrides=args.set,
-                    overwrite=args.overwrite)
+                    overwrite=args.overwrite, resume=args.resume)
     record = result.record
     metric = record["metric"]
     for name, score in record["scores"].items():
@@ -216,6 +216,12 @@ def _config_arguments(parser: argparse.ArgumentParser, *, overwrite: bool) -> No
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
+def _resume_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted job from its last checkpoint (the same config and data); with "
+                             "nothing to resume from it starts from the beginning")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="autoft",
@@ -232,8 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("train", help="fine-tune a model from a YAML config into a run directory",
                             description="Fine-tune per CONFIG and write the run directory (output_dir).")
     _config_arguments(p, overwrite=True)
-    p.add_argument("--resume", action="store_true",
-                   help="continue an interrupted run from its last epoch checkpoint (runs without an agent)")
+    _resume_argument(p)
     p.set_defaults(func=cmd_train)
 
     p = commands.add_parser("value", help="value every training sample (offline agent): data_values.csv",
@@ -249,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
                                         "splits; write both runs, comparison.md/json, decisions.jsonl and "
                                         "data_values.csv into output_dir.")
     _config_arguments(p, overwrite=True)
+    _resume_argument(p)
     p.set_defaults(func=cmd_run)
 
     p = commands.add_parser("evaluate", help="score a run's model on a labelled file",
@@ -303,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. continual.method=ewc (repeatable)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    _resume_argument(p)
     p.set_defaults(func=cmd_update)
 
     p = commands.add_parser("lineage", help="print a run's lineage: the root and every update, the latest marked",

@@ -144,6 +144,9 @@ class TrainingConfig(_Strict):
         AUTO, description="recompute activations in the backward pass instead of keeping them: far less memory for "
         "about a third more compute; auto: on for generative tasks (long sequences through deep decoders)")
     progress: bool = Field(True, description="show tqdm progress bars")
+    checkpoint_every: Annotated[int, Field(gt=0)] | Auto = Field(
+        AUTO, description="optimisation steps between checkpoints within an epoch (one is always written at each "
+        "epoch's end); auto: every 10 minutes of training")
     logging: Literal["none", "tensorboard", "mlflow"] = Field(
         "none", description="besides metrics.jsonl (always): tensorboard writes the same scalars as TensorBoard "
         "event files into the run directory's tensorboard/ (needs pip install tensorboard); mlflow logs the "

@@ -263,10 +263,11 @@ def _child_config(parent: Run, train_files: list[str], validation: str | None, o
 
 
 def update(parent_dir: str | Path, data: str | Path | list[str | Path], *, validation: str | Path | None = None,
-           output: str | Path | None = None, overrides: list[str] | None = None, overwrite: bool = False
-           ) -> UpdateResult:
+           output: str | Path | None = None, overrides: list[str] | None = None, overwrite: bool = False,
+           resume: bool = False) -> UpdateResult:
     """Continue the run in ``parent_dir`` on the new labelled ``data`` (one file or several); see the module
-    docstring. ``output`` defaults to ``<root>-update-<n>`` beside the lineage's root."""
+    docstring. ``output`` defaults to ``<root>-update-<n>`` beside the lineage's root. ``resume``: continue an
+    interrupted update (give the same ``output``) from its last checkpoint."""
     parent_path = Path(parent_dir)
     for name in ("config.yaml", "labels.json", "model", "metrics.json"):
         if not (parent_path / name).exists():
@@ -353,7 +354,7 @@ def update(parent_dir: str | Path, data: str | Path | list[str | Path], *, valid
                          continual.replay_weight)
                 config = config.model_copy(update={"data": config.data.model_copy(update={"train": train_files})})
             output.parent.mkdir(parents=True, exist_ok=True)
-            run = train(config, overwrite=overwrite, callbacks=callbacks, model=model, labels=labels)
+            run = train(config, overwrite=overwrite, callbacks=callbacks, model=model, labels=labels, resume=resume)
             if replay_file is not None:  # the replayed samples stay with the run, and its config names them
                 kept = output / replay_file.name
                 shutil.copyfile(replay_file, kept)

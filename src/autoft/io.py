@@ -95,16 +95,29 @@ def previous_folder(path: str | Path) -> Path:
     return _hidden_sibling(Path(path), "previous")
 
 
+def work_folder(path: str | Path) -> Path:
+    """Where a resumable job stages ``path`` (``staged_folder(..., resumable=True)``)."""
+    return _hidden_sibling(Path(path), "work")
+
+
 @contextlib.contextmanager
-def staged_folder(path: str | Path, *, sync: bool = False) -> Iterator[Path]:
+def staged_folder(path: str | Path, *, sync: bool = False, resumable: bool = False) -> Iterator[Path]:
     """A temporary sibling folder of ``path`` to write into; renamed to ``path`` when the block ends, removed if it
     raises: nothing half-written is left. A folder already at ``path`` is renamed aside (``previous_folder``) and
     removed only once the new one is in place, so a crash leaves one or the other. ``sync``: the files reach the
-    disk before the renames. A full disk or a lost permission is a one-line ``RunDirError``."""
+    disk before the renames. A full disk or a lost permission is a one-line ``RunDirError``.
+
+    ``resumable``: the folder is the fixed ``work_folder(path)``, reused as it is if it exists (a resumed job finds
+    the parts an interrupted one finished there) and kept after a crash; only bad input or settings (an
+    ``AutoftError``) remove it."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        temp = Path(tempfile.mkdtemp(dir=path.parent, prefix=_hidden_sibling(path, "tmp-").name))
+        if resumable:
+            temp = work_folder(path)
+            temp.mkdir(exist_ok=True)
+        else:
+            temp = Path(tempfile.mkdtemp(dir=path.parent, prefix=_hidden_sibling(path, "tmp-").name))
     except OSError as error:
         raise RunDirError(f"{path}: cannot write here: {error.strerror or error}") from None
     try:
@@ -121,7 +134,8 @@ def staged_folder(path: str | Path, *, sync: bool = False) -> Iterator[Path]:
         os.replace(temp, path)
         shutil.rmtree(previous, ignore_errors=True)
     except BaseException as error:
-        shutil.rmtree(temp, ignore_errors=True)
+        if not resumable or isinstance(error, AutoftError):
+            shutil.rmtree(temp, ignore_errors=True)
         # A full disk or a lost permission while writing (safetensors reports them as its own error type).
         if not isinstance(error, AutoftError) and (isinstance(error, OSError)
                                                     or type(error).__name__ == "SafetensorError"):

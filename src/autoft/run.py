@@ -271,8 +271,9 @@ def train(
     the loop is ``splits.train[i]``). ``model`` starts training from a model already loaded (a continual update: the parent's weights,
     its head sized to ``labels``, the ordered label set it must be given with) instead of ``config.model``.
     ``zero_shot``: score the model before fine-tuning on the test set (tasks whose targets are texts).
-    After each epoch the loop checkpoints into ``.<output_dir name>.checkpoint`` beside the output (removed once the
-    run is written; runs with an agent are not checkpointed yet); ``resume`` continues from there."""
+    The loop checkpoints (after each epoch, and within epochs per ``training.checkpoint_every``) into
+    ``.<output_dir name>.checkpoint`` beside the output, removed once the run is written; ``resume`` continues from
+    there (from the beginning when there is none yet)."""
     config = as_config(config, overrides)
     check_policy(config.selection.policy)
     check_logging(config.training.logging)

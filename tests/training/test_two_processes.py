@@ -3,6 +3,7 @@ the main process's selection, and only the main process writes the run."""
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import subprocess
@@ -35,3 +36,22 @@ def test_two_processes_train_one_selection_and_write_one_run(tmp_path, tiny_mode
     selects = [json.loads(line) for line in (tmp_path / "run" / "decisions.jsonl").open()
                if '"select"' in line]
     assert [d["kept"] for d in selects] == [kept, kept]
+    # Each step's outputs reach the agent from both processes: it saw the model's label of every row it kept.
+    rows = list(csv.DictReader((tmp_path / "run" / "data_values.csv").open()))
+    assert all(r["model_label"] for r in rows if r["flagged"] == "False")
+
+
+@pytest.mark.slow
+def test_two_processes_train_ner_with_the_agent_seeing_every_shards_steps(tmp_path, tiny_model_dir, ner_files):
+    """NER with the agent on two processes: each step's token logits and labels (of different lengths per process)
+    are gathered and padded for the agent, and both processes train the same weights."""
+    torchrun = shutil.which("torchrun") or str(__import__("pathlib").Path(sys.executable).parent / "torchrun")
+    config = tiny_config(tiny_model_dir, ner_files, tmp_path / "run", task="token-classification", epochs=2)
+    config["selection"] = {"policy": "exp3", "drop_fraction": 0.2, "mode": "sample"}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    done = subprocess.run([torchrun, "--nproc_per_node", "2", "-m", "autoft.cli", "train", str(path)],
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    epochs = [line for line in done.stderr.splitlines() if " epoch 2: " in line]
+    assert len(epochs) == 2 and len({line.split("validation ")[1].split()[1] for line in epochs}) == 1

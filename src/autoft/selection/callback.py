@@ -18,6 +18,7 @@ from autoft.selection.rewards import RewardTracker, load_reward
 from autoft.selection.state import TrainingDynamics, sequence_margins
 from autoft.selection.valuation import Valuation, _ranks, kept_mask
 from autoft.training.callbacks import StepOutput, TrainerCallback, TrainState
+from autoft.training.snapshot import restore, snapshot
 
 
 class AgentCallback(TrainerCallback):
@@ -62,6 +63,19 @@ class AgentCallback(TrainerCallback):
         size = min(self.selection.reward_batch, len(reward_examples))
         self._rows = np.sort(np.random.default_rng(seed).choice(len(reward_examples), size, replace=False))
         self._features: list[Any] | None = None
+
+    SAVED = ("dynamics", "model_margin", "last_prediction", "values", "weights", "selected", "masked", "relabelled",
+             "retagged", "own_label", "own_label_before", "own_confidence", "unlabelled", "decisions", "_reward",
+             "_action")
+    """What the online phase changes: a checkpoint saves it with the policy's state (the valuation is recomputed)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**snapshot(self, self.SAVED), "policy": self.valuation.policy.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        self.valuation.policy.load_state_dict(state.pop("policy"))
+        restore(self, state)
 
     # values -> weights
     def _current_values(self) -> np.ndarray:

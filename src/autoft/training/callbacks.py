@@ -36,7 +36,7 @@ class StepOutput:
 
     indices: np.ndarray  # [B] training rows of the batch
     losses: torch.Tensor  # [B] per-sample loss (mean per loss unit: token for NER)
-    logits: torch.Tensor  # [B, C] or [B, T, C]
+    logits: torch.Tensor | None  # [B, C] or [B, T, C]; None only from several processes training a language model
     labels: torch.Tensor  # [B] or [B, T]
 
 

@@ -16,27 +16,34 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import broadcast_object_list, set_seed
+from accelerate.utils import broadcast_object_list, gather_object, set_seed
 from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from autoft.config import TrainingConfig
+from autoft.config import AUTO, TrainingConfig
 from autoft.data.loading import Example
 from autoft.errors import RunDirError
 from autoft.tasks.base import Feature, TaskAdapter
 from autoft.tasks.text_metrics import perplexity
 from autoft.training.batching import LengthGroupedBatchSampler
 from autoft.training.callbacks import StepOutput, TrainerCallback, TrainState
-from autoft.training.checkpoint import latest_checkpoint, load_checkpoint, read_state, save_checkpoint
+from autoft.training.checkpoint import latest_checkpoint, load_checkpoint, read_state, save_checkpoint, set_rng_state
 from autoft.training.inference import predict_probabilities
 from autoft.training.plan import resolve
+from autoft.training.snapshot import from_json, to_json
 
 log = logging.getLogger(__name__)
 
 LOSS_MIN_DELTA = 1e-4
 """A validation loss that falls by less than this share is not progress (``early_stopping_on: metric-or-loss``)."""
 ROLLBACK_FACTOR = 0.5
+
+SELECTION_FIELDS = ("weights", "relabels", "retagged", "masked_words", "pseudo_labels", "label_transition")
+"""What the callbacks chose for an epoch (``TrainState``): a checkpoint within an epoch keeps it."""
+
+CHECKPOINT_SECONDS = 600.0
+"""``training.checkpoint_every: auto``: a checkpoint within an epoch once this much time has passed since the last."""
 """``on_plateau: rollback``: the learning rate's factor after each return to the best epoch's weights."""
 
 
@@ -109,6 +116,29 @@ def _optimizer(model: torch.nn.Module, weight_decay: float, learning_rate: float
     return torch.optim.AdamW(groups, lr=learning_rate)
 
 
+GATHERED_CLASSES = 1024
+"""With several processes, step logits over at most this many classes are gathered for the callbacks (a language
+model's logits over its vocabulary are not: the pair agent reads the rows and losses only)."""
+
+
+def _gathered(output: StepOutput) -> StepOutput:
+    """``output`` of every process, concatenated in process order (token logits and labels padded to the longest)."""
+    logits = output.logits if output.logits.shape[-1] <= GATHERED_CLASSES else None
+    parts = gather_object([(np.asarray(output.indices), output.losses.float().cpu(), output.labels.cpu(),
+                            None if logits is None else logits.float().cpu())])
+    labels, width = [p[2] for p in parts], max(p[2].shape[-1] if p[2].ndim > 1 else 0 for p in parts)
+    if width:  # token classification: [B, T] labels and [B, T, C] logits, T per process
+        labels = [torch.nn.functional.pad(x, (0, width - x.shape[-1]), value=-100) for x in labels]
+    gathered_logits = None
+    if logits is not None:
+        pieces = [p[3] for p in parts]
+        if pieces[0].ndim == 3:
+            pieces = [torch.nn.functional.pad(x, (0, 0, 0, width - x.shape[1])) for x in pieces]
+        gathered_logits = torch.cat(pieces).to(output.logits.device)
+    return StepOutput(np.concatenate([p[0] for p in parts]), torch.cat([p[1] for p in parts]),
+                      gathered_logits, torch.cat(labels))
+
+
 def fit(
     model: torch.nn.Module,
     adapter: TaskAdapter,
@@ -134,8 +164,8 @@ def fit(
     settings it was resolved with; the result equals an uninterrupted run's."""
     callback = callback or TrainerCallback()
     saved_at = latest_checkpoint(checkpoint) if checkpoint is not None and resume else None
-    if resume and saved_at is None:
-        raise RunDirError(f"{checkpoint}: no checkpoint to resume from")
+    if resume and saved_at is None:  # killed before its first checkpoint (e.g. in the agent's offline phase)
+        log.info("%s: no checkpoint to resume from; training starts from the beginning", checkpoint)
     saved_state = read_state(saved_at) if saved_at else None
     set_seed(config.seed)
     # cpu=True without CUDA: under torchrun / accelerate launch on CPU the processes then join one gloo group
@@ -231,8 +261,8 @@ def fit(
     checkpointing = checkpoint is not None and callback_state is not None and accelerator.num_processes == 1
     if checkpoint is not None and not checkpointing:
         log.info("no checkpoints: %s", "more than one process" if accelerator.num_processes > 1 else
-                 "a callback (the agent) cannot save its state yet")
-    first_epoch = 1
+                 "a callback cannot save its state (TrainerCallback.state_dict gives None)")
+    first_epoch, in_epoch = 1, None
     if saved_at is not None:
         if not checkpointing:
             raise RunDirError(f"{checkpoint}: this run cannot resume (its callbacks cannot restore their state)")
@@ -247,21 +277,50 @@ def fit(
         result.best_epoch, result.best_validation = saved_state["best_epoch"], saved_state["best_validation"]
         result.history = [EpochRecord(**r) for r in saved_state["history"]]
         result.rollbacks = saved_state["rollbacks"]
-        log.info("resumed from %s after epoch %d", saved_at, saved_state["epoch"])
+        in_epoch = saved_state.get("in_epoch")  # saved within an epoch: where in it, and that epoch's selection
+        log.info("resumed from %s after epoch %d%s", saved_at, saved_state["epoch"],
+                 f", step {in_epoch['batch'] + 1} of epoch {in_epoch['epoch']}" if in_epoch else "")
+
+    def loop_state(finished_epoch: int, within: dict[str, Any] | None = None) -> dict[str, Any]:
+        """What a checkpoint holds besides weights, optimizer, schedule and random states."""
+        return {"epoch": finished_epoch, "step": step, "done": done[0], "rate_scale": rate_scale[0],
+                "best_score": best_score, "best_loss": best_loss, "stale": stale, "returned_to": sorted(returned_to),
+                "best_epoch": result.best_epoch, "best_validation": result.best_validation,
+                "history": [asdict(r) for r in result.history], "rollbacks": result.rollbacks,
+                "settings": config.model_dump(mode="json"), "plan": plan_record, "callbacks": callback.state_dict(),
+                **({"in_epoch": within} if within else {})}
+
+    def checkpoint_now(finished_epoch: int, within: dict[str, Any] | None = None) -> None:
+        save_checkpoint(checkpoint, model=accelerator.unwrap_model(model), best=best_state, optimizer=optimizer,
+                        scheduler=scheduler, state=loop_state(finished_epoch, within))
+        last_saved[0] = time.monotonic()
+
+    last_saved = [time.monotonic()]
+    every = config.checkpoint_every
 
     for epoch in range(first_epoch, config.epochs + 1):
         # Selection: callbacks decide which samples this epoch draws from, their loss weights, relabels and
-        # masked tags.
-        state.epoch, state.weights, state.masked_words, state.relabels, state.pseudo_labels = epoch, None, {}, {}, {}
-        state.retagged = {}
-        state.label_transition = None
-        callback.on_epoch_begin(state)
-        if accelerator.num_processes > 1:  # one selection for all: the main process's (the agents agree, by seed)
-            chosen = [(state.weights, state.relabels, state.masked_words, state.pseudo_labels)]
-            broadcast_object_list(chosen)
-            state.weights, state.relabels, state.masked_words, state.pseudo_labels = chosen[0]
+        # masked tags (resumed within this epoch: the checkpoint has them, and the batches already trained).
+        state.epoch = epoch
+        skip = -1
+        if in_epoch is not None and in_epoch["epoch"] == epoch:
+            selection = from_json(in_epoch["selection"])
+            for name in SELECTION_FIELDS:
+                setattr(state, name, selection[name])
+            pool, skip, loss_total, seen = selection["pool"], in_epoch["batch"], in_epoch["loss"], in_epoch["seen"]
+            elapsed = in_epoch["seconds"]
+        else:
+            state.weights, state.masked_words, state.relabels, state.pseudo_labels = None, {}, {}, {}
+            state.retagged = {}
+            state.label_transition = None
+            callback.on_epoch_begin(state)
+            if accelerator.num_processes > 1:  # one selection for all: the main process's (the agents agree, by seed)
+                chosen = [(state.weights, state.relabels, state.masked_words, state.pseudo_labels)]
+                broadcast_object_list(chosen)
+                state.weights, state.relabels, state.masked_words, state.pseudo_labels = chosen[0]
+            pool, loss_total, seen, elapsed = np.flatnonzero(state.sample_weights() > 0), 0.0, 0, 0.0
         weights = state.sample_weights()
-        sampler.set_epoch(epoch, np.flatnonzero(weights > 0))
+        sampler.set_epoch(epoch, pool)
         weight_table = torch.as_tensor(weights, dtype=torch.float32, device=accelerator.device)
         epoch_features[:] = train_features
         for i, label in [*state.relabels.items(), *((i, c) for i, (c, _) in state.pseudo_labels.items())]:
@@ -279,10 +338,16 @@ def fit(
 
         # Train one epoch: weighted per-sample loss, backward, clip, step (a batch whose weights are all 0 is skipped).
         model.train()
-        started, loss_total, seen = time.perf_counter(), 0.0, 0
-        bar = tqdm(loader, desc=f"epoch {epoch}/{config.epochs}", disable=not show, leave=False, unit="batch")
+        started = time.perf_counter() - elapsed
         n_batches = max(len(sampler), 1)
+        batches = iter(loader)
+        if skip >= 0:  # the loader's iterator drew a seed: the random state must be the checkpoint's after it
+            set_rng_state(saved_state["rng"])
+        bar = tqdm(batches, total=len(sampler), desc=f"epoch {epoch}/{config.epochs}", disable=not show, leave=False,
+                   unit="batch")
         for b, batch in enumerate(bar):
+            if b <= skip:
+                continue  # trained before the checkpoint
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             index = batch.pop("index")
             labels = batch.pop("labels")
@@ -312,11 +377,19 @@ def fit(
             step += 1
             state.step, state.learning_rate, before = step, scheduler.get_last_lr()[0], state.weights
             state.loss = float(loss.detach())
-            callback.on_step_end(state, StepOutput(index.cpu().numpy(), (losses / units.clamp_min(1)).detach(),
-                                                   logits.detach(), labels))
+            output = StepOutput(index.cpu().numpy(), (losses / units.clamp_min(1)).detach(), logits.detach(), labels)
+            if accelerator.num_processes > 1:  # every process's callbacks see the whole step (all shards' rows)
+                output = _gathered(output)
+            callback.on_step_end(state, output)
             if state.weights is not before:  # re-weighted for the rest of the epoch
                 weight_table = torch.as_tensor(state.sample_weights(), dtype=torch.float32, device=accelerator.device)
             model.train()  # a callback's evaluation leaves the model in eval mode
+            due = step % every == 0 if every != AUTO else time.monotonic() - last_saved[0] >= CHECKPOINT_SECONDS
+            if checkpointing and due and b + 1 < n_batches:
+                checkpoint_now(epoch - 1, {
+                    "epoch": epoch, "batch": b, "loss": loss_total, "seen": seen,
+                    "seconds": time.perf_counter() - started,
+                    "selection": to_json({"pool": pool, **{name: getattr(state, name) for name in SELECTION_FIELDS}})})
         seconds = time.perf_counter() - started
         unwrapped = accelerator.unwrap_model(model)
 
@@ -372,15 +445,7 @@ def fit(
             log.info("validation %s fell in epoch %d: back to epoch %d's weights, learning rate x%g from here",
                      adapter.primary_metric, epoch, result.best_epoch, rate_scale[0])
         if checkpointing:
-            save_checkpoint(checkpoint, model=accelerator.unwrap_model(model), best=best_state, optimizer=optimizer,
-                            scheduler=scheduler, state={
-                                "epoch": epoch, "step": step, "done": done[0], "rate_scale": rate_scale[0],
-                                "best_score": best_score, "best_loss": best_loss, "stale": stale,
-                                "returned_to": sorted(returned_to), "best_epoch": result.best_epoch,
-                                "best_validation": result.best_validation,
-                                "history": [asdict(r) for r in result.history], "rollbacks": result.rollbacks,
-                                "settings": config.model_dump(mode="json"), "plan": plan_record,
-                                "callbacks": callback.state_dict()})
+            checkpoint_now(epoch)
 
     # Restore the best epoch's weights.
     callback.on_train_end(state)
