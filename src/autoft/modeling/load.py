@@ -48,6 +48,48 @@ def resolve_model_name(name: str) -> str:
     return name
 
 
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".json", ".model", ".txt")
+
+
+def weights_digest(name: str) -> str:
+    """A SHA-256 of the model's files (weights, config, tokenizer) — what a cache of the model's outputs is keyed
+    by, so new weights under the same folder name never read old features. A Hub id that is not downloaded is
+    keyed by its name. Digests are kept by file size and time (``$AUTOFT_CACHE/digests.json``): a 90 MB model is
+    read once, not at every call."""
+    import hashlib
+    import json
+
+    from autoft.io import cache_root, write_json
+
+    resolved = Path(resolve_model_name(name))
+    if not resolved.is_dir():
+        return hashlib.sha256(f"hub:{name}".encode()).hexdigest()
+    known_path = cache_root() / "digests.json"
+    try:
+        known = json.loads(known_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        known = {}
+    files = sorted(p for p in resolved.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
+    total, changed = hashlib.sha256(), False
+    for path in files:
+        stat = path.stat()
+        stamp = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+        digest = known.get(stamp)
+        if digest is None:
+            file_hash = hashlib.sha256()
+            with path.open("rb") as stream:
+                for block in iter(lambda: stream.read(1 << 22), b""):
+                    file_hash.update(block)
+            known[stamp], changed = (digest := file_hash.hexdigest()), True
+        total.update(f"{path.relative_to(resolved).as_posix()}:{digest}\n".encode())
+    if changed:
+        try:
+            write_json(known_path, known)
+        except OSError:
+            pass  # a read-only cache: the digest is computed again next time
+    return total.hexdigest()
+
+
 @contextlib.contextmanager
 def quiet_transformers():
     from transformers.utils import logging

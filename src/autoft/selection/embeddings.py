@@ -1,14 +1,17 @@
-"""Frozen-encoder features of the training data, cached on disk by content.
+"""Frozen-encoder features of the training data, cached on disk by content and by the encoder's weights.
 
-``embed_examples``: one mean-pooled, L2-normalised vector per text; ``embed_words``: one contextual
-vector per word (its first sub-token), for NER units. Both run the encoder once per distinct input
-set and keep the result under ``$AUTOFT_CACHE`` (default ``~/.cache/autoft``).
+``embed_examples``: one mean-pooled, L2-normalised vector per text, kept text by text in the encoder's
+memory-mapped ``FeatureStore`` (``stored_rows`` streams any iterable of texts into it, a chunk at a time);
+``embed_words``: one contextual vector per word (its first sub-token), for NER units, kept per input set. Both live
+under ``$AUTOFT_CACHE`` (default ``~/.cache/autoft``), keyed by the SHA-256 of the encoder's files.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ from tqdm.auto import tqdm
 
 from autoft.data.loading import Example
 from autoft.io import cache_root, save_array_atomic
+from autoft.selection.feature_store import FeatureStore, text_digests
 
 
 def _cache_dir() -> Path:
@@ -30,51 +34,88 @@ def example_text(example: Example) -> str:
 
 def _cached(kind: str, model_name: str, max_length: int, inputs: list[Any]) -> Path:
     """The cache file of ``kind`` embeddings of ``inputs`` (keyed by their content)."""
-    from autoft.modeling.load import resolve_model_name
+    from autoft.modeling.load import weights_digest
 
-    key = hashlib.sha256(json.dumps([kind, resolve_model_name(model_name), max_length, inputs]).encode()).hexdigest()
+    key = hashlib.sha256(json.dumps([kind, weights_digest(model_name), max_length, inputs]).encode()).hexdigest()
     return _cache_dir() / f"{key[:24]}.npy"
 
 
-@torch.inference_mode()
-def _encoded_batches(model_name: str, inputs: list[Any], *, max_length: int, batch_size: int, progress: bool):
-    """Yield ``(rows, tokenized batch, last hidden state)`` over ``inputs`` (texts, or word lists), in
-    batches of similar length, from the frozen encoder."""
-    from transformers import AutoModel
+class Encoder:
+    """The frozen encoder and its tokenizer, loaded once: mean-pooled, L2-normalised text vectors in batches of
+    similar length."""
 
-    from autoft.modeling.load import load_model, load_tokenizer
+    def __init__(self, model_name: str, *, max_length: int, batch_size: int = 64) -> None:
+        from transformers import AutoModel
 
-    tokenizer = load_tokenizer(model_name)
-    encoder = load_model(model_name, AutoModel).eval()
-    split = bool(inputs) and isinstance(inputs[0], list)
-    order = np.argsort([sum(map(len, x)) if split else len(x) for x in inputs], kind="stable")
-    for start in tqdm(range(0, len(order), batch_size), desc="embed", disable=not progress, leave=False,
-                      unit="batch"):
-        rows = order[start : start + batch_size]
-        batch = tokenizer([inputs[i] for i in rows], truncation=True, max_length=max_length, padding=True,
-                          is_split_into_words=split, return_tensors="pt")
-        yield rows, batch, encoder(**batch).last_hidden_state
+        from autoft.modeling.load import load_model, load_tokenizer
+
+        self.tokenizer = load_tokenizer(model_name)
+        self.model = load_model(model_name, AutoModel).eval()
+        self.max_length, self.batch_size = max_length, batch_size
+
+    @torch.inference_mode()
+    def batches(self, inputs: list[Any], *, progress: bool = False):
+        """Yield ``(rows, tokenized batch, last hidden state)`` over ``inputs`` (texts, or word lists), in batches of
+        similar length."""
+        split = bool(inputs) and isinstance(inputs[0], list)
+        order = np.argsort([sum(map(len, x)) if split else len(x) for x in inputs], kind="stable")
+        for start in tqdm(range(0, len(order), self.batch_size), desc="embed", disable=not progress, leave=False,
+                          unit="batch"):
+            rows = order[start : start + self.batch_size]
+            batch = self.tokenizer([inputs[i] for i in rows], truncation=True, max_length=self.max_length,
+                                   padding=True, is_split_into_words=split, return_tensors="pt")
+            yield rows, batch, self.model(**batch).last_hidden_state
+
+    def pooled(self, texts: list[str], *, progress: bool = False) -> np.ndarray:
+        """[n, hidden] float32 mean-pooled, L2-normalised vectors of ``texts``."""
+        out = None
+        for rows, batch, hidden in self.batches(texts, progress=progress):
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1)
+            if out is None:
+                out = np.zeros((len(texts), hidden.shape[-1]), dtype=np.float32)
+            out[rows] = torch.nn.functional.normalize(pooled, dim=-1).numpy()
+        return np.zeros((0, 0), dtype=np.float32) if out is None else out
+
+
+STREAM_CHUNK = 8192
+"""Texts read, encoded and stored at a time by ``stored_rows``: memory stays flat however long the input."""
+
+
+def stored_rows(model_name: str, texts: Iterable[str], *, max_length: int, batch_size: int = 64,
+                progress: bool = True, total: int | None = None) -> tuple[FeatureStore, np.ndarray]:
+    """The feature store of this encoder and, for each text of ``texts`` (any iterable: a file is read as it is
+    encoded), its row there. Texts the store has are not encoded again; the encoder is loaded only if some are
+    new."""
+    store = FeatureStore.for_encoder(model_name, "sentence", max_length)
+    encoder: Encoder | None = None
+    rows: list[np.ndarray] = []
+    bar = tqdm(total=total, desc="features", disable=not progress, leave=False, unit="text")
+    iterator = iter(texts)
+    while chunk := list(islice(iterator, STREAM_CHUNK)):
+        digests = text_digests(chunk)
+        found = store.lookup(digests)
+        missing = np.flatnonzero(found < 0)
+        if len(missing):
+            encoder = encoder or Encoder(model_name, max_length=max_length, batch_size=batch_size)
+            vectors = encoder.pooled([chunk[i] for i in missing])
+            found[missing] = store.append(digests[missing], vectors)
+        rows.append(found)
+        bar.update(len(chunk))
+    bar.close()
+    return store, np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
 
 
 def embed_examples(model_name: str, examples: list[Example], *, max_length: int, batch_size: int = 64,
                    progress: bool = True, cache: bool = True) -> np.ndarray:
-    """[N, hidden] mean-pooled, L2-normalised embeddings of the frozen encoder, cached by content."""
+    """[N, hidden] mean-pooled, L2-normalised embeddings of the frozen encoder; with ``cache``, kept in (and read
+    from) the encoder's feature store, text by text."""
     texts = [example_text(e) for e in examples]
-    path = _cached("sentence", model_name, max_length, texts)
-    if cache and path.exists():
-        return np.load(path)
-    out = None
-    for rows, batch, hidden in _encoded_batches(model_name, texts, max_length=max_length, batch_size=batch_size,
-                                                progress=progress):
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1)
-        if out is None:
-            out = np.zeros((len(texts), hidden.shape[-1]), dtype=np.float32)
-        out[rows] = torch.nn.functional.normalize(pooled, dim=-1).numpy()
-    out = np.zeros((0, 0), dtype=np.float32) if out is None else out
-    if cache:
-        save_array_atomic(path, out)
-    return out
+    if not cache:
+        return Encoder(model_name, max_length=max_length, batch_size=batch_size).pooled(texts, progress=progress)
+    store, rows = stored_rows(model_name, texts, max_length=max_length, batch_size=batch_size, progress=progress,
+                              total=len(texts))
+    return store.gather(rows) if len(rows) else np.zeros((0, 0), dtype=np.float32)
 
 
 def embed_words(model_name: str, examples: list[Example], *, max_length: int, batch_size: int = 64,
@@ -88,8 +129,8 @@ def embed_words(model_name: str, examples: list[Example], *, max_length: int, ba
         flat = np.load(path)
     else:
         flat = None
-        for rows, batch, hidden in _encoded_batches(model_name, words, max_length=max_length,
-                                                    batch_size=batch_size, progress=progress):
+        encoder = Encoder(model_name, max_length=max_length, batch_size=batch_size)
+        for rows, batch, hidden in encoder.batches(words, progress=progress):
             hidden = torch.nn.functional.normalize(hidden, dim=-1).numpy()
             if flat is None:
                 flat = np.full((offsets[-1], hidden.shape[-1]), np.nan, dtype=np.float32)
@@ -105,4 +146,4 @@ def embed_words(model_name: str, examples: list[Example], *, max_length: int, ba
     return [flat[offsets[i] : offsets[i + 1]] for i in range(len(words))]
 
 
-__all__ = ["embed_examples", "embed_words", "example_text"]
+__all__ = ["Encoder", "embed_examples", "embed_words", "example_text", "stored_rows"]
