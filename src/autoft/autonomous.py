@@ -63,6 +63,11 @@ def value(config: Config | dict | str | Path, *, overrides: list[str] | None = N
 
     config = agent_config(as_config(config, overrides))
     check_policy(config.selection.policy)
+    if config.task == "classification":
+        from autoft.selection.large_pool import count_lines
+
+        if count_lines(config.data.train_files) > config.selection.fit_rows:
+            return _value_pool(config)
     splits = load_splits(config.data, task=config.task, seed=config.training.seed)
     if config.task in GENERATIVE_TASKS:
         return _value_pairs(config, splits)
@@ -75,6 +80,29 @@ def value(config: Config | dict | str | Path, *, overrides: list[str] | None = N
     write_noise(output / "noise.json", valuation)
     log.info("%d samples valued; %d flagged; written to %s", len(rows), sum(r["flagged"] for r in rows),
              output / "data_values.csv")
+    return output / "data_values.csv"
+
+
+def _value_pool(config: Config) -> Path:
+    """A pool above ``selection.fit_rows``: streamed, valued on a seeded sample, the values carried to every row
+    (:mod:`autoft.selection.large_pool`); ``data_values.csv`` in file order."""
+    from autoft.selection.large_pool import value_pool, write_pool_values
+    from autoft.selection.reports import write_decisions
+
+    pool = value_pool(config, progress=config.training.progress)
+    output = Path(config.output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    written = write_pool_values(output / "data_values.csv", config, pool)
+    write_decisions(output / "decisions.jsonl", pool.valuation.decisions)
+    noise = pool.valuation.noise
+    per_class = {name: round(float(pool.noise_probability[pool.given == k].mean()), 4)
+                 for k, name in enumerate(pool.labels) if (pool.given == k).any()}
+    write_json(output / "noise.json", {
+        **noise.to_dict(pool.labels), "rate": round(pool.rate, 4), "per_class": per_class, "units": "samples",
+        "rows": written, "sample_rate": round(noise.rate, 4), "drop_fraction": pool.valuation.selection.drop_fraction,
+        "flagged": int(pool.flagged.sum()), "value_model": pool.extension})
+    log.info("%d samples valued (%d by the offline phase, the rest by its value model); %d flagged; written to %s",
+             written, int(pool.fitted.sum()), int(pool.flagged.sum()), output / "data_values.csv")
     return output / "data_values.csv"
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import heapq
+import itertools
 import json
 import logging
 import os
@@ -59,12 +61,24 @@ def cmd_value(args: argparse.Namespace) -> int:
     from autoft.autonomous import value
 
     path = value(_load(args))
-    with path.open(encoding="utf-8") as stream:
-        rows = list(csv.DictReader(stream))
-    flagged = sum(r["flagged"] == "True" for r in rows)
+    count = flagged = 0
+    with path.open(encoding="utf-8", newline="") as stream:  # read as a stream: a pool may hold millions of rows
+        reader = csv.DictReader(stream)
+        order = "value" if "valued_by" in (reader.fieldnames or []) else None  # a pool's file order; else worst first
+
+        def counted(rows):
+            nonlocal count, flagged
+            for row in rows:
+                count += 1
+                flagged += row["flagged"] == "True"
+                yield row
+        rows = heapq.nsmallest(args.show, counted(reader), key=lambda r: float(r[order])) if order else \
+            list(itertools.islice(counted(reader), args.show))
+        for _ in counted(reader):
+            pass
     noise = json.loads((path.parent / "noise.json").read_text(encoding="utf-8"))
-    print(f"{len(rows)} samples valued, {flagged} flagged: {path}")
-    if "prompt_gain" in (rows[0] if rows else {}):  # generative: responses that do not belong to their prompts
+    print(f"{count} samples valued, {flagged} flagged: {path}")
+    if "prompt_gain" in (reader.fieldnames or []):  # generative: responses that do not belong to their prompts
         print(f"estimated share of mismatched pairs: {noise['rate']:.1%} ({path.parent / 'noise.json'})")
         print("likeliest mismatched pairs:")
         for row in rows[: args.show]:

@@ -241,6 +241,10 @@ class SelectionConfig(_Strict):
         "auto: per epoch for classification and NER, four times an epoch for generative tasks (their runs are "
         "a few epochs long)")
     reward_batch: int = Field(128, ge=1, description="validation samples in the mini-batch of update_every: N")
+    fit_rows: int = Field(
+        20000, ge=100, description="autoft value on a pool with more training rows (classification): the offline "
+        "phase runs on a seeded sample of this many and its values are carried to every row by a model of the "
+        "sample's values; the pool is read, encoded and written as a stream")
     reward_fraction: float = Field(
         0.5, gt=0.0, lt=1.0, description="share of the validation set (seeded, stratified) the agent learns from "
         "(its valuation, noise estimate and rewards); the rest alone chooses early stopping and the best epoch")

@@ -100,6 +100,29 @@ def _read_text(path: Path) -> str:
     return text
 
 
+STREAM_BYTES = 32 * 1024 * 1024
+"""A table file larger than this is read as it is parsed (line by line), never held whole in memory."""
+
+
+def _lines(path: Path) -> Iterator[str]:
+    """The lines of ``path`` (ends kept), read a block at a time from the disk, with ``_read_text``'s checks: UTF-8
+    (a BOM dropped), no NUL byte; a problem names its line."""
+    number = 0
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as stream:
+            for number, line in enumerate(stream, start=1):
+                if "\x00" in line:
+                    raise DataError(f"{path}:{number}: NUL byte in the text (a binary file, or not UTF-8: UTF-16?)")
+                yield line
+    except UnicodeDecodeError as error:  # found while decoding the block after the last whole line read
+        raise DataError(f"{path}:{number + 1}: undecodable bytes (not UTF-8) near byte {error.start} of a block"
+                        ) from None
+
+
+def _big(path: Path) -> bool:
+    return path.stat().st_size > STREAM_BYTES
+
+
 def _label_str(value: object) -> str:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
@@ -128,7 +151,8 @@ Row = dict[str, object] | DataError  # a row, or what is wrong with it
 
 
 def _rows_delimited(path: Path, delimiter: str) -> Iterator[tuple[int, Row]]:
-    reader = csv.reader(io.StringIO(_read_text(path), newline=""), delimiter=delimiter)
+    lines = _lines(path) if _big(path) else io.StringIO(_read_text(path), newline="")
+    reader = csv.reader(lines, delimiter=delimiter)
     try:
         header = next(reader)
     except StopIteration:
@@ -155,7 +179,8 @@ def _rows_delimited(path: Path, delimiter: str) -> Iterator[tuple[int, Row]]:
 
 def _rows_jsonl(path: Path, text: str | None = None) -> Iterator[tuple[int, Row]]:
     """The rows of a JSON-lines file (or of ``text`` read from where ``path`` names, e.g. stdin)."""
-    for number, line in enumerate((_read_text(path) if text is None else text).splitlines(), start=1):
+    lines = text.splitlines() if text is not None else _lines(path) if _big(path) else _read_text(path).splitlines()
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
@@ -172,12 +197,15 @@ def _rows_jsonl(path: Path, text: str | None = None) -> Iterator[tuple[int, Row]
 def _rows_parquet(path: Path) -> Iterator[tuple[int, Row]]:
     import pyarrow.parquet as pq
 
+    # Parquet has no lines; report 1-based row numbers, as a spreadsheet would show them after a header.
+    number = 2
     try:
-        table = pq.read_table(path)
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=65536):  # a row group at a time, not the file
+            rows = batch.to_pylist()
+            yield from enumerate(rows, start=number)
+            number += len(rows)
     except Exception as error:  # noqa: BLE001 - pyarrow raises several unrelated types for a bad file
         raise DataError(f"{path}: cannot read Parquet: {error}") from None
-    # Parquet has no lines; report 1-based row numbers, as a spreadsheet would show them after a header.
-    yield from enumerate(table.to_pylist(), start=2)
 
 
 def _table_rows(path: Path, fmt: str) -> Iterator[tuple[int, Row]]:
@@ -288,29 +316,57 @@ def load_examples(
             raise DataError(f"{path}: CoNLL files hold token classification data, but task is {task!r}")
         examples = _read_conll(path, source, with_labels, bad)
     else:
-        required = [text_column] + ([label_column] if with_labels else [])
-        examples = []
-        for line, row in _table_rows(path, fmt):
-            try:
-                if isinstance(row, DataError):
-                    raise row
-                if task == "question-answering":
-                    examples.append(qa_row(path, line, row, columns=columns or {}, with_labels=with_labels,
-                                           source=source))
-                    continue
-                if task in ROLES:
-                    examples.append(text_pair_row(path, line, row, task=task, columns=columns or {},
-                                                  with_labels=with_labels, source=source))
-                    continue
-                examples.append(_table_example(path, line, row, task, text_column,
-                                               label_column if with_labels else None, required, source,
-                                               label_delimiter))
-            except DataError as error:
-                bad.reject(error)
+        examples = list(_table_examples(path, fmt, task=task, text_column=text_column, label_column=label_column,
+                                        with_labels=with_labels, source=source, bad=bad,
+                                        label_delimiter=label_delimiter, columns=columns))
     bad.check(path, first_skipped, len(examples))
     if not examples:
         raise DataError(f"{path}: no examples found")
     return examples
+
+
+def _table_examples(path: Path, fmt: str, *, task: str, text_column: str, label_column: str, with_labels: bool,
+                    source: str, bad: BadRows, label_delimiter: str, columns: dict[str, str] | None
+                    ) -> Iterator[Example]:
+    """The examples of a table file, one at a time as its rows are read (broken rows go to ``bad``)."""
+    required = [text_column] + ([label_column] if with_labels else [])
+    for line, row in _table_rows(path, fmt):
+        try:
+            if isinstance(row, DataError):
+                raise row
+            if task == "question-answering":
+                yield qa_row(path, line, row, columns=columns or {}, with_labels=with_labels, source=source)
+            elif task in ROLES:
+                yield text_pair_row(path, line, row, task=task, columns=columns or {}, with_labels=with_labels,
+                                    source=source)
+            else:
+                yield _table_example(path, line, row, task, text_column, label_column if with_labels else None,
+                                     required, source, label_delimiter)
+        except DataError as error:
+            bad.reject(error)
+
+
+def stream_examples(path: str | Path, *, task: str, text_column: str = "text", label_column: str = "label",
+                    fmt: str = "auto", bad_rows: BadRows | None = None, label_delimiter: str = "|") -> Iterator[Example]:
+    """The labelled examples of a table file (CSV, TSV, JSON lines, Parquet), yielded as the file is read: a pool
+    of millions of rows is never held in memory. The checks are ``load_examples``'s; with ``bad_rows`` in
+    ``skip`` mode, more than its ``max_share`` broken rows is an error at the end."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    fmt = detect_format(path, fmt, task)
+    if fmt not in ("csv", "tsv", "jsonl", "parquet"):
+        raise DataError(f"{path}: a pool this large is read as a table (CSV, TSV, JSON lines or Parquet), not {fmt}")
+    bad = bad_rows or BadRows()
+    first_skipped, count = len(bad.skipped), 0
+    for example in _table_examples(path, fmt, task=task, text_column=text_column, label_column=label_column,
+                                   with_labels=True, source=path.stem, bad=bad, label_delimiter=label_delimiter,
+                                   columns=None):
+        count += 1
+        yield example
+    bad.check(path, first_skipped, count)
+    if not count:
+        raise DataError(f"{path}: no examples found")
 
 
 def _table_example(path: Path, line: int, row: dict, task: str, text_column: str, label_column: str | None,

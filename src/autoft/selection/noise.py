@@ -51,6 +51,16 @@ class NoiseEstimate:
     """[N, C] posterior of each sample's true class, given its features and its given label."""
     validation_nll: tuple[float, float]
     """Validation log loss of the probes before and after calibration."""
+    calibration: Calibration | None = None
+    """The calibration map the estimate was made with (``posterior_of`` applies it to other samples)."""
+
+    def posterior_of(self, probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """[n, C] the posterior of each sample's true class given its probe ``probs`` and given ``labels``, as the
+        estimate's samples got theirs: calibrated, through the fitted transition matrix (for samples of a pool
+        beyond those the estimate was fitted on)."""
+        prior = np.clip(self.calibration(probs), _EPS, 1.0)
+        joint = prior * self.transition[:, np.asarray(labels, dtype=np.int64)].T
+        return joint / joint.sum(axis=1, keepdims=True)
 
     @property
     def suggested(self) -> np.ndarray:
@@ -237,7 +247,7 @@ def estimate_noise(
                  for k, name in enumerate(class_names) if (labels == k).any()}
     return NoiseEstimate(float(1.0 - correct.mean()) if len(labels) else 0.0, per_class, calibration.temperature,
                          penalty, transition,
-                         correct, posterior, (before, after))
+                         correct, posterior, (before, after), calibration)
 
 
 __all__ = ["Calibration", "NoiseEstimate", "choose_penalty", "estimate_noise", "fit_calibration", "fit_temperature",

@@ -64,11 +64,14 @@ def cross_fitted_probabilities(
     seed: int = 0,
     c: float = 0.1,
     max_iter: int = 500,
+    probes_out: list | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Out-of-fold probe probabilities, [N, n_classes]: each training sample scored by a probe fitted on
     the other ``folds - 1`` folds, never by one that saw it. With ``val_x``, also [folds, M, n_classes]:
     the validation samples scored by each of the same fold probes, so the validation scores are
-    distributed as the training ones are (what a calibration fitted on them needs)."""
+    distributed as the training ones are (what a calibration fitted on them needs). ``probes_out``: a list that
+    receives each fold's ``(probe, labels it was fitted on)``, to score other samples as these were
+    (``fold_probe_probabilities``)."""
     train_x, train_y = np.asarray(train_x, dtype=np.float64), np.asarray(train_y, dtype=np.int64)
     folds = min(folds, len(train_y))
     oof = np.zeros((len(train_y), n_classes))
@@ -78,10 +81,19 @@ def cross_fitted_probabilities(
         val_oof = np.zeros((folds, len(val_x), n_classes))
     for fold, (fit_rows, held_rows) in enumerate(_folds(train_y, folds, seed)):
         probe = _probe(train_x[fit_rows], train_y[fit_rows], c=c, max_iter=max_iter)
+        if probes_out is not None:
+            probes_out.append((probe, train_y[fit_rows]))
         oof[held_rows] = _probe_predict(probe, train_x[held_rows], train_y[fit_rows], n_classes)
         if val_oof is not None:
             val_oof[fold] = _probe_predict(probe, val_x, train_y[fit_rows], n_classes)
     return oof, val_oof
+
+
+def fold_probe_probabilities(probes: list, x: np.ndarray, n_classes: int) -> np.ndarray:
+    """[len(x), n_classes] the mean of the fold probes' probabilities (``cross_fitted_probabilities``'s
+    ``probes_out``) for samples none of them was fitted on."""
+    x = np.asarray(x, dtype=np.float64)
+    return np.mean([_probe_predict(probe, x, y_fit, n_classes) for probe, y_fit in probes], axis=0)
 
 
 def validation_probe_probabilities(
@@ -349,6 +361,7 @@ __all__ = [
     "cross_fitted_probabilities",
     "default_neighbours",
     "disagreement",
+    "fold_probe_probabilities",
     "margins_from_logits",
     "neighbour_agreement",
     "probe_probabilities",

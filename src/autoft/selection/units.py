@@ -67,7 +67,7 @@ class Units:
         return np.asarray(sample_mask, dtype=bool)[self.owner]
 
 
-def _max_length(config: Config) -> int:
+def feature_max_length(config: Config) -> int:
     """The tokens per input the model trains on: the config's, or its task's default."""
     from autoft.tasks.registry import get_adapter_class
 
@@ -78,7 +78,7 @@ def _max_length(config: Config) -> int:
 def _classification_units(config: Config, splits: Splits, sources: np.ndarray, progress: bool) -> Units:
     index = {label: i for i, label in enumerate(splits.labels)}
     embeddings = embed_examples(config.model, splits.train + splits.validation,
-                                max_length=_max_length(config), progress=progress)  # one encoder pass
+                                max_length=feature_max_length(config), progress=progress)  # one encoder pass
     n = len(splits.train)
     return Units(embeddings[:n], np.array([index[e.label] for e in splits.train], dtype=np.int64), embeddings[n:],
                  np.array([index[e.label] for e in splits.validation], dtype=np.int64), list(splits.labels),
@@ -102,7 +102,7 @@ def _entity_units(config: Config, splits: Splits, sources: np.ndarray, progress:
     types = sorted({label.partition("-")[2] for label in splits.labels if label[:2] in ("B-", "I-")})
     if len(types) < 2:
         raise ConfigError(f"selection.policy: valuing NER sentences needs >= 2 entity types, found {types}")
-    vectors = embed_words(config.model, splits.train + splits.validation, max_length=_max_length(config),
+    vectors = embed_words(config.model, splits.train + splits.validation, max_length=feature_max_length(config),
                           progress=progress)
     spans: list[list[tuple[np.ndarray, int, int, str]]] = [[], []]  # train, validation
     for part, (offset, examples) in enumerate(((0, splits.train), (len(splits.train), splits.validation))):

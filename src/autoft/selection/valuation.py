@@ -43,6 +43,10 @@ class Valuation:
     selection: SelectionConfig  # with drop_fraction resolved to a number
     noise: NoiseEstimate | None = None
     decisions: list[dict[str, Any]] = field(default_factory=list)
+    # What the state was built from, to value samples beyond these the same way (``selection.large_pool``):
+    fold_probes: list = field(default_factory=list)  # the out-of-fold probes: (probe, labels it was fitted on)
+    oof_probs: np.ndarray | None = None  # [U, C] their out-of-fold probabilities
+    agreement: np.ndarray | None = None  # [U] neighbour agreement
 
     @property
     def sources(self) -> np.ndarray:
@@ -124,8 +128,9 @@ def value_samples(config: Config, splits: Splits, *, progress: bool = True) -> V
                           f"{'entities' if config.task == 'token-classification' else 'samples'}, got "
                           f"{len(units.labels)} and {len(units.val_labels)}")
     # The probes and the neighbours feed the noise estimate, the state and the policy: computed once, here.
+    fold_probes: list = []
     oof, val_oof = cross_fitted_probabilities(units.x, units.labels, units.val_x, n_classes=n_classes,
-                                              folds=policy.probe_folds, seed=seed)
+                                              folds=policy.probe_folds, seed=seed, probes_out=fold_probes)
     probes = (oof, validation_probe_probabilities(units.x, units.val_x, units.val_labels, n_classes=n_classes))
     noise = estimate_noise(oof, units.labels, val_oof, units.val_labels, units.class_names, seed=seed)
     if selection.policy == "none":  # plain fine-tuning with a loss correction: the estimate, nothing left out
@@ -167,7 +172,8 @@ def value_samples(config: Config, splits: Splits, *, progress: bool = True) -> V
                      _describe(units, config.task, noise.suggested),
                      units.per_sample(noise.suggested_confidence, np.fmin, np.nan),
                      units.per_sample(1.0 - noise.correct, np.fmax, 0.0), selection, noise,
-                     [noise_record, *({"phase": "offline", **d} for d in policy.decisions_)])
+                     [noise_record, *({"phase": "offline", **d} for d in policy.decisions_)],
+                     fold_probes, oof, agreement)
 
 
 def _ranks(values: np.ndarray) -> np.ndarray:
