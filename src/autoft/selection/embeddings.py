@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import time
 from collections.abc import Iterable
 from itertools import islice
 from pathlib import Path
@@ -22,6 +24,8 @@ from tqdm.auto import tqdm
 from autoft.data.loading import Example
 from autoft.io import cache_root, save_array_atomic
 from autoft.selection.feature_store import FeatureStore, text_digests
+
+log = logging.getLogger(__name__)
 
 
 def _cache_dir() -> Path:
@@ -87,9 +91,11 @@ def stored_rows(model_name: str, texts: Iterable[str], *, max_length: int, batch
     """The feature store of this encoder and, for each text of ``texts`` (any iterable: a file is read as it is
     encoded), its row there. Texts the store has are not encoded again; the encoder is loaded only if some are
     new."""
+    started = time.perf_counter()
     store = FeatureStore.for_encoder(model_name, "sentence", max_length)
     encoder: Encoder | None = None
     rows: list[np.ndarray] = []
+    encoded = 0
     bar = tqdm(total=total, desc="features", disable=not progress, leave=False, unit="text")
     iterator = iter(texts)
     while chunk := list(islice(iterator, STREAM_CHUNK)):
@@ -100,9 +106,13 @@ def stored_rows(model_name: str, texts: Iterable[str], *, max_length: int, batch
             encoder = encoder or Encoder(model_name, max_length=max_length, batch_size=batch_size)
             vectors = encoder.pooled([chunk[i] for i in missing])
             found[missing] = store.append(digests[missing], vectors)
+            encoded += len(missing)
         rows.append(found)
         bar.update(len(chunk))
     bar.close()
+    count, seconds = sum(map(len, rows)), time.perf_counter() - started
+    log.info("features of %d texts in %.1f s (%.0f texts/s): %d encoded, the rest read from %s", count, seconds,
+             count / max(seconds, 1e-9), encoded, store.folder)
     return store, np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
 
 

@@ -26,6 +26,7 @@ import logging
 import os
 import random
 import tempfile
+import time
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -47,8 +48,10 @@ log = logging.getLogger(__name__)
 
 REFERENCE_ROWS = 4096
 """Sample rows a pool row's neighbours are looked for among (their agreement with its label is an input)."""
-CHUNK_ROWS = 65536
+CHUNK_ROWS = 16384
 """Pool rows scored at a time."""
+AGREEMENT_BLOCK = 2048
+"""Rows whose similarities to the reference rows are computed at a time."""
 PROJECTION = 16
 """Dimensions of the embedding projection the value model reads."""
 
@@ -114,12 +117,16 @@ def _agreement(x: np.ndarray, given: np.ndarray, reference: np.ndarray, referenc
                exclude_self: np.ndarray | None = None) -> np.ndarray:
     """[n] share of each row's ``k`` most similar reference rows (cosine: the vectors are unit length) that have
     its given label; ``exclude_self`` [n]: the reference position of a row that is itself a reference (or -1)."""
-    similarity = x @ reference.T
-    if exclude_self is not None:
-        own = exclude_self >= 0
-        similarity[np.flatnonzero(own), exclude_self[own]] = -np.inf
-    nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
-    return (reference_labels[nearest] == given[:, None]).mean(axis=1)
+    out = np.empty(len(x))
+    for start in range(0, len(x), AGREEMENT_BLOCK):  # a block of rows at a time: the similarities stay small
+        block = slice(start, start + AGREEMENT_BLOCK)
+        similarity = x[block] @ reference.T
+        if exclude_self is not None:
+            own = np.flatnonzero(exclude_self[block] >= 0)
+            similarity[own, exclude_self[block][own]] = -np.inf
+        nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+        out[block] = (reference_labels[nearest] == given[block, None]).mean(axis=1)
+    return out
 
 
 def value_pool(config: Config, *, progress: bool = True) -> PoolValuation:
@@ -148,6 +155,7 @@ def value_pool(config: Config, *, progress: bool = True) -> PoolValuation:
             yield example_text(example)
 
     max_length = feature_max_length(config)
+    started = time.perf_counter()
     store, rows = stored_rows(config.model, texts(), max_length=max_length, progress=progress,
                               total=count_lines(data.train_files) or None)
     labels = sorted_labels(set(ids))
@@ -159,8 +167,9 @@ def value_pool(config: Config, *, progress: bool = True) -> PoolValuation:
     n, n_classes = len(given_ids), len(labels)
     sample.sort(key=lambda pair: pair[0])
     sample_rows = np.array([i for i, _ in sample], dtype=np.int64)
-    log.info("pool of %d rows streamed into the feature store; the offline phase runs on a seeded sample of %d "
-             "(selection.fit_rows)", n, len(sample))
+    seconds = time.perf_counter() - started
+    log.info("pool of %d rows streamed into the feature store in %.1f s (%.0f rows/s); the offline phase runs on a "
+             "seeded sample of %d (selection.fit_rows)", n, seconds, n / max(seconds, 1e-9), len(sample))
 
     # The offline phase on the sample (its features come from the store).
     splits = Splits([e for _, e in sample], validation, None, labels, bad.skipped)

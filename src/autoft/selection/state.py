@@ -17,6 +17,7 @@ state is built once per run in well under a second and the agent never touches t
 from __future__ import annotations
 
 import numpy as np
+import sklearn
 from scipy.stats import rankdata
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
@@ -146,6 +147,10 @@ def default_neighbours(n_samples: int) -> int:
     return int(np.clip(n_samples // 30, 5, 100))
 
 
+NEIGHBOUR_MEMORY_MB = 128
+"""Megabytes of pairwise distances ``neighbour_agreement`` computes at a time (the same neighbours, less memory)."""
+
+
 def neighbour_agreement(embeddings: np.ndarray, labels: np.ndarray, *, k: int | None = None) -> np.ndarray:
     """[N] share of each sample's ``k`` nearest neighbours (cosine, itself excluded) with its given label.
 
@@ -158,7 +163,8 @@ def neighbour_agreement(embeddings: np.ndarray, labels: np.ndarray, *, k: int | 
     if k < 1:
         return np.ones(n)
     index = NearestNeighbors(n_neighbors=k + 1, metric="cosine").fit(embeddings)
-    _, neighbours = index.kneighbors(embeddings)
+    with sklearn.config_context(working_memory=NEIGHBOUR_MEMORY_MB):  # distances in blocks of this size, not 1 GB
+        _, neighbours = index.kneighbors(embeddings)
     # Drop each sample itself — or, where exact duplicates crowded it out of the list, the farthest one.
     keep = neighbours != np.arange(n)[:, None]
     keep[keep.all(axis=1), -1] = False
