@@ -127,7 +127,7 @@ def _value(config: Path, cache: Path, log: list[str]) -> dict:
         raise SystemExit(f"autoft value failed:\n{done.stderr[-3000:]}")
     streamed = STREAMED.search(done.stderr)
     rss = int(re.search(r"peak_rss_kb=(\d+)", done.stderr).group(1))
-    rows, seconds = int(streamed.group(1)), float(streamed.group(2))
+    rows, seconds = int(streamed.group(1)), max(float(streamed.group(2)), 0.05)  # the log has 0.1 s steps
     return {"wall_seconds": round(wall, 1), "peak_rss_gb": round(rss / 1024**2, 3), "rows": rows,
             "featurisation_seconds": seconds, "featurisation_rows_per_second": round(rows / seconds, 1),
             "end_to_end_rows_per_second": round(rows / wall, 1)}
