@@ -323,3 +323,30 @@ def test_lora_per_task_stacks_an_adapter_per_update_and_grows_the_head(tiny_mode
     autoft.train(tiny_config(tiny_model_dir, classification_files, tmp_path / "full"))
     assert main(["update", str(tmp_path / "full"), "--data", str(new), "--set", "continual.method=lora-per-task"]) == 2
     assert "lora-per-task needs a parent trained with training.peft lora" in capsys.readouterr().err
+
+
+def test_an_interrupted_update_resumes_to_the_uninterrupted_update(parent, tmp_path, monkeypatch):
+    """`update --resume`: the update's loop (replayed rows weighted, EWC, distillation: a new label) checkpoints like any run, and a crash
+    after an epoch resumes to the same model."""
+    import autoft.training.loop as loop_module
+
+    new = write_csv(tmp_path / "new.csv", music_rows(30, 0) + synthetic_rows(6, 5))
+    new_val = write_csv(tmp_path / "new_val.csv", music_rows(8, 1) + synthetic_rows(6, 6))
+    settings = ["continual.gate=null", "continual.method=ewc", "training.epochs=3", "training.early_stopping_patience=null"]
+    whole = update(parent, new, validation=new_val, output=tmp_path / "whole", overrides=settings).run.metrics
+    real = loop_module.save_checkpoint
+
+    def crash(path, **kwargs):
+        real(path, **kwargs)
+        if kwargs["state"]["epoch"] == 1:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(loop_module, "save_checkpoint", crash)
+    with pytest.raises(KeyboardInterrupt):
+        update(parent, new, validation=new_val, output=tmp_path / "child", overrides=settings)
+    assert (tmp_path / ".child.checkpoint" / "state.json").is_file()
+    monkeypatch.setattr(loop_module, "save_checkpoint", real)
+    resumed = update(parent, new, validation=new_val, output=tmp_path / "child", overrides=settings,
+                     resume=True).run.metrics
+    assert [(e["train_loss"], e["validation"]) for e in resumed["epochs"]] == \
+        [(e["train_loss"], e["validation"]) for e in whole["epochs"]]
+    assert resumed["test"] == whole["test"]
