@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import heapq
-import itertools
 import json
 import logging
 import os
@@ -62,20 +61,22 @@ def cmd_value(args: argparse.Namespace) -> int:
 
     path = value(_load(args))
     count = flagged = 0
+    lowest: list[tuple[float, int, dict[str, str]]] = []  # a pool (file order): the args.show lowest values so far
+    rows: list[dict[str, str]] = []
     with path.open(encoding="utf-8", newline="") as stream:  # read as a stream: a pool may hold millions of rows
         reader = csv.DictReader(stream)
-        order = "value" if "valued_by" in (reader.fieldnames or []) else None  # a pool's file order; else worst first
-
-        def counted(rows):
-            nonlocal count, flagged
-            for row in rows:
-                count += 1
-                flagged += row["flagged"] == "True"
-                yield row
-        rows = heapq.nsmallest(args.show, counted(reader), key=lambda r: float(r[order])) if order else \
-            list(itertools.islice(counted(reader), args.show))
-        for _ in counted(reader):
-            pass
+        pool = "valued_by" in (reader.fieldnames or [])  # else written worst first
+        for row in reader:
+            count += 1
+            flagged += row["flagged"] == "True"
+            if pool:  # a heap of the lowest (value, row number): the highest is popped
+                heapq.heappush(lowest, (-float(row["value"]), -count, row))
+                if len(lowest) > args.show:
+                    heapq.heappop(lowest)
+            elif len(rows) < args.show:
+                rows.append(row)
+    if pool:
+        rows = [row for _, _, row in sorted(lowest, reverse=True)]
     noise = json.loads((path.parent / "noise.json").read_text(encoding="utf-8"))
     print(f"{count} samples valued, {flagged} flagged: {path}")
     if "prompt_gain" in (reader.fieldnames or []):  # generative: responses that do not belong to their prompts

@@ -244,8 +244,7 @@ class _AdapterStack(TrainerCallback):
     def __init__(self, parent_model: Path, parent_labels: list[str]) -> None:
         self.parent_model, self.parent_labels = parent_model, parent_labels
 
-    def state_dict(self) -> dict:
-        return {}
+    SAVED = ()
 
     def write_artifacts(self, folder: Path, train: list[Example], labels: list[str]) -> None:
         parameter_efficient.write_stack(self.parent_model, folder / "model", self.parent_labels)

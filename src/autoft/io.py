@@ -56,7 +56,7 @@ def save_array_atomic(path: str | Path, arrays: Any) -> None:
 CHECKSUMS = "checksums.json"
 
 
-def _digest(path: Path) -> str:
+def file_digest(path: Path) -> str:
     import hashlib
 
     digest = hashlib.sha256()
@@ -70,7 +70,7 @@ def write_checksums(folder: str | Path) -> None:
     """``checksums.json``: the SHA-256 of every file under ``folder`` as written (``verify_checksums`` reads it)."""
     folder = Path(folder)
     files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink() and p.name != CHECKSUMS)
-    write_json(folder / CHECKSUMS, {p.relative_to(folder).as_posix(): _digest(p) for p in files})
+    write_json(folder / CHECKSUMS, {p.relative_to(folder).as_posix(): file_digest(p) for p in files})
 
 
 def verify_checksums(folder: str | Path) -> list[str]:
@@ -83,7 +83,7 @@ def verify_checksums(folder: str | Path) -> list[str]:
         return []
     recorded = json.loads(path.read_text(encoding="utf-8"))
     return [name for name, digest in recorded.items()
-            if not (folder / name).is_file() or _digest(folder / name) != digest]
+            if not (folder / name).is_file() or file_digest(folder / name) != digest]
 
 
 def _hidden_sibling(path: Path, suffix: str) -> Path:

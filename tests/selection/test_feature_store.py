@@ -5,7 +5,6 @@ from __future__ import annotations
 import multiprocessing
 
 import numpy as np
-import pytest
 import torch
 
 from autoft.data.example import Example
@@ -97,5 +96,3 @@ def test_stored_rows_streams_an_iterator(tmp_path, tiny_model_dir):
     assert len(rows) == 20000 and len(np.unique(rows)) == 20000
     direct = embeddings.Encoder(str(tiny_model_dir), max_length=8).pooled(["line 7", "line 19999"])
     assert np.allclose(store.gather(rows[[7, 19999]]), direct, atol=1e-6)
-    with pytest.raises(TypeError):
-        len(texts)

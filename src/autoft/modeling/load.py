@@ -59,7 +59,7 @@ def weights_digest(name: str) -> str:
     import hashlib
     import json
 
-    from autoft.io import cache_root, write_json
+    from autoft.io import cache_root, file_digest, write_json
 
     resolved = Path(resolve_model_name(name))
     if not resolved.is_dir():
@@ -76,11 +76,7 @@ def weights_digest(name: str) -> str:
         stamp = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
         digest = known.get(stamp)
         if digest is None:
-            file_hash = hashlib.sha256()
-            with path.open("rb") as stream:
-                for block in iter(lambda: stream.read(1 << 22), b""):
-                    file_hash.update(block)
-            known[stamp], changed = (digest := file_hash.hexdigest()), True
+            known[stamp], changed = (digest := file_digest(path)), True
         total.update(f"{path.relative_to(resolved).as_posix()}:{digest}\n".encode())
     if changed:
         try:

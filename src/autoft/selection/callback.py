@@ -18,7 +18,6 @@ from autoft.selection.rewards import RewardTracker, load_reward
 from autoft.selection.state import TrainingDynamics, sequence_margins
 from autoft.selection.valuation import Valuation, _ranks, kept_mask
 from autoft.training.callbacks import StepOutput, TrainerCallback, TrainState
-from autoft.training.snapshot import restore, snapshot
 
 
 class AgentCallback(TrainerCallback):
@@ -35,6 +34,7 @@ class AgentCallback(TrainerCallback):
     def __init__(self, valuation: Valuation, *, primary_metric: str, reward_examples: list[Example],
                  seed: int = 0) -> None:
         self.valuation = valuation
+        self.policy = valuation.policy  # the valuation's, learning online (a checkpoint saves its state)
         self.selection = valuation.selection
         self.primary_metric = primary_metric
         self.reward_examples = reward_examples
@@ -64,18 +64,10 @@ class AgentCallback(TrainerCallback):
         self._rows = np.sort(np.random.default_rng(seed).choice(len(reward_examples), size, replace=False))
         self._features: list[Any] | None = None
 
-    SAVED = ("dynamics", "model_margin", "last_prediction", "values", "weights", "selected", "masked", "relabelled",
-             "retagged", "own_label", "own_label_before", "own_confidence", "unlabelled", "decisions", "_reward",
-             "_action")
-    """What the online phase changes: a checkpoint saves it with the policy's state (the valuation is recomputed)."""
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**snapshot(self, self.SAVED), "policy": self.valuation.policy.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        state = dict(state)
-        self.valuation.policy.load_state_dict(state.pop("policy"))
-        restore(self, state)
+    SAVED = ("policy", "dynamics", "model_margin", "last_prediction", "values", "weights", "selected", "masked",
+             "relabelled", "retagged", "own_label", "own_label_before", "own_confidence", "unlabelled", "decisions",
+             "_reward", "_action")
+    """What the online phase changes, the policy's learned state included (the valuation is recomputed)."""
 
     # values -> weights
     def _current_values(self) -> np.ndarray:
@@ -123,7 +115,7 @@ class AgentCallback(TrainerCallback):
         """Whether the policy draws the selection it is rewarded for (REINFORCE on classification, where a
         unit is a sample) rather than the loop cutting its values at the keep rate."""
         units = self.valuation.units
-        return (hasattr(self.valuation.policy, "draw_selection") and self.selection.mode != "mask"
+        return (hasattr(self.policy, "draw_selection") and self.selection.mode != "mask"
                 and len(units.owner) == units.n_samples)
 
     def _drawn(self) -> np.ndarray:
@@ -132,7 +124,7 @@ class AgentCallback(TrainerCallback):
         labels = self.valuation.sample_labels
         groups = [np.flatnonzero(labels == c) for c in np.unique(labels)] \
             if self.selection.balance == "per-class" else None
-        return self.valuation.policy.draw_selection(1.0 - self.selection.drop_fraction, groups)
+        return self.policy.draw_selection(1.0 - self.selection.drop_fraction, groups)
 
     def _weights(self, values: np.ndarray, draw: bool = True) -> np.ndarray:
         """Per-sample weights at these values: 0 for the samples left out (``mask`` mode: none; the
@@ -149,7 +141,7 @@ class AgentCallback(TrainerCallback):
                 else keep.astype(np.float64)
         if self._action is not None:
             weights = weights * (1.0 + self.valuation.units.sample_any(
-                self.valuation.policy.bucket_weights(self._action)))
+                self.policy.bucket_weights(self._action)))
         return weights
 
     def _relabel(self, weights: np.ndarray) -> dict[int, int]:
@@ -207,7 +199,7 @@ class AgentCallback(TrainerCallback):
         return {int(i): int(self.own_label[i]) for i in np.flatnonzero(self.unlabelled)}
 
     def _act(self) -> None:
-        policy = self.valuation.policy
+        policy = self.policy
         self._action = int(policy.act()) if hasattr(policy, "act") else None
 
     # events
@@ -314,7 +306,7 @@ class AgentCallback(TrainerCallback):
         """Reward = the gain since the last evaluation of the same rows; the first one only sets the bar."""
         selected = lambda: ~self.masked if self.selection.mode == "mask" else self.valuation.units.unit_mask(
             self.selected)
-        self.decisions.append(self._reward.step(self.valuation.policy, score, selected, self._action, where))
+        self.decisions.append(self._reward.step(self.policy, score, selected, self._action, where))
 
     # outputs
     def noise_summary(self) -> dict[str, Any] | None:

@@ -40,7 +40,7 @@ from autoft.data.loading import BadRows, Example, stream_examples
 from autoft.data.splits import Splits, check_known_labels, read_file, sorted_labels
 from autoft.errors import DataError
 from autoft.selection.embeddings import example_text, stored_rows
-from autoft.selection.state import default_neighbours, fold_probe_probabilities
+from autoft.selection.state import _entropy, _one_hot, _top_margin, default_neighbours, fold_probe_probabilities
 from autoft.selection.units import feature_max_length
 from autoft.selection.valuation import Valuation, _ranks, kept_mask, value_samples
 
@@ -104,13 +104,9 @@ def _stream(config: Config, bad: BadRows):
 def _inputs(x: np.ndarray, given: np.ndarray, probs: np.ndarray, wrong: np.ndarray, agreement: np.ndarray,
             projection: np.ndarray, n_classes: int) -> np.ndarray:
     """The value model's input: probe columns, noise posterior, neighbour agreement, given label, projection."""
-    rows = np.arange(len(given))
-    ordered = np.sort(probs, axis=1)
-    entropy = -(probs * np.log(np.clip(probs, 1e-12, 1.0))).sum(axis=1)
-    one_hot = np.zeros((len(given), n_classes))
-    one_hot[rows, given] = 1.0
-    return np.column_stack([probs[rows, given], ordered[:, -1], ordered[:, -1] - ordered[:, -2], entropy, wrong,
-                            agreement, one_hot, x @ projection]).astype(np.float32)
+    return np.column_stack([probs[np.arange(len(given)), given], probs.max(axis=1), _top_margin(probs),
+                            _entropy(probs), wrong, agreement, _one_hot(given, n_classes),
+                            x @ projection]).astype(np.float32)
 
 
 def _agreement(x: np.ndarray, given: np.ndarray, reference: np.ndarray, reference_labels: np.ndarray, k: int,

@@ -36,7 +36,6 @@ from autoft.selection.reports import pair_value_rows, write_data_values, write_d
 from autoft.selection.rewards import RewardTracker
 from autoft.selection.valuation import _ranks, kept_mask
 from autoft.training.callbacks import StepOutput, TrainerCallback, TrainState
-from autoft.training.snapshot import restore, snapshot
 
 log = logging.getLogger(__name__)
 
@@ -145,16 +144,9 @@ class PairAgentCallback(TrainerCallback):
             raise ConfigError("selection.reward: a 'module:function' reward is for classification predictions; "
                               "on prompt-response pairs use loss or a generation metric (rougeL, bleu, chrf, ...)")
 
-    SAVED = ("weights", "selected", "trained", "decisions", "_reward", "_action", "_steps_in_epoch", "update_every")
-    """What the online phase changes: a checkpoint saves it with the policy's state (the valuation is recomputed)."""
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**snapshot(self, self.SAVED), "policy": self.policy.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        state = dict(state)
-        self.policy.load_state_dict(state.pop("policy"))
-        restore(self, state)
+    SAVED = ("policy", "weights", "selected", "trained", "decisions", "_reward", "_action", "_steps_in_epoch",
+             "update_every")
+    """What the online phase changes, the policy's learned state included (the valuation is recomputed)."""
 
     @property
     def draws(self) -> bool:

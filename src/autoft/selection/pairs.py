@@ -121,17 +121,13 @@ def mixture_share(gains: np.ndarray, matched: np.ndarray, mismatched: np.ndarray
 
 
 def _cache_path(config: Config, splits: Splits) -> Path:
-    """Where the base model's losses on these pairs are kept: keyed by the model (a local folder by its files'
-    sizes and times too), the prompt settings and every pair, so valuing the same data again reads them back."""
-    from autoft.modeling.load import resolve_model_name
+    """Where the base model's losses on these pairs are kept: keyed by the model's files (``weights_digest``, as the
+    feature store is), the prompt settings and every pair, so valuing the same data again reads them back."""
+    from autoft.modeling.load import weights_digest
 
-    name = resolve_model_name(config.model)
-    folder = Path(name)
-    stamp = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in folder.iterdir() if f.is_file()) \
-        if folder.is_dir() else []
     pairs = [[e.text, e.label] for e in [*splits.train, *splits.validation]]
-    key = json.dumps([name, stamp, config.training.max_length, config.generation.model_dump(mode="json"),
-                      len(splits.train), pairs], default=str)
+    key = json.dumps([weights_digest(config.model), config.training.max_length,
+                      config.generation.model_dump(mode="json"), len(splits.train), pairs], default=str)
     return cache_root() / "pairs" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.npz"
 
 

@@ -27,7 +27,6 @@ from autoft.data.loading import Example
 from autoft.io import write_json
 from autoft.selection.rewards import rescale_reward
 from autoft.training.callbacks import TrainerCallback, TrainState
-from autoft.training.snapshot import restore, snapshot
 
 TARGETS = (0.95, 0.9, 0.8)
 """Precision targets the agent chooses among (arms of its bandit)."""
@@ -109,12 +108,6 @@ class SelfTrainingCallback(TrainerCallback):
 
     SAVED = ("bandit", "predicted", "previous", "confidence", "admitted", "thresholds", "arm", "score", "decisions")
     """What the epochs change: a checkpoint saves it."""
-
-    def state_dict(self) -> dict[str, Any]:
-        return snapshot(self, self.SAVED)
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        restore(self, state)
 
     def on_epoch_begin(self, state: TrainState) -> None:
         if self.mode == "agent" and self.thresholds is not None:

@@ -46,7 +46,6 @@ class Valuation:
     # What the state was built from, to value samples beyond these the same way (``selection.large_pool``):
     fold_probes: list = field(default_factory=list)  # the out-of-fold probes: (probe, labels it was fitted on)
     oof_probs: np.ndarray | None = None  # [U, C] their out-of-fold probabilities
-    agreement: np.ndarray | None = None  # [U] neighbour agreement
 
     @property
     def sources(self) -> np.ndarray:
@@ -173,7 +172,7 @@ def value_samples(config: Config, splits: Splits, *, progress: bool = True) -> V
                      units.per_sample(noise.suggested_confidence, np.fmin, np.nan),
                      units.per_sample(1.0 - noise.correct, np.fmax, 0.0), selection, noise,
                      [noise_record, *({"phase": "offline", **d} for d in policy.decisions_)],
-                     fold_probes, oof, agreement)
+                     fold_probes, oof)
 
 
 def _ranks(values: np.ndarray) -> np.ndarray:

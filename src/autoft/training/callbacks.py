@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from autoft.training.snapshot import restore, snapshot
+
 
 @dataclass
 class StepOutput:
@@ -114,15 +116,19 @@ class TrainState:
 class TrainerCallback:
     """Base class: every event does nothing. Override the ones you need.
 
-    ``state_dict`` / ``load_state_dict`` let the loop checkpoint a run and resume it: a callback whose state can be
-    saved returns it as JSON-able data (``{}`` when it keeps none); the default ``None`` says it cannot be saved, and
-    the loop then writes no checkpoints."""
+    ``state_dict`` / ``load_state_dict`` let the loop checkpoint a run and resume it. By default they save and restore
+    the attributes named in ``SAVED`` (``training.snapshot``: JSON, no pickle; an attribute holding an object, such
+    as a policy, is restored in place); ``()`` for a callback whose state is all given, not learned. ``SAVED =
+    None`` (the default) says the callback cannot be saved, and the loop then writes no checkpoints."""
+
+    SAVED: tuple[str, ...] | None = None
 
     def state_dict(self) -> dict[str, Any] | None:
-        return None
+        return None if self.SAVED is None else snapshot(self, self.SAVED)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what ``state_dict`` gave."""
+        restore(self, state)
 
     def on_train_begin(self, state: TrainState) -> None:
         """Before the training settings are resolved and the first epoch; may set ``state.search_rows``."""
@@ -152,8 +158,7 @@ class RowWeights(TrainerCallback):
         self.rows = np.asarray(rows, dtype=np.int64)
         self.factor = factor
 
-    def state_dict(self) -> dict[str, Any]:
-        return {}  # (its rows and factor are given, not learned)
+    SAVED = ()  # (its rows and factor are given, not learned)
 
     def on_epoch_begin(self, state: TrainState) -> None:
         weights = np.ones(state.labelled) if state.weights is None else np.asarray(state.weights, dtype=np.float64)

@@ -38,13 +38,13 @@ log = logging.getLogger(__name__)
 LOSS_MIN_DELTA = 1e-4
 """A validation loss that falls by less than this share is not progress (``early_stopping_on: metric-or-loss``)."""
 ROLLBACK_FACTOR = 0.5
+"""``on_plateau: rollback``: the learning rate's factor after each return to the best epoch's weights."""
 
 SELECTION_FIELDS = ("weights", "relabels", "retagged", "masked_words", "pseudo_labels", "label_transition")
 """What the callbacks chose for an epoch (``TrainState``): a checkpoint within an epoch keeps it."""
 
 CHECKPOINT_SECONDS = 600.0
 """``training.checkpoint_every: auto``: a checkpoint within an epoch once this much time has passed since the last."""
-"""``on_plateau: rollback``: the learning rate's factor after each return to the best epoch's weights."""
 
 
 @dataclass

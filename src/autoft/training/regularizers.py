@@ -86,8 +86,7 @@ class WeightPenalty(TrainerCallback):
             return torch.zeros((), device=next(model.parameters()).device)
         return 0.5 * self.strength * torch.stack(terms).sum()
 
-    def state_dict(self) -> dict:
-        return {}  # (what it pulls toward is given, not learned: a resumed run rebuilds it)
+    SAVED = ()  # (what it pulls toward is given, not learned: a resumed run rebuilds it)
 
     def on_train_begin(self, state: TrainState) -> None:
         state.loss_penalty = self.penalty
@@ -122,8 +121,7 @@ class Distillation(TrainerCallback):
             divergence = divergence.mean()
         return self.strength * t * t * divergence
 
-    def state_dict(self) -> dict:
-        return {}  # (what it pulls toward is given, not learned: a resumed run rebuilds it)
+    SAVED = ()  # (what it pulls toward is given, not learned: a resumed run rebuilds it)
 
     def on_train_begin(self, state: TrainState) -> None:
         state.logit_penalty = self.penalty

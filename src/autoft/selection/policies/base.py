@@ -33,7 +33,6 @@ from autoft.selection.state import (
     suspicion,
     validation_probe_probabilities,
 )
-from autoft.training.snapshot import restore, snapshot
 
 WeightMode = Literal["sample", "weight"]
 
@@ -336,16 +335,6 @@ class Policy:
         keep = np.ones(self.n_samples_, dtype=bool)
         keep[np.argsort(self.values_, kind="stable")[: round(fraction * self.n_samples_)]] = False
         return keep
-
-    # -- checkpoints ------------------------------------------------------------------------------
-
-    def state_dict(self) -> dict[str, Any]:
-        """Everything the policy holds (options, learned arrays, random generators) as JSON-able data."""
-        return snapshot(self)
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what ``state_dict`` gave (onto a policy fitted the same way, so nested objects exist)."""
-        restore(self, state)
 
     # -- helpers ----------------------------------------------------------------------------------
 
