@@ -233,10 +233,14 @@ def test_a_run_with_no_training_section_resolves_and_records_every_auto(tiny_mod
     assert 1e-5 <= written["learning_rate"] <= 5e-4
     assert written == run.metrics["training"] and run.config.training.learning_rate == written["learning_rate"]
     plan = json.loads((tmp_path / "run" / "training_plan.json").read_text())
-    assert set(plan["choices"]) == {"batch_size", "epochs", "early_stopping_patience", "learning_rate", "max_length"}
+    assert set(plan["choices"]) == {"batch_size", "epochs", "early_stopping_patience", "learning_rate",
+                                    "head_learning_rate", "max_length"}
     assert written["max_length"] == 128  # the task's default
     search = plan["lr_search"]
-    assert search["chosen"] == written["learning_rate"] and len(search["learning_rates"]) == len(search["losses"]) > 10
+    assert len(search["learning_rates"]) == len(search["losses"]) > 10
+    # The head trains at the searched rate, the pretrained weights at it or under the ceiling of 36 planned steps.
+    assert search["chosen"] == written["head_learning_rate"]
+    assert written["learning_rate"] == pytest.approx(min(search["chosen"], 2.5e-3 / 6))
     assert run.metrics["auto"]["learning_rate"]["value"] == written["learning_rate"]
     # The written config repeats the run without searching again.
     again = autoft.train(str(tmp_path / "run" / "config.yaml"), overrides=[f"output_dir={tmp_path / 'again'}"])

@@ -116,7 +116,11 @@ class TrainingConfig(_Strict):
     epochs: Annotated[int, Field(gt=0)] | Auto = Field(
         AUTO, description="auto: early stopping on validation within a step budget that scales with the data size")
     learning_rate: Annotated[float, Field(gt=0.0)] | Auto = Field(
-        AUTO, description="auto: a learning-rate range test on the training data picks it")
+        AUTO, description="auto: a learning-rate range test on the training data picks it, held under a ceiling "
+        "that falls with the planned steps (a long run forgets the pretraining at a rate a short one needs)")
+    head_learning_rate: Annotated[float, Field(gt=0.0)] | Auto = Field(
+        AUTO, description="the rate of the task head (classifier, score, qa_outputs), which starts untrained; "
+        "auto: the range test's rate when learning_rate is auto (unheld by the ceiling), else learning_rate")
     batch_size: Annotated[int, Field(gt=0)] | Auto = Field(
         AUTO, description="auto: 32 on CPU (generative tasks 8); on a GPU the largest of 32..128 that fits in memory")
     eval_batch_size: int = Field(64, gt=0)
@@ -169,7 +173,7 @@ class TrainingConfig(_Strict):
     def _count(cls, value: Any) -> Any:
         return _auto_or_positive(value, int)
 
-    @field_validator("learning_rate", mode="before")
+    @field_validator("learning_rate", "head_learning_rate", mode="before")
     @classmethod
     def _rate(cls, value: Any) -> Any:
         return _auto_or_positive(value, float)

@@ -40,6 +40,7 @@ class TextGenerationAdapter(TaskAdapter):
     validate_by_loss = True
     generates = True
     cpu_batch_size = 8
+    horizon_rate = None  # measured for encoders only; a language model's head is its (tied) embeddings
     default_max_length = 512
     streamer: Any = None
 

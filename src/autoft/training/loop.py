@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from autoft.config import AUTO, TrainingConfig
 from autoft.data.loading import Example
 from autoft.errors import RunDirError
+from autoft.modeling.parameter_efficient import HEADS
 from autoft.tasks.base import Feature, TaskAdapter
 from autoft.tasks.text_metrics import perplexity
 from autoft.training.batching import LengthGroupedBatchSampler
@@ -101,19 +102,26 @@ def evaluate(
     return (metrics, predictions) if return_predictions else metrics
 
 
-def _optimizer(model: torch.nn.Module, weight_decay: float, learning_rate: float) -> torch.optim.Optimizer:
-    """AdamW with no weight decay on biases and norms (the parameters transformers' Trainer exempts)."""
+def _optimizer(model: torch.nn.Module, weight_decay: float, learning_rate: float,
+               head_learning_rate: float | None = None) -> torch.optim.Optimizer:
+    """AdamW with no weight decay on biases and norms (the parameters transformers' Trainer exempts); the task
+    head (a module named in ``HEADS``) at ``head_learning_rate`` when it is given and differs."""
     from transformers.pytorch_utils import ALL_LAYERNORM_LAYERS
     from transformers.trainer_pt_utils import get_parameter_names
 
     decaying = set(get_parameter_names(model, ALL_LAYERNORM_LAYERS, [
         "bias", "layernorm", "rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"]))
-    decay, no_decay = [], []
+    split = head_learning_rate is not None and head_learning_rate != learning_rate
+    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
     for name, parameter in model.named_parameters():
         if parameter.requires_grad:
-            (decay if name in decaying else no_decay).append(parameter)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=learning_rate)
+            head = split and any(part in HEADS for part in name.split("."))
+            groups.setdefault((name in decaying, head), []).append(parameter)
+    return torch.optim.AdamW([
+        {"params": params, "weight_decay": weight_decay if decays else 0.0,
+         "lr": head_learning_rate if head else learning_rate}
+        for (decays, head), params in sorted(groups.items(), reverse=True)
+    ], lr=learning_rate)
 
 
 GATHERED_CLASSES = 1024
@@ -237,7 +245,8 @@ def fit(
     # out (or admits pseudo-labelled ones) changes how many steps an epoch has, and the rate must still
     # warm up over the planned share and reach zero at the end. Each epoch counts as the steps the labelled
     # rows make, so with every sample kept this is exactly transformers' get_linear_schedule_with_warmup.
-    optimizer = _optimizer(model, config.weight_decay, config.learning_rate)
+    optimizer = _optimizer(model, config.weight_decay, config.learning_rate,
+                           None if config.head_learning_rate == AUTO else config.head_learning_rate)
     steps_per_epoch = math.ceil(math.ceil(n_labelled / config.batch_size) / accelerator.num_processes)
     total_steps = max(1, config.epochs * steps_per_epoch)  # per process
     warmup_steps = int(config.warmup_ratio * total_steps)
