@@ -77,7 +77,7 @@ def test_the_ceiling_on_the_rate_falls_with_the_planned_steps_and_stretches_with
     full = TrainingConfig()
     assert horizon_ceiling(four, full, 100) == pytest.approx(2.5e-4)
     assert horizon_ceiling(four, full, 400) == pytest.approx(1.25e-4)  # four times the steps: half the rate
-    assert horizon_ceiling(many, full, 400) == pytest.approx(1.25e-4 * many.training_scale())
+    assert horizon_ceiling(many, full, 400) == pytest.approx(1.25e-4 * many.training_scale() ** 2)
     assert horizon_ceiling(four, TrainingConfig(peft="lora"), 400) == math.inf
     assert horizon_ceiling(CausalGenerationAdapter(["text"], tokenizer), full, 400) == math.inf
 
@@ -107,7 +107,7 @@ def test_a_long_plan_holds_the_pretrained_weights_under_the_ceiling_and_the_head
     assert long.config.learning_rate == pytest.approx(2.5e-3 / math.sqrt(4000))
     assert long.config.learning_rate < searched
     assert long.config.head_learning_rate == searched
-    assert "held at 0.0025 x 1.00 / sqrt(4000 planned steps)" in long.choices["learning_rate"]["how"]
+    assert "held at 0.0025 x 1.00^2 / sqrt(4000 planned steps)" in long.choices["learning_rate"]["how"]
     if searched <= 2.5e-3 / math.sqrt(10):  # one epoch of 10 steps: the test's rate stands for both
         assert short.config.learning_rate == short.config.head_learning_rate == searched
     fixed = _resolved(tiny_model_dir, epochs=400, learning_rate=3e-4)
