@@ -18,7 +18,8 @@ splits of ../shared/data/README.md. The test split is always the full given one.
 Grid cells do not depend on the defaults, so their results are cached in
 ``benchmarks/results/defaults_cells.jsonl`` (keyed by data set, slice, rate, epochs, seed and threads)
 and reused by later invocations (``--fresh`` re-runs them); the default runs are always re-run.
-Writes ``benchmarks/results/defaults.json`` and ``defaults.md``.
+Writes ``benchmarks/results/defaults.json`` and ``defaults.md``. ``--no-ceiling --output
+benchmarks/results/defaults_no_ceiling.json`` runs the control without the ceiling on the rate for long runs.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,7 @@ import autoft
 from autoft.data.public import NAMES, load_public, task_of
 from autoft.data.writing import write_examples
 from autoft.io import read_jsonl
+from autoft.training import plan
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GRID_LRS = (2e-5, 5e-5, 1e-4, 2e-4)
@@ -80,7 +83,8 @@ def train_once(dataset: str, files: dict[str, str], work: Path, training: dict[s
         "validation_curve": [round(e["validation"][primary], 4) for e in metrics["epochs"]],
         "fit_seconds": metrics["fit_seconds"],
         "wall_seconds": metrics["wall_seconds"],
-        "settings": {k: metrics["training"][k] for k in ("learning_rate", "epochs", "batch_size")},
+        "settings": {k: metrics["training"][k] for k in ("learning_rate", "head_learning_rate", "epochs", "batch_size")
+                     if k in metrics["training"]},
         "auto": metrics.get("auto"),
         "sizes": metrics["sizes"],
     }
@@ -102,6 +106,9 @@ def main() -> None:
     parser.add_argument("--data-root", help="shared data folder (default: ../shared/data beside the checkout)")
     parser.add_argument("--skip-grid", action="store_true", help="only the default runs (uses cached cells)")
     parser.add_argument("--skip-default", action="store_true", help="only the grid")
+    parser.add_argument("--no-ceiling", action="store_true",
+                        help="a control: the default without the ceiling on the rate for long runs (the encoder and "
+                             "the head both at the range test's rate); write it to another --output")
     parser.add_argument("--fresh", action="store_true", help="re-run cached grid cells")
     parser.add_argument("--cells", type=Path, default=RESULTS / "defaults_cells.jsonl")
     parser.add_argument("--output", type=Path, default=RESULTS / "defaults.json")
@@ -109,6 +116,10 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
     torch.set_num_threads(args.threads)
 
+    if args.no_ceiling:
+        if args.output == RESULTS / "defaults.json":
+            parser.error("--no-ceiling is a control: give it its own --output")
+        plan.horizon_ceiling = lambda *_: math.inf
     cells = {} if args.fresh else load_cells(args.cells)
     for dataset in args.datasets:
         for size in args.slices:
@@ -177,7 +188,7 @@ def summarise(entry: dict[str, Any]) -> None:
     entry["met"] = bool(entry["gap"] <= TOLERANCE[entry["task"]] and entry["wall_ratio"] <= 1.3)
 
 
-HEADER = ("| set / train rows | default test | rate, epochs planned / run (best) | best cell test (rate × epochs) | gap "
+HEADER = ("| set / train rows | default test | rate (head), epochs planned / run (best) | best cell test (rate × epochs) | gap "
           "| default fit s | best cell fit s | ratio | met |")
 
 
@@ -185,8 +196,11 @@ def _default_cells(default: dict[str, Any] | None) -> tuple[str, str, str]:
     if not default:
         return "–", "–", "–"
     settings = default["settings"]
-    chosen = (f"{settings['learning_rate']:.2g}, {settings['epochs']} / {default['epochs_run']} "
-              f"({default['best_epoch']})")
+    head = settings.get("head_learning_rate", (default.get("auto") or {}).get("head_learning_rate", {}).get("value"))
+    rate = f"{settings['learning_rate']:.2g}"
+    if head is not None and head != settings["learning_rate"]:
+        rate += f" (head {head:.2g})"
+    chosen = f"{rate}, {settings['epochs']} / {default['epochs_run']} ({default['best_epoch']})"
     return f"{default['test']:.3f}", chosen, f"{default['fit_seconds']:.0f}"
 
 
