@@ -39,9 +39,9 @@ class TaskAdapter(ABC):
     default_max_length: ClassVar[int] = 128
     """``training.max_length: auto``: tokens per input (question answering reads long contexts)."""
     horizon_rate: ClassVar[float | None] = 2.5e-3
-    """``learning_rate: auto`` keeps the pretrained weights' rate under ``horizon_rate / sqrt(planned steps)``
-    (the task head keeps the range test's rate); ``None``: no ceiling. Measured for encoders in
-    :mod:`autoft.training.plan`."""
+    """``learning_rate: auto`` keeps the pretrained weights' rate under ``horizon_rate * training_scale() ** 2 /
+    sqrt(planned steps)`` (the task head keeps the range test's rate); ``None``: no ceiling. Measured for
+    encoders in :mod:`autoft.training.plan`."""
 
     def __init__(self, labels: list[str], tokenizer: Any, *, max_length: int | str = "auto") -> None:
         self.decision: dict[str, Any] = {}

@@ -7,7 +7,6 @@ are trained on, and with which weight, is a callback's call (``autoft.training.c
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,7 +30,7 @@ from autoft.training.batching import LengthGroupedBatchSampler
 from autoft.training.callbacks import StepOutput, TrainerCallback, TrainState
 from autoft.training.checkpoint import latest_checkpoint, load_checkpoint, read_state, save_checkpoint, set_rng_state
 from autoft.training.inference import predict_probabilities
-from autoft.training.plan import resolve
+from autoft.training.plan import resolve, steps_per_epoch
 from autoft.training.snapshot import from_json, to_json
 
 log = logging.getLogger(__name__)
@@ -216,7 +215,7 @@ def fit(
     else:
         plan = resolve(config, model=model, adapter=adapter, train_features=train_features, search_features=search,
                        make_optimizer=lambda m: _optimizer(m, config.weight_decay, 1e-5),
-                       device=accelerator.device, autocast=accelerator.autocast)
+                       device=accelerator.device, autocast=accelerator.autocast, processes=accelerator.num_processes)
         if accelerator.num_processes > 1:  # every process trains with the main process's choices
             shared = [plan]
             broadcast_object_list(shared)
@@ -247,8 +246,8 @@ def fit(
     # rows make, so with every sample kept this is exactly transformers' get_linear_schedule_with_warmup.
     optimizer = _optimizer(model, config.weight_decay, config.learning_rate,
                            None if config.head_learning_rate == AUTO else config.head_learning_rate)
-    steps_per_epoch = math.ceil(math.ceil(n_labelled / config.batch_size) / accelerator.num_processes)
-    total_steps = max(1, config.epochs * steps_per_epoch)  # per process
+    epoch_steps = steps_per_epoch(n_labelled, config.batch_size, accelerator.num_processes)
+    total_steps = max(1, config.epochs * epoch_steps)  # per process
     warmup_steps = int(config.warmup_ratio * total_steps)
     done = [0.0]  # planned steps done: epochs finished and the share of this one, in labelled-epoch steps
     rate_scale = [1.0]  # falls by ROLLBACK_FACTOR at each rollback
@@ -377,7 +376,7 @@ def fit(
             if config.max_grad_norm is not None:
                 accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
             optimizer.step()
-            done[0] = (epoch - 1) * steps_per_epoch + (b + 1) * steps_per_epoch / n_batches
+            done[0] = (epoch - 1) * epoch_steps + (b + 1) * epoch_steps / n_batches
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             loss_total += float(loss.detach()) * len(index)
