@@ -1,6 +1,7 @@
 """autoft update: replay, weight penalties, head growth, lineage, the promotion gate and the lock."""
 
 import json
+import logging
 import random
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import torch
 
 import autoft
 from autoft.cli import main
-from autoft.continual import choose_replay, history, latest, lineage_data, lineage_lock, update
+from autoft.continual import _child_config, choose_replay, history, latest, lineage_data, lineage_lock, update
 from autoft.errors import RunDirError
 from tests.conftest import TOPICS, synthetic_rows, tiny_config, write_conll, write_csv
 
@@ -123,7 +124,8 @@ def test_update_learns_a_new_label_keeps_the_old_and_records_the_lineage(parent,
               header=("origin", "flagged"))
     before = _snapshot(parent)
     result = update(parent, new, validation=new_val, output=tmp_path / "child",
-                    overrides=["continual.replay_budget=0.2", "continual.method=ewc", "continual.gate=null", "continual.distill=0"])
+                    overrides=["continual.replay_budget=0.2", "continual.method=ewc", "continual.gate=null",
+                               "continual.distill=0", "training.epochs=auto"])  # (the parent's explicit 8 would stay)
     child = result.run
     assert child.labels == ["food", "sport", "tech", "music"]  # old ids first, unchanged
     assert autoft.load(tmp_path / "child").labels == child.labels
@@ -292,7 +294,7 @@ def test_lora_per_task_stacks_an_adapter_per_update_and_grows_the_head(tiny_mode
     autoft.train(tiny_config(tiny_model_dir, classification_files, tmp_path / "parent", peft="lora",
                              learning_rate=1e-2, epochs=2))
     new = write_csv(tmp_path / "new.csv", music_rows(30, 0) + synthetic_rows(6, 5))
-    method = ["continual.method=lora-per-task", "continual.gate=null"]
+    method = ["continual.method=lora-per-task", "continual.gate=null", "training.epochs=auto"]
     result = update(tmp_path / "parent", new, output=tmp_path / "child", overrides=method)
     child = result.run
     assert child.labels == [*sorted(TOPICS), "music"] and child.is_peft
@@ -350,3 +352,26 @@ def test_an_interrupted_update_resumes_to_the_uninterrupted_update(parent, tmp_p
     assert [(e["train_loss"], e["validation"]) for e in resumed["epochs"]] == \
         [(e["train_loss"], e["validation"]) for e in whole["epochs"]]
     assert resumed["test"] == whole["test"]
+
+
+def test_an_update_keeps_what_the_parent_set_and_decides_afresh_what_auto_chose(parent, tmp_path, caplog):
+    """training.epochs: 8 in the parent's config stays 8; its patience, which auto chose for the parent's data, is
+    auto again; both said in the log. A drop fraction the config set stays, an estimated one is auto again."""
+    run = autoft.load(parent)
+    assert "epochs" not in run.metrics["auto"] and "early_stopping_patience" in run.metrics["auto"]
+    with caplog.at_level(logging.INFO, logger="autoft.continual"):
+        config = _child_config(run, ["new.csv"], None, tmp_path / "child", None)
+    assert config.training.epochs == 8 and config.training.early_stopping_patience == "auto"
+    said = "\n".join(r.getMessage() for r in caplog.records)
+    assert "kept as the parent's config set them: training.epochs: 8" in said
+    assert f"training.early_stopping_patience (the parent's {run.config.training.early_stopping_patience})" in said
+    assert _child_config(run, ["new.csv"], None, tmp_path / "child", ["training.epochs=auto"]).training.epochs == "auto"
+    run.metrics["auto"]["epochs"] = {"value": 8, "how": "auto"}  # as if auto had chosen the 8
+    assert _child_config(run, ["new.csv"], None, tmp_path / "child", None).training.epochs == "auto"
+
+    run.config = run.config.model_copy(update={"selection": run.config.selection.model_copy(
+        update={"policy": "small-loss", "drop_fraction": 0.3})})
+    for how, expected in (("set to 0.3 in the config (the estimated noise rate 12.0%)", 0.3),
+                          ("auto: the estimated noise rate 30.0%", "auto")):
+        (parent / "decisions.jsonl").write_text(json.dumps({"event": "noise-estimate", "how": how}) + "\n")
+        assert _child_config(run, ["new.csv"], None, tmp_path / "child", None).selection.drop_fraction == expected

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from autoft.comparison import better_run
 from autoft.config import AUTO, DEFAULT_POLICY, GENERATIVE_TASKS, TEXT_TARGET_TASKS, Config, as_config
 from autoft.data.splits import load_splits
 from autoft.errors import ConfigError
@@ -29,6 +30,10 @@ from autoft.run import Run, _prepare_output, train
 from autoft.selection.policies import check_policy
 
 log = logging.getLogger(__name__)
+
+UNVALUED_TASKS = (TEXT_TARGET_TASKS - GENERATIVE_TASKS) | {"multi-label-classification"}
+"""Tasks whose samples the agent does not value yet (answers, label sets): ``run`` fine-tunes once and compares the
+result with the model before fine-tuning."""
 
 def _with(config: Config, *, policy: str | None = None, output_dir: str | None = None,
           training: dict[str, Any] | None = None) -> Config:
@@ -163,23 +168,48 @@ def comparison_table(comparison: dict[str, Any]) -> str:
     if len(rates) > 1:
         kept = ", ".join(f"{name} {rate:.0%}" for name, rate in rates.items())
         lines.append(f"| kept per source | 100% each | {kept} | |")
+    better = comparison.get("better")
+    if better and isinstance(better.get("plain"), float) and isinstance(better.get("autonomous"), float):
+        winner = better["run"] + (" (a tie)" if better["plain"] == better["autonomous"] else "")
+        lines.append(f"| better on validation: {better['metric']} (served) | {gap}{better['plain']:.4f} | "
+                     f"{better['autonomous']:.4f} | {winner} |")
     return "\n".join(lines)
 
 
+def _better(plain: Run, agent: Run | None) -> dict[str, Any]:
+    """Which run ``autoft serve OUTPUT`` (and predict, evaluate, export) uses: the better main validation metric
+    of the task, ties to plain (:func:`autoft.comparison.better_run`), with each run's validation size (the
+    agent's run holds back the part of validation that rewards the agent)."""
+    better = better_run(plain.metrics.get("validation") or {},
+                        None if agent is None else agent.metrics.get("validation") or {},
+                        metric=plain.adapter.primary_metric, greater_is_better=plain.adapter.greater_is_better)
+    sizes = {name: (run.metrics.get("sizes") or {}).get("validation")
+             for name, run in (("plain", plain), ("autonomous", agent)) if run is not None}
+    log.info("better on validation: %s/ (%s)", better["run"], better["why"])
+    return {**better, "validation_examples": sizes}
+
+
 def _before_after(config: Config, output: Path, resume: bool) -> dict[str, Any]:
-    """Question answering (whose samples the agent does not value yet): one fine-tuning run, compared on the test
+    """Question answering and multi-label classification (whose samples the agent does not value yet): one
+    fine-tuning run, compared on the test
     set with the model before it (its zero-shot scores, which ``train`` records)."""
     log.info("%s: the agent does not value these samples yet; autoft run fine-tunes on all of them and compares "
              "the result with the model before fine-tuning", config.task)
     with staged_folder(output, resumable=True) as temp:
         fine_tuned = _train_or_load(config.model_copy(update={"output_dir": str(temp / "plain")}), resume)
         before, after = fine_tuned.metrics.get("zero_shot") or {}, fine_tuned.metrics.get("test") or {}
-        lines = ["| test | before fine-tuning (zero-shot) | fine-tuned | change |", "|---|---:|---:|---:|"]
-        lines += [f"| {key} | {before[key]:.4f} | {value:.4f} | {value - before[key]:+.4f} |"
-                  for key, value in after.items() if isinstance(value, float) and isinstance(before.get(key), float)]
-        lines.append(f"| wall seconds | | {fine_tuned.metrics['wall_seconds']:.0f} | |")
+        if before:  # a pretrained model that answers before fine-tuning (question answering)
+            lines = ["| test | before fine-tuning (zero-shot) | fine-tuned | change |", "|---|---:|---:|---:|"]
+            lines += [f"| {key} | {before[key]:.4f} | {value:.4f} | {value - before[key]:+.4f} |"
+                      for key, value in after.items()
+                      if isinstance(value, float) and isinstance(before.get(key), float)]
+            lines.append(f"| wall seconds | | {fine_tuned.metrics['wall_seconds']:.0f} | |")
+        else:  # a new, untrained head (multi-label): nothing to compare with before fine-tuning
+            lines = ["| test | fine-tuned |", "|---|---:|"]
+            lines += [f"| {key} | {value:.4f} |" for key, value in after.items() if isinstance(value, float)]
+            lines.append(f"| wall seconds | {fine_tuned.metrics['wall_seconds']:.0f} |")
         comparison = {"policy": None, "zero_shot": before, "plain": _scores(fine_tuned), "table": "\n".join(lines),
-                      "wall_seconds": fine_tuned.metrics["wall_seconds"]}
+                      "wall_seconds": fine_tuned.metrics["wall_seconds"], "better": _better(fine_tuned, None)}
         write_json(temp / "comparison.json", comparison)
         (temp / "comparison.md").write_text(comparison["table"] + "\n", encoding="utf-8")
     comparison["output_dir"] = str(output)
@@ -208,7 +238,7 @@ def run(config: Config | dict | str | Path, *, overrides: list[str] | None = Non
     _prepare_output(output, overwrite)
     if not resume:
         shutil.rmtree(work_folder(output), ignore_errors=True)
-    if config.task in TEXT_TARGET_TASKS - GENERATIVE_TASKS:
+    if config.task in UNVALUED_TASKS:
         if config.selection.policy != "none":
             raise ConfigError(f"selection.policy: {config.selection.policy!r}: the agent does not value "
                               f"{config.task} samples yet; use none")
@@ -222,7 +252,8 @@ def run(config: Config | dict | str | Path, *, overrides: list[str] | None = Non
         comparison = {"policy": agent.selection.policy, "plain": _scores(plain_run),
                       "zero_shot": plain_run.metrics.get("zero_shot"),
                       "autonomous": _scores(agent_run), "wall_seconds": round(time.perf_counter() - started, 1),
-                      "keep_rate_by_source": _last_keep_rates(temp / "autonomous" / "decisions.jsonl")}
+                      "keep_rate_by_source": _last_keep_rates(temp / "autonomous" / "decisions.jsonl"),
+                      "better": _better(plain_run, agent_run)}
         comparison["table"] = comparison_table(comparison)
         write_json(temp / "comparison.json", comparison)
         (temp / "comparison.md").write_text(comparison["table"] + "\n", encoding="utf-8")

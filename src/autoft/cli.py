@@ -1,4 +1,9 @@
-"""The ``autoft`` command line: thin subcommands that build configs and call the library."""
+"""The ``autoft`` command line: thin subcommands that build configs and call the library.
+
+Start-up is kept short: this module imports no torch or transformers at the top (nor does ``autoft/__init__``),
+and each command logs its first line before it imports them, so ``--help`` answers at once and a long job says
+what it is doing within a second or two.
+"""
 
 from __future__ import annotations
 
@@ -9,57 +14,85 @@ import logging
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 from autoft.config import DEFAULT_POLICY
 from autoft.errors import AutoftError, ConfigError
+from autoft.io import write_text_atomic
 
 log = logging.getLogger("autoft")
-from autoft.io import write_text_atomic
 
 EXIT_USAGE = 2
 
+SUMMARY_ROWS = (("validation", "validation"), ("zero_shot", "test (zero-shot)"), ("test", "test"))
+"""metrics.json key -> row name; ``zero_shot`` is the test set scored before fine-tuning (tasks with text targets)."""
+
+
+def summary_metric_keys(task: str, metrics: dict[str, Any]) -> list[str]:
+    """The headline scores of ``task``: its adapter's ``summary_metrics``, else (an adapter that declares none,
+    a task the registry does not know) every number the run recorded, so nothing computed is hidden."""
+    from autoft.tasks.registry import get_adapter_class
+
+    try:
+        declared = getattr(get_adapter_class(task), "summary_metrics", None)
+    except KeyError:
+        declared = None
+    keys = declared
+    if not keys:
+        keys = dict.fromkeys(k for split, _ in SUMMARY_ROWS for k, v in (metrics.get(split) or {}).items()
+                             if isinstance(v, (int, float)) and not isinstance(v, bool))
+    return list(keys)
+
 
 def _metrics_table(metrics: dict[str, Any], task: str) -> str:
-    keys = {"classification": ["accuracy", "macro_f1", "loss"], "relation-extraction": ["accuracy", "macro_f1", "loss"],
-            "multi-label-classification": ["micro_f1", "macro_f1", "subset_accuracy", "loss"]}.get(
-        task, ["precision", "recall", "f1", "loss"])
+    keys = summary_metric_keys(task, metrics)
     rows = [("split", *keys)]
-    for split in ("validation", "test"):
+    for split, name in SUMMARY_ROWS:
         values = metrics.get(split)
         if values:
-            rows.append((split, *(f"{values[k]:.4f}" if values.get(k) is not None else "-" for k in keys)))
+            rows.append((name, *(f"{values[k]:.4f}" if values.get(k) is not None else "-" for k in keys)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows)
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def _announce(command: str, what: str) -> None:
+    """A command's first log line, written before it imports torch (seconds) so the user sees it start."""
+    log.info("autoft %s: %s", command, what)
 
 
 def _load(args: argparse.Namespace):
+    """The command's config (validated: a bad one fails here, before torch is imported); logs the first line."""
     from autoft.config import load_config
 
     config = load_config(args.config, args.set)
     if args.no_progress:
         config.training.progress = False
+    _announce(args.command, f"{args.config} → {config.output_dir}")
     return config
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    config = _load(args)
     from autoft.run import train
 
-    run = train(_load(args), overwrite=args.overwrite, resume=args.resume)
+    run = train(config, overwrite=args.overwrite, resume=args.resume)
     if os.environ.get("RANK", "0") != "0":  # torchrun / accelerate launch: the main process reports
         return 0
     print(f"run: {run.path}  (best epoch {run.metrics['best_epoch']}, {run.metrics['wall_seconds']:.0f} s)")
     print(_metrics_table(run.metrics, run.task))
+    print(f"every score: {Path(run.path) / 'metrics.json'}")
     return 0
 
 
 def cmd_value(args: argparse.Namespace) -> int:
     import csv
 
+    config = _load(args)
     from autoft.autonomous import value
 
-    path = value(_load(args))
+    path = value(config)
     count = flagged = 0
     lowest: list[tuple[float, int, dict[str, str]]] = []  # a pool (file order): the args.show lowest values so far
     rows: list[dict[str, str]] = []
@@ -95,15 +128,17 @@ def cmd_value(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    config = _load(args)
     from autoft.autonomous import run
 
-    comparison = run(_load(args), overwrite=args.overwrite, resume=args.resume)
+    comparison = run(config, overwrite=args.overwrite, resume=args.resume)
     print(f"run: {comparison['output_dir']}  ({comparison['wall_seconds']:.0f} s)")
     print(comparison["table"])
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    _announce("evaluate", f"{args.run_dir} on {args.data}" + (f" → {args.output}" if args.output else ""))
     from autoft.run import Run
 
     run = Run.load(args.run_dir)
@@ -119,6 +154,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    _announce("predict", f"{args.run_dir} on {'stdin' if args.input == '-' else args.input} → "
+                         f"{args.output or 'stdout'}")
     from autoft.data.loading import read_texts
     from autoft.run import Run
 
@@ -139,10 +176,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    fmt = "merged" if args.merge and args.format == "model" else args.format
+    target = args.output or (Path(args.run_dir) / "onnx" if fmt == "onnx" else None)
+    _announce("export", f"{args.run_dir} ({fmt})" + (f" → {target}" if target else ""))
     from autoft.run import Run
 
     run = Run.load(args.run_dir)
-    fmt = "merged" if args.merge and args.format == "model" else args.format
     output = run.export(args.output, format=fmt, overwrite=args.overwrite)
     kind = {"onnx": "ONNX model (autoft predict --backend onnx uses it)", "merged": "merged model"}.get(
         fmt, "model" if not run.is_peft else "adapter (peft loads it on the base model)")
@@ -151,10 +190,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_update(args: argparse.Namespace) -> int:
+    _announce("update", f"{args.run_dir}{' (its latest)' if args.latest else ''} + {' '.join(args.data)} → "
+                        f"{args.output or 'a new run beside the lineage root'}")
     from autoft.continual import latest, update
 
     parent = latest(args.run_dir) if args.latest else args.run_dir
-    result = update(parent, args.data, validation=args.validation, output=args.output, overrides=args.set,
+    overrides = [*args.set, *(["training.progress=false"] if args.no_progress else [])]
+    result = update(parent, args.data, validation=args.validation, output=args.output, overrides=overrides,
                     overwrite=args.overwrite, resume=args.resume)
     record = result.record
     metric = record["metric"]
@@ -168,6 +210,7 @@ def cmd_update(args: argparse.Namespace) -> int:
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:
+    _announce("lineage", str(args.run_dir))
     from autoft.continual import lineage_table
 
     print(lineage_table(args.run_dir))
@@ -175,6 +218,7 @@ def cmd_lineage(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    _announce("report", f"{args.run_dir} → {Path(args.run_dir) / 'report.html'}")
     from autoft.reporting import write_report
 
     print(write_report(args.run_dir))
@@ -182,12 +226,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    if args.workers < 1 or args.max_batch < 1 or args.max_items < 1:
+        raise ConfigError("--workers, --max-batch and --max-items must be >= 1")
+    _announce("serve", f"{args.run_dir} on http://{args.host}:{args.port}")
     from autoft.run import Run
     from autoft.serving import ServeSettings, read_token, serve
 
     token = read_token(args.token_file) if args.token_file else None
-    if args.workers < 1 or args.max_batch < 1 or args.max_items < 1:
-        raise ConfigError("--workers, --max-batch and --max-items must be >= 1")
     settings = ServeSettings(run_dir=args.run_dir, token=token, max_body_bytes=int(args.max_body_mb * (1 << 20)),
                              max_items=args.max_items, max_batch=args.max_batch, batch_window_ms=args.batch_window_ms)
     run = Run.load(args.run_dir)  # a bad run directory is a one-line error before the server starts
@@ -199,9 +244,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    _announce("demo", f"BBC News, {args.train_size} training articles, {args.noise:.0%} noise → {args.output_dir}")
     from autoft.demo import run_demo
 
-    started = time.perf_counter()
     result = run_demo(args.output_dir, train_size=args.train_size, epochs=args.epochs, noise=args.noise,
                       policy=args.policy, progress=not args.no_progress)
     comparison, detection = result["comparison"], result["detection"]
@@ -244,7 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run 'autoft COMMAND --help' for a command's options. Errors exit with status 2.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings only, and show no progress bars")
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("-q", "--quiet", action="store_true", help="log warnings only, and show no progress bars")
+    verbosity.add_argument("-v", "--verbose", action="store_true",
+                           help="log debug messages too, among them the libraries' FutureWarnings and TracerWarnings")
     parser.add_argument("--trust-pickle", action="store_true",
                         help="let model weights load from pickle files (pytorch_model.bin), which can run code; by "
                              "default only safetensors load")
@@ -315,7 +364,11 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Train a new run from RUN_DIR's weights on the new data plus a replay of "
                                         "old samples (continual.*), compare it with its parent on the old and new "
                                         "validation data, and promote it to the lineage's latest if the gate "
-                                        "passes. RUN_DIR is untouched.")
+                                        "passes. The update is a new run directory (--output). RUN_DIR's own "
+                                        "files (model, config, metrics) are not changed, but the lineage's root "
+                                        "(RUN_DIR, unless RUN_DIR is itself an update) gains a line in "
+                                        "lineage.jsonl per update, the symlink 'latest' (set or moved when an "
+                                        "update is promoted) and an empty lock file, .update.lock.")
     p.add_argument("run_dir", help="the parent run directory")
     p.add_argument("--data", required=True, nargs="+", help="new labelled file(s), in the parent's columns")
     p.add_argument("--latest", action="store_true", help="start from the newest promoted run of RUN_DIR's lineage")
@@ -324,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. continual.method=ewc (repeatable)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     _resume_argument(p)
     p.set_defaults(func=cmd_update)
 
@@ -377,20 +431,55 @@ def _version() -> str:
     return __version__
 
 
+QUIET_WARNINGS = ("FutureWarning", "TracerWarning")
+"""Warning classes (by name: torch.jit's TracerWarning is not imported for this) logged at debug level: notices
+from transformers and torch.onnx about their own future, nothing a user of autoft can act on."""
+
+
+def _log_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
+                 line: str | None = None) -> None:
+    """``warnings.showwarning`` that logs one line to ``py.warnings`` (as ``logging.captureWarnings`` does), at
+    debug level for :data:`QUIET_WARNINGS` and at warning level for the rest."""
+    if file is not None:  # a caller that names its stream gets it, as with the default showwarning
+        file.write(warnings.formatwarning(message, category, filename, lineno, line))
+        return
+    quiet = any(c.__name__ in QUIET_WARNINGS for c in category.__mro__)
+    logging.getLogger("py.warnings").log(logging.DEBUG if quiet else logging.WARNING, "%s: %s (%s:%d)",
+                                         category.__name__, str(message).strip(), filename, lineno)
+
+
+def route_warnings() -> None:
+    """Python warnings go to the log, not straight to stderr (see :func:`_log_warning`)."""
+    logging.captureWarnings(True)
+    warnings.showwarning = _log_warning
+
+
+def hide_progress_bars() -> None:
+    """No progress bars from tqdm, transformers (GGUF conversion included) or the Hub client. Their switches are
+    environment variables read when they are imported; one imported already (a test, an embedding program) is
+    switched off directly."""
+    os.environ["TQDM_DISABLE"] = "1"
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    transformers_logging = sys.modules.get("transformers.utils.logging")
+    if transformers_logging is not None:
+        transformers_logging.disable_progress_bar()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    if args.verbose:  # autoft's debug lines and the quiet warnings; other libraries' debug chatter stays out
+        for name in ("autoft", "py.warnings"):
+            logging.getLogger(name).setLevel(logging.DEBUG)
+    route_warnings()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if args.trust_pickle:
         from autoft.modeling.load import TRUST_PICKLE
 
         os.environ[TRUST_PICKLE] = "1"
-    if args.quiet:  # no progress bars either: ours (tqdm) and transformers'
-        os.environ["TQDM_DISABLE"] = "1"
-        from transformers.utils import logging as transformers_logging
-
-        transformers_logging.disable_progress_bar()
+    if args.quiet or getattr(args, "no_progress", False):
+        hide_progress_bars()
     try:
         return args.func(args)
     except AutoftError as error:

@@ -5,7 +5,13 @@ new data plus a replay of old training samples (``continual.replay_budget`` of a
 trained on, chosen by ``continual.replay_by``: those the parent model holds most firmly — its margin for the
 given label — or a seeded random sample; never one an agent of the lineage flagged), optionally pulled toward
 the parent's weights (``continual.method: ewc | l2``, :mod:`autoft.training.regularizers`). New labels widen
-the task head; the old label ids keep their meaning.
+the task head; the old label ids keep their meaning. Question answering and generation (answers and responses,
+no label set) update the same way, with a seeded random replay (no label margin ranks their samples), no head to
+grow and no distillation; their gate reads the primary metric's direction (a loss must not rise).
+
+The update trains with its parent's resolved settings, but of the epoch budget, early-stopping patience and the
+agent's drop fraction, those the parent left to ``auto`` (chosen for its data's size and noise) are ``auto``
+again, decided for the new data; those its config set (``training.epochs: 1``) stay. Both are logged.
 
 A lineage is the first run (its root) and every update made from it or its descendants:
 
@@ -37,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from autoft.comparison import resolve_run_dir
 from autoft.config import AUTO, ONE_LABEL_TASKS, TEXT_TARGET_TASKS, Config
 from autoft.data.loading import Example
 from autoft.data.splits import Splits, load_splits, read_file, sorted_labels
@@ -156,7 +163,7 @@ def lineage_data(run_dir: str | Path) -> tuple[list[Example], list[Example], lis
     for path in chain:
         config = load_config(path / "config.yaml")
         labels = json.loads((path / "labels.json").read_text(encoding="utf-8"))["labels"]
-        splits = load_splits(config.data, task=config.task, seed=config.training.seed, known=labels)
+        splits = load_splits(config.data, task=config.task, seed=config.training.seed, known=labels, warn=False)
         own = str(path) + os.sep  # an update's replay file lives in its run directory
         train.update((e.origin, e) for e in splits.train if not e.origin.startswith(own))
         validation.update((e.origin, e) for e in splits.validation)
@@ -250,16 +257,56 @@ class _AdapterStack(TrainerCallback):
         parameter_efficient.write_stack(self.parent_model, folder / "model", self.parent_labels)
 
 
+DECIDED_AFRESH = {"training.epochs": "epochs", "training.early_stopping_patience": "early_stopping_patience",
+                  "selection.drop_fraction": "drop_fraction"}
+"""The settings an update decides again for its own data when the parent left them to ``auto`` (its config holds
+what ``auto`` chose for the parent's data: an epoch budget for its size, a drop fraction for its noise), with
+the name the parent's record of its choices gives each."""
+
+
+def _auto_in(parent: Run) -> set[str] | None:
+    """The names of ``DECIDED_AFRESH`` the parent left to ``auto``: its training plan's choices (``metrics.json``
+    ``auto``) and its agent's drop fraction (the noise estimate in ``decisions.jsonl``, whose ``how`` says
+    ``set to`` for a number from the config). None: a run written before ``metrics.json`` kept its choices."""
+    if "auto" not in parent.metrics:
+        return None
+    chosen = set(parent.metrics["auto"] or {})
+    decisions = parent.path / "decisions.jsonl"
+    records = read_jsonl(decisions) if decisions.exists() else []
+    estimate = next((r for r in records if r.get("event") == "noise-estimate"), None)
+    if estimate is not None and not str(estimate.get("how", "")).startswith("set to"):
+        chosen.add("drop_fraction")
+    return chosen
+
+
 def _child_config(parent: Run, train_files: list[str], validation: str | None, output: Path,
                   overrides: list[str] | None) -> Config:
-    """The parent's resolved config for the new data: its rate and batch size stay, the epoch budget, patience
-    and the agent's drop fraction are decided afresh for the new data size; ``overrides`` last."""
+    """The parent's resolved config for the new data: its rate and batch size stay; of the epoch budget,
+    patience and the agent's drop fraction, what ``auto`` chose for the parent's data is decided afresh for
+    the new data, and what the parent's config set stays (``DECIDED_AFRESH``, logged); ``overrides`` last."""
     from autoft.config import apply_overrides, parse_config
 
     raw = parent.config.model_dump(mode="json")
     raw["data"].update(train=train_files, validation=validation, unlabeled=None)
-    raw["training"].update(epochs="auto", early_stopping_patience="auto")
-    raw["selection"]["drop_fraction"] = "auto"
+    auto = _auto_in(parent)
+    afresh, kept = [], []
+    for key, name in DECIDED_AFRESH.items():
+        section, field = key.split(".")
+        value = raw[section][field]
+        if value == AUTO:
+            continue
+        if auto is None or name in auto:
+            raw[section][field] = AUTO
+            afresh.append(f"{key} (the parent's {value})")
+        else:
+            kept.append(f"{key}: {value}")
+    if afresh:
+        why = ("auto chose them for the parent's data" if auto is not None else
+               "the parent's metrics.json does not record which settings auto chose")
+        log.info("update: auto again for the new data (%s): %s", why, ", ".join(afresh))
+    if kept:
+        log.info("update: kept as the parent's config set them: %s (--set KEY=auto decides one afresh)",
+                 ", ".join(kept))
     raw["output_dir"] = str(output)
     return parse_config(apply_overrides(raw, overrides or []), source="update")
 
@@ -270,7 +317,9 @@ def update(parent_dir: str | Path, data: str | Path | list[str | Path], *, valid
     """Continue the run in ``parent_dir`` on the new labelled ``data`` (one file or several); see the module
     docstring. ``output`` defaults to ``<root>-update-<n>`` beside the lineage's root. ``resume``: continue an
     interrupted update (give the same ``output``) from its last checkpoint."""
-    parent_path = Path(parent_dir)
+    parent_path, chosen = resolve_run_dir(parent_dir)  # an `autoft run` output: its better run on validation
+    if chosen is not None:
+        log.info("update: the parent is %s of %s", chosen, parent_dir)
     for name in ("config.yaml", "labels.json", "model", "metrics.json"):
         if not (parent_path / name).exists():
             raise RunDirError(f"{parent_path}: not a finished autoft run directory (missing {name})")
@@ -282,15 +331,14 @@ def update(parent_dir: str | Path, data: str | Path | list[str | Path], *, valid
         if output.resolve() in (parent_path.resolve(), root):
             raise RunDirError(f"{output}: an update cannot overwrite its parent or its lineage's root")
         parent = Run.load(parent_path)  # scores the old samples and, after training, is compared with the update
-        if parent.task in TEXT_TARGET_TASKS:
-            raise ConfigError(f"{parent_path}: autoft update continues classification, multi-label, NER and relation "
-                              f"extraction runs so far, not {parent.task}; train a new run on the old and new data")
+        texts = parent.task in TEXT_TARGET_TASKS  # answers and responses: no label set to grow or distil
         config = _child_config(parent, files, None if validation is None else str(validation), output, overrides)
         continual = config.continual
         new = [e for f in files for e in _read(f, parent.config, "data")]
         if validation is not None:
             _read(validation, parent.config, "validation")
-        added = sorted_labels(_labels_of(new) - set(parent.labels)) if _labels_of(new) - set(parent.labels) else []
+        unseen = set() if texts else _labels_of(new) - set(parent.labels)
+        added = sorted_labels(unseen) if unseen else []
         labels = parent.labels + added
         stacked = continual.method == "lora-per-task"
         if stacked and not (parent.is_peft and parent.config.training.peft.method == "lora"):
@@ -307,11 +355,16 @@ def update(parent_dir: str | Path, data: str | Path | list[str | Path], *, valid
         if budget:
             flagged_origins = _flagged_origins(chain)
             flagged = np.array([e.origin in flagged_origins for e in old_train])
-            value = _margins(parent, old_train) if continual.replay_by == "value" else np.zeros(len(old_train))
+            by = continual.replay_by
+            if by == "value" and texts:
+                log.info("replay: %s has no label margin to rank old samples by; a seeded random sample instead",
+                         parent.task)
+                by = "random"
+            value = _margins(parent, old_train) if by == "value" else np.zeros(len(old_train))
             by_class = parent.config.task in ONE_LABEL_TASKS
             groups = np.array([e.label for e in old_train]) if by_class else None
-            chosen = choose_replay(value, flagged, budget, continual.replay_by, parent.config.training.seed, groups)
-            how = ("a seeded random sample" if continual.replay_by == "random" else
+            chosen = choose_replay(value, flagged, budget, by, parent.config.training.seed, groups)
+            how = ("a seeded random sample" if by == "random" else
                    "the highest margins of the parent model for the given label") + \
                 (" in each class, in proportion to its size" if by_class else "") + \
                 f", none of the {int(flagged.sum())} an agent of the lineage flagged"
@@ -349,7 +402,7 @@ def update(parent_dir: str | Path, data: str | Path | list[str | Path], *, valid
             if replayed:
                 d = parent.config.data
                 replay_file = write_examples(Path(staging) / "replay", replayed, text_column=d.text_column,
-                                             label_column=d.label_column)
+                                             label_column=d.label_column, task=parent.task)
                 train_files.append(str(replay_file))
                 callbacks.append(_replay_weights(str(replay_file), weight))
                 log.info("replayed samples weigh %.3g each in the loss (continual.replay_weight %s)", weight,
@@ -392,8 +445,9 @@ def update(parent_dir: str | Path, data: str | Path | list[str | Path], *, valid
 
 
 def _score(run: Run, examples: list[Example]) -> float | None:
+    """``run``'s primary metric on the ``examples`` whose labels it knows (every one, for answers and responses)."""
     known = set(run.labels)
-    kept = [e for e in examples if _labels_of([e]) <= known]
+    kept = examples if run.task in TEXT_TARGET_TASKS else [e for e in examples if _labels_of([e]) <= known]
     return float(run.evaluate(kept)[run.adapter.primary_metric]) if kept else None
 
 
@@ -402,7 +456,7 @@ def _compare(parent: Run, child: Run, old_validation: list[Example], config: Con
     """Parent and update scored on the lineage's validation data and on the update's (rows whose labels the
     parent knows), and the promotion gate's verdict."""
     new_validation = load_splits(config.data, task=config.task, seed=config.training.seed,
-                                 known=child.labels).validation
+                                 known=child.labels, warn=False).validation
     sets = {"old_validation": old_validation, "new_validation": new_validation}
     scores: dict[str, Any] = {}
     failed = []
@@ -411,8 +465,12 @@ def _compare(parent: Run, child: Run, old_validation: list[Example], config: Con
         scores[name] = {"parent": before, "update": after,
                         "change": None if before is None or after is None else round(after - before, 6),
                         "rows": len(examples)}
-        if tolerance is not None and before is not None and after is not None and after < before - tolerance:
+        if tolerance is None or before is None or after is None:
+            continue
+        if child.adapter.greater_is_better and after < before - tolerance:
             failed.append(f"{name} {child.adapter.primary_metric} {after:.4f} < parent {before:.4f} - {tolerance:g}")
+        elif not child.adapter.greater_is_better and after > before + tolerance:  # a loss
+            failed.append(f"{name} {child.adapter.primary_metric} {after:.4f} > parent {before:.4f} + {tolerance:g}")
     promoted = not failed
     why = "; ".join(failed) if failed else ("no gate" if tolerance is None else f"within {tolerance:g} of the parent")
     return {"metric": child.adapter.primary_metric, "scores": scores,

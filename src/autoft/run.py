@@ -32,7 +32,7 @@ from accelerate import PartialState
 from accelerate.utils import set_seed
 
 from autoft.config import AUTO, GENERATIVE_TASKS, ONE_LABEL_TASKS, TEXT_TARGET_TASKS, Config, as_config, parse_config
-from autoft.data.corrected import corrected_name, line_of, write_corrected
+from autoft.data.corrected import corrected_name, keep_every_label, line_of, write_corrected
 from autoft.data.loading import Example, detect_format
 from autoft.data.splits import Splits, check_known_labels, load_splits, read_file, split_validation
 from autoft.errors import ConfigError, DataError, RunDirError
@@ -77,8 +77,14 @@ class Run:
     @classmethod
     def load(cls, path: str | Path, *, trainable: bool = False) -> Run:
         """Load a run directory written by :func:`train` (``trainable``: a peft adapter loads ready to train on,
-        for a continual update)."""
-        path = Path(path)
+        for a continual update). The output folder of ``autoft run`` loads its better run on validation (the one
+        its ``comparison.json`` names)."""
+        from autoft.comparison import resolve_run_dir
+
+        given = Path(path)
+        path, chosen = resolve_run_dir(given)
+        if chosen is not None:
+            log.info("%s: the better run on validation is %s", given, chosen)
         for name in ("config.yaml", "labels.json", "model"):
             if not (path / name).exists():
                 raise RunDirError(f"{path}: not an autoft run directory (missing {name})")
@@ -132,7 +138,7 @@ class Run:
         if output is None and format != "onnx":
             raise ConfigError("--output: the folder to write the model to")
         output = Path(output) if output is not None else self.path / "onnx"
-        _prepare_output(output, overwrite)
+        _prepare_output(output, overwrite, option="--output")
         merge = merge or format in ("merged", "onnx")
         model = parameter_efficient.merge(copy.deepcopy(self.model)) if merge and self.is_peft else self.model
         with staged_folder(output) as temp, quiet_transformers():
@@ -218,33 +224,47 @@ def write_test_predictions(path: Path, examples: list[Example], predictions: lis
     write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
-def _prepare_output(path: Path, overwrite: bool) -> None:
+def _prepare_output(path: Path, overwrite: bool, *, option: str = "output_dir") -> None:
+    """Check that ``path`` can become the output folder: new or empty (or ``overwrite``), and writable. ``option``
+    is what the caller's user set it with (a config's ``output_dir``, export's ``--output``), named in the errors."""
+    other = f"set another {option}" if option.isidentifier() else f"give another {option}"
     if path.exists() and not path.is_dir():
-        raise RunDirError(f"{path}: output_dir exists and is not a folder")
+        raise RunDirError(f"{path}: {option} exists and is not a folder ({other})")
     if path.exists() and any(path.iterdir()) and not overwrite:
-        raise RunDirError(f"{path}: output_dir exists and is not empty (pass --overwrite, or set output_dir)")
+        raise RunDirError(f"{path}: {option} exists and is not empty (pass --overwrite to replace it, or {other})")
     try:  # a folder that cannot be written fails now, not after hours of training
         path.parent.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=path.parent).close()
     except OSError as error:
-        raise RunDirError(f"{path}: output_dir cannot be written: {error.strerror or error}") from None
+        raise RunDirError(f"{path}: {option} cannot be written: {error.strerror or error}") from None
 
 
 def _write_corrected(folder: Path, config: Config, train: list[Example], labels: list[str], dropped: Iterable[int],
                      relabels: dict[int, int]) -> None:
-    """``corrected.<ext>`` per training file: the agent's drops removed and its relabels applied, for review."""
+    """``corrected.<ext>`` per training file: the agent's drops removed and its relabels applied (generative tasks:
+    the pairs it left out removed), for review; its
+    suffix is the one its format is read back from for the task (a SemEval file keeps ``.txt``), so a config whose
+    ``data.train`` names it trains."""
+    named = {row: labels[label] for row, label in relabels.items()}
+    kept: list[str] = []
+    if config.task not in TEXT_TARGET_TASKS:  # a response or an answer is no class that could vanish
+        dropped, named, kept = keep_every_label(train, dropped, named)
+    if kept:
+        log.warning("corrected files: the agent left out or relabelled every training row of %s; those rows are "
+                    "kept as given, so the files still train with a validation or test file that has them",
+                    ", ".join(map(repr, kept)))
     drop: dict[str, set[int]] = {}
     relabel: dict[str, dict[int, str]] = {}
     for row in dropped:
         path, line = line_of(train[row].origin)
         drop.setdefault(path, set()).add(line)
-    for row, label in relabels.items():
+    for row, label in named.items():
         path, line = line_of(train[row].origin)
-        relabel.setdefault(path, {})[line] = labels[label]
+        relabel.setdefault(path, {})[line] = label
     files = config.data.train_files
     for file in files:
         source = Path(file)
-        fmt = detect_format(source, config.data.format)
+        fmt = detect_format(source, config.data.format, config.task)
         name = corrected_name(source, fmt, several=len(files) > 1)
         dropped_here, relabels_here = drop.get(str(source), set()), relabel.get(str(source), {})
         written = write_corrected(source, folder / name, fmt=fmt, label_column=config.data.label_column,
@@ -289,7 +309,7 @@ def train(
             raise DataError(f"{config.data.train_files[0]}: labels {unknown} are not among the model's {labels}")
         splits = replace(splits, labels=list(labels))
     adapter_class = get_adapter_class(config.task)
-    tokenizer = load_tokenizer(config.model)
+    tokenizer = load_tokenizer(config.model, progress=config.training.progress)
     adapter = make_adapter(config, splits.labels, tokenizer)
     set_seed(config.training.seed)  # the new task head is initialised from the seed too
     if model is None:
@@ -298,8 +318,11 @@ def train(
         bias = adapter.initial_bias(splits.train)
         if bias is not None:
             set_head_bias(model, bias)
+    else:  # a given model (an update's parent): fitted to this adapter too (idempotent)
+        model = adapter.prepare_model(model)
     checkpointing = config.training.gradient_checkpointing
-    if checkpointing is True or (checkpointing == AUTO and config.task in GENERATIVE_TASKS):
+    checkpointing = checkpointing is True or (checkpointing == AUTO and config.task in GENERATIVE_TASKS)
+    if checkpointing:
         if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x's name
             model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         else:
@@ -382,15 +405,21 @@ def train(
                  callback=callback, unlabeled_features=adapter.encode(splits.unlabeled, with_labels=False)
                  if self_training != "off" else None, checkpoint=checkpoint, resume=resume)
     fit_seconds = time.perf_counter() - fit_started
-    if adapter.decision:  # decision settings (multi-label thresholds) tuned on validation, then used on test
-        probabilities, _ = predict_probabilities(model, adapter, validation_features,
-                                                 batch_size=config.training.eval_batch_size, progress=False)
-        log.info("decision tuned on validation: %s", adapter.tune_decision(probabilities, validation))
+    validation_metrics, decision = result.best_validation, None
+    if adapter.decision:  # decision settings (multi-label thresholds) tuned on validation, then used on it and test
+        untuned = copy.deepcopy(adapter.decision)
+        validation_metrics = evaluate(model, adapter, validation, validation_features, tune_decision=True,
+                                      batch_size=config.training.eval_batch_size, progress=False)
+        decision = {"tuned_on": "validation", "used_by": ["validation", "test"], "tuned": adapter.decision,
+                    "epochs": untuned}
+        log.info("decision tuned on validation: %s; the final validation and test scores use it (each epoch's "
+                 "validation, which chose the best epoch, used %s)", adapter.decision, untuned)
     # The resolved config: every `auto` replaced by what was chosen, so the run can be repeated exactly.
     parts = callback.callbacks if isinstance(callback, CallbackList) else [callback]
     agent = next((c for c in parts if hasattr(c, "valuation")), None)
     valuation = getattr(agent, "valuation", None)
-    config = config.model_copy(update={"training": result.settings, **(
+    config = config.model_copy(update={"training": result.settings.model_copy(
+        update={"gradient_checkpointing": checkpointing}), **(
         {"selection": valuation.selection} if valuation is not None else {})})
     test_metrics = test_predictions = None
     if splits.test is not None:
@@ -401,6 +430,7 @@ def train(
     metrics = {
         "task": config.task,
         "model": config.model,
+        "primary_metric": adapter.primary_metric,
         "policy": config.selection.policy,
         "sizes": {"train": len(splits.train), "validation": len(validation), "agent_reward": len(reward_part),
                   "unlabeled": len(splits.unlabeled),
@@ -413,8 +443,9 @@ def train(
         "stopped_early": result.stopped_early,
         "rollbacks": result.rollbacks,
         "epochs": [vars(r) for r in result.history],
-        "validation": result.best_validation,
+        "validation": validation_metrics,
         "test": test_metrics,
+        "decision": decision,
         "zero_shot": before,
         "training": config.training.model_dump(mode="json"),
         "auto": result.plan["choices"],
@@ -434,7 +465,7 @@ def train(
         return Run(output, config, adapter, model, metrics)
     with staged_folder(output) as temp:
         with quiet_transformers():
-            model.save_pretrained(temp / "model")
+            parameter_efficient.save(model, temp / "model", config.model)
             tokenizer.save_pretrained(temp / "model")
         (temp / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
         write_json(temp / "labels.json", {"task": config.task, "labels": splits.labels,

@@ -11,7 +11,6 @@ import autoft
 from autoft.config import GenerationConfig
 from autoft.data.loading import Example, load_examples, read_texts
 from autoft.errors import DataError
-from autoft.modeling.load import resolve_model_name
 from autoft.tasks.generation import IGNORE, CausalGenerationAdapter
 
 CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -147,17 +146,8 @@ def test_a_lora_run_learns_the_responses_and_beats_its_zero_shot(tmp_path, tiny_
     assert AutoModelForCausalLM.from_pretrained(merged).config.model_type == "gpt2"
 
 
-def test_a_seq2seq_run_on_a_tiny_t5_learns_to_copy(tmp_path):
-    from transformers import T5Config, T5ForConditionalGeneration
-
-    model_dir = tmp_path / "tiny-t5"
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_name("default"))
-    config = T5Config(vocab_size=len(tokenizer), d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4,
-                      dropout_rate=0.0, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.sep_token_id,
-                      decoder_start_token_id=tokenizer.pad_token_id)
-    torch.manual_seed(0)
-    T5ForConditionalGeneration(config).save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
+def test_a_seq2seq_run_on_a_tiny_t5_learns_to_copy(tmp_path, tiny_t5):
+    model_dir = tiny_t5
     words = ["apple", "river", "stone", "cloud", "green", "music"]
     files = {}
     for split, n in (("train", 96), ("validation", 12), ("test", 12)):

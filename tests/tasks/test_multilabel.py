@@ -13,8 +13,13 @@ from autoft.cli import main
 from autoft.data.loading import Example, load_examples
 from autoft.errors import DataError
 from autoft.modeling.load import resolve_model_name
-from autoft.tasks.multilabel import MultiLabelAdapter
+from autoft.tasks.multilabel import BIAS_LIMIT, MultiLabelAdapter
 from tests.conftest import TOPICS, tiny_config, write_csv
+
+LABEL_WORDS = {**TOPICS,
+               "music": ["guitar", "song", "band", "piano", "concert", "drum", "album", "singer"],
+               "weather": ["rain", "snow", "storm", "wind", "cloud", "sunny", "cold", "thunder"],
+               "travel": ["flight", "hotel", "airport", "ticket", "beach", "trip", "passport", "train"]}
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +106,80 @@ def test_a_multi_label_run_learns_label_sets_and_keeps_its_thresholds(tiny_model
     config["selection"] = {"policy": "exp3"}
     with pytest.raises(autoft.errors.ConfigError, match="not available for multi-label-classification"):
         autoft.train(config)
+
+
+def sparse_rows(n, seed, rate=0.15):
+    """Twelve-word texts; each of six labels is present with probability ``rate`` (most texts have none), three of
+    its words in the text when it is."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        labels = sorted(label for label in LABEL_WORDS if rng.random() < rate)
+        words = [w for label in labels for w in rng.choices(LABEL_WORDS[label], k=3)]
+        words += rng.choices(["the", "a", "and", "of", "today"], k=max(12 - len(words), 0))
+        rng.shuffle(words)
+        rows.append((" ".join(words), "|".join(labels)))
+    return rows
+
+
+def test_the_initial_bias_is_each_labels_clipped_log_odds(adapter):
+    examples = [Example("x", ["food"])] * 3 + [Example("y", ["food", "sport"])] + [Example("z", [])] * 6
+    prior = np.array([4 + 1, 1 + 1, 0 + 1]) / (10 + 2)  # food, sport, tech; smoothed
+    np.testing.assert_allclose(adapter.initial_bias(examples), np.log(prior / (1 - prior)))
+    many = [Example("z", [])] * 5000 + [Example("x", ["food", "sport", "tech"])] * 5000
+    assert adapter.initial_bias(many).tolist() == pytest.approx([0, 0, 0], abs=1e-3)
+    assert adapter.initial_bias([Example("z", [])] * 5000).tolist() == [-BIAS_LIMIT] * 3  # clipped
+    assert adapter.training_scale() == 2 * super(MultiLabelAdapter, adapter).training_scale()
+
+
+@pytest.fixture(scope="module")
+def untrained_cli_run(tiny_model_dir, tmp_path_factory):
+    """``autoft train`` (the CLI) on sparse label sets at a learning rate too small to learn anything: the model as
+    initialised. Returns (folder, files, the printed table)."""
+    import contextlib
+    import io
+
+    import yaml
+
+    tmp = tmp_path_factory.mktemp("untrained")
+    files = {"train": write_csv(tmp / "train.csv", sparse_rows(96, 0)),
+             "validation": write_csv(tmp / "val.csv", sparse_rows(48, 1)),
+             "test": write_csv(tmp / "test.csv", sparse_rows(48, 2))}
+    config = tiny_config(tiny_model_dir, files, tmp / "run", task="multi-label-classification", epochs=1,
+                         learning_rate=1e-9, batch_size=16)
+    (tmp / "config.yaml").write_text(yaml.safe_dump(config))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["train", str(tmp / "config.yaml")]) == 0
+    return tmp / "run", files, out.getvalue()
+
+
+def test_a_new_head_starts_at_the_base_rates(untrained_cli_run):
+    folder, _files, _ = untrained_cli_run
+    steps = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    first = next(s["loss"] for s in steps if s["type"] == "step")
+    rates = np.mean([[label in labels.split("|") for label in sorted(LABEL_WORDS)] for _, labels in
+                     sparse_rows(96, 0)], axis=0)
+    entropy = float(np.mean(-rates * np.log(rates) - (1 - rates) * np.log(1 - rates)))
+    assert first < 0.55 < np.log(2) and first == pytest.approx(entropy, abs=0.1), (first, entropy)  # one batch of 16
+    run = autoft.load(folder)  # as initialised, at the thresholds it had before tuning: each label says no
+    run.adapter.decision = json.loads((folder / "metrics.json").read_text())["decision"]["epochs"]
+    predicted = [len(p["labels"]) for p in run.predict([t for t, _ in sparse_rows(48, 3)])]
+    gold = np.mean([len(labels.split("|")) if labels else 0 for _, labels in sparse_rows(48, 3)])
+    assert max(predicted) < len(LABEL_WORDS) and np.mean(predicted) <= gold, (predicted, gold)
+
+
+def test_train_and_evaluate_score_validation_at_the_same_tuned_thresholds(untrained_cli_run, capsys):
+    folder, files, table = untrained_cli_run
+    metrics = json.loads((folder / "metrics.json").read_text())
+    thresholds = json.loads((folder / "labels.json").read_text())["decision"]
+    assert metrics["decision"]["tuned"] == thresholds and metrics["decision"]["used_by"] == ["validation", "test"]
+    assert set(metrics["decision"]["epochs"]["thresholds"].values()) == {0.5}  # what each epoch's validation used
+    assert main(["evaluate", str(folder), "--data", str(files["validation"])]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    for key in ("micro_f1", "macro_f1", "subset_accuracy", "loss"):
+        assert metrics["validation"][key] == pytest.approx(evaluated[key], abs=1e-6), key
+    row = next(line.split() for line in table.splitlines() if line.startswith("validation"))
+    assert row[1] == f"{evaluated['micro_f1']:.4f}"  # the CLI table's validation micro-F1
+    # An untrained model's scores differ by threshold, so this compares something: 0.5 says no to every label.
+    assert metrics["epochs"][0]["validation"]["micro_f1"] != pytest.approx(evaluated["micro_f1"])

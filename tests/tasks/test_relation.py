@@ -11,11 +11,13 @@ import torch
 from transformers import AutoTokenizer
 
 import autoft
+from autoft.cli import main
 from autoft.data.loading import Example, load_examples
 from autoft.data.public import DEFAULT_ROOT
 from autoft.errors import DataError
 from autoft.modeling.load import resolve_model_name
 from autoft.tasks.relation import RelationExtractionAdapter, official_scores
+from autoft.training.callbacks import TrainerCallback
 from tests.conftest import tiny_config
 
 SEMEVAL = DEFAULT_ROOT / "semeval2010_task8"
@@ -160,3 +162,42 @@ def test_a_lora_relation_run_keeps_its_marker_embeddings(tiny_model_dir, tmp_pat
     run = autoft.train(tiny_config(tiny_model_dir, files, tmp_path / "run", task="relation-extraction", peft="lora"))
     texts = [r[0] for r in rows[:2]]
     assert autoft.load(tmp_path / "run").predict(texts) == run.predict(texts)  # the grown embeddings were saved
+
+
+class RepairingAgent(TrainerCallback):
+    """Stands in for the agent at the end of a run: leaves out row 0 and relabels row 1 to row 0's relation."""
+
+    valuation, decisions = None, []
+
+    def noise_summary(self):
+        return None
+
+    def repairs(self):
+        return np.array([0]), {1: 0}
+
+
+def test_the_corrected_semeval_file_trains_and_markerless_inputs_are_errors(tiny_model_dir, tmp_path, capsys):
+    rows = [("the <e1>fire</e1> caused the <e2>smoke</e2>", "Cause-Effect(e1,e2)"),
+            ("the <e1>cup</e1> on the <e2>table</e2>", "Other"),
+            ("the <e1>smoke</e1> came from the <e2>fire</e2>", "Cause-Effect(e2,e1)")] * 4
+    files = {split: write_semeval(tmp_path / f"{split}.txt", part)
+             for split, part in (("train", rows), ("validation", rows), ("test", rows[:3]))}
+    first = autoft.train(tiny_config(tiny_model_dir, files, tmp_path / "run", task="relation-extraction", epochs=1),
+                         callback=RepairingAgent())
+    corrected = tmp_path / "run" / "corrected.txt"  # SemEval text under the suffix it is read back from
+    assert [p.name for p in (tmp_path / "run").glob("corrected*")] == [corrected.name]
+    labels = [e.label for e in load_examples(corrected, task="relation-extraction")]
+    assert labels == [first.labels[0]] + [r for _, r in rows[2:]]  # row 0 left out, row 1 relabelled
+    run = autoft.train(tiny_config(tiny_model_dir, {**files, "train": corrected}, tmp_path / "again",
+                                   task="relation-extraction", epochs=1))
+    assert run.metrics["sizes"]["train"] == len(rows) - 1
+    # A text without its entity markers has no pair to relate: an error naming the input and the marker.
+    with pytest.raises(DataError, match=r"^<input>:2: expected one <e1> in the text"):
+        run.predict([rows[0][0], "the fire caused the smoke"])
+    with pytest.raises(DataError, match=r"^notes.csv:7: expected one </e2>"):
+        run.predict([Example("the <e1>fire</e1> caused the <e2>smoke", None, "notes.csv:7")])
+    (tmp_path / "inputs.csv").write_text(f"text\n{rows[0][0]}\nthe fire caused the smoke\n")
+    assert main(["predict", str(tmp_path / "again"), "--input", str(tmp_path / "inputs.csv")]) == 2
+    err = capsys.readouterr().err
+    assert f"autoft: error: {tmp_path / 'inputs.csv'}:3: expected one <e1> in the text" in err
+    assert "Traceback" not in err

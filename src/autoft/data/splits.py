@@ -59,12 +59,62 @@ def split_validation(
     return [examples[i] for i in sorted(train_idx)], [examples[i] for i in sorted(val_idx)]
 
 
+def _fold(label: str) -> str:
+    """What two spellings of one label have in common when they differ only in case or surrounding white space."""
+    return label.strip().casefold()
+
+
 def check_known_labels(examples: list[Example], known: set[str], split: str) -> None:
-    """Raise ``DataError`` at the first label (or tag) of ``examples`` outside ``known``."""
+    """Raise ``DataError`` at the first label (or tag) of ``examples`` outside ``known``; the message names a
+    known label it differs from only in case or surrounding white space."""
+    folded = {_fold(k): k for k in known}
     for example in examples:
         for value in _label_values(example):
             if value not in known:
-                raise DataError(f"{example.origin}: {split} label {value!r} never occurs in the training data")
+                near = folded.get(_fold(value))
+                hint = f" (it has {near!r}: the two differ only in case or surrounding white space)" if near else ""
+                raise DataError(f"{example.origin}: {split} label {value!r} never occurs in the training data{hint}")
+
+
+F1_OVER_LABEL_SET = frozenset({"classification", "multi-label-classification"})
+"""Tasks whose macro-F1 averages over every label of the set: a label missing from a split scores F1 0 there."""
+
+
+def _named(labels: list[str], most: int = 20) -> str:
+    more = f" and {len(labels) - most} more" if len(labels) > most else ""
+    return ", ".join(repr(label) for label in labels[:most]) + more
+
+
+def warn_spellings(train: list[Example], known: list[str]) -> None:
+    """Log a warning for each set of labels that differ only in case or surrounding white space (``Joy`` beside
+    ``joy``): they are different classes, each spelling named with the file and line it first occurs at. The
+    data is left as it is."""
+    spellings: dict[str, dict[str, str]] = {}
+    for example in train:
+        for value in _label_values(example):
+            spellings.setdefault(_fold(value), {}).setdefault(value, example.origin)
+    for value in known:
+        spellings.setdefault(_fold(value), {}).setdefault(value, "the model's labels")
+    for found in spellings.values():
+        if len(found) > 1:
+            where = ", ".join(f"{value!r} ({origin})" for value, origin in found.items())
+            log.warning("labels %s differ only in case or surrounding white space: they are %d different classes "
+                        "(write them one way if they mean one thing)", where, len(found))
+
+
+def warn_unseen_labels(labels: list[str], split: str, examples: list[Example], task: str, where: str) -> None:
+    """Log one warning naming the ``labels`` that never occur in ``examples`` (``split`` of the data, read from
+    ``where``): the model learns them, but they are not validated or tested there, and a macro-F1 over the
+    label set (``F1_OVER_LABEL_SET``) scores each of them 0."""
+    seen = {value for example in examples for value in _label_values(example)}
+    missing = [label for label in labels if label not in seen]
+    if not missing:
+        return
+    consequence = "never validated" if split == "validation" else "never tested"
+    if task in F1_OVER_LABEL_SET:
+        consequence += f", and each scores F1 0 in the {split} macro-F1"
+    log.warning("the %s data (%s) has no row with training label%s %s: %s", split, where,
+                "s" if len(missing) > 1 else "", _named(missing), consequence)
 
 
 def read_file(path: str | Path, data: DataConfig, *, task: str, fmt: str | None = None, source: str | None = None,
@@ -75,9 +125,11 @@ def read_file(path: str | Path, data: DataConfig, *, task: str, fmt: str | None 
                          label_delimiter=data.label_delimiter, columns=data.columns)
 
 
-def load_splits(data: DataConfig, *, task: str, seed: int, known: list[str] | None = None) -> Splits:
+def load_splits(data: DataConfig, *, task: str, seed: int, known: list[str] | None = None,
+                warn: bool = True) -> Splits:
     """Read the configured files, split off validation if none is given, and fix the label set. ``known``: labels
-    the model already has (a continual update), which count as seen in training."""
+    the model already has (a continual update), which count as seen in training. ``warn``: log the labels spelt
+    two ways and the training labels that validation or test never has (off where the data was read before)."""
     bad = BadRows(data.on_bad_rows, data.max_bad_rows)
 
     def read(path: str, source: str | None = None) -> list[Example]:
@@ -114,8 +166,16 @@ def load_splits(data: DataConfig, *, task: str, seed: int, known: list[str] | No
         values.update(_label_values(example))
     if task in ONE_LABEL_TASKS and len(values) < 2:
         raise DataError(f"{data.train_files[0]}: need at least two distinct labels, found {sorted(values)}")
+    if warn:
+        warn_spellings(train, known or [])
     check_known_labels(validation, values, "validation")
     if test is not None:
         check_known_labels(test, values, "test")
-    return Splits(train, validation, test, sorted_labels(values), bad.skipped, validation_from_train=not data.validation,
+    labels = sorted_labels(values)
+    if warn:
+        warn_unseen_labels(labels, "validation", validation, task,
+                           data.validation or f"a {100 * data.validation_fraction:.0f}% split of the training rows")
+        if test is not None:
+            warn_unseen_labels(labels, "test", test, task, str(data.test))
+    return Splits(train, validation, test, labels, bad.skipped, validation_from_train=not data.validation,
                   unlabeled=unlabeled)

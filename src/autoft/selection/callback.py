@@ -283,6 +283,16 @@ class AgentCallback(TrainerCallback):
             return
         self._learn(score, {"epoch": state.epoch})
 
+    def on_train_end(self, state: TrainState) -> None:
+        """The kept model's label of each sample left out of the last epoch (one inference pass over them), so
+        ``model_label`` is filled for every row; a sample trained on keeps the label of its last step."""
+        left_out = np.flatnonzero(self.weights == 0)
+        if not left_out.size or state.predict_rows is None:
+            return
+        probabilities = state.predict_rows(left_out)
+        if probabilities[0].ndim == 1:  # one label per sample (NER's per-word tags have none)
+            self.last_prediction[left_out] = np.stack(probabilities).argmax(-1)
+
     # rewards
     def _score(self, state: TrainState, rows: np.ndarray) -> float:
         """The reward metric of the current model on ``rows`` of the agent's validation part."""

@@ -232,6 +232,11 @@ class PairAgentCallback(TrainerCallback):
         """[N] bool: the pairs the agent leaves out at its last values."""
         return ~kept_mask(self.policy.values_, None, self.selection.drop_fraction)
 
+    def repairs(self) -> tuple[np.ndarray, dict[int, int]]:
+        """The pairs the agent leaves out (``flagged``) and no relabels (a response is never replaced), for
+        ``corrected.<ext>``."""
+        return np.flatnonzero(self.flagged()), {}
+
     def noise_summary(self) -> dict[str, Any]:
         summary = self.valuation.pairs.summary()
         return {k: summary[k] for k in ("units", "rate", "drop_fraction")}

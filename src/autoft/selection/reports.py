@@ -19,17 +19,38 @@ from autoft.selection.valuation import Valuation, _ranks
 DATA_VALUE_COLUMNS = ["row_id", "origin", "source", "text", "given_label", "suggested_label",
                       "suggested_confidence", "label_noise_probability", "model_label", "value", "keep_probability",
                       "flagged", "action"]
+DATA_VALUE_MEANINGS = {
+    "row_id": "the row's index among the training rows (0-based, in the order read; without data.validation the "
+              "rows held out as validation are not counted)",
+    "origin": "file:line the row was read from",
+    "source": "the name (stem) of the training file it came from",
+    "text": "the row's text (a list of words joined by spaces)",
+    "given_label": "the label the data gives (NER: each entity as words/TYPE, joined by '; ')",
+    "suggested_label": "the most likely true label given the evidence and the given label (the noise estimate's "
+                       "posterior), written as given_label is",
+    "suggested_confidence": "the probability of suggested_label (empty where the estimate gives none)",
+    "label_noise_probability": "the posterior that the given label is wrong",
+    "model_label": "the fine-tuned model's label of the row from the last model pass that scored it: the row's "
+                   "last training step, or, for a row left out of the last epoch, a pass of the kept model "
+                   "(the best epoch's weights) as training ended; empty where no model pass scored the row: autoft value and "
+                   "autoft.integrations (nothing is fine-tuned) and NER (its model labels words, not rows)",
+    "value": "the policy's value of the row (low: likely harmful); rows are written lowest value first",
+    "keep_probability": "the row's rank by value as a share of the rows (near 0: the lowest, 1: the highest)",
+    "flagged": "True: the agent leaves the row out (drop) or masks its entity (NER)",
+    "action": "what the agent did with the row last: keep, drop, relabel (trained on suggested_label), unlabel "
+              "(trained on model_label) or mask (NER: the entity's tags left out of the loss)",
+}
+"""What each column of a classification, relation or NER ``data_values.csv`` holds (README's table cites it)."""
 
 
 def data_value_rows(examples: list[Example], label_names: list[str], valuation: Valuation, values: np.ndarray,
                     flagged: np.ndarray | None = None, predictions: np.ndarray | None = None,
                     relabelled: np.ndarray | None = None, unlabelled: np.ndarray | None = None) -> list[dict[str, Any]]:
-    """Rows for ``data_values.csv``: the suggested label is the most likely true one given the evidence
-    and the given label (the noise estimate's posterior), with its probability; ``label_noise_probability``
-    is the posterior that the given label is wrong; ``model_label`` the fine-tuned model's last prediction
-    (classification, when there is one); flagged = left out by the agent; action = what the agent did with
-    the sample last: keep, drop, relabel (trained on the suggested label), unlabel (trained on the model's
-    own label, ``model_label``) or mask (NER: an entity's tags left out of the loss)."""
+    """Rows for ``data_values.csv``, lowest value first, with the columns ``DATA_VALUE_MEANINGS`` describes.
+    ``predictions``: [N] each row's class id from the last model pass that scored it, -1 (an empty
+    ``model_label``) where none did; None: no model was fine-tuned (``autoft value``). The agent's callback
+    passes its training steps' predictions, and for the rows left out of the last epoch a pass as training
+    ended."""
     values = np.asarray(values, dtype=np.float64)
     if flagged is None:
         flagged = valuation.flagged(values)
@@ -102,4 +123,5 @@ def write_noise(path: Path, valuation: Valuation) -> None:
     write_text_atomic(path, json.dumps(to_builtin(summary), indent=2) + "\n")
 
 
-__all__ = ["DATA_VALUE_COLUMNS", "PAIR_VALUE_COLUMNS", "data_value_rows", "pair_value_rows", "write_data_values", "write_decisions", "write_noise"]
+__all__ = ["DATA_VALUE_COLUMNS", "DATA_VALUE_MEANINGS", "PAIR_VALUE_COLUMNS", "data_value_rows", "pair_value_rows",
+           "write_data_values", "write_decisions", "write_noise"]

@@ -7,12 +7,15 @@
   writes for it.
 - ``POST /predict/stream`` (generation and seq2seq): ``{"input": X}`` → server-sent events, one ``data: {"text":
   ...}`` per decoded piece, then ``event: done`` with the whole prediction.
-- ``GET /health``; ``GET /metadata`` (task, labels, base model, the run's metrics and lineage, limits, batches
-  served); OpenAPI docs at ``/docs``.
+- ``GET /health`` (``{"status": "ok", "run": PATH}``); ``GET /metadata`` (task, labels, base model, the run's
+  metrics and lineage, limits, batches served); OpenAPI docs at ``/docs`` (Swagger UI) and ``/redoc``, with their
+  scripts and styles served from the installed ``fastapi-offline`` package, so they work offline.
 
-With a token, every request needs ``Authorization: Bearer <token>`` (401 otherwise, compared in constant time).
-A body over ``max_body_bytes`` or more than ``max_items`` inputs is 413; a malformed body or input is 422 with a
-one-line reason. Bad input never reaches the model, so it is never a 500.
+Given the output folder of ``autoft run``, the server serves its better run on validation
+(:mod:`autoft.comparison`). With a token, every request but ``/health`` and the docs needs ``Authorization: Bearer
+<token>`` (401 otherwise, compared in constant time); the docs' Authorize button takes it. A body over
+``max_body_bytes`` or more than ``max_items`` inputs is 413; a malformed body or input is 422 with a one-line
+reason. Bad input never reaches the model, so it is never a 500.
 """
 
 from __future__ import annotations
@@ -27,19 +30,27 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict
+from fastapi.security import HTTPBearer
+from fastapi_offline import FastAPIOffline
 
+from autoft.comparison import resolve_run_dir
 from autoft.config import GENERATIVE_TASKS
 from autoft.data.loading import input_example
 from autoft.errors import AutoftError, DataError
 from autoft.run import Run
 from autoft.serving.batching import DynamicBatcher
+from autoft.serving.requests import Detail, PredictRequest, StreamRequest, one_line
 
 log = logging.getLogger(__name__)
 ENVIRONMENT = "AUTOFT_SERVE"
 """Where ``autoft serve --workers N`` hands each worker process its settings (JSON)."""
+DOCS, REDOC, OPENAPI, ASSETS = "/docs", "/redoc", "/openapi.json", "/docs/assets"
+OPEN = ("/health", DOCS, f"{DOCS}/oauth2-redirect", REDOC, OPENAPI)
+"""The paths a token does not guard: load balancers probe ``/health`` without one, and the docs page (with its
+assets under ``ASSETS``) loads before its Authorize button can take the token."""
 
 
 @dataclass
@@ -55,35 +66,30 @@ class ServeSettings:
         return {k: v for k, v in asdict(self).items() if k not in ("token", "run_dir")}
 
 
-class PredictRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    input: str | list[str] | dict[str, Any] | None = None
-    inputs: list[str | list[str] | dict[str, Any]] | None = None
-
-
-class StreamRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    input: str | dict[str, Any]
-
-
 def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
 class Guard:
-    """ASGI middleware before any route: the bearer token (401) and the body size (413, counted as it streams in,
-    whatever Content-Length says)."""
+    """ASGI middleware before any route: the bearer token (401; not on ``OPEN`` paths and the docs' assets) and the
+    body size (413, counted as it streams in, whatever Content-Length says)."""
 
     def __init__(self, app: Any, *, token: str | None, max_body_bytes: int) -> None:
         self.app = app
         self.token = None if token is None else token.encode()
         self.max_body_bytes = max_body_bytes
 
+    @staticmethod
+    def is_open(scope: dict) -> bool:
+        path, root = scope["path"], scope.get("root_path", "")
+        path = path[len(root):] if root and path.startswith(root) else path
+        return path in OPEN or path.startswith(f"{ASSETS}/")
+
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or [])
-        if self.token is not None:
+        if self.token is not None and not self.is_open(scope):
             given = headers.get(b"authorization", b"")
             scheme, _, credential = given.partition(b" ")
             if scheme.lower() != b"bearer" or not hmac.compare_digest(credential.strip(), self.token):
@@ -109,9 +115,51 @@ class Guard:
         await _error(413, f"request body over {self.max_body_bytes} bytes")(scope, receive, send)
 
 
+async def _invalid_body(request: Request, error: RequestValidationError) -> JSONResponse:
+    """A body that does not fit the route's request model: 422 with one line, not pydantic's list."""
+    model = {"/predict": PredictRequest, "/predict/stream": StreamRequest}.get(request.url.path)
+    if model is None or not error.errors():  # (every route with a body is above)
+        return _error(422, str(error).splitlines()[0])
+    return _error(422, one_line(error.errors(), model))
+
+
+def _stream(run: Run, batcher: DynamicBatcher, example: Any) -> StreamingResponse:
+    """Server-sent events of ``example``'s generation: a ``data`` event per decoded piece, then ``done`` with the
+    whole prediction (or ``error``). The generation runs on the model's thread, between batches."""
+    from transformers import TextIteratorStreamer
+
+    streamer = TextIteratorStreamer(run.adapter.tokenizer, skip_prompt=True, skip_special_tokens=True)
+
+    def generate() -> list[dict[str, Any]]:
+        run.adapter.streamer = streamer
+        try:
+            return run.predict([example])
+        finally:
+            run.adapter.streamer = None
+            streamer.end()  # (a second end after generation's own is harmless; after an error it unblocks)
+
+    done = asyncio.ensure_future(batcher.run_exclusive(generate))
+
+    async def events():
+        pieces = iter(streamer)
+        while (piece := await asyncio.to_thread(next, pieces, None)) is not None:
+            if piece:
+                yield f"data: {json.dumps({'text': piece}, ensure_ascii=False)}\n\n"
+        try:
+            [prediction] = await done
+        except Exception as error:  # noqa: BLE001 - the model failed mid-stream: say so in the stream
+            yield f"event: error\ndata: {json.dumps({'detail': str(error)})}\n\n"
+            return
+        yield f"event: done\ndata: {json.dumps(prediction, ensure_ascii=False)}\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
 def create_app(settings: ServeSettings, run: Run | None = None) -> FastAPI:
-    """The FastAPI app serving ``settings.run_dir`` (or an already loaded ``run``)."""
+    """The FastAPI app serving ``settings.run_dir`` (or an already loaded ``run``): for the output folder of
+    ``autoft run``, its better run on validation."""
     run = run or Run.load(settings.run_dir)
+    chosen = resolve_run_dir(settings.run_dir)[1]
     run.model.eval()
     batch_size = max(run.config.training.eval_batch_size, 1)
     batcher = DynamicBatcher(lambda examples: run.predict(examples, batch_size=batch_size),
@@ -120,11 +168,21 @@ def create_app(settings: ServeSettings, run: Run | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await batcher.start()
-        log.info("serving %s (%s) with batches of up to %d inputs", run.path, run.task, settings.max_batch)
+        log.info("serving %s: %s, batches of up to %d inputs", f"{chosen} of {settings.run_dir}" if chosen else
+                 run.path, run.task, settings.max_batch)
         yield
         await batcher.stop()
 
-    app = FastAPI(title="autoft", summary=f"{run.task} model from {run.path.name}", lifespan=lifespan)
+    app = FastAPIOffline(title="autoft", summary=f"{run.task} model from {run.path}", lifespan=lifespan,
+                         docs_url=DOCS, redoc_url=REDOC, openapi_url=OPENAPI, static_url=ASSETS,
+                         swagger_ui_parameters={"validatorUrl": None, "persistAuthorization": True})  # no calls out
+    app.add_exception_handler(RequestValidationError, _invalid_body)
+    # With a token, the schema says so (HTTPBearer): the docs' Authorize button then sends it. Guard checks it.
+    bearer = HTTPBearer(auto_error=False, description="the token in the server's --token-file")
+    secured = [Depends(bearer)] if settings.token else []
+    refused = {401: {"model": Detail, "description": "missing or wrong bearer token"}} if settings.token else {}
+    bad = {**refused, 413: {"model": Detail, "description": "body or list too large"},
+           422: {"model": Detail, "description": "malformed body or input, in one line"}}
 
     def examples(values: list[Any]) -> list[Any]:
         if not values:
@@ -139,9 +197,9 @@ def create_app(settings: ServeSettings, run: Run | None = None) -> FastAPI:
 
     @app.get("/health")
     async def health() -> dict[str, str]:
-        return {"status": "ok"}
+        return {"status": "ok", "run": str(run.path)}
 
-    @app.get("/metadata")
+    @app.get("/metadata", dependencies=secured, responses=refused)
     async def metadata() -> dict[str, Any]:
         from autoft.continual import history
 
@@ -150,10 +208,10 @@ def create_app(settings: ServeSettings, run: Run | None = None) -> FastAPI:
         except (AutoftError, OSError, ValueError):  # a run moved away from its lineage
             lineage = []
         return {"task": run.task, "labels": run.labels, "base_model": run.config.model, "run_dir": str(run.path),
-                "peft": run.is_peft, "metrics": run.metrics, "lineage": lineage, "limits": settings.public(),
-                "served": {"batches": batcher.batches, "inputs": batcher.items}}
+                "chosen": chosen, "peft": run.is_peft, "metrics": run.metrics, "lineage": lineage,
+                "limits": settings.public(), "served": {"batches": batcher.batches, "inputs": batcher.items}}
 
-    @app.post("/predict")
+    @app.post("/predict", dependencies=secured, responses=bad)
     async def predict(request: PredictRequest) -> dict[str, Any]:
         if (request.input is None) == (request.inputs is None):
             raise HTTPException(422, "give exactly one of 'input' (one input) or 'inputs' (a list)")
@@ -162,38 +220,12 @@ def create_app(settings: ServeSettings, run: Run | None = None) -> FastAPI:
             return {"prediction": prediction}
         return {"predictions": await batcher.submit(examples(request.inputs))}
 
-    @app.post("/predict/stream")
+    @app.post("/predict/stream", dependencies=secured, responses=bad)
     async def stream(request: StreamRequest) -> StreamingResponse:
         if run.task not in GENERATIVE_TASKS:
             raise HTTPException(422, f"streaming is for generation and seq2seq runs, not {run.task}")
         [example] = examples([request.input])
-        from transformers import TextIteratorStreamer
-
-        streamer = TextIteratorStreamer(run.adapter.tokenizer, skip_prompt=True, skip_special_tokens=True)
-
-        def generate() -> list[dict[str, Any]]:
-            run.adapter.streamer = streamer
-            try:
-                return run.predict([example])
-            finally:
-                run.adapter.streamer = None
-                streamer.end()  # (a second end after generation's own is harmless; after an error it unblocks)
-
-        done = asyncio.ensure_future(batcher.run_exclusive(generate))
-
-        async def events():
-            pieces = iter(streamer)
-            while (piece := await asyncio.to_thread(next, pieces, None)) is not None:
-                if piece:
-                    yield f"data: {json.dumps({'text': piece}, ensure_ascii=False)}\n\n"
-            try:
-                [prediction] = await done
-            except Exception as error:  # noqa: BLE001 - the model failed mid-stream: say so in the stream
-                yield f"event: error\ndata: {json.dumps({'detail': str(error)})}\n\n"
-                return
-            yield f"event: done\ndata: {json.dumps(prediction, ensure_ascii=False)}\n\n"
-
-        return StreamingResponse(events(), media_type="text/event-stream")
+        return _stream(run, batcher, example)
 
     app.add_middleware(Guard, token=settings.token, max_body_bytes=settings.max_body_bytes)
     return app

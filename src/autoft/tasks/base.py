@@ -23,6 +23,8 @@ class TaskAdapter(ABC):
 
     name: ClassVar[str]
     primary_metric: ClassVar[str]
+    summary_metrics: ClassVar[tuple[str, ...]] = ()
+    """The headline scores the CLI's summary table shows (empty: every number the run recorded)."""
     greater_is_better: ClassVar[bool] = True
     """Whether a higher :attr:`primary_metric` is better (a loss is not)."""
     validate_by_loss: ClassVar[bool] = False

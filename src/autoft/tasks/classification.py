@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ def label_count_scale(n_labels: int) -> float:
 class ClassificationAdapter(TaskAdapter):
     name = "classification"
     primary_metric = "macro_f1"
+    summary_metrics: ClassVar[tuple[str, ...]] = ("accuracy", "macro_f1", "loss")
 
     peft_task_type = "SEQ_CLS"
 

@@ -36,6 +36,7 @@ class TextGenerationAdapter(TaskAdapter):
     """What decoder-only and encoder-decoder generation share: scoring, decoding settings, prediction records."""
 
     primary_metric = "loss"
+    summary_metrics: ClassVar[tuple[str, ...]] = ("rouge1", "rouge2", "rougeL", "bleu", "chrf", "loss")
     greater_is_better = False
     validate_by_loss = True
     generates = True

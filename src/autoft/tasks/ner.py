@@ -8,7 +8,7 @@ split into words by the tokenizer's own pre-tokenizer, so entity spans carry cha
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -27,6 +27,7 @@ _WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 class TokenClassificationAdapter(TaskAdapter):
     name = "token-classification"
     primary_metric = "f1"
+    summary_metrics: ClassVar[tuple[str, ...]] = ("precision", "recall", "f1", "loss")
 
     def __init__(self, labels: list[str], tokenizer: Any, *, max_length: int | str = "auto") -> None:
         super().__init__(labels, tokenizer, max_length=max_length)

@@ -38,6 +38,7 @@ INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 class QuestionAnsweringAdapter(TaskAdapter):
     name = "question-answering"
     primary_metric = "f1"
+    summary_metrics: ClassVar[tuple[str, ...]] = ("exact_match", "f1", "loss")
     peft_task_type = "QUESTION_ANS"
     default_max_length = 384
     model_keys: ClassVar[frozenset[str]] = frozenset({"windows"})

@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification
 
-from autoft.data.loading import ENTITY_MARKERS, Example
+from autoft.data.loading import ENTITY_MARKERS, Example, check_entity_markers
+from autoft.errors import DataError
 from autoft.selection.state import margins_from_logits
 from autoft.tasks.base import Feature, TaskAdapter
 from autoft.tasks.classification import label_count_scale
@@ -70,6 +72,7 @@ def official_scores(gold: list[str], predicted: list[str], other: str = OTHER) -
 class RelationExtractionAdapter(TaskAdapter):
     name = "relation-extraction"
     primary_metric = "macro_f1"
+    summary_metrics: ClassVar[tuple[str, ...]] = ("accuracy", "macro_f1", "micro_f1", "loss")
 
     peft_task_type = "TOKEN_CLS"
 
@@ -94,7 +97,22 @@ class RelationExtractionAdapter(TaskAdapter):
         return label_count_scale(len(self.labels))
 
     # --- data ---------------------------------------------------------------------------------
+    @staticmethod
+    def check_markers(examples: list[Example]) -> None:
+        """Every text marks its two entities once each (``<e1>…</e1>``, ``<e2>…</e2>``), or a ``DataError`` names
+        the example's ``file:line`` (``<input>:N`` for ``Run.predict``'s N-th text) and what is missing: without
+        the markers there is no entity pair to read a relation from."""
+        for i, example in enumerate(examples, 1):
+            path, _, line = (example.origin or "").rpartition(":")
+            if not path or not line.isdigit():
+                path, line = example.origin or "<input>", str(i)
+            if not isinstance(example.text, str):
+                raise DataError(f"{path}:{line}: expected a text with its two entities marked (<e1>...</e1> and "
+                                f"<e2>...</e2>), got {type(example.text).__name__}")
+            check_entity_markers(Path(path), int(line), example.text)
+
     def encode(self, examples: list[Example], *, with_labels: bool = True) -> list[Feature]:
+        self.check_markers(examples)
         encoded = self.tokenizer([e.text for e in examples], truncation=True, max_length=self.max_length)
         keys = [k for k in encoded if k in self.model_keys]
         features = []

@@ -146,7 +146,7 @@ class TrainerCallback:
         """After the loop's validation (``state.validation``, ``state.validation_predictions``)."""
 
     def on_train_end(self, state: TrainState) -> None:
-        """After the last epoch, before the best epoch's weights are restored."""
+        """After the last epoch, once the best epoch's weights are restored (the model the run keeps)."""
 
 
 class RowWeights(TrainerCallback):

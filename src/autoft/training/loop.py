@@ -86,13 +86,18 @@ def evaluate(
     description: str = "evaluate",
     return_predictions: bool = False,
     loss_only: bool = False,
+    tune_decision: bool = False,
 ) -> dict[str, Any] | tuple[dict[str, Any], list[Any]]:
     """Metrics (and mean loss) of ``model`` on labelled ``examples``; with ``return_predictions``, also
-    the decoded prediction of each example. ``loss_only``: the loss (and its perplexity) without predicting."""
+    the decoded prediction of each example. ``loss_only``: the loss (and its perplexity) without predicting.
+    ``tune_decision``: the adapter's decision settings (multi-label thresholds) are first tuned on these examples'
+    probabilities, then the predictions are decoded with them."""
     probabilities, loss = predict_probabilities(
         model, adapter, features, batch_size=batch_size, progress=progress, description=description, with_loss=True,
         outputs=not loss_only,
     )
+    if tune_decision and not loss_only:
+        adapter.tune_decision(probabilities, examples)
     predictions = [None if p is None else adapter.decode(p) for p in probabilities]
     metrics = {} if loss_only else adapter.metrics(examples, predictions)
     metrics["loss"] = loss
@@ -455,11 +460,11 @@ def fit(
         if checkpointing:
             checkpoint_now(epoch)
 
-    # Restore the best epoch's weights.
-    callback.on_train_end(state)
+    # Restore the best epoch's weights: the model the run keeps, which callbacks see at the end.
     unwrapped = accelerator.unwrap_model(model)
     if best_state is not None:
         unwrapped.load_state_dict(best_state)
+    callback.on_train_end(state)
     accelerator.free_memory()
     return result
 
