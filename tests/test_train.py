@@ -415,9 +415,11 @@ def test_the_range_test_trains_on_the_rows_a_callback_chose(tiny_model_dir, clas
         return original(model, adapter, features, *args, **kwargs)
 
     monkeypatch.setattr(plan, "range_test", recording)
-    config = tiny_config(tiny_model_dir, classification_files, tmp_path / "a", learning_rate="auto")
+    # Six epochs: a plan large enough for a range test (24 steps of 4 rows are a fifth of 6 x 90 rows).
+    config = tiny_config(tiny_model_dir, classification_files, tmp_path / "a", learning_rate="auto", epochs=6)
     autoft.train(config, callback=SearchFirstRows())
-    plain = autoft.train(tiny_config(tiny_model_dir, classification_files, tmp_path / "b", learning_rate="auto"))
+    plain = autoft.train(tiny_config(tiny_model_dir, classification_files, tmp_path / "b", learning_rate="auto",
+                                     epochs=6))
     chosen, every = searched
     assert len(chosen) == 30 and chosen == every[:30] and len(every) == 90
     run_plan = json.loads((tmp_path / "a" / "training_plan.json").read_text())

@@ -181,5 +181,7 @@ def test_train_and_evaluate_score_validation_at_the_same_tuned_thresholds(untrai
         assert metrics["validation"][key] == pytest.approx(evaluated[key], abs=1e-6), key
     row = next(line.split() for line in table.splitlines() if line.startswith("validation"))
     assert row[1] == f"{evaluated['micro_f1']:.4f}"  # the CLI table's validation micro-F1
-    # An untrained model's scores differ by threshold, so this compares something: 0.5 says no to every label.
-    assert metrics["epochs"][0]["validation"]["micro_f1"] != pytest.approx(evaluated["micro_f1"])
+    # The model learned nothing: for these sparse labels the only thresholds that beat 0.5 on F1 say yes to every
+    # text, which is no decision for a label most texts lack, so every threshold stays at 0.5 (before, the tuned
+    # thresholds predicted nearly every label).
+    assert set(thresholds["thresholds"].values()) == {0.5}

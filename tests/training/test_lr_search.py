@@ -5,6 +5,7 @@ import torch
 from autoft.data.loading import Example
 from autoft.modeling.load import load_model, load_tokenizer
 from autoft.tasks.classification import ClassificationAdapter
+from autoft.training.batching import LengthGroupedBatchSampler
 from autoft.training.loop import _optimizer, evaluate
 from autoft.training.lr_search import choose_rate, range_test, smooth, valley
 from tests.conftest import synthetic_rows
@@ -93,3 +94,22 @@ def test_a_curve_that_only_diverges_falls_back_to_the_middle_of_the_bounds(tiny)
                         min_lr=10.0, max_lr=1000.0, bounds=(1e-5, 1e-3))
     assert search.diverged_at is not None and search.chosen == pytest.approx(1e-4)
     assert search.rule.startswith("no ")
+
+
+def test_the_range_test_shows_a_bar_when_asked_and_counts_the_tokens_it_drew(tiny, capsys):
+    adapter, train, _, _, fresh = tiny
+    model = fresh()
+    shown = range_test(model, adapter, train, lambda m: _optimizer(m, 0.01, 1e-5), batch_size=8, steps=6,
+                       min_lr=1e-5, max_lr=1e-4, progress=True)
+    assert "lr range test" in capsys.readouterr().err
+    hidden = range_test(model, adapter, train, lambda m: _optimizer(m, 0.01, 1e-5), batch_size=8, steps=6,
+                        min_lr=1e-5, max_lr=1e-4)
+    assert capsys.readouterr().err == ""
+    # Six batches of eight, the first six the training sampler draws with seed 0: their unpadded tokens.
+    lengths = [len(f["input_ids"]) for f in train]
+    sampler = LengthGroupedBatchSampler(lengths, 8, seed=0)
+    sampler.set_epoch(1)
+    drawn = [i for batch in list(sampler)[:6] for i in batch]
+    assert shown.samples == hidden.samples == 48 and shown.diverged_at is None
+    assert shown.tokens == hidden.tokens == sum(lengths[i] for i in drawn)
+    assert shown.losses == pytest.approx(hidden.losses)  # the bar changes nothing

@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -98,8 +99,106 @@ def _resolved(tiny_model_dir, **training):
                    make_optimizer=lambda m: _optimizer(m, 0.01, 1e-5), device=torch.device("cpu"))
 
 
+def test_the_range_test_costs_at_most_a_fifth_of_a_small_plan_and_is_untouched_on_a_big_one():
+    from autoft.training.plan import MAX_SEARCH_SHARE, search_budget
+
+    assert MAX_SEARCH_SHARE == 0.2
+    # 3,000 rows, 5 epochs: 24 steps x 32 samples are 768 of 15,000 (5%), the test as it always was.
+    big = search_budget([20] * 3000, [20] * 3000, epochs=5, batch_size=32)
+    assert (big.steps, big.batch_size, big.skipped) == (24, 32, False)
+    assert big.share == big.unbound_share == pytest.approx(768 / 15000, abs=1e-4) and big.planned_tokens == 300_000
+    # 300 questions, 9 epochs: 768 of 2,700 samples (28%); batches of 22 keep the 24 steps (528 samples, 19.6%).
+    qa = search_budget([300] * 300, [300] * 300, epochs=9, batch_size=32)
+    assert (qa.steps, qa.batch_size) == (24, 22) and qa.unbound_share == pytest.approx(768 / 2700, abs=1e-4)
+    assert qa.share == pytest.approx(528 / 2700, abs=1e-4) and "batches cut from 32" in qa.how
+    # 60 rows x 10 epochs: 120 samples allowed, 24 steps of 5.
+    few = search_budget([30] * 60, [30] * 60, epochs=10, batch_size=32)
+    assert (few.steps, few.batch_size, few.skipped) == (24, 5, False) and few.share == pytest.approx(0.2)
+    # 40 pairs x 7 epochs, batch 8 (generation): 56 samples allowed, under 24 x 4: no test.
+    tiny = search_budget([250] * 40, [250] * 40, epochs=7, batch_size=8)
+    assert tiny.skipped and (tiny.steps, tiny.batch_size, tiny.share) == (0, 0, 0.0)
+    assert tiny.unbound_share == pytest.approx(192 / 280, abs=1e-4)
+    assert tiny.how == "skipped: even 24 steps x 4 samples would cost 34% of the planned training, over 20%"
+    # Tokens count, not rows: rows twice as long as training's, or two processes each running it, halve the batch.
+    assert search_budget([600] * 300, [300] * 300, epochs=9, batch_size=32).batch_size == 11
+    assert search_budget([300] * 300, [300] * 300, epochs=9, batch_size=32, processes=2).batch_size == 11
+    for n in (10, 40, 100, 300, 1000, 5000):
+        for epochs in (1, 3, 8, 30):
+            for batch in (2, 8, 32, 128):
+                budget = search_budget([50] * n, [50] * n, epochs=epochs, batch_size=batch)
+                assert budget.share <= MAX_SEARCH_SHARE and (budget.skipped or budget.steps == 24)
+                assert budget.skipped == (budget.unbound_share * min(4, batch) / batch > MAX_SEARCH_SHARE)
+                if budget.unbound_share <= MAX_SEARCH_SHARE:
+                    assert (budget.steps, budget.batch_size, budget.share) == (24, batch, budget.unbound_share)
+
+
+@pytest.mark.parametrize(("rows", "epochs"), [
+    # The defaults benchmark's rows (benchmarks/results/defaults.json: CPU, batch 32): rows, planned epochs.
+    (500, 8),  # TweetEval 500: 768 of 4,000 samples (19.2%), the most
+    (1500, 6),  # TweetEval 1,500: 8.5%
+    (3257, 5),  # TweetEval full: 4.7%
+    (500, 13),  # BANKING77 500: 11.8%
+    (1500, 10),  # BANKING77 1,500: 5.1%
+    (9003, 6),  # BANKING77 full: 1.4%
+    (500, 11),  # BTC 500: 14.0%
+    (1500, 9),  # BTC 1,500: 5.7%
+])
+def test_the_bound_leaves_the_defaults_benchmark_rows_as_they_were_measured(rows, epochs):
+    from autoft.training.plan import search_budget
+
+    lengths = [int(x) for x in np.random.default_rng(rows).integers(10, 60, rows)]  # the test draws the same rows
+    budget = search_budget(lengths, lengths, epochs=epochs, batch_size=32)
+    assert (budget.steps, budget.batch_size, budget.skipped) == (24, 32, False)
+    assert budget.share == budget.unbound_share == pytest.approx(768 / (rows * epochs), abs=1e-4)
+    # A bound of a tenth would cut the 500-row tests (and chose other rates on two of them: plan.py's docstring).
+    assert search_budget(lengths, lengths, epochs=epochs, batch_size=32, max_share=0.1).batch_size == (
+        32 if rows > 500 else int(0.1 * rows * epochs / 24))
+
+
+def test_a_plan_too_small_for_the_range_test_starts_from_the_prior_rate(tiny_model_dir):
+    plan = _resolved(tiny_model_dir, epochs=2)  # 320 samples in all: 64 for the test, under 24 steps x 4
+    record = plan.to_dict()
+    assert plan.lr_search is None and record["lr_search"] is None and record["lr_search_budget"]["skipped"]
+    assert plan.config.learning_rate == plan.config.head_learning_rate == 2e-4
+    assert "the prior rate of full fine-tuning (0.0002); no range test: skipped" in plan.choices["learning_rate"]["how"]
+    assert plan.choices["head_learning_rate"]["how"] == "the prior rate"
+    lora = _resolved(tiny_model_dir, epochs=2, peft="lora")
+    assert lora.config.learning_rate == lora.config.head_learning_rate == 1.1e-3
+
+
+def test_a_small_plan_runs_a_cheaper_test_and_records_what_the_bound_did(tiny_model_dir, capsys):
+    import json
+
+    bound = _resolved(tiny_model_dir, epochs=3)  # 480 samples: 96 for the test, 24 steps of four
+    budget, search = bound.to_dict()["lr_search_budget"], bound.lr_search
+    assert set(budget) == {"steps", "batch_size", "tokens_per_sample", "planned_tokens", "share", "unbound_share",
+                           "max_share", "skipped", "how"}
+    assert (budget["steps"], budget["batch_size"], budget["skipped"], budget["max_share"]) == (24, 4, False, 0.2)
+    assert search.batch_size == 4 and search.samples <= 96 and len(search.losses) <= 24
+    estimate = 96 * budget["tokens_per_sample"]
+    assert budget["share"] == pytest.approx(estimate / budget["planned_tokens"], rel=1e-3) and budget["share"] <= 0.2
+    assert budget["planned_tokens"] == pytest.approx(3 * 160 * budget["tokens_per_sample"], rel=1e-3)
+    assert search.tokens == pytest.approx(estimate, rel=0.25)  # the tokens it drew: about what was estimated
+    assert budget["unbound_share"] == pytest.approx(384 / 480)
+    assert "24 steps x 4 samples (batches cut from 16): 20.0%" in bound.choices["learning_rate"]["how"]
+    json.dumps(bound.to_dict())  # training_plan.json
+    capsys.readouterr()
+    # The bar follows training.progress (--no-progress sets it false): shown on stderr, or not at all.
+    _resolved(tiny_model_dir, epochs=10, progress=True)
+    assert "lr range test" in capsys.readouterr().err
+    cut = _resolved(tiny_model_dir, epochs=10, progress=False)
+    assert "lr range test" not in capsys.readouterr().err
+    # 1,600 samples: 320 for the test, 24 steps of 13; a long plan leaves it as it was (24 x 16).
+    assert (cut.search_budget.steps, cut.search_budget.batch_size) == (24, 13)
+    long = _resolved(tiny_model_dir, epochs=40)
+    assert (long.search_budget.steps, long.search_budget.batch_size, long.lr_search.samples) == (24, 16, 384)
+
+
 def test_a_long_plan_holds_the_pretrained_weights_under_the_ceiling_and_the_head_keeps_the_searched_rate(
-        tiny_model_dir):
+        tiny_model_dir, monkeypatch):
+    from autoft.training import plan
+
+    monkeypatch.setattr(plan, "MAX_SEARCH_SHARE", math.inf)  # one epoch of 160 rows: no bound on the test's cost
     short, long = _resolved(tiny_model_dir, epochs=1), _resolved(tiny_model_dir, epochs=400)
     searched = long.lr_search.chosen
     assert short.lr_search.chosen == searched  # the same test: the plan's length changes what is done with it

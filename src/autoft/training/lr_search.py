@@ -12,6 +12,10 @@ The model's weights are restored afterwards, so the search leaves no trace but i
 chosen is at the bottom of the (mean) curve's steepest stretch ("valley": the longest run of falling
 loss, two thirds of the way down it, as in fastai), kept within ``bounds``: fast enough to learn in the
 planned steps, slow enough not to forget the pretraining.
+
+How many steps and samples a test may spend is the plan's choice (:func:`autoft.training.plan.search_budget`:
+at most a fifth of the planned training's tokens); the test records the samples and tokens it drew, and shows a
+progress bar when asked.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from autoft.tasks.base import Feature, TaskAdapter
 from autoft.training.batching import LengthGroupedBatchSampler
@@ -43,6 +48,8 @@ class LRSearch:
     diverged_at: float | None = None
     batch_size: int = 0
     samples: int = 0
+    tokens: int = 0
+    """Tokens of the samples drawn (``input_ids``, unpadded): the test's cost, as the plan counts training's."""
     seconds: float = 0.0
     bounds: tuple[float, float] = (0.0, math.inf)
     shuffle_losses: list[list[float]] = field(default_factory=list)
@@ -113,12 +120,14 @@ def range_test(
     max_grad_norm: float | None = 1.0,
     device: torch.device | str = "cpu",
     autocast: Any = contextlib.nullcontext,
+    progress: bool = False,
 ) -> LRSearch:
     """Run the range test on ``features`` and return its curve and chosen rate; ``model`` is unchanged after.
 
     ``make_optimizer(model)`` builds a fresh optimiser (the loop's AdamW groups); its rate is set per step.
     ``autocast()`` is the mixed-precision context of the forward pass (the accelerator's). Each of the
-    ``shuffles`` passes starts from the given weights; later passes stop where the first one diverged."""
+    ``shuffles`` passes starts from the given weights; later passes stop where the first one diverged.
+    ``progress``: a tqdm bar over the steps (hidden otherwise)."""
     started = time.perf_counter()
     saved = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}  # off the accelerator
     was_training = model.training
@@ -126,7 +135,8 @@ def range_test(
     rates = [min_lr * factor**step for step in range(steps)]
     lengths = [len(f["input_ids"]) for f in features]
     passes: list[list[float]] = []
-    diverged_at, samples = None, 0
+    diverged_at, samples, tokens = None, 0, 0
+    bar = tqdm(total=steps * max(1, shuffles), desc="lr range test", disable=not progress, leave=False, unit="step")
     try:
         for shuffle in range(max(1, shuffles)):
             # Batches as training draws them (shuffled, length-grouped: little padding), as many passes as needed.
@@ -138,14 +148,16 @@ def range_test(
             limit = min(len(p) for p in passes) if passes else steps
             losses, diverged = _pass(model, adapter, features, make_optimizer(model), batches[:limit],
                                      rates[:limit], beta=beta, divergence=divergence, max_grad_norm=max_grad_norm,
-                                     device=device, autocast=autocast)
+                                     device=device, autocast=autocast, bar=bar)
             samples += sum(len(b) for b in batches[: len(losses)])
+            tokens += sum(lengths[i] for b in batches[: len(losses)] for i in b)
             model.load_state_dict(saved)
             if diverged:  # the diverging step says nothing about where to train
                 diverged_at = min(diverged_at or math.inf, rates[len(losses) - 1])
                 losses = losses[:-1]
             passes.append(losses)
     finally:
+        bar.close()
         model.load_state_dict(saved)
         model.zero_grad(set_to_none=True)
         model.train(was_training)
@@ -158,14 +170,17 @@ def range_test(
     return LRSearch(
         learning_rates=[float(r) for r in rates[:n]], losses=mean, smoothed=[float(s) for s in smoothed],
         chosen=chosen, rule=rule, valley=span, diverged_at=diverged_at, batch_size=batch_size,
-        samples=samples, seconds=round(time.perf_counter() - started, 3), bounds=bounds, shuffle_losses=passes,
+        samples=samples, tokens=tokens, seconds=round(time.perf_counter() - started, 3), bounds=bounds,
+        shuffle_losses=passes,
     )
 
 
 def _pass(model: torch.nn.Module, adapter: TaskAdapter, features: list[Feature], optimizer: Any,
           batches: list[list[int]], rates: list[float], *, beta: float, divergence: float,
-          max_grad_norm: float | None, device: torch.device | str, autocast: Any) -> tuple[list[float], bool]:
-    """One pass of the test: a step per batch at its rate. (The losses, whether the last one diverged.)"""
+          max_grad_norm: float | None, device: torch.device | str, autocast: Any, bar: Any
+          ) -> tuple[list[float], bool]:
+    """One pass of the test: a step per batch at its rate, each one ticking ``bar``. (The losses, whether the
+    last one diverged.)"""
     model.train()
     losses: list[float] = []
     for rate, indices in zip(rates, batches):
@@ -185,6 +200,8 @@ def _pass(model: torch.nn.Module, adapter: TaskAdapter, features: list[Feature],
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(float(loss.detach()))
+        bar.update()
+        bar.set_postfix(lr=f"{rate:.2g}", loss=f"{losses[-1]:.3g}", refresh=False)
         smoothed = smooth(losses, beta)
         if not math.isfinite(losses[-1]) or (len(losses) > 5 and smoothed[-1] > divergence * min(smoothed)):
             return losses, True
