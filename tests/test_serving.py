@@ -293,11 +293,16 @@ def test_autoft_run_records_the_better_run_on_validation(tmp_path, tiny_model_di
     comparison = autoft_run(config)
     better = json.loads((tmp_path / "out" / "comparison.json").read_text())["better"]
     assert better == comparison["better"] and better["metric"] == "macro_f1"
-    plain, agent = (json.loads((tmp_path / "out" / name / "metrics.json").read_text())["validation"]["macro_f1"]
-                    for name in ("plain", "autonomous"))
+    # Both runs scored on the same rows: the agent's stopping half, on which the plain run scored its epochs too.
+    agent = json.loads((tmp_path / "out" / "autonomous" / "metrics.json").read_text())["validation"]["macro_f1"]
+    reference = json.loads((tmp_path / "out" / "plain" / "stopping_half.json").read_text())
+    plain_metrics = json.loads((tmp_path / "out" / "plain" / "metrics.json").read_text())
+    plain = reference["epochs"][plain_metrics["best_epoch"] - 1]
     assert (better["plain"], better["autonomous"]) == (plain, agent)
     assert better["run"] == ("autonomous" if agent > plain else "plain")
+    assert better["compared_on"] == f"the same {reference['examples']} validation rows (the agent's stopping half)"
     assert better["validation_examples"]["plain"] == 20 and better["validation_examples"]["autonomous"] < 20
+    assert reference["examples"] == better["validation_examples"]["autonomous"]
     row = f"| better on validation: macro_f1 (served) | {plain:.4f} | {agent:.4f} | {better['run']}"
     assert row in comparison["table"] and row in (tmp_path / "out" / "comparison.md").read_text()
     with caplog.at_level(logging.INFO, logger="autoft"):

@@ -18,16 +18,19 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from autoft.comparison import better_run
 from autoft.config import AUTO, DEFAULT_POLICY, GENERATIVE_TASKS, TEXT_TARGET_TASKS, Config, as_config
-from autoft.data.splits import load_splits
+from autoft.data.splits import Splits, agent_validation, load_splits
 from autoft.errors import ConfigError
 from autoft.io import staged_folder, work_folder, write_json
 from autoft.run import Run, _prepare_output, train
+from autoft.selection.guard import BackOff, ReferenceScores, read_reference, reference_score
 from autoft.selection.policies import check_policy
+from autoft.tasks.registry import get_adapter_class
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +48,33 @@ def _with(config: Config, *, policy: str | None = None, output_dir: str | None =
                                      "training": config.training.model_copy(update=training or {})})
 
 
+SHARED_SETTINGS = ("epochs", "learning_rate", "head_learning_rate", "batch_size", "max_length",
+                   "early_stopping_patience")
+"""Training settings the agent's run takes from the plain run where the config says ``auto``: the two runs differ
+only in what the agent does. (A second learning-rate range test on the rows the agent keeps is not evidence for
+another rate: fewer rows move the test's choice, and a rate that suits the kept rows can still collapse.)"""
+
+
 def _shared_settings(config: Config, plain: Run) -> dict[str, Any]:
-    """The plain run's batch size where the config says ``auto``: the agent's run trains with the same one.
-    The learning rate is searched again: the agent's range test trains on the rows it keeps."""
-    keys = [k for k in ("batch_size",) if getattr(config.training, k) == AUTO]
-    if keys:
-        log.info("autonomous run: %s as chosen for the plain run", ", ".join(
-            f"{k} {plain.metrics['training'][k]:.3g}" for k in keys))
-    return {k: plain.metrics["training"][k] for k in keys}
+    """The plain run's resolved value of every setting of ``SHARED_SETTINGS`` the config leaves ``auto``."""
+    resolved = plain.metrics["training"]
+    shared = {k: resolved[k] for k in SHARED_SETTINGS
+              if getattr(config.training, k) == AUTO and resolved.get(k) not in (None, AUTO)}
+    if shared:
+        log.info("autonomous run: the settings resolved for the plain run (%s)", ", ".join(
+            f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in shared.items()))
+    return shared
+
+
+def _reference(config: Config) -> Callable[[Splits], ReferenceScores]:
+    """For the plain run: a callback that scores plain fine-tuning after each epoch on the validation rows that
+    choose early stopping in the agent's run (``stopping_half.json``), which the agent's run compares itself with."""
+    adapter = get_adapter_class(config.task)
+
+    def make(splits: Splits) -> ReferenceScores:
+        return ReferenceScores(agent_validation(splits.validation, config)[0], metric=adapter.primary_metric,
+                               greater_is_better=adapter.greater_is_better, loss_only=adapter.validate_by_loss)
+    return make
 
 
 def agent_config(config: Config) -> Config:
@@ -135,14 +157,19 @@ def _scores(run: Run) -> dict[str, Any]:
             "trained_samples": sum(e["samples"] for e in run.metrics["epochs"])}
 
 
-def _last_keep_rates(decisions: Path) -> dict[str, float]:
-    """Per-source keep rates of the agent's last selection (from its decisions log)."""
-    rates: dict[str, float] = {}
+def _agent_summary(decisions: Path) -> dict[str, Any]:
+    """From the agent's decisions log: the per-source keep rates of its last selection, its back-offs (when it
+    fell behind plain fine-tuning on validation) and the classes it warned about."""
+    summary: dict[str, Any] = {"keep_rate_by_source": {}, "back_offs": [], "class_warnings": []}
     for line in decisions.read_text(encoding="utf-8").splitlines():
         record = json.loads(line)
         if record.get("event") == "select":
-            rates = record.get("keep_rate_by_source", {})
-    return rates
+            summary["keep_rate_by_source"] = record.get("keep_rate_by_source", {})
+        elif record.get("event") == "back-off":
+            summary["back_offs"].append({k: record.get(k) for k in ("epoch", "intervention", "drop_fraction")})
+        elif record.get("event") == "class-warning":
+            summary["class_warnings"].append(record["class"])
+    return summary
 
 
 def comparison_table(comparison: dict[str, Any]) -> str:
@@ -168,6 +195,12 @@ def comparison_table(comparison: dict[str, Any]) -> str:
     if len(rates) > 1:
         kept = ", ".join(f"{name} {rate:.0%}" for name, rate in rates.items())
         lines.append(f"| kept per source | 100% each | {kept} | |")
+    for back_off in comparison.get("back_offs") or []:
+        what = "left out half as much" if back_off["intervention"] else "stopped intervening"
+        lines.append(f"| agent backed off (behind plain on validation) | {gap}| | after epoch {back_off['epoch'] - 1}: "
+                     f"{what} | |")
+    if comparison.get("class_warnings"):
+        lines.append(f"| classes that lost over half their rows | {gap}| | {', '.join(comparison['class_warnings'])} | |")
     better = comparison.get("better")
     if better and isinstance(better.get("plain"), float) and isinstance(better.get("autonomous"), float):
         winner = better["run"] + (" (a tie)" if better["plain"] == better["autonomous"] else "")
@@ -178,15 +211,23 @@ def comparison_table(comparison: dict[str, Any]) -> str:
 
 def _better(plain: Run, agent: Run | None) -> dict[str, Any]:
     """Which run ``autoft serve OUTPUT`` (and predict, evaluate, export) uses: the better main validation metric
-    of the task, ties to plain (:func:`autoft.comparison.better_run`), with each run's validation size (the
-    agent's run holds back the part of validation that rewards the agent)."""
-    better = better_run(plain.metrics.get("validation") or {},
-                        None if agent is None else agent.metrics.get("validation") or {},
-                        metric=plain.adapter.primary_metric, greater_is_better=plain.adapter.greater_is_better)
+    of the task, ties to plain (:func:`autoft.comparison.better_run`). Both are scored on the same rows: the
+    agent's run validates on the part of validation that does not reward the agent, and the plain run's kept
+    weights were scored on those rows too (``stopping_half.json``); a plain run without that file is compared on
+    its whole validation set (``compared_on`` says which)."""
+    metric = plain.adapter.primary_metric
+    plain_scores = plain.metrics.get("validation") or {}
+    reference = read_reference(plain.path)
+    compared_on = "each run's validation set"
+    if agent is not None and reference is not None and reference["epochs"]:
+        plain_scores = {metric: reference_score(reference, plain.metrics["best_epoch"])}
+        compared_on = f"the same {reference['examples']} validation rows (the agent's stopping half)"
+    better = better_run(plain_scores, None if agent is None else agent.metrics.get("validation") or {},
+                        metric=metric, greater_is_better=plain.adapter.greater_is_better)
     sizes = {name: (run.metrics.get("sizes") or {}).get("validation")
              for name, run in (("plain", plain), ("autonomous", agent)) if run is not None}
-    log.info("better on validation: %s/ (%s)", better["run"], better["why"])
-    return {**better, "validation_examples": sizes}
+    log.info("better on validation: %s/ (%s, on %s)", better["run"], better["why"], compared_on)
+    return {**better, "compared_on": compared_on, "validation_examples": sizes}
 
 
 def _before_after(config: Config, output: Path, resume: bool) -> dict[str, Any]:
@@ -246,13 +287,16 @@ def run(config: Config | dict | str | Path, *, overrides: list[str] | None = Non
     with staged_folder(output, resumable=True) as temp:
         started = time.perf_counter()
         agent = agent_config(config)
-        plain_run = _train_or_load(_with(config, policy="none", output_dir=str(temp / "plain")), resume)
+        plain_run = _train_or_load(_with(config, policy="none", output_dir=str(temp / "plain")), resume,
+                                   callbacks=[_reference(agent)])
+        reference = read_reference(plain_run.path)  # the agent backs off when it falls behind these scores
         agent_run = _train_or_load(_with(agent, output_dir=str(temp / "autonomous"),
-                                         training=_shared_settings(config, plain_run)), resume, zero_shot=False)
+                                         training=_shared_settings(config, plain_run)), resume, zero_shot=False,
+                                   callbacks=[BackOff(reference)] if reference else None)
         comparison = {"policy": agent.selection.policy, "plain": _scores(plain_run),
                       "zero_shot": plain_run.metrics.get("zero_shot"),
                       "autonomous": _scores(agent_run), "wall_seconds": round(time.perf_counter() - started, 1),
-                      "keep_rate_by_source": _last_keep_rates(temp / "autonomous" / "decisions.jsonl"),
+                      **_agent_summary(temp / "autonomous" / "decisions.jsonl"),
                       "better": _better(plain_run, agent_run)}
         comparison["table"] = comparison_table(comparison)
         write_json(temp / "comparison.json", comparison)

@@ -31,10 +31,10 @@ import yaml
 from accelerate import PartialState
 from accelerate.utils import set_seed
 
-from autoft.config import AUTO, GENERATIVE_TASKS, ONE_LABEL_TASKS, TEXT_TARGET_TASKS, Config, as_config, parse_config
+from autoft.config import AUTO, GENERATIVE_TASKS, TEXT_TARGET_TASKS, Config, as_config, parse_config
 from autoft.data.corrected import corrected_name, keep_every_label, line_of, write_corrected
 from autoft.data.loading import Example, detect_format
-from autoft.data.splits import Splits, check_known_labels, load_splits, read_file, split_validation
+from autoft.data.splits import Splits, agent_validation, check_known_labels, load_splits, read_file
 from autoft.errors import ConfigError, DataError, RunDirError
 from autoft.io import staged_folder, to_builtin, verify_checksums, write_checksums, write_json, write_text_atomic
 from autoft.modeling import parameter_efficient
@@ -342,8 +342,7 @@ def train(
     validation, reward_part, warnings = splits.validation, [], []
     self_training = config.selection.self_training if splits.unlabeled and callback is None else "off"
     if callback is None and (config.selection.uses_agent or self_training == "agent"):
-        validation, reward_part = split_validation(splits.validation, fraction=config.selection.reward_fraction,
-                                                   seed=config.training.seed, stratify=config.task in ONE_LABEL_TASKS)
+        validation, reward_part = agent_validation(splits.validation, config)
         log.info("validation split for the agent: %d examples reward it, %d choose early stopping and the best "
                  "epoch (selection.reward_fraction %.2g, seed %d)", len(reward_part), len(validation),
                  config.selection.reward_fraction, config.training.seed)
@@ -438,7 +437,7 @@ def train(
         "parameters": {"total": parameters, "trainable": trainable,
                        "peft": config.training.peft.method if config.training.peft is not None else None},
         "skipped_rows": len(splits.skipped),
-        "warnings": warnings,
+        "warnings": warnings + list(getattr(agent, "warnings", [])),
         "best_epoch": result.best_epoch,
         "stopped_early": result.stopped_early,
         "rollbacks": result.rollbacks,

@@ -98,16 +98,18 @@ def test_value_and_run_commands(tiny_model_dir, noisy_files, tmp_path, capsys):
     for name in ("plain/model", "autonomous/model", "decisions.jsonl", "data_values.csv", "comparison.md"):
         assert (tmp_path / "out" / name).exists(), name
     # Two epochs over 150 rows are too small a plan for a range test (24 steps of even 4 rows would cost more than
-    # a fifth of it): both runs start from the prior rate and say so (tests/test_train.py searches the rows a
-    # callback chose on a larger plan).
+    # a fifth of it): the plain run starts from the prior rate and says so (tests/test_train.py searches the rows a
+    # callback chose on a larger plan). The agent's run trains with the settings resolved for the plain run.
     from autoft.training.plan import PRIOR_RATES
 
-    for name in ("plain", "autonomous"):
-        training = yaml.safe_load((tmp_path / "out" / name / "config.yaml").read_text())["training"]
-        plan = json.loads((tmp_path / "out" / name / "training_plan.json").read_text())
-        assert plan["lr_search"] is None and plan["lr_search_budget"]["skipped"]
-        assert training["head_learning_rate"] == PRIOR_RATES["full"] >= training["learning_rate"]
-        assert "no range test" in plan["choices"]["learning_rate"]["how"]
+    training = {name: yaml.safe_load((tmp_path / "out" / name / "config.yaml").read_text())["training"]
+                for name in ("plain", "autonomous")}
+    plan = json.loads((tmp_path / "out" / "plain" / "training_plan.json").read_text())
+    assert plan["lr_search"] is None and plan["lr_search_budget"]["skipped"]
+    assert training["plain"]["head_learning_rate"] == PRIOR_RATES["full"] >= training["plain"]["learning_rate"]
+    assert "no range test" in plan["choices"]["learning_rate"]["how"]
+    assert training["autonomous"] == training["plain"]
+    assert not (tmp_path / "out" / "autonomous" / "training_plan.json").exists()  # nothing left to resolve
     noise = json.loads((tmp_path / "out" / "autonomous" / "noise.json").read_text())
     assert noise["drop_fraction"] == 0.3 and 0.0 <= noise["rate"] <= 1.0 and set(noise["per_class"]) == set(LABELS)
 

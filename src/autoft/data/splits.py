@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autoft.config import ONE_LABEL_TASKS, TEXT_TARGET_TASKS, DataConfig
+from autoft.config import ONE_LABEL_TASKS, TEXT_TARGET_TASKS, Config, DataConfig
 from autoft.data.loading import BadRows, Example, load_examples, read_texts
 from autoft.errors import DataError
 
@@ -57,6 +57,13 @@ def split_validation(
     index = np.arange(len(examples))
     train_idx, val_idx = train_test_split(index, test_size=fraction, random_state=seed, stratify=labels)
     return [examples[i] for i in sorted(train_idx)], [examples[i] for i in sorted(val_idx)]
+
+
+def agent_validation(examples: list[Example], config: Config) -> tuple[list[Example], list[Example]]:
+    """The validation set of an agent's run, split (seeded, stratified for one-label tasks) into the part that
+    chooses early stopping and the best epoch and the part that rewards the agent (``selection.reward_fraction``)."""
+    return split_validation(examples, fraction=config.selection.reward_fraction, seed=config.training.seed,
+                            stratify=config.task in ONE_LABEL_TASKS)
 
 
 def _fold(label: str) -> str:

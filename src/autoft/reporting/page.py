@@ -146,6 +146,8 @@ def _agent(report: Report) -> str:
     if noise_path is not None:
         noise = json.loads(noise_path.read_text(encoding="utf-8"))
         rows = [["estimated noise rate", noise.get("rate")], ["share left out", noise.get("drop_fraction")]]
+        if noise.get("em_rate") is not None and noise.get("em_rate") != noise.get("rate"):
+            rows.insert(1, ["EM's rate, above the lower bound acted on (small data)", noise["em_rate"]])
         rows += [[f"noise rate of {k}", v] for k, v in (noise.get("per_class") or {}).items()]
         units = noise.get("units", "labels")
         parts.append(f"<p>The agent was never told the noise rate; it estimated it from the data ({escape(units)}"
@@ -163,6 +165,14 @@ def _agent(report: Report) -> str:
             parts.append(figure(figures.actions([d["epoch"] for d in selections], [d["kept"] for d in selections],
                                                 [d["dropped"] for d in selections]),
                                 "How many training samples each epoch trained on and left out.", "actions"))
+        guards = [d for d in decisions if d.get("event") in ("back-off", "class-warning")]
+        if guards:
+            rows = [[f"from epoch {d['epoch']}" if d.get("epoch") else "before training",
+                     f"behind plain fine-tuning on validation: it now leaves out {d['drop_fraction']:.0%}"
+                     if d["event"] == "back-off" else
+                     f"class {d['class']!r} lost {d['left_out']} of its {d['rows']} rows; it trains on "
+                     f"{d['effective']} ({d['relabelled_in']} relabelled into it)"] for d in guards]
+            parts.append("<h3>Where the agent held back</h3>" + table(["when", "what"], rows, table_id="held-back"))
     values_path = report.agent_file("data_values.csv")
     if values_path is not None:
         rows = _read_csv(values_path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,10 @@ from autoft.selection.noise import transition_of
 from autoft.selection.reports import data_value_rows, write_data_values, write_decisions, write_noise
 from autoft.selection.rewards import RewardTracker, load_reward
 from autoft.selection.state import TrainingDynamics, sequence_margins
-from autoft.selection.valuation import Valuation, _ranks, kept_mask
+from autoft.selection.valuation import MAX_CLASS_LOSS, Valuation, _ranks, kept_mask
 from autoft.training.callbacks import StepOutput, TrainerCallback, TrainState
+
+log = logging.getLogger(__name__)
 
 
 class AgentCallback(TrainerCallback):
@@ -48,6 +51,10 @@ class AgentCallback(TrainerCallback):
         self.selected = np.ones(n, dtype=bool)
         self.masked = np.zeros(len(valuation.units.owner), dtype=bool)
         self.relabelled = np.zeros(n, dtype=bool)
+        self.floor_relabelled = np.zeros(n, dtype=bool)  # relabelled into a class below its floor (Valuation.floor)
+        self.intervention = 1.0  # state.intervention: 1 fully, 0 plain training (selection.guard.BackOff)
+        self.warnings: list[str] = []  # classes that lost more than half their rows, by name (metrics.json)
+        self._epoch = 0  # the epoch being selected for (0: before training), for the class floor's records
         self.retagged = np.zeros(n, dtype=bool)  # NER: rows with an entity trained on its suggested type
         # selection.flagged: unlabel — the model's own labels of the samples left out, after the last two epochs
         self.own_label = np.full(n, -1, dtype=np.int64)
@@ -65,7 +72,7 @@ class AgentCallback(TrainerCallback):
         self._features: list[Any] | None = None
 
     SAVED = ("policy", "dynamics", "model_margin", "last_prediction", "values", "weights", "selected", "masked",
-             "relabelled", "retagged", "own_label", "own_label_before", "own_confidence", "unlabelled", "decisions",
+             "relabelled", "floor_relabelled", "intervention", "warnings", "_epoch", "retagged", "own_label", "own_label_before", "own_confidence", "unlabelled", "decisions",
              "_reward", "_action")
     """What the online phase changes, the policy's learned state included (the valuation is recomputed)."""
 
@@ -118,24 +125,31 @@ class AgentCallback(TrainerCallback):
         return (hasattr(self.policy, "draw_selection") and self.selection.mode != "mask"
                 and len(units.owner) == units.n_samples)
 
+    @property
+    def drop_fraction(self) -> float:
+        """The share left out now: the run's ``drop_fraction`` scaled by how far the agent still intervenes."""
+        return self.selection.drop_fraction * self.intervention
+
     def _drawn(self) -> np.ndarray:
         """[N] bool: the policy's own draw at the run's keep rate (per given class with ``balance:
         per-class``). Re-scoring does not move it: the policy's online steps do."""
         labels = self.valuation.sample_labels
         groups = [np.flatnonzero(labels == c) for c in np.unique(labels)] \
             if self.selection.balance == "per-class" else None
-        return self.policy.draw_selection(1.0 - self.selection.drop_fraction, groups)
+        return self.policy.draw_selection(1.0 - self.drop_fraction, groups)
 
     def _weights(self, values: np.ndarray, draw: bool = True) -> np.ndarray:
         """Per-sample weights at these values: 0 for the samples left out (``mask`` mode: none; the
         lowest-valued entities are masked instead; a policy that ``draws``: those its draw leaves out, unless
         not ``draw``), the value's rank in ``weight`` mode; the bucket a bucket policy chose counts double."""
         if self.selection.mode == "mask":
-            self.masked = self.valuation.lowest_units()
+            self.masked = self.valuation.lowest_units(self.drop_fraction)
             weights = np.ones(len(values))
         else:
             keep = self._drawn() if draw and self.draws else kept_mask(
-                values, self.valuation.sample_labels, self.selection.drop_fraction, self.selection.balance)
+                values, self.valuation.sample_labels, self.drop_fraction, self.selection.balance)
+            keep, self.floor_relabelled, floor = self.valuation.floor(keep, values)
+            self._record_floor(floor)
             self.selected = keep  # what the policy is rewarded for (relabels and own labels come on top)
             weights = np.where(keep, np.clip(_ranks(values), 1e-3, 1.0), 0.0) if self.selection.mode == "weight" \
                 else keep.astype(np.float64)
@@ -145,17 +159,34 @@ class AgentCallback(TrainerCallback):
         return weights
 
     def _relabel(self, weights: np.ndarray) -> dict[int, int]:
-        """Samples to repair instead of leaving out (``selection.relabel_confidence``): left out at these
-        ``weights``, and the noise estimate suggests another label with at least that probability. Sets
+        """Samples to repair instead of leaving out: those the class floor relabels into a class that would
+        starve (``Valuation.floor``), and (``selection.relabel_confidence``) those left out at these ``weights``
+        whose suggested label, another than the given one, has at least that probability. Sets
         ``self.relabelled``; returns row -> suggested class id."""
         threshold, noise = self.selection.relabel_confidence, self.valuation.noise
-        self.relabelled = np.zeros(len(weights), dtype=bool)
+        self.relabelled = self.floor_relabelled.copy()
         if threshold is None or noise is None or self.selection.mode == "mask" or self.valuation.units.spans is not None:
-            return {}  # (NER repairs entity types: _retag)
+            return {int(i): int(noise.suggested[i]) for i in np.flatnonzero(self.relabelled)}  # (NER: _retag)
         suggested = noise.suggested
-        self.relabelled = ((weights == 0) & (suggested != self.valuation.sample_labels)
-                           & (noise.suggested_confidence >= threshold))
+        self.relabelled |= ((weights == 0) & (suggested != self.valuation.sample_labels)
+                            & (noise.suggested_confidence >= threshold))
         return {int(i): int(suggested[i]) for i in np.flatnonzero(self.relabelled)}
+
+    def _record_floor(self, floor: list[dict[str, Any]]) -> None:
+        """A ``class-floor`` decision for what the class floor did this time, and a warning (once per class, by
+        name) for a class that still lost more than half its rows (left out or relabelled away)."""
+        if not floor:
+            return
+        self.decisions.append({"phase": "online", "epoch": self._epoch, "event": "class-floor", "classes": floor})
+        for record in floor:
+            if record["left_out"] > MAX_CLASS_LOSS * record["rows"] and not any(
+                    w.startswith(f"class {record['class']!r}") for w in self.warnings):
+                self.warnings.append(
+                    f"class {record['class']!r}: the agent left out {record['left_out']} of its {record['rows']} "
+                    f"rows as mislabelled; it trains on {record['effective']} ({record['relabelled_in']} relabelled "
+                    f"into it from other classes); check its labels in data_values.csv")
+                log.warning(self.warnings[-1])
+                self.decisions.append({"phase": "online", "epoch": self._epoch, "event": "class-warning", **record})
 
     def _retag(self, weights: np.ndarray) -> dict[int, dict[int, str]]:
         """NER repair instead of leaving out (``selection.relabel_confidence``): among the lowest-valued
@@ -168,7 +199,7 @@ class AgentCallback(TrainerCallback):
         self.retagged = np.zeros(len(weights), dtype=bool)
         if threshold is None or noise is None or units.spans is None:
             return {}
-        suspect = self.masked.copy() if self.selection.mode == "mask" else self.valuation.lowest_units()
+        suspect = self.masked.copy() if self.selection.mode == "mask" else self.valuation.lowest_units(self.drop_fraction)
         confident = suspect & (noise.suggested != units.labels) & (noise.suggested_confidence >= threshold)
         if self.selection.mode == "mask":
             repaired = confident
@@ -210,14 +241,20 @@ class AgentCallback(TrainerCallback):
             state.search_rows = np.flatnonzero(self._weights(self._current_values(), draw=False) > 0)
 
     def on_epoch_begin(self, state: TrainState) -> None:
-        epoch = state.epoch
+        epoch = self._epoch = state.epoch
+        if state.intervention != self.intervention:  # backed off (selection.guard.BackOff)
+            self.intervention = state.intervention
+            self.decisions.append({"phase": "online", "epoch": epoch, "event": "back-off",
+                                   "intervention": self.intervention, "drop_fraction": round(self.drop_fraction, 4)})
         self.values = self._current_values()
         self._action = None
         if epoch > 1 or self.update_every:
             self._act()  # (per-epoch rewards: the first epoch has no reward to act on yet)
         self.weights = self._weights(self.values)
-        state.relabels = self._relabel(self.weights)
-        state.retagged = self._retag(self.weights)
+        if self.intervention > 0:
+            state.relabels, state.retagged = self._relabel(self.weights), self._retag(self.weights)
+        else:  # backed off all the way: every row trains on its given label
+            self.relabelled[:], self.retagged[:] = False, False
         self.weights[self.relabelled | self.retagged] = 1.0  # repaired: trains on its suggested label this epoch
         state.relabels.update(self._unlabel(self.weights))
         self.weights[self.unlabelled] = self.own_confidence[self.unlabelled]  # trains on the model's own label
@@ -226,7 +263,7 @@ class AgentCallback(TrainerCallback):
             state.masked_words = self._masked_words()
         kept = ~self._flagged()
         corrected_noise = None  # the estimated share of wrong labels among the rows forward-corrected
-        if self.selection.correction == "forward":  # the noise left among the rows that keep their given label
+        if self.selection.correction == "forward" and self.intervention > 0:  # the noise left among the rows that keep their given label
             given, noise = np.flatnonzero(kept & ~self.relabelled & ~self.unlabelled), self.valuation.noise
             state.label_transition = transition_of(noise.posterior, self.valuation.sample_labels, given)
             corrected_noise = round(float(1.0 - noise.correct[given].mean()), 4) if given.size else None

@@ -15,6 +15,14 @@ Nobody tells autoft the noise rate, so it estimates one, in the spirit of the co
    annotator whose true-class prior is fixed per sample), smoothed with a few pseudo-counts.
 4. The posterior that each given label is the true one gives the noise rate per sample, per given
    class and overall, and the most likely true class (a suggested relabel) with its confidence.
+5. Small data: with few rows per class, EM's ``C x C`` transition matrix explains a weak probe's errors as
+   noise (300 clean SemEval relations read as 49% noisy; 300 clean BANKING77 rows as 30%). A second, simpler
+   estimate checks it: the probes' mean probability of the true class on the clean validation samples, ``A``, and
+   of the given label on the training samples, ``G``, differ by the noise, ``r = (A - G) / (A - B)`` (``B``: their
+   mean probability of a wrong label, spread over the wrong labels as ``T`` spreads them), with a standard error
+   from both means (:func:`moment_rate`). The estimate acted on is the lower of EM's rate and that estimate's
+   lower confidence bound (``LCB_Z``): where they disagree, ``T`` is shrunk toward the identity until its rate is
+   the bound. On the 300 clean SemEval rows the bound is 0; on 40% symmetric noise in TweetEval, 35%.
 
 Calibrated scores make the estimate honest on clean data: when the given labels are the true ones,
 ``T = I`` is the likelihood's maximum, so a weak probe does not read its own errors as noise.
@@ -52,6 +60,14 @@ class NoiseEstimate:
     validation_nll: tuple[float, float]
     """Validation log loss of the probes before and after calibration."""
     calibration: Calibration | None = None
+    em_rate: float | None = None
+    """EM's rate before the check against the lower confidence bound (``rate`` is the one acted on)."""
+    moment: tuple[float, float] | None = None
+    """:func:`moment_rate`'s estimate and standard error."""
+    null: float | None = None
+    """:func:`null_rate`: the rate EM reads on clean labels drawn from its own probes."""
+    lower_bound: float | None = None
+    """The larger of the two lower bounds on the rate (moment and null); ``rate`` is at most it."""
     """The calibration map the estimate was made with (``posterior_of`` applies it to other samples)."""
 
     def posterior_of(self, probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -81,11 +97,18 @@ class NoiseEstimate:
             "calibration_penalty": self.penalty,
             "validation_log_loss": {"raw": round(self.validation_nll[0], 4),
                                     "calibrated": round(self.validation_nll[1], 4)},
+            **({"em_rate": round(self.em_rate, 4)} if self.em_rate is not None else {}),
+            **({"moment_rate": round(self.moment[0], 4), "moment_standard_error": round(self.moment[1], 4)}
+               if self.moment else {}),
+            **({"null_rate": round(self.null, 4), "lower_bound": round(self.lower_bound, 4)}
+               if self.lower_bound is not None else {}),
             "transition": {y: {k: round(float(self.transition[i, j]), 4) for j, k in enumerate(class_names)
                                if self.transition[i, j] >= 0.005}
                            for i, y in enumerate(class_names)},
             "method": "out-of-fold probes calibrated (matrix scaling) on the validation labels; label-transition "
-                      "matrix by EM; rate = mean posterior that a given label is wrong",
+                      "matrix by EM; rate = mean posterior that a given label is wrong, at most the lower confidence "
+                      "bound of the probes' validation-vs-training agreement (the matrix shrunk toward the identity "
+                      "to it)",
         }
 
 
@@ -214,6 +237,73 @@ def transition_of(posterior: np.ndarray, labels: np.ndarray, rows: np.ndarray | 
     return counts / counts.sum(axis=1, keepdims=True)
 
 
+LCB_Z = 1.2816
+"""The rate acted on is at most the moment estimate's one-sided 90% lower confidence bound."""
+
+
+def moment_rate(train_probs: np.ndarray, labels: np.ndarray, val_probs: np.ndarray, val_labels: np.ndarray,
+                transition: np.ndarray) -> tuple[float, float]:
+    """The noise rate from how much less probability the probes give the training samples' given labels than the
+    validation samples' true ones: ``r = (A - G) / (A - B)``, and its standard error (delta method over both sets).
+
+    ``A``: mean probability of the true class over the validation samples (``val_probs`` [M, C], or [F, M, C]
+    averaged over the fold probes); ``G``: of the given label over the training samples (``train_probs``, out of
+    fold); ``B``: of a wrong label over the validation samples, the wrong labels weighted as ``transition``'s
+    off-diagonal spreads them (uniform where it has none). The probes never saw either set, so a clean label is
+    scored like a validation one and a wrong one like a wrong validation label."""
+    val_probs = np.asarray(val_probs, dtype=np.float64)
+    if val_probs.ndim == 3:
+        val_probs = val_probs.mean(axis=0)
+    labels, val_labels = np.asarray(labels, dtype=np.int64), np.asarray(val_labels, dtype=np.int64)
+    c = val_probs.shape[1]
+    flips = np.array(transition, dtype=np.float64)
+    np.fill_diagonal(flips, 0.0)
+    flips = np.where(flips.sum(axis=1, keepdims=True) > 0, flips, 1.0 - np.eye(c))
+    flips /= np.clip(flips.sum(axis=1, keepdims=True), _EPS, None)
+    true = val_probs[np.arange(len(val_labels)), val_labels]
+    wrong = (val_probs * flips[val_labels]).sum(axis=1)
+    given = np.asarray(train_probs, dtype=np.float64)[np.arange(len(labels)), labels]
+    gap = true.mean() - wrong.mean()
+    if gap <= _EPS or len(val_labels) < 2 or len(labels) < 2:
+        return 0.0, float("inf")  # probes that cannot tell classes apart say nothing
+    rate = (true.mean() - given.mean()) / gap
+    variance = np.var((1.0 - rate) * true + rate * wrong, ddof=1) / len(true) + np.var(given, ddof=1) / len(given)
+    return float(rate), float(np.sqrt(variance) / gap)
+
+
+NULL_DRAWS = 3
+NULL_MARGIN = 2.0
+"""EM's rate less this many times the rate it reads on clean labels drawn from its own probes is a lower bound on
+the noise: the part of EM's rate that overfitting its transition matrix to few rows per class explains."""
+
+
+def null_rate(prior: np.ndarray, *, smoothing: float = 1.0, seed: int = 0, draws: int = NULL_DRAWS) -> float:
+    """The rate EM reads on labels drawn from ``prior`` itself, which are clean by construction: how much noise
+    fitting a ``C x C`` transition matrix to this many rows finds where there is none (mean over ``draws``)."""
+    rng = np.random.default_rng(seed)
+    rates = []
+    for _ in range(draws):
+        labels = (np.cumsum(prior, axis=1) < rng.random((len(prior), 1)) * prior.sum(axis=1, keepdims=True)).sum(1)
+        labels = np.minimum(labels, prior.shape[1] - 1)
+        _, posterior = fit_transition(prior, labels, smoothing=smoothing)
+        rates.append(1.0 - posterior[np.arange(len(labels)), labels].mean())
+    return float(np.mean(rates))
+
+
+def _shrink(prior: np.ndarray, labels: np.ndarray, transition: np.ndarray, target: float
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """``(1 - a) I + a T`` and its posterior, ``a`` in [0, 1] chosen (bisection) so the posterior rate is
+    ``target``."""
+    low, high, eye = 0.0, 1.0, np.eye(len(transition))
+    for _ in range(30):
+        a = 0.5 * (low + high)
+        shrunk = (1.0 - a) * eye + a * transition
+        joint = prior * shrunk[:, labels].T
+        posterior = joint / joint.sum(axis=1, keepdims=True)
+        low, high = (a, high) if 1.0 - posterior[np.arange(len(labels)), labels].mean() < target else (low, a)
+    return shrunk, posterior
+
+
 def estimate_noise(
     oof_probs: np.ndarray,
     labels: np.ndarray,
@@ -234,6 +324,7 @@ def estimate_noise(
     if len(val_labels) == 0:
         raise ValueError("estimating the noise rate needs validation samples with trusted labels")
     val_probs = np.asarray(val_probs, dtype=np.float64)
+    val_oof, val_labels_given = val_probs, val_labels
     penalty = choose_penalty(val_probs, val_labels, seed=seed)
     if val_probs.ndim == 3:  # every fold probe's view of the validation set: more pairs for the calibration
         val_labels = np.tile(val_labels, len(val_probs))
@@ -241,14 +332,21 @@ def estimate_noise(
     calibration = fit_calibration(val_probs, val_labels, penalty=penalty)
     before = _nll(_log_probs(val_probs), val_labels)
     after = _nll(_log_probs(calibration(val_probs)), val_labels)
-    transition, posterior = fit_transition(calibration(oof_probs), labels, smoothing=smoothing)
+    prior = np.clip(calibration(oof_probs), _EPS, 1.0)
+    transition, posterior = fit_transition(prior, labels, smoothing=smoothing)
+    em_rate = float(1.0 - posterior[np.arange(len(labels)), labels].mean()) if len(labels) else 0.0
+    moment = moment_rate(oof_probs, labels, val_oof, val_labels_given, transition)
+    null = null_rate(prior, smoothing=smoothing, seed=seed) if len(labels) else 0.0
+    bound = max(0.0, moment[0] - LCB_Z * moment[1], em_rate - NULL_MARGIN * null)
+    if bound < em_rate:
+        transition, posterior = _shrink(prior, labels, transition, bound)
     correct = posterior[np.arange(len(labels)), labels]
     per_class = {name: float(1.0 - correct[labels == k].mean())
                  for k, name in enumerate(class_names) if (labels == k).any()}
     return NoiseEstimate(float(1.0 - correct.mean()) if len(labels) else 0.0, per_class, calibration.temperature,
-                         penalty, transition,
-                         correct, posterior, (before, after), calibration)
+                         penalty, transition, correct, posterior, (before, after), calibration, em_rate, moment, null,
+                         bound)
 
 
-__all__ = ["Calibration", "NoiseEstimate", "choose_penalty", "estimate_noise", "fit_calibration", "fit_temperature",
-           "fit_transition", "transition_of"]
+__all__ = ["LCB_Z", "NULL_MARGIN", "Calibration", "NoiseEstimate", "choose_penalty", "estimate_noise",
+           "fit_calibration", "fit_temperature", "fit_transition", "moment_rate", "null_rate", "transition_of"]

@@ -139,13 +139,14 @@ class PairAgentCallback(TrainerCallback):
         size = min(size, len(reward_examples))
         self._rows = np.sort(np.random.default_rng(seed).choice(len(reward_examples), size, replace=False))
         self._features: list[Any] | None = None
+        self.intervention = 1.0  # state.intervention: 1 fully, 0 plain training (selection.guard.BackOff)
         self.metric = self.selection.reward
         if self.metric.count(":"):
             raise ConfigError("selection.reward: a 'module:function' reward is for classification predictions; "
                               "on prompt-response pairs use loss or a generation metric (rougeL, bleu, chrf, ...)")
 
     SAVED = ("policy", "weights", "selected", "trained", "decisions", "_reward", "_action", "_steps_in_epoch",
-             "update_every")
+             "update_every", "intervention")
     """What the online phase changes, the policy's learned state included (the valuation is recomputed)."""
 
     @property
@@ -155,7 +156,7 @@ class PairAgentCallback(TrainerCallback):
     def _weights(self) -> np.ndarray:
         """This epoch's selection (a policy that draws: its draw at the keep rate; else the lowest-valued
         ``drop_fraction`` left out) and the weights of ``_reweighted``."""
-        values, drop = self.policy.values_, self.selection.drop_fraction
+        values, drop = self.policy.values_, self.selection.drop_fraction * self.intervention
         self.selected = self.policy.draw_selection(1.0 - drop) if self.draws else kept_mask(values, None, drop)
         return self._reweighted()
 
@@ -177,6 +178,11 @@ class PairAgentCallback(TrainerCallback):
     def on_epoch_begin(self, state: TrainState) -> None:
         self._steps_in_epoch = 0
         self._action = None
+        if state.intervention != self.intervention:  # backed off (selection.guard.BackOff)
+            self.intervention = state.intervention
+            self.decisions.append({"phase": "online", "epoch": state.epoch, "event": "back-off",
+                                   "intervention": self.intervention,
+                                   "drop_fraction": round(self.selection.drop_fraction * self.intervention, 4)})
         if self.update_every or state.epoch > 1:
             self._act()
         self.weights = self._weights()
@@ -230,7 +236,7 @@ class PairAgentCallback(TrainerCallback):
     # outputs
     def flagged(self) -> np.ndarray:
         """[N] bool: the pairs the agent leaves out at its last values."""
-        return ~kept_mask(self.policy.values_, None, self.selection.drop_fraction)
+        return ~kept_mask(self.policy.values_, None, self.selection.drop_fraction * self.intervention)
 
     def repairs(self) -> tuple[np.ndarray, dict[int, int]]:
         """The pairs the agent leaves out (``flagged``) and no relabels (a response is never replaced), for

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,12 @@ log = logging.getLogger(__name__)
 
 MAX_AUTO_DROP = 0.5
 """``drop_fraction: auto`` never leaves out more than this share, whatever the estimated noise rate."""
+MAX_CLASS_LOSS = 0.5
+"""No class loses more than this share of its training signal to the agent: each given class keeps at least
+``1 - MAX_CLASS_LOSS`` of its row count as effective examples (its rows kept, plus rows relabelled into it)."""
+FLOOR_RELABEL_CONFIDENCE = 0.9
+"""A class below its floor first takes in rows left out whose suggested label is that class with at least this
+posterior (they train on it), then gets back its own best-valued rows left out."""
 
 
 @dataclass
@@ -57,15 +64,29 @@ class Valuation:
 
     def flagged(self, values: np.ndarray, masked_units: np.ndarray | None = None) -> np.ndarray:
         """[N] bool: the samples the agent leaves out at these sample ``values`` — in ``mask`` mode the
-        samples holding a masked unit (``masked_units``, default the lowest-valued ones)."""
+        samples holding a masked unit (``masked_units``, default the lowest-valued ones). Rows the class floor
+        (:meth:`floor`) takes back or relabels are not left out."""
         if self.selection.mode == "mask":
             masked = self.lowest_units() if masked_units is None else masked_units
             return self.units.sample_any(masked.astype(np.float64)) > 0
-        return ~kept_mask(values, self.sample_labels, self.selection.drop_fraction, self.selection.balance)
+        keep = kept_mask(values, self.sample_labels, self.selection.drop_fraction, self.selection.balance)
+        kept, relabelled, _ = self.floor(keep, values)
+        return ~(kept | relabelled)
 
-    def lowest_units(self) -> np.ndarray:
-        """[U] bool: the lowest-valued ``drop_fraction`` of the units (``mask`` mode leaves them out)."""
-        return ~kept_mask(self.policy.values_, None, self.selection.drop_fraction)
+    def floor(self, keep: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
+        """The class floor on a selection (one label per sample; other tasks pass through): ``keep`` with rows
+        taken back, the rows relabelled into a class below its floor (their suggested label), and one record per
+        class the floor acted on or that still lost more than ``MAX_CLASS_LOSS`` (:func:`class_floor`)."""
+        if self.noise is None or self.units.spans is not None:  # NER: sentences hold many entities
+            return keep, np.zeros(len(keep), dtype=bool), []
+        return class_floor(keep, values, self.sample_labels, self.noise.suggested, self.noise.suggested_confidence,
+                           self.units.class_names)
+
+    def lowest_units(self, drop_fraction: float | None = None) -> np.ndarray:
+        """[U] bool: the lowest-valued ``drop_fraction`` (default: the run's) of the units (``mask`` mode leaves
+        them out)."""
+        drop = self.selection.drop_fraction if drop_fraction is None else drop_fraction
+        return ~kept_mask(self.policy.values_, None, drop)
 
 
 def _describe(units: Units, task: str, labels: np.ndarray) -> list[str]:
@@ -175,6 +196,44 @@ def value_samples(config: Config, splits: Splits, *, progress: bool = True) -> V
                      fold_probes, oof)
 
 
+def class_floor(keep: np.ndarray, values: np.ndarray, labels: np.ndarray, suggested: np.ndarray,
+                confidence: np.ndarray, class_names: list[str], *, max_loss: float = MAX_CLASS_LOSS,
+                relabel_confidence: float = FLOOR_RELABEL_CONFIDENCE) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+    """No class starves: each given class ``c`` of ``n_c`` rows keeps at least ``ceil((1 - max_loss) * n_c)``
+    effective examples — its rows in ``keep`` plus rows relabelled into it. Below that, rows left out whose
+    ``suggested`` label is ``c`` with at least ``relabel_confidence`` join it (most confident first; they train on
+    ``c``), then ``c``'s own rows left out come back, best ``values`` first.
+
+    Returns (keep with the rows taken back, [N] bool relabelled into their suggested class, records): one record
+    per class the floor acted on, and per class that lost more than ``max_loss`` of its rows (left out or
+    relabelled away) — ``{"class", "rows", "left_out", "taken_back", "relabelled_in", "effective"}``."""
+    keep = np.asarray(keep, dtype=bool).copy()
+    labels, suggested = np.asarray(labels), np.asarray(suggested)
+    relabelled = np.zeros(len(keep), dtype=bool)
+    records = []
+    for c in np.unique(labels):
+        rows = labels == c
+        floor = math.ceil((1.0 - max_loss) * rows.sum())
+        need = floor - int((keep & rows).sum()) - int((relabelled & (suggested == c)).sum())
+        taken_back = relabelled_in = 0
+        if need > 0:
+            offered = np.flatnonzero(~keep & ~relabelled & ~rows & (suggested == c) & (confidence >= relabel_confidence))
+            offered = offered[np.argsort(-confidence[offered], kind="stable")][:need]
+            relabelled[offered] = True
+            relabelled_in, need = len(offered), need - len(offered)
+        if need > 0:
+            back = np.flatnonzero(~keep & ~relabelled & rows)
+            back = back[np.argsort(-values[back], kind="stable")][:need]
+            keep[back] = True
+            taken_back = len(back)
+        effective = int((keep & rows).sum()) + int((relabelled & (suggested == c)).sum())
+        lost = int(rows.sum()) - int((keep & rows).sum())
+        if taken_back or relabelled_in or lost > max_loss * rows.sum():
+            records.append({"class": class_names[int(c)], "rows": int(rows.sum()), "left_out": lost,
+                            "taken_back": taken_back, "relabelled_in": relabelled_in, "effective": effective})
+    return keep, relabelled, records
+
+
 def _ranks(values: np.ndarray) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
     return rankdata(values) / len(values) if len(values) else values
@@ -194,4 +253,4 @@ def kept_mask(values: np.ndarray, labels: np.ndarray | None, drop_fraction: floa
     return keep
 
 
-__all__ = ["MAX_AUTO_DROP", "Valuation", "kept_mask", "resolve_drop_fraction", "value_samples"]
+__all__ = ["MAX_AUTO_DROP", "MAX_CLASS_LOSS", "Valuation", "class_floor", "kept_mask", "resolve_drop_fraction", "value_samples"]

@@ -81,6 +81,10 @@ class TrainState:
     """``logit_penalty(batch, logits, labels)``: a scalar added to every training step's loss from the step's
     inputs (``input_ids``, ``attention_mask``, ...), its logits and labels (e.g. distillation from the model a
     continual update started from); a callback sets it, usually in ``on_train_begin``."""
+    intervention: float = 1.0
+    """How far a data-selection agent intervenes: 1 fully, 0 not at all (the rest of the run trains as plain
+    fine-tuning would). A callback watching the agent's evidence lowers it (``autoft.selection.guard.BackOff``); the
+    agent scales what it leaves out by it."""
     validation: dict[str, Any] | None = None
     """The loop's last validation metrics (the split that chooses early stopping and the best epoch)."""
     validation_predictions: list[Any] | None = None

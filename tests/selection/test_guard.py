@@ -1,0 +1,167 @@
+"""No class starves, and the agent backs off when it falls behind plain fine-tuning on the same validation rows."""
+
+import json
+
+import numpy as np
+import pytest
+
+import autoft
+from autoft.config import SelectionConfig
+from autoft.selection.agent import AgentCallback, Units, Valuation
+from autoft.selection.guard import BackOff, ReferenceScores, read_reference
+from autoft.selection.noise import NoiseEstimate
+from autoft.selection.policies import get_policy
+from autoft.selection.valuation import class_floor
+from autoft.training.callbacks import CallbackList, TrainState
+
+
+def test_a_class_below_its_floor_takes_in_confident_relabels_then_its_own_best_rows():
+    labels = np.array([0] * 10 + [1] * 10 + [2] * 10)
+    values = np.arange(30, dtype=float)
+    keep = np.ones(30, dtype=bool)
+    keep[:10] = False  # every row of class 0 left out
+    keep[[10, 11, 12, 20, 21]] = False  # and a few of the others, some of them suggested to be class 0
+    suggested = labels.copy()
+    suggested[[10, 11, 20, 21]] = 0
+    confidence = np.full(30, 0.99)
+    confidence[21] = 0.6  # not confident enough to relabel
+    kept, relabelled, records = class_floor(keep, values, labels, suggested, confidence, ["a", "b", "c"])
+    # class 0 needs 5 effective rows: 3 confident relabels into it, then its own 2 best-valued rows back
+    assert np.flatnonzero(relabelled).tolist() == [10, 11, 20]
+    assert np.flatnonzero(kept[:10]).tolist() == [8, 9]
+    assert records == [{"class": "a", "rows": 10, "left_out": 8, "taken_back": 2, "relabelled_in": 3,
+                        "effective": 5}]
+    assert (kept[10:] == keep[10:]).all()  # the other classes lost no more than half: untouched
+    # nothing to do when no class lost more than half
+    again, none, quiet = class_floor(np.ones(30, dtype=bool), values, labels, suggested, confidence, ["a", "b", "c"])
+    assert again.all() and not none.any() and quiet == []
+
+
+def _noisy_valuation(n_per_class=20, drop=0.5):
+    """A valuation of three classes where class 2's rows hold the lowest values: a global cut at ``drop`` would
+    leave out all of them."""
+    labels = np.repeat(np.arange(3), n_per_class)
+    n = len(labels)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 4))
+    units = Units(x, labels, x[:6], np.array([0, 1, 2] * 2), ["a", "b", "c"], np.arange(n), np.zeros(n, np.int64))
+    policy = get_policy("small-loss", drop_fraction=drop)
+    policy.values_ = np.where(labels == 2, 0.0, 1.0) + np.linspace(0, 0.5, n)
+    posterior = np.eye(3)[labels] * 0.98 + 0.01
+    posterior[labels == 2] = [0.3, 0.3, 0.4]  # class 2's rows: unsure, no confident relabel
+    noise = NoiseEstimate(0.3, {"a": 0.1, "b": 0.1, "c": 0.6}, 1.0, 0.1, np.eye(3), posterior[np.arange(n), labels],
+                          posterior, (1.0, 1.0))
+    selection = SelectionConfig(policy="small-loss", drop_fraction=drop, correction="forward")
+    names = ["abc"[k] for k in labels]
+    valuation = Valuation(policy, units, labels, ["train"], names, names, np.ones(n), 1 - noise.correct, selection,
+                          noise)
+    return AgentCallback(valuation, primary_metric="macro_f1", reward_examples=[autoft.Example("v", "a")]), labels
+
+
+def test_the_agent_keeps_half_of_a_class_it_would_empty_and_names_it():
+    callback, labels = _noisy_valuation()
+    state = TrainState(n_samples=len(labels))
+    state.epoch = 1
+    callback.on_epoch_begin(state)
+    kept = state.weights > 0
+    assert kept[labels == 2].sum() == 10  # half of class c's 20 rows, not none
+    assert kept.sum() == 40  # the rows taken back come on top of the cut
+    floor = [d for d in callback.decisions if d["event"] == "class-floor"]
+    assert floor and floor[-1]["classes"][0]["class"] == "c"
+    assert callback.warnings == []  # it kept half: no class lost more than half
+    # flagged rows (data_values.csv, corrected files) follow the floor too
+    assert (callback.valuation.flagged(callback.values) == ~kept).all()
+
+
+def test_a_class_that_still_loses_more_than_half_is_named_once(caplog):
+    callback, labels = _noisy_valuation()
+    posterior = callback.valuation.noise.posterior
+    rows = np.flatnonzero(labels == 0)[:12]
+    posterior[rows] = [0.0, 0.0, 1.0]  # confidently class c: relabelled into it instead of c's own rows coming back
+    callback.valuation.policy.values_[rows] = -1.0  # and left out
+    state = TrainState(n_samples=len(labels))
+    with caplog.at_level("WARNING", logger="autoft"):
+        for epoch in (1, 2):
+            state.epoch = epoch
+            callback.on_epoch_begin(state)
+    # class a gets its own 2 best rows back first (it lost 12 of 20); c, left out but 2, takes in 8 of a's others
+    assert callback.relabelled.sum() == 8 and state.relabels[int(rows[2])] == 2 and (state.weights[rows[:2]] > 0).all()
+    assert callback.warnings == [("class 'c': the agent left out 18 of its 20 rows as mislabelled; it trains on 10 "
+                                 "(8 relabelled into it from other classes); check its labels in data_values.csv")]
+    assert sum(d["event"] == "class-warning" for d in callback.decisions) == 1
+    assert caplog.text.count("class 'c'") == 1
+
+
+def _reference(scores, greater_is_better=True):
+    return {"metric": "macro_f1", "greater_is_better": greater_is_better, "examples": 10, "epochs": scores}
+
+
+def test_the_agent_backs_off_when_it_falls_behind_plain_on_the_same_rows_then_stops_intervening():
+    callback, labels = _noisy_valuation()
+    guard = BackOff(_reference([0.5, 0.6, 0.7, 0.7]))
+    both = CallbackList([callback, guard])
+    state = TrainState(n_samples=len(labels))
+    both.on_train_begin(state)
+    kept = []
+    for epoch, score in zip((1, 2, 3, 4), (0.45, 0.65, 0.66, 0.9)):
+        state.epoch, state.label_transition = epoch, None  # (the loop resets it before each epoch)
+        both.on_epoch_begin(state)
+        kept.append(int((state.weights > 0).sum()))
+        if epoch == 4:
+            break
+        state.validation = {"macro_f1": score}
+        both.on_evaluate(state)
+    # behind by 0.05 after epoch 1: half as much left out; ahead after 2; behind plain's best by 0.04 after 3: none
+    assert [r["intervention"] for r in guard.records] == [0.5, 0.0]
+    assert [r["epoch"] for r in guard.records] == [1, 3]
+    assert kept[0] == 40 and kept[1] == 50 and kept[3] == 60  # (15 of class c left out at 0.25: 5 come back)
+    assert state.relabels == {} and state.label_transition is None  # plain training from here
+    back_offs = [d for d in callback.decisions if d["event"] == "back-off"]
+    assert [(d["epoch"], d["intervention"], d["drop_fraction"]) for d in back_offs] == [(2, 0.5, 0.25), (4, 0.0, 0.0)]
+
+
+def test_back_off_follows_the_metric_s_direction_and_resumes_at_its_level():
+    guard = BackOff(_reference([2.0, 1.5], greater_is_better=False))  # a loss: lower is better
+    state = TrainState(n_samples=1)
+    guard.on_train_begin(state)
+    state.epoch, state.validation = 1, {"macro_f1": 1.9}
+    guard.on_evaluate(state)
+    assert state.intervention == 1.0  # 1.9 < 2.0: ahead
+    state.epoch, state.validation = 2, {"macro_f1": 1.8}
+    guard.on_evaluate(state)
+    assert state.intervention == 0.5  # 1.8 trails 1.5 by more than the tolerance
+    saved = json.loads(json.dumps(guard.state_dict()))
+    resumed, fresh = BackOff(_reference([2.0, 1.5], greater_is_better=False)), TrainState(n_samples=1)
+    resumed.on_train_begin(fresh)
+    resumed.load_state_dict(saved)
+    assert fresh.intervention == 0.5 and resumed.level == 1
+
+
+def test_reference_scores_are_written_for_the_agent_s_run(tmp_path):
+    examples = [autoft.Example(f"t{i}", "a") for i in range(4)]
+    scores = iter([0.25, 0.5])
+    seen = []
+    state = TrainState(n_samples=1, encode=lambda rows: [f"f{e.text}" for e in rows],
+                       evaluate=lambda rows, features=None, loss_only=False: seen.append(features) or (
+                           {"macro_f1": next(scores)}, []))
+    reference = ReferenceScores(examples, metric="macro_f1", greater_is_better=True)
+    for _ in range(2):
+        reference.on_evaluate(state)
+    assert seen[0] == ["ft0", "ft1", "ft2", "ft3"] and seen[1] is seen[0]  # encoded once
+    reference.write_artifacts(tmp_path, [], [])
+    assert read_reference(tmp_path) == {**_reference([0.25, 0.5]), "examples": 4,
+                                        "what": read_reference(tmp_path)["what"]}
+    assert read_reference(tmp_path / "elsewhere") is None
+
+
+@pytest.mark.parametrize("level", [0, 1])
+def test_masked_entities_follow_the_intervention(level):
+    """NER's mask mode: the share of entities masked scales with the intervention too."""
+    callback, labels = _noisy_valuation()
+    callback.selection = callback.selection.model_copy(update={"mode": "mask", "correction": "off"})
+    callback.valuation.selection = callback.selection
+    callback.valuation.units.spans = [(0, 0)] * len(labels)  # one one-word entity per sentence
+    state = TrainState(n_samples=len(labels), intervention=(1.0, 0.0)[level])
+    state.epoch = 1
+    callback.on_epoch_begin(state)
+    assert callback.masked.sum() == (30 if level == 0 else 0)
