@@ -92,64 +92,68 @@ def test_a_class_that_still_loses_more_than_half_is_named_once(caplog):
     assert caplog.text.count("class 'c'") == 1
 
 
-def _reference(scores, greater_is_better=True):
-    return {"metric": "macro_f1", "greater_is_better": greater_is_better, "examples": 10, "epochs": scores}
+def _reference(scores, greater_is_better=True, rows=60):
+    return {"metric": "macro_f1", "greater_is_better": greater_is_better, "examples": 10, "epochs": scores,
+            "samples": [rows * (e + 1) for e in range(len(scores))]}
 
 
-def test_the_agent_backs_off_when_it_falls_behind_plain_on_the_same_rows_then_stops_intervening():
+def test_the_agent_backs_off_when_it_trails_plain_on_as_many_samples_then_stops_intervening():
     callback, labels = _noisy_valuation()
-    guard = BackOff(_reference([0.5, 0.6, 0.7, 0.7]))
+    guard = BackOff(_reference([0.5, 0.6, 0.7, 0.7]))  # plain: 60 rows an epoch
     both = CallbackList([callback, guard])
     state = TrainState(n_samples=len(labels))
     both.on_train_begin(state)
     kept = []
-    for epoch, score in zip((1, 2, 3, 4), (0.45, 0.65, 0.66, 0.9)):
+    for epoch, score in zip((1, 2, 3, 4, 5), (0.45, 0.5, 0.52, 0.55, 0.9)):
         state.epoch, state.label_transition = epoch, None  # (the loop resets it before each epoch)
         both.on_epoch_begin(state)
         kept.append(int((state.weights > 0).sum()))
-        if epoch == 4:
+        if epoch == 5:
             break
         state.validation = {"macro_f1": score}
         both.on_evaluate(state)
-    # behind by 0.05 after epoch 1: half as much left out; ahead after 2; behind plain's best by 0.04 after 3: none
-    assert [r["intervention"] for r in guard.records] == [0.5, 0.0]
-    assert [r["epoch"] for r in guard.records] == [1, 3]
-    assert kept[0] == 40 and kept[1] == 50 and kept[3] == 60  # (15 of class c left out at 0.25: 5 come back)
+    # After 40 samples plain has no epoch to compare with; after 80 its first (0.5): level. After 120 it had 0.6:
+    # 0.52 trails, half as much left out. After 170 (120 + 50 kept) still 0.6: 0.55 trails, nothing left out.
+    assert [(r["epoch"], r["samples"], r["plain_best"], r["intervention"]) for r in guard.records] == [
+        (3, 120, 0.6, 0.5), (4, 170, 0.6, 0.0)]
+    assert kept == [40, 40, 40, 50, 60]  # (15 of class c left out at 0.25: its floor brings 5 back)
     assert state.relabels == {} and state.label_transition is None  # plain training from here
     back_offs = [d for d in callback.decisions if d["event"] == "back-off"]
-    assert [(d["epoch"], d["intervention"], d["drop_fraction"]) for d in back_offs] == [(2, 0.5, 0.25), (4, 0.0, 0.0)]
+    assert [(d["epoch"], d["intervention"], d["drop_fraction"]) for d in back_offs] == [(4, 0.5, 0.25), (5, 0.0, 0.0)]
 
 
 def test_back_off_follows_the_metric_s_direction_and_resumes_at_its_level():
-    guard = BackOff(_reference([2.0, 1.5], greater_is_better=False))  # a loss: lower is better
+    guard = BackOff(_reference([2.0, 1.5], greater_is_better=False, rows=1))  # a loss: lower is better
     state = TrainState(n_samples=1)
     guard.on_train_begin(state)
-    state.epoch, state.validation = 1, {"macro_f1": 1.9}
-    guard.on_evaluate(state)
-    assert state.intervention == 1.0  # 1.9 < 2.0: ahead
-    state.epoch, state.validation = 2, {"macro_f1": 1.8}
-    guard.on_evaluate(state)
-    assert state.intervention == 0.5  # 1.8 trails 1.5 by more than the tolerance
+    for epoch, loss, intervention in ((1, 1.9, 1.0), (2, 1.8, 0.5)):  # 1.9 < 2.0: ahead; 1.8 trails 1.5
+        state.epoch = epoch
+        guard.on_epoch_begin(state)
+        state.validation = {"macro_f1": loss}
+        guard.on_evaluate(state)
+        assert state.intervention == intervention
     saved = json.loads(json.dumps(guard.state_dict()))
-    resumed, fresh = BackOff(_reference([2.0, 1.5], greater_is_better=False)), TrainState(n_samples=1)
+    resumed, fresh = BackOff(_reference([2.0, 1.5], greater_is_better=False, rows=1)), TrainState(n_samples=1)
     resumed.on_train_begin(fresh)
     resumed.load_state_dict(saved)
-    assert fresh.intervention == 0.5 and resumed.level == 1
+    assert fresh.intervention == 0.5 and resumed.level == 1 and resumed.trained == 2
 
 
 def test_reference_scores_are_written_for_the_agent_s_run(tmp_path):
     examples = [autoft.Example(f"t{i}", "a") for i in range(4)]
     scores = iter([0.25, 0.5])
     seen = []
-    state = TrainState(n_samples=1, encode=lambda rows: [f"f{e.text}" for e in rows],
+    state = TrainState(n_samples=3, encode=lambda rows: [f"f{e.text}" for e in rows],
                        evaluate=lambda rows, features=None, loss_only=False: seen.append(features) or (
                            {"macro_f1": next(scores)}, []))
     reference = ReferenceScores(examples, metric="macro_f1", greater_is_better=True)
+    state.weights = np.array([1.0, 0.0, 2.0])  # (plain fine-tuning trains on every row; counted as given)
     for _ in range(2):
+        reference.on_epoch_begin(state)
         reference.on_evaluate(state)
     assert seen[0] == ["ft0", "ft1", "ft2", "ft3"] and seen[1] is seen[0]  # encoded once
     reference.write_artifacts(tmp_path, [], [])
-    assert read_reference(tmp_path) == {**_reference([0.25, 0.5]), "examples": 4,
+    assert read_reference(tmp_path) == {**_reference([0.25, 0.5], rows=2), "examples": 4,
                                         "what": read_reference(tmp_path)["what"]}
     assert read_reference(tmp_path / "elsewhere") is None
 

@@ -3,9 +3,11 @@ callback that backs the agent off when its model falls behind them.
 
 ``autoft run`` trains plain fine-tuning first. :class:`ReferenceScores` rides along and scores the plain model,
 after every epoch, on the part of validation that the agent's run keeps for early stopping (the agent learns from
-the other part), and writes the scores to ``stopping_half.json`` in the plain run's folder. In the agent's run,
-:class:`BackOff` compares the agent's best score so far on the same rows with the best plain fine-tuning had
-reached by the same epoch. When the agent is behind by more than ``BACK_OFF_TOLERANCE``, it backs off one
+the other part), and writes the scores, with the samples trained on so far, to ``stopping_half.json`` in the plain
+run's folder. In the agent's run, :class:`BackOff` compares the agent's best score so far on the same rows with the
+best plain fine-tuning had reached on no more training samples (an agent that leaves rows out trains on fewer per
+epoch, so it is compared with plain's earlier epochs). When the agent is behind by more than
+``BACK_OFF_TOLERANCE``, it backs off one
 level (``state.intervention``, which the agent reads at the next epoch's start): first it leaves out half as
 much, then nothing (no relabels, no loss correction: the rest of the run is plain fine-tuning from the weights it
 has). The agent writes each back-off to ``decisions.jsonl`` (a ``back-off`` record); this callback logs why.
@@ -42,20 +44,26 @@ class ReferenceScores(TrainerCallback):
                  loss_only: bool = False) -> None:
         self.examples, self.metric, self.greater_is_better, self.loss_only = examples, metric, greater_is_better, loss_only
         self.scores: list[float] = []
+        self.samples: list[int] = []  # training samples trained on by the end of each epoch
+        self._trained = 0
         self._features: list[Any] | None = None
 
-    SAVED = ("scores",)
+    SAVED = ("scores", "samples", "_trained")
+
+    def on_epoch_begin(self, state: TrainState) -> None:
+        self._trained += int((state.sample_weights() > 0).sum())
 
     def on_evaluate(self, state: TrainState) -> None:
         if self._features is None:
             self._features = state.encode(self.examples)
         metrics, _ = state.evaluate(self.examples, self._features, loss_only=self.loss_only)
         self.scores.append(float(metrics[self.metric]))
+        self.samples.append(self._trained)
 
     def write_artifacts(self, folder: Path, examples: list[Example], label_names: list[str]) -> None:
         write_json(folder / REFERENCE_FILE, {
             "metric": self.metric, "greater_is_better": self.greater_is_better, "examples": len(self.examples),
-            "epochs": [round(s, 6) for s in self.scores],
+            "epochs": [round(s, 6) for s in self.scores], "samples": self.samples,
             "what": "plain fine-tuning's score after each epoch on the validation rows that choose early stopping in "
                     "the agent's run (the rest reward the agent)"})
 
@@ -64,6 +72,14 @@ def read_reference(run_dir: str | Path) -> dict[str, Any] | None:
     """A plain run's ``stopping_half.json``, or ``None`` when it has none (a run not made by ``autoft run``)."""
     path = Path(run_dir) / REFERENCE_FILE
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def plain_best(reference: dict[str, Any], samples: int) -> float | None:
+    """The best score plain fine-tuning reached on the stopping half after training on at most ``samples`` samples
+    (signed so that higher is better); ``None`` before its first epoch's worth."""
+    sign = 1.0 if reference["greater_is_better"] else -1.0
+    reached = [sign * s for s, n in zip(reference["epochs"], reference["samples"]) if n <= samples]
+    return max(reached) if reached else None
 
 
 def reference_score(reference: dict[str, Any], epoch: int) -> float:
@@ -75,18 +91,20 @@ def reference_score(reference: dict[str, Any], epoch: int) -> float:
 
 class BackOff(TrainerCallback):
     """Lowers ``state.intervention`` when the agent's best validation score so far trails the best plain
-    fine-tuning had reached by the same epoch on the same rows (``reference``: :func:`read_reference`) by more
-    than ``tolerance``; one level per epoch, :data:`INTERVENTION_LEVELS`."""
+    fine-tuning had reached on the same rows (``reference``: :func:`read_reference`) with no more training
+    samples by more than ``tolerance``; one level per epoch, :data:`INTERVENTION_LEVELS`. (Runs after the agent,
+    so it counts the samples the agent chose for each epoch.)"""
 
     def __init__(self, reference: dict[str, Any], *, tolerance: float = BACK_OFF_TOLERANCE) -> None:
         self.reference, self.tolerance = reference, tolerance
         self.sign = 1.0 if reference["greater_is_better"] else -1.0
         self.level = 0
+        self.trained = 0
         self.best = -np.inf
         self.records: list[dict[str, Any]] = []
         self._state: TrainState | None = None
 
-    SAVED = ("level", "best", "records")
+    SAVED = ("level", "trained", "best", "records")
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
@@ -97,26 +115,30 @@ class BackOff(TrainerCallback):
         self._state = state
         state.intervention = INTERVENTION_LEVELS[self.level]
 
+    def on_epoch_begin(self, state: TrainState) -> None:
+        self.trained += int((state.sample_weights() > 0).sum())
+
     def on_evaluate(self, state: TrainState) -> None:
         metric = self.reference["metric"]
         if state.validation is None or metric not in state.validation:
             return
         self.best = max(self.best, self.sign * float(state.validation[metric]))
-        plain = max(self.sign * reference_score(self.reference, e) for e in range(1, state.epoch + 1))
-        if self.best >= plain - self.tolerance or self.level == len(INTERVENTION_LEVELS) - 1:
+        plain = plain_best(self.reference, self.trained)
+        if plain is None or self.best >= plain - self.tolerance or self.level == len(INTERVENTION_LEVELS) - 1:
             return
         self.level += 1
         state.intervention = INTERVENTION_LEVELS[self.level]
         record = {"phase": "online", "epoch": state.epoch, "event": "back-off", "metric": metric,
-                  "agent_best": round(self.sign * self.best, 6), "plain_best": round(self.sign * plain, 6),
+                  "samples": self.trained, "agent_best": round(self.sign * self.best, 6),
+                  "plain_best": round(self.sign * plain, 6),
                   "intervention": state.intervention,
                   "action": "leaves out half as much" if state.intervention > 0 else
                             "stops intervening: no rows left out or relabelled, no loss correction"}
         self.records.append(record)
-        log.warning("epoch %d: the agent's best %s on its stopping half, %.4f, trails plain fine-tuning's %.4f by the "
-                    "same epoch: it %s from the next epoch", state.epoch, metric, record["agent_best"],
-                    record["plain_best"], record["action"])
+        log.warning("epoch %d: the agent's best %s on its stopping half, %.4f, trails plain fine-tuning's %.4f on as "
+                    "many training samples (%d): it %s from the next epoch", state.epoch, metric, record["agent_best"],
+                    record["plain_best"], self.trained, record["action"])
 
 
 __all__ = ["BACK_OFF_TOLERANCE", "INTERVENTION_LEVELS", "REFERENCE_FILE", "BackOff", "ReferenceScores",
-           "read_reference", "reference_score"]
+           "plain_best", "read_reference", "reference_score"]
