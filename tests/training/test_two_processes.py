@@ -33,9 +33,12 @@ def test_two_processes_train_one_selection_and_write_one_run(tmp_path, tiny_mode
     assert all(abs(e["samples"] - kept / 2) <= 8 for e in metrics["epochs"])  # about half each (whole batches of 8)
     assert len({line.split("validation macro_f1 ")[1].split()[0] for line in epochs}) == 1  # the same weights
     assert (tmp_path / "run" / "checksums.json").is_file() and not list(tmp_path.glob(".run.tmp-*"))
-    selects = [json.loads(line) for line in (tmp_path / "run" / "decisions.jsonl").open()
-               if '"select"' in line]
-    assert [d["kept"] for d in selects] == [kept, kept]
+    decisions = [json.loads(line) for line in (tmp_path / "run" / "decisions.jsonl").open()]
+    selects = [d for d in decisions if d.get("event") == "select"]
+    # (plus what the class floor brought back or relabelled into a class that lost more than half its rows)
+    floor = [sum(c["taken_back"] + c["relabelled_in"] for c in d["classes"]) for d in decisions
+             if d.get("event") == "class-floor" and d["epoch"] == 1]
+    assert [d["kept"] for d in selects] == [kept + sum(floor[-1:])] * 2
     # Each step's outputs reach the agent from both processes: it saw the model's label of every row it kept.
     rows = list(csv.DictReader((tmp_path / "run" / "data_values.csv").open()))
     assert all(r["model_label"] for r in rows if r["flagged"] == "False")
