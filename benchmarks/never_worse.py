@@ -37,8 +37,8 @@ Settings (training seeds ``--seeds``, default 0 1 2; the noise seed is the train
 - ``plain_auto``: ``plain_auto_sym40``, plain ``autoft.train`` alone (every default, policy none) on full
   TweetEval at 40% symmetric noise. Target: no seed below 0.60.
 
-Cells are cached in ``benchmarks/results/never_worse_cells.jsonl`` keyed by setting, seed and the HEAD commit
-(short hash; ``dirty`` records uncommitted changes under src/): a cell of the current commit is reused unless
+Cells are cached in ``benchmarks/results/never_worse_cells.jsonl`` keyed by setting, seed and the last commit that
+changed src/ (short hash; ``dirty`` records uncommitted changes under src/): a cell of the current commit is reused unless
 ``--fresh``. ``never_worse.json`` and ``.md`` are written from every cached cell of the current commit for the
 selected settings, after each cell. ``--output STEM`` moves all three (``STEM.json``, ``STEM.md``,
 ``STEM_cells.jsonl``).
@@ -302,12 +302,13 @@ def cell_line(cell: dict[str, Any]) -> str:
 
 # --- the cache -------------------------------------------------------------------------------------
 def git_state() -> tuple[str, bool]:
-    """HEAD's short hash, and whether src/ has uncommitted changes."""
+    """The short hash of the last commit that changed src/ (a commit of tests or documents leaves the cells valid),
+    and whether src/ has uncommitted changes."""
     def git(*arguments: str) -> str:
         return subprocess.run(["git", *arguments], capture_output=True, text=True, check=False,
                               cwd=Path(__file__).resolve().parents[1]).stdout.strip()
 
-    return git("rev-parse", "--short", "HEAD"), bool(git("status", "--porcelain", "--", "src"))
+    return git("log", "-1", "--format=%h", "--", "src"), bool(git("status", "--porcelain", "--", "src"))
 
 
 def cell_key(name: str, seed: int, commit: str, train_limit: int | None) -> str:

@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--train-size", type=int, default=400)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--noise", type=float, default=0.3, help="share of training labels flipped at random")
+    parser.add_argument("--drop-fraction", default="auto",
+                        help="share of samples the agent leaves out (auto: the noise rate it estimates)")
     parser.add_argument("--output-dir", default="runs/trainer-example")
     args = parser.parse_args(argv)
 
@@ -65,7 +67,8 @@ def main(argv: list[str] | None = None) -> dict:
     trainer = Trainer(model, training, train_dataset=train_set, eval_dataset=val_set, processing_class=tokenizer)
 
     select = AutoSelect([texts[i] for i in train], labels, [texts[i] for i in validation],  # ★
-                        [topics[i] for i in validation], encoder=args.model)
+                        [topics[i] for i in validation], encoder=args.model,
+                        drop_fraction=args.drop_fraction if args.drop_fraction == "auto" else float(args.drop_fraction))
     select.attach(trainer)  # ★
     trainer.train()
     select.write_data_values(f"{args.output_dir}/data_values.csv")  # ★

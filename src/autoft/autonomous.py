@@ -160,7 +160,7 @@ def _scores(run: Run) -> dict[str, Any]:
 def _agent_summary(decisions: Path) -> dict[str, Any]:
     """From the agent's decisions log: the per-source keep rates of its last selection, its back-offs (when it
     fell behind plain fine-tuning on validation) and the classes it warned about."""
-    summary: dict[str, Any] = {"keep_rate_by_source": {}, "back_offs": [], "class_warnings": []}
+    summary: dict[str, Any] = {"keep_rate_by_source": {}, "back_offs": [], "class_warnings": [], "idle": False}
     for line in decisions.read_text(encoding="utf-8").splitlines():
         record = json.loads(line)
         if record.get("event") == "select":
@@ -169,6 +169,8 @@ def _agent_summary(decisions: Path) -> dict[str, Any]:
             summary["back_offs"].append({k: record.get(k) for k in ("epoch", "intervention", "drop_fraction")})
         elif record.get("event") == "class-warning":
             summary["class_warnings"].append(record["class"])
+        elif record.get("event") == "idle":
+            summary["idle"] = True
     return summary
 
 
@@ -195,6 +197,8 @@ def comparison_table(comparison: dict[str, Any]) -> str:
     if len(rates) > 1:
         kept = ", ".join(f"{name} {rate:.0%}" for name, rate in rates.items())
         lines.append(f"| kept per source | 100% each | {kept} | |")
+    if comparison.get("idle"):
+        lines.append(f"| the agent found no label noise to act on | {gap}| | trained as plain fine-tuning | |")
     for back_off in comparison.get("back_offs") or []:
         what = "left out half as much" if back_off["intervention"] else "stopped intervening"
         lines.append(f"| agent backed off (behind plain on validation) | {gap}| | after epoch {back_off['epoch'] - 1}: "
@@ -219,7 +223,9 @@ def _better(plain: Run, agent: Run | None) -> dict[str, Any]:
     plain_scores = plain.metrics.get("validation") or {}
     reference = read_reference(plain.path)
     compared_on = "each run's validation set"
-    if agent is not None and reference is not None and reference["epochs"]:
+    same_rows = agent is not None and reference is not None and reference["epochs"] and \
+        reference["examples"] == (agent.metrics.get("sizes") or {}).get("validation")
+    if same_rows:  # (an idle agent's run validates on the whole set, as plain does)
         plain_scores = {metric: reference_score(reference, plain.metrics["best_epoch"])}
         compared_on = f"the same {reference['examples']} validation rows (the agent's stopping half)"
     better = better_run(plain_scores, None if agent is None else agent.metrics.get("validation") or {},

@@ -363,9 +363,13 @@ def train(
                               f"{config.task} samples yet; use none")
         from autoft.selection.agent import AgentCallback, value_samples
 
-        callbacks.append(AgentCallback(value_samples(config, replace(splits, validation=reward_part),
-                                                     progress=config.training.progress),
-                                       primary_metric=adapter.primary_metric, reward_examples=reward_part,
+        valuation = value_samples(config, replace(splits, validation=reward_part), progress=config.training.progress)
+        if valuation.idle:  # nothing to act on: plain fine-tuning, its best epoch chosen on the whole validation set
+            log.info("the agent has nothing to act on (estimated noise %.1f%%, nothing to leave out or relabel): "
+                     "the run trains as plain fine-tuning, validating on all %d validation examples",
+                     100 * (valuation.noise.rate if valuation.noise is not None else 0.0), len(splits.validation))
+            validation = splits.validation
+        callbacks.append(AgentCallback(valuation, primary_metric=adapter.primary_metric, reward_examples=reward_part,
                                        seed=config.training.seed))
     if callback is None and self_training != "off":
         from autoft.selection.self_training import SelfTrainingCallback

@@ -169,3 +169,24 @@ def test_masked_entities_follow_the_intervention(level):
     state.epoch = 1
     callback.on_epoch_begin(state)
     assert callback.masked.sum() == (30 if level == 0 else 0)
+
+
+def test_an_agent_with_nothing_to_act_on_trains_as_plain_fine_tuning(tmp_path, tiny_model_dir):
+    """A random tiny encoder gives the noise estimate no evidence: the rate acted on is 0, so the agent's run is
+    plain fine-tuning again, validated on the whole set, and scores what plain scores."""
+    from autoft.autonomous import run
+    from tests.conftest import synthetic_rows, tiny_config, write_csv
+
+    files = {split: write_csv(tmp_path / f"{split}.csv", synthetic_rows(n, seed))
+             for split, n, seed in (("train", 60, 0), ("validation", 20, 1), ("test", 20, 2))}
+    comparison = run(tiny_config(tiny_model_dir, files, tmp_path / "out", epochs=2))
+    noise = json.loads((tmp_path / "out" / "noise.json").read_text())
+    assert noise["rate"] < 0.005 and noise["drop_fraction"] == 0.0
+    assert comparison["idle"] and "| the agent found no label noise to act on |" in comparison["table"]
+    decisions = [json.loads(line) for line in (tmp_path / "out" / "decisions.jsonl").read_text().splitlines()]
+    assert [d["event"] for d in decisions if d.get("event") in ("idle", "back-off")] == ["idle"]
+    metrics = {name: json.loads((tmp_path / "out" / name / "metrics.json").read_text()) for name in ("plain", "autonomous")}
+    assert metrics["autonomous"]["sizes"]["validation"] == metrics["plain"]["sizes"]["validation"] == 20
+    for split in ("validation", "test"):
+        assert metrics["autonomous"][split]["macro_f1"] == pytest.approx(metrics["plain"][split]["macro_f1"])
+    assert comparison["better"]["run"] == "plain" and comparison["better"]["compared_on"] == "each run's validation set"

@@ -72,7 +72,8 @@ class AgentCallback(TrainerCallback):
         self._features: list[Any] | None = None
 
     SAVED = ("policy", "dynamics", "model_margin", "last_prediction", "values", "weights", "selected", "masked",
-             "relabelled", "floor_relabelled", "intervention", "warnings", "_epoch", "retagged", "own_label", "own_label_before", "own_confidence", "unlabelled", "decisions",
+             "relabelled", "floor_relabelled", "intervention", "warnings", "_epoch", "retagged",
+             "own_label", "own_label_before", "own_confidence", "unlabelled", "decisions",
              "_reward", "_action")
     """What the online phase changes, the policy's learned state included (the valuation is recomputed)."""
 
@@ -236,7 +237,15 @@ class AgentCallback(TrainerCallback):
     # events
     def on_train_begin(self, state: TrainState) -> None:
         """The learning-rate range test trains on the rows kept first: on noisy labels the whole set's loss
-        curve falls slowly and the test picks a rate that learns the noise."""
+        curve falls slowly and the test picks a rate that learns the noise. An agent with nothing to act on
+        (``Valuation.idle``) does not intervene at all."""
+        if self.valuation.idle:
+            if self.intervention > 0:
+                self.decisions.append({"phase": "online", "epoch": 0, "event": "idle", "noise_rate": (
+                    self.valuation.noise.rate if self.valuation.noise is not None else None),
+                    "why": "nothing to act on: the noise rate acted on is 0 and nothing is to be left out or "
+                           "relabelled; the run trains as plain fine-tuning"})
+            self.intervention = state.intervention = 0.0
         if self.selection.mode != "mask":
             state.search_rows = np.flatnonzero(self._weights(self._current_values(), draw=False) > 0)
 

@@ -109,25 +109,25 @@ class BackOff(TrainerCallback):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         if self._state is not None:  # resumed: the agent's next epoch reads the level reached before
-            self._state.intervention = INTERVENTION_LEVELS[self.level]
+            self._state.intervention = min(self._state.intervention, INTERVENTION_LEVELS[self.level])
 
     def on_train_begin(self, state: TrainState) -> None:
         self._state = state
-        state.intervention = INTERVENTION_LEVELS[self.level]
+        state.intervention = min(state.intervention, INTERVENTION_LEVELS[self.level])  # (an idle agent set 0)
 
     def on_epoch_begin(self, state: TrainState) -> None:
         self.trained += int((state.sample_weights() > 0).sum())
 
     def on_evaluate(self, state: TrainState) -> None:
         metric = self.reference["metric"]
-        if state.validation is None or metric not in state.validation:
+        if state.validation is None or metric not in state.validation or state.intervention == 0:
             return
         self.best = max(self.best, self.sign * float(state.validation[metric]))
         plain = plain_best(self.reference, self.trained)
         if plain is None or self.best >= plain - self.tolerance or self.level == len(INTERVENTION_LEVELS) - 1:
             return
         self.level += 1
-        state.intervention = INTERVENTION_LEVELS[self.level]
+        state.intervention = min(state.intervention, INTERVENTION_LEVELS[self.level])
         record = {"phase": "online", "epoch": state.epoch, "event": "back-off", "metric": metric,
                   "samples": self.trained, "agent_best": round(self.sign * self.best, 6),
                   "plain_best": round(self.sign * plain, 6),

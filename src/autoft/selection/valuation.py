@@ -30,6 +30,8 @@ MAX_AUTO_DROP = 0.5
 MAX_CLASS_LOSS = 0.5
 """No class loses more than this share of its training signal to the agent: each given class keeps at least
 ``1 - MAX_CLASS_LOSS`` of its row count as effective examples (its rows kept, plus rows relabelled into it)."""
+IDLE_RATE = 0.005
+"""Below this estimated noise rate a forward loss correction changes nothing worth a run (``Valuation.idle``)."""
 FLOOR_RELABEL_CONFIDENCE = 0.9
 """A class below its floor first takes in rows left out whose suggested label is that class with at least this
 posterior (they train on it), then gets back its own best-valued rows left out."""
@@ -57,6 +59,15 @@ class Valuation:
     @property
     def sources(self) -> np.ndarray:
         return self.units.sources
+
+    @property
+    def idle(self) -> bool:
+        """Nothing to act on: no share to leave out (the noise rate acted on is 0, or the config says so), no
+        relabels or own labels, and a loss correction that would change nothing. The agent's run then trains as
+        plain fine-tuning does, choosing its best epoch on the whole validation set."""
+        s = self.selection
+        return (s.drop_fraction == 0 and s.relabel_confidence is None and s.flagged == "drop"
+                and (self.noise is None or s.correction != "forward" or self.noise.rate < IDLE_RATE))
 
     def sample_values(self) -> np.ndarray:
         """[N] the policy's current value of each training sample."""
