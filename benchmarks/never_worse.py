@@ -13,6 +13,7 @@ decisions; and which run ``autoft run`` serves (``comparison.json`` ``better``, 
     python benchmarks/never_worse.py --settings clean                  # a group: clean, noisy, gains, plain_auto
     python benchmarks/never_worse.py --settings tweeteval_300_clean banking77_300_clean --seeds 0
     python benchmarks/never_worse.py --settings tweeteval_sym40_noise_seeds_345 --cleanlab
+    python benchmarks/never_worse.py --no-run                          # the results from the cached cells
     taskset -c 1 python benchmarks/never_worse.py --threads 1 ...      # one core, next to other work
 
 Settings (training seeds ``--seeds``, default 0 1 2; the noise seed is the training seed unless a setting says):
@@ -78,7 +79,7 @@ SLICE_SEED = 0
 """Every slice is drawn with seed 0, so every training seed sees the same rows."""
 PROBE_MODEL, PROBE_LENGTH, CLEANLAB_C = "default", 128, 1.0
 """The frozen-feature probes (asymmetric noise's confusable classes, cleanlab), as noisy_labels.py's defaults."""
-EVENTS = ("back-off", "class-floor", "class-warning")
+EVENTS = ("back-off", "class-floor", "class-warning", "idle")
 LOST_ABOVE = 0.2
 
 
@@ -486,6 +487,8 @@ def main() -> None:
     parser.add_argument("--data-root", help="shared data folder (default: ../shared/data beside the checkout)")
     parser.add_argument("--output", type=Path, default=RESULTS / "never_worse",
                         help="stem of STEM.json, STEM.md and the cell cache STEM_cells.jsonl")
+    parser.add_argument("--no-run", action="store_true",
+                        help="write the results from the cells already cached for this commit; run none")
     parser.add_argument("--train-limit", type=int, help=argparse.SUPPRESS)  # quick checks: N training / validation rows
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
@@ -500,6 +503,8 @@ def main() -> None:
         for seed in args.seeds:
             key = cell_key(name, seed, commit, args.train_limit)
             cached = None if args.fresh else cells.get(key)
+            if args.no_run:
+                continue
             if cached and ("cleanlab" in cached or not (args.cleanlab and SETTINGS[name].cleanlab)):
                 log.info("cached: %s", cell_line(cached))
                 continue
