@@ -159,7 +159,8 @@ def _scores(run: Run) -> dict[str, Any]:
 
 def _agent_summary(decisions: Path) -> dict[str, Any]:
     """From the agent's decisions log: the per-source keep rates of its last selection, its back-offs (when it
-    fell behind plain fine-tuning on validation) and the classes it warned about."""
+    fell behind plain fine-tuning on validation), the classes it warned about, and why it held back from the start
+    (``idle``: the reason, or False)."""
     summary: dict[str, Any] = {"keep_rate_by_source": {}, "back_offs": [], "class_warnings": [], "idle": False}
     for line in decisions.read_text(encoding="utf-8").splitlines():
         record = json.loads(line)
@@ -170,7 +171,7 @@ def _agent_summary(decisions: Path) -> dict[str, Any]:
         elif record.get("event") == "class-warning":
             summary["class_warnings"].append(record["class"])
         elif record.get("event") == "idle":
-            summary["idle"] = True
+            summary["idle"] = record.get("why") or True
     return summary
 
 
@@ -198,7 +199,8 @@ def comparison_table(comparison: dict[str, Any]) -> str:
         kept = ", ".join(f"{name} {rate:.0%}" for name, rate in rates.items())
         lines.append(f"| kept per source | 100% each | {kept} | |")
     if comparison.get("idle"):
-        lines.append(f"| the agent found no label noise to act on | {gap}| | trained as plain fine-tuning | |")
+        why = comparison["idle"] if isinstance(comparison["idle"], str) else "no label noise found to act on"
+        lines.append(f"| the agent held back: {why.split(':')[0]} | {gap}| | trained as plain fine-tuning | |")
     for back_off in comparison.get("back_offs") or []:
         what = "left out half as much" if back_off["intervention"] else "stopped intervening"
         lines.append(f"| agent backed off (behind plain on validation) | {gap}| | after epoch {back_off['epoch'] - 1}: "

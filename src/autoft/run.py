@@ -365,9 +365,12 @@ def train(
 
         valuation = value_samples(config, replace(splits, validation=reward_part), progress=config.training.progress)
         if valuation.idle:  # nothing to act on: plain fine-tuning, its best epoch chosen on the whole validation set
-            log.info("the agent has nothing to act on (estimated noise %.1f%%, nothing to leave out or relabel): "
-                     "the run trains as plain fine-tuning, validating on all %d validation examples",
-                     100 * (valuation.noise.rate if valuation.noise is not None else 0.0), len(splits.validation))
+            noise = valuation.noise
+            few = noise.too_few_rows if noise is not None else None
+            log.info("the agent has nothing to act on (noise rate acted on %.1f%%%s, nothing to leave out or "
+                     "relabel): the run trains as plain fine-tuning, validating on all %d validation examples",
+                     100 * (noise.rate if noise is not None else 0.0), f": {few}" if few else "",
+                     len(splits.validation))
             validation = splits.validation
         callbacks.append(AgentCallback(valuation, primary_metric=adapter.primary_metric, reward_examples=reward_part,
                                        seed=config.training.seed))

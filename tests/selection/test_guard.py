@@ -182,11 +182,15 @@ def test_an_agent_with_nothing_to_act_on_trains_as_plain_fine_tuning(tmp_path, t
     comparison = run(tiny_config(tiny_model_dir, files, tmp_path / "out", epochs=2))
     noise = json.loads((tmp_path / "out" / "noise.json").read_text())
     assert noise["rate"] < 0.005 and noise["drop_fraction"] == 0.0
-    assert comparison["idle"] and "| the agent found no label noise to act on |" in comparison["table"]
+    assert comparison["idle"].startswith("no label noise found")
+    assert "| the agent held back: no label noise found to act on |" in comparison["table"]
     decisions = [json.loads(line) for line in (tmp_path / "out" / "decisions.jsonl").read_text().splitlines()]
     assert [d["event"] for d in decisions if d.get("event") in ("idle", "back-off")] == ["idle"]
     metrics = {name: json.loads((tmp_path / "out" / name / "metrics.json").read_text()) for name in ("plain", "autonomous")}
     assert metrics["autonomous"]["sizes"]["validation"] == metrics["plain"]["sizes"]["validation"] == 20
     for split in ("validation", "test"):
         assert metrics["autonomous"][split]["macro_f1"] == pytest.approx(metrics["plain"][split]["macro_f1"])
+    steps = {name: [r["loss"] for r in map(json.loads, (tmp_path / "out" / name / "metrics.jsonl").read_text()
+                                            .splitlines()) if "loss" in r] for name in ("plain", "autonomous")}
+    assert steps["autonomous"] == steps["plain"]  # the same training, step for step (no bucket emphasis either)
     assert comparison["better"]["run"] == "plain" and comparison["better"]["compared_on"] == "each run's validation set"

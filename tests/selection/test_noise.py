@@ -55,6 +55,18 @@ def test_per_class_rates_find_the_one_noisy_class():
     assert estimate.transition[2, 2] < 0.8 and min(estimate.transition[k, k] for k in (0, 1, 3)) > 0.9
 
 
+def test_too_few_rows_per_class_acts_on_no_noise():
+    """Real flips, well separated classes, but 6 rows a class: EM still finds noise, yet the rate acted on is 0 and
+    the estimate says why (a class that small cannot spare a row on the probes' guess)."""
+    estimate, y, y_true = _estimate(3, 0.3, n=120, n_classes=20, separation=3.0)
+    assert (y != y_true).mean() > 0.2 and estimate.em_rate > 0.1
+    assert estimate.rate < 0.005 and estimate.lower_bound == 0.0
+    assert estimate.rows_per_class < 10 and "fewer than 10" in estimate.too_few_rows
+    assert estimate.to_dict([f"c{k}" for k in range(20)])["rows_per_class"] == estimate.rows_per_class
+    enough, _, _ = _estimate(3, 0.3, n=400, n_classes=20, separation=3.0)
+    assert enough.too_few_rows is None and enough.rate > 0.1
+
+
 @pytest.mark.integration
 def test_small_clean_relation_data_does_not_read_as_noisy(tmp_path):
     """300 clean SemEval relations (19 directed classes, a few rows each): EM's 361-entry transition matrix reads

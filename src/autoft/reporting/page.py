@@ -165,9 +165,10 @@ def _agent(report: Report) -> str:
             parts.append(figure(figures.actions([d["epoch"] for d in selections], [d["kept"] for d in selections],
                                                 [d["dropped"] for d in selections]),
                                 "How many training samples each epoch trained on and left out.", "actions"))
-        guards = [d for d in decisions if d.get("event") in ("back-off", "class-warning")]
+        guards = [d for d in decisions if d.get("event") in ("idle", "back-off", "class-warning")]
         if guards:
             rows = [[f"from epoch {d['epoch']}" if d.get("epoch") else "before training",
+                     d.get("why", "nothing to act on") if d["event"] == "idle" else
                      f"behind plain fine-tuning on validation: it now leaves out {d['drop_fraction']:.0%}"
                      if d["event"] == "back-off" else
                      f"class {d['class']!r} lost {d['left_out']} of its {d['rows']} rows; it trains on "

@@ -142,7 +142,8 @@ class AgentCallback(TrainerCallback):
     def _weights(self, values: np.ndarray, draw: bool = True) -> np.ndarray:
         """Per-sample weights at these values: 0 for the samples left out (``mask`` mode: none; the
         lowest-valued entities are masked instead; a policy that ``draws``: those its draw leaves out, unless
-        not ``draw``), the value's rank in ``weight`` mode; the bucket a bucket policy chose counts double."""
+        not ``draw``), the value's rank in ``weight`` mode; the bucket a bucket policy chose counts double. At
+        intervention 0 (backed off, or idle) every sample kept weighs 1, as in plain fine-tuning."""
         if self.selection.mode == "mask":
             self.masked = self.valuation.lowest_units(self.drop_fraction)
             weights = np.ones(len(values))
@@ -152,10 +153,10 @@ class AgentCallback(TrainerCallback):
             keep, self.floor_relabelled, floor = self.valuation.floor(keep, values)
             self._record_floor(floor)
             self.selected = keep  # what the policy is rewarded for (relabels and own labels come on top)
-            weights = np.where(keep, np.clip(_ranks(values), 1e-3, 1.0), 0.0) if self.selection.mode == "weight" \
-                else keep.astype(np.float64)
-        if self._action is not None:
-            weights = weights * (1.0 + self.valuation.units.sample_any(
+            weights = np.where(keep, np.clip(_ranks(values), 1e-3, 1.0), 0.0) \
+                if self.selection.mode == "weight" and self.intervention > 0 else keep.astype(np.float64)
+        if self._action is not None and self.intervention > 0:  # (backed off: the emphasis scales down with it)
+            weights = weights * (1.0 + self.intervention * self.valuation.units.sample_any(
                 self.policy.bucket_weights(self._action)))
         return weights
 
@@ -241,10 +242,10 @@ class AgentCallback(TrainerCallback):
         (``Valuation.idle``) does not intervene at all."""
         if self.valuation.idle:
             if self.intervention > 0:
+                noise = self.valuation.noise
+                why = (noise.too_few_rows if noise is not None else None) or "no label noise found to act on"
                 self.decisions.append({"phase": "online", "epoch": 0, "event": "idle", "noise_rate": (
-                    self.valuation.noise.rate if self.valuation.noise is not None else None),
-                    "why": "nothing to act on: the noise rate acted on is 0 and nothing is to be left out or "
-                           "relabelled; the run trains as plain fine-tuning"})
+                    noise.rate if noise is not None else None), "why": why + ": the run trains as plain fine-tuning"})
             self.intervention = state.intervention = 0.0
         if self.selection.mode != "mask":
             state.search_rows = np.flatnonzero(self._weights(self._current_values(), draw=False) > 0)

@@ -23,6 +23,10 @@ Nobody tells autoft the noise rate, so it estimates one, in the spirit of the co
    from both means (:func:`moment_rate`). The estimate acted on is the lower of EM's rate and that estimate's
    lower confidence bound (``LCB_Z``): where they disagree, ``T`` is shrunk toward the identity until its rate is
    the bound. On the 300 clean SemEval rows the bound is 0; on 40% symmetric noise in TweetEval, 35%.
+6. Too few rows per class: below ``MIN_ROWS_PER_CLASS`` training rows in the median given class, the cross-fitted
+   probes learn a class from a handful of rows and cannot tell a wrong label from a hard one, and a class that
+   small cannot spare a row on a guess (300 BANKING77 rows, 4 a class: leaving out the rows the estimate flagged
+   cost 2 to 5 macro-F1 points on 3 seeds, clean or with 10% noise). The rate acted on is then 0.
 
 Calibrated scores make the estimate honest on clean data: when the given labels are the true ones,
 ``T = I`` is the likelihood's maximum, so a weak probe does not read its own errors as noise.
@@ -60,6 +64,7 @@ class NoiseEstimate:
     validation_nll: tuple[float, float]
     """Validation log loss of the probes before and after calibration."""
     calibration: Calibration | None = None
+    """The calibration map the estimate was made with (``posterior_of`` applies it to other samples)."""
     em_rate: float | None = None
     """EM's rate before the check against the lower confidence bound (``rate`` is the one acted on)."""
     moment: tuple[float, float] | None = None
@@ -67,8 +72,18 @@ class NoiseEstimate:
     null: float | None = None
     """:func:`null_rate`: the rate EM reads on clean labels drawn from its own probes."""
     lower_bound: float | None = None
-    """The larger of the two lower bounds on the rate (moment and null); ``rate`` is at most it."""
-    """The calibration map the estimate was made with (``posterior_of`` applies it to other samples)."""
+    """The larger of the two lower bounds on the rate (moment and null), 0 with too few rows per class; ``rate`` is
+    at most it."""
+    rows_per_class: float | None = None
+    """Training rows in the median given class (below ``MIN_ROWS_PER_CLASS`` the rate acted on is 0)."""
+
+    @property
+    def too_few_rows(self) -> str | None:
+        """Why the rate acted on is 0 on small data (``MIN_ROWS_PER_CLASS``), else None."""
+        if self.rows_per_class is None or self.rows_per_class >= MIN_ROWS_PER_CLASS:
+            return None
+        return (f"{self.rows_per_class:g} training rows in the median class, fewer than {MIN_ROWS_PER_CLASS} to tell "
+                "a wrong label from a hard one")
 
     def posterior_of(self, probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """[n, C] the posterior of each sample's true class given its probe ``probs`` and given ``labels``, as the
@@ -102,6 +117,8 @@ class NoiseEstimate:
                if self.moment else {}),
             **({"null_rate": round(self.null, 4), "lower_bound": round(self.lower_bound, 4)}
                if self.lower_bound is not None else {}),
+            **({"rows_per_class": self.rows_per_class, "min_rows_per_class": MIN_ROWS_PER_CLASS}
+               if self.rows_per_class is not None else {}),
             "transition": {y: {k: round(float(self.transition[i, j]), 4) for j, k in enumerate(class_names)
                                if self.transition[i, j] >= 0.005}
                            for i, y in enumerate(class_names)},
@@ -271,6 +288,10 @@ def moment_rate(train_probs: np.ndarray, labels: np.ndarray, val_probs: np.ndarr
     return float(rate), float(np.sqrt(variance) / gap)
 
 
+MIN_ROWS_PER_CLASS = 10
+"""The noise rate acted on is 0 when the median given class has fewer training rows than this (with 5 folds, a
+class of 10 rows trains each probe on 8 and is judged on 2)."""
+
 NULL_DRAWS = 3
 NULL_MARGIN = 2.0
 """EM's rate less this many times the rate it reads on clean labels drawn from its own probes is a lower bound on
@@ -295,6 +316,8 @@ def _shrink(prior: np.ndarray, labels: np.ndarray, transition: np.ndarray, targe
     """``(1 - a) I + a T`` and its posterior, ``a`` in [0, 1] chosen (bisection) so the posterior rate is
     ``target``."""
     low, high, eye = 0.0, 1.0, np.eye(len(transition))
+    if target <= 0.0:  # no noise: the identity (a tiny share of T still moves a label the probes rule out)
+        return eye, eye[labels]
     for _ in range(30):
         a = 0.5 * (low + high)
         shrunk = (1.0 - a) * eye + a * transition
@@ -338,6 +361,9 @@ def estimate_noise(
     moment = moment_rate(oof_probs, labels, val_oof, val_labels_given, transition)
     null = null_rate(prior, smoothing=smoothing, seed=seed) if len(labels) else 0.0
     bound = max(0.0, moment[0] - LCB_Z * moment[1], em_rate - NULL_MARGIN * null)
+    rows_per_class = float(np.median(np.bincount(labels)[np.bincount(labels) > 0])) if len(labels) else 0.0
+    if rows_per_class < MIN_ROWS_PER_CLASS:
+        bound = 0.0
     if bound < em_rate:
         transition, posterior = _shrink(prior, labels, transition, bound)
     correct = posterior[np.arange(len(labels)), labels]
@@ -345,8 +371,8 @@ def estimate_noise(
                  for k, name in enumerate(class_names) if (labels == k).any()}
     return NoiseEstimate(float(1.0 - correct.mean()) if len(labels) else 0.0, per_class, calibration.temperature,
                          penalty, transition, correct, posterior, (before, after), calibration, em_rate, moment, null,
-                         bound)
+                         bound, rows_per_class)
 
 
-__all__ = ["LCB_Z", "NULL_MARGIN", "Calibration", "NoiseEstimate", "choose_penalty", "estimate_noise",
+__all__ = ["LCB_Z", "MIN_ROWS_PER_CLASS", "NULL_MARGIN", "Calibration", "NoiseEstimate", "choose_penalty", "estimate_noise",
            "fit_calibration", "fit_temperature", "fit_transition", "moment_rate", "null_rate", "transition_of"]
