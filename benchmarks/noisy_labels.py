@@ -13,9 +13,10 @@ with most). Methods (``--methods``):
 - ``oracle``: the true labels, plain fine-tuning (the ceiling);
 - ``none``: noisy labels, plain fine-tuning with early stopping on the clean validation set;
 - ``random``: drops ``--drop-fraction`` of the samples at random (default ``auto``: the share autoft
-  estimates, as the agents do — the same kept count, no ranking);
-- ``static``: the control without learning — the agents' offline ranking (the ``suspicion`` policy: noise
-  posterior, validation-set probe, neighbours), never re-scored;
+  estimates, as the agents do — the same kept count, no ranking at all: never re-scored);
+- ``static``: the agents minus learning — the offline ranking they start from (the ``suspicion`` policy: noise
+  posterior, validation-set probe, neighbours) with the same re-scoring (``--rescore``), loss correction, drop
+  fraction, mode and training settings; no policy learns from a reward;
 - ``small-loss``: drops the samples the frozen-feature probes disagree with most, re-scored online;
 - ``cleanlab``: 5-fold out-of-fold probabilities of a frozen-feature logistic-regression probe
   (``--cleanlab-c``) -> ``find_label_issues`` -> prune -> fine-tune (cleanlab itself, from the ``bench``
@@ -24,6 +25,10 @@ with most). Methods (``--methods``):
   fits on the clean validation labels (``selection.correction: forward`` with ``policy: none``; Hendrycks
   et al.'s gold loss correction in spirit);
 - ``reinforce``, ``q-learning``, ``exp3``: autoft's agents (offline valuation + online selection).
+
+Every method trains with the settings plain fine-tuning (``none``) resolved for that seed where they are ``auto``
+(learning rate, head rate, epochs, batch size, patience: ``autoft run``'s rule), so methods differ only in what
+they do to the data; ``--own-settings`` lets each resolve its own (as before). ``none`` runs first.
 
 The agents forward-correct the loss of the samples they keep, with the noise estimated to be left among
 them (``selection.correction: auto``, the default for classification); ``--correction off`` turns that off
@@ -59,15 +64,18 @@ RESULTS = Path(__file__).resolve().parent / "results"
 AGENTS = ("random", "static", "small-loss", "reinforce", "q-learning", "exp3")
 ALL_METHODS = ("oracle", "none", "cleanlab", "glc", *AGENTS)
 CONTROLS = {"static": "suspicion"}
-"""Controls without learning: ``static`` ranks by the offline suspicion score once and never re-scores."""
+"""Controls without learning: ``static`` is the agents' offline ranking with everything else theirs (re-scoring
+included); only the policy's learning from rewards is missing."""
+UNRANKED = ("random",)
+"""Methods with no ranking at all: never re-scored either (re-scoring by training dynamics would rank them)."""
 
 
 def agent_selection(method: str, args: argparse.Namespace, **extra) -> dict:
     """The ``selection:`` section of an agent method: its policy, the drop fraction (``auto``: estimated),
-    the re-scoring (``off`` for the controls, which must not learn)."""
+    the re-scoring (``off`` only for ``random``, which must not rank)."""
     optional = {k: getattr(args, k) for k in ("flagged", "correction") if hasattr(args, k)}  # noisy_ner has neither
     return {"policy": CONTROLS.get(method, method), "drop_fraction": args.drop_fraction,
-            "rescore": "off" if method in CONTROLS else args.rescore, **optional, **extra}
+            "rescore": "off" if method in UNRANKED else args.rescore, **optional, **extra}
 
 
 def selection_of(method: str, args: argparse.Namespace) -> dict:
@@ -162,8 +170,27 @@ def read_values(path: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
     return values, flagged
 
 
+SHARED = {"epochs": "epochs", "learning_rate": "learning_rate", "head_learning_rate": None,
+          "batch_size": "batch_size", "early_stopping_patience": "patience"}
+"""Training settings every method takes from plain fine-tuning's resolved run (config key -> the argument that
+sets it; the head rate has none: it follows the learning rate's)."""
+
+
+def shared_settings(plain: dict, args: argparse.Namespace) -> dict:
+    """From ``none``'s resolved training settings, those the arguments leave ``auto``."""
+    return {key: plain[key] for key, arg in SHARED.items()
+            if (arg is None or getattr(args, arg) == "auto") and plain.get(key) not in (None, "auto")}
+
+
+def count_rewards(decisions: Path) -> int:
+    """How many online rewards an agent's run received (``reward`` records in ``decisions.jsonl``)."""
+    if not decisions.is_file():
+        return 0
+    return sum(json.loads(line).get("event") == "reward" for line in decisions.read_text().splitlines() if line)
+
+
 def run_method(method: str, *, work: Path, train: list[Example], noisy_labels: list[str], files: dict[str, str],
-               args: argparse.Namespace, seed: int) -> dict:
+               args: argparse.Namespace, seed: int, settings: dict | None = None) -> dict:
     noisy = np.array([e.label != n for e, n in zip(train, noisy_labels)])
     labels = [e.label for e in train] if method == "oracle" else noisy_labels
     rows = [Example(e.text, label) for e, label in zip(train, labels)]
@@ -192,7 +219,7 @@ def run_method(method: str, *, work: Path, train: list[Example], noisy_labels: l
         "data": {**files, "train": str(train_file)},
         "training": {"epochs": args.epochs, "learning_rate": args.learning_rate, "batch_size": args.batch_size,
                      "max_length": args.max_length, "seed": seed, "early_stopping_patience": args.patience,
-                     "progress": False},
+                     "progress": False, **(settings or {})},
         "selection": selection_of(method, args),
         "output_dir": str(work / method),
     }
@@ -208,7 +235,8 @@ def run_method(method: str, *, work: Path, train: list[Example], noisy_labels: l
             "drop_fraction": estimate.get("drop_fraction"), "learning_rate": run.metrics["training"]["learning_rate"],
             "epochs_run": len(run.metrics["epochs"]),
             "trained_samples": sum(e["samples"] for e in run.metrics["epochs"]),
-            **detection(values, noisy, flagged)}
+            "rewards": count_rewards(work / method / "decisions.jsonl") if method in AGENTS else None,
+            "settings": run.metrics["training"], **detection(values, noisy, flagged)}
 
 
 def summarise(per_seed: dict[str, list[dict]]) -> dict[str, dict]:
@@ -217,7 +245,7 @@ def summarise(per_seed: dict[str, list[dict]]) -> dict[str, dict]:
     for method, results in per_seed.items():
         row = {}
         for key in results[0]:
-            values = [r[key] for r in results if r[key] is not None]
+            values = [r[key] for r in results if isinstance(r.get(key), (int, float)) and not isinstance(r[key], bool)]
             if values:
                 row[key] = {"mean": float(np.mean(values)), "std": float(np.std(values)), "n": len(values)}
         if none_wall:
@@ -275,6 +303,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=auto_or(int), default="auto")
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--patience", type=auto_or(int), default="auto")
+    parser.add_argument("--own-settings", action="store_true",
+                        help="each method resolves its own auto settings (default: plain fine-tuning's, for all)")
     parser.add_argument("--train-limit", type=int, help="first N training samples only (quick runs)")
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
@@ -299,11 +329,14 @@ def main() -> None:
             work = Path(tmp)
             files = {split: str(write_examples(work / split, splits[split])) for split in ("validation", "test")}
             noisy_labels = inject([e.label for e in splits["train"]], args.noise, args.noise_kind, seed, confusable)
-            for method in args.methods:
+            settings = None
+            for method in sorted(args.methods, key=lambda m: m != "none"):  # plain first: the others share its settings
                 result = run_method(method, work=work, train=splits["train"], noisy_labels=noisy_labels,
-                                    files=files, args=args, seed=seed)
+                                    files=files, args=args, seed=seed, settings=settings)
+                if method == "none" and not args.own_settings:
+                    settings = shared_settings(result["settings"], args)
                 log.info("seed %d %s: %s", seed, method, {k: round(v, 4) if isinstance(v, float) else v
-                                                              for k, v in result.items()})
+                                                              for k, v in result.items() if k != "settings"})
                 per_seed[method].append(result)
     summary = summarise(per_seed)
     header = (f"{name}, {len(splits['train'])} training samples, {args.noise:.0%} {args.noise_kind} noise, "

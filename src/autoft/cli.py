@@ -217,6 +217,13 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config(args: argparse.Namespace) -> int:
+    from autoft.config_reference import reference_markdown, reference_yaml
+
+    print(reference_markdown() if args.markdown else reference_yaml(), end="")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     _announce("report", f"{args.run_dir} → {Path(args.run_dir) / 'report.html'}")
     from autoft.reporting import write_report
@@ -410,6 +417,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-items", type=int, default=64, help="inputs per request (default 64; more: 413)")
     p.add_argument("--max-body-mb", type=float, default=1.0, help="request body size limit (default 1 MiB; 413)")
     p.set_defaults(func=cmd_serve)
+
+    p = commands.add_parser("config", help="print a complete config: every field at its default, each explained",
+                            description="Print a YAML config with every field at its default and a comment per "
+                                        "field (the reference docs/configuration.md gives as tables).")
+    p.add_argument("--markdown", action="store_true", help="print the reference as Markdown tables instead")
+    p.set_defaults(func=cmd_config)
 
     p = commands.add_parser("demo", help="plain vs autonomous fine-tuning of MiniLM on noisy BBC News",
                             description="The main job on the embedded default model and packaged data: BBC "

@@ -42,19 +42,25 @@ class DataConfig(_Strict):
 
     train: str | list[str] = Field(description="training file, or a list of files (one source each)")
     validation: str | None = Field(None, description="clean validation file; else a seeded split of train")
-    test: str | None = None
+    test: str | None = Field(None, description="test file: scored once, after training, for the comparison and the "
+                             "report; never used to choose anything")
     unlabeled: str | None = Field(
         None, description="texts without labels (classification): the agent may learn from their pseudo-labels "
         "(selection.self_training)")
-    text_column: str = "text"
-    label_column: str = "label"
+    text_column: str = Field("text", description="the text's column (NER in JSONL: a list of tokens)")
+    label_column: str = Field("label", description="the label's column (NER in JSONL: a list of tags; multi-label: "
+                              "a JSON list of labels, or text split at label_delimiter)")
     label_delimiter: str = Field("|", min_length=1, description="multi-label-classification: what separates a row's "
                                  "labels in a text cell (a JSON list needs none); an empty cell is a text no label fits")
     columns: dict[str, str] = Field(
         default_factory=dict, description="column names of a task's roles where they differ from the role's name: "
         "question-answering reads context, question and answers (or answer and answer_start)")
-    format: DataFormat = "auto"
-    validation_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+    format: DataFormat = Field(
+        "auto", description="auto (by suffix: .csv, .tsv, .jsonl, .parquet, .conll; a .txt file of "
+        "relation-extraction is semeval, a .json file of question-answering is squad), or one of csv, tsv, jsonl, "
+        "parquet, conll (token<TAB>tag), semeval (SemEval-2010 Task 8 blocks), squad (SQuAD v1.1 JSON)")
+    validation_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="without data.validation: the share of "
+                                       "train split off (seeded, stratified) to validate on")
     on_bad_rows: Literal["error", "skip"] = Field(
         "error", description="a broken row (empty text or label, wrong field count, bad JSON, a tag missing) stops "
         "with file:line (error), or is logged and left out (skip; more than max_bad_rows of a file is still an error)",
@@ -123,11 +129,11 @@ class TrainingConfig(_Strict):
         "auto: the range test's rate when learning_rate is auto (unheld by the ceiling), else learning_rate")
     batch_size: Annotated[int, Field(gt=0)] | Auto = Field(
         AUTO, description="auto: 32 on CPU (generative tasks 8); on a GPU the largest of 32..128 that fits in memory")
-    eval_batch_size: int = Field(64, gt=0)
+    eval_batch_size: int = Field(64, gt=0, description="batch size of evaluation and prediction")
     max_length: Annotated[int, Field(ge=8)] | Auto = Field(
         AUTO, description="tokens per input (longer ones are cut); auto: the task's default, 128 (question "
         "answering: 384, longer contexts read in overlapping windows)")
-    seed: int = 0
+    seed: int = Field(0, description="seed of the head's initialisation, the batches, the splits and the agent")
     early_stopping_patience: Annotated[int, Field(ge=1)] | Auto | None = Field(
         AUTO, description="epochs without improvement; auto: 2, or 3 when more than 12 epochs are planned; null = off")
     early_stopping_on: Literal["metric", "metric-or-loss"] = Field(
@@ -138,12 +144,15 @@ class TrainingConfig(_Strict):
         "continue", description="after an epoch whose validation metric fell: go on as it is, or go back to the best "
         "epoch's weights and go on at half the learning rate (helps where the rate is too high for the data, hurts "
         "where the model is still under-trained: measured in the README, so not the default)")
-    weight_decay: float = Field(0.01, ge=0.0)
-    warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0)
-    max_grad_norm: float | None = Field(1.0, gt=0.0)
+    weight_decay: float = Field(0.01, ge=0.0, description="AdamW's decoupled weight decay (not on biases and norms)")
+    warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0, description="linear warm-up over this share of the planned "
+                                "epochs, then linear decay to 0")
+    max_grad_norm: float | None = Field(1.0, gt=0.0, description="clip the gradient's norm to this; null: no "
+                                        "clipping")
     group_by_length: bool = Field(True, description="batch samples of similar length together")
     padding: Literal["dynamic", "max_length"] = Field("dynamic", description="pad to the batch's longest or to max_length")
-    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    mixed_precision: Literal["no", "fp16", "bf16"] = Field("no", description="fp16 or bf16 autocast on a GPU "
+                                                           "(accelerate); no: full precision")
     gradient_checkpointing: bool | Auto = Field(
         AUTO, description="recompute activations in the backward pass instead of keeping them: far less memory for "
         "about a third more compute; auto: on for generative tasks (long sequences through deep decoders)")
@@ -208,7 +217,9 @@ REWARDS = ("primary", "accuracy", "macro_f1", "f1", "precision", "recall", "loss
 class SelectionConfig(_Strict):
     """The agent that decides which samples the model learns from (``policy: none`` = plain fine-tuning)."""
 
-    policy: str = Field("none", description="none, random, small-loss, suspicion, reinforce, q-learning or exp3")
+    policy: str = Field("none", description="none, random, small-loss, suspicion, reinforce, q-learning or exp3; "
+                        "train uses it as given (none: plain fine-tuning); run, value and demo use exp3 where it "
+                        "says none (their agent)")
     mode: Literal["auto", "sample", "weight", "mask"] = Field(
         "auto", description="drop low-valued samples, or weight their losses, or (NER) leave the tags of the "
         "lowest-valued entities out of the loss while the rest of their sentences trains; auto: mask for NER, "
@@ -348,14 +359,18 @@ class ContinualConfig(_Strict):
 class Config(_Strict):
     """A whole autoft job."""
 
-    task: TaskName = "classification"
-    model: str = Field("default", description="'default' (packaged MiniLM), a local folder or a hub id")
-    data: DataConfig
-    training: TrainingConfig = TrainingConfig()
-    selection: SelectionConfig = SelectionConfig()
-    continual: ContinualConfig = ContinualConfig()
-    generation: GenerationConfig = GenerationConfig()
-    output_dir: str = "runs/autoft"
+    task: TaskName = Field("classification", description="classification, multi-label-classification, "
+                           "token-classification (NER), relation-extraction, question-answering, generation or "
+                           "seq2seq")
+    model: str = Field("default", description="'default' (the packaged MiniLM; generation: the packaged "
+                       "SmolLM2-135M-Instruct), a local save_pretrained folder, a .gguf file or a hub id")
+    data: DataConfig = Field(description="where the data lives")
+    training: TrainingConfig = Field(TrainingConfig(), description="optimisation; every field optional")
+    selection: SelectionConfig = Field(SelectionConfig(), description="the agent")
+    continual: ContinualConfig = Field(ContinualConfig(), description="autoft update")
+    generation: GenerationConfig = Field(GenerationConfig(), description="decoding of generative tasks")
+    output_dir: str = Field("runs/autoft", description="the run directory to write (refused when it holds "
+                            "another run, unless --overwrite)")
 
     @model_validator(mode="after")
     def _task_defaults(self) -> Config:
