@@ -48,3 +48,13 @@ def test_the_markdown_reference_names_every_field_with_its_default():
     assert "| `data.train` | text \\| list[text] | required |" in page
     assert "| `data.label_delimiter` | text length >= 1 | `'\\|'` |" in page  # a pipe escaped inside the table
     assert "| `training.peft.r` | integer > 0 | `8` |" in page
+
+
+def test_the_readme_example_config_is_valid():
+    """The README's config example loads as it stands (the reference itself lives in docs/)."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## Config"):]
+    block = section[section.index("```yaml") + len("```yaml"):]
+    config = parse_config(yaml.safe_load(block[: block.index("```")]), source="README.md")
+    assert config.training.peft is not None and config.selection.relabel_confidence == 0.8
+    assert "docs/configuration.md" in section[: section.index("###")]

@@ -253,8 +253,8 @@ class SelectionConfig(_Strict):
     )
     update_every: Literal["auto", "epoch"] | int = Field(
         AUTO, description="reward the agent per epoch, or every N optimisation steps on a validation mini-batch; "
-        "auto: per epoch for classification and NER, four times an epoch for generative tasks (their runs are "
-        "a few epochs long)")
+        "auto: per epoch for classification and NER, four times an epoch on 32 pairs for generative tasks (their runs "
+        "are a few epochs long)")
     reward_batch: int = Field(128, ge=1, description="validation samples in the mini-batch of update_every: N")
     fit_rows: int = Field(
         20000, ge=100, description="autoft value on a pool with more training rows (classification): the offline "
@@ -275,7 +275,10 @@ class SelectionConfig(_Strict):
         "epochs, admitted per class above the confidence whose precision on the agent's validation part reaches a "
         "target the agent chooses online), threshold (every pseudo-label above self_training_threshold), off")
     self_training_threshold: float = Field(0.9, gt=0.0, le=1.0, description="confidence of self_training: threshold")
-    options: dict[str, Any] = Field(default_factory=dict, description="policy-specific options")
+    options: dict[str, Any] = Field(default_factory=dict, description="policy-specific options, e.g. reinforce: "
+                                    "iterations, hidden, epsilon; exp3: gamma, eta; q-learning: epsilon, n_buckets; "
+                                    "every policy: reward, the inner learner's score (log_likelihood, accuracy, "
+                                    "macro_f1 or a user function 'module:function')")
 
     @property
     def uses_agent(self) -> bool:
@@ -347,7 +350,7 @@ class ContinualConfig(_Strict):
 
     distill: Annotated[float, Field(ge=0.0)] | Auto = Field(
         AUTO, description="strength of the pull toward the parent's predictions on its own labels, on every training "
-        "batch (learning without forgetting); auto: 1 when the update brings labels the parent does not know, else "
+        "batch (learning without forgetting: the KL from the parent's softened predictions, T = 2); auto: 1 when the update brings labels the parent does not know, else "
         "0; 0: off")
     penalty: float = Field(1.0, ge=0.0, description="ewc / l2: strength of the pull toward the parent's weights")
     gate: float | None = Field(
