@@ -68,3 +68,18 @@ def test_a_run_whose_files_changed_is_refused(tmp_path, tiny_model_dir, classifi
         autoft.load(run.path)
     assert main(["predict", str(run.path), "--input", str(classification_files["test"])]) == 2
     assert "refusing to load it" in capsys.readouterr().err
+
+
+def test_read_jsonl_skips_only_a_cut_last_line(tmp_path):
+    """A killed writer leaves its last line cut short (skipped); a bad line before it means a damaged file: an
+    error naming file and line, not records silently lost."""
+    from autoft.errors import DataError
+    from autoft.io import read_jsonl
+
+    path = tmp_path / "log.jsonl"
+    path.write_text('{"a": 1}\n\n{"a": 2}\n{"a": ', encoding="utf-8")
+    assert read_jsonl(path) == [{"a": 1}, {"a": 2}]
+    path.write_text('{"a": 1}\n{"a": \n{"a": 3}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"log.jsonl:2: not a JSON record"):
+        read_jsonl(path)
+    assert read_jsonl(tmp_path / "absent.jsonl") == []

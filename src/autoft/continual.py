@@ -106,17 +106,17 @@ def history(run_dir: str | Path) -> list[dict[str, Any]]:
 @contextlib.contextmanager
 def lineage_lock(root: Path) -> Iterator[None]:
     """Hold ``root/.update.lock`` exclusively, or fail at once with a one-line ``RunDirError``."""
-    import fcntl
+    from filelock import FileLock, Timeout
 
-    stream = (root / LOCK).open("a")
+    lock = FileLock(root / LOCK, timeout=0)
     try:
-        try:
-            fcntl.flock(stream, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunDirError(f"{root}: another autoft update of this lineage is running (lock {root / LOCK})") from None
+        lock.acquire()
+    except Timeout:
+        raise RunDirError(f"{root}: another autoft update of this lineage is running (lock {root / LOCK})") from None
+    try:
         yield
     finally:
-        stream.close()  # releases the lock
+        lock.release()
 
 
 def _point_latest(root: Path, run: Path) -> None:

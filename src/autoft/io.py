@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from autoft.errors import AutoftError, RunDirError
+from autoft.errors import AutoftError, DataError, RunDirError
 
 
 def cache_root() -> Path:
@@ -57,13 +57,11 @@ CHECKSUMS = "checksums.json"
 
 
 def file_digest(path: Path) -> str:
+    """The SHA-256 of a file's bytes, in hex."""
     import hashlib
 
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    with Path(path).open("rb") as stream:
+        return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
 def write_checksums(folder: str | Path) -> None:
@@ -149,15 +147,21 @@ def write_json(path: str | Path, value: Any) -> None:
 
 
 def read_jsonl(path: str | Path) -> list[Any]:
-    """The records of a JSON-lines file that is appended to as work finishes (none if it does not exist); a
-    last line cut short by a killed writer is skipped."""
+    """The records of a JSON-lines file that is appended to as work finishes (none if it does not exist). A last
+    line cut short by a killed writer is skipped; a bad line before it is an error naming the file and line (the
+    file is damaged, not merely interrupted)."""
     path = Path(path)
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else []:
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
         try:
             records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
+        except json.JSONDecodeError as error:
+            if number == len(lines):
+                break
+            raise DataError(f"{path}:{number}: not a JSON record ({error.msg})") from None
     return records
 
 

@@ -11,7 +11,6 @@ store as it was, with at most rows that no index entry points to (overwritten by
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -20,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock
 
 from autoft.io import cache_root, save_array_atomic
 
@@ -62,12 +62,8 @@ class FeatureStore:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        with (self.folder / LOCK).open("a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with FileLock(self.folder / LOCK):  # (portable: fcntl on POSIX, msvcrt on Windows)
+            yield
 
     def lookup(self, digests: np.ndarray) -> np.ndarray:
         """[n] the row of each digest, -1 where the store has none."""
