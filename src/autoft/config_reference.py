@@ -32,18 +32,8 @@ def type_text(annotation: Any) -> str:
     origin = get_origin(annotation)
     if origin is Annotated:
         base, *metadata = get_args(annotation)
-        bounds = []
-        for item in metadata:
-            for attribute, sign in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
-                value = getattr(item, attribute, None)
-                if value is not None:
-                    bounds.append(f"{sign} {value:g}")
-            for bound in getattr(item, "metadata", []):  # a Field(...) inside Annotated
-                for attribute, sign in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
-                    value = getattr(bound, attribute, None)
-                    if value is not None:
-                        bounds.append(f"{sign} {value:g}")
-        return " ".join([type_text(base), *bounds])
+        inner = [bound for item in metadata for bound in getattr(item, "metadata", [])]  # a Field(...) inside
+        return " ".join(p for p in (type_text(base), _bound_text([*metadata, *inner])) if p)
     if origin is Literal:
         return " \\| ".join(repr(a) if isinstance(a, str) else str(a) for a in get_args(annotation))
     if origin in (Union, types.UnionType):
@@ -59,14 +49,14 @@ def type_text(annotation: Any) -> str:
     return getattr(annotation, "__name__", str(annotation))
 
 
-def _bounds(field: FieldInfo) -> str:
-    parts = []
-    for item in field.metadata:
-        for attribute, sign in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="), ("min_length", "length >=")):
-            value = getattr(item, attribute, None)
-            if value is not None:
-                parts.append(f"{sign} {value:g}")
-    return " ".join(parts)
+BOUNDS = (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="), ("min_length", "length >="))
+"""pydantic's constraint attributes and how the reference writes them."""
+
+
+def _bound_text(metadata: list[Any]) -> str:
+    """The constraints among a field's ``metadata`` (annotated-types objects), e.g. ``> 0 < 1``."""
+    return " ".join(f"{sign} {getattr(item, attribute):g}" for item in metadata for attribute, sign in BOUNDS
+                    if getattr(item, attribute, None) is not None)
 
 
 def default_of(field: FieldInfo) -> Any:
@@ -123,7 +113,7 @@ def reference_markdown() -> str:
 def _row(dotted: str, field: FieldInfo) -> str:
     default = default_of(field)
     shown = "required" if default is PydanticUndefined else f"`{_cell(_yaml_value(default))}`"
-    kind = " ".join(p for p in (type_text(field.annotation), _bounds(field)) if p)
+    kind = " ".join(p for p in (type_text(field.annotation), _bound_text(field.metadata)) if p)
     return f"| `{dotted}` | {kind} | {shown} | {_cell(field.description or '')} |"
 
 
