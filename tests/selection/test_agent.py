@@ -11,6 +11,7 @@ from autoft import autonomous
 from autoft.cli import main
 from autoft.data.public import materialise
 from autoft.errors import ConfigError
+from autoft.selection.valuation import IDLE_RATE
 from tests.conftest import require_shared, synthetic_rows, tiny_config, write_csv
 
 LABELS = ["food", "sport", "tech"]
@@ -133,9 +134,10 @@ def test_auto_drop_fraction_is_the_estimated_noise_rate(tiny_model_dir, tmp_path
         noise = json.loads((tmp_path / f"run{flip}" / "noise.json").read_text())
         resolved = yaml.safe_load((tmp_path / f"run{flip}" / "config.yaml").read_text())["selection"]
         assert abs(noise["rate"] - flipped / 300) <= 0.05, (flipped / 300, noise["rate"])
-        assert resolved["drop_fraction"] == noise["drop_fraction"] == round(noise["rate"], 4)
+        drop = round(noise["rate"], 4) if noise["rate"] >= IDLE_RATE else 0.0  # (below 1%: nothing to act on)
+        assert resolved["drop_fraction"] == noise["drop_fraction"] == drop
         assert run.metrics["noise"]["rate"] == pytest.approx(noise["rate"], abs=1e-4)
-        assert run.metrics["epochs"][0]["samples"] == 300 - round(noise["rate"] * 300)
+        assert run.metrics["epochs"][0]["samples"] == 300 - round(drop * 300)
 
 
 PEOPLE = ["Alice", "Bob", "Carol", "Dave", "Erin", "Frank", "Grace", "Heidi", "Ivan", "Judy"]
