@@ -37,6 +37,26 @@ def test_a_class_below_its_floor_takes_in_confident_relabels_then_its_own_best_r
     assert again.all() and not none.any() and quiet == []
 
 
+def test_a_class_loses_no_more_than_its_estimated_noise_allows():
+    """With per-class noise rates, a class keeps its own rows beyond 1.5 times the share the estimate calls wrong
+    in it (best-valued first, no relabels into it: it is not starving), and a class estimated noisy may lose that
+    share (up to half)."""
+    labels = np.array([0] * 20 + [1] * 20)
+    values = np.arange(40, dtype=float)
+    keep = np.ones(40, dtype=bool)
+    keep[:8] = False  # 8 of class 0's 20 rows left out
+    keep[20:28] = False  # and 8 of class 1's
+    suggested = 1 - labels  # every row confidently suggested to be the other class
+    confidence = np.full(40, 0.99)
+    rates = np.array([0.1, 0.4])  # class 0: 2 of 20 wrong, so at most 3 left out; class 1: up to 12
+    kept, relabelled, records = class_floor(keep, values, labels, suggested, confidence, ["a", "b"],
+                                            class_rates=rates)
+    assert np.flatnonzero(~kept[:20]).tolist() == [0, 1, 2]  # its 5 best-valued rows left out came back
+    assert (kept[20:] == keep[20:]).all() and not relabelled.any()
+    assert records == [{"class": "a", "rows": 20, "left_out": 3, "taken_back": 5, "relabelled_in": 0,
+                        "effective": 17}]
+
+
 def _noisy_valuation(n_per_class=20, drop=0.5):
     """A valuation of three classes where class 2's rows hold the lowest values: a global cut at ``drop`` would
     leave out all of them."""
@@ -65,7 +85,9 @@ def test_the_agent_keeps_half_of_a_class_it_would_empty_and_names_it():
     callback.on_epoch_begin(state)
     kept = state.weights > 0
     assert kept[labels == 2].sum() == 10  # half of class c's 20 rows, not none
-    assert kept.sum() == 40  # the rows taken back come on top of the cut
+    # the rows taken back come on top of the cut: c back to half its rows; a, estimated 10% wrong, loses at most
+    # 1.5 x 10% of its 20 (17 kept of the 10 the cut left); b untouched
+    assert kept[labels == 0].sum() == 17 and kept[labels == 1].sum() == 20 and kept.sum() == 47
     floor = [d for d in callback.decisions if d["event"] == "class-floor"]
     assert floor and floor[-1]["classes"][0]["class"] == "c"
     assert callback.warnings == []  # it kept half: no class lost more than half
