@@ -64,6 +64,7 @@ class Valuation:
     # What the state was built from, to value samples beyond these the same way (``selection.large_pool``):
     fold_probes: list = field(default_factory=list)  # the out-of-fold probes: (probe, labels it was fitted on)
     oof_probs: np.ndarray | None = None  # [U, C] their out-of-fold probabilities
+    estimated_drop: bool = False  # drop_fraction came from the noise estimate (auto), not the config
 
     @property
     def sources(self) -> np.ndarray:
@@ -96,11 +97,12 @@ class Valuation:
     def floor(self, keep: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
         """The class floor on a selection (one label per sample; other tasks pass through): ``keep`` with rows
         taken back, the rows relabelled into a class below its floor (their suggested label), and one record per
-        class the floor acted on or that still lost more than ``MAX_CLASS_LOSS`` (:func:`class_floor`)."""
+        class the floor acted on or that still lost more than ``MAX_CLASS_LOSS`` (:func:`class_floor`). With
+        ``drop_fraction: auto`` a class also loses at most ``CLASS_LOSS_SLACK`` times its estimated noise rate."""
         if self.noise is None or self.units.spans is not None:  # NER: sentences hold many entities
             return keep, np.zeros(len(keep), dtype=bool), []
-        names = self.units.class_names
-        rates = np.array([self.noise.per_class.get(name, 0.0) for name in names])
+        names = self.units.class_names  # (a drop_fraction set in the config is the user's: only the half floor)
+        rates = np.array([self.noise.per_class.get(name, 0.0) for name in names]) if self.estimated_drop else None
         return class_floor(keep, values, self.sample_labels, self.noise.suggested, self.noise.suggested_confidence,
                            names, class_rates=rates)
 
@@ -189,6 +191,7 @@ def value_samples(config: Config, splits: Splits, *, progress: bool = True) -> V
         policy.drop_fraction = drop
     correction = selection.correction if selection.correction != AUTO else (
         "forward" if config.task in ONE_LABEL_TASKS else "off")
+    estimated = selection.drop_fraction == AUTO  # the estimate sets how much: it bounds each class too (floor)
     selection = selection.model_copy(update={"drop_fraction": drop, "correction": correction})
     if correction == "forward":
         log.info("loss correction: forward, with the transition matrix estimated on the validation labels%s",
@@ -217,7 +220,7 @@ def value_samples(config: Config, splits: Splits, *, progress: bool = True) -> V
                      units.per_sample(noise.suggested_confidence, np.fmin, np.nan),
                      units.per_sample(1.0 - noise.correct, np.fmax, 0.0), selection, noise,
                      [noise_record, *({"phase": "offline", **d} for d in policy.decisions_)],
-                     fold_probes, oof)
+                     fold_probes, oof, estimated)
 
 
 def class_floor(keep: np.ndarray, values: np.ndarray, labels: np.ndarray, suggested: np.ndarray,
