@@ -494,6 +494,7 @@ def main() -> None:
     parser.add_argument("--data-root", help="shared data folder (default: ../shared/data beside the checkout)")
     parser.add_argument("--output", type=Path, default=RESULTS / "never_worse",
                         help="stem of STEM.json, STEM.md and the cell cache STEM_cells.jsonl")
+    parser.add_argument("--commit", help="with --no-run: the cells of this commit (default: the last that changed src/)")
     parser.add_argument("--no-run", action="store_true",
                         help="write the results from the cells already cached for this commit; run none")
     parser.add_argument("--train-limit", type=int, help=argparse.SUPPRESS)  # quick checks: N training / validation rows
@@ -505,6 +506,10 @@ def main() -> None:
     stem = args.output.with_suffix("") if args.output.suffix in (".json", ".md") else args.output
     cache = stem.with_name(f"{stem.name}_cells.jsonl")
     commit, dirty = git_state()
+    if args.commit:
+        if not args.no_run:
+            parser.error("--commit writes the tables of cells measured at another commit: give it with --no-run")
+        commit = args.commit
     cells = {record["key"]: record for record in read_jsonl(cache)}
     for name in names:
         for seed in args.seeds:
