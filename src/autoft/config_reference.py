@@ -23,7 +23,7 @@ SECTIONS: tuple[tuple[str, type[BaseModel]], ...] = tuple(
     (name, field.annotation) for name, field in Config.model_fields.items()
     if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel))
 """The config's sections (``data``, ``training``, ...), in the model's order, with their models."""
-NESTED = {"training.peft": "PeftConfig"}
+NESTED = frozenset({"training.peft"})
 """Fields whose value is itself a section with fields of its own (documented as ``training.peft.*``)."""
 
 
@@ -99,7 +99,7 @@ def reference_markdown() -> str:
              "`autoft config` prints the same as a commented YAML file with every default.", "",
              "## Top level", "", "| field | type | default | description |", "|---|---|---|---|"]
     for name, field in Config.model_fields.items():
-        if any(name == section for section, _ in SECTIONS):
+        if name in dict(SECTIONS):
             lines.append(f"| `{name}` | section | | {_cell(field.description or '')} (below) |")
             continue
         lines.append(_row(name, field))
@@ -121,7 +121,7 @@ def reference_yaml() -> str:
     """A complete config: every field at its default (``data.train`` a placeholder), a comment above each."""
     lines = ["# autoft configuration: every field at its default (docs/configuration.md explains each)."]
     for name, field in Config.model_fields.items():
-        if any(name == section for section, _ in SECTIONS):
+        if name in dict(SECTIONS):
             model = dict(SECTIONS)[name]
             lines += ["", *_comment(field.description or "", 0), f"{name}:"]
             for key, sub in model.model_fields.items():
