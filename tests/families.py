@@ -34,9 +34,9 @@ class Family:
     model: str
     """The conftest fixture (or tests/test_matrix.py's) holding the tiny model it trains."""
     metrics: tuple[str, ...]
-    """Its own metrics (README, *Tasks and their data*), which every metrics table must show with numbers."""
+    """Its own metrics (docs/tasks.md), which every metrics table must show with numbers."""
     prediction_keys: frozenset[str]
-    """What each line of ``autoft predict`` holds (README, *Command line*)."""
+    """What each line of ``autoft predict`` holds (docs/cli.md, ``predict``; docs/tasks.md)."""
     write: Callable[[Path], FamilyData]
     settings: dict[str, Any] = field(default_factory=dict)
     """Config sections beside ``tiny_config``'s (generation: the decoding length)."""

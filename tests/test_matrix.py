@@ -1,6 +1,6 @@
 """Every task family through every command (issue 25): ``autoft train``, ``run``, ``report``, ``predict``,
-``evaluate``, ``export``, ``serve`` (one request), ``update`` and ``lineage`` exit 0 and write what the README
-(*Command line*, *The run directory*) says they write; each report opens in headless Chromium without a console
+``evaluate``, ``export``, ``serve`` (one request), ``update`` and ``lineage`` exit 0 and write what docs/cli.md and
+docs/run-directory.md say they write; each report opens in headless Chromium without a console
 error; every table a command prints shows the family's own metrics with numbers.
 
 The families come from the task registry and the commands from the CLI's parser: a new one joins the matrix (or
@@ -41,11 +41,11 @@ EXEMPT = {
 }
 AGENT_SKIPS = {"question-answering", "multi-label-classification"}
 """Families whose samples the agent does not value yet, where ``run`` fine-tunes once (``plain/``) and writes no
-``autonomous/``. README, *Tasks and their data*: "On question answering the agent does not value samples yet:
-autoft run fine-tunes on every question and compares the result with the model before fine-tuning"; on
-multi-label classification: "The agent does not value label sets yet"."""
+``autonomous/``. docs/tasks.md: "On question answering the agent does not value samples yet: autoft run fine-tunes
+on every question and compares the result with the model before fine-tuning"; on multi-label classification: "The
+agent does not value label sets yet"."""
 RUN_FILES = ("config.yaml", "labels.json", "metrics.json", "metrics.jsonl", "test_predictions.jsonl", "model")
-"""README, *The run directory*: what every run directory holds (the rest is per setting)."""
+"""docs/run-directory.md: what every run directory holds (the rest is per setting)."""
 NUMBER = re.compile(r"^[-+]?\d+(\.\d+)?([eE][-+]?\d+)?$")
 per_family = pytest.mark.parametrize("task", list(FAMILIES))
 
@@ -256,7 +256,7 @@ def test_train(job: Job):
     text_targets = job.family.task in ("question-answering", "generation", "seq2seq")
     for row in predictions:
         assert {"input", "gold", "prediction"} <= set(row), row
-        assert ("zero_shot" in row) == text_targets, row  # README: QA and generative tasks, the model before
+        assert ("zero_shot" in row) == text_targets, row  # docs/run-directory.md: QA and generative: the model before
     for line in (job.train_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
         assert json.loads(line)["type"] in ("step", "epoch", "agent"), line
 
@@ -269,7 +269,7 @@ RULES = {"data.format", "training.checkpoint_every", "training.peft.target_modul
 
 @per_family
 def test_the_saved_config_is_resolved(job: Job):
-    """README, *The run directory*: config.yaml is "the resolved config: every auto replaced by the value
+    """docs/run-directory.md: config.yaml is "the resolved config: every auto replaced by the value
     chosen" (in the data and training settings, which every run uses; :data:`RULES` aside)."""
     job.needs("train")
     saved = yaml.safe_load((job.train_dir / "config.yaml").read_text(encoding="utf-8"))
@@ -305,7 +305,7 @@ def test_run(job: Job):
         assert len(list(csv.DictReader(stream))) == count_examples(train, task)  # every training sample valued
     corrected = folder / f"corrected{train.suffix}"
     written = sorted(p.name for p in folder.iterdir())
-    assert corrected.is_file(), f"no {corrected.name} (README, `run`: corrected.<ext>) among {written}"
+    assert corrected.is_file(), f"no {corrected.name} (docs/cli.md, `run`: corrected.<ext>) among {written}"
     assert 0 < count_examples(corrected, task) <= count_examples(train, task)  # the training file's own format
 
 
@@ -366,7 +366,7 @@ def test_export(job: Job):
         return
     model = auto.from_pretrained(output)
     labels = json.loads((job.train_dir / "labels.json").read_text(encoding="utf-8"))["labels"]
-    if labels and job.family.task != "question-answering":  # README: id2label holds the label names
+    if labels and job.family.task != "question-answering":  # docs/run-directory.md: id2label holds the label names
         assert [model.config.id2label[i] for i in range(len(labels))] == labels
 
 
@@ -405,7 +405,7 @@ def test_serve(job: Job, monkeypatch):
     job.needs("predict")
     served = serve(job, job.train_dir, monkeypatch)
     predicted = json.loads((job.folder / "predictions.jsonl").read_text(encoding="utf-8").splitlines()[0])
-    assert same(served, predicted), (served, predicted)  # README: the line `autoft predict` writes
+    assert same(served, predicted), (served, predicted)  # docs/serving.md: the line `autoft predict` writes
 
 
 @per_family
@@ -439,7 +439,7 @@ def test_lineage(job: Job):
     job.needs("update")
     outcome = job.cli("lineage", str(job.train_dir))
     job.ran(outcome, "lineage")
-    lines = outcome.out.strip().splitlines()  # README: the root and every update, oldest first, * on the latest
+    lines = outcome.out.strip().splitlines()  # docs/continual.md: root, then each update, oldest first, * on the latest
     assert len(lines) == 2, outcome.out
     assert str(job.train_dir.resolve()) in lines[0] and str((job.folder / "update").resolve()) in lines[1], outcome.out
     assert sum(line.startswith("*") for line in lines) == 1, outcome.out
