@@ -49,11 +49,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from public_data import load_public, shared_root
 
 import autoft
 from autoft import continual
 from autoft.data.loading import Example, load_examples
-from autoft.data.public import load_public, shared_root
 from autoft.data.writing import write_examples
 
 RESULTS = Path(__file__).resolve().parent / "results"

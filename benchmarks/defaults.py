@@ -34,9 +34,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from public_data import NAMES, load_public, task_of
 
 import autoft
-from autoft.data.public import NAMES, load_public, task_of
 from autoft.data.writing import write_examples
 from autoft.io import read_jsonl
 from autoft.training import plan

@@ -26,8 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 from defaults import MANUAL, RESULTS, TOLERANCE, slice_files, train_once
-
-from autoft.data.public import NAMES
+from public_data import NAMES
 
 log = logging.getLogger("defaults_seeds")
 

@@ -15,8 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from public_data import NAMES, materialise, task_of
+
 import autoft
-from autoft.data.public import NAMES, materialise, task_of
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

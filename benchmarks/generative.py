@@ -45,11 +45,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from public_data import load_public, shared_root
 from result_files import write_result
 
 import autoft
 from autoft.data.loading import Example
-from autoft.data.public import load_public, shared_root
 from autoft.data.splits import split_validation
 from autoft.data.writing import write_examples
 from autoft.modeling.load import resolve_model_name

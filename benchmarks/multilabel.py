@@ -3,7 +3,7 @@
     python benchmarks/multilabel.py                       # 2,000 training turns, every training setting auto
     python benchmarks/multilabel.py --train-limit 0       # every training turn (12,472)
 
-The set (``autoft.data.public``, ``sgd_acts``): each USER turn of SGD → the set of dialogue acts its frames
+The set (``benchmarks/public_data.py``, ``sgd_acts``): each USER turn of SGD → the set of dialogue acts its frames
 annotate (11 acts; a third of the turns carry two or more); train / validation / test by the shared folder's
 file split. A seeded sample of ``--train-limit`` training turns and ``--validation-limit`` validation turns,
 every test turn.
@@ -29,9 +29,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from public_data import load_public
 
 import autoft
-from autoft.data.public import load_public
 from autoft.data.writing import write_examples
 
 RESULTS = Path(__file__).resolve().parent / "results"

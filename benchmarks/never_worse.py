@@ -65,11 +65,11 @@ import torch
 from defaults import slice_files
 from noisy_labels import confusable_classes, inject
 from noisy_ner import entity_types, flip_entity_types
+from public_data import load_public, shared_root, task_of
 
 import autoft
 from autoft.autonomous import run as run_side_by_side
 from autoft.data.loading import Example, load_examples
-from autoft.data.public import load_public, shared_root, task_of
 from autoft.data.writing import write_examples
 from autoft.io import read_jsonl, write_text_atomic
 

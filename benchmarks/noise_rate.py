@@ -29,11 +29,11 @@ from pathlib import Path
 import numpy as np
 from noisy_labels import confusable_classes, inject
 from noisy_ner import entity_types, flip_entity_types
+from public_data import load_public, task_of
 from sklearn.metrics import roc_auc_score
 
 from autoft.config import parse_config
 from autoft.data.loading import Example
-from autoft.data.public import load_public, task_of
 from autoft.data.splits import Splits, sorted_labels
 from autoft.io import write_json
 from autoft.selection.agent import value_samples

@@ -53,10 +53,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from public_data import load_public
 
 import autoft
 from autoft.data.loading import Example, load_examples
-from autoft.data.public import load_public
 from autoft.data.writing import write_examples
 
 log = logging.getLogger("noisy_labels")

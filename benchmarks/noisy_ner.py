@@ -65,10 +65,10 @@ from noisy_labels import (
     read_values,
     summarise,
 )
+from public_data import load_public, shared_root, write_examples
 
 import autoft
 from autoft.data.loading import Example, load_examples
-from autoft.data.public import load_public, shared_root, write_examples
 from autoft.tasks.ner import bio_spans
 
 log = logging.getLogger("noisy_ner")

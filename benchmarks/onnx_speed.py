@@ -32,11 +32,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    from public_data import load_public
     from serve_load import make_run
 
     import autoft
     from autoft.data.example import Example
-    from autoft.data.public import load_public
     from autoft.modeling.onnx import OnnxForward
 
     train = load_public("banking77", args.data_root)["train"]

@@ -44,9 +44,9 @@ def one_run(dataset: str, method: str, agent: str, size: int, seed: int, threads
     """One fine-tuning run in this (fresh) process; its peak RSS is the process's."""
     import torch
     from defaults import slice_files  # benchmarks/defaults.py, beside this script
+    from public_data import task_of
 
     import autoft
-    from autoft.data.public import task_of
 
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as work:

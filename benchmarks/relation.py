@@ -27,10 +27,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from public_data import shared_root
 
 import autoft
 from autoft.data.loading import load_examples
-from autoft.data.public import shared_root
 from autoft.data.writing import write_examples
 from autoft.tasks.relation import official_scores
 

@@ -52,7 +52,7 @@ STREAMED = re.compile(r"features of (\d+) texts in ([\d.]+) s")
 
 
 def _rows(n: int, seed: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]], np.ndarray]:
-    from autoft.data.public import load_public
+    from public_data import load_public
 
     data = load_public("banking77")
     train, test = data["train"], data["test"]

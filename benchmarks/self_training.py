@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from public_data import load_public, write_examples
 
 import autoft
-from autoft.data.public import load_public, write_examples
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METHODS = ("labelled", "threshold", "agent", "agent+exp3")

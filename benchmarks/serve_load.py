@@ -115,7 +115,7 @@ def main() -> None:
     parser.add_argument("--data-root", help="shared data folder (default: ../shared/data beside the checkout)")
     parser.add_argument("--output", type=Path, default=RESULTS / "serve_load.json")
     args = parser.parse_args()
-    from autoft.data.public import load_public
+    from public_data import load_public
 
     train = load_public("banking77", args.data_root)["train"]
     texts, labels = [e.text for e in train], [e.label for e in train]

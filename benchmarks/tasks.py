@@ -34,11 +34,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from public_data import load_public, shared_root
 from result_files import write_result
 
 import autoft
 from autoft.data.loading import load_examples
-from autoft.data.public import load_public, shared_root
 from autoft.data.writing import write_examples
 
 log = logging.getLogger("benchmarks.tasks")

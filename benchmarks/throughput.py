@@ -37,7 +37,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def load_texts(n: int) -> tuple[str, list[Example]]:
     try:
-        from autoft.data.public import load_public
+        from public_data import load_public
 
         return "TweetEval emotion (train)", load_public("tweeteval_emotion")["train"][:n]
     except DataError:  # shared data absent: fall back to packaged BBC News

@@ -60,10 +60,10 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from public_data import load_public, shared_root
 from result_files import write_result
 
 import autoft
-from autoft.data.public import load_public, shared_root
 from autoft.data.writing import write_examples
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -3,7 +3,7 @@
 import pytest
 
 import autoft
-from autoft.data.public import materialise
+from benchmarks.public_data import materialise
 from tests.conftest import require_shared
 
 pytestmark = pytest.mark.integration

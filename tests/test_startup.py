@@ -106,7 +106,7 @@ def test_every_command_logs_its_first_line_before_importing_torch(tmp_path):
     """, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     found = json.loads(result.stdout.strip().splitlines()[-1])
-    for command, (code, first) in found.items():  # stopped at torch, or (report: no such run) failed before it
+    for command, (code, first) in found.items():  # stopped at torch, or (report, lineage: no such run) failed before
         assert str(code).startswith("blocked at ") or code == 2, (command, code, result.stderr[-2000:])
         assert first and first[0].startswith(f"autoft {command}: "), (command, first)
     assert sum(str(code).startswith("blocked at ") for code, _ in found.values()) >= 9

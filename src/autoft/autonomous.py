@@ -27,7 +27,8 @@ from autoft.config import AUTO, DEFAULT_POLICY, GENERATIVE_TASKS, TEXT_TARGET_TA
 from autoft.data.splits import Splits, agent_validation, load_splits
 from autoft.errors import ConfigError
 from autoft.io import staged_folder, work_folder, write_json
-from autoft.run import Run, _prepare_output, train
+from autoft.run import Run, train
+from autoft.rundir import prepare_output
 from autoft.selection.guard import BackOff, ReferenceScores, read_reference, reference_score
 from autoft.selection.policies import check_policy
 from autoft.tasks.registry import get_adapter_class
@@ -284,7 +285,7 @@ def run(config: Config | dict | str | Path, *, overrides: list[str] | None = Non
     config = as_config(config, overrides)
     check_policy(config.selection.policy)
     output = Path(config.output_dir)
-    _prepare_output(output, overwrite)
+    prepare_output(output, overwrite)
     if not resume:
         shutil.rmtree(work_folder(output), ignore_errors=True)
     if config.task in UNVALUED_TASKS:

@@ -14,11 +14,11 @@ import logging
 import os
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 from autoft.config import DEFAULT_POLICY
+from autoft.console import hide_progress_bars, route_warnings
 from autoft.errors import AutoftError, ConfigError
 from autoft.io import write_text_atomic
 
@@ -192,7 +192,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_update(args: argparse.Namespace) -> int:
     _announce("update", f"{args.run_dir}{' (its latest)' if args.latest else ''} + {' '.join(args.data)} → "
                         f"{args.output or 'a new run beside the lineage root'}")
-    from autoft.continual import latest, update
+    from autoft.continual import update
+    from autoft.lineage import latest
 
     parent = latest(args.run_dir) if args.latest else args.run_dir
     overrides = [*args.set, *(["training.progress=false"] if args.no_progress else [])]
@@ -211,7 +212,7 @@ def cmd_update(args: argparse.Namespace) -> int:
 
 def cmd_lineage(args: argparse.Namespace) -> int:
     _announce("lineage", str(args.run_dir))
-    from autoft.continual import lineage_table
+    from autoft.lineage import lineage_table
 
     print(lineage_table(args.run_dir))
     return 0
@@ -293,7 +294,8 @@ def _resume_argument(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="autoft",
-        description="Autonomous fine-tuning of pretrained transformers for classification and NER.",
+        description="Autonomous fine-tuning of pretrained transformers (classification, NER, relation extraction, "
+                    "question answering, generation): an agent chooses what the model learns from.",
         epilog="Run 'autoft COMMAND --help' for a command's options. Errors exit with status 2.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
@@ -305,7 +307,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="let model weights load from pickle files (pytorch_model.bin), which can run code; by "
                              "default only safetensors load")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _training_commands(commands)
+    _run_dir_commands(commands)
+    _lineage_commands(commands)
+    _tool_commands(commands)
+    return parser
 
+
+def _training_commands(commands: Any) -> None:
+    """train, value, run: from a config."""
     p = commands.add_parser("train", help="fine-tune a model from a YAML config into a run directory",
                             description="Fine-tune per CONFIG and write the run directory (output_dir).")
     _config_arguments(p, overwrite=True)
@@ -328,6 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
     _resume_argument(p)
     p.set_defaults(func=cmd_run)
 
+
+def _run_dir_commands(commands: Any) -> None:
+    """evaluate, predict, export: with a run directory."""
     p = commands.add_parser("evaluate", help="score a run's model on a labelled file",
                             description="Print the metrics of RUN_DIR's model on a labelled data file as JSON.")
     p.add_argument("run_dir", help="run directory written by 'autoft train'")
@@ -367,6 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     p.set_defaults(func=cmd_export)
 
+
+def _lineage_commands(commands: Any) -> None:
+    """update, lineage: continual learning."""
     p = commands.add_parser("update", help="continue a finished run on new data, without forgetting the old",
                             description="Train a new run from RUN_DIR's weights on the new data plus a replay of "
                                         "old samples (continual.*), compare it with its parent on the old and new "
@@ -393,6 +409,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", help="any run of the lineage")
     p.set_defaults(func=cmd_lineage)
 
+
+def _tool_commands(commands: Any) -> None:
+    """report, serve, config, demo."""
     p = commands.add_parser("report", help="write RUN_DIR/report.html: tables and plots of a run",
                             description="Write one self-contained HTML page about RUN_DIR (a run directory, or the "
                                         "output of 'autoft run'): the before/after table, learning curves, the "
@@ -435,47 +454,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", default=DEFAULT_POLICY, help=f"the agent's policy (default {DEFAULT_POLICY})")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=cmd_demo)
-    return parser
 
 
 def _version() -> str:
     from autoft import __version__
 
     return __version__
-
-
-QUIET_WARNINGS = ("FutureWarning", "TracerWarning")
-"""Warning classes (by name: torch.jit's TracerWarning is not imported for this) logged at debug level: notices
-from transformers and torch.onnx about their own future, nothing a user of autoft can act on."""
-
-
-def _log_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
-                 line: str | None = None) -> None:
-    """``warnings.showwarning`` that logs one line to ``py.warnings`` (as ``logging.captureWarnings`` does), at
-    debug level for :data:`QUIET_WARNINGS` and at warning level for the rest."""
-    if file is not None:  # a caller that names its stream gets it, as with the default showwarning
-        file.write(warnings.formatwarning(message, category, filename, lineno, line))
-        return
-    quiet = any(c.__name__ in QUIET_WARNINGS for c in category.__mro__)
-    logging.getLogger("py.warnings").log(logging.DEBUG if quiet else logging.WARNING, "%s: %s (%s:%d)",
-                                         category.__name__, str(message).strip(), filename, lineno)
-
-
-def route_warnings() -> None:
-    """Python warnings go to the log, not straight to stderr (see :func:`_log_warning`)."""
-    logging.captureWarnings(True)
-    warnings.showwarning = _log_warning
-
-
-def hide_progress_bars() -> None:
-    """No progress bars from tqdm, transformers (GGUF conversion included) or the Hub client. Their switches are
-    environment variables read when they are imported; one imported already (a test, an embedding program) is
-    switched off directly."""
-    os.environ["TQDM_DISABLE"] = "1"
-    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-    transformers_logging = sys.modules.get("transformers.utils.logging")
-    if transformers_logging is not None:
-        transformers_logging.disable_progress_bar()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,9 +9,9 @@ import pytest
 import autoft
 from autoft import autonomous
 from autoft.cli import main
-from autoft.data.public import materialise
 from autoft.errors import ConfigError
 from autoft.selection.valuation import IDLE_RATE
+from benchmarks.public_data import materialise
 from tests.conftest import require_shared, synthetic_rows, tiny_config, write_csv
 
 LABELS = ["food", "sport", "tech"]

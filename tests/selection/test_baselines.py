@@ -2,31 +2,31 @@ import numpy as np
 import pytest
 
 from autoft.selection import get_policy
+from autoft.selection.valuation import kept_mask
 
 
 @pytest.mark.parametrize("fraction", [0.0, 0.1, 0.3, 0.5])
 def test_random_drops_exactly_the_requested_fraction(fraction, noisy):
     policy = noisy.fit(get_policy("random", drop_fraction=fraction, seed=4))
     n = len(noisy.y)
-    assert (policy.weights("sample") == 0).sum() == round(fraction * n)
-    assert (policy.weights("sample", drop_fraction=0.37) == 0).sum() == round(0.37 * n)
+    assert (~kept_mask(policy.values_, None, fraction)).sum() == round(fraction * n)
     np.testing.assert_allclose(policy.keep_probabilities_, 1 - fraction)
 
 
 def test_random_drops_differ_by_seed(noisy):
-    a = noisy.fit(get_policy("random", seed=0)).weights("sample")
-    b = noisy.fit(get_policy("random", seed=1)).weights("sample")
+    a = kept_mask(noisy.fit(get_policy("random", seed=0)).values_, None, 0.3)
+    b = kept_mask(noisy.fit(get_policy("random", seed=1)).values_, None, 0.3)
     assert not np.array_equal(a, b)
 
 
 def test_none_keeps_everything(noisy):
     policy = noisy.fit(get_policy("none"))
-    assert np.all(policy.weights("sample", drop_fraction=0.5) == 1)
+    assert np.all(policy.values_ == 1)
     assert np.all(policy.keep_probabilities_ == 1)
 
 
 def test_small_loss_drops_the_flipped_labels_first(noisy):
-    dropped = noisy.fit(get_policy("small-loss")).weights("sample", drop_fraction=0.3) == 0
+    dropped = ~kept_mask(noisy.fit(get_policy("small-loss")).values_, None, 0.3)
     assert noisy.bad[dropped].mean() > 0.8  # 32% of all labels are flipped
 
 

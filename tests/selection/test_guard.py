@@ -214,3 +214,15 @@ def test_an_agent_with_nothing_to_act_on_trains_as_plain_fine_tuning(tmp_path, t
                                             .splitlines()) if "loss" in r] for name in ("plain", "autonomous")}
     assert steps["autonomous"] == steps["plain"]  # the same training, step for step (no bucket emphasis either)
     assert comparison["better"]["run"] == "plain" and comparison["better"]["compared_on"] == "each run's validation set"
+
+
+def test_too_few_rows_called_wrong_is_nothing_to_act_on():
+    """``drop_fraction: auto`` leaves nothing out when the rate acted on calls fewer than ``IDLE_ROWS`` rows wrong
+    (24 of 300 at 8%), and acts when there are enough (240 of 3,000); a configured share is what the config says."""
+    from autoft.selection.valuation import IDLE_ROWS, resolve_drop_fraction, too_little_noise
+
+    drop, how = resolve_drop_fraction("auto", 0.08, rows=300)
+    assert drop == 0.0 and f"fewer than {IDLE_ROWS}" in how and "about 24" in how
+    assert resolve_drop_fraction("auto", 0.08, rows=3000)[0] == 0.08
+    assert resolve_drop_fraction(0.1, 0.08, rows=300)[0] == 0.1
+    assert too_little_noise(0.08, 300) and not too_little_noise(0.08, 3000) and too_little_noise(0.005, 10**6)

@@ -47,7 +47,7 @@ def say_model(tmp_path_factory, tiny_gpt2):
     return base.path / "model"
 
 
-def _swapped_data(folder, n=60, seed=1):
+def _swapped_data(folder, n=120, seed=1):
     """New 'say X' data with 30% of the responses swapped between prompts; the truth per row."""
     rng = np.random.default_rng(seed)
     rows, swapped = [], []
@@ -64,8 +64,8 @@ def _swapped_data(folder, n=60, seed=1):
 
 def test_value_finds_the_responses_swapped_between_prompts(tmp_path, say_model, monkeypatch):
     """On new data with 30% of the responses swapped between prompts (the rate is not given), autoft value
-    estimates the share and flags the swapped pairs."""
-    data, swapped = _swapped_data(tmp_path)
+    estimates the share and flags the swapped pairs (enough of them to act on: ``IDLE_ROWS``)."""
+    data, swapped = _swapped_data(tmp_path, n=200)
     data["validation"] = _write(tmp_path, "val", [{"prompt": f"say {w}", "response": w} for w in WORDS] * 2)
     config = {"task": "generation", "model": str(say_model), "output_dir": str(tmp_path / "values"),
               "data": {"train": data["train"], "validation": data["validation"]}}

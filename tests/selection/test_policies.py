@@ -9,6 +9,7 @@ from sklearn.metrics import roc_auc_score
 
 from autoft.errors import ConfigError
 from autoft.selection import POLICIES, get_policy
+from autoft.selection.valuation import kept_mask
 
 ALL = sorted(POLICIES)
 LEARNED = [name for name in ALL if name not in ("none", "random")]
@@ -65,23 +66,18 @@ def test_different_seed_different_decisions(name, noisy):
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_weights_and_keep_probabilities(name, noisy):
+def test_values_and_keep_probabilities(name, noisy):
+    """The product leaves out the lowest-valued samples (``kept_mask`` on ``values_``)."""
     policy = noisy.fit(fast(name))
     n = len(noisy.y)
     assert policy.values_.shape == policy.keep_probabilities_.shape == (n,)
     assert np.all((policy.keep_probabilities_ >= 0) & (policy.keep_probabilities_ <= 1))
-    sample = policy.weights("sample", drop_fraction=0.25)
-    soft = policy.weights("weight")
-    assert set(np.unique(sample)) <= {0.0, 1.0} and soft.shape == (n,)
-    assert np.all((soft >= 0) & (soft <= 1))
     if name == "none":
-        assert np.all(sample == 1) and np.all(soft == 1)
+        assert np.all(policy.values_ == 1) and np.all(policy.keep_probabilities_ == 1)
         return
-    assert (sample == 0).sum() == round(0.25 * n)
-    kept_values = policy.values_[sample == 1]
-    assert kept_values.min() >= policy.values_[sample == 0].max()  # the lowest values go
-    assert (policy.weights("sample") == 0).sum() == round(policy.drop_fraction * n)
-    assert np.all(policy.weights("weight", drop_fraction=0.25)[sample == 0] == 0)
+    keep = kept_mask(policy.values_, None, 0.25)
+    assert (~keep).sum() == round(0.25 * n)
+    assert policy.values_[keep].min() >= policy.values_[~keep].max()  # the lowest values go
 
 
 def test_options_training_would_ignore_are_gone():
@@ -89,16 +85,14 @@ def test_options_training_would_ignore_are_gone():
         get_policy("small-loss", threshold=0.5)
 
 
-def test_weights_before_fit_and_bad_inputs(noisy):
+def test_use_before_fit_and_bad_inputs(noisy):
     policy = get_policy("small-loss")
     with pytest.raises(NotFittedError, match="not fitted"):
-        policy.weights()
+        policy.update(0.0)
     with pytest.raises(ValueError, match="val_features or val_embeddings"):
         policy.fit(noisy.state, noisy.y, None, noisy.val_y, n_classes=noisy.n_classes)
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):
         policy.fit(noisy.x, noisy.y, noisy.val_x, noisy.val_y, n_classes=3)
-    with pytest.raises(ValueError, match="mode"):
-        noisy.fit(policy).weights("soft")
 
 
 def test_plain_embeddings_call_style(noisy):

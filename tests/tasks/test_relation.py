@@ -13,11 +13,11 @@ from transformers import AutoTokenizer
 import autoft
 from autoft.cli import main
 from autoft.data.loading import Example, load_examples
-from autoft.data.public import DEFAULT_ROOT
 from autoft.errors import DataError
 from autoft.modeling.load import resolve_model_name
 from autoft.tasks.relation import RelationExtractionAdapter, official_scores
 from autoft.training.callbacks import TrainerCallback
+from benchmarks.public_data import DEFAULT_ROOT
 from tests.conftest import tiny_config
 
 SEMEVAL = DEFAULT_ROOT / "semeval2010_task8"

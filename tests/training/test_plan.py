@@ -87,7 +87,7 @@ def _resolved(tiny_model_dir, **training):
     from autoft.config import TrainingConfig
     from autoft.data.loading import Example
     from autoft.modeling.load import load_model, load_tokenizer
-    from autoft.training.loop import _optimizer
+    from autoft.training.optimizer import make_optimizer
     from autoft.training.plan import resolve
     from tests.conftest import synthetic_rows
 
@@ -96,7 +96,7 @@ def _resolved(tiny_model_dir, **training):
     torch.manual_seed(0)
     model = load_model(str(tiny_model_dir), adapter.auto_model_class(), adapter.labels)
     return resolve(TrainingConfig(batch_size=16, **training), model=model, adapter=adapter, train_features=features,
-                   make_optimizer=lambda m: _optimizer(m, 0.01, 1e-5), device=torch.device("cpu"))
+                   make_optimizer=lambda m: make_optimizer(m, 0.01, 1e-5), device=torch.device("cpu"))
 
 
 def test_the_range_test_costs_at_most_a_fifth_of_a_small_plan_and_is_untouched_on_a_big_one():
@@ -216,13 +216,13 @@ def test_a_long_plan_holds_the_pretrained_weights_under_the_ceiling_and_the_head
 
 def test_the_head_trains_at_its_own_rate_in_the_optimiser(tiny_model_dir):
     from autoft.modeling.load import load_model
-    from autoft.training.loop import _optimizer
+    from autoft.training.optimizer import make_optimizer
 
     model = load_model(str(tiny_model_dir), ClassificationAdapter.auto_model_class(), ["a", "b"])
     head = {id(p) for p in model.classifier.parameters()}
-    optimizer = _optimizer(model, 0.01, 1e-4, 1e-3)
+    optimizer = make_optimizer(model, 0.01, 1e-4, 1e-3)
     rates = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
     assert {rates[i] for i in head} == {1e-3} and {r for i, r in rates.items() if i not in head} == {1e-4}
     assert len(rates) == sum(p.requires_grad for p in model.parameters())
     assert {g["weight_decay"] for g in optimizer.param_groups} == {0.0, 0.01}
-    assert len(_optimizer(model, 0.01, 1e-4, 1e-4).param_groups) == len(_optimizer(model, 0.01, 1e-4).param_groups) == 2
+    assert len(make_optimizer(model, 0.01, 1e-4, 1e-4).param_groups) == len(make_optimizer(model, 0.01, 1e-4).param_groups) == 2

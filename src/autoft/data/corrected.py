@@ -13,7 +13,8 @@ from itertools import takewhile
 from pathlib import Path
 
 from autoft.data.example import Example
-from autoft.data.loading import BadRows, _read_semeval, _read_text, _rows_delimited, _rows_jsonl, detect_format
+from autoft.data.loading import _read_semeval
+from autoft.data.rows import BadRows, _read_text, _rows_delimited, _rows_jsonl, detect_format
 from autoft.errors import DataError
 from autoft.io import write_text_atomic
 

@@ -1,6 +1,6 @@
 """The report's test-set section, per task family, from each run's ``test_predictions.jsonl``.
 
-What a row holds per family (``autoft.run.write_test_predictions``; ``gold`` and ``prediction`` as the adapter
+What a row holds per family (``autoft.rundir.write_test_predictions``; ``gold`` and ``prediction`` as the adapter
 decodes them): classification and relation extraction, a label each; multi-label classification, a list of labels
 each; token classification, ``input`` a list of words and a tag per word each; question answering, ``input`` the
 context, ``question``, ``gold`` a list of ``{"text", "start"}`` answers, ``prediction`` the answer text; generation

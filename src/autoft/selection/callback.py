@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from scipy.stats import rankdata
 
-from autoft.config import AUTO
+from autoft.config import AUTO, SelectionConfig
 from autoft.data.loading import Example
 from autoft.errors import ConfigError
 from autoft.selection.noise import transition_of
@@ -243,9 +243,9 @@ class AgentCallback(TrainerCallback):
         if self.valuation.idle:
             if self.intervention > 0:
                 noise = self.valuation.noise
-                why = (noise.too_few_rows if noise is not None else None) or "no label noise found to act on"
                 self.decisions.append({"phase": "online", "epoch": 0, "event": "idle", "noise_rate": (
-                    noise.rate if noise is not None else None), "why": why + ": the run trains as plain fine-tuning"})
+                    noise.rate if noise is not None else None),
+                    "why": self.valuation.idle_reason + ": the run trains as plain fine-tuning"})
             self.intervention = state.intervention = 0.0
         if self.selection.mode != "mask":
             state.search_rows = np.flatnonzero(self._weights(self._current_values(), draw=False) > 0)
@@ -365,7 +365,19 @@ class AgentCallback(TrainerCallback):
             self.selected)
         self.decisions.append(self._reward.step(self.policy, score, selected, self._action, where))
 
-    # outputs
+    # outputs (the callback protocol's: what the agent adds to the run directory)
+    def resolved_selection(self) -> SelectionConfig:
+        return self.valuation.selection
+
+    def run_metrics(self) -> dict[str, Any]:
+        return {"noise": self.noise_summary()}
+
+    def run_warnings(self) -> list[str]:
+        return list(self.warnings)
+
+    def decision_records(self) -> list[dict[str, Any]]:
+        return self.decisions
+
     def noise_summary(self) -> dict[str, Any] | None:
         """The estimated label noise and the share left out, for ``metrics.json``."""
         noise = self.valuation.noise

@@ -40,7 +40,8 @@ from autoft.data.loading import BadRows, Example, stream_examples
 from autoft.data.splits import Splits, check_known_labels, read_file, sorted_labels
 from autoft.errors import DataError
 from autoft.selection.embeddings import example_text, stored_rows
-from autoft.selection.state import _entropy, _one_hot, _top_margin, default_neighbours, fold_probe_probabilities
+from autoft.selection.state import default_neighbours, fold_probe_probabilities
+from autoft.selection.state.features import _entropy, _one_hot, _top_margin
 from autoft.selection.units import feature_max_length
 from autoft.selection.valuation import Valuation, _ranks, kept_mask, value_samples
 
@@ -125,15 +126,21 @@ def _agreement(x: np.ndarray, given: np.ndarray, reference: np.ndarray, referenc
     return out
 
 
-def value_pool(config: Config, *, progress: bool = True) -> PoolValuation:
-    """The valuation of every row of the training files (see the module); needs ``data.validation``."""
-    data, selection, seed = config.data, config.selection, config.training.seed
+def _check_pool(config: Config) -> None:
+    """A pool is valued for classification, against a clean validation file."""
+    data, selection = config.data, config.selection
     if config.task != "classification":
         raise DataError(f"{data.train_files[0]}: pools above selection.fit_rows ({selection.fit_rows}) are valued "
                         f"for classification so far, not {config.task}; raise selection.fit_rows to value it whole")
     if not data.validation:
         raise DataError(f"{data.train_files[0]}: a pool above selection.fit_rows ({selection.fit_rows}) rows needs "
                         f"data.validation (clean labels: the noise estimate and the values rest on them)")
+
+
+def value_pool(config: Config, *, progress: bool = True) -> PoolValuation:
+    """The valuation of every row of the training files (see the module); needs ``data.validation``."""
+    data, selection, seed = config.data, config.selection, config.training.seed
+    _check_pool(config)
     bad = BadRows(data.on_bad_rows, data.max_bad_rows)
     validation = read_file(data.validation, data, task=config.task, bad_rows=bad)
     ids: dict[str, int] = {}

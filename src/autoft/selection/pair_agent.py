@@ -233,7 +233,16 @@ class PairAgentCallback(TrainerCallback):
     def _learn(self, score: float, where: dict[str, Any]) -> None:
         self.decisions.append(self._reward.step(self.policy, score, lambda: self.selected, self._action, where))
 
-    # outputs
+    # outputs (the callback protocol's: what the agent adds to the run directory)
+    def resolved_selection(self) -> SelectionConfig:
+        return self.valuation.selection
+
+    def run_metrics(self) -> dict[str, Any]:
+        return {"noise": self.noise_summary()}
+
+    def decision_records(self) -> list[dict[str, Any]]:
+        return self.decisions
+
     def flagged(self) -> np.ndarray:
         """[N] bool: the pairs the agent leaves out at its last values."""
         return ~kept_mask(self.policy.values_, None, self.selection.drop_fraction * self.intervention)

@@ -165,7 +165,7 @@ def value_pairs(config: Config, splits: Splits, *, batch_size: int | None = None
     mismatched = np.roll(val_unconditional, -1) - rotated_conditional  # the unconditional loss is the response's own
     rate, posterior = mixture_share(unconditional - conditional, matched, mismatched)
     drop, how = resolve_drop_fraction(config.selection.drop_fraction, rate,
-                                      "the estimated share of mismatched pairs")
+                                      "the estimated share of mismatched pairs", len(conditional))
     log.info("prompt gain (nats per token): validation pairs %.3f, rotated %.3f, training %.3f; estimated "
              "mismatched share %.1f%%; %.1f%% would be left out (%s)", matched.mean(), mismatched.mean(),
              float(np.mean(unconditional - conditional)), 100 * rate, 100 * drop, how)

@@ -174,6 +174,10 @@ class SelfTrainingCallback(TrainerCallback):
                                "next_target_precision": TARGETS[self.arm],
                                "probabilities": [round(float(p), 4) for p in self.bandit.probabilities()]})
 
+    def run_metrics(self) -> dict[str, Any]:
+        return {"self_training": {"mode": self.mode, "admitted_last_epoch": int(self.admitted.sum()),
+                                  "unlabeled": len(self.unlabeled)}}
+
     def write_artifacts(self, folder: Path, examples: list[Example], label_names: list[str]) -> None:
         """``self_training.json``: per epoch what was admitted and why; the last pseudo-labels admitted."""
         write_json(folder / "self_training.json", {

@@ -201,7 +201,7 @@ def create_app(settings: ServeSettings, run: Run | None = None) -> FastAPI:
 
     @app.get("/metadata", dependencies=secured, responses=refused)
     async def metadata() -> dict[str, Any]:
-        from autoft.continual import history
+        from autoft.lineage import history
 
         try:
             lineage = history(run.path)

@@ -18,6 +18,17 @@ from autoft.data.loading import Example
 Feature = dict[str, Any]
 
 
+def margins_from_logits(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """[B] ``logit[given label] - max logit of the other classes`` (negative: the model prefers another class)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    rows = np.arange(len(labels))
+    given = logits[rows, labels]
+    others = logits.copy()
+    others[rows, labels] = -np.inf
+    return given - others.max(axis=1)
+
+
 class TaskAdapter(ABC):
     """One subclass per task. ``labels`` is the ordered label (or tag) set; index = model output."""
 

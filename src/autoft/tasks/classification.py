@@ -11,8 +11,7 @@ import torch.nn.functional as F
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
 from autoft.data.loading import Example
-from autoft.selection.state import margins_from_logits
-from autoft.tasks.base import Feature, TaskAdapter
+from autoft.tasks.base import Feature, TaskAdapter, margins_from_logits
 
 
 def label_count_scale(n_labels: int) -> float:

@@ -17,8 +17,7 @@ from transformers import AutoModelForTokenClassification, DataCollatorForTokenCl
 
 from autoft.data.loading import Example
 from autoft.io import to_builtin
-from autoft.selection.state import margins_from_logits
-from autoft.tasks.base import Feature, TaskAdapter
+from autoft.tasks.base import Feature, TaskAdapter, margins_from_logits
 
 IGNORE = -100
 _WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)

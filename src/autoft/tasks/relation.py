@@ -28,8 +28,7 @@ from transformers import AutoModelForTokenClassification, DataCollatorForTokenCl
 
 from autoft.data.loading import ENTITY_MARKERS, Example, check_entity_markers
 from autoft.errors import DataError
-from autoft.selection.state import margins_from_logits
-from autoft.tasks.base import Feature, TaskAdapter
+from autoft.tasks.base import Feature, TaskAdapter, margins_from_logits
 from autoft.tasks.classification import label_count_scale
 
 IGNORE = -100

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -152,6 +153,33 @@ class TrainerCallback:
     def on_train_end(self, state: TrainState) -> None:
         """After the last epoch, once the best epoch's weights are restored (the model the run keeps)."""
 
+    # What a callback adds to the run directory, which ``autoft.run.train`` asks of every callback once training
+    # has ended. Each gives nothing by default.
+
+    def resolved_selection(self) -> Any | None:
+        """The selection settings it trained with, every ``auto`` resolved (the run's ``config.yaml``), or None."""
+        return None
+
+    def run_metrics(self) -> dict[str, Any]:
+        """Entries it adds to the run's ``metrics.json`` (e.g. the agent's ``noise``)."""
+        return {}
+
+    def run_warnings(self) -> list[str]:
+        """Warnings for the run's ``metrics.json`` (e.g. a class that lost more than half its rows)."""
+        return []
+
+    def decision_records(self) -> list[dict[str, Any]]:
+        """Its decisions, which ``metrics.jsonl`` interleaves with the loop's steps and epochs."""
+        return []
+
+    def repairs(self) -> tuple[np.ndarray, dict[int, int]] | None:
+        """The training rows it leaves out and the rows it relabels (row -> class id), which the run writes as
+        ``corrected.<ext>``; None when it repairs nothing."""
+        return None
+
+    def write_artifacts(self, folder: Path, examples: list[Any], label_names: list[str]) -> None:
+        """Write its own files into the run directory being written (``folder``)."""
+
 
 class RowWeights(TrainerCallback):
     """Scales the loss weight of some training rows by ``factor`` every epoch (after the callbacks before it
@@ -206,6 +234,24 @@ class CallbackList(TrainerCallback):
 
     def on_train_end(self, state: TrainState) -> None:
         self._each("on_train_end", state)
+
+    def resolved_selection(self) -> Any | None:
+        return next((s for s in (c.resolved_selection() for c in self.callbacks) if s is not None), None)
+
+    def run_metrics(self) -> dict[str, Any]:
+        return {k: v for c in self.callbacks for k, v in c.run_metrics().items()}
+
+    def run_warnings(self) -> list[str]:
+        return [w for c in self.callbacks for w in c.run_warnings()]
+
+    def decision_records(self) -> list[dict[str, Any]]:
+        return [r for c in self.callbacks for r in c.decision_records()]
+
+    def repairs(self) -> tuple[np.ndarray, dict[int, int]] | None:
+        return next((r for r in (c.repairs() for c in self.callbacks) if r is not None), None)
+
+    def write_artifacts(self, folder: Path, examples: list[Any], label_names: list[str]) -> None:
+        self._each("write_artifacts", folder, examples, label_names)
 
 
 __all__ = ["CallbackList", "RowWeights", "StepOutput", "TrainState", "TrainerCallback"]

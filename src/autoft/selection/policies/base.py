@@ -17,7 +17,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 from scipy.stats import rankdata
@@ -33,8 +33,6 @@ from autoft.selection.state import (
     suspicion,
     validation_probe_probabilities,
 )
-
-WeightMode = Literal["sample", "weight"]
 
 
 def check_option(policy: str, name: str, value: Any, valid: bool, expected: str) -> None:
@@ -137,10 +135,11 @@ def rank_probabilities(values: np.ndarray) -> np.ndarray:
 
 
 class Policy:
-    """Base class: values samples offline (``fit``), learns online (``update``), weighs them (``weights``).
+    """Base class: values samples offline (``fit``) and learns online (``update``); ``values_`` ranks the samples
+    (the lowest go first: ``autoft.selection.valuation.kept_mask``).
 
     Options (keyword-only, stored unchanged): ``seed``; ``drop_fraction``, the share of lowest-valued
-    samples ``weights("sample")`` drops by default;
+    samples to leave out by default;
     ``reward``, the inner learner's validation score (``"log_likelihood"``, ``"accuracy"``,
     ``"macro_f1"`` or a ``"module:function"`` user reward); ``probe_folds``, folds of the out-of-fold probe.
 
@@ -311,31 +310,6 @@ class Policy:
         """The subclass's online step; may refresh ``values_``. Returns a summary of the action rewarded."""
         return {}
 
-    # -- output -----------------------------------------------------------------------------------
-
-    def weights(self, mode: WeightMode = "sample", drop_fraction: float | None = None) -> np.ndarray:
-        """[N] per-sample weights (0 = leave the sample out), as ``TrainState.weights`` takes them.
-
-        ``"sample"``: 1 for kept samples, 0 for dropped ones; drops exactly ``round(drop_fraction * N)``
-        lowest-valued samples (default: the policy's ``drop_fraction``). ``"weight"``: soft loss weights = keep-probabilities, with the lowest-valued
-        ``drop_fraction`` (only when given) set to 0.
-        """
-        self._check_fitted()
-        if mode not in ("sample", "weight"):
-            raise ValueError(f"mode must be 'sample' or 'weight', got {mode!r}")
-        if drop_fraction is not None and not 0.0 <= drop_fraction <= 1.0:
-            raise ValueError(f"drop_fraction must be in [0, 1], got {drop_fraction!r}")
-        if mode == "weight":
-            keep = self._lowest_dropped(drop_fraction or 0.0)
-            return np.where(keep, self.keep_probabilities_, 0.0)
-        return self._lowest_dropped(self.drop_fraction if drop_fraction is None else drop_fraction).astype(np.float64)
-
-    def _lowest_dropped(self, fraction: float) -> np.ndarray:
-        """[N] bool: False for the ``round(fraction * N)`` lowest values (ties: lower index first)."""
-        keep = np.ones(self.n_samples_, dtype=bool)
-        keep[np.argsort(self.values_, kind="stable")[: round(fraction * self.n_samples_)]] = False
-        return keep
-
     # -- helpers ----------------------------------------------------------------------------------
 
     def _log(self, phase: str, action: dict[str, Any], reward: float | None, **extra: Any) -> dict[str, Any]:
@@ -387,7 +361,6 @@ __all__ = [
     "POLICIES",
     "FitData",
     "Policy",
-    "WeightMode",
     "check_option",
     "check_policy",
     "get_policy",

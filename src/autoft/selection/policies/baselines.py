@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from autoft.selection.policies.base import FitData, Policy, WeightMode, register_policy
+from autoft.selection.policies.base import FitData, Policy, register_policy
 
 
 class NoSelection(Policy):
@@ -19,16 +19,11 @@ class NoSelection(Policy):
         self._log("offline", {"kept": len(prior)}, None)
         return np.ones(len(prior))
 
-    def weights(self, mode: WeightMode = "sample", drop_fraction: float | None = None) -> np.ndarray:
-        """[N] ones: nothing is dropped or down-weighted."""
-        self._check_fitted()
-        return np.ones(self.n_samples_)
-
 
 class RandomSelection(Policy):
     """Drops a seeded random ``drop_fraction`` of the samples: the control for any learned selection.
 
-    ``values_`` is a seeded random permutation scaled to (0, 1], so ``weights("sample")`` drops exactly
+    ``values_`` is a seeded random permutation scaled to (0, 1], so leaving out the lowest drops exactly
     ``round(drop_fraction * N)`` random samples; keep-probabilities are ``1 - drop_fraction`` for all.
     """
 

@@ -30,7 +30,7 @@ from autoft.data.loading import Example, load_examples
 from autoft.data.writing import write_examples
 from autoft.errors import DataError
 
-DEFAULT_ROOT = Path(__file__).resolve().parents[3].parent / "shared" / "data"
+DEFAULT_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 NAMES = ("tweeteval_emotion", "banking77", "btc_ner", "sgd_acts", "xquad", "scitldr", "multi30k", "sgd_responses")
 SUMMARISE = "Summarise this paper abstract in one sentence (a TL;DR).\n\n"
 TRANSLATE = "Translate this English sentence into German.\n\n"

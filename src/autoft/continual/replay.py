@@ -1,0 +1,132 @@
+"""What an update replays: the data the lineage trained on, and which old samples to draw from it (those the
+parent model holds most firmly, or a seeded random sample; never one an agent of the lineage flagged)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from autoft.config import Config
+from autoft.data.loading import Example
+from autoft.data.splits import Splits, load_splits, read_file
+from autoft.errors import DataError
+from autoft.lineage import chain_of
+from autoft.run import Run
+from autoft.training.callbacks import RowWeights, TrainerCallback
+from autoft.training.inference import predict_probabilities
+
+log = logging.getLogger(__name__)
+
+
+def _read(path: str | Path, config: Config, what: str) -> list[Example]:
+    d = config.data
+    if not Path(path).is_file():
+        raise DataError(f"{what}: {path}: file not found")
+    return read_file(path, d, task=config.task)
+
+
+
+def _labels_of(examples: list[Example]) -> set[str]:
+    return {v for e in examples for v in (e.label if isinstance(e.label, list) else [e.label])}
+
+
+
+def lineage_data(run_dir: str | Path) -> tuple[list[Example], list[Example], list[Path]]:
+    """``(train, validation, runs)``: every training and validation example the lineage up to ``run_dir`` learned
+    from or held out — each run's own new data, not the samples it replayed — without repeats (by file:line)."""
+    from autoft.config import load_config
+
+    train: dict[str, Example] = {}
+    validation: dict[str, Example] = {}
+    chain = chain_of(run_dir)
+    for path in chain:
+        config = load_config(path / "config.yaml")
+        labels = json.loads((path / "labels.json").read_text(encoding="utf-8"))["labels"]
+        splits = load_splits(config.data, task=config.task, seed=config.training.seed, known=labels, warn=False)
+        own = str(path) + os.sep  # an update's replay file lives in its run directory
+        train.update((e.origin, e) for e in splits.train if not e.origin.startswith(own))
+        validation.update((e.origin, e) for e in splits.validation)
+    return list(train.values()), list(validation.values()), chain
+
+
+
+def _flagged_origins(runs: list[Path]) -> set[str]:
+    """The file:line of every sample an agent of these runs left out (their ``data_values.csv``)."""
+    import csv
+
+    flagged: set[str] = set()
+    for path in runs:
+        values = path / "data_values.csv"
+        if values.exists():
+            with values.open(newline="", encoding="utf-8") as stream:
+                flagged.update(row["origin"] for row in csv.DictReader(stream) if row["flagged"] == "True")
+    return flagged
+
+
+
+def _margins(parent: Run, old: list[Example]) -> np.ndarray:
+    """[N] the parent model's margin for each old sample's given label: how firmly the model it would forget
+    holds it."""
+    features = parent.adapter.encode(old)
+    probabilities, _ = predict_probabilities(parent.model, parent.adapter, features,
+                                             batch_size=parent.config.training.eval_batch_size, progress=False)
+    return np.array([parent.adapter.label_margin(p, f) for p, f in zip(probabilities, features)])
+
+
+
+def _quotas(sizes: np.ndarray, budget: int) -> np.ndarray:
+    """``budget`` split over groups in proportion to ``sizes`` (largest remainders; at most a group's size), every
+    non-empty group getting one first while the budget lasts."""
+    quota = np.zeros(len(sizes), dtype=np.int64)
+    order = np.argsort(-sizes, kind="stable")
+    for g in order[: budget]:
+        if sizes[g] > 0:
+            quota[g] = 1
+    left = budget - int(quota.sum())
+    if left > 0:
+        share = left * np.maximum(sizes - quota, 0) / max(int(np.maximum(sizes - quota, 0).sum()), 1)
+        extra = np.floor(share).astype(np.int64)
+        remainder = share - extra
+        quota += extra
+        for g in np.argsort(-remainder, kind="stable")[: left - int(extra.sum())]:
+            quota[g] += 1
+    return np.minimum(quota, sizes)
+
+
+
+def choose_replay(value: np.ndarray, flagged: np.ndarray, budget: int, by: str, seed: int,
+                  groups: np.ndarray | None = None) -> np.ndarray:
+    """Sorted indices of at most ``budget`` old samples to replay, never a flagged one: the highest-valued
+    (``value``) or a seeded random draw (``random``). With ``groups`` (e.g. each sample's class), the budget is
+    shared between the groups in proportion to their unflagged samples, each getting at least one, so no old
+    class is left without a sample."""
+    candidates = np.flatnonzero(~np.asarray(flagged, dtype=bool))
+    budget = min(budget, len(candidates))
+    if budget <= 0:
+        return np.array([], dtype=np.int64)
+    rng = np.random.default_rng(seed)
+
+    def pick(pool: np.ndarray, k: int) -> np.ndarray:
+        if by == "random":
+            return rng.choice(pool, k, replace=False)
+        return pool[np.argsort(-np.asarray(value)[pool], kind="stable")[:k]]
+
+    if groups is None:
+        return np.sort(pick(candidates, budget))
+    names, of = np.unique(np.asarray(groups)[candidates], return_inverse=True)
+    quota = _quotas(np.bincount(of, minlength=len(names)), budget)
+    return np.sort(np.concatenate([pick(candidates[of == g], int(quota[g])) for g in range(len(names))]))
+
+
+
+def _replay_weights(replay_file: str, weight: float) -> Callable[[Splits], TrainerCallback]:
+    """A callback factory for ``train``: the rows read from ``replay_file`` weigh ``weight`` in the loss."""
+    def make(splits: Splits) -> TrainerCallback:
+        rows = [i for i, e in enumerate(splits.train) if e.origin.rpartition(":")[0] == replay_file]
+        return RowWeights(rows, weight)
+    return make
