@@ -136,9 +136,10 @@ def test_a_relation_run_learns_direction_and_reloads(tiny_model_dir, tmp_path):
     texts = ["the <e1>storm</e1> caused the <e2>flood</e2> today", "the <e1>fever</e1> came from the <e2>virus</e2> today"]
     assert [p["label"] for p in loaded.predict(texts)] == ["Cause-Effect(e1,e2)", "Cause-Effect(e2,e1)"]
     assert loaded.predict(texts) == run.predict(texts)
-    # The agent values relation samples as it does classification ones: flipped directions are the noise.
-    noisy = rows_clean = rows(150)
-    flipped = set(range(0, 150, 10))
+    # The agent values relation samples as it does classification ones: flipped directions are the noise (enough
+    # of them to act on: selection.valuation.IDLE_ROWS).
+    noisy = rows_clean = rows(300)
+    flipped = set(range(0, 300, 5))
     noisy = [(t, {"Cause-Effect(e1,e2)": "Cause-Effect(e2,e1)", "Cause-Effect(e2,e1)": "Cause-Effect(e1,e2)",
                   "Other": "Other"}[r] if i in flipped else r) for i, (t, r) in enumerate(noisy)]
     files["train"] = write_semeval(tmp_path / "noisy.txt", noisy)
@@ -149,7 +150,7 @@ def test_a_relation_run_learns_direction_and_reloads(tiny_model_dir, tmp_path):
     with (tmp_path / "agent" / "data_values.csv").open(newline="") as stream:
         values = {int(r["row_id"]): r for r in csv.DictReader(stream)}
     wrong = [i for i in flipped if noisy[i][1] != "Other"]  # the flips that changed a label
-    assert len(values) == 150 and agent.metrics["test"]["macro_f1"] > 0.5
+    assert len(values) == 300 and agent.metrics["test"]["macro_f1"] > 0.5
     assert sum(values[i]["flagged"] == "True" for i in wrong) >= 0.8 * len(wrong)
     true_relation = {i: r for i, (_, r) in enumerate(rows_clean)}
     assert sum(values[i]["suggested_label"] == true_relation[i] for i in wrong) >= 0.8 * len(wrong)
