@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -30,7 +30,7 @@ TASK_COLUMNS = {"question-answering": ("context", "question", "answers", "answer
 """The column roles of tasks that read more than a text and a label; ``data.columns`` renames them."""
 DataFormat = Literal["auto", "csv", "tsv", "jsonl", "parquet", "conll", "semeval", "squad"]
 Auto = Literal["auto"]
-AUTO = "auto"
+AUTO: Final = "auto"
 
 
 class _Strict(BaseModel):
