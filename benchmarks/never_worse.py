@@ -453,10 +453,18 @@ def cell_row(name: str, cell: dict[str, Any]) -> str:
             f"{estimate} | {rates} | {events or '–'} | {cell['wall_seconds']:.0f} |")
 
 
-def markdown(results: dict[str, Any], commit: str) -> str:
+def measured_at(used: dict[str, str]) -> str:
+    """``commit X``, or with cells of several commits which settings each measured."""
+    commits = list(dict.fromkeys(used.values()))
+    if len(commits) <= 1:
+        return f"commit {commits[0] if commits else '–'}"
+    return "commits " + "; ".join(f"{c} ({', '.join(n for n, m in used.items() if m == c)})" for c in commits)
+
+
+def markdown(results: dict[str, Any], used: dict[str, str]) -> str:
     dirty = any(cell["dirty"] for entry in results.values() for cell in entry["cells"])
     caveat = " (some cells ran with uncommitted changes under src/: see each cell's `dirty`)" if dirty else ""
-    intro = (f"Never worse than plain (issue 26): `autoft run` with every default, commit {commit}{caveat}. Test "
+    intro = (f"Never worse than plain (issue 26): `autoft run` with every default, {measured_at(used)}{caveat}. Test "
              "primary metric (macro-F1; entity F1 for BTC; the official macro-F1 for SemEval; micro-F1 for SGD acts), "
              "mean ± std over seeds; gaps are autonomous − plain, in metric units. *Served* is the model `autoft run` "
              "delivers (`serve` and `export` default to it): the better of the two runs on the same validation rows, "
@@ -466,17 +474,22 @@ def markdown(results: dict[str, Any], commit: str) -> str:
     return "\n".join([intro, "", SETTING_HEADER, *settings, "", CELL_HEADER, *cells])
 
 
-def write_results(stem: Path, cells: dict[str, dict[str, Any]], names: list[str], *, commit: str,
+def write_results(stem: Path, cells: dict[str, dict[str, Any]], names: list[str], *, commits: list[str],
                   train_limit: int | None) -> str:
-    """``STEM.json`` and ``STEM.md`` from the cached cells of ``commit`` for ``names``; returns the Markdown."""
-    results = {}
+    """``STEM.json`` and ``STEM.md`` from the cached cells for ``names``, each setting's from the first of ``commits``
+    that has cells of it; returns the Markdown."""
+    results, used = {}, {}
     for name in names:
-        mine = sorted((c for c in cells.values() if c["setting"] == name and c["commit"] == commit
-                       and c.get("train_limit") == train_limit), key=lambda c: c["seed"])
-        if mine:
-            results[name] = {"setting": asdict(SETTINGS[name]), "summary": summarise(name, mine), "cells": mine}
-    text = markdown(results, commit)
-    report = {"commit": commit, "settings": results}
+        for commit in commits:
+            mine = sorted((c for c in cells.values() if c["setting"] == name and c["commit"] == commit
+                           and c.get("train_limit") == train_limit), key=lambda c: c["seed"])
+            if mine:
+                results[name] = {"setting": asdict(SETTINGS[name]), "summary": summarise(name, mine), "cells": mine}
+                used[name] = commit
+                break
+    text = markdown(results, used)
+    report = {"commit": " / ".join(dict.fromkeys(used.values())) or commits[0], "commits": used,
+              "settings": results}
     write_text_atomic(stem.with_name(f"{stem.name}.json"), json.dumps(report, indent=2) + "\n")
     write_text_atomic(stem.with_name(f"{stem.name}.md"), text + "\n")
     return text
@@ -494,7 +507,8 @@ def main() -> None:
     parser.add_argument("--data-root", help="shared data folder (default: ../shared/data beside the checkout)")
     parser.add_argument("--output", type=Path, default=RESULTS / "never_worse",
                         help="stem of STEM.json, STEM.md and the cell cache STEM_cells.jsonl")
-    parser.add_argument("--commit", help="with --no-run: the cells of this commit (default: the last that changed src/)")
+    parser.add_argument("--commit", nargs="+", help="with --no-run: the cells of these commits, each setting's from the "
+                        "first listed that has cells of it (default: the last commit that changed src/)")
     parser.add_argument("--no-run", action="store_true",
                         help="write the results from the cells already cached for this commit; run none")
     parser.add_argument("--train-limit", type=int, help=argparse.SUPPRESS)  # quick checks: N training / validation rows
@@ -506,10 +520,9 @@ def main() -> None:
     stem = args.output.with_suffix("") if args.output.suffix in (".json", ".md") else args.output
     cache = stem.with_name(f"{stem.name}_cells.jsonl")
     commit, dirty = git_state()
-    if args.commit:
-        if not args.no_run:
-            parser.error("--commit writes the tables of cells measured at another commit: give it with --no-run")
-        commit = args.commit
+    if args.commit and not args.no_run:
+        parser.error("--commit writes the tables of cells measured at another commit: give it with --no-run")
+    commits = args.commit or [commit]
     cells = {record["key"]: record for record in read_jsonl(cache)}
     for name in names:
         for seed in args.seeds:
@@ -523,8 +536,8 @@ def main() -> None:
             cell = run_cell(name, seed, args, key=key, commit=commit, dirty=dirty, cached=cached)
             log.info("%s", cell_line(cell))
             cells = store(cache, cell)
-            write_results(stem, cells, names, commit=commit, train_limit=args.train_limit)
-    print(write_results(stem, cells, names, commit=commit, train_limit=args.train_limit))
+            write_results(stem, cells, names, commits=commits, train_limit=args.train_limit)
+    print(write_results(stem, cells, names, commits=commits, train_limit=args.train_limit))
 
 
 if __name__ == "__main__":

@@ -128,25 +128,29 @@ def classes_lost(summary_: dict[str, Any]) -> str:
 def headline() -> str:
     """The README's one results table: never_worse.json's settings, the mean over seeds."""
     data = result("never_worse.json")
+    commits = data.get("commits") or {name: data["commit"] for name in data["settings"]}
+    several = len(set(commits.values())) > 1
     rows = []
-    for entry in data["settings"].values():
+    for name, entry in data["settings"].items():
         s = entry["summary"]
         if not s["autonomous"]:
             continue
         met = all(t["met"] for t in s["targets_served"])
         rows.append([setting_label(entry["setting"]), len(s["seeds"]), f3(statistics.fmean(s["plain"])),
                      f3(statistics.fmean(s["autonomous"])), f3(statistics.fmean(s["served"])),
-                     f"{s['worst_gap']['gap']:+.3f}".replace("-", "−"), classes_lost(s), "yes" if met else "**no**"])
+                     f"{s['worst_gap']['gap']:+.3f}".replace("-", "−"), classes_lost(s), "yes" if met else "**no**",
+                     *([commits[name]] if several else [])])
     intro = (f"`autoft run` with every default (never told a noise rate): plain fine-tuning against the agent's run on "
              f"the same splits, and the run `autoft run` serves (the better one on the same validation rows). Test "
              f"macro-F1 (entity F1 for BTC, the official macro-F1 for SemEval), mean over seeds; the worst seed gap is "
-             f"the agent's run less plain. Measured at commit {data['commit']} by `python benchmarks/never_worse.py` "
+             f"the agent's run less plain. Measured at {'the commit of each row' if several else 'commit ' + data['commit']} "
+             f"by `python benchmarks/never_worse.py` "
              f"([`never_worse.md`](benchmarks/results/never_worse.md)). Targets: the served mean at most 0.005 below "
              f"plain's, no seed more than 0.02 below, no class lost.")
     intro = textwrap.fill(intro, width=118, break_long_words=False, break_on_hyphens=False)
     return intro + "\n\n" + table(
         ["setting", "seeds", "plain", "agent's run", "served", "worst seed gap", "classes the agent's run lost",
-         "targets met (served)"], rows, "llrrrrll")
+         "targets met (served)", *(["commit"] if several else [])], rows, "llrrrrll" + ("l" if several else ""))
 
 
 def _cells(commit: str, settings: tuple[str, ...]) -> list[dict[str, Any]]:
