@@ -1,0 +1,212 @@
+"""Mixed-source benchmark (issue 27): a pool of three sources where no one knows the best mixture in advance.
+
+    python benchmarks/mixed_source.py --seeds 0 1 2
+    python benchmarks/mixed_source.py --model TINY_MODEL_DIR --sizes 60 80 80 --seeds 0   # a smoke test
+
+The training pool, every row with one of TweetEval emotion's four labels, in three files (autoft's *source* is
+the file; nothing else tells a method which source is which):
+
+- ``tweets``: TweetEval emotion training rows with their own labels;
+- ``noisy_tweets``: the next TweetEval training rows, ``--heavy-noise`` of their labels replaced by another at
+  random (seeded; the rate is never given to a method);
+- ``off_domain``: BANKING77 customer-service queries, each given a seeded random emotion label.
+
+Validation and test are TweetEval's (clean). Methods (``--methods``), each the same fine-tuning with the settings the
+``proportional`` run resolved for the seed (rate, epochs, batch size, patience), so they differ only in the data mix:
+
+- ``proportional``: plain fine-tuning on the union, every row weight 1;
+- ``uniform``: plain fine-tuning, each source's rows weighted so that every source weighs the same in the loss;
+- ``grid``: plain fine-tuning with every fixed mixture of ``--grid`` loss weights for the two other sources (``tweets``
+  at 1): the one best on validation is *best fixed (chosen on validation)*; the one best on test, reported beside
+  it, is the hindsight bound no method can know;
+- ``static``: autoft's agent minus learning (the ``suspicion`` ranking, the same drop fraction, loss correction and
+  settings);
+- ``learned``: autoft's default agent; ``learned-source``: the same with ``selection.bucket_by: source`` (the
+  bandit's arms are the sources).
+
+Writes ``benchmarks/results/mixed_source.json`` and ``.md`` (test macro-F1 mean ± std over seeds, the share of each
+source each method kept, wall-clock); every run is kept in the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from noisy_labels import SHARED
+from public_data import load_public
+
+import autoft
+from autoft.config import DEFAULT_POLICY
+from autoft.data.loading import Example
+from autoft.data.writing import write_examples
+from autoft.io import write_json, write_text_atomic
+from autoft.training.callbacks import RowWeights
+
+log = logging.getLogger("mixed_source")
+RESULTS = Path(__file__).resolve().parent / "results"
+SOURCES = ("tweets", "noisy_tweets", "off_domain")
+METHODS = ("proportional", "uniform", "grid", "static", "learned", "learned-source")
+SELECTION = {"static": {"policy": "suspicion"}, "learned": {"policy": DEFAULT_POLICY},
+             "learned-source": {"policy": DEFAULT_POLICY, "bucket_by": "source"}}
+
+
+def pool(sizes: list[int], heavy_noise: float, seed: int, root: str | None) -> dict[str, Any]:
+    """The three sources' rows (seeded), TweetEval's validation and test, and which rows' labels are wrong."""
+    tweets = load_public("tweeteval_emotion", root)
+    labels = sorted({e.label for e in tweets["train"]})
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(tweets["train"]))
+    first = [tweets["train"][i] for i in order[: sizes[0]]]
+    second = [tweets["train"][i] for i in order[sizes[0]: sizes[0] + sizes[1]]]
+    flip = rng.random(len(second)) < heavy_noise
+    noisy = [Example(e.text, rng.choice([x for x in labels if x != e.label])) if f else e
+             for e, f in zip(second, flip)]
+    queries = load_public("banking77", root)["train"]
+    off = [Example(queries[i].text, labels[rng.integers(len(labels))])
+           for i in rng.permutation(len(queries))[: sizes[2]]]
+    return {"sources": dict(zip(SOURCES, (first, noisy, off))), "validation": tweets["validation"],
+            "test": tweets["test"], "wrong": {"tweets": 0.0, "noisy_tweets": float(flip.mean()), "off_domain": None}}
+
+
+def rows_of(sources: dict[str, list[Example]]) -> dict[str, np.ndarray]:
+    """Each source's training rows in the loop (the files in ``SOURCES`` order, one after another)."""
+    out, start = {}, 0
+    for name in SOURCES:
+        out[name] = np.arange(start, start + len(sources[name]))
+        start += len(sources[name])
+    return out
+
+
+def train_once(name: str, files: dict[str, Any], work: Path, args: argparse.Namespace, seed: int,
+               settings: dict[str, Any], *, weights: dict[str, float] | None = None,
+               selection: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One run: plain with per-source loss ``weights``, or with an agent (``selection``)."""
+    started = time.perf_counter()
+    config = {"task": "classification", "model": args.model, "output_dir": str(work / name),
+              "data": {"train": files["train"], "validation": files["validation"], "test": files["test"]},
+              "training": {"seed": seed, "progress": False, "max_length": args.max_length, **settings},
+              "selection": {"policy": "none"} if selection is None else selection}
+    callbacks = [RowWeights(files["rows"][s], w) for s, w in (weights or {}).items() if w != 1.0]
+    run = autoft.train(config, callbacks=callbacks)
+    kept = {s: None for s in SOURCES}
+    values = work / name / "data_values.csv"
+    if values.is_file():  # the agent's last word: the share of each source it kept
+        import csv
+
+        with values.open(newline="", encoding="utf-8") as stream:
+            flagged = {int(r["row_id"]): r["flagged"] == "True" for r in csv.DictReader(stream)}
+        kept = {s: round(1 - float(np.mean([flagged[i] for i in rows])), 4) for s, rows in files["rows"].items()}
+    elif weights is not None:
+        kept = {s: float(weights.get(s, 1.0) > 0) for s in SOURCES}
+    return {"method": name, "weights": weights, "test": run.metrics["test"]["macro_f1"],
+            "validation": run.metrics["validation"]["macro_f1"], "kept": kept,
+            "settings": {k: run.metrics["training"][k] for k in SHARED},
+            "wall_seconds": round(time.perf_counter() - started, 1)}
+
+
+def one_seed(args: argparse.Namespace, seed: int) -> list[dict[str, Any]]:
+    data = pool(args.sizes, args.heavy_noise, seed, args.data_root)
+    with tempfile.TemporaryDirectory() as folder:
+        work = Path(folder)
+        files = {"train": [str(write_examples(work / name, rows)) for name, rows in data["sources"].items()],
+                 "validation": str(write_examples(work / "validation", data["validation"])),
+                 "test": str(write_examples(work / "test", data["test"])), "rows": rows_of(data["sources"])}
+        fixed = {k: args.__dict__[k] for k in ("epochs", "learning_rate", "batch_size") if args.__dict__[k] != "auto"}
+        runs = [train_once("proportional", files, work, args, seed, fixed, weights=dict.fromkeys(SOURCES, 1.0))]
+        settings = {**fixed, **runs[0]["settings"]}  # every other method trains with the settings plain resolved
+        sizes = {s: len(r) for s, r in files["rows"].items()}
+        if "uniform" in args.methods:
+            total = sum(sizes.values())
+            runs.append(train_once("uniform", files, work, args, seed, settings,
+                                   weights={s: total / (len(SOURCES) * n) for s, n in sizes.items()}))
+        if "grid" in args.methods:
+            for a, b in itertools.product(args.grid, repeat=2):
+                if (a, b) != (1.0, 1.0):  # (that one is proportional)
+                    runs.append(train_once(f"grid-{a:g}-{b:g}", files, work, args, seed, settings,
+                                           weights={"tweets": 1.0, "noisy_tweets": a, "off_domain": b}))
+        for method, selection in SELECTION.items():
+            if method in args.methods:
+                runs.append(train_once(method, files, work, args, seed, settings, selection=selection))
+    for run in runs:
+        run["seed"] = seed
+        log.info("seed %d %s: test macro-F1 %.4f (validation %.4f), kept %s, %.0f s", seed, run["method"],
+                 run["test"], run["validation"], run["kept"], run["wall_seconds"])
+    return runs
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per method, test macro-F1 mean ± std over seeds; ``grid`` as the mixture best on validation and (hindsight)
+    the one best on test, per seed."""
+    by: dict[str, list[dict[str, Any]]] = {}
+    for seed in sorted({r["seed"] for r in runs}):
+        mine = [r for r in runs if r["seed"] == seed]
+        grid = [r for r in mine if r["method"].startswith("grid-") or r["method"] == "proportional"]
+        for r in mine:
+            if not r["method"].startswith("grid-"):
+                by.setdefault(r["method"], []).append(r)
+        if len(grid) > 1:
+            by.setdefault("best fixed (chosen on validation)", []).append(max(grid, key=lambda r: r["validation"]))
+            by.setdefault("best fixed in hindsight (on test)", []).append(max(grid, key=lambda r: r["test"]))
+    return {name: {"test_mean": float(np.mean([r["test"] for r in rs])), "test_std": float(np.std([r["test"] for r in rs])),
+                   "seeds": len(rs), "chosen": [r["method"] for r in rs],
+                   "kept": {s: [r["kept"][s] for r in rs] for s in SOURCES},
+                   "wall_seconds": float(np.mean([r["wall_seconds"] for r in rs]))} for name, rs in by.items()}
+
+
+def markdown(summary: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
+    head = (f"Mixed-source pool (issue 27): TweetEval emotion {args.sizes[0]} rows, {args.sizes[1]} more with "
+            f"{args.heavy_noise:.0%} of their labels replaced, {args.sizes[2]} BANKING77 queries with random emotion "
+            f"labels; TweetEval's validation and test. Test macro-F1, mean ± std over seeds; kept: the share of each "
+            f"source the method trained on (agents: rows not left out at the end; grid: weight above 0).\n\n"
+            "| method | test macro-F1 | seeds | kept: tweets / noisy / off-domain | mixture | wall s |\n"
+            "|---|---:|---:|---|---|---:|")
+    lines = [head]
+    for name, row in summary.items():
+        kept = " / ".join("–" if any(v is None for v in row["kept"][s]) else f"{np.mean(row['kept'][s]):.2f}"
+                          for s in SOURCES)
+        mixture = ", ".join(dict.fromkeys(row["chosen"])) if name.startswith("best") else ""
+        lines.append(f"| {name} | {row['test_mean']:.3f} ± {row['test_std']:.3f} | {row['seeds']} | {kept} | "
+                     f"{mixture} | {row['wall_seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--sizes", type=int, nargs=3, default=[1000, 1500, 1000], metavar=("TWEETS", "NOISY", "OFF"))
+    parser.add_argument("--heavy-noise", type=float, default=0.5, help="share of noisy_tweets' labels replaced")
+    parser.add_argument("--grid", type=float, nargs="+", default=[0.0, 0.5, 1.0], help="the fixed mixtures' weights")
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument("--epochs", default="auto")
+    parser.add_argument("--learning-rate", default="auto")
+    parser.add_argument("--batch-size", default="auto")
+    parser.add_argument("--data-root", help="shared data folder (default: ../shared/data beside the checkout)")
+    parser.add_argument("--output", type=Path, default=RESULTS / "mixed_source")
+    args = parser.parse_args()
+    for key in ("epochs", "batch_size"):
+        value = getattr(args, key)
+        setattr(args, key, value if value == "auto" else int(value))
+    if args.learning_rate != "auto":
+        args.learning_rate = float(args.learning_rate)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    runs = [run for seed in args.seeds for run in one_seed(args, seed)]
+    summary = summarise(runs)
+    text = markdown(summary, args)
+    write_json(args.output.with_suffix(".json"), {"arguments": {k: v for k, v in vars(args).items()
+                                                                if k != "output"} | {"output": str(args.output)},
+                                                  "summary": summary, "runs": runs})
+    write_text_atomic(args.output.with_suffix(".md"), text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
