@@ -22,7 +22,8 @@ Validation and test are TweetEval's (clean). Methods (``--methods``), each the s
 - ``static``: autoft's agent minus learning (the ``suspicion`` ranking, the same drop fraction, loss correction and
   settings);
 - ``learned``: autoft's default agent; ``learned-source``: the same with ``selection.bucket_by: source`` (the
-  bandit's arms are the sources).
+  bandit's arms are the sources). Agents and ``static`` train as ``autoft train`` runs them: without the back-off
+  guard ``autoft run`` adds, so they differ from each other only in the policy.
 
 Writes ``benchmarks/results/mixed_source.json`` and ``.md`` (test macro-F1 mean ± std over seeds, the share of each
 source each method kept, wall-clock); every run is kept in the JSON.
@@ -39,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from noisy_labels import SHARED
+from noisy_labels import SHARED, read_values
 from public_data import load_public
 
 import autoft
@@ -58,7 +59,7 @@ SELECTION = {"static": {"policy": "suspicion"}, "learned": {"policy": DEFAULT_PO
 
 
 def pool(sizes: list[int], heavy_noise: float, seed: int, root: str | None) -> dict[str, Any]:
-    """The three sources' rows (seeded), TweetEval's validation and test, and which rows' labels are wrong."""
+    """The three sources' rows (seeded), TweetEval's validation and test."""
     tweets = load_public("tweeteval_emotion", root)
     labels = sorted({e.label for e in tweets["train"]})
     rng = np.random.default_rng(seed)
@@ -72,7 +73,7 @@ def pool(sizes: list[int], heavy_noise: float, seed: int, root: str | None) -> d
     off = [Example(queries[i].text, labels[rng.integers(len(labels))])
            for i in rng.permutation(len(queries))[: sizes[2]]]
     return {"sources": dict(zip(SOURCES, (first, noisy, off))), "validation": tweets["validation"],
-            "test": tweets["test"], "wrong": {"tweets": 0.0, "noisy_tweets": float(flip.mean()), "off_domain": None}}
+            "test": tweets["test"]}
 
 
 def rows_of(sources: dict[str, list[Example]]) -> dict[str, np.ndarray]:
@@ -98,11 +99,8 @@ def train_once(name: str, files: dict[str, Any], work: Path, args: argparse.Name
     kept = {s: None for s in SOURCES}
     values = work / name / "data_values.csv"
     if values.is_file():  # the agent's last word: the share of each source it kept
-        import csv
-
-        with values.open(newline="", encoding="utf-8") as stream:
-            flagged = {int(r["row_id"]): r["flagged"] == "True" for r in csv.DictReader(stream)}
-        kept = {s: round(1 - float(np.mean([flagged[i] for i in rows])), 4) for s, rows in files["rows"].items()}
+        _, flagged = read_values(values, sum(len(rows) for rows in files["rows"].values()))
+        kept = {s: round(1 - float(flagged[rows].mean()), 4) for s, rows in files["rows"].items()}
     elif weights is not None:
         kept = {s: float(weights.get(s, 1.0) > 0) for s in SOURCES}
     return {"method": name, "weights": weights, "test": run.metrics["test"]["macro_f1"],

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,9 +20,6 @@ from typing import Any
 
 from autoft.errors import RunDirError
 from autoft.io import read_jsonl
-
-log = logging.getLogger(__name__)
-
 
 LINEAGE = "lineage.jsonl"
 

@@ -27,22 +27,21 @@ only if it is not worse than its parent on either by more than the tolerance. A 
 for inspection. Any error (bad input, a half-written parent, a lock held) leaves the parent untouched.
 """
 
-from autoft.continual.gate import _compare
 from autoft.continual.replay import choose_replay, lineage_data
 from autoft.continual.updates import DECIDED_AFRESH, UpdateResult, _child_config, update
 from autoft.lineage import (
-           LATEST,
-           LINEAGE,
-           LOCK,
-           RECORD,
-           chain_of,
-           history,
-           latest,
-           lineage_lock,
-           lineage_table,
-           root_of,
+    LATEST,
+    LINEAGE,
+    LOCK,
+    RECORD,
+    chain_of,
+    history,
+    latest,
+    lineage_lock,
+    lineage_table,
+    root_of,
 )
 
-__all__ = ["DECIDED_AFRESH", "LATEST", "LINEAGE", "LOCK", "RECORD", "UpdateResult", "_child_config", "_compare",
+__all__ = ["DECIDED_AFRESH", "LATEST", "LINEAGE", "LOCK", "RECORD", "UpdateResult", "_child_config",
            "chain_of", "choose_replay", "history", "latest", "lineage_data", "lineage_lock", "lineage_table", "root_of",
            "update"]

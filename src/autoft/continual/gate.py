@@ -3,7 +3,6 @@ the update may become the lineage's ``latest``."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from autoft.config import TEXT_TARGET_TASKS, Config
@@ -12,15 +11,12 @@ from autoft.data.loading import Example
 from autoft.data.splits import load_splits
 from autoft.run import Run
 
-log = logging.getLogger(__name__)
-
 
 def _score(run: Run, examples: list[Example]) -> float | None:
     """``run``'s primary metric on the ``examples`` whose labels it knows (every one, for answers and responses)."""
     known = set(run.labels)
     kept = examples if run.task in TEXT_TARGET_TASKS else [e for e in examples if _labels_of([e]) <= known]
     return float(run.evaluate(kept)[run.adapter.primary_metric]) if kept else None
-
 
 
 def _compare(parent: Run, child: Run, old_validation: list[Example], config: Config, tolerance: float | None

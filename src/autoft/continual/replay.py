@@ -4,7 +4,6 @@ parent model holds most firmly, or a seeded random sample; never one an agent of
 from __future__ import annotations
 
 import json
-import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -20,8 +19,6 @@ from autoft.run import Run
 from autoft.training.callbacks import RowWeights, TrainerCallback
 from autoft.training.inference import predict_probabilities
 
-log = logging.getLogger(__name__)
-
 
 def _read(path: str | Path, config: Config, what: str) -> list[Example]:
     d = config.data
@@ -30,10 +27,8 @@ def _read(path: str | Path, config: Config, what: str) -> list[Example]:
     return read_file(path, d, task=config.task)
 
 
-
 def _labels_of(examples: list[Example]) -> set[str]:
     return {v for e in examples for v in (e.label if isinstance(e.label, list) else [e.label])}
-
 
 
 def lineage_data(run_dir: str | Path) -> tuple[list[Example], list[Example], list[Path]]:
@@ -54,7 +49,6 @@ def lineage_data(run_dir: str | Path) -> tuple[list[Example], list[Example], lis
     return list(train.values()), list(validation.values()), chain
 
 
-
 def _flagged_origins(runs: list[Path]) -> set[str]:
     """The file:line of every sample an agent of these runs left out (their ``data_values.csv``)."""
     import csv
@@ -68,7 +62,6 @@ def _flagged_origins(runs: list[Path]) -> set[str]:
     return flagged
 
 
-
 def _margins(parent: Run, old: list[Example]) -> np.ndarray:
     """[N] the parent model's margin for each old sample's given label: how firmly the model it would forget
     holds it."""
@@ -76,7 +69,6 @@ def _margins(parent: Run, old: list[Example]) -> np.ndarray:
     probabilities, _ = predict_probabilities(parent.model, parent.adapter, features,
                                              batch_size=parent.config.training.eval_batch_size, progress=False)
     return np.array([parent.adapter.label_margin(p, f) for p, f in zip(probabilities, features)])
-
 
 
 def _quotas(sizes: np.ndarray, budget: int) -> np.ndarray:
@@ -96,7 +88,6 @@ def _quotas(sizes: np.ndarray, budget: int) -> np.ndarray:
         for g in np.argsort(-remainder, kind="stable")[: left - int(extra.sum())]:
             quota[g] += 1
     return np.minimum(quota, sizes)
-
 
 
 def choose_replay(value: np.ndarray, flagged: np.ndarray, budget: int, by: str, seed: int,
@@ -121,7 +112,6 @@ def choose_replay(value: np.ndarray, flagged: np.ndarray, budget: int, by: str, 
     names, of = np.unique(np.asarray(groups)[candidates], return_inverse=True)
     quota = _quotas(np.bincount(of, minlength=len(names)), budget)
     return np.sort(np.concatenate([pick(candidates[of == g], int(quota[g])) for g in range(len(names))]))
-
 
 
 def _replay_weights(replay_file: str, weight: float) -> Callable[[Splits], TrainerCallback]:

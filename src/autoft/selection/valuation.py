@@ -90,14 +90,10 @@ class Valuation:
     def idle_reason(self) -> str:
         """Why the agent is idle, in words (``idle``)."""
         noise = self.noise
-        if noise is None:
-            return "no label noise found to act on"
-        rows = len(self.units.labels)
-        if noise.too_few_rows:
+        if noise is not None and noise.too_few_rows:
             return noise.too_few_rows
-        if noise.rate >= IDLE_RATE and noise.rate * rows < IDLE_ROWS:
-            return f"about {noise.rate * rows:.0f} of {rows} labels called wrong, fewer than {IDLE_ROWS} to act on"
-        return "no label noise found to act on"
+        few = noise is not None and noise.rate >= IDLE_RATE and too_few_called_wrong(noise.rate, len(self.units.labels))
+        return f"{few} to act on" if few else "no label noise found to act on"
 
     def sample_values(self) -> np.ndarray:
         """[N] the policy's current value of each training sample."""
@@ -143,10 +139,17 @@ def _describe(units: Units, task: str, labels: np.ndarray) -> list[str]:
     return ["; ".join(p) for p in parts]
 
 
+def too_few_called_wrong(rate: float, rows: int) -> str | None:
+    """Why a noise ``rate`` of ``rows`` calls too few of them wrong to act on (fewer than ``IDLE_ROWS``), or None."""
+    if rate * rows < IDLE_ROWS:
+        return f"about {rate * rows:.0f} of {rows} called wrong, fewer than {IDLE_ROWS}"
+    return None
+
+
 def too_little_noise(rate: float, rows: int) -> bool:
     """Whether a noise ``rate`` of ``rows`` is too little to act on: below ``IDLE_RATE``, or fewer than
     ``IDLE_ROWS`` rows called wrong."""
-    return rate < IDLE_RATE or rate * rows < IDLE_ROWS
+    return rate < IDLE_RATE or too_few_called_wrong(rate, rows) is not None
 
 
 def resolve_drop_fraction(setting: float | str, rate: float, what: str = "the estimated noise rate",
@@ -157,9 +160,9 @@ def resolve_drop_fraction(setting: float | str, rate: float, what: str = "the es
         return float(setting), f"set to {float(setting):.3g} in the config ({what} {rate:.1%})"
     if rate < IDLE_RATE:
         return 0.0, f"auto: {what} {rate:.1%}, below {IDLE_RATE:.0%}: nothing to act on"
-    if rows is not None and rate * rows < IDLE_ROWS:
-        return 0.0, (f"auto: {what} {rate:.1%} of {rows}, about {rate * rows:.0f} called wrong, fewer than "
-                     f"{IDLE_ROWS}: nothing to act on")
+    few = None if rows is None else too_few_called_wrong(rate, rows)
+    if few:
+        return 0.0, f"auto: {what} {rate:.1%}, {few}: nothing to act on"
     drop = round(min(rate, MAX_AUTO_DROP), 4)
     capped = f", capped at {MAX_AUTO_DROP:.0%}" if rate > MAX_AUTO_DROP else ""
     return drop, f"auto: {what} {rate:.1%}{capped}"
@@ -316,4 +319,4 @@ def kept_mask(values: np.ndarray, labels: np.ndarray | None, drop_fraction: floa
     return keep
 
 
-__all__ = ["CLASS_LOSS_SLACK", "IDLE_RATE", "IDLE_ROWS", "MAX_AUTO_DROP", "MAX_CLASS_LOSS", "Valuation", "class_floor", "kept_mask", "resolve_drop_fraction", "too_little_noise", "value_samples"]
+__all__ = ["CLASS_LOSS_SLACK", "IDLE_RATE", "IDLE_ROWS", "MAX_AUTO_DROP", "MAX_CLASS_LOSS", "Valuation", "class_floor", "kept_mask", "resolve_drop_fraction", "too_few_called_wrong", "too_little_noise", "value_samples"]
