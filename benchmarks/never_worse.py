@@ -211,12 +211,14 @@ def read_run(folder: Path) -> dict[str, Any]:
 
 
 def read_agent(folder: Path) -> dict[str, Any]:
-    """``read_run`` and the agent's noise estimate, drop fraction and its back-off / class-floor / class-warning
-    decisions (none where the library does not log them)."""
+    """``read_run`` and the agent's noise estimate, drop fraction, its back-off / class-floor / class-warning
+    decisions (none where the library does not log them) and the evidence of each back-off (``metrics.json``)."""
     run = read_run(folder)
     noise = run.pop("noise") or {}
+    metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
     return {**run, "estimated_noise": noise.get("rate"), "drop_fraction": noise.get("drop_fraction"),
-            "events": [r for r in read_jsonl(folder / "decisions.jsonl") if r.get("event") in EVENTS]}
+            "events": [r for r in read_jsonl(folder / "decisions.jsonl") if r.get("event") in EVENTS],
+            "back_off": metrics.get("back_off", [])}
 
 
 def fine_tune(setting: Setting, files: dict[str, str], seed: int, work: Path) -> dict[str, Any]:

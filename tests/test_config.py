@@ -60,6 +60,18 @@ def test_overrides_parse_yaml_values(tmp_path):
     assert config.data.train_files == ["a.csv", "b.csv"]
 
 
+def test_off_is_a_word_in_files_and_overrides(tmp_path):
+    """YAML 1.1 reads ``off`` as False; options named off (correction, rescore) must arrive as the word."""
+    path = write(tmp_path, "data: {train: t.csv}\nselection: {correction: off, rescore: off}\n"
+                           "training: {progress: false}\n")
+    config = load_config(path)
+    assert (config.selection.correction, config.selection.rescore) == ("off", "off")
+    assert config.training.progress is False
+    overridden = load_config(write(tmp_path, "data: {train: t.csv}\n"), ["selection.correction=off",
+                                                                          "training.progress=false"])
+    assert overridden.selection.correction == "off" and overridden.training.progress is False
+
+
 def test_override_without_equals_is_an_error():
     with pytest.raises(ConfigError, match="expected key=value"):
         apply_overrides({}, ["training.epochs"])

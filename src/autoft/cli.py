@@ -241,8 +241,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from autoft.serving import ServeSettings, read_token, serve
 
     token = read_token(args.token_file) if args.token_file else None
+    if args.threads < 0 or args.follow_interval <= 0:
+        raise ConfigError("--threads must be >= 0 (0: each worker's share of the cores) and --follow-interval > 0")
     settings = ServeSettings(run_dir=args.run_dir, token=token, max_body_bytes=int(args.max_body_mb * (1 << 20)),
-                             max_items=args.max_items, max_batch=args.max_batch, batch_window_ms=args.batch_window_ms)
+                             max_items=args.max_items, max_batch=args.max_batch, batch_window_ms=args.batch_window_ms,
+                             backend=args.backend, quantize=args.quantize, threads=args.threads,
+                             follow_latest=args.follow_latest, follow_interval=args.follow_interval)
     run = Run.load(args.run_dir)  # a bad run directory is a one-line error before the server starts
     if args.host not in ("127.0.0.1", "localhost", "::1") and token is None:
         log.warning("serving on %s without --token-file: anyone who reaches the port can use the model", args.host)
@@ -420,11 +424,12 @@ def _tool_commands(commands: Any) -> None:
     p.add_argument("run_dir", help="run directory, or the output_dir of 'autoft run'")
     p.set_defaults(func=cmd_report)
 
-    p = commands.add_parser("serve", help="serve a run over HTTP: POST /predict, GET /health, GET /metadata",
+    p = commands.add_parser("serve", help="serve a run over HTTP: POST /predict, GET /health, /metadata, /metrics",
                             description="Serve RUN_DIR with FastAPI and uvicorn: POST /predict ({\"input\": x} or "
                                         "{\"inputs\": [...]}, the JSON shapes of 'autoft predict'), POST "
                                         "/predict/stream (generation: server-sent events), GET /health, GET "
-                                        "/metadata, docs at /docs. Concurrent requests are batched.")
+                                        "/metadata, GET /metrics (Prometheus), docs at /docs. Concurrent requests "
+                                        "are batched; SIGTERM drains the requests in flight before exiting.")
     p.add_argument("run_dir", help="run directory written by 'autoft train'")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback only)")
     p.add_argument("--port", type=int, default=8000)
@@ -435,6 +440,17 @@ def _tool_commands(commands: Any) -> None:
                    help="how long a request waits for others to batch with (default 5 ms)")
     p.add_argument("--max-items", type=int, default=64, help="inputs per request (default 64; more: 413)")
     p.add_argument("--max-body-mb", type=float, default=1.0, help="request body size limit (default 1 MiB; 413)")
+    p.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                   help="onnx: onnxruntime on RUN_DIR/onnx/model.onnx (exported on first start when missing; "
+                        "encoder tasks)")
+    p.add_argument("--quantize", choices=("int8",), help="with --backend onnx: serve a dynamic int8 quantisation "
+                                                          "(RUN_DIR/onnx/model.int8.onnx, written once)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="intra-op threads per worker (default 0: the cores shared out among the workers)")
+    p.add_argument("--follow-latest", action="store_true",
+                   help="serve the latest run of RUN_DIR's lineage, and each run 'autoft update' promotes after it "
+                        "(loaded in the background, swapped in between batches; a run that fails to load is refused)")
+    p.add_argument("--follow-interval", type=float, default=5.0, help="seconds between looks at latest (default 5)")
     p.set_defaults(func=cmd_serve)
 
     p = commands.add_parser("config", help="print a complete config: every field at its default, each explained",

@@ -8,6 +8,7 @@ are rejected with the dotted field name, e.g. ``config.yaml: training.epochs: ex
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
@@ -31,6 +32,23 @@ TASK_COLUMNS = {"question-answering": ("context", "question", "answers", "answer
 DataFormat = Literal["auto", "csv", "tsv", "jsonl", "parquet", "conll", "semeval", "squad"]
 Auto = Literal["auto"]
 AUTO: Final = "auto"
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """YAML 1.2's booleans: only ``true`` / ``false``. YAML 1.1 (PyYAML's default) also reads ``off``, ``on``,
+    ``yes`` and ``no`` as booleans, so ``correction: off`` would arrive as ``False`` and be refused."""
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Yaml12Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                    list("tTfF"))
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML text as configs are read (``off`` and ``on`` stay words); raises ``yaml.YAMLError``."""
+    return yaml.load(text, Loader=_Yaml12Loader)  # (a SafeLoader)
 
 
 class _Strict(BaseModel):
@@ -424,7 +442,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             if not isinstance(child, dict):
                 raise ConfigError(f"--set {item!r}: {part} is not a section")
             node = child
-        node[leaf] = yaml.safe_load(value) if value else ""
+        node[leaf] = load_yaml(value) if value else ""
     return raw
 
 
@@ -448,7 +466,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: cannot read config: {error}") from None
     try:
-        raw = yaml.safe_load(text) or {}
+        raw = load_yaml(text) or {}
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)

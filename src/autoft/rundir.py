@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from autoft.config import GENERATIVE_TASKS, TEXT_TARGET_TASKS, Config, as_config, parse_config
+from autoft.config import GENERATIVE_TASKS, TEXT_TARGET_TASKS, Config, as_config, load_yaml, parse_config
 from autoft.data.loading import Example
 from autoft.data.splits import check_known_labels, read_file
 from autoft.errors import ConfigError, RunDirError
@@ -85,7 +85,7 @@ class Run:
             raise RunDirError(f"{path}: {changed[0]}{more} changed after the run was written (SHA-256 differs from "
                               f"checksums.json): refusing to load it")
         try:
-            raw = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
+            raw = load_yaml((path / "config.yaml").read_text(encoding="utf-8"))
             saved = json.loads((path / "labels.json").read_text(encoding="utf-8"))
             metrics_path = path / "metrics.json"
             metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.exists() else {}
@@ -155,13 +155,17 @@ class Run:
     def _examples(self, inputs: Iterable[str | list[str] | Example]) -> list[Example]:
         return [x if isinstance(x, Example) else Example(x, None, f"<input>:{i}") for i, x in enumerate(inputs, 1)]
 
-    def onnx_forward(self, path: str | Path | None = None) -> Any:
-        """The onnxruntime session of ``path`` (default: the run's ``onnx/model.onnx``), loaded once."""
+    def onnx_forward(self, path: str | Path | None = None, *, threads: int = 0) -> Any:
+        """The onnxruntime session of ``path`` (loaded once; ``threads``: its intra-op threads, 0 = onnxruntime's
+        choice). Without ``path``: the session loaded last (``autoft serve`` loads a quantised one), else the run's
+        ``onnx/model.onnx``."""
         from autoft.modeling.onnx import FILE, OnnxForward
 
+        if path is None and self._onnx is not None:
+            return self._onnx[1]
         path = Path(path) if path is not None else self.path / "onnx" / FILE
         if self._onnx is None or self._onnx[0] != path:
-            self._onnx = (path, OnnxForward(path))
+            self._onnx = (path, OnnxForward(path, threads=threads))
         return self._onnx[1]
 
     def predict(self, inputs: Iterable[str | list[str] | Example], *, batch_size: int | None = None,

@@ -8,7 +8,7 @@ import pytest
 import autoft
 from autoft.config import SelectionConfig
 from autoft.selection.agent import AgentCallback, Units, Valuation
-from autoft.selection.guard import BackOff, ReferenceScores, read_reference
+from autoft.selection.guard import BackOff, ReferenceScores, read_reference, starved_classes
 from autoft.selection.noise import NoiseEstimate
 from autoft.selection.policies import get_policy
 from autoft.selection.valuation import class_floor
@@ -159,13 +159,37 @@ def test_back_off_follows_the_metric_s_direction_and_resumes_at_its_level():
     assert fresh.intervention == 0.5 and resumed.level == 1 and resumed.trained == 2
 
 
+def test_the_agent_backs_off_at_once_when_its_model_starves_a_class_plain_predicts():
+    reference = {**_reference([0.5, 0.6, 0.7], rows=10),
+                 "predicted": [{"a": 9, "b": 1}, {"a": 6, "b": 4}, {"a": 5, "b": 5}]}
+    guard = BackOff(reference)
+    state = TrainState(n_samples=10)
+    guard.on_train_begin(state)
+    # Its macro-F1 is ahead of plain's every epoch; epoch 1: b is rare for plain too (1 < STARVED_MIN); epoch 2: the
+    # agent predicts 'b' once where plain predicted it 4 times (not yet 5); epoch 3: once against 5; epoch 4: never.
+    for epoch, predictions in ((1, ["a"] * 10), (2, ["a"] * 9 + ["b"]), (3, ["a"] * 9 + ["b"]),
+                               (4, ["a"] * 10)):
+        state.epoch = epoch
+        guard.on_epoch_begin(state)
+        state.validation, state.validation_predictions = {"macro_f1": 0.9}, predictions
+        guard.on_evaluate(state)
+    assert [(r["epoch"], r["starved"], r["intervention"]) for r in guard.records] == [
+        (3, [{"class": "b", "predicted": 1, "plain_predicted": 5}], 0.5),
+        (4, [{"class": "b", "predicted": 0, "plain_predicted": 5}], 0.0)]  # (plain's last epoch stands for later ones)
+    assert guard.run_metrics()["back_off"] == guard.records
+    assert guard.run_warnings()[0] == ("epoch 3: the agent backed off (leaves out half as much): on its stopping half "
+                                       "its model predicted 'b' for 1 rows (plain fine-tuning's for 5)")
+    assert starved_classes({"predicted": [None]}, 1, ["a"]) == [] and starved_classes(reference, 1, [["x"]]) == []
+
+
 def test_reference_scores_are_written_for_the_agent_s_run(tmp_path):
     examples = [autoft.Example(f"t{i}", "a") for i in range(4)]
     scores = iter([0.25, 0.5])
+    predictions = iter([["a", "a", "b", "a"], []])
     seen = []
     state = TrainState(n_samples=3, encode=lambda rows: [f"f{e.text}" for e in rows],
                        evaluate=lambda rows, features=None, loss_only=False: seen.append(features) or (
-                           {"macro_f1": next(scores)}, []))
+                           {"macro_f1": next(scores)}, next(predictions)))
     reference = ReferenceScores(examples, metric="macro_f1", greater_is_better=True)
     state.weights = np.array([1.0, 0.0, 2.0])  # (plain fine-tuning trains on every row; counted as given)
     for _ in range(2):
@@ -174,6 +198,7 @@ def test_reference_scores_are_written_for_the_agent_s_run(tmp_path):
     assert seen[0] == ["ft0", "ft1", "ft2", "ft3"] and seen[1] is seen[0]  # encoded once
     reference.write_artifacts(tmp_path, [], [])
     assert read_reference(tmp_path) == {**_reference([0.25, 0.5], rows=2), "examples": 4,
+                                        "predicted": [{"a": 3, "b": 1}, None],
                                         "what": read_reference(tmp_path)["what"]}
     assert read_reference(tmp_path / "elsewhere") is None
 

@@ -21,6 +21,7 @@ ONNX_TASKS = frozenset({"classification", "multi-label-classification", "token-c
                         "question-answering"})
 OPSET = 17
 FILE = "model.onnx"
+INT8_FILE = "model.int8.onnx"
 
 
 class _Logits(torch.nn.Module):
@@ -75,6 +76,23 @@ def export_onnx(model: torch.nn.Module, adapter: Any, path: str | Path) -> list[
     return names
 
 
+def quantize_int8(source: str | Path, target: str | Path) -> Path:
+    """Dynamic int8 quantisation of an exported model with onnxruntime: int8 weights, activations quantised on the
+    fly per batch. Written to a temporary sibling, then renamed."""
+    try:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError:
+        raise ConfigError("--quantize int8 needs onnxruntime: pip install 'autoft[onnx]'") from None
+    source, target = Path(source), Path(target)
+    temp = target.with_name(f".{target.name}.partial")
+    try:
+        quantize_dynamic(source, temp, weight_type=QuantType.QInt8)
+        temp.replace(target)
+    finally:
+        temp.unlink(missing_ok=True)
+    return target
+
+
 class OnnxForward:
     """``forward(batch) -> logits`` through onnxruntime: what ``predict_probabilities(forward=...)`` takes."""
 
@@ -87,8 +105,8 @@ class OnnxForward:
         except ImportError:
             raise ConfigError("--backend onnx needs onnxruntime: pip install 'autoft[onnx]'") from None
         options = onnxruntime.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
+        if threads:  # one pool of this size; no second pool running operators side by side
+            options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
         self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.names = [i.name for i in self.session.get_inputs()]
 
@@ -97,4 +115,4 @@ class OnnxForward:
         return torch.from_numpy(self.session.run(["logits"], inputs)[0])
 
 
-__all__ = ["FILE", "ONNX_TASKS", "OnnxForward", "export_onnx"]
+__all__ = ["FILE", "INT8_FILE", "ONNX_TASKS", "OnnxForward", "export_onnx", "quantize_int8"]

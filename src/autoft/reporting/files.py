@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from autoft.config import load_yaml
 from autoft.errors import RunDirError
 from autoft.io import read_jsonl
 
@@ -24,7 +25,7 @@ class RunFiles:
                 raise RunDirError(f"{folder}: not a finished autoft run (missing {name})")
         self.folder, self.key, self.title = folder, key, title
         try:
-            self.config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")) or {}
+            self.config = load_yaml((folder / "config.yaml").read_text(encoding="utf-8")) or {}
             self.metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
         except (yaml.YAMLError, json.JSONDecodeError) as error:
             raise RunDirError(f"{folder}: a run file is damaged ({error.__class__.__name__}): {error}") from None

@@ -8,11 +8,12 @@
 - ``POST /predict/stream`` (generation and seq2seq): ``{"input": X}`` → server-sent events, one ``data: {"text":
   ...}`` per decoded piece, then ``event: done`` with the whole prediction.
 - ``GET /health`` (``{"status": "ok", "run": PATH}``); ``GET /metadata`` (task, labels, base model, the run's
-  metrics and lineage, limits, batches served); OpenAPI docs at ``/docs`` (Swagger UI) and ``/redoc``, with their
+  metrics and lineage, the backend, limits, batches served); ``GET /metrics`` (Prometheus,
+  :mod:`autoft.serving.observe`); OpenAPI docs at ``/docs`` (Swagger UI) and ``/redoc``, with their
   scripts and styles served from the installed ``fastapi-offline`` package, so they work offline.
 
 Given the output folder of ``autoft run``, the server serves its better run on validation
-(:mod:`autoft.comparison`). With a token, every request but ``/health`` and the docs needs ``Authorization: Bearer
+(:mod:`autoft.comparison`), with PyTorch or onnxruntime (:mod:`autoft.serving.backends`). With a token, every request but ``/health`` and the docs needs ``Authorization: Bearer
 <token>`` (401 otherwise, compared in constant time); the docs' Authorize button takes it. A body over
 ``max_body_bytes`` or more than ``max_items`` inputs is 413; a malformed body or input is 422 with a one-line
 reason. Bad input never reaches the model, so it is never a 500.
@@ -26,13 +27,13 @@ import json
 import logging
 import os
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPBearer
 from fastapi_offline import FastAPIOffline
 
@@ -41,13 +42,17 @@ from autoft.config import GENERATIVE_TASKS
 from autoft.data.loading import input_example
 from autoft.errors import AutoftError, DataError
 from autoft.run import Run
+from autoft.serving.backends import load_backend, onnx_file, worker_threads
 from autoft.serving.batching import DynamicBatcher
+from autoft.serving.follow import FOLLOW_INTERVAL, Follower, Served, follow_root, load_served
+from autoft.serving.observe import Observe, ServeMetrics
 from autoft.serving.requests import Detail, PredictRequest, StreamRequest, one_line
 
 log = logging.getLogger(__name__)
 ENVIRONMENT = "AUTOFT_SERVE"
 """Where ``autoft serve --workers N`` hands each worker process its settings (JSON)."""
 DOCS, REDOC, OPENAPI, ASSETS = "/docs", "/redoc", "/openapi.json", "/docs/assets"
+ROUTES = ("/predict", "/predict/stream", "/health", "/metadata", "/metrics", DOCS, REDOC, OPENAPI)
 OPEN = ("/health", DOCS, f"{DOCS}/oauth2-redirect", REDOC, OPENAPI)
 """The paths a token does not guard: load balancers probe ``/health`` without one, and the docs page (with its
 assets under ``ASSETS``) loads before its Authorize button can take the token."""
@@ -61,9 +66,15 @@ class ServeSettings:
     max_items: int = 64
     max_batch: int = 32
     batch_window_ms: float = 5.0
+    backend: str = "torch"
+    quantize: str | None = None
+    threads: int = 0  # intra-op threads per worker; 0: the worker's share of the cores
+    follow_latest: bool = False  # serve the lineage's latest run, and each run promoted after it
+    follow_interval: float = FOLLOW_INTERVAL
 
     def public(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k not in ("token", "run_dir")}
+        return {k: v for k, v in asdict(self).items() if k in ("max_body_bytes", "max_items", "max_batch",
+                                                                "batch_window_ms")}
 
 
 def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -155,25 +166,65 @@ def _stream(run: Run, batcher: DynamicBatcher, example: Any) -> StreamingRespons
     return StreamingResponse(events(), media_type="text/event-stream")
 
 
+def _start_path(settings: ServeSettings) -> tuple[Path, str | None]:
+    """The run directory served first, and why it was chosen (``resolve_run_dir``)."""
+    path, chosen = resolve_run_dir(settings.run_dir)
+    return (follow_root(path)[1], None) if settings.follow_latest else (path, chosen)
+
+
+def _loaded(run: Run | None, path: Path) -> Run:
+    """``run`` when it is the one at ``path``, else that one loaded."""
+    return run if run is not None and run.path.resolve() == Path(path).resolve() else Run.load(path)
+
+
+def _served_at_start(settings: ServeSettings, run: Run | None) -> Served:
+    """The run served first: ``run`` when given, else ``settings.run_dir`` (for the output folder of ``autoft run``,
+    its better run on validation; with ``follow_latest``, what its lineage's ``latest`` points to)."""
+    path, chosen = _start_path(settings)
+    run = _loaded(run, path)
+    return Served(run, load_backend(run, backend=settings.backend, quantize=settings.quantize,
+                                    threads=settings.threads), chosen)
+
+
 def create_app(settings: ServeSettings, run: Run | None = None) -> FastAPI:
     """The FastAPI app serving ``settings.run_dir`` (or an already loaded ``run``): for the output folder of
-    ``autoft run``, its better run on validation."""
-    run = run or Run.load(settings.run_dir)
-    chosen = resolve_run_dir(settings.run_dir)[1]
-    run.model.eval()
-    batch_size = max(run.config.training.eval_batch_size, 1)
-    batcher = DynamicBatcher(lambda examples: run.predict(examples, batch_size=batch_size),
-                             max_batch=settings.max_batch, window=settings.batch_window_ms / 1000)
+    ``autoft run``, its better run on validation; with ``settings.follow_latest``, its lineage's latest run, then
+    each run promoted after it (:mod:`autoft.serving.follow`)."""
+    served = _served_at_start(settings, run)
+    batcher = DynamicBatcher(lambda examples: served.backend.predict(examples), max_batch=settings.max_batch,
+                             window=settings.batch_window_ms / 1000)
+    metrics = ServeMetrics(run=str(served.run.path), backend=served.backend.name, quantize=served.backend.quantize,
+                           queue_depth=lambda: batcher.waiting)
+    batcher.on_batch = metrics.batch
+    follower = None
+    if settings.follow_latest:
+        async def swap(new: Served) -> None:
+            def replace_served() -> None:  # on the model's thread: between two batches
+                nonlocal served
+                served = new
+            await batcher.run_exclusive(replace_served)
+            metrics.serving(str(new.run.path), new.backend.name, new.backend.quantize)
+
+        follower = Follower(follow_root(served.run.path)[0], served.run.path, swap=swap,
+                            interval=settings.follow_interval, load=lambda path: load_served(
+                                path, backend=settings.backend, quantize=settings.quantize, threads=settings.threads))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await batcher.start()
-        log.info("serving %s: %s, batches of up to %d inputs", f"{chosen} of {settings.run_dir}" if chosen else
-                 run.path, run.task, settings.max_batch)
+        if follower is not None:
+            await follower.start()
+        log.info("serving %s: %s, batches of up to %d inputs, %s%s", f"{served.chosen} of {settings.run_dir}"
+                 if served.chosen else served.run.path, served.run.task, settings.max_batch,
+                 ", ".join(f"{k} {v}" for k, v in served.backend.describe().items() if v is not None),
+                 f"; following {follower.root}/latest" if follower else "")
         yield
+        if follower is not None:
+            await follower.stop()
         await batcher.stop()
 
-    app = FastAPIOffline(title="autoft", summary=f"{run.task} model from {run.path}", lifespan=lifespan,
+    first = served.run
+    app = FastAPIOffline(title="autoft", summary=f"{first.task} model from {first.path}", lifespan=lifespan,
                          docs_url=DOCS, redoc_url=REDOC, openapi_url=OPENAPI, static_url=ASSETS,
                          swagger_ui_parameters={"validatorUrl": None, "persistAuthorization": True})  # no calls out
     app.add_exception_handler(RequestValidationError, _invalid_body)
@@ -189,6 +240,7 @@ def create_app(settings: ServeSettings, run: Run | None = None) -> FastAPI:
             raise HTTPException(422, "inputs is empty: give at least one input")
         if len(values) > settings.max_items:
             raise HTTPException(413, f"{len(values)} inputs: at most {settings.max_items} per request")
+        run = served.run  # (a lineage keeps its task and columns)
         try:
             return [input_example(v, task=run.task, index=i, text_column=run.config.data.text_column,
                                   columns=run.config.data.columns) for i, v in enumerate(values, start=1)]
@@ -197,19 +249,28 @@ def create_app(settings: ServeSettings, run: Run | None = None) -> FastAPI:
 
     @app.get("/health")
     async def health() -> dict[str, str]:
-        return {"status": "ok", "run": str(run.path)}
+        return {"status": "ok", "run": str(served.run.path)}
 
     @app.get("/metadata", dependencies=secured, responses=refused)
     async def metadata() -> dict[str, Any]:
         from autoft.lineage import history
 
+        run = served.run
         try:
             lineage = history(run.path)
         except (AutoftError, OSError, ValueError):  # a run moved away from its lineage
             lineage = []
         return {"task": run.task, "labels": run.labels, "base_model": run.config.model, "run_dir": str(run.path),
-                "chosen": chosen, "peft": run.is_peft, "metrics": run.metrics, "lineage": lineage,
-                "limits": settings.public(), "served": {"batches": batcher.batches, "inputs": batcher.items}}
+                "chosen": served.chosen, "peft": run.is_peft, "metrics": run.metrics, "lineage": lineage,
+                "backend": served.backend.describe(), "limits": settings.public(),
+                "served": {"batches": batcher.batches, "inputs": batcher.items},
+                **({"follow": {"root": str(follower.root), "swaps": follower.swaps, "failed_loads": follower.failures,
+                               "refused": str(follower.refused) if follower.refused else None}} if follower else {})}
+
+    @app.get("/metrics", dependencies=secured, responses=refused, response_class=Response)
+    async def prometheus() -> Response:
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
 
     @app.post("/predict", dependencies=secured, responses=bad)
     async def predict(request: PredictRequest) -> dict[str, Any]:
@@ -222,17 +283,19 @@ def create_app(settings: ServeSettings, run: Run | None = None) -> FastAPI:
 
     @app.post("/predict/stream", dependencies=secured, responses=bad)
     async def stream(request: StreamRequest) -> StreamingResponse:
-        if run.task not in GENERATIVE_TASKS:
-            raise HTTPException(422, f"streaming is for generation and seq2seq runs, not {run.task}")
+        if served.run.task not in GENERATIVE_TASKS:
+            raise HTTPException(422, f"streaming is for generation and seq2seq runs, not {served.run.task}")
         [example] = examples([request.input])
-        return _stream(run, batcher, example)
+        return _stream(served.run, batcher, example)
 
     app.add_middleware(Guard, token=settings.token, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(Observe, metrics=metrics, routes=ROUTES)  # outermost: refusals are counted too
     return app
 
 
 def app_from_environment() -> Any:
     """The app of ``$AUTOFT_SERVE`` (a JSON ``ServeSettings``): each ``--workers`` process builds its own."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")  # (a fresh process)
     return create_app(ServeSettings(**json.loads(os.environ[ENVIRONMENT])))
 
 
@@ -250,16 +313,21 @@ def read_token(path: str | Path) -> str:
 
 def serve(settings: ServeSettings, *, run: Run | None = None, host: str = "127.0.0.1", port: int = 8000,
           workers: int = 1, log_level: str = "info") -> None:
-    """Run the server until interrupted (uvicorn). One worker serves ``run`` when given (else loads it); with
-    several, each worker process loads its own."""
+    """Run the server until interrupted (uvicorn; SIGTERM or Ctrl-C stop it gracefully: no new connections, the
+    requests in flight answered, then the model released). One worker serves ``run`` when given (else loads it);
+    with several, each worker process loads its own, with its share of the cores (``settings.threads``)."""
     import uvicorn
 
+    if settings.backend == "onnx":  # written once here, before any worker could race to write it
+        run = _loaded(run, _start_path(settings)[0])
+        onnx_file(run, settings.quantize)
     if workers > 1:
+        settings = replace(settings, threads=settings.threads or worker_threads(workers))
         os.environ[ENVIRONMENT] = json.dumps(asdict(settings))
         uvicorn.run("autoft.serving.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
-                    log_level=log_level)
+                    log_level=log_level, access_log=False)
     else:
-        uvicorn.run(create_app(settings, run), host=host, port=port, log_level=log_level)
+        uvicorn.run(create_app(settings, run), host=host, port=port, log_level=log_level, access_log=False)
 
 
 __all__ = ["ServeSettings", "create_app", "read_token", "serve"]

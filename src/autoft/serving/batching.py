@@ -18,7 +18,8 @@ class DynamicBatcher:
     """``await batcher.submit(items)`` returns ``predict(items)``'s outputs for those items, computed in a batch
     with whatever other requests arrived meanwhile. ``run_exclusive(fn)`` runs ``fn`` on the model's thread."""
 
-    def __init__(self, predict: Callable[[list[Any]], list[Any]], *, max_batch: int = 32, window: float = 0.005):
+    def __init__(self, predict: Callable[[list[Any]], list[Any]], *, max_batch: int = 32, window: float = 0.005,
+                 on_batch: Callable[[int, bool], None] | None = None):
         if max_batch < 1 or window < 0:
             raise ValueError(f"max_batch must be >= 1 and window >= 0, got {max_batch}, {window}")
         self.predict = predict
@@ -27,6 +28,8 @@ class DynamicBatcher:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="autoft-model")
         self.batches = 0  # model calls made, for /metadata and the load test
         self.items = 0
+        self.waiting = 0  # inputs submitted and not yet in a model call (/metrics' queue depth)
+        self.on_batch = on_batch  # called with (inputs, failed) after each model call
         self._queue: asyncio.Queue[tuple[list[Any], asyncio.Future]] | None = None
         self._worker: asyncio.Task | None = None
 
@@ -45,6 +48,7 @@ class DynamicBatcher:
         if self._queue is None:
             raise RuntimeError("the batcher is not started")
         future = asyncio.get_running_loop().create_future()
+        self.waiting += len(items)
         await self._queue.put((items, future))
         return await future
 
@@ -76,6 +80,7 @@ class DynamicBatcher:
     async def _serve(self) -> None:
         while True:
             waiting = await self._collect()
+            self.waiting -= sum(len(items) for items, _ in waiting)
             waiting = [(items, future) for items, future in waiting if not future.cancelled()]  # client gone
             if not waiting:
                 continue
@@ -83,12 +88,16 @@ class DynamicBatcher:
             try:
                 outputs = await self.run_exclusive(lambda flat=flat: self.predict(flat))
             except Exception as error:  # noqa: BLE001 - that batch's requests fail; the server goes on
+                if self.on_batch is not None:
+                    self.on_batch(len(flat), True)
                 for _, future in waiting:
                     if not future.done():
                         future.set_exception(error)
                 continue
             self.batches += 1
             self.items += len(flat)
+            if self.on_batch is not None:
+                self.on_batch(len(flat), False)
             start = 0
             for items, future in waiting:
                 if not future.done():
