@@ -13,7 +13,8 @@ requests/s to the throughput of the same run's ``Run.predict`` in batches of 32 
 separate process with the same threads before the server starts (the raw batched forward pass, with tokenisation
 and decoding, without HTTP).
 
-Each backend's server runs alone, one after another. For int8, the test accuracy of the quantised model against the
+Each backend's server runs alone, one after another. Then the swap test: a PyTorch server following the run's lineage
+(``--follow-latest``) under the same load, with a run promoted mid-test. For int8, the test accuracy of the quantised model against the
 PyTorch one on BANKING77's test queries, and how often their labels agree.
 
 Writes ``benchmarks/results/serve_load.json`` and ``serve_load.md``.
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import socket
 import subprocess
@@ -30,6 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from result_files import write_result
@@ -80,7 +83,10 @@ def make_run(folder: Path, texts: list[str], labels: list[str]) -> Path:
     return run.path
 
 
-async def load(url: str, texts: list[str], clients: int, seconds: float) -> dict:
+async def load(url: str, texts: list[str], clients: int, seconds: float, *, record: list | None = None,
+               side: Any = None) -> dict:
+    """``clients`` clients sending one query per request for ``seconds``. ``record``: gets (start, end, ok) of every
+    request; ``side``: a coroutine function run alongside on the same HTTP session (the promotion of the swap test)."""
     import httpx
 
     latencies: list[float] = []
@@ -101,12 +107,14 @@ async def load(url: str, texts: list[str], clients: int, seconds: float) -> dict
                 latencies.append(time.perf_counter() - started)
             else:
                 errors += 1
+            if record is not None:
+                record.append((started, time.perf_counter(), ok))
             i += clients
 
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(limits=limits, timeout=60) as session:
         started = time.perf_counter()
-        await asyncio.gather(*(client(k, session) for k in range(clients)))
+        await asyncio.gather(*(client(k, session) for k in range(clients)), *([side(session)] if side else []))
         elapsed = time.perf_counter() - started
     ms = np.array(latencies) * 1000
     return {"requests": len(latencies), "errors": errors, "seconds": round(elapsed, 2),
@@ -122,14 +130,63 @@ BACKENDS = {"torch": ("torch", None), "onnx": ("onnx", None), "int8": ("onnx", "
 def serve_under_load(run_dir: Path, queries: list[str], args: argparse.Namespace, backend: str,
                      quantize: str | None) -> tuple[dict, dict]:
     """Start ``autoft serve`` with this backend, warm it up, load it; returns the load and the batches served."""
+    options = ["--backend", backend, *(["--quantize", quantize] if quantize else [])]
+    with server_at(run_dir, queries, args, options) as port:
+        import httpx
+
+        before = httpx.get(f"http://127.0.0.1:{port}/metadata", timeout=5).json()["served"]
+        served = asyncio.run(load(f"http://127.0.0.1:{port}/predict", queries, args.clients, args.seconds))
+        after = httpx.get(f"http://127.0.0.1:{port}/metadata", timeout=5).json()["served"]
+    return served, {k: after[k] - before[k] for k in after}
+
+
+def swap_under_load(run_dir: Path, queries: list[str], args: argparse.Namespace, folder: Path) -> dict:
+    """A promotion during load: the server follows ``run_dir``'s lineage (``--follow-latest``, looking every 0.5 s);
+    ``--swap-at`` seconds into ``--swap-seconds`` of load, a copy of the run is promoted (``latest`` points to it).
+    Returns errors, p99 before the promotion (steady) and of the requests in flight from the promotion until a second
+    after ``/health`` names the new run (swap), and how long the swap took."""
+    import shutil
+
+    from autoft.lineage import point_latest
+
+    promoted = shutil.copytree(run_dir, folder / "promoted")
+    events: dict[str, float] = {}
+    with server_at(run_dir, queries, args, ["--follow-latest", "--follow-interval", "0.5"]) as port:
+        async def promote(session: Any) -> None:
+            await asyncio.sleep(args.swap_at)
+            events["promoted"] = time.perf_counter()
+            point_latest(run_dir, promoted)
+            while time.perf_counter() < events["promoted"] + args.swap_seconds:
+                if (await session.get(f"http://127.0.0.1:{port}/health")).json()["run"] == str(promoted.resolve()):
+                    events["served"] = time.perf_counter()
+                    return
+                await asyncio.sleep(0.05)
+
+        record: list = []
+        served = asyncio.run(load(f"http://127.0.0.1:{port}/predict", queries, args.clients, args.swap_seconds,
+                                  record=record, side=promote))
+    if "served" not in events:
+        raise SystemExit("the promoted run was not served before the swap test ended")
+    steady = [end - start for start, end, ok in record if ok and end < events["promoted"]]
+    swap = [end - start for start, end, ok in record
+            if ok and end > events["promoted"] and start < events["served"] + 1.0]
+    p99 = {name: float(np.percentile(np.array(values) * 1000, 99)) for name, values in (("steady", steady),
+                                                                                          ("swap", swap))}
+    return {"requests": served["requests"], "errors": served["errors"], "steady_p99_ms": p99["steady"],
+            "swap_p99_ms": p99["swap"], "ratio": p99["swap"] / p99["steady"],
+            "swap_seconds": events["served"] - events["promoted"], "swap_requests": len(swap)}
+
+
+@contextlib.contextmanager
+def server_at(run_dir: Path, queries: list[str], args: argparse.Namespace, options: list[str]):
+    """``autoft serve run_dir`` with ``options`` in its own process, warmed up; yields its port."""
     import os
 
     import httpx
 
     port = _free_port()
     env_threads = {} if not args.threads else {"OMP_NUM_THREADS": str(args.threads)}
-    options = ["--backend", backend, *(["--quantize", quantize] if quantize else []),
-               *(["--threads", str(args.threads)] if args.threads else [])]
+    options = [*options, *(["--threads", str(args.threads)] if args.threads else [])]
     server = subprocess.Popen([sys.executable, "-m", "autoft.cli", "--quiet", "serve", str(run_dir), "--port",
                                str(port), *options], env={**os.environ, **env_threads}, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
@@ -145,13 +202,10 @@ def serve_under_load(run_dir: Path, queries: list[str], args: argparse.Namespace
                 raise SystemExit(f"the server ({' '.join(options)}) did not start")
             time.sleep(0.5)
         asyncio.run(load(f"http://127.0.0.1:{port}/predict", queries, min(args.clients, 4), 5))  # warm-up
-        before = httpx.get(f"http://127.0.0.1:{port}/metadata", timeout=5).json()["served"]
-        served = asyncio.run(load(f"http://127.0.0.1:{port}/predict", queries, args.clients, args.seconds))
-        after = httpx.get(f"http://127.0.0.1:{port}/metadata", timeout=5).json()["served"]
+        yield port
     finally:
         server.terminate()
         server.wait(timeout=60)
-    return served, {k: after[k] - before[k] for k in after}
 
 
 def quantisation_cost(run_dir: Path, test: list, threads: int) -> dict:
@@ -177,6 +231,8 @@ def main() -> None:
     parser.add_argument("--backends", nargs="+", choices=list(BACKENDS), default=list(BACKENDS),
                         help="servers to load, one after another (int8: --backend onnx --quantize int8)")
     parser.add_argument("--threads", type=int, default=0, help="threads of server and raw pass (0: the default)")
+    parser.add_argument("--swap-seconds", type=float, default=30.0, help="the swap test's load (0: no swap test)")
+    parser.add_argument("--swap-at", type=float, default=10.0, help="when the swap test promotes a run")
     parser.add_argument("--data-root", help="shared data folder (default: ../shared/data beside the checkout)")
     parser.add_argument("--output", type=Path, default=RESULTS / "serve_load.json")
     args = parser.parse_args()
@@ -198,14 +254,16 @@ def main() -> None:
             rows[name] = {**served, "ratio": served["requests_per_second"] / raw["inputs_per_second"],
                           "mean_batch": meta["inputs"] / max(meta["batches"], 1)}
         cost = quantisation_cost(run_dir, data["test"], args.threads) if "int8" in args.backends else None
+        swap = swap_under_load(run_dir, queries, args, folder) if args.swap_seconds else None
     command = "python benchmarks/serve_load.py" + "".join(
         f" --{k} {v:g}" if isinstance(v, float) else f" --{k} {v}" for k, v, d in (
-            ("clients", args.clients, 32), ("seconds", args.seconds, 60.0), ("threads", args.threads, 0)) if v != d)
+            ("clients", args.clients, 32), ("seconds", args.seconds, 60.0), ("threads", args.threads, 0),
+            ("swap-seconds", args.swap_seconds, 30.0), ("swap-at", args.swap_at, 10.0)) if v != d)
     if args.backends != list(BACKENDS):
         command += " --backends " + " ".join(args.backends)
     result = {"command": command, "clients": args.clients, "seconds": args.seconds, "backends": rows,
               "raw_inputs_per_second": raw["inputs_per_second"], "threads": args.threads or None,
-              "int8_cost": cost}
+              "int8_cost": cost, "swap": swap}
     lines = [("| backend | clients × seconds | requests | requests/s | p50 ms | p99 ms | errors | ratio to raw batched "
               "PyTorch | mean batch |"), "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, row in rows.items():
@@ -217,6 +275,13 @@ def main() -> None:
         lines.append(f"int8 on the {cost['test_rows']} BANKING77 test queries: accuracy {cost['int8_accuracy']:.4f} "
                      f"(PyTorch {cost['torch_accuracy']:.4f}), labels agreeing with PyTorch on "
                      f"{100 * cost['agreement']:.1f}%.")
+    if swap:
+        lines.append(f"A promotion during load (torch, `--follow-latest`, {args.clients} clients × "
+                     f"{args.swap_seconds:g} s, promoted at {args.swap_at:g} s): {swap['errors']} failed requests of "
+                     f"{swap['requests'] + swap['errors']}; the new run served {swap['swap_seconds']:.1f} s after the "
+                     f"promotion; p99 of the {swap['swap_requests']} requests in flight from the promotion until a "
+                     f"second after the swap {swap['swap_p99_ms']:.0f} ms against {swap['steady_p99_ms']:.0f} ms "
+                     f"before it ({swap['ratio']:.2f} ×).")
     write_result(args.output, result, "\n".join(lines))
 
 

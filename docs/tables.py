@@ -755,7 +755,12 @@ def generative_figures() -> dict[str, str]:
 
 def serving_figures() -> dict[str, str]:
     load, onnx = result("serve_load.json"), result("onnx_speed.json")
-    return {"serve_ratio": f"{load['ratio']:.2f}", "serve_errors": str(load["served"].get("errors", "–")),
+    backends, cost, swap = load["backends"], load["int8_cost"], load["swap"]
+    return {**{f"{name}_ratio": f"{row['ratio']:.2f}" for name, row in backends.items()},
+            "serve_errors": str(sum(row["errors"] for row in backends.values())),
+            "int8_agreement": pct(cost["agreement"]),
+            "int8_accuracy_change": pts(cost["int8_accuracy"] - cost["torch_accuracy"]),
+            "swap_errors": str(swap["errors"]), "swap_ratio": f"{swap['ratio']:.2f}",
             "onnx_speedup": f"{onnx['speedup']:.2f}"}
 
 

@@ -140,7 +140,7 @@ def synthetic_metrics(task):
 
 @pytest.mark.parametrize("task", sorted(COLUMNS))
 def test_the_summary_table_shows_each_familys_own_scores(task):
-    from autoft.cli import _metrics_table
+    from autoft.console import metrics_table as _metrics_table
 
     metrics, scores = synthetic_metrics(task)
     header, *rows = [line.split() for line in _metrics_table(metrics, task).splitlines()]
@@ -158,7 +158,8 @@ def test_the_summary_table_shows_each_familys_own_scores(task):
 
 
 def test_every_registered_task_has_summary_columns_and_a_declaration_wins(monkeypatch):
-    from autoft.cli import _metrics_table, summary_metric_keys
+    from autoft.console import metrics_table as _metrics_table
+    from autoft.console import summary_metric_keys
     from autoft.tasks.registry import TASKS, get_adapter_class
 
     for task in TASKS:  # a new task without summary columns would fall back to listing every number

@@ -122,6 +122,25 @@ def test_backend_options_that_cannot_work_are_one_line_errors(run):
     assert worker_threads(1) >= worker_threads(2) >= 1 and worker_threads(10_000) == 1
 
 
+def test_collect_keeps_served_inputs_as_unlabelled_data_up_to_its_cap(run, tmp_path, caplog):
+    from autoft.data.loading import read_texts
+
+    folder = tmp_path / "served"
+    settings = ServeSettings(run_dir=str(run.path), collect=str(folder), collect_max_mb=1500 / (1 << 20))
+    with TestClient(create_app(settings, run)) as client:
+        one = client.post("/predict", json={"input": "first text"}).json()["prediction"]
+        assert client.post("/predict", json={"inputs": ["second", "third"]}).status_code == 200
+        assert client.post("/predict", json={"inputs": ["x" * 2000]}).status_code == 200  # over the cap: answered,
+        collect = client.get("/metadata").json()["collect"]                               # not kept
+    [daily] = folder.glob("served-*.jsonl")
+    rows = [json.loads(line) for line in daily.read_text().splitlines()]
+    assert [r["text"] for r in rows] == ["first text", "second", "third"]
+    assert rows[0]["served"]["prediction"] == one and rows[0]["served"]["run"] == str(run.path)
+    assert [e.text for e in read_texts(daily, task="classification")] == ["first text", "second", "third"]
+    assert collect["inputs"] == 3 and collect["full"] is True
+    assert any("collecting stops" in r.getMessage() for r in caplog.records)
+
+
 def _wait_for(condition, seconds: float = 60.0) -> None:
     deadline = time.time() + seconds
     while not condition():

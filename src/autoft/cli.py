@@ -18,44 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from autoft.config import DEFAULT_POLICY
-from autoft.console import hide_progress_bars, route_warnings
+from autoft.console import hide_progress_bars, metrics_table, route_warnings
 from autoft.errors import AutoftError, ConfigError
 from autoft.io import write_text_atomic
 
 log = logging.getLogger("autoft")
 
 EXIT_USAGE = 2
-
-SUMMARY_ROWS = (("validation", "validation"), ("zero_shot", "test (zero-shot)"), ("test", "test"))
-"""metrics.json key -> row name; ``zero_shot`` is the test set scored before fine-tuning (tasks with text targets)."""
-
-
-def summary_metric_keys(task: str, metrics: dict[str, Any]) -> list[str]:
-    """The headline scores of ``task``: its adapter's ``summary_metrics``, else (an adapter that declares none,
-    a task the registry does not know) every number the run recorded, so nothing computed is hidden."""
-    from autoft.tasks.registry import get_adapter_class
-
-    try:
-        declared = getattr(get_adapter_class(task), "summary_metrics", None)
-    except KeyError:
-        declared = None
-    keys = declared
-    if not keys:
-        keys = dict.fromkeys(k for split, _ in SUMMARY_ROWS for k, v in (metrics.get(split) or {}).items()
-                             if isinstance(v, (int, float)) and not isinstance(v, bool))
-    return list(keys)
-
-
-def _metrics_table(metrics: dict[str, Any], task: str) -> str:
-    keys = summary_metric_keys(task, metrics)
-    rows = [("split", *keys)]
-    for split, name in SUMMARY_ROWS:
-        values = metrics.get(split)
-        if values:
-            rows.append((name, *(f"{values[k]:.4f}" if values.get(k) is not None else "-" for k in keys)))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
-
 
 def _announce(command: str, what: str) -> None:
     """A command's first log line, written before it imports torch (seconds) so the user sees it start."""
@@ -81,7 +50,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if os.environ.get("RANK", "0") != "0":  # torchrun / accelerate launch: the main process reports
         return 0
     print(f"run: {run.path}  (best epoch {run.metrics['best_epoch']}, {run.metrics['wall_seconds']:.0f} s)")
-    print(_metrics_table(run.metrics, run.task))
+    print(metrics_table(run.metrics, run.task))
     print(f"every score: {Path(run.path) / 'metrics.json'}")
     return 0
 
@@ -241,12 +210,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from autoft.serving import ServeSettings, read_token, serve
 
     token = read_token(args.token_file) if args.token_file else None
-    if args.threads < 0 or args.follow_interval <= 0:
-        raise ConfigError("--threads must be >= 0 (0: each worker's share of the cores) and --follow-interval > 0")
+    if args.threads < 0 or args.follow_interval <= 0 or args.collect_max_mb <= 0:
+        raise ConfigError("--threads must be >= 0 (0: each worker's share of the cores); --follow-interval and "
+                          "--collect-max-mb > 0")
     settings = ServeSettings(run_dir=args.run_dir, token=token, max_body_bytes=int(args.max_body_mb * (1 << 20)),
                              max_items=args.max_items, max_batch=args.max_batch, batch_window_ms=args.batch_window_ms,
                              backend=args.backend, quantize=args.quantize, threads=args.threads,
-                             follow_latest=args.follow_latest, follow_interval=args.follow_interval)
+                             follow_latest=args.follow_latest, follow_interval=args.follow_interval,
+                             collect=args.collect, collect_max_mb=args.collect_max_mb)
     run = Run.load(args.run_dir)  # a bad run directory is a one-line error before the server starts
     if args.host not in ("127.0.0.1", "localhost", "::1") and token is None:
         log.warning("serving on %s without --token-file: anyone who reaches the port can use the model", args.host)
@@ -451,6 +422,11 @@ def _tool_commands(commands: Any) -> None:
                    help="serve the latest run of RUN_DIR's lineage, and each run 'autoft update' promotes after it "
                         "(loaded in the background, swapped in between batches; a run that fails to load is refused)")
     p.add_argument("--follow-interval", type=float, default=5.0, help="seconds between looks at latest (default 5)")
+    p.add_argument("--collect", metavar="DIR", help="append every input /predict answers, with its prediction, to "
+                                                     "DIR/served-YYYY-MM-DD.jsonl (unlabelled data for the next "
+                                                     "update; off by default)")
+    p.add_argument("--collect-max-mb", type=float, default=100.0,
+                   help="stop collecting once DIR's served files reach this size (default 100)")
     p.set_defaults(func=cmd_serve)
 
     p = commands.add_parser("config", help="print a complete config: every field at its default, each explained",

@@ -1,4 +1,4 @@
-"""What a terminal shows of autoft: Python warnings routed to the log, progress bars switched off."""
+"""What a terminal shows of autoft: Python warnings routed to the log, progress bars switched off, a run's scores."""
 
 from __future__ import annotations
 
@@ -42,4 +42,36 @@ def hide_progress_bars() -> None:
         transformers_logging.disable_progress_bar()
 
 
-__all__ = ["QUIET_WARNINGS", "hide_progress_bars", "route_warnings"]
+SUMMARY_ROWS = (("validation", "validation"), ("zero_shot", "test (zero-shot)"), ("test", "test"))
+"""metrics.json key -> row name; ``zero_shot`` is the test set scored before fine-tuning (tasks with text targets)."""
+
+
+def summary_metric_keys(task: str, metrics: dict[str, Any]) -> list[str]:
+    """The headline scores of ``task``: its adapter's ``summary_metrics``, else (an adapter that declares none,
+    a task the registry does not know) every number the run recorded, so nothing computed is hidden."""
+    from autoft.tasks.registry import get_adapter_class
+
+    try:
+        declared = getattr(get_adapter_class(task), "summary_metrics", None)
+    except KeyError:
+        declared = None
+    keys = declared
+    if not keys:
+        keys = dict.fromkeys(k for split, _ in SUMMARY_ROWS for k, v in (metrics.get(split) or {}).items()
+                             if isinstance(v, (int, float)) and not isinstance(v, bool))
+    return list(keys)
+
+
+def metrics_table(metrics: dict[str, Any], task: str) -> str:
+    """The run's headline scores as an aligned text table: a row per split, a column per summary metric."""
+    keys = summary_metric_keys(task, metrics)
+    rows = [("split", *keys)]
+    for split, name in SUMMARY_ROWS:
+        values = metrics.get(split)
+        if values:
+            rows.append((name, *(f"{values[k]:.4f}" if values.get(k) is not None else "-" for k in keys)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+
+
+__all__ = ["QUIET_WARNINGS", "SUMMARY_ROWS", "hide_progress_bars", "metrics_table", "route_warnings", "summary_metric_keys"]

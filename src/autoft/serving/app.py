@@ -44,7 +44,9 @@ from autoft.errors import AutoftError, DataError
 from autoft.run import Run
 from autoft.serving.backends import load_backend, onnx_file, worker_threads
 from autoft.serving.batching import DynamicBatcher
-from autoft.serving.follow import FOLLOW_INTERVAL, Follower, Served, follow_root, load_served
+from autoft.serving.collect import MAX_MB as COLLECT_MAX_MB
+from autoft.serving.collect import Collector
+from autoft.serving.follow import FOLLOW_INTERVAL, Follower, Served, Serving, follow_root, load_served
 from autoft.serving.observe import Observe, ServeMetrics
 from autoft.serving.requests import Detail, PredictRequest, StreamRequest, one_line
 
@@ -71,6 +73,8 @@ class ServeSettings:
     threads: int = 0  # intra-op threads per worker; 0: the worker's share of the cores
     follow_latest: bool = False  # serve the lineage's latest run, and each run promoted after it
     follow_interval: float = FOLLOW_INTERVAL
+    collect: str | None = None  # a folder: served inputs and predictions, as unlabelled data (serving/collect.py)
+    collect_max_mb: float = COLLECT_MAX_MB
 
     def public(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if k in ("max_body_bytes", "max_items", "max_batch",
@@ -186,45 +190,71 @@ def _served_at_start(settings: ServeSettings, run: Run | None) -> Served:
                                     threads=settings.threads), chosen)
 
 
+def _follower(settings: ServeSettings, serving: Serving, batcher: DynamicBatcher, metrics: ServeMetrics) -> Follower:
+    """``--follow-latest``: a follower of the served run's lineage that swaps a promoted run in between batches."""
+    async def swap(new: Served) -> None:
+        def replace_served() -> None:  # on the model's thread: between two batches
+            serving.now = new
+        await batcher.run_exclusive(replace_served)
+        metrics.serving(str(new.run.path), new.backend.name, new.backend.quantize)
+
+    return Follower(follow_root(serving.now.run.path)[0], serving.now.run.path, swap=swap,
+                    interval=settings.follow_interval, load=lambda path: load_served(
+                        path, backend=settings.backend, quantize=settings.quantize, threads=settings.threads))
+
+
+def _metadata(served: Served, settings: ServeSettings, batcher: DynamicBatcher, follower: Follower | None,
+              collector: Collector | None) -> dict[str, Any]:
+    """``GET /metadata``: the run served (its lineage too), the backend, limits, and what was served."""
+    from autoft.lineage import history
+
+    run = served.run
+    try:
+        lineage = history(run.path)
+    except (AutoftError, OSError, ValueError):  # a run moved away from its lineage
+        lineage = []
+    return {"task": run.task, "labels": run.labels, "base_model": run.config.model, "run_dir": str(run.path),
+            "chosen": served.chosen, "peft": run.is_peft, "metrics": run.metrics, "lineage": lineage,
+            "backend": served.backend.describe(), "limits": settings.public(),
+            "served": {"batches": batcher.batches, "inputs": batcher.items},
+            **({"collect": {"folder": str(collector.folder), "inputs": collector.collected,
+                            "megabytes": round(collector.size / (1 << 20), 3), "full": collector.full}}
+               if collector else {}),
+            **({"follow": {"root": str(follower.root), "swaps": follower.swaps, "failed_loads": follower.failures,
+                           "refused": str(follower.refused) if follower.refused else None}} if follower else {})}
+
+
 def create_app(settings: ServeSettings, run: Run | None = None) -> FastAPI:
     """The FastAPI app serving ``settings.run_dir`` (or an already loaded ``run``): for the output folder of
     ``autoft run``, its better run on validation; with ``settings.follow_latest``, its lineage's latest run, then
     each run promoted after it (:mod:`autoft.serving.follow`)."""
-    served = _served_at_start(settings, run)
-    batcher = DynamicBatcher(lambda examples: served.backend.predict(examples), max_batch=settings.max_batch,
+    serving = Serving(_served_at_start(settings, run))
+    batcher = DynamicBatcher(lambda examples: serving.now.backend.predict(examples), max_batch=settings.max_batch,
                              window=settings.batch_window_ms / 1000)
-    metrics = ServeMetrics(run=str(served.run.path), backend=served.backend.name, quantize=served.backend.quantize,
+    first = serving.now
+    metrics = ServeMetrics(run=str(first.run.path), backend=first.backend.name, quantize=first.backend.quantize,
                            queue_depth=lambda: batcher.waiting)
     batcher.on_batch = metrics.batch
-    follower = None
-    if settings.follow_latest:
-        async def swap(new: Served) -> None:
-            def replace_served() -> None:  # on the model's thread: between two batches
-                nonlocal served
-                served = new
-            await batcher.run_exclusive(replace_served)
-            metrics.serving(str(new.run.path), new.backend.name, new.backend.quantize)
-
-        follower = Follower(follow_root(served.run.path)[0], served.run.path, swap=swap,
-                            interval=settings.follow_interval, load=lambda path: load_served(
-                                path, backend=settings.backend, quantize=settings.quantize, threads=settings.threads))
+    collector = None if settings.collect is None else Collector(
+        settings.collect, text_column=serving.now.run.config.data.text_column,
+        max_bytes=int(settings.collect_max_mb * (1 << 20)))
+    follower = _follower(settings, serving, batcher, metrics) if settings.follow_latest else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await batcher.start()
         if follower is not None:
             await follower.start()
-        log.info("serving %s: %s, batches of up to %d inputs, %s%s", f"{served.chosen} of {settings.run_dir}"
-                 if served.chosen else served.run.path, served.run.task, settings.max_batch,
-                 ", ".join(f"{k} {v}" for k, v in served.backend.describe().items() if v is not None),
+        log.info("serving %s: %s, batches of up to %d inputs, %s%s", f"{first.chosen} of {settings.run_dir}"
+                 if first.chosen else first.run.path, first.run.task, settings.max_batch,
+                 ", ".join(f"{k} {v}" for k, v in first.backend.describe().items() if v is not None),
                  f"; following {follower.root}/latest" if follower else "")
         yield
         if follower is not None:
             await follower.stop()
         await batcher.stop()
 
-    first = served.run
-    app = FastAPIOffline(title="autoft", summary=f"{first.task} model from {first.path}", lifespan=lifespan,
+    app = FastAPIOffline(title="autoft", summary=f"{first.run.task} model from {first.run.path}", lifespan=lifespan,
                          docs_url=DOCS, redoc_url=REDOC, openapi_url=OPENAPI, static_url=ASSETS,
                          swagger_ui_parameters={"validatorUrl": None, "persistAuthorization": True})  # no calls out
     app.add_exception_handler(RequestValidationError, _invalid_body)
@@ -240,7 +270,7 @@ def create_app(settings: ServeSettings, run: Run | None = None) -> FastAPI:
             raise HTTPException(422, "inputs is empty: give at least one input")
         if len(values) > settings.max_items:
             raise HTTPException(413, f"{len(values)} inputs: at most {settings.max_items} per request")
-        run = served.run  # (a lineage keeps its task and columns)
+        run = serving.now.run  # (a lineage keeps its task and columns)
         try:
             return [input_example(v, task=run.task, index=i, text_column=run.config.data.text_column,
                                   columns=run.config.data.columns) for i, v in enumerate(values, start=1)]
@@ -249,23 +279,11 @@ def create_app(settings: ServeSettings, run: Run | None = None) -> FastAPI:
 
     @app.get("/health")
     async def health() -> dict[str, str]:
-        return {"status": "ok", "run": str(served.run.path)}
+        return {"status": "ok", "run": str(serving.now.run.path)}
 
     @app.get("/metadata", dependencies=secured, responses=refused)
     async def metadata() -> dict[str, Any]:
-        from autoft.lineage import history
-
-        run = served.run
-        try:
-            lineage = history(run.path)
-        except (AutoftError, OSError, ValueError):  # a run moved away from its lineage
-            lineage = []
-        return {"task": run.task, "labels": run.labels, "base_model": run.config.model, "run_dir": str(run.path),
-                "chosen": served.chosen, "peft": run.is_peft, "metrics": run.metrics, "lineage": lineage,
-                "backend": served.backend.describe(), "limits": settings.public(),
-                "served": {"batches": batcher.batches, "inputs": batcher.items},
-                **({"follow": {"root": str(follower.root), "swaps": follower.swaps, "failed_loads": follower.failures,
-                               "refused": str(follower.refused) if follower.refused else None}} if follower else {})}
+        return _metadata(serving.now, settings, batcher, follower, collector)
 
     @app.get("/metrics", dependencies=secured, responses=refused, response_class=Response)
     async def prometheus() -> Response:
@@ -276,17 +294,18 @@ def create_app(settings: ServeSettings, run: Run | None = None) -> FastAPI:
     async def predict(request: PredictRequest) -> dict[str, Any]:
         if (request.input is None) == (request.inputs is None):
             raise HTTPException(422, "give exactly one of 'input' (one input) or 'inputs' (a list)")
-        if request.inputs is None:
-            [prediction] = await batcher.submit(examples([request.input]))
-            return {"prediction": prediction}
-        return {"predictions": await batcher.submit(examples(request.inputs))}
+        values = [request.input] if request.inputs is None else request.inputs
+        predictions = await batcher.submit(examples(values))
+        if collector is not None and not collector.full:
+            await asyncio.to_thread(collector.add, values, predictions, str(serving.now.run.path))
+        return {"prediction": predictions[0]} if request.inputs is None else {"predictions": predictions}
 
     @app.post("/predict/stream", dependencies=secured, responses=bad)
     async def stream(request: StreamRequest) -> StreamingResponse:
-        if served.run.task not in GENERATIVE_TASKS:
-            raise HTTPException(422, f"streaming is for generation and seq2seq runs, not {served.run.task}")
+        if serving.now.run.task not in GENERATIVE_TASKS:
+            raise HTTPException(422, f"streaming is for generation and seq2seq runs, not {serving.now.run.task}")
         [example] = examples([request.input])
-        return _stream(served.run, batcher, example)
+        return _stream(serving.now.run, batcher, example)
 
     app.add_middleware(Guard, token=settings.token, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(Observe, metrics=metrics, routes=ROUTES)  # outermost: refusals are counted too

@@ -36,6 +36,13 @@ class Served:
     chosen: str | None = None
 
 
+class Serving:
+    """What a server answers with now (``now``), replaced whole by a swap, so a reader sees the old run or the new."""
+
+    def __init__(self, served: Served) -> None:
+        self.now = served
+
+
 def load_served(path: str | Path, *, backend: str, quantize: str | None, threads: int,
                 chosen: str | None = None) -> Served:
     """Load the run at ``path`` with its backend."""
@@ -98,4 +105,4 @@ def follow_root(run_dir: str | Path) -> tuple[Path, Path]:
     return root, latest(root)
 
 
-__all__ = ["FOLLOW_INTERVAL", "Follower", "Served", "follow_root", "load_served"]
+__all__ = ["FOLLOW_INTERVAL", "Follower", "Served", "Serving", "follow_root", "load_served"]
