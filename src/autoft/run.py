@@ -343,6 +343,7 @@ def train(
         "fit_seconds": round(fit_seconds, 3),
         "wall_seconds": round(time.perf_counter() - started, 3),
     }
+    metrics.update({k: v for k, v in contributed.items() if k not in metrics})  # e.g. the guard's back_off
 
     return _write_run(output, config, adapter, model, tokenizer, splits, built, result, metrics, test_predictions,
                       before_predictions, checkpoint)

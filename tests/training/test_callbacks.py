@@ -47,3 +47,17 @@ def test_a_callback_list_gathers_what_each_adds_in_order(tmp_path):
     assert callbacks.repairs() is repairs
     callbacks.write_artifacts(tmp_path, [], ["a", "b"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["first.txt", "second.txt"]
+
+
+def test_a_run_writes_what_its_callbacks_add(tmp_path, tiny_model_dir):
+    import json
+
+    import autoft
+    from tests.conftest import synthetic_rows, tiny_config, write_csv
+
+    files = {split: write_csv(tmp_path / f"{split}.csv", synthetic_rows(n, seed))
+             for split, n, seed in (("train", 24, 0), ("validation", 12, 1))}
+    autoft.train(tiny_config(tiny_model_dir, files, tmp_path / "run", epochs=1), callbacks=[Contributor("guard")])
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["guard"] == 1 and "guard warns" in metrics["warnings"]
+    assert (tmp_path / "run" / "guard.txt").is_file()
