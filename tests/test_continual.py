@@ -185,6 +185,54 @@ def test_two_updates_cannot_both_hold_the_lineage_lock(parent, tmp_path):
     assert not (tmp_path / "child").exists()
 
 
+def test_an_unlabelled_update_learns_from_the_parents_pseudo_labels_from_the_first_epoch(parent, tmp_path, capsys):
+    # What `autoft serve --collect` keeps: daily JSON lines of served inputs with what the server said.
+    collected = tmp_path / "collected"
+    collected.mkdir()
+    for day, seed in (("2026-12-01", 7), ("2026-12-02", 8)):
+        (collected / f"served-{day}.jsonl").write_text("".join(
+            json.dumps({"text": text, "served": {"prediction": {"label": "x"}}}) + "\n"
+            for text, _ in synthetic_rows(24, seed)))
+    before = lineage_data(parent)
+    code = main(["update", str(parent), "--unlabeled", str(collected), "--output", str(tmp_path / "child"),
+                 "--set", "continual.replay_budget=0.3", "--set", "training.epochs=2", "--set", "continual.gate=null"])
+    assert code == 0 and "promoted" in capsys.readouterr().out
+    child = tmp_path / "child"
+    record = json.loads((child / "lineage.json").read_text())
+    assert record["unlabeled"]["texts"] == 48 and record["unlabeled"]["mode"] == "agent"
+    assert record["data"]["train"] == [] and record["data"]["unlabeled"] == [str(collected.resolve())]
+    assert record["scores"]["new_validation"]["rows"] == 0  # validated on the lineage's data alone
+    assert record["scores"]["old_validation"]["update"] is not None
+    # The parent's pseudo-labels train from the first epoch: the parent is a finished model, consistent already.
+    admits = [d for d in json.loads((child / "self_training.json").read_text())["decisions"] if d["event"] == "admit"]
+    assert admits[0]["epoch"] == 1 and admits[0]["admitted"] > 0 and admits[0]["target_precision"] is not None
+    # The pool, the replay and the lineage validation stay with the run, named by its config...
+    config = autoft.load(child).config
+    assert Path(config.data.unlabeled) == (child / "unlabeled.jsonl").resolve()
+    assert Path(config.data.validation) == (child / "validation.csv").resolve()
+    assert [Path(f).name for f in config.data.train_files] == ["replay.csv"]
+    assert len((child / "unlabeled.jsonl").read_text().splitlines()) == 48
+    # ... and the lineage learned no new labelled data from it.
+    after = lineage_data(child)
+    assert [len(x) for x in after[:2]] == [len(x) for x in before[:2]]
+
+
+def test_an_unlabelled_update_needs_texts_and_replayed_labels(parent, tmp_path, capsys):
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(text for text, _ in synthetic_rows(6, 9)) + "\n")
+    cases = [
+        (["update", str(parent)], "give new labelled data, unlabelled texts (--unlabeled), or both"),
+        (["update", str(parent), "--unlabeled", str(tmp_path / "missing")], "--unlabeled: "),
+        (["update", str(parent), "--unlabeled", str(texts), "--set", "continual.replay_budget=0"],
+         "continual.replay_budget is 0"),
+    ]
+    for argv, message in cases:
+        assert main([*argv, "--output", str(tmp_path / "out")]) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+        assert not (tmp_path / "out").exists()
+
+
 def test_bad_input_is_one_line_exit_2_and_leaves_the_parent_untouched(parent, tmp_path, capsys):
     before = _snapshot(parent)
     empty = tmp_path / "empty.csv"

@@ -159,15 +159,16 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_update(args: argparse.Namespace) -> int:
-    _announce("update", f"{args.run_dir}{' (its latest)' if args.latest else ''} + {' '.join(args.data)} → "
+    given = [*args.data, *(f"{f} (unlabelled)" for f in args.unlabeled)]
+    _announce("update", f"{args.run_dir}{' (its latest)' if args.latest else ''} + {' '.join(given)} → "
                         f"{args.output or 'a new run beside the lineage root'}")
     from autoft.continual import update
     from autoft.lineage import latest
 
     parent = latest(args.run_dir) if args.latest else args.run_dir
     overrides = [*args.set, *(["training.progress=false"] if args.no_progress else [])]
-    result = update(parent, args.data, validation=args.validation, output=args.output, overrides=overrides,
-                    overwrite=args.overwrite, resume=args.resume)
+    result = update(parent, args.data or None, unlabeled=args.unlabeled or None, validation=args.validation,
+                    output=args.output, overrides=overrides, overwrite=args.overwrite, resume=args.resume)
     record = result.record
     metric = record["metric"]
     for name, score in record["scores"].items():
@@ -368,7 +369,11 @@ def _lineage_commands(commands: Any) -> None:
                                         "lineage.jsonl per update, the symlink 'latest' (set or moved when an "
                                         "update is promoted) and an empty lock file, .update.lock.")
     p.add_argument("run_dir", help="the parent run directory")
-    p.add_argument("--data", required=True, nargs="+", help="new labelled file(s), in the parent's columns")
+    p.add_argument("--data", nargs="+", default=[], help="new labelled file(s), in the parent's columns")
+    p.add_argument("--unlabeled", nargs="+", default=[], metavar="PATH",
+                   help="new texts without labels (classification; files or folders, e.g. what 'autoft serve "
+                        "--collect DIR' kept): learned from by self-training on the parent's pseudo-labels, beside "
+                        "the replayed old samples; without --data the lineage's validation data validates the update")
     p.add_argument("--latest", action="store_true", help="start from the newest promoted run of RUN_DIR's lineage")
     p.add_argument("--validation", help="new validation file (default: a seeded split of the new data)")
     p.add_argument("--output", help="the update's run directory (default: <root>-update-<n> beside the root)")

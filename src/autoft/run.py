@@ -128,11 +128,13 @@ class _Callbacks:
 
 
 def _build_callbacks(config: Config, splits: Splits, adapter: TaskAdapter, callback: TrainerCallback | None,
-                     extra: list[TrainerCallback | Callable[[Splits], TrainerCallback]]) -> _Callbacks:
+                     extra: list[TrainerCallback | Callable[[Splits], TrainerCallback]], *,
+                     trained_start: bool = False) -> _Callbacks:
     """The agent (offline valuation on cached features, then its online callback; policy ``none``: none),
     self-training, the caller's callbacks and the metrics log. The agent learns from its own part of the
     validation set; the rest alone chooses early stopping and the best epoch, so the checkpoint is never picked on
-    the data the agent was rewarded on."""
+    the data the agent was rewarded on. ``trained_start``: the model is a trained one (a continual update), whose
+    pseudo-labels self-training may use from the first epoch."""
     validation, reward_part, warnings = splits.validation, [], []
     self_training = config.selection.self_training if splits.unlabeled and callback is None else "off"
     if callback is None and (config.selection.uses_agent or self_training == "agent"):
@@ -174,7 +176,7 @@ def _build_callbacks(config: Config, splits: Splits, adapter: TaskAdapter, callb
             splits.unlabeled, n_classes=len(splits.labels), mode=self_training,
             labelled_classes=np.array([label_ids[e.label] for e in splits.train]),
             threshold=config.selection.self_training_threshold, reward_examples=reward_part, label_ids=label_ids,
-            primary_metric=adapter.primary_metric, seed=config.training.seed))
+            primary_metric=adapter.primary_metric, seed=config.training.seed, from_start=trained_start))
         log.info("self-training (%s) on %d unlabelled texts", self_training, len(splits.unlabeled))
     elif splits.unlabeled:
         log.info("data.unlabeled: %d texts not used (selection.self_training: off)", len(splits.unlabeled))
@@ -279,11 +281,12 @@ def train(
     started = time.perf_counter()
 
     splits, tokenizer, adapter = _load_data(config, labels)
+    trained_start = model is not None  # a continual update's parent weights
     model, checkpointing = _prepare_model(config, adapter, splits, model)
     trainable, parameters = parameter_efficient.parameter_counts(model)
     log.info("%s: %d train / %d validation / %s test examples, %d labels", config.task, len(splits.train),
              len(splits.validation), len(splits.test) if splits.test is not None else "no", len(splits.labels))
-    built = _build_callbacks(config, splits, adapter, callback, list(callbacks or []))
+    built = _build_callbacks(config, splits, adapter, callback, list(callbacks or []), trained_start=trained_start)
     callback, validation = built.callback, built.validation
 
     # Before: a task whose targets are texts is scored on the test set before fine-tuning (the model's zero-shot).

@@ -19,13 +19,16 @@ def _score(run: Run, examples: list[Example]) -> float | None:
     return float(run.evaluate(kept)[run.adapter.primary_metric]) if kept else None
 
 
-def _compare(parent: Run, child: Run, old_validation: list[Example], config: Config, tolerance: float | None
-             ) -> dict[str, Any]:
-    """Parent and update scored on the lineage's validation data and on the update's (rows whose labels the
-    parent knows), and the promotion gate's verdict."""
-    new_validation = load_splits(config.data, task=config.task, seed=config.training.seed,
-                                 known=child.labels, warn=False).validation
-    sets = {"old_validation": old_validation, "new_validation": new_validation}
+def new_validation(config: Config, labels: list[str]) -> list[Example]:
+    """The update's own validation examples (its ``data.validation``, or the seeded split of its training data)."""
+    return load_splits(config.data, task=config.task, seed=config.training.seed, known=labels, warn=False).validation
+
+
+def _compare(parent: Run, child: Run, old_validation: list[Example], config: Config, tolerance: float | None, *,
+             new_validation: list[Example] | None) -> dict[str, Any]:
+    """Parent and update scored on the lineage's validation data and on the update's ``new_validation`` (rows
+    whose labels the parent knows; None: the update has none of its own), and the promotion gate's verdict."""
+    sets = {"old_validation": old_validation, "new_validation": new_validation or []}
     scores: dict[str, Any] = {}
     failed = []
     for name, examples in sets.items():

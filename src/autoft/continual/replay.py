@@ -33,7 +33,8 @@ def _labels_of(examples: list[Example]) -> set[str]:
 
 def lineage_data(run_dir: str | Path) -> tuple[list[Example], list[Example], list[Path]]:
     """``(train, validation, runs)``: every training and validation example the lineage up to ``run_dir`` learned
-    from or held out — each run's own new data, not the samples it replayed — without repeats (by file:line)."""
+    from or held out — each run's own new data, not the samples it replayed nor the lineage validation an update
+    without labelled data validated on — without repeats (by file:line)."""
     from autoft.config import load_config
 
     train: dict[str, Example] = {}
@@ -43,9 +44,9 @@ def lineage_data(run_dir: str | Path) -> tuple[list[Example], list[Example], lis
         config = load_config(path / "config.yaml")
         labels = json.loads((path / "labels.json").read_text(encoding="utf-8"))["labels"]
         splits = load_splits(config.data, task=config.task, seed=config.training.seed, known=labels, warn=False)
-        own = str(path) + os.sep  # an update's replay file lives in its run directory
+        own = str(path) + os.sep  # an update's replay (and copied lineage validation) files live in its folder
         train.update((e.origin, e) for e in splits.train if not e.origin.startswith(own))
-        validation.update((e.origin, e) for e in splits.validation)
+        validation.update((e.origin, e) for e in splits.validation if not e.origin.startswith(own))
     return list(train.values()), list(validation.values()), chain
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from autoft.comparison import resolve_run_dir
 from autoft.config import AUTO, ONE_LABEL_TASKS, TEXT_TARGET_TASKS, Config
-from autoft.continual.gate import _compare
+from autoft.continual.gate import _compare, new_validation
 from autoft.continual.replay import (
     _flagged_origins,
     _labels_of,
@@ -29,7 +29,7 @@ from autoft.continual.replay import (
 from autoft.data.loading import Example
 from autoft.data.splits import sorted_labels
 from autoft.data.writing import write_examples
-from autoft.errors import ConfigError, RunDirError
+from autoft.errors import ConfigError, DataError, RunDirError
 from autoft.io import read_jsonl, write_checksums, write_json, write_text_atomic
 from autoft.lineage import LINEAGE, RECORD, history, latest, lineage_lock, point_latest, root_of
 from autoft.modeling import parameter_efficient
@@ -163,20 +163,140 @@ def _protections(parent: Run, parent_path: Path, model: Any, continual: Any, anc
     return callbacks, distill
 
 
-def update(parent_dir: str | Path, data: str | Path | list[str | Path], *, validation: str | Path | None = None,
+def _check_method(continual: Any, parent: Run, parent_path: Path, added: list[str]) -> bool:
+    """Whether the update stacks an adapter per task (``lora-per-task``); a method the parent cannot take is an
+    error."""
+    stacked = continual.method == "lora-per-task"
+    if stacked and not (parent.is_peft and parent.config.training.peft.method == "lora"):
+        kind = "an " + parent.config.training.peft.method if parent.is_peft else "a fully fine-tuned"
+        raise ConfigError(f"continual.method: lora-per-task needs a parent trained with training.peft lora; "
+                          f"{parent_path} is {kind} run")
+    if added and parent.is_peft and not stacked:
+        raise ConfigError(f"new labels {added}: growing the head of a training.peft run needs continual.method: "
+                          "lora-per-task (or update a fully fine-tuned run, or retrain with every label)")
+    return stacked
+
+
+def _start_model(parent_path: Path, stacked: bool, added: list[str], labels: list[str], seed: int) -> Any:
+    """The weights the update trains from: the parent's (its adapters folded into the base, frozen, when
+    ``train()`` puts a new adapter on top), the head grown for ``added`` labels."""
+    if stacked:
+        model = parameter_efficient.merge(Run.load(parent_path).model)
+    else:
+        model = Run.load(parent_path, trainable=True).model
+    if added:
+        grow_head(model, labels, seed=seed)
+        log.info("new labels %s: the head grows from %d to %d outputs", added, len(labels) - len(added), len(labels))
+    return model
+
+
+def _pool_record(run: Run, texts: int) -> dict[str, Any] | None:
+    """What self-training made of the unlabelled texts (None: there were none)."""
+    if not texts:
+        return None
+    learned = run.metrics.get("self_training") or {}
+    return {"texts": texts, "mode": learned.get("mode", "off"), "admitted_last_epoch": learned.get("admitted_last_epoch", 0)}
+
+
+def _record(root: Path, output: Path, record: dict[str, Any]) -> None:
+    """The update's record in its folder and the lineage's, and ``latest`` moved to it when promoted."""
+    write_json(output / RECORD, record)
+    with (root / LINEAGE).open("a", encoding="utf-8") as stream:
+        stream.write(json.dumps(record) + "\n")
+    if record["promoted"]:
+        point_latest(root, output.resolve())
+        log.info("promoted: %s is the lineage's latest", output)
+    else:
+        log.warning("not promoted (%s): %s stays the lineage's latest; the candidate is kept in %s",
+                    record["gate"]["why"], latest(root), output)
+
+
+def _pool(paths: list[str], parent: Run) -> list[Example]:
+    """The unlabelled texts of ``paths``: files (a table in the parent's text column, or a text a line) and folders
+    (every file in them, by name: ``autoft serve --collect``'s daily files)."""
+    from autoft.data.loading import read_texts
+
+    if parent.config.task != "classification":
+        raise ConfigError(f"--unlabeled: updates learn from unlabelled texts in classification only, not "
+                          f"{parent.config.task}")
+    files: list[Path] = []
+    for given in map(Path, paths):
+        if given.is_dir():
+            inside = sorted(f for f in given.iterdir() if f.is_file() and not f.name.startswith("."))
+            if not inside:
+                raise DataError(f"--unlabeled: {given}: an empty folder")
+            files += inside
+        elif given.is_file():
+            files.append(given)
+        else:
+            raise DataError(f"--unlabeled: {given}: file not found")
+    texts = [e for f in files for e in read_texts(f, task="classification", text_column=parent.config.data.text_column)]
+    if not texts:
+        raise DataError(f"--unlabeled: {', '.join(paths)}: no texts")
+    return texts
+
+
+def _stage(staging: Path, parent: Run, replayed: list[Example], pool: list[Example],
+           validation: list[Example] | None) -> dict[str, Path]:
+    """Write what the update trains on that is not a user's file — the replayed old samples, the unlabelled
+    pool, and (an update without new labelled data) the lineage's validation examples — into ``staging``;
+    returns them by role (``replay``, ``unlabeled``, ``validation``)."""
+    d = parent.config.data
+    staged = {}
+    if replayed:
+        staged["replay"] = write_examples(staging / "replay", replayed, text_column=d.text_column,
+                                          label_column=d.label_column, task=parent.task)
+    if pool:
+        staged["unlabeled"] = staging / "unlabeled.jsonl"
+        staged["unlabeled"].write_text("".join(json.dumps({d.text_column: e.text}, ensure_ascii=False) + "\n"
+                                               for e in pool), encoding="utf-8")
+    if validation:
+        staged["validation"] = write_examples(staging / "validation", validation, text_column=d.text_column,
+                                              label_column=d.label_column, task=parent.task)
+    return staged
+
+
+def _with_files(config: Config, files: list[str], staged: dict[str, Path]) -> Config:
+    """``config`` training on ``files`` and the ``staged`` ones (see ``_stage``)."""
+    data = {"train": [*files, *([str(staged["replay"])] if "replay" in staged else [])]}
+    data.update({role: str(staged[role]) for role in ("unlabeled", "validation") if role in staged})
+    return config.model_copy(update={"data": config.data.model_copy(update=data)})
+
+
+def _keep(run: Run, output: Path, files: list[str], staged: dict[str, Path]) -> None:
+    """The staged files stay with the run, and its config names them (sealed again by the checksums)."""
+    kept = {role: output / path.name for role, path in staged.items()}
+    for role, path in staged.items():
+        shutil.copyfile(path, kept[role])
+    run.config = _with_files(run.config, files, {role: path.resolve() for role, path in kept.items()})
+    write_text_atomic(output / "config.yaml", run.config.to_yaml())
+    write_checksums(output)
+
+
+def _as_paths(given: str | Path | list[str | Path] | None) -> list[str]:
+    return [] if given is None else [str(f) for f in (given if isinstance(given, list) else [given])]
+
+
+def update(parent_dir: str | Path, data: str | Path | list[str | Path] | None = None, *,
+           unlabeled: str | Path | list[str | Path] | None = None, validation: str | Path | None = None,
            output: str | Path | None = None, overrides: list[str] | None = None, overwrite: bool = False,
            resume: bool = False) -> UpdateResult:
-    """Continue the run in ``parent_dir`` on the new labelled ``data`` (one file or several); see the module
-    docstring. ``output`` defaults to ``<root>-update-<n>`` beside the lineage's root. ``resume``: continue an
-    interrupted update (give the same ``output``) from its last checkpoint."""
+    """Continue the run in ``parent_dir`` on the new labelled ``data`` (one file or several) and/or the
+    ``unlabeled`` texts (files, or folders of them: classification), learned from by self-training (the model's
+    pseudo-labels, admitted per class by the agent, ``selection.self_training``) beside the replayed old samples;
+    see the module docstring. Without new labelled data the lineage's validation examples validate the update
+    (unless ``validation`` is given). ``output`` defaults to ``<root>-update-<n>`` beside the lineage's root.
+    ``resume``: continue an interrupted update (give the same ``output``) from its last checkpoint."""
     parent_path, chosen = resolve_run_dir(parent_dir)  # an `autoft run` output: its better run on validation
     if chosen is not None:
         log.info("update: the parent is %s of %s", chosen, parent_dir)
     for name in ("config.yaml", "labels.json", "model", "metrics.json"):
         if not (parent_path / name).exists():
             raise RunDirError(f"{parent_path}: not a finished autoft run directory (missing {name})")
+    files, pools = _as_paths(data), _as_paths(unlabeled)
+    if not files and not pools:
+        raise ConfigError("update: give new labelled data, unlabelled texts (--unlabeled), or both")
     root = root_of(parent_path)
-    files = [str(f) for f in (data if isinstance(data, list) else [data])]
     with lineage_lock(root):
         made = len(history(root)) - 1
         output = Path(output) if output is not None else root.parent / f"{root.name}-update-{made + 1}"
@@ -184,82 +304,61 @@ def update(parent_dir: str | Path, data: str | Path | list[str | Path], *, valid
             raise RunDirError(f"{output}: an update cannot overwrite its parent or its lineage's root")
         parent = Run.load(parent_path)  # scores the old samples and, after training, is compared with the update
         texts = parent.task in TEXT_TARGET_TASKS  # answers and responses: no label set to grow or distil
-        config = _child_config(parent, files, None if validation is None else str(validation), output, overrides)
+        pool = _pool(pools, parent) if pools else []
+        # The training files are settled below, once the replay is chosen (the parent's stand in till then).
+        config = _child_config(parent, files or parent.config.data.train_files,
+                               None if validation is None else str(validation), output, overrides)
         continual = config.continual
         new = [e for f in files for e in _read(f, parent.config, "data")]
         if validation is not None:
             _read(validation, parent.config, "validation")
         unseen = set() if texts else _labels_of(new) - set(parent.labels)
         added = sorted_labels(unseen) if unseen else []
-        labels = parent.labels + added
-        stacked = continual.method == "lora-per-task"
-        if stacked and not (parent.is_peft and parent.config.training.peft.method == "lora"):
-            raise ConfigError(f"continual.method: lora-per-task needs a parent trained with training.peft lora; "
-                              f"{parent_path} is {'an ' + parent.config.training.peft.method if parent.is_peft else 'a fully fine-tuned'} run")
-        if added and parent.is_peft and not stacked:
-            raise ConfigError(f"new labels {added}: growing the head of a training.peft run needs continual.method: "
-                              "lora-per-task (or update a fully fine-tuned run, or retrain with every label)")
+        stacked = _check_method(continual, parent, parent_path, added)
 
         # Replay: of everything the lineage trained on, the old samples the parent holds most firmly.
         old_train, old_validation, chosen, how = _replay_rows(parent, parent_path, continual, texts)
         replayed = [old_train[i] for i in chosen]
+        if not files and not replayed:
+            raise ConfigError("an update from unlabelled texts alone trains on replayed old samples beside them; "
+                              "continual.replay_budget is 0 (give labelled data too, or a budget above 0)")
         weight = None if not replayed else (len(old_train) / len(replayed) if continual.replay_weight == AUTO
                                             else continual.replay_weight)
         log.info("replay: %d of the lineage's %d old training samples (%s)", len(replayed), len(old_train), how)
+        if pool:
+            log.info("%d unlabelled texts from %s: self-training (%s) from the parent's pseudo-labels", len(pool),
+                     ", ".join(pools), config.selection.self_training)
 
-        if stacked:  # the parent's adapters fold into the base, frozen; train() puts a new adapter on top
-            model = parameter_efficient.merge(Run.load(parent_path).model)
-        else:
-            model = Run.load(parent_path, trainable=True).model  # the weights the update trains from
-        if added:
-            grow_head(model, labels, seed=config.training.seed)
-            log.info("new labels %s: the head grows from %d to %d outputs", added, len(parent.labels), len(labels))
+        model = _start_model(parent_path, stacked, added, parent.labels + added, config.training.seed)
         callbacks, distill = _protections(parent, parent_path, model, continual, replayed or old_train, added,
                                           stacked, config.training.seed)
-
+        own_validation = old_validation if validation is None and not files else None
         with tempfile.TemporaryDirectory(dir=output.parent if output.parent.exists() else None) as staging:
-            train_files = list(files)
-            replay_file = None
-            if replayed:
-                d = parent.config.data
-                replay_file = write_examples(Path(staging) / "replay", replayed, text_column=d.text_column,
-                                             label_column=d.label_column, task=parent.task)
-                train_files.append(str(replay_file))
-                callbacks.append(_replay_weights(str(replay_file), weight))
+            staged = _stage(Path(staging), parent, replayed, pool, own_validation)
+            if "replay" in staged:
+                callbacks.append(_replay_weights(str(staged["replay"]), weight))
                 log.info("replayed samples weigh %.3g each in the loss (continual.replay_weight %s)", weight,
                          continual.replay_weight)
-                config = config.model_copy(update={"data": config.data.model_copy(update={"train": train_files})})
+            config = _with_files(config, files, staged)
             output.parent.mkdir(parents=True, exist_ok=True)
-            run = train(config, overwrite=overwrite, callbacks=callbacks, model=model, labels=labels, resume=resume)
-            if replay_file is not None:  # the replayed samples stay with the run, and its config names them
-                kept = output / replay_file.name
-                shutil.copyfile(replay_file, kept)
-                config = run.config.model_copy(update={"data": run.config.data.model_copy(update={
-                    "train": [*files, str(kept.resolve())]})})
-                write_text_atomic(output / "config.yaml", config.to_yaml())
-                write_checksums(output)  # sealed again, with the replay file and the config that names it
-                run.config = config
+            run = train(config, overwrite=overwrite, callbacks=callbacks, model=model, labels=parent.labels + added,
+                        resume=resume)
+            _keep(run, output, files, staged)
+            config = run.config
 
-        record = _compare(parent, run, old_validation, config, continual.gate)
+        record = _compare(parent, run, old_validation, config, continual.gate,
+                          new_validation=None if own_validation is not None else new_validation(config, run.labels))
         record.update({
             "run": str(output.resolve()), "parent": str(parent_path.resolve()), "root": str(root),
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "data": {"train": [str(Path(f).resolve()) for f in files],
-                     "validation": str(Path(validation).resolve()) if validation else None},
+                     "validation": str(Path(validation).resolve()) if validation else None,
+                     "unlabeled": [str(Path(f).resolve()) for f in pools]},
             "method": continual.method, "new_labels": added,
             "replay": {"samples": len(replayed), "of": len(old_train), "budget": continual.replay_budget,
-                       "by": continual.replay_by, "how": how,
-                       "weight": weight},
-            "distill": distill,
+                       "by": continual.replay_by, "how": how, "weight": weight},
+            "distill": distill, "unlabeled": _pool_record(run, len(pool)),
             "validation": run.metrics.get("validation"), "test": run.metrics.get("test"),
         })
-        write_json(output / RECORD, record)
-        with (root / LINEAGE).open("a", encoding="utf-8") as stream:
-            stream.write(json.dumps(record) + "\n")
-        if record["promoted"]:
-            point_latest(root, output.resolve())
-            log.info("promoted: %s is the lineage's latest", output)
-        else:
-            log.warning("not promoted (%s): %s stays the lineage's latest; the candidate is kept in %s",
-                        record["gate"]["why"], latest(root), output)
+        _record(root, output, record)
     return UpdateResult(run, record)

@@ -12,6 +12,11 @@ the labelled rows' class proportions (self-training's usual failure is the major
 pool and the rare ones vanishing: on TweetEval with 10% of the labels, admitting each class up to its
 share of all candidates cost 2 macro-F1 points against labelled-only training).
 
+A run that starts from a trained model (a continual update, ``autoft update --unlabeled``) has the model's
+pseudo-labels from the start (``from_start``): the model it starts from predicts the pool and the reward part
+before the first epoch, and, a finished model having no earlier epoch to disagree with, its predictions count
+as consistent, so the first epoch already trains on those above their class's threshold.
+
 ``self_training: threshold`` is the classic baseline: every pseudo-label above one fixed confidence,
 from the second epoch on, with no consistency check, calibration or balance.
 """
@@ -85,10 +90,10 @@ class SelfTrainingCallback(TrainerCallback):
 
     def __init__(self, unlabeled: list[Example], *, n_classes: int, labelled_classes: np.ndarray, mode: str = "agent",
                  threshold: float = 0.9, reward_examples: list[Example] | None = None, label_ids: dict[str, int],
-                 primary_metric: str, seed: int = 0) -> None:
+                 primary_metric: str, seed: int = 0, from_start: bool = False) -> None:
         if mode == "agent" and not reward_examples:
             raise ValueError("self_training: agent needs labelled validation examples for its reward")
-        self.unlabeled, self.mode, self.threshold = unlabeled, mode, threshold
+        self.unlabeled, self.mode, self.threshold, self.from_start = unlabeled, mode, threshold, from_start
         self.n_classes, self.primary_metric = n_classes, primary_metric
         self.reward_examples = reward_examples or []
         self.label_ids = label_ids
@@ -108,6 +113,13 @@ class SelfTrainingCallback(TrainerCallback):
 
     SAVED = ("bandit", "predicted", "previous", "confidence", "admitted", "thresholds", "arm", "score", "decisions")
     """What the epochs change: a checkpoint saves it."""
+
+    def on_train_begin(self, state: TrainState) -> None:
+        """``from_start``: the starting model's pseudo-labels (see the module), consistent by definition."""
+        if not self.from_start or not self.unlabeled:
+            return
+        self._observe(state, np.stack(state.predict(state.encode(self.unlabeled, with_labels=False))))
+        self.previous = self.predicted.copy()
 
     def on_epoch_begin(self, state: TrainState) -> None:
         if self.mode == "agent" and self.thresholds is not None:
@@ -149,7 +161,11 @@ class SelfTrainingCallback(TrainerCallback):
 
     def on_epoch_end(self, state: TrainState) -> None:
         # The pool's rows follow the labelled ones in the loop, which encoded them once already.
-        probabilities = np.stack(state.predict_rows(state.labelled + np.arange(len(self.unlabeled))))
+        self._observe(state, np.stack(state.predict_rows(state.labelled + np.arange(len(self.unlabeled)))))
+
+    def _observe(self, state: TrainState, probabilities: np.ndarray) -> None:
+        """The model's pseudo-labels of the pool; for the agent, its reward for the last target and the
+        per-class thresholds of the next (from the reward part's predictions)."""
         self.previous = self.predicted.copy()
         self.predicted = probabilities.argmax(-1)
         self.confidence = probabilities.max(-1)
