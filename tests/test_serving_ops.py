@@ -189,6 +189,25 @@ def test_follow_latest_swaps_in_a_promoted_run_without_failing_a_request(run, tm
     assert any("failed to load" in r.getMessage() and "still serving" in r.getMessage() for r in caplog.records)
 
 
+def test_the_loop_serve_collect_update_unlabelled_promote_serves_the_new_run_without_a_restart(run, tmp_path):
+    from autoft.continual import update
+
+    root, collected = run.path, tmp_path / "served"
+    settings = ServeSettings(run_dir=str(root), follow_latest=True, follow_interval=0.05, collect=str(collected))
+    texts = [text for text, _ in synthetic_rows(40, 11)]
+    with TestClient(create_app(settings, run)) as client:
+        for start in range(0, len(texts), 8):  # users' traffic: kept as unlabelled data
+            assert client.post("/predict", json={"inputs": texts[start:start + 8]}).status_code == 200
+        assert client.get("/metadata").json()["collect"]["inputs"] == len(texts)
+        result = update(root, unlabeled=collected, output=tmp_path / "update-1",
+                        overrides=["continual.replay_budget=0.5", "training.epochs=2", "continual.gate=null",
+                                   "training.progress=false"])
+        assert result.promoted and result.record["unlabeled"]["texts"] == len(texts)
+        _wait_for(lambda: client.get("/health").json()["run"] == str((tmp_path / "update-1").resolve()))
+        served = client.post("/predict", json={"inputs": texts[:4]}).json()["predictions"]
+    assert served == result.run.predict(texts[:4])  # the update answers now
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
