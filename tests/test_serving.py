@@ -23,7 +23,7 @@ from autoft.data.loading import input_example
 from autoft.errors import DataError, RunDirError
 from autoft.run import Run
 from autoft.serving import ServeSettings, create_app
-from autoft.serving.requests import ONE_INPUT
+from autoft.serving.requests import ONE_INPUT, GenerationParameters
 from tests.conftest import synthetic_rows, tiny_config, write_csv
 
 TOKEN = "s3cret-token"
@@ -200,6 +200,30 @@ def test_generation_streams_server_sent_events_that_add_up_to_the_prediction(tmp
         assert len(done) == 1 and json.loads(done[0].split("data: ", 1)[1]) == plain
         assert "".join(pieces).strip() == plain["output"].strip()
         assert client.post("/predict/stream", json={"inputs": ["x"]}).status_code == 422
+        # /generate takes decoding settings per request, bounded by the server's limits; the run's stay for the next.
+        short = _done(client.post("/generate", json={"input": "say river", "parameters": {"max_new_tokens": 1}}))
+        tokens = run.adapter.tokenizer(short["output"], add_special_tokens=False)["input_ids"]
+        assert len(tokens) <= 1 and plain["output"].startswith(short["output"].strip())
+        sampled = [_done(client.post("/generate", json={"input": "say river", "parameters": {
+            "temperature": 2.0, "seed": 7}})) for _ in range(2)]
+        assert sampled[0] == sampled[1]  # seeded
+        assert GenerationParameters(temperature=2.0).overrides() == {"temperature": 2.0, "do_sample": True}
+        assert GenerationParameters(top_p=0.5, do_sample=False).overrides() == {"top_p": 0.5, "do_sample": False}
+        assert _done(client.post("/generate", json={"input": "say river"})) == plain
+        for parameters, message in (
+                ({"max_new_tokens": 10_000}, ("parameters.max_new_tokens: 10000 is over this server's limit of 512 "
+                                          "(--max-new-tokens)")),
+                ({"temperature": 5}, ("parameters.temperature: Input should be less than or equal to 2, got the "
+                                     "number 5")),
+                ({"num_beams": 4}, "parameters.num_beams: not a setting this request takes")):
+            response = client.post("/generate", json={"input": "say river", "parameters": parameters})
+            assert response.status_code == 422 and response.json()["detail"] == message
+
+
+def _done(response):
+    """The prediction of a server-sent events answer's ``done`` event."""
+    [done] = [e for e in response.text.split("\n\n") if e.startswith("event: done")]
+    return json.loads(done.split("data: ", 1)[1])
 
 
 def test_streaming_is_refused_for_a_classifier(classification_run):

@@ -204,8 +204,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    if args.workers < 1 or args.max_batch < 1 or args.max_items < 1:
-        raise ConfigError("--workers, --max-batch and --max-items must be >= 1")
+    if min(args.workers, args.max_batch, args.max_items, args.max_new_tokens) < 1:
+        raise ConfigError("--workers, --max-batch, --max-items and --max-new-tokens must be >= 1")
     _announce("serve", f"{args.run_dir} on http://{args.host}:{args.port}")
     from autoft.run import Run
     from autoft.serving import ServeSettings, read_token, serve
@@ -218,7 +218,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                              max_items=args.max_items, max_batch=args.max_batch, batch_window_ms=args.batch_window_ms,
                              backend=args.backend, quantize=args.quantize, threads=args.threads,
                              follow_latest=args.follow_latest, follow_interval=args.follow_interval,
-                             collect=args.collect, collect_max_mb=args.collect_max_mb)
+                             collect=args.collect, collect_max_mb=args.collect_max_mb,
+                             max_new_tokens=args.max_new_tokens)
     run = Run.load(args.run_dir)  # a bad run directory is a one-line error before the server starts
     if args.host not in ("127.0.0.1", "localhost", "::1") and token is None:
         log.warning("serving on %s without --token-file: anyone who reaches the port can use the model", args.host)
@@ -403,7 +404,8 @@ def _tool_commands(commands: Any) -> None:
     p = commands.add_parser("serve", help="serve a run over HTTP: POST /predict, GET /health, /metadata, /metrics",
                             description="Serve RUN_DIR with FastAPI and uvicorn: POST /predict ({\"input\": x} or "
                                         "{\"inputs\": [...]}, the JSON shapes of 'autoft predict'), POST "
-                                        "/predict/stream (generation: server-sent events), GET /health, GET "
+                                        "/generate (generation: server-sent events, with per-request decoding "
+                                        "parameters), GET /health, GET "
                                         "/metadata, GET /metrics (Prometheus), docs at /docs. Concurrent requests "
                                         "are batched; SIGTERM drains the requests in flight before exiting.")
     p.add_argument("run_dir", help="run directory written by 'autoft train'")
@@ -415,6 +417,8 @@ def _tool_commands(commands: Any) -> None:
     p.add_argument("--batch-window-ms", type=float, default=5.0,
                    help="how long a request waits for others to batch with (default 5 ms)")
     p.add_argument("--max-items", type=int, default=64, help="inputs per request (default 64; more: 413)")
+    p.add_argument("--max-new-tokens", type=int, default=512,
+                   help="generation: the most tokens a /generate request's parameters may ask for (default 512)")
     p.add_argument("--max-body-mb", type=float, default=1.0, help="request body size limit (default 1 MiB; 413)")
     p.add_argument("--backend", choices=("torch", "onnx"), default="torch",
                    help="onnx: onnxruntime on RUN_DIR/onnx/model.onnx (exported on first start when missing; "

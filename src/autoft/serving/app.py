@@ -5,8 +5,10 @@
   generative tasks, a text or a word list for NER) or an object with the task's columns (question answering:
   ``question`` and ``context``; generation: ``prompt`` or chat ``messages``). ``P`` is the line ``autoft predict``
   writes for it.
-- ``POST /predict/stream`` (generation and seq2seq): ``{"input": X}`` → server-sent events, one ``data: {"text":
-  ...}`` per decoded piece, then ``event: done`` with the whole prediction.
+- ``POST /generate`` (generation and seq2seq; ``/predict/stream`` is the same): ``{"input": X, "parameters": {...}}``
+  → server-sent events, one ``data: {"text": ...}`` per decoded piece, then ``event: done`` with the whole
+  prediction. ``parameters`` (optional) overrides the run's decoding settings for this request
+  (:class:`~autoft.serving.requests.GenerationParameters`), ``max_new_tokens`` at most the server's limit.
 - ``GET /health`` (``{"status": "ok", "run": PATH}``); ``GET /metadata`` (task, labels, base model, the run's
   metrics and lineage, the backend, limits, batches served); ``GET /metrics`` (Prometheus,
   :mod:`autoft.serving.observe`); OpenAPI docs at ``/docs`` (Swagger UI) and ``/redoc``, with their
@@ -54,7 +56,9 @@ log = logging.getLogger(__name__)
 ENVIRONMENT = "AUTOFT_SERVE"
 """Where ``autoft serve --workers N`` hands each worker process its settings (JSON)."""
 DOCS, REDOC, OPENAPI, ASSETS = "/docs", "/redoc", "/openapi.json", "/docs/assets"
-ROUTES = ("/predict", "/predict/stream", "/health", "/metadata", "/metrics", DOCS, REDOC, OPENAPI)
+ROUTES = ("/predict", "/generate", "/predict/stream", "/health", "/metadata", "/metrics", DOCS, REDOC, OPENAPI)
+MAX_NEW_TOKENS = 512
+"""``--max-new-tokens``' default: the most a ``/generate`` request may ask for."""
 OPEN = ("/health", DOCS, f"{DOCS}/oauth2-redirect", REDOC, OPENAPI)
 """The paths a token does not guard: load balancers probe ``/health`` without one, and the docs page (with its
 assets under ``ASSETS``) loads before its Authorize button can take the token."""
@@ -75,10 +79,11 @@ class ServeSettings:
     follow_interval: float = FOLLOW_INTERVAL
     collect: str | None = None  # a folder: served inputs and predictions, as unlabelled data (serving/collect.py)
     collect_max_mb: float = COLLECT_MAX_MB
+    max_new_tokens: int = MAX_NEW_TOKENS  # what a /generate request may ask for at most
 
     def public(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if k in ("max_body_bytes", "max_items", "max_batch",
-                                                                "batch_window_ms")}
+                                                                "batch_window_ms", "max_new_tokens")}
 
 
 def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -132,25 +137,29 @@ class Guard:
 
 async def _invalid_body(request: Request, error: RequestValidationError) -> JSONResponse:
     """A body that does not fit the route's request model: 422 with one line, not pydantic's list."""
-    model = {"/predict": PredictRequest, "/predict/stream": StreamRequest}.get(request.url.path)
+    model = {"/predict": PredictRequest, "/generate": StreamRequest, "/predict/stream": StreamRequest}.get(
+        request.url.path)
     if model is None or not error.errors():  # (every route with a body is above)
         return _error(422, str(error).splitlines()[0])
     return _error(422, one_line(error.errors(), model))
 
 
-def _stream(run: Run, batcher: DynamicBatcher, example: Any) -> StreamingResponse:
-    """Server-sent events of ``example``'s generation: a ``data`` event per decoded piece, then ``done`` with the
-    whole prediction (or ``error``). The generation runs on the model's thread, between batches."""
+def _stream(run: Run, batcher: DynamicBatcher, example: Any, overrides: dict[str, Any]) -> StreamingResponse:
+    """Server-sent events of ``example``'s generation with the run's decoding settings and the request's
+    ``overrides``: a ``data`` event per decoded piece, then ``done`` with the whole prediction (or ``error``). The
+    generation runs on the model's thread, between batches (so the overrides touch no other request)."""
     from transformers import TextIteratorStreamer
 
     streamer = TextIteratorStreamer(run.adapter.tokenizer, skip_prompt=True, skip_special_tokens=True)
 
     def generate() -> list[dict[str, Any]]:
-        run.adapter.streamer = streamer
+        adapter = run.adapter
+        settings = adapter.generation
+        adapter.streamer, adapter.generation = streamer, settings.model_copy(update=overrides)
         try:
             return run.predict([example])
         finally:
-            run.adapter.streamer = None
+            adapter.streamer, adapter.generation = None, settings
             streamer.end()  # (a second end after generation's own is harmless; after an error it unblocks)
 
     done = asyncio.ensure_future(batcher.run_exclusive(generate))
@@ -300,12 +309,17 @@ def create_app(settings: ServeSettings, run: Run | None = None) -> FastAPI:
             await asyncio.to_thread(collector.add, values, predictions, str(serving.now.run.path))
         return {"prediction": predictions[0]} if request.inputs is None else {"predictions": predictions}
 
+    @app.post("/generate", dependencies=secured, responses=bad)
     @app.post("/predict/stream", dependencies=secured, responses=bad)
     async def stream(request: StreamRequest) -> StreamingResponse:
         if serving.now.run.task not in GENERATIVE_TASKS:
             raise HTTPException(422, f"streaming is for generation and seq2seq runs, not {serving.now.run.task}")
+        overrides = request.parameters.overrides() if request.parameters else {}
+        if overrides.get("max_new_tokens", 0) > settings.max_new_tokens:
+            raise HTTPException(422, f"parameters.max_new_tokens: {overrides['max_new_tokens']} is over this "
+                                     f"server's limit of {settings.max_new_tokens} (--max-new-tokens)")
         [example] = examples([request.input])
-        return _stream(serving.now.run, batcher, example)
+        return _stream(serving.now.run, batcher, example, overrides)
 
     app.add_middleware(Guard, token=settings.token, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(Observe, metrics=metrics, routes=ROUTES)  # outermost: refusals are counted too

@@ -21,18 +21,50 @@ class PredictRequest(BaseModel):
         None, description=f"a list of inputs, each {ONE_INPUT}")
 
 
+MAX_TEMPERATURE, MAX_REPETITION_PENALTY = 2.0, 2.0
+"""The bounds of a request's decoding settings (past them a model writes noise or nothing useful)."""
+
+
+class GenerationParameters(BaseModel):
+    """A request's decoding settings (absent: the run's ``generation`` settings); ``temperature`` or ``top_p``
+    without ``do_sample`` samples. ``max_new_tokens`` is bounded by the server's ``--max-new-tokens``."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_new_tokens: int | None = Field(None, gt=0, description="at most this many tokens")
+    do_sample: bool | None = Field(None, description="sample instead of choosing the likeliest token")
+    temperature: float | None = Field(None, gt=0.0, le=MAX_TEMPERATURE, description="sampling temperature")
+    top_p: float | None = Field(None, gt=0.0, le=1.0, description="sampling: nucleus share")
+    repetition_penalty: float | None = Field(None, gt=0.0, le=MAX_REPETITION_PENALTY,
+                                             description="above 1 discourages repeated tokens")
+    seed: int | None = Field(None, description="seed of sampling")
+
+    def overrides(self) -> dict[str, Any]:
+        """The settings given, as ``GenerationConfig`` fields."""
+        given = self.model_dump(exclude_none=True)
+        if self.do_sample is None and ("temperature" in given or "top_p" in given):
+            given["do_sample"] = True
+        return given
+
+
 class StreamRequest(BaseModel):
-    """``{"input": X}``: one prompt to stream the generation of."""
+    """``{"input": X, "parameters": {...}}``: one prompt to stream the generation of."""
 
     model_config = ConfigDict(extra="forbid")
     input: str | dict[str, Any] = Field(description="a prompt: a text, or an object with the task's columns "
                                                     "(prompt, or chat messages)")
+    parameters: GenerationParameters | None = Field(
+        None, description="decoding settings for this request: max_new_tokens, do_sample, temperature, top_p, "
+        "repetition_penalty, seed (absent: the run's)")
 
 
 class Detail(BaseModel):
     """A 4xx answer: ``{"detail": "one line"}``."""
 
     detail: str = Field(description="what is wrong, in one line")
+
+
+NESTED = ("parameters",)
+"""Request fields that hold an object: an error names the object's field, as ``parameters.top_p``."""
 
 
 def _shown(value: Any) -> str:
@@ -60,9 +92,12 @@ def _place(loc: Sequence[Any], fields: Sequence[str]) -> str:
     place = loc[0]
     if place in fields:
         for part in loc[1:]:
-            if not isinstance(part, int):
+            if isinstance(part, int):
+                place += f"[{part}]"
+            elif isinstance(part, str) and place in NESTED:  # (a name it does not take included)
+                place += f".{part}"
+            else:
                 break
-            place += f"[{part}]"
     return place
 
 
@@ -79,6 +114,10 @@ def one_line(errors: Sequence[dict[str, Any]], model: type[BaseModel]) -> str:
         return f"the body is not valid JSON: {(first.get('ctx') or {}).get('error', 'decode error')}"
     if not place:
         return f"the body must be a JSON object with {takes}, such as {{\"input\": \"a text\"}}"
+    if "." in place:  # a field of a nested object (parameters.temperature): pydantic's words for what it takes
+        if kind == "extra_forbidden":
+            return f"{place}: not a setting this request takes{more}"
+        return f"{place}: {first.get('msg', 'invalid')}, got {_shown(first.get('input'))}{more}"
     if kind == "extra_forbidden" or place.split("[")[0] not in fields:
         return f"{place}: not a field of this request (it takes {takes}){more}"
     expected = ONE_INPUT if "[" in place else model.model_fields[place].description
@@ -87,4 +126,5 @@ def one_line(errors: Sequence[dict[str, Any]], model: type[BaseModel]) -> str:
     return f"{place}: expected {expected}, got {_shown(first.get('input'))}{more}"
 
 
-__all__ = ["ONE_INPUT", "Detail", "PredictRequest", "StreamRequest", "one_line"]
+__all__ = ["MAX_REPETITION_PENALTY", "MAX_TEMPERATURE", "ONE_INPUT", "Detail", "GenerationParameters", "PredictRequest",
+           "StreamRequest", "one_line"]
