@@ -18,15 +18,19 @@ Streams (../shared/data, its README's splits):
 
 Methods, each from the same first run (plain fine-tuning on experience 1, every training setting auto):
 
-- ``naive``: ``autoft update`` with no replay, no distillation and no penalty (sequential fine-tuning);
+- ``naive``: ``autoft update`` with no replay, no distillation, no penalty and no alignment of the head (sequential
+  fine-tuning; the methods below leave the head as trained too, unless they say otherwise);
 - ``ewc``: no replay, the Fisher-weighted pull toward the parent's weights (``continual.penalty``);
 - ``lwf``: no replay, distillation from the parent on its own labels alone (``continual.distill``);
 - ``random-replay``: replay of ``--budget`` of the old training data, a seeded random sample (per class on
   classification), each replayed sample weighted to stand for the old data (``continual.replay_weight: auto``);
 - ``value-replay``: the same budget and weights, the old samples the parent holds most firmly
   (``replay_by: value``);
-- ``default``: every ``continual`` setting at its default: value replay, and distillation when an update
-  brings new labels (``distill: auto``: on the class-incremental stream, not on the domain one);
+- ``value-replay-align``: value replay and the head's alignment (``continual.align: auto``), no distillation;
+- ``default-no-align``: the default without the head's alignment (``continual.align: off``);
+- ``default``: every ``continual`` setting at its default: value replay, distillation when an update brings new
+  labels (``distill: auto``: on the class-incremental stream, not on the domain one), and the new labels' head rows
+  aligned with the old ones' when that scores better on validation (``align: auto``);
 - ``lora-per-task``: from a first run with ``training.peft: lora`` on experience 1, a new adapter per update on
   the frozen, folded earlier ones (no replay, no distillation);
 - ``joint``: one run on all experiences' training data at once (the upper bound), scored at the end.
@@ -57,13 +61,16 @@ from autoft.data.loading import Example, load_examples
 from autoft.data.writing import write_examples
 
 RESULTS = Path(__file__).resolve().parent / "results"
-METHODS = ("naive", "ewc", "lwf", "random-replay", "value-replay", "default", "lora-per-task", "joint")
+METHODS = ("naive", "ewc", "lwf", "random-replay", "value-replay", "value-replay-align", "default-no-align",
+           "default", "lora-per-task", "joint")
 SETTINGS = {  # continual.* per method; the rest at its default
-    "naive": ["continual.replay_budget=0", "continual.distill=0"],
-    "ewc": ["continual.replay_budget=0", "continual.distill=0", "continual.method=ewc"],
-    "lwf": ["continual.replay_budget=0", "continual.distill=1"],
-    "random-replay": ["continual.replay_by=random", "continual.distill=0"],
-    "value-replay": ["continual.replay_by=value", "continual.distill=0"],
+    "naive": ["continual.replay_budget=0", "continual.distill=0", "continual.align=off"],
+    "ewc": ["continual.replay_budget=0", "continual.distill=0", "continual.method=ewc", "continual.align=off"],
+    "lwf": ["continual.replay_budget=0", "continual.distill=1", "continual.align=off"],
+    "random-replay": ["continual.replay_by=random", "continual.distill=0", "continual.align=off"],
+    "value-replay": ["continual.replay_by=value", "continual.distill=0", "continual.align=off"],
+    "value-replay-align": ["continual.replay_by=value", "continual.distill=0"],
+    "default-no-align": ["continual.align=off"],
     "default": [],
     "lora-per-task": ["continual.replay_budget=0", "continual.distill=0", "continual.method=lora-per-task"],
 }

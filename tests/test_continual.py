@@ -94,6 +94,46 @@ def test_the_fisher_diagonal_is_normalised_and_a_grown_head_is_pulled_on_its_old
     assert sum(float(f.sum()) for f in fisher.values()) > 0
 
 
+def test_weight_aligning_gives_the_new_rows_the_old_rows_mean_norm_and_auto_keeps_the_best(tiny_model_dir):
+    from transformers import AutoModelForSequenceClassification
+
+    from autoft.continual.aligning import HeadAligning
+    from autoft.modeling.heads import _head, align_new_rows, grow_head
+    from autoft.training.callbacks import TrainState
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2)
+    grow_head(model, ["LABEL_0", "LABEL_1", "new"], seed=0)
+    layer = _head(model)[2]
+    with torch.no_grad():
+        layer.weight[2] = layer.weight[:2].mean(0) * 5  # trained on the new label's data: a long row
+        layer.bias[2] = 3.0
+    trained = {name: value.detach().clone() for name, value in layer.named_parameters()}
+    gamma = align_new_rows(model, 2, bias=True)
+    norms = layer.weight.norm(dim=1)
+    assert float(norms[2]) == pytest.approx(float(norms[:2].mean()), rel=1e-5) and gamma < 1
+    assert float(layer.bias[2]) == pytest.approx(float(layer.bias[:2].mean()), abs=1e-6)
+
+    def evaluate_preferring(aligned_scores_higher):
+        def evaluate(examples, features=None):
+            aligned = float(layer.weight[2].norm()) < float(trained["weight"][2].norm()) - 1e-6
+            return {"macro_f1": 0.5 + (0.1 if aligned and aligned_scores_higher else 0.0)}, []
+        return evaluate
+
+    # auto: the candidate validation prefers, the head left set to it; a tie keeps the fewer changes (norms and
+    # norms+bias score alike here, so norms; nothing better than as trained: off).
+    for aligned_scores_higher, chosen in ((True, "norms"), (False, "off")):
+        with torch.no_grad():
+            for name, value in layer.named_parameters():
+                value.copy_(trained[name])
+        callback = HeadAligning(model, 2, [], mode="auto", metric="macro_f1")
+        callback.on_train_end(TrainState(n_samples=1, evaluate=evaluate_preferring(aligned_scores_higher)))
+        assert callback.record["chosen"] == chosen and set(callback.record["validation"]) == {"off", "norms",
+                                                                                              "norms+bias"}
+        assert (float(layer.weight[2].norm()) < float(trained["weight"][2].norm())) == (chosen == "norms")
+        assert float(layer.bias[2]) == 3.0  # the bias moved in neither
+        assert callback.run_metrics()["align"]["chosen"] == chosen
+
+
 def test_head_growth_keeps_the_old_label_ids(tiny_model_dir):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -139,6 +179,10 @@ def test_update_learns_a_new_label_keeps_the_old_and_records_the_lineage(parent,
     assert record["parent"] == str(parent.resolve()) and record["root"] == str(parent.resolve())
     assert record["new_labels"] == ["music"] and record["method"] == "ewc" and record["promoted"]
     assert record["replay"]["weight"] == 90 / 18 and record["distill"] == 0  # the replay stands for the old data
+    # The new label's head row was aligned with the old ones, or not, by what scored best on validation.
+    align = record["align"]
+    assert align["mode"] == "auto" and set(align["validation"]) == {"off", "norms", "norms+bias"}
+    assert align["validation"][align["chosen"]] == max(align["validation"].values()) and align["rows"] == 30 + 14
     assert record["scores"]["old_validation"]["parent"] is not None
     assert record["scores"]["new_validation"]["update"] is not None
     assert child.predict(["guitar song band concert album"])[0]["label"] == "music"

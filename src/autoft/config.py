@@ -371,6 +371,11 @@ class ContinualConfig(_Strict):
         "batch (learning without forgetting: the KL from the parent's softened predictions, T = 2); auto: 1 when the update brings labels the parent does not know, else "
         "0; 0: off")
     penalty: float = Field(1.0, ge=0.0, description="ewc / l2: strength of the pull toward the parent's weights")
+    align: Literal["auto", "off", "norms", "norms+bias"] = Field(
+        "auto", description="an update that brings new labels (classification): after training, scale the new "
+        "labels' output rows to the old ones' mean norm (norms; weight aligning), and also move their biases to the "
+        "old ones' mean (norms+bias), so the model does not favour the newest labels; auto: whichever of off, norms "
+        "and norms+bias scores best on the lineage's validation data and the update's")
     gate: float | None = Field(
         0.01, ge=0.0, description="promotion gate: the update becomes the lineage's latest only when it is not "
         "worse than its parent by more than this (primary metric) on the old and the new validation data; "

@@ -16,6 +16,7 @@ import numpy as np
 
 from autoft.comparison import resolve_run_dir
 from autoft.config import AUTO, ONE_LABEL_TASKS, TEXT_TARGET_TASKS, Config
+from autoft.continual.aligning import HeadAligning
 from autoft.continual.gate import _compare, new_validation
 from autoft.continual.replay import (
     _flagged_origins,
@@ -340,14 +341,18 @@ def update(parent_dir: str | Path, data: str | Path | list[str | Path] | None = 
                 log.info("replayed samples weigh %.3g each in the loss (continual.replay_weight %s)", weight,
                          continual.replay_weight)
             config = _with_files(config, files, staged)
+            own_new = None if own_validation is not None else new_validation(config, parent.labels + added)
+            if added and parent.config.task in ONE_LABEL_TASKS and not stacked:
+                callbacks.append(HeadAligning(model, len(parent.labels), old_validation + (own_new or []),
+                                              mode=continual.align, metric=parent.adapter.primary_metric,
+                                              greater_is_better=parent.adapter.greater_is_better))
             output.parent.mkdir(parents=True, exist_ok=True)
             run = train(config, overwrite=overwrite, callbacks=callbacks, model=model, labels=parent.labels + added,
                         resume=resume)
             _keep(run, output, files, staged)
             config = run.config
 
-        record = _compare(parent, run, old_validation, config, continual.gate,
-                          new_validation=None if own_validation is not None else new_validation(config, run.labels))
+        record = _compare(parent, run, old_validation, config, continual.gate, new_validation=own_new)
         record.update({
             "run": str(output.resolve()), "parent": str(parent_path.resolve()), "root": str(root),
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -357,7 +362,7 @@ def update(parent_dir: str | Path, data: str | Path | list[str | Path] | None = 
             "method": continual.method, "new_labels": added,
             "replay": {"samples": len(replayed), "of": len(old_train), "budget": continual.replay_budget,
                        "by": continual.replay_by, "how": how, "weight": weight},
-            "distill": distill, "unlabeled": _pool_record(run, len(pool)),
+            "distill": distill, "align": run.metrics.get("align"), "unlabeled": _pool_record(run, len(pool)),
             "validation": run.metrics.get("validation"), "test": run.metrics.get("test"),
         })
         _record(root, output, record)

@@ -55,6 +55,34 @@ def grow_head(model: Any, labels: list[str], *, seed: int = 0) -> Any:
     return model
 
 
+def head_state(model: Any) -> dict[str, torch.Tensor]:
+    """A copy of ``model``'s output layer's weight (and bias): what ``set_head_state`` puts back."""
+    _, _, layer = _head(model)
+    return {name: value.detach().clone() for name, value in layer.named_parameters()}
+
+
+def set_head_state(model: Any, state: dict[str, torch.Tensor]) -> None:
+    _, _, layer = _head(model)
+    with torch.no_grad():
+        for name, value in layer.named_parameters():
+            value.copy_(state[name])
+
+
+def align_new_rows(model: Any, n_old: int, *, bias: bool) -> float:
+    """Weight aligning (Zhao et al., CVPR 2020): scale the output rows of the labels from ``n_old`` on so their mean
+    norm equals the old labels' — training on the new labels' data leaves their rows longer, and the model then
+    favours them over the old ones. ``bias``: also move the new labels' biases so their mean is the old ones'. In
+    place; returns the scale."""
+    _, _, layer = _head(model)
+    with torch.no_grad():
+        norms = layer.weight.norm(dim=1)
+        gamma = float(norms[:n_old].mean() / norms[n_old:].mean().clamp_min(1e-12))
+        layer.weight[n_old:] *= gamma
+        if bias and layer.bias is not None:
+            layer.bias[n_old:] += layer.bias[:n_old].mean() - layer.bias[n_old:].mean()
+    return gamma
+
+
 def set_head_bias(model: Any, bias: Any) -> Any:
     """Set the bias of ``model``'s output layer (one value per label), e.g. to the labels' prior log-odds so a
     sigmoid head starts at each label's base rate instead of 0.5. In place; returns ``model``."""
@@ -65,4 +93,4 @@ def set_head_bias(model: Any, bias: Any) -> Any:
     return model
 
 
-__all__ = ["grow_head", "set_head_bias"]
+__all__ = ["align_new_rows", "grow_head", "head_state", "set_head_bias", "set_head_state"]
