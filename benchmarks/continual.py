@@ -5,13 +5,16 @@ random replay, EWC and joint training (issue 9).
     python benchmarks/continual.py --stream banking77 --experiences 3 --per-experience 400    # the README's
     python benchmarks/continual.py --stream btc --experiences 3           # domain-incremental, sections a b f
     python benchmarks/continual.py --stream banking77 --methods naive value-replay --per-experience 300
+    python benchmarks/continual.py --stream banking77 --experiences 5 --per-experience 240 --mix 0.5  # old rows too
 
 Streams (../shared/data, its README's splits):
 
 - ``banking77`` (class-incremental): the 77 intents in ``--experiences`` groups of a seeded permutation
   (seed 0). Experience k trains on up to ``--per-experience`` training rows of its group's intents (seeded),
   validates on the clean validation rows of those intents; its test set is the test rows of those intents.
-  Metric: accuracy over the test rows of the experience's intents, with the model's full label set.
+  Metric: accuracy over the test rows of the experience's intents, with the model's full label set. ``--mix M``:
+  each experience after the first also brings ``M * --per-experience`` fresh training rows (no experience used them
+  before) of the earlier experiences' intents.
 - ``btc`` (domain-incremental): the BTC training sections ``a b f g`` in that order, one per experience
   (``e``, 200 sentences, is too small to be one); each section is split (seeded) 70 / 10 / 20 into train (at most ``--per-experience`` sentences),
   validation and test. Metric: entity F1 (seqeval) on the section's test part.
@@ -86,16 +89,25 @@ def overrides_of(method: str, budget: float) -> list[str]:
 log = logging.getLogger("continual")
 
 
-def banking77_stream(root: str | None, experiences: int, limit: int) -> tuple[str, list[dict[str, list[Example]]]]:
+def banking77_stream(root: str | None, experiences: int, limit: int, mix: float = 0.0
+                     ) -> tuple[str, list[dict[str, list[Example]]]]:
+    """``mix``: each experience after the first also brings ``mix * limit`` training rows of the earlier
+    experiences' intents that no experience has used yet (new classes mixed with more rows of old ones)."""
     splits = load_public("banking77", root)
     intents = sorted({e.label for e in splits["train"]})
     groups = np.array_split(np.random.default_rng(0).permutation(len(intents)), experiences)
-    stream = []
+    stream, used, seen = [], set(), set()
     for k, group in enumerate(groups):
         names = {intents[i] for i in group}
         train = [e for e in splits["train"] if e.label in names]
         train = [train[i] for i in sorted(np.random.default_rng(k).permutation(len(train))[:limit])]
         names = {e.label for e in train}  # a small sample may miss an intent: it is then not in this experience
+        if mix and seen:
+            fresh = [e for e in splits["train"] if e.label in seen and e.origin not in used]
+            order = sorted(np.random.default_rng(100 + k).permutation(len(fresh))[:round(mix * limit)])
+            train = train + [fresh[i] for i in order]
+        used.update(e.origin for e in train)
+        seen |= names
         stream.append({"train": train, "validation": [e for e in splits["validation"] if e.label in names],
                        "test": [e for e in splits["test"] if e.label in names]})
     return "task", stream
@@ -176,6 +188,8 @@ def table(results: dict[str, Any], metric_name: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stream", choices=("banking77", "btc"), default="banking77")
+    parser.add_argument("--mix", type=float, default=0.0, help="banking77: each later experience also brings this "
+                        "share of --per-experience fresh rows of the earlier experiences' intents")
     parser.add_argument("--experiences", type=int, default=None, help="default: 4 (banking77), 3 (btc)")
     parser.add_argument("--per-experience", type=int, default=600, help="training rows per experience, at most")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
@@ -187,8 +201,10 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
 
     experiences = args.experiences or (4 if args.stream == "banking77" else 3)
-    build = banking77_stream if args.stream == "banking77" else btc_stream
-    name, stream = build(args.data_root, experiences, args.per_experience)
+    if args.stream == "banking77":
+        name, stream = banking77_stream(args.data_root, experiences, args.per_experience, args.mix)
+    else:
+        name, stream = btc_stream(args.data_root, experiences, args.per_experience)
     task = "classification" if args.stream == "banking77" else "token-classification"
     output = args.output or RESULTS / f"continual_{args.stream}.json"
     results: dict[str, Any] = {}
@@ -206,7 +222,9 @@ def main() -> None:
     shown = "accuracy" if name == "task" else "entity F1"
     text = (f"Continual stream {args.stream}: {experiences} experiences of at most {args.per_experience} training "
             f"rows ({', '.join(str(len(e['train'])) for e in stream)}), packaged MiniLM, every training setting auto, "
-            f"seed {args.seed}; replay budget {args.budget:g} of the old training data.\n\n"
+            f"seed {args.seed}; replay budget {args.budget:g} of the old training data"
+            + (f"; each later experience adds {args.mix:g} x its size of fresh rows of older intents" if args.mix else "")
+            + ".\n\n"
             + table(results, shown) + "\n")
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "experiences": [

@@ -3,6 +3,7 @@ hidden, against no update, the same update without the pseudo-labels, and a labe
 
     python benchmarks/unlabeled_update.py --seeds 0            # one seed's cell (about 25 minutes on one core)
     python benchmarks/unlabeled_update.py --no-run             # the table from every cell of this commit
+    python benchmarks/unlabeled_update.py --no-run --commit 5dffeb9     # ... of another commit of src/
 
 The shift (Schema-Guided Dialogue, ../shared/data, its README's file split): single-label dialogue acts — each USER
 turn whose frames carry one act type (INFORM, REQUEST, AFFIRM, ...), labelled with it — where the *old domain* is
@@ -181,9 +182,10 @@ def main() -> None:
     parser.add_argument("--validation", type=int, default=400)
     parser.add_argument("--data-root", help="shared data folder (default: ../shared/data beside the checkout)")
     parser.add_argument("--no-run", action="store_true", help="only the table, from the cells of this commit")
+    parser.add_argument("--commit", help="with --no-run: the table from the cells of this commit of src/ instead")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
-    here = commit()
+    here = args.commit if args.no_run and args.commit else commit()
     cached = {(c["seed"], c["commit"]): c for c in map(json.loads, CELLS.read_text().splitlines())} \
         if CELLS.exists() else {}
     if not args.no_run:
