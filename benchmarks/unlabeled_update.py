@@ -2,10 +2,14 @@
 hidden, against no update, the same update without the pseudo-labels, and a labelled update of the same texts.
 
     python benchmarks/unlabeled_update.py --seeds 0            # one seed's cell (about 25 minutes on one core)
+    python benchmarks/unlabeled_update.py --shift banking77-typed --seeds 0     # the other shift
     python benchmarks/unlabeled_update.py --no-run             # the table from every cell of this commit
     python benchmarks/unlabeled_update.py --no-run --commit 5dffeb9     # ... of another commit of src/
 
-The shift (Schema-Guided Dialogue, ../shared/data, its README's file split): single-label dialogue acts — each USER
+Shifts (``--shift``): ``banking77-typed``, BANKING77 (its README's split) as written against the same queries typed
+in a hurry — lower case, no punctuation, a quarter of the words with one slip (two letters swapped, one dropped,
+doubled or hit on a neighbouring key), drawn once (seed 0, in file order) — a constructed shift with room to adapt to; and
+``sgd-services`` (Schema-Guided Dialogue, ../shared/data, its README's file split): single-label dialogue acts — each USER
 turn whose frames carry one act type (INFORM, REQUEST, AFFIRM, ...), labelled with it — where the *old domain* is
 the turns of the Hotels, Restaurants and Buses services and the *new domain* those of Flights, RentalCars and
 RideSharing (services present in every split). The act set is shared; the words, slots and habits of each
@@ -27,7 +31,7 @@ The pool is a seeded ``--pool`` new-domain training turns (their labels hidden f
 acts the first run never saw are left out of every other set. Every update runs with ``continual.gate: null`` (the
 gate is not what is measured). Scores: macro-F1 and accuracy on the new domain's and the old domain's test turns.
 Cells go to ``benchmarks/results/unlabeled_update_cells.jsonl`` (one line per seed and commit of src/); the table to
-``benchmarks/results/unlabeled_update.json`` and ``.md``.
+``benchmarks/results/unlabeled_update_<shift>.json`` and ``.md``.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from typing import Any
 
 import numpy as np
 from never_worse import git_state
-from public_data import _sgd_dialogues, shared_root
+from public_data import _sgd_dialogues, load_public, shared_root
 from result_files import write_result
 
 import autoft
@@ -81,6 +85,42 @@ def single_act_turns(root: Path) -> dict[str, dict[str, list[Example]]]:
     return turns
 
 
+KEYBOARD = ["qwertyuiop", "asdfghjkl", "zxcvbnm"]
+
+
+def typed(text: str, rng: random.Random, rate: float = 0.25) -> str:
+    """``text`` as typed in a hurry on a phone: lower case, no punctuation, and a ``rate`` of its words with one slip
+    (two letters swapped, one dropped, doubled, or hit on a neighbouring key)."""
+    near = {c: row[max(i - 1, 0)] + row[i + 1:i + 2] for row in KEYBOARD for i, c in enumerate(row)}
+    words = []
+    for word in "".join(c for c in text.lower() if c.isalnum() or c.isspace()).split():
+        if len(word) > 2 and rng.random() < rate:
+            i = rng.randrange(len(word) - 1)
+            slip = rng.randrange(4)
+            if slip == 0:
+                word = word[:i] + word[i + 1] + word[i] + word[i + 2:]
+            elif slip == 1:
+                word = word[:i] + word[i + 1:]
+            elif slip == 2:
+                word = word[:i] + word[i] + word[i:]
+            elif word[i] in near:
+                word = word[:i] + rng.choice(near[word[i]]) + word[i + 1:]
+        words.append(word)
+    return " ".join(words) or text
+
+
+def banking77_typed(root: Path) -> dict[str, dict[str, list[Example]]]:
+    """``{domain: {split: rows}}``: BANKING77 as written (``old``) and the same rows typed in a hurry (``new``,
+    :func:`typed`, drawn once in file order, the same for every seed)."""
+    splits = load_public("banking77", root)
+    rng = random.Random(0)
+    return {"old": splits, "new": {split: [Example(typed(e.text, rng), e.label, e.origin) for e in rows]
+                                   for split, rows in splits.items()}}
+
+
+SHIFTS = {"sgd-services": lambda root: single_act_turns(root), "banking77-typed": banking77_typed}
+
+
 def draw(rows: list[Example], n: int, seed: int) -> list[Example]:
     return random.Random(seed).sample(rows, min(n, len(rows)))
 
@@ -95,12 +135,12 @@ def scores(run: autoft.Run, old_test: list[Example], new_test: list[Example]) ->
 
 def cell(seed: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """Every method on one seed's draw."""
-    turns = single_act_turns(Path(args.data_root or shared_root()))
+    turns = SHIFTS[args.shift](shared_root(args.data_root))
     old_train = draw(turns["old"]["train"], args.old_train, seed)
-    acts = {e.label for e in old_train}
+    acts, taken = {e.label for e in old_train}, {e.origin for e in old_train}
     old = {split: [e for e in rows if e.label in acts] for split, rows in turns["old"].items()}
     new = {split: [e for e in rows if e.label in acts] for split, rows in turns["new"].items()}
-    pool = draw(new["train"], args.pool, seed)
+    pool = draw([e for e in new["train"] if e.origin not in taken], args.pool, seed)  # (rows the first run never saw)
     files = {
         "train": write_examples(work / "old-train", old_train),
         "validation": write_examples(work / "old-validation", draw(old["validation"], args.validation, seed)),
@@ -129,7 +169,7 @@ def cell(seed: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
         results[method] = {**scores(result.run, old_test, new_test), "unlabeled": result.record.get("unlabeled"),
                            "wall_seconds": round(time.perf_counter() - started, 1)}
         log.info("seed %d %s: %s", seed, method, results[method])
-    return {"seed": seed, "commit": commit(), "sizes": {
+    return {"seed": seed, "commit": commit(), "shift": args.shift, "sizes": {
         "old_train": len(old_train), "pool": len(pool), "old_test": len(old_test), "new_test": len(new_test),
         "acts": sorted(acts)}, "results": results}
 
@@ -166,16 +206,20 @@ def table(cells: list[dict[str, Any]]) -> str:
                      f"{_mean(rows, 'new', 'accuracy')} | {round(np.mean(admitted)) if admitted else '–'} | "
                      f"{np.mean([r['wall_seconds'] for r in rows]):.0f} |")
     sizes = cells[0]["sizes"]
-    return (f"Unlabelled update on a domain shift (Schema-Guided Dialogue single-act user turns: old domain "
-            f"{', '.join(OLD)}; new domain {', '.join(NEW)}, its labels hidden): first run on {sizes['old_train']} "
-            f"old-domain turns, pool of {sizes['pool']} new-domain texts; test {sizes['new_test']} new-domain and "
-            f"{sizes['old_test']} old-domain turns; packaged MiniLM, every setting auto; seeds "
+    shift = (f"Schema-Guided Dialogue single-act user turns: old domain {', '.join(OLD)}; new domain {', '.join(NEW)}"
+             if cells[0].get("shift", "sgd-services") == "sgd-services" else
+             "BANKING77 as written (old domain) and the same queries typed in a hurry (new domain: lower case, no "
+             "punctuation, a quarter of the words with a slip)")
+    return (f"Unlabelled update on a domain shift ({shift}; the new domain's labels hidden): first run on "
+            f"{sizes['old_train']} old-domain rows, pool of {sizes['pool']} new-domain texts; test {sizes['new_test']} "
+            f"new-domain and {sizes['old_test']} old-domain rows; packaged MiniLM, every setting auto; seeds "
             f"{' '.join(map(str, seeds))}, commit {cells[0]['commit']}. Changes in points of macro-F1, mean over "
             f"seeds (the worst seed in brackets).\n\n" + "\n".join(lines) + "\n")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shift", choices=list(SHIFTS), default="sgd-services")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--old-train", type=int, default=1000)
     parser.add_argument("--pool", type=int, default=1500)
@@ -186,21 +230,21 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
     here = args.commit if args.no_run and args.commit else commit()
-    cached = {(c["seed"], c["commit"]): c for c in map(json.loads, CELLS.read_text().splitlines())} \
-        if CELLS.exists() else {}
+    cached = {(c["seed"], c["commit"], c.get("shift", "sgd-services")): c
+              for c in map(json.loads, CELLS.read_text().splitlines())} if CELLS.exists() else {}
     if not args.no_run:
         for seed in args.seeds:
-            if (seed, here) in cached:
+            if (seed, here, args.shift) in cached:
                 continue
             with tempfile.TemporaryDirectory() as work:
                 result = cell(seed, args, Path(work))
-            cached[(seed, here)] = result
+            cached[(seed, here, args.shift)] = result
             CELLS.parent.mkdir(parents=True, exist_ok=True)
             with CELLS.open("a", encoding="utf-8") as stream:
                 stream.write(json.dumps(result) + "\n")
-    cells = [c for (seed, at), c in cached.items() if at == here and seed in args.seeds]
+    cells = [c for (seed, at, shift), c in cached.items() if at == here and seed in args.seeds and shift == args.shift]
     if cells:
-        write_result(RESULTS / "unlabeled_update.json", {"cells": cells}, table(cells))
+        write_result(RESULTS / f"unlabeled_update_{args.shift}.json", {"cells": cells}, table(cells))
 
 
 if __name__ == "__main__":
