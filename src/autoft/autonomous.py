@@ -20,7 +20,7 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from autoft.comparison import better_run
 from autoft.config import AUTO, DEFAULT_POLICY, GENERATIVE_TASKS, TEXT_TARGET_TASKS, Config, as_config
@@ -32,6 +32,9 @@ from autoft.rundir import prepare_output
 from autoft.selection.guard import BackOff, ReferenceScores, read_reference, reference_score
 from autoft.selection.policies import check_policy
 from autoft.tasks.registry import get_adapter_class
+
+if TYPE_CHECKING:
+    from autoft.selection.noise import NoiseEstimate
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +125,7 @@ def _value_pool(config: Config) -> Path:
     output.mkdir(parents=True, exist_ok=True)
     written = write_pool_values(output / "data_values.csv", config, pool)
     write_decisions(output / "decisions.jsonl", pool.valuation.decisions)
-    noise = pool.valuation.noise
+    noise = cast("NoiseEstimate", pool.valuation.noise)  # value_samples always estimates it
     per_class = {name: round(float(pool.noise_probability[pool.given == k].mean()), 4)
                  for k, name in enumerate(pool.labels) if (pool.given == k).any()}
     write_json(output / "noise.json", {
@@ -228,7 +231,7 @@ def _better(plain: Run, agent: Run | None) -> dict[str, Any]:
     compared_on = "each run's validation set"
     same_rows = agent is not None and reference is not None and reference["epochs"] and \
         reference["examples"] == (agent.metrics.get("sizes") or {}).get("validation")
-    if same_rows:  # (an idle agent's run validates on the whole set, as plain does)
+    if same_rows and reference is not None:  # (an idle agent's run validates on the whole set, as plain does)
         plain_scores = {metric: reference_score(reference, plain.metrics["best_epoch"])}
         compared_on = f"the same {reference['examples']} validation rows (the agent's stopping half)"
     better = better_run(plain_scores, None if agent is None else agent.metrics.get("validation") or {},

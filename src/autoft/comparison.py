@@ -24,7 +24,7 @@ def better_run(plain: Mapping[str, Any], autonomous: Mapping[str, Any] | None, *
     """Which run is better on validation: the one with the better ``metric`` (the task's main one); a tie, or a
     score missing on either side, goes to plain fine-tuning. ``plain`` and ``autonomous`` are the runs' validation
     metrics. Returns ``{"run", "metric", "greater_is_better", "plain", "autonomous", "why"}``."""
-    record = {"run": "plain", "metric": metric, "greater_is_better": greater_is_better,
+    record: dict[str, Any] = {"run": "plain", "metric": metric, "greater_is_better": greater_is_better,
               "plain": plain.get(metric), "autonomous": None if autonomous is None else autonomous.get(metric)}
     a, b = record["plain"], record["autonomous"]
     if autonomous is None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -47,7 +47,7 @@ class AutoSelect:
         train = [Example(str(t), str(y), f"train:{i}") for i, (t, y) in enumerate(zip(texts, labels))]
         validation = [Example(str(t), str(y), f"validation:{i}")
                       for i, (t, y) in enumerate(zip(validation_texts, validation_labels))]
-        self.label_names = sorted({e.label for e in train})
+        self.label_names = sorted({cast(str, e.label) for e in train})
         config = parse_config({"task": "classification", "model": encoder, "data": {"train": "<in memory>"},
                                "selection": {"policy": policy, "drop_fraction": drop_fraction},
                                "training": {"seed": seed, "progress": progress}}, source="AutoSelect")
@@ -64,7 +64,7 @@ class AutoSelect:
     @property
     def drop_fraction(self) -> float:
         """The share left out: the estimated noise rate (capped), or the number given."""
-        return self.valuation.selection.drop_fraction
+        return cast(float, self.valuation.selection.drop_fraction)  # resolved by the valuation
 
     def kept(self) -> np.ndarray:
         """[N] bool: the samples the policy keeps at its current values."""

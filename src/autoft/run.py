@@ -13,14 +13,14 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from accelerate import PartialState
 from accelerate.utils import set_seed
 
-from autoft.config import AUTO, GENERATIVE_TASKS, TEXT_TARGET_TASKS, Config, as_config
+from autoft.config import AUTO, GENERATIVE_TASKS, TEXT_TARGET_TASKS, Config, TrainingConfig, as_config
 from autoft.data.corrected import corrected_name, keep_every_label, line_of, write_corrected
 from autoft.data.loading import Example, detect_format
 from autoft.data.splits import Splits, agent_validation, load_splits
@@ -135,7 +135,8 @@ def _build_callbacks(config: Config, splits: Splits, adapter: TaskAdapter, callb
     validation set; the rest alone chooses early stopping and the best epoch, so the checkpoint is never picked on
     the data the agent was rewarded on. ``trained_start``: the model is a trained one (a continual update), whose
     pseudo-labels self-training may use from the first epoch."""
-    validation, reward_part, warnings = splits.validation, [], []
+    reward_part: list[Example] = []
+    validation, warnings = splits.validation, []
     self_training = config.selection.self_training if splits.unlabeled and callback is None else "off"
     if callback is None and (config.selection.uses_agent or self_training == "agent"):
         validation, reward_part = agent_validation(splits.validation, config)
@@ -174,7 +175,7 @@ def _build_callbacks(config: Config, splits: Splits, adapter: TaskAdapter, callb
         label_ids = {name: i for i, name in enumerate(splits.labels)}
         callbacks.append(SelfTrainingCallback(
             splits.unlabeled, n_classes=len(splits.labels), mode=self_training,
-            labelled_classes=np.array([label_ids[e.label] for e in splits.train]),
+            labelled_classes=np.array([label_ids[cast(str, e.label)] for e in splits.train]),
             threshold=config.selection.self_training_threshold, reward_examples=reward_part, label_ids=label_ids,
             primary_metric=adapter.primary_metric, seed=config.training.seed, from_start=trained_start))
         log.info("self-training (%s) on %d unlabelled texts", self_training, len(splits.unlabeled))
@@ -212,7 +213,8 @@ def _write_run(output: Path, config: Config, adapter: TaskAdapter, model: Any, t
         if config.training.logging == "tensorboard":
             write_tensorboard(temp / "tensorboard", metrics_log.scalars())
         if test_predictions is not None:  # what the report shows: confusion, examples, outputs before and after
-            write_test_predictions(temp / "test_predictions.jsonl", splits.test, test_predictions, before_predictions)
+            write_test_predictions(temp / "test_predictions.jsonl", cast("list[Example]", splits.test),
+                                   test_predictions, before_predictions)
         if splits.skipped:
             (temp / "skipped_rows.txt").write_text("".join(f"{line}\n" for line in splits.skipped), encoding="utf-8")
         callback.write_artifacts(temp, splits.train, splits.labels)
@@ -293,7 +295,7 @@ def train(
     test_features = adapter.encode(splits.test) if splits.test is not None else None
     before, before_predictions = None, None
     if zero_shot and config.task in TEXT_TARGET_TASKS and splits.test is not None:
-        before, before_predictions = _zero_shot(config, model, adapter, splits.test, test_features)
+        before, before_predictions = _zero_shot(config, model, adapter, splits.test, cast(list, test_features))
 
     # Fine-tune, then score the best weights on validation and test.
     train_features = adapter.encode(splits.train)
@@ -309,15 +311,13 @@ def train(
         validation_metrics, decision = _tune_decision(config, model, adapter, validation, validation_features)
     # The resolved config: every `auto` replaced by what was chosen, so the run can be repeated exactly.
     selection = callback.resolved_selection()
-    config = config.model_copy(update={"training": result.settings.model_copy(
+    config = config.model_copy(update={"training": cast(TrainingConfig, result.settings).model_copy(
         update={"gradient_checkpointing": checkpointing}), **({"selection": selection} if selection is not None else {})})
     contributed = callback.run_metrics()
-    test_metrics = test_predictions = None
-    if splits.test is not None:
-        test_metrics, test_predictions = evaluate(model, adapter, splits.test, test_features,
-                                                  batch_size=config.training.eval_batch_size,
-                                                  progress=config.training.progress, description="test",
-                                                  return_predictions=True)
+    test_metrics, test_predictions = evaluate(
+        model, adapter, splits.test, cast(list, test_features), batch_size=config.training.eval_batch_size,
+        progress=config.training.progress, description="test", return_predictions=True,
+    ) if splits.test is not None else (None, None)
     metrics = {
         "task": config.task,
         "model": config.model,

@@ -21,7 +21,7 @@ import logging
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import yaml
 
@@ -36,6 +36,9 @@ from autoft.tasks.base import TaskAdapter
 from autoft.tasks.registry import get_adapter_class, make_adapter
 from autoft.training.inference import predict_probabilities
 from autoft.training.loop import evaluate
+
+if TYPE_CHECKING:
+    from autoft.tasks.generation import TextGenerationAdapter
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +153,7 @@ class Run:
             raise ConfigError(f"--set {overrides[0]!r}: decoding settings apply to generation and seq2seq runs, "
                               f"not {self.task}")
         self.config = as_config(self.config, overrides)
-        self.adapter.generation = self.config.generation
+        cast("TextGenerationAdapter", self.adapter).generation = self.config.generation  # a generative run's
 
     def _examples(self, inputs: Iterable[str | list[str] | Example]) -> list[Example]:
         return [x if isinstance(x, Example) else Example(x, None, f"<input>:{i}") for i, x in enumerate(inputs, 1)]

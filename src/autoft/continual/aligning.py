@@ -11,11 +11,11 @@ one; ``off`` none. What was chosen and each candidate's score go to ``metrics.js
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from autoft.data.loading import Example
 from autoft.modeling.heads import align_new_rows, head_state, set_head_state
-from autoft.training.callbacks import TrainerCallback, TrainState
+from autoft.training.callbacks import Evaluate, TrainerCallback, TrainState
 
 CANDIDATES = ("off", "norms", "norms+bias")
 
@@ -42,7 +42,7 @@ class HeadAligning(TrainerCallback):
             if candidate != "off":
                 gamma = align_new_rows(self.model, self.n_old, bias=candidate == "norms+bias")
             if self.mode == "auto":
-                scores[candidate] = float(state.evaluate(self.validation)[0][self.metric])
+                scores[candidate] = float(cast(Evaluate, state.evaluate)(self.validation)[0][self.metric])
         sign = 1 if self.greater_is_better else -1
         chosen = max(tried, key=lambda c: (sign * scores[c], -tried.index(c))) if scores else self.mode
         set_head_state(self.model, trained)

@@ -7,6 +7,7 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -28,7 +29,7 @@ def _read(path: str | Path, config: Config, what: str) -> list[Example]:
 
 
 def _labels_of(examples: list[Example]) -> set[str]:
-    return {v for e in examples for v in (e.label if isinstance(e.label, list) else [e.label])}
+    return {cast(str, v) for e in examples for v in (e.label if isinstance(e.label, list) else [e.label])}
 
 
 def lineage_data(run_dir: str | Path) -> tuple[list[Example], list[Example], list[Path]]:

@@ -10,7 +10,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -38,6 +38,12 @@ from autoft.modeling.heads import grow_head
 from autoft.run import Run, train
 from autoft.training.callbacks import TrainerCallback
 from autoft.training.regularizers import Distillation, WeightPenalty, fisher_diagonal, trainable_weights
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from autoft.config import PeftConfig
+    from autoft.data.splits import Splits
 
 log = logging.getLogger(__name__)
 
@@ -145,10 +151,11 @@ def _replay_rows(parent: Run, parent_path: Path, continual: Any, texts: bool
 
 
 def _protections(parent: Run, parent_path: Path, model: Any, continual: Any, anchor: list[Example],
-                 added: list[str], stacked: bool, seed: int) -> tuple[list[TrainerCallback], float]:
+                 added: list[str], stacked: bool, seed: int
+                 ) -> tuple[list[TrainerCallback | Callable[[Splits], TrainerCallback]], float]:
     """The callbacks that keep the old knowledge (a pull toward the parent's weights, distillation from the parent,
     the parent's adapters written beside the update's) and the distillation weight."""
-    callbacks = []
+    callbacks: list[TrainerCallback | Callable[[Splits], TrainerCallback]] = []
     if continual.method in ("ewc", "l2"):
         fisher = None
         if continual.method == "ewc":
@@ -168,8 +175,9 @@ def _check_method(continual: Any, parent: Run, parent_path: Path, added: list[st
     """Whether the update stacks an adapter per task (``lora-per-task``); a method the parent cannot take is an
     error."""
     stacked = continual.method == "lora-per-task"
-    if stacked and not (parent.is_peft and parent.config.training.peft.method == "lora"):
-        kind = "an " + parent.config.training.peft.method if parent.is_peft else "a fully fine-tuned"
+    peft = cast("PeftConfig", parent.config.training.peft)  # read only where the parent has adapters
+    if stacked and not (parent.is_peft and peft.method == "lora"):
+        kind = "an " + peft.method if parent.is_peft else "a fully fine-tuned"
         raise ConfigError(f"continual.method: lora-per-task needs a parent trained with training.peft lora; "
                           f"{parent_path} is {kind} run")
     if added and parent.is_peft and not stacked:
@@ -259,7 +267,7 @@ def _stage(staging: Path, parent: Run, replayed: list[Example], pool: list[Examp
 
 def _with_files(config: Config, files: list[str], staged: dict[str, Path]) -> Config:
     """``config`` training on ``files`` and the ``staged`` ones (see ``_stage``)."""
-    data = {"train": [*files, *([str(staged["replay"])] if "replay" in staged else [])]}
+    data: dict[str, str | list[str]] = {"train": [*files, *([str(staged["replay"])] if "replay" in staged else [])]}
     data.update({role: str(staged[role]) for role in ("unlabeled", "validation") if role in staged})
     return config.model_copy(update={"data": config.data.model_copy(update=data)})
 
@@ -288,9 +296,9 @@ def update(parent_dir: str | Path, data: str | Path | list[str | Path] | None = 
     see the module docstring. Without new labelled data the lineage's validation examples validate the update
     (unless ``validation`` is given). ``output`` defaults to ``<root>-update-<n>`` beside the lineage's root.
     ``resume``: continue an interrupted update (give the same ``output``) from its last checkpoint."""
-    parent_path, chosen = resolve_run_dir(parent_dir)  # an `autoft run` output: its better run on validation
-    if chosen is not None:
-        log.info("update: the parent is %s of %s", chosen, parent_dir)
+    parent_path, better = resolve_run_dir(parent_dir)  # an `autoft run` output: its better run on validation
+    if better is not None:
+        log.info("update: the parent is %s of %s", better, parent_dir)
     for name in ("config.yaml", "labels.json", "model", "metrics.json"):
         if not (parent_path / name).exists():
             raise RunDirError(f"{parent_path}: not a finished autoft run directory (missing {name})")
@@ -337,7 +345,7 @@ def update(parent_dir: str | Path, data: str | Path | list[str | Path] | None = 
         with tempfile.TemporaryDirectory(dir=output.parent if output.parent.exists() else None) as staging:
             staged = _stage(Path(staging), parent, replayed, pool, own_validation)
             if "replay" in staged:
-                callbacks.append(_replay_weights(str(staged["replay"]), weight))
+                callbacks.append(_replay_weights(str(staged["replay"]), cast(float, weight)))  # replayed: set
                 log.info("replayed samples weigh %.3g each in the loss (continual.replay_weight %s)", weight,
                          continual.replay_weight)
             config = _with_files(config, files, staged)

@@ -119,14 +119,16 @@ def write_corrected(source: Path, output: Path, *, fmt: str, label_column: str, 
     if fmt == "conll":
         if relabel:
             raise DataError(f"{source}: relabelling CoNLL sentences is not supported")
-        out, sentence, start, kept = [], [], 1, 0
-        for number, line in enumerate(_read_text(source).splitlines() + [""], start=1):
-            if line.startswith("-DOCSTART-"):
-                out.append(line + "\n\n")
+        out: list[str] = []
+        sentence: list[str] = []
+        start, kept = 1, 0
+        for number, text_line in enumerate(_read_text(source).splitlines() + [""], start=1):
+            if text_line.startswith("-DOCSTART-"):
+                out.append(text_line + "\n\n")
                 start = number + 1
                 continue
-            if line.strip():
-                sentence.append(line)
+            if text_line.strip():
+                sentence.append(text_line)
                 continue
             if sentence and start not in drop:
                 out.append("\n".join(sentence) + "\n\n")

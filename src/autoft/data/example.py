@@ -12,7 +12,7 @@ class Example:
     context, ``query`` the question, ``label`` the list of answers (``{"text", "start"}``, character offsets in
     the context). ``origin`` is ``file:line``."""
 
-    text: str | list[str]
+    text: str | list[str] | list[dict[str, str]]
     label: str | list[str] | list[dict] | None
     origin: str = ""
     source: str = field(default="", compare=False)

@@ -15,7 +15,7 @@ import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from autoft.data.example import Example
 from autoft.data.generation import ROLES, text_pair_row
@@ -218,7 +218,7 @@ SPAN_COLUMNS = ("e1_start", "e1_end", "e2_start", "e2_end")
 markers."""
 
 
-def _mark_entities(path: Path, line: int, text: str, values: list[object]) -> str:
+def _mark_entities(path: Path, line: int, text: str, values: list[Any]) -> str:
     """``text`` with ``<e1>…</e1>`` and ``<e2>…</e2>`` inserted at the span columns' character offsets."""
     try:
         if any(isinstance(v, bool) or (isinstance(v, float) and not v.is_integer()) for v in values):
@@ -367,6 +367,6 @@ def read_texts(path: str | Path | None, *, task: str, text_column: str = "text",
         examples = [Example(line, None, f"{path}:{n}") for n, line in enumerate(lines, start=1) if line.strip()]
         if task == "relation-extraction":
             for example in examples:
-                check_entity_markers(path, int(example.origin.rpartition(":")[2]), example.text)
+                check_entity_markers(path, int(example.origin.rpartition(":")[2]), cast(str, example.text))
         return examples
     return load_examples(path, task=task, text_column=text_column, fmt=fmt, with_labels=False, columns=columns)

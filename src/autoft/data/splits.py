@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
@@ -30,7 +31,7 @@ class Splits:
 
 
 def _label_values(example: Example) -> list[str]:
-    return list(example.label) if isinstance(example.label, list) else [example.label]
+    return cast("list[str]", list(example.label) if isinstance(example.label, list) else [example.label])
 
 
 def sorted_labels(values: set[str]) -> list[str]:
@@ -48,7 +49,7 @@ def split_validation(
 
     if len(examples) < 2:
         raise DataError(f"{examples[0].origin if examples else 'train'}: too few examples to split off validation")
-    labels = [e.label for e in examples] if stratify else None
+    labels: list[Any] | None = [e.label for e in examples] if stratify else None
     if labels is not None:
         _, counts = np.unique(labels, return_counts=True)
         n_val = max(1, round(fraction * len(examples)))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any, cast
 
 from autoft.data.generation import ROLES
 from autoft.data.loading import Example
@@ -23,6 +24,7 @@ def write_examples(path: Path, examples: list[Example], *, text_column: str = "t
         source, target = ROLES[task]
         rows = []
         for e in examples:
+            row: dict[str, Any]
             if isinstance(e.text, list):  # a transcript: the response is its last turn
                 row = {"messages": [*e.text, *([{"role": "assistant", "content": e.label[0]}] if e.label else [])]}
             else:
@@ -34,14 +36,14 @@ def write_examples(path: Path, examples: list[Example], *, text_column: str = "t
     if examples and examples[0].query is not None:  # question answering: context, question, answers
         path = path.with_suffix(".jsonl")
         path.write_text("".join(json.dumps({"context": e.text, "question": e.query, "answers": [
-            {"text": a["text"], "answer_start": a["start"]} for a in e.label or []]}, ensure_ascii=False) + "\n"
-            for e in examples), encoding="utf-8")
+            {"text": a["text"], "answer_start": a["start"]} for a in cast("list[dict[str, Any]]", e.label or [])]},
+            ensure_ascii=False) + "\n" for e in examples), encoding="utf-8")
         return path
     if examples and isinstance(examples[0].text, list):
         path = path.with_suffix(".conll")
-        lines = []
+        lines: list[str] = []
         for e in examples:
-            lines.extend(f"{w}\t{t}" for w, t in zip(e.text, e.label))
+            lines.extend(f"{w}\t{t}" for w, t in zip(e.text, cast("list[str]", e.label)))
             lines.append("")
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         return path

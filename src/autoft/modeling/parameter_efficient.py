@@ -58,9 +58,11 @@ def _peft_config(config: PeftConfig, task_type: str, model_type: str, heads: lis
 
     targets = config.target_modules
     # The head trains whole, unadapted (named only where the model has one: peft warns about a name matching nothing).
-    every_linear = {"target_modules": "all-linear", **({"exclude_modules": heads} if heads else {})}
+    every_linear: dict[str, Any] = {"target_modules": "all-linear", **({"exclude_modules": heads} if heads else {})}
     if config.method == "lora":
-        return LoraConfig(r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout, task_type=task_type,
+        # (peft annotates lora_alpha as int; it takes the config's float as it is: scaling = alpha / r)
+        return LoraConfig(r=config.r, lora_alpha=config.alpha,  # type: ignore[arg-type]
+                          lora_dropout=config.dropout, task_type=task_type,
                           **(every_linear if targets == AUTO else {"target_modules": list(targets)}))
     if targets == AUTO and model_type not in TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING:
         return IA3Config(task_type=task_type, feedforward_modules=[], **every_linear)

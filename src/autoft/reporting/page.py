@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -112,7 +112,8 @@ def _validation_metric(report: Report, run: RunFiles) -> str:
     scores = [k for k, v in validation.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
     better = (report.job or {}).get("better")
     named = better.get("metric") if isinstance(better, dict) else None
-    return next((k for k in (run.metrics.get("primary_metric"), named, *PLOTTED_METRICS) if k in scores), "loss")
+    return cast(str, next((k for k in (run.metrics.get("primary_metric"), named, *PLOTTED_METRICS) if k in scores),
+                          "loss"))
 
 
 def _learning(report: Report) -> str:
@@ -176,13 +177,13 @@ def _agent(report: Report) -> str:
             parts.append("<h3>Where the agent held back</h3>" + table(["when", "what"], rows, table_id="held-back"))
     values_path = report.agent_file("data_values.csv")
     if values_path is not None:
-        rows = _read_csv(values_path)
-        if rows:
-            values = np.array([float(r["value"]) for r in rows])
-            flagged = np.array([r.get("flagged") == "True" for r in rows])
+        valued = _read_csv(values_path)
+        if valued:
+            values = np.array([float(r["value"]) for r in valued])
+            flagged = np.array([r.get("flagged") == "True" for r in valued])
             parts.append(figure(figures.value_histogram(values, flagged),
-                                f"{len(rows)} training samples valued; {int(flagged.sum())} flagged.", "values"))
-            parts.append(_suspects(rows))
+                                f"{len(valued)} training samples valued; {int(flagged.sum())} flagged.", "values"))
+            parts.append(_suspects(valued))
     title = "The agent" + (f" ({escape(report.agent_run.title)})" if len(report.runs) > 1 else "")
     return f"<h2>{title}</h2>" + "".join(parts) if parts else ""
 

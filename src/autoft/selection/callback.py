@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -18,7 +18,12 @@ from autoft.selection.reports import data_value_rows, write_data_values, write_d
 from autoft.selection.rewards import RewardTracker, load_reward
 from autoft.selection.state import TrainingDynamics, sequence_margins
 from autoft.selection.valuation import MAX_CLASS_LOSS, Valuation, _ranks, kept_mask
-from autoft.training.callbacks import StepOutput, TrainerCallback, TrainState
+from autoft.training.callbacks import Encode, Evaluate, PredictRows, Score, StepOutput, TrainerCallback, TrainState
+
+if TYPE_CHECKING:
+    from autoft.selection.noise import NoiseEstimate
+    from autoft.selection.policies import Reinforce
+    from autoft.selection.policies._buckets import BucketPolicy
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +111,10 @@ class AgentCallback(TrainerCallback):
         return values
 
     def _masked_words(self) -> dict[int, list[int]]:
-        units, words = self.valuation.units, {}
+        units = self.valuation.units
+        words: dict[int, list[int]] = {}
         for unit in np.flatnonzero(self.masked):
-            first, last = units.spans[unit]
+            first, last = cast("list[tuple[int, int]]", units.spans)[unit]  # mask mode: entity units
             words.setdefault(int(units.owner[unit]), []).extend(range(first, last + 1))
         return words
 
@@ -129,7 +135,7 @@ class AgentCallback(TrainerCallback):
     @property
     def drop_fraction(self) -> float:
         """The share left out now: the run's ``drop_fraction`` scaled by how far the agent still intervenes."""
-        return self.selection.drop_fraction * self.intervention
+        return cast(float, self.selection.drop_fraction) * self.intervention  # resolved by the valuation
 
     def _drawn(self) -> np.ndarray:
         """[N] bool: the policy's own draw at the run's keep rate (per given class with ``balance:
@@ -137,7 +143,7 @@ class AgentCallback(TrainerCallback):
         labels = self.valuation.sample_labels
         groups = [np.flatnonzero(labels == c) for c in np.unique(labels)] \
             if self.selection.balance == "per-class" else None
-        return self.policy.draw_selection(1.0 - self.drop_fraction, groups)
+        return cast("Reinforce", self.policy).draw_selection(1.0 - self.drop_fraction, groups)  # it draws
 
     def _weights(self, values: np.ndarray, draw: bool = True) -> np.ndarray:
         """Per-sample weights at these values: 0 for the samples left out (``mask`` mode: none; the
@@ -157,7 +163,7 @@ class AgentCallback(TrainerCallback):
                 if self.selection.mode == "weight" and self.intervention > 0 else keep.astype(np.float64)
         if self._action is not None and self.intervention > 0:  # (backed off: the emphasis scales down with it)
             weights = weights * (1.0 + self.intervention * self.valuation.units.sample_any(
-                self.policy.bucket_weights(self._action)))
+                cast("BucketPolicy", self.policy).bucket_weights(self._action)))
         return weights
 
     def _relabel(self, weights: np.ndarray) -> dict[int, int]:
@@ -168,7 +174,8 @@ class AgentCallback(TrainerCallback):
         threshold, noise = self.selection.relabel_confidence, self.valuation.noise
         self.relabelled = self.floor_relabelled.copy()
         if threshold is None or noise is None or self.selection.mode == "mask" or self.valuation.units.spans is not None:
-            return {int(i): int(noise.suggested[i]) for i in np.flatnonzero(self.relabelled)}  # (NER: _retag)
+            return {int(i): int(cast("NoiseEstimate", noise).suggested[i])
+                    for i in np.flatnonzero(self.relabelled)}  # (NER: _retag)
         suggested = noise.suggested
         self.relabelled |= ((weights == 0) & (suggested != self.valuation.sample_labels)
                             & (noise.suggested_confidence >= threshold))
@@ -274,7 +281,8 @@ class AgentCallback(TrainerCallback):
         kept = ~self._flagged()
         corrected_noise = None  # the estimated share of wrong labels among the rows forward-corrected
         if self.selection.correction == "forward" and self.intervention > 0:  # the noise left among the rows that keep their given label
-            given, noise = np.flatnonzero(kept & ~self.relabelled & ~self.unlabelled), self.valuation.noise
+            given, noise = (np.flatnonzero(kept & ~self.relabelled & ~self.unlabelled),
+                            cast("NoiseEstimate", self.valuation.noise))  # forward correction: an agent run's
             state.label_transition = transition_of(noise.posterior, self.valuation.sample_labels, given)
             corrected_noise = round(float(1.0 - noise.correct[given].mean()), 4) if given.size else None
         per_source = {name: float(kept[self.valuation.sources == i].mean())
@@ -293,15 +301,17 @@ class AgentCallback(TrainerCallback):
 
     def on_step_end(self, state: TrainState, output: StepOutput) -> None:
         labelled = np.asarray(output.indices) < len(self.weights)  # pseudo-labelled rows are not the agent's
+        logits = cast(torch.Tensor, output.logits)  # (None only for a language model's: the pair agent's)
         if not labelled.all():
-            keep = torch.as_tensor(labelled, device=output.logits.device)
-            output = StepOutput(output.indices[labelled], output.losses[keep], output.logits[keep], output.labels[keep])
-        if output.logits.ndim == 3:  # token classification: a sentence's margin is its worst labelled token's
-            margins = sequence_margins(output.logits.float().cpu().numpy(), output.labels.cpu().numpy())
+            keep = torch.as_tensor(labelled, device=logits.device)
+            logits = logits[keep]
+            output = StepOutput(output.indices[labelled], output.losses[keep], logits, output.labels[keep])
+        if logits.ndim == 3:  # token classification: a sentence's margin is its worst labelled token's
+            margins = sequence_margins(logits.float().cpu().numpy(), output.labels.cpu().numpy())
             self.dynamics.update(output.indices, output.losses, margins)
         else:
-            self.dynamics.update_from_logits(output.indices, output.losses, output.logits, output.labels)
-            self.last_prediction[np.asarray(output.indices)] = output.logits.argmax(-1).cpu().numpy()
+            self.dynamics.update_from_logits(output.indices, output.losses, logits, output.labels)
+            self.last_prediction[np.asarray(output.indices)] = logits.argmax(-1).cpu().numpy()
         if self.update_every and state.step % self.update_every == 0:
             # A mid-epoch reward on the agent's validation mini-batch; it re-weights the rest of the epoch.
             self._learn(self._score(state, self._rows), {"step": state.step})
@@ -317,11 +327,11 @@ class AgentCallback(TrainerCallback):
             left_out = np.flatnonzero(self.weights == 0)
             self.own_label_before, self.own_label = self.own_label, np.full_like(self.own_label, -1)
             if left_out.size:
-                probabilities = np.stack(state.predict_rows(left_out))
+                probabilities = np.stack(cast(PredictRows, state.predict_rows)(left_out))
                 self.own_label[left_out] = probabilities.argmax(-1)
                 self.own_confidence[left_out] = probabilities.max(-1)
         if self.selection.rescore == "model":  # the fine-tuned model's margin on every training sample
-            self.model_margin[:] = state.score(np.arange(len(self.model_margin)))
+            self.model_margin[:] = cast(Score, state.score)(np.arange(len(self.model_margin)))
         rows = np.arange(len(self.reward_examples))
         score = self._score(state, rows)
         if self.update_every:  # the policy learns from the mini-batches; the epoch score is logged only
@@ -344,9 +354,9 @@ class AgentCallback(TrainerCallback):
     def _score(self, state: TrainState, rows: np.ndarray) -> float:
         """The reward metric of the current model on ``rows`` of the agent's validation part."""
         if self._features is None:
-            self._features = state.encode(self.reward_examples)
+            self._features = cast(Encode, state.encode)(self.reward_examples)
         examples = [self.reward_examples[i] for i in rows]
-        metrics, predictions = state.evaluate(examples, [self._features[i] for i in rows])
+        metrics, predictions = cast(Evaluate, state.evaluate)(examples, [self._features[i] for i in rows])
         name = self.selection.reward
         if self._user_reward is not None:
             return float(self._user_reward(predictions, [e.label for e in examples]))
@@ -388,7 +398,8 @@ class AgentCallback(TrainerCallback):
         """The agent's last word on the training data: the rows it leaves out and the rows it relabels
         (row -> class id), for ``corrected.<ext>``. ``mask`` mode leaves no row out."""
         dropped = np.flatnonzero(self._flagged()) if self.selection.mode != "mask" else np.zeros(0, dtype=np.int64)
-        relabels = {int(i): int(self.valuation.noise.suggested[i]) for i in np.flatnonzero(self.relabelled)}
+        noise = cast("NoiseEstimate", self.valuation.noise)  # (relabels come from the noise estimate)
+        relabels = {int(i): int(noise.suggested[i]) for i in np.flatnonzero(self.relabelled)}
         relabels.update({int(i): int(self.own_label[i]) for i in np.flatnonzero(self.unlabelled)})
         return np.setdiff1d(dropped, np.flatnonzero(self.unlabelled)), relabels
 

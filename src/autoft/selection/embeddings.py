@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ def _cache_dir() -> Path:
 
 
 def example_text(example: Example) -> str:
-    return " ".join(example.text) if isinstance(example.text, list) else example.text
+    return " ".join(cast("list[str]", example.text)) if isinstance(example.text, list) else example.text
 
 
 def _cached(kind: str, model_name: str, max_length: int, inputs: list[Any]) -> Path:

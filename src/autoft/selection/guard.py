@@ -22,13 +22,13 @@ import json
 import logging
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from autoft.data.loading import Example
 from autoft.io import write_json
-from autoft.training.callbacks import TrainerCallback, TrainState
+from autoft.training.callbacks import Encode, Evaluate, TrainerCallback, TrainState
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +69,8 @@ class ReferenceScores(TrainerCallback):
 
     def on_evaluate(self, state: TrainState) -> None:
         if self._features is None:
-            self._features = state.encode(self.examples)
-        metrics, predictions = state.evaluate(self.examples, self._features, loss_only=self.loss_only)
+            self._features = cast(Encode, state.encode)(self.examples)
+        metrics, predictions = cast(Evaluate, state.evaluate)(self.examples, self._features, loss_only=self.loss_only)
         self.scores.append(float(metrics[self.metric]))
         self.samples.append(self._trained)
         self.predicted.append(label_counts(predictions))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import logging
 import os
 import random
@@ -30,7 +31,7 @@ import time
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from scipy.stats import spearmanr
@@ -44,6 +45,9 @@ from autoft.selection.state import default_neighbours, fold_probe_probabilities
 from autoft.selection.state.features import _entropy, _one_hot, _top_margin
 from autoft.selection.units import feature_max_length
 from autoft.selection.valuation import Valuation, _ranks, kept_mask, value_samples
+
+if TYPE_CHECKING:
+    from autoft.selection.noise import NoiseEstimate
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +95,7 @@ def count_lines(paths: list[str]) -> int:
                 total += pq.ParquetFile(path).metadata.num_rows
             continue
         with path.open("rb") as stream:
-            total += sum(block.count(b"\n") for block in iter(lambda s=stream: s.read(1 << 24), b""))
+            total += sum(block.count(b"\n") for block in iter(functools.partial(stream.read, 1 << 24), b""))
     return total
 
 
@@ -142,7 +146,7 @@ def value_pool(config: Config, *, progress: bool = True) -> PoolValuation:
     data, selection, seed = config.data, config.selection, config.training.seed
     _check_pool(config)
     bad = BadRows(data.on_bad_rows, data.max_bad_rows)
-    validation = read_file(data.validation, data, task=config.task, bad_rows=bad)
+    validation = read_file(cast(str, data.validation), data, task=config.task, bad_rows=bad)  # _check_pool: given
     ids: dict[str, int] = {}
     given: list[int] = []
     sample: list[tuple[int, Example]] = []
@@ -187,7 +191,7 @@ def value_pool(config: Config, *, progress: bool = True) -> PoolValuation:
     position = np.full(len(sample), -1)
     position[reference_at] = np.arange(len(reference_at))
     projection = np.linalg.svd(x_fit - x_fit.mean(0), full_matrices=False)[2][:PROJECTION].T
-    fit_inputs = _inputs(x_fit, fit_given, valuation.oof_probs, valuation.noise_probability,
+    fit_inputs = _inputs(x_fit, fit_given, cast(np.ndarray, valuation.oof_probs), valuation.noise_probability,
                          _agreement(x_fit, fit_given, reference, reference_labels, k, position), projection, n_classes)
 
     from sklearn.ensemble import HistGradientBoostingRegressor
@@ -195,14 +199,15 @@ def value_pool(config: Config, *, progress: bool = True) -> PoolValuation:
 
     model = HistGradientBoostingRegressor(max_iter=300, learning_rate=0.05, random_state=seed)
     held_out = cross_val_predict(model, fit_inputs, fit_values, cv=5)
-    drop = valuation.selection.drop_fraction
+    drop, noise = cast(float, valuation.selection.drop_fraction), cast("NoiseEstimate", valuation.noise)  # resolved
     balance = valuation.selection.balance
     truly = ~kept_mask(fit_values, fit_given, drop, balance)
     predicted = ~kept_mask(held_out, fit_given, drop, balance)
-    extension = {"method": "gradient-boosted regression of the value rank on probe, noise, neighbour and embedding "
-                           "inputs, fitted on the sample", "sample_rows": len(sample), "reference_rows": len(reference_at),
-                 "held_out_spearman": round(float(spearmanr(held_out, fit_values)[0]), 4),
-                 "held_out_flagged_overlap": round(float((truly & predicted).sum() / max(truly.sum(), 1)), 4)}
+    extension: dict[str, Any] = {
+        "method": "gradient-boosted regression of the value rank on probe, noise, neighbour and embedding inputs, "
+                  "fitted on the sample", "sample_rows": len(sample), "reference_rows": len(reference_at),
+        "held_out_spearman": round(float(spearmanr(held_out, fit_values)[0]), 4),
+        "held_out_flagged_overlap": round(float((truly & predicted).sum() / max(truly.sum(), 1)), 4)}
     model.fit(fit_inputs, fit_values)
     log.info("value model on the sample: cross-validated rank correlation %.3f, flagged overlap %.1f%%",
              extension["held_out_spearman"], 100 * extension["held_out_flagged_overlap"])
@@ -221,7 +226,7 @@ def value_pool(config: Config, *, progress: bool = True) -> PoolValuation:
             continue
         x = store.gather(rows[chunk])
         probs = fold_probe_probabilities(valuation.fold_probes, x, n_classes)
-        posterior = valuation.noise.posterior_of(probs, given_ids[chunk])
+        posterior = noise.posterior_of(probs, given_ids[chunk])
         wrong[chunk] = 1.0 - posterior[np.arange(len(chunk)), given_ids[chunk]]
         suggested[chunk], confidence[chunk] = posterior.argmax(1), posterior.max(1)
         agreement = _agreement(x, given_ids[chunk], reference, reference_labels, k)
@@ -229,8 +234,8 @@ def value_pool(config: Config, *, progress: bool = True) -> PoolValuation:
                                                       projection, n_classes)), 0.0, 1.0)
     values[sample_rows] = fit_values
     wrong[sample_rows] = valuation.noise_probability
-    suggested[sample_rows] = valuation.noise.suggested
-    confidence[sample_rows] = valuation.noise.suggested_confidence
+    suggested[sample_rows] = noise.suggested
+    confidence[sample_rows] = noise.suggested_confidence
     flagged = ~kept_mask(values, given_ids, drop, balance)
     return PoolValuation(labels, given_ids, values, wrong, suggested, confidence, flagged, fitted, valuation,
                          extension)

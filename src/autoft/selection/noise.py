@@ -35,6 +35,7 @@ Calibrated scores make the estimate honest on clean data: when the given labels 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 from scipy.optimize import minimize_scalar
@@ -89,7 +90,7 @@ class NoiseEstimate:
         """[n, C] the posterior of each sample's true class given its probe ``probs`` and given ``labels``, as the
         estimate's samples got theirs: calibrated, through the fitted transition matrix (for samples of a pool
         beyond those the estimate was fitted on)."""
-        prior = np.clip(self.calibration(probs), _EPS, 1.0)
+        prior = np.clip(cast(Calibration, self.calibration)(probs), _EPS, 1.0)  # an estimate's own map
         joint = prior * self.transition[:, np.asarray(labels, dtype=np.int64)].T
         return joint / joint.sum(axis=1, keepdims=True)
 
@@ -115,7 +116,7 @@ class NoiseEstimate:
             **({"em_rate": round(self.em_rate, 4)} if self.em_rate is not None else {}),
             **({"moment_rate": round(self.moment[0], 4), "moment_standard_error": round(self.moment[1], 4)}
                if self.moment else {}),
-            **({"null_rate": round(self.null, 4), "lower_bound": round(self.lower_bound, 4)}
+            **({"null_rate": round(cast(float, self.null), 4), "lower_bound": round(self.lower_bound, 4)}
                if self.lower_bound is not None else {}),
             **({"rows_per_class": self.rows_per_class, "min_rows_per_class": MIN_ROWS_PER_CLASS}
                if self.rows_per_class is not None else {}),

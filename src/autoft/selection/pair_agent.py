@@ -20,7 +20,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -35,7 +35,11 @@ from autoft.selection.policies import Policy, get_policy
 from autoft.selection.reports import pair_value_rows, write_data_values, write_decisions
 from autoft.selection.rewards import RewardTracker
 from autoft.selection.valuation import _ranks, kept_mask
-from autoft.training.callbacks import StepOutput, TrainerCallback, TrainState
+
+if TYPE_CHECKING:
+    from autoft.selection.policies import Reinforce
+    from autoft.selection.policies._buckets import BucketPolicy
+from autoft.training.callbacks import Encode, Evaluate, StepOutput, TrainerCallback, TrainState
 
 log = logging.getLogger(__name__)
 
@@ -156,8 +160,9 @@ class PairAgentCallback(TrainerCallback):
     def _weights(self) -> np.ndarray:
         """This epoch's selection (a policy that draws: its draw at the keep rate; else the lowest-valued
         ``drop_fraction`` left out) and the weights of ``_reweighted``."""
-        values, drop = self.policy.values_, self.selection.drop_fraction * self.intervention
-        self.selected = self.policy.draw_selection(1.0 - drop) if self.draws else kept_mask(values, None, drop)
+        values, drop = self.policy.values_, cast(float, self.selection.drop_fraction) * self.intervention  # resolved
+        self.selected = cast("Reinforce", self.policy).draw_selection(1.0 - drop) if self.draws \
+            else kept_mask(values, None, drop)
         return self._reweighted()
 
     def _reweighted(self) -> np.ndarray:
@@ -165,7 +170,8 @@ class PairAgentCallback(TrainerCallback):
         policy emphasises."""
         weights = np.where(self.selected, np.clip(_ranks(self.policy.values_), 1e-3, 1.0), 0.0) \
             if self.selection.mode == "weight" else self.selected.astype(np.float64)
-        return weights * (1.0 + self.policy.bucket_weights(self._action)) if self._action is not None else weights
+        return weights * (1.0 + cast("BucketPolicy", self.policy).bucket_weights(self._action)) \
+            if self._action is not None else weights
 
     def _act(self) -> None:
         self._action = int(self.policy.act()) if hasattr(self.policy, "act") else None
@@ -173,7 +179,8 @@ class PairAgentCallback(TrainerCallback):
     # events
     def on_train_begin(self, state: TrainState) -> None:
         """The learning-rate range test trains on the pairs the prior keeps (a swapped pair's loss falls slowly)."""
-        state.search_rows = np.flatnonzero(kept_mask(self.policy.values_, None, self.selection.drop_fraction))
+        state.search_rows = np.flatnonzero(kept_mask(self.policy.values_, None,
+                                                     cast(float, self.selection.drop_fraction)))
 
     def on_epoch_begin(self, state: TrainState) -> None:
         self._steps_in_epoch = 0
@@ -182,7 +189,8 @@ class PairAgentCallback(TrainerCallback):
             self.intervention = state.intervention
             self.decisions.append({"phase": "online", "epoch": state.epoch, "event": "back-off",
                                    "intervention": self.intervention,
-                                   "drop_fraction": round(self.selection.drop_fraction * self.intervention, 4)})
+                                   "drop_fraction": round(cast(float, self.selection.drop_fraction)
+                                                          * self.intervention, 4)})
         if self.update_every or state.epoch > 1:
             self._act()
         self.weights = self._weights()
@@ -219,10 +227,10 @@ class PairAgentCallback(TrainerCallback):
     def _score(self, state: TrainState, rows: np.ndarray) -> float:
         """Higher is better: minus the loss (``loss`` / ``primary``), or a generation metric of the current model."""
         if self._features is None:
-            self._features = state.encode(self.reward_examples)
+            self._features = cast(Encode, state.encode)(self.reward_examples)
         loss_only = self.metric in ("loss", "primary")
-        metrics, _ = state.evaluate([self.reward_examples[i] for i in rows], [self._features[i] for i in rows],
-                                    loss_only=loss_only)
+        metrics, _ = cast(Evaluate, state.evaluate)([self.reward_examples[i] for i in rows],
+                                                    [self._features[i] for i in rows], loss_only=loss_only)
         if loss_only:
             return -float(metrics["loss"])
         if self.metric in metrics and not isinstance(metrics[self.metric], dict):
@@ -245,7 +253,7 @@ class PairAgentCallback(TrainerCallback):
 
     def flagged(self) -> np.ndarray:
         """[N] bool: the pairs the agent leaves out at its last values."""
-        return ~kept_mask(self.policy.values_, None, self.selection.drop_fraction * self.intervention)
+        return ~kept_mask(self.policy.values_, None, cast(float, self.selection.drop_fraction) * self.intervention)
 
     def repairs(self) -> tuple[np.ndarray, dict[int, int]]:
         """The pairs the agent leaves out (``flagged``) and no relabels (a response is never replaced), for

@@ -16,8 +16,9 @@ import numpy as np
 
 from autoft.errors import ConfigError
 
-RewardFunction = Callable[[np.ndarray, np.ndarray], float]
-"""A user reward ``f(predictions, labels) -> float`` (predicted and true class ids)."""
+RewardFunction = Callable[[np.ndarray | Sequence[Any], np.ndarray | Sequence[Any]], float]
+"""A user reward ``f(predictions, labels) -> float`` (predicted and true class ids; the agent's callback gives the
+decoded predictions and gold labels)."""
 
 Scorer = Callable[[np.ndarray, np.ndarray], float]
 """``score(probabilities [N, C], labels [N]) -> float``; higher is better."""

@@ -24,14 +24,14 @@ from the second epoch on, with no consistency check, calibration or balance.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from autoft.data.loading import Example
 from autoft.io import write_json
 from autoft.selection.rewards import rescale_reward
-from autoft.training.callbacks import TrainerCallback, TrainState
+from autoft.training.callbacks import Encode, Evaluate, Predict, PredictRows, TrainerCallback, TrainState
 
 TARGETS = (0.95, 0.9, 0.8)
 """Precision targets the agent chooses among (arms of its bandit)."""
@@ -118,7 +118,8 @@ class SelfTrainingCallback(TrainerCallback):
         """``from_start``: the starting model's pseudo-labels (see the module), consistent by definition."""
         if not self.from_start or not self.unlabeled:
             return
-        self._observe(state, np.stack(state.predict(state.encode(self.unlabeled, with_labels=False))))
+        predict, encode = cast(Predict, state.predict), cast(Encode, state.encode)
+        self._observe(state, np.stack(predict(encode(self.unlabeled, with_labels=False))))
         self.previous = self.predicted.copy()
 
     def on_epoch_begin(self, state: TrainState) -> None:
@@ -147,7 +148,8 @@ class SelfTrainingCallback(TrainerCallback):
         scarcest classes can fill at their share (the 10th percentile of candidates / share over the
         classes), each class its share of it, the most confident first."""
         consistent = (self.predicted >= 0) & (self.predicted == self.previous)
-        above = consistent & (self.confidence >= self.thresholds[np.maximum(self.predicted, 0)])
+        thresholds = cast(np.ndarray, self.thresholds)  # the agent admits once it has thresholds
+        above = consistent & (self.confidence >= thresholds[np.maximum(self.predicted, 0)])
         admit = np.zeros(len(above), dtype=bool)
         present = self.class_share > 0
         candidates = np.bincount(self.predicted[above], minlength=self.n_classes) if above.any() else \
@@ -161,7 +163,8 @@ class SelfTrainingCallback(TrainerCallback):
 
     def on_epoch_end(self, state: TrainState) -> None:
         # The pool's rows follow the labelled ones in the loop, which encoded them once already.
-        self._observe(state, np.stack(state.predict_rows(state.labelled + np.arange(len(self.unlabeled)))))
+        predict_rows = cast(PredictRows, state.predict_rows)
+        self._observe(state, np.stack(predict_rows(state.labelled + np.arange(len(self.unlabeled)))))
 
     def _observe(self, state: TrainState, probabilities: np.ndarray) -> None:
         """The model's pseudo-labels of the pool; for the agent, its reward for the last target and the
@@ -174,15 +177,15 @@ class SelfTrainingCallback(TrainerCallback):
         # The reward part: its metric's gain rewards the target chosen for this epoch; its predictions set
         # the per-class thresholds for the next.
         if self._reward_features is None:
-            self._reward_features = state.encode(self.reward_examples)
-        metrics, _ = state.evaluate(self.reward_examples, self._reward_features)
+            self._reward_features = cast(Encode, state.encode)(self.reward_examples)
+        metrics, _ = cast(Evaluate, state.evaluate)(self.reward_examples, self._reward_features)
         score = float(metrics[self.primary_metric])
         reward = None if self.score is None else score - self.score
         if reward is not None and self.arm is not None:
             self.bandit.update(self.arm, reward)
         self.score = score
-        given = np.array([self.label_ids[e.label] for e in self.reward_examples])
-        validation = np.stack(state.predict(self._reward_features))
+        given = np.array([self.label_ids[cast(str, e.label)] for e in self.reward_examples])
+        validation = np.stack(cast(Predict, state.predict)(self._reward_features))
         self.arm = self.bandit.draw()
         self.thresholds = precision_thresholds(validation.max(-1), validation.argmax(-1),
                                                validation.argmax(-1) == given, self.n_classes, TARGETS[self.arm])

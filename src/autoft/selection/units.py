@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -80,8 +81,9 @@ def _classification_units(config: Config, splits: Splits, sources: np.ndarray, p
     embeddings = embed_examples(config.model, splits.train + splits.validation,
                                 max_length=feature_max_length(config), progress=progress)  # one encoder pass
     n = len(splits.train)
-    return Units(embeddings[:n], np.array([index[e.label] for e in splits.train], dtype=np.int64), embeddings[n:],
-                 np.array([index[e.label] for e in splits.validation], dtype=np.int64), list(splits.labels),
+    return Units(embeddings[:n], np.array([index[cast(str, e.label)] for e in splits.train], dtype=np.int64),
+                 embeddings[n:], np.array([index[cast(str, e.label)] for e in splits.validation], dtype=np.int64),
+                 list(splits.labels),
                  np.arange(n), sources)
 
 
@@ -91,7 +93,7 @@ def entity_spans(example: Example, vectors: np.ndarray, types: list[str]):
     evidence (NaN rows), and a span with none left is skipped."""
     from autoft.tasks.ner import bio_spans
 
-    for kind, first, last in bio_spans(example.label):
+    for kind, first, last in bio_spans(cast("list[str]", example.label)):
         words = vectors[first : last + 1]
         words = words[~np.isnan(words).any(axis=1)]
         if len(words) and kind in types:
@@ -104,11 +106,12 @@ def _entity_units(config: Config, splits: Splits, sources: np.ndarray, progress:
         raise ConfigError(f"selection.policy: valuing NER sentences needs >= 2 entity types, found {types}")
     vectors = embed_words(config.model, splits.train + splits.validation, max_length=feature_max_length(config),
                           progress=progress)
-    spans: list[list[tuple[np.ndarray, int, int, str]]] = [[], []]  # train, validation
+    spans: list[list[tuple[np.ndarray, int, int, str, tuple[int, int]]]] = [[], []]  # train, validation
     for part, (offset, examples) in enumerate(((0, splits.train), (len(splits.train), splits.validation))):
         for i, example in enumerate(examples):
             for vector, kind, first, last in entity_spans(example, vectors[offset + i], types):
-                spans[part].append((vector, kind, i, " ".join(example.text[first : last + 1]), (first, last)))
+                words = cast("list[str]", example.text)[first : last + 1]
+                spans[part].append((vector, kind, i, " ".join(words), (first, last)))
     if not spans[0] or not spans[1]:
         raise ConfigError("selection.policy: no entity spans to value in the training or validation data")
     train, val = spans

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from scipy.stats import rankdata
@@ -106,7 +106,7 @@ class Valuation:
         if self.selection.mode == "mask":
             masked = self.lowest_units() if masked_units is None else masked_units
             return self.units.sample_any(masked.astype(np.float64)) > 0
-        keep = kept_mask(values, self.sample_labels, self.selection.drop_fraction, self.selection.balance)
+        keep = kept_mask(values, self.sample_labels, cast(float, self.selection.drop_fraction), self.selection.balance)
         kept, relabelled, _ = self.floor(keep, values)
         return ~(kept | relabelled)
 
@@ -125,7 +125,7 @@ class Valuation:
     def lowest_units(self, drop_fraction: float | None = None) -> np.ndarray:
         """[U] bool: the lowest-valued ``drop_fraction`` (default: the run's) of the units (``mask`` mode leaves
         them out)."""
-        drop = self.selection.drop_fraction if drop_fraction is None else drop_fraction
+        drop = cast(float, self.selection.drop_fraction) if drop_fraction is None else drop_fraction  # resolved
         return ~kept_mask(self.policy.values_, None, drop)
 
 
@@ -135,7 +135,7 @@ def _describe(units: Units, task: str, labels: np.ndarray) -> list[str]:
         return [units.class_names[int(c)] for c in labels]
     parts: list[list[str]] = [[] for _ in range(units.n_samples)]
     for unit, (owner, c) in enumerate(zip(units.owner, labels)):
-        parts[int(owner)].append(f"{units.names[unit]}/{units.class_names[int(c)]}")
+        parts[int(owner)].append(f"{cast('list[str]', units.names)[unit]}/{units.class_names[int(c)]}")  # NER
     return ["; ".join(p) for p in parts]
 
 
@@ -210,7 +210,7 @@ def value_samples(config: Config, splits: Splits, *, progress: bool = True) -> V
     oof, val_oof = cross_fitted_probabilities(units.x, units.labels, units.val_x, n_classes=n_classes,
                                               folds=policy.probe_folds, seed=seed, probes_out=fold_probes)
     probes = (oof, validation_probe_probabilities(units.x, units.val_x, units.val_labels, n_classes=n_classes))
-    noise = estimate_noise(oof, units.labels, val_oof, units.val_labels, units.class_names, seed=seed)
+    noise = estimate_noise(oof, units.labels, cast(np.ndarray, val_oof), units.val_labels, units.class_names, seed=seed)
     if selection.policy == "none":  # plain fine-tuning with a loss correction: the estimate, nothing left out
         drop, how = 0.0, f"policy none keeps every sample (the estimated noise rate {noise.rate:.1%})"
         policy.drop_fraction = drop
@@ -311,8 +311,8 @@ def kept_mask(values: np.ndarray, labels: np.ndarray | None, drop_fraction: floa
     (``per-class``, so a hard minority class is not emptied; needs ``labels``) or of all samples (``global``)."""
     values = np.asarray(values, dtype=np.float64)
     keep = np.ones(len(values), dtype=bool)
-    groups = [np.flatnonzero(labels == c) for c in np.unique(labels)] if balance == "per-class" else [
-        np.arange(len(values))]
+    groups = [np.flatnonzero(labels == c) for c in np.unique(cast(np.ndarray, labels))] \
+        if balance == "per-class" else [np.arange(len(values))]
     for rows in groups:
         drop = round(drop_fraction * len(rows))
         keep[rows[np.argsort(values[rows], kind="stable")[:drop]]] = False

@@ -31,7 +31,7 @@ import os
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -51,6 +51,11 @@ from autoft.serving.collect import Collector
 from autoft.serving.follow import FOLLOW_INTERVAL, Follower, Served, Serving, follow_root, load_served
 from autoft.serving.observe import Observe, ServeMetrics
 from autoft.serving.requests import Detail, PredictRequest, StreamRequest, one_line
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from autoft.tasks.generation import TextGenerationAdapter
 
 log = logging.getLogger(__name__)
 ENVIRONMENT = "AUTOFT_SERVE"
@@ -137,8 +142,9 @@ class Guard:
 
 async def _invalid_body(request: Request, error: RequestValidationError) -> JSONResponse:
     """A body that does not fit the route's request model: 422 with one line, not pydantic's list."""
-    model = {"/predict": PredictRequest, "/generate": StreamRequest, "/predict/stream": StreamRequest}.get(
-        request.url.path)
+    models: dict[str, type[BaseModel]] = {"/predict": PredictRequest, "/generate": StreamRequest,
+                                          "/predict/stream": StreamRequest}
+    model = models.get(request.url.path)
     if model is None or not error.errors():  # (every route with a body is above)
         return _error(422, str(error).splitlines()[0])
     return _error(422, one_line(error.errors(), model))
@@ -153,7 +159,7 @@ def _stream(run: Run, batcher: DynamicBatcher, example: Any, overrides: dict[str
     streamer = TextIteratorStreamer(run.adapter.tokenizer, skip_prompt=True, skip_special_tokens=True)
 
     def generate() -> list[dict[str, Any]]:
-        adapter = run.adapter
+        adapter = cast("TextGenerationAdapter", run.adapter)  # a generative run's
         settings = adapter.generation
         adapter.streamer, adapter.generation = streamer, settings.model_copy(update=overrides)
         try:
@@ -266,12 +272,14 @@ def create_app(settings: ServeSettings, run: Run | None = None) -> FastAPI:
     app = FastAPIOffline(title="autoft", summary=f"{first.run.task} model from {first.run.path}", lifespan=lifespan,
                          docs_url=DOCS, redoc_url=REDOC, openapi_url=OPENAPI, static_url=ASSETS,
                          swagger_ui_parameters={"validatorUrl": None, "persistAuthorization": True})  # no calls out
-    app.add_exception_handler(RequestValidationError, _invalid_body)
+    # (starlette types a handler's error as Exception; this one is registered for RequestValidationError only)
+    app.add_exception_handler(RequestValidationError, _invalid_body)  # type: ignore[arg-type]
     # With a token, the schema says so (HTTPBearer): the docs' Authorize button then sends it. Guard checks it.
     bearer = HTTPBearer(auto_error=False, description="the token in the server's --token-file")
     secured = [Depends(bearer)] if settings.token else []
-    refused = {401: {"model": Detail, "description": "missing or wrong bearer token"}} if settings.token else {}
-    bad = {**refused, 413: {"model": Detail, "description": "body or list too large"},
+    refused: dict[int | str, dict[str, Any]] = \
+        {401: {"model": Detail, "description": "missing or wrong bearer token"}} if settings.token else {}
+    bad: dict[int | str, dict[str, Any]] = {**refused, 413: {"model": Detail, "description": "body or list too large"},
            422: {"model": Detail, "description": "malformed body or input, in one line"}}
 
     def examples(values: list[Any]) -> list[Any]:

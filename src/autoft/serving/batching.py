@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -86,7 +87,7 @@ class DynamicBatcher:
                 continue
             flat = [item for items, _ in waiting for item in items]
             try:
-                outputs = await self.run_exclusive(lambda flat=flat: self.predict(flat))
+                outputs = await self.run_exclusive(functools.partial(self.predict, flat))
             except Exception as error:  # noqa: BLE001 - that batch's requests fail; the server goes on
                 if self.on_batch is not None:
                     self.on_batch(len(flat), True)

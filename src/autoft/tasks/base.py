@@ -8,7 +8,7 @@ decode those into predictions, score predictions, and format them for users.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -160,7 +160,7 @@ class TaskAdapter(ABC):
         """Per example of a collated batch, what :meth:`finalize` completes: the probabilities read from
         ``logits``; generative tasks generate with ``model`` instead (``logits`` is then None unless a loss was
         asked for)."""
-        return self.batch_probabilities(logits, batch)
+        return self.batch_probabilities(cast(torch.Tensor, logits), batch)  # None only where generating
 
     def finalize(self, probabilities: np.ndarray, feature: Feature) -> np.ndarray:
         """Complete one example's probabilities using its feature (NER: one row per word)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -48,7 +48,7 @@ class ClassificationAdapter(TaskAdapter):
 
     def target(self, example: Example) -> Any:
         """What ``labels`` holds for a labelled example: its class id."""
-        return self.label2id[example.label]
+        return self.label2id[cast(str, example.label)]
 
     def relabel(self, feature: Feature, label: int) -> Feature:
         return {**feature, "labels": int(label)}
@@ -76,7 +76,7 @@ class ClassificationAdapter(TaskAdapter):
     def label_margin(self, probabilities: np.ndarray, feature: Feature) -> float:
         return float(margins_from_logits(probabilities[None, :], np.array([feature["labels"]]))[0])
 
-    def decode(self, probabilities: np.ndarray) -> str:
+    def decode(self, probabilities: np.ndarray) -> str | list[str]:
         return self.labels[int(np.argmax(probabilities))]
 
     def metrics(self, gold: list[Example], predicted: list[str | list[str]]) -> dict[str, Any]:

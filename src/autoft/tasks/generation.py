@@ -16,7 +16,7 @@ SQuAD exact match / token F1 against every reference, with the loss and its perp
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -114,7 +114,7 @@ class TextGenerationAdapter(TaskAdapter):
 
         if not gold or predicted is None or any(p is None for p in predicted):
             return {}
-        references = [list(e.label) for e in gold]
+        references = [list(cast("list[str]", e.label)) for e in gold]
         predicted = [p.strip() for p in predicted]
         return {**rouge_scores(predicted, references), **translation_scores(predicted, references),
                 **squad_scores(predicted, references)}
@@ -139,7 +139,8 @@ class CausalGenerationAdapter(TextGenerationAdapter):
 
     # --- data ---------------------------------------------------------------------------------
     def messages(self, example: Example) -> list[dict[str, str]]:
-        messages = list(example.text) if isinstance(example.text, list) else [{"role": "user", "content": example.text}]
+        messages = (list(cast("list[dict[str, str]]", example.text)) if isinstance(example.text, list)
+                    else [{"role": "user", "content": example.text}])
         system = self.generation.system_prompt
         if system and messages[0]["role"] != "system":
             messages.insert(0, {"role": "system", "content": system})
@@ -150,7 +151,7 @@ class CausalGenerationAdapter(TextGenerationAdapter):
         and the response with the template's end of turn; without one, prompt and response are joined by a
         newline and the response ends with the end-of-sequence token."""
         messages = self.messages(example)
-        response = example.label[0] if example.label else None
+        response = cast("list[str]", example.label)[0] if example.label else None
         if getattr(self.tokenizer, "chat_template", None):
             prompt = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
             if response is None:

@@ -8,7 +8,7 @@ of it, or no threshold beats 0.5), micro- and macro-F1, subset accuracy (every l
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -45,7 +45,7 @@ class MultiLabelAdapter(ClassificationAdapter):
 
     def target(self, example: Example) -> list[float]:
         """What ``labels`` holds for a labelled example: its label set, multi-hot."""
-        return self._multi_hot(example.label)
+        return self._multi_hot(cast("list[str]", example.label))
 
     def training_scale(self) -> float:
         """Twice the single-label budget: each label is a yes/no decision of its own, learned from its positives
@@ -93,7 +93,7 @@ class MultiLabelAdapter(ClassificationAdapter):
         rarer label it means the model has not learned it, and 0.5 stays (an under-trained model's thresholds
         would otherwise predict nearly every label)."""
         scores = np.stack(probabilities)
-        truth = np.array([self._multi_hot(e.label) for e in gold]) > 0.5
+        truth = np.array([self._multi_hot(cast("list[str]", e.label)) for e in gold]) > 0.5
         thresholds = {}
         for k, label in enumerate(self.labels):
             best, chosen = -1.0, 0.5
@@ -113,8 +113,9 @@ class MultiLabelAdapter(ClassificationAdapter):
     def metrics(self, gold: list[Example], predicted: list[str | list[str]]) -> dict[str, Any]:
         from sklearn.metrics import classification_report, f1_score
 
-        y_true = np.array([self._multi_hot(e.label) for e in gold], dtype=int)
-        y_pred = np.array([self._multi_hot(p) for p in predicted], dtype=int).reshape(y_true.shape)
+        y_true = np.array([self._multi_hot(cast("list[str]", e.label)) for e in gold], dtype=np.int_)
+        y_pred = np.array([self._multi_hot(cast("list[str]", p)) for p in predicted],
+                          dtype=np.int_).reshape(y_true.shape)
         return {
             "micro_f1": float(f1_score(y_true, y_pred, average="micro", zero_division=0)),
             "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),

@@ -8,7 +8,7 @@ split into words by the tokenizer's own pre-tokenizer, so entity spans carry cha
 from __future__ import annotations
 
 import re
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -46,11 +46,12 @@ class TokenClassificationAdapter(TaskAdapter):
     def words(self, example: Example) -> tuple[str, list[str], list[tuple[int, int]]]:
         """(text, words, character offsets of each word in text)."""
         if isinstance(example.text, list):
+            given = cast("list[str]", example.text)  # words (chat transcripts are generation's)
             offsets, position = [], 0
-            for word in example.text:
+            for word in given:
                 offsets.append((position, position + len(word)))
                 position += len(word) + 1
-            return " ".join(example.text), list(example.text), offsets
+            return " ".join(given), list(given), offsets
         text = example.text
         backend = getattr(self.tokenizer, "backend_tokenizer", None)
         pre = getattr(backend, "pre_tokenizer", None) if backend is not None else None
@@ -74,7 +75,7 @@ class TokenClassificationAdapter(TaskAdapter):
             for position, word in enumerate(word_ids):
                 if word is not None and word != previous:
                     # Without gold tags the first sub-tokens are still marked, to locate words at inference.
-                    labels[position] = self.label2id[example.label[word]] if with_labels else 0
+                    labels[position] = self.label2id[cast("list[str]", example.label)[word]] if with_labels else 0
                     word_index.append(word)
                 previous = word
             feature = {k: encoded[k][i] for k in keys}
@@ -140,7 +141,7 @@ class TokenClassificationAdapter(TaskAdapter):
     def metrics(self, gold: list[Example], predicted: list[str | list[str]]) -> dict[str, Any]:
         from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
 
-        y_true = [list(e.label) for e in gold]
+        y_true = [list(cast("list[str]", e.label)) for e in gold]
         y_pred = [list(p) for p in predicted]
         return {
             "precision": float(precision_score(y_true, y_pred, zero_division=0)),

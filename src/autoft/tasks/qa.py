@@ -18,7 +18,7 @@ exact match and token F1 (:func:`autoft.tasks.text_metrics.squad_scores`).
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -74,14 +74,15 @@ class QuestionAnsweringAdapter(TaskAdapter):
         )
         features: list[Feature] = [
             {"windows": [], "offsets": [], "input_ids": [], "context": e.text, "index": i,
-             "answers": [a["text"] for a in e.label] if with_labels else []}
+             "answers": [a["text"] for a in cast("list[dict[str, Any]]", e.label)] if with_labels else []}
             for i, e in enumerate(examples)
         ]
         for w, i in enumerate(encoded["overflow_to_sample_mapping"]):
             sequence = encoded.sequence_ids(w)
             offsets = [tuple(o) if s == 1 else None for o, s in zip(encoded["offset_mapping"][w], sequence)]
             window = {k: encoded[k][w] for k in INPUT_KEYS if k in encoded}
-            window["span"] = self._span(offsets, examples[i].label[0]) if with_labels else (0, 0)
+            answers = cast("list[dict[str, Any]]", examples[i].label)
+            window["span"] = self._span(offsets, answers[0]) if with_labels else (0, 0)
             feature = features[i]
             feature["windows"].append(window)
             feature["offsets"].append(offsets)
@@ -93,10 +94,11 @@ class QuestionAnsweringAdapter(TaskAdapter):
         """(start token, end token) of ``answer`` in a window, or (0, 0) — [CLS] — when the window lacks it."""
         start, end = answer["start"], answer["start"] + len(answer["text"])
         context = [t for t, o in enumerate(offsets) if o is not None]
-        if not context or offsets[context[0]][0] > start or offsets[context[-1]][1] < end:
+        known = cast("list[tuple[int, int]]", offsets)  # read only at the context's tokens, which have offsets
+        if not context or known[context[0]][0] > start or known[context[-1]][1] < end:
             return 0, 0
-        first = next(t for t in context if offsets[t][1] > start)
-        last = next(t for t in reversed(context) if offsets[t][0] < end)
+        first = next(t for t in context if known[t][1] > start)
+        last = next(t for t in reversed(context) if known[t][0] < end)
         return first, max(first, last)
 
     def collate(self, features: list[Feature], *, pad_to: int | None = None) -> dict[str, torch.Tensor]:
@@ -142,7 +144,7 @@ class QuestionAnsweringAdapter(TaskAdapter):
         values = logits.float().cpu().numpy()
         return [values[owner == b] for b in range(int(owner.max()) + 1)]
 
-    def finalize(self, probabilities: np.ndarray, feature: Feature) -> dict[str, Any]:
+    def finalize(self, probabilities: np.ndarray, feature: Feature) -> Any:
         """The best answer span over the feature's windows: ``{"answer", "start", "end", "score"}`` (character
         offsets in the context; ``score``: the span's share of the softmax over all candidate spans)."""
         candidates = []  # (logit sum, start char, end char)
@@ -168,7 +170,7 @@ class QuestionAnsweringAdapter(TaskAdapter):
         return {"answer": feature["context"][start:end], "start": int(start), "end": int(end),
                 "score": share}
 
-    def label_margin(self, probabilities: dict[str, Any], feature: Feature) -> float:
+    def label_margin(self, probabilities: Any, feature: Feature) -> float:
         """How far the model's answer agrees with the given one: 2 x token F1 - 1 (1: the same, -1: no overlap)."""
         from autoft.tasks.text_metrics import squad_scores
 
@@ -176,14 +178,14 @@ class QuestionAnsweringAdapter(TaskAdapter):
             return 0.0
         return 2 * squad_scores([probabilities["answer"]], [feature["answers"]])["f1"] - 1
 
-    def decode(self, probabilities: dict[str, Any]) -> str:
+    def decode(self, probabilities: Any) -> str:
         return probabilities["answer"]
 
     def metrics(self, gold: list[Example], predicted: list[Any]) -> dict[str, Any]:
         from autoft.tasks.text_metrics import squad_scores
 
-        return squad_scores(list(predicted), [[a["text"] for a in e.label] for e in gold])
+        return squad_scores(list(predicted), [[a["text"] for a in cast("list[dict[str, Any]]", e.label)] for e in gold])
 
-    def format_prediction(self, example: Example, probabilities: dict[str, Any]) -> dict[str, Any]:
+    def format_prediction(self, example: Example, probabilities: Any) -> dict[str, Any]:
         return {"question": example.query, "answer": probabilities["answer"], "start": probabilities["start"],
                 "end": probabilities["end"], "score": round(probabilities["score"], 6)}

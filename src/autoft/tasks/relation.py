@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -47,7 +47,9 @@ def official_scores(gold: list[str], predicted: list[str], other: str = OTHER) -
     (``other`` left out), precision = right type and direction / predicted of that type, recall = right / gold of
     that type; macro-F1 averages the types' F1, micro-F1 pools their counts."""
     types = sorted({relation_type(g) for g in gold} - {other})
-    correct, predicted_n, gold_n = Counter(), Counter(), Counter()
+    correct: Counter[str] = Counter()
+    predicted_n: Counter[str] = Counter()
+    gold_n: Counter[str] = Counter()
     for g, p in zip(gold, predicted):
         gold_n[relation_type(g)] += 1
         predicted_n[relation_type(p)] += 1
@@ -117,7 +119,8 @@ class RelationExtractionAdapter(TaskAdapter):
         features = []
         for i, example in enumerate(examples):
             ids = encoded["input_ids"][i]
-            label = self.label2id[example.label] if with_labels else 0  # 0 marks the positions without a label
+            # 0 marks the positions without a label
+            label = self.label2id[cast(str, example.label)] if with_labels else 0
             starts = [p for p, token in enumerate(ids) if token in self._starts] or [0]  # cut off: the first token
             feature = {k: encoded[k][i] for k in keys}
             feature["labels"] = [label if p in starts else IGNORE for p in range(len(ids))]
@@ -163,8 +166,8 @@ class RelationExtractionAdapter(TaskAdapter):
         return self.labels[int(np.argmax(probabilities))]
 
     def metrics(self, gold: list[Example], predicted: list[str | list[str]]) -> dict[str, Any]:
-        y_true = [e.label for e in gold]
-        scores = official_scores(y_true, list(predicted), OTHER if OTHER in self.labels else "")
+        y_true = [cast(str, e.label) for e in gold]
+        scores = official_scores(y_true, cast("list[str]", list(predicted)), OTHER if OTHER in self.labels else "")
         return {"macro_f1": scores["macro_f1"], "micro_f1": scores["micro_f1"],
                 "accuracy": float(np.mean([g == p for g, p in zip(y_true, predicted)])) if y_true else 0.0,
                 "report": scores["per_type"]}

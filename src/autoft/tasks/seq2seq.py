@@ -7,7 +7,7 @@ models build them. Scoring and decoding settings are those of every generative t
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from transformers import AutoModelForSeq2SeqLM
@@ -40,7 +40,7 @@ class Seq2SeqAdapter(TextGenerationAdapter):
     # --- data ---------------------------------------------------------------------------------
     def encode(self, examples: list[Example], *, with_labels: bool = True) -> list[Feature]:
         encoded = self.tokenizer([e.text for e in examples], truncation=True, max_length=self.max_length)
-        targets = (self.tokenizer(text_target=[e.label[0] for e in examples], truncation=True,
+        targets = (self.tokenizer(text_target=[cast("list[str]", e.label)[0] for e in examples], truncation=True,
                                   max_length=self.max_length)["input_ids"] if with_labels else None)
         features = []
         for i in range(len(examples)):

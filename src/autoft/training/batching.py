@@ -49,7 +49,7 @@ class LengthGroupedBatchSampler:
         if not self.group_by_length:
             return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         span = self.batch_size * self.group_size
-        batches = []
+        batches: list[np.ndarray] = []
         for start in range(0, len(order), span):
             chunk = order[start : start + span]
             chunk = chunk[np.argsort(-self.lengths[chunk], kind="stable")]

@@ -32,6 +32,12 @@ import torch
 
 from autoft.training.snapshot import restore, snapshot
 
+Evaluate = Callable[..., tuple[dict[str, Any], list[Any]]]
+Encode = Callable[..., list[Any]]
+Score = Callable[[np.ndarray], np.ndarray]
+Predict = Callable[[list[Any]], list[np.ndarray]]
+PredictRows = Callable[[np.ndarray], list[np.ndarray]]
+"""What ``TrainState`` gives callbacks to ask of the model (the loop sets each; a callback casts away the None)."""
 
 @dataclass
 class StepOutput:
@@ -89,17 +95,17 @@ class TrainState:
     validation: dict[str, Any] | None = None
     """The loop's last validation metrics (the split that chooses early stopping and the best epoch)."""
     validation_predictions: list[Any] | None = None
-    evaluate: Callable[..., tuple[dict[str, Any], list[Any]]] | None = None
+    evaluate: Evaluate | None = None
     """``evaluate(examples, features=None)``: the current model's metrics and decoded predictions on
     labelled ``examples`` (features are encoded when not given)."""
-    encode: Callable[[list[Any]], list[Any]] | None = None
+    encode: Encode | None = None
     """``encode(examples, with_labels=True)``: the task adapter's features of ``examples`` (to encode once,
     evaluate often)."""
-    score: Callable[[np.ndarray], np.ndarray] | None = None
+    score: Score | None = None
     """``score(rows)``: the current model's margin for the given label of each training row."""
-    predict: Callable[[list[Any]], list[np.ndarray]] | None = None
+    predict: Predict | None = None
     """``predict(features)``: the current model's class probabilities for each encoded feature."""
-    predict_rows: Callable[[np.ndarray], list[np.ndarray]] | None = None
+    predict_rows: PredictRows | None = None
     """``predict_rows(rows)``: the same for training rows (by index)."""
 
     @property

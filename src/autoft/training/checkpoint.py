@@ -13,7 +13,7 @@ import json
 import random
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -31,7 +31,8 @@ def _tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def rng_state() -> dict[str, Any]:
-    numpy_state, (version, values, gauss) = np.random.get_state(), random.getstate()
+    numpy_state = cast("tuple[Any, ...]", np.random.get_state())  # legacy (the default): a tuple
+    version, values, gauss = random.getstate()
     return {"python": [version, list(values), gauss],
             "numpy": [numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]],
             "torch": torch.get_rng_state().tolist()}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 import torch
@@ -14,6 +14,14 @@ from autoft.tasks.text_metrics import perplexity
 from autoft.training.inference import predict_probabilities
 
 
+@overload
+def evaluate(model: torch.nn.Module, adapter: TaskAdapter, examples: list[Example], features: list[Feature], *,
+             batch_size: int, progress: bool = ..., description: str = ..., return_predictions: Literal[False] = ...,
+             loss_only: bool = ..., tune_decision: bool = ...) -> dict[str, Any]: ...
+@overload
+def evaluate(model: torch.nn.Module, adapter: TaskAdapter, examples: list[Example], features: list[Feature], *,
+             batch_size: int, progress: bool = ..., description: str = ..., return_predictions: Literal[True],
+             loss_only: bool = ..., tune_decision: bool = ...) -> tuple[dict[str, Any], list[Any]]: ...
 def evaluate(
     model: torch.nn.Module,
     adapter: TaskAdapter,

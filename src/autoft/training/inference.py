@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 import numpy as np
 import torch
@@ -44,6 +45,7 @@ def predict_probabilities(
         batch = {k: v.to(device) for k, v in batch.items()}
         scored = with_loss and labels is not None
         labels = labels.to(device) if labels is not None else None
+        logits: torch.Tensor | None
         if forward is not None:
             logits = forward(batch).to(device)
         else:
@@ -51,7 +53,7 @@ def predict_probabilities(
                 if scored or not adapter.generates else None
         if labels is not None:
             if scored:
-                losses, units = adapter.per_sample_loss(logits, labels)
+                losses, units = adapter.per_sample_loss(cast(torch.Tensor, logits), labels)  # scored: computed
                 loss_sum += float(losses.sum())
                 unit_sum += float(units.sum())
             batch["labels"] = labels
@@ -61,4 +63,4 @@ def predict_probabilities(
             results[i] = adapter.finalize(output, features[i])
     if was_training:
         model.train()
-    return results, (loss_sum / unit_sum if unit_sum else None)
+    return cast("list[np.ndarray]", results), (loss_sum / unit_sum if unit_sum else None)  # None: no outputs

@@ -15,7 +15,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -38,6 +38,9 @@ from autoft.training.plan import resolve, steps_per_epoch
 from autoft.training.processes import gathered, main_process_choice
 from autoft.training.progress import EpochRecord, Progress, TrainResult, keep_best_or_stop
 from autoft.training.snapshot import from_json, to_json
+
+if TYPE_CHECKING:
+    from torch.utils.data import Dataset
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +108,7 @@ def _step_loss(model: torch.nn.Module, adapter: TaskAdapter, batch: dict[str, to
     losses, units = adapter.per_sample_loss(logits, labels)
     if transition is not None:
         corrected, _ = adapter.per_sample_loss(logits, labels, transition)
-        losses = torch.where(given[index], corrected, losses)
+        losses = torch.where(cast(torch.Tensor, given)[index], corrected, losses)  # set with transition
     loss = (w * losses).sum() / (w * units).sum().clamp_min(1e-8)
     if state.loss_penalty is not None:
         loss = loss + state.loss_penalty(unwrapped)
@@ -141,8 +144,8 @@ class _Training:
     last_saved: float = 0.0
 
     def save(self, finished_epoch: int, within: dict[str, Any] | None = None) -> None:
-        save_checkpoint(self.checkpoint, model=self.unwrapped, best=self.progress.best_state, optimizer=self.optimizer,
-                        scheduler=self.scheduler,
+        save_checkpoint(cast(Path, self.checkpoint), model=self.unwrapped, best=self.progress.best_state,
+                        optimizer=self.optimizer, scheduler=self.scheduler,
                         state=self.progress.to_state(finished_epoch, self.schedule, self.callback, within))
         self.last_saved = time.monotonic()
 
@@ -178,13 +181,13 @@ class _Training:
             pool, loss_total, seen, elapsed = np.flatnonzero(state.sample_weights() > 0), 0.0, 0, 0.0
         self.sampler.set_epoch(epoch, pool)
         weight_table = torch.as_tensor(state.sample_weights(), dtype=torch.float32, device=device)
-        correction = _epoch_view(self.adapter, self.train_features, self.epoch_features, state, state.n_labelled,
-                                 device)
+        correction = _epoch_view(self.adapter, self.train_features, self.epoch_features, state,
+                                 cast(int, state.n_labelled), device)
         self.model.train()
         started, n_batches = time.perf_counter() - elapsed, max(len(self.sampler), 1)
         batches = iter(self.loader)
         if skip >= 0:  # the loader's iterator drew a seed: the random state must be the checkpoint's after it
-            set_rng_state(rng)
+            set_rng_state(cast("dict[str, Any]", rng))  # given with within
         bar = tqdm(batches, total=len(self.sampler), desc=f"epoch {epoch}/{config.epochs}", disable=not self.show,
                    leave=False, unit="batch")
         for b, batch in enumerate(bar):
@@ -208,7 +211,8 @@ class _Training:
             seen += len(index)
             bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
             self.progress.step += 1
-            state.step, state.learning_rate, before = self.progress.step, self.scheduler.get_last_lr()[0], state.weights
+            rate = cast(float, self.scheduler.get_last_lr()[0])  # LambdaLR's rates are floats
+            state.step, state.learning_rate, before = self.progress.step, rate, state.weights
             state.loss = float(loss.detach())
             # (with several processes every process's callbacks see the whole step: all shards' rows)
             self.callback.on_step_end(state, gathered(output) if self.accelerator.num_processes > 1 else output)
@@ -295,20 +299,21 @@ def fit(
     access.train_features = train_features
     for i, feature in enumerate(train_features):
         feature["index"] = i
-    sampler = LengthGroupedBatchSampler([len(f["input_ids"]) for f in train_features], config.batch_size,
+    epochs, batch_size = cast(int, config.epochs), cast(int, config.batch_size)  # resolved by _plan: no auto
+    sampler = LengthGroupedBatchSampler([len(f["input_ids"]) for f in train_features], batch_size,
                                         seed=config.seed, group_by_length=config.group_by_length,
                                         num_shards=accelerator.num_processes, shard=accelerator.process_index)
-    pad_to = config.max_length if config.padding == "max_length" else None
+    pad_to = cast(int, config.max_length) if config.padding == "max_length" else None
     epoch_features = list(train_features)  # this epoch's view: a callback may relabel rows or mask some words' tags
-    loader = DataLoader(epoch_features, batch_sampler=sampler,
+    loader = DataLoader(cast("Dataset[Feature]", epoch_features), batch_sampler=sampler,
                         collate_fn=lambda f: adapter.collate_indexed(f, pad_to=pad_to))
 
     # Optimiser and schedule (AdamW; LinearSchedule). The loader and schedule stay ours (not accelerator.prepare'd):
     # the sampler shards batches across processes itself, so the callbacks' per-epoch pool is honoured exactly.
-    optimizer = make_optimizer(model, config.weight_decay, config.learning_rate,
+    optimizer = make_optimizer(model, config.weight_decay, cast(float, config.learning_rate),
                                None if config.head_learning_rate == AUTO else config.head_learning_rate)
-    epoch_steps = steps_per_epoch(n_labelled, config.batch_size, accelerator.num_processes)
-    total_steps = max(1, config.epochs * epoch_steps)  # per process
+    epoch_steps = steps_per_epoch(n_labelled, batch_size, accelerator.num_processes)
+    total_steps = max(1, epochs * epoch_steps)  # per process
     schedule = LinearSchedule(total_steps, int(config.warmup_ratio * total_steps))
     scheduler = LambdaLR(optimizer, schedule)
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -323,11 +328,11 @@ def fit(
     training = _Training(model, accelerator.unwrap_model(model), adapter, config, accelerator, callback, state,
                          progress, optimizer, scheduler, schedule, sampler, loader, train_features, epoch_features,
                          epoch_steps, checkpoint, checkpointing, show, last_saved=time.monotonic())
-    first_epoch, in_epoch = training.resume(saved_at, saved) if saved_at is not None else (1, None)
+    first_epoch, in_epoch = training.resume(saved_at, cast(dict, saved)) if saved_at is not None else (1, None)
 
-    for epoch in range(first_epoch, config.epochs + 1):
+    for epoch in range(first_epoch, epochs + 1):
         within = in_epoch if in_epoch is not None and in_epoch["epoch"] == epoch else None
-        loss_total, seen, seconds = training.train_epoch(epoch, within, saved["rng"] if within else None)
+        loss_total, seen, seconds = training.train_epoch(epoch, within, cast(dict, saved)["rng"] if within else None)
         callback.on_epoch_end(state)
         if training.validate(epoch, validation_examples, validation_features, loss_total, seen, seconds):
             break

@@ -85,7 +85,8 @@ def valley(losses: list[float]) -> tuple[int, int, int]:
     return max(start, 0), end, min(n - 1, max(0, start + int(third) + int(third / 2)))
 
 
-def choose_rate(rates: list[float], smoothed: list[float], bounds: tuple[float, float]) -> tuple[float, str, tuple]:
+def choose_rate(rates: list[float], smoothed: list[float], bounds: tuple[float, float]
+                ) -> tuple[float, str, tuple | None]:
     """The rate the curve suggests, clipped to ``bounds``; with no usable curve, the geometric middle of them."""
     low, high = bounds
     if len(smoothed) < 5 or not np.isfinite(smoothed).all():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -28,7 +28,8 @@ model's logits over its vocabulary are not: the pair agent reads the rows and lo
 
 def gathered(output: StepOutput) -> StepOutput:
     """``output`` of every process, concatenated in process order (token logits and labels padded to the longest)."""
-    logits = output.logits if output.logits.shape[-1] <= GATHERED_CLASSES else None
+    local = cast(torch.Tensor, output.logits)  # a process's own step has its logits
+    logits = local if local.shape[-1] <= GATHERED_CLASSES else None
     parts = gather_object([(np.asarray(output.indices), output.losses.float().cpu(), output.labels.cpu(),
                             None if logits is None else logits.float().cpu())])
     labels, width = [p[2] for p in parts], max(p[2].shape[-1] if p[2].ndim > 1 else 0 for p in parts)
@@ -39,7 +40,7 @@ def gathered(output: StepOutput) -> StepOutput:
         pieces = [p[3] for p in parts]
         if pieces[0].ndim == 3:
             pieces = [torch.nn.functional.pad(x, (0, 0, 0, width - x.shape[1])) for x in pieces]
-        gathered_logits = torch.cat(pieces).to(output.logits.device)
+        gathered_logits = torch.cat(pieces).to(local.device)
     return StepOutput(np.concatenate([p[0] for p in parts]), torch.cat([p[1] for p in parts]),
                       gathered_logits, torch.cat(labels))
 

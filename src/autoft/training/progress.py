@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -67,12 +67,12 @@ class Progress:
 
     def to_state(self, finished_epoch: int, schedule: LinearSchedule, callback: TrainerCallback,
                  within: dict[str, Any] | None = None) -> dict[str, Any]:
-        result = self.result
+        result, settings = self.result, cast(TrainingConfig, self.result.settings)  # set when training starts
         return {"epoch": finished_epoch, "step": self.step, "done": schedule.done, "rate_scale": schedule.scale,
                 "best_score": self.best_score, "best_loss": self.best_loss, "stale": self.stale,
                 "returned_to": sorted(self.returned_to), "best_epoch": result.best_epoch,
                 "best_validation": result.best_validation, "history": [asdict(r) for r in result.history],
-                "rollbacks": result.rollbacks, "settings": result.settings.model_dump(mode="json"),
+                "rollbacks": result.rollbacks, "settings": settings.model_dump(mode="json"),
                 "plan": result.plan, "callbacks": callback.state_dict(), **({"in_epoch": within} if within else {})}
 
     def restore(self, saved: dict[str, Any], schedule: LinearSchedule) -> None:
@@ -107,14 +107,15 @@ def keep_best_or_stop(progress: Progress, validation: dict[str, Any], epoch: int
         progress.stale = 0
     else:
         progress.stale += 1
-        if config.early_stopping_patience is not None and progress.stale >= config.early_stopping_patience:
+        patience = cast("int | None", config.early_stopping_patience)  # resolved: no auto
+        if patience is not None and progress.stale >= patience:
             result.stopped_early = True
             log.info("early stopping after epoch %d (best: epoch %d)", epoch, result.best_epoch)
             return True
-    if fell and config.on_plateau == "rollback" and epoch < config.epochs and result.best_epoch not in \
+    if fell and config.on_plateau == "rollback" and epoch < cast(int, config.epochs) and result.best_epoch not in \
             progress.returned_to:
         progress.returned_to.add(result.best_epoch)
-        model.load_state_dict(progress.best_state)
+        model.load_state_dict(cast("dict[str, torch.Tensor]", progress.best_state))  # fell: a best epoch was kept
         schedule.scale *= ROLLBACK_FACTOR
         scheduler.step()  # re-reads the schedule (it follows `done`, not the step count): the new rate applies now
         result.rollbacks.append(epoch)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 from scipy.stats import rankdata
@@ -66,8 +66,9 @@ class FitData:
         if len(self.labels) < 2 or len(self.val_labels) < 1:
             raise ValueError(f"the probes need >= 2 training and >= 1 validation samples, got {len(self.labels)}, "
                              f"{len(self.val_labels)}")
-        return cross_fitted_probabilities(self.train_x, self.labels, self.val_x, n_classes=self.n_classes,
-                                          folds=self.probe_folds, seed=self.seed)
+        return cast("tuple[np.ndarray, np.ndarray]",  # (val_x given: val_oof is never None)
+                    cross_fitted_probabilities(self.train_x, self.labels, self.val_x, n_classes=self.n_classes,
+                                               folds=self.probe_folds, seed=self.seed))
 
     @cached_property
     def probes(self) -> tuple[np.ndarray, np.ndarray]:

@@ -208,7 +208,7 @@ class Reinforce(Policy):
     def sample_mask(self) -> np.ndarray:
         """[N] bool: a selection drawn from the keep-probabilities with the policy's seeded generator."""
         self._check_fitted()
-        self.drawn_probabilities_ = None
+        self.drawn_probabilities_: np.ndarray | None = None
         return self.rng_.random(self.n_samples_) < self.keep_probabilities_
 
     def draw_selection(self, keep_rate: float, groups: list[np.ndarray] | None = None) -> np.ndarray:

@@ -3,9 +3,14 @@ passes, and the per-sentence margin of token-level tasks."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from autoft.tasks.base import margins_from_logits
+
+if TYPE_CHECKING:
+    import torch
 
 
 def sequence_margins(logits: np.ndarray, labels: np.ndarray, *, ignore: int = -100) -> np.ndarray:
@@ -45,7 +50,7 @@ class TrainingDynamics:
         self._loss_sum = np.zeros(n_samples)
         self._margin_sum = np.zeros(n_samples)
 
-    def update(self, indices: np.ndarray, losses: np.ndarray, margins: np.ndarray) -> None:
+    def update(self, indices: np.ndarray, losses: np.ndarray | torch.Tensor, margins: np.ndarray) -> None:
         """Add one step's per-sample ``losses`` and ``margins`` for the samples ``indices`` (arrays or tensors)."""
         indices = _to_numpy(indices).astype(np.int64)
         np.add.at(self.count, indices, 1)
@@ -53,8 +58,8 @@ class TrainingDynamics:
         np.add.at(self._margin_sum, indices, _to_numpy(margins).reshape(-1))
 
     def update_from_logits(
-        self, indices: np.ndarray, losses: np.ndarray, logits: np.ndarray, labels: np.ndarray
-    ) -> None:
+        self, indices: np.ndarray, losses: np.ndarray | torch.Tensor, logits: np.ndarray | torch.Tensor,
+        labels: np.ndarray | torch.Tensor) -> None:
         """``update`` with the margins computed from a step's ``logits`` [B, C] and ``labels`` [B]."""
         self.update(indices, losses, margins_from_logits(_to_numpy(logits), _to_numpy(labels)))
 

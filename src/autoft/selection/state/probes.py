@@ -3,6 +3,8 @@ saw it) and by one probe fitted on the clean validation set."""
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import KFold, StratifiedKFold
@@ -67,7 +69,7 @@ def cross_fitted_probabilities(
             probes_out.append((probe, train_y[fit_rows]))
         oof[held_rows] = _probe_predict(probe, train_x[held_rows], train_y[fit_rows], n_classes)
         if val_oof is not None:
-            val_oof[fold] = _probe_predict(probe, val_x, train_y[fit_rows], n_classes)
+            val_oof[fold] = _probe_predict(probe, cast(np.ndarray, val_x), train_y[fit_rows], n_classes)  # given
     return oof, val_oof
 
 
