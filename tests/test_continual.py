@@ -132,6 +132,7 @@ def test_weight_aligning_gives_the_new_rows_the_old_rows_mean_norm_and_auto_keep
         assert (float(layer.weight[2].norm()) < float(trained["weight"][2].norm())) == (chosen == "norms")
         assert float(layer.bias[2]) == 3.0  # the bias moved in neither
         assert callback.run_metrics()["align"]["chosen"] == chosen
+        assert (callback.record["scale"] == 1.0) == (chosen == "off")  # the scale applied, 1 when none was
 
 
 def test_head_growth_keeps_the_old_label_ids(tiny_model_dir):

@@ -11,12 +11,14 @@ one; ``off`` none. What was chosen and each candidate's score go to ``metrics.js
 
 from __future__ import annotations
 
+import logging
 from typing import Any, cast
 
 from autoft.data.loading import Example
 from autoft.modeling.heads import align_new_rows, head_state, set_head_state
 from autoft.training.callbacks import Evaluate, TrainerCallback, TrainState
 
+log = logging.getLogger(__name__)
 CANDIDATES = ("off", "norms", "norms+bias")
 
 
@@ -46,8 +48,10 @@ class HeadAligning(TrainerCallback):
         sign = 1 if self.greater_is_better else -1
         chosen = max(tried, key=lambda c: (sign * scores[c], -tried.index(c))) if scores else self.mode
         set_head_state(self.model, trained)
-        if chosen != "off":
-            gamma = align_new_rows(self.model, self.n_old, bias=chosen == "norms+bias")
+        gamma = 1.0 if chosen == "off" else align_new_rows(self.model, self.n_old, bias=chosen == "norms+bias")
+        log.info("continual.align %s: %s%s (new labels' rows scaled by %.3g to the old rows' mean norm)", self.mode,
+                 chosen, "" if not scores else " on validation (" + ", ".join(f"{c} {v:.4f}" for c, v in scores.items())
+                 + ")", gamma)
         self.record = {"mode": self.mode, "chosen": chosen, "scale": round(gamma, 6),
                        "validation": {c: round(v, 6) for c, v in scores.items()}, "rows": len(self.validation)}
 
