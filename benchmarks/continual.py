@@ -64,8 +64,18 @@ from autoft.data.loading import Example, load_examples
 from autoft.data.writing import write_examples
 
 RESULTS = Path(__file__).resolve().parent / "results"
-METHODS = ("naive", "ewc", "lwf", "random-replay", "value-replay", "value-replay-align", "default-no-align",
-           "default", "lora-per-task", "joint")
+METHODS = (
+    "naive",
+    "ewc",
+    "lwf",
+    "random-replay",
+    "value-replay",
+    "value-replay-align",
+    "default-no-align",
+    "default",
+    "lora-per-task",
+    "joint",
+)
 SETTINGS = {  # continual.* per method; the rest at its default
     "naive": ["continual.replay_budget=0", "continual.distill=0", "continual.align=off"],
     "ewc": ["continual.replay_budget=0", "continual.distill=0", "continual.method=ewc", "continual.align=off"],
@@ -81,16 +91,20 @@ SETTINGS = {  # continual.* per method; the rest at its default
 
 def overrides_of(method: str, budget: float) -> list[str]:
     """The ``continual.*`` settings of a sequential method (the gate off: it is not what is measured)."""
-    budget_setting = [] if any(o.startswith("continual.replay_budget") for o in SETTINGS[method]) else [
-        f"continual.replay_budget={budget}"]
+    budget_setting = (
+        []
+        if any(o.startswith("continual.replay_budget") for o in SETTINGS[method])
+        else [f"continual.replay_budget={budget}"]
+    )
     return [*budget_setting, *SETTINGS[method], "continual.gate=null", "training.progress=false"]
 
 
 log = logging.getLogger("continual")
 
 
-def banking77_stream(root: str | None, experiences: int, limit: int, mix: float = 0.0
-                     ) -> tuple[str, list[dict[str, list[Example]]]]:
+def banking77_stream(
+    root: str | None, experiences: int, limit: int, mix: float = 0.0
+) -> tuple[str, list[dict[str, list[Example]]]]:
     """``mix``: each experience after the first also brings ``mix * limit`` training rows of the earlier
     experiences' intents that no experience has used yet (new classes mixed with more rows of old ones)."""
     splits = load_public("banking77", root)
@@ -104,12 +118,17 @@ def banking77_stream(root: str | None, experiences: int, limit: int, mix: float 
         names = {e.label for e in train}  # a small sample may miss an intent: it is then not in this experience
         if mix and seen:
             fresh = [e for e in splits["train"] if e.label in seen and e.origin not in used]
-            order = sorted(np.random.default_rng(100 + k).permutation(len(fresh))[:round(mix * limit)])
+            order = sorted(np.random.default_rng(100 + k).permutation(len(fresh))[: round(mix * limit)])
             train = train + [fresh[i] for i in order]
         used.update(e.origin for e in train)
         seen |= names
-        stream.append({"train": train, "validation": [e for e in splits["validation"] if e.label in names],
-                       "test": [e for e in splits["test"] if e.label in names]})
+        stream.append(
+            {
+                "train": train,
+                "validation": [e for e in splits["validation"] if e.label in names],
+                "test": [e for e in splits["test"] if e.label in names],
+            }
+        )
     return "task", stream
 
 
@@ -120,8 +139,11 @@ def btc_stream(root: str | None, experiences: int, limit: int) -> tuple[str, lis
         sentences = load_examples(folder / f"{section}.conll", task="token-classification")
         order = np.random.default_rng(k).permutation(len(sentences))
         n_train, n_val = round(0.7 * len(sentences)), round(0.1 * len(sentences))
-        part = {"train": order[:n_train][:limit], "validation": order[n_train:n_train + n_val],
-                "test": order[n_train + n_val:]}
+        part = {
+            "train": order[:n_train][:limit],
+            "validation": order[n_train : n_train + n_val],
+            "test": order[n_train + n_val :],
+        }
         stream.append({name: [sentences[i] for i in sorted(rows)] for name, rows in part.items()})
     return "f1", stream
 
@@ -136,14 +158,26 @@ def write(folder: Path, experience: dict[str, list[Example]]) -> dict[str, str]:
     return {name: str(write_examples(folder / name, rows)) for name, rows in experience.items()}
 
 
-def first_config(files: dict[str, str], output: Path, task: str, seed: int, peft: str | None = None
-                 ) -> dict[str, Any]:
-    return {"task": task, "data": {"train": files["train"], "validation": files["validation"]},
-            "output_dir": str(output), "training": {"seed": seed, "progress": False, "peft": peft}}
+def first_config(files: dict[str, str], output: Path, task: str, seed: int, peft: str | None = None) -> dict[str, Any]:
+    return {
+        "task": task,
+        "data": {"train": files["train"], "validation": files["validation"]},
+        "output_dir": str(output),
+        "training": {"seed": seed, "progress": False, "peft": peft},
+    }
 
 
-def run_method(method: str, stream: list[dict[str, list[Example]]], files: list[dict[str, str]], task: str,
-               name: str, work: Path, first: Path, budget: float, seed: int) -> dict[str, Any]:
+def run_method(
+    method: str,
+    stream: list[dict[str, list[Example]]],
+    files: list[dict[str, str]],
+    task: str,
+    name: str,
+    work: Path,
+    first: Path,
+    budget: float,
+    seed: int,
+) -> dict[str, Any]:
     """One method along the stream; ``first`` is the run on experience 1 it starts from. ``matrix[i][j]``: after
     experience i, on experience j's test set; ``validation_matrix`` the same on the validation sets (to choose
     defaults on)."""
@@ -153,43 +187,71 @@ def run_method(method: str, stream: list[dict[str, list[Example]]], files: list[
         pooled = {split: [x for e in stream for x in e[split]] for split in ("train", "validation")}
         run = autoft.train(first_config(write(work / "joint-data", pooled), work / "joint", task, seed), overwrite=True)
         final, final_val = [metric(run, t, name) for t in tests], [metric(run, v, name) for v in validations]
-        return {"matrix": [final], "validation_matrix": [final_val], "final_average": float(np.mean(final)),
-                "final_average_validation": float(np.mean(final_val)), "backward_transfer": None,
-                "wall_seconds": round(time.perf_counter() - started, 1)}
+        return {
+            "matrix": [final],
+            "validation_matrix": [final_val],
+            "final_average": float(np.mean(final)),
+            "final_average_validation": float(np.mean(final_val)),
+            "backward_transfer": None,
+            "wall_seconds": round(time.perf_counter() - started, 1),
+        }
     parent = work / f"{method}-0"
     shutil.copytree(first, parent)  # a lineage of its own
     matrix = [[metric(autoft.load(parent), tests[0], name)]]
     validation_matrix = [[metric(autoft.load(parent), validations[0], name)]]
     for k in range(1, len(stream)):
-        result = continual.update(parent, files[k]["train"], validation=files[k]["validation"],
-                                  output=work / f"{method}-{k}", overrides=overrides_of(method, budget), overwrite=True)
+        result = continual.update(
+            parent,
+            files[k]["train"],
+            validation=files[k]["validation"],
+            output=work / f"{method}-{k}",
+            overrides=overrides_of(method, budget),
+            overwrite=True,
+        )
         parent = work / f"{method}-{k}"
         matrix.append([metric(result.run, tests[j], name) for j in range(k + 1)])
         validation_matrix.append([metric(result.run, validations[j], name) for j in range(k + 1)])
         log.info("%s after experience %d: %s", method, k + 1, [round(x, 4) for x in matrix[-1]])
     final = matrix[-1]
     backward = float(np.mean([final[j] - matrix[j][j] for j in range(len(final) - 1)]))
-    return {"matrix": matrix, "validation_matrix": validation_matrix, "final_average": float(np.mean(final)),
-            "final_average_validation": float(np.mean(validation_matrix[-1])), "backward_transfer": backward,
-            "wall_seconds": round(time.perf_counter() - started, 1),
-            "note": "wall-clock excludes the first run it starts from"}
+    return {
+        "matrix": matrix,
+        "validation_matrix": validation_matrix,
+        "final_average": float(np.mean(final)),
+        "final_average_validation": float(np.mean(validation_matrix[-1])),
+        "backward_transfer": backward,
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "note": "wall-clock excludes the first run it starts from",
+    }
 
 
 def table(results: dict[str, Any], metric_name: str) -> str:
-    lines = [(f"| method | final average {metric_name} (test) | backward transfer (forgetting < 0) | "
-             "final average (validation) | wall s |"), "|---|---:|---:|---:|---:|"]
+    lines = [
+        (
+            f"| method | final average {metric_name} (test) | backward transfer (forgetting < 0) | "
+            "final average (validation) | wall s |"
+        ),
+        "|---|---:|---:|---:|---:|",
+    ]
     for method, r in results.items():
         bwt = "–" if r["backward_transfer"] is None else f"{100 * r['backward_transfer']:+.1f}"
-        lines.append(f"| {method} | {r['final_average']:.3f} | {bwt} | {r['final_average_validation']:.3f} | "
-                     f"{r['wall_seconds']:.0f} |")
+        lines.append(
+            f"| {method} | {r['final_average']:.3f} | {bwt} | {r['final_average_validation']:.3f} | "
+            f"{r['wall_seconds']:.0f} |"
+        )
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stream", choices=("banking77", "btc"), default="banking77")
-    parser.add_argument("--mix", type=float, default=0.0, help="banking77: each later experience also brings this "
-                        "share of --per-experience fresh rows of the earlier experiences' intents")
+    parser.add_argument(
+        "--mix",
+        type=float,
+        default=0.0,
+        help="banking77: each later experience also brings this "
+        "share of --per-experience fresh rows of the earlier experiences' intents",
+    )
     parser.add_argument("--experiences", type=int, default=None, help="default: 4 (banking77), 3 (btc)")
     parser.add_argument("--per-experience", type=int, default=600, help="training rows per experience, at most")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
@@ -216,20 +278,33 @@ def main() -> None:
             if method != "joint" and kind not in firsts:
                 firsts[kind] = Path(work) / f"first-{kind}"
                 autoft.train(first_config(files[0], firsts[kind], task, args.seed, "lora" if kind == "lora" else None))
-            results[method] = run_method(method, stream, files, task, name, Path(work), firsts.get(kind), args.budget,
-                                         args.seed)
+            results[method] = run_method(
+                method, stream, files, task, name, Path(work), firsts.get(kind), args.budget, args.seed
+            )
             log.info("%s: final average %.4f", method, results[method]["final_average"])
     shown = "accuracy" if name == "task" else "entity F1"
-    text = (f"Continual stream {args.stream}: {experiences} experiences of at most {args.per_experience} training "
-            f"rows ({', '.join(str(len(e['train'])) for e in stream)}), packaged MiniLM, every training setting auto, "
-            f"seed {args.seed}; replay budget {args.budget:g} of the old training data"
-            + (f"; each later experience adds {args.mix:g} x its size of fresh rows of older intents" if args.mix else "")
-            + ".\n\n"
-            + table(results, shown) + "\n")
+    text = (
+        f"Continual stream {args.stream}: {experiences} experiences of at most {args.per_experience} training "
+        f"rows ({', '.join(str(len(e['train'])) for e in stream)}), packaged MiniLM, every training setting auto, "
+        f"seed {args.seed}; replay budget {args.budget:g} of the old training data"
+        + (f"; each later experience adds {args.mix:g} x its size of fresh rows of older intents" if args.mix else "")
+        + ".\n\n"
+        + table(results, shown)
+        + "\n"
+    )
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "experiences": [
-        {split: len(rows) for split, rows in e.items()} for e in stream], "results": results}, indent=2) + "\n",
-        encoding="utf-8")
+    output.write_text(
+        json.dumps(
+            {
+                "args": {k: str(v) for k, v in vars(args).items()},
+                "experiences": [{split: len(rows) for split, rows in e.items()} for e in stream],
+                "results": results,
+            },
+            indent=2,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     output.with_suffix(".md").write_text(text, encoding="utf-8")
     print(text)
 

@@ -67,8 +67,12 @@ def slice_files(dataset: str, size: str, folder: Path, *, seed: int, root: str |
 
 def train_once(dataset: str, files: dict[str, str], work: Path, training: dict[str, Any], seed: int) -> dict[str, Any]:
     """One plain fine-tuning run; ``training`` is the config's training section (empty: all defaults)."""
-    config = {"task": task_of(dataset), "data": files, "output_dir": str(work / "run"),
-              "training": {**training, "seed": seed, "progress": False}}
+    config = {
+        "task": task_of(dataset),
+        "data": files,
+        "output_dir": str(work / "run"),
+        "training": {**training, "seed": seed, "progress": False},
+    }
     run = autoft.train(config, overwrite=True)
     metrics = run.metrics
     primary = PRIMARY[run.task]
@@ -83,8 +87,11 @@ def train_once(dataset: str, files: dict[str, str], work: Path, training: dict[s
         "validation_curve": [round(e["validation"][primary], 4) for e in metrics["epochs"]],
         "fit_seconds": metrics["fit_seconds"],
         "wall_seconds": metrics["wall_seconds"],
-        "settings": {k: metrics["training"][k] for k in ("learning_rate", "head_learning_rate", "epochs", "batch_size")
-                     if k in metrics["training"]},
+        "settings": {
+            k: metrics["training"][k]
+            for k in ("learning_rate", "head_learning_rate", "epochs", "batch_size")
+            if k in metrics["training"]
+        },
         "auto": metrics.get("auto"),
         "sizes": metrics["sizes"],
     }
@@ -106,9 +113,12 @@ def main() -> None:
     parser.add_argument("--data-root", help="shared data folder (default: ../shared/data beside the checkout)")
     parser.add_argument("--skip-grid", action="store_true", help="only the default runs (uses cached cells)")
     parser.add_argument("--skip-default", action="store_true", help="only the grid")
-    parser.add_argument("--no-ceiling", action="store_true",
-                        help="a control: the default without the ceiling on the rate for long runs (the encoder and "
-                             "the head both at the range test's rate); write it to another --output")
+    parser.add_argument(
+        "--no-ceiling",
+        action="store_true",
+        help="a control: the default without the ceiling on the rate for long runs (the encoder and "
+        "the head both at the range test's rate); write it to another --output",
+    )
     parser.add_argument("--fresh", action="store_true", help="re-run cached grid cells")
     parser.add_argument("--cells", type=Path, default=RESULTS / "defaults_cells.jsonl")
     parser.add_argument("--output", type=Path, default=RESULTS / "defaults.json")
@@ -134,8 +144,9 @@ def main() -> None:
                         key = f"{name}|lr={lr:g}|epochs={epochs}|seed={args.seed}|threads={args.threads}"
                         if key not in cells and not args.skip_grid:
                             log.info("grid %s", key)
-                            cell = train_once(dataset, files, work, {"learning_rate": lr, "epochs": epochs, **MANUAL},
-                                              args.seed)
+                            cell = train_once(
+                                dataset, files, work, {"learning_rate": lr, "epochs": epochs, **MANUAL}, args.seed
+                            )
                             cells[key] = {"key": key, "learning_rate": lr, "epochs": epochs, **cell}
                             with args.cells.open("a", encoding="utf-8") as stream:
                                 stream.write(json.dumps(cells[key]) + "\n")
@@ -143,8 +154,21 @@ def main() -> None:
                             grid.append(cells[key])
                 if grid:
                     best = max(grid, key=lambda c: c["validation"])
-                    entry["grid"] = [{k: c[k] for k in ("learning_rate", "epochs", "validation", "test", "best_epoch",
-                                                        "epochs_run", "fit_seconds")} for c in grid]
+                    entry["grid"] = [
+                        {
+                            k: c[k]
+                            for k in (
+                                "learning_rate",
+                                "epochs",
+                                "validation",
+                                "test",
+                                "best_epoch",
+                                "epochs_run",
+                                "fit_seconds",
+                            )
+                        }
+                        for c in grid
+                    ]
                     entry["best_cell"] = best
                     entry["grid_complete"] = len(grid) == len(args.lrs) * len(args.grid_epochs)
                 if not args.skip_default:
@@ -188,8 +212,10 @@ def summarise(entry: dict[str, Any]) -> None:
     entry["met"] = bool(entry["gap"] <= TOLERANCE[entry["task"]] and entry["wall_ratio"] <= 1.3)
 
 
-HEADER = ("| set / train rows | default test | rate (head), epochs planned / run (best) | best cell test (rate × epochs) | gap "
-          "| default fit s | best cell fit s | ratio | met |")
+HEADER = (
+    "| set / train rows | default test | rate (head), epochs planned / run (best) | best cell test (rate × epochs) | gap "
+    "| default fit s | best cell fit s | ratio | met |"
+)
 
 
 def _default_cells(default: dict[str, Any] | None) -> tuple[str, str, str]:

@@ -60,17 +60,32 @@ def main() -> None:
                     log.info("%s seed %d: default", name, seed)
                     runs["default"][seed] = _summary(train_once(dataset, files, work, {}, seed))
                     log.info("%s seed %d: best cell %g x %d", name, seed, cell["learning_rate"], cell["epochs"])
-                    runs["best_cell"][seed] = _summary(train_once(
-                        dataset, files, work, {"learning_rate": cell["learning_rate"], "epochs": cell["epochs"],
-                                               **MANUAL}, seed))
-            save(args.output, name, {"task": entry["task"], "cell": {k: cell[k] for k in ("learning_rate", "epochs")},
-                                     "threads": args.threads, "runs": runs})
+                    runs["best_cell"][seed] = _summary(
+                        train_once(
+                            dataset,
+                            files,
+                            work,
+                            {"learning_rate": cell["learning_rate"], "epochs": cell["epochs"], **MANUAL},
+                            seed,
+                        )
+                    )
+            save(
+                args.output,
+                name,
+                {
+                    "task": entry["task"],
+                    "cell": {k: cell[k] for k in ("learning_rate", "epochs")},
+                    "threads": args.threads,
+                    "runs": runs,
+                },
+            )
     print(markdown(json.loads(args.output.read_text())["sets"]))
 
 
 def _summary(run: dict[str, Any]) -> dict[str, Any]:
-    return {k: run[k] for k in ("validation", "test", "best_epoch", "epochs_run", "fit_seconds", "settings")
-            if k in run}
+    return {
+        k: run[k] for k in ("validation", "test", "best_epoch", "epochs_run", "fit_seconds", "settings") if k in run
+    }
 
 
 def save(output: Path, name: str, entry: dict[str, Any]) -> None:
@@ -90,22 +105,29 @@ def save(output: Path, name: str, entry: dict[str, Any]) -> None:
 
 
 def markdown(sets: dict[str, Any]) -> str:
-    lines = [("| set / train rows | best cell | seeds | default test per seed | mean | best cell test per seed | mean "
-              "| gap of means | within target | fit s, default / cell (mean) |"),
-             "|---|---|---|---|---:|---|---:|---:|---|---|"]
+    lines = [
+        (
+            "| set / train rows | best cell | seeds | default test per seed | mean | best cell test per seed | mean "
+            "| gap of means | within target | fit s, default / cell (mean) |"
+        ),
+        "|---|---|---|---|---:|---|---:|---:|---|---|",
+    ]
     for name, entry in sets.items():
         runs = entry["runs"]
         seeds = sorted(set(runs["default"]) & set(runs["best_cell"]), key=int)
         default = [runs["default"][s]["test"] for s in seeds]
         cell = [runs["best_cell"][s]["test"] for s in seeds]
         gap = float(np.mean(cell) - np.mean(default))
-        fit = (np.mean([runs["default"][s]["fit_seconds"] for s in seeds]),
-               np.mean([runs["best_cell"][s]["fit_seconds"] for s in seeds]))
+        fit = (
+            np.mean([runs["default"][s]["fit_seconds"] for s in seeds]),
+            np.mean([runs["best_cell"][s]["fit_seconds"] for s in seeds]),
+        )
         lines.append(
             f"| {name} | {entry['cell']['learning_rate']:g} × {entry['cell']['epochs']} | {', '.join(seeds)} "
             f"| {' / '.join(f'{x:.3f}' for x in default)} | {np.mean(default):.3f} "
             f"| {' / '.join(f'{x:.3f}' for x in cell)} | {np.mean(cell):.3f} | {gap * 100:+.1f} "
-            f"| {'yes' if gap <= TOLERANCE[entry['task']] else 'no'} | {fit[0]:.0f} / {fit[1]:.0f} |")
+            f"| {'yes' if gap <= TOLERANCE[entry['task']] else 'no'} | {fit[0]:.0f} / {fit[1]:.0f} |"
+        )
     return "\n".join(lines)
 
 

@@ -43,9 +43,15 @@ def main() -> None:
             "task": task_of(args.dataset),
             "model": args.model,
             "data": files,
-            "training": {"epochs": args.epochs, "learning_rate": args.learning_rate, "batch_size": args.batch_size,
-                         "max_length": args.max_length, "seed": args.seed,
-                         "early_stopping_patience": args.patience, "progress": False},
+            "training": {
+                "epochs": args.epochs,
+                "learning_rate": args.learning_rate,
+                "batch_size": args.batch_size,
+                "max_length": args.max_length,
+                "seed": args.seed,
+                "early_stopping_patience": args.patience,
+                "progress": False,
+            },
             "output_dir": str(Path(work) / "run"),
         }
         started = time.perf_counter()
@@ -57,9 +63,15 @@ def main() -> None:
         "config": {k: v for k, v in config.items() if k not in ("data", "output_dir")},
         "sizes": run.metrics["sizes"],
         "best_epoch": run.metrics["best_epoch"],
-        "epochs": [{"epoch": e["epoch"], "train_loss": e["train_loss"], "samples_per_second": e["samples_per_second"],
-                    "validation": {k: v for k, v in e["validation"].items() if k != "report"}}
-                   for e in run.metrics["epochs"]],
+        "epochs": [
+            {
+                "epoch": e["epoch"],
+                "train_loss": e["train_loss"],
+                "samples_per_second": e["samples_per_second"],
+                "validation": {k: v for k, v in e["validation"].items() if k != "report"},
+            }
+            for e in run.metrics["epochs"]
+        ],
         "test": test,
         "test_report": run.metrics["test"]["report"],
         "wall_seconds": round(wall, 1),
@@ -67,8 +79,17 @@ def main() -> None:
     output = args.output or RESULTS / f"finetune_{args.dataset}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps({"dataset": args.dataset, "test": test, "best_epoch": result["best_epoch"],
-                      "wall_seconds": result["wall_seconds"]}, indent=2))
+    print(
+        json.dumps(
+            {
+                "dataset": args.dataset,
+                "test": test,
+                "best_epoch": result["best_epoch"],
+                "wall_seconds": result["wall_seconds"],
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -101,8 +101,10 @@ def run_set(name: str, root: Path, args: argparse.Namespace, work: Path) -> dict
     scale = args.scale
     splits = {split: _sample(splits[split], max(round(scale * size), 8), args.seed) for split, size in sizes.items()}
     splits["train"], truth = corrupt(splits["train"], CORRUPTED, args.seed)
-    files = {split: str(write_examples(work / name / split, examples, task="generation"))
-             for split, examples in splits.items()}
+    files = {
+        split: str(write_examples(work / name / split, examples, task="generation"))
+        for split, examples in splits.items()
+    }
     # The agent's runs reward it on half of the validation pairs; every run chooses its best epoch on the other.
     stopping, _ = split_validation(splits["validation"], fraction=0.5, seed=args.seed, stratify=False)
     plain_files = {**files, "validation": str(write_examples(work / name / "stopping", stopping, task="generation"))}
@@ -115,29 +117,58 @@ def run_set(name: str, root: Path, args: argparse.Namespace, work: Path) -> dict
         if method in ("static", "random"):
             selection["drop_fraction"] = drop
         started = time.perf_counter()
-        run = autoft.train({"task": "generation", "data": plain_files if method == "all data" else files,
-                            "training": TRAINING, "generation": generation, "selection": selection,
-                            "output_dir": str(work / name / method.replace(" ", "-"))}, zero_shot=method == "all data")
+        run = autoft.train(
+            {
+                "task": "generation",
+                "data": plain_files if method == "all data" else files,
+                "training": TRAINING,
+                "generation": generation,
+                "selection": selection,
+                "output_dir": str(work / name / method.replace(" ", "-")),
+            },
+            zero_shot=method == "all data",
+        )
         wall = time.perf_counter() - started
         if method == "agent":
             drop = run.config.selection.drop_fraction
         left = _left_out(run.path, len(truth))
         test = run.metrics["test"]
         rows[method] = {
-            "metric": test[metric], also: test[also], "test_loss": test["loss"],
-            "validation_loss": run.metrics["validation"]["loss"], "left_out": int(left.sum()),
+            "metric": test[metric],
+            also: test[also],
+            "test_loss": test["loss"],
+            "validation_loss": run.metrics["validation"]["loss"],
+            "left_out": int(left.sum()),
             "corrupted_left_out": float(left[truth].mean()),
             "precision": float(truth[left].mean()) if left.any() else None,
             "estimated_rate": (run.metrics.get("noise") or {}).get("rate"),
-            "best_epoch": run.metrics["best_epoch"], "wall_seconds": round(wall, 1),
-            **({"zero_shot": {metric: run.metrics["zero_shot"][metric], also: run.metrics["zero_shot"][also],
-                              "loss": run.metrics["zero_shot"]["loss"]}} if method == "all data" else {}),
+            "best_epoch": run.metrics["best_epoch"],
+            "wall_seconds": round(wall, 1),
+            **(
+                {
+                    "zero_shot": {
+                        metric: run.metrics["zero_shot"][metric],
+                        also: run.metrics["zero_shot"][also],
+                        "loss": run.metrics["zero_shot"]["loss"],
+                    }
+                }
+                if method == "all data"
+                else {}
+            ),
         }
         log.info("%s / %s: %s", name, method, rows[method])
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], check=False, capture_output=True, text=True,
-                            cwd=Path(__file__).parent).stdout.strip()
-    return {"data": label, "metric": metric, "also": also, "sizes": {k: len(v) for k, v in splits.items()},
-            "corrupted": int(truth.sum()), "methods": rows, "commit": commit}
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], check=False, capture_output=True, text=True, cwd=Path(__file__).parent
+    ).stdout.strip()
+    return {
+        "data": label,
+        "metric": metric,
+        "also": also,
+        "sizes": {k: len(v) for k, v in splits.items()},
+        "corrupted": int(truth.sum()),
+        "methods": rows,
+        "commit": commit,
+    }
 
 
 def table(results: dict[str, dict]) -> str:
@@ -145,16 +176,26 @@ def table(results: dict[str, dict]) -> str:
     for name, result in results.items():
         sizes, metric, also = result["sizes"], result["metric"], result["also"]
         zero = result["methods"]["all data"]["zero_shot"]
-        lines += [(f"**{name}: {result['data']}** ({sizes['train']} / {sizes['validation']} / {sizes['test']} pairs, "
-                  f"{result['corrupted']} training responses swapped; zero-shot {metric} {zero[metric]:.3f}, "
-                  f"test loss {zero['loss']:.3f})"), "",
-                  (f"| method | test {metric} | test {also} | test loss | validation loss | left out | corrupted "
-                  "left out | precision | wall s |"), "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            (
+                f"**{name}: {result['data']}** ({sizes['train']} / {sizes['validation']} / {sizes['test']} pairs, "
+                f"{result['corrupted']} training responses swapped; zero-shot {metric} {zero[metric]:.3f}, "
+                f"test loss {zero['loss']:.3f})"
+            ),
+            "",
+            (
+                f"| method | test {metric} | test {also} | test loss | validation loss | left out | corrupted "
+                "left out | precision | wall s |"
+            ),
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
         for method, row in result["methods"].items():
             precision = "–" if row["precision"] is None else f"{row['precision']:.0%}"
-            lines.append(f"| {method} | {row['metric']:.3f} | {row[also]:.3f} | {row['test_loss']:.3f} | "
-                         f"{row['validation_loss']:.3f} | {row['left_out']} | {row['corrupted_left_out']:.0%} | "
-                         f"{precision} | {row['wall_seconds']:.0f} |")
+            lines.append(
+                f"| {method} | {row['metric']:.3f} | {row[also]:.3f} | {row['test_loss']:.3f} | "
+                f"{row['validation_loss']:.3f} | {row['left_out']} | {row['corrupted_left_out']:.0%} | "
+                f"{precision} | {row['wall_seconds']:.0f} |"
+            )
         lines.append("")
     return "\n".join(lines)
 

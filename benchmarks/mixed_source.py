@@ -54,8 +54,11 @@ log = logging.getLogger("mixed_source")
 RESULTS = Path(__file__).resolve().parent / "results"
 SOURCES = ("tweets", "noisy_tweets", "off_domain")
 METHODS = ("proportional", "uniform", "grid", "static", "learned", "learned-source")
-SELECTION = {"static": {"policy": "suspicion"}, "learned": {"policy": DEFAULT_POLICY},
-             "learned-source": {"policy": DEFAULT_POLICY, "bucket_by": "source"}}
+SELECTION = {
+    "static": {"policy": "suspicion"},
+    "learned": {"policy": DEFAULT_POLICY},
+    "learned-source": {"policy": DEFAULT_POLICY, "bucket_by": "source"},
+}
 
 
 def pool(sizes: list[int], heavy_noise: float, seed: int, root: str | None) -> dict[str, Any]:
@@ -65,15 +68,18 @@ def pool(sizes: list[int], heavy_noise: float, seed: int, root: str | None) -> d
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(tweets["train"]))
     first = [tweets["train"][i] for i in order[: sizes[0]]]
-    second = [tweets["train"][i] for i in order[sizes[0]: sizes[0] + sizes[1]]]
+    second = [tweets["train"][i] for i in order[sizes[0] : sizes[0] + sizes[1]]]
     flip = rng.random(len(second)) < heavy_noise
-    noisy = [Example(e.text, rng.choice([x for x in labels if x != e.label])) if f else e
-             for e, f in zip(second, flip)]
+    noisy = [Example(e.text, rng.choice([x for x in labels if x != e.label])) if f else e for e, f in zip(second, flip)]
     queries = load_public("banking77", root)["train"]
-    off = [Example(queries[i].text, labels[rng.integers(len(labels))])
-           for i in rng.permutation(len(queries))[: sizes[2]]]
-    return {"sources": dict(zip(SOURCES, (first, noisy, off))), "validation": tweets["validation"],
-            "test": tweets["test"]}
+    off = [
+        Example(queries[i].text, labels[rng.integers(len(labels))]) for i in rng.permutation(len(queries))[: sizes[2]]
+    ]
+    return {
+        "sources": dict(zip(SOURCES, (first, noisy, off))),
+        "validation": tweets["validation"],
+        "test": tweets["test"],
+    }
 
 
 def rows_of(sources: dict[str, list[Example]]) -> dict[str, np.ndarray]:
@@ -85,15 +91,27 @@ def rows_of(sources: dict[str, list[Example]]) -> dict[str, np.ndarray]:
     return out
 
 
-def train_once(name: str, files: dict[str, Any], work: Path, args: argparse.Namespace, seed: int,
-               settings: dict[str, Any], *, weights: dict[str, float] | None = None,
-               selection: dict[str, Any] | None = None) -> dict[str, Any]:
+def train_once(
+    name: str,
+    files: dict[str, Any],
+    work: Path,
+    args: argparse.Namespace,
+    seed: int,
+    settings: dict[str, Any],
+    *,
+    weights: dict[str, float] | None = None,
+    selection: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """One run: plain with per-source loss ``weights``, or with an agent (``selection``)."""
     started = time.perf_counter()
-    config = {"task": "classification", "model": args.model, "output_dir": str(work / name),
-              "data": {"train": files["train"], "validation": files["validation"], "test": files["test"]},
-              "training": {"seed": seed, "progress": False, "max_length": args.max_length, **settings},
-              "selection": {"policy": "none"} if selection is None else selection}
+    config = {
+        "task": "classification",
+        "model": args.model,
+        "output_dir": str(work / name),
+        "data": {"train": files["train"], "validation": files["validation"], "test": files["test"]},
+        "training": {"seed": seed, "progress": False, "max_length": args.max_length, **settings},
+        "selection": {"policy": "none"} if selection is None else selection,
+    }
     callbacks = [RowWeights(files["rows"][s], w) for s, w in (weights or {}).items() if w != 1.0]
     run = autoft.train(config, callbacks=callbacks)
     kept = {s: None for s in SOURCES}
@@ -103,39 +121,72 @@ def train_once(name: str, files: dict[str, Any], work: Path, args: argparse.Name
         kept = {s: round(1 - float(flagged[rows].mean()), 4) for s, rows in files["rows"].items()}
     elif weights is not None:
         kept = {s: float(weights.get(s, 1.0) > 0) for s in SOURCES}
-    return {"method": name, "weights": weights, "test": run.metrics["test"]["macro_f1"],
-            "validation": run.metrics["validation"]["macro_f1"], "kept": kept,
-            "settings": {k: run.metrics["training"][k] for k in SHARED},
-            "wall_seconds": round(time.perf_counter() - started, 1)}
+    return {
+        "method": name,
+        "weights": weights,
+        "test": run.metrics["test"]["macro_f1"],
+        "validation": run.metrics["validation"]["macro_f1"],
+        "kept": kept,
+        "settings": {k: run.metrics["training"][k] for k in SHARED},
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
 
 
 def one_seed(args: argparse.Namespace, seed: int) -> list[dict[str, Any]]:
     data = pool(args.sizes, args.heavy_noise, seed, args.data_root)
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
-        files = {"train": [str(write_examples(work / name, rows)) for name, rows in data["sources"].items()],
-                 "validation": str(write_examples(work / "validation", data["validation"])),
-                 "test": str(write_examples(work / "test", data["test"])), "rows": rows_of(data["sources"])}
+        files = {
+            "train": [str(write_examples(work / name, rows)) for name, rows in data["sources"].items()],
+            "validation": str(write_examples(work / "validation", data["validation"])),
+            "test": str(write_examples(work / "test", data["test"])),
+            "rows": rows_of(data["sources"]),
+        }
         fixed = {k: args.__dict__[k] for k in ("epochs", "learning_rate", "batch_size") if args.__dict__[k] != "auto"}
         runs = [train_once("proportional", files, work, args, seed, fixed, weights=dict.fromkeys(SOURCES, 1.0))]
         settings = {**fixed, **runs[0]["settings"]}  # every other method trains with the settings plain resolved
         sizes = {s: len(r) for s, r in files["rows"].items()}
         if "uniform" in args.methods:
             total = sum(sizes.values())
-            runs.append(train_once("uniform", files, work, args, seed, settings,
-                                   weights={s: total / (len(SOURCES) * n) for s, n in sizes.items()}))
+            runs.append(
+                train_once(
+                    "uniform",
+                    files,
+                    work,
+                    args,
+                    seed,
+                    settings,
+                    weights={s: total / (len(SOURCES) * n) for s, n in sizes.items()},
+                )
+            )
         if "grid" in args.methods:
             for a, b in itertools.product(args.grid, repeat=2):
                 if (a, b) != (1.0, 1.0):  # (that one is proportional)
-                    runs.append(train_once(f"grid-{a:g}-{b:g}", files, work, args, seed, settings,
-                                           weights={"tweets": 1.0, "noisy_tweets": a, "off_domain": b}))
+                    runs.append(
+                        train_once(
+                            f"grid-{a:g}-{b:g}",
+                            files,
+                            work,
+                            args,
+                            seed,
+                            settings,
+                            weights={"tweets": 1.0, "noisy_tweets": a, "off_domain": b},
+                        )
+                    )
         for method, selection in SELECTION.items():
             if method in args.methods:
                 runs.append(train_once(method, files, work, args, seed, settings, selection=selection))
     for run in runs:
         run["seed"] = seed
-        log.info("seed %d %s: test macro-F1 %.4f (validation %.4f), kept %s, %.0f s", seed, run["method"],
-                 run["test"], run["validation"], run["kept"], run["wall_seconds"])
+        log.info(
+            "seed %d %s: test macro-F1 %.4f (validation %.4f), kept %s, %.0f s",
+            seed,
+            run["method"],
+            run["test"],
+            run["validation"],
+            run["kept"],
+            run["wall_seconds"],
+        )
     return runs
 
 
@@ -152,26 +203,38 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         if len(grid) > 1:
             by.setdefault("best fixed (chosen on validation)", []).append(max(grid, key=lambda r: r["validation"]))
             by.setdefault("best fixed in hindsight (on test)", []).append(max(grid, key=lambda r: r["test"]))
-    return {name: {"test_mean": float(np.mean([r["test"] for r in rs])), "test_std": float(np.std([r["test"] for r in rs])),
-                   "seeds": len(rs), "chosen": [r["method"] for r in rs],
-                   "kept": {s: [r["kept"][s] for r in rs] for s in SOURCES},
-                   "wall_seconds": float(np.mean([r["wall_seconds"] for r in rs]))} for name, rs in by.items()}
+    return {
+        name: {
+            "test_mean": float(np.mean([r["test"] for r in rs])),
+            "test_std": float(np.std([r["test"] for r in rs])),
+            "seeds": len(rs),
+            "chosen": [r["method"] for r in rs],
+            "kept": {s: [r["kept"][s] for r in rs] for s in SOURCES},
+            "wall_seconds": float(np.mean([r["wall_seconds"] for r in rs])),
+        }
+        for name, rs in by.items()
+    }
 
 
 def markdown(summary: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
-    head = (f"Mixed-source pool (issue 27): TweetEval emotion {args.sizes[0]} rows, {args.sizes[1]} more with "
-            f"{args.heavy_noise:.0%} of their labels replaced, {args.sizes[2]} BANKING77 queries with random emotion "
-            f"labels; TweetEval's validation and test. Test macro-F1, mean ± std over seeds; kept: the share of each "
-            f"source the method trained on (agents: rows not left out at the end; grid: weight above 0).\n\n"
-            "| method | test macro-F1 | seeds | kept: tweets / noisy / off-domain | mixture | wall s |\n"
-            "|---|---:|---:|---|---|---:|")
+    head = (
+        f"Mixed-source pool (issue 27): TweetEval emotion {args.sizes[0]} rows, {args.sizes[1]} more with "
+        f"{args.heavy_noise:.0%} of their labels replaced, {args.sizes[2]} BANKING77 queries with random emotion "
+        f"labels; TweetEval's validation and test. Test macro-F1, mean ± std over seeds; kept: the share of each "
+        f"source the method trained on (agents: rows not left out at the end; grid: weight above 0).\n\n"
+        "| method | test macro-F1 | seeds | kept: tweets / noisy / off-domain | mixture | wall s |\n"
+        "|---|---:|---:|---|---|---:|"
+    )
     lines = [head]
     for name, row in summary.items():
-        kept = " / ".join("–" if any(v is None for v in row["kept"][s]) else f"{np.mean(row['kept'][s]):.2f}"
-                          for s in SOURCES)
+        kept = " / ".join(
+            "–" if any(v is None for v in row["kept"][s]) else f"{np.mean(row['kept'][s]):.2f}" for s in SOURCES
+        )
         mixture = ", ".join(dict.fromkeys(row["chosen"])) if name.startswith("best") else ""
-        lines.append(f"| {name} | {row['test_mean']:.3f} ± {row['test_std']:.3f} | {row['seeds']} | {kept} | "
-                     f"{mixture} | {row['wall_seconds']:.0f} |")
+        lines.append(
+            f"| {name} | {row['test_mean']:.3f} ± {row['test_std']:.3f} | {row['seeds']} | {kept} | "
+            f"{mixture} | {row['wall_seconds']:.0f} |"
+        )
     return "\n".join(lines)
 
 
@@ -199,9 +262,14 @@ def main() -> None:
     runs = [run for seed in args.seeds for run in one_seed(args, seed)]
     summary = summarise(runs)
     text = markdown(summary, args)
-    write_json(args.output.with_suffix(".json"), {"arguments": {k: v for k, v in vars(args).items()
-                                                                if k != "output"} | {"output": str(args.output)},
-                                                  "summary": summary, "runs": runs})
+    write_json(
+        args.output.with_suffix(".json"),
+        {
+            "arguments": {k: v for k, v in vars(args).items() if k != "output"} | {"output": str(args.output)},
+            "summary": summary,
+            "runs": runs,
+        },
+    )
     write_text_atomic(args.output.with_suffix(".md"), text + "\n")
     print(text)
 

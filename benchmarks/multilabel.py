@@ -52,9 +52,11 @@ def frozen_baseline(splits: dict, labels: list[str], seed: int) -> dict[str, flo
     (x_train, y_train), (x_test, y_test) = xy(splits["train"]), xy(splits["test"])
     model = OneVsRestClassifier(LogisticRegression(max_iter=2000, C=1.0, random_state=seed)).fit(x_train, y_train)
     predicted = model.predict(x_test)
-    return {"micro_f1": float(f1_score(y_test, predicted, average="micro", zero_division=0)),
-            "macro_f1": float(f1_score(y_test, predicted, average="macro", zero_division=0)),
-            "subset_accuracy": float((predicted == y_test).all(axis=1).mean())}
+    return {
+        "micro_f1": float(f1_score(y_test, predicted, average="micro", zero_division=0)),
+        "macro_f1": float(f1_score(y_test, predicted, average="macro", zero_division=0)),
+        "subset_accuracy": float((predicted == y_test).all(axis=1).mean()),
+    }
 
 
 def main() -> None:
@@ -77,32 +79,51 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         files = {name: str(write_examples(Path(work) / name, examples)) for name, examples in splits.items()}
         started = time.perf_counter()
-        run = autoft.train({"task": "multi-label-classification", "data": files, "output_dir": str(Path(work) / "run"),
-                            "training": {"seed": args.seed, "progress": False}})
+        run = autoft.train(
+            {
+                "task": "multi-label-classification",
+                "data": files,
+                "output_dir": str(Path(work) / "run"),
+                "training": {"seed": args.seed, "progress": False},
+            }
+        )
         wall = time.perf_counter() - started
         keep = ("micro_f1", "macro_f1", "subset_accuracy")
-        rows["autoft"] = {**{k: run.metrics["test"][k] for k in keep}, "wall_seconds": round(wall, 1),
-                          "thresholds": run.adapter.decision["thresholds"],
-                          "settings": {k: run.config.training.model_dump()[k] for k in ("learning_rate", "epochs")},
-                          "best_epoch": run.metrics.get("best_epoch")}
+        rows["autoft"] = {
+            **{k: run.metrics["test"][k] for k in keep},
+            "wall_seconds": round(wall, 1),
+            "thresholds": run.adapter.decision["thresholds"],
+            "settings": {k: run.config.training.model_dump()[k] for k in ("learning_rate", "epochs")},
+            "best_epoch": run.metrics.get("best_epoch"),
+        }
         run.adapter.decision = {"thresholds": {label: 0.5 for label in run.labels}}
         plain = run.evaluate(splits["test"])
         rows["autoft, thresholds 0.5"] = {k: plain[k] for k in keep}
         labels = run.labels
     started = time.perf_counter()
-    rows["frozen MiniLM + one-vs-rest logistic regression"] = {**frozen_baseline(splits, labels, args.seed),
-                                                                "wall_seconds": round(time.perf_counter() - started, 1)}
+    rows["frozen MiniLM + one-vs-rest logistic regression"] = {
+        **frozen_baseline(splits, labels, args.seed),
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
     sizes = {name: len(examples) for name, examples in splits.items()}
-    lines = [(f"SGD user-turn dialogue acts ({len(labels)} acts), train / validation / test = "
-             f"{sizes['train']} / {sizes['validation']} / {sizes['test']} turns, packaged MiniLM, seed {args.seed}."),
-             "", "| method | test micro-F1 | test macro-F1 | subset accuracy | wall s |", "|---|---:|---:|---:|---:|"]
+    lines = [
+        (
+            f"SGD user-turn dialogue acts ({len(labels)} acts), train / validation / test = "
+            f"{sizes['train']} / {sizes['validation']} / {sizes['test']} turns, packaged MiniLM, seed {args.seed}."
+        ),
+        "",
+        "| method | test micro-F1 | test macro-F1 | subset accuracy | wall s |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for name, r in rows.items():
         wall = f"{r['wall_seconds']:.0f}" if "wall_seconds" in r else "–"
         lines.append(f"| {name} | {r['micro_f1']:.3f} | {r['macro_f1']:.3f} | {r['subset_accuracy']:.3f} | {wall} |")
     text = "\n".join(lines) + "\n"
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "sizes": sizes,
-                                       "rows": rows}, indent=2) + "\n", encoding="utf-8")
+    args.output.write_text(
+        json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "sizes": sizes, "rows": rows}, indent=2) + "\n",
+        encoding="utf-8",
+    )
     args.output.with_suffix(".md").write_text(text, encoding="utf-8")
     print(text)
 

@@ -113,15 +113,17 @@ SETTINGS = {
     "banking77_300_clean": Setting("banking77", "300"),
     "tweeteval_300_noise10": Setting("tweeteval_emotion", "300", noise=0.1),
     "banking77_300_noise10": Setting("banking77", "300", noise=0.1),
-    "tweeteval_sym40_noise_seeds_345": Setting("tweeteval_emotion", noise=0.4, noise_seed_offset=3, group="noisy",
-                                               cleanlab=True),
+    "tweeteval_sym40_noise_seeds_345": Setting(
+        "tweeteval_emotion", noise=0.4, noise_seed_offset=3, group="noisy", cleanlab=True
+    ),
     "tweeteval_asym30": Setting("tweeteval_emotion", noise=0.3, noise_kind="asymmetric", group="gains"),
     "banking77_sym40": Setting("banking77", noise=0.4, group="gains"),
     "btc_flips30": Setting("btc_ner", first=2000, noise=0.3, noise_kind="flips", group="gains"),
     "plain_auto_sym40": Setting("tweeteval_emotion", noise=0.4, group="plain_auto", plain_only=True),
 }
-GROUPS = {group: [n for n, s in SETTINGS.items() if s.group == group] for group in ("clean", "noisy", "gains",
-                                                                                      "plain_auto")}
+GROUPS = {
+    group: [n for n, s in SETTINGS.items() if s.group == group] for group in ("clean", "noisy", "gains", "plain_auto")
+}
 
 
 # --- data ------------------------------------------------------------------------------------------
@@ -135,8 +137,11 @@ def semeval_splits(n: int, root: str | None) -> dict[str, list[Example]]:
     folder = shared_root(root) / "semeval2010_task8"
     pool = load_examples(folder / "TRAIN_FILE.TXT", task="relation-extraction")
     order = np.random.default_rng(SLICE_SEED).permutation(len(pool))
-    return {"train": [pool[i] for i in sorted(order[800:][:n])], "validation": [pool[i] for i in sorted(order[:800])],
-            "test": load_examples(folder / "TEST_FILE_FULL.TXT", task="relation-extraction")}
+    return {
+        "train": [pool[i] for i in sorted(order[800:][:n])],
+        "validation": [pool[i] for i in sorted(order[:800])],
+        "test": load_examples(folder / "TEST_FILE_FULL.TXT", task="relation-extraction"),
+    }
 
 
 def clean_splits(setting: Setting, folder: Path, root: str | None) -> dict[str, list[Example]]:
@@ -145,8 +150,11 @@ def clean_splits(setting: Setting, folder: Path, root: str | None) -> dict[str, 
         return semeval_splits(int(setting.size), root)
     if setting.data == "sgd_acts":  # multilabel.py: 2,000 training and 500 validation turns, every test turn
         splits = load_public("sgd_acts", root)
-        return {"train": seeded(splits["train"], int(setting.size)), "validation": seeded(splits["validation"], 500),
-                "test": splits["test"]}
+        return {
+            "train": seeded(splits["train"], int(setting.size)),
+            "validation": seeded(splits["validation"], 500),
+            "test": splits["test"],
+        }
     files = slice_files(setting.data, setting.size, folder, seed=SLICE_SEED, root=root)  # defaults.py's slice
     splits = {name: load_examples(path, task=setting.task) for name, path in files.items()}
     if setting.first:
@@ -160,17 +168,20 @@ def add_noise(setting: Setting, splits: dict[str, list[Example]], seed: int) -> 
     if setting.noise_kind == "flips":
         tags, flipped, noisy = flip_entity_types([e.label for e in train], setting.noise, seed, entity_types(train))
         return [Example(e.text, t) for e, t in zip(train, tags)], {
-            "spans_flipped": flipped, "noisy_share": round(float(noisy.mean()), 4)}
-    confusable = (confusable_classes(splits, PROBE_MODEL, PROBE_LENGTH) if setting.noise_kind == "asymmetric"
-                  else {})
+            "spans_flipped": flipped,
+            "noisy_share": round(float(noisy.mean()), 4),
+        }
+    confusable = confusable_classes(splits, PROBE_MODEL, PROBE_LENGTH) if setting.noise_kind == "asymmetric" else {}
     labels = inject([e.label for e in train], setting.noise, setting.noise_kind, seed, confusable)
     return [Example(e.text, label) for e, label in zip(train, labels)], {
         "noisy_share": round(float(np.mean([e.label != label for e, label in zip(train, labels)])), 4),
-        **({"confusable": confusable} if confusable else {})}
+        **({"confusable": confusable} if confusable else {}),
+    }
 
 
-def cell_files(setting: Setting, seed: int, folder: Path, *, root: str | None,
-               train_limit: int | None) -> tuple[dict[str, str], dict[str, Any]]:
+def cell_files(
+    setting: Setting, seed: int, folder: Path, *, root: str | None, train_limit: int | None
+) -> tuple[dict[str, str], dict[str, Any]]:
     """Write the cell's data files; returns them and a record of sizes and injected noise."""
     splits = clean_splits(setting, folder / "clean", root)
     if train_limit:  # quick checks only
@@ -195,19 +206,30 @@ def cell_files(setting: Setting, seed: int, folder: Path, *, root: str | None,
 # --- runs ------------------------------------------------------------------------------------------
 def class_f1(report: dict[str, Any] | None) -> dict[str, float]:
     """Per-class F1 of a report: classification_report's classes (``f1-score``), relation types (``f1``)."""
-    return {name: round(float(row.get("f1-score", row.get("f1"))), 4) for name, row in (report or {}).items()
-            if isinstance(row, dict) and not name.endswith(" avg") and ("f1-score" in row or "f1" in row)}
+    return {
+        name: round(float(row.get("f1-score", row.get("f1"))), 4)
+        for name, row in (report or {}).items()
+        if isinstance(row, dict) and not name.endswith(" avg") and ("f1-score" in row or "f1" in row)
+    }
 
 
 def read_run(folder: Path) -> dict[str, Any]:
     """A run directory's scores: primary metric on test and validation, per-class F1, wall, rate, epochs."""
     metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
     primary = metrics["primary_metric"]
-    return {"metric": primary, "test": metrics["test"][primary], "validation": metrics["validation"][primary],
-            "per_class": class_f1(metrics["test"].get("report")), "wall_seconds": metrics["wall_seconds"],
-            "learning_rate": metrics["training"]["learning_rate"], "epochs": metrics["training"]["epochs"],
-            "epochs_run": len(metrics["epochs"]), "best_epoch": metrics["best_epoch"], "sizes": metrics["sizes"],
-            "noise": metrics.get("noise")}
+    return {
+        "metric": primary,
+        "test": metrics["test"][primary],
+        "validation": metrics["validation"][primary],
+        "per_class": class_f1(metrics["test"].get("report")),
+        "wall_seconds": metrics["wall_seconds"],
+        "learning_rate": metrics["training"]["learning_rate"],
+        "epochs": metrics["training"]["epochs"],
+        "epochs_run": len(metrics["epochs"]),
+        "best_epoch": metrics["best_epoch"],
+        "sizes": metrics["sizes"],
+        "noise": metrics.get("noise"),
+    }
 
 
 def read_agent(folder: Path) -> dict[str, Any]:
@@ -216,16 +238,24 @@ def read_agent(folder: Path) -> dict[str, Any]:
     run = read_run(folder)
     noise = run.pop("noise") or {}
     metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
-    return {**run, "estimated_noise": noise.get("rate"), "drop_fraction": noise.get("drop_fraction"),
-            "events": [r for r in read_jsonl(folder / "decisions.jsonl") if r.get("event") in EVENTS],
-            "back_off": metrics.get("back_off", [])}
+    return {
+        **run,
+        "estimated_noise": noise.get("rate"),
+        "drop_fraction": noise.get("drop_fraction"),
+        "events": [r for r in read_jsonl(folder / "decisions.jsonl") if r.get("event") in EVENTS],
+        "back_off": metrics.get("back_off", []),
+    }
 
 
 def fine_tune(setting: Setting, files: dict[str, str], seed: int, work: Path) -> dict[str, Any]:
     """``autoft run`` (or, plain only, ``autoft.train``) with every default."""
     output = work / "run"
-    config = {"task": setting.task, "data": files, "output_dir": str(output),
-              "training": {"seed": seed, "progress": False}}
+    config = {
+        "task": setting.task,
+        "data": files,
+        "output_dir": str(output),
+        "training": {"seed": seed, "progress": False},
+    }
     started = time.perf_counter()
     if setting.plain_only:
         autoft.train(config)
@@ -236,8 +266,12 @@ def fine_tune(setting: Setting, files: dict[str, str], seed: int, work: Path) ->
         agent = read_agent(output / "autonomous") if (output / "autonomous" / "metrics.json").exists() else None
         better = json.loads((output / "comparison.json").read_text(encoding="utf-8"))["better"]
     plain.pop("noise")
-    return {"plain": plain, "autonomous": agent, "better": better,
-            "wall_seconds": round(time.perf_counter() - started, 1)}
+    return {
+        "plain": plain,
+        "autonomous": agent,
+        "better": better,
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
 
 
 def cleanlab_run(files: dict[str, str], seed: int, work: Path) -> dict[str, Any]:
@@ -255,12 +289,19 @@ def cleanlab_run(files: dict[str, str], seed: int, work: Path) -> dict[str, Any]
     names = sorted({e.label for e in train + val})
     y, yv = (np.array([names.index(e.label) for e in examples]) for examples in (train, val))
     both = embed_examples(PROBE_MODEL, train + val, max_length=PROBE_LENGTH, progress=False)
-    oof, _ = probe_probabilities(both[: len(train)], y, both[len(train):], yv, n_classes=len(names), seed=seed,
-                                 c=CLEANLAB_C)
+    oof, _ = probe_probabilities(
+        both[: len(train)], y, both[len(train) :], yv, n_classes=len(names), seed=seed, c=CLEANLAB_C
+    )
     flagged = find_label_issues(y, oof)
     kept = write_examples(work / "cleanlab-train", [e for e, bad in zip(train, flagged) if not bad])
-    autoft.train({"task": "classification", "data": {**files, "train": str(kept)},
-                  "output_dir": str(work / "cleanlab"), "training": {"seed": seed, "progress": False}})
+    autoft.train(
+        {
+            "task": "classification",
+            "data": {**files, "train": str(kept)},
+            "output_dir": str(work / "cleanlab"),
+            "training": {"seed": seed, "progress": False},
+        }
+    )
     run = read_run(work / "cleanlab")
     run.pop("noise")
     return {**run, "pruned": int(flagged.sum()), "wall_seconds": round(time.perf_counter() - started, 1)}
@@ -270,23 +311,38 @@ def derive(cell: dict[str, Any]) -> None:
     """``gap``, ``classes_lost`` and ``served`` of a cell."""
     plain, agent, better = cell["plain"], cell["autonomous"], cell["better"]
     cell["gap"] = None if agent is None else round(agent["test"] - plain["test"], 4)
-    cell["classes_lost"] = [] if agent is None else sorted(
-        name for name, f1 in plain["per_class"].items()
-        if f1 > LOST_ABOVE and agent["per_class"].get(name, 0.0) < LOST_SHARE * f1)
+    cell["classes_lost"] = (
+        []
+        if agent is None
+        else sorted(
+            name
+            for name, f1 in plain["per_class"].items()
+            if f1 > LOST_ABOVE and agent["per_class"].get(name, 0.0) < LOST_SHARE * f1
+        )
+    )
     served = "autonomous" if better and better["run"] == "autonomous" and agent else "plain"
     cell["served_run"], cell["served"] = served, (agent if served == "autonomous" else plain)["test"]
 
 
-def run_cell(name: str, seed: int, args: argparse.Namespace, *, key: str, commit: str, dirty: bool,
-             cached: dict[str, Any] | None) -> dict[str, Any]:
+def run_cell(
+    name: str, seed: int, args: argparse.Namespace, *, key: str, commit: str, dirty: bool, cached: dict[str, Any] | None
+) -> dict[str, Any]:
     """One cell (or, for a cached one, only its missing cleanlab baseline)."""
     setting = SETTINGS[name]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         files, data = cell_files(setting, seed, work / "data", root=args.data_root, train_limit=args.train_limit)
-        cell = cached or {"key": key, "setting": name, "seed": seed, "commit": commit, "dirty": dirty,
-                          "threads": args.threads, "train_limit": args.train_limit, "data": data,
-                          **fine_tune(setting, files, seed, work)}
+        cell = cached or {
+            "key": key,
+            "setting": name,
+            "seed": seed,
+            "commit": commit,
+            "dirty": dirty,
+            "threads": args.threads,
+            "train_limit": args.train_limit,
+            "data": data,
+            **fine_tune(setting, files, seed, work),
+        }
         if args.cleanlab and setting.cleanlab and "cleanlab" not in cell:
             cell["cleanlab"] = cleanlab_run(files, seed, work)
     derive(cell)
@@ -298,10 +354,12 @@ def cell_line(cell: dict[str, Any]) -> str:
     text = f"{cell['setting']} seed {cell['seed']}: plain {plain['test']:.4f} (val {plain['validation']:.4f})"
     if agent:
         events = {e: sum(r["event"] == e for r in agent["events"]) for e in EVENTS}
-        text += (f", autonomous {agent['test']:.4f} (val {agent['validation']:.4f}), gap {cell['gap']:+.4f}, "
-                 f"served {cell['served_run']}, noise est {_num(agent['estimated_noise'])} drop "
-                 f"{_num(agent['drop_fraction'])}, lost {cell['classes_lost'] or 'none'}, "
-                 + ", ".join(f"{e} {n}" for e, n in events.items()))
+        text += (
+            f", autonomous {agent['test']:.4f} (val {agent['validation']:.4f}), gap {cell['gap']:+.4f}, "
+            f"served {cell['served_run']}, noise est {_num(agent['estimated_noise'])} drop "
+            f"{_num(agent['drop_fraction'])}, lost {cell['classes_lost'] or 'none'}, "
+            + ", ".join(f"{e} {n}" for e, n in events.items())
+        )
     if "cleanlab" in cell:
         text += f", cleanlab {cell['cleanlab']['test']:.4f} ({cell['cleanlab']['pruned']} pruned)"
     return text + f", wall {cell['wall_seconds']:.0f} s"
@@ -311,9 +369,11 @@ def cell_line(cell: dict[str, Any]) -> str:
 def git_state() -> tuple[str, bool]:
     """The short hash of the last commit that changed src/ (a commit of tests or documents leaves the cells valid),
     and whether src/ has uncommitted changes."""
+
     def git(*arguments: str) -> str:
-        return subprocess.run(["git", *arguments], capture_output=True, text=True, check=False,
-                              cwd=Path(__file__).resolve().parents[1]).stdout.strip()
+        return subprocess.run(
+            ["git", *arguments], capture_output=True, text=True, check=False, cwd=Path(__file__).resolve().parents[1]
+        ).stdout.strip()
 
     return git("log", "-1", "--format=%h", "--", "src"), bool(git("status", "--porcelain", "--", "src"))
 
@@ -355,8 +415,12 @@ def _spread(values: list[float]) -> str:
 def check(name: str, met: bool | None, miss: float | None = None, where: str = "") -> dict[str, Any]:
     """A target: met (True / False; None: not checked) and, when missed, by how much in metric units."""
     met = None if met is None else bool(met)
-    return {"target": name, "met": met, "miss": round(float(miss), 4) if met is False and miss is not None else None,
-            "where": where}
+    return {
+        "target": name,
+        "met": met,
+        "miss": round(float(miss), 4) if met is False and miss is not None else None,
+        "where": where,
+    }
 
 
 def targets(setting: Setting, cells: list[dict[str, Any]], *, served: bool = False) -> list[dict[str, Any]]:
@@ -372,20 +436,25 @@ def targets(setting: Setting, cells: list[dict[str, Any]], *, served: bool = Fal
         return [check("one run (no agent for this task): served = plain", True)]
     agent_mean, plain_mean = np.mean(list(result.values())), np.mean(list(plain.values()))
     worst = min(gaps, key=gaps.get)
-    lost = [f"seed {c['seed']}: {', '.join(c['classes_lost'])}" for c in cells
-            if c["classes_lost"] and not (served and c["served_run"] == "plain")]
+    lost = [
+        f"seed {c['seed']}: {', '.join(c['classes_lost'])}"
+        for c in cells
+        if c["classes_lost"] and not (served and c["served_run"] == "plain")
+    ]
     no_loss = check("no class lost", not lost, where="; ".join(lost))
     if setting.group == "clean":
-        return [check("mean ≥ plain mean − 0.005", agent_mean >= plain_mean - 0.005,
-                      plain_mean - 0.005 - agent_mean),
-                check("every seed ≥ plain − 0.02", gaps[worst] >= -0.02, -0.02 - gaps[worst], f"seed {worst}"),
-                no_loss]
+        return [
+            check("mean ≥ plain mean − 0.005", agent_mean >= plain_mean - 0.005, plain_mean - 0.005 - agent_mean),
+            check("every seed ≥ plain − 0.02", gaps[worst] >= -0.02, -0.02 - gaps[worst], f"seed {worst}"),
+            no_loss,
+        ]
     if setting.group == "noisy":
         found = [check("every seed ≥ plain", gaps[worst] >= 0, -gaps[worst], f"seed {worst}"), no_loss]
         cleanlab = [c["cleanlab"]["test"] for c in cells if "cleanlab" in c]  # (found: the targets so far)
         if len(cleanlab) == len(cells):
-            found.append(check("mean ≥ cleanlab mean", agent_mean >= np.mean(cleanlab),
-                               float(np.mean(cleanlab) - agent_mean)))
+            found.append(
+                check("mean ≥ cleanlab mean", agent_mean >= np.mean(cleanlab), float(np.mean(cleanlab) - agent_mean))
+            )
         else:
             found.append(check("mean ≥ cleanlab mean", None, where="cleanlab not run on every seed: --cleanlab"))
         return found
@@ -423,12 +492,16 @@ def targets_text(found: list[dict[str, Any]]) -> str:
     return text + "".join(f"; not checked: {_describe(t)}" for t in unchecked)
 
 
-SETTING_HEADER = ("| setting | seeds | plain | autonomous | served | worst gap (seed) | cleanlab | classes lost (seed) "
-                  "| back-offs | targets met: agent's run | targets met: served |\n"
-                  "|---|---|---:|---:|---:|---:|---:|---|---:|---|---|")
-CELL_HEADER = ("| setting | seed (noise seed) | plain test / val | autonomous test / val | gap | served "
-               "| est. noise / drop | rate, epochs run: plain; autonomous | events | wall s |\n"
-               "|---|---|---|---|---:|---|---|---|---|---:|")
+SETTING_HEADER = (
+    "| setting | seeds | plain | autonomous | served | worst gap (seed) | cleanlab | classes lost (seed) "
+    "| back-offs | targets met: agent's run | targets met: served |\n"
+    "|---|---|---:|---:|---:|---:|---:|---|---:|---|---|"
+)
+CELL_HEADER = (
+    "| setting | seed (noise seed) | plain test / val | autonomous test / val | gap | served "
+    "| est. noise / drop | rate, epochs run: plain; autonomous | events | wall s |\n"
+    "|---|---|---|---|---:|---|---|---|---|---:|"
+)
 
 
 def setting_row(name: str, s: dict[str, Any]) -> str:
@@ -437,9 +510,11 @@ def setting_row(name: str, s: dict[str, Any]) -> str:
     lost = "; ".join(f"{', '.join(names)} ({seed})" for seed, names in s["classes_lost"].items()) or "none"
     one_run = SETTINGS[name].task == "multi-label-classification"
     agent = _spread(s["autonomous"]) if s["autonomous"] else "– (one run)" if one_run else "–"
-    return (f"| {name} | {' '.join(map(str, s['seeds']))} | {_spread(s['plain'])} | {agent} | "
-            f"{np.mean(s['served']):.3f} | {worst} | {_spread(s['cleanlab'])} | {lost} | {s['events']['back-off']} | "
-            f"{targets_text(s['targets'])} | {targets_text(s.get('targets_served') or s['targets'])} |")
+    return (
+        f"| {name} | {' '.join(map(str, s['seeds']))} | {_spread(s['plain'])} | {agent} | "
+        f"{np.mean(s['served']):.3f} | {worst} | {_spread(s['cleanlab'])} | {lost} | {s['events']['back-off']} | "
+        f"{targets_text(s['targets'])} | {targets_text(s.get('targets_served') or s['targets'])} |"
+    )
 
 
 def cell_row(name: str, cell: dict[str, Any]) -> str:
@@ -455,8 +530,10 @@ def cell_row(name: str, cell: dict[str, Any]) -> str:
         rates += f"; {a['learning_rate']:.2g}, {a['epochs_run']}"
         counts = {e: sum(r["event"] == e for r in a["events"]) for e in EVENTS}
         events = ", ".join(f"{e} {n}" for e, n in counts.items() if n)
-    return (f"| {name} | {seed} | {p['test']:.3f} / {p['validation']:.3f} | {agent} | {gap} | {cell['served_run']} | "
-            f"{estimate} | {rates} | {events or '–'} | {cell['wall_seconds']:.0f} |")
+    return (
+        f"| {name} | {seed} | {p['test']:.3f} / {p['validation']:.3f} | {agent} | {gap} | {cell['served_run']} | "
+        f"{estimate} | {rates} | {events or '–'} | {cell['wall_seconds']:.0f} |"
+    )
 
 
 def measured_at(used: dict[str, str]) -> str:
@@ -470,25 +547,34 @@ def measured_at(used: dict[str, str]) -> str:
 def markdown(results: dict[str, Any], used: dict[str, str]) -> str:
     dirty = any(cell["dirty"] for entry in results.values() for cell in entry["cells"])
     caveat = " (some cells ran with uncommitted changes under src/: see each cell's `dirty`)" if dirty else ""
-    intro = (f"Never worse than plain (issue 26): `autoft run` with every default, {measured_at(used)}{caveat}. Test "
-             "primary metric (macro-F1; entity F1 for BTC; the official macro-F1 for SemEval; micro-F1 for SGD acts), "
-             "mean ± std over seeds; gaps are autonomous − plain, in metric units. *Served* is the model `autoft run` "
-             "delivers (`serve` and `export` default to it): the better of the two runs on the same validation rows, "
-             "plain on a tie; its targets count a class lost only where the agent's run was served.")
+    intro = (
+        f"Never worse than plain (issue 26): `autoft run` with every default, {measured_at(used)}{caveat}. Test "
+        "primary metric (macro-F1; entity F1 for BTC; the official macro-F1 for SemEval; micro-F1 for SGD acts), "
+        "mean ± std over seeds; gaps are autonomous − plain, in metric units. *Served* is the model `autoft run` "
+        "delivers (`serve` and `export` default to it): the better of the two runs on the same validation rows, "
+        "plain on a tie; its targets count a class lost only where the agent's run was served."
+    )
     settings = [setting_row(name, entry["summary"]) for name, entry in results.items()]
     cells = [cell_row(name, cell) for name, entry in results.items() for cell in entry["cells"]]
     return "\n".join([intro, "", SETTING_HEADER, *settings, "", CELL_HEADER, *cells])
 
 
-def write_results(stem: Path, cells: dict[str, dict[str, Any]], names: list[str], *, commits: list[str],
-                  train_limit: int | None) -> str:
+def write_results(
+    stem: Path, cells: dict[str, dict[str, Any]], names: list[str], *, commits: list[str], train_limit: int | None
+) -> str:
     """``STEM.json`` and ``STEM.md`` from the cached cells for ``names``, each setting's from the first of ``commits``
     that has cells of it; returns the Markdown."""
     results, used = {}, {}
     for name in names:
         for commit in commits:
-            mine = sorted((c for c in cells.values() if c["setting"] == name and c["commit"] == commit
-                           and c.get("train_limit") == train_limit), key=lambda c: c["seed"])
+            mine = sorted(
+                (
+                    c
+                    for c in cells.values()
+                    if c["setting"] == name and c["commit"] == commit and c.get("train_limit") == train_limit
+                ),
+                key=lambda c: c["seed"],
+            )
             if mine:
                 for cell in mine:  # (derived again: a cached cell keeps what the definitions said when it ran)
                     derive(cell)
@@ -496,8 +582,7 @@ def write_results(stem: Path, cells: dict[str, dict[str, Any]], names: list[str]
                 used[name] = commit
                 break
     text = markdown(results, used)
-    report = {"commit": " / ".join(dict.fromkeys(used.values())) or commits[0], "commits": used,
-              "settings": results}
+    report = {"commit": " / ".join(dict.fromkeys(used.values())) or commits[0], "commits": used, "settings": results}
     write_text_atomic(stem.with_name(f"{stem.name}.json"), json.dumps(report, indent=2) + "\n")
     write_text_atomic(stem.with_name(f"{stem.name}.md"), text + "\n")
     return text
@@ -506,19 +591,36 @@ def write_results(stem: Path, cells: dict[str, dict[str, Any]], names: list[str]
 # --- command line ----------------------------------------------------------------------------------
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--settings", nargs="+", choices=[*SETTINGS, *GROUPS], default=list(SETTINGS), metavar="NAME",
-                        help="settings (listed above) or groups (clean, noisy, gains, plain_auto); default: all")
+    parser.add_argument(
+        "--settings",
+        nargs="+",
+        choices=[*SETTINGS, *GROUPS],
+        default=list(SETTINGS),
+        metavar="NAME",
+        help="settings (listed above) or groups (clean, noisy, gains, plain_auto); default: all",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
     parser.add_argument("--cleanlab", action="store_true", help="cleanlab as a baseline on the noisy setting's cells")
     parser.add_argument("--fresh", action="store_true", help="re-run cells cached for this commit")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--data-root", help="shared data folder (default: ../shared/data beside the checkout)")
-    parser.add_argument("--output", type=Path, default=RESULTS / "never_worse",
-                        help="stem of STEM.json, STEM.md and the cell cache STEM_cells.jsonl")
-    parser.add_argument("--commit", nargs="+", help="with --no-run: the cells of these commits, each setting's from the "
-                        "first listed that has cells of it (default: the last commit that changed src/)")
-    parser.add_argument("--no-run", action="store_true",
-                        help="write the results from the cells already cached for this commit; run none")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=RESULTS / "never_worse",
+        help="stem of STEM.json, STEM.md and the cell cache STEM_cells.jsonl",
+    )
+    parser.add_argument(
+        "--commit",
+        nargs="+",
+        help="with --no-run: the cells of these commits, each setting's from the "
+        "first listed that has cells of it (default: the last commit that changed src/)",
+    )
+    parser.add_argument(
+        "--no-run",
+        action="store_true",
+        help="write the results from the cells already cached for this commit; run none",
+    )
     parser.add_argument("--train-limit", type=int, help=argparse.SUPPRESS)  # quick checks: N training / validation rows
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")

@@ -56,9 +56,15 @@ def one(name: str, data: dict, kind: str, rate: float, seed: int, args, confusab
         noisy = flip_entity_types(given, rate, seed, entity_types(data["train"]))[0] if rate else given
     else:
         noisy = inject(given, rate, kind, seed, confusable) if rate else given
-    config = parse_config({"task": task, "model": args.model, "data": {"train": "(in memory)"},
-                           "training": {"max_length": args.max_length, "seed": 0, "progress": False},
-                           "selection": {"policy": "suspicion"}})
+    config = parse_config(
+        {
+            "task": task,
+            "model": args.model,
+            "data": {"train": "(in memory)"},
+            "training": {"max_length": args.max_length, "seed": 0, "progress": False},
+            "selection": {"policy": "suspicion"},
+        }
+    )
     started = time.perf_counter()
     valuation = value_samples(config, _splits(data, noisy), progress=False)
     seconds = time.perf_counter() - started
@@ -66,33 +72,54 @@ def one(name: str, data: dict, kind: str, rate: float, seed: int, args, confusab
     if task == "token-classification":  # a unit is wrong when its entity's given type differs from the real one
         from autoft.tasks.ner import bio_spans
 
-        wrong = np.array([{(f, la): k for k, f, la in bio_spans(given[owner])}.get(span) != units.class_names[label]
-                          for owner, span, label in zip(units.owner, units.spans, units.labels)])
+        wrong = np.array(
+            [
+                {(f, la): k for k, f, la in bio_spans(given[owner])}.get(span) != units.class_names[label]
+                for owner, span, label in zip(units.owner, units.spans, units.labels)
+            ]
+        )
     else:
         wrong = np.array([a != b for a, b in zip(given, noisy)])
     both = 0 < wrong.sum() < len(wrong)
     auroc = roc_auc_score(wrong, 1.0 - noise.correct) if both else None
     ranking = roc_auc_score(wrong, -valuation.policy.values_) if both else None
-    return {"dataset": name, "kind": kind if task != "token-classification" else "entity-type", "rate": rate,
-            "seed": seed, "units": len(wrong), "true_rate": float(wrong.mean()), "estimated_rate": noise.rate,
-            "error": noise.rate - float(wrong.mean()), "drop_fraction": valuation.selection.drop_fraction,
-            "auroc": auroc, "suspicion_auroc": ranking, "temperature": noise.temperature, "seconds": round(seconds, 1)}
+    return {
+        "dataset": name,
+        "kind": kind if task != "token-classification" else "entity-type",
+        "rate": rate,
+        "seed": seed,
+        "units": len(wrong),
+        "true_rate": float(wrong.mean()),
+        "estimated_rate": noise.rate,
+        "error": noise.rate - float(wrong.mean()),
+        "drop_fraction": valuation.selection.drop_fraction,
+        "auroc": auroc,
+        "suspicion_auroc": ranking,
+        "temperature": noise.temperature,
+        "seconds": round(seconds, 1),
+    }
 
 
 def markdown(rows: list[dict]) -> str:
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
         groups.setdefault((row["dataset"], row["kind"], row["rate"]), []).append(row)
-    header = ("| data set | noise | injected | true share wrong (mean) | estimated (mean ± std) | max abs error | "
-              "AUROC (posterior) | AUROC (suspicion) | seeds |")
+    header = (
+        "| data set | noise | injected | true share wrong (mean) | estimated (mean ± std) | max abs error | "
+        "AUROC (posterior) | AUROC (suspicion) | seeds |"
+    )
     lines = [header, "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for (name, kind, rate), items in groups.items():
         est = np.array([r["estimated_rate"] for r in items])
-        auroc, ranking = (f"{np.mean(v):.3f}" if (v := [r[k] for r in items if r.get(k) is not None]) else "–"
-                          for k in ("auroc", "suspicion_auroc"))
-        lines.append(f"| {name} | {kind} | {rate:.0%} | {np.mean([r['true_rate'] for r in items]):.3f} | "
-                     f"{est.mean():.3f} ± {est.std():.3f} | {max(abs(r['error']) for r in items):.3f} | {auroc} | {ranking} | "
-                     f"{len(items)} |")
+        auroc, ranking = (
+            f"{np.mean(v):.3f}" if (v := [r[k] for r in items if r.get(k) is not None]) else "–"
+            for k in ("auroc", "suspicion_auroc")
+        )
+        lines.append(
+            f"| {name} | {kind} | {rate:.0%} | {np.mean([r['true_rate'] for r in items]):.3f} | "
+            f"{est.mean():.3f} ± {est.std():.3f} | {max(abs(r['error']) for r in items):.3f} | {auroc} | {ranking} | "
+            f"{len(items)} |"
+        )
     return "\n".join(lines)
 
 
@@ -117,16 +144,34 @@ def main() -> None:
             settings += [("asymmetric", r) for r in args.asymmetric_rates]
         confusable = None if token else confusable_classes(data, args.model, args.max_length)
         for kind, rate in settings:
-            for seed in (args.seeds if rate else args.seeds[:1]):  # no noise: nothing random to repeat
+            for seed in args.seeds if rate else args.seeds[:1]:  # no noise: nothing random to repeat
                 row = one(name, data, kind, rate, seed, args, confusable)
-                log.info("%s %s %.0f%% seed %d: true %.3f, estimated %.3f, AUROC %s (%.0f s)", name, row["kind"],
-                         100 * rate, seed, row["true_rate"], row["estimated_rate"],
-                         f"{row['auroc']:.3f}" if row["auroc"] is not None else "-", row["seconds"])
+                log.info(
+                    "%s %s %.0f%% seed %d: true %.3f, estimated %.3f, AUROC %s (%.0f s)",
+                    name,
+                    row["kind"],
+                    100 * rate,
+                    seed,
+                    row["true_rate"],
+                    row["estimated_rate"],
+                    f"{row['auroc']:.3f}" if row["auroc"] is not None else "-",
+                    row["seconds"],
+                )
                 rows.append(row)
     table = markdown(rows)
-    write_json(args.output, {"command": "python benchmarks/noise_rate.py " + " ".join(
-        f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-        for k, v in vars(args).items() if k != "output"), "rows": rows, "table": table})
+    write_json(
+        args.output,
+        {
+            "command": "python benchmarks/noise_rate.py "
+            + " ".join(
+                f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+                for k, v in vars(args).items()
+                if k != "output"
+            ),
+            "rows": rows,
+            "table": table,
+        },
+    )
     args.output.with_suffix(".md").write_text(table + "\n", encoding="utf-8")
     print(table)
 

@@ -74,8 +74,13 @@ def agent_selection(method: str, args: argparse.Namespace, **extra) -> dict:
     """The ``selection:`` section of an agent method: its policy, the drop fraction (``auto``: estimated),
     the re-scoring (``off`` only for ``random``, which must not rank)."""
     optional = {k: getattr(args, k) for k in ("flagged", "correction") if hasattr(args, k)}  # noisy_ner has neither
-    return {"policy": CONTROLS.get(method, method), "drop_fraction": args.drop_fraction,
-            "rescore": "off" if method in UNRANKED else args.rescore, **optional, **extra}
+    return {
+        "policy": CONTROLS.get(method, method),
+        "drop_fraction": args.drop_fraction,
+        "rescore": "off" if method in UNRANKED else args.rescore,
+        **optional,
+        **extra,
+    }
 
 
 def selection_of(method: str, args: argparse.Namespace) -> dict:
@@ -170,16 +175,24 @@ def read_values(path: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
     return values, flagged
 
 
-SHARED = {"epochs": "epochs", "learning_rate": "learning_rate", "head_learning_rate": None,
-          "batch_size": "batch_size", "early_stopping_patience": "patience"}
+SHARED = {
+    "epochs": "epochs",
+    "learning_rate": "learning_rate",
+    "head_learning_rate": None,
+    "batch_size": "batch_size",
+    "early_stopping_patience": "patience",
+}
 """Training settings every method takes from plain fine-tuning's resolved run (config key -> the argument that
 sets it; the head rate has none: it follows the learning rate's)."""
 
 
 def shared_settings(plain: dict, args: argparse.Namespace) -> dict:
     """From ``none``'s resolved training settings, those the arguments leave ``auto``."""
-    return {key: plain[key] for key, arg in SHARED.items()
-            if (arg is None or getattr(args, arg) == "auto") and plain.get(key) not in (None, "auto")}
+    return {
+        key: plain[key]
+        for key, arg in SHARED.items()
+        if (arg is None or getattr(args, arg) == "auto") and plain.get(key) not in (None, "auto")
+    }
 
 
 def count_rewards(decisions: Path) -> int:
@@ -189,8 +202,17 @@ def count_rewards(decisions: Path) -> int:
     return sum(json.loads(line).get("event") == "reward" for line in decisions.read_text().splitlines() if line)
 
 
-def run_method(method: str, *, work: Path, train: list[Example], noisy_labels: list[str], files: dict[str, str],
-               args: argparse.Namespace, seed: int, settings: dict | None = None) -> dict:
+def run_method(
+    method: str,
+    *,
+    work: Path,
+    train: list[Example],
+    noisy_labels: list[str],
+    files: dict[str, str],
+    args: argparse.Namespace,
+    seed: int,
+    settings: dict | None = None,
+) -> dict:
     noisy = np.array([e.label != n for e, n in zip(train, noisy_labels)])
     labels = [e.label for e in train] if method == "oracle" else noisy_labels
     rows = [Example(e.text, label) for e, label in zip(train, labels)]
@@ -208,18 +230,27 @@ def run_method(method: str, *, work: Path, train: list[Example], noisy_labels: l
         val = load_examples(files["validation"], task="classification")
         both = embed_examples(args.model, rows + val, max_length=args.max_length, progress=False)  # one pass
         x, xv = both[: len(rows)], both[len(rows) :]
-        oof, _ = probe_probabilities(x, y, xv, np.array([names.index(e.label) for e in val]),
-                                     n_classes=len(names), seed=seed, c=args.cleanlab_c)
+        oof, _ = probe_probabilities(
+            x, y, xv, np.array([names.index(e.label) for e in val]), n_classes=len(names), seed=seed, c=args.cleanlab_c
+        )
         flagged = find_label_issues(y, oof)
         values = get_label_quality_scores(y, oof)
         rows = [r for r, bad in zip(rows, flagged) if not bad]
     train_file = write_examples(work / f"{method}-train", rows)
     config = {
-        "task": "classification", "model": args.model,
+        "task": "classification",
+        "model": args.model,
         "data": {**files, "train": str(train_file)},
-        "training": {"epochs": args.epochs, "learning_rate": args.learning_rate, "batch_size": args.batch_size,
-                     "max_length": args.max_length, "seed": seed, "early_stopping_patience": args.patience,
-                     "progress": False, **(settings or {})},
+        "training": {
+            "epochs": args.epochs,
+            "learning_rate": args.learning_rate,
+            "batch_size": args.batch_size,
+            "max_length": args.max_length,
+            "seed": seed,
+            "early_stopping_patience": args.patience,
+            "progress": False,
+            **(settings or {}),
+        },
         "selection": selection_of(method, args),
         "output_dir": str(work / method),
     }
@@ -229,14 +260,21 @@ def run_method(method: str, *, work: Path, train: list[Example], noisy_labels: l
         values, flagged = read_values(work / method / "data_values.csv", len(train))
     test = run.metrics["test"]
     estimate = run.metrics.get("noise") or {}
-    return {"accuracy": test["accuracy"], "macro_f1": test["macro_f1"], "wall_seconds": wall,
-            "validation_macro_f1": run.metrics["validation"]["macro_f1"],
-            "true_noise": float(noisy.mean()), "estimated_noise": estimate.get("rate"),
-            "drop_fraction": estimate.get("drop_fraction"), "learning_rate": run.metrics["training"]["learning_rate"],
-            "epochs_run": len(run.metrics["epochs"]),
-            "trained_samples": sum(e["samples"] for e in run.metrics["epochs"]),
-            "rewards": count_rewards(work / method / "decisions.jsonl") if method in AGENTS else None,
-            "settings": run.metrics["training"], **detection(values, noisy, flagged)}
+    return {
+        "accuracy": test["accuracy"],
+        "macro_f1": test["macro_f1"],
+        "wall_seconds": wall,
+        "validation_macro_f1": run.metrics["validation"]["macro_f1"],
+        "true_noise": float(noisy.mean()),
+        "estimated_noise": estimate.get("rate"),
+        "drop_fraction": estimate.get("drop_fraction"),
+        "learning_rate": run.metrics["training"]["learning_rate"],
+        "epochs_run": len(run.metrics["epochs"]),
+        "trained_samples": sum(e["samples"] for e in run.metrics["epochs"]),
+        "rewards": count_rewards(work / method / "decisions.jsonl") if method in AGENTS else None,
+        "settings": run.metrics["training"],
+        **detection(values, noisy, flagged),
+    }
 
 
 def summarise(per_seed: dict[str, list[dict]]) -> dict[str, dict]:
@@ -263,15 +301,30 @@ def cell(row: dict, key: str, digits: int = 3) -> str:
 
 
 def markdown(summary: dict[str, dict], header: str) -> str:
-    lines = [header, "", ("| method | test accuracy | test macro-F1 | AUROC | flagged P / R | noise in lowest 10/20/40% | "
-             "wall vs none |"), "|---|---|---|---|---|---|---|"]
+    lines = [
+        header,
+        "",
+        (
+            "| method | test accuracy | test macro-F1 | AUROC | flagged P / R | noise in lowest 10/20/40% | "
+            "wall vs none |"
+        ),
+        "|---|---|---|---|---|---|---|",
+    ]
     for method, row in summary.items():
         pr = f"{cell(row, 'precision', 2)} / {cell(row, 'recall', 2)}" if "precision" in row else "–"
-        low = " / ".join(f"{row[k]['mean']:.2f}" for k in ("noise_in_lowest_10", "noise_in_lowest_20",
-                                                              "noise_in_lowest_40") if k in row) or "–"
+        low = (
+            " / ".join(
+                f"{row[k]['mean']:.2f}"
+                for k in ("noise_in_lowest_10", "noise_in_lowest_20", "noise_in_lowest_40")
+                if k in row
+            )
+            or "–"
+        )
         wall = f"{row['wall_vs_none']:.2f}" if "wall_vs_none" in row else "–"
-        lines.append(f"| {method} | {cell(row, 'accuracy')} | {cell(row, 'macro_f1')} | {cell(row, 'auroc')} | "
-                     f"{pr} | {low} | {wall} |")
+        lines.append(
+            f"| {method} | {cell(row, 'accuracy')} | {cell(row, 'macro_f1')} | {cell(row, 'auroc')} | "
+            f"{pr} | {low} | {wall} |"
+        )
     return "\n".join(lines)
 
 
@@ -282,19 +335,43 @@ def main() -> None:
     parser.add_argument("--data-root")
     parser.add_argument("--noise", type=float, default=0.4)
     parser.add_argument("--noise-kind", choices=("symmetric", "asymmetric"), default="symmetric")
-    parser.add_argument("--drop-fraction", type=fraction_or_auto, default="auto",
-                        help="share the agents leave out (default auto: estimated by autoft, never told the noise)")
-    parser.add_argument("--balance", choices=("global", "per-class"), default="global",
-                        help="agents drop that share within each given label, or overall")
-    parser.add_argument("--cleanlab-c", type=float, default=1.0,
-                        help="inverse regularisation of cleanlab's logistic-regression probe (default 1.0, "
-                             "scikit-learn's; autoft's own probes use 0.1)")
-    parser.add_argument("--rescore", choices=("off", "dynamics", "model"), default="dynamics",
-                        help="the agents' online re-scoring (selection.rescore, default dynamics)")
-    parser.add_argument("--flagged", choices=("drop", "unlabel"), default="drop",
-                        help="what the agents do with the samples they leave out (selection.flagged)")
-    parser.add_argument("--correction", choices=("auto", "off", "forward"), default="auto",
-                        help="the agents' loss correction (selection.correction; auto: forward, for classification)")
+    parser.add_argument(
+        "--drop-fraction",
+        type=fraction_or_auto,
+        default="auto",
+        help="share the agents leave out (default auto: estimated by autoft, never told the noise)",
+    )
+    parser.add_argument(
+        "--balance",
+        choices=("global", "per-class"),
+        default="global",
+        help="agents drop that share within each given label, or overall",
+    )
+    parser.add_argument(
+        "--cleanlab-c",
+        type=float,
+        default=1.0,
+        help="inverse regularisation of cleanlab's logistic-regression probe (default 1.0, "
+        "scikit-learn's; autoft's own probes use 0.1)",
+    )
+    parser.add_argument(
+        "--rescore",
+        choices=("off", "dynamics", "model"),
+        default="dynamics",
+        help="the agents' online re-scoring (selection.rescore, default dynamics)",
+    )
+    parser.add_argument(
+        "--flagged",
+        choices=("drop", "unlabel"),
+        default="drop",
+        help="what the agents do with the samples they leave out (selection.flagged)",
+    )
+    parser.add_argument(
+        "--correction",
+        choices=("auto", "off", "forward"),
+        default="auto",
+        help="the agents' loss correction (selection.correction; auto: forward, for classification)",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--methods", nargs="+", default=list(ALL_METHODS), choices=ALL_METHODS)
     parser.add_argument("--model", default="default")
@@ -303,8 +380,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=auto_or(int), default="auto")
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--patience", type=auto_or(int), default="auto")
-    parser.add_argument("--own-settings", action="store_true",
-                        help="each method resolves its own auto settings (default: plain fine-tuning's, for all)")
+    parser.add_argument(
+        "--own-settings",
+        action="store_true",
+        help="each method resolves its own auto settings (default: plain fine-tuning's, for all)",
+    )
     parser.add_argument("--train-limit", type=int, help="first N training samples only (quick runs)")
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
@@ -331,21 +411,43 @@ def main() -> None:
             noisy_labels = inject([e.label for e in splits["train"]], args.noise, args.noise_kind, seed, confusable)
             settings = None
             for method in sorted(args.methods, key=lambda m: m != "none"):  # plain first: the others share its settings
-                result = run_method(method, work=work, train=splits["train"], noisy_labels=noisy_labels,
-                                    files=files, args=args, seed=seed, settings=settings)
+                result = run_method(
+                    method,
+                    work=work,
+                    train=splits["train"],
+                    noisy_labels=noisy_labels,
+                    files=files,
+                    args=args,
+                    seed=seed,
+                    settings=settings,
+                )
                 if method == "none" and not args.own_settings:
                     settings = shared_settings(result["settings"], args)
-                log.info("seed %d %s: %s", seed, method, {k: round(v, 4) if isinstance(v, float) else v
-                                                              for k, v in result.items() if k != "settings"})
+                log.info(
+                    "seed %d %s: %s",
+                    seed,
+                    method,
+                    {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items() if k != "settings"},
+                )
                 per_seed[method].append(result)
     summary = summarise(per_seed)
-    header = (f"{name}, {len(splits['train'])} training samples, {args.noise:.0%} {args.noise_kind} noise, "
-              f"seeds {args.seeds}, packaged MiniLM (full fine-tuning, epochs {args.epochs}, learning rate "
-              f"{args.learning_rate}, early stopping on the clean validation set), agents drop {describe_drop(args.drop_fraction)} ({args.balance}), rescore {args.rescore}.")
-    report = {"dataset": name, "args": {k: v for k, v in vars(args).items() if k != "output"},
-              "per_seed": per_seed, "summary": summary, "wall_seconds": round(time.perf_counter() - started, 1)}
-    stem = f"noisy_{name}_{args.noise_kind}_{int(args.noise * 100)}_{args.balance}" + (
-        f"_{args.flagged}" if args.flagged != "drop" else "") + (f"_{args.correction}" if args.correction != "auto" else "")
+    header = (
+        f"{name}, {len(splits['train'])} training samples, {args.noise:.0%} {args.noise_kind} noise, "
+        f"seeds {args.seeds}, packaged MiniLM (full fine-tuning, epochs {args.epochs}, learning rate "
+        f"{args.learning_rate}, early stopping on the clean validation set), agents drop {describe_drop(args.drop_fraction)} ({args.balance}), rescore {args.rescore}."
+    )
+    report = {
+        "dataset": name,
+        "args": {k: v for k, v in vars(args).items() if k != "output"},
+        "per_seed": per_seed,
+        "summary": summary,
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
+    stem = (
+        f"noisy_{name}_{args.noise_kind}_{int(args.noise * 100)}_{args.balance}"
+        + (f"_{args.flagged}" if args.flagged != "drop" else "")
+        + (f"_{args.correction}" if args.correction != "auto" else "")
+    )
     output = args.output or RESULTS / f"{stem}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

@@ -79,8 +79,9 @@ TRAIN_SECTIONS = "abefg"
 
 
 # --- noise -----------------------------------------------------------------------------------------
-def flip_entity_types(tag_lists: list[list[str]], rate: float, seed: int, types: list[str],
-                      confusable: dict[str, str] | None = None) -> tuple[list[list[str]], int, np.ndarray]:
+def flip_entity_types(
+    tag_lists: list[list[str]], rate: float, seed: int, types: list[str], confusable: dict[str, str] | None = None
+) -> tuple[list[list[str]], int, np.ndarray]:
     """Give each entity span, with probability ``rate``, another type: drawn uniformly from ``types``, or
     (asymmetric noise) its type's most confusable one in ``confusable``.
 
@@ -111,9 +112,11 @@ def confusable_types(examples: list[Example], types: list[str], model: str, max_
     from autoft.selection.agent import embed_words
     from autoft.selection.units import entity_spans
 
-    spans = [(vector, kind) for example, vectors in zip(
-        examples, embed_words(model, examples, max_length=max_length, progress=False))
-        for vector, kind, _, _ in entity_spans(example, vectors, types)]
+    spans = [
+        (vector, kind)
+        for example, vectors in zip(examples, embed_words(model, examples, max_length=max_length, progress=False))
+        for vector, kind, _, _ in entity_spans(example, vectors, types)
+    ]
     return most_confused(np.stack([v for v, _ in spans]), np.array([k for _, k in spans]), types)
 
 
@@ -126,14 +129,22 @@ def count_spans(tag_lists: list[list[str]]) -> int:
 
 
 # --- one run ---------------------------------------------------------------------------------------
-def train_config(args: argparse.Namespace, *, train: str | list[str], files: dict[str, str], seed: int,
-                 selection: dict, output: Path) -> dict:
+def train_config(
+    args: argparse.Namespace, *, train: str | list[str], files: dict[str, str], seed: int, selection: dict, output: Path
+) -> dict:
     return {
-        "task": "token-classification", "model": args.model,
+        "task": "token-classification",
+        "model": args.model,
         "data": {**files, "train": train},
-        "training": {"epochs": args.epochs, "learning_rate": args.learning_rate, "batch_size": args.batch_size,
-                     "max_length": args.max_length, "seed": seed, "early_stopping_patience": args.patience,
-                     "progress": False},
+        "training": {
+            "epochs": args.epochs,
+            "learning_rate": args.learning_rate,
+            "batch_size": args.batch_size,
+            "max_length": args.max_length,
+            "seed": seed,
+            "early_stopping_patience": args.patience,
+            "progress": False,
+        },
         "selection": selection,
         "output_dir": str(output),
     }
@@ -144,10 +155,14 @@ def fit(config: dict) -> tuple[dict, Path]:
     started = time.perf_counter()
     run = autoft.train(config)
     test = run.metrics["test"]
-    scores = {"f1": test["f1"], "precision": test["precision"], "recall": test["recall"],
-              "validation_f1": run.metrics["validation"]["f1"],  # the split that chose the best epoch
-              "wall_seconds": time.perf_counter() - started,
-              "trained_samples": sum(e["samples"] for e in run.metrics["epochs"])}
+    scores = {
+        "f1": test["f1"],
+        "precision": test["precision"],
+        "recall": test["recall"],
+        "validation_f1": run.metrics["validation"]["f1"],  # the split that chose the best epoch
+        "wall_seconds": time.perf_counter() - started,
+        "trained_samples": sum(e["samples"] for e in run.metrics["epochs"]),
+    }
     return scores, Path(config["output_dir"])
 
 
@@ -175,26 +190,46 @@ def rounded(result: dict) -> dict:
 
 # --- reports ---------------------------------------------------------------------------------------
 def flips_markdown(summary: dict[str, dict], header: str) -> str:
-    lines = [header, "", ("| method | test F1 | test P / R | AUROC | flagged P / R | noise in lowest 10/20/40% | "
-                          "wall vs none |"), "|---|---|---|---|---|---|---|"]
+    lines = [
+        header,
+        "",
+        ("| method | test F1 | test P / R | AUROC | flagged P / R | noise in lowest 10/20/40% | wall vs none |"),
+        "|---|---|---|---|---|---|---|",
+    ]
     for method, row in summary.items():
         pr = f"{cell(row, 'precision', 2)} / {cell(row, 'recall', 2)}"
-        flagged = f"{cell(row, 'flagged_precision', 2)} / {cell(row, 'flagged_recall', 2)}" \
-            if "flagged_precision" in row else "–"
-        low = " / ".join(f"{row[k]['mean']:.2f}" for k in ("noise_in_lowest_10", "noise_in_lowest_20",
-                                                              "noise_in_lowest_40") if k in row) or "–"
+        flagged = (
+            f"{cell(row, 'flagged_precision', 2)} / {cell(row, 'flagged_recall', 2)}"
+            if "flagged_precision" in row
+            else "–"
+        )
+        low = (
+            " / ".join(
+                f"{row[k]['mean']:.2f}"
+                for k in ("noise_in_lowest_10", "noise_in_lowest_20", "noise_in_lowest_40")
+                if k in row
+            )
+            or "–"
+        )
         wall = f"{row['wall_vs_none']:.2f}" if "wall_vs_none" in row else "–"
         lines.append(f"| {method} | {cell(row, 'f1')} | {pr} | {cell(row, 'auroc')} | {flagged} | {low} | {wall} |")
     return "\n".join(lines)
 
 
 def mixed_markdown(summary: dict[str, dict], header: str, sources: list[str]) -> str:
-    lines = [header, "", "| method | test F1 | test P / R | kept per source (" + ", ".join(sources) + ") | wall s |",
-             "|---|---|---|---|---|"]
+    lines = [
+        header,
+        "",
+        "| method | test F1 | test P / R | kept per source (" + ", ".join(sources) + ") | wall s |",
+        "|---|---|---|---|---|",
+    ]
     for method, row in summary.items():
         pr = f"{cell(row, 'precision', 2)} / {cell(row, 'recall', 2)}"
-        kept = " / ".join(f"{row[f'keep_{s}']['mean']:.0%}" if f"keep_{s}" in row else "–" for s in sources) \
-            if any(k.startswith("keep_") for k in row) else "–"
+        kept = (
+            " / ".join(f"{row[f'keep_{s}']['mean']:.0%}" if f"keep_{s}" in row else "–" for s in sources)
+            if any(k.startswith("keep_") for k in row)
+            else "–"
+        )
         lines.append(f"| {method} | {cell(row, 'f1')} | {pr} | {kept} | {row['wall_seconds']['mean']:.0f} |")
     return "\n".join(lines)
 
@@ -220,31 +255,47 @@ def run_flips(args: argparse.Namespace) -> None:
     per_seed: dict[str, list[dict]] = {m: [] for m in args.methods}
     noise: list[dict] = []
     started = time.perf_counter()
-    confusable = (confusable_types(splits["validation"], types, args.model, args.max_length)
-                  if args.noise_kind == "asymmetric" else None)
+    confusable = (
+        confusable_types(splits["validation"], types, args.model, args.max_length)
+        if args.noise_kind == "asymmetric"
+        else None
+    )
     if confusable:
         log.info("asymmetric noise: each type flips to %s", confusable)
     for seed in args.seeds:
         noisy_tags, flipped, noisy = flip_entity_types([e.label for e in train], args.noise, seed, types, confusable)
         drop = args.drop_fraction  # never the injected share: autoft estimates it (auto) unless told a number
-        noise.append({"seed": seed, "spans": n_spans, "spans_flipped": flipped,
-                      "span_share_flipped": flipped / max(n_spans, 1), "sentences": len(train),
-                      "noisy_sentences": int(noisy.sum()), "noisy_sentence_share": float(noisy.mean()),
-                      "drop_fraction": drop})
-        log.info("seed %d: %d of %d spans flipped, %d of %d sentences noisy", seed, flipped, n_spans,
-                 noisy.sum(), len(train))
+        noise.append(
+            {
+                "seed": seed,
+                "spans": n_spans,
+                "spans_flipped": flipped,
+                "span_share_flipped": flipped / max(n_spans, 1),
+                "sentences": len(train),
+                "noisy_sentences": int(noisy.sum()),
+                "noisy_sentence_share": float(noisy.mean()),
+                "drop_fraction": drop,
+            }
+        )
+        log.info(
+            "seed %d: %d of %d spans flipped, %d of %d sentences noisy", seed, flipped, n_spans, noisy.sum(), len(train)
+        )
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
             files = {split: str(write_examples(work / split, splits[split])) for split in ("validation", "test")}
             for method in args.methods:
                 tags = [e.label for e in train] if method == "oracle" else noisy_tags
-                train_file = write_examples(work / f"{method}-train",
-                                            [Example(e.text, t) for e, t in zip(train, tags)])
-                selection = (agent_selection(method, args, mode=args.mode,
-                                             relabel_confidence=args.relabel_confidence) if method in AGENTS
-                             else {"policy": "none"})
-                result, output = fit(train_config(args, train=str(train_file), files=files, seed=seed,
-                                                  selection=selection, output=work / method))
+                train_file = write_examples(work / f"{method}-train", [Example(e.text, t) for e, t in zip(train, tags)])
+                selection = (
+                    agent_selection(method, args, mode=args.mode, relabel_confidence=args.relabel_confidence)
+                    if method in AGENTS
+                    else {"policy": "none"}
+                )
+                result, output = fit(
+                    train_config(
+                        args, train=str(train_file), files=files, seed=seed, selection=selection, output=work / method
+                    )
+                )
                 values = flagged = None
                 if method in AGENTS and (path := values_file(output)) is not None:
                     values, flagged = read_values(path, len(train))
@@ -258,16 +309,23 @@ def run_flips(args: argparse.Namespace) -> None:
     flipped_share = np.mean([n["span_share_flipped"] for n in noise])
     noisy_share = np.mean([n["noisy_sentence_share"] for n in noise])
     drop_text = describe_drop(args.drop_fraction)
-    header = (f"btc_ner, {len(train)} training sentences ({n_spans} entity spans), {args.noise_kind} entity-type flips at "
-              f"{args.noise:.0%}: {flipped_share:.1%} of spans flipped, {noisy_share:.1%} of sentences noisy; "
-              f"seeds {args.seeds}, packaged MiniLM (full fine-tuning, epochs {args.epochs}, learning rate {args.learning_rate}, early stopping on "
-              f"the clean validation set), agents ({args.mode} mode) leave out {drop_text}"
-              f"{'' if args.relabel_confidence is None else f', relabel at confidence {args.relabel_confidence:g}'}. Test: section h, seqeval "
-              "entity-level.")
-    report = {"dataset": "btc_ner", "benchmark": "flips", "args": {k: v for k, v in vars(args).items()
-                                                                  if k not in ("output", "command")},
-              "noise": noise, "per_seed": per_seed, "summary": summary,
-              "wall_seconds": round(time.perf_counter() - started, 1)}
+    header = (
+        f"btc_ner, {len(train)} training sentences ({n_spans} entity spans), {args.noise_kind} entity-type flips at "
+        f"{args.noise:.0%}: {flipped_share:.1%} of spans flipped, {noisy_share:.1%} of sentences noisy; "
+        f"seeds {args.seeds}, packaged MiniLM (full fine-tuning, epochs {args.epochs}, learning rate {args.learning_rate}, early stopping on "
+        f"the clean validation set), agents ({args.mode} mode) leave out {drop_text}"
+        f"{'' if args.relabel_confidence is None else f', relabel at confidence {args.relabel_confidence:g}'}. Test: section h, seqeval "
+        "entity-level."
+    )
+    report = {
+        "dataset": "btc_ner",
+        "benchmark": "flips",
+        "args": {k: v for k, v in vars(args).items() if k not in ("output", "command")},
+        "noise": noise,
+        "per_seed": per_seed,
+        "summary": summary,
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
     kind = "" if args.noise_kind == "symmetric" else "_asymmetric"
     output = args.output or RESULTS / f"noisy_btc_ner_flips{kind}_{round(args.noise * 100)}.json"
     write_report(report, flips_markdown(summary, header), output)
@@ -278,8 +336,7 @@ def split_target(examples: list[Example], seed: int) -> dict[str, list[Example]]
     """Seeded 50% / 15% / 35% split into target-train, validation and test (each kept in file order)."""
     order = np.random.default_rng(seed).permutation(len(examples))
     n_train, n_val = round(0.5 * len(examples)), round(0.15 * len(examples))
-    parts = {"train": order[:n_train], "validation": order[n_train : n_train + n_val],
-             "test": order[n_train + n_val :]}
+    parts = {"train": order[:n_train], "validation": order[n_train : n_train + n_val], "test": order[n_train + n_val :]}
     return {name: [examples[i] for i in sorted(index)] for name, index in parts.items()}
 
 
@@ -321,26 +378,44 @@ def run_mixed(args: argparse.Namespace) -> None:
                     train, selection = list(train_files.values()), {"policy": "none"}
                 else:
                     train = list(train_files.values())
-                    selection = agent_selection(args.policy, args, mode="sample",
-                                                bucket_by="source" if method == "agent" else "value")
-                result, output = fit(train_config(args, train=train, files=files, seed=seed, selection=selection,
-                                                  output=work / f"seed{seed}-{method}"))
+                    selection = agent_selection(
+                        args.policy, args, mode="sample", bucket_by="source" if method == "agent" else "value"
+                    )
+                result, output = fit(
+                    train_config(
+                        args,
+                        train=train,
+                        files=files,
+                        seed=seed,
+                        selection=selection,
+                        output=work / f"seed{seed}-{method}",
+                    )
+                )
                 if method.startswith("agent") and (path := values_file(output)) is not None:
                     result.update({f"keep_{s}": rate for s, rate in keep_rates(path).items()})
                 log.info("seed %d %s: %s", seed, method, rounded(result))
                 per_seed[method].append(result)
 
     summary = summarise(per_seed)
-    header = (f"btc_ner domain mixing, target section {args.target} (data seed {args.data_seed}: "
-              f"{sizes[f'{args.target}-target']} target-train / {len(target['validation'])} validation / "
-              f"{len(target['test'])} test sentences), other sources "
-              + ", ".join(f"{s} ({sizes[s]})" for s in sources)
-              + f"; seeds {args.seeds}, packaged MiniLM (full fine-tuning, epochs {args.epochs}, learning rate {args.learning_rate}, early stopping "
-              f"on the target validation set), agents: {args.policy} dropping {describe_drop(args.drop_fraction)}.")
-    report = {"dataset": "btc_ner", "benchmark": "mixed", "args": {k: v for k, v in vars(args).items()
-                                                                  if k not in ("output", "command")},
-              "sources": sizes, "validation": len(target["validation"]), "test": len(target["test"]),
-              "per_seed": per_seed, "summary": summary, "wall_seconds": round(time.perf_counter() - started, 1)}
+    header = (
+        f"btc_ner domain mixing, target section {args.target} (data seed {args.data_seed}: "
+        f"{sizes[f'{args.target}-target']} target-train / {len(target['validation'])} validation / "
+        f"{len(target['test'])} test sentences), other sources "
+        + ", ".join(f"{s} ({sizes[s]})" for s in sources)
+        + f"; seeds {args.seeds}, packaged MiniLM (full fine-tuning, epochs {args.epochs}, learning rate {args.learning_rate}, early stopping "
+        f"on the target validation set), agents: {args.policy} dropping {describe_drop(args.drop_fraction)}."
+    )
+    report = {
+        "dataset": "btc_ner",
+        "benchmark": "mixed",
+        "args": {k: v for k, v in vars(args).items() if k not in ("output", "command")},
+        "sources": sizes,
+        "validation": len(target["validation"]),
+        "test": len(target["test"]),
+        "per_seed": per_seed,
+        "summary": summary,
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
     output = args.output or RESULTS / f"mixed_btc_ner_{args.target}.json"
     write_report(report, mixed_markdown(summary, header, names), output)
 
@@ -349,8 +424,12 @@ def run_mixed(args: argparse.Namespace) -> None:
 def main() -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--seeds", type=int, nargs="+", default=[0])
-    common.add_argument("--rescore", choices=("off", "dynamics", "model"), default="dynamics",
-                        help="the agents' online re-scoring (selection.rescore, default dynamics)")
+    common.add_argument(
+        "--rescore",
+        choices=("off", "dynamics", "model"),
+        default="dynamics",
+        help="the agents' online re-scoring (selection.rescore, default dynamics)",
+    )
     common.add_argument("--model", default="default")
     common.add_argument("--epochs", type=auto_or(int), default="auto")
     common.add_argument("--learning-rate", type=auto_or(float), default="auto")
@@ -365,23 +444,43 @@ def main() -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     flips = commands.add_parser("flips", parents=[common], help="entity-type flips in the BTC training tags")
     flips.add_argument("--noise", type=float, default=0.3, help="probability that a span's type is flipped")
-    flips.add_argument("--noise-kind", choices=("symmetric", "asymmetric"), default="symmetric",
-                       help="flip to another type at random, or to the type's most confusable one")
-    flips.add_argument("--drop-fraction", type=fraction_or_auto, default="auto",
-                       help="share the agents leave out: of sentences, or with --mode mask of entities (default auto: "
-                            "estimated by autoft)")
-    flips.add_argument("--mode", choices=("auto", "sample", "weight", "mask"), default="auto",
-                       help="selection.mode of the agents: drop sentences, weight them, or mask suspect entities "
-                            "(default auto: autoft's default, mask for NER)")
-    flips.add_argument("--relabel-confidence", type=float, default=None,
-                       help="selection.relabel_confidence of the agents: suspect entities whose suggested type is at "
-                            "least this likely train on it (default: none, no relabelling)")
+    flips.add_argument(
+        "--noise-kind",
+        choices=("symmetric", "asymmetric"),
+        default="symmetric",
+        help="flip to another type at random, or to the type's most confusable one",
+    )
+    flips.add_argument(
+        "--drop-fraction",
+        type=fraction_or_auto,
+        default="auto",
+        help="share the agents leave out: of sentences, or with --mode mask of entities (default auto: "
+        "estimated by autoft)",
+    )
+    flips.add_argument(
+        "--mode",
+        choices=("auto", "sample", "weight", "mask"),
+        default="auto",
+        help="selection.mode of the agents: drop sentences, weight them, or mask suspect entities "
+        "(default auto: autoft's default, mask for NER)",
+    )
+    flips.add_argument(
+        "--relabel-confidence",
+        type=float,
+        default=None,
+        help="selection.relabel_confidence of the agents: suspect entities whose suggested type is at "
+        "least this likely train on it (default: none, no relabelling)",
+    )
     flips.add_argument("--methods", nargs="+", default=list(FLIP_METHODS), choices=FLIP_METHODS)
     flips.add_argument("--train-limit", type=int, help="first N training sentences only (quick runs)")
     mixed = commands.add_parser("mixed", parents=[common], help="target section plus other sections as sources")
     mixed.add_argument("--target", default="f", choices=list(TRAIN_SECTIONS))
-    mixed.add_argument("--sources", nargs="+", choices=list(TRAIN_SECTIONS),
-                       help="other sections used as sources (default: the train sections but the target)")
+    mixed.add_argument(
+        "--sources",
+        nargs="+",
+        choices=list(TRAIN_SECTIONS),
+        help="other sections used as sources (default: the train sections but the target)",
+    )
     mixed.add_argument("--methods", nargs="+", default=["target-alone", "all-sources", "agent"], choices=MIXED_METHODS)
     mixed.add_argument("--policy", default="exp3", choices=AGENTS)
     mixed.add_argument("--drop-fraction", type=fraction_or_auto, default="auto")

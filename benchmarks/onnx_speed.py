@@ -47,8 +47,10 @@ def main() -> None:
         started = time.perf_counter()
         run.export(format="onnx")
         export_seconds = time.perf_counter() - started
-        run._onnx = (run.path / "onnx" / "model.onnx", OnnxForward(run.path / "onnx" / "model.onnx",
-                                                                   threads=args.threads))
+        run._onnx = (
+            run.path / "onnx" / "model.onnx",
+            OnnxForward(run.path / "onnx" / "model.onnx", threads=args.threads),
+        )
         results, speed = {}, {}
         for backend in ("torch", "onnx"):
             results[backend] = run.predict(queries[:64], batch_size=32, backend=backend)  # warm-up
@@ -61,23 +63,39 @@ def main() -> None:
         features = run.adapter.encode([Example(q, None) for q in queries], with_labels=False)
         worst_logit = 0.0
         for start in range(0, len(features), 32):
-            batch = run.adapter.collate_indexed([dict(f, index=i) for i, f in enumerate(features[start:start + 32])])
+            batch = run.adapter.collate_indexed([dict(f, index=i) for i, f in enumerate(features[start : start + 32])])
             batch = {k: v for k, v in batch.items() if k not in ("index", "labels")}
             with torch.no_grad():
                 expected = run.adapter.forward(run.model.eval(), batch).numpy()
             worst_logit = max(worst_logit, float(np.abs(run.onnx_forward()(batch).numpy() - expected).max()))
-    worst_probability = max(abs(a["probabilities"][k] - b["probabilities"][k])
-                            for a, b in zip(results["torch"], results["onnx"]) for k in a["probabilities"])
+    worst_probability = max(
+        abs(a["probabilities"][k] - b["probabilities"][k])
+        for a, b in zip(results["torch"], results["onnx"])
+        for k in a["probabilities"]
+    )
     agree = all(a["label"] == b["label"] for a, b in zip(results["torch"], results["onnx"]))
-    result = {"command": "python benchmarks/onnx_speed.py" + (f" --threads {args.threads}" if args.threads else ""),
-              "queries": len(queries), "max_abs_logit_difference": worst_logit,
-              "max_abs_probability_difference": worst_probability, "labels_agree": agree,
-              "queries_per_second": speed, "speedup": speed["onnx"] / speed["torch"],
-              "export_seconds": round(export_seconds, 2), "threads": args.threads or None}
-    lines = [("| queries | max logit difference | max probability difference | labels agree | PyTorch queries/s | "
-             "ONNX queries/s | speed-up |"), "|---:|---:|---:|---|---:|---:|---:|",
-             (f"| {len(queries)} | {worst_logit:.2e} | {worst_probability:.2e} | {'all' if agree else 'NO'} | "
-             f"{speed['torch']:.1f} | {speed['onnx']:.1f} | ×{result['speedup']:.2f} |")]
+    result = {
+        "command": "python benchmarks/onnx_speed.py" + (f" --threads {args.threads}" if args.threads else ""),
+        "queries": len(queries),
+        "max_abs_logit_difference": worst_logit,
+        "max_abs_probability_difference": worst_probability,
+        "labels_agree": agree,
+        "queries_per_second": speed,
+        "speedup": speed["onnx"] / speed["torch"],
+        "export_seconds": round(export_seconds, 2),
+        "threads": args.threads or None,
+    }
+    lines = [
+        (
+            "| queries | max logit difference | max probability difference | labels agree | PyTorch queries/s | "
+            "ONNX queries/s | speed-up |"
+        ),
+        "|---:|---:|---:|---|---:|---:|---:|",
+        (
+            f"| {len(queries)} | {worst_logit:.2e} | {worst_probability:.2e} | {'all' if agree else 'NO'} | "
+            f"{speed['torch']:.1f} | {speed['onnx']:.1f} | ×{result['speedup']:.2f} |"
+        ),
+    ]
     write_result(args.output, result, "\n".join(lines))
 
 

@@ -34,17 +34,30 @@ def main() -> None:
         files = slice_files("tweeteval_emotion", args.train_limit, Path(work), seed=0, root=args.data_root)
         for cell in args.cells:
             method, rate, epochs = cell.split(":")
-            training = {"peft": method, "seed": 0, "progress": False,
-                        "learning_rate": rate if rate == "auto" else float(rate),
-                        "epochs": epochs if epochs == "auto" else int(epochs)}
-            run = autoft.train({"task": "classification", "data": files, "output_dir": str(Path(work) / "run"),
-                                "training": training}, overwrite=True)
+            training = {
+                "peft": method,
+                "seed": 0,
+                "progress": False,
+                "learning_rate": rate if rate == "auto" else float(rate),
+                "epochs": epochs if epochs == "auto" else int(epochs),
+            }
+            run = autoft.train(
+                {"task": "classification", "data": files, "output_dir": str(Path(work) / "run"), "training": training},
+                overwrite=True,
+            )
             m = run.metrics
-            record = {"method": method, "lr": m["training"]["learning_rate"], "epochs": m["training"]["epochs"],
-                      "best_epoch": m["best_epoch"], "epochs_run": len(m["epochs"]),
-                      "validation": m["validation"]["macro_f1"], "test": m["test"]["macro_f1"],
-                      "fit_seconds": m["fit_seconds"],
-                      "curve": [round(e["validation"]["macro_f1"], 3) for e in m["epochs"]], "auto": m.get("auto")}
+            record = {
+                "method": method,
+                "lr": m["training"]["learning_rate"],
+                "epochs": m["training"]["epochs"],
+                "best_epoch": m["best_epoch"],
+                "epochs_run": len(m["epochs"]),
+                "validation": m["validation"]["macro_f1"],
+                "test": m["test"]["macro_f1"],
+                "fit_seconds": m["fit_seconds"],
+                "curve": [round(e["validation"]["macro_f1"], 3) for e in m["epochs"]],
+                "auto": m.get("auto"),
+            }
             with args.output.open("a", encoding="utf-8") as stream:
                 stream.write(json.dumps(record) + "\n")
             print(record, flush=True)

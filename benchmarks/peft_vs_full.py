@@ -39,8 +39,9 @@ AGENTS = {"off": "none", "on": "exp3"}
 PRIMARY = {"classification": "macro_f1", "token-classification": "f1"}
 
 
-def one_run(dataset: str, method: str, agent: str, size: int, seed: int, threads: int, root: str | None
-            ) -> dict[str, Any]:
+def one_run(
+    dataset: str, method: str, agent: str, size: int, seed: int, threads: int, root: str | None
+) -> dict[str, Any]:
     """One fine-tuning run in this (fresh) process; its peak RSS is the process's."""
     import torch
     from defaults import slice_files  # benchmarks/defaults.py, beside this script
@@ -54,19 +55,32 @@ def one_run(dataset: str, method: str, agent: str, size: int, seed: int, threads
         training: dict[str, Any] = {"seed": seed, "progress": False}
         if METHODS[method] is not None:
             training["peft"] = METHODS[method]
-        config = {"task": task_of(dataset), "data": files, "output_dir": str(Path(work) / "run"),
-                  "training": training, "selection": {"policy": AGENTS[agent]}}
+        config = {
+            "task": task_of(dataset),
+            "data": files,
+            "output_dir": str(Path(work) / "run"),
+            "training": training,
+            "selection": {"policy": AGENTS[agent]},
+        }
         run = autoft.train(config, overwrite=True)
         metrics = run.metrics
     primary = PRIMARY[run.task]
     return {
-        "dataset": dataset, "method": method, "agent": agent, "train_rows": size, "seed": seed,
-        "trainable_parameters": metrics["parameters"]["trainable"], "parameters": metrics["parameters"]["total"],
+        "dataset": dataset,
+        "method": method,
+        "agent": agent,
+        "train_rows": size,
+        "seed": seed,
+        "trainable_parameters": metrics["parameters"]["trainable"],
+        "parameters": metrics["parameters"]["total"],
         "samples_per_second": round(float(np.mean([e["samples_per_second"] for e in metrics["epochs"]])), 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "learning_rate": metrics["training"]["learning_rate"], "epochs_run": len(metrics["epochs"]),
-        "best_epoch": metrics["best_epoch"], "fit_seconds": metrics["fit_seconds"],
-        "validation": metrics["validation"][primary], "test": metrics["test"][primary],
+        "learning_rate": metrics["training"]["learning_rate"],
+        "epochs_run": len(metrics["epochs"]),
+        "best_epoch": metrics["best_epoch"],
+        "fit_seconds": metrics["fit_seconds"],
+        "validation": metrics["validation"][primary],
+        "test": metrics["test"][primary],
     }
 
 
@@ -82,20 +96,28 @@ def load_runs(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def table(records: list[dict[str, Any]]) -> str:
-    header = "| data set | method | agent | trainable params | samples/s | peak RSS MB | rate | epochs | test | validation |"
+    header = (
+        "| data set | method | agent | trainable params | samples/s | peak RSS MB | rate | epochs | test | validation |"
+    )
     lines = [header, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in records:
-        lines.append(f"| {r['dataset']}/{r['train_rows']} | {r['method']} | {r['agent']} | "
-                     f"{r['trainable_parameters']:,} ({100 * r['trainable_parameters'] / r['parameters']:.2f}%) | "
-                     f"{r['samples_per_second']:.1f} | {r['peak_rss_mb']:.0f} | {r['learning_rate']:.2g} | "
-                     f"{r['epochs_run']} ({r['best_epoch']}) | {r['test']:.3f} | {r['validation']:.3f} |")
+        lines.append(
+            f"| {r['dataset']}/{r['train_rows']} | {r['method']} | {r['agent']} | "
+            f"{r['trainable_parameters']:,} ({100 * r['trainable_parameters'] / r['parameters']:.2f}%) | "
+            f"{r['samples_per_second']:.1f} | {r['peak_rss_mb']:.0f} | {r['learning_rate']:.2g} | "
+            f"{r['epochs_run']} ({r['best_epoch']}) | {r['test']:.3f} | {r['validation']:.3f} |"
+        )
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--datasets", nargs="+", default=["tweeteval_emotion", "btc_ner"],
-                        choices=["tweeteval_emotion", "banking77", "btc_ner"])
+    parser.add_argument(
+        "--datasets",
+        nargs="+",
+        default=["tweeteval_emotion", "btc_ner"],
+        choices=["tweeteval_emotion", "banking77", "btc_ner"],
+    )
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--agents", nargs="+", default=list(AGENTS), choices=list(AGENTS))
     parser.add_argument("--train-limit", type=int, default=1500, help="training rows of each slice")
@@ -111,13 +133,15 @@ def main() -> None:
     wanted = [(d, m, a) for d in args.datasets for m in args.methods for a in args.agents]
     context = multiprocessing.get_context("spawn")
     for dataset, method, agent in wanted:
-        name = key({"dataset": dataset, "train_rows": args.train_limit, "method": method, "agent": agent,
-                    "seed": args.seed})
+        name = key(
+            {"dataset": dataset, "train_rows": args.train_limit, "method": method, "agent": agent, "seed": args.seed}
+        )
         if name in recorded:
             continue
         with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:  # a fresh process per run
-            record = pool.submit(one_run, dataset, method, agent, args.train_limit, args.seed, args.threads,
-                                 args.data_root).result()
+            record = pool.submit(
+                one_run, dataset, method, agent, args.train_limit, args.seed, args.threads, args.data_root
+            ).result()
         recorded[name] = record
         args.runs.parent.mkdir(parents=True, exist_ok=True)
         with args.runs.open("a", encoding="utf-8") as stream:
@@ -126,11 +150,15 @@ def main() -> None:
 
     records = [recorded[n] for n in recorded if n.split("|")[0] in args.datasets]
     records.sort(key=lambda r: (r["dataset"], list(METHODS).index(r["method"]), list(AGENTS).index(r["agent"])))
-    text = (f"PEFT vs full fine-tuning, packaged MiniLM, every training setting auto, seed {args.seed}, "
-            f"{args.threads} torch thread(s) per run; test: macro-F1 (TweetEval, BANKING77) / entity F1 (BTC). "
-            f"Trainable parameters include the task head; epochs: run (best).\n\n" + table(records) + "\n")
-    args.output.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "runs": records},
-                                      indent=2) + "\n", encoding="utf-8")
+    text = (
+        f"PEFT vs full fine-tuning, packaged MiniLM, every training setting auto, seed {args.seed}, "
+        f"{args.threads} torch thread(s) per run; test: macro-F1 (TweetEval, BANKING77) / entity F1 (BTC). "
+        f"Trainable parameters include the task head; epochs: run (best).\n\n" + table(records) + "\n"
+    )
+    args.output.write_text(
+        json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "runs": records}, indent=2) + "\n",
+        encoding="utf-8",
+    )
     args.output.with_suffix(".md").write_text(text, encoding="utf-8")
     print(text)
 

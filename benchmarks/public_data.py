@@ -73,7 +73,9 @@ def _banking77(root: Path, seed: int = 0) -> dict[str, list[Example]]:
     }
 
 
-def _btc(root: Path, seed: int = 0, train_sections: str = "abefg", test_sections: str = "h") -> dict[str, list[Example]]:
+def _btc(
+    root: Path, seed: int = 0, train_sections: str = "abefg", test_sections: str = "h"
+) -> dict[str, list[Example]]:
     folder = root / "btc_ner"
     pool = [e for s in train_sections for e in load_examples(folder / f"{s}.conll", task="token-classification")]
     order = np.random.default_rng(seed).permutation(len(pool))
@@ -115,8 +117,10 @@ def _sgd_responses(root: Path) -> dict[str, list[Example]]:
         turns = dialogue["turns"]
         for t, turn in enumerate(turns):
             if turn["speaker"] == "SYSTEM" and t > 0:
-                history = [{"role": "user" if x["speaker"] == "USER" else "assistant", "content": x["utterance"]}
-                           for x in turns[max(0, t - SGD_HISTORY) : t]]
+                history = [
+                    {"role": "user" if x["speaker"] == "USER" else "assistant", "content": x["utterance"]}
+                    for x in turns[max(0, t - SGD_HISTORY) : t]
+                ]
                 while history[0]["role"] != "user":  # a transcript opens with the user
                     history = history[1:]
                 splits[split].append(Example(history, [turn["utterance"]], f"{path}:{dialogue['dialogue_id']}:{t}"))
@@ -128,8 +132,12 @@ def _scitldr(root: Path) -> dict[str, list[Example]]:
     for split, name in (("train", "train"), ("validation", "dev"), ("test", "test")):
         path = root / "scitldr_a" / f"{name}.jsonl"
         rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        splits[split] = [Example(SUMMARISE + " ".join(r["source"]), r["target"][:1] if split == "train" else r["target"],
-                                 f"{path}:{n}") for n, r in enumerate(rows, start=1)]
+        splits[split] = [
+            Example(
+                SUMMARISE + " ".join(r["source"]), r["target"][:1] if split == "train" else r["target"], f"{path}:{n}"
+            )
+            for n, r in enumerate(rows, start=1)
+        ]
     return splits
 
 
@@ -139,11 +147,16 @@ def _multi30k(root: Path) -> dict[str, list[Example]]:
     splits = {}
     for split, name in (("train", "train"), ("validation", "val"), ("test", "test_2016_flickr")):
         folder = root / "multi30k_en_de"
-        with gzip.open(folder / f"{name}.en.gz", "rt", encoding="utf-8") as en, \
-                gzip.open(folder / f"{name}.de.gz", "rt", encoding="utf-8") as de:
+        with (
+            gzip.open(folder / f"{name}.en.gz", "rt", encoding="utf-8") as en,
+            gzip.open(folder / f"{name}.de.gz", "rt", encoding="utf-8") as de,
+        ):
             pairs = list(zip(en.read().splitlines(), de.read().splitlines()))
-        splits[split] = [Example(TRANSLATE + e.strip(), [d.strip()], f"{folder / name}.en.gz:{n}")
-                         for n, (e, d) in enumerate(pairs, start=1) if e.strip() and d.strip()]
+        splits[split] = [
+            Example(TRANSLATE + e.strip(), [d.strip()], f"{folder / name}.en.gz:{n}")
+            for n, (e, d) in enumerate(pairs, start=1)
+            if e.strip() and d.strip()
+        ]
     return splits
 
 
@@ -154,8 +167,9 @@ def _xquad(root: Path) -> dict[str, list[Example]]:
     for paragraphs in json.loads(path.read_text(encoding="utf-8"))["data"]:
         article += 1
         article_of += [article] * sum(len(p["qas"]) for p in paragraphs["paragraphs"])
-    return {split: [e for e, a in zip(examples, article_of) if a in articles]
-            for split, articles in XQUAD_ARTICLES.items()}
+    return {
+        split: [e for e, a in zip(examples, article_of) if a in articles] for split, articles in XQUAD_ARTICLES.items()
+    }
 
 
 def load_public(name: str, root: str | Path | None = None) -> dict[str, list[Example]]:
@@ -178,13 +192,19 @@ def load_public(name: str, root: str | Path | None = None) -> dict[str, list[Exa
 
 
 def task_of(name: str) -> str:
-    return {"btc_ner": "token-classification", "sgd_acts": "multi-label-classification",
-            "xquad": "question-answering", "scitldr": "generation", "multi30k": "generation",
-            "sgd_responses": "generation"}.get(name, "classification")
+    return {
+        "btc_ner": "token-classification",
+        "sgd_acts": "multi-label-classification",
+        "xquad": "question-answering",
+        "scitldr": "generation",
+        "multi30k": "generation",
+        "sgd_responses": "generation",
+    }.get(name, "classification")
 
 
-def materialise(name: str, folder: str | Path, *, root: str | Path | None = None,
-                limits: dict[str, int] | None = None) -> dict[str, str]:
+def materialise(
+    name: str, folder: str | Path, *, root: str | Path | None = None, limits: dict[str, int] | None = None
+) -> dict[str, str]:
     """Write a named set's splits as data files under ``folder``; ``limits`` keeps the first N per split."""
     folder = Path(folder)
     files = {}

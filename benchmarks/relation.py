@@ -39,7 +39,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train-limit", type=int, default=2000, help="a seeded sample of N training sentences (0: all)")
+    parser.add_argument(
+        "--train-limit", type=int, default=2000, help="a seeded sample of N training sentences (0: all)"
+    )
     parser.add_argument("--validation", type=int, default=800)
     parser.add_argument("--test-limit", type=int, default=0, help="a seeded sample of N test sentences (0: all)")
     parser.add_argument("--seed", type=int, default=0)
@@ -53,39 +55,69 @@ def main() -> None:
     test = load_examples(folder / "TEST_FILE_FULL.TXT", task="relation-extraction")
     order = np.random.default_rng(args.seed).permutation(len(pool))
     validation = [pool[i] for i in sorted(order[: args.validation])]
-    rest = order[args.validation:]
+    rest = order[args.validation :]
     train = [pool[i] for i in sorted(rest[: args.train_limit] if args.train_limit else rest)]
     if args.test_limit:
         test = [test[i] for i in sorted(np.random.default_rng(args.seed).permutation(len(test))[: args.test_limit])]
     rows: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as work:
-        files = {name: str(write_examples(Path(work) / name, examples))
-                 for name, examples in (("train", train), ("validation", validation), ("test", test))}
-        for name, task in (("relation-extraction", "relation-extraction"),
-                           ("classification on the marked text", "classification")):
+        files = {
+            name: str(write_examples(Path(work) / name, examples))
+            for name, examples in (("train", train), ("validation", validation), ("test", test))
+        }
+        for name, task in (
+            ("relation-extraction", "relation-extraction"),
+            ("classification on the marked text", "classification"),
+        ):
             started = time.perf_counter()
-            run = autoft.train({"task": task, "data": files, "output_dir": str(Path(work) / task),
-                                "training": {"seed": args.seed, "progress": False}})
+            run = autoft.train(
+                {
+                    "task": task,
+                    "data": files,
+                    "output_dir": str(Path(work) / task),
+                    "training": {"seed": args.seed, "progress": False},
+                }
+            )
             wall = time.perf_counter() - started
             predicted = [p["label"] for p in run.predict(test)]
             scores = official_scores([e.label for e in test], predicted)
-            rows[name] = {"macro_f1": scores["macro_f1"], "micro_f1": scores["micro_f1"],
-                          "accuracy": float(np.mean([e.label == p for e, p in zip(test, predicted)])),
-                          "validation": run.metrics["validation"].get("macro_f1"), "wall_seconds": round(wall, 1),
-                          "learning_rate": run.config.training.learning_rate, "best_epoch": run.metrics["best_epoch"]}
-    lines = [(f"SemEval-2010 Task 8, train / validation / test = {len(train)} / {len(validation)} / {len(test)} "
-             f"sentences, packaged MiniLM, every training setting auto, seed {args.seed}. Test score: the official "
-             "macro-F1 (9 relation types, direction counted)."), "",
-             "| model | test macro-F1 (official) | test micro-F1 | accuracy (19 labels) | wall s |",
-             "|---|---:|---:|---:|---:|"]
+            rows[name] = {
+                "macro_f1": scores["macro_f1"],
+                "micro_f1": scores["micro_f1"],
+                "accuracy": float(np.mean([e.label == p for e, p in zip(test, predicted)])),
+                "validation": run.metrics["validation"].get("macro_f1"),
+                "wall_seconds": round(wall, 1),
+                "learning_rate": run.config.training.learning_rate,
+                "best_epoch": run.metrics["best_epoch"],
+            }
+    lines = [
+        (
+            f"SemEval-2010 Task 8, train / validation / test = {len(train)} / {len(validation)} / {len(test)} "
+            f"sentences, packaged MiniLM, every training setting auto, seed {args.seed}. Test score: the official "
+            "macro-F1 (9 relation types, direction counted)."
+        ),
+        "",
+        "| model | test macro-F1 (official) | test micro-F1 | accuracy (19 labels) | wall s |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for name, r in rows.items():
-        lines.append(f"| {name} | {r['macro_f1']:.3f} | {r['micro_f1']:.3f} | {r['accuracy']:.3f} | "
-                     f"{r['wall_seconds']:.0f} |")
+        lines.append(
+            f"| {name} | {r['macro_f1']:.3f} | {r['micro_f1']:.3f} | {r['accuracy']:.3f} | {r['wall_seconds']:.0f} |"
+        )
     text = "\n".join(lines) + "\n"
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                       "sizes": {"train": len(train), "validation": len(validation), "test": len(test)},
-                                       "rows": rows}, indent=2) + "\n", encoding="utf-8")
+    args.output.write_text(
+        json.dumps(
+            {
+                "args": {k: str(v) for k, v in vars(args).items()},
+                "sizes": {"train": len(train), "validation": len(validation), "test": len(test)},
+                "rows": rows,
+            },
+            indent=2,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     args.output.with_suffix(".md").write_text(text, encoding="utf-8")
     print(text)
 

@@ -108,8 +108,13 @@ def _raw(model: str, texts: list[str], *, sort: bool) -> float:
     started = time.perf_counter()
     with torch.inference_mode():
         for start in range(0, len(order), 64):
-            batch = tokenizer([texts[i] for i in order[start : start + 64]], truncation=True, max_length=MAX_LENGTH,
-                              padding=True, return_tensors="pt")
+            batch = tokenizer(
+                [texts[i] for i in order[start : start + 64]],
+                truncation=True,
+                max_length=MAX_LENGTH,
+                padding=True,
+                return_tensors="pt",
+            )
             encoder(**batch)
     return len(texts) / (time.perf_counter() - started)
 
@@ -118,9 +123,25 @@ def _value(config: Path, cache: Path, log: list[str]) -> dict:
     """``autoft value`` in a fresh process: wall-clock, peak RSS, the featurisation phase."""
     env = {**os.environ, "AUTOFT_CACHE": str(cache)}
     started = time.perf_counter()
-    done = subprocess.run(["/usr/bin/time", "-f", "peak_rss_kb=%M", sys.executable, "-m", "autoft.cli", "value",
-                           str(config), "--no-progress", "--show", "3"], capture_output=True, text=True, env=env,
-                          check=False)
+    done = subprocess.run(
+        [
+            "/usr/bin/time",
+            "-f",
+            "peak_rss_kb=%M",
+            sys.executable,
+            "-m",
+            "autoft.cli",
+            "value",
+            str(config),
+            "--no-progress",
+            "--show",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     wall = time.perf_counter() - started
     log.extend([f"$ AUTOFT_CACHE={cache} autoft value {config} --no-progress --show 3", done.stdout, done.stderr])
     if done.returncode != 0:
@@ -128,9 +149,14 @@ def _value(config: Path, cache: Path, log: list[str]) -> dict:
     streamed = STREAMED.search(done.stderr)
     rss = int(re.search(r"peak_rss_kb=(\d+)", done.stderr).group(1))
     rows, seconds = int(streamed.group(1)), max(float(streamed.group(2)), 0.05)  # the log has 0.1 s steps
-    return {"wall_seconds": round(wall, 1), "peak_rss_gb": round(rss / 1024**2, 3), "rows": rows,
-            "featurisation_seconds": seconds, "featurisation_rows_per_second": round(rows / seconds, 1),
-            "end_to_end_rows_per_second": round(rows / wall, 1)}
+    return {
+        "wall_seconds": round(wall, 1),
+        "peak_rss_gb": round(rss / 1024**2, 3),
+        "rows": rows,
+        "featurisation_seconds": seconds,
+        "featurisation_rows_per_second": round(rows / seconds, 1),
+        "end_to_end_rows_per_second": round(rows / wall, 1),
+    }
 
 
 def _quality(output: Path, replaced: np.ndarray) -> dict:
@@ -142,13 +168,20 @@ def _quality(output: Path, replaced: np.ndarray) -> dict:
 
     def scores(rows: np.ndarray) -> dict:
         hit = flagged & replaced & rows
-        return {"rows": int(rows.sum()), "flagged": int((flagged & rows).sum()),
-                "precision": round(float(hit.sum() / max((flagged & rows).sum(), 1)), 4),
-                "recall": round(float(hit.sum() / max((replaced & rows).sum(), 1)), 4)}
+        return {
+            "rows": int(rows.sum()),
+            "flagged": int((flagged & rows).sum()),
+            "precision": round(float(hit.sum() / max((flagged & rows).sum(), 1)), 4),
+            "recall": round(float(hit.sum() / max((replaced & rows).sum(), 1)), 4),
+        }
 
     noise = json.loads((output / "noise.json").read_text())
-    return {"all": scores(np.ones(len(replaced), bool)), "value_model_rows": scores(carried),
-            "estimated_rate": noise["rate"], "value_model": noise.get("value_model")}
+    return {
+        "all": scores(np.ones(len(replaced), bool)),
+        "value_model_rows": scores(carried),
+        "estimated_rate": noise["rate"],
+        "value_model": noise.get("value_model"),
+    }
 
 
 def main() -> None:
@@ -176,14 +209,25 @@ def main() -> None:
         _write(val, validation)
         output = args.work / f"values_{size}"
         config = args.work / f"scale_{size}.yaml"
-        config.write_text(yaml.safe_dump({
-            "task": "classification", "model": model, "output_dir": str(output),
-            "data": {"train": str(pool), "validation": str(val)},
-            "training": {"max_length": MAX_LENGTH, "progress": False}, "selection": {"policy": "exp3"}}))
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "task": "classification",
+                    "model": model,
+                    "output_dir": str(output),
+                    "data": {"train": str(pool), "validation": str(val)},
+                    "training": {"max_length": MAX_LENGTH, "progress": False},
+                    "selection": {"policy": "exp3"},
+                }
+            )
+        )
         raw_texts = [text for text, _ in rows[: args.raw_rows]]
         del rows
-        raw = {"rows": len(raw_texts), "file_order": round(_raw(model, raw_texts, sort=False), 1),
-               "length_sorted": round(_raw(model, raw_texts, sort=True), 1)}
+        raw = {
+            "rows": len(raw_texts),
+            "file_order": round(_raw(model, raw_texts, sort=False), 1),
+            "length_sorted": round(_raw(model, raw_texts, sort=True), 1),
+        }
         del raw_texts
         cache = args.work / f"cache_{size}"
         shutil.rmtree(cache, ignore_errors=True)
@@ -192,22 +236,36 @@ def main() -> None:
         quality = _quality(output, replaced)
         warm = _value(config, cache, log)
         best_raw = max(raw["file_order"], raw["length_sorted"])
-        results.append({
-            "size": size, "rows": n, "encoder": "all-MiniLM-L6-v2 (packaged)" if model == "default" else
-            "1-layer BERT, 384 wide, MiniLM tokenizer, random weights", "raw_rows_per_second": raw, "cold": cold,
-            "warm": warm, "featurisation_vs_raw": round(cold["featurisation_rows_per_second"] / best_raw, 3),
-            "end_to_end_vs_raw": round(cold["end_to_end_rows_per_second"] / best_raw, 3),
-            "featurisation_speedup_warm": round(cold["featurisation_seconds"] / warm["featurisation_seconds"], 1),
-            "end_to_end_speedup_warm": round(cold["wall_seconds"] / warm["wall_seconds"], 1),
-            "store_gb": round(sum(f.stat().st_size for f in cache.rglob("*") if f.is_file()) / 1024**3, 3),
-            "quality": quality})
+        results.append(
+            {
+                "size": size,
+                "rows": n,
+                "encoder": "all-MiniLM-L6-v2 (packaged)"
+                if model == "default"
+                else "1-layer BERT, 384 wide, MiniLM tokenizer, random weights",
+                "raw_rows_per_second": raw,
+                "cold": cold,
+                "warm": warm,
+                "featurisation_vs_raw": round(cold["featurisation_rows_per_second"] / best_raw, 3),
+                "end_to_end_vs_raw": round(cold["end_to_end_rows_per_second"] / best_raw, 3),
+                "featurisation_speedup_warm": round(cold["featurisation_seconds"] / warm["featurisation_seconds"], 1),
+                "end_to_end_speedup_warm": round(cold["wall_seconds"] / warm["wall_seconds"], 1),
+                "store_gb": round(sum(f.stat().st_size for f in cache.rglob("*") if f.is_file()) / 1024**3, 3),
+                "quality": quality,
+            }
+        )
         print(json.dumps(results[-1], indent=1), flush=True)
         shutil.rmtree(cache, ignore_errors=True)
         pool.unlink()
 
-    lines = [("| rows | encoder | raw rows/s (file order / sorted) | featurisation rows/s (× raw) | value end to end "
-             "rows/s (× raw) | cold wall s | warm wall s (speed-up; featurisation speed-up) | peak RSS GB cold / warm | "
-             "flag precision / recall (value-model rows) |"), "|---|---|---|---|---|---:|---|---|---|"]
+    lines = [
+        (
+            "| rows | encoder | raw rows/s (file order / sorted) | featurisation rows/s (× raw) | value end to end "
+            "rows/s (× raw) | cold wall s | warm wall s (speed-up; featurisation speed-up) | peak RSS GB cold / warm | "
+            "flag precision / recall (value-model rows) |"
+        ),
+        "|---|---|---|---|---|---:|---|---|---|",
+    ]
     for r in results:
         q = r["quality"]
         lines.append(
@@ -218,15 +276,28 @@ def main() -> None:
             f"(×{r['end_to_end_speedup_warm']:.1f}; ×{r['featurisation_speedup_warm']:.1f}) | "
             f"{r['cold']['peak_rss_gb']:.2f} / {r['warm']['peak_rss_gb']:.2f} | "
             f"{q['all']['precision']:.2f} / {q['all']['recall']:.2f} ({q['value_model_rows']['precision']:.2f} / "
-            f"{q['value_model_rows']['recall']:.2f}) |")
+            f"{q['value_model_rows']['recall']:.2f}) |"
+        )
     command = "python benchmarks/scale.py " + " ".join(sys.argv[1:])
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).parent, check=False).stdout.strip()
-    write_result(args.output, {"command": command, "commit": commit, "threads": args.threads, "noise": NOISE,
-                               "max_length": MAX_LENGTH, "results": results}, "\n".join(lines))
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent, check=False
+    ).stdout.strip()
+    write_result(
+        args.output,
+        {
+            "command": command,
+            "commit": commit,
+            "threads": args.threads,
+            "noise": NOISE,
+            "max_length": MAX_LENGTH,
+            "results": results,
+        },
+        "\n".join(lines),
+    )
     progress = re.compile(r"\d+%\||it/s\]|s/it\]")
     args.output.with_suffix(".log").write_text(
-        "\n".join(line for block in log for line in block.splitlines() if not progress.search(line)) + "\n")
+        "\n".join(line for block in log for line in block.splitlines() if not progress.search(line)) + "\n"
+    )
 
 
 if __name__ == "__main__":

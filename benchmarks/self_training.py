@@ -50,23 +50,34 @@ def selection(method: str, threshold: float) -> dict[str, Any]:
 
 
 def run_method(method: str, files: dict[str, str], pool_truth: dict[str, str], work: Path, args) -> dict[str, Any]:
-    config = {"task": "classification", "data": dict(files), "output_dir": str(work / method),
-              "selection": selection(method, args.threshold),
-              "training": {"seed": args.run_seed, "progress": False}}
+    config = {
+        "task": "classification",
+        "data": dict(files),
+        "output_dir": str(work / method),
+        "selection": selection(method, args.threshold),
+        "training": {"seed": args.run_seed, "progress": False},
+    }
     if method == "labelled":
         config["data"].pop("unlabeled")
     run = autoft.train(config, overwrite=True)
     metrics = run.metrics
-    row = {"method": method, "test_macro_f1": metrics["test"]["macro_f1"], "test_accuracy": metrics["test"]["accuracy"],
-           "validation_macro_f1": metrics["validation"]["macro_f1"], "best_epoch": metrics["best_epoch"],
-           "epochs_run": len(metrics["epochs"]), "fit_seconds": metrics["fit_seconds"],
-           "learning_rate": metrics["training"]["learning_rate"]}
+    row = {
+        "method": method,
+        "test_macro_f1": metrics["test"]["macro_f1"],
+        "test_accuracy": metrics["test"]["accuracy"],
+        "validation_macro_f1": metrics["validation"]["macro_f1"],
+        "best_epoch": metrics["best_epoch"],
+        "epochs_run": len(metrics["epochs"]),
+        "fit_seconds": metrics["fit_seconds"],
+        "learning_rate": metrics["training"]["learning_rate"],
+    }
     report = work / method / "self_training.json"
     if report.exists():
         admitted = json.loads(report.read_text())["admitted"]
         row["admitted"] = len(admitted)
-        row["pseudo_label_accuracy"] = (float(np.mean([pool_truth[a["line"]] == a["pseudo_label"] for a in admitted]))
-                                        if admitted else None)
+        row["pseudo_label_accuracy"] = (
+            float(np.mean([pool_truth[a["line"]] == a["pseudo_label"] for a in admitted])) if admitted else None
+        )
     return row
 
 
@@ -96,8 +107,14 @@ def main() -> None:
         pool = [splits["train"][i] for i in sorted(order[n_labelled:])][: args.pool]
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
-            files = {name: str(write_examples(folder / name, examples)) for name, examples in
-                     (("train", labelled), ("validation", splits["validation"]), ("test", splits["test"]))}
+            files = {
+                name: str(write_examples(folder / name, examples))
+                for name, examples in (
+                    ("train", labelled),
+                    ("validation", splits["validation"]),
+                    ("test", splits["test"]),
+                )
+            }
             unlabeled = folder / "unlabeled.txt"
             unlabeled.write_text("".join(" ".join(e.text.split()) + "\n" for e in pool), encoding="utf-8")
             files["unlabeled"] = str(unlabeled)
@@ -116,23 +133,37 @@ def write(output: Path, args, rows: list[dict[str, Any]]) -> None:
         mine = [r for r in rows if r["method"] == method]
         if mine:
             f1 = [r["test_macro_f1"] for r in mine]
-            summary[method] = {"test_macro_f1": float(np.mean(f1)), "std": float(np.std(f1)), "seeds": len(mine),
-                               "fit_seconds": float(np.mean([r["fit_seconds"] for r in mine])),
-                               "admitted": mine[-1].get("admitted"),
-                               "pseudo_label_accuracy": mine[-1].get("pseudo_label_accuracy")}
-    result = {"dataset": args.dataset, "labelled_share": args.labelled, "pool_cap": args.pool,
-              "threshold": args.threshold, "rows": rows, "summary": summary}
+            summary[method] = {
+                "test_macro_f1": float(np.mean(f1)),
+                "std": float(np.std(f1)),
+                "seeds": len(mine),
+                "fit_seconds": float(np.mean([r["fit_seconds"] for r in mine])),
+                "admitted": mine[-1].get("admitted"),
+                "pseudo_label_accuracy": mine[-1].get("pseudo_label_accuracy"),
+            }
+    result = {
+        "dataset": args.dataset,
+        "labelled_share": args.labelled,
+        "pool_cap": args.pool,
+        "threshold": args.threshold,
+        "rows": rows,
+        "summary": summary,
+    }
     temp = output.with_suffix(".tmp")
     temp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     temp.replace(output)
     base = summary.get("labelled", {}).get("test_macro_f1")
-    lines = ["| method | test macro-F1 (mean ± std) | vs labelled-only | admitted (last epoch) | their accuracy | fit s |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| method | test macro-F1 (mean ± std) | vs labelled-only | admitted (last epoch) | their accuracy | fit s |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for method, s in summary.items():
         gain = f"{100 * (s['test_macro_f1'] - base):+.1f}" if base is not None else "—"
         accuracy = f"{s['pseudo_label_accuracy']:.3f}" if s["pseudo_label_accuracy"] is not None else "—"
-        lines.append(f"| {method} | {s['test_macro_f1']:.3f} ± {s['std']:.3f} ({s['seeds']}) | {gain} | "
-                     f"{s['admitted'] if s['admitted'] is not None else '—'} | {accuracy} | {s['fit_seconds']:.0f} |")
+        lines.append(
+            f"| {method} | {s['test_macro_f1']:.3f} ± {s['std']:.3f} ({s['seeds']}) | {gain} | "
+            f"{s['admitted'] if s['admitted'] is not None else '—'} | {accuracy} | {s['fit_seconds']:.0f} |"
+        )
     output.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 

@@ -75,11 +75,19 @@ def make_run(folder: Path, texts: list[str], labels: list[str]) -> Path:
 
     examples = [Example(t, y) for t, y in zip(texts, labels)]
     seen = {e.label for e in examples[:TRAIN_ROWS]}
-    validation = [e for e in examples[TRAIN_ROWS:TRAIN_ROWS + 1000] if e.label in seen][:256]
-    files = {"train": str(write_examples(folder / "train", examples[:TRAIN_ROWS], task="classification")),
-             "validation": str(write_examples(folder / "validation", validation, task="classification"))}
-    run = autoft.train({"task": "classification", "data": files, "output_dir": str(folder / "run"),
-                        "training": {"epochs": 3, "learning_rate": 1e-4, "max_length": 64, "progress": False}})
+    validation = [e for e in examples[TRAIN_ROWS : TRAIN_ROWS + 1000] if e.label in seen][:256]
+    files = {
+        "train": str(write_examples(folder / "train", examples[:TRAIN_ROWS], task="classification")),
+        "validation": str(write_examples(folder / "validation", validation, task="classification")),
+    }
+    run = autoft.train(
+        {
+            "task": "classification",
+            "data": files,
+            "output_dir": str(folder / "run"),
+            "training": {"epochs": 3, "learning_rate": 1e-4, "max_length": 64, "progress": False},
+        }
+    )
     return run.path
 
 
@@ -97,8 +105,11 @@ class Connection:
             self.streams = await asyncio.open_connection(self.host, self.port)
         reader, writer = self.streams
         body = json.dumps(payload).encode()
-        writer.write(f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
-                     f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
         await writer.drain()
         head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
         fields = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in head[1:] if line)}
@@ -113,8 +124,9 @@ class Connection:
             self.streams = None
 
 
-async def load(url: str, texts: list[str], clients: int, seconds: float, *, record: list | None = None,
-               side: Any = None) -> dict:
+async def load(
+    url: str, texts: list[str], clients: int, seconds: float, *, record: list | None = None, side: Any = None
+) -> dict:
     """``clients`` clients (a ``Connection`` each) sending one query per request for ``seconds``. ``record``: gets
     (start, end, ok) of every request; ``side``: a coroutine function of an httpx session, run alongside (the
     promotion of the swap test)."""
@@ -151,18 +163,23 @@ async def load(url: str, texts: list[str], clients: int, seconds: float, *, reco
         await asyncio.gather(*(client(k) for k in range(clients)), *([side(session)] if side else []))
         elapsed = time.perf_counter() - started
     ms = np.array(latencies) * 1000
-    return {"requests": len(latencies), "errors": errors, "seconds": round(elapsed, 2),
-            "requests_per_second": len(latencies) / elapsed,
-            "p50_ms": float(np.percentile(ms, 50)) if len(ms) else None,
-            "p99_ms": float(np.percentile(ms, 99)) if len(ms) else None}
+    return {
+        "requests": len(latencies),
+        "errors": errors,
+        "seconds": round(elapsed, 2),
+        "requests_per_second": len(latencies) / elapsed,
+        "p50_ms": float(np.percentile(ms, 50)) if len(ms) else None,
+        "p99_ms": float(np.percentile(ms, 99)) if len(ms) else None,
+    }
 
 
 BACKENDS = {"torch": ("torch", None), "onnx": ("onnx", None), "int8": ("onnx", "int8")}
 """What ``--backends`` names: ``autoft serve``'s ``--backend`` and ``--quantize``."""
 
 
-def serve_under_load(run_dir: Path, queries: list[str], args: argparse.Namespace, backend: str,
-                     quantize: str | None) -> tuple[dict, dict]:
+def serve_under_load(
+    run_dir: Path, queries: list[str], args: argparse.Namespace, backend: str, quantize: str | None
+) -> tuple[dict, dict]:
     """Start ``autoft serve`` with this backend, warm it up, load it; returns the load and the batches served."""
     options = ["--backend", backend, *(["--quantize", quantize] if quantize else [])]
     with server_at(run_dir, queries, args, options) as port:
@@ -186,6 +203,7 @@ def swap_under_load(run_dir: Path, queries: list[str], args: argparse.Namespace,
     promoted = shutil.copytree(run_dir, folder / "promoted")
     events: dict[str, float] = {}
     with server_at(run_dir, queries, args, ["--follow-latest", "--follow-interval", "0.5"]) as port:
+
         async def promote(session: Any) -> None:
             await asyncio.sleep(args.swap_at)
             events["promoted"] = time.perf_counter()
@@ -197,18 +215,34 @@ def swap_under_load(run_dir: Path, queries: list[str], args: argparse.Namespace,
                 await asyncio.sleep(0.05)
 
         record: list = []
-        served = asyncio.run(load(f"http://127.0.0.1:{port}/predict", queries, args.clients, args.swap_seconds,
-                                  record=record, side=promote))
+        served = asyncio.run(
+            load(
+                f"http://127.0.0.1:{port}/predict",
+                queries,
+                args.clients,
+                args.swap_seconds,
+                record=record,
+                side=promote,
+            )
+        )
     if "served" not in events:
         raise SystemExit("the promoted run was not served before the swap test ended")
     steady = [end - start for start, end, ok in record if ok and end < events["promoted"]]
-    swap = [end - start for start, end, ok in record
-            if ok and end > events["promoted"] and start < events["served"] + 1.0]
-    p99 = {name: float(np.percentile(np.array(values) * 1000, 99)) for name, values in (("steady", steady),
-                                                                                          ("swap", swap))}
-    return {"requests": served["requests"], "errors": served["errors"], "steady_p99_ms": p99["steady"],
-            "swap_p99_ms": p99["swap"], "ratio": p99["swap"] / p99["steady"],
-            "swap_seconds": events["served"] - events["promoted"], "swap_requests": len(swap)}
+    swap = [
+        end - start for start, end, ok in record if ok and end > events["promoted"] and start < events["served"] + 1.0
+    ]
+    p99 = {
+        name: float(np.percentile(np.array(values) * 1000, 99)) for name, values in (("steady", steady), ("swap", swap))
+    }
+    return {
+        "requests": served["requests"],
+        "errors": served["errors"],
+        "steady_p99_ms": p99["steady"],
+        "swap_p99_ms": p99["swap"],
+        "ratio": p99["swap"] / p99["steady"],
+        "swap_seconds": events["served"] - events["promoted"],
+        "swap_requests": len(swap),
+    }
 
 
 @contextlib.contextmanager
@@ -221,9 +255,12 @@ def server_at(run_dir: Path, queries: list[str], args: argparse.Namespace, optio
     port = _free_port()
     env_threads = {} if not args.threads else {"OMP_NUM_THREADS": str(args.threads)}
     options = [*options, *(["--threads", str(args.threads)] if args.threads else [])]
-    server = subprocess.Popen([sys.executable, "-m", "autoft.cli", "--quiet", "serve", str(run_dir), "--port",
-                               str(port), *options], env={**os.environ, **env_threads}, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "autoft.cli", "--quiet", "serve", str(run_dir), "--port", str(port), *options],
+        env={**os.environ, **env_threads},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.time() + 300
         while True:
@@ -252,9 +289,12 @@ def quantisation_cost(run_dir: Path, test: list, threads: int) -> dict:
     exact = [p["label"] for p in run.predict(texts, batch_size=32)]
     int8 = [p["label"] for p in load_backend(run, backend="onnx", quantize="int8", threads=threads).predict(texts)]
     gold = [e.label for e in test]
-    return {"test_rows": len(test), "torch_accuracy": float(np.mean([p == g for p, g in zip(exact, gold)])),
-            "int8_accuracy": float(np.mean([p == g for p, g in zip(int8, gold)])),
-            "agreement": float(np.mean([a == b for a, b in zip(exact, int8)]))}
+    return {
+        "test_rows": len(test),
+        "torch_accuracy": float(np.mean([p == g for p, g in zip(exact, gold)])),
+        "int8_accuracy": float(np.mean([p == g for p, g in zip(int8, gold)])),
+        "agreement": float(np.mean([a == b for a, b in zip(exact, int8)])),
+    }
 
 
 def main() -> None:
@@ -262,8 +302,13 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--raw-seconds", type=float, default=30.0)
-    parser.add_argument("--backends", nargs="+", choices=list(BACKENDS), default=list(BACKENDS),
-                        help="servers to load, one after another (int8: --backend onnx --quantize int8)")
+    parser.add_argument(
+        "--backends",
+        nargs="+",
+        choices=list(BACKENDS),
+        default=list(BACKENDS),
+        help="servers to load, one after another (int8: --backend onnx --quantize int8)",
+    )
     parser.add_argument("--threads", type=int, default=0, help="threads of server and raw pass (0: the default)")
     parser.add_argument("--swap-seconds", type=float, default=30.0, help="the swap test's load (0: no swap test)")
     parser.add_argument("--swap-at", type=float, default=10.0, help="when the swap test promotes a run")
@@ -277,45 +322,90 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         folder = Path(work)
         run_dir = make_run(folder, texts, labels)
-        queries = texts[TRAIN_ROWS + 1000:TRAIN_ROWS + 2000]
+        queries = texts[TRAIN_ROWS + 1000 : TRAIN_ROWS + 2000]
         (folder / "texts.json").write_text(json.dumps(queries))
-        raw = json.loads(subprocess.run([sys.executable, "-c", RAW, str(run_dir), str(folder / "texts.json"),
-                                         str(args.raw_seconds), str(args.threads)], check=True, capture_output=True,
-                                        text=True).stdout.strip().splitlines()[-1])
+        raw = json.loads(
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    RAW,
+                    str(run_dir),
+                    str(folder / "texts.json"),
+                    str(args.raw_seconds),
+                    str(args.threads),
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         rows = {}
         for name in args.backends:
             served, meta = serve_under_load(run_dir, queries, args, *BACKENDS[name])
-            rows[name] = {**served, "ratio": served["requests_per_second"] / raw["inputs_per_second"],
-                          "mean_batch": meta["inputs"] / max(meta["batches"], 1)}
+            rows[name] = {
+                **served,
+                "ratio": served["requests_per_second"] / raw["inputs_per_second"],
+                "mean_batch": meta["inputs"] / max(meta["batches"], 1),
+            }
         cost = quantisation_cost(run_dir, data["test"], args.threads) if "int8" in args.backends else None
         swap = swap_under_load(run_dir, queries, args, folder) if args.swap_seconds else None
     command = "python benchmarks/serve_load.py" + "".join(
-        f" --{k} {v:g}" if isinstance(v, float) else f" --{k} {v}" for k, v, d in (
-            ("clients", args.clients, 32), ("seconds", args.seconds, 60.0), ("threads", args.threads, 0),
-            ("swap-seconds", args.swap_seconds, 30.0), ("swap-at", args.swap_at, 10.0)) if v != d)
+        f" --{k} {v:g}" if isinstance(v, float) else f" --{k} {v}"
+        for k, v, d in (
+            ("clients", args.clients, 32),
+            ("seconds", args.seconds, 60.0),
+            ("threads", args.threads, 0),
+            ("swap-seconds", args.swap_seconds, 30.0),
+            ("swap-at", args.swap_at, 10.0),
+        )
+        if v != d
+    )
     if args.backends != list(BACKENDS):
         command += " --backends " + " ".join(args.backends)
-    result = {"command": command, "clients": args.clients, "seconds": args.seconds, "backends": rows,
-              "raw_inputs_per_second": raw["inputs_per_second"], "threads": args.threads or None,
-              "int8_cost": cost, "swap": swap}
-    lines = [("| backend | clients × seconds | requests | requests/s | p50 ms | p99 ms | errors | ratio to raw batched "
-              "PyTorch | mean batch |"), "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    result = {
+        "command": command,
+        "clients": args.clients,
+        "seconds": args.seconds,
+        "backends": rows,
+        "raw_inputs_per_second": raw["inputs_per_second"],
+        "threads": args.threads or None,
+        "int8_cost": cost,
+        "swap": swap,
+    }
+    lines = [
+        (
+            "| backend | clients × seconds | requests | requests/s | p50 ms | p99 ms | errors | ratio to raw batched "
+            "PyTorch | mean batch |"
+        ),
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for name, row in rows.items():
-        lines.append(f"| {name} | {args.clients} × {args.seconds:g} | {row['requests']} | "
-                     f"{row['requests_per_second']:.1f} | {row['p50_ms']:.0f} | {row['p99_ms']:.0f} | {row['errors']} | "
-                     f"{row['ratio']:.2f} | {row['mean_batch']:.1f} |")
-    lines.append(f"\nRaw batched PyTorch (`Run.predict`, batches of 32, no HTTP): {raw['inputs_per_second']:.1f} inputs/s.")
+        lines.append(
+            f"| {name} | {args.clients} × {args.seconds:g} | {row['requests']} | "
+            f"{row['requests_per_second']:.1f} | {row['p50_ms']:.0f} | {row['p99_ms']:.0f} | {row['errors']} | "
+            f"{row['ratio']:.2f} | {row['mean_batch']:.1f} |"
+        )
+    lines.append(
+        f"\nRaw batched PyTorch (`Run.predict`, batches of 32, no HTTP): {raw['inputs_per_second']:.1f} inputs/s."
+    )
     if cost:
-        lines.append(f"int8 on the {cost['test_rows']} BANKING77 test queries: accuracy {cost['int8_accuracy']:.4f} "
-                     f"(PyTorch {cost['torch_accuracy']:.4f}), labels agreeing with PyTorch on "
-                     f"{100 * cost['agreement']:.1f}%.")
+        lines.append(
+            f"int8 on the {cost['test_rows']} BANKING77 test queries: accuracy {cost['int8_accuracy']:.4f} "
+            f"(PyTorch {cost['torch_accuracy']:.4f}), labels agreeing with PyTorch on "
+            f"{100 * cost['agreement']:.1f}%."
+        )
     if swap:
-        lines.append(f"A promotion during load (torch, `--follow-latest`, {args.clients} clients × "
-                     f"{args.swap_seconds:g} s, promoted at {args.swap_at:g} s): {swap['errors']} failed requests of "
-                     f"{swap['requests'] + swap['errors']}; the new run served {swap['swap_seconds']:.1f} s after the "
-                     f"promotion; p99 of the {swap['swap_requests']} requests in flight from the promotion until a "
-                     f"second after the swap {swap['swap_p99_ms']:.0f} ms against {swap['steady_p99_ms']:.0f} ms "
-                     f"before it ({swap['ratio']:.2f} ×).")
+        lines.append(
+            f"A promotion during load (torch, `--follow-latest`, {args.clients} clients × "
+            f"{args.swap_seconds:g} s, promoted at {args.swap_at:g} s): {swap['errors']} failed requests of "
+            f"{swap['requests'] + swap['errors']}; the new run served {swap['swap_seconds']:.1f} s after the "
+            f"promotion; p99 of the {swap['swap_requests']} requests in flight from the promotion until a "
+            f"second after the swap {swap['swap_p99_ms']:.0f} ms against {swap['steady_p99_ms']:.0f} ms "
+            f"before it ({swap['ratio']:.2f} ×)."
+        )
     write_result(args.output, result, "\n".join(lines))
 
 

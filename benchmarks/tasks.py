@@ -56,9 +56,15 @@ def _relation(root: Path, seed: int) -> dict:
     folder = root / "semeval2010_task8"
     pool = load_examples(folder / "TRAIN_FILE.TXT", task="relation-extraction")
     order = np.random.default_rng(seed).permutation(len(pool))
-    return {"data": "SemEval-2010 Task 8", "metric": "macro_f1", "splits": {
-        "train": [pool[i] for i in sorted(order[800:])], "validation": [pool[i] for i in sorted(order[:800])],
-        "test": load_examples(folder / "TEST_FILE_FULL.TXT", task="relation-extraction")}}
+    return {
+        "data": "SemEval-2010 Task 8",
+        "metric": "macro_f1",
+        "splits": {
+            "train": [pool[i] for i in sorted(order[800:])],
+            "validation": [pool[i] for i in sorted(order[:800])],
+            "test": load_examples(folder / "TEST_FILE_FULL.TXT", task="relation-extraction"),
+        },
+    }
 
 
 def _qa(root: Path, seed: int) -> dict:
@@ -71,20 +77,34 @@ def _generative(name: str, data: str, metric: str, also: str, limits: dict[str, 
         for split, limit in limits.items():
             keep = np.random.default_rng(seed).permutation(len(splits[split]))[:limit]
             splits[split] = [splits[split][i] for i in sorted(keep)]
-        return {"data": data, "metric": metric, "also": also, "splits": splits,
-                "config": {"generation": {"max_new_tokens": max_new_tokens}}}
+        return {
+            "data": data,
+            "metric": metric,
+            "also": also,
+            "splits": splits,
+            "config": {"generation": {"max_new_tokens": max_new_tokens}},
+        }
+
     return load
 
 
 FAMILIES = {
     "relation-extraction": ("relation-extraction", _relation),
     "question-answering": ("question-answering", _qa),
-    "summarization": ("generation", _generative("scitldr", "SciTLDR-A", "rouge1", "rougeL",
-                                                {"train": 150, "validation": 40, "test": 60}, 48)),
-    "translation": ("generation", _generative("multi30k", "Multi30k en→de", "bleu", "chrf",
-                                              {"train": 600, "validation": 60, "test": 150}, 48)),
-    "dialogue": ("generation", _generative("sgd_responses", "SGD responses", "rougeL", "bleu",
-                                           {"train": 400, "validation": 60, "test": 100}, 40)),
+    "summarization": (
+        "generation",
+        _generative("scitldr", "SciTLDR-A", "rouge1", "rougeL", {"train": 150, "validation": 40, "test": 60}, 48),
+    ),
+    "translation": (
+        "generation",
+        _generative("multi30k", "Multi30k en→de", "bleu", "chrf", {"train": 600, "validation": 60, "test": 150}, 48),
+    ),
+    "dialogue": (
+        "generation",
+        _generative(
+            "sgd_responses", "SGD responses", "rougeL", "bleu", {"train": 400, "validation": 60, "test": 100}, 40
+        ),
+    ),
 }
 
 
@@ -97,25 +117,46 @@ def run_family(name: str, root: Path, args: argparse.Namespace, work: Path) -> d
         splits["train"] = [splits["train"][i] for i in sorted(keep)]
     files = {split: str(write_examples(work / name / split, examples, task=task)) for split, examples in splits.items()}
     started = time.perf_counter()
-    run = autoft.train({"task": task, "data": files, "output_dir": str(work / name / "run"),
-                        "training": {"seed": args.seed, "progress": False}, **spec.get("config", {})})
+    run = autoft.train(
+        {
+            "task": task,
+            "data": files,
+            "output_dir": str(work / name / "run"),
+            "training": {"seed": args.seed, "progress": False},
+            **spec.get("config", {}),
+        }
+    )
     wall = time.perf_counter() - started
     metric = spec["metric"]
     zero = (run.metrics.get("zero_shot") or {}).get(metric)
-    row = {"task": name if task == "generation" else task, "data": spec["data"], "model": run.config.model,
-           "method": run.config.training.peft.method if run.config.training.peft else "full",
-           "train": len(splits["train"]), "validation": len(splits["validation"]), "test": len(splits["test"]),
-           "metric": metric, "zero_shot": zero, "fine_tuned": run.metrics["test"][metric],
-           "validation_scores": {k: v for k, v in run.metrics["validation"].items() if isinstance(v, float)},
-           "test_loss": run.metrics["test"].get("loss"), "zero_shot_loss": (run.metrics.get("zero_shot") or {}).get("loss"),
-           "wall_seconds": round(wall, 1),
-           "learning_rate": run.config.training.learning_rate, "epochs_run": len(run.metrics["epochs"]),
-           "best_epoch": run.metrics["best_epoch"], "anchor": ANCHORS.get(name, "–")}
-    row["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], check=False, capture_output=True, text=True,
-                                   cwd=Path(__file__).parent).stdout.strip()
+    row = {
+        "task": name if task == "generation" else task,
+        "data": spec["data"],
+        "model": run.config.model,
+        "method": run.config.training.peft.method if run.config.training.peft else "full",
+        "train": len(splits["train"]),
+        "validation": len(splits["validation"]),
+        "test": len(splits["test"]),
+        "metric": metric,
+        "zero_shot": zero,
+        "fine_tuned": run.metrics["test"][metric],
+        "validation_scores": {k: v for k, v in run.metrics["validation"].items() if isinstance(v, float)},
+        "test_loss": run.metrics["test"].get("loss"),
+        "zero_shot_loss": (run.metrics.get("zero_shot") or {}).get("loss"),
+        "wall_seconds": round(wall, 1),
+        "learning_rate": run.config.training.learning_rate,
+        "epochs_run": len(run.metrics["epochs"]),
+        "best_epoch": run.metrics["best_epoch"],
+        "anchor": ANCHORS.get(name, "–"),
+    }
+    row["commit"] = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], check=False, capture_output=True, text=True, cwd=Path(__file__).parent
+    ).stdout.strip()
     if spec.get("also"):
-        row["also"] = {spec["also"]: run.metrics["test"][spec["also"]],
-                       "zero_shot": (run.metrics.get("zero_shot") or {}).get(spec["also"])}
+        row["also"] = {
+            spec["also"]: run.metrics["test"][spec["also"]],
+            "zero_shot": (run.metrics.get("zero_shot") or {}).get(spec["also"]),
+        }
     log.info("%s: %s", name, row)
     return row
 
@@ -124,18 +165,25 @@ MODEL_NAMES = {"default": "MiniLM-L6 (packaged)", "default-generative": "SmolLM2
 
 
 def table(rows: dict[str, dict]) -> str:
-    lines = [("| task | data (train / val / test) | model | method | metric | zero-shot | fine-tuned | wall s | "
-              "published anchor |"), "|---|---|---|---|---|---:|---:|---:|---|"]
+    lines = [
+        (
+            "| task | data (train / val / test) | model | method | metric | zero-shot | fine-tuned | wall s | "
+            "published anchor |"
+        ),
+        "|---|---|---|---|---|---:|---:|---:|---|",
+    ]
     for row in rows.values():
         zero = "–" if row["zero_shot"] is None else f"{row['zero_shot']:.3f}"
         also = ""
         if row.get("also"):
-            (key, value), = [(k, v) for k, v in row["also"].items() if k != "zero_shot"]
+            ((key, value),) = [(k, v) for k, v in row["also"].items() if k != "zero_shot"]
             z = row["also"]["zero_shot"]
             also = f" ({key} {'–' if z is None else f'{z:.3f}'} → {value:.3f})"
-        lines.append(f"| {row['task']} | {row['data']} ({row['train']} / {row['validation']} / {row['test']}) | "
-                     f"{MODEL_NAMES.get(row['model'], row['model'])} | {row['method']} | {row['metric']}{also} | {zero} | {row['fine_tuned']:.3f} | "
-                     f"{row['wall_seconds']:.0f} | {row['anchor']} |")
+        lines.append(
+            f"| {row['task']} | {row['data']} ({row['train']} / {row['validation']} / {row['test']}) | "
+            f"{MODEL_NAMES.get(row['model'], row['model'])} | {row['method']} | {row['metric']}{also} | {zero} | {row['fine_tuned']:.3f} | "
+            f"{row['wall_seconds']:.0f} | {row['anchor']} |"
+        )
     return "\n".join(lines) + "\n"
 
 

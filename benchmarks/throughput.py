@@ -70,8 +70,16 @@ def hand_written(model, adapter, features, batch_size, lr, seed, warmup_steps=2)
 
 
 def autoft_loop(model, adapter, features, validation, batch_size, lr, seed, **options) -> float:
-    config = TrainingConfig(epochs=1, batch_size=batch_size, learning_rate=lr, max_length=adapter.max_length,
-                            seed=seed, progress=False, early_stopping_patience=None, **options)
+    config = TrainingConfig(
+        epochs=1,
+        batch_size=batch_size,
+        learning_rate=lr,
+        max_length=adapter.max_length,
+        seed=seed,
+        progress=False,
+        early_stopping_patience=None,
+        **options,
+    )
     warm = TrainingConfig(**{**config.model_dump(), "progress": False})
     fit(model, adapter, features[: 2 * batch_size], *validation, warm)  # two warm-up steps, like the baseline
     result = fit(model, adapter, features, *validation, config)
@@ -105,19 +113,26 @@ def main() -> None:
     rows["hand-written"] = hand_written(fresh(), adapter, features, **common)
     rows["autoft"] = autoft_loop(fresh(), adapter, features, validation, **common)
     rows["autoft (no grouping)"] = autoft_loop(fresh(), adapter, features, validation, group_by_length=False, **common)
-    rows["autoft (fixed padding)"] = autoft_loop(fresh(), adapter, features, validation, group_by_length=False,
-                                                 padding="max_length", **common)
+    rows["autoft (fixed padding)"] = autoft_loop(
+        fresh(), adapter, features, validation, group_by_length=False, padding="max_length", **common
+    )
     base = rows["hand-written"]
     result = {
-        "data": name, "samples": len(features), "batch_size": args.batch_size, "max_length": args.max_length,
-        "mean_tokens": float(np.mean(lengths)), "torch_threads": torch.get_num_threads(),
+        "data": name,
+        "samples": len(features),
+        "batch_size": args.batch_size,
+        "max_length": args.max_length,
+        "mean_tokens": float(np.mean(lengths)),
+        "torch_threads": torch.get_num_threads(),
         "samples_per_second": {k: round(v, 2) for k, v in rows.items()},
         "ratio_vs_hand_written": {k: round(v / base, 3) for k, v in rows.items()},
         "grouped_vs_fixed_padding": round(rows["autoft"] / rows["autoft (fixed padding)"], 3),
     }
     lines = [
-        (f"Training throughput, packaged MiniLM, {name}: {len(features)} samples (mean {result['mean_tokens']:.0f} "
-        f"tokens), batch {args.batch_size}, max_length {args.max_length}, {torch.get_num_threads()} threads."),
+        (
+            f"Training throughput, packaged MiniLM, {name}: {len(features)} samples (mean {result['mean_tokens']:.0f} "
+            f"tokens), batch {args.batch_size}, max_length {args.max_length}, {torch.get_num_threads()} threads."
+        ),
         "",
         "| loop | samples/s | ratio vs hand-written |",
         "|---|---:|---:|",
@@ -127,8 +142,10 @@ def main() -> None:
     args.output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     args.output.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
-    print(f"\nautoft / hand-written: {result['ratio_vs_hand_written']['autoft']:.2f}   "
-          f"grouped dynamic / fixed padding: {result['grouped_vs_fixed_padding']:.2f}")
+    print(
+        f"\nautoft / hand-written: {result['ratio_vs_hand_written']['autoft']:.2f}   "
+        f"grouped dynamic / fixed padding: {result['grouped_vs_fixed_padding']:.2f}"
+    )
 
 
 if __name__ == "__main__":

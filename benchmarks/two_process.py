@@ -69,8 +69,13 @@ from autoft.data.writing import write_examples
 RESULTS = Path(__file__).resolve().parent / "results"
 TASKS = {
     # name: (shared set, autoft task, primary metric, train / validation / test rows (None: the whole split), epochs)
-    "classification": ("tweeteval_emotion", "classification", "macro_f1",
-                       {"train": 800, "validation": 200, "test": None}, 3),
+    "classification": (
+        "tweeteval_emotion",
+        "classification",
+        "macro_f1",
+        {"train": 800, "validation": 200, "test": None},
+        3,
+    ),
     "ner": ("btc_ner", "token-classification", "f1", {"train": 400, "validation": 150, "test": 300}, 5),
 }
 CONTROLS = {
@@ -122,8 +127,11 @@ def read_run(run_dir: Path, metric: str) -> dict:
     selects = [json.loads(line) for line in lines if '"select"' in line]
     selects = [d for d in selects if d.get("event") == "select"]
     return {
-        "test": {metric: test[metric], "accuracy": test.get("accuracy"),
-                 **{k: v for k, v in test.items() if isinstance(v, float) and k not in (metric, "accuracy")}},
+        "test": {
+            metric: test[metric],
+            "accuracy": test.get("accuracy"),
+            **{k: v for k, v in test.items() if isinstance(v, float) and k not in (metric, "accuracy")},
+        },
         "best_epoch": metrics["best_epoch"],
         "validation_by_epoch": [e["validation"][metric] for e in metrics["epochs"]],
         "train_samples_by_epoch_main_process": [e["samples"] for e in metrics["epochs"]],
@@ -131,29 +139,56 @@ def read_run(run_dir: Path, metric: str) -> dict:
         "dropped_by_epoch": [d.get("dropped") for d in selects],
         "mean_value_kept_by_epoch": [d.get("mean_value_kept") for d in selects],
         "rescored_by_epoch": [d.get("rescored") for d in selects],
-        "masked_entities_by_epoch": ([d.get("masked_entities") for d in selects]
-                                     if any("masked_entities" in d for d in selects) else None),
+        "masked_entities_by_epoch": (
+            [d.get("masked_entities") for d in selects] if any("masked_entities" in d for d in selects) else None
+        ),
         "run_wall_seconds": metrics.get("wall_seconds"),
-        "settings": {k: metrics["training"].get(k) for k in ("learning_rate", "epochs", "batch_size", "max_length",
-                                                             "seed", "early_stopping_patience")
-                     if isinstance(metrics.get("training"), dict)},
+        "settings": {
+            k: metrics["training"].get(k)
+            for k in ("learning_rate", "epochs", "batch_size", "max_length", "seed", "early_stopping_patience")
+            if isinstance(metrics.get("training"), dict)
+        },
     }
 
 
 def shown(command: list[str]) -> str:
     names = {tool("autoft"), tool("torchrun"), sys.executable}
-    return " ".join(f"{k}={v}" for k, v in ENV.items() if k == "OMP_NUM_THREADS") + " " + " ".join(
-        Path(c).name if c in names else c for c in command)
+    return (
+        " ".join(f"{k}={v}" for k, v in ENV.items() if k == "OMP_NUM_THREADS")
+        + " "
+        + " ".join(Path(c).name if c in names else c for c in command)
+    )
 
 
 def run_mode(mode: str, config_path: Path, run_dir: Path, batch_size: int, seed: int, log: list[str]) -> dict:
-    common = ["train", str(config_path), "--no-progress", "--overwrite", "--set", f"training.seed={seed}",
-              "--set", f"training.batch_size={batch_size}", "--set", f"output_dir={run_dir}"]
+    common = [
+        "train",
+        str(config_path),
+        "--no-progress",
+        "--overwrite",
+        "--set",
+        f"training.seed={seed}",
+        "--set",
+        f"training.batch_size={batch_size}",
+        "--set",
+        f"output_dir={run_dir}",
+    ]
     if mode == "one process":
         command = ["taskset", "-c", "0", tool("autoft"), *common]
     else:
-        command = [tool("torchrun"), "--standalone", "--nproc_per_node", "2", "--tee", "3",
-                   "--log-dir", str(run_dir.parent / "torchrun_logs"), "-m", "autoft.cli", *common]
+        command = [
+            tool("torchrun"),
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "--tee",
+            "3",
+            "--log-dir",
+            str(run_dir.parent / "torchrun_logs"),
+            "-m",
+            "autoft.cli",
+            *common,
+        ]
     text = shown(command)
     print(f"== {text}", flush=True)
     started = time.perf_counter()
@@ -163,8 +198,13 @@ def run_mode(mode: str, config_path: Path, run_dir: Path, batch_size: int, seed:
     print(f"   exit {done.returncode}, {wall:.1f} s", flush=True)
     if done.returncode != 0:
         raise SystemExit(f"{mode} failed (exit {done.returncode}):\n{filtered(done.stderr)[-3000:]}")
-    return {"command": text, "wall_seconds": round(wall, 1), "processes": 1 if mode == "one process" else 2,
-            "batch_size_per_process": batch_size, "epochs_logged_by_process": epochs_logged(done.stderr)}
+    return {
+        "command": text,
+        "wall_seconds": round(wall, 1),
+        "processes": 1 if mode == "one process" else 2,
+        "batch_size_per_process": batch_size,
+        "epochs_logged_by_process": epochs_logged(done.stderr),
+    }
 
 
 def epochs_logged(stderr: str) -> dict[str, list[dict]]:
@@ -176,7 +216,8 @@ def epochs_logged(stderr: str) -> dict[str, list[dict]]:
         if found:
             rank = re.search(r"\[default(\d+)\]", line)
             out.setdefault(f"rank {rank.group(1) if rank else 0}", []).append(
-                {"epoch": int(found["epoch"]), "train_loss": float(found["loss"]), "validation": float(found["score"])})
+                {"epoch": int(found["epoch"]), "train_loss": float(found["loss"]), "validation": float(found["score"])}
+            )
     return out
 
 
@@ -199,19 +240,36 @@ def flagged_overlap(one: Path, two: Path) -> dict | None:
     return {"one process": len(flagged[0]), "two processes": len(flagged[1]), "both": len(flagged[0] & flagged[1])}
 
 
-def run_task(name: str, args: argparse.Namespace, root: Path, log: list[str], *, row_name: str | None = None,
-             selection: dict | None = None) -> dict:
+def run_task(
+    name: str,
+    args: argparse.Namespace,
+    root: Path,
+    log: list[str],
+    *,
+    row_name: str | None = None,
+    selection: dict | None = None,
+) -> dict:
     dataset, task, metric, limits, epochs = TASKS[name]
     row_name = row_name or name
     if args.smoke:
         limits, epochs = SMOKE_ROWS, 1
     splits = seeded_slices(dataset, limits, args.data_seed, root)
     work = args.work / re.sub(r"[^a-z0-9]+", "_", row_name).strip("_")
-    files = {split: str(write_examples(work / "data" / split, examples, task=task)) for split, examples in splits.items()}
+    files = {
+        split: str(write_examples(work / "data" / split, examples, task=task)) for split, examples in splits.items()
+    }
     config = {
-        "task": task, "model": "default", "data": files,
-        "training": {"learning_rate": args.learning_rate, "epochs": epochs, "max_length": args.max_length,
-                     "seed": args.seeds[0], "early_stopping_patience": None, "progress": False},
+        "task": task,
+        "model": "default",
+        "data": files,
+        "training": {
+            "learning_rate": args.learning_rate,
+            "epochs": epochs,
+            "max_length": args.max_length,
+            "seed": args.seeds[0],
+            "early_stopping_patience": None,
+            "progress": False,
+        },
         "selection": selection or {"policy": "exp3"},
         "output_dir": str(work / "run"),
     }
@@ -226,31 +284,53 @@ def run_task(name: str, args: argparse.Namespace, root: Path, log: list[str], *,
         one, two = modes["one process"], modes["two processes"]
         seeds[str(seed)] = {
             "modes": modes,
-            "difference": {metric: two["test"][metric] - one["test"][metric],
-                           "accuracy": None if one["test"]["accuracy"] is None
-                           else two["test"]["accuracy"] - one["test"]["accuracy"]},
+            "difference": {
+                metric: two["test"][metric] - one["test"][metric],
+                "accuracy": None
+                if one["test"]["accuracy"] is None
+                else two["test"]["accuracy"] - one["test"]["accuracy"],
+            },
             "kept_equal": one["kept_by_epoch"] == two["kept_by_epoch"],
             "two_processes_same_validation_each_epoch": same_across_processes(two["epochs_logged_by_process"]),
             "flagged_in_both": flagged_overlap(work / f"seed{seed}" / "one", work / f"seed{seed}" / "two"),
         }
-        print(json.dumps({row_name: {"seed": seed, "one": one["test"], "two": two["test"],
-                                     "difference": seeds[str(seed)]["difference"],
-                                     "kept": [one["kept_by_epoch"], two["kept_by_epoch"]],
-                                     "flagged": seeds[str(seed)]["flagged_in_both"]}}), flush=True)
+        print(
+            json.dumps(
+                {
+                    row_name: {
+                        "seed": seed,
+                        "one": one["test"],
+                        "two": two["test"],
+                        "difference": seeds[str(seed)]["difference"],
+                        "kept": [one["kept_by_epoch"], two["kept_by_epoch"]],
+                        "flagged": seeds[str(seed)]["flagged_in_both"],
+                    }
+                }
+            ),
+            flush=True,
+        )
     summary = {}
     for mode in MODES:
         values = [seeds[str(s)]["modes"][mode]["test"][metric] for s in args.seeds]
-        summary[mode] = {"by_seed": dict(zip(map(str, args.seeds), values)), "mean": float(np.mean(values)),
-                         "spread_max_minus_min": float(max(values) - min(values))}
+        summary[mode] = {
+            "by_seed": dict(zip(map(str, args.seeds), values)),
+            "mean": float(np.mean(values)),
+            "spread_max_minus_min": float(max(values) - min(values)),
+        }
     difference = summary["two processes"]["mean"] - summary["one process"]["mean"]
     return {
-        "data": dataset, "task": task, "metric": metric,
+        "data": dataset,
+        "task": task,
+        "metric": metric,
         "sizes": {split: len(examples) for split, examples in splits.items()},
-        "config": {k: v for k, v in config.items() if k not in ("data", "output_dir")}, "seeds": args.seeds,
-        "global_batch": 32, "summary": summary,
+        "config": {k: v for k, v in config.items() if k not in ("data", "output_dir")},
+        "seeds": args.seeds,
+        "global_batch": 32,
+        "summary": summary,
         "mean_difference": difference,
         "noise_floor_one_process_spread": summary["one process"]["spread_max_minus_min"],
-        "tolerance": args.tolerance, "within_tolerance": abs(difference) <= args.tolerance,
+        "tolerance": args.tolerance,
+        "within_tolerance": abs(difference) <= args.tolerance,
         "kept_equal_every_seed": all(r["kept_equal"] for r in seeds.values()),
         "by_seed": seeds,
     }
@@ -267,17 +347,31 @@ def source_of(package_file: str) -> dict:
     for line in status.splitlines():
         if line.startswith("??") and (src / line[3:]).is_file():
             digest.update((src / line[3:]).read_bytes())
-    return {"src": str(src), "commit": commit or None, "changed": [line.strip() for line in status.splitlines()],
-            "digest": digest.hexdigest()[:12]}
+    return {
+        "src": str(src),
+        "commit": commit or None,
+        "changed": [line.strip() for line in status.splitlines()],
+        "digest": digest.hexdigest()[:12],
+    }
 
 
 def imported_from(log: list[str]) -> dict:
     """Where ``autoft`` comes from in this script, in one pinned process and in each torchrun process (launched
     like the training runs, with the same environment)."""
     probe = "import os, autoft; print('rank', os.environ.get('RANK', '0'), 'imports', autoft.__file__)"
-    commands = {"one process": ["taskset", "-c", "0", sys.executable, "-c", probe],
-                "two processes": [tool("torchrun"), "--standalone", "--nproc_per_node", "2", "--no-python",
-                                  sys.executable, "-c", probe]}
+    commands = {
+        "one process": ["taskset", "-c", "0", sys.executable, "-c", probe],
+        "two processes": [
+            tool("torchrun"),
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "--no-python",
+            sys.executable,
+            "-c",
+            probe,
+        ],
+    }
     found = {"script": autoft.__file__, "PYTHONPATH": os.environ.get("PYTHONPATH")}
     log += [f"== this script imports {autoft.__file__} (PYTHONPATH={os.environ.get('PYTHONPATH')})"]
     for mode, command in commands.items():
@@ -296,15 +390,21 @@ def fmt(value: float | None) -> str:
 
 def table(rows: dict[str, dict], tolerance: float, seeds: list[int]) -> str:
     seed_list = ", ".join(map(str, seeds))
-    lines = [(f"Two processes (torchrun, gloo, batch 16 each) against one process (batch 32, one core): packaged "
-              f"MiniLM, exp3 agent, the same settings, training seeds {seed_list}; every step's outputs gathered "
-              f"across processes, so both processes' agents see all rows. Tolerance: |mean over seeds of two "
-              f"processes − mean of one process| of the test primary metric ≤ {tolerance:.2f} ({tolerance * 100:.0f} "
-              f"points). Noise floor: the spread (max − min) of one process's test scores over the seeds."),
-             "",
-             ("| task | data (train / val / test) | metric | one process mean | two processes mean | mean difference "
-              "| one-process spread (noise floor) | two-process spread | within tolerance | kept equal every seed |"),
-             "|---|---|---|---:|---:|---:|---:|---:|---|---|"]
+    lines = [
+        (
+            f"Two processes (torchrun, gloo, batch 16 each) against one process (batch 32, one core): packaged "
+            f"MiniLM, exp3 agent, the same settings, training seeds {seed_list}; every step's outputs gathered "
+            f"across processes, so both processes' agents see all rows. Tolerance: |mean over seeds of two "
+            f"processes − mean of one process| of the test primary metric ≤ {tolerance:.2f} ({tolerance * 100:.0f} "
+            f"points). Noise floor: the spread (max − min) of one process's test scores over the seeds."
+        ),
+        "",
+        (
+            "| task | data (train / val / test) | metric | one process mean | two processes mean | mean difference "
+            "| one-process spread (noise floor) | two-process spread | within tolerance | kept equal every seed |"
+        ),
+        "|---|---|---|---:|---:|---:|---:|---:|---|---|",
+    ]
     for name, row in rows.items():
         summary, sizes = row["summary"], row["sizes"]
         lines.append(
@@ -312,23 +412,32 @@ def table(rows: dict[str, dict], tolerance: float, seeds: list[int]) -> str:
             f"{fmt(summary['one process']['mean'])} | {fmt(summary['two processes']['mean'])} | "
             f"{row['mean_difference']:+.3f} | {fmt(summary['one process']['spread_max_minus_min'])} | "
             f"{fmt(summary['two processes']['spread_max_minus_min'])} | {'yes' if row['within_tolerance'] else 'no'} | "
-            f"{'yes' if row['kept_equal_every_seed'] else 'no'} |")
-    lines += ["", "Per seed (NER has no accuracy in autoft's metrics: its column gives precision / recall):", "",
-              ("| task | seed | one process | two processes | difference | accuracy (NER: precision / recall) "
-               "one ; two | kept per epoch one ; two | flagged rows one / two / both | wall s one / two |"),
-              "|---|---:|---:|---:|---:|---|---|---|---|"]
+            f"{'yes' if row['kept_equal_every_seed'] else 'no'} |"
+        )
+    lines += [
+        "",
+        "Per seed (NER has no accuracy in autoft's metrics: its column gives precision / recall):",
+        "",
+        (
+            "| task | seed | one process | two processes | difference | accuracy (NER: precision / recall) "
+            "one ; two | kept per epoch one ; two | flagged rows one / two / both | wall s one / two |"
+        ),
+        "|---|---:|---:|---:|---:|---|---|---|---|",
+    ]
     for name, row in rows.items():
         m = row["metric"]
         for seed, run in row["by_seed"].items():
             one, two = run["modes"]["one process"], run["modes"]["two processes"]
             flagged = run["flagged_in_both"]
-            flagged = ("–" if flagged is None else
-                       f"{flagged['one process']} / {flagged['two processes']} / {flagged['both']}")
+            flagged = (
+                "–" if flagged is None else f"{flagged['one process']} / {flagged['two processes']} / {flagged['both']}"
+            )
             lines.append(
                 f"| {name} | {seed} | {fmt(one['test'][m])} | {fmt(two['test'][m])} | {run['difference'][m]:+.3f} | "
                 f"{secondary(one['test'])} ; {secondary(two['test'])} | "
                 f"{one['kept_by_epoch']} ; {two['kept_by_epoch']} | {flagged} | "
-                f"{one['wall_seconds']:.0f} / {two['wall_seconds']:.0f} |")
+                f"{one['wall_seconds']:.0f} / {two['wall_seconds']:.0f} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -342,8 +451,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", choices=sorted(TASKS), default=list(TASKS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="training.seed of the runs")
-    parser.add_argument("--controls", action="store_true",
-                        help="also classification with the agent's re-scoring off, and without the agent")
+    parser.add_argument(
+        "--controls",
+        action="store_true",
+        help="also classification with the agent's re-scoring off, and without the agent",
+    )
     parser.add_argument("--smoke", action="store_true", help="60 training rows, 1 epoch: check the plumbing")
     parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--max-length", type=int, default=64)
@@ -351,8 +463,11 @@ def main() -> None:
     parser.add_argument("--tolerance", type=float, default=0.02)
     parser.add_argument("--data-root", help="shared data folder (default: ../shared/data beside the checkout)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/two_process"), help="run directories")
-    parser.add_argument("--output", type=Path, help="result JSON (default: benchmarks/results/two_process.json; "
-                        "--smoke: two_process_smoke.json in --work)")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help="result JSON (default: benchmarks/results/two_process.json; --smoke: two_process_smoke.json in --work)",
+    )
     args = parser.parse_args()
     output = args.output or (args.work / "two_process_smoke.json" if args.smoke else RESULTS / "two_process.json")
     root = shared_root(args.data_root)
@@ -370,11 +485,18 @@ def main() -> None:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.with_suffix(".log").write_text("\n".join(log) + "\n", encoding="utf-8")
     prefix = f"PYTHONPATH={os.environ['PYTHONPATH']} " if os.environ.get("PYTHONPATH") else ""
-    result = {"command": prefix + "python benchmarks/two_process.py " + " ".join(sys.argv[1:]),
-              "commit": source_at_start["commit"], "autoft_imported_from": imports,
-              "source_at_start": source_at_start, "source_at_end": source_of(autoft.__file__),
-              "machine": f"{os.cpu_count()} CPU cores", "seeds": args.seeds, "tolerance": args.tolerance,
-              "wall_seconds": round(time.perf_counter() - started, 1), "rows": rows}
+    result = {
+        "command": prefix + "python benchmarks/two_process.py " + " ".join(sys.argv[1:]),
+        "commit": source_at_start["commit"],
+        "autoft_imported_from": imports,
+        "source_at_start": source_at_start,
+        "source_at_end": source_of(autoft.__file__),
+        "machine": f"{os.cpu_count()} CPU cores",
+        "seeds": args.seeds,
+        "tolerance": args.tolerance,
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "rows": rows,
+    }
     write_result(output, result, table(rows, args.tolerance, args.seeds))
 
 

@@ -71,7 +71,9 @@ METHODS = {
 
 def single_act_turns(root: Path) -> dict[str, dict[str, list[Example]]]:
     """``{domain: {split: turns}}`` (domain ``old`` or ``new``): USER turns of one act type, labelled with it."""
-    turns: dict[str, dict[str, list[Example]]] = {d: {"train": [], "validation": [], "test": []} for d in ("old", "new")}
+    turns: dict[str, dict[str, list[Example]]] = {
+        d: {"train": [], "validation": [], "test": []} for d in ("old", "new")
+    }
     for split, path, dialogue in _sgd_dialogues(root):
         for t, turn in enumerate(dialogue["turns"]):
             if turn["speaker"] != "USER":
@@ -80,8 +82,9 @@ def single_act_turns(root: Path) -> dict[str, dict[str, list[Example]]]:
             domain = "old" if service in OLD else "new" if service in NEW else None
             acts = {a["act"] for frame in turn["frames"] for a in frame["actions"]}
             if domain and len(acts) == 1:
-                turns[domain][split].append(Example(turn["utterance"], acts.pop(),
-                                                    f"{path.name}:{dialogue['dialogue_id']}:{t}"))
+                turns[domain][split].append(
+                    Example(turn["utterance"], acts.pop(), f"{path.name}:{dialogue['dialogue_id']}:{t}")
+                )
     return turns
 
 
@@ -91,20 +94,20 @@ KEYBOARD = ["qwertyuiop", "asdfghjkl", "zxcvbnm"]
 def typed(text: str, rng: random.Random, rate: float = 0.25) -> str:
     """``text`` as typed in a hurry on a phone: lower case, no punctuation, and a ``rate`` of its words with one slip
     (two letters swapped, one dropped, doubled, or hit on a neighbouring key)."""
-    near = {c: row[max(i - 1, 0)] + row[i + 1:i + 2] for row in KEYBOARD for i, c in enumerate(row)}
+    near = {c: row[max(i - 1, 0)] + row[i + 1 : i + 2] for row in KEYBOARD for i, c in enumerate(row)}
     words = []
     for word in "".join(c for c in text.lower() if c.isalnum() or c.isspace()).split():
         if len(word) > 2 and rng.random() < rate:
             i = rng.randrange(len(word) - 1)
             slip = rng.randrange(4)
             if slip == 0:
-                word = word[:i] + word[i + 1] + word[i] + word[i + 2:]
+                word = word[:i] + word[i + 1] + word[i] + word[i + 2 :]
             elif slip == 1:
-                word = word[:i] + word[i + 1:]
+                word = word[:i] + word[i + 1 :]
             elif slip == 2:
                 word = word[:i] + word[i] + word[i:]
             elif word[i] in near:
-                word = word[:i] + rng.choice(near[word[i]]) + word[i + 1:]
+                word = word[:i] + rng.choice(near[word[i]]) + word[i + 1 :]
         words.append(word)
     return " ".join(words) or text
 
@@ -114,8 +117,12 @@ def banking77_typed(root: Path) -> dict[str, dict[str, list[Example]]]:
     :func:`typed`, drawn once in file order, the same for every seed)."""
     splits = load_public("banking77", root)
     rng = random.Random(0)
-    return {"old": splits, "new": {split: [Example(typed(e.text, rng), e.label, e.origin) for e in rows]
-                                   for split, rows in splits.items()}}
+    return {
+        "old": splits,
+        "new": {
+            split: [Example(typed(e.text, rng), e.label, e.origin) for e in rows] for split, rows in splits.items()
+        },
+    }
 
 
 SHIFTS = {"sgd-services": lambda root: single_act_turns(root), "banking77-typed": banking77_typed}
@@ -151,27 +158,53 @@ def cell(seed: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     texts.write_text("".join(e.text.replace("\n", " ") + "\n" for e in pool), encoding="utf-8")
     old_test, new_test = old["test"], new["test"]
     started = time.perf_counter()
-    first = autoft.train({"task": "classification", "output_dir": str(work / "first"), "data": {
-        "train": str(files["train"]), "validation": str(files["validation"])},
-        "training": {"seed": seed, "progress": False}})
-    results: dict[str, Any] = {"no update": {**scores(first, old_test, new_test),
-                                             "wall_seconds": round(time.perf_counter() - started, 1)}}
+    first = autoft.train(
+        {
+            "task": "classification",
+            "output_dir": str(work / "first"),
+            "data": {"train": str(files["train"]), "validation": str(files["validation"])},
+            "training": {"seed": seed, "progress": False},
+        }
+    )
+    results: dict[str, Any] = {
+        "no update": {**scores(first, old_test, new_test), "wall_seconds": round(time.perf_counter() - started, 1)}
+    }
     for method, overrides in METHODS.items():
         if overrides is None:
             continue
         parent = work / f"{method}-first".replace(" ", "-").replace(",", "").replace("(", "").replace(")", "")
         shutil.copytree(work / "first", parent)  # a lineage of its own
         started = time.perf_counter()
-        given = ({"data": str(files["new-train"]), "validation": str(files["new-validation"])}
-                 if method == "labelled update" else {"unlabeled": str(texts)})
-        result = continual.update(parent, **given, output=parent.with_name(parent.name + "-update"),
-                                  overrides=["continual.gate=null", "training.progress=false", *overrides])
-        results[method] = {**scores(result.run, old_test, new_test), "unlabeled": result.record.get("unlabeled"),
-                           "wall_seconds": round(time.perf_counter() - started, 1)}
+        given = (
+            {"data": str(files["new-train"]), "validation": str(files["new-validation"])}
+            if method == "labelled update"
+            else {"unlabeled": str(texts)}
+        )
+        result = continual.update(
+            parent,
+            **given,
+            output=parent.with_name(parent.name + "-update"),
+            overrides=["continual.gate=null", "training.progress=false", *overrides],
+        )
+        results[method] = {
+            **scores(result.run, old_test, new_test),
+            "unlabeled": result.record.get("unlabeled"),
+            "wall_seconds": round(time.perf_counter() - started, 1),
+        }
         log.info("seed %d %s: %s", seed, method, results[method])
-    return {"seed": seed, "commit": commit(), "shift": args.shift, "sizes": {
-        "old_train": len(old_train), "pool": len(pool), "old_test": len(old_test), "new_test": len(new_test),
-        "acts": sorted(acts)}, "results": results}
+    return {
+        "seed": seed,
+        "commit": commit(),
+        "shift": args.shift,
+        "sizes": {
+            "old_train": len(old_train),
+            "pool": len(pool),
+            "old_test": len(old_test),
+            "new_test": len(new_test),
+            "acts": sorted(acts),
+        },
+        "results": results,
+    }
 
 
 def commit() -> str:
@@ -195,26 +228,36 @@ def table(cells: list[dict[str, Any]]) -> str:
     cells = sorted(cells, key=lambda c: c["seed"])
     seeds = [c["seed"] for c in cells]
     base = [c["results"]["no update"] for c in cells]
-    lines = [("| method | new domain macro-F1 | change vs no update (worst seed) | old domain macro-F1 | change vs no "
-              "update (worst seed) | new domain accuracy | pseudo-labels admitted (last epoch) | wall s |"),
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        (
+            "| method | new domain macro-F1 | change vs no update (worst seed) | old domain macro-F1 | change vs no "
+            "update (worst seed) | new domain accuracy | pseudo-labels admitted (last epoch) | wall s |"
+        ),
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for method in METHODS:
         rows = [c["results"][method] for c in cells]
         changes = ["–", "–"] if method == "no update" else [_change(rows, base, d) for d in ("new", "old")]
         admitted = [r["unlabeled"]["admitted_last_epoch"] for r in rows if r.get("unlabeled")]
-        lines.append(f"| {method} | {_mean(rows, 'new')} | {changes[0]} | {_mean(rows, 'old')} | {changes[1]} | "
-                     f"{_mean(rows, 'new', 'accuracy')} | {round(np.mean(admitted)) if admitted else '–'} | "
-                     f"{np.mean([r['wall_seconds'] for r in rows]):.0f} |")
+        lines.append(
+            f"| {method} | {_mean(rows, 'new')} | {changes[0]} | {_mean(rows, 'old')} | {changes[1]} | "
+            f"{_mean(rows, 'new', 'accuracy')} | {round(np.mean(admitted)) if admitted else '–'} | "
+            f"{np.mean([r['wall_seconds'] for r in rows]):.0f} |"
+        )
     sizes = cells[0]["sizes"]
-    shift = (f"Schema-Guided Dialogue single-act user turns: old domain {', '.join(OLD)}; new domain {', '.join(NEW)}"
-             if cells[0].get("shift", "sgd-services") == "sgd-services" else
-             "BANKING77 as written (old domain) and the same queries typed in a hurry (new domain: lower case, no "
-             "punctuation, a quarter of the words with a slip)")
-    return (f"Unlabelled update on a domain shift ({shift}; the new domain's labels hidden): first run on "
-            f"{sizes['old_train']} old-domain rows, pool of {sizes['pool']} new-domain texts; test {sizes['new_test']} "
-            f"new-domain and {sizes['old_test']} old-domain rows; packaged MiniLM, every setting auto; seeds "
-            f"{' '.join(map(str, seeds))}, commit {cells[0]['commit']}. Changes in points of macro-F1, mean over "
-            f"seeds (the worst seed in brackets).\n\n" + "\n".join(lines) + "\n")
+    shift = (
+        f"Schema-Guided Dialogue single-act user turns: old domain {', '.join(OLD)}; new domain {', '.join(NEW)}"
+        if cells[0].get("shift", "sgd-services") == "sgd-services"
+        else "BANKING77 as written (old domain) and the same queries typed in a hurry (new domain: lower case, no "
+        "punctuation, a quarter of the words with a slip)"
+    )
+    return (
+        f"Unlabelled update on a domain shift ({shift}; the new domain's labels hidden): first run on "
+        f"{sizes['old_train']} old-domain rows, pool of {sizes['pool']} new-domain texts; test {sizes['new_test']} "
+        f"new-domain and {sizes['old_test']} old-domain rows; packaged MiniLM, every setting auto; seeds "
+        f"{' '.join(map(str, seeds))}, commit {cells[0]['commit']}. Changes in points of macro-F1, mean over "
+        f"seeds (the worst seed in brackets).\n\n" + "\n".join(lines) + "\n"
+    )
 
 
 def main() -> None:
@@ -230,8 +273,14 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
     here = args.commit if args.no_run and args.commit else commit()
-    cached = {(c["seed"], c["commit"], c.get("shift", "sgd-services")): c
-              for c in map(json.loads, CELLS.read_text().splitlines())} if CELLS.exists() else {}
+    cached = (
+        {
+            (c["seed"], c["commit"], c.get("shift", "sgd-services")): c
+            for c in map(json.loads, CELLS.read_text().splitlines())
+        }
+        if CELLS.exists()
+        else {}
+    )
     if not args.no_run:
         for seed in args.seeds:
             if (seed, here, args.shift) in cached:

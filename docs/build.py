@@ -5,7 +5,7 @@
 
 Generated are:
 
-- ``docs/configuration.md``, from the config models (the field descriptions in ``src/autoft/config.py``);
+- ``docs/configuration.md``, from the config models (the field descriptions in ``src/autoft/config/``);
 - every page under ``docs/benchmarks/``, from its template ``docs/_templates/benchmarks/NAME.md``. A template is
   Markdown with two kinds of placeholder: a line ``<!-- table: FILE.md -->`` is the table a benchmark script wrote
   to ``benchmarks/results/FILE.md``, as it stands, and ``<!-- table: NAME -->`` the table ``docs/tables.py``'s
@@ -64,14 +64,15 @@ def render(template: Path) -> str:
 
     text = FIGURE.sub(figure, TABLE.sub(table, text))
     title, _, rest = text.partition("\n")
-    note = (f"<!-- Written by `python docs/build.py` from `{source}` and the result files it names; "
-            "do not edit by hand. -->")
+    note = (
+        f"<!-- Written by `python docs/build.py` from `{source}` and the result files it names; "
+        "do not edit by hand. -->"
+    )
     return f"{title}\n\n{note}\n{rest}"
 
 
 def templated_pages() -> dict[str, Callable[[], str]]:
-    return {path.relative_to(TEMPLATES).as_posix(): partial(render, path)
-            for path in sorted(TEMPLATES.rglob("*.md"))}
+    return {path.relative_to(TEMPLATES).as_posix(): partial(render, path) for path in sorted(TEMPLATES.rglob("*.md"))}
 
 
 PAGES: dict[str, Callable[[], str]] = {"configuration.md": reference_markdown, **templated_pages()}
@@ -82,7 +83,7 @@ def with_blocks(text: str, blocks: dict[str, Callable[[], str]], source: str) ->
     """``text`` with each generated block written afresh."""
     for name, write in blocks.items():
         start, end = f"<!-- generated: {name} -->", "<!-- end generated -->"
-        if start not in text or end not in text[text.index(start):]:
+        if start not in text or end not in text[text.index(start) :]:
             raise SystemExit(f"{source}: no block '{start}' … '{end}'")
         before, _, rest = text.partition(start)
         text = f"{before}{start}\n{write().strip()}\n{end}{rest.partition(end)[2]}"
@@ -108,8 +109,11 @@ def main() -> int:
             write_text_atomic(path, text)
             print(f"wrote {path.relative_to(ROOT)}")
     if args.check:  # a page under docs/benchmarks/ that no template writes any more
-        stale += [path.relative_to(ROOT).as_posix() for path in sorted((DOCS / "benchmarks").glob("*.md"))
-                  if path not in targets]
+        stale += [
+            path.relative_to(ROOT).as_posix()
+            for path in sorted((DOCS / "benchmarks").glob("*.md"))
+            if path not in targets
+        ]
     for name in stale:
         print(f"{name} differs from what its sources give: run python docs/build.py", file=sys.stderr)
     return 1 if stale else 0

@@ -20,8 +20,13 @@ from typing import Any
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
-DATA_NAMES = {"tweeteval_emotion": "TweetEval emotion", "banking77": "BANKING77", "btc_ner": "BTC NER",
-              "semeval": "SemEval relations", "sgd_acts": "SGD dialogue acts"}
+DATA_NAMES = {
+    "tweeteval_emotion": "TweetEval emotion",
+    "banking77": "BANKING77",
+    "btc_ner": "BTC NER",
+    "semeval": "SemEval relations",
+    "sgd_acts": "SGD dialogue acts",
+}
 UNITS = {"btc_ner": "sentences", "semeval": "sentences", "sgd_acts": "turns"}
 
 
@@ -136,33 +141,70 @@ def headline() -> str:
         if not s["autonomous"]:
             continue
         met = all(t["met"] for t in s["targets_served"])
-        rows.append([setting_label(entry["setting"]), len(s["seeds"]), f3(statistics.fmean(s["plain"])),
-                     f3(statistics.fmean(s["autonomous"])), f3(statistics.fmean(s["served"])),
-                     f"{s['worst_gap']['gap']:+.3f}".replace("-", "−"), classes_lost(s), "yes" if met else "**no**",
-                     *([commits[name]] if several else [])])
-    intro = (f"`autoft run` with every default (never told a noise rate): plain fine-tuning against the agent's run on "
-             f"the same splits, and the run `autoft run` serves (the better one on the same validation rows). Test "
-             f"macro-F1 (entity F1 for BTC, the official macro-F1 for SemEval), mean over seeds; the worst seed gap is "
-             f"the agent's run less plain. Measured at {'the commit of each row' if several else 'commit ' + data['commit']} "
-             f"by `python benchmarks/never_worse.py` "
-             f"([`never_worse.md`](benchmarks/results/never_worse.md)). Targets: the served mean at most 0.005 below "
-             f"plain's, no seed more than 0.02 below, no class lost.")
+        rows.append(
+            [
+                setting_label(entry["setting"]),
+                len(s["seeds"]),
+                f3(statistics.fmean(s["plain"])),
+                f3(statistics.fmean(s["autonomous"])),
+                f3(statistics.fmean(s["served"])),
+                f"{s['worst_gap']['gap']:+.3f}".replace("-", "−"),
+                classes_lost(s),
+                "yes" if met else "**no**",
+                *([commits[name]] if several else []),
+            ]
+        )
+    intro = (
+        f"`autoft run` with every default (never told a noise rate): plain fine-tuning against the agent's run on "
+        f"the same splits, and the run `autoft run` serves (the better one on the same validation rows). Test "
+        f"macro-F1 (entity F1 for BTC, the official macro-F1 for SemEval), mean over seeds; the worst seed gap is "
+        f"the agent's run less plain. Measured at {'the commit of each row' if several else 'commit ' + data['commit']} "
+        f"by `python benchmarks/never_worse.py` "
+        f"([`never_worse.md`](benchmarks/results/never_worse.md)). Targets: the served mean at most 0.005 below "
+        f"plain's, no seed more than 0.02 below, no class lost."
+    )
     intro = textwrap.fill(intro, width=118, break_long_words=False, break_on_hyphens=False)
-    return intro + "\n\n" + table(
-        ["setting", "seeds", "plain", "agent's run", "served", "worst seed gap", "classes the agent's run lost",
-         "targets met (served)", *(["commit"] if several else [])], rows, "llrrrrll" + ("l" if several else ""))
+    return (
+        intro
+        + "\n\n"
+        + table(
+            [
+                "setting",
+                "seeds",
+                "plain",
+                "agent's run",
+                "served",
+                "worst seed gap",
+                "classes the agent's run lost",
+                "targets met (served)",
+                *(["commit"] if several else []),
+            ],
+            rows,
+            "llrrrrll" + ("l" if several else ""),
+        )
+    )
 
 
 def _cells(commit: str, settings: tuple[str, ...]) -> list[dict[str, Any]]:
     """The cells of ``settings`` measured at ``commit``, from never_worse.py's cell cache (it keeps every commit's)."""
-    return [cell for cell in result("never_worse_cells.jsonl")
-            if cell["commit"] == commit and cell["setting"] in settings]
+    return [
+        cell for cell in result("never_worse_cells.jsonl") if cell["commit"] == commit and cell["setting"] in settings
+    ]
 
 
 def _cell_rows(cells: list[dict[str, Any]]) -> list[list[Any]]:
-    return [[setting_label(_setting_of(cell["setting"])), cell["seed"], f3(cell["plain"]["test"]),
-             f3(cell["autonomous"]["test"]), pts(cell["gap"]), pct(cell["autonomous"]["drop_fraction"]),
-             ", ".join(f"`{name}`" for name in cell["classes_lost"]) or "none"] for cell in cells]
+    return [
+        [
+            setting_label(_setting_of(cell["setting"])),
+            cell["seed"],
+            f3(cell["plain"]["test"]),
+            f3(cell["autonomous"]["test"]),
+            pts(cell["gap"]),
+            pct(cell["autonomous"]["drop_fraction"]),
+            ", ".join(f"`{name}`" for name in cell["classes_lost"]) or "none",
+        ]
+        for cell in cells
+    ]
 
 
 CELL_COLUMNS = ["setting", "seed", "plain", "agent's run", "gap (points)", "left out", "classes the agent's run lost"]
@@ -170,8 +212,9 @@ CELL_COLUMNS = ["setting", "seed", "plain", "agent's run", "gap (points)", "left
 
 def never_worse_before_rows_rule() -> str:
     """The 300-row BANKING77 cells measured before the rows-per-class rule (commit 3bbb90a)."""
-    return table(CELL_COLUMNS, _cell_rows(_cells("3bbb90a", ("banking77_300_clean", "banking77_300_noise10"))),
-                 "lrrrrrl")
+    return table(
+        CELL_COLUMNS, _cell_rows(_cells("3bbb90a", ("banking77_300_clean", "banking77_300_noise10"))), "lrrrrrl"
+    )
 
 
 def never_worse_before_class_cap() -> str:
@@ -201,14 +244,27 @@ def never_worse_figures() -> dict[str, str]:
 # --- training defaults: benchmarks/defaults.py, finetune_public.py --------------------------------
 def finetune_public() -> str:
     rows = []
-    for name, metric in (("finetune_tweeteval_emotion.json", "macro-F1 **{f1}**, accuracy {acc}"),
-                         ("finetune_btc_ner.json", "entity F1 **{f1}** (P {p}, R {r})")):
+    for name, metric in (
+        ("finetune_tweeteval_emotion.json", "macro-F1 **{f1}**, accuracy {acc}"),
+        ("finetune_btc_ner.json", "entity F1 **{f1}** (P {p}, R {r})"),
+    ):
         run = result(name)
         test, sizes = run["test"], run["sizes"]
-        score = metric.format(f1=f3(test.get("macro_f1", test.get("f1"))), acc=f3(test.get("accuracy")),
-                              p=f3(test.get("precision")), r=f3(test.get("recall")))
-        rows.append([DATA_NAMES[run["dataset"]], f"{sizes['train']:,} / {sizes['validation']:,} / {sizes['test']:,}",
-                     score, run["best_epoch"], f"{run['wall_seconds']:,.0f} s"])
+        score = metric.format(
+            f1=f3(test.get("macro_f1", test.get("f1"))),
+            acc=f3(test.get("accuracy")),
+            p=f3(test.get("precision")),
+            r=f3(test.get("recall")),
+        )
+        rows.append(
+            [
+                DATA_NAMES[run["dataset"]],
+                f"{sizes['train']:,} / {sizes['validation']:,} / {sizes['test']:,}",
+                score,
+                run["best_epoch"],
+                f"{run['wall_seconds']:,.0f} s",
+            ]
+        )
     return table(["data set", "train / val / test", "test metric", "best epoch", "wall"], rows, "lllrr")
 
 
@@ -222,26 +278,55 @@ def defaults_ceiling() -> str:
     for name in result("defaults_no_ceiling.json")["sets"]:
         control, ceiling = _default("defaults_no_ceiling.json", name), _default("defaults.json", name)
         head = ceiling["auto"]["head_learning_rate"]["value"]
-        rows.append([name, rate(control["settings"]["learning_rate"]), f3(control["validation"]), f3(control["test"]),
-                     f"{rate(ceiling['settings']['learning_rate'])} ({rate(head)})",
-                     f3(ceiling["validation"]), f3(ceiling["test"])])
-    return table(["set / train rows", "range test", "control: validation", "test",
-                  "with the ceiling: encoder (head)", "validation", "test"], rows, "lrrrrrr")
+        rows.append(
+            [
+                name,
+                rate(control["settings"]["learning_rate"]),
+                f3(control["validation"]),
+                f3(control["test"]),
+                f"{rate(ceiling['settings']['learning_rate'])} ({rate(head)})",
+                f3(ceiling["validation"]),
+                f3(ceiling["test"]),
+            ]
+        )
+    return table(
+        [
+            "set / train rows",
+            "range test",
+            "control: validation",
+            "test",
+            "with the ceiling: encoder (head)",
+            "validation",
+            "test",
+        ],
+        rows,
+        "lrrrrrr",
+    )
 
 
 def defaults_choices() -> str:
     """The two choices made on BANKING77's 1,500 rows: the label-count epoch factor and the ceiling's stretch."""
     name = "banking77/1500"
     rows = []
-    for file, what in (("defaults_banking77_1500_label_scale_1.43.json",
-                        "epoch factor ×1.43 (the commit before ×1.71)"),
-                       ("defaults_ceiling_linear.json", "×1.71, the ceiling stretched by s (commit a071a6f)"),
-                       ("defaults.json", "×1.71, the ceiling stretched by s² (the default)")):
+    for file, what in (
+        ("defaults_banking77_1500_label_scale_1.43.json", "epoch factor ×1.43 (the commit before ×1.71)"),
+        ("defaults_ceiling_linear.json", "×1.71, the ceiling stretched by s (commit a071a6f)"),
+        ("defaults.json", "×1.71, the ceiling stretched by s² (the default)"),
+    ):
         run = result(file)["sets"][name]["default"]
-        rows.append([what, f"`{file}`", rate(run["settings"]["learning_rate"]), run["settings"]["epochs"],
-                     f3(run["validation"]), f3(run["test"])])
-    return table(["BANKING77, 1,500 rows", "result file", "encoder rate", "epochs planned", "validation", "test"],
-                 rows, "llrrrr")
+        rows.append(
+            [
+                what,
+                f"`{file}`",
+                rate(run["settings"]["learning_rate"]),
+                run["settings"]["epochs"],
+                f3(run["validation"]),
+                f3(run["test"]),
+            ]
+        )
+    return table(
+        ["BANKING77, 1,500 rows", "result file", "encoder rate", "epochs planned", "validation", "test"], rows, "llrrrr"
+    )
 
 
 def defaults_rollback() -> str:
@@ -249,11 +334,30 @@ def defaults_rollback() -> str:
     rows = []
     for name, run in result("defaults_rollback.json")["sets"].items():
         default = _default("defaults.json", name)
-        rows.append([name, f3(default["validation"]), f3(run["default"]["validation"]), f3(default["test"]),
-                     f3(run["default"]["test"]), ", ".join(map(str, run["default"].get("rollbacks") or [])) or "–",
-                     f"{run['wall_ratio']:.2f}"])
-    return table(["set / train rows", "default: validation", "rollback: validation", "default: test",
-                  "rollback: test", "rolled back after epochs", "rollback fit / best cell fit"], rows, "lrrrrlr")
+        rows.append(
+            [
+                name,
+                f3(default["validation"]),
+                f3(run["default"]["validation"]),
+                f3(default["test"]),
+                f3(run["default"]["test"]),
+                ", ".join(map(str, run["default"].get("rollbacks") or [])) or "–",
+                f"{run['wall_ratio']:.2f}",
+            ]
+        )
+    return table(
+        [
+            "set / train rows",
+            "default: validation",
+            "rollback: validation",
+            "default: test",
+            "rollback: test",
+            "rolled back after epochs",
+            "rollback fit / best cell fit",
+        ],
+        rows,
+        "lrrrrlr",
+    )
 
 
 def defaults_two_shuffles() -> str:
@@ -262,8 +366,15 @@ def defaults_two_shuffles() -> str:
     for name, entry in result("defaults_lr_two_shuffles.json")["sets"].items():
         run = entry["default"]
         seconds = re.search(r"\((\d+) s\)", run["auto"]["learning_rate"]["how"])
-        rows.append([name, rate(run["settings"]["learning_rate"]), seconds.group(1) if seconds else "–",
-                     f3(run["validation"]), f3(run["test"])])
+        rows.append(
+            [
+                name,
+                rate(run["settings"]["learning_rate"]),
+                seconds.group(1) if seconds else "–",
+                f3(run["validation"]),
+                f3(run["test"]),
+            ]
+        )
     return table(["set / train rows", "rate chosen", "search s", "validation", "test"], rows, "lrrrr")
 
 
@@ -274,60 +385,129 @@ def defaults_figures() -> dict[str, str]:
     planned = re.search(r"/ sqrt\((\d+) planned steps\)", full["auto"]["learning_rate"]["how"])
     control = _default("defaults_no_ceiling.json", "tweeteval_emotion/full")
     rollback = result("defaults_rollback.json")["sets"]
-    worse = sum(run["default"]["validation"] < _default("defaults.json", name)["validation"]
-                for name, run in rollback.items())
+    worse = sum(
+        run["default"]["validation"] < _default("defaults.json", name)["validation"] for name, run in rollback.items()
+    )
     return {
-        "met": str(len(met)), "rows": str(len(sets)),
+        "met": str(len(met)),
+        "rows": str(len(sets)),
         "tweeteval_full_range_test": rate(full["auto"]["head_learning_rate"]["value"]),
         "tweeteval_full_planned_steps": planned.group(1) if planned else "–",
         "tweeteval_full_encoder": rate(full["settings"]["learning_rate"]),
         "tweeteval_full_control_validation": f3(control["validation"]),
         "tweeteval_full_validation": f3(full["validation"]),
-        "rollback_worse": str(worse), "rollback_rows": str(len(rollback)),
+        "rollback_worse": str(worse),
+        "rollback_rows": str(len(rollback)),
     }
 
 
 # --- noisy labels: benchmarks/noisy_labels.py, noise_rate.py, self_training.py, the demo -----------
 def clean_labels() -> str:
     rows = []
-    for file, method, label in (("noisy_tweeteval_emotion_symmetric_0_global.json", "none", "plain fine-tuning"),
-                                ("noisy_tweeteval_emotion_symmetric_0_global.json", "exp3", "autonomous (exp3)"),
-                                ("noisy_tweeteval_emotion_symmetric_0_forward_seed0.json", "exp3",
-                                 "autonomous at HEAD (suspicion ranking, forward correction)")):
+    for file, method, label in (
+        ("noisy_tweeteval_emotion_symmetric_0_global.json", "none", "plain fine-tuning"),
+        ("noisy_tweeteval_emotion_symmetric_0_global.json", "exp3", "autonomous (exp3)"),
+        (
+            "noisy_tweeteval_emotion_symmetric_0_forward_seed0.json",
+            "exp3",
+            "autonomous at HEAD (suspicion ranking, forward correction)",
+        ),
+    ):
         run, wall = noisy(file, method), summary(file, method).get("wall_vs_none")
-        rows.append([label, rate(run["learning_rate"]), f3(run["validation_macro_f1"]), f3(run["accuracy"]),
-                     f3(run["macro_f1"]), f"{wall:.2f}" if wall else "–", f"`{file}`"])
-    return table(["method", "learning rate (range test)", "validation macro-F1", "test accuracy", "test macro-F1",
-                  "wall vs plain", "file"], rows, "lrrrrrl")
+        rows.append(
+            [
+                label,
+                rate(run["learning_rate"]),
+                f3(run["validation_macro_f1"]),
+                f3(run["accuracy"]),
+                f3(run["macro_f1"]),
+                f"{wall:.2f}" if wall else "–",
+                f"`{file}`",
+            ]
+        )
+    return table(
+        [
+            "method",
+            "learning rate (range test)",
+            "validation macro-F1",
+            "test accuracy",
+            "test macro-F1",
+            "wall vs plain",
+            "file",
+        ],
+        rows,
+        "lrrrrrl",
+    )
 
 
 TE = "noisy_tweeteval_emotion_"
 HEAD_ROWS: list[tuple[str, dict[tuple[str, int], tuple[str, str]]]] = [
-    ("plain fine-tuning", {("sym", 0): ("symmetric_40_head", "none"), ("sym", 1): ("symmetric_40_head_seed1", "none"),
-                           ("sym", 2): ("symmetric_40_head_seed2", "none"), ("asym", 0): ("asymmetric_30_head", "none"),
-                           ("asym", 1): ("asymmetric_30_head_seed1_none", "none"),
-                           ("asym", 2): ("asymmetric_30_head_seed2", "none")}),
-    ("cleanlab", {("sym", 0): ("symmetric_40_cleanlab_head", "cleanlab"),
-                  ("sym", 1): ("symmetric_40_static_cleanlab_head_seed1", "cleanlab"),
-                  ("sym", 2): ("symmetric_40_head_seed2", "cleanlab"),
-                  **{("asym", s): (f"asymmetric_30_cleanlab_seed{s}", "cleanlab") for s in (0, 1, 2)}}),
-    ("GLC (`policy: none`, `correction: forward`)", {("sym", 0): ("symmetric_40_forward_seed0", "glc"),
-                                                     ("asym", 0): ("asymmetric_30_forward_seed0", "glc")}),
-    ("static (the suspicion ranking, no learning) + correction",
-     {("sym", 0): ("symmetric_40_forward_static_seed0", "static"), ("sym", 1): ("symmetric_40_forward_seed1", "static"),
-      ("sym", 2): ("symmetric_40_head_seed2", "static"), ("asym", 0): ("asymmetric_30_head_static_seed0", "static"),
-      ("asym", 1): ("asymmetric_30_forward_seed1", "static"), ("asym", 2): ("asymmetric_30_head_seed2", "static")}),
-    ("**exp3 + correction (the default)**",
-     {("sym", 0): ("symmetric_40_forward_seed0", "exp3"), ("sym", 1): ("symmetric_40_forward_seed1", "exp3"),
-      ("sym", 2): ("symmetric_40_head_seed2", "exp3"), ("asym", 0): ("asymmetric_30_forward_seed0", "exp3"),
-      ("asym", 1): ("asymmetric_30_forward_seed1", "exp3"), ("asym", 2): ("asymmetric_30_head_seed2", "exp3")}),
-    ("exp3, suspicion ranking, no correction", {("sym", 0): ("symmetric_40_suspicion_seed0", "exp3"),
-                                               ("asym", 0): ("asymmetric_30_suspicion_seed0", "exp3")}),
-    ("static, suspicion ranking, no correction", {("sym", 0): ("symmetric_40_suspicion_seed0", "static"),
-                                                 ("asym", 0): ("asymmetric_30_suspicion_seed0", "static")}),
-    ("exp3 before the suspicion ranking and the correction (probes + neighbours)",
-     {("sym", 0): ("symmetric_40_head", "exp3"), ("sym", 1): ("symmetric_40_head_seed1", "exp3"),
-      ("asym", 0): ("asymmetric_30_head", "exp3"), ("asym", 1): ("asymmetric_30_head_seed1_exp3", "exp3")}),
+    (
+        "plain fine-tuning",
+        {
+            ("sym", 0): ("symmetric_40_head", "none"),
+            ("sym", 1): ("symmetric_40_head_seed1", "none"),
+            ("sym", 2): ("symmetric_40_head_seed2", "none"),
+            ("asym", 0): ("asymmetric_30_head", "none"),
+            ("asym", 1): ("asymmetric_30_head_seed1_none", "none"),
+            ("asym", 2): ("asymmetric_30_head_seed2", "none"),
+        },
+    ),
+    (
+        "cleanlab",
+        {
+            ("sym", 0): ("symmetric_40_cleanlab_head", "cleanlab"),
+            ("sym", 1): ("symmetric_40_static_cleanlab_head_seed1", "cleanlab"),
+            ("sym", 2): ("symmetric_40_head_seed2", "cleanlab"),
+            **{("asym", s): (f"asymmetric_30_cleanlab_seed{s}", "cleanlab") for s in (0, 1, 2)},
+        },
+    ),
+    (
+        "GLC (`policy: none`, `correction: forward`)",
+        {("sym", 0): ("symmetric_40_forward_seed0", "glc"), ("asym", 0): ("asymmetric_30_forward_seed0", "glc")},
+    ),
+    (
+        "static (the suspicion ranking, no learning) + correction",
+        {
+            ("sym", 0): ("symmetric_40_forward_static_seed0", "static"),
+            ("sym", 1): ("symmetric_40_forward_seed1", "static"),
+            ("sym", 2): ("symmetric_40_head_seed2", "static"),
+            ("asym", 0): ("asymmetric_30_head_static_seed0", "static"),
+            ("asym", 1): ("asymmetric_30_forward_seed1", "static"),
+            ("asym", 2): ("asymmetric_30_head_seed2", "static"),
+        },
+    ),
+    (
+        "**exp3 + correction (the default)**",
+        {
+            ("sym", 0): ("symmetric_40_forward_seed0", "exp3"),
+            ("sym", 1): ("symmetric_40_forward_seed1", "exp3"),
+            ("sym", 2): ("symmetric_40_head_seed2", "exp3"),
+            ("asym", 0): ("asymmetric_30_forward_seed0", "exp3"),
+            ("asym", 1): ("asymmetric_30_forward_seed1", "exp3"),
+            ("asym", 2): ("asymmetric_30_head_seed2", "exp3"),
+        },
+    ),
+    (
+        "exp3, suspicion ranking, no correction",
+        {("sym", 0): ("symmetric_40_suspicion_seed0", "exp3"), ("asym", 0): ("asymmetric_30_suspicion_seed0", "exp3")},
+    ),
+    (
+        "static, suspicion ranking, no correction",
+        {
+            ("sym", 0): ("symmetric_40_suspicion_seed0", "static"),
+            ("asym", 0): ("asymmetric_30_suspicion_seed0", "static"),
+        },
+    ),
+    (
+        "exp3 before the suspicion ranking and the correction (probes + neighbours)",
+        {
+            ("sym", 0): ("symmetric_40_head", "exp3"),
+            ("sym", 1): ("symmetric_40_head_seed1", "exp3"),
+            ("asym", 0): ("asymmetric_30_head", "exp3"),
+            ("asym", 1): ("asymmetric_30_head_seed1_exp3", "exp3"),
+        },
+    ),
 ]
 """The TweetEval table at HEAD: per method, (noise, seed) → (result file after noisy_tweeteval_emotion_, method)."""
 
@@ -354,40 +534,81 @@ def noisy_head_tweeteval() -> str:
                 row.append("–" if run is None else f"{f3(run['macro_f1'])} ({f3(run.get('validation_macro_f1'))})")
             row.append(f3(_head_mean(cells, noise)))
         rows.append(row)
-    return table(["method", "40% sym. seed 0", "seed 1", "seed 2", "mean", "30% asym. seed 0", "seed 1", "seed 2",
-                  "mean"], rows, "lrrrrrrrr")
+    return table(
+        ["method", "40% sym. seed 0", "seed 1", "seed 2", "mean", "30% asym. seed 0", "seed 1", "seed 2", "mean"],
+        rows,
+        "lrrrrrrrr",
+    )
 
 
 def noisy_head_files() -> str:
     """Which file each cell of the TweetEval table at HEAD comes from."""
-    rows = [[label, *(f"`{cells[(noise, seed)][0]}`" if (noise, seed) in cells else "–"
-                      for noise in ("sym", "asym") for seed in (0, 1, 2))] for label, cells in HEAD_ROWS]
+    rows = [
+        [
+            label,
+            *(
+                f"`{cells[(noise, seed)][0]}`" if (noise, seed) in cells else "–"
+                for noise in ("sym", "asym")
+                for seed in (0, 1, 2)
+            ),
+        ]
+        for label, cells in HEAD_ROWS
+    ]
     return table(["method", "40% sym. seed 0", "seed 1", "seed 2", "30% asym. seed 0", "seed 1", "seed 2"], rows)
 
 
 def noisy_head_banking77() -> str:
     main, off = "noisy_banking77_symmetric_40_head.json", "noisy_banking77_symmetric_40_head_exp3_rescore_off.json"
     rows = []
-    for file, method, label in ((main, "oracle", "clean labels (oracle)"), (main, "none", "plain fine-tuning"),
-                                (main, "static", "static + correction"),
-                                (main, "exp3", "exp3 + correction (default)"),
-                                (off, "exp3", "exp3 + correction, `rescore: off`")):
+    for file, method, label in (
+        (main, "oracle", "clean labels (oracle)"),
+        (main, "none", "plain fine-tuning"),
+        (main, "static", "static + correction"),
+        (main, "exp3", "exp3 + correction (default)"),
+        (off, "exp3", "exp3 + correction, `rescore: off`"),
+    ):
         run = noisy(file, method)
         wall = run["wall_seconds"] / noisy(main, "none")["wall_seconds"]
         flagged = f"{f2(run['precision'])} / {f2(run['recall'])}" if run.get("precision") is not None else "–"
-        rows.append([label, rate(run["learning_rate"]), f3(run["validation_macro_f1"]), f3(run["accuracy"]),
-                     f3(run["macro_f1"]), f3(run.get("auroc")), flagged, f"{wall:.2f}"])
-    return table(["method", "learning rate", "validation macro-F1", "test accuracy", "test macro-F1", "AUROC",
-                  "flagged P / R", "wall vs plain"], rows, "lrrrrrrr")
+        rows.append(
+            [
+                label,
+                rate(run["learning_rate"]),
+                f3(run["validation_macro_f1"]),
+                f3(run["accuracy"]),
+                f3(run["macro_f1"]),
+                f3(run.get("auroc")),
+                flagged,
+                f"{wall:.2f}",
+            ]
+        )
+    return table(
+        [
+            "method",
+            "learning rate",
+            "validation macro-F1",
+            "test accuracy",
+            "test macro-F1",
+            "AUROC",
+            "flagged P / R",
+            "wall vs plain",
+        ],
+        rows,
+        "lrrrrrrr",
+    )
 
 
 def _summary_row(label: str, s: dict[str, Any]) -> list[str]:
     def cell(key: str) -> str:
         m = s.get(key)
         return "–" if m is None else (f"{m['mean']:.3f} ± {m['std']:.3f}" if m["n"] > 1 else f3(m["mean"]))
-    flagged = (f"{s['precision']['mean']:.2f} / {s['recall']['mean']:.2f}" if "precision" in s else "–")
-    lowest = (" / ".join(f"{s[f'noise_in_lowest_{n}']['mean']:.2f}" for n in (10, 20, 40))
-              if "noise_in_lowest_10" in s else "–")
+
+    flagged = f"{s['precision']['mean']:.2f} / {s['recall']['mean']:.2f}" if "precision" in s else "–"
+    lowest = (
+        " / ".join(f"{s[f'noise_in_lowest_{n}']['mean']:.2f}" for n in (10, 20, 40))
+        if "noise_in_lowest_10" in s
+        else "–"
+    )
     return [label, cell("accuracy"), cell("macro_f1"), cell("auroc"), flagged, lowest]
 
 
@@ -395,8 +616,16 @@ def _pooled(files: list[str], method: str) -> dict[str, Any]:
     """A summary over the seeds of several files (mean ± population std, as the script computes it)."""
     runs = [run for file in files for run in result(file)["per_seed"][method]]
     pooled: dict[str, Any] = {}
-    for key in ("accuracy", "macro_f1", "auroc", "precision", "recall", "noise_in_lowest_10", "noise_in_lowest_20",
-                "noise_in_lowest_40"):
+    for key in (
+        "accuracy",
+        "macro_f1",
+        "auroc",
+        "precision",
+        "recall",
+        "noise_in_lowest_10",
+        "noise_in_lowest_20",
+        "noise_in_lowest_40",
+    ):
         values = [run[key] for run in runs if run.get(key) is not None]
         if values:
             pooled[key] = {"mean": statistics.fmean(values), "std": statistics.pstdev(values), "n": len(values)}
@@ -406,45 +635,80 @@ def _pooled(files: list[str], method: str) -> dict[str, Any]:
 def noisy_before_auto() -> str:
     """TweetEval, 40% symmetric noise, agents told the rate, 3 epochs at 1e-4 (before drop_fraction: auto)."""
     dyn = f"{TE}symmetric_40_dynamics.json"
-    rows = [_summary_row("oracle (true labels; seed 0)", summary(f"{TE}symmetric_40_baselines.json", "oracle")),
-            _summary_row("none (noisy labels)", summary(dyn, "none")),
-            _summary_row("cleanlab, probe C=1", summary(f"{TE}symmetric_40_cleanlab_c1.json", "cleanlab")),
-            _summary_row("cleanlab, probe C=0.1", summary(dyn, "cleanlab"))]
-    rows += [_summary_row(label, summary(dyn, method)) for method, label in
-             (("small-loss", "small-loss"), ("reinforce", "reinforce"), ("q-learning", "q-learning"),
-              ("exp3", "**exp3**"))]
-    rows.append(_summary_row("exp3, `rescore: model` (global ranks)",
-                             _pooled([f"{TE}symmetric_40_exp3_model_seeds01.json",
-                                      f"{TE}symmetric_40_exp3_model_seed2.json"], "exp3")))
-    rows.append(_summary_row("exp3, `rescore: model` (ranks within each class, as shipped)",
-                             summary(f"{TE}symmetric_40_exp3_model_perclass.json", "exp3")))
-    return table(["method", "test accuracy", "test macro-F1", "noise AUROC", "flagged P / R",
-                  "noise in lowest 10/20/40%"], rows)
+    rows = [
+        _summary_row("oracle (true labels; seed 0)", summary(f"{TE}symmetric_40_baselines.json", "oracle")),
+        _summary_row("none (noisy labels)", summary(dyn, "none")),
+        _summary_row("cleanlab, probe C=1", summary(f"{TE}symmetric_40_cleanlab_c1.json", "cleanlab")),
+        _summary_row("cleanlab, probe C=0.1", summary(dyn, "cleanlab")),
+    ]
+    rows += [
+        _summary_row(label, summary(dyn, method))
+        for method, label in (
+            ("small-loss", "small-loss"),
+            ("reinforce", "reinforce"),
+            ("q-learning", "q-learning"),
+            ("exp3", "**exp3**"),
+        )
+    ]
+    rows.append(
+        _summary_row(
+            "exp3, `rescore: model` (global ranks)",
+            _pooled([f"{TE}symmetric_40_exp3_model_seeds01.json", f"{TE}symmetric_40_exp3_model_seed2.json"], "exp3"),
+        )
+    )
+    rows.append(
+        _summary_row(
+            "exp3, `rescore: model` (ranks within each class, as shipped)",
+            summary(f"{TE}symmetric_40_exp3_model_perclass.json", "exp3"),
+        )
+    )
+    return table(
+        ["method", "test accuracy", "test macro-F1", "noise AUROC", "flagged P / R", "noise in lowest 10/20/40%"], rows
+    )
 
 
 def noisy_other_settings() -> str:
     te20, b77 = f"{TE}symmetric_20.json", "noisy_banking77_symmetric_40.json"
     rows = []
-    for label, file, cleanlab_file in (("TweetEval, 20% symmetric", te20, f"{TE}symmetric_20_cleanlab_c1.json"),
-                                       ("BANKING77 (first 4,000 training rows), 40% symmetric", b77, b77)):
-        rows.append([label, f3(noisy(file, "none")["macro_f1"]), f3(noisy(cleanlab_file, "cleanlab")["macro_f1"]),
-                     f3(noisy(file, "small-loss")["macro_f1"]), f3(noisy(file, "exp3")["macro_f1"]),
-                     f3(noisy(file, "exp3")["auroc"])])
-    return table(["data, noise (test macro-F1)", "none", "cleanlab (C=1)", "small-loss", "exp3", "exp3 noise AUROC"],
-                 rows, "lrrrrr")
+    for label, file, cleanlab_file in (
+        ("TweetEval, 20% symmetric", te20, f"{TE}symmetric_20_cleanlab_c1.json"),
+        ("BANKING77 (first 4,000 training rows), 40% symmetric", b77, b77),
+    ):
+        rows.append(
+            [
+                label,
+                f3(noisy(file, "none")["macro_f1"]),
+                f3(noisy(cleanlab_file, "cleanlab")["macro_f1"]),
+                f3(noisy(file, "small-loss")["macro_f1"]),
+                f3(noisy(file, "exp3")["macro_f1"]),
+                f3(noisy(file, "exp3")["auroc"]),
+            ]
+        )
+    return table(
+        ["data, noise (test macro-F1)", "none", "cleanlab (C=1)", "small-loss", "exp3", "exp3 noise AUROC"],
+        rows,
+        "lrrrrr",
+    )
 
 
 def noisy_figures() -> dict[str, str]:
     head = dict(HEAD_ROWS)
     plain, cleanlab = head["plain fine-tuning"], head["cleanlab"]
-    exp3, static = head["**exp3 + correction (the default)**"], head[
-        "static (the suspicion ranking, no learning) + correction"]
+    exp3, static = (
+        head["**exp3 + correction (the default)**"],
+        head["static (the suspicion ranking, no learning) + correction"],
+    )
     figures: dict[str, str] = {}
     for noise in ("sym", "asym"):
         e, p, c, s = (_head_mean(cells, noise) for cells in (exp3, plain, cleanlab, static))
-        figures |= {f"{noise}_exp3": f3(e), f"{noise}_plain": f3(p), f"{noise}_cleanlab": f3(c),
-                    f"{noise}_static": f3(s), f"{noise}_exp3_vs_plain": pts(e - p),
-                    f"{noise}_exp3_vs_cleanlab": pts(e - c)}
+        figures |= {
+            f"{noise}_exp3": f3(e),
+            f"{noise}_plain": f3(p),
+            f"{noise}_cleanlab": f3(c),
+            f"{noise}_static": f3(s),
+            f"{noise}_exp3_vs_plain": pts(e - p),
+            f"{noise}_exp3_vs_cleanlab": pts(e - c),
+        }
     b77 = "noisy_banking77_symmetric_40_head.json"
     b_exp3, b_static = noisy(b77, "exp3")["macro_f1"], noisy(b77, "static")["macro_f1"]
     figures["banking77_exp3_vs_plain"] = pts(b_exp3 - noisy(b77, "none")["macro_f1"])
@@ -459,8 +723,10 @@ def noisy_figures() -> dict[str, str]:
     figures["sym_wall_seed2"] = f"{summary(seed2[0], 'exp3')['wall_vs_none']:.2f}"
     figures["asym_wall_seed2"] = f"{summary(seed2[1], 'exp3')['wall_vs_none']:.2f}"
     reinforce = noisy(f"{TE}symmetric_40_head_reinforce_draw_seed0.json", "reinforce")
-    figures["reinforce_test"], figures["reinforce_validation"] = f3(reinforce["macro_f1"]), f3(
-        reinforce["validation_macro_f1"])
+    figures["reinforce_test"], figures["reinforce_validation"] = (
+        f3(reinforce["macro_f1"]),
+        f3(reinforce["validation_macro_f1"]),
+    )
     clean_plain = noisy(f"{TE}symmetric_0_global.json", "none")
     clean_agent = noisy(f"{TE}symmetric_0_forward_seed0.json", "exp3")
     figures["clean_estimated"] = pct(clean_agent["estimated_noise"])
@@ -470,16 +736,20 @@ def noisy_figures() -> dict[str, str]:
     figures["asym_target"], figures["sym_target"] = f3(0.95 * oracle), f3(0.97 * oracle)
     figures["asym_target_miss"] = pts(0.95 * oracle - _head_mean(exp3, "asym"), signed=False)
     figures["sym_target_miss"] = pts(0.97 * oracle - _head_mean(exp3, "sym"), signed=False)
-    figures["sym_cleanlab_target_miss"] = pts(_head_mean(cleanlab, "sym") + 0.05 - _head_mean(exp3, "sym"),
-                                              signed=False)
-    figures["glc_sym_rate"] = rate(_head_run(head["GLC (`policy: none`, `correction: forward`)"], "sym", 0)[
-        "learning_rate"])
+    figures["sym_cleanlab_target_miss"] = pts(
+        _head_mean(cleanlab, "sym") + 0.05 - _head_mean(exp3, "sym"), signed=False
+    )
+    figures["glc_sym_rate"] = rate(
+        _head_run(head["GLC (`policy: none`, `correction: forward`)"], "sym", 0)["learning_rate"]
+    )
     seed2 = _head_run(exp3, "sym", 2), _head_run(cleanlab, "sym", 2)
     figures["sym_seed2_exp3_accuracy"], figures["sym_seed2_cleanlab_accuracy"] = (f3(run["accuracy"]) for run in seed2)
     figures["sym_seed2_exp3"] = f3(seed2[0]["macro_f1"])
     seed0 = _head_run(exp3, "sym", 0)
-    figures["sym_seed0_exp3"], figures["sym_seed0_exp3_validation"] = f3(seed0["macro_f1"]), f3(
-        seed0["validation_macro_f1"])
+    figures["sym_seed0_exp3"], figures["sym_seed0_exp3_validation"] = (
+        f3(seed0["macro_f1"]),
+        f3(seed0["validation_macro_f1"]),
+    )
     figures["sym_seed0_exp3_auroc"] = f3(seed0["auroc"])
     figures["reinforce_auroc"] = f3(reinforce["auroc"])
     b_oracle = noisy(b77, "oracle")["macro_f1"]
@@ -494,8 +764,9 @@ def noisy_figures() -> dict[str, str]:
     old_exp3 = summary(dyn, "exp3")
     figures["old_target"] = f3(0.97 * old_oracle)
     figures["old_target_miss"] = pts(0.97 * old_oracle - old_exp3["macro_f1"]["mean"], signed=False)
-    figures["old_vs_cleanlab_c1"] = pts(old_exp3["macro_f1"]["mean"] - summary(
-        f"{TE}symmetric_40_cleanlab_c1.json", "cleanlab")["macro_f1"]["mean"])
+    figures["old_vs_cleanlab_c1"] = pts(
+        old_exp3["macro_f1"]["mean"] - summary(f"{TE}symmetric_40_cleanlab_c1.json", "cleanlab")["macro_f1"]["mean"]
+    )
     figures["old_vs_cleanlab_c01"] = pts(old_exp3["macro_f1"]["mean"] - summary(dyn, "cleanlab")["macro_f1"]["mean"])
     figures["old_exp3_auroc"] = f3(old_exp3["auroc"]["mean"])
     figures["old_model_auroc"] = f3(summary(f"{TE}symmetric_40_exp3_model_perclass.json", "exp3")["auroc"]["mean"])
@@ -505,13 +776,17 @@ def noisy_figures() -> dict[str, str]:
     later = [seeds.index(1), seeds.index(2)]  # seed 0's plain run shared the cores
     none_wall = [walls["none"][i]["wall_seconds"] for i in later]
     figures["old_exp3_wall"] = f"{sum(walls['exp3'][i]['wall_seconds'] for i in later) / sum(none_wall):.2f}"
-    ratios = [walls[m][i]["wall_seconds"] / walls["none"][i]["wall_seconds"]
-              for m in ("small-loss", "reinforce", "q-learning", "exp3") for i in later]
+    ratios = [
+        walls[m][i]["wall_seconds"] / walls["none"][i]["wall_seconds"]
+        for m in ("small-loss", "reinforce", "q-learning", "exp3")
+        for i in later
+    ]
     figures["old_max_agent_wall"] = f"{max(ratios):.2f}"
     global_ranks = noisy(f"{TE}symmetric_40_exp3_model_seed2.json", "exp3", 2)
     figures["old_model_global_seed2"] = f3(global_ranks["macro_f1"])
     figures["old_model_global_seeds01"] = " / ".join(
-        f3(noisy(f"{TE}symmetric_40_exp3_model_seeds01.json", "exp3", s)["macro_f1"]) for s in (0, 1))
+        f3(noisy(f"{TE}symmetric_40_exp3_model_seeds01.json", "exp3", s)["macro_f1"]) for s in (0, 1)
+    )
     model_wall = summary(f"{TE}symmetric_40_exp3_model_perclass.json", "exp3")["wall_seconds"]["mean"]
     figures["old_model_wall"] = f"{model_wall:.0f}"
     figures["old_dynamics_wall"] = f"{old_exp3['wall_seconds']['mean']:.0f}"
@@ -526,28 +801,41 @@ def _learned_vs_static() -> tuple[list[list[str]], float]:
     correction: a row per setting and seed (test and validation gaps), and the mean test gap over the four settings
     (TweetEval's two: the mean over their seeds)."""
     head = dict(HEAD_ROWS)
-    exp3, static = head["**exp3 + correction (the default)**"], head[
-        "static (the suspicion ranking, no learning) + correction"]
+    exp3, static = (
+        head["**exp3 + correction (the default)**"],
+        head["static (the suspicion ranking, no learning) + correction"],
+    )
     rows, per_setting = [], []
     for noise, label in (("sym", "TweetEval, 40% symmetric"), ("asym", "TweetEval, 30% asymmetric")):
         tests = []
         for seed in (0, 1, 2):
             e, s = _head_run(exp3, noise, seed), _head_run(static, noise, seed)
             tests.append(e["macro_f1"] - s["macro_f1"])
-            rows.append([f"{label}, seed {seed}", pts(tests[-1]),
-                         pts(e["validation_macro_f1"] - s["validation_macro_f1"])])
+            rows.append(
+                [f"{label}, seed {seed}", pts(tests[-1]), pts(e["validation_macro_f1"] - s["validation_macro_f1"])]
+            )
         per_setting.append(statistics.fmean(tests))
     b77 = "noisy_banking77_symmetric_40_head.json"
     e, s = noisy(b77, "exp3"), noisy(b77, "static")
     per_setting.append(e["macro_f1"] - s["macro_f1"])
-    rows.append(["BANKING77, 40% symmetric, seed 0", pts(per_setting[-1]),
-                 pts(e["validation_macro_f1"] - s["validation_macro_f1"])])
+    rows.append(
+        [
+            "BANKING77, 40% symmetric, seed 0",
+            pts(per_setting[-1]),
+            pts(e["validation_macro_f1"] - s["validation_macro_f1"]),
+        ]
+    )
     mask, static_mask = f"{NER}flips_30_head_exp3_mask", f"{NER}flips_30_head_static_mask"
     e_f1, s_f1 = noisy(f"{mask}.json", "exp3")["f1"], noisy(f"{static_mask}.json", "static")["f1"]
     e_val, s_val = best_validation(f"{mask}.log", "exp3"), best_validation(f"{static_mask}.log", "static")
     per_setting.append(e_f1 - s_f1)
-    rows.append(["BTC NER, 30% type flips, masks (the NER default), seed 0", pts(per_setting[-1]),
-                 "–" if e_val is None or s_val is None else pts(e_val - s_val)])
+    rows.append(
+        [
+            "BTC NER, 30% type flips, masks (the NER default), seed 0",
+            pts(per_setting[-1]),
+            "–" if e_val is None or s_val is None else pts(e_val - s_val),
+        ]
+    )
     return rows, statistics.fmean(per_setting)
 
 
@@ -561,17 +849,36 @@ def rescore_off() -> str:
     """``rescore: off`` against the default ``rescore: dynamics`` (exp3 + correction), where both were run."""
     rows = []
     for label, off, default in (
-            ("BANKING77, 40% symmetric, seed 0", ("noisy_banking77_symmetric_40_head_exp3_rescore_off.json", None),
-             ("noisy_banking77_symmetric_40_head.json", None)),
-            ("TweetEval, 40% symmetric, seed 0", (f"{TE}symmetric_40_head_exp3_rescore_off_seed0.json", 0),
-             (f"{TE}symmetric_40_forward_seed0.json", 0)),
-            ("TweetEval, 30% asymmetric, seed 1", (f"{TE}asymmetric_30_head_exp3_rescore_off_seed1.json", 1),
-             (f"{TE}asymmetric_30_forward_seed1.json", 1))):
+        (
+            "BANKING77, 40% symmetric, seed 0",
+            ("noisy_banking77_symmetric_40_head_exp3_rescore_off.json", None),
+            ("noisy_banking77_symmetric_40_head.json", None),
+        ),
+        (
+            "TweetEval, 40% symmetric, seed 0",
+            (f"{TE}symmetric_40_head_exp3_rescore_off_seed0.json", 0),
+            (f"{TE}symmetric_40_forward_seed0.json", 0),
+        ),
+        (
+            "TweetEval, 30% asymmetric, seed 1",
+            (f"{TE}asymmetric_30_head_exp3_rescore_off_seed1.json", 1),
+            (f"{TE}asymmetric_30_forward_seed1.json", 1),
+        ),
+    ):
         o, d = noisy(off[0], "exp3", off[1]), noisy(default[0], "exp3", default[1])
-        rows.append([label, f3(o["validation_macro_f1"]), f3(d["validation_macro_f1"]), f3(o["macro_f1"]),
-                     f3(d["macro_f1"]), f"`{off[0]}`"])
-    return table(["setting", "validation: `off`", "`dynamics`", "test: `off`", "`dynamics`", "file (`off`)"], rows,
-                 "lrrrrl")
+        rows.append(
+            [
+                label,
+                f3(o["validation_macro_f1"]),
+                f3(d["validation_macro_f1"]),
+                f3(o["macro_f1"]),
+                f3(d["macro_f1"]),
+                f"`{off[0]}`",
+            ]
+        )
+    return table(
+        ["setting", "validation: `off`", "`dynamics`", "test: `off`", "`dynamics`", "file (`off`)"], rows, "lrrrrl"
+    )
 
 
 def demo() -> str:
@@ -583,13 +890,18 @@ def demo_figures() -> dict[str, str]:
     data = result("demo.json")
     detection, settings = data["detection"], data["settings"]
     plain, agent = data["comparison"]["plain"], data["comparison"]["autonomous"]
-    return {"train_size": str(settings["train_size"]), "epochs": str(settings["epochs"]),
-            "noise": pct(data["noise"], 0), "policy": settings["policy"],
-            "estimated": pct(detection["estimated_noise"]), "flipped_share": pct(detection["flipped"] /
-                                                                                  settings["train_size"]),
-            "flagged": str(detection["flagged"]), "flagged_flipped": str(detection["flagged_that_were_flipped"]),
-            "wall": f"{data['comparison']['wall_seconds']:.0f}",
-            "wall_ratio": f"{agent['wall_seconds'] / plain['wall_seconds']:.2f}"}
+    return {
+        "train_size": str(settings["train_size"]),
+        "epochs": str(settings["epochs"]),
+        "noise": pct(data["noise"], 0),
+        "policy": settings["policy"],
+        "estimated": pct(detection["estimated_noise"]),
+        "flipped_share": pct(detection["flipped"] / settings["train_size"]),
+        "flagged": str(detection["flagged"]),
+        "flagged_flipped": str(detection["flagged_that_were_flipped"]),
+        "wall": f"{data['comparison']['wall_seconds']:.0f}",
+        "wall_ratio": f"{agent['wall_seconds'] / plain['wall_seconds']:.2f}",
+    }
 
 
 # --- NER: benchmarks/noisy_ner.py ------------------------------------------------------------------
@@ -609,8 +921,11 @@ def best_validation(log: str, method: str) -> float | None:
             run.append(line)
             continue
         if end.group(1) == method:
-            scores = {int(m.group(1)): float(m.group(2)) for m in
-                      (re.search(r"epoch (\d+): .*validation f1 ([0-9.]+)", x) for x in run) if m}
+            scores = {
+                int(m.group(1)): float(m.group(2))
+                for m in (re.search(r"epoch (\d+): .*validation f1 ([0-9.]+)", x) for x in run)
+                if m
+            }
             best = next((m for m in (re.search(r"best: epoch (\d+)", x) for x in reversed(run)) if m), None)
             if best is not None:  # early stopping names it; a run that trained every epoch kept its best
                 return scores.get(int(best.group(1)))
@@ -623,40 +938,63 @@ def ner_head() -> str:
     head = f"{NER}flips_30_head"
     rows = []
     for label, stem, method, validated in (
-            ("oracle (true tags)", head, "oracle", False), ("none (noisy tags)", head, "none", False),
-            ("exp3, `mode: sample` (drop sentences)", head, "exp3", True),
-            ("static (suspicion, no learning), sample", head, "static", False),
-            ("static, mask", f"{head}_static_mask", "static", True),
-            ("random, sample", f"{head}_random", "random", False),
-            ("exp3, sample, patience 4", f"{head}_exp3_sample_patience4", "exp3", True),
-            ("**exp3, `mode: mask`** (the default)", f"{head}_exp3_mask", "exp3", True),
-            ("exp3, sample, `relabel_confidence: 0.5`", f"{head}_exp3_sample_relabel50", "exp3", True),
-            ("exp3, sample, no injected noise", f"{NER}flips_0_head_exp3", "exp3", False),
-            ("exp3, mask (default), no injected noise", f"{NER}flips_0_head_exp3_mask", "exp3", False)):
+        ("oracle (true tags)", head, "oracle", False),
+        ("none (noisy tags)", head, "none", False),
+        ("exp3, `mode: sample` (drop sentences)", head, "exp3", True),
+        ("static (suspicion, no learning), sample", head, "static", False),
+        ("static, mask", f"{head}_static_mask", "static", True),
+        ("random, sample", f"{head}_random", "random", False),
+        ("exp3, sample, patience 4", f"{head}_exp3_sample_patience4", "exp3", True),
+        ("**exp3, `mode: mask`** (the default)", f"{head}_exp3_mask", "exp3", True),
+        ("exp3, sample, `relabel_confidence: 0.5`", f"{head}_exp3_sample_relabel50", "exp3", True),
+        ("exp3, sample, no injected noise", f"{NER}flips_0_head_exp3", "exp3", False),
+        ("exp3, mask (default), no injected noise", f"{NER}flips_0_head_exp3_mask", "exp3", False),
+    ):
         run = noisy(f"{stem}.json", method)
         validation = best_validation(f"{stem}.log", method) if validated else None
-        rows.append([label, f3(run["f1"]), f"{f2(run['precision'])} / {f2(run['recall'])}", f3(validation),
-                     f3(run.get("auroc")) if method not in ("oracle", "none", "random") and "noise" not in label
-                     else "–", f"`{stem}.json`"])
-    return table(["method", "test entity F1", "P / R", "validation (best epoch)", "noisy-sentence AUROC", "file"],
-                 rows, "lrlrrl")
+        rows.append(
+            [
+                label,
+                f3(run["f1"]),
+                f"{f2(run['precision'])} / {f2(run['recall'])}",
+                f3(validation),
+                f3(run.get("auroc")) if method not in ("oracle", "none", "random") and "noise" not in label else "–",
+                f"`{stem}.json`",
+            ]
+        )
+    return table(
+        ["method", "test entity F1", "P / R", "validation (best epoch)", "noisy-sentence AUROC", "file"], rows, "lrlrrl"
+    )
 
 
 def ner_before_auto() -> str:
     main, mask = f"{NER}flips_30.json", f"{NER}flips_30_mask.json"
     rows = []
-    for file, method, label in ((main, "oracle", "oracle (true tags)"), (main, "none", "none (noisy tags)"),
-                                (main, "small-loss", "small-loss, drop sentences"),
-                                (main, "exp3", "exp3, drop sentences"),
-                                (mask, "small-loss", "small-loss, `mode: mask`"),
-                                (mask, "exp3", "**exp3, `mode: mask`**")):
+    for file, method, label in (
+        (main, "oracle", "oracle (true tags)"),
+        (main, "none", "none (noisy tags)"),
+        (main, "small-loss", "small-loss, drop sentences"),
+        (main, "exp3", "exp3, drop sentences"),
+        (mask, "small-loss", "small-loss, `mode: mask`"),
+        (mask, "exp3", "**exp3, `mode: mask`**"),
+    ):
         run = noisy(file, method)
-        flagged = (f"{f2(run['flagged_precision'])} / {f2(run['flagged_recall'])}"
-                   if run.get("flagged_precision") is not None else "–")
-        rows.append([label, f3(run["f1"]), f"{f2(run['precision'])} / {f2(run['recall'])}", f3(run.get("auroc")),
-                     flagged, f"`{file}`"])
-    return table(["method", "test entity F1", "P / R", "noisy-sentence AUROC", "flagged P / R", "file"], rows,
-                 "lrlrll")
+        flagged = (
+            f"{f2(run['flagged_precision'])} / {f2(run['flagged_recall'])}"
+            if run.get("flagged_precision") is not None
+            else "–"
+        )
+        rows.append(
+            [
+                label,
+                f3(run["f1"]),
+                f"{f2(run['precision'])} / {f2(run['recall'])}",
+                f3(run.get("auroc")),
+                flagged,
+                f"`{file}`",
+            ]
+        )
+    return table(["method", "test entity F1", "P / R", "noisy-sentence AUROC", "flagged P / R", "file"], rows, "lrlrll")
 
 
 def ner_figures() -> dict[str, str]:
@@ -670,16 +1008,19 @@ def ner_figures() -> dict[str, str]:
     old_mask = noisy(f"{NER}flips_30_mask.json", "exp3")["f1"]
     mixed = {method: noisy("mixed_btc_ner_f.json", method) for method in ("target-alone", "all-sources", "agent")}
     relabel = noisy(f"{head}_exp3_sample_relabel50.json", "exp3")["f1"]
-    return {"mixed_all_vs_target": pts(mixed["all-sources"]["f1"] - mixed["target-alone"]["f1"]),
-            "mixed_agent_vs_all": pts(mixed["agent"]["f1"] - mixed["all-sources"]["f1"]),
-            "mixed_agent_wall": f"{mixed['agent']['wall_seconds'] / mixed['all-sources']['wall_seconds']:.2f}",
-            "relabel_vs_oracle": pts(relabel - oracle),
-            "noise_cost": pts(oracle - plain, signed=False), "mask_recovers": pts(mask - plain, signed=False),
-            "mask_vs_target": pts(oracle - 0.02 - mask, signed=False),
-            "clean_mask_miss": pts(oracle - 0.01 - clean_mask, signed=False),
-            "clean_sample_gap": pts(oracle - clean_sample, signed=False),
-            "old_noise_cost": pts(old_oracle - old_plain, signed=False),
-            "old_mask_recovers": pts(old_mask - old_plain, signed=False)}
+    return {
+        "mixed_all_vs_target": pts(mixed["all-sources"]["f1"] - mixed["target-alone"]["f1"]),
+        "mixed_agent_vs_all": pts(mixed["agent"]["f1"] - mixed["all-sources"]["f1"]),
+        "mixed_agent_wall": f"{mixed['agent']['wall_seconds'] / mixed['all-sources']['wall_seconds']:.2f}",
+        "relabel_vs_oracle": pts(relabel - oracle),
+        "noise_cost": pts(oracle - plain, signed=False),
+        "mask_recovers": pts(mask - plain, signed=False),
+        "mask_vs_target": pts(oracle - 0.02 - mask, signed=False),
+        "clean_mask_miss": pts(oracle - 0.01 - clean_mask, signed=False),
+        "clean_sample_gap": pts(oracle - clean_sample, signed=False),
+        "old_noise_cost": pts(old_oracle - old_plain, signed=False),
+        "old_mask_recovers": pts(old_mask - old_plain, signed=False),
+    }
 
 
 # --- continual learning: benchmarks/continual.py ---------------------------------------------------
@@ -688,29 +1029,49 @@ def continual_btc() -> str:
     for file in ("continual_btc_a.json", "continual_btc_b.json", "continual_btc_default.json"):
         for method, run in result(file)["results"].items():
             bwt = run.get("backward_transfer")
-            rows.append([method, f3(run["final_average"]), "–" if bwt is None else pts(bwt),
-                         f3(run["final_average_validation"]), f"`{file}`"])
-    return table(["method", "final average entity F1 (test)", "backward transfer (points)",
-                  "final average (validation)", "file"], rows, "lrrrl")
+            rows.append(
+                [
+                    method,
+                    f3(run["final_average"]),
+                    "–" if bwt is None else pts(bwt),
+                    f3(run["final_average_validation"]),
+                    f"`{file}`",
+                ]
+            )
+    return table(
+        [
+            "method",
+            "final average entity F1 (test)",
+            "backward transfer (points)",
+            "final average (validation)",
+            "file",
+        ],
+        rows,
+        "lrrrl",
+    )
 
 
 def continual_figures() -> dict[str, str]:
     b77 = result("continual_banking77.json")["results"]
     btc = {**result("continual_btc_a.json")["results"], **result("continual_btc_b.json")["results"]}
     default = b77["default"]
-    return {"banking77_forgetting": pts(default["backward_transfer"]),
-            "banking77_below_joint": pts(b77["joint"]["final_average"] - default["final_average"], signed=False),
-            "banking77_vs_random": pts(default["final_average"] - b77["random-replay"]["final_average"]),
-            "banking77_forgetting_miss": pts(-default["backward_transfer"] - 0.01, signed=False),
-            "banking77_joint_miss": pts(b77["joint"]["final_average"] - default["final_average"] - 0.02, signed=False),
-            "banking77_distill_validation": pts(default["final_average_validation"] -
-                                                b77["value-replay"]["final_average_validation"]),
-            "btc_distill_validation": pts(btc["default"]["final_average_validation"] -
-                                          btc["value-replay"]["final_average_validation"]),
-            "btc_value_replay_below_joint": pts(btc["joint"]["final_average"] - btc["value-replay"]["final_average"],
-                                                signed=False),
-            "btc_value_replay_vs_random": pts(btc["value-replay"]["final_average"] -
-                                              btc["random-replay"]["final_average"])}
+    return {
+        "banking77_forgetting": pts(default["backward_transfer"]),
+        "banking77_below_joint": pts(b77["joint"]["final_average"] - default["final_average"], signed=False),
+        "banking77_vs_random": pts(default["final_average"] - b77["random-replay"]["final_average"]),
+        "banking77_forgetting_miss": pts(-default["backward_transfer"] - 0.01, signed=False),
+        "banking77_joint_miss": pts(b77["joint"]["final_average"] - default["final_average"] - 0.02, signed=False),
+        "banking77_distill_validation": pts(
+            default["final_average_validation"] - b77["value-replay"]["final_average_validation"]
+        ),
+        "btc_distill_validation": pts(
+            btc["default"]["final_average_validation"] - btc["value-replay"]["final_average_validation"]
+        ),
+        "btc_value_replay_below_joint": pts(
+            btc["joint"]["final_average"] - btc["value-replay"]["final_average"], signed=False
+        ),
+        "btc_value_replay_vs_random": pts(btc["value-replay"]["final_average"] - btc["random-replay"]["final_average"]),
+    }
 
 
 # --- the rest: figures quoted in prose -------------------------------------------------------------
@@ -718,34 +1079,43 @@ def scale_figures() -> dict[str, str]:
     runs = {run["size"]: run for run in result("scale.json")["results"]}
     small = result("scale_10k.json")["results"][0]
     all_runs = [small, *runs.values()]
-    return {"rss_1m": f"{runs['1m']['cold']['peak_rss_gb']:.2f}", "store_1m": f"{runs['1m']['store_gb']:.2f}",
-            "featurisation_low": f"{min(r['featurisation_vs_raw'] for r in all_runs):.2f}",
-            "featurisation_high": f"{max(r['featurisation_vs_raw'] for r in all_runs):.2f}",
-            "end_to_end_low": f"{min(r['end_to_end_vs_raw'] for r in all_runs):.2f}",
-            "end_to_end_high": f"{max(r['end_to_end_vs_raw'] for r in all_runs):.2f}",
-            "warm_low": f"{min(r['featurisation_speedup_warm'] for r in all_runs):.0f}",
-            "warm_high": f"{max(r['featurisation_speedup_warm'] for r in all_runs):.0f}",
-            "spearman_100k": f"{runs['100k']['quality']['value_model']['held_out_spearman']:.2f}",
-            "estimated_100k": pct(runs["100k"]["quality"]["estimated_rate"]),
-            "estimated_1m": pct(runs["1m"]["quality"]["estimated_rate"])}
+    return {
+        "rss_1m": f"{runs['1m']['cold']['peak_rss_gb']:.2f}",
+        "store_1m": f"{runs['1m']['store_gb']:.2f}",
+        "featurisation_low": f"{min(r['featurisation_vs_raw'] for r in all_runs):.2f}",
+        "featurisation_high": f"{max(r['featurisation_vs_raw'] for r in all_runs):.2f}",
+        "end_to_end_low": f"{min(r['end_to_end_vs_raw'] for r in all_runs):.2f}",
+        "end_to_end_high": f"{max(r['end_to_end_vs_raw'] for r in all_runs):.2f}",
+        "warm_low": f"{min(r['featurisation_speedup_warm'] for r in all_runs):.0f}",
+        "warm_high": f"{max(r['featurisation_speedup_warm'] for r in all_runs):.0f}",
+        "spearman_100k": f"{runs['100k']['quality']['value_model']['held_out_spearman']:.2f}",
+        "estimated_100k": pct(runs["100k"]["quality"]["estimated_rate"]),
+        "estimated_1m": pct(runs["1m"]["quality"]["estimated_rate"]),
+    }
 
 
 def noise_rate_figures() -> dict[str, str]:
     """The largest single-seed miss of the noise estimate (noise_rate.json's rows)."""
     rows = [row for row in result("noise_rate.json")["rows"] if row["rate"] > 0]
     worst = max(rows, key=lambda row: abs(row["error"]))
-    return {"worst_set": DATA_NAMES.get(worst["dataset"], worst["dataset"]),
-            "worst_noise": f"{worst['rate'] * 100:.0f}% {worst['kind']}", "worst_seed": str(worst["seed"]),
-            "worst_estimated": f3(worst["estimated_rate"]), "worst_true": f3(worst["true_rate"]),
-            "worst_error": f"{worst['error']:+.3f}".replace("-", "−")}
+    return {
+        "worst_set": DATA_NAMES.get(worst["dataset"], worst["dataset"]),
+        "worst_noise": f"{worst['rate'] * 100:.0f}% {worst['kind']}",
+        "worst_seed": str(worst["seed"]),
+        "worst_estimated": f3(worst["estimated_rate"]),
+        "worst_true": f3(worst["true_rate"]),
+        "worst_error": f"{worst['error']:+.3f}".replace("-", "−"),
+    }
 
 
 def self_training_figures() -> dict[str, str]:
     """The run before the schedule fix (self_training_banking77_before_schedule_fix.json)."""
     rows = {row["method"]: row for row in result("self_training_banking77_before_schedule_fix.json")["rows"]}
     labelled = rows["labelled"]["test_macro_f1"]
-    return {"before_fix_threshold": pts(rows["threshold"]["test_macro_f1"] - labelled),
-            "before_fix_agent": pts(rows["agent"]["test_macro_f1"] - labelled)}
+    return {
+        "before_fix_threshold": pts(rows["threshold"]["test_macro_f1"] - labelled),
+        "before_fix_agent": pts(rows["agent"]["test_macro_f1"] - labelled),
+    }
 
 
 def generative_figures() -> dict[str, str]:
@@ -756,17 +1126,22 @@ def generative_figures() -> dict[str, str]:
 def serving_figures() -> dict[str, str]:
     load, onnx = result("serve_load.json"), result("onnx_speed.json")
     backends, cost, swap = load["backends"], load["int8_cost"], load["swap"]
-    return {**{f"{name}_ratio": f"{row['ratio']:.2f}" for name, row in backends.items()},
-            "serve_errors": str(sum(row["errors"] for row in backends.values())),
-            "int8_agreement": pct(cost["agreement"]),
-            "int8_accuracy_change": pts(cost["int8_accuracy"] - cost["torch_accuracy"]),
-            "swap_errors": str(swap["errors"]), "swap_ratio": f"{swap['ratio']:.2f}",
-            "onnx_speedup": f"{onnx['speedup']:.2f}"}
+    return {
+        **{f"{name}_ratio": f"{row['ratio']:.2f}" for name, row in backends.items()},
+        "serve_errors": str(sum(row["errors"] for row in backends.values())),
+        "int8_agreement": pct(cost["agreement"]),
+        "int8_accuracy_change": pts(cost["int8_accuracy"] - cost["torch_accuracy"]),
+        "swap_errors": str(swap["errors"]),
+        "swap_ratio": f"{swap['ratio']:.2f}",
+        "onnx_speedup": f"{onnx['speedup']:.2f}",
+    }
 
 
 def peft_sweep() -> str:
-    rows = [[run["method"], rate(run["lr"]), run["epochs"], f3(run["validation"]), f3(run["test"])]
-            for run in sorted(result("peft_rate_sweep_tweeteval_1500.jsonl"), key=lambda r: (r["method"], r["lr"]))]
+    rows = [
+        [run["method"], rate(run["lr"]), run["epochs"], f3(run["validation"]), f3(run["test"])]
+        for run in sorted(result("peft_rate_sweep_tweeteval_1500.jsonl"), key=lambda r: (r["method"], r["lr"]))
+    ]
     return table(["method", "rate", "epochs", "validation", "test"], rows, "lrrrr")
 
 
@@ -778,20 +1153,50 @@ def peft_against_full() -> str:
         full = runs.get((dataset, "full", agent))
         if method == "full" or full is None:
             continue
-        rows.append([f"{dataset}/{run['train_rows']}", method, agent, pts(run["validation"] - full["validation"]),
-                     pts(run["test"] - full["test"]), f"{run['samples_per_second'] / full['samples_per_second']:.2f}",
-                     f"{run['peak_rss_mb'] / full['peak_rss_mb']:.2f}"])
-    return table(["data set", "method", "agent", "validation − full (points)", "test − full (points)",
-                  "samples/s ÷ full", "peak RSS ÷ full"], rows, "lllrrrr")
+        rows.append(
+            [
+                f"{dataset}/{run['train_rows']}",
+                method,
+                agent,
+                pts(run["validation"] - full["validation"]),
+                pts(run["test"] - full["test"]),
+                f"{run['samples_per_second'] / full['samples_per_second']:.2f}",
+                f"{run['peak_rss_mb'] / full['peak_rss_mb']:.2f}",
+            ]
+        )
+    return table(
+        [
+            "data set",
+            "method",
+            "agent",
+            "validation − full (points)",
+            "test − full (points)",
+            "samples/s ÷ full",
+            "peak RSS ÷ full",
+        ],
+        rows,
+        "lllrrrr",
+    )
 
 
 def tasks_generative() -> str:
     """The generative families' test loss before and after fine-tuning (tasks.json)."""
-    rows = [[name, row["data"], f3(row["zero_shot_loss"]), f3(row["test_loss"]), row["epochs_run"], row["best_epoch"],
-             rate(row["learning_rate"])]
-            for name, row in result("tasks.json")["rows"].items() if row.get("zero_shot_loss") is not None]
-    return table(["task", "data", "test loss before", "after", "epochs run", "best epoch", "rate (range test)"], rows,
-                 "llrrrrr")
+    rows = [
+        [
+            name,
+            row["data"],
+            f3(row["zero_shot_loss"]),
+            f3(row["test_loss"]),
+            row["epochs_run"],
+            row["best_epoch"],
+            rate(row["learning_rate"]),
+        ]
+        for name, row in result("tasks.json")["rows"].items()
+        if row.get("zero_shot_loss") is not None
+    ]
+    return table(
+        ["task", "data", "test loss before", "after", "epochs run", "best epoch", "rate (range test)"], rows, "llrrrrr"
+    )
 
 
 def tasks_figures() -> dict[str, str]:
@@ -799,11 +1204,13 @@ def tasks_figures() -> dict[str, str]:
     marked, plain = relation["relation-extraction"], relation["classification on the marked text"]
     multi = _multilabel_rows()
     full_relation = result("tasks.json")["rows"]["relation-extraction"]
-    return {"relation_gain": pts(marked["macro_f1"] - plain["macro_f1"], signed=False),
-            "relation_full": f3(full_relation["fine_tuned"]),
-            "multilabel_vs_frozen": pts(multi["autoft"]["micro_f1"] - multi["frozen"]["micro_f1"], signed=False),
-            "multilabel_threshold_macro": pts(multi["autoft"]["macro_f1"] - multi["0.5"]["macro_f1"]),
-            "multilabel_threshold_subset": pts(multi["autoft"]["subset_accuracy"] - multi["0.5"]["subset_accuracy"])}
+    return {
+        "relation_gain": pts(marked["macro_f1"] - plain["macro_f1"], signed=False),
+        "relation_full": f3(full_relation["fine_tuned"]),
+        "multilabel_vs_frozen": pts(multi["autoft"]["micro_f1"] - multi["frozen"]["micro_f1"], signed=False),
+        "multilabel_threshold_macro": pts(multi["autoft"]["macro_f1"] - multi["0.5"]["macro_f1"]),
+        "multilabel_threshold_subset": pts(multi["autoft"]["subset_accuracy"] - multi["0.5"]["subset_accuracy"]),
+    }
 
 
 def _multilabel_rows() -> dict[str, dict[str, Any]]:
@@ -813,23 +1220,44 @@ def _multilabel_rows() -> dict[str, dict[str, Any]]:
 
 
 TABLES: dict[str, Callable[[], str]] = {
-    "headline": headline, "never_worse_before_rows_rule": never_worse_before_rows_rule,
+    "headline": headline,
+    "never_worse_before_rows_rule": never_worse_before_rows_rule,
     "never_worse_before_class_cap": never_worse_before_class_cap,
-    "finetune_public": finetune_public, "defaults_ceiling": defaults_ceiling, "defaults_choices": defaults_choices,
-    "defaults_rollback": defaults_rollback, "defaults_two_shuffles": defaults_two_shuffles,
-    "clean_labels": clean_labels, "noisy_head_tweeteval": noisy_head_tweeteval, "noisy_head_files": noisy_head_files,
-    "noisy_head_banking77": noisy_head_banking77, "noisy_before_auto": noisy_before_auto,
-    "noisy_other_settings": noisy_other_settings, "learned_vs_static": learned_vs_static,
-    "rescore_off": rescore_off, "demo": demo, "ner_head": ner_head,
-    "ner_before_auto": ner_before_auto, "continual_btc": continual_btc, "peft_sweep": peft_sweep,
-    "peft_against_full": peft_against_full, "tasks_generative": tasks_generative,
+    "finetune_public": finetune_public,
+    "defaults_ceiling": defaults_ceiling,
+    "defaults_choices": defaults_choices,
+    "defaults_rollback": defaults_rollback,
+    "defaults_two_shuffles": defaults_two_shuffles,
+    "clean_labels": clean_labels,
+    "noisy_head_tweeteval": noisy_head_tweeteval,
+    "noisy_head_files": noisy_head_files,
+    "noisy_head_banking77": noisy_head_banking77,
+    "noisy_before_auto": noisy_before_auto,
+    "noisy_other_settings": noisy_other_settings,
+    "learned_vs_static": learned_vs_static,
+    "rescore_off": rescore_off,
+    "demo": demo,
+    "ner_head": ner_head,
+    "ner_before_auto": ner_before_auto,
+    "continual_btc": continual_btc,
+    "peft_sweep": peft_sweep,
+    "peft_against_full": peft_against_full,
+    "tasks_generative": tasks_generative,
 }
 """Tables a template asks for by name: ``<!-- table: NAME -->``."""
 
 FIGURES: dict[str, Callable[[], dict[str, str]]] = {
-    "never_worse": never_worse_figures, "defaults": defaults_figures, "noisy": noisy_figures, "demo": demo_figures,
-    "ner": ner_figures, "continual": continual_figures, "scale": scale_figures, "generative": generative_figures,
-    "serving": serving_figures, "tasks": tasks_figures,
-    "noise_rate": noise_rate_figures, "self_training": self_training_figures,
+    "never_worse": never_worse_figures,
+    "defaults": defaults_figures,
+    "noisy": noisy_figures,
+    "demo": demo_figures,
+    "ner": ner_figures,
+    "continual": continual_figures,
+    "scale": scale_figures,
+    "generative": generative_figures,
+    "serving": serving_figures,
+    "tasks": tasks_figures,
+    "noise_rate": noise_rate_figures,
+    "self_training": self_training_figures,
 }
 """Values a template's prose quotes: ``{{ topic.key }}``."""

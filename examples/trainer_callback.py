@@ -23,7 +23,9 @@ from autoft.modeling.load import resolve_model_name
 
 class Encoded(torch.utils.data.Dataset):
     def __init__(self, tokenizer, texts, labels, label_ids):
-        self.rows = [dict(tokenizer(t, truncation=True, max_length=64), labels=label_ids[y]) for t, y in zip(texts, labels)]
+        self.rows = [
+            dict(tokenizer(t, truncation=True, max_length=64), labels=label_ids[y]) for t, y in zip(texts, labels)
+        ]
 
     def __len__(self):
         return len(self.rows)
@@ -38,8 +40,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--train-size", type=int, default=400)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--noise", type=float, default=0.3, help="share of training labels flipped at random")
-    parser.add_argument("--drop-fraction", default="auto",
-                        help="share of samples the agent leaves out (auto: the noise rate it estimates)")
+    parser.add_argument(
+        "--drop-fraction",
+        default="auto",
+        help="share of samples the agent leaves out (auto: the noise rate it estimates)",
+    )
     parser.add_argument("--output-dir", default="runs/trainer-example")
     args = parser.parse_args(argv)
 
@@ -61,22 +66,38 @@ def main(argv: list[str] | None = None) -> dict:
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(names))
     train_set = Encoded(tokenizer, [texts[i] for i in train], labels, label_ids)
     val_set = Encoded(tokenizer, [texts[i] for i in validation], [topics[i] for i in validation], label_ids)
-    training = TrainingArguments(args.output_dir, num_train_epochs=args.epochs, per_device_train_batch_size=16,
-                                 learning_rate=1e-4, eval_strategy="epoch", save_strategy="no", report_to=[],
-                                 logging_strategy="no", disable_tqdm=True, seed=0)
+    training = TrainingArguments(
+        args.output_dir,
+        num_train_epochs=args.epochs,
+        per_device_train_batch_size=16,
+        learning_rate=1e-4,
+        eval_strategy="epoch",
+        save_strategy="no",
+        report_to=[],
+        logging_strategy="no",
+        disable_tqdm=True,
+        seed=0,
+    )
     trainer = Trainer(model, training, train_dataset=train_set, eval_dataset=val_set, processing_class=tokenizer)
 
-    select = AutoSelect([texts[i] for i in train], labels, [texts[i] for i in validation],  # ★
-                        [topics[i] for i in validation], encoder=args.model,
-                        drop_fraction=args.drop_fraction if args.drop_fraction == "auto" else float(args.drop_fraction))
+    select = AutoSelect(
+        [texts[i] for i in train],
+        labels,
+        [texts[i] for i in validation],  # ★
+        [topics[i] for i in validation],
+        encoder=args.model,
+        drop_fraction=args.drop_fraction if args.drop_fraction == "auto" else float(args.drop_fraction),
+    )
     select.attach(trainer)  # ★
     trainer.train()
     select.write_data_values(f"{args.output_dir}/data_values.csv")  # ★
 
     flagged = select.flagged()
     caught = sum(flipped[i] for i in flagged)
-    print(f"estimated noise {select.valuation.noise.rate:.1%} (flipped: {np.mean(flipped):.1%}); the agent left out "
-          f"{len(flagged)} samples, {caught} of them flipped; eval loss {trainer.evaluate()['eval_loss']:.4f}")
+    print(
+        f"estimated noise {select.valuation.noise.rate:.1%} (flipped: {np.mean(flipped):.1%}); the agent left out "
+        f"{len(flagged)} samples, {caught} of them flipped; eval loss {trainer.evaluate()['eval_loss']:.4f}"
+    )
     return {"select": select, "flipped": flipped, "trainer": trainer}
 
 

@@ -76,11 +76,29 @@ def look(page_path: str | Path, tmp_path: Path) -> dict:
     page_path = Path(page_path)
     probe = tmp_path / f"probe-{page_path.stem}.html"
     probe.write_text(_probe(page_path.read_text(encoding="utf-8")), encoding="utf-8")
-    result = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                             "--disable-quic", "--enable-logging=stderr", "--v=0",
-                             f"--user-data-dir={tmp_path / 'chromium-profile'}", "--virtual-time-budget=5000",
-                             "--dump-dom", probe.as_uri()], check=False, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-quic",
+            "--enable-logging=stderr",
+            "--v=0",
+            f"--user-data-dir={tmp_path / 'chromium-profile'}",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            probe.as_uri(),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     found = re.search(r'<pre id="checks">(.*?)</pre>', result.stdout, re.DOTALL)
     assert found, f"the page never finished loading in Chromium: {result.stderr[-2000:]}"
     seen = json.loads(html.unescape(found.group(1)))

@@ -38,8 +38,14 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("tiny-bert")
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_name("default"))
     config = BertConfig(
-        vocab_size=tokenizer.vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=128, max_position_embeddings=256, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=128,
+        max_position_embeddings=256,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
     )
     torch.manual_seed(0)
     BertModel(config).save_pretrained(path)
@@ -57,9 +63,19 @@ def tiny_gpt2(tmp_path_factory):
 
     path = tmp_path_factory.mktemp("tiny-gpt2")
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_name("default"))
-    config = GPT2Config(vocab_size=len(tokenizer), n_embd=64, n_layer=2, n_head=4, n_positions=128,
-                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, eos_token_id=tokenizer.sep_token_id,
-                        bos_token_id=tokenizer.cls_token_id, pad_token_id=tokenizer.pad_token_id)
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_embd=64,
+        n_layer=2,
+        n_head=4,
+        n_positions=128,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        eos_token_id=tokenizer.sep_token_id,
+        bos_token_id=tokenizer.cls_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     torch.manual_seed(0)
     GPT2LMHeadModel(config).save_pretrained(path)
     tokenizer.eos_token = tokenizer.sep_token
@@ -77,9 +93,18 @@ def tiny_t5(tmp_path_factory) -> Path:
 
     path = tmp_path_factory.mktemp("tiny-t5")
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_name("default"))
-    config = T5Config(vocab_size=len(tokenizer), d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4,
-                      dropout_rate=0.0, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.sep_token_id,
-                      decoder_start_token_id=tokenizer.pad_token_id)
+    config = T5Config(
+        vocab_size=len(tokenizer),
+        d_model=64,
+        d_kv=16,
+        d_ff=128,
+        num_layers=2,
+        num_heads=4,
+        dropout_rate=0.0,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.sep_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+    )
     torch.manual_seed(0)
     T5ForConditionalGeneration(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
@@ -157,7 +182,13 @@ def tiny_config(model_dir: Path, files: dict[str, Path], out: Path, task: str = 
         "task": task,
         "model": str(model_dir),
         "data": {k: str(v) for k, v in files.items()},
-        "training": {"epochs": 2, "batch_size": 8, "max_length": 32, "learning_rate": 1e-3, "progress": False,
-                     **training},
+        "training": {
+            "epochs": 2,
+            "batch_size": 8,
+            "max_length": 32,
+            "learning_rate": 1e-3,
+            "progress": False,
+            **training,
+        },
         "output_dir": str(out),
     }

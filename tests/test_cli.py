@@ -32,7 +32,9 @@ def fails_cleanly(argv, capsys, pattern):
 
 def test_help_for_every_command():
     for argv in ([], ["train"], ["evaluate"], ["predict"], ["demo"]):
-        result = subprocess.run([sys.executable, "-m", "autoft.cli", *argv, "--help"], capture_output=True, text=True, check=False)
+        result = subprocess.run(
+            [sys.executable, "-m", "autoft.cli", *argv, "--help"], capture_output=True, text=True, check=False
+        )
         assert result.returncode == 0
         assert "usage: autoft" in result.stdout
 
@@ -45,8 +47,11 @@ def test_bad_input_exits_2_with_one_line(tiny_model_dir, classification_files, t
     bad = write_csv(tmp_path / "bad.csv", [("fine", "sport"), ("", "tech")])
     fails_cleanly(["train", str(path), "--set", f"data.train={bad}"], capsys, r"bad.csv:3: empty text")
     unseen = write_csv(tmp_path / "unseen.csv", [("fine", "politics")])
-    fails_cleanly(["train", str(path), "--set", f"data.test={unseen}"], capsys,
-                  r"unseen.csv:2: test label 'politics' never occurs")
+    fails_cleanly(
+        ["train", str(path), "--set", f"data.test={unseen}"],
+        capsys,
+        r"unseen.csv:2: test label 'politics' never occurs",
+    )
     fails_cleanly(["train", str(path), "--set", "data.label_column=topic"], capsys, r"missing column 'topic'")
     fails_cleanly(["train", str(path), "--set", f"model={tmp_path}/no-model"], capsys, r"folder not found")
     assert not (tmp_path / "run").exists()
@@ -55,8 +60,12 @@ def test_bad_input_exits_2_with_one_line(tiny_model_dir, classification_files, t
 
 def test_real_entry_point_has_no_traceback(tmp_path):
     (tmp_path / "c.yaml").write_text("data: {train: x.csv}\nbogus: 1\n")
-    result = subprocess.run([sys.executable, "-m", "autoft.cli", "train", str(tmp_path / "c.yaml")],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "autoft.cli", "train", str(tmp_path / "c.yaml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 2
     assert result.stderr.strip() == f"autoft: error: {tmp_path / 'c.yaml'}: bogus: unknown field"
 
@@ -68,8 +77,20 @@ def test_train_evaluate_predict(tiny_model_dir, classification_files, tmp_path, 
     out = capsys.readouterr().out
     assert "run: " in out and "test" in out and "macro_f1" in out
 
-    assert main(["evaluate", str(tmp_path / "run"), "--data", str(classification_files["test"]),
-                 "--output", str(tmp_path / "eval.json"), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(tmp_path / "run"),
+                "--data",
+                str(classification_files["test"]),
+                "--output",
+                str(tmp_path / "eval.json"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert json.loads((tmp_path / "eval.json").read_text())["macro_f1"] >= 0.9
 
@@ -82,8 +103,19 @@ def test_train_evaluate_predict(tiny_model_dir, classification_files, tmp_path, 
     assert set(lines[0]["probabilities"]) == {"food", "sport", "tech"}
     assert sum(lines[0]["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
 
-    assert main(["predict", str(tmp_path / "run"), "--input", str(classification_files["test"]),
-                 "--output", str(tmp_path / "pred.jsonl")]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(tmp_path / "run"),
+                "--input",
+                str(classification_files["test"]),
+                "--output",
+                str(tmp_path / "pred.jsonl"),
+            ]
+        )
+        == 0
+    )
     assert len((tmp_path / "pred.jsonl").read_text().splitlines()) == 30
 
     # A second train into the same directory is refused without --overwrite.
@@ -91,8 +123,15 @@ def test_train_evaluate_predict(tiny_model_dir, classification_files, tmp_path, 
 
 
 def test_ner_predict_writes_entity_spans(tiny_model_dir, ner_files, tmp_path, capsys, monkeypatch):
-    config = tiny_config(tiny_model_dir, ner_files, tmp_path / "run", task="token-classification",
-                         epochs=10, learning_rate=5e-3, early_stopping_patience=None)
+    config = tiny_config(
+        tiny_model_dir,
+        ner_files,
+        tmp_path / "run",
+        task="token-classification",
+        epochs=10,
+        learning_rate=5e-3,
+        early_stopping_patience=None,
+    )
     assert main(["train", str(write_config(tmp_path, config)), "--no-progress"]) == 0
     capsys.readouterr()
     monkeypatch.setattr(sys, "stdin", io.StringIO("Bob works at Google\n"))
@@ -101,7 +140,6 @@ def test_ner_predict_writes_entity_spans(tiny_model_dir, ner_files, tmp_path, ca
     for entity in record["entities"]:
         assert record["text"][entity["start"] : entity["end"]] == entity["text"]
     assert ("PER", "Bob") in [(e["type"], e["text"]) for e in record["entities"]]
-
 
 
 # --- the summary table: each family's own scores ---------------------------------------------------------
@@ -129,8 +167,12 @@ COLUMNS = {
 
 def synthetic_metrics(task):
     scores = {key: 0.1 + i / 100 for i, key in enumerate(COMPUTED[task])}
-    metrics = {"task": task, "validation": {**scores, "report": {"x": {"f1": 0.5}}}, "test": dict(scores),
-               "zero_shot": None}
+    metrics = {
+        "task": task,
+        "validation": {**scores, "report": {"x": {"f1": 0.5}}},
+        "test": dict(scores),
+        "zero_shot": None,
+    }
     if task in ("generation", "seq2seq"):  # validation is the teacher-forced loss; test and zero-shot generate
         metrics["validation"] = {"loss": scores["loss"], "perplexity": scores["perplexity"]}
     if task in ("question-answering", "generation", "seq2seq"):
@@ -145,7 +187,7 @@ def test_the_summary_table_shows_each_familys_own_scores(task):
     metrics, scores = synthetic_metrics(task)
     header, *rows = [line.split() for line in _metrics_table(metrics, task).splitlines()]
     assert header == ["split", *COLUMNS[task]]
-    by_split = {" ".join(row[: len(row) - len(COLUMNS[task])]): row[-len(COLUMNS[task]):] for row in rows}
+    by_split = {" ".join(row[: len(row) - len(COLUMNS[task])]): row[-len(COLUMNS[task]) :] for row in rows}
     text_targets = task in ("question-answering", "generation", "seq2seq")
     assert list(by_split) == ["validation", *(["test (zero-shot)"] if text_targets else []), "test"]
     assert by_split["test"] == [f"{scores[k]:.4f}" for k in COLUMNS[task]]  # every column computed: no "-"
@@ -166,12 +208,15 @@ def test_every_registered_task_has_summary_columns_and_a_declaration_wins(monkey
         assert summary_metric_keys(task, {}), task
     monkeypatch.setattr(get_adapter_class("classification"), "summary_metrics", ("macro_f1",), raising=False)
     assert _metrics_table({"test": {"macro_f1": 0.5, "accuracy": 0.9}}, "classification").splitlines() == [
-        "split  macro_f1", "test   0.5000"]
+        "split  macro_f1",
+        "test   0.5000",
+    ]
     # A task the table does not know shows every number its run recorded.
     assert summary_metric_keys("unknown-task", {"test": {"bleu": 0.1, "report": {}, "loss": 1.0}}) == ["bleu", "loss"]
 
 
 # --- update ------------------------------------------------------------------------------------------------
+
 
 def test_update_accepts_no_progress_and_its_help_says_what_changes(monkeypatch, capsys, tmp_path):
     import autoft.continual
@@ -202,6 +247,7 @@ def test_update_accepts_no_progress_and_its_help_says_what_changes(monkeypatch, 
 
 # --- predict: blank lines ------------------------------------------------------------------------------------
 
+
 def test_read_texts_says_how_many_blank_lines_it_skipped(tmp_path, caplog, monkeypatch):
     from autoft.data.loading import read_texts
 
@@ -228,6 +274,7 @@ def test_read_texts_says_how_many_blank_lines_it_skipped(tmp_path, caplog, monke
 
 
 # --- warnings and progress bars ------------------------------------------------------------------------------
+
 
 def test_library_warnings_go_to_the_log_and_future_and_tracer_warnings_to_debug(caplog):
     import warnings
@@ -279,10 +326,16 @@ def write_tiny_gguf(path, hidden=16, ff=32, heads=2):
     writer.add_eos_token_id(2)
     writer.add_pad_token_id(2)
     rng = np.random.default_rng(0)
-    shapes = {"token_embd.weight": (len(tokens), hidden), "blk.0.attn_q.weight": (hidden, hidden),
-              "blk.0.attn_k.weight": (hidden, hidden), "blk.0.attn_v.weight": (hidden, hidden),
-              "blk.0.attn_output.weight": (hidden, hidden), "blk.0.ffn_gate.weight": (ff, hidden),
-              "blk.0.ffn_up.weight": (ff, hidden), "blk.0.ffn_down.weight": (hidden, ff)}
+    shapes = {
+        "token_embd.weight": (len(tokens), hidden),
+        "blk.0.attn_q.weight": (hidden, hidden),
+        "blk.0.attn_k.weight": (hidden, hidden),
+        "blk.0.attn_v.weight": (hidden, hidden),
+        "blk.0.attn_output.weight": (hidden, hidden),
+        "blk.0.ffn_gate.weight": (ff, hidden),
+        "blk.0.ffn_up.weight": (ff, hidden),
+        "blk.0.ffn_down.weight": (hidden, ff),
+    }
     for name, shape in shapes.items():
         writer.add_tensor(name, rng.normal(0, 0.02, shape).astype(np.float32))
     for name in ("output_norm.weight", "blk.0.attn_norm.weight", "blk.0.ffn_norm.weight"):
@@ -308,13 +361,15 @@ def test_warnings_reach_the_terminal_as_log_lines_and_verbose_shows_the_quiet_on
         sys.exit(cli.main(sys.argv[1:]))
     """)
     for flags in ([], ["-v"]):
-        result = subprocess.run([sys.executable, "-c", script, *flags, "lineage", "runs/x"], capture_output=True,
-                                text=True, check=False)
+        result = subprocess.run(
+            [sys.executable, "-c", script, *flags, "lineage", "runs/x"], capture_output=True, text=True, check=False
+        )
         assert result.returncode == 0, result.stderr
         lines = result.stderr.splitlines()
         assert [line.split(" ", 1)[1] for line in lines if "Warning" in line] == [
             *(["DEBUG FutureWarning: this API changes in v6 (<string>:6)"] if flags else []),
-            "WARNING UserWarning: exclude_modules matched nothing (<string>:7)"]
+            "WARNING UserWarning: exclude_modules matched nothing (<string>:7)",
+        ]
 
 
 BAR = re.compile(r"\d+%\|")  # tqdm's "100%|█████|"
@@ -349,10 +404,14 @@ def test_train_no_progress_on_a_gguf_model_draws_no_bar(tmp_path, capfd, monkeyp
     monkeypatch.setenv("AUTOFT_CACHE", str(tmp_path / "cache"))
     rows = [{"prompt": f"say {w}", "response": w} for w in ("hot", "cold", "up", "down", "big", "small")]
     (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    config = {"task": "generation", "model": str(write_tiny_gguf(tmp_path / "tiny.gguf")),
-              "data": {"train": str(tmp_path / "pairs.jsonl"), "validation": str(tmp_path / "pairs.jsonl")},
-              "training": {"epochs": 1, "batch_size": 4, "max_length": 32, "learning_rate": 1e-3},
-              "generation": {"max_new_tokens": 2}, "output_dir": str(tmp_path / "run")}
+    config = {
+        "task": "generation",
+        "model": str(write_tiny_gguf(tmp_path / "tiny.gguf")),
+        "data": {"train": str(tmp_path / "pairs.jsonl"), "validation": str(tmp_path / "pairs.jsonl")},
+        "training": {"epochs": 1, "batch_size": 4, "max_length": 32, "learning_rate": 1e-3},
+        "generation": {"max_new_tokens": 2},
+        "output_dir": str(tmp_path / "run"),
+    }
     assert main(["train", str(write_config(tmp_path, config)), "--no-progress"]) == 0
     out, err = capfd.readouterr()
     assert list((tmp_path / "cache" / "gguf").iterdir())  # the GGUF was converted in this call

@@ -15,7 +15,9 @@ def test_minimal_config_gets_defaults(tmp_path):
     assert config.task == "classification"
     assert config.model == "default"
     training = config.training
-    assert training.epochs == training.learning_rate == training.batch_size == training.early_stopping_patience == "auto"
+    assert (
+        training.epochs == training.learning_rate == training.batch_size == training.early_stopping_patience == "auto"
+    )
     assert training.early_stopping_on == "metric-or-loss" and config.data.on_bad_rows == "error"
     assert config.data.train_files == ["t.csv"]
 
@@ -53,8 +55,10 @@ def test_missing_config_file(tmp_path):
 
 
 def test_overrides_parse_yaml_values(tmp_path):
-    config = load_config(write(tmp_path, "data: {train: t.csv}\n"),
-                         ["training.epochs=7", "training.learning_rate=1e-3", "data.train=[a.csv, b.csv]"])
+    config = load_config(
+        write(tmp_path, "data: {train: t.csv}\n"),
+        ["training.epochs=7", "training.learning_rate=1e-3", "data.train=[a.csv, b.csv]"],
+    )
     assert config.training.epochs == 7
     assert config.training.learning_rate == pytest.approx(1e-3)
     assert config.data.train_files == ["a.csv", "b.csv"]
@@ -62,13 +66,15 @@ def test_overrides_parse_yaml_values(tmp_path):
 
 def test_off_is_a_word_in_files_and_overrides(tmp_path):
     """YAML 1.1 reads ``off`` as False; options named off (correction, rescore) must arrive as the word."""
-    path = write(tmp_path, "data: {train: t.csv}\nselection: {correction: off, rescore: off}\n"
-                           "training: {progress: false}\n")
+    path = write(
+        tmp_path, "data: {train: t.csv}\nselection: {correction: off, rescore: off}\ntraining: {progress: false}\n"
+    )
     config = load_config(path)
     assert (config.selection.correction, config.selection.rescore) == ("off", "off")
     assert config.training.progress is False
-    overridden = load_config(write(tmp_path, "data: {train: t.csv}\n"), ["selection.correction=off",
-                                                                          "training.progress=false"])
+    overridden = load_config(
+        write(tmp_path, "data: {train: t.csv}\n"), ["selection.correction=off", "training.progress=false"]
+    )
     assert overridden.selection.correction == "off" and overridden.training.progress is False
 
 

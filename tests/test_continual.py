@@ -70,8 +70,9 @@ def test_the_fisher_diagonal_is_normalised_and_a_grown_head_is_pulled_on_its_old
     from autoft.training.regularizers import WeightPenalty, fisher_diagonal, trainable_weights
 
     labels = ["food", "sport", "tech"]
-    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=3,
-                                                               id2label=dict(enumerate(labels)))
+    model = AutoModelForSequenceClassification.from_pretrained(
+        tiny_model_dir, num_labels=3, id2label=dict(enumerate(labels))
+    )
     adapter = ClassificationAdapter(labels, AutoTokenizer.from_pretrained(tiny_model_dir), max_length=32)
     features = adapter.encode([Example(t, label) for t, label in synthetic_rows(24, 0)])
     fisher = fisher_diagonal(model, adapter, features, batch_size=8)
@@ -117,6 +118,7 @@ def test_weight_aligning_gives_the_new_rows_the_old_rows_mean_norm_and_auto_keep
         def evaluate(examples, features=None):
             aligned = float(layer.weight[2].norm()) < float(trained["weight"][2].norm()) - 1e-6
             return {"macro_f1": 0.5 + (0.1 if aligned and aligned_scores_higher else 0.0)}, []
+
         return evaluate
 
     # auto: the candidate validation prefers, the head left set to it; a tie keeps the fewer changes (norms and
@@ -127,8 +129,11 @@ def test_weight_aligning_gives_the_new_rows_the_old_rows_mean_norm_and_auto_keep
                 value.copy_(trained[name])
         callback = HeadAligning(model, 2, [], mode="auto", metric="macro_f1")
         callback.on_train_end(TrainState(n_samples=1, evaluate=evaluate_preferring(aligned_scores_higher)))
-        assert callback.record["chosen"] == chosen and set(callback.record["validation"]) == {"off", "norms",
-                                                                                              "norms+bias"}
+        assert callback.record["chosen"] == chosen and set(callback.record["validation"]) == {
+            "off",
+            "norms",
+            "norms+bias",
+        }
         assert (float(layer.weight[2].norm()) < float(trained["weight"][2].norm())) == (chosen == "norms")
         assert float(layer.bias[2]) == 3.0  # the bias moved in neither
         assert callback.run_metrics()["align"]["chosen"] == chosen
@@ -141,8 +146,9 @@ def test_head_growth_keeps_the_old_label_ids(tiny_model_dir):
     from autoft.modeling.heads import grow_head
 
     labels = ["food", "sport", "tech"]
-    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=3,
-                                                               id2label=dict(enumerate(labels))).eval()
+    model = AutoModelForSequenceClassification.from_pretrained(
+        tiny_model_dir, num_labels=3, id2label=dict(enumerate(labels))
+    ).eval()
     inputs = AutoTokenizer.from_pretrained(tiny_model_dir)(["pizza and cheese"], return_tensors="pt")
     with torch.no_grad():
         before = model(**inputs).logits
@@ -161,12 +167,25 @@ def test_update_learns_a_new_label_keeps_the_old_and_records_the_lineage(parent,
     old_rows = synthetic_rows(90, 0)
     train_csv = str(Path(autoft.load(parent).config.data.train))
     flagged_texts = {old_rows[i][0] for i in range(10)}
-    write_csv(parent / "data_values.csv", [(f"{train_csv}:{i + 2}", str(i < 10)) for i in range(90)],
-              header=("origin", "flagged"))
+    write_csv(
+        parent / "data_values.csv",
+        [(f"{train_csv}:{i + 2}", str(i < 10)) for i in range(90)],
+        header=("origin", "flagged"),
+    )
     before = _snapshot(parent)
-    result = update(parent, new, validation=new_val, output=tmp_path / "child",
-                    overrides=["continual.replay_budget=0.2", "continual.method=ewc", "continual.gate=null",
-                               "continual.distill=0", "training.epochs=auto"])  # (the parent's explicit 8 would stay)
+    result = update(
+        parent,
+        new,
+        validation=new_val,
+        output=tmp_path / "child",
+        overrides=[
+            "continual.replay_budget=0.2",
+            "continual.method=ewc",
+            "continual.gate=null",
+            "continual.distill=0",
+            "training.epochs=auto",
+        ],
+    )  # (the parent's explicit 8 would stay)
     child = result.run
     assert child.labels == ["food", "sport", "tech", "music"]  # old ids first, unchanged
     assert autoft.load(tmp_path / "child").labels == child.labels
@@ -174,8 +193,10 @@ def test_update_learns_a_new_label_keeps_the_old_and_records_the_lineage(parent,
     assert len(replayed) - 1 == round(0.2 * 90) and replayed[0] == "text,label"
     assert not flagged_texts & {line.split(",")[0] for line in replayed[1:]}
     train, validation, runs = lineage_data(tmp_path / "child")  # each run's own data, not what it replayed
-    assert (len(train), len(validation)) == (90 + 36, 30 + 14) and runs == [parent.resolve(),
-                                                                           (tmp_path / "child").resolve()]
+    assert (len(train), len(validation)) == (90 + 36, 30 + 14) and runs == [
+        parent.resolve(),
+        (tmp_path / "child").resolve(),
+    ]
     record = json.loads((tmp_path / "child" / "lineage.json").read_text())
     assert record["parent"] == str(parent.resolve()) and record["root"] == str(parent.resolve())
     assert record["new_labels"] == ["music"] and record["method"] == "ewc" and record["promoted"]
@@ -188,15 +209,32 @@ def test_update_learns_a_new_label_keeps_the_old_and_records_the_lineage(parent,
     assert record["scores"]["new_validation"]["update"] is not None
     assert child.predict(["guitar song band concert album"])[0]["label"] == "music"
     assert latest(parent) == (tmp_path / "child").resolve()
-    assert [entry["run"] for entry in history(tmp_path / "child")] == [str(parent.resolve()),
-                                                                        str((tmp_path / "child").resolve())]
+    assert [entry["run"] for entry in history(tmp_path / "child")] == [
+        str(parent.resolve()),
+        str((tmp_path / "child").resolve()),
+    ]
     # The parent's own files are untouched (the lineage's root gains only its lineage files).
-    after = {p: t for p, t in _snapshot(parent).items() if p.parts[0] not in ("lineage.jsonl", "latest",
-                                                                              ".update.lock")}
+    after = {
+        p: t for p, t in _snapshot(parent).items() if p.parts[0] not in ("lineage.jsonl", "latest", ".update.lock")
+    }
     assert after == before
     # A second update, from the lineage's latest, joins the same lineage, named after the root by default.
-    assert main(["update", str(parent), "--latest", "--data", str(new), "--validation", str(new_val),
-                 "--set", "continual.replay_by=random"]) == 0
+    assert (
+        main(
+            [
+                "update",
+                str(parent),
+                "--latest",
+                "--data",
+                str(new),
+                "--validation",
+                str(new_val),
+                "--set",
+                "continual.replay_by=random",
+            ]
+        )
+        == 0
+    )
     assert len(history(parent)) == 3
     record = json.loads((tmp_path / "parent-update-2" / "lineage.json").read_text())
     assert record["parent"] == str((tmp_path / "child").resolve())
@@ -204,9 +242,24 @@ def test_update_learns_a_new_label_keeps_the_old_and_records_the_lineage(parent,
 
 def test_the_gate_keeps_latest_on_the_parent_when_the_update_is_worse(parent, tmp_path, capsys):
     new = write_csv(tmp_path / "new.csv", [(text, "tech") for text, _ in synthetic_rows(30, 3)])  # all one label
-    code = main(["update", str(parent), "--data", str(new), "--output", str(tmp_path / "bad"),
-                 "--set", "continual.replay_budget=0", "--set", "training.learning_rate=0.01",
-                 "--set", "training.epochs=3", "--set", "continual.gate=0.01"])
+    code = main(
+        [
+            "update",
+            str(parent),
+            "--data",
+            str(new),
+            "--output",
+            str(tmp_path / "bad"),
+            "--set",
+            "continual.replay_budget=0",
+            "--set",
+            "training.learning_rate=0.01",
+            "--set",
+            "training.epochs=3",
+            "--set",
+            "continual.gate=0.01",
+        ]
+    )
     assert code == 0
     record = json.loads((tmp_path / "bad" / "lineage.json").read_text())
     assert not record["promoted"] and "old_validation" in record["gate"]["why"]
@@ -222,8 +275,7 @@ def test_the_gate_keeps_latest_on_the_parent_when_the_update_is_worse(parent, tm
 def test_two_updates_cannot_both_hold_the_lineage_lock(parent, tmp_path):
     new = write_csv(tmp_path / "new.csv", music_rows(10, 0))
     with lineage_lock(parent):
-        with pytest.raises(RunDirError, match="another autoft update of this lineage is running"), \
-                lineage_lock(parent):
+        with pytest.raises(RunDirError, match="another autoft update of this lineage is running"), lineage_lock(parent):
             pass
         with pytest.raises(RunDirError, match="another autoft update"):
             update(parent, new, output=tmp_path / "child")
@@ -235,12 +287,29 @@ def test_an_unlabelled_update_learns_from_the_parents_pseudo_labels_from_the_fir
     collected = tmp_path / "collected"
     collected.mkdir()
     for day, seed in (("2026-12-01", 7), ("2026-12-02", 8)):
-        (collected / f"served-{day}.jsonl").write_text("".join(
-            json.dumps({"text": text, "served": {"prediction": {"label": "x"}}}) + "\n"
-            for text, _ in synthetic_rows(24, seed)))
+        (collected / f"served-{day}.jsonl").write_text(
+            "".join(
+                json.dumps({"text": text, "served": {"prediction": {"label": "x"}}}) + "\n"
+                for text, _ in synthetic_rows(24, seed)
+            )
+        )
     before = lineage_data(parent)
-    code = main(["update", str(parent), "--unlabeled", str(collected), "--output", str(tmp_path / "child"),
-                 "--set", "continual.replay_budget=0.3", "--set", "training.epochs=2", "--set", "continual.gate=null"])
+    code = main(
+        [
+            "update",
+            str(parent),
+            "--unlabeled",
+            str(collected),
+            "--output",
+            str(tmp_path / "child"),
+            "--set",
+            "continual.replay_budget=0.3",
+            "--set",
+            "training.epochs=2",
+            "--set",
+            "continual.gate=null",
+        ]
+    )
     assert code == 0 and "promoted" in capsys.readouterr().out
     child = tmp_path / "child"
     record = json.loads((child / "lineage.json").read_text())
@@ -268,8 +337,10 @@ def test_an_unlabelled_update_needs_texts_and_replayed_labels(parent, tmp_path, 
     cases = [
         (["update", str(parent)], "give new labelled data, unlabelled texts (--unlabeled), or both"),
         (["update", str(parent), "--unlabeled", str(tmp_path / "missing")], "--unlabeled: "),
-        (["update", str(parent), "--unlabeled", str(texts), "--set", "continual.replay_budget=0"],
-         "continual.replay_budget is 0"),
+        (
+            ["update", str(parent), "--unlabeled", str(texts), "--set", "continual.replay_budget=0"],
+            "continual.replay_budget is 0",
+        ),
     ]
     for argv, message in cases:
         assert main([*argv, "--output", str(tmp_path / "out")]) == 2, argv
@@ -304,8 +375,11 @@ def test_bad_input_is_one_line_exit_2_and_leaves_the_parent_untouched(parent, tm
 
 
 def test_update_of_a_lora_run_continues_its_adapter(tiny_model_dir, classification_files, tmp_path):
-    autoft.train(tiny_config(tiny_model_dir, classification_files, tmp_path / "parent", peft="lora",
-                             learning_rate=1e-2, epochs=2))
+    autoft.train(
+        tiny_config(
+            tiny_model_dir, classification_files, tmp_path / "parent", peft="lora", learning_rate=1e-2, epochs=2
+        )
+    )
     new = write_csv(tmp_path / "new.csv", synthetic_rows(30, 9))
     result = update(tmp_path / "parent", new, output=tmp_path / "child")
     assert result.run.is_peft and (tmp_path / "child" / "model" / "adapter_config.json").exists()
@@ -380,12 +454,16 @@ def test_distillation_is_zero_against_the_teacher_and_counts_only_its_labels_and
     assert distill.penalty({}, student, labels).item() > 0
 
 
-def test_lora_per_task_stacks_an_adapter_per_update_and_grows_the_head(tiny_model_dir, classification_files,
-                                                                       tmp_path, capsys):
+def test_lora_per_task_stacks_an_adapter_per_update_and_grows_the_head(
+    tiny_model_dir, classification_files, tmp_path, capsys
+):
     from autoft.modeling.parameter_efficient import STACK
 
-    autoft.train(tiny_config(tiny_model_dir, classification_files, tmp_path / "parent", peft="lora",
-                             learning_rate=1e-2, epochs=2))
+    autoft.train(
+        tiny_config(
+            tiny_model_dir, classification_files, tmp_path / "parent", peft="lora", learning_rate=1e-2, epochs=2
+        )
+    )
     new = write_csv(tmp_path / "new.csv", music_rows(30, 0) + synthetic_rows(6, 5))
     method = ["continual.method=lora-per-task", "continual.gate=null", "training.epochs=auto"]
     result = update(tmp_path / "parent", new, output=tmp_path / "child", overrides=method)
@@ -427,7 +505,12 @@ def test_an_interrupted_update_resumes_to_the_uninterrupted_update(parent, tmp_p
 
     new = write_csv(tmp_path / "new.csv", music_rows(30, 0) + synthetic_rows(6, 5))
     new_val = write_csv(tmp_path / "new_val.csv", music_rows(8, 1) + synthetic_rows(6, 6))
-    settings = ["continual.gate=null", "continual.method=ewc", "training.epochs=3", "training.early_stopping_patience=null"]
+    settings = [
+        "continual.gate=null",
+        "continual.method=ewc",
+        "training.epochs=3",
+        "training.early_stopping_patience=null",
+    ]
     whole = update(parent, new, validation=new_val, output=tmp_path / "whole", overrides=settings).run.metrics
     real = loop_module.save_checkpoint
 
@@ -435,15 +518,18 @@ def test_an_interrupted_update_resumes_to_the_uninterrupted_update(parent, tmp_p
         real(path, **kwargs)
         if kwargs["state"]["epoch"] == 1:
             raise KeyboardInterrupt
+
     monkeypatch.setattr(loop_module, "save_checkpoint", crash)
     with pytest.raises(KeyboardInterrupt):
         update(parent, new, validation=new_val, output=tmp_path / "child", overrides=settings)
     assert (tmp_path / ".child.checkpoint" / "state.json").is_file()
     monkeypatch.setattr(loop_module, "save_checkpoint", real)
-    resumed = update(parent, new, validation=new_val, output=tmp_path / "child", overrides=settings,
-                     resume=True).run.metrics
-    assert [(e["train_loss"], e["validation"]) for e in resumed["epochs"]] == \
-        [(e["train_loss"], e["validation"]) for e in whole["epochs"]]
+    resumed = update(
+        parent, new, validation=new_val, output=tmp_path / "child", overrides=settings, resume=True
+    ).run.metrics
+    assert [(e["train_loss"], e["validation"]) for e in resumed["epochs"]] == [
+        (e["train_loss"], e["validation"]) for e in whole["epochs"]
+    ]
     assert resumed["test"] == whole["test"]
 
 
@@ -462,9 +548,12 @@ def test_an_update_keeps_what_the_parent_set_and_decides_afresh_what_auto_chose(
     run.metrics["auto"]["epochs"] = {"value": 8, "how": "auto"}  # as if auto had chosen the 8
     assert _child_config(run, ["new.csv"], None, tmp_path / "child", None).training.epochs == "auto"
 
-    run.config = run.config.model_copy(update={"selection": run.config.selection.model_copy(
-        update={"policy": "small-loss", "drop_fraction": 0.3})})
-    for how, expected in (("set to 0.3 in the config (the estimated noise rate 12.0%)", 0.3),
-                          ("auto: the estimated noise rate 30.0%", "auto")):
+    run.config = run.config.model_copy(
+        update={"selection": run.config.selection.model_copy(update={"policy": "small-loss", "drop_fraction": 0.3})}
+    )
+    for how, expected in (
+        ("set to 0.3 in the config (the estimated noise rate 12.0%)", 0.3),
+        ("auto: the estimated noise rate 30.0%", "auto"),
+    ):
         (parent / "decisions.jsonl").write_text(json.dumps({"event": "noise-estimate", "how": how}) + "\n")
         assert _child_config(run, ["new.csv"], None, tmp_path / "child", None).selection.drop_fraction == expected

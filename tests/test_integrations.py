@@ -17,8 +17,20 @@ def test_the_trainer_example_leaves_the_flagged_samples_out(tmp_path, tiny_model
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
     # (a random tiny encoder gives the noise estimate no evidence, so its lower bound is 0: the share is given)
-    result = example.main(["--model", str(tiny_model_dir), "--train-size", "120", "--epochs", "2",
-                           "--drop-fraction", "0.25", "--output-dir", str(tmp_path / "out")])
+    result = example.main(
+        [
+            "--model",
+            str(tiny_model_dir),
+            "--train-size",
+            "120",
+            "--epochs",
+            "2",
+            "--drop-fraction",
+            "0.25",
+            "--output-dir",
+            str(tmp_path / "out"),
+        ]
+    )
     select, flipped = result["select"], np.array(result["flipped"])
     assert "the agent left out" in capsys.readouterr().out
     n, left_out = len(flipped), round(select.drop_fraction * len(flipped))

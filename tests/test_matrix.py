@@ -33,10 +33,10 @@ from tests.families import FAMILIES, Family
 COMMANDS = ("train", "run", "report", "predict", "evaluate", "export", "serve", "update", "lineage")
 EXEMPT = {
     "value": "the agent's offline phase alone, which `run` runs for every family whose samples the agent values "
-             "(its data_values.csv and noise.json are checked there); `autoft value` itself is tested in "
-             "tests/selection/test_agent.py (labels) and tests/selection/test_pairs.py (prompt-response pairs)",
+    "(its data_values.csv and noise.json are checked there); `autoft value` itself is tested in "
+    "tests/selection/test_agent.py (labels) and tests/selection/test_pairs.py (prompt-response pairs)",
     "demo": "not per family: classification of the packaged BBC News with the packaged MiniLM, minutes long "
-            "(tests/test_demo.py)",
+    "(tests/test_demo.py)",
     "config": "not per family: prints the config reference, which tests/test_docs.py loads and checks",
 }
 AGENT_SKIPS = {"question-answering", "multi-label-classification"}
@@ -117,13 +117,31 @@ class Job:
 
     def predict(self) -> Outcome:
         self.needs("train")
-        return self.once("predict", "predict", str(self.train_dir), "--input", str(self.data.inputs),
-                         "--output", str(self.folder / "predictions.jsonl"), "--no-progress")
+        return self.once(
+            "predict",
+            "predict",
+            str(self.train_dir),
+            "--input",
+            str(self.data.inputs),
+            "--output",
+            str(self.folder / "predictions.jsonl"),
+            "--no-progress",
+        )
 
     def update(self) -> Outcome:
         self.needs("train")
-        return self.once("update", "update", str(self.train_dir), "--data", str(self.data.new), "--validation",
-                         str(self.data.files["validation"]), "--output", str(self.folder / "update"), "--no-progress")
+        return self.once(
+            "update",
+            "update",
+            str(self.train_dir),
+            "--data",
+            str(self.data.new),
+            "--validation",
+            str(self.data.files["validation"]),
+            "--output",
+            str(self.folder / "update"),
+            "--no-progress",
+        )
 
     def ran(self, outcome: Outcome, what: str) -> None:
         assert outcome.code == 0, f"autoft {what} ({self.family.task}) exited {outcome.code}:\n{outcome.err[-3000:]}"
@@ -149,6 +167,7 @@ def job(task: str, jobs: dict[str, Job], request, tmp_path_factory, capsys) -> J
 
 # --- what a table must show ---------------------------------------------------------------------------------------
 
+
 def is_number(cell: Any) -> bool:
     if isinstance(cell, str):
         return bool(NUMBER.match(cell.strip()))
@@ -167,7 +186,7 @@ def assert_plain_table(out: str, family: Family) -> None:
     start = next((i for i, line in enumerate(lines) if line.split()[:1] == ["split"]), None)
     assert start is not None, f"no metrics table in:\n{out}"
     header = lines[start].split()
-    rows = {line.split()[0]: line.split()[1:] for line in lines[start + 1:] if line.split()}
+    rows = {line.split()[0]: line.split()[1:] for line in lines[start + 1 :] if line.split()}
     assert "test" in rows, f"no test row in:\n{out}"
     test = dict(zip(header[1:], rows["test"]))
     assert_numbers(test, family, f"the table's test row\n{out}\n")
@@ -176,8 +195,11 @@ def assert_plain_table(out: str, family: Family) -> None:
 
 
 def markdown_rows(text: str) -> dict[str, list[str]]:
-    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in text.splitlines()
-            if line.strip().startswith("|")]
+    rows = [
+        [cell.strip() for cell in line.strip().strip("|").split("|")]
+        for line in text.splitlines()
+        if line.strip().startswith("|")
+    ]
     return {row[0]: row[1:] for row in rows if row}
 
 
@@ -220,11 +242,13 @@ def assert_report(job: Job, outcome: Outcome, folder: Path) -> None:
     seen = look(page, looked)
     assert not console_problems(seen), f"{page}: {console_problems(seen)}"
     assert "before-after" in seen["tables"], f"{page}: no before/after table ({sorted(seen['tables'])})"
-    assert_row_table({row[0]: row[1:] for row in seen["tables"]["before-after"][1:] if row}, job.family,
-                     f"{page} before/after table")
+    assert_row_table(
+        {row[0]: row[1:] for row in seen["tables"]["before-after"][1:] if row}, job.family, f"{page} before/after table"
+    )
 
 
 # --- the matrix ---------------------------------------------------------------------------------------------------
+
 
 def cli_commands() -> set[str]:
     [commands] = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
@@ -337,8 +361,9 @@ def test_predict(job: Job):
 def test_evaluate(job: Job):
     job.needs("train")
     output = job.folder / "evaluation.json"
-    outcome = job.cli("evaluate", str(job.train_dir), "--data", str(job.data.files["test"]), "--output", str(output),
-                      "--no-progress")
+    outcome = job.cli(
+        "evaluate", str(job.train_dir), "--data", str(job.data.files["test"]), "--output", str(output), "--no-progress"
+    )
     job.ran(outcome, "evaluate")
     assert_numbers(json.loads(outcome.out), job.family, "evaluate's summary")
     evaluated, trained = json.loads(output.read_text(encoding="utf-8")), job.metrics["test"]

@@ -19,19 +19,25 @@ from tests.tasks.test_relation import write_semeval
 
 
 def _classification(folder):
-    return {split: write_csv(folder / f"{split}.csv", synthetic_rows(n, seed))
-            for split, n, seed in (("train", 48, 0), ("validation", 16, 1), ("test", 24, 2))}
+    return {
+        split: write_csv(folder / f"{split}.csv", synthetic_rows(n, seed))
+        for split, n, seed in (("train", 48, 0), ("validation", 16, 1), ("test", 24, 2))
+    }
 
 
 def _ner(folder):
-    return {split: write_conll(folder / f"{split}.conll", copies) for split, copies in
-            (("train", 4), ("validation", 1), ("test", 2))}
+    return {
+        split: write_conll(folder / f"{split}.conll", copies)
+        for split, copies in (("train", 4), ("validation", 1), ("test", 2))
+    }
 
 
 def _relation(folder):
-    rows = [("the <e1>fire</e1> caused the <e2>smoke</e2> in the old town", "Cause-Effect(e1,e2)"),
-            ("the <e1>smoke</e1> came from the <e2>fire</e2>", "Cause-Effect(e2,e1)"),
-            ("the <e1>cup</e1> on the <e2>table</e2>", "Other")] * 8
+    rows = [
+        ("the <e1>fire</e1> caused the <e2>smoke</e2> in the old town", "Cause-Effect(e1,e2)"),
+        ("the <e1>smoke</e1> came from the <e2>fire</e2>", "Cause-Effect(e2,e1)"),
+        ("the <e1>cup</e1> on the <e2>table</e2>", "Other"),
+    ] * 8
     return {split: write_semeval(folder / f"{split}.txt", rows) for split in ("train", "validation", "test")}
 
 
@@ -43,14 +49,19 @@ def _qa(folder):
     return files
 
 
-TASKS = {"classification": _classification, "token-classification": _ner, "relation-extraction": _relation,
-         "question-answering": _qa}
+TASKS = {
+    "classification": _classification,
+    "token-classification": _ner,
+    "relation-extraction": _relation,
+    "question-answering": _qa,
+}
 
 
 @pytest.mark.parametrize("task", sorted(TASKS))
 def test_onnx_logits_and_predictions_match_pytorch(task, tmp_path, tiny_model_dir):
-    run = autoft.train(tiny_config(tiny_model_dir, TASKS[task](tmp_path), tmp_path / "run", task=task, epochs=1,
-                                   max_length=48))
+    run = autoft.train(
+        tiny_config(tiny_model_dir, TASKS[task](tmp_path), tmp_path / "run", task=task, epochs=1, max_length=48)
+    )
     assert main(["export", str(run.path), "--format", "onnx"]) == 0
     assert (run.path / "onnx" / "model.onnx").is_file()
     run = autoft.load(run.path)
@@ -66,8 +77,12 @@ def test_onnx_logits_and_predictions_match_pytorch(task, tmp_path, tiny_model_di
             expected = run.adapter.forward(run.model.eval(), batch).numpy()
         got = onnx(batch).numpy()
         assert got.shape == expected.shape and np.abs(got - expected).max() < 1e-4, np.abs(got - expected).max()
-    key = {"classification": "label", "relation-extraction": "label", "token-classification": "tags",
-           "question-answering": "answer"}[task]
+    key = {
+        "classification": "label",
+        "relation-extraction": "label",
+        "token-classification": "tags",
+        "question-answering": "answer",
+    }[task]
     assert [p[key] for p in run.predict(test, backend="onnx")] == [p[key] for p in run.predict(test)]
     torch_probabilities, _ = predict_probabilities(run.model, run.adapter, features, batch_size=8)
     onnx_probabilities, _ = predict_probabilities(run.model, run.adapter, features, batch_size=8, forward=onnx)
@@ -79,8 +94,7 @@ def test_onnx_logits_and_predictions_match_pytorch(task, tmp_path, tiny_model_di
 
 
 def test_predict_backend_onnx_from_the_command_line_and_what_is_refused(tmp_path, tiny_model_dir, tiny_gpt2, capsys):
-    run = autoft.train(tiny_config(tiny_model_dir, _classification(tmp_path), tmp_path / "run", epochs=1,
-                                   peft="lora"))
+    run = autoft.train(tiny_config(tiny_model_dir, _classification(tmp_path), tmp_path / "run", epochs=1, peft="lora"))
     texts = tmp_path / "texts.txt"
     texts.write_text("\n".join(text for text, _ in synthetic_rows(6, 5)) + "\n")
     assert main(["predict", str(run.path), "--input", str(texts), "--backend", "onnx"]) == 2
@@ -97,9 +111,15 @@ def test_predict_backend_onnx_from_the_command_line_and_what_is_refused(tmp_path
     rows = [{"prompt": "say a", "response": "a"}] * 8
     data = tmp_path / "gen.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    generative = autoft.train({"task": "generation", "model": str(tiny_gpt2), "output_dir": str(tmp_path / "gen"),
-                               "data": {"train": str(data), "validation": str(data)},
-                               "training": {"epochs": 1, "batch_size": 8, "progress": False}})
+    generative = autoft.train(
+        {
+            "task": "generation",
+            "model": str(tiny_gpt2),
+            "output_dir": str(tmp_path / "gen"),
+            "data": {"train": str(data), "validation": str(data)},
+            "training": {"epochs": 1, "batch_size": 8, "progress": False},
+        }
+    )
     with pytest.raises(ConfigError, match="ONNX export is for encoder tasks"):
         generative.export(format="onnx")
 

@@ -24,11 +24,15 @@ from tests.conftest import TOPICS, synthetic_rows, tiny_config, write_conll, wri
 def _noisy(tmp_path):
     rng = random.Random(0)
     labels = sorted({label for _, label in synthetic_rows(30, 0)})
-    rows = [(text, rng.choice([x for x in labels if x != label]) if rng.random() < 0.3 else label)
-            for text, label in synthetic_rows(150, 0)]
-    return {"train": write_csv(tmp_path / "train.csv", rows),
-            "validation": write_csv(tmp_path / "val.csv", synthetic_rows(45, 1)),
-            "test": write_csv(tmp_path / "test.csv", synthetic_rows(30, 2))}
+    rows = [
+        (text, rng.choice([x for x in labels if x != label]) if rng.random() < 0.3 else label)
+        for text, label in synthetic_rows(150, 0)
+    ]
+    return {
+        "train": write_csv(tmp_path / "train.csv", rows),
+        "validation": write_csv(tmp_path / "val.csv", synthetic_rows(45, 1)),
+        "test": write_csv(tmp_path / "test.csv", synthetic_rows(30, 2)),
+    }
 
 
 def test_the_report_of_an_agent_job_shows_both_runs_and_holds_their_numbers(tmp_path, tiny_model_dir):
@@ -91,9 +95,11 @@ def _label_sets(n, seed):
 
 
 def _relations(n):
-    rows = [("the <e1>fire</e1> caused the <e2>smoke</e2>", "Cause-Effect(e1,e2)"),
-            ("the <e1>smoke</e1> came from the <e2>fire</e2>", "Cause-Effect(e2,e1)"),
-            ("the <e1>cup</e1> and the <e2>table</e2>", "Other")]
+    rows = [
+        ("the <e1>fire</e1> caused the <e2>smoke</e2>", "Cause-Effect(e1,e2)"),
+        ("the <e1>smoke</e1> came from the <e2>fire</e2>", "Cause-Effect(e2,e1)"),
+        ("the <e1>cup</e1> and the <e2>table</e2>", "Other"),
+    ]
     return [rows[i % 3] for i in range(n)]
 
 
@@ -102,46 +108,72 @@ def _questions(n, seed):
     rows = []
     for _ in range(n):
         name, city = rng.choice(["Anna", "Bruno", "Carla", "Hugo"]), rng.choice(["Paris", "Rome", "Oslo", "Lima"])
-        context = f"{name} was born in {city} & moved <later> to a \"bigger\" town."  # characters HTML escapes
-        rows.append({"context": context, "question": f"Where was {name} born?",
-                     "answers": [{"text": city, "answer_start": context.index(city)}]})
+        context = f'{name} was born in {city} & moved <later> to a "bigger" town.'  # characters HTML escapes
+        rows.append(
+            {
+                "context": context,
+                "question": f"Where was {name} born?",
+                "answers": [{"text": city, "answer_start": context.index(city)}],
+            }
+        )
     return rows
 
 
 def _family_data(task, folder):
     """Train, validation and test files of ``task``: a few rows each (the test set 6 rows, all shown)."""
     if task == "classification":
-        return {split: write_csv(folder / f"{split}.csv", synthetic_rows(n, seed))
-                for split, n, seed in (("train", 24, 0), ("validation", 6, 1), ("test", 6, 2))}
+        return {
+            split: write_csv(folder / f"{split}.csv", synthetic_rows(n, seed))
+            for split, n, seed in (("train", 24, 0), ("validation", 6, 1), ("test", 6, 2))
+        }
     if task == "multi-label-classification":
-        return {split: write_csv(folder / f"{split}.csv", _label_sets(n, seed))
-                for split, n, seed in (("train", 24, 0), ("validation", 6, 1), ("test", 6, 2))}
+        return {
+            split: write_csv(folder / f"{split}.csv", _label_sets(n, seed))
+            for split, n, seed in (("train", 24, 0), ("validation", 6, 1), ("test", 6, 2))
+        }
     if task == "token-classification":
-        return {split: write_conll(folder / f"{split}.conll", copies) for split, copies in
-                (("train", 4), ("validation", 1), ("test", 1))}
+        return {
+            split: write_conll(folder / f"{split}.conll", copies)
+            for split, copies in (("train", 4), ("validation", 1), ("test", 1))
+        }
     if task == "relation-extraction":
-        return {split: write_csv(folder / f"{split}.csv", _relations(n)) for split, n in
-                (("train", 24), ("validation", 6), ("test", 6))}
+        return {
+            split: write_csv(folder / f"{split}.csv", _relations(n))
+            for split, n in (("train", 24), ("validation", 6), ("test", 6))
+        }
     if task == "question-answering":
-        return {split: _jsonl(folder / f"{split}.jsonl", _questions(n, seed))
-                for split, n, seed in (("train", 16, 0), ("validation", 6, 1), ("test", 6, 2))}
+        return {
+            split: _jsonl(folder / f"{split}.jsonl", _questions(n, seed))
+            for split, n, seed in (("train", 16, 0), ("validation", 6, 1), ("test", 6, 2))
+        }
     words = ["apple", "river", "stone", "cloud", "green", "music"]
     key, value = ("prompt", "response") if task == "generation" else ("source", "target")
-    return {split: _jsonl(folder / f"{split}.jsonl", [{key: f"say {w}" if task == "generation" else w, value: w}
-                                                      for w in words[:n]])
-            for split, n in (("train", 6), ("validation", 3), ("test", 6))}
+    return {
+        split: _jsonl(
+            folder / f"{split}.jsonl", [{key: f"say {w}" if task == "generation" else w, value: w} for w in words[:n]]
+        )
+        for split, n in (("train", 6), ("validation", 3), ("test", 6))
+    }
 
 
-FAMILIES = ["classification", "multi-label-classification", "token-classification", "relation-extraction",
-            "question-answering", "generation", "seq2seq"]
+FAMILIES = [
+    "classification",
+    "multi-label-classification",
+    "token-classification",
+    "relation-extraction",
+    "question-answering",
+    "generation",
+    "seq2seq",
+]
 MODELS = {"generation": "tiny_gpt2", "seq2seq": "tiny_t5"}
 
 
 @pytest.mark.parametrize("task", FAMILIES)
 def test_the_report_of_every_task_family_opens_without_console_errors(task, tmp_path, request):
     model = request.getfixturevalue(MODELS.get(task, "tiny_model_dir"))
-    config = tiny_config(model, _family_data(task, tmp_path), tmp_path / "run", task=task, epochs=1, batch_size=8,
-                         max_length=48)
+    config = tiny_config(
+        model, _family_data(task, tmp_path), tmp_path / "run", task=task, epochs=1, batch_size=8, max_length=48
+    )
     if task in ("generation", "seq2seq"):
         config["generation"] = {"max_new_tokens": 3}
         config["training"].update(learning_rate=1e-2, peft=None)  # a tiny model trains whole, faster than LoRA
@@ -159,10 +191,11 @@ def test_the_report_of_every_task_family_opens_without_console_errors(task, tmp_
     for name in ("plain", "autonomous"):
         shutil.copytree(folder, job / name)
     scores = {"test": {k: v for k, v in metrics["test"].items() if not isinstance(v, dict)}, "wall_seconds": 1.0}
-    (job / "comparison.json").write_text(json.dumps({"policy": "exp3", "plain": scores, "autonomous": scores,
-                                                     "zero_shot": metrics["zero_shot"]}))
+    (job / "comparison.json").write_text(
+        json.dumps({"policy": "exp3", "plain": scores, "autonomous": scores, "zero_shot": metrics["zero_shot"]})
+    )
     both = render(job)
-    section = both[both.index(f"<h2>{SECTIONS[task][0]}"):]
+    section = both[both.index(f"<h2>{SECTIONS[task][0]}") :]
     assert "plain fine-tuning" in section and "autonomous (exp3)" in section, section[:2000]
     assert "plain fine-tuning: training" in both and "autonomous (exp3): training" in both
     # The run's own page, in Chromium (the test is skipped here without it).
@@ -186,8 +219,9 @@ def _check_label_sets(seen, metrics, predictions, page):
     assert "label-scores" in seen["figures"] and "food (" in seen["texts"]["label-scores"]
     outputs = seen["tables"]["outputs"]
     assert outputs[0] == ["text", "gold labels", "predicted: fine-tuned"]
-    assert [row[1:] for row in outputs[1:]] == [[", ".join(p["gold"]) or "(none)", ", ".join(p["prediction"])
-                                                 or "(none)"] for p in predictions]
+    assert [row[1:] for row in outputs[1:]] == [
+        [", ".join(p["gold"]) or "(none)", ", ".join(p["prediction"]) or "(none)"] for p in predictions
+    ]
 
 
 def _check_entities(seen, metrics, predictions, page):
@@ -219,9 +253,15 @@ def _check_outputs(seen, metrics, predictions, page):
     assert zero["loss"] == f"{metrics['zero_shot']['loss']:.4f}"
 
 
-CHECKS = {"classification": _check_one_label, "relation-extraction": _check_one_label,
-          "multi-label-classification": _check_label_sets, "token-classification": _check_entities,
-          "question-answering": _check_answers, "generation": _check_outputs, "seq2seq": _check_outputs}
+CHECKS = {
+    "classification": _check_one_label,
+    "relation-extraction": _check_one_label,
+    "multi-label-classification": _check_label_sets,
+    "token-classification": _check_entities,
+    "question-answering": _check_answers,
+    "generation": _check_outputs,
+    "seq2seq": _check_outputs,
+}
 
 
 def test_a_missing_or_half_written_run_is_one_line_exit_2(tmp_path, capsys):

@@ -38,9 +38,9 @@ def test_pickled_weights_need_trust_pickle(pickled_model, monkeypatch):
     assert load_model(str(pickled_model), AutoModel).config.hidden_size == 64
 
 
-def test_the_cli_refuses_a_pickled_model_in_one_line_and_trust_pickle_lets_it_train(tmp_path, pickled_model,
-                                                                                     classification_files, capsys,
-                                                                                     monkeypatch):
+def test_the_cli_refuses_a_pickled_model_in_one_line_and_trust_pickle_lets_it_train(
+    tmp_path, pickled_model, classification_files, capsys, monkeypatch
+):
     import yaml
 
     monkeypatch.delenv(TRUST_PICKLE, raising=False)

@@ -32,8 +32,10 @@ TOKEN = "s3cret-token"
 @pytest.fixture(scope="module")
 def classification_run(tmp_path_factory, tiny_model_dir):
     folder = tmp_path_factory.mktemp("serve")
-    files = {split: write_csv(folder / f"{split}.csv", synthetic_rows(n, seed))
-             for split, n, seed in (("train", 60, 0), ("validation", 20, 1), ("test", 20, 2))}
+    files = {
+        split: write_csv(folder / f"{split}.csv", synthetic_rows(n, seed))
+        for split, n, seed in (("train", 60, 0), ("validation", 20, 1), ("test", 20, 2))
+    }
     return autoft.train(tiny_config(tiny_model_dir, files, folder / "run", epochs=1))
 
 
@@ -50,8 +52,10 @@ def test_predictions_are_those_of_autoft_predict_one_or_many(classification_run)
         assert one.status_code == 200 and one.json() == {"prediction": json.loads(json.dumps(expected[0]))}
         many = client.post("/predict", json={"inputs": texts})
         assert many.json()["predictions"] == json.loads(json.dumps(expected))
-        assert client.post("/predict", json={"input": {"text": texts[1]}}).json()["prediction"]["label"] == \
-            expected[1]["label"]
+        assert (
+            client.post("/predict", json={"input": {"text": texts[1]}}).json()["prediction"]["label"]
+            == expected[1]["label"]
+        )
         meta = client.get("/metadata").json()
         assert meta["task"] == "classification" and meta["labels"] == classification_run.labels
         assert meta["metrics"]["test"] == classification_run.metrics["test"] and meta["lineage"][0]["run"]
@@ -76,9 +80,11 @@ def test_concurrent_requests_are_batched(classification_run):
 def test_the_token_guards_every_route_but_health_and_the_docs(classification_run):
     with _client(classification_run, token=TOKEN) as client:
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}, {"Authorization": "Basic x"}):
-            for response in (client.get("/metadata", headers=headers),
-                             client.post("/predict", json={"input": "a"}, headers=headers),
-                             client.post("/predict/stream", json={"input": "a"}, headers=headers)):
+            for response in (
+                client.get("/metadata", headers=headers),
+                client.post("/predict", json={"input": "a"}, headers=headers),
+                client.post("/predict/stream", json={"input": "a"}, headers=headers),
+            ):
                 assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
             # Load balancers probe without a token: /health is open and names the run it serves.
             health = client.get("/health", headers=headers)
@@ -107,11 +113,18 @@ def test_the_docs_load_offline_without_the_token_and_authorize_with_it(classific
             assert schema["paths"][path][method]["security"] == [{name: []}], path
         assert "security" not in schema["paths"]["/health"]["get"]
         # The 4xx answers documented are the one-line ones given, not FastAPI's list of errors.
-        assert schema["paths"]["/predict"]["post"]["responses"]["422"]["content"]["application/json"]["schema"] == {
-            "$ref": "#/components/schemas/Detail"} and "HTTPValidationError" not in schema["components"]["schemas"]
+        assert (
+            schema["paths"]["/predict"]["post"]["responses"]["422"]["content"]["application/json"]["schema"]
+            == {"$ref": "#/components/schemas/Detail"}
+            and "HTTPValidationError" not in schema["components"]["schemas"]
+        )
         assert client.post("/predict", json={"input": "a"}).status_code == 401
-        assert client.post("/predict", json={"input": "a"}, headers={"Authorization": f"Bearer {TOKEN}"}).json()[
-            "prediction"]["label"] in classification_run.labels
+        assert (
+            client.post("/predict", json={"input": "a"}, headers={"Authorization": f"Bearer {TOKEN}"}).json()[
+                "prediction"
+            ]["label"]
+            in classification_run.labels
+        )
     with _client(classification_run) as client:  # without a token the docs offer no Authorize button
         assert "securitySchemes" not in client.get("/openapi.json").json().get("components", {})
 
@@ -121,8 +134,11 @@ def test_a_body_that_does_not_fit_gets_one_line_naming_the_field(classification_
     cases = [
         ("/predict", {"input": 5}, f"input: expected {ONE_INPUT}, got the number 5"),
         ("/predict", {"inputs": "x"}, f'inputs: expected a list of inputs, each {ONE_INPUT}, got the text "x"'),
-        ("/predict", {"inputs": ["ok", 1, ["a", 2]]},
-         f"inputs[1]: expected {ONE_INPUT}, got the number 1 (and 1 more)"),  # (inputs[2] holds a number too)
+        (
+            "/predict",
+            {"inputs": ["ok", 1, ["a", 2]]},
+            f"inputs[1]: expected {ONE_INPUT}, got the number 1 (and 1 more)",
+        ),  # (inputs[2] holds a number too)
         ("/predict", {"input": "a", "extra": 1}, "extra: not a field of this request (it takes 'input' or 'inputs')"),
         ("/predict", [1], "the body must be a JSON object with 'input' or 'inputs', such as {\"input\": \"a text\"}"),
         ("/predict/stream", {}, f"input: missing, expected {prompt}"),
@@ -185,17 +201,23 @@ def test_generation_streams_server_sent_events_that_add_up_to_the_prediction(tmp
     rows = [{"prompt": f"say {w}", "response": w} for w in ("apple", "river", "stone", "cloud")] * 6
     path = tmp_path / "train.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    run = autoft.train({"task": "generation", "model": str(tiny_gpt2), "output_dir": str(tmp_path / "run"),
-                        "data": {"train": str(path), "validation": str(path)},
-                        "training": {"epochs": 3, "batch_size": 8, "learning_rate": 1e-2, "progress": False},
-                        "generation": {"max_new_tokens": 4}})
+    run = autoft.train(
+        {
+            "task": "generation",
+            "model": str(tiny_gpt2),
+            "output_dir": str(tmp_path / "run"),
+            "data": {"train": str(path), "validation": str(path)},
+            "training": {"epochs": 3, "batch_size": 8, "learning_rate": 1e-2, "progress": False},
+            "generation": {"max_new_tokens": 4},
+        }
+    )
     with _client(run) as client:
         plain = client.post("/predict", json={"input": "say river"}).json()["prediction"]
         with client.stream("POST", "/predict/stream", json={"input": "say river"}) as response:
             assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
             body = "".join(response.iter_text())
         events = [block for block in body.split("\n\n") if block]
-        pieces = [json.loads(e[len("data: "):])["text"] for e in events if e.startswith("data: ")]
+        pieces = [json.loads(e[len("data: ") :])["text"] for e in events if e.startswith("data: ")]
         done = [e for e in events if e.startswith("event: done")]
         assert len(done) == 1 and json.loads(done[0].split("data: ", 1)[1]) == plain
         assert "".join(pieces).strip() == plain["output"].strip()
@@ -204,18 +226,22 @@ def test_generation_streams_server_sent_events_that_add_up_to_the_prediction(tmp
         short = _done(client.post("/generate", json={"input": "say river", "parameters": {"max_new_tokens": 1}}))
         tokens = run.adapter.tokenizer(short["output"], add_special_tokens=False)["input_ids"]
         assert len(tokens) <= 1 and plain["output"].startswith(short["output"].strip())
-        sampled = [_done(client.post("/generate", json={"input": "say river", "parameters": {
-            "temperature": 2.0, "seed": 7}})) for _ in range(2)]
+        sampled = [
+            _done(client.post("/generate", json={"input": "say river", "parameters": {"temperature": 2.0, "seed": 7}}))
+            for _ in range(2)
+        ]
         assert sampled[0] == sampled[1]  # seeded
         assert GenerationParameters(temperature=2.0).overrides() == {"temperature": 2.0, "do_sample": True}
         assert GenerationParameters(top_p=0.5, do_sample=False).overrides() == {"top_p": 0.5, "do_sample": False}
         assert _done(client.post("/generate", json={"input": "say river"})) == plain
         for parameters, message in (
-                ({"max_new_tokens": 10_000}, ("parameters.max_new_tokens: 10000 is over this server's limit of 512 "
-                                          "(--max-new-tokens)")),
-                ({"temperature": 5}, ("parameters.temperature: Input should be less than or equal to 2, got the "
-                                     "number 5")),
-                ({"num_beams": 4}, "parameters.num_beams: not a setting this request takes")):
+            (
+                {"max_new_tokens": 10_000},
+                ("parameters.max_new_tokens: 10000 is over this server's limit of 512 (--max-new-tokens)"),
+            ),
+            ({"temperature": 5}, ("parameters.temperature: Input should be less than or equal to 2, got the number 5")),
+            ({"num_beams": 4}, "parameters.num_beams: not a setting this request takes"),
+        ):
             response = client.post("/generate", json={"input": "say river", "parameters": parameters})
             assert response.status_code == 422 and response.json()["detail"] == message
 
@@ -241,16 +267,32 @@ def test_autoft_serve_runs_uvicorn_and_refuses_a_bad_run_dir(tmp_path, classific
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "autoft.cli", "serve", str(classification_run.path), "--port",
-                               str(port), "--token-file", str(tmp_path / "token")], stderr=subprocess.PIPE)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "autoft.cli",
+            "serve",
+            str(classification_run.path),
+            "--port",
+            str(port),
+            "--token-file",
+            str(tmp_path / "token"),
+        ],
+        stderr=subprocess.PIPE,
+    )
     try:
         import httpx
 
         deadline = time.time() + 120
         while True:
             try:
-                response = httpx.post(f"http://127.0.0.1:{port}/predict", json={"input": "a text"},
-                                      headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5)
+                response = httpx.post(
+                    f"http://127.0.0.1:{port}/predict",
+                    json={"input": "a text"},
+                    headers={"Authorization": f"Bearer {TOKEN}"},
+                    timeout=5,
+                )
                 break
             except httpx.TransportError:
                 assert server.poll() is None and time.time() < deadline, server.stderr.read().decode()[-2000:]
@@ -291,8 +333,9 @@ def test_an_autoft_run_folder_serves_its_better_run(tmp_path, classification_run
         assert loaded.path == folder / "autonomous"
         with TestClient(create_app(ServeSettings(run_dir=str(folder)))) as client:
             assert client.get("/health").json()["run"] == str(folder / "autonomous")
-    assert (f"serving autonomous/ (validation macro_f1 0.7100 vs plain 0.6900) of {folder}: classification"
-            in caplog.text), caplog.text
+    assert (
+        f"serving autonomous/ (validation macro_f1 0.7100 vs plain 0.6900) of {folder}: classification" in caplog.text
+    ), caplog.text
     # predict, evaluate and export take the folder too (the CLI loads through Run.load).
     assert main(["export", str(folder), "--output", str(tmp_path / "exported")]) == 0
     assert (tmp_path / "exported" / "config.json").is_file()
@@ -310,8 +353,10 @@ def test_an_autoft_run_folder_serves_its_better_run(tmp_path, classification_run
 
 
 def test_autoft_run_records_the_better_run_on_validation(tmp_path, tiny_model_dir, caplog):
-    files = {split: write_csv(tmp_path / f"{split}.csv", synthetic_rows(n, seed))
-             for split, n, seed in (("train", 60, 0), ("validation", 20, 1), ("test", 20, 2))}
+    files = {
+        split: write_csv(tmp_path / f"{split}.csv", synthetic_rows(n, seed))
+        for split, n, seed in (("train", 60, 0), ("validation", 20, 1), ("test", 20, 2))
+    }
     config = tiny_config(tiny_model_dir, files, tmp_path / "out", epochs=1)
     config["selection"] = {"policy": "small-loss", "drop_fraction": 0.3}
     comparison = autoft_run(config)
@@ -340,6 +385,8 @@ def test_exporting_to_a_used_folder_names_export_s_own_options(tmp_path, classif
     capsys.readouterr()
     assert main(["export", str(classification_run.path), "--output", str(target)]) == 2
     error = capsys.readouterr().err
-    assert (f"{target}: --output exists and is not empty (pass --overwrite to replace it, or give another --output)"
-            in error) and "output_dir" not in error
+    assert (
+        f"{target}: --output exists and is not empty (pass --overwrite to replace it, or give another --output)"
+        in error
+    ) and "output_dir" not in error
     assert main(["export", str(classification_run.path), "--output", str(target), "--overwrite"]) == 0

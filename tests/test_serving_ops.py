@@ -29,8 +29,10 @@ TOKEN = "s3cret-token"
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_model_dir):
     folder = tmp_path_factory.mktemp("serve-ops")
-    files = {split: write_csv(folder / f"{split}.csv", synthetic_rows(n, seed))
-             for split, n, seed in (("train", 80, 0), ("validation", 20, 1), ("test", 20, 2))}
+    files = {
+        split: write_csv(folder / f"{split}.csv", synthetic_rows(n, seed))
+        for split, n, seed in (("train", 80, 0), ("validation", 20, 1), ("test", 20, 2))
+    }
     return autoft.train(tiny_config(tiny_model_dir, files, folder / "run", epochs=2)).path
 
 
@@ -72,8 +74,10 @@ def test_metrics_count_requests_refusals_batches_and_name_the_served_run(run):
 
 
 def test_each_request_is_one_json_log_line(run, caplog):
-    with TestClient(create_app(ServeSettings(run_dir=str(run.path)), run)) as client, \
-            caplog.at_level("INFO", logger="autoft.serving.requests"):
+    with (
+        TestClient(create_app(ServeSettings(run_dir=str(run.path)), run)) as client,
+        caplog.at_level("INFO", logger="autoft.serving.requests"),
+    ):
         client.post("/predict", json={"input": "a text"})
         client.get("/nowhere")
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "autoft.serving.requests"]
@@ -89,12 +93,19 @@ def test_the_onnx_backend_exports_on_first_start_and_serves_what_torch_predicts(
         served = client.post("/predict", json={"inputs": texts}).json()["predictions"]
         backend = client.get("/metadata").json()["backend"]
     assert (run.path / "onnx" / "model.onnx").is_file()
-    assert backend == {"backend": "onnx", "quantize": None, "threads": 1,
-                       "model_file": str(run.path / "onnx" / "model.onnx")}
+    assert backend == {
+        "backend": "onnx",
+        "quantize": None,
+        "threads": 1,
+        "model_file": str(run.path / "onnx" / "model.onnx"),
+    }
     assert [p["label"] for p in served] == [p["label"] for p in expected]
     for onnx, torch_ in zip(served, expected):
-        assert np.allclose([onnx["probabilities"][k] for k in sorted(onnx["probabilities"])],
-                           [torch_["probabilities"][k] for k in sorted(torch_["probabilities"])], atol=1e-5)
+        assert np.allclose(
+            [onnx["probabilities"][k] for k in sorted(onnx["probabilities"])],
+            [torch_["probabilities"][k] for k in sorted(torch_["probabilities"])],
+            atol=1e-5,
+        )
 
 
 def test_int8_quantisation_is_written_once_and_serves_close_to_torch(run):
@@ -109,8 +120,9 @@ def test_int8_quantisation_is_written_once_and_serves_close_to_torch(run):
     assert load_backend(run, backend="onnx", quantize="int8").model_file == str(quantized)
     assert quantized.stat().st_mtime_ns == written  # not quantised again
     agree = np.mean([a["label"] == b["label"] for a, b in zip(served, expected)])
-    gap = max(abs(a["probabilities"][k] - b["probabilities"][k]) for a, b in zip(served, expected)
-              for k in a["probabilities"])
+    gap = max(
+        abs(a["probabilities"][k] - b["probabilities"][k]) for a, b in zip(served, expected) for k in a["probabilities"]
+    )
     assert agree >= 0.9 and gap < 0.1, (agree, gap)
 
 
@@ -131,7 +143,7 @@ def test_collect_keeps_served_inputs_as_unlabelled_data_up_to_its_cap(run, tmp_p
         one = client.post("/predict", json={"input": "first text"}).json()["prediction"]
         assert client.post("/predict", json={"inputs": ["second", "third"]}).status_code == 200
         assert client.post("/predict", json={"inputs": ["x" * 2000]}).status_code == 200  # over the cap: answered,
-        collect = client.get("/metadata").json()["collect"]                               # not kept
+        collect = client.get("/metadata").json()["collect"]  # not kept
     [daily] = folder.glob("served-*.jsonl")
     rows = [json.loads(line) for line in daily.read_text().splitlines()]
     assert [r["text"] for r in rows] == ["first text", "second", "third"]
@@ -197,11 +209,19 @@ def test_the_loop_serve_collect_update_unlabelled_promote_serves_the_new_run_wit
     texts = [text for text, _ in synthetic_rows(40, 11)]
     with TestClient(create_app(settings, run)) as client:
         for start in range(0, len(texts), 8):  # users' traffic: kept as unlabelled data
-            assert client.post("/predict", json={"inputs": texts[start:start + 8]}).status_code == 200
+            assert client.post("/predict", json={"inputs": texts[start : start + 8]}).status_code == 200
         assert client.get("/metadata").json()["collect"]["inputs"] == len(texts)
-        result = update(root, unlabeled=collected, output=tmp_path / "update-1",
-                        overrides=["continual.replay_budget=0.5", "training.epochs=2", "continual.gate=null",
-                                   "training.progress=false"])
+        result = update(
+            root,
+            unlabeled=collected,
+            output=tmp_path / "update-1",
+            overrides=[
+                "continual.replay_budget=0.5",
+                "training.epochs=2",
+                "continual.gate=null",
+                "training.progress=false",
+            ],
+        )
         assert result.promoted and result.record["unlabeled"]["texts"] == len(texts)
         _wait_for(lambda: client.get("/health").json()["run"] == str((tmp_path / "update-1").resolve()))
         served = client.post("/predict", json={"inputs": texts[:4]}).json()["predictions"]
@@ -219,8 +239,21 @@ def test_sigterm_answers_every_request_in_flight_then_exits(trained):
     import httpx
 
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "autoft.cli", "-q", "serve", str(trained), "--port",
-                               str(port), "--batch-window-ms", "1500"], stderr=subprocess.PIPE)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "autoft.cli",
+            "-q",
+            "serve",
+            str(trained),
+            "--port",
+            str(port),
+            "--batch-window-ms",
+            "1500",
+        ],
+        stderr=subprocess.PIPE,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 120
@@ -232,8 +265,9 @@ def test_sigterm_answers_every_request_in_flight_then_exits(trained):
                 assert server.poll() is None and time.time() < deadline, server.stderr.read().decode()[-2000:]
                 time.sleep(0.5)
         with ThreadPoolExecutor(8) as pool:  # each waits in the 1.5 s batch window when SIGTERM arrives
-            answers = [pool.submit(httpx.post, f"{url}/predict", json={"input": f"text {i}"}, timeout=60)
-                       for i in range(8)]
+            answers = [
+                pool.submit(httpx.post, f"{url}/predict", json={"input": f"text {i}"}, timeout=60) for i in range(8)
+            ]
             time.sleep(0.7)
             server.send_signal(signal.SIGTERM)
             statuses = [answer.result().status_code for answer in answers]

@@ -16,8 +16,9 @@ HEAVY = ("torch", "transformers")
 
 
 def run_python(code: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, check=False,
-                          cwd=cwd, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, check=False, cwd=cwd, timeout=120
+    )
 
 
 @pytest.mark.parametrize("statement", ["import autoft.cli", "import autoft", "from autoft import __version__"])
@@ -61,10 +62,16 @@ def test_the_lazy_package_exports_the_same_names():
 
 
 COMMANDS = {
-    "train": ["train", "c.yaml"], "value": ["value", "c.yaml"], "run": ["run", "c.yaml"],
-    "evaluate": ["evaluate", "runs/x", "--data", "d.csv"], "predict": ["predict", "runs/x"],
-    "export": ["export", "runs/x", "--output", "out"], "update": ["update", "runs/x", "--data", "d.csv"],
-    "lineage": ["lineage", "runs/x"], "report": ["report", "runs/x"], "serve": ["serve", "runs/x"],
+    "train": ["train", "c.yaml"],
+    "value": ["value", "c.yaml"],
+    "run": ["run", "c.yaml"],
+    "evaluate": ["evaluate", "runs/x", "--data", "d.csv"],
+    "predict": ["predict", "runs/x"],
+    "export": ["export", "runs/x", "--output", "out"],
+    "update": ["update", "runs/x", "--data", "d.csv"],
+    "lineage": ["lineage", "runs/x"],
+    "report": ["report", "runs/x"],
+    "serve": ["serve", "runs/x"],
     "demo": ["demo", "--output-dir", "runs/demo"],
 }
 
@@ -74,7 +81,8 @@ def test_every_command_logs_its_first_line_before_importing_torch(tmp_path):
     written by then: each command has said what it does (``autoft COMMAND: ...``) before that point."""
     (tmp_path / "d.csv").write_text("text,label\ngood match,sport\npizza soup,food\n")
     (tmp_path / "c.yaml").write_text("data: {train: d.csv}\noutput_dir: runs/out\n")
-    result = run_python(f"""
+    result = run_python(
+        f"""
         import json, logging, sys
 
         class Blocked(BaseException):
@@ -103,7 +111,9 @@ def test_every_command_logs_its_first_line_before_importing_torch(tmp_path):
                 code = "blocked at " + str(blocked)
             found[command] = [code, seen[:1]]
         print(json.dumps(found))
-    """, cwd=tmp_path)
+    """,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     found = json.loads(result.stdout.strip().splitlines()[-1])
     for command, (code, first) in found.items():  # stopped at torch, or (report, lineage: no such run) failed before

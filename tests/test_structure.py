@@ -9,8 +9,8 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "autoft"
 
 LAYERS = (
-    ("cli", "demo", "serving", "console"),
-    ("run", "rundir", "autonomous", "continual", "lineage", "comparison", "reporting", "integrations"),
+    ("cli", "cli_parser", "demo", "serving", "console"),
+    ("run", "rundir", "scoring", "autonomous", "continual", "lineage", "comparison", "reporting", "integrations"),
     ("selection",),
     ("training",),
     ("tasks",),
@@ -28,8 +28,10 @@ def _layer(module: str) -> int | None:
 
 
 def _modules() -> list[tuple[str, Path]]:
-    return [(".".join(["autoft", *(part for part in p.relative_to(SRC).with_suffix("").parts if part != "__init__")]),
-             p) for p in sorted(SRC.rglob("*.py"))]
+    return [
+        (".".join(["autoft", *(part for part in p.relative_to(SRC).with_suffix("").parts if part != "__init__")]), p)
+        for p in sorted(SRC.rglob("*.py"))
+    ]
 
 
 def test_every_module_has_a_layer():
@@ -42,8 +44,13 @@ def test_no_module_imports_from_a_higher_layer():
     for name, path in _modules():
         mine = _layer(name)
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            targets = [node.module] if isinstance(node, ast.ImportFrom) and node.module else \
-                [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            targets = (
+                [node.module]
+                if isinstance(node, ast.ImportFrom) and node.module
+                else [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else []
+            )
             for target in targets:
                 theirs = _layer(target)
                 if mine is not None and theirs is not None and theirs < mine:
@@ -59,7 +66,9 @@ def test_nothing_too_long(limit, what):
         if what == "file" and text.count("\n") > limit:
             long.append(f"{path.relative_to(SRC.parent)}: {text.count(chr(10))} lines")
         if what == "function":
-            long += [f"{path.relative_to(SRC.parent)}:{n.lineno} {n.name}: {n.end_lineno - n.lineno + 1} lines"
-                     for n in ast.walk(ast.parse(text)) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
-                     and n.end_lineno - n.lineno + 1 > limit]
+            long += [
+                f"{path.relative_to(SRC.parent)}:{n.lineno} {n.name}: {n.end_lineno - n.lineno + 1} lines"
+                for n in ast.walk(ast.parse(text))
+                if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > limit
+            ]
     assert not long, f"over {limit} lines:\n" + "\n".join(long)

@@ -48,8 +48,9 @@ def test_translation_varying_reference_counts():
     ragged = translation_scores(predictions, [["hello there my friend"], ["the cat sat on the mat", "the cat is here"]])
     # repeating a reference changes nothing, so the missing one must act like a repeat: not like an empty
     # reference, which would be the closest length to "hello" and lift the brevity penalty (BLEU 0.51, not 0.33)
-    repeated = translation_scores(predictions, [["hello there my friend"] * 2, ["the cat sat on the mat",
-                                                                                "the cat is here"]])
+    repeated = translation_scores(
+        predictions, [["hello there my friend"] * 2, ["the cat sat on the mat", "the cat is here"]]
+    )
     assert ragged == pytest.approx(repeated)
     assert ragged["bleu"] == pytest.approx(0.3310, abs=1e-4)
     assert translation_scores([""], [["a reference"]]) == {"bleu": 0.0, "chrf": 0.0}

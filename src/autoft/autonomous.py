@@ -42,18 +42,36 @@ UNVALUED_TASKS = (TEXT_TARGET_TASKS - GENERATIVE_TASKS) | {"multi-label-classifi
 """Tasks whose samples the agent does not value yet (answers, label sets): ``run`` fine-tunes once and compares the
 result with the model before fine-tuning."""
 
-def _with(config: Config, *, policy: str | None = None, output_dir: str | None = None,
-          training: dict[str, Any] | None = None) -> Config:
+
+def _with(
+    config: Config, *, policy: str | None = None, output_dir: str | None = None, training: dict[str, Any] | None = None
+) -> Config:
     """A copy of ``config`` with another selection policy, output folder and/or training settings. Plain
     fine-tuning (policy ``none``) learns from the labelled data alone: no self-training or loss correction either."""
-    selection = config.selection if policy is None else config.selection.model_copy(
-        update={"policy": policy, **({"self_training": "off", "correction": "off"} if policy == "none" else {})})
-    return config.model_copy(update={"selection": selection, "output_dir": output_dir or config.output_dir,
-                                     "training": config.training.model_copy(update=training or {})})
+    selection = (
+        config.selection
+        if policy is None
+        else config.selection.model_copy(
+            update={"policy": policy, **({"self_training": "off", "correction": "off"} if policy == "none" else {})}
+        )
+    )
+    return config.model_copy(
+        update={
+            "selection": selection,
+            "output_dir": output_dir or config.output_dir,
+            "training": config.training.model_copy(update=training or {}),
+        }
+    )
 
 
-SHARED_SETTINGS = ("epochs", "learning_rate", "head_learning_rate", "batch_size", "max_length",
-                   "early_stopping_patience")
+SHARED_SETTINGS = (
+    "epochs",
+    "learning_rate",
+    "head_learning_rate",
+    "batch_size",
+    "max_length",
+    "early_stopping_patience",
+)
 """Training settings the agent's run takes from the plain run where the config says ``auto``: the two runs differ
 only in what the agent does. (A second learning-rate range test on the rows the agent keeps is not evidence for
 another rate: fewer rows move the test's choice, and a rate that suits the kept rows can still collapse.)"""
@@ -62,11 +80,16 @@ another rate: fewer rows move the test's choice, and a rate that suits the kept 
 def _shared_settings(config: Config, plain: Run) -> dict[str, Any]:
     """The plain run's resolved value of every setting of ``SHARED_SETTINGS`` the config leaves ``auto``."""
     resolved = plain.metrics["training"]
-    shared = {k: resolved[k] for k in SHARED_SETTINGS
-              if getattr(config.training, k) == AUTO and resolved.get(k) not in (None, AUTO)}
+    shared = {
+        k: resolved[k]
+        for k in SHARED_SETTINGS
+        if getattr(config.training, k) == AUTO and resolved.get(k) not in (None, AUTO)
+    }
     if shared:
-        log.info("autonomous run: the settings resolved for the plain run (%s)", ", ".join(
-            f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in shared.items()))
+        log.info(
+            "autonomous run: the settings resolved for the plain run (%s)",
+            ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in shared.items()),
+        )
     return shared
 
 
@@ -76,8 +99,13 @@ def _reference(config: Config) -> Callable[[Splits], ReferenceScores]:
     adapter = get_adapter_class(config.task)
 
     def make(splits: Splits) -> ReferenceScores:
-        return ReferenceScores(agent_validation(splits.validation, config)[0], metric=adapter.primary_metric,
-                               greater_is_better=adapter.greater_is_better, loss_only=adapter.validate_by_loss)
+        return ReferenceScores(
+            agent_validation(splits.validation, config)[0],
+            metric=adapter.primary_metric,
+            greater_is_better=adapter.greater_is_better,
+            loss_only=adapter.validate_by_loss,
+        )
+
     return make
 
 
@@ -109,8 +137,12 @@ def value(config: Config | dict | str | Path, *, overrides: list[str] | None = N
     write_data_values(output / "data_values.csv", rows)
     write_decisions(output / "decisions.jsonl", valuation.decisions)
     write_noise(output / "noise.json", valuation)
-    log.info("%d samples valued; %d flagged; written to %s", len(rows), sum(r["flagged"] for r in rows),
-             output / "data_values.csv")
+    log.info(
+        "%d samples valued; %d flagged; written to %s",
+        len(rows),
+        sum(r["flagged"] for r in rows),
+        output / "data_values.csv",
+    )
     return output / "data_values.csv"
 
 
@@ -126,14 +158,32 @@ def _value_pool(config: Config) -> Path:
     written = write_pool_values(output / "data_values.csv", config, pool)
     write_decisions(output / "decisions.jsonl", pool.valuation.decisions)
     noise = cast("NoiseEstimate", pool.valuation.noise)  # value_samples always estimates it
-    per_class = {name: round(float(pool.noise_probability[pool.given == k].mean()), 4)
-                 for k, name in enumerate(pool.labels) if (pool.given == k).any()}
-    write_json(output / "noise.json", {
-        **noise.to_dict(pool.labels), "rate": round(pool.rate, 4), "per_class": per_class, "units": "samples",
-        "rows": written, "sample_rate": round(noise.rate, 4), "drop_fraction": pool.valuation.selection.drop_fraction,
-        "flagged": int(pool.flagged.sum()), "value_model": pool.extension})
-    log.info("%d samples valued (%d by the offline phase, the rest by its value model); %d flagged; written to %s",
-             written, int(pool.fitted.sum()), int(pool.flagged.sum()), output / "data_values.csv")
+    per_class = {
+        name: round(float(pool.noise_probability[pool.given == k].mean()), 4)
+        for k, name in enumerate(pool.labels)
+        if (pool.given == k).any()
+    }
+    write_json(
+        output / "noise.json",
+        {
+            **noise.to_dict(pool.labels),
+            "rate": round(pool.rate, 4),
+            "per_class": per_class,
+            "units": "samples",
+            "rows": written,
+            "sample_rate": round(noise.rate, 4),
+            "drop_fraction": pool.valuation.selection.drop_fraction,
+            "flagged": int(pool.flagged.sum()),
+            "value_model": pool.extension,
+        },
+    )
+    log.info(
+        "%d samples valued (%d by the offline phase, the rest by its value model); %d flagged; written to %s",
+        written,
+        int(pool.fitted.sum()),
+        int(pool.flagged.sum()),
+        output / "data_values.csv",
+    )
     return output / "data_values.csv"
 
 
@@ -149,16 +199,24 @@ def _value_pairs(config: Config, splits: Any) -> Path:
     rows = pair_value_rows(splits.train, valuation)
     write_data_values(output / "data_values.csv", rows)
     write_json(output / "noise.json", valuation.summary())
-    log.info("%d pairs valued; %d flagged; written to %s", len(rows), sum(r["flagged"] for r in rows),
-             output / "data_values.csv")
+    log.info(
+        "%d pairs valued; %d flagged; written to %s",
+        len(rows),
+        sum(r["flagged"] for r in rows),
+        output / "data_values.csv",
+    )
     return output / "data_values.csv"
 
 
 def _scores(run: Run) -> dict[str, Any]:
     pick = lambda m: {k: v for k, v in (m or {}).items() if not isinstance(v, dict)}
-    return {"validation": pick(run.metrics.get("validation")), "test": pick(run.metrics.get("test")),
-            "best_epoch": run.metrics["best_epoch"], "wall_seconds": run.metrics["wall_seconds"],
-            "trained_samples": sum(e["samples"] for e in run.metrics["epochs"])}
+    return {
+        "validation": pick(run.metrics.get("validation")),
+        "test": pick(run.metrics.get("test")),
+        "best_epoch": run.metrics["best_epoch"],
+        "wall_seconds": run.metrics["wall_seconds"],
+        "trained_samples": sum(e["samples"] for e in run.metrics["epochs"]),
+    }
 
 
 def _agent_summary(decisions: Path) -> dict[str, Any]:
@@ -186,8 +244,10 @@ def comparison_table(comparison: dict[str, Any]) -> str:
     keys = [k for k in plain[split] if k != "loss"] + ["loss"]
     before = comparison.get("zero_shot") if split == "test" else None  # generative tasks: the model before
     head, rule = ("| before fine-tuning (zero-shot) ", "---:|") if before else ("", "")
-    lines = [f"| {split} {head}| plain fine-tuning | autonomous ({comparison['policy']}) | change |",
-             f"|---|{rule}---:|---:|---:|"]
+    lines = [
+        f"| {split} {head}| plain fine-tuning | autonomous ({comparison['policy']}) | change |",
+        f"|---|{rule}---:|---:|---:|",
+    ]
     for key in keys:
         a, b = plain[split].get(key), agent[split].get(key)
         if a is None or b is None:
@@ -195,8 +255,10 @@ def comparison_table(comparison: dict[str, Any]) -> str:
         zero = "" if not before else f"{before[key]:.4f} | " if isinstance(before.get(key), float) else "– | "
         lines.append(f"| {key} | {zero}{a:.4f} | {b:.4f} | {b - a:+.4f} |")
     gap = "| " if before else ""
-    lines.append(f"| wall seconds | {gap}{plain['wall_seconds']:.0f} | {agent['wall_seconds']:.0f} | "
-                 f"×{agent['wall_seconds'] / max(plain['wall_seconds'], 1e-9):.2f} |")
+    lines.append(
+        f"| wall seconds | {gap}{plain['wall_seconds']:.0f} | {agent['wall_seconds']:.0f} | "
+        f"×{agent['wall_seconds'] / max(plain['wall_seconds'], 1e-9):.2f} |"
+    )
     lines.append(f"| samples trained on | {gap}{plain['trained_samples']} | {agent['trained_samples']} | |")
     rates = comparison.get("keep_rate_by_source") or {}
     if len(rates) > 1:
@@ -207,15 +269,21 @@ def comparison_table(comparison: dict[str, Any]) -> str:
         lines.append(f"| the agent held back: {why.split(':')[0]} | {gap}| | trained as plain fine-tuning | |")
     for back_off in comparison.get("back_offs") or []:
         what = "left out half as much" if back_off["intervention"] else "stopped intervening"
-        lines.append(f"| agent backed off (behind plain on validation) | {gap}| | after epoch {back_off['epoch'] - 1}: "
-                     f"{what} | |")
+        lines.append(
+            f"| agent backed off (behind plain on validation) | {gap}| | after epoch {back_off['epoch'] - 1}: "
+            f"{what} | |"
+        )
     if comparison.get("class_warnings"):
-        lines.append(f"| classes that lost over half their rows | {gap}| | {', '.join(comparison['class_warnings'])} | |")
+        lines.append(
+            f"| classes that lost over half their rows | {gap}| | {', '.join(comparison['class_warnings'])} | |"
+        )
     better = comparison.get("better")
     if better and isinstance(better.get("plain"), float) and isinstance(better.get("autonomous"), float):
         winner = better["run"] + (" (a tie)" if better["plain"] == better["autonomous"] else "")
-        lines.append(f"| better on validation: {better['metric']} (served) | {gap}{better['plain']:.4f} | "
-                     f"{better['autonomous']:.4f} | {winner} |")
+        lines.append(
+            f"| better on validation: {better['metric']} (served) | {gap}{better['plain']:.4f} | "
+            f"{better['autonomous']:.4f} | {winner} |"
+        )
     return "\n".join(lines)
 
 
@@ -229,15 +297,26 @@ def _better(plain: Run, agent: Run | None) -> dict[str, Any]:
     plain_scores = plain.metrics.get("validation") or {}
     reference = read_reference(plain.path)
     compared_on = "each run's validation set"
-    same_rows = agent is not None and reference is not None and reference["epochs"] and \
-        reference["examples"] == (agent.metrics.get("sizes") or {}).get("validation")
+    same_rows = (
+        agent is not None
+        and reference is not None
+        and reference["epochs"]
+        and reference["examples"] == (agent.metrics.get("sizes") or {}).get("validation")
+    )
     if same_rows and reference is not None:  # (an idle agent's run validates on the whole set, as plain does)
         plain_scores = {metric: reference_score(reference, plain.metrics["best_epoch"])}
         compared_on = f"the same {reference['examples']} validation rows (the agent's stopping half)"
-    better = better_run(plain_scores, None if agent is None else agent.metrics.get("validation") or {},
-                        metric=metric, greater_is_better=plain.adapter.greater_is_better)
-    sizes = {name: (run.metrics.get("sizes") or {}).get("validation")
-             for name, run in (("plain", plain), ("autonomous", agent)) if run is not None}
+    better = better_run(
+        plain_scores,
+        None if agent is None else agent.metrics.get("validation") or {},
+        metric=metric,
+        greater_is_better=plain.adapter.greater_is_better,
+    )
+    sizes = {
+        name: (run.metrics.get("sizes") or {}).get("validation")
+        for name, run in (("plain", plain), ("autonomous", agent))
+        if run is not None
+    }
     log.info("better on validation: %s/ (%s, on %s)", better["run"], better["why"], compared_on)
     return {**better, "compared_on": compared_on, "validation_examples": sizes}
 
@@ -246,23 +325,34 @@ def _before_after(config: Config, output: Path, resume: bool) -> dict[str, Any]:
     """Question answering and multi-label classification (whose samples the agent does not value yet): one
     fine-tuning run, compared on the test
     set with the model before it (its zero-shot scores, which ``train`` records)."""
-    log.info("%s: the agent does not value these samples yet; autoft run fine-tunes on all of them and compares "
-             "the result with the model before fine-tuning", config.task)
+    log.info(
+        "%s: the agent does not value these samples yet; autoft run fine-tunes on all of them and compares "
+        "the result with the model before fine-tuning",
+        config.task,
+    )
     with staged_folder(output, resumable=True) as temp:
         fine_tuned = _train_or_load(config.model_copy(update={"output_dir": str(temp / "plain")}), resume)
         before, after = fine_tuned.metrics.get("zero_shot") or {}, fine_tuned.metrics.get("test") or {}
         if before:  # a pretrained model that answers before fine-tuning (question answering)
             lines = ["| test | before fine-tuning (zero-shot) | fine-tuned | change |", "|---|---:|---:|---:|"]
-            lines += [f"| {key} | {before[key]:.4f} | {value:.4f} | {value - before[key]:+.4f} |"
-                      for key, value in after.items()
-                      if isinstance(value, float) and isinstance(before.get(key), float)]
+            lines += [
+                f"| {key} | {before[key]:.4f} | {value:.4f} | {value - before[key]:+.4f} |"
+                for key, value in after.items()
+                if isinstance(value, float) and isinstance(before.get(key), float)
+            ]
             lines.append(f"| wall seconds | | {fine_tuned.metrics['wall_seconds']:.0f} | |")
         else:  # a new, untrained head (multi-label): nothing to compare with before fine-tuning
             lines = ["| test | fine-tuned |", "|---|---:|"]
             lines += [f"| {key} | {value:.4f} |" for key, value in after.items() if isinstance(value, float)]
             lines.append(f"| wall seconds | {fine_tuned.metrics['wall_seconds']:.0f} |")
-        comparison = {"policy": None, "zero_shot": before, "plain": _scores(fine_tuned), "table": "\n".join(lines),
-                      "wall_seconds": fine_tuned.metrics["wall_seconds"], "better": _better(fine_tuned, None)}
+        comparison = {
+            "policy": None,
+            "zero_shot": before,
+            "plain": _scores(fine_tuned),
+            "table": "\n".join(lines),
+            "wall_seconds": fine_tuned.metrics["wall_seconds"],
+            "better": _better(fine_tuned, None),
+        }
         write_json(temp / "comparison.json", comparison)
         (temp / "comparison.md").write_text(comparison["table"] + "\n", encoding="utf-8")
     comparison["output_dir"] = str(output)
@@ -279,8 +369,13 @@ def _train_or_load(config: Config, resume: bool, **options: Any) -> Run:
     return train(config, resume=resume, **options)
 
 
-def run(config: Config | dict | str | Path, *, overrides: list[str] | None = None,
-        overwrite: bool = False, resume: bool = False) -> dict[str, Any]:
+def run(
+    config: Config | dict | str | Path,
+    *,
+    overrides: list[str] | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+) -> dict[str, Any]:
     """Plain and autonomous fine-tuning side by side; returns the comparison (also written to disk).
 
     Both runs are staged in ``.<output_dir name>.work`` beside the output, which a crash leaves in place:
@@ -293,23 +388,33 @@ def run(config: Config | dict | str | Path, *, overrides: list[str] | None = Non
         shutil.rmtree(work_folder(output), ignore_errors=True)
     if config.task in UNVALUED_TASKS:
         if config.selection.policy != "none":
-            raise ConfigError(f"selection.policy: {config.selection.policy!r}: the agent does not value "
-                              f"{config.task} samples yet; use none")
+            raise ConfigError(
+                f"selection.policy: {config.selection.policy!r}: the agent does not value "
+                f"{config.task} samples yet; use none"
+            )
         return _before_after(config, output, resume)
     with staged_folder(output, resumable=True) as temp:
         started = time.perf_counter()
         agent = agent_config(config)
-        plain_run = _train_or_load(_with(config, policy="none", output_dir=str(temp / "plain")), resume,
-                                   callbacks=[_reference(agent)])
+        plain_run = _train_or_load(
+            _with(config, policy="none", output_dir=str(temp / "plain")), resume, callbacks=[_reference(agent)]
+        )
         reference = read_reference(plain_run.path)  # the agent backs off when it falls behind these scores
-        agent_run = _train_or_load(_with(agent, output_dir=str(temp / "autonomous"),
-                                         training=_shared_settings(config, plain_run)), resume, zero_shot=False,
-                                   callbacks=[BackOff(reference)] if reference else None)
-        comparison = {"policy": agent.selection.policy, "plain": _scores(plain_run),
-                      "zero_shot": plain_run.metrics.get("zero_shot"),
-                      "autonomous": _scores(agent_run), "wall_seconds": round(time.perf_counter() - started, 1),
-                      **_agent_summary(temp / "autonomous" / "decisions.jsonl"),
-                      "better": _better(plain_run, agent_run)}
+        agent_run = _train_or_load(
+            _with(agent, output_dir=str(temp / "autonomous"), training=_shared_settings(config, plain_run)),
+            resume,
+            zero_shot=False,
+            callbacks=[BackOff(reference)] if reference else None,
+        )
+        comparison = {
+            "policy": agent.selection.policy,
+            "plain": _scores(plain_run),
+            "zero_shot": plain_run.metrics.get("zero_shot"),
+            "autonomous": _scores(agent_run),
+            "wall_seconds": round(time.perf_counter() - started, 1),
+            **_agent_summary(temp / "autonomous" / "decisions.jsonl"),
+            "better": _better(plain_run, agent_run),
+        }
         comparison["table"] = comparison_table(comparison)
         write_json(temp / "comparison.json", comparison)
         (temp / "comparison.md").write_text(comparison["table"] + "\n", encoding="utf-8")

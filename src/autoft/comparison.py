@@ -19,13 +19,19 @@ RUNS = ("plain", "autonomous")
 COMPARISON = "comparison.json"
 
 
-def better_run(plain: Mapping[str, Any], autonomous: Mapping[str, Any] | None, *, metric: str,
-               greater_is_better: bool = True) -> dict[str, Any]:
+def better_run(
+    plain: Mapping[str, Any], autonomous: Mapping[str, Any] | None, *, metric: str, greater_is_better: bool = True
+) -> dict[str, Any]:
     """Which run is better on validation: the one with the better ``metric`` (the task's main one); a tie, or a
     score missing on either side, goes to plain fine-tuning. ``plain`` and ``autonomous`` are the runs' validation
     metrics. Returns ``{"run", "metric", "greater_is_better", "plain", "autonomous", "why"}``."""
-    record: dict[str, Any] = {"run": "plain", "metric": metric, "greater_is_better": greater_is_better,
-              "plain": plain.get(metric), "autonomous": None if autonomous is None else autonomous.get(metric)}
+    record: dict[str, Any] = {
+        "run": "plain",
+        "metric": metric,
+        "greater_is_better": greater_is_better,
+        "plain": plain.get(metric),
+        "autonomous": None if autonomous is None else autonomous.get(metric),
+    }
     a, b = record["plain"], record["autonomous"]
     if autonomous is None:
         return {**record, "why": "the only run: no autonomous run for this task"}
@@ -59,14 +65,17 @@ def resolve_run_dir(path: str | Path) -> tuple[Path, str | None]:
     except FileNotFoundError:
         raise RunDirError(f"{unfinished} (no {COMPARISON}): {instead}") from None
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
-        raise RunDirError(f"{path}: {COMPARISON} is damaged or does not say which run is better (written by an "
-                          f"older autoft?): {instead}") from None
+        raise RunDirError(
+            f"{path}: {COMPARISON} is damaged or does not say which run is better (written by an "
+            f"older autoft?): {instead}"
+        ) from None
     if name not in RUNS:
-        raise RunDirError(f"{path}: {COMPARISON} names {name!r} as the better run, not plain or autonomous: "
-                          f"{instead}")
+        raise RunDirError(f"{path}: {COMPARISON} names {name!r} as the better run, not plain or autonomous: {instead}")
     if not (path / name / "config.yaml").exists():
-        raise RunDirError(f"{unfinished} ({name}/config.yaml missing): it needs plain/ and autonomous/ run "
-                          f"directories and {COMPARISON}")
+        raise RunDirError(
+            f"{unfinished} ({name}/config.yaml missing): it needs plain/ and autonomous/ run "
+            f"directories and {COMPARISON}"
+        )
     return path / name, f"{name}/ ({why})"
 
 

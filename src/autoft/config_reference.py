@@ -20,8 +20,10 @@ from pydantic_core import PydanticUndefined
 from autoft.config import Config
 
 SECTIONS: tuple[tuple[str, type[BaseModel]], ...] = tuple(
-    (name, field.annotation) for name, field in Config.model_fields.items()
-    if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel))
+    (name, field.annotation)
+    for name, field in Config.model_fields.items()
+    if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+)
 """The config's sections (``data``, ``training``, ...), in the model's order, with their models."""
 NESTED = frozenset({"training.peft"})
 """Fields whose value is itself a section with fields of its own (documented as ``training.peft.*``)."""
@@ -55,8 +57,12 @@ BOUNDS = (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="), ("min_length", "
 
 def _bound_text(metadata: list[Any]) -> str:
     """The constraints among a field's ``metadata`` (annotated-types objects), e.g. ``> 0 < 1``."""
-    return " ".join(f"{sign} {getattr(item, attribute):g}" for item in metadata for attribute, sign in BOUNDS
-                    if getattr(item, attribute, None) is not None)
+    return " ".join(
+        f"{sign} {getattr(item, attribute):g}"
+        for item in metadata
+        for attribute, sign in BOUNDS
+        if getattr(item, attribute, None) is not None
+    )
 
 
 def default_of(field: FieldInfo) -> Any:
@@ -73,8 +79,7 @@ def fields(model: type[BaseModel], prefix: str) -> list[tuple[str, FieldInfo]]:
     for name, field in model.model_fields.items():
         dotted = f"{prefix}.{name}"
         out.append((dotted, field))
-        nested = next((a for a in get_args(field.annotation) if isinstance(a, type) and issubclass(a, BaseModel)),
-                      None)
+        nested = next((a for a in get_args(field.annotation) if isinstance(a, type) and issubclass(a, BaseModel)), None)
         if nested is not None and dotted in NESTED:
             out += fields(nested, dotted)
     return out
@@ -90,22 +95,40 @@ def _cell(text: str) -> str:
 
 def reference_markdown() -> str:
     """``docs/configuration.md``: every section and field, with its type, default and description."""
-    lines = ["# Configuration reference", "",
-             "<!-- Written by `python docs/build.py` from `src/autoft/config.py`; do not edit by hand. -->", "",
-             ("A config is YAML (or a dict, or `--set key=value` on the command line). Unknown keys, wrong types and "
-              "out-of-range values are refused with the dotted field name. Every section but `data` is optional, "
-              "and so is every field with a default: `auto` values are resolved per task, data size and machine, and "
-              "recorded in the run directory (`config.yaml`, `training_plan.json`)."), "",
-             "`autoft config` prints the same as a commented YAML file with every default.", "",
-             "## Top level", "", "| field | type | default | description |", "|---|---|---|---|"]
+    lines = [
+        "# Configuration reference",
+        "",
+        "<!-- Written by `python docs/build.py` from `src/autoft/config/`; do not edit by hand. -->",
+        "",
+        (
+            "A config is YAML (or a dict, or `--set key=value` on the command line). Unknown keys, wrong types and "
+            "out-of-range values are refused with the dotted field name. Every section but `data` is optional, "
+            "and so is every field with a default: `auto` values are resolved per task, data size and machine, and "
+            "recorded in the run directory (`config.yaml`, `training_plan.json`)."
+        ),
+        "",
+        "`autoft config` prints the same as a commented YAML file with every default.",
+        "",
+        "## Top level",
+        "",
+        "| field | type | default | description |",
+        "|---|---|---|---|",
+    ]
     for name, field in Config.model_fields.items():
         if name in dict(SECTIONS):
             lines.append(f"| `{name}` | section | | {_cell(field.description or '')} (below) |")
             continue
         lines.append(_row(name, field))
     for section, model in SECTIONS:
-        lines += ["", f"## `{section}`", "", " ".join(inspect.cleandoc(model.__doc__ or "").split()).replace("``", "`"),
-                  "", "| field | type | default | description |", "|---|---|---|---|"]
+        lines += [
+            "",
+            f"## `{section}`",
+            "",
+            " ".join(inspect.cleandoc(model.__doc__ or "").split()).replace("``", "`"),
+            "",
+            "| field | type | default | description |",
+            "|---|---|---|---|",
+        ]
         lines += [_row(dotted, field) for dotted, field in fields(model, section)]
     return "\n".join(lines) + "\n"
 

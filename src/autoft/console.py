@@ -13,16 +13,28 @@ QUIET_WARNINGS = ("FutureWarning", "TracerWarning")
 from transformers and torch.onnx about their own future, nothing a user of autoft can act on."""
 
 
-def _log_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
-                 line: str | None = None) -> None:
+def _log_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
     """``warnings.showwarning`` that logs one line to ``py.warnings`` (as ``logging.captureWarnings`` does), at
     debug level for :data:`QUIET_WARNINGS` and at warning level for the rest."""
     if file is not None:  # a caller that names its stream gets it, as with the default showwarning
         file.write(warnings.formatwarning(message, category, filename, lineno, line))
         return
     quiet = any(c.__name__ in QUIET_WARNINGS for c in category.__mro__)
-    logging.getLogger("py.warnings").log(logging.DEBUG if quiet else logging.WARNING, "%s: %s (%s:%d)",
-                                         category.__name__, str(message).strip(), filename, lineno)
+    logging.getLogger("py.warnings").log(
+        logging.DEBUG if quiet else logging.WARNING,
+        "%s: %s (%s:%d)",
+        category.__name__,
+        str(message).strip(),
+        filename,
+        lineno,
+    )
 
 
 def route_warnings() -> None:
@@ -57,8 +69,12 @@ def summary_metric_keys(task: str, metrics: dict[str, Any]) -> list[str]:
         declared = None
     keys = declared
     if not keys:
-        keys = dict.fromkeys(k for split, _ in SUMMARY_ROWS for k, v in (metrics.get(split) or {}).items()
-                             if isinstance(v, (int, float)) and not isinstance(v, bool))
+        keys = dict.fromkeys(
+            k
+            for split, _ in SUMMARY_ROWS
+            for k, v in (metrics.get(split) or {}).items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        )
     return list(keys)
 
 
@@ -74,4 +90,11 @@ def metrics_table(metrics: dict[str, Any], task: str) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
 
 
-__all__ = ["QUIET_WARNINGS", "SUMMARY_ROWS", "hide_progress_bars", "metrics_table", "route_warnings", "summary_metric_keys"]
+__all__ = [
+    "QUIET_WARNINGS",
+    "SUMMARY_ROWS",
+    "hide_progress_bars",
+    "metrics_table",
+    "route_warnings",
+    "summary_metric_keys",
+]

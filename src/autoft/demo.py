@@ -55,8 +55,9 @@ def inject_noise(labels: list[str], rate: float, seed: int) -> tuple[list[str], 
     return noisy, flipped
 
 
-def prepare_data(folder: Path, *, train_size: int, validation_size: int, test_size: int, seed: int,
-                 noise: float = 0.0) -> tuple[dict[str, str], np.ndarray]:
+def prepare_data(
+    folder: Path, *, train_size: int, validation_size: int, test_size: int, seed: int, noise: float = 0.0
+) -> tuple[dict[str, str], np.ndarray]:
     """Stratified, seeded train/validation/test CSVs of BBC News under ``folder``; ``noise`` flips that
     share of the training labels (validation and test stay clean). Returns the files and the flip mask."""
     from sklearn.model_selection import train_test_split
@@ -69,16 +70,27 @@ def prepare_data(folder: Path, *, train_size: int, validation_size: int, test_si
         rest, train_size=train_size, test_size=validation_size, stratify=rest_labels, random_state=seed
     )
     train_labels, flipped = inject_noise([labels[i] for i in train], noise, seed)
-    files = {"train": str(write_examples(folder / "train", [Example(texts[i], l) for i, l in zip(train, train_labels)]))}
+    files = {
+        "train": str(write_examples(folder / "train", [Example(texts[i], l) for i, l in zip(train, train_labels)]))
+    }
     for name, part in (("validation", validation), ("test", test)):
         files[name] = str(write_examples(folder / name, [Example(texts[i], labels[i]) for i in part]))
     return files, flipped
 
 
 def run_demo(
-    output_dir: str = "runs/demo", *, train_size: int = 600, validation_size: int = 150, test_size: int = 400,
-    epochs: int = 2, max_length: int = 128, noise: float = 0.3, policy: str = DEFAULT_POLICY, seed: int = 0,
-    overwrite: bool = True, progress: bool = True,
+    output_dir: str = "runs/demo",
+    *,
+    train_size: int = 600,
+    validation_size: int = 150,
+    test_size: int = 400,
+    epochs: int = 2,
+    max_length: int = 128,
+    noise: float = 0.3,
+    policy: str = DEFAULT_POLICY,
+    seed: int = 0,
+    overwrite: bool = True,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """BBC News with ``noise`` of the training labels flipped: plain vs autonomous fine-tuning of the
     default model, side by side. Returns the comparison, the worst-valued samples and detection figures."""
@@ -87,14 +99,26 @@ def run_demo(
     from autoft.autonomous import run
 
     output = Path(output_dir)
-    files, flipped = prepare_data(output.parent / f"{output.name}-data", train_size=train_size,
-                                  validation_size=validation_size, test_size=test_size, seed=seed, noise=noise)
+    files, flipped = prepare_data(
+        output.parent / f"{output.name}-data",
+        train_size=train_size,
+        validation_size=validation_size,
+        test_size=test_size,
+        seed=seed,
+        noise=noise,
+    )
     config = {
         "task": "classification",
         "model": "default",
         "data": files,
-        "training": {"epochs": epochs, "batch_size": 16, "learning_rate": 1e-4, "max_length": max_length,
-                     "seed": seed, "progress": progress},
+        "training": {
+            "epochs": epochs,
+            "batch_size": 16,
+            "learning_rate": 1e-4,
+            "max_length": max_length,
+            "seed": seed,
+            "progress": progress,
+        },
         "selection": {"policy": policy},  # drop_fraction: auto — the agent estimates the noise, never told it
         "output_dir": str(output),
     }
@@ -108,7 +132,12 @@ def run_demo(
         "flagged_that_were_flipped": int(flipped[flagged].sum()) if len(flagged) else 0,
         "estimated_noise": json.loads((output / "autonomous" / "noise.json").read_text(encoding="utf-8"))["rate"],
     }
-    result = {"comparison": comparison, "worst": rows[:5], "detection": detection, "noise": noise,
-              "settings": {"train_size": train_size, "epochs": epochs, "policy": policy, "seed": seed}}
+    result = {
+        "comparison": comparison,
+        "worst": rows[:5],
+        "detection": detection,
+        "noise": noise,
+        "settings": {"train_size": train_size, "epochs": epochs, "policy": policy, "seed": seed},
+    }
     write_json(output / "demo.json", result)  # what the README's demo figures are read from
     return result

@@ -39,18 +39,38 @@ class AutoSelect:
     packaged MiniLM). ``metric``: the Trainer metric that rewards the policy (``eval_loss``: its fall).
     """
 
-    def __init__(self, texts: Sequence[str], labels: Sequence[Any], validation_texts: Sequence[str],
-                 validation_labels: Sequence[Any], *, policy: str = "exp3", drop_fraction: float | str = AUTO,
-                 encoder: str = "default", metric: str = "eval_loss", seed: int = 0, progress: bool = False) -> None:
+    def __init__(
+        self,
+        texts: Sequence[str],
+        labels: Sequence[Any],
+        validation_texts: Sequence[str],
+        validation_labels: Sequence[Any],
+        *,
+        policy: str = "exp3",
+        drop_fraction: float | str = AUTO,
+        encoder: str = "default",
+        metric: str = "eval_loss",
+        seed: int = 0,
+        progress: bool = False,
+    ) -> None:
         if len(texts) != len(labels) or len(validation_texts) != len(validation_labels):
             raise ValueError("texts and labels (and validation_texts and validation_labels) must be as long")
         train = [Example(str(t), str(y), f"train:{i}") for i, (t, y) in enumerate(zip(texts, labels))]
-        validation = [Example(str(t), str(y), f"validation:{i}")
-                      for i, (t, y) in enumerate(zip(validation_texts, validation_labels))]
+        validation = [
+            Example(str(t), str(y), f"validation:{i}")
+            for i, (t, y) in enumerate(zip(validation_texts, validation_labels))
+        ]
         self.label_names = sorted({cast(str, e.label) for e in train})
-        config = parse_config({"task": "classification", "model": encoder, "data": {"train": "<in memory>"},
-                               "selection": {"policy": policy, "drop_fraction": drop_fraction},
-                               "training": {"seed": seed, "progress": progress}}, source="AutoSelect")
+        config = parse_config(
+            {
+                "task": "classification",
+                "model": encoder,
+                "data": {"train": "<in memory>"},
+                "selection": {"policy": policy, "drop_fraction": drop_fraction},
+                "training": {"seed": seed, "progress": progress},
+            },
+            source="AutoSelect",
+        )
         self.examples = train
         self.valuation = value_samples(config, Splits(train, validation, None, self.label_names), progress=progress)
         self.metric = metric
@@ -88,8 +108,15 @@ class AutoSelect:
         reward = None if self._previous is None else score - self._previous
         if reward is not None:
             record = self.valuation.policy.update(reward, self.kept(), action=self._action)
-            self.decisions.append({"phase": "online", "event": "reward", "reward": reward, "validation": score,
-                                   "policy_update": record.get("action")})
+            self.decisions.append(
+                {
+                    "phase": "online",
+                    "event": "reward",
+                    "reward": reward,
+                    "validation": score,
+                    "policy_update": record.get("action"),
+                }
+            )
         self._previous = score
         policy = self.valuation.policy
         self._action = int(policy.act()) if hasattr(policy, "act") else None
@@ -97,8 +124,9 @@ class AutoSelect:
 
     def data_values(self) -> list[dict[str, Any]]:
         """One row per training sample, worst first (the columns of ``data_values.csv``)."""
-        return data_value_rows(self.examples, self.label_names, self.valuation, self.valuation.sample_values(),
-                               ~self.kept())
+        return data_value_rows(
+            self.examples, self.label_names, self.valuation, self.valuation.sample_values(), ~self.kept()
+        )
 
     def write_data_values(self, path: str | Path) -> Path:
         write_data_values(Path(path), self.data_values())
@@ -131,8 +159,9 @@ class AutoSelectCallback(TrainerCallback):
         self.select = select
         self._step: int | None = None
 
-    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, float] | None = None,
-                    **kwargs: Any) -> None:
+    def on_evaluate(
+        self, args: Any, state: Any, control: Any, metrics: dict[str, float] | None = None, **kwargs: Any
+    ) -> None:
         if metrics and state.global_step != self._step:  # an evaluation with no training since earns nothing
             self._step = state.global_step
             self.select.reward(metrics)

@@ -80,8 +80,11 @@ def verify_checksums(folder: str | Path) -> list[str]:
     if not path.is_file():
         return []
     recorded = json.loads(path.read_text(encoding="utf-8"))
-    return [name for name, digest in recorded.items()
-            if not (folder / name).is_file() or file_digest(folder / name) != digest]
+    return [
+        name
+        for name, digest in recorded.items()
+        if not (folder / name).is_file() or file_digest(folder / name) != digest
+    ]
 
 
 def _hidden_sibling(path: Path, suffix: str) -> Path:
@@ -135,8 +138,9 @@ def staged_folder(path: str | Path, *, sync: bool = False, resumable: bool = Fal
         if not resumable or isinstance(error, AutoftError):
             shutil.rmtree(temp, ignore_errors=True)
         # A full disk or a lost permission while writing (safetensors reports them as its own error type).
-        if not isinstance(error, AutoftError) and (isinstance(error, OSError)
-                                                    or type(error).__name__ == "SafetensorError"):
+        if not isinstance(error, AutoftError) and (
+            isinstance(error, OSError) or type(error).__name__ == "SafetensorError"
+        ):
             reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
             raise RunDirError(f"{path}: cannot write: {reason}") from None
         raise

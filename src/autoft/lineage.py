@@ -56,8 +56,14 @@ def history(run_dir: str | Path) -> list[dict[str, Any]]:
     root = root_of(run_dir)
     metrics_path = root / "metrics.json"
     metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.exists() else {}
-    first = {"run": str(root), "parent": None, "created": None, "validation": metrics.get("validation"),
-             "test": metrics.get("test"), "promoted": True}
+    first = {
+        "run": str(root),
+        "parent": None,
+        "created": None,
+        "validation": metrics.get("validation"),
+        "test": metrics.get("test"),
+        "promoted": True,
+    }
     return [first, *read_jsonl(root / LINEAGE)]
 
 
@@ -103,15 +109,21 @@ def lineage_table(run_dir: str | Path) -> str:
     newest = str(latest(run_dir))
     lines = []
     for i, entry in enumerate(runs):
-        metric = (entry.get("metric") or "")
+        metric = entry.get("metric") or ""
         scores = entry.get("scores", {}).get("old_validation", {})
         change = scores.get("change")
-        lines.append("  ".join([
-            "*" if entry["run"] == newest else " ",
-            f"{i}", entry["run"], entry.get("created") or "(root)",
-            f"new data: {', '.join(Path(f).name for f in entry['data']['train'])}" if entry.get("data") else "",
-            f"replay {entry['replay']['samples']}" if entry.get("replay") else "",
-            f"old validation {metric} {change:+.4f}" if change is not None else "",
-            "" if entry.get("promoted", True) else "NOT PROMOTED: " + entry["gate"]["why"],
-        ]).rstrip())
+        lines.append(
+            "  ".join(
+                [
+                    "*" if entry["run"] == newest else " ",
+                    f"{i}",
+                    entry["run"],
+                    entry.get("created") or "(root)",
+                    f"new data: {', '.join(Path(f).name for f in entry['data']['train'])}" if entry.get("data") else "",
+                    f"replay {entry['replay']['samples']}" if entry.get("replay") else "",
+                    f"old validation {metric} {change:+.4f}" if change is not None else "",
+                    "" if entry.get("promoted", True) else "NOT PROMOTED: " + entry["gate"]["why"],
+                ]
+            ).rstrip()
+        )
     return "\n".join(lines)

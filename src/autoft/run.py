@@ -6,7 +6,6 @@ fit (:func:`autoft.training.loop.fit`), score, and write the run directory.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import time
@@ -20,6 +19,7 @@ import torch
 from accelerate import PartialState
 from accelerate.utils import set_seed
 
+from autoft import scoring
 from autoft.config import AUTO, GENERATIVE_TASKS, TEXT_TARGET_TASKS, Config, TrainingConfig, as_config
 from autoft.data.corrected import corrected_name, keep_every_label, line_of, write_corrected
 from autoft.data.loading import Example, detect_format
@@ -36,13 +36,19 @@ from autoft.tasks.registry import make_adapter
 from autoft.training.callbacks import CallbackList, TrainerCallback
 from autoft.training.checkpoint import remove_checkpoint
 from autoft.training.logs import MetricsLog, check_logging, log_to_mlflow, write_tensorboard
-from autoft.training.loop import TrainResult, evaluate, fit
+from autoft.training.loop import TrainResult, fit
 
 log = logging.getLogger(__name__)
 
 
-def _write_corrected(folder: Path, config: Config, train: list[Example], labels: list[str], dropped: Iterable[int],
-                     relabels: dict[int, int]) -> None:
+def _write_corrected(
+    folder: Path,
+    config: Config,
+    train: list[Example],
+    labels: list[str],
+    dropped: Iterable[int],
+    relabels: dict[int, int],
+) -> None:
     """``corrected.<ext>`` per training file: the agent's drops removed and its relabels applied (generative tasks:
     the pairs it left out removed), for review; its
     suffix is the one its format is read back from for the task (a SemEval file keeps ``.txt``), so a config whose
@@ -52,9 +58,11 @@ def _write_corrected(folder: Path, config: Config, train: list[Example], labels:
     if config.task not in TEXT_TARGET_TASKS:  # a response or an answer is no class that could vanish
         dropped, named, kept = keep_every_label(train, dropped, named)
     if kept:
-        log.warning("corrected files: the agent left out or relabelled every training row of %s; those rows are "
-                    "kept as given, so the files still train with a validation or test file that has them",
-                    ", ".join(map(repr, kept)))
+        log.warning(
+            "corrected files: the agent left out or relabelled every training row of %s; those rows are "
+            "kept as given, so the files still train with a validation or test file that has them",
+            ", ".join(map(repr, kept)),
+        )
     drop: dict[str, set[int]] = {}
     relabel: dict[str, dict[int, str]] = {}
     for row in dropped:
@@ -69,10 +77,21 @@ def _write_corrected(folder: Path, config: Config, train: list[Example], labels:
         fmt = detect_format(source, config.data.format, config.task)
         name = corrected_name(source, fmt, several=len(files) > 1)
         dropped_here, relabels_here = drop.get(str(source), set()), relabel.get(str(source), {})
-        written = write_corrected(source, folder / name, fmt=fmt, label_column=config.data.label_column,
-                                  drop=dropped_here, relabel=relabels_here)
-        log.info("%s: %d rows written (%d left out, %d relabelled) for review", name, written, len(dropped_here),
-                 len(relabels_here))
+        written = write_corrected(
+            source,
+            folder / name,
+            fmt=fmt,
+            label_column=config.data.label_column,
+            drop=dropped_here,
+            relabel=relabels_here,
+        )
+        log.info(
+            "%s: %d rows written (%d left out, %d relabelled) for review",
+            name,
+            written,
+            len(dropped_here),
+            len(relabels_here),
+        )
 
 
 def _load_data(config: Config, labels: list[str] | None) -> tuple[Splits, Any, TaskAdapter]:
@@ -95,8 +114,11 @@ def _prepare_model(config: Config, adapter: TaskAdapter, splits: Splits, model: 
     adapter_class = type(adapter)
     set_seed(config.training.seed)  # the new task head is initialised from the seed too
     if model is None:
-        model = adapter.prepare_model(load_model(config.model, adapter_class.auto_model_class(), splits.labels or None,
-                                                 **adapter_class.model_options))
+        model = adapter.prepare_model(
+            load_model(
+                config.model, adapter_class.auto_model_class(), splits.labels or None, **adapter_class.model_options
+            )
+        )
         bias = adapter.initial_bias(splits.train)
         if bias is not None:
             set_head_bias(model, bias)
@@ -127,9 +149,15 @@ class _Callbacks:
     warnings: list[str]
 
 
-def _build_callbacks(config: Config, splits: Splits, adapter: TaskAdapter, callback: TrainerCallback | None,
-                     extra: list[TrainerCallback | Callable[[Splits], TrainerCallback]], *,
-                     trained_start: bool = False) -> _Callbacks:
+def _build_callbacks(
+    config: Config,
+    splits: Splits,
+    adapter: TaskAdapter,
+    callback: TrainerCallback | None,
+    extra: list[TrainerCallback | Callable[[Splits], TrainerCallback]],
+    *,
+    trained_start: bool = False,
+) -> _Callbacks:
     """The agent (offline valuation on cached features, then its online callback; policy ``none``: none),
     self-training, the caller's callbacks and the metrics log. The agent learns from its own part of the
     validation set; the rest alone chooses early stopping and the best epoch, so the checkpoint is never picked on
@@ -140,57 +168,103 @@ def _build_callbacks(config: Config, splits: Splits, adapter: TaskAdapter, callb
     self_training = config.selection.self_training if splits.unlabeled and callback is None else "off"
     if callback is None and (config.selection.uses_agent or self_training == "agent"):
         validation, reward_part = agent_validation(splits.validation, config)
-        log.info("validation split for the agent: %d examples reward it, %d choose early stopping and the best "
-                 "epoch (selection.reward_fraction %.2g, seed %d)", len(reward_part), len(validation),
-                 config.selection.reward_fraction, config.training.seed)
+        log.info(
+            "validation split for the agent: %d examples reward it, %d choose early stopping and the best "
+            "epoch (selection.reward_fraction %.2g, seed %d)",
+            len(reward_part),
+            len(validation),
+            config.selection.reward_fraction,
+            config.training.seed,
+        )
         if splits.validation_from_train:
-            warnings.append("no data.validation: the agent's reward comes from held-out training rows, whose "
-                            "labels are as noisy as the rest; give a clean validation file for a trustworthy agent")
+            warnings.append(
+                "no data.validation: the agent's reward comes from held-out training rows, whose "
+                "labels are as noisy as the rest; give a clean validation file for a trustworthy agent"
+            )
             log.warning(warnings[-1])
     callbacks = [] if callback is None else [callback]
     if callback is None and config.selection.uses_agent and config.task in GENERATIVE_TASKS:
         from autoft.selection.pair_agent import PairAgentCallback, value_pair_agent
 
-        callbacks.append(PairAgentCallback(value_pair_agent(config, replace(splits, validation=reward_part),
-                                                            progress=config.training.progress),
-                                           reward_examples=reward_part, seed=config.training.seed))
+        callbacks.append(
+            PairAgentCallback(
+                value_pair_agent(config, replace(splits, validation=reward_part), progress=config.training.progress),
+                reward_examples=reward_part,
+                seed=config.training.seed,
+            )
+        )
     elif callback is None and config.selection.uses_agent:
         if config.task in TEXT_TARGET_TASKS:
-            raise ConfigError(f"selection.policy: {config.selection.policy!r}: the agent does not value "
-                              f"{config.task} samples yet; use none")
+            raise ConfigError(
+                f"selection.policy: {config.selection.policy!r}: the agent does not value "
+                f"{config.task} samples yet; use none"
+            )
         from autoft.selection.agent import AgentCallback, value_samples
 
         valuation = value_samples(config, replace(splits, validation=reward_part), progress=config.training.progress)
         if valuation.idle:  # nothing to act on: plain fine-tuning, its best epoch chosen on the whole validation set
             noise = valuation.noise
-            log.info("the agent has nothing to act on (noise rate acted on %.1f%%: %s): the run trains as plain "
-                     "fine-tuning, validating on all %d validation examples",
-                     100 * (noise.rate if noise is not None else 0.0), valuation.idle_reason, len(splits.validation))
+            log.info(
+                "the agent has nothing to act on (noise rate acted on %.1f%%: %s): the run trains as plain "
+                "fine-tuning, validating on all %d validation examples",
+                100 * (noise.rate if noise is not None else 0.0),
+                valuation.idle_reason,
+                len(splits.validation),
+            )
             validation = splits.validation
-        callbacks.append(AgentCallback(valuation, primary_metric=adapter.primary_metric, reward_examples=reward_part,
-                                       seed=config.training.seed))
+        callbacks.append(
+            AgentCallback(
+                valuation, primary_metric=adapter.primary_metric, reward_examples=reward_part, seed=config.training.seed
+            )
+        )
     if callback is None and self_training != "off":
         from autoft.selection.self_training import SelfTrainingCallback
 
         label_ids = {name: i for i, name in enumerate(splits.labels)}
-        callbacks.append(SelfTrainingCallback(
-            splits.unlabeled, n_classes=len(splits.labels), mode=self_training,
-            labelled_classes=np.array([label_ids[cast(str, e.label)] for e in splits.train]),
-            threshold=config.selection.self_training_threshold, reward_examples=reward_part, label_ids=label_ids,
-            primary_metric=adapter.primary_metric, seed=config.training.seed, from_start=trained_start))
+        callbacks.append(
+            SelfTrainingCallback(
+                splits.unlabeled,
+                n_classes=len(splits.labels),
+                mode=self_training,
+                labelled_classes=np.array([label_ids[cast(str, e.label)] for e in splits.train]),
+                threshold=config.selection.self_training_threshold,
+                reward_examples=reward_part,
+                label_ids=label_ids,
+                primary_metric=adapter.primary_metric,
+                seed=config.training.seed,
+                from_start=trained_start,
+            )
+        )
         log.info("self-training (%s) on %d unlabelled texts", self_training, len(splits.unlabeled))
     elif splits.unlabeled:
         log.info("data.unlabeled: %d texts not used (selection.self_training: off)", len(splits.unlabeled))
     callbacks += [c if isinstance(c, TrainerCallback) else c(splits) for c in extra]
     metrics_log = MetricsLog()  # metrics.jsonl: every step and epoch (the agent's decisions are added at the end)
     callbacks.append(metrics_log)
-    return _Callbacks(callbacks[0] if len(callbacks) == 1 else CallbackList(callbacks), validation, reward_part,
-                      metrics_log, self_training, warnings)
+    return _Callbacks(
+        callbacks[0] if len(callbacks) == 1 else CallbackList(callbacks),
+        validation,
+        reward_part,
+        metrics_log,
+        self_training,
+        warnings,
+    )
 
 
-def _write_run(output: Path, config: Config, adapter: TaskAdapter, model: Any, tokenizer: Any, splits: Splits,
-               built: _Callbacks, result: TrainResult, metrics: dict[str, Any], test_predictions: list[Any] | None,
-               before_predictions: list[Any] | None, checkpoint: Path) -> Run:
+def _write_run(
+    output: Path,
+    config: Config,
+    adapter: TaskAdapter,
+    model: Any,
+    tokenizer: Any,
+    splits: Splits,
+    built: _Callbacks,
+    result: TrainResult,
+    metrics: dict[str, Any],
+    test_predictions: list[Any] | None,
+    before_predictions: list[Any] | None,
+    checkpoint: Path,
+) -> Run:
     """Write everything to a temporary sibling, then move it into place (one process writes under
     ``accelerate launch``; the others wait for it); the loop's checkpoint goes once the run is written."""
     callback, metrics_log = built.callback, built.metrics_log
@@ -203,18 +277,30 @@ def _write_run(output: Path, config: Config, adapter: TaskAdapter, model: Any, t
             parameter_efficient.save(model, temp / "model", config.model)
             tokenizer.save_pretrained(temp / "model")
         (temp / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
-        write_json(temp / "labels.json", {"task": config.task, "labels": splits.labels,
-                                          **({"decision": adapter.decision} if adapter.decision else {})})
+        write_json(
+            temp / "labels.json",
+            {
+                "task": config.task,
+                "labels": splits.labels,
+                **({"decision": adapter.decision} if adapter.decision else {}),
+            },
+        )
         write_json(temp / "metrics.json", metrics)
         if result.plan["choices"]:
             write_json(temp / "training_plan.json", to_builtin(result.plan))
-        write_text_atomic(temp / "metrics.jsonl", "".join(json.dumps(to_builtin(r)) + "\n" for r in metrics_log.lines(
-            callback.decision_records())))
+        write_text_atomic(
+            temp / "metrics.jsonl",
+            "".join(json.dumps(to_builtin(r)) + "\n" for r in metrics_log.lines(callback.decision_records())),
+        )
         if config.training.logging == "tensorboard":
             write_tensorboard(temp / "tensorboard", metrics_log.scalars())
         if test_predictions is not None:  # what the report shows: confusion, examples, outputs before and after
-            write_test_predictions(temp / "test_predictions.jsonl", cast("list[Example]", splits.test),
-                                   test_predictions, before_predictions)
+            write_test_predictions(
+                temp / "test_predictions.jsonl",
+                cast("list[Example]", splits.test),
+                test_predictions,
+                before_predictions,
+            )
         if splits.skipped:
             (temp / "skipped_rows.txt").write_text("".join(f"{line}\n" for line in splits.skipped), encoding="utf-8")
         callback.write_artifacts(temp, splits.train, splits.labels)
@@ -226,32 +312,14 @@ def _write_run(output: Path, config: Config, adapter: TaskAdapter, model: Any, t
     remove_checkpoint(checkpoint)
     log.info("run written to %s", output)
     if config.training.logging == "mlflow":
-        log_to_mlflow(output, config.training, config=config.model_dump(mode="json"), scalars=metrics_log.scalars(),
-                      final={"best_validation": metrics["validation"], "test": metrics["test"]})
+        log_to_mlflow(
+            output,
+            config.training,
+            config=config.model_dump(mode="json"),
+            scalars=metrics_log.scalars(),
+            final={"best_validation": metrics["validation"], "test": metrics["test"]},
+        )
     return Run(output, config, adapter, model, metrics)
-
-
-def _zero_shot(config: Config, model: Any, adapter: TaskAdapter, test: list[Example], features: list[Any]
-               ) -> tuple[dict[str, Any], list[Any]]:
-    """The test scores and predictions of the model before fine-tuning (tasks whose targets are texts)."""
-    before, predictions = evaluate(model, adapter, test, features, batch_size=config.training.eval_batch_size,
-                                   progress=config.training.progress, description="zero-shot", return_predictions=True)
-    log.info("zero-shot test scores (before fine-tuning): %s", ", ".join(
-        f"{k} {v:.4f}" for k, v in before.items() if isinstance(v, float)))
-    return before, predictions
-
-
-def _tune_decision(config: Config, model: Any, adapter: TaskAdapter, validation: list[Example],
-                   features: list[Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The adapter's decision settings (multi-label thresholds) tuned on validation, which the final validation and
-    test scores then use; returns the validation scores with them and the record for ``metrics.json``."""
-    untuned = copy.deepcopy(adapter.decision)
-    scores = evaluate(model, adapter, validation, features, tune_decision=True,
-                      batch_size=config.training.eval_batch_size, progress=False)
-    log.info("decision tuned on validation: %s; the final validation and test scores use it (each epoch's "
-             "validation, which chose the best epoch, used %s)", adapter.decision, untuned)
-    return scores, {"tuned_on": "validation", "used_by": ["validation", "test"], "tuned": adapter.decision,
-                    "epochs": untuned}
 
 
 def train(
@@ -285,9 +353,14 @@ def train(
     splits, tokenizer, adapter = _load_data(config, labels)
     trained_start = model is not None  # a continual update's parent weights
     model, checkpointing = _prepare_model(config, adapter, splits, model)
-    trainable, parameters = parameter_efficient.parameter_counts(model)
-    log.info("%s: %d train / %d validation / %s test examples, %d labels", config.task, len(splits.train),
-             len(splits.validation), len(splits.test) if splits.test is not None else "no", len(splits.labels))
+    log.info(
+        "%s: %d train / %d validation / %s test examples, %d labels",
+        config.task,
+        len(splits.train),
+        len(splits.validation),
+        len(splits.test) if splits.test is not None else "no",
+        len(splits.labels),
+    )
     built = _build_callbacks(config, splits, adapter, callback, list(callbacks or []), trained_start=trained_start)
     callback, validation = built.callback, built.validation
 
@@ -295,61 +368,60 @@ def train(
     test_features = adapter.encode(splits.test) if splits.test is not None else None
     before, before_predictions = None, None
     if zero_shot and config.task in TEXT_TARGET_TASKS and splits.test is not None:
-        before, before_predictions = _zero_shot(config, model, adapter, splits.test, cast(list, test_features))
+        before, before_predictions = scoring.zero_shot(config, model, adapter, splits.test, cast(list, test_features))
 
     # Fine-tune, then score the best weights on validation and test.
-    train_features = adapter.encode(splits.train)
     validation_features = adapter.encode(validation)
     fit_started = time.perf_counter()
     checkpoint = output.parent / f".{output.name}.checkpoint"
-    result = fit(model, adapter, train_features, validation, validation_features, config.training,
-                 callback=callback, unlabeled_features=adapter.encode(splits.unlabeled, with_labels=False)
-                 if built.self_training != "off" else None, checkpoint=checkpoint, resume=resume)
+    unlabeled = adapter.encode(splits.unlabeled, with_labels=False) if built.self_training != "off" else None
+    result = fit(
+        model,
+        adapter,
+        adapter.encode(splits.train),
+        validation,
+        validation_features,
+        config.training,
+        callback=callback,
+        unlabeled_features=unlabeled,
+        checkpoint=checkpoint,
+        resume=resume,
+    )
     fit_seconds = time.perf_counter() - fit_started
     validation_metrics, decision = result.best_validation, None
     if adapter.decision:  # decision settings (multi-label thresholds) tuned on validation, then used on it and test
-        validation_metrics, decision = _tune_decision(config, model, adapter, validation, validation_features)
+        validation_metrics, decision = scoring.tune_decision(config, model, adapter, validation, validation_features)
     # The resolved config: every `auto` replaced by what was chosen, so the run can be repeated exactly.
     selection = callback.resolved_selection()
-    config = config.model_copy(update={"training": cast(TrainingConfig, result.settings).model_copy(
-        update={"gradient_checkpointing": checkpointing}), **({"selection": selection} if selection is not None else {})})
-    contributed = callback.run_metrics()
-    test_metrics, test_predictions = evaluate(
-        model, adapter, splits.test, cast(list, test_features), batch_size=config.training.eval_batch_size,
-        progress=config.training.progress, description="test", return_predictions=True,
-    ) if splits.test is not None else (None, None)
-    metrics = {
-        "task": config.task,
-        "model": config.model,
-        "primary_metric": adapter.primary_metric,
-        "policy": config.selection.policy,
-        "sizes": {"train": len(splits.train), "validation": len(validation), "agent_reward": len(built.reward_part),
-                  "unlabeled": len(splits.unlabeled),
-                  "test": len(splits.test) if splits.test is not None else 0},
-        "parameters": {"total": parameters, "trainable": trainable,
-                       "peft": config.training.peft.method if config.training.peft is not None else None},
-        "skipped_rows": len(splits.skipped),
-        "warnings": built.warnings + callback.run_warnings(),
-        "best_epoch": result.best_epoch,
-        "stopped_early": result.stopped_early,
-        "rollbacks": result.rollbacks,
-        "epochs": [vars(r) for r in result.history],
-        "validation": validation_metrics,
-        "test": test_metrics,
-        "decision": decision,
-        "zero_shot": before,
-        "training": config.training.model_dump(mode="json"),
-        "auto": result.plan["choices"],
-        "noise": contributed.get("noise"),
-        "self_training": contributed.get("self_training"),
-        "train_seconds": round(sum(r.seconds for r in result.history), 3),
-        "fit_seconds": round(fit_seconds, 3),
-        "wall_seconds": round(time.perf_counter() - started, 3),
-    }
-    metrics.update({k: v for k, v in contributed.items() if k not in metrics})  # e.g. the guard's back_off
-
-    return _write_run(output, config, adapter, model, tokenizer, splits, built, result, metrics, test_predictions,
-                      before_predictions, checkpoint)
+    training = cast(TrainingConfig, result.settings).model_copy(update={"gradient_checkpointing": checkpointing})
+    config = config.model_copy(update={"training": training, **({"selection": selection} if selection else {})})
+    test_metrics, test_predictions = scoring.test_scores(config, model, adapter, splits, test_features)
+    metrics = scoring.run_metrics(
+        config,
+        adapter,
+        splits,
+        result,
+        sizes={"train": len(splits.train), "validation": len(validation), "agent_reward": len(built.reward_part)},
+        parameters=parameter_efficient.parameter_counts(model),
+        scores={"validation": validation_metrics, "test": test_metrics, "decision": decision, "zero_shot": before},
+        contributed=callback.run_metrics(),
+        warnings=built.warnings + callback.run_warnings(),
+        seconds={"fit": fit_seconds, "started": started},
+    )
+    return _write_run(
+        output,
+        config,
+        adapter,
+        model,
+        tokenizer,
+        splits,
+        built,
+        result,
+        metrics,
+        test_predictions,
+        before_predictions,
+        checkpoint,
+    )
 
 
 __all__ = ["Run", "load", "train"]

@@ -85,8 +85,10 @@ class Run:
             raise RunDirError(f"{path}: checksums.json is damaged ({type(error).__name__})") from None
         if changed:
             more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
-            raise RunDirError(f"{path}: {changed[0]}{more} changed after the run was written (SHA-256 differs from "
-                              f"checksums.json): refusing to load it")
+            raise RunDirError(
+                f"{path}: {changed[0]}{more} changed after the run was written (SHA-256 differs from "
+                f"checksums.json): refusing to load it"
+            )
         try:
             raw = load_yaml((path / "config.yaml").read_text(encoding="utf-8"))
             saved = json.loads((path / "labels.json").read_text(encoding="utf-8"))
@@ -94,8 +96,10 @@ class Run:
             metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.exists() else {}
             labels = saved["labels"]
         except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
-            raise RunDirError(f"{path}: a run file is damaged or half-written ({type(error).__name__}: "
-                              f"{str(error).splitlines()[0] if str(error) else ''})") from None
+            raise RunDirError(
+                f"{path}: a run file is damaged or half-written ({type(error).__name__}: "
+                f"{str(error).splitlines()[0] if str(error) else ''})"
+            ) from None
         config = parse_config(raw, source=str(path / "config.yaml"))
         adapter_class = get_adapter_class(config.task)
         tokenizer = load_tokenizer(str(path / "model"))
@@ -104,8 +108,11 @@ class Run:
         if parameter_efficient.is_adapter(path / "model"):  # the adapter on the base model it was trained from
             with quiet_transformers():
                 first = parameter_efficient.stack_labels(path / "model") or labels  # an adapter stack's first
-                base = adapter.prepare_model(load_model(config.model, adapter_class.auto_model_class(), first or None,
-                                                        **adapter_class.model_options))
+                base = adapter.prepare_model(
+                    load_model(
+                        config.model, adapter_class.auto_model_class(), first or None, **adapter_class.model_options
+                    )
+                )
                 model = parameter_efficient.load(base, path / "model", labels=labels, trainable=trainable)
         else:
             model = adapter.prepare_model(load_model(str(path / "model"), adapter_class.auto_model_class()))
@@ -116,8 +123,9 @@ class Run:
         """Whether the model is a base model with peft adapters (``training.peft``)."""
         return parameter_efficient.is_wrapped(self.model)
 
-    def export(self, output: str | Path | None = None, *, merge: bool = False, overwrite: bool = False,
-               format: str = "model") -> Path:
+    def export(
+        self, output: str | Path | None = None, *, merge: bool = False, overwrite: bool = False, format: str = "model"
+    ) -> Path:
         """Write the model and tokenizer to ``output`` (save_pretrained format). ``merge`` (or ``format="merged"``):
         fold peft adapters into the base weights, so plain transformers loads the result; without it an adapter run
         exports its adapter, which peft loads on the base model. ``format="onnx"`` (encoder tasks): the forward
@@ -150,8 +158,9 @@ class Run:
         if bad is not None:
             raise ConfigError(f"--set {bad!r}: predict and evaluate change only generation.* (decoding) settings")
         if self.task not in GENERATIVE_TASKS:
-            raise ConfigError(f"--set {overrides[0]!r}: decoding settings apply to generation and seq2seq runs, "
-                              f"not {self.task}")
+            raise ConfigError(
+                f"--set {overrides[0]!r}: decoding settings apply to generation and seq2seq runs, not {self.task}"
+            )
         self.config = as_config(self.config, overrides)
         cast("TextGenerationAdapter", self.adapter).generation = self.config.generation  # a generative run's
 
@@ -171,8 +180,14 @@ class Run:
             self._onnx = (path, OnnxForward(path, threads=threads))
         return self._onnx[1]
 
-    def predict(self, inputs: Iterable[str | list[str] | Example], *, batch_size: int | None = None,
-                progress: bool = False, backend: str = "torch") -> list[dict[str, Any]]:
+    def predict(
+        self,
+        inputs: Iterable[str | list[str] | Example],
+        *,
+        batch_size: int | None = None,
+        progress: bool = False,
+        backend: str = "torch",
+    ) -> list[dict[str, Any]]:
         """Predict texts (word lists for NER; ``Example(context, None, query=question)`` for question answering; prompts
         or chat message lists for generation). Classification and relation extraction: label and probabilities per
         input; NER: entity spans with character offsets; question answering: the answer span, its offsets and
@@ -185,8 +200,11 @@ class Run:
             return []
         features = self.adapter.encode(examples, with_labels=False)
         probabilities, _ = predict_probabilities(
-            self.model, self.adapter, features,
-            batch_size=batch_size or self.config.training.eval_batch_size, progress=progress,
+            self.model,
+            self.adapter,
+            features,
+            batch_size=batch_size or self.config.training.eval_batch_size,
+            progress=progress,
             forward=self.onnx_forward() if backend == "onnx" else None,
         )
         return [self.adapter.format_prediction(e, p) for e, p in zip(examples, probabilities)]
@@ -200,12 +218,19 @@ class Run:
         if self.task not in TEXT_TARGET_TASKS:
             check_known_labels(examples, set(self.labels), "evaluation")
         features = self.adapter.encode(examples)
-        return evaluate(self.model, self.adapter, examples, features,
-                        batch_size=self.config.training.eval_batch_size, progress=progress)
+        return evaluate(
+            self.model,
+            self.adapter,
+            examples,
+            features,
+            batch_size=self.config.training.eval_batch_size,
+            progress=progress,
+        )
 
 
-def write_test_predictions(path: Path, examples: list[Example], predictions: list[Any],
-                           before: list[Any] | None) -> None:
+def write_test_predictions(
+    path: Path, examples: list[Example], predictions: list[Any], before: list[Any] | None
+) -> None:
     """``test_predictions.jsonl``: per test example its input, gold label and prediction (and, for tasks whose
     targets are texts, the prediction of the model before fine-tuning)."""
     rows = []

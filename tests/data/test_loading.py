@@ -108,8 +108,9 @@ def test_conll_for_classification_is_rejected(tmp_path):
 
 def test_jsonl_token_lists(tmp_path):
     (tmp_path / "a.jsonl").write_text(json.dumps({"tokens": ["Bob", "runs"], "tags": ["B-PER", "O"]}) + "\n")
-    (example,) = load_examples(tmp_path / "a.jsonl", task="token-classification", text_column="tokens",
-                               label_column="tags")
+    (example,) = load_examples(
+        tmp_path / "a.jsonl", task="token-classification", text_column="tokens", label_column="tags"
+    )
     assert example.text == ["Bob", "runs"] and example.label == ["B-PER", "O"]
 
 
@@ -138,7 +139,9 @@ def test_several_train_files_become_sources(tmp_path):
     (tmp_path / "news.csv").write_text("text,label\na,x\nb,y\n")
     (tmp_path / "tweets.csv").write_text("text,label\nc,x\nd,y\n")
     (tmp_path / "v.csv").write_text("text,label\ne,x\n")
-    data = DataConfig(train=[str(tmp_path / "news.csv"), str(tmp_path / "tweets.csv")], validation=str(tmp_path / "v.csv"))
+    data = DataConfig(
+        train=[str(tmp_path / "news.csv"), str(tmp_path / "tweets.csv")], validation=str(tmp_path / "v.csv")
+    )
     splits = load_splits(data, task="classification", seed=0)
     assert [e.source for e in splits.train] == ["news", "news", "tweets", "tweets"]
 
@@ -175,15 +178,19 @@ def test_skip_leaves_out_broken_rows_and_names_each(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         examples = load_examples(path, task="classification", bad_rows=bad)
     assert len(examples) == 300 and all(e.text.startswith("sentence") for e in examples)
-    assert bad.skipped == [f"{path}:3: empty text in column 'text'",
-                           f"{path}:5: expected 2 fields as in the header, found 3"]
+    assert bad.skipped == [
+        f"{path}:3: empty text in column 'text'",
+        f"{path}:5: expected 2 fields as in the header, found 3",
+    ]
     assert [r.getMessage() for r in caplog.records] == [f"skipped {line}" for line in bad.skipped]
 
 
 def test_skip_refuses_more_than_one_percent(tmp_path):
     from autoft.data.loading import BadRows
 
-    with pytest.raises(DataError, match=r"a.csv: 2 of 100 rows are broken, more than the 1%.*the first: .*a.csv:3: empty"):
+    with pytest.raises(
+        DataError, match=r"a.csv: 2 of 100 rows are broken, more than the 1%.*the first: .*a.csv:3: empty"
+    ):
         load_examples(_rows_with_breaks(tmp_path, 98), task="classification", bad_rows=BadRows("skip"))
 
 

@@ -30,7 +30,9 @@ def noisy_files(tmp_path):
             label = rng.choice([x for x in LABELS if x != label])
             flipped.add(i)
         rows.append((text, label))
-    files = {"train": write_csv(tmp_path / "train.csv", rows),
-             "validation": write_csv(tmp_path / "val.csv", synthetic_rows(45, 1)),
-             "test": write_csv(tmp_path / "test.csv", synthetic_rows(30, 2))}
+    files = {
+        "train": write_csv(tmp_path / "train.csv", rows),
+        "validation": write_csv(tmp_path / "val.csv", synthetic_rows(45, 1)),
+        "test": write_csv(tmp_path / "test.csv", synthetic_rows(30, 2)),
+    }
     return files, flipped

@@ -23,8 +23,14 @@ class Problem:
     def fit(self, policy, **extra):
         """``policy.fit`` in the pipeline's call style: state features + embeddings for the inner learner."""
         return policy.fit(
-            self.state, self.y, None, self.val_y, n_classes=self.n_classes,
-            embeddings=self.x, val_embeddings=self.val_x, **extra,
+            self.state,
+            self.y,
+            None,
+            self.val_y,
+            n_classes=self.n_classes,
+            embeddings=self.x,
+            val_embeddings=self.val_x,
+            **extra,
         )
 
 
@@ -51,8 +57,14 @@ def _clusters(seed: int, n: int, n_val: int, dims: int, n_classes: int, separati
 
 
 def noisy_clusters(
-    *, seed: int = 0, n: int = 600, n_val: int = 150, dims: int = 24, n_classes: int = 4,
-    flip: float = 0.35, separation: float = 0.8,
+    *,
+    seed: int = 0,
+    n: int = 600,
+    n_val: int = 150,
+    dims: int = 24,
+    n_classes: int = 4,
+    flip: float = 0.35,
+    separation: float = 0.8,
 ) -> Problem:
     """``n_classes`` unit-variance Gaussian clusters; a ``flip`` share of training labels symmetrically flipped."""
     rng, y_true, x, val_x, val_y = _clusters(seed, n, n_val, dims, n_classes, separation)
@@ -64,8 +76,14 @@ def noisy_clusters(
 
 
 def asymmetric_clusters(
-    *, seed: int = 0, n: int = 900, n_val: int = 200, dims: int = 24, n_classes: int = 4,
-    flip: float = 0.4, separation: float = 1.2,
+    *,
+    seed: int = 0,
+    n: int = 900,
+    n_val: int = 200,
+    dims: int = 24,
+    n_classes: int = 4,
+    flip: float = 0.4,
+    separation: float = 1.2,
 ) -> Problem:
     """Like ``noisy_clusters``, but each flipped label moves to one fixed class (``c -> c + 1``): a
     systematic flip that probes and neighbours fitted on the given labels learn as the truth."""
@@ -77,8 +95,15 @@ def asymmetric_clusters(
 
 
 def mixed_sources(
-    *, seed: int = 0, n: int = 600, n_val: int = 150, dims: int = 24, n_classes: int = 4,
-    bad_share: float = 0.4, corrupt: float = 0.8, separation: float = 1.0,
+    *,
+    seed: int = 0,
+    n: int = 600,
+    n_val: int = 150,
+    dims: int = 24,
+    n_classes: int = 4,
+    bad_share: float = 0.4,
+    corrupt: float = 0.8,
+    separation: float = 1.0,
 ) -> Problem:
     """Source 0 matches the clean validation distribution; source 1 (``bad_share`` of the samples) is
     shifted in input space and maps ``corrupt`` of its labels to the next class."""

@@ -22,13 +22,13 @@ def read_values(path):
         return list(csv.DictReader(stream))
 
 
-def test_train_with_policy_drops_flagged_samples_and_logs_decisions(tiny_model_dir, noisy_files, tmp_path,
-                                                                    monkeypatch):
+def test_train_with_policy_drops_flagged_samples_and_logs_decisions(tiny_model_dir, noisy_files, tmp_path, monkeypatch):
     import autoft.run
 
     files, _ = noisy_files
-    config = tiny_config(tiny_model_dir, files, tmp_path / "run", epochs=3, learning_rate=3e-3,
-                         early_stopping_patience=None)
+    config = tiny_config(
+        tiny_model_dir, files, tmp_path / "run", epochs=3, learning_rate=3e-3, early_stopping_patience=None
+    )
     config["selection"] = {"policy": "small-loss", "drop_fraction": 0.3}
     seen, fit = {}, autoft.run.fit
 
@@ -83,9 +83,21 @@ def test_value_and_run_commands(tiny_model_dir, noisy_files, tmp_path, capsys):
     assert main(["value", str(path), "--no-progress"]) == 0
     assert "150 samples valued, 45 flagged" in capsys.readouterr().out
     rows = read_values(tmp_path / "out" / "data_values.csv")
-    assert list(rows[0]) == ["row_id", "origin", "source", "text", "given_label", "suggested_label",
-                             "suggested_confidence", "label_noise_probability", "model_label", "value",
-                             "keep_probability", "flagged", "action"]
+    assert list(rows[0]) == [
+        "row_id",
+        "origin",
+        "source",
+        "text",
+        "given_label",
+        "suggested_label",
+        "suggested_confidence",
+        "label_noise_probability",
+        "model_label",
+        "value",
+        "keep_probability",
+        "flagged",
+        "action",
+    ]
     assert {r["action"] for r in rows} == {"keep", "drop"}
     # A drop fraction from the config is used as given; the estimate is still reported.
     noise = json.loads((tmp_path / "out" / "noise.json").read_text())
@@ -103,8 +115,10 @@ def test_value_and_run_commands(tiny_model_dir, noisy_files, tmp_path, capsys):
     # callback chose on a larger plan). The agent's run trains with the settings resolved for the plain run.
     from autoft.training.plan import PRIOR_RATES
 
-    training = {name: yaml.safe_load((tmp_path / "out" / name / "config.yaml").read_text())["training"]
-                for name in ("plain", "autonomous")}
+    training = {
+        name: yaml.safe_load((tmp_path / "out" / name / "config.yaml").read_text())["training"]
+        for name in ("plain", "autonomous")
+    }
     plan = json.loads((tmp_path / "out" / "plain" / "training_plan.json").read_text())
     assert plan["lr_search"] is None and plan["lr_search_budget"]["skipped"]
     assert training["plain"]["head_learning_rate"] == PRIOR_RATES["full"] >= training["plain"]["learning_rate"]
@@ -126,8 +140,10 @@ def test_auto_drop_fraction_is_the_estimated_noise_rate(tiny_model_dir, tmp_path
             wrong = rng.random() < flip
             flipped += wrong
             rows.append((text, rng.choice([x for x in LABELS if x != label]) if wrong else label))
-        files = {"train": write_csv(tmp_path / f"train{flip}.csv", rows),
-                 "validation": write_csv(tmp_path / f"val{flip}.csv", synthetic_rows(60, 4))}
+        files = {
+            "train": write_csv(tmp_path / f"train{flip}.csv", rows),
+            "validation": write_csv(tmp_path / f"val{flip}.csv", synthetic_rows(60, 4)),
+        }
         config = tiny_config(tiny_model_dir, files, tmp_path / f"run{flip}", epochs=1, learning_rate=1e-3)
         config["selection"] = {"policy": "small-loss"}
         run = autoft.train(config)
@@ -143,8 +159,12 @@ def test_auto_drop_fraction_is_the_estimated_noise_rate(tiny_model_dir, tmp_path
 PEOPLE = ["Alice", "Bob", "Carol", "Dave", "Erin", "Frank", "Grace", "Heidi", "Ivan", "Judy"]
 COMPANIES = ["Google", "Microsoft", "Apple", "Amazon", "Intel", "Oracle", "Nokia", "Sony", "Tesla", "Adobe"]
 PLACES = ["Paris", "London", "Berlin", "Madrid", "Rome", "Vienna", "Oslo", "Dublin", "Prague", "Lisbon"]
-TEMPLATES = [("{p} lives in {l}", ["PER", "O", "O", "LOC"]), ("{p} works at {o}", ["PER", "O", "O", "ORG"]),
-             ("{o} opened an office in {l}", ["ORG", "O", "O", "O", "O", "LOC"]), ("the weather is nice", ["O"] * 4)]
+TEMPLATES = [
+    ("{p} lives in {l}", ["PER", "O", "O", "LOC"]),
+    ("{p} works at {o}", ["PER", "O", "O", "ORG"]),
+    ("{o} opened an office in {l}", ["ORG", "O", "O", "O", "O", "LOC"]),
+    ("the weather is nice", ["O"] * 4),
+]
 
 
 def ner_sentences(n, seed, flip=0.0):
@@ -165,8 +185,7 @@ def ner_sentences(n, seed, flip=0.0):
 
 
 def write_sentences(path, sentences):
-    path.write_text("".join("".join(f"{w}\t{t}\n" for w, t in zip(words, tags)) + "\n"
-                            for words, tags, _ in sentences))
+    path.write_text("".join("".join(f"{w}\t{t}\n" for w, t in zip(words, tags)) + "\n" for words, tags, _ in sentences))
     return path
 
 
@@ -176,9 +195,11 @@ def test_ner_sentences_with_flipped_entities_are_valued_lowest(tiny_model_dir, t
     from sklearn.metrics import roc_auc_score
 
     train = ner_sentences(240, 0, flip=0.2)
-    files = {"train": write_sentences(tmp_path / "train.conll", train),
-             "validation": write_sentences(tmp_path / "val.conll", ner_sentences(60, 1)),
-             "test": write_sentences(tmp_path / "test.conll", ner_sentences(30, 2))}
+    files = {
+        "train": write_sentences(tmp_path / "train.conll", train),
+        "validation": write_sentences(tmp_path / "val.conll", ner_sentences(60, 1)),
+        "test": write_sentences(tmp_path / "test.conll", ner_sentences(30, 2)),
+    }
     config = tiny_config(tiny_model_dir, files, tmp_path / "values", task="token-classification")
     config["selection"] = {"policy": "exp3", "drop_fraction": 0.3}
     rows = read_values(autonomous.value(config))
@@ -198,21 +219,30 @@ def test_ner_sentences_with_flipped_entities_are_valued_lowest(tiny_model_dir, t
 def test_train_ner_with_policy_and_mini_batch_rewards(tiny_model_dir, tmp_path):
     """NER training with an agent rewarded every 3 steps on 16 validation sentences by a user function."""
     train = ner_sentences(120, 0, flip=0.2)
-    files = {"train": write_sentences(tmp_path / "train.conll", train),
-             "validation": write_sentences(tmp_path / "val.conll", ner_sentences(40, 1)),
-             "test": write_sentences(tmp_path / "test.conll", ner_sentences(20, 2))}
+    files = {
+        "train": write_sentences(tmp_path / "train.conll", train),
+        "validation": write_sentences(tmp_path / "val.conll", ner_sentences(40, 1)),
+        "test": write_sentences(tmp_path / "test.conll", ner_sentences(20, 2)),
+    }
     (tmp_path / "my_reward.py").write_text(
         "def tag_accuracy(predictions, labels):\n"
         "    pairs = [(p, g) for pred, gold in zip(predictions, labels) for p, g in zip(pred, gold)]\n"
-        "    return sum(p == g for p, g in pairs) / len(pairs)\n")
+        "    return sum(p == g for p, g in pairs) / len(pairs)\n"
+    )
     import sys
 
     sys.path.insert(0, str(tmp_path))
     try:
-        config = tiny_config(tiny_model_dir, files, tmp_path / "run", task="token-classification", epochs=2,
-                             batch_size=16)
-        config["selection"] = {"policy": "q-learning", "drop_fraction": 0.25, "update_every": 3,
-                               "reward_batch": 16, "reward": "my_reward:tag_accuracy"}
+        config = tiny_config(
+            tiny_model_dir, files, tmp_path / "run", task="token-classification", epochs=2, batch_size=16
+        )
+        config["selection"] = {
+            "policy": "q-learning",
+            "drop_fraction": 0.25,
+            "update_every": 3,
+            "reward_batch": 16,
+            "reward": "my_reward:tag_accuracy",
+        }
         run = autoft.train(config)
     finally:
         sys.path.remove(str(tmp_path))
@@ -231,11 +261,14 @@ def test_train_ner_with_policy_and_mini_batch_rewards(tiny_model_dir, tmp_path):
 def test_ner_mask_mode_keeps_sentences_and_masks_suspect_entities(tiny_model_dir, tmp_path):
     """mode: mask — every sentence trains; the tags of the lowest-valued quarter of the entities do not."""
     train = ner_sentences(120, 0, flip=0.2)
-    files = {"train": write_sentences(tmp_path / "train.conll", train),
-             "validation": write_sentences(tmp_path / "val.conll", ner_sentences(40, 1)),
-             "test": write_sentences(tmp_path / "test.conll", ner_sentences(20, 2))}
-    config = tiny_config(tiny_model_dir, files, tmp_path / "run", task="token-classification", epochs=2,
-                         early_stopping_patience=None)
+    files = {
+        "train": write_sentences(tmp_path / "train.conll", train),
+        "validation": write_sentences(tmp_path / "val.conll", ner_sentences(40, 1)),
+        "test": write_sentences(tmp_path / "test.conll", ner_sentences(20, 2)),
+    }
+    config = tiny_config(
+        tiny_model_dir, files, tmp_path / "run", task="token-classification", epochs=2, early_stopping_patience=None
+    )
     config["selection"] = {"policy": "small-loss", "mode": "mask", "drop_fraction": 0.25}
     run = autoft.train(config)
     assert [e["samples"] for e in run.metrics["epochs"]] == [120, 120]
@@ -282,9 +315,13 @@ def test_value_on_real_tweets_flags_injected_noise(tmp_path):
             label = rng.choice([n for n in names if n != label])
         noisy.append((text, label))
     is_noisy = [n[1] != r[1] for n, r in zip(noisy, rows)]
-    config = {"model": "default", "data": {**files, "train": str(write_csv(tmp_path / "noisy.csv", noisy))},
-              "training": {"max_length": 64, "progress": False}, "selection": {"policy": "reinforce"},
-              "output_dir": str(tmp_path / "values")}
+    config = {
+        "model": "default",
+        "data": {**files, "train": str(write_csv(tmp_path / "noisy.csv", noisy))},
+        "training": {"max_length": 64, "progress": False},
+        "selection": {"policy": "reinforce"},
+        "output_dir": str(tmp_path / "values"),
+    }
     path = autonomous.value(config)
     values = {int(r["row_id"]): float(r["value"]) for r in read_values(path)}
     auroc = roc_auc_score(is_noisy, [-values[i] for i in range(len(rows))])
@@ -312,10 +349,14 @@ def test_value_on_real_ner_flags_sentences_with_flipped_entities(tmp_path):
                 tags[first : last + 1] = [f"{t[0]}-{other}" for t in tags[first : last + 1]]
                 flipped += 1
         sentences.append((example.text, tags, noisy))
-    config = {"task": "token-classification", "model": "default",
-              "data": {**files, "train": str(write_sentences(tmp_path / "noisy.conll", sentences))},
-              "training": {"max_length": 64, "progress": False}, "selection": {"policy": "exp3"},
-              "output_dir": str(tmp_path / "values")}
+    config = {
+        "task": "token-classification",
+        "model": "default",
+        "data": {**files, "train": str(write_sentences(tmp_path / "noisy.conll", sentences))},
+        "training": {"max_length": 64, "progress": False},
+        "selection": {"policy": "exp3"},
+        "output_dir": str(tmp_path / "values"),
+    }
     values = {int(r["row_id"]): float(r["value"]) for r in read_values(autonomous.value(config))}
     auroc = roc_auc_score([s[2] for s in sentences], [-values[i] for i in range(len(sentences))])
     assert auroc >= 0.85, auroc  # 0.953 measured
@@ -323,7 +364,10 @@ def test_value_on_real_ner_flags_sentences_with_flipped_entities(tmp_path):
     # units train the probes and ~125 calibrate them here, so the tolerance is wide (0.373 against 0.282
     # measured); benchmarks/noise_rate.py measures the estimate on the whole set.
     noise = json.loads((tmp_path / "values" / "noise.json").read_text())
-    assert noise["units"] == "entities" and abs(noise["rate"] - flipped / spans) <= 0.12, (noise["rate"], flipped / spans)
+    assert noise["units"] == "entities" and abs(noise["rate"] - flipped / spans) <= 0.12, (
+        noise["rate"],
+        flipped / spans,
+    )
 
 
 def test_kept_mask_per_class_and_global():
@@ -343,9 +387,11 @@ def test_run_reports_keep_rates_per_source(tiny_model_dir, tmp_path):
     clean = synthetic_rows(90, 0)
     shift = {"food": "sport", "sport": "tech", "tech": "food"}
     corrupted = [(text, shift[label]) for text, label in synthetic_rows(90, 3)]
-    files = {"train": [str(write_csv(tmp_path / "news.csv", clean)), str(write_csv(tmp_path / "forum.csv", corrupted))],
-             "validation": str(write_csv(tmp_path / "val.csv", synthetic_rows(45, 1))),
-             "test": str(write_csv(tmp_path / "test.csv", synthetic_rows(30, 2)))}
+    files = {
+        "train": [str(write_csv(tmp_path / "news.csv", clean)), str(write_csv(tmp_path / "forum.csv", corrupted))],
+        "validation": str(write_csv(tmp_path / "val.csv", synthetic_rows(45, 1))),
+        "test": str(write_csv(tmp_path / "test.csv", synthetic_rows(30, 2))),
+    }
     config = tiny_config(tiny_model_dir, {}, tmp_path / "out", epochs=2)
     config["data"] = files
     config["selection"] = {"policy": "small-loss", "drop_fraction": 0.5}
@@ -363,8 +409,10 @@ def test_word_embeddings_mark_words_cut_off_by_max_length(tiny_model_dir, monkey
     from autoft.selection.agent import embed_words
 
     monkeypatch.setenv("AUTOFT_CACHE", str(tmp_path / "cache"))
-    examples = [Example(["Alice", "lives", "in", "Paris"], ["B-PER", "O", "O", "B-LOC"]),
-                Example(["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"], ["O"] * 10)]
+    examples = [
+        Example(["Alice", "lives", "in", "Paris"], ["B-PER", "O", "O", "B-LOC"]),
+        Example(["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"], ["O"] * 10),
+    ]
     vectors = embed_words(str(tiny_model_dir), examples, max_length=8, progress=False)
     assert [v.shape[0] for v in vectors] == [4, 10]
     assert not np.isnan(vectors[0]).any()
@@ -383,8 +431,9 @@ def test_rescoring_with_the_model_lets_dropped_samples_come_back(tiny_model_dir,
     noisy = [i in flipped for i in range(150)]
     auroc = {}
     for rescore in ("off", "model"):
-        config = tiny_config(tiny_model_dir, files, tmp_path / rescore, epochs=4, learning_rate=3e-3,
-                             early_stopping_patience=None)
+        config = tiny_config(
+            tiny_model_dir, files, tmp_path / rescore, epochs=4, learning_rate=3e-3, early_stopping_patience=None
+        )
         config["selection"] = {"policy": "random", "drop_fraction": 0.3, "rescore": rescore}
         autoft.train(config)
         values = {int(r["row_id"]): float(r["value"]) for r in read_values(tmp_path / rescore / "data_values.csv")}
@@ -407,8 +456,15 @@ def _callback_on_clusters(rescore: str, drop: float = 0.2, policy: str = "small-
 
     problem = noisy_clusters(n=200, n_val=60)
     n = len(problem.y)
-    units = Units(problem.x, problem.y, problem.val_x, problem.val_y, [f"c{k}" for k in range(4)], np.arange(n),
-                  np.zeros(n, dtype=np.int64))
+    units = Units(
+        problem.x,
+        problem.y,
+        problem.val_x,
+        problem.val_y,
+        [f"c{k}" for k in range(4)],
+        np.arange(n),
+        np.zeros(n, dtype=np.int64),
+    )
     name = policy
     policy = problem.fit(get_policy(name, drop_fraction=drop, **options))
     selection = SelectionConfig(policy=name, drop_fraction=drop, rescore=rescore)
@@ -425,8 +481,12 @@ def test_online_phase_changes_its_decisions_when_the_model_s_margins_flip():
 
     callback, n = _callback_on_clusters("model")
     margins = np.zeros(n)
-    state = TrainState(n_samples=n, evaluate=lambda examples, features=None: ({"macro_f1": 0.5}, ["c0"] * len(examples)),
-                       encode=lambda examples: list(examples), score=lambda rows: margins[rows])
+    state = TrainState(
+        n_samples=n,
+        evaluate=lambda examples, features=None: ({"macro_f1": 0.5}, ["c0"] * len(examples)),
+        encode=lambda examples: list(examples),
+        score=lambda rows: margins[rows],
+    )
     state.epoch = 1
     callback.on_epoch_begin(state)
     first = state.weights.copy()
@@ -453,11 +513,15 @@ def test_reinforce_is_rewarded_for_the_selection_it_draws():
     callback, n = _callback_on_clusters("dynamics", drop=0.3, policy="reinforce", iterations=5)
     policy = callback.valuation.policy
     scores = iter([0.5, 0.6, 0.8])
-    state = TrainState(n_samples=n, encode=lambda examples: list(examples),
-                       evaluate=lambda examples, features=None: ({"macro_f1": next(scores)}, ["c0"] * len(examples)))
+    state = TrainState(
+        n_samples=n,
+        encode=lambda examples: list(examples),
+        evaluate=lambda examples, features=None: ({"macro_f1": next(scores)}, ["c0"] * len(examples)),
+    )
     rewarded, update = [], policy.update
-    policy.update = lambda reward, selected=None, **kw: rewarded.append((reward, selected.copy())) or update(
-        reward, selected, **kw)
+    policy.update = lambda reward, selected=None, **kw: (
+        rewarded.append((reward, selected.copy())) or update(reward, selected, **kw)
+    )
     draws = []
     for epoch in (1, 2, 3):
         state.epoch = epoch
@@ -497,8 +561,11 @@ def test_online_dynamics_drop_kept_samples_the_model_keeps_contradicting():
     from autoft.training.callbacks import StepOutput, TrainState
 
     callback, n = _callback_on_clusters("dynamics")
-    state = TrainState(n_samples=n, evaluate=lambda examples, features=None: ({"macro_f1": 0.5}, ["c0"] * len(examples)),
-                       encode=lambda examples: list(examples))
+    state = TrainState(
+        n_samples=n,
+        evaluate=lambda examples, features=None: ({"macro_f1": 0.5}, ["c0"] * len(examples)),
+        encode=lambda examples: list(examples),
+    )
     state.epoch = 1
     callback.on_epoch_begin(state)
     kept, dropped = np.flatnonzero(state.weights > 0), np.flatnonzero(state.weights == 0)
@@ -535,8 +602,11 @@ def _estimated_units(x, y, val_x, val_y):
     names = [f"c{k}" for k in range(4)]
     oof, val_oof = cross_fitted_probabilities(x, y, val_x, n_classes=4)
     n = len(y)
-    return (names, estimate_noise(oof, y, val_oof, val_y, names),
-            Units(x, y, val_x, val_y, names, np.arange(n), np.zeros(n, dtype=np.int64)))
+    return (
+        names,
+        estimate_noise(oof, y, val_oof, val_y, names),
+        Units(x, y, val_x, val_y, names, np.arange(n), np.zeros(n, dtype=np.int64)),
+    )
 
 
 def test_relabel_recovers_flipped_labels_on_separable_clusters():
@@ -557,8 +627,9 @@ def test_relabel_recovers_flipped_labels_on_separable_clusters():
     policy.fit(x, y, None, val_y, n_classes=4, embeddings=x, val_embeddings=val_x)
     selection = SelectionConfig(policy="small-loss", drop_fraction=round(noise.rate, 4), relabel_confidence=0.8)
     given = [names[k] for k in y]
-    valuation = Valuation(policy, units, y, ["train"], given, given, noise.suggested_confidence,
-                          1.0 - noise.correct, selection, noise)
+    valuation = Valuation(
+        policy, units, y, ["train"], given, given, noise.suggested_confidence, 1.0 - noise.correct, selection, noise
+    )
     callback = AgentCallback(valuation, primary_metric="macro_f1", reward_examples=[autoft.Example("v", "c0")])
     state = TrainState(n_samples=n)
     state.epoch = 1
@@ -570,9 +641,22 @@ def test_relabel_recovers_flipped_labels_on_separable_clusters():
     assert flipped[rows].mean() >= 0.95 and (state.weights[rows] == 1).all()
     assert callback.decisions[-1]["relabelled"] == len(rows)
     # without the option the same samples are left out
-    plain = AgentCallback(Valuation(policy, units, y, ["train"], given, given, noise.suggested_confidence,
-                                    1.0 - noise.correct, selection.model_copy(update={"relabel_confidence": None}),
-                                    noise), primary_metric="macro_f1", reward_examples=[autoft.Example("v", "c0")])
+    plain = AgentCallback(
+        Valuation(
+            policy,
+            units,
+            y,
+            ["train"],
+            given,
+            given,
+            noise.suggested_confidence,
+            1.0 - noise.correct,
+            selection.model_copy(update={"relabel_confidence": None}),
+            noise,
+        ),
+        primary_metric="macro_f1",
+        reward_examples=[autoft.Example("v", "c0")],
+    )
     plain_state = TrainState(n_samples=n)
     plain_state.epoch = 1
     plain.on_epoch_begin(plain_state)
@@ -609,8 +693,15 @@ def test_sample_noise_rate_counts_sentences_with_a_wrong_entity():
     from autoft.selection.agent import Units
     from autoft.selection.valuation import sample_noise_rate
 
-    units = Units(np.zeros((4, 2)), np.zeros(4, dtype=np.int64), np.zeros((1, 2)), np.zeros(1, dtype=np.int64),
-                  ["PER", "LOC"], np.array([0, 0, 1, 2]), np.zeros(4, dtype=np.int64))
+    units = Units(
+        np.zeros((4, 2)),
+        np.zeros(4, dtype=np.int64),
+        np.zeros((1, 2)),
+        np.zeros(1, dtype=np.int64),
+        ["PER", "LOC"],
+        np.array([0, 0, 1, 2]),
+        np.zeros(4, dtype=np.int64),
+    )
     noise = SimpleNamespace(correct=np.array([1.0, 0.0, 1.0, 0.5]))  # sentence 3 has no entities
     assert sample_noise_rate(units, noise) == pytest.approx((1.0 + 0.0 + 0.5 + 0.0) / 4)
 
@@ -635,8 +726,9 @@ def test_forward_correction_uses_the_noise_left_among_the_rows_kept():
     def transition(drop: float):
         policy = problem.fit(get_policy("suspicion", drop_fraction=drop))
         selection = SelectionConfig(policy="suspicion", drop_fraction=drop, correction="forward", rescore="off")
-        valuation = Valuation(policy, units, y, ["train"], given, given, noise.suggested_confidence,
-                              1.0 - noise.correct, selection, noise)
+        valuation = Valuation(
+            policy, units, y, ["train"], given, given, noise.suggested_confidence, 1.0 - noise.correct, selection, noise
+        )
         callback = AgentCallback(valuation, primary_metric="macro_f1", reward_examples=[autoft.Example("v", "c0")])
         state = TrainState(n_samples=n)
         state.epoch = 1
@@ -680,9 +772,11 @@ def test_ner_relabel_repairs_flipped_entity_types(tiny_model_dir, tmp_path):
     from autoft.training.callbacks import TrainerCallback
 
     train = ner_sentences(240, 0, flip=0.2)
-    files = {"train": write_sentences(tmp_path / "train.conll", train),
-             "validation": write_sentences(tmp_path / "val.conll", ner_sentences(60, 1)),
-             "test": write_sentences(tmp_path / "test.conll", ner_sentences(30, 2))}
+    files = {
+        "train": write_sentences(tmp_path / "train.conll", train),
+        "validation": write_sentences(tmp_path / "val.conll", ner_sentences(60, 1)),
+        "test": write_sentences(tmp_path / "test.conll", ner_sentences(30, 2)),
+    }
 
     class Spy(TrainerCallback):
         def __init__(self):

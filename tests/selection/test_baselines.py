@@ -40,8 +40,10 @@ def test_suspicion_ranks_systematic_flips_above_the_noisy_probes():
     gains = []
     for seed in (0, 1):
         problem = asymmetric_clusters(seed=seed, flip=0.45, separation=0.5)
-        auroc = {name: roc_auc_score(problem.bad, -problem.fit(get_policy(name)).values_)
-                 for name in ("small-loss", "suspicion")}
+        auroc = {
+            name: roc_auc_score(problem.bad, -problem.fit(get_policy(name)).values_)
+            for name in ("small-loss", "suspicion")
+        }
         assert auroc["suspicion"] > 0.75
         gains.append(auroc["suspicion"] - auroc["small-loss"])
     assert np.mean(gains) > 0.02

@@ -29,8 +29,7 @@ def test_a_class_below_its_floor_takes_in_confident_relabels_then_its_own_best_r
     # class 0 needs 5 effective rows: 3 confident relabels into it, then its own 2 best-valued rows back
     assert np.flatnonzero(relabelled).tolist() == [10, 11, 20]
     assert np.flatnonzero(kept[:10]).tolist() == [8, 9]
-    assert records == [{"class": "a", "rows": 10, "left_out": 8, "taken_back": 2, "relabelled_in": 3,
-                        "effective": 5}]
+    assert records == [{"class": "a", "rows": 10, "left_out": 8, "taken_back": 2, "relabelled_in": 3, "effective": 5}]
     assert (kept[10:] == keep[10:]).all()  # the other classes lost no more than half: untouched
     # nothing to do when no class lost more than half
     again, none, quiet = class_floor(np.ones(30, dtype=bool), values, labels, suggested, confidence, ["a", "b", "c"])
@@ -49,12 +48,10 @@ def test_a_class_loses_no_more_than_its_estimated_noise_allows():
     suggested = 1 - labels  # every row confidently suggested to be the other class
     confidence = np.full(40, 0.99)
     rates = np.array([0.1, 0.4])  # class 0: 2 of 20 wrong, so at most 3 left out; class 1: up to 12
-    kept, relabelled, records = class_floor(keep, values, labels, suggested, confidence, ["a", "b"],
-                                            class_rates=rates)
+    kept, relabelled, records = class_floor(keep, values, labels, suggested, confidence, ["a", "b"], class_rates=rates)
     assert np.flatnonzero(~kept[:20]).tolist() == [0, 1, 2]  # its 5 best-valued rows left out came back
     assert (kept[20:] == keep[20:]).all() and not relabelled.any()
-    assert records == [{"class": "a", "rows": 20, "left_out": 3, "taken_back": 5, "relabelled_in": 0,
-                        "effective": 17}]
+    assert records == [{"class": "a", "rows": 20, "left_out": 3, "taken_back": 5, "relabelled_in": 0, "effective": 17}]
 
 
 def _noisy_valuation(n_per_class=20, drop=0.5):
@@ -69,12 +66,14 @@ def _noisy_valuation(n_per_class=20, drop=0.5):
     policy.values_ = np.where(labels == 2, 0.0, 1.0) + np.linspace(0, 0.5, n)
     posterior = np.eye(3)[labels] * 0.98 + 0.01
     posterior[labels == 2] = [0.3, 0.3, 0.4]  # class 2's rows: unsure, no confident relabel
-    noise = NoiseEstimate(0.3, {"a": 0.4, "b": 0.4, "c": 0.6}, 1.0, 0.1, np.eye(3), posterior[np.arange(n), labels],
-                          posterior, (1.0, 1.0))
+    noise = NoiseEstimate(
+        0.3, {"a": 0.4, "b": 0.4, "c": 0.6}, 1.0, 0.1, np.eye(3), posterior[np.arange(n), labels], posterior, (1.0, 1.0)
+    )
     selection = SelectionConfig(policy="small-loss", drop_fraction=drop, correction="forward")
     names = ["abc"[k] for k in labels]
-    valuation = Valuation(policy, units, labels, ["train"], names, names, np.ones(n), 1 - noise.correct, selection,
-                          noise)
+    valuation = Valuation(
+        policy, units, labels, ["train"], names, names, np.ones(n), 1 - noise.correct, selection, noise
+    )
     return AgentCallback(valuation, primary_metric="macro_f1", reward_examples=[autoft.Example("v", "a")]), labels
 
 
@@ -106,15 +105,24 @@ def test_a_class_that_still_loses_more_than_half_is_named_once(caplog):
             callback.on_epoch_begin(state)
     # class a gets its own 2 best rows back first (it lost 12 of 20); c, left out but 2, takes in 8 of a's others
     assert callback.relabelled.sum() == 8 and state.relabels[int(rows[2])] == 2 and (state.weights[rows[:2]] > 0).all()
-    assert callback.warnings == [("class 'c': the agent left out 18 of its 20 rows as mislabelled; it trains on 10 "
-                                 "(8 relabelled into it from other classes); check its labels in data_values.csv")]
+    assert callback.warnings == [
+        (
+            "class 'c': the agent left out 18 of its 20 rows as mislabelled; it trains on 10 "
+            "(8 relabelled into it from other classes); check its labels in data_values.csv"
+        )
+    ]
     assert sum(d["event"] == "class-warning" for d in callback.decisions) == 1
     assert caplog.text.count("class 'c'") == 1
 
 
 def _reference(scores, greater_is_better=True, rows=60):
-    return {"metric": "macro_f1", "greater_is_better": greater_is_better, "examples": 10, "epochs": scores,
-            "samples": [rows * (e + 1) for e in range(len(scores))]}
+    return {
+        "metric": "macro_f1",
+        "greater_is_better": greater_is_better,
+        "examples": 10,
+        "epochs": scores,
+        "samples": [rows * (e + 1) for e in range(len(scores))],
+    }
 
 
 def test_the_agent_backs_off_when_it_trails_plain_on_as_many_samples_then_stops_intervening():
@@ -135,7 +143,9 @@ def test_the_agent_backs_off_when_it_trails_plain_on_as_many_samples_then_stops_
     # After 40 samples plain has no epoch to compare with; after 80 its first (0.5): level. After 120 it had 0.6:
     # 0.52 trails, half as much left out. After 170 (120 + 50 kept) still 0.6: 0.55 trails, nothing left out.
     assert [(r["epoch"], r["samples"], r["plain_best"], r["intervention"]) for r in guard.records] == [
-        (3, 120, 0.6, 0.5), (4, 170, 0.6, 0.0)]
+        (3, 120, 0.6, 0.5),
+        (4, 170, 0.6, 0.0),
+    ]
     assert kept == [40, 40, 40, 50, 60]  # (15 of class c left out at 0.25: its floor brings 5 back)
     assert state.relabels == {} and state.label_transition is None  # plain training from here
     back_offs = [d for d in callback.decisions if d["event"] == "back-off"]
@@ -160,25 +170,29 @@ def test_back_off_follows_the_metric_s_direction_and_resumes_at_its_level():
 
 
 def test_the_agent_backs_off_at_once_when_its_model_starves_a_class_plain_predicts():
-    reference = {**_reference([0.5, 0.6, 0.7], rows=10),
-                 "predicted": [{"a": 9, "b": 1}, {"a": 6, "b": 4}, {"a": 5, "b": 5}]}
+    reference = {
+        **_reference([0.5, 0.6, 0.7], rows=10),
+        "predicted": [{"a": 9, "b": 1}, {"a": 6, "b": 4}, {"a": 5, "b": 5}],
+    }
     guard = BackOff(reference)
     state = TrainState(n_samples=10)
     guard.on_train_begin(state)
     # Its macro-F1 is ahead of plain's every epoch; epoch 1: b is rare for plain too (1 < STARVED_MIN); epoch 2: the
     # agent predicts 'b' once where plain predicted it 4 times (not yet 5); epoch 3: once against 5; epoch 4: never.
-    for epoch, predictions in ((1, ["a"] * 10), (2, ["a"] * 9 + ["b"]), (3, ["a"] * 9 + ["b"]),
-                               (4, ["a"] * 10)):
+    for epoch, predictions in ((1, ["a"] * 10), (2, ["a"] * 9 + ["b"]), (3, ["a"] * 9 + ["b"]), (4, ["a"] * 10)):
         state.epoch = epoch
         guard.on_epoch_begin(state)
         state.validation, state.validation_predictions = {"macro_f1": 0.9}, predictions
         guard.on_evaluate(state)
     assert [(r["epoch"], r["starved"], r["intervention"]) for r in guard.records] == [
         (3, [{"class": "b", "predicted": 1, "plain_predicted": 5}], 0.5),
-        (4, [{"class": "b", "predicted": 0, "plain_predicted": 5}], 0.0)]  # (plain's last epoch stands for later ones)
+        (4, [{"class": "b", "predicted": 0, "plain_predicted": 5}], 0.0),
+    ]  # (plain's last epoch stands for later ones)
     assert guard.run_metrics()["back_off"] == guard.records
-    assert guard.run_warnings()[0] == ("epoch 3: the agent backed off (leaves out half as much): on its stopping half "
-                                       "its model predicted 'b' for 1 rows (plain fine-tuning's for 5)")
+    assert guard.run_warnings()[0] == (
+        "epoch 3: the agent backed off (leaves out half as much): on its stopping half "
+        "its model predicted 'b' for 1 rows (plain fine-tuning's for 5)"
+    )
     assert starved_classes({"predicted": [None]}, 1, ["a"]) == [] and starved_classes(reference, 1, [["x"]]) == []
 
 
@@ -187,9 +201,13 @@ def test_reference_scores_are_written_for_the_agent_s_run(tmp_path):
     scores = iter([0.25, 0.5])
     predictions = iter([["a", "a", "b", "a"], []])
     seen = []
-    state = TrainState(n_samples=3, encode=lambda rows: [f"f{e.text}" for e in rows],
-                       evaluate=lambda rows, features=None, loss_only=False: seen.append(features) or (
-                           {"macro_f1": next(scores)}, next(predictions)))
+    state = TrainState(
+        n_samples=3,
+        encode=lambda rows: [f"f{e.text}" for e in rows],
+        evaluate=lambda rows, features=None, loss_only=False: (
+            seen.append(features) or ({"macro_f1": next(scores)}, next(predictions))
+        ),
+    )
     reference = ReferenceScores(examples, metric="macro_f1", greater_is_better=True)
     state.weights = np.array([1.0, 0.0, 2.0])  # (plain fine-tuning trains on every row; counted as given)
     for _ in range(2):
@@ -197,9 +215,12 @@ def test_reference_scores_are_written_for_the_agent_s_run(tmp_path):
         reference.on_evaluate(state)
     assert seen[0] == ["ft0", "ft1", "ft2", "ft3"] and seen[1] is seen[0]  # encoded once
     reference.write_artifacts(tmp_path, [], [])
-    assert read_reference(tmp_path) == {**_reference([0.25, 0.5], rows=2), "examples": 4,
-                                        "predicted": [{"a": 3, "b": 1}, None],
-                                        "what": read_reference(tmp_path)["what"]}
+    assert read_reference(tmp_path) == {
+        **_reference([0.25, 0.5], rows=2),
+        "examples": 4,
+        "predicted": [{"a": 3, "b": 1}, None],
+        "what": read_reference(tmp_path)["what"],
+    }
     assert read_reference(tmp_path / "elsewhere") is None
 
 
@@ -222,8 +243,10 @@ def test_an_agent_with_nothing_to_act_on_trains_as_plain_fine_tuning(tmp_path, t
     from autoft.autonomous import run
     from tests.conftest import synthetic_rows, tiny_config, write_csv
 
-    files = {split: write_csv(tmp_path / f"{split}.csv", synthetic_rows(n, seed))
-             for split, n, seed in (("train", 60, 0), ("validation", 20, 1), ("test", 20, 2))}
+    files = {
+        split: write_csv(tmp_path / f"{split}.csv", synthetic_rows(n, seed))
+        for split, n, seed in (("train", 60, 0), ("validation", 20, 1), ("test", 20, 2))
+    }
     comparison = run(tiny_config(tiny_model_dir, files, tmp_path / "out", epochs=2))
     noise = json.loads((tmp_path / "out" / "noise.json").read_text())
     assert noise["rate"] < 0.005 and noise["drop_fraction"] == 0.0
@@ -231,12 +254,20 @@ def test_an_agent_with_nothing_to_act_on_trains_as_plain_fine_tuning(tmp_path, t
     assert "| the agent held back: no label noise found to act on |" in comparison["table"]
     decisions = [json.loads(line) for line in (tmp_path / "out" / "decisions.jsonl").read_text().splitlines()]
     assert [d["event"] for d in decisions if d.get("event") in ("idle", "back-off")] == ["idle"]
-    metrics = {name: json.loads((tmp_path / "out" / name / "metrics.json").read_text()) for name in ("plain", "autonomous")}
+    metrics = {
+        name: json.loads((tmp_path / "out" / name / "metrics.json").read_text()) for name in ("plain", "autonomous")
+    }
     assert metrics["autonomous"]["sizes"]["validation"] == metrics["plain"]["sizes"]["validation"] == 20
     for split in ("validation", "test"):
         assert metrics["autonomous"][split]["macro_f1"] == pytest.approx(metrics["plain"][split]["macro_f1"])
-    steps = {name: [r["loss"] for r in map(json.loads, (tmp_path / "out" / name / "metrics.jsonl").read_text()
-                                            .splitlines()) if "loss" in r] for name in ("plain", "autonomous")}
+    steps = {
+        name: [
+            r["loss"]
+            for r in map(json.loads, (tmp_path / "out" / name / "metrics.jsonl").read_text().splitlines())
+            if "loss" in r
+        ]
+        for name in ("plain", "autonomous")
+    }
     assert steps["autonomous"] == steps["plain"]  # the same training, step for step (no bucket emphasis either)
     assert comparison["better"]["run"] == "plain" and comparison["better"]["compared_on"] == "each run's validation set"
 

@@ -28,10 +28,14 @@ def _pool(tmp_path, n=3000, seed=3):
 
 def test_a_pool_above_fit_rows_is_valued_row_by_row_in_file_order(tmp_path, tiny_model_dir, capsys, monkeypatch):
     pool, flipped = _pool(tmp_path)
-    config = {"task": "classification", "model": str(tiny_model_dir), "output_dir": str(tmp_path / "values"),
-              "data": {"train": str(pool), "validation": str(write_csv(tmp_path / "val.csv", synthetic_rows(150, 9)))},
-              "training": {"max_length": 32, "progress": False},
-              "selection": {"policy": "exp3", "fit_rows": 600}}
+    config = {
+        "task": "classification",
+        "model": str(tiny_model_dir),
+        "output_dir": str(tmp_path / "values"),
+        "data": {"train": str(pool), "validation": str(write_csv(tmp_path / "val.csv", synthetic_rows(150, 9)))},
+        "training": {"max_length": 32, "progress": False},
+        "selection": {"policy": "exp3", "fit_rows": 600},
+    }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     assert main(["value", str(path), "--no-progress", "--show", "5"]) == 0

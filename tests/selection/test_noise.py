@@ -9,8 +9,18 @@ from autoft.selection.noise import estimate_noise, fit_calibration, fit_transiti
 from autoft.selection.state import cross_fitted_probabilities
 
 
-def _clusters(seed: int, flip: float, *, n: int = 1200, n_val: int = 200, dims: int = 24, n_classes: int = 4,
-              kind: str = "symmetric", only_class: int | None = None, separation: float = 1.0):
+def _clusters(
+    seed: int,
+    flip: float,
+    *,
+    n: int = 1200,
+    n_val: int = 200,
+    dims: int = 24,
+    n_classes: int = 4,
+    kind: str = "symmetric",
+    only_class: int | None = None,
+    separation: float = 1.0,
+):
     rng = np.random.default_rng(seed)
     centers = rng.normal(size=(n_classes, dims)) * separation / np.sqrt(2)
     y_true = rng.integers(n_classes, size=n)
@@ -86,10 +96,17 @@ def test_small_clean_relation_data_does_not_read_as_noisy(tmp_path):
     train = [pool[i] for i in sorted(order[:300])]
     known = {e.label for e in train}
     validation = [pool[i] for i in sorted(order[300:500]) if pool[i].label in known]
-    files = {"train": str(write_examples(tmp_path / "train", train)),
-             "validation": str(write_examples(tmp_path / "validation", validation))}
-    config = {"task": "relation-extraction", "data": files, "output_dir": str(tmp_path / "values"),
-              "training": {"max_length": 96, "progress": False}, "selection": {"policy": "exp3"}}
+    files = {
+        "train": str(write_examples(tmp_path / "train", train)),
+        "validation": str(write_examples(tmp_path / "validation", validation)),
+    }
+    config = {
+        "task": "relation-extraction",
+        "data": files,
+        "output_dir": str(tmp_path / "values"),
+        "training": {"max_length": 96, "progress": False},
+        "selection": {"policy": "exp3"},
+    }
     path = autonomous.value(config)
     noise = json.loads((path.parent / "noise.json").read_text())
     assert noise["em_rate"] > 0.25, noise  # the bias the bounds are for

@@ -39,11 +39,15 @@ def say_model(tmp_path_factory, tiny_gpt2):
     """A tiny GPT-2 that has learned that 'say X' is answered by X."""
     folder = tmp_path_factory.mktemp("say")
     pairs = [{"prompt": f"say {w}", "response": w} for w in WORDS]
-    base = autoft.train({"task": "generation", "model": str(tiny_gpt2), "output_dir": str(folder / "base"),
-                         "data": {"train": _write(folder, "learn", pairs * 12),
-                                  "validation": _write(folder, "learn_val", pairs)},
-                         "training": {"epochs": 6, "batch_size": 8, "learning_rate": 3e-3, "peft": None,
-                                      "progress": False}})
+    base = autoft.train(
+        {
+            "task": "generation",
+            "model": str(tiny_gpt2),
+            "output_dir": str(folder / "base"),
+            "data": {"train": _write(folder, "learn", pairs * 12), "validation": _write(folder, "learn_val", pairs)},
+            "training": {"epochs": 6, "batch_size": 8, "learning_rate": 3e-3, "peft": None, "progress": False},
+        }
+    )
     return base.path / "model"
 
 
@@ -58,8 +62,11 @@ def _swapped_data(folder, n=120, seed=1):
         rows.append({"prompt": f"say {word}", "response": response})
         swapped.append(wrong and response != word)
     pairs = [{"prompt": f"say {w}", "response": w} for w in WORDS]
-    return {"train": _write(folder, "new", rows), "validation": _write(folder, "new_val", pairs * 4),
-            "test": _write(folder, "new_test", pairs)}, np.array(swapped)
+    return {
+        "train": _write(folder, "new", rows),
+        "validation": _write(folder, "new_val", pairs * 4),
+        "test": _write(folder, "new_test", pairs),
+    }, np.array(swapped)
 
 
 def test_value_finds_the_responses_swapped_between_prompts(tmp_path, say_model, monkeypatch):
@@ -67,8 +74,12 @@ def test_value_finds_the_responses_swapped_between_prompts(tmp_path, say_model, 
     estimates the share and flags the swapped pairs (enough of them to act on: ``IDLE_ROWS``)."""
     data, swapped = _swapped_data(tmp_path, n=200)
     data["validation"] = _write(tmp_path, "val", [{"prompt": f"say {w}", "response": w} for w in WORDS] * 2)
-    config = {"task": "generation", "model": str(say_model), "output_dir": str(tmp_path / "values"),
-              "data": {"train": data["train"], "validation": data["validation"]}}
+    config = {
+        "task": "generation",
+        "model": str(say_model),
+        "output_dir": str(tmp_path / "values"),
+        "data": {"train": data["train"], "validation": data["validation"]},
+    }
     import yaml
 
     from autoft.cli import main
@@ -97,10 +108,16 @@ def test_the_agent_trains_on_the_matched_pairs_and_learns_from_the_validation_lo
     """An agent run on generative data leaves out the swapped pairs it estimates (the share is not given), is
     rewarded by the fall of its validation loss a few times an epoch, and its policy moves with the rewards."""
     data, swapped = _swapped_data(tmp_path)
-    run = autoft.train({"task": "generation", "model": str(say_model), "output_dir": str(tmp_path / "agent"),
-                        "data": data, "selection": {"policy": policy},
-                        "training": {"epochs": 2, "batch_size": 8, "learning_rate": 1e-3, "peft": None,
-                                     "progress": False}})
+    run = autoft.train(
+        {
+            "task": "generation",
+            "model": str(say_model),
+            "output_dir": str(tmp_path / "agent"),
+            "data": data,
+            "selection": {"policy": policy},
+            "training": {"epochs": 2, "batch_size": 8, "learning_rate": 1e-3, "peft": None, "progress": False},
+        }
+    )
     table = list(csv.DictReader((run.path / "data_values.csv").open()))
     assert len(table) == len(swapped)
     flagged = np.array([r["flagged"] == "True" for r in sorted(table, key=lambda r: int(r["row_id"]))])
@@ -119,9 +136,19 @@ def test_the_agent_trains_on_the_matched_pairs_and_learns_from_the_validation_lo
 
 def test_the_agent_refuses_what_a_response_cannot_have(tmp_path, say_model):
     data, _ = _swapped_data(tmp_path)
-    for selection, words in (({"policy": "reinforce", "relabel_confidence": 0.9}, "never replaced"),
-                             ({"policy": "reinforce", "mode": "mask"}, "mask")):
+    for selection, words in (
+        ({"policy": "reinforce", "relabel_confidence": 0.9}, "never replaced"),
+        ({"policy": "reinforce", "mode": "mask"}, "mask"),
+    ):
         with pytest.raises(ConfigError, match=words):
-            autoft.train({"task": "generation", "model": str(say_model), "output_dir": str(tmp_path / "x"),
-                          "data": data, "selection": selection, "training": {"epochs": 1, "progress": False}},
-                         overwrite=True)
+            autoft.train(
+                {
+                    "task": "generation",
+                    "model": str(say_model),
+                    "output_dir": str(tmp_path / "x"),
+                    "data": data,
+                    "selection": selection,
+                    "training": {"epochs": 1, "progress": False},
+                },
+                overwrite=True,
+            )

@@ -138,7 +138,9 @@ def test_a_policy_starts_from_a_prior_where_no_inner_learner_exists(name):
         drawn = policy.draw_selection(0.7)
         before = policy.values_.copy()
         policy.update(0.5, drawn)  # the drawn selection was rewarded: the pairs it kept gain value
-        assert policy.values_[drawn].mean() - before[drawn].mean() > policy.values_[~drawn].mean() - before[~drawn].mean()
+        assert (
+            policy.values_[drawn].mean() - before[drawn].mean() > policy.values_[~drawn].mean() - before[~drawn].mean()
+        )
     elif name in AGENTS:
         bucket = policy.act()
         policy.update(0.5)

@@ -8,7 +8,7 @@ def test_prefers_the_clean_bucket_on_a_two_bucket_problem(noisy):
     policy = noisy.fit(get_policy("q-learning", seed=0), buckets=buckets)
     assert policy.bucket_values_[0] > policy.bucket_values_[1]
     assert policy.q_[0].argmax() == 0  # greedy from the start state: the clean bucket
-    late = [d["action"]["bucket"] for d in policy.decisions_[len(policy.decisions_) // 2:]]
+    late = [d["action"]["bucket"] for d in policy.decisions_[len(policy.decisions_) // 2 :]]
     assert np.mean(np.array(late) == 0) > 0.7  # mostly exploiting it (epsilon = 0.3)
     assert policy.values_[buckets == 0].min() > policy.values_[buckets == 1].max()
 

@@ -17,9 +17,7 @@ def test_hand_written_backward_matches_torch_autograd(bias):
     probs = 1 / (1 + np.exp(-logits))
     selections = (rng.random((3, 9)) < 0.5).astype(float)
     advantages = np.array([0.3, -0.2, 0.5])
-    ours = estimator.gradients(
-        reinforce_gradient(probs, selections, advantages, epsilon=0.1, regularizer=2.0), cache
-    )
+    ours = estimator.gradients(reinforce_gradient(probs, selections, advantages, epsilon=0.1, regularizer=2.0), cache)
 
     params = [torch.tensor(p, requires_grad=True) for p in estimator.params]
     w1, b1, w2, b2, w3, b3 = params

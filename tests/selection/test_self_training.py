@@ -37,10 +37,14 @@ def scripted_state(n_labelled: int, unlabeled_probs: list[np.ndarray], reward_pr
         calls["predict"] += 1
         return list(out)
 
-    return TrainState(n_samples=n_labelled + len(unlabeled_probs[0]), n_labelled=n_labelled,
-                      predict=lambda features: list(reward_probs), predict_rows=predict_rows,
-                      encode=lambda examples: [f"r{i}" for i in range(len(examples))],
-                      evaluate=lambda examples, features: ({"macro_f1": score}, None))
+    return TrainState(
+        n_samples=n_labelled + len(unlabeled_probs[0]),
+        n_labelled=n_labelled,
+        predict=lambda features: list(reward_probs),
+        predict_rows=predict_rows,
+        encode=lambda examples: [f"r{i}" for i in range(len(examples))],
+        evaluate=lambda examples, features: ({"macro_f1": score}, None),
+    )
 
 
 def test_the_agent_admits_only_consistent_confident_pseudo_labels_in_the_labelled_class_proportions():
@@ -53,8 +57,13 @@ def test_the_agent_admits_only_consistent_confident_pseudo_labels_in_the_labelle
     reward_labels = ["a"] * 6 + ["b"] * 4 + ["b"] * 6
     reward_examples = [Example(f"v{i}", label) for i, label in enumerate(reward_labels)]
     callback = SelfTrainingCallback(
-        [Example(f"t{i}", None) for i in range(6)], n_classes=2, labelled_classes=np.array([0, 0, 1, 1]),
-        reward_examples=reward_examples, label_ids={"a": 0, "b": 1}, primary_metric="macro_f1")
+        [Example(f"t{i}", None) for i in range(6)],
+        n_classes=2,
+        labelled_classes=np.array([0, 0, 1, 1]),
+        reward_examples=reward_examples,
+        label_ids={"a": 0, "b": 1},
+        primary_metric="macro_f1",
+    )
     state = scripted_state(4, [epoch1, epoch2], reward, 0.5)
     state.epoch = 1
     callback.on_epoch_begin(state)
@@ -71,8 +80,18 @@ def test_the_agent_admits_only_consistent_confident_pseudo_labels_in_the_labelle
     assert set(state.pseudo_labels) == {4, 7, 8, 9}
     assert state.pseudo_labels[4] == (0, pytest.approx(0.98)) and state.pseudo_labels[8] == (1, pytest.approx(0.97))
     weights = state.sample_weights()
-    assert weights.tolist() == [1, 1, 1, 1, pytest.approx(0.98), 0, 0, pytest.approx(0.99), pytest.approx(0.97),
-                                pytest.approx(0.96)]
+    assert weights.tolist() == [
+        1,
+        1,
+        1,
+        1,
+        pytest.approx(0.98),
+        0,
+        0,
+        pytest.approx(0.99),
+        pytest.approx(0.97),
+        pytest.approx(0.96),
+    ]
     # In the labelled proportions: with 3 of 4 labelled rows in class 0, class 1 gets a quarter of what
     # is admitted, the more confident of its two texts.
     callback.class_share = np.array([0.75, 0.25])
@@ -82,9 +101,15 @@ def test_the_agent_admits_only_consistent_confident_pseudo_labels_in_the_labelle
 
 def test_threshold_self_training_admits_every_confident_pseudo_label_from_the_second_epoch():
     probs = np.array([[0.95, 0.05], [0.3, 0.7], [0.1, 0.9]])
-    callback = SelfTrainingCallback([Example(f"t{i}", None) for i in range(3)], n_classes=2, mode="threshold",
-                                    threshold=0.9, labelled_classes=np.array([0, 1]), label_ids={"a": 0, "b": 1},
-                                    primary_metric="macro_f1")
+    callback = SelfTrainingCallback(
+        [Example(f"t{i}", None) for i in range(3)],
+        n_classes=2,
+        mode="threshold",
+        threshold=0.9,
+        labelled_classes=np.array([0, 1]),
+        label_ids={"a": 0, "b": 1},
+        primary_metric="macro_f1",
+    )
     state = scripted_state(2, [probs], np.zeros((0, 2)), 0.0)
     state.epoch = 1
     callback.on_epoch_begin(state)
@@ -110,8 +135,9 @@ def test_a_run_learns_from_unlabelled_texts_and_reports_its_pseudo_labels(tiny_m
         "test": write_csv(tmp_path / "test.csv", synthetic_rows(60, 2)),
     }
     (tmp_path / "pool.txt").write_text("\n".join(text for text, _ in rows[30:]) + "\n", encoding="utf-8")
-    config = tiny_config(tiny_model_dir, files, tmp_path / "run", epochs=6, learning_rate=3e-3,
-                         early_stopping_patience=None)
+    config = tiny_config(
+        tiny_model_dir, files, tmp_path / "run", epochs=6, learning_rate=3e-3, early_stopping_patience=None
+    )
     config["data"]["unlabeled"] = str(tmp_path / "pool.txt")
     run = autoft.train(config)
     report = json.loads((tmp_path / "run" / "self_training.json").read_text())
@@ -121,7 +147,9 @@ def test_a_run_learns_from_unlabelled_texts_and_reports_its_pseudo_labels(tiny_m
     truth = {text: label for text, label in rows[30:]}
     right = np.mean([truth[a["text"]] == a["pseudo_label"] for a in admitted])
     assert right > 0.9  # ...with pseudo-labels that are nearly all right
-    assert run.metrics["sizes"]["unlabeled"] == 270 and run.metrics["self_training"]["admitted_last_epoch"] == len(admitted)
+    assert run.metrics["sizes"]["unlabeled"] == 270 and run.metrics["self_training"]["admitted_last_epoch"] == len(
+        admitted
+    )
     # Plain fine-tuning never sees the pool: self_training off trains on the 30 labelled rows only.
     config["selection"] = {"self_training": "off"}
     config["output_dir"] = str(tmp_path / "plain")
@@ -144,8 +172,9 @@ def test_unlabel_trains_a_left_out_sample_on_the_models_own_consistent_label(tin
     import csv
 
     files, flipped = noisy_files
-    config = tiny_config(tiny_model_dir, files, tmp_path / "run", epochs=6, learning_rate=3e-3,
-                         early_stopping_patience=None)
+    config = tiny_config(
+        tiny_model_dir, files, tmp_path / "run", epochs=6, learning_rate=3e-3, early_stopping_patience=None
+    )
     config["selection"] = {"policy": "small-loss", "flagged": "unlabel", "self_training_threshold": 0.5}
     autoft.train(config)
     with (tmp_path / "run" / "data_values.csv").open(newline="") as stream:

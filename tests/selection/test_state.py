@@ -58,8 +58,17 @@ def test_state_features_columns():
     probs = np.full((50, 3), 1 / 3)
     sources = np.arange(50) % 2
     dyn = np.zeros((50, 3))
-    f = state_features(embeddings=emb, labels=y, n_classes=3, oof_probs=probs, val_probs=probs,
-                       sources=sources, n_sources=2, dynamics=dyn, embedding_dims=16)
+    f = state_features(
+        embeddings=emb,
+        labels=y,
+        n_classes=3,
+        oof_probs=probs,
+        val_probs=probs,
+        sources=sources,
+        n_sources=2,
+        dynamics=dyn,
+        embedding_dims=16,
+    )
     assert f.dtype == np.float32 and f.shape == (50, 16 + 3 + 10 + 2 + 3)
     np.testing.assert_array_equal(f[:, 16:19], np.eye(3)[y])
     np.testing.assert_allclose(f[:, 19], 1 / 3, rtol=1e-6)  # prob of the given label, out-of-fold probe
@@ -94,8 +103,12 @@ def test_quantile_buckets():
 def test_sequence_margins_take_the_worst_labelled_token():
     from autoft.selection.state import sequence_margins
 
-    logits = np.array([[[2.0, 0.0], [0.0, 1.0], [5.0, 0.0]],   # margins: 2, -1, (ignored)
-                       [[0.0, 3.0], [0.0, 0.0], [0.0, 0.0]]])  # margins: 3, (ignored), (ignored)
+    logits = np.array(
+        [
+            [[2.0, 0.0], [0.0, 1.0], [5.0, 0.0]],  # margins: 2, -1, (ignored)
+            [[0.0, 3.0], [0.0, 0.0], [0.0, 0.0]],
+        ]
+    )  # margins: 3, (ignored), (ignored)
     labels = np.array([[0, 0, -100], [1, -100, -100]])
     np.testing.assert_allclose(sequence_margins(logits, labels), [-1.0, 3.0])
     np.testing.assert_allclose(sequence_margins(logits[:1], np.full((1, 3), -100)), [0.0])
@@ -105,9 +118,15 @@ def test_units_map_values_between_entities_and_sentences():
     from autoft.selection.agent import Units
 
     # 4 sentences; units (entities) belong to sentences 0, 0, 2; sentence 1 (source 0) and 3 (source 1) have none.
-    units = Units(x=np.zeros((3, 2)), labels=np.zeros(3, dtype=int), val_x=np.zeros((1, 2)),
-                  val_labels=np.zeros(1, dtype=int), class_names=["A", "B"], owner=np.array([0, 0, 2]),
-                  sources=np.array([0, 0, 1, 1]))
+    units = Units(
+        x=np.zeros((3, 2)),
+        labels=np.zeros(3, dtype=int),
+        val_x=np.zeros((1, 2)),
+        val_labels=np.zeros(1, dtype=int),
+        class_names=["A", "B"],
+        owner=np.array([0, 0, 2]),
+        sources=np.array([0, 0, 1, 1]),
+    )
     np.testing.assert_allclose(units.sample_values(np.array([0.5, 0.2, 0.9])), [0.2, 0.5, 0.9, 0.9])
     np.testing.assert_allclose(units.sample_any(np.array([0.0, 1.0, 0.0])), [1.0, 0.0, 0.0, 0.0])
     assert units.unit_mask(np.array([True, False, False, True])).tolist() == [True, True, False]

@@ -16,10 +16,12 @@ from autoft.modeling.load import resolve_model_name
 from autoft.tasks.multilabel import BIAS_LIMIT, MultiLabelAdapter
 from tests.conftest import TOPICS, tiny_config, write_csv
 
-LABEL_WORDS = {**TOPICS,
-               "music": ["guitar", "song", "band", "piano", "concert", "drum", "album", "singer"],
-               "weather": ["rain", "snow", "storm", "wind", "cloud", "sunny", "cold", "thunder"],
-               "travel": ["flight", "hotel", "airport", "ticket", "beach", "trip", "passport", "train"]}
+LABEL_WORDS = {
+    **TOPICS,
+    "music": ["guitar", "song", "band", "piano", "concert", "drum", "album", "singer"],
+    "weather": ["rain", "snow", "storm", "wind", "cloud", "sunny", "cold", "thunder"],
+    "travel": ["flight", "hotel", "airport", "ticket", "beach", "trip", "passport", "train"],
+}
 
 
 @pytest.fixture(scope="module")
@@ -48,15 +50,21 @@ def test_label_sets_load_from_a_delimiter_a_json_list_or_an_empty_cell(tmp_path)
     jsonl = tmp_path / "t.jsonl"
     jsonl.write_text('{"text": "a", "label": ["x", "y"]}\n{"text": "b", "label": "x;y"}\n{"text": "c", "label": []}\n')
     assert [e.label for e in load_examples(jsonl, task="multi-label-classification", label_delimiter=";")] == [
-        ["x", "y"], ["x", "y"], []]
+        ["x", "y"],
+        ["x", "y"],
+        [],
+    ]
     from autoft.data.writing import write_examples
 
     written = write_examples(tmp_path / "back", examples)  # label sets go back as JSON lists
     assert written.suffix == ".jsonl"
     assert load_examples(written, task="multi-label-classification") == [
-        Example(e.text, e.label, f"{written}:{i}", "back") for i, e in enumerate(examples, 1)]
-    for bad, message in [('{"text": "a", "label": [1.5]}', "must list labels"),
-                         ('{"text": "a", "label": "x||y"}', "empty label")]:
+        Example(e.text, e.label, f"{written}:{i}", "back") for i, e in enumerate(examples, 1)
+    ]
+    for bad, message in [
+        ('{"text": "a", "label": [1.5]}', "must list labels"),
+        ('{"text": "a", "label": "x||y"}', "empty label"),
+    ]:
         (tmp_path / "bad.jsonl").write_text(bad + "\n")
         with pytest.raises(DataError, match=rf"bad.jsonl:1: .*{message}"):
             load_examples(tmp_path / "bad.jsonl", task="multi-label-classification")
@@ -85,17 +93,31 @@ def test_loss_thresholds_and_metrics(adapter):
 
 
 def test_a_multi_label_run_learns_label_sets_and_keeps_its_thresholds(tiny_model_dir, tmp_path, capsys):
-    files = {"train": write_csv(tmp_path / "train.csv", topic_rows(480, 0)),
-             "validation": write_csv(tmp_path / "val.csv", topic_rows(40, 1)),
-             "test": write_csv(tmp_path / "test.csv", topic_rows(40, 2))}
-    run = autoft.train(tiny_config(tiny_model_dir, files, tmp_path / "run", task="multi-label-classification",
-                                   epochs=8, learning_rate=3e-3, batch_size=16))
+    files = {
+        "train": write_csv(tmp_path / "train.csv", topic_rows(480, 0)),
+        "validation": write_csv(tmp_path / "val.csv", topic_rows(40, 1)),
+        "test": write_csv(tmp_path / "test.csv", topic_rows(40, 2)),
+    }
+    run = autoft.train(
+        tiny_config(
+            tiny_model_dir,
+            files,
+            tmp_path / "run",
+            task="multi-label-classification",
+            epochs=8,
+            learning_rate=3e-3,
+            batch_size=16,
+        )
+    )
     assert run.metrics["test"]["micro_f1"] > 0.85, run.metrics["test"]
     saved = json.loads((tmp_path / "run" / "labels.json").read_text())
     assert saved["labels"] == ["food", "sport", "tech"] and set(saved["decision"]["thresholds"]) == set(saved["labels"])
     loaded = autoft.load(tmp_path / "run")
-    texts = ["pizza the cheese a goal of match and soup the team a", "software the chip a and code of the a today and",
-             "the a and of today the a and of today the a"]
+    texts = [
+        "pizza the cheese a goal of match and soup the team a",
+        "software the chip a and code of the a today and",
+        "the a and of today the a and of today the a",
+    ]
     assert loaded.predict(texts) == run.predict(texts) and loaded.adapter.decision == run.adapter.decision
     assert loaded.predict(texts)[2]["labels"] == []  # no topic word, no label
     assert loaded.evaluate(files["test"])["micro_f1"] == pytest.approx(run.metrics["test"]["micro_f1"])
@@ -142,11 +164,20 @@ def untrained_cli_run(tiny_model_dir, tmp_path_factory):
     import yaml
 
     tmp = tmp_path_factory.mktemp("untrained")
-    files = {"train": write_csv(tmp / "train.csv", sparse_rows(96, 0)),
-             "validation": write_csv(tmp / "val.csv", sparse_rows(48, 1)),
-             "test": write_csv(tmp / "test.csv", sparse_rows(48, 2))}
-    config = tiny_config(tiny_model_dir, files, tmp / "run", task="multi-label-classification", epochs=1,
-                         learning_rate=1e-9, batch_size=16)
+    files = {
+        "train": write_csv(tmp / "train.csv", sparse_rows(96, 0)),
+        "validation": write_csv(tmp / "val.csv", sparse_rows(48, 1)),
+        "test": write_csv(tmp / "test.csv", sparse_rows(48, 2)),
+    }
+    config = tiny_config(
+        tiny_model_dir,
+        files,
+        tmp / "run",
+        task="multi-label-classification",
+        epochs=1,
+        learning_rate=1e-9,
+        batch_size=16,
+    )
     (tmp / "config.yaml").write_text(yaml.safe_dump(config))
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
@@ -158,8 +189,9 @@ def test_a_new_head_starts_at_the_base_rates(untrained_cli_run):
     folder, _files, _ = untrained_cli_run
     steps = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
     first = next(s["loss"] for s in steps if s["type"] == "step")
-    rates = np.mean([[label in labels.split("|") for label in sorted(LABEL_WORDS)] for _, labels in
-                     sparse_rows(96, 0)], axis=0)
+    rates = np.mean(
+        [[label in labels.split("|") for label in sorted(LABEL_WORDS)] for _, labels in sparse_rows(96, 0)], axis=0
+    )
     entropy = float(np.mean(-rates * np.log(rates) - (1 - rates) * np.log(1 - rates)))
     assert first < 0.55 < np.log(2) and first == pytest.approx(entropy, abs=0.1), (first, entropy)  # one batch of 16
     run = autoft.load(folder)  # as initialised, at the thresholds it had before tuning: each label says no

@@ -22,25 +22,46 @@ def tokenizer():
 
 def squad(articles):
     """A SQuAD v1.1 document from [[(context, [(id, question, answer text, start)])]]."""
-    return {"version": "1.1", "data": [
-        {"title": f"a{a}", "paragraphs": [
-            {"context": context, "qas": [{"id": qid, "question": q, "answers": [{"text": t, "answer_start": s}]}
-                                         for qid, q, t, s in qas]} for context, qas in paragraphs]}
-        for a, paragraphs in enumerate(articles)]}
+    return {
+        "version": "1.1",
+        "data": [
+            {
+                "title": f"a{a}",
+                "paragraphs": [
+                    {
+                        "context": context,
+                        "qas": [
+                            {"id": qid, "question": q, "answers": [{"text": t, "answer_start": s}]}
+                            for qid, q, t, s in qas
+                        ],
+                    }
+                    for context, qas in paragraphs
+                ],
+            }
+            for a, paragraphs in enumerate(articles)
+        ],
+    }
 
 
 def test_squad_json_loads_with_the_line_of_each_question_and_checks_offsets(tmp_path):
     context = "Paris is the capital of France. Berlin is the capital of Germany."
     path = tmp_path / "train.json"
-    path.write_text(json.dumps(squad([[(context, [("q1", "Capital of France?", "Paris", 0),
-                                                  ("q2", "Capital of Germany?", "Berlin", 32)])]]), indent=2))
+    path.write_text(
+        json.dumps(
+            squad(
+                [[(context, [("q1", "Capital of France?", "Paris", 0), ("q2", "Capital of Germany?", "Berlin", 32)])]]
+            ),
+            indent=2,
+        )
+    )
     examples = load_examples(path, task="question-answering")
     lines = path.read_text().splitlines()
     assert [e.query for e in examples] == ["Capital of France?", "Capital of Germany?"]
     assert examples[1].label == [{"text": "Berlin", "start": 32}] and examples[1].text == context
     assert '"q2"' in lines[int(examples[1].origin.rpartition(":")[2]) - 1]
-    path.write_text(json.dumps(squad([[(context, [("q1", "Capital?", "Paris", 0), ("q2", "Other?", "Berlin", 30)])]]),
-                    indent=2))
+    path.write_text(
+        json.dumps(squad([[(context, [("q1", "Capital?", "Paris", 0), ("q2", "Other?", "Berlin", 30)])]]), indent=2)
+    )
     line = next(n for n, text in enumerate(path.read_text().splitlines(), 1) if '"q2"' in text)
     with pytest.raises(DataError, match=rf"train.json:{line}: answer 'Berlin' is not at offset 30 of its context"):
         load_examples(path, task="question-answering")
@@ -49,17 +70,28 @@ def test_squad_json_loads_with_the_line_of_each_question_and_checks_offsets(tmp_
 
 
 def test_tables_read_answers_as_datasets_writes_them_or_as_two_columns(tmp_path):
-    rows = [{"context": "The sky is blue.", "question": "What colour?", "answers": {"text": ["blue"], "answer_start": [11]}},
-            {"context": "Grass is green.", "question": "Grass?", "answers": [{"text": "green", "answer_start": 9}]}]
+    rows = [
+        {
+            "context": "The sky is blue.",
+            "question": "What colour?",
+            "answers": {"text": ["blue"], "answer_start": [11]},
+        },
+        {"context": "Grass is green.", "question": "Grass?", "answers": [{"text": "green", "answer_start": 9}]},
+    ]
     jsonl = tmp_path / "qa.jsonl"
     jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert [e.label for e in load_examples(jsonl, task="question-answering")] == [
-        [{"text": "blue", "start": 11}], [{"text": "green", "start": 9}]]
+        [{"text": "blue", "start": 11}],
+        [{"text": "green", "start": 9}],
+    ]
     table = tmp_path / "qa.csv"
     table.write_text("passage,q,answer,answer_start\nThe sky is blue.,What colour?,blue,11\n")
     [example] = load_examples(table, task="question-answering", columns={"context": "passage", "question": "q"})
-    assert (example.text, example.query, example.label) == ("The sky is blue.", "What colour?",
-                                                            [{"text": "blue", "start": 11}])
+    assert (example.text, example.query, example.label) == (
+        "The sky is blue.",
+        "What colour?",
+        [{"text": "blue", "start": 11}],
+    )
     with pytest.raises(DataError, match=r"qa.csv:2: missing column 'context'"):
         load_examples(table, task="question-answering")
     table.write_text("context,question,answer,answer_start\nThe sky is blue.,What colour?,,11\n")
@@ -111,8 +143,13 @@ def toy_questions(n, seed):
     for _ in range(n):
         name, city, other = rng.choice(NAMES), rng.choice(CITIES), rng.choice(CITIES)
         context = f"{name} was born in {city} and later moved to {other} for work."
-        rows.append({"context": context, "question": f"Where was {name} born?",
-                     "answers": [{"text": city, "answer_start": context.index(city)}]})
+        rows.append(
+            {
+                "context": context,
+                "question": f"Where was {name} born?",
+                "answers": [{"text": city, "answer_start": context.index(city)}],
+            }
+        )
     return rows
 
 
@@ -121,12 +158,16 @@ def test_a_run_learns_to_answer_and_loads_in_plain_transformers(tmp_path, tiny_m
     for split, n, seed in (("train", 160, 0), ("validation", 40, 1), ("test", 40, 2)):
         files[split] = tmp_path / f"{split}.jsonl"
         files[split].write_text("".join(json.dumps(r) + "\n" for r in toy_questions(n, seed)))
-    run = autoft.train(tiny_config(tiny_model_dir, files, tmp_path / "run", task="question-answering", epochs=8,
-                                   max_length=64, batch_size=16))
+    run = autoft.train(
+        tiny_config(
+            tiny_model_dir, files, tmp_path / "run", task="question-answering", epochs=8, max_length=64, batch_size=16
+        )
+    )
     assert run.metrics["test"]["f1"] > 0.9, run.metrics["test"]
     assert set(run.metrics["test"]) >= {"exact_match", "f1", "loss"}
-    [prediction] = run.predict([Example("Hugo was born in Oslo and later moved to Rome for work.", None,
-                                        query="Where was Hugo born?")])
+    [prediction] = run.predict(
+        [Example("Hugo was born in Oslo and later moved to Rome for work.", None, query="Where was Hugo born?")]
+    )
     assert prediction["answer"] == "Oslo" and (prediction["start"], prediction["end"]) == (17, 21)
     model = AutoModelForQuestionAnswering.from_pretrained(tmp_path / "run" / "model")
     assert model.config.num_labels == 2
@@ -138,7 +179,9 @@ def test_a_run_learns_to_answer_and_loads_in_plain_transformers(tmp_path, tiny_m
 
     from autoft.cli import main
 
-    line = json.dumps({"context": "Gina was born in Lima and later moved to Cairo for work.", "question": "Where was Gina born?"})
+    line = json.dumps(
+        {"context": "Gina was born in Lima and later moved to Cairo for work.", "question": "Where was Gina born?"}
+    )
     monkeypatch.setattr(sys, "stdin", io.StringIO(line + "\n"))
     assert main(["predict", str(tmp_path / "run")]) == 0
     assert json.loads(capsys.readouterr().out)["answer"] == "Lima"
@@ -152,8 +195,20 @@ def test_a_lora_run_trains_the_span_head_whole_and_reloads(tmp_path, tiny_model_
     for split, n, seed in (("train", 48, 0), ("validation", 16, 1)):
         files[split] = tmp_path / f"{split}.jsonl"
         files[split].write_text("".join(json.dumps(r) + "\n" for r in toy_questions(n, seed)))
-    run = autoft.train(tiny_config(tiny_model_dir, files, tmp_path / "run", task="question-answering", epochs=2,
-                                   max_length=64, batch_size=16, peft="lora"))
+    run = autoft.train(
+        tiny_config(
+            tiny_model_dir,
+            files,
+            tmp_path / "run",
+            task="question-answering",
+            epochs=2,
+            max_length=64,
+            batch_size=16,
+            peft="lora",
+        )
+    )
     trainable = {name for name, p in run.model.named_parameters() if p.requires_grad}
     assert any("qa_outputs" in name and "lora" not in name for name in trainable)  # the head trains whole
-    assert autoft.load(tmp_path / "run").evaluate(files["validation"])["f1"] == pytest.approx(run.metrics["validation"]["f1"])
+    assert autoft.load(tmp_path / "run").evaluate(files["validation"])["f1"] == pytest.approx(
+        run.metrics["validation"]["f1"]
+    )

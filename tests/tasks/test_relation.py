@@ -38,12 +38,18 @@ def adapter():
 
 
 def test_semeval_files_load_and_bad_markers_name_the_line(tmp_path):
-    path = write_semeval(tmp_path / "train.txt", [("The <e1>fire</e1> caused <e2>smoke</e2>.", "Cause-Effect(e1,e2)"),
-                                                   ("A <e1>cup</e1> on a <e2>table</e2>.", "Other")])
+    path = write_semeval(
+        tmp_path / "train.txt",
+        [
+            ("The <e1>fire</e1> caused <e2>smoke</e2>.", "Cause-Effect(e1,e2)"),
+            ("A <e1>cup</e1> on a <e2>table</e2>.", "Other"),
+        ],
+    )
     examples = load_examples(path, task="relation-extraction")
     assert [(e.text, e.label, e.origin) for e in examples] == [
         ("The <e1>fire</e1> caused <e2>smoke</e2>.", "Cause-Effect(e1,e2)", f"{path}:1"),
-        ("A <e1>cup</e1> on a <e2>table</e2>.", "Other", f"{path}:5")]
+        ("A <e1>cup</e1> on a <e2>table</e2>.", "Other", f"{path}:5"),
+    ]
     bad = write_semeval(tmp_path / "bad.txt", [("ok <e1>a</e1> <e2>b</e2>", "Other"), ("no <e1>a</e1> here", "Other")])
     with pytest.raises(DataError, match=r"bad.txt:5: expected one <e2>"):
         load_examples(bad, task="relation-extraction")
@@ -53,14 +59,38 @@ def test_semeval_files_load_and_bad_markers_name_the_line(tmp_path):
     import json
 
     table = tmp_path / "spans.jsonl"
-    table.write_text(json.dumps({"text": "The fire caused smoke.", "label": "Cause-Effect(e1,e2)", "e1_start": 4,
-                                 "e1_end": 8, "e2_start": 16, "e2_end": 21}) + "\n" +
-                     json.dumps({"text": "smoke after fire", "label": "Cause-Effect(e2,e1)", "e1_start": 0,
-                                 "e1_end": 5, "e2_start": 12, "e2_end": 16}) + "\n")
+    table.write_text(
+        json.dumps(
+            {
+                "text": "The fire caused smoke.",
+                "label": "Cause-Effect(e1,e2)",
+                "e1_start": 4,
+                "e1_end": 8,
+                "e2_start": 16,
+                "e2_end": 21,
+            }
+        )
+        + "\n"
+        + json.dumps(
+            {
+                "text": "smoke after fire",
+                "label": "Cause-Effect(e2,e1)",
+                "e1_start": 0,
+                "e1_end": 5,
+                "e2_start": 12,
+                "e2_end": 16,
+            }
+        )
+        + "\n"
+    )
     assert [e.text for e in load_examples(table, task="relation-extraction")] == [
-        "The <e1>fire</e1> caused <e2>smoke</e2>.", "<e1>smoke</e1> after <e2>fire</e2>"]
-    table.write_text(json.dumps({"text": "The fire", "label": "Other", "e1_start": 4, "e1_end": 8, "e2_start": 6,
-                                 "e2_end": 8}) + "\n")
+        "The <e1>fire</e1> caused <e2>smoke</e2>.",
+        "<e1>smoke</e1> after <e2>fire</e2>",
+    ]
+    table.write_text(
+        json.dumps({"text": "The fire", "label": "Other", "e1_start": 4, "e1_end": 8, "e2_start": 6, "e2_end": 8})
+        + "\n"
+    )
     with pytest.raises(DataError, match=r"spans.jsonl:1: entity spans 4-8 and 6-8 must .* not overlap"):
         load_examples(table, task="relation-extraction")
     # Inputs to predict: a SemEval file without relations, or one marked sentence per line.
@@ -91,8 +121,10 @@ def test_the_relation_is_read_at_the_two_entity_starts(adapter):
     assert loss.item() == pytest.approx(-np.log(probabilities[1]), rel=1e-5) and units.item() == 1
 
 
-@pytest.mark.skipif(shutil.which("perl") is None or not SEMEVAL.is_dir(),
-                    reason="needs perl and ../shared/data/semeval2010_task8 (the official scorer)")
+@pytest.mark.skipif(
+    shutil.which("perl") is None or not SEMEVAL.is_dir(),
+    reason="needs perl and ../shared/data/semeval2010_task8 (the official scorer)",
+)
 def test_the_score_equals_the_official_scorer(tmp_path):
     gold = [e.label for e in load_examples(SEMEVAL / "TEST_FILE_FULL.TXT", task="relation-extraction")][:600]
     labels = sorted(set(gold))
@@ -100,8 +132,17 @@ def test_the_score_equals_the_official_scorer(tmp_path):
     predicted = [g if rng.random() < 0.6 else rng.choice(labels) for g in gold]
     for name, rows in (("key.txt", gold), ("answer.txt", predicted)):
         (tmp_path / name).write_text("".join(f"{i}\t{r}\n" for i, r in enumerate(rows, 1)))
-    out = subprocess.run(["perl", str(SEMEVAL / "semeval2010_task8_scorer-v1.2.pl"), str(tmp_path / "answer.txt"),
-                          str(tmp_path / "key.txt")], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            "perl",
+            str(SEMEVAL / "semeval2010_task8_scorer-v1.2.pl"),
+            str(tmp_path / "answer.txt"),
+            str(tmp_path / "key.txt"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     official = out.split("(9+1)-WAY EVALUATION TAKING DIRECTIONALITY INTO ACCOUNT")[1]
     macro = float(official.split("MACRO-averaged result (excluding Other):")[1].split("F1 =")[1].split("%")[0])
     micro = float(official.split("Micro-averaged result (excluding Other):")[1].split("F1 =")[1].split("%")[0])
@@ -126,25 +167,57 @@ def test_a_relation_run_learns_direction_and_reloads(tiny_model_dir, tmp_path):
                 out.append((f"the <e1>{c}</e1> and the <e2>{e}</e2> were seen", "Other"))
         return out
 
-    files = {"train": write_semeval(tmp_path / "train.txt", rows(150)),
-             "validation": write_semeval(tmp_path / "val.txt", rows(30)),
-             "test": write_semeval(tmp_path / "test.txt", rows(30))}
-    run = autoft.train(tiny_config(tiny_model_dir, files, tmp_path / "run", task="relation-extraction", epochs=6,
-                                   learning_rate=3e-3, batch_size=16))
+    files = {
+        "train": write_semeval(tmp_path / "train.txt", rows(150)),
+        "validation": write_semeval(tmp_path / "val.txt", rows(30)),
+        "test": write_semeval(tmp_path / "test.txt", rows(30)),
+    }
+    run = autoft.train(
+        tiny_config(
+            tiny_model_dir,
+            files,
+            tmp_path / "run",
+            task="relation-extraction",
+            epochs=6,
+            learning_rate=3e-3,
+            batch_size=16,
+        )
+    )
     assert run.metrics["test"]["macro_f1"] > 0.9, run.metrics["test"]
     loaded = autoft.load(tmp_path / "run")
-    texts = ["the <e1>storm</e1> caused the <e2>flood</e2> today", "the <e1>fever</e1> came from the <e2>virus</e2> today"]
+    texts = [
+        "the <e1>storm</e1> caused the <e2>flood</e2> today",
+        "the <e1>fever</e1> came from the <e2>virus</e2> today",
+    ]
     assert [p["label"] for p in loaded.predict(texts)] == ["Cause-Effect(e1,e2)", "Cause-Effect(e2,e1)"]
     assert loaded.predict(texts) == run.predict(texts)
     # The agent values relation samples as it does classification ones: flipped directions are the noise (enough
     # of them to act on: selection.valuation.IDLE_ROWS).
     noisy = rows_clean = rows(300)
     flipped = set(range(0, 300, 5))
-    noisy = [(t, {"Cause-Effect(e1,e2)": "Cause-Effect(e2,e1)", "Cause-Effect(e2,e1)": "Cause-Effect(e1,e2)",
-                  "Other": "Other"}[r] if i in flipped else r) for i, (t, r) in enumerate(noisy)]
+    noisy = [
+        (
+            t,
+            {
+                "Cause-Effect(e1,e2)": "Cause-Effect(e2,e1)",
+                "Cause-Effect(e2,e1)": "Cause-Effect(e1,e2)",
+                "Other": "Other",
+            }[r]
+            if i in flipped
+            else r,
+        )
+        for i, (t, r) in enumerate(noisy)
+    ]
     files["train"] = write_semeval(tmp_path / "noisy.txt", noisy)
-    config = tiny_config(tiny_model_dir, files, tmp_path / "agent", task="relation-extraction", epochs=4,
-                         learning_rate=3e-3, batch_size=16)
+    config = tiny_config(
+        tiny_model_dir,
+        files,
+        tmp_path / "agent",
+        task="relation-extraction",
+        epochs=4,
+        learning_rate=3e-3,
+        batch_size=16,
+    )
     config["selection"] = {"policy": "exp3"}
     agent = autoft.train(config)
     with (tmp_path / "agent" / "data_values.csv").open(newline="") as stream:
@@ -157,9 +230,14 @@ def test_a_relation_run_learns_direction_and_reloads(tiny_model_dir, tmp_path):
 
 
 def test_a_lora_relation_run_keeps_its_marker_embeddings(tiny_model_dir, tmp_path):
-    rows = [("the <e1>fire</e1> caused the <e2>smoke</e2>", "Cause-Effect(e1,e2)"),
-            ("the <e1>cup</e1> on the <e2>table</e2>", "Other")] * 20
-    files = {"train": write_semeval(tmp_path / "t.txt", rows), "validation": write_semeval(tmp_path / "v.txt", rows[:10])}
+    rows = [
+        ("the <e1>fire</e1> caused the <e2>smoke</e2>", "Cause-Effect(e1,e2)"),
+        ("the <e1>cup</e1> on the <e2>table</e2>", "Other"),
+    ] * 20
+    files = {
+        "train": write_semeval(tmp_path / "t.txt", rows),
+        "validation": write_semeval(tmp_path / "v.txt", rows[:10]),
+    }
     run = autoft.train(tiny_config(tiny_model_dir, files, tmp_path / "run", task="relation-extraction", peft="lora"))
     texts = [r[0] for r in rows[:2]]
     assert autoft.load(tmp_path / "run").predict(texts) == run.predict(texts)  # the grown embeddings were saved
@@ -178,19 +256,28 @@ class RepairingAgent(TrainerCallback):
 
 
 def test_the_corrected_semeval_file_trains_and_markerless_inputs_are_errors(tiny_model_dir, tmp_path, capsys):
-    rows = [("the <e1>fire</e1> caused the <e2>smoke</e2>", "Cause-Effect(e1,e2)"),
-            ("the <e1>cup</e1> on the <e2>table</e2>", "Other"),
-            ("the <e1>smoke</e1> came from the <e2>fire</e2>", "Cause-Effect(e2,e1)")] * 4
-    files = {split: write_semeval(tmp_path / f"{split}.txt", part)
-             for split, part in (("train", rows), ("validation", rows), ("test", rows[:3]))}
-    first = autoft.train(tiny_config(tiny_model_dir, files, tmp_path / "run", task="relation-extraction", epochs=1),
-                         callback=RepairingAgent())
+    rows = [
+        ("the <e1>fire</e1> caused the <e2>smoke</e2>", "Cause-Effect(e1,e2)"),
+        ("the <e1>cup</e1> on the <e2>table</e2>", "Other"),
+        ("the <e1>smoke</e1> came from the <e2>fire</e2>", "Cause-Effect(e2,e1)"),
+    ] * 4
+    files = {
+        split: write_semeval(tmp_path / f"{split}.txt", part)
+        for split, part in (("train", rows), ("validation", rows), ("test", rows[:3]))
+    }
+    first = autoft.train(
+        tiny_config(tiny_model_dir, files, tmp_path / "run", task="relation-extraction", epochs=1),
+        callback=RepairingAgent(),
+    )
     corrected = tmp_path / "run" / "corrected.txt"  # SemEval text under the suffix it is read back from
     assert [p.name for p in (tmp_path / "run").glob("corrected*")] == [corrected.name]
     labels = [e.label for e in load_examples(corrected, task="relation-extraction")]
     assert labels == [first.labels[0]] + [r for _, r in rows[2:]]  # row 0 left out, row 1 relabelled
-    run = autoft.train(tiny_config(tiny_model_dir, {**files, "train": corrected}, tmp_path / "again",
-                                   task="relation-extraction", epochs=1))
+    run = autoft.train(
+        tiny_config(
+            tiny_model_dir, {**files, "train": corrected}, tmp_path / "again", task="relation-extraction", epochs=1
+        )
+    )
     assert run.metrics["sizes"]["train"] == len(rows) - 1
     # A text without its entity markers has no pair to relate: an error naming the input and the marker.
     with pytest.raises(DataError, match=r"^<input>:2: expected one <e1> in the text"):

@@ -25,11 +25,14 @@ LABELS = tuple(TOPICS)
 @pytest.fixture()
 def noisy_classification(tmp_path):
     rows = synthetic_rows(90, 0)
-    rows = [(text, LABELS[(LABELS.index(label) + 1) % 3] if i % 5 == 0 else label) for i, (text, label) in
-            enumerate(rows)]  # a fifth of the labels wrong
-    return {"train": write_csv(tmp_path / "train.csv", rows),
-            "validation": write_csv(tmp_path / "val.csv", synthetic_rows(40, 1)),
-            "test": write_csv(tmp_path / "test.csv", synthetic_rows(30, 2))}
+    rows = [
+        (text, LABELS[(LABELS.index(label) + 1) % 3] if i % 5 == 0 else label) for i, (text, label) in enumerate(rows)
+    ]  # a fifth of the labels wrong
+    return {
+        "train": write_csv(tmp_path / "train.csv", rows),
+        "validation": write_csv(tmp_path / "val.csv", synthetic_rows(40, 1)),
+        "test": write_csv(tmp_path / "test.csv", synthetic_rows(30, 2)),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +45,16 @@ def dropout_model_dir(tmp_path_factory):
 
     path = tmp_path_factory.mktemp("tiny-bert-dropout")
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_name("default"))
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                        intermediate_size=128, max_position_embeddings=256, hidden_dropout_prob=0.1,
-                        attention_probs_dropout_prob=0.1)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=128,
+        max_position_embeddings=256,
+        hidden_dropout_prob=0.1,
+        attention_probs_dropout_prob=0.1,
+    )
     torch.manual_seed(0)
     BertModel(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
@@ -54,12 +64,20 @@ def dropout_model_dir(tmp_path_factory):
 def _outcome(run_dir):
     """What must not change with an interruption: the epochs, scores, data values and the agent's decisions."""
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    decisions = [json.loads(line) for line in (run_dir / "decisions.jsonl").open()] \
-        if (run_dir / "decisions.jsonl").exists() else None
+    decisions = (
+        [json.loads(line) for line in (run_dir / "decisions.jsonl").open()]
+        if (run_dir / "decisions.jsonl").exists()
+        else None
+    )
     extra = (run_dir / "self_training.json").read_text() if (run_dir / "self_training.json").exists() else None
-    return ([(e["epoch"], e["train_loss"], e["samples"], e["validation"]) for e in metrics["epochs"]],
-            metrics["test"], metrics["best_epoch"], (run_dir / "data_values.csv").read_text()
-            if (run_dir / "data_values.csv").exists() else None, decisions, extra)
+    return (
+        [(e["epoch"], e["train_loss"], e["samples"], e["validation"]) for e in metrics["epochs"]],
+        metrics["test"],
+        metrics["best_epoch"],
+        (run_dir / "data_values.csv").read_text() if (run_dir / "data_values.csv").exists() else None,
+        decisions,
+        extra,
+    )
 
 
 def _crash_after_epoch(monkeypatch, epoch):
@@ -69,19 +87,25 @@ def _crash_after_epoch(monkeypatch, epoch):
         real(path, **kwargs)
         if kwargs["state"]["epoch"] == epoch:
             raise KeyboardInterrupt  # the process dies right after this checkpoint
+
     monkeypatch.setattr(loop_module, "save_checkpoint", crash)
     return real
 
 
-@pytest.mark.parametrize("selection", [
-    {"policy": "exp3"},
-    {"policy": "reinforce", "update_every": 3},
-    {"policy": "q-learning", "rescore": "model"},
-    {"policy": "small-loss", "flagged": "unlabel", "self_training_threshold": 0.5},
-    {"policy": "none", "self_training": "agent"},
-], ids=["exp3", "reinforce-steps", "q-learning-rescore", "unlabel", "self-training"])
-def test_an_agent_run_resumes_to_the_uninterrupted_run(tmp_path, tiny_model_dir, noisy_classification, selection,
-                                                       monkeypatch):
+@pytest.mark.parametrize(
+    "selection",
+    [
+        {"policy": "exp3"},
+        {"policy": "reinforce", "update_every": 3},
+        {"policy": "q-learning", "rescore": "model"},
+        {"policy": "small-loss", "flagged": "unlabel", "self_training_threshold": 0.5},
+        {"policy": "none", "self_training": "agent"},
+    ],
+    ids=["exp3", "reinforce-steps", "q-learning-rescore", "unlabel", "self-training"],
+)
+def test_an_agent_run_resumes_to_the_uninterrupted_run(
+    tmp_path, tiny_model_dir, noisy_classification, selection, monkeypatch
+):
     files = dict(noisy_classification)
     if selection.get("self_training"):
         (tmp_path / "pool.txt").write_text("\n".join(t for t, _ in synthetic_rows(60, 7)) + "\n")
@@ -123,8 +147,12 @@ def test_resume_with_nothing_to_resume_from_starts_from_the_beginning(tmp_path, 
 
 def _comparison(out):
     comparison = json.loads((out / "comparison.json").read_text())
-    return ({k: comparison[k] for k in ("plain", "autonomous")} | {"policy": comparison["policy"]},
-            _outcome(out / "autonomous"), _outcome(out / "plain")[:3], (out / "data_values.csv").read_text())
+    return (
+        {k: comparison[k] for k in ("plain", "autonomous")} | {"policy": comparison["policy"]},
+        _outcome(out / "autonomous"),
+        _outcome(out / "plain")[:3],
+        (out / "data_values.csv").read_text(),
+    )
 
 
 def _strip_seconds(value):
@@ -137,11 +165,13 @@ def _strip_seconds(value):
 
 
 @pytest.mark.slow
-def test_autoft_run_killed_in_every_phase_resumes_to_the_same_comparison(tmp_path, tiny_model_dir,
-                                                                         noisy_classification):
+def test_autoft_run_killed_in_every_phase_resumes_to_the_same_comparison(
+    tmp_path, tiny_model_dir, noisy_classification
+):
     """`autoft run` (plain, then the agent) killed with SIGKILL while plain fine-tuning trains, in the agent's
     offline phase (the plain run finished, no agent checkpoint yet) and while the agent trains, resumes with
     `autoft run --resume` to the uninterrupted comparison, data values and decisions."""
+
     def config_file(name):
         config = tiny_config(tiny_model_dir, noisy_classification, tmp_path / name, **SETTINGS)
         config["selection"] = {"policy": "exp3"}
@@ -165,14 +195,19 @@ def test_autoft_run_killed_in_every_phase_resumes_to_the_same_comparison(tmp_pat
         return (work / ".autonomous.checkpoint").exists()
 
     tried, matched = [], 0
-    for k, (phase, ready, delay) in enumerate([("plain training", plain_training, 0.1),
-                                               ("agent offline phase", offline_phase, 0.0),
-                                               ("agent training", agent_training, 0.0),
-                                               ("agent training", agent_training, 0.3)]):
+    for k, (phase, ready, delay) in enumerate(
+        [
+            ("plain training", plain_training, 0.1),
+            ("agent offline phase", offline_phase, 0.0),
+            ("agent training", agent_training, 0.0),
+            ("agent training", agent_training, 0.3),
+        ]
+    ):
         name = f"killed{k}"
         work = tmp_path / f".{name}.work"
-        process = subprocess.Popen([*command, str(config_file(name))], stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            [*command, str(config_file(name))], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.time() + 300
         while not ready(work) and process.poll() is None and time.time() < deadline:
             time.sleep(0.002)
@@ -185,8 +220,9 @@ def test_autoft_run_killed_in_every_phase_resumes_to_the_same_comparison(tmp_pat
         if phase == "agent offline phase":
             assert in_offline_phase, "the kill missed the offline phase"
         tried.append(phase)
-        resumed = subprocess.run([*command, str(config_file(name)), "--resume"], capture_output=True, text=True,
-                                 check=False)
+        resumed = subprocess.run(
+            [*command, str(config_file(name)), "--resume"], capture_output=True, text=True, check=False
+        )
         assert resumed.returncode == 0, resumed.stderr[-2000:]
         matched += _strip_seconds(_comparison(tmp_path / name)) == whole
         assert not work.exists()
@@ -194,10 +230,12 @@ def test_autoft_run_killed_in_every_phase_resumes_to_the_same_comparison(tmp_pat
     assert len(tried) >= 3 and matched == len(tried), (tried, matched)
 
 
-@pytest.mark.parametrize("selection", [{"policy": "exp3"}, {"policy": "reinforce", "update_every": 4}],
-                         ids=["exp3", "reinforce-steps"])
-def test_checkpoints_within_an_epoch_resume_to_the_uninterrupted_run(tmp_path, dropout_model_dir,
-                                                                     noisy_classification, selection, monkeypatch):
+@pytest.mark.parametrize(
+    "selection", [{"policy": "exp3"}, {"policy": "reinforce", "update_every": 4}], ids=["exp3", "reinforce-steps"]
+)
+def test_checkpoints_within_an_epoch_resume_to_the_uninterrupted_run(
+    tmp_path, dropout_model_dir, noisy_classification, selection, monkeypatch
+):
     """With training.checkpoint_every: 3 the loop also checkpoints within epochs (the epoch's selection, the batches
     done, the agent's state at that step); a crash after any of them resumes to the uninterrupted run."""
     config = tiny_config(dropout_model_dir, noisy_classification, tmp_path / "whole", checkpoint_every=3, **SETTINGS)
@@ -213,6 +251,7 @@ def test_checkpoints_within_an_epoch_resume_to_the_uninterrupted_run(tmp_path, d
             if calls["n"] == crash_at:
                 calls["state"] = kwargs["state"]
                 raise KeyboardInterrupt
+
         monkeypatch.setattr(loop_module, "save_checkpoint", crash)
         config["output_dir"] = str(tmp_path / f"run{crash_at}")
         with pytest.raises(KeyboardInterrupt):

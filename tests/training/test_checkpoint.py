@@ -22,8 +22,12 @@ SETTINGS = {"epochs": 6, "learning_rate": 3e-3, "early_stopping_patience": None}
 
 def _scores(run_dir):
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    return ([(e["epoch"], e["train_loss"], e["validation"]) for e in metrics["epochs"]], metrics["test"],
-            metrics["best_epoch"], (run_dir / "test_predictions.jsonl").read_text())
+    return (
+        [(e["epoch"], e["train_loss"], e["validation"]) for e in metrics["epochs"]],
+        metrics["test"],
+        metrics["best_epoch"],
+        (run_dir / "test_predictions.jsonl").read_text(),
+    )
 
 
 @pytest.fixture()
@@ -33,8 +37,9 @@ def uninterrupted(tmp_path, tiny_model_dir, classification_files):
     return _scores(run.path)
 
 
-def test_an_interrupted_run_resumes_to_the_same_metrics(tmp_path, tiny_model_dir, classification_files,
-                                                        uninterrupted, monkeypatch):
+def test_an_interrupted_run_resumes_to_the_same_metrics(
+    tmp_path, tiny_model_dir, classification_files, uninterrupted, monkeypatch
+):
     real = loop_module.save_checkpoint
 
     def crash_after_epoch_3(path, **kwargs):
@@ -53,8 +58,9 @@ def test_an_interrupted_run_resumes_to_the_same_metrics(tmp_path, tiny_model_dir
     assert not (tmp_path / ".run.checkpoint").exists()
 
 
-def test_a_crash_while_writing_a_checkpoint_leaves_the_previous_one(tmp_path, tiny_model_dir, classification_files,
-                                                                   uninterrupted, monkeypatch):
+def test_a_crash_while_writing_a_checkpoint_leaves_the_previous_one(
+    tmp_path, tiny_model_dir, classification_files, uninterrupted, monkeypatch
+):
     real_save = checkpoint_module.save_file
     calls = {"n": 0}
 
@@ -86,8 +92,11 @@ def test_kill_9_at_random_moments_then_resume(tmp_path, tiny_model_dir, classifi
         path = tmp_path / f"killed{k}.yaml"
         path.write_text(yaml.safe_dump(config))
         checkpoint = tmp_path / f".killed{k}.checkpoint"
-        process = subprocess.Popen([sys.executable, "-m", "autoft.cli", "-q", "train", str(path)],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "autoft.cli", "-q", "train", str(path)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.time() + 120
         while not checkpoint.exists() and process.poll() is None and time.time() < deadline:
             time.sleep(0.005)
@@ -97,8 +106,12 @@ def test_kill_9_at_random_moments_then_resume(tmp_path, tiny_model_dir, classifi
         process.send_signal(signal.SIGKILL)
         process.wait()
         tried += 1
-        resumed = subprocess.run([sys.executable, "-m", "autoft.cli", "-q", "train", str(path), "--resume"],
-                                 capture_output=True, text=True, check=False)
+        resumed = subprocess.run(
+            [sys.executable, "-m", "autoft.cli", "-q", "train", str(path), "--resume"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         assert resumed.returncode == 0, resumed.stderr[-2000:]
         matched += _scores(out) == uninterrupted
     print(f"kill points tried {tried}, matched {matched}")

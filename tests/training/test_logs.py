@@ -9,8 +9,9 @@ from autoft.errors import ConfigError
 from tests.conftest import tiny_config
 
 
-def test_every_step_and_epoch_is_logged_and_tensorboard_holds_the_same_scalars(tmp_path, tiny_model_dir,
-                                                                                 classification_files):
+def test_every_step_and_epoch_is_logged_and_tensorboard_holds_the_same_scalars(
+    tmp_path, tiny_model_dir, classification_files
+):
     config = tiny_config(tiny_model_dir, classification_files, tmp_path / "run", epochs=2, logging="tensorboard")
     config["selection"] = {"policy": "random", "drop_fraction": 0.2}
     run = autoft.train(config)
@@ -30,11 +31,11 @@ def test_every_step_and_epoch_is_logged_and_tensorboard_holds_the_same_scalars(t
     losses = [e.value for e in events.Scalars("train/loss")]
     assert losses == pytest.approx([r["loss"] for r in steps], rel=1e-6)
     assert [e.value for e in events.Scalars("validation/macro_f1")] == pytest.approx(
-        [r["validation"]["macro_f1"] for r in epochs], rel=1e-6)
+        [r["validation"]["macro_f1"] for r in epochs], rel=1e-6
+    )
 
 
-def test_tensorboard_without_its_package_is_a_config_error(tmp_path, tiny_model_dir, classification_files,
-                                                           monkeypatch):
+def test_tensorboard_without_its_package_is_a_config_error(tmp_path, tiny_model_dir, classification_files, monkeypatch):
     import importlib.util
 
     real = importlib.util.find_spec
@@ -48,8 +49,17 @@ def test_mlflow_gets_the_params_the_scalars_and_the_run_directory(tmp_path, tiny
     from mlflow.tracking import MlflowClient
 
     uri = (tmp_path / "mlruns").as_uri()
-    run = autoft.train(tiny_config(tiny_model_dir, classification_files, tmp_path / "run", epochs=2, logging="mlflow",
-                                   mlflow_uri=uri, mlflow_experiment="tests"))
+    run = autoft.train(
+        tiny_config(
+            tiny_model_dir,
+            classification_files,
+            tmp_path / "run",
+            epochs=2,
+            logging="mlflow",
+            mlflow_uri=uri,
+            mlflow_experiment="tests",
+        )
+    )
     client = MlflowClient(uri)
     [logged] = client.search_runs([client.get_experiment_by_name("tests").experiment_id])
     assert logged.info.status == "FINISHED" and logged.info.run_name == "run"

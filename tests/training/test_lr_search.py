@@ -52,7 +52,9 @@ def validation_loss_after(rate, tiny, steps=40):
     optimizer = make_optimizer(model, 0.01, rate)
     model.train()
     for _ in range(steps):
-        batch = adapter.collate_indexed([dict(train[i], index=int(i)) for i in rng.choice(len(train), 16, replace=False)])
+        batch = adapter.collate_indexed(
+            [dict(train[i], index=int(i)) for i in rng.choice(len(train), 16, replace=False)]
+        )
         batch.pop("index")
         labels = batch.pop("labels")
         losses, units = adapter.per_sample_loss(model(**batch).logits, labels)
@@ -71,8 +73,18 @@ def test_range_test_finds_the_band_a_fixed_rate_sweep_finds_and_leaves_the_model
 
     model = fresh()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    search = range_test(model, adapter, train, lambda m: make_optimizer(m, 0.01, 1e-5), batch_size=16, steps=40,
-                        min_lr=1e-5, max_lr=1.0, bounds=(1e-9, 10.0), shuffles=2)
+    search = range_test(
+        model,
+        adapter,
+        train,
+        lambda m: make_optimizer(m, 0.01, 1e-5),
+        batch_size=16,
+        steps=40,
+        min_lr=1e-5,
+        max_lr=1.0,
+        bounds=(1e-9, 10.0),
+        shuffles=2,
+    )
     assert best / 4 <= search.chosen <= best * 4, (search.chosen, sweep)
     assert search.rule == "valley of the mean curve of 2 shuffles"
     assert search.diverged_at is not None and search.diverged_at > search.chosen
@@ -84,15 +96,33 @@ def test_range_test_finds_the_band_a_fixed_rate_sweep_finds_and_leaves_the_model
     assert search.losses == pytest.approx([(a + b) / 2 for a, b in zip(first[:n], second[:n])])
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
-    clipped = range_test(fresh(), adapter, train, lambda m: make_optimizer(m, 0.01, 1e-5), batch_size=16, steps=40,
-                         min_lr=1e-5, max_lr=1.0, bounds=(1e-5, 5e-4))
+    clipped = range_test(
+        fresh(),
+        adapter,
+        train,
+        lambda m: make_optimizer(m, 0.01, 1e-5),
+        batch_size=16,
+        steps=40,
+        min_lr=1e-5,
+        max_lr=1.0,
+        bounds=(1e-5, 5e-4),
+    )
     assert clipped.chosen == pytest.approx(5e-4) and "upper bound" in clipped.rule
 
 
 def test_a_curve_that_only_diverges_falls_back_to_the_middle_of_the_bounds(tiny):
     adapter, train, _, _, fresh = tiny
-    search = range_test(fresh(), adapter, train, lambda m: make_optimizer(m, 0.01, 1e-5), batch_size=16, steps=12,
-                        min_lr=10.0, max_lr=1000.0, bounds=(1e-5, 1e-3))
+    search = range_test(
+        fresh(),
+        adapter,
+        train,
+        lambda m: make_optimizer(m, 0.01, 1e-5),
+        batch_size=16,
+        steps=12,
+        min_lr=10.0,
+        max_lr=1000.0,
+        bounds=(1e-5, 1e-3),
+    )
     assert search.diverged_at is not None and search.chosen == pytest.approx(1e-4)
     assert search.rule.startswith("no ")
 
@@ -100,11 +130,21 @@ def test_a_curve_that_only_diverges_falls_back_to_the_middle_of_the_bounds(tiny)
 def test_the_range_test_shows_a_bar_when_asked_and_counts_the_tokens_it_drew(tiny, capsys):
     adapter, train, _, _, fresh = tiny
     model = fresh()
-    shown = range_test(model, adapter, train, lambda m: make_optimizer(m, 0.01, 1e-5), batch_size=8, steps=6,
-                       min_lr=1e-5, max_lr=1e-4, progress=True)
+    shown = range_test(
+        model,
+        adapter,
+        train,
+        lambda m: make_optimizer(m, 0.01, 1e-5),
+        batch_size=8,
+        steps=6,
+        min_lr=1e-5,
+        max_lr=1e-4,
+        progress=True,
+    )
     assert "lr range test" in capsys.readouterr().err
-    hidden = range_test(model, adapter, train, lambda m: make_optimizer(m, 0.01, 1e-5), batch_size=8, steps=6,
-                        min_lr=1e-5, max_lr=1e-4)
+    hidden = range_test(
+        model, adapter, train, lambda m: make_optimizer(m, 0.01, 1e-5), batch_size=8, steps=6, min_lr=1e-5, max_lr=1e-4
+    )
     assert capsys.readouterr().err == ""
     # Six batches of eight, the first six the training sampler draws with seed 0: their unpadded tokens.
     lengths = [len(f["input_ids"]) for f in train]

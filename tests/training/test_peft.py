@@ -17,8 +17,9 @@ def _train(tiny_model_dir, files, out, task="classification", **training):
 
 
 @pytest.mark.parametrize("method", ["lora", "ia3"])
-def test_adapter_trains_the_head_and_adapters_only_and_reloads_identically(method, tiny_model_dir,
-                                                                            classification_files, tmp_path):
+def test_adapter_trains_the_head_and_adapters_only_and_reloads_identically(
+    method, tiny_model_dir, classification_files, tmp_path
+):
     run = _train(tiny_model_dir, classification_files, tmp_path / "run", learning_rate=3e-3, peft=method)
     parameters = run.metrics["parameters"]
     assert parameters["peft"] == method and 0 < parameters["trainable"] < 0.2 * parameters["total"]
@@ -37,18 +38,26 @@ def test_adapter_trains_the_head_and_adapters_only_and_reloads_identically(metho
         for label, p in a["probabilities"].items():
             assert b["probabilities"][label] == pytest.approx(p, abs=1e-6)
     assert reloaded.evaluate(classification_files["test"])["macro_f1"] == pytest.approx(
-        run.metrics["test"]["macro_f1"], abs=1e-9)
+        run.metrics["test"]["macro_f1"], abs=1e-9
+    )
 
 
 def test_lora_learns_the_task(tiny_model_dir, classification_files, tmp_path):
     """The adapters are not inert: LoRA on the synthetic topics beats chance by far."""
-    run = _train(tiny_model_dir, classification_files, tmp_path / "run", learning_rate=1e-2, epochs=10,
-                 peft={"method": "lora", "r": 8})
+    run = _train(
+        tiny_model_dir,
+        classification_files,
+        tmp_path / "run",
+        learning_rate=1e-2,
+        epochs=10,
+        peft={"method": "lora", "r": 8},
+    )
     assert run.metrics["test"]["accuracy"] >= 0.8, run.metrics["test"]
 
 
-def test_merged_export_loads_in_plain_transformers_with_the_same_predictions(tiny_model_dir, classification_files,
-                                                                              tmp_path):
+def test_merged_export_loads_in_plain_transformers_with_the_same_predictions(
+    tiny_model_dir, classification_files, tmp_path
+):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     run = _train(tiny_model_dir, classification_files, tmp_path / "run", learning_rate=3e-3, peft="lora")
@@ -69,8 +78,15 @@ def test_merged_export_loads_in_plain_transformers_with_the_same_predictions(tin
 
 @pytest.mark.parametrize("targets", [["query", "value"], "auto"])
 def test_ner_with_lora(targets, tiny_model_dir, ner_files, tmp_path):
-    run = _train(tiny_model_dir, ner_files, tmp_path / "run", task="token-classification", learning_rate=5e-3,
-                 epochs=3, peft={"method": "lora", "target_modules": targets})
+    run = _train(
+        tiny_model_dir,
+        ner_files,
+        tmp_path / "run",
+        task="token-classification",
+        learning_rate=5e-3,
+        epochs=3,
+        peft={"method": "lora", "target_modules": targets},
+    )
     assert (tmp_path / "run" / "model" / "adapter_config.json").exists()
     config = json.loads((tmp_path / "run" / "model" / "adapter_config.json").read_text())
     if targets == "auto":  # every linear layer of the encoder; the token-classification head trains whole
@@ -85,8 +101,9 @@ def test_ner_with_lora(targets, tiny_model_dir, ner_files, tmp_path):
 
 def test_a_target_module_that_matches_nothing_is_a_config_error(tiny_model_dir, classification_files, tmp_path):
     with pytest.raises(ConfigError, match=r"training\.peft\.target_modules: \['nope'\]"):
-        _train(tiny_model_dir, classification_files, tmp_path / "run", peft={"method": "lora",
-                                                                             "target_modules": ["nope"]})
+        _train(
+            tiny_model_dir, classification_files, tmp_path / "run", peft={"method": "lora", "target_modules": ["nope"]}
+        )
     assert not (tmp_path / "run").exists()
 
 
@@ -111,11 +128,13 @@ def test_the_range_test_searches_higher_rates_for_adapters(tiny_model_dir, class
     assert run.metrics["training"]["peft"]["method"] == "lora"
 
 
-
 def _files_naming(folder, needle):
     """The files under ``folder`` whose text holds ``needle``."""
-    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
-                  if p.is_file() and needle in p.read_text(encoding="utf-8", errors="ignore"))
+    return sorted(
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if p.is_file() and needle in p.read_text(encoding="utf-8", errors="ignore")
+    )
 
 
 @pytest.fixture()
@@ -179,8 +198,9 @@ def test_a_lora_run_names_its_base_model_by_name_not_by_a_path(tiny_as_default, 
     assert [p["label"] for p in reloaded.predict(texts)] == [p["label"] for p in run.predict(texts)]
 
 
-def test_a_lora_run_on_a_model_folder_names_the_folder_as_the_config_does(tiny_model_dir, classification_files,
-                                                                          tmp_path):
+def test_a_lora_run_on_a_model_folder_names_the_folder_as_the_config_does(
+    tiny_model_dir, classification_files, tmp_path
+):
     """A model given as a folder path: the path is its name, written as the config gives it."""
     _train(tiny_model_dir, classification_files, tmp_path / "run", learning_rate=3e-3, peft="lora")
     config = json.loads((tmp_path / "run" / "model" / "adapter_config.json").read_text())

@@ -95,8 +95,14 @@ def _resolved(tiny_model_dir, **training):
     features = adapter.encode([Example(t, label) for t, label in synthetic_rows(160, 0)])
     torch.manual_seed(0)
     model = load_model(str(tiny_model_dir), adapter.auto_model_class(), adapter.labels)
-    return resolve(TrainingConfig(batch_size=16, **training), model=model, adapter=adapter, train_features=features,
-                   make_optimizer=lambda m: make_optimizer(m, 0.01, 1e-5), device=torch.device("cpu"))
+    return resolve(
+        TrainingConfig(batch_size=16, **training),
+        model=model,
+        adapter=adapter,
+        train_features=features,
+        make_optimizer=lambda m: make_optimizer(m, 0.01, 1e-5),
+        device=torch.device("cpu"),
+    )
 
 
 def test_the_range_test_costs_at_most_a_fifth_of_a_small_plan_and_is_untouched_on_a_big_one():
@@ -132,17 +138,20 @@ def test_the_range_test_costs_at_most_a_fifth_of_a_small_plan_and_is_untouched_o
                     assert (budget.steps, budget.batch_size, budget.share) == (24, batch, budget.unbound_share)
 
 
-@pytest.mark.parametrize(("rows", "epochs"), [
-    # The defaults benchmark's rows (benchmarks/results/defaults.json: CPU, batch 32): rows, planned epochs.
-    (500, 8),  # TweetEval 500: 768 of 4,000 samples (19.2%), the most
-    (1500, 6),  # TweetEval 1,500: 8.5%
-    (3257, 5),  # TweetEval full: 4.7%
-    (500, 13),  # BANKING77 500: 11.8%
-    (1500, 10),  # BANKING77 1,500: 5.1%
-    (9003, 6),  # BANKING77 full: 1.4%
-    (500, 11),  # BTC 500: 14.0%
-    (1500, 9),  # BTC 1,500: 5.7%
-])
+@pytest.mark.parametrize(
+    ("rows", "epochs"),
+    [
+        # The defaults benchmark's rows (benchmarks/results/defaults.json: CPU, batch 32): rows, planned epochs.
+        (500, 8),  # TweetEval 500: 768 of 4,000 samples (19.2%), the most
+        (1500, 6),  # TweetEval 1,500: 8.5%
+        (3257, 5),  # TweetEval full: 4.7%
+        (500, 13),  # BANKING77 500: 11.8%
+        (1500, 10),  # BANKING77 1,500: 5.1%
+        (9003, 6),  # BANKING77 full: 1.4%
+        (500, 11),  # BTC 500: 14.0%
+        (1500, 9),  # BTC 1,500: 5.7%
+    ],
+)
 def test_the_bound_leaves_the_defaults_benchmark_rows_as_they_were_measured(rows, epochs):
     from autoft.training.plan import search_budget
 
@@ -152,7 +161,8 @@ def test_the_bound_leaves_the_defaults_benchmark_rows_as_they_were_measured(rows
     assert budget.share == budget.unbound_share == pytest.approx(768 / (rows * epochs), abs=1e-4)
     # A bound of a tenth would cut the 500-row tests (and chose other rates on two of them: plan.py's docstring).
     assert search_budget(lengths, lengths, epochs=epochs, batch_size=32, max_share=0.1).batch_size == (
-        32 if rows > 500 else int(0.1 * rows * epochs / 24))
+        32 if rows > 500 else int(0.1 * rows * epochs / 24)
+    )
 
 
 def test_a_plan_too_small_for_the_range_test_starts_from_the_prior_rate(tiny_model_dir):
@@ -171,8 +181,17 @@ def test_a_small_plan_runs_a_cheaper_test_and_records_what_the_bound_did(tiny_mo
 
     bound = _resolved(tiny_model_dir, epochs=3)  # 480 samples: 96 for the test, 24 steps of four
     budget, search = bound.to_dict()["lr_search_budget"], bound.lr_search
-    assert set(budget) == {"steps", "batch_size", "tokens_per_sample", "planned_tokens", "share", "unbound_share",
-                           "max_share", "skipped", "how"}
+    assert set(budget) == {
+        "steps",
+        "batch_size",
+        "tokens_per_sample",
+        "planned_tokens",
+        "share",
+        "unbound_share",
+        "max_share",
+        "skipped",
+        "how",
+    }
     assert (budget["steps"], budget["batch_size"], budget["skipped"], budget["max_share"]) == (24, 4, False, 0.2)
     assert search.batch_size == 4 and search.samples <= 96 and len(search.losses) <= 24
     estimate = 96 * budget["tokens_per_sample"]
@@ -195,7 +214,8 @@ def test_a_small_plan_runs_a_cheaper_test_and_records_what_the_bound_did(tiny_mo
 
 
 def test_a_long_plan_holds_the_pretrained_weights_under_the_ceiling_and_the_head_keeps_the_searched_rate(
-        tiny_model_dir, monkeypatch):
+    tiny_model_dir, monkeypatch
+):
     from autoft.training import plan
 
     monkeypatch.setattr(plan, "MAX_SEARCH_SHARE", math.inf)  # one epoch of 160 rows: no bound on the test's cost
@@ -225,4 +245,8 @@ def test_the_head_trains_at_its_own_rate_in_the_optimiser(tiny_model_dir):
     assert {rates[i] for i in head} == {1e-3} and {r for i, r in rates.items() if i not in head} == {1e-4}
     assert len(rates) == sum(p.requires_grad for p in model.parameters())
     assert {g["weight_decay"] for g in optimizer.param_groups} == {0.0, 0.01}
-    assert len(make_optimizer(model, 0.01, 1e-4, 1e-4).param_groups) == len(make_optimizer(model, 0.01, 1e-4).param_groups) == 2
+    assert (
+        len(make_optimizer(model, 0.01, 1e-4, 1e-4).param_groups)
+        == len(make_optimizer(model, 0.01, 1e-4).param_groups)
+        == 2
+    )

@@ -22,8 +22,13 @@ def test_two_processes_train_one_selection_and_write_one_run(tmp_path, tiny_mode
     config["selection"] = {"policy": "exp3", "drop_fraction": 0.25}
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    done = subprocess.run([torchrun, "--nproc_per_node", "2", "-m", "autoft.cli", "train", str(path)],
-                          capture_output=True, text=True, timeout=600, check=False)
+    done = subprocess.run(
+        [torchrun, "--nproc_per_node", "2", "-m", "autoft.cli", "train", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("run: ") == 1  # one report
     epochs = [line for line in done.stderr.splitlines() if " epoch 1: " in line]
@@ -36,8 +41,11 @@ def test_two_processes_train_one_selection_and_write_one_run(tmp_path, tiny_mode
     decisions = [json.loads(line) for line in (tmp_path / "run" / "decisions.jsonl").open()]
     selects = [d for d in decisions if d.get("event") == "select"]
     # (plus what the class floor brought back or relabelled into a class that lost more than half its rows)
-    floor = [sum(c["taken_back"] + c["relabelled_in"] for c in d["classes"]) for d in decisions
-             if d.get("event") == "class-floor" and d["epoch"] == 1]
+    floor = [
+        sum(c["taken_back"] + c["relabelled_in"] for c in d["classes"])
+        for d in decisions
+        if d.get("event") == "class-floor" and d["epoch"] == 1
+    ]
     assert [d["kept"] for d in selects] == [kept + sum(floor[-1:])] * 2
     # Each step's outputs reach the agent from both processes: it saw the model's label of every row it kept.
     rows = list(csv.DictReader((tmp_path / "run" / "data_values.csv").open()))
@@ -53,8 +61,13 @@ def test_two_processes_train_ner_with_the_agent_seeing_every_shards_steps(tmp_pa
     config["selection"] = {"policy": "exp3", "drop_fraction": 0.2, "mode": "sample"}
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    done = subprocess.run([torchrun, "--nproc_per_node", "2", "-m", "autoft.cli", "train", str(path)],
-                          capture_output=True, text=True, timeout=600, check=False)
+    done = subprocess.run(
+        [torchrun, "--nproc_per_node", "2", "-m", "autoft.cli", "train", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     epochs = [line for line in done.stderr.splitlines() if " epoch 2: " in line]
     assert len(epochs) == 2 and len({line.split("validation ")[1].split()[1] for line in epochs}) == 1

@@ -42,6 +42,21 @@ from autoft.lineage import (
     root_of,
 )
 
-__all__ = ["DECIDED_AFRESH", "LATEST", "LINEAGE", "LOCK", "RECORD", "UpdateResult", "_child_config",
-           "chain_of", "choose_replay", "history", "latest", "lineage_data", "lineage_lock", "lineage_table", "root_of",
-           "update"]
+__all__ = [
+    "DECIDED_AFRESH",
+    "LATEST",
+    "LINEAGE",
+    "LOCK",
+    "RECORD",
+    "UpdateResult",
+    "_child_config",
+    "chain_of",
+    "choose_replay",
+    "history",
+    "latest",
+    "lineage_data",
+    "lineage_lock",
+    "lineage_table",
+    "root_of",
+    "update",
+]

@@ -28,8 +28,16 @@ class HeadAligning(TrainerCallback):
 
     SAVED = ()
 
-    def __init__(self, model: Any, n_old: int, validation: list[Example], *, mode: str, metric: str,
-                 greater_is_better: bool = True) -> None:
+    def __init__(
+        self,
+        model: Any,
+        n_old: int,
+        validation: list[Example],
+        *,
+        mode: str,
+        metric: str,
+        greater_is_better: bool = True,
+    ) -> None:
         self.model, self.n_old, self.validation, self.mode = model, n_old, validation, mode
         self.metric, self.greater_is_better = metric, greater_is_better
         self.record: dict[str, Any] = {}
@@ -49,11 +57,20 @@ class HeadAligning(TrainerCallback):
         chosen = max(tried, key=lambda c: (sign * scores[c], -tried.index(c))) if scores else self.mode
         set_head_state(self.model, trained)
         gamma = 1.0 if chosen == "off" else align_new_rows(self.model, self.n_old, bias=chosen == "norms+bias")
-        log.info("continual.align %s: %s%s (new labels' rows scaled by %.3g to the old rows' mean norm)", self.mode,
-                 chosen, "" if not scores else " on validation (" + ", ".join(f"{c} {v:.4f}" for c, v in scores.items())
-                 + ")", gamma)
-        self.record = {"mode": self.mode, "chosen": chosen, "scale": round(gamma, 6),
-                       "validation": {c: round(v, 6) for c, v in scores.items()}, "rows": len(self.validation)}
+        log.info(
+            "continual.align %s: %s%s (new labels' rows scaled by %.3g to the old rows' mean norm)",
+            self.mode,
+            chosen,
+            "" if not scores else " on validation (" + ", ".join(f"{c} {v:.4f}" for c, v in scores.items()) + ")",
+            gamma,
+        )
+        self.record = {
+            "mode": self.mode,
+            "chosen": chosen,
+            "scale": round(gamma, 6),
+            "validation": {c: round(v, 6) for c, v in scores.items()},
+            "rows": len(self.validation),
+        }
 
     def run_metrics(self) -> dict[str, Any]:
         return {"align": self.record} if self.record else {}

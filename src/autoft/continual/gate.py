@@ -24,8 +24,15 @@ def new_validation(config: Config, labels: list[str]) -> list[Example]:
     return load_splits(config.data, task=config.task, seed=config.training.seed, known=labels, warn=False).validation
 
 
-def _compare(parent: Run, child: Run, old_validation: list[Example], config: Config, tolerance: float | None, *,
-             new_validation: list[Example] | None) -> dict[str, Any]:
+def _compare(
+    parent: Run,
+    child: Run,
+    old_validation: list[Example],
+    config: Config,
+    tolerance: float | None,
+    *,
+    new_validation: list[Example] | None,
+) -> dict[str, Any]:
     """Parent and update scored on the lineage's validation data and on the update's ``new_validation`` (rows
     whose labels the parent knows; None: the update has none of its own), and the promotion gate's verdict."""
     sets = {"old_validation": old_validation, "new_validation": new_validation or []}
@@ -33,9 +40,12 @@ def _compare(parent: Run, child: Run, old_validation: list[Example], config: Con
     failed = []
     for name, examples in sets.items():
         before, after = _score(parent, examples), _score(child, examples)
-        scores[name] = {"parent": before, "update": after,
-                        "change": None if before is None or after is None else round(after - before, 6),
-                        "rows": len(examples)}
+        scores[name] = {
+            "parent": before,
+            "update": after,
+            "change": None if before is None or after is None else round(after - before, 6),
+            "rows": len(examples),
+        }
         if tolerance is None or before is None or after is None:
             continue
         if child.adapter.greater_is_better and after < before - tolerance:
@@ -44,5 +54,9 @@ def _compare(parent: Run, child: Run, old_validation: list[Example], config: Con
             failed.append(f"{name} {child.adapter.primary_metric} {after:.4f} > parent {before:.4f} + {tolerance:g}")
     promoted = not failed
     why = "; ".join(failed) if failed else ("no gate" if tolerance is None else f"within {tolerance:g} of the parent")
-    return {"metric": child.adapter.primary_metric, "scores": scores,
-            "gate": {"tolerance": tolerance, "why": why}, "promoted": promoted}
+    return {
+        "metric": child.adapter.primary_metric,
+        "scores": scores,
+        "gate": {"tolerance": tolerance, "why": why},
+        "promoted": promoted,
+    }

@@ -68,8 +68,9 @@ def _margins(parent: Run, old: list[Example]) -> np.ndarray:
     """[N] the parent model's margin for each old sample's given label: how firmly the model it would forget
     holds it."""
     features = parent.adapter.encode(old)
-    probabilities, _ = predict_probabilities(parent.model, parent.adapter, features,
-                                             batch_size=parent.config.training.eval_batch_size, progress=False)
+    probabilities, _ = predict_probabilities(
+        parent.model, parent.adapter, features, batch_size=parent.config.training.eval_batch_size, progress=False
+    )
     return np.array([parent.adapter.label_margin(p, f) for p, f in zip(probabilities, features)])
 
 
@@ -78,7 +79,7 @@ def _quotas(sizes: np.ndarray, budget: int) -> np.ndarray:
     non-empty group getting one first while the budget lasts."""
     quota = np.zeros(len(sizes), dtype=np.int64)
     order = np.argsort(-sizes, kind="stable")
-    for g in order[: budget]:
+    for g in order[:budget]:
         if sizes[g] > 0:
             quota[g] = 1
     left = budget - int(quota.sum())
@@ -92,8 +93,9 @@ def _quotas(sizes: np.ndarray, budget: int) -> np.ndarray:
     return np.minimum(quota, sizes)
 
 
-def choose_replay(value: np.ndarray, flagged: np.ndarray, budget: int, by: str, seed: int,
-                  groups: np.ndarray | None = None) -> np.ndarray:
+def choose_replay(
+    value: np.ndarray, flagged: np.ndarray, budget: int, by: str, seed: int, groups: np.ndarray | None = None
+) -> np.ndarray:
     """Sorted indices of at most ``budget`` old samples to replay, never a flagged one: the highest-valued
     (``value``) or a seeded random draw (``random``). With ``groups`` (e.g. each sample's class), the budget is
     shared between the groups in proportion to their unflagged samples, each getting at least one, so no old
@@ -118,7 +120,9 @@ def choose_replay(value: np.ndarray, flagged: np.ndarray, budget: int, by: str, 
 
 def _replay_weights(replay_file: str, weight: float) -> Callable[[Splits], TrainerCallback]:
     """A callback factory for ``train``: the rows read from ``replay_file`` weigh ``weight`` in the loss."""
+
     def make(splits: Splits) -> TrainerCallback:
         rows = [i for i, e in enumerate(splits.train) if e.origin.rpartition(":")[0] == replay_file]
         return RowWeights(rows, weight)
+
     return make

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,11 +26,11 @@ from autoft.continual.replay import (
     choose_replay,
     lineage_data,
 )
+from autoft.continual.staging import keep_staged, read_pool, stage, with_files
 from autoft.data.loading import Example
 from autoft.data.splits import sorted_labels
-from autoft.data.writing import write_examples
-from autoft.errors import ConfigError, DataError, RunDirError
-from autoft.io import read_jsonl, write_checksums, write_json, write_text_atomic
+from autoft.errors import ConfigError, RunDirError
+from autoft.io import read_jsonl, write_json
 from autoft.lineage import LINEAGE, RECORD, history, latest, lineage_lock, point_latest, root_of
 from autoft.modeling import parameter_efficient
 from autoft.modeling.heads import grow_head
@@ -70,8 +69,11 @@ class _AdapterStack(TrainerCallback):
         parameter_efficient.write_stack(self.parent_model, folder / "model", self.parent_labels)
 
 
-DECIDED_AFRESH = {"training.epochs": "epochs", "training.early_stopping_patience": "early_stopping_patience",
-                  "selection.drop_fraction": "drop_fraction"}
+DECIDED_AFRESH = {
+    "training.epochs": "epochs",
+    "training.early_stopping_patience": "early_stopping_patience",
+    "selection.drop_fraction": "drop_fraction",
+}
 """The settings an update decides again for its own data when the parent left them to ``auto`` (its config holds
 what ``auto`` chose for the parent's data: an epoch budget for its size, a drop fraction for its noise), with
 the name the parent's record of its choices gives each."""
@@ -92,8 +94,9 @@ def _auto_in(parent: Run) -> set[str] | None:
     return chosen
 
 
-def _child_config(parent: Run, train_files: list[str], validation: str | None, output: Path,
-                  overrides: list[str] | None) -> Config:
+def _child_config(
+    parent: Run, train_files: list[str], validation: str | None, output: Path, overrides: list[str] | None
+) -> Config:
     """The parent's resolved config for the new data: its rate and batch size stay; of the epoch budget,
     patience and the agent's drop fraction, what ``auto`` chose for the parent's data is decided afresh for
     the new data, and what the parent's config set stays (``DECIDED_AFRESH``, logged); ``overrides`` last."""
@@ -114,18 +117,23 @@ def _child_config(parent: Run, train_files: list[str], validation: str | None, o
         else:
             kept.append(f"{key}: {value}")
     if afresh:
-        why = ("auto chose them for the parent's data" if auto is not None else
-               "the parent's metrics.json does not record which settings auto chose")
+        why = (
+            "auto chose them for the parent's data"
+            if auto is not None
+            else "the parent's metrics.json does not record which settings auto chose"
+        )
         log.info("update: auto again for the new data (%s): %s", why, ", ".join(afresh))
     if kept:
-        log.info("update: kept as the parent's config set them: %s (--set KEY=auto decides one afresh)",
-                 ", ".join(kept))
+        log.info(
+            "update: kept as the parent's config set them: %s (--set KEY=auto decides one afresh)", ", ".join(kept)
+        )
     raw["output_dir"] = str(output)
     return parse_config(apply_overrides(raw, overrides or []), source="update")
 
 
-def _replay_rows(parent: Run, parent_path: Path, continual: Any, texts: bool
-                 ) -> tuple[list[Example], list[Example], np.ndarray, str]:
+def _replay_rows(
+    parent: Run, parent_path: Path, continual: Any, texts: bool
+) -> tuple[list[Example], list[Example], np.ndarray, str]:
     """The lineage's old training and validation examples, the rows of the old training ones to replay, and how
     they were chosen (for the log and the lineage record)."""
     old_train, old_validation, chain = lineage_data(parent_path)
@@ -136,23 +144,36 @@ def _replay_rows(parent: Run, parent_path: Path, continual: Any, texts: bool
         flagged = np.array([e.origin in flagged_origins for e in old_train])
         by = continual.replay_by
         if by == "value" and texts:
-            log.info("replay: %s has no label margin to rank old samples by; a seeded random sample instead",
-                     parent.task)
+            log.info(
+                "replay: %s has no label margin to rank old samples by; a seeded random sample instead", parent.task
+            )
             by = "random"
         value = _margins(parent, old_train) if by == "value" else np.zeros(len(old_train))
         by_class = parent.config.task in ONE_LABEL_TASKS
         groups = np.array([e.label for e in old_train]) if by_class else None
         chosen = choose_replay(value, flagged, budget, by, parent.config.training.seed, groups)
-        how = ("a seeded random sample" if by == "random" else
-               "the highest margins of the parent model for the given label") + \
-            (" in each class, in proportion to its size" if by_class else "") + \
-            f", none of the {int(flagged.sum())} an agent of the lineage flagged"
+        how = (
+            (
+                "a seeded random sample"
+                if by == "random"
+                else "the highest margins of the parent model for the given label"
+            )
+            + (" in each class, in proportion to its size" if by_class else "")
+            + f", none of the {int(flagged.sum())} an agent of the lineage flagged"
+        )
     return old_train, old_validation, chosen, how
 
 
-def _protections(parent: Run, parent_path: Path, model: Any, continual: Any, anchor: list[Example],
-                 added: list[str], stacked: bool, seed: int
-                 ) -> tuple[list[TrainerCallback | Callable[[Splits], TrainerCallback]], float]:
+def _protections(
+    parent: Run,
+    parent_path: Path,
+    model: Any,
+    continual: Any,
+    anchor: list[Example],
+    added: list[str],
+    stacked: bool,
+    seed: int,
+) -> tuple[list[TrainerCallback | Callable[[Splits], TrainerCallback]], float]:
     """The callbacks that keep the old knowledge (a pull toward the parent's weights, distillation from the parent,
     the parent's adapters written beside the update's) and the distillation weight."""
     callbacks: list[TrainerCallback | Callable[[Splits], TrainerCallback]] = []
@@ -178,11 +199,15 @@ def _check_method(continual: Any, parent: Run, parent_path: Path, added: list[st
     peft = cast("PeftConfig", parent.config.training.peft)  # read only where the parent has adapters
     if stacked and not (parent.is_peft and peft.method == "lora"):
         kind = "an " + peft.method if parent.is_peft else "a fully fine-tuned"
-        raise ConfigError(f"continual.method: lora-per-task needs a parent trained with training.peft lora; "
-                          f"{parent_path} is {kind} run")
+        raise ConfigError(
+            f"continual.method: lora-per-task needs a parent trained with training.peft lora; "
+            f"{parent_path} is {kind} run"
+        )
     if added and parent.is_peft and not stacked:
-        raise ConfigError(f"new labels {added}: growing the head of a training.peft run needs continual.method: "
-                          "lora-per-task (or update a fully fine-tuned run, or retrain with every label)")
+        raise ConfigError(
+            f"new labels {added}: growing the head of a training.peft run needs continual.method: "
+            "lora-per-task (or update a fully fine-tuned run, or retrain with every label)"
+        )
     return stacked
 
 
@@ -204,7 +229,11 @@ def _pool_record(run: Run, texts: int) -> dict[str, Any] | None:
     if not texts:
         return None
     learned = run.metrics.get("self_training") or {}
-    return {"texts": texts, "mode": learned.get("mode", "off"), "admitted_last_epoch": learned.get("admitted_last_epoch", 0)}
+    return {
+        "texts": texts,
+        "mode": learned.get("mode", "off"),
+        "admitted_last_epoch": learned.get("admitted_last_epoch", 0),
+    }
 
 
 def _record(root: Path, output: Path, record: dict[str, Any]) -> None:
@@ -216,92 +245,117 @@ def _record(root: Path, output: Path, record: dict[str, Any]) -> None:
         point_latest(root, output.resolve())
         log.info("promoted: %s is the lineage's latest", output)
     else:
-        log.warning("not promoted (%s): %s stays the lineage's latest; the candidate is kept in %s",
-                    record["gate"]["why"], latest(root), output)
-
-
-def _pool(paths: list[str], parent: Run) -> list[Example]:
-    """The unlabelled texts of ``paths``: files (a table in the parent's text column, or a text a line) and folders
-    (every file in them, by name: ``autoft serve --collect``'s daily files)."""
-    from autoft.data.loading import read_texts
-
-    if parent.config.task != "classification":
-        raise ConfigError(f"--unlabeled: updates learn from unlabelled texts in classification only, not "
-                          f"{parent.config.task}")
-    files: list[Path] = []
-    for given in map(Path, paths):
-        if given.is_dir():
-            inside = sorted(f for f in given.iterdir() if f.is_file() and not f.name.startswith("."))
-            if not inside:
-                raise DataError(f"--unlabeled: {given}: an empty folder")
-            files += inside
-        elif given.is_file():
-            files.append(given)
-        else:
-            raise DataError(f"--unlabeled: {given}: file not found")
-    texts = [e for f in files for e in read_texts(f, task="classification", text_column=parent.config.data.text_column)]
-    if not texts:
-        raise DataError(f"--unlabeled: {', '.join(paths)}: no texts")
-    return texts
-
-
-def _stage(staging: Path, parent: Run, replayed: list[Example], pool: list[Example],
-           validation: list[Example] | None) -> dict[str, Path]:
-    """Write what the update trains on that is not a user's file — the replayed old samples, the unlabelled
-    pool, and (an update without new labelled data) the lineage's validation examples — into ``staging``;
-    returns them by role (``replay``, ``unlabeled``, ``validation``)."""
-    d = parent.config.data
-    staged = {}
-    if replayed:
-        staged["replay"] = write_examples(staging / "replay", replayed, text_column=d.text_column,
-                                          label_column=d.label_column, task=parent.task)
-    if pool:
-        staged["unlabeled"] = staging / "unlabeled.jsonl"
-        staged["unlabeled"].write_text("".join(json.dumps({d.text_column: e.text}, ensure_ascii=False) + "\n"
-                                               for e in pool), encoding="utf-8")
-    if validation:
-        staged["validation"] = write_examples(staging / "validation", validation, text_column=d.text_column,
-                                              label_column=d.label_column, task=parent.task)
-    return staged
-
-
-def _with_files(config: Config, files: list[str], staged: dict[str, Path]) -> Config:
-    """``config`` training on ``files`` and the ``staged`` ones (see ``_stage``)."""
-    data: dict[str, str | list[str]] = {"train": [*files, *([str(staged["replay"])] if "replay" in staged else [])]}
-    data.update({role: str(staged[role]) for role in ("unlabeled", "validation") if role in staged})
-    return config.model_copy(update={"data": config.data.model_copy(update=data)})
-
-
-def _keep(run: Run, output: Path, files: list[str], staged: dict[str, Path]) -> None:
-    """The staged files stay with the run, and its config names them (sealed again by the checksums)."""
-    kept = {role: output / path.name for role, path in staged.items()}
-    for role, path in staged.items():
-        shutil.copyfile(path, kept[role])
-    run.config = _with_files(run.config, files, {role: path.resolve() for role, path in kept.items()})
-    write_text_atomic(output / "config.yaml", run.config.to_yaml())
-    write_checksums(output)
+        log.warning(
+            "not promoted (%s): %s stays the lineage's latest; the candidate is kept in %s",
+            record["gate"]["why"],
+            latest(root),
+            output,
+        )
 
 
 def _as_paths(given: str | Path | list[str | Path] | None) -> list[str]:
     return [] if given is None else [str(f) for f in (given if isinstance(given, list) else [given])]
 
 
-def update(parent_dir: str | Path, data: str | Path | list[str | Path] | None = None, *,
-           unlabeled: str | Path | list[str | Path] | None = None, validation: str | Path | None = None,
-           output: str | Path | None = None, overrides: list[str] | None = None, overwrite: bool = False,
-           resume: bool = False) -> UpdateResult:
+def _parent_dir(given: str | Path) -> Path:
+    """The parent run's directory (of an `autoft run` output: its better run on validation), checked finished."""
+    parent_path, better = resolve_run_dir(given)
+    if better is not None:
+        log.info("update: the parent is %s of %s", better, given)
+    for name in ("config.yaml", "labels.json", "model", "metrics.json"):
+        if not (parent_path / name).exists():
+            raise RunDirError(f"{parent_path}: not a finished autoft run directory (missing {name})")
+    return parent_path
+
+
+def _replay(
+    parent: Run, parent_path: Path, continual: Any, texts: bool, labelled: bool
+) -> tuple[list[Example], list[Example], list[Example], dict[str, Any]]:
+    """The lineage's old training and validation rows, the replayed ones, and the replay's record (with the weight
+    each replayed sample has in the loss)."""
+    old_train, old_validation, chosen, how = _replay_rows(parent, parent_path, continual, texts)
+    replayed = [old_train[i] for i in chosen]
+    if not labelled and not replayed:
+        raise ConfigError(
+            "an update from unlabelled texts alone trains on replayed old samples beside them; "
+            "continual.replay_budget is 0 (give labelled data too, or a budget above 0)"
+        )
+    weight = (
+        None
+        if not replayed
+        else (len(old_train) / len(replayed) if continual.replay_weight == AUTO else continual.replay_weight)
+    )
+    log.info("replay: %d of the lineage's %d old training samples (%s)", len(replayed), len(old_train), how)
+    record = {
+        "samples": len(replayed),
+        "of": len(old_train),
+        "budget": continual.replay_budget,
+        "by": continual.replay_by,
+        "how": how,
+        "weight": weight,
+    }
+    return old_train, old_validation, replayed, record
+
+
+def _aligning(parent: Run, model: Any, continual: Any, validation: list[Example]) -> HeadAligning:
+    """Weight aligning of the grown head (``continual.align``), chosen on the old and new validation rows."""
+    return HeadAligning(
+        model,
+        len(parent.labels),
+        validation,
+        mode=continual.align,
+        metric=parent.adapter.primary_metric,
+        greater_is_better=parent.adapter.greater_is_better,
+    )
+
+
+def _update_record(
+    run: Run,
+    files: list[str],
+    validation: str | Path | None,
+    pools: list[str],
+    continual: Any,
+    added: list[str],
+    replay: dict[str, Any],
+    distill: Any,
+    pool_size: int,
+) -> dict[str, Any]:
+    """What the lineage records of an update beside the gate's verdict: its data, method, replay and scores."""
+    return {
+        "data": {
+            "train": [str(Path(f).resolve()) for f in files],
+            "validation": str(Path(validation).resolve()) if validation else None,
+            "unlabeled": [str(Path(f).resolve()) for f in pools],
+        },
+        "method": continual.method,
+        "new_labels": added,
+        "replay": replay,
+        "distill": distill,
+        "align": run.metrics.get("align"),
+        "unlabeled": _pool_record(run, pool_size),
+        "validation": run.metrics.get("validation"),
+        "test": run.metrics.get("test"),
+    }
+
+
+def update(
+    parent_dir: str | Path,
+    data: str | Path | list[str | Path] | None = None,
+    *,
+    unlabeled: str | Path | list[str | Path] | None = None,
+    validation: str | Path | None = None,
+    output: str | Path | None = None,
+    overrides: list[str] | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+) -> UpdateResult:
     """Continue the run in ``parent_dir`` on the new labelled ``data`` (one file or several) and/or the
     ``unlabeled`` texts (files, or folders of them: classification), learned from by self-training (the model's
     pseudo-labels, admitted per class by the agent, ``selection.self_training``) beside the replayed old samples;
     see the module docstring. Without new labelled data the lineage's validation examples validate the update
     (unless ``validation`` is given). ``output`` defaults to ``<root>-update-<n>`` beside the lineage's root.
     ``resume``: continue an interrupted update (give the same ``output``) from its last checkpoint."""
-    parent_path, better = resolve_run_dir(parent_dir)  # an `autoft run` output: its better run on validation
-    if better is not None:
-        log.info("update: the parent is %s of %s", better, parent_dir)
-    for name in ("config.yaml", "labels.json", "model", "metrics.json"):
-        if not (parent_path / name).exists():
-            raise RunDirError(f"{parent_path}: not a finished autoft run directory (missing {name})")
+    parent_path = _parent_dir(parent_dir)
     files, pools = _as_paths(data), _as_paths(unlabeled)
     if not files and not pools:
         raise ConfigError("update: give new labelled data, unlabelled texts (--unlabeled), or both")
@@ -313,10 +367,15 @@ def update(parent_dir: str | Path, data: str | Path | list[str | Path] | None = 
             raise RunDirError(f"{output}: an update cannot overwrite its parent or its lineage's root")
         parent = Run.load(parent_path)  # scores the old samples and, after training, is compared with the update
         texts = parent.task in TEXT_TARGET_TASKS  # answers and responses: no label set to grow or distil
-        pool = _pool(pools, parent) if pools else []
+        pool = read_pool(pools, parent) if pools else []
         # The training files are settled below, once the replay is chosen (the parent's stand in till then).
-        config = _child_config(parent, files or parent.config.data.train_files,
-                               None if validation is None else str(validation), output, overrides)
+        config = _child_config(
+            parent,
+            files or parent.config.data.train_files,
+            None if validation is None else str(validation),
+            output,
+            overrides,
+        )
         continual = config.continual
         new = [e for f in files for e in _read(f, parent.config, "data")]
         if validation is not None:
@@ -326,52 +385,54 @@ def update(parent_dir: str | Path, data: str | Path | list[str | Path] | None = 
         stacked = _check_method(continual, parent, parent_path, added)
 
         # Replay: of everything the lineage trained on, the old samples the parent holds most firmly.
-        old_train, old_validation, chosen, how = _replay_rows(parent, parent_path, continual, texts)
-        replayed = [old_train[i] for i in chosen]
-        if not files and not replayed:
-            raise ConfigError("an update from unlabelled texts alone trains on replayed old samples beside them; "
-                              "continual.replay_budget is 0 (give labelled data too, or a budget above 0)")
-        weight = None if not replayed else (len(old_train) / len(replayed) if continual.replay_weight == AUTO
-                                            else continual.replay_weight)
-        log.info("replay: %d of the lineage's %d old training samples (%s)", len(replayed), len(old_train), how)
+        old_train, old_validation, replayed, replay = _replay(parent, parent_path, continual, texts, bool(files))
         if pool:
-            log.info("%d unlabelled texts from %s: self-training (%s) from the parent's pseudo-labels", len(pool),
-                     ", ".join(pools), config.selection.self_training)
+            log.info(
+                "%d unlabelled texts from %s: self-training (%s) from the parent's pseudo-labels",
+                len(pool),
+                ", ".join(pools),
+                config.selection.self_training,
+            )
 
         model = _start_model(parent_path, stacked, added, parent.labels + added, config.training.seed)
-        callbacks, distill = _protections(parent, parent_path, model, continual, replayed or old_train, added,
-                                          stacked, config.training.seed)
+        callbacks, distill = _protections(
+            parent, parent_path, model, continual, replayed or old_train, added, stacked, config.training.seed
+        )
         own_validation = old_validation if validation is None and not files else None
         with tempfile.TemporaryDirectory(dir=output.parent if output.parent.exists() else None) as staging:
-            staged = _stage(Path(staging), parent, replayed, pool, own_validation)
+            staged = stage(Path(staging), parent, replayed, pool, own_validation)
             if "replay" in staged:
-                callbacks.append(_replay_weights(str(staged["replay"]), cast(float, weight)))  # replayed: set
-                log.info("replayed samples weigh %.3g each in the loss (continual.replay_weight %s)", weight,
-                         continual.replay_weight)
-            config = _with_files(config, files, staged)
+                callbacks.append(_replay_weights(str(staged["replay"]), cast(float, replay["weight"])))  # replayed: set
+                log.info(
+                    "replayed samples weigh %.3g each in the loss (continual.replay_weight %s)",
+                    replay["weight"],
+                    continual.replay_weight,
+                )
+            config = with_files(config, files, staged)
             own_new = None if own_validation is not None else new_validation(config, parent.labels + added)
             if added and parent.config.task in ONE_LABEL_TASKS and not stacked:
-                callbacks.append(HeadAligning(model, len(parent.labels), old_validation + (own_new or []),
-                                              mode=continual.align, metric=parent.adapter.primary_metric,
-                                              greater_is_better=parent.adapter.greater_is_better))
+                callbacks.append(_aligning(parent, model, continual, old_validation + (own_new or [])))
             output.parent.mkdir(parents=True, exist_ok=True)
-            run = train(config, overwrite=overwrite, callbacks=callbacks, model=model, labels=parent.labels + added,
-                        resume=resume)
-            _keep(run, output, files, staged)
+            run = train(
+                config,
+                overwrite=overwrite,
+                callbacks=callbacks,
+                model=model,
+                labels=parent.labels + added,
+                resume=resume,
+            )
+            keep_staged(run, output, files, staged)
             config = run.config
 
         record = _compare(parent, run, old_validation, config, continual.gate, new_validation=own_new)
-        record.update({
-            "run": str(output.resolve()), "parent": str(parent_path.resolve()), "root": str(root),
-            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "data": {"train": [str(Path(f).resolve()) for f in files],
-                     "validation": str(Path(validation).resolve()) if validation else None,
-                     "unlabeled": [str(Path(f).resolve()) for f in pools]},
-            "method": continual.method, "new_labels": added,
-            "replay": {"samples": len(replayed), "of": len(old_train), "budget": continual.replay_budget,
-                       "by": continual.replay_by, "how": how, "weight": weight},
-            "distill": distill, "align": run.metrics.get("align"), "unlabeled": _pool_record(run, len(pool)),
-            "validation": run.metrics.get("validation"), "test": run.metrics.get("test"),
-        })
+        record.update(
+            {
+                "run": str(output.resolve()),
+                "parent": str(parent_path.resolve()),
+                "root": str(root),
+                "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                **_update_record(run, files, validation, pools, continual, added, replay, distill, len(pool)),
+            }
+        )
         _record(root, output, record)
     return UpdateResult(run, record)

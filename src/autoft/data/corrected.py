@@ -45,7 +45,7 @@ def _semeval(source: Path, drop: set[int], relabel: dict[int, str]) -> tuple[str
     loaded = _read_semeval(source, source.stem, True, BadRows("skip", max_share=1.0))
     out = []
     for start in sorted({line_of(e.origin)[1] for e in loaded} - drop):
-        comments = takewhile(lambda line: line.startswith("Comment"), lines[start + 1:])
+        comments = takewhile(lambda line: line.startswith("Comment"), lines[start + 1 :])
         out.append("\n".join([lines[start - 1], relabel.get(start, lines[start].strip()), *comments]) + "\n\n")
     return "".join(out), len(out)
 
@@ -55,8 +55,9 @@ def _values(label: object) -> list[str]:
     return [v for v in label if isinstance(v, str)] if isinstance(label, list) else [str(label)]
 
 
-def keep_every_label(examples: list[Example], dropped: Iterable[int], relabels: dict[int, str]
-                     ) -> tuple[set[int], dict[int, str], list[str]]:
+def keep_every_label(
+    examples: list[Example], dropped: Iterable[int], relabels: dict[int, str]
+) -> tuple[set[int], dict[int, str], list[str]]:
     """The agent's repairs (rows left out, row -> new label) less those that would leave a label of ``examples``
     without a row: such a label keeps every row that holds it as given, so the corrected file still trains with
     a validation or test file that has it (the loader refuses a label training never saw). Returns the kept
@@ -65,8 +66,12 @@ def keep_every_label(examples: list[Example], dropped: Iterable[int], relabels: 
     given = [set(_values(example.label)) for example in examples]
     kept: set[str] = set()
     while True:  # a relabel undone takes a row from its new label, which may then have none: until none does
-        left = {value for row, values in enumerate(given) if row not in dropped
-                for value in ([relabels[row]] if row in relabels else values)}
+        left = {
+            value
+            for row, values in enumerate(given)
+            if row not in dropped
+            for value in ([relabels[row]] if row in relabels else values)
+        }
         vanished = set().union(*given) - left
         if not vanished:
             return dropped, relabels, sorted(kept)
@@ -77,8 +82,9 @@ def keep_every_label(examples: list[Example], dropped: Iterable[int], relabels: 
                 relabels.pop(row, None)
 
 
-def write_corrected(source: Path, output: Path, *, fmt: str, label_column: str, drop: set[int],
-                    relabel: dict[int, str]) -> int:
+def write_corrected(
+    source: Path, output: Path, *, fmt: str, label_column: str, drop: set[int], relabel: dict[int, str]
+) -> int:
     """Write ``source`` to ``output`` without the rows starting at the lines in ``drop`` and with the
     label of the rows in ``relabel`` (line -> new label) replaced; table rows and SemEval sentences the loader
     skipped as broken are left out too (CoNLL sentences are copied as they are). ``fmt``: as ``detect_format``
@@ -88,8 +94,11 @@ def write_corrected(source: Path, output: Path, *, fmt: str, label_column: str, 
         delimiter = "," if fmt == "csv" else "\t"
         text = _read_text(source)
         header = [name.strip() for name in next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))]
-        rows = [(line, row) for line, row in _rows_delimited(source, delimiter)
-                if not isinstance(row, DataError) and line not in drop]
+        rows = [
+            (line, row)
+            for line, row in _rows_delimited(source, delimiter)
+            if not isinstance(row, DataError) and line not in drop
+        ]
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=header, delimiter=delimiter, lineterminator="\n")
         writer.writeheader()
@@ -99,9 +108,13 @@ def write_corrected(source: Path, output: Path, *, fmt: str, label_column: str, 
         return len(rows)
     if fmt == "jsonl":
         rows = [(line, row) for line, row in _rows_jsonl(source) if not isinstance(row, DataError) and line not in drop]
-        write_text_atomic(output, "".join(
-            json.dumps({**row, label_column: relabel[line]} if line in relabel else row, ensure_ascii=False) + "\n"
-            for line, row in rows))
+        write_text_atomic(
+            output,
+            "".join(
+                json.dumps({**row, label_column: relabel[line]} if line in relabel else row, ensure_ascii=False) + "\n"
+                for line, row in rows
+            ),
+        )
         return len(rows)
     if fmt == "parquet":
         import pyarrow as pa
@@ -110,8 +123,11 @@ def write_corrected(source: Path, output: Path, *, fmt: str, label_column: str, 
         table = pq.read_table(source)
         keep = [i for i in range(table.num_rows) if i + 2 not in drop]  # rows are numbered from 2, as loaded
         labels = table.column(label_column).to_pylist()
-        table = table.set_column(table.schema.get_field_index(label_column), label_column,
-                                 pa.array([relabel.get(i + 2, labels[i]) for i in range(table.num_rows)]))
+        table = table.set_column(
+            table.schema.get_field_index(label_column),
+            label_column,
+            pa.array([relabel.get(i + 2, labels[i]) for i in range(table.num_rows)]),
+        )
         temp = output.with_name(f".{output.name}.tmp")
         pq.write_table(table.take(keep), temp)
         temp.replace(output)

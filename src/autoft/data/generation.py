@@ -60,19 +60,23 @@ def _messages(path: Path, line: int, value: Any, column: str) -> list[dict[str, 
         except json.JSONDecodeError:
             value = None
     if not isinstance(value, list) or not value:
-        raise DataError(f"{path}:{line}: column {column!r} must be a JSON list of chat messages "
-                        f'[{{"role": "user", "content": ...}}, ...]')
+        raise DataError(
+            f"{path}:{line}: column {column!r} must be a JSON list of chat messages "
+            f'[{{"role": "user", "content": ...}}, ...]'
+        )
     messages = []
     for m, message in enumerate(value):
         if not isinstance(message, dict) or message.get("role") not in CHAT_ROLES:
             raise DataError(f"{path}:{line}: message {m} of {column!r} needs a role among {', '.join(CHAT_ROLES)}")
-        messages.append({"role": message["role"], "content": _text(path, line, message.get("content"),
-                                                                    f"{column}[{m}].content")})
+        messages.append(
+            {"role": message["role"], "content": _text(path, line, message.get("content"), f"{column}[{m}].content")}
+        )
     return messages
 
 
-def text_pair_row(path: Path, line: int, row: dict, *, task: str, columns: dict[str, str], with_labels: bool,
-                  source: str) -> Example:
+def text_pair_row(
+    path: Path, line: int, row: dict, *, task: str, columns: dict[str, str], with_labels: bool, source: str
+) -> Example:
     """One generation or seq2seq example from a table row."""
     input_role, output_role = ROLES[task]
     name = {role: columns.get(role, role) for role in (input_role, output_role, "messages")}
@@ -82,17 +86,21 @@ def text_pair_row(path: Path, line: int, row: dict, *, task: str, columns: dict[
         if not with_labels:
             return Example(messages, None, f"{path}:{line}", source)
         if messages[-1]["role"] != "assistant" or len(messages) < 2:
-            raise DataError(f"{path}:{line}: the last message of {name['messages']!r} must be the assistant's "
-                            f"response, after at least one other")
+            raise DataError(
+                f"{path}:{line}: the last message of {name['messages']!r} must be the assistant's "
+                f"response, after at least one other"
+            )
         return Example(messages[:-1], [messages[-1]["content"]], f"{path}:{line}", source)
     if name[input_role] not in row:
         extra = f" (or {name['messages']!r} with chat messages)" if task == "generation" else ""
-        raise DataError(f"{path}:{line}: missing column {name[input_role]!r}{extra} (columns: {have}); "
-                        f"data.columns renames it")
+        raise DataError(
+            f"{path}:{line}: missing column {name[input_role]!r}{extra} (columns: {have}); data.columns renames it"
+        )
     text = _text(path, line, row[name[input_role]], name[input_role])
     if not with_labels:
         return Example(text, None, f"{path}:{line}", source)
     if name[output_role] not in row:
-        raise DataError(f"{path}:{line}: missing column {name[output_role]!r} (columns: {have}); data.columns "
-                        f"renames it")
+        raise DataError(
+            f"{path}:{line}: missing column {name[output_role]!r} (columns: {have}); data.columns renames it"
+        )
     return Example(text, _references(path, line, row[name[output_role]], name[output_role]), f"{path}:{line}", source)

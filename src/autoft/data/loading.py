@@ -75,8 +75,9 @@ def _read_conll(path: Path, source: str, with_labels: bool, bad: BadRows) -> lis
                 broken = DataError(f"{path}:{number}: empty tag")
                 continue
             if tag != "O" and not _TAG.match(tag):
-                broken = DataError(f"{path}:{number}: tag {tag!r} is not O or B-/I-/E-/S- and an entity type "
-                                   f"(BIO, IOB2 or IOBES)")
+                broken = DataError(
+                    f"{path}:{number}: tag {tag!r} is not O or B-/I-/E-/S- and an entity type (BIO, IOB2 or IOBES)"
+                )
                 continue
             tags.append(tag)
     return examples
@@ -125,18 +126,39 @@ def load_examples(
             raise DataError(f"{path}: CoNLL files hold token classification data, but task is {task!r}")
         examples = _read_conll(path, source, with_labels, bad)
     else:
-        examples = list(_table_examples(path, fmt, task=task, text_column=text_column, label_column=label_column,
-                                        with_labels=with_labels, source=source, bad=bad,
-                                        label_delimiter=label_delimiter, columns=columns))
+        examples = list(
+            _table_examples(
+                path,
+                fmt,
+                task=task,
+                text_column=text_column,
+                label_column=label_column,
+                with_labels=with_labels,
+                source=source,
+                bad=bad,
+                label_delimiter=label_delimiter,
+                columns=columns,
+            )
+        )
     bad.check(path, first_skipped, len(examples))
     if not examples:
         raise DataError(f"{path}: no examples found")
     return examples
 
 
-def _table_examples(path: Path, fmt: str, *, task: str, text_column: str, label_column: str, with_labels: bool,
-                    source: str, bad: BadRows, label_delimiter: str, columns: dict[str, str] | None
-                    ) -> Iterator[Example]:
+def _table_examples(
+    path: Path,
+    fmt: str,
+    *,
+    task: str,
+    text_column: str,
+    label_column: str,
+    with_labels: bool,
+    source: str,
+    bad: BadRows,
+    label_delimiter: str,
+    columns: dict[str, str] | None,
+) -> Iterator[Example]:
     """The examples of a table file, one at a time as its rows are read (broken rows go to ``bad``)."""
     required = [text_column] + ([label_column] if with_labels else [])
     for line, row in _table_rows(path, fmt):
@@ -146,17 +168,35 @@ def _table_examples(path: Path, fmt: str, *, task: str, text_column: str, label_
             if task == "question-answering":
                 yield qa_row(path, line, row, columns=columns or {}, with_labels=with_labels, source=source)
             elif task in ROLES:
-                yield text_pair_row(path, line, row, task=task, columns=columns or {}, with_labels=with_labels,
-                                    source=source)
+                yield text_pair_row(
+                    path, line, row, task=task, columns=columns or {}, with_labels=with_labels, source=source
+                )
             else:
-                yield _table_example(path, line, row, task, text_column, label_column if with_labels else None,
-                                     required, source, label_delimiter)
+                yield _table_example(
+                    path,
+                    line,
+                    row,
+                    task,
+                    text_column,
+                    label_column if with_labels else None,
+                    required,
+                    source,
+                    label_delimiter,
+                )
         except DataError as error:
             bad.reject(error)
 
 
-def stream_examples(path: str | Path, *, task: str, text_column: str = "text", label_column: str = "label",
-                    fmt: str = "auto", bad_rows: BadRows | None = None, label_delimiter: str = "|") -> Iterator[Example]:
+def stream_examples(
+    path: str | Path,
+    *,
+    task: str,
+    text_column: str = "text",
+    label_column: str = "label",
+    fmt: str = "auto",
+    bad_rows: BadRows | None = None,
+    label_delimiter: str = "|",
+) -> Iterator[Example]:
     """The labelled examples of a table file (CSV, TSV, JSON lines, Parquet), yielded as the file is read: a pool
     of millions of rows is never held in memory. The checks are ``load_examples``'s; with ``bad_rows`` in
     ``skip`` mode, more than its ``max_share`` broken rows is an error at the end."""
@@ -168,9 +208,18 @@ def stream_examples(path: str | Path, *, task: str, text_column: str = "text", l
         raise DataError(f"{path}: a pool this large is read as a table (CSV, TSV, JSON lines or Parquet), not {fmt}")
     bad = bad_rows or BadRows()
     first_skipped, count = len(bad.skipped), 0
-    for example in _table_examples(path, fmt, task=task, text_column=text_column, label_column=label_column,
-                                   with_labels=True, source=path.stem, bad=bad, label_delimiter=label_delimiter,
-                                   columns=None):
+    for example in _table_examples(
+        path,
+        fmt,
+        task=task,
+        text_column=text_column,
+        label_column=label_column,
+        with_labels=True,
+        source=path.stem,
+        bad=bad,
+        label_delimiter=label_delimiter,
+        columns=None,
+    ):
         count += 1
         yield example
     bad.check(path, first_skipped, count)
@@ -178,8 +227,17 @@ def stream_examples(path: str | Path, *, task: str, text_column: str = "text", l
         raise DataError(f"{path}: no examples found")
 
 
-def _table_example(path: Path, line: int, row: dict, task: str, text_column: str, label_column: str | None,
-                   columns: list[str], source: str, label_delimiter: str = "|") -> Example:
+def _table_example(
+    path: Path,
+    line: int,
+    row: dict,
+    task: str,
+    text_column: str,
+    label_column: str | None,
+    columns: list[str],
+    source: str,
+    label_delimiter: str = "|",
+) -> Example:
     _require_columns(path, line, row, columns)
     if task == "token-classification":
         return _token_row(path, line, row, text_column, label_column, source)
@@ -207,8 +265,10 @@ def check_entity_markers(path: Path, line: int, text: str) -> None:
     """A relation-extraction text marks its two entities inline, ``<e1>…</e1>`` and ``<e2>…</e2>``, once each."""
     for marker in ENTITY_MARKERS:
         if text.count(marker) != 1:
-            raise DataError(f"{path}:{line}: expected one {marker} in the text (entities are marked inline: "
-                            f"<e1>...</e1> and <e2>...</e2>), found {text.count(marker)}")
+            raise DataError(
+                f"{path}:{line}: expected one {marker} in the text (entities are marked inline: "
+                f"<e1>...</e1> and <e2>...</e2>), found {text.count(marker)}"
+            )
     if not text.index("<e1>") < text.index("</e1>") or not text.index("<e2>") < text.index("</e2>"):
         raise DataError(f"{path}:{line}: an entity's closing marker comes before its opening one")
 
@@ -225,12 +285,15 @@ def _mark_entities(path: Path, line: int, text: str, values: list[Any]) -> str:
             raise ValueError
         e1s, e1e, e2s, e2e = (int(v) for v in values)
     except (TypeError, ValueError):
-        raise DataError(f"{path}:{line}: columns {', '.join(SPAN_COLUMNS)} must be integer character offsets, "
-                        f"got {values}") from None
+        raise DataError(
+            f"{path}:{line}: columns {', '.join(SPAN_COLUMNS)} must be integer character offsets, got {values}"
+        ) from None
     spans = sorted([(e1s, e1e, "e1"), (e2s, e2e, "e2")])
     if any(not 0 <= start < end <= len(text) for start, end, _ in spans) or spans[0][1] > spans[1][0]:
-        raise DataError(f"{path}:{line}: entity spans {e1s}-{e1e} and {e2s}-{e2e} must be non-empty, within the "
-                        f"text ({len(text)} characters) and not overlap")
+        raise DataError(
+            f"{path}:{line}: entity spans {e1s}-{e1e} and {e2s}-{e2e} must be non-empty, within the "
+            f"text ({len(text)} characters) and not overlap"
+        )
     for start, end, name in reversed(spans):  # the later span first, so the earlier offsets stay right
         text = f"{text[:start]}<{name}>{text[start:end]}</{name}>{text[end:]}"
     return text
@@ -276,8 +339,10 @@ def _label_set(path: Path, line: int, value: object, column: str, delimiter: str
     elif isinstance(value, (str, int)) and not isinstance(value, bool):
         parts = [_label_str(v) for v in str(value).split(delimiter)]
     else:
-        raise DataError(f"{path}:{line}: column {column!r} must hold labels separated by {delimiter!r} or a "
-                        f"JSON list, got {value!r}")
+        raise DataError(
+            f"{path}:{line}: column {column!r} must hold labels separated by {delimiter!r} or a "
+            f"JSON list, got {value!r}"
+        )
     if any(not part for part in parts) and any(parts):
         raise DataError(f"{path}:{line}: empty label in column {column!r} (labels separated by {delimiter!r})")
     return sorted({part for part in parts if part})
@@ -300,8 +365,15 @@ def _token_row(path: Path, line: int, row: dict, text_column: str, label_column:
     return Example(list(tokens), tags, f"{path}:{line}", source)
 
 
-def input_example(value: Any, *, task: str, index: int, text_column: str = "text",
-                  columns: dict[str, str] | None = None, where: str = "<request>") -> Example:
+def input_example(
+    value: Any,
+    *,
+    task: str,
+    index: int,
+    text_column: str = "text",
+    columns: dict[str, str] | None = None,
+    where: str = "<request>",
+) -> Example:
     """One prediction input as a JSON value (a served request's item): a text (a prompt for generative tasks;
     for NER a text or a list of words), or an object with the columns a JSON-lines input file has (question
     answering: ``question`` and ``context``; generation: ``prompt`` or ``messages``). ``DataError`` names
@@ -309,16 +381,16 @@ def input_example(value: Any, *, task: str, index: int, text_column: str = "text
     path = Path(where)
     if isinstance(value, str) or (task == "token-classification" and isinstance(value, list)):
         if task == "question-answering":
-            raise DataError(f"{where}:{index}: question answering takes an object with 'question' and 'context', "
-                            f"not a text")
+            raise DataError(
+                f"{where}:{index}: question answering takes an object with 'question' and 'context', not a text"
+            )
         value = {(columns or {}).get(ROLES[task][0], ROLES[task][0]) if task in ROLES else text_column: value}
     if not isinstance(value, dict):
         raise DataError(f"{where}:{index}: expected a text or an object, got {type(value).__name__}")
     if task == "question-answering":
         return qa_row(path, index, value, columns=columns or {}, with_labels=False, source="request")
     if task in ROLES:
-        return text_pair_row(path, index, value, task=task, columns=columns or {}, with_labels=False,
-                             source="request")
+        return text_pair_row(path, index, value, task=task, columns=columns or {}, with_labels=False, source="request")
     return _table_example(path, index, value, task, text_column, None, [text_column], "request")
 
 
@@ -330,8 +402,9 @@ def _warn_blank_lines(lines: list[str], source: str) -> None:
         log.warning("skipped %d blank line%s of %s", blank, "" if blank == 1 else "s", source)
 
 
-def read_texts(path: str | Path | None, *, task: str, text_column: str = "text",
-               columns: dict[str, str] | None = None) -> list[Example]:
+def read_texts(
+    path: str | Path | None, *, task: str, text_column: str = "text", columns: dict[str, str] | None = None
+) -> list[Example]:
     """Unlabelled input for prediction: a table file, CoNLL tokens, plain text (one per line) or stdin.
     Question answering reads JSON lines of context and question (stdin too), a table or a SQuAD file;
     generation and seq2seq a table of prompts (sources), or plain text: a prompt per line. Blank lines of plain
@@ -347,8 +420,9 @@ def read_texts(path: str | Path | None, *, task: str, text_column: str = "text",
         for number, row in _rows_jsonl(Path("<stdin>"), text):
             if isinstance(row, DataError):
                 raise row
-            examples.append(qa_row(Path("<stdin>"), number, row, columns=columns or {}, with_labels=False,
-                                   source="stdin"))
+            examples.append(
+                qa_row(Path("<stdin>"), number, row, columns=columns or {}, with_labels=False, source="stdin")
+            )
         return examples
     if path is None or str(path) == "-":
         lines = sys.stdin.read().splitlines()

@@ -49,8 +49,9 @@ def check_answers(path: Path, line: int, context: str, answers: list[tuple[Any, 
         start = _offset(path, line, start)
         found = context[start : start + len(text)] if 0 <= start < len(context) else ""
         if found != text:
-            raise DataError(f"{path}:{line}: answer {text!r} is not at offset {start} of its context "
-                            f"(found {found!r} there)")
+            raise DataError(
+                f"{path}:{line}: answer {text!r} is not at offset {start} of its context (found {found!r} there)"
+            )
         checked.append({"text": text, "start": start})
     return checked
 
@@ -61,9 +62,11 @@ def _answer_pairs(path: Path, line: int, value: Any) -> list[tuple[Any, Any]]:
         try:
             value = json.loads(value)
         except json.JSONDecodeError:
-            raise DataError(f"{path}:{line}: column 'answers' must be JSON (a list of {{text, answer_start}}, or "
-                            f"{{text: [...], answer_start: [...]}}); use answer and answer_start columns for one "
-                            f"plain-text answer") from None
+            raise DataError(
+                f"{path}:{line}: column 'answers' must be JSON (a list of {{text, answer_start}}, or "
+                f"{{text: [...], answer_start: [...]}}); use answer and answer_start columns for one "
+                f"plain-text answer"
+            ) from None
     if isinstance(value, dict) and isinstance(value.get("text"), list):
         starts = value.get("answer_start")
         if not isinstance(starts, list) or len(starts) != len(value["text"]):
@@ -71,8 +74,10 @@ def _answer_pairs(path: Path, line: int, value: Any) -> list[tuple[Any, Any]]:
         return list(zip(value["text"], starts))
     if isinstance(value, list) and all(isinstance(a, dict) for a in value):
         return [(a.get("text"), a.get("answer_start", a.get("start"))) for a in value]
-    raise DataError(f"{path}:{line}: column 'answers' must be a list of {{text, answer_start}} or "
-                    f"{{text: [...], answer_start: [...]}}, got {value!r}")
+    raise DataError(
+        f"{path}:{line}: column 'answers' must be a list of {{text, answer_start}} or "
+        f"{{text: [...], answer_start: [...]}}, got {value!r}"
+    )
 
 
 def _cell_text(path: Path, line: int, row: dict, column: str) -> str:
@@ -88,8 +93,10 @@ def qa_row(path: Path, line: int, row: dict, *, columns: dict[str, str], with_la
     for role in ("context", "question"):
         if name[role] not in row:
             have = ", ".join(repr(k) for k in row)
-            raise DataError(f"{path}:{line}: missing column {name[role]!r} (columns: {have}); question answering "
-                            f"reads context, question and answers (data.columns renames them)")
+            raise DataError(
+                f"{path}:{line}: missing column {name[role]!r} (columns: {have}); question answering "
+                f"reads context, question and answers (data.columns renames them)"
+            )
     context, question = _cell_text(path, line, row, name["context"]), _cell_text(path, line, row, name["question"])
     answers = None
     if with_labels:
@@ -98,8 +105,10 @@ def qa_row(path: Path, line: int, row: dict, *, columns: dict[str, str], with_la
         elif name["answer"] in row and name["answer_start"] in row:
             pairs = [(row[name["answer"]], row[name["answer_start"]])]
         else:
-            raise DataError(f"{path}:{line}: missing column {name['answers']!r} (or {name['answer']!r} and "
-                            f"{name['answer_start']!r}) with the answer")
+            raise DataError(
+                f"{path}:{line}: missing column {name['answers']!r} (or {name['answer']!r} and "
+                f"{name['answer_start']!r}) with the answer"
+            )
         answers = check_answers(path, line, context, pairs)
     return Example(context, answers, f"{path}:{line}", source, query=question)
 
@@ -135,13 +144,20 @@ def read_squad(path: Path, text: str, *, source: str, with_labels: bool, bad: An
                 try:
                     if not isinstance(context, str) or not context.strip():
                         raise DataError(f"{path}:{at}: {where}: its paragraph has no context")
-                    if not isinstance(qa, dict) or not isinstance(qa.get("question"), str) or not qa["question"].strip():
+                    if (
+                        not isinstance(qa, dict)
+                        or not isinstance(qa.get("question"), str)
+                        or not qa["question"].strip()
+                    ):
                         raise DataError(f"{path}:{at}: {where}: empty question")
                     answers = None
                     if with_labels:
                         given = qa.get("answers")
-                        pairs = [(x.get("text"), x.get("answer_start")) for x in given
-                                 if isinstance(x, dict)] if isinstance(given, list) else []
+                        pairs = (
+                            [(x.get("text"), x.get("answer_start")) for x in given if isinstance(x, dict)]
+                            if isinstance(given, list)
+                            else []
+                        )
                         answers = check_answers(path, at, context, pairs)
                     examples.append(Example(context, answers, f"{path}:{at}", source, query=qa["question"]))
                 except DataError as error:

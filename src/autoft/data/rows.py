@@ -55,8 +55,10 @@ class BadRows:
         """Raise if more than ``max_share`` of the rows read from ``path`` (since ``first_skipped``) were broken."""
         bad = len(self.skipped) - first_skipped
         if bad and bad > self.max_share * (bad + kept):
-            raise DataError(f"{path}: {bad} of {bad + kept} rows are broken, more than the {self.max_share:.0%} "
-                            f"that data.on_bad_rows: skip leaves out; the first: {self.skipped[first_skipped]}")
+            raise DataError(
+                f"{path}: {bad} of {bad + kept} rows are broken, more than the {self.max_share:.0%} "
+                f"that data.on_bad_rows: skip leaves out; the first: {self.skipped[first_skipped]}"
+            )
 
 
 def detect_format(path: Path, declared: str = "auto", task: str | None = None) -> str:
@@ -86,8 +88,9 @@ def _read_text(path: Path) -> str:
         raise DataError(f"{path}:{line}: undecodable bytes (not UTF-8) at byte {error.start}") from None
     nul = text.find("\x00")
     if nul >= 0:
-        raise DataError(f"{path}:{text.count(chr(10), 0, nul) + 1}: NUL byte in the text (a binary file, or not "
-                        f"UTF-8: UTF-16?)")
+        raise DataError(
+            f"{path}:{text.count(chr(10), 0, nul) + 1}: NUL byte in the text (a binary file, or not UTF-8: UTF-16?)"
+        )
     return text
 
 
@@ -106,8 +109,9 @@ def _lines(path: Path) -> Iterator[str]:
                     raise DataError(f"{path}:{number}: NUL byte in the text (a binary file, or not UTF-8: UTF-16?)")
                 yield line
     except UnicodeDecodeError as error:  # found while decoding the block after the last whole line read
-        raise DataError(f"{path}:{number + 1}: undecodable bytes (not UTF-8) near byte {error.start} of a block"
-                        ) from None
+        raise DataError(
+            f"{path}:{number + 1}: undecodable bytes (not UTF-8) near byte {error.start} of a block"
+        ) from None
 
 
 def _big(path: Path) -> bool:
@@ -133,8 +137,10 @@ def _check_text(path: Path, line: int, text: object, column: str) -> str:
     if not text.strip():
         raise DataError(f"{path}:{line}: empty text in column {column!r}")
     if len(text) > MAX_TEXT:
-        raise DataError(f"{path}:{line}: a text of {len(text)} characters in column {column!r} (at most {MAX_TEXT:,}: "
-                        f"a broken row?)")
+        raise DataError(
+            f"{path}:{line}: a text of {len(text)} characters in column {column!r} (at most {MAX_TEXT:,}: "
+            f"a broken row?)"
+        )
     return text
 
 
@@ -155,8 +161,9 @@ def _rows_delimited(path: Path, delimiter: str) -> Iterator[tuple[int, Row]]:
                 row_start = reader.line_num + 1
                 continue
             if len(row) != len(header):
-                yield row_start, DataError(
-                    f"{path}:{row_start}: expected {len(header)} fields as in the header, found {len(row)}"
+                yield (
+                    row_start,
+                    DataError(f"{path}:{row_start}: expected {len(header)} fields as in the header, found {len(row)}"),
                 )
             else:
                 yield row_start, dict(zip(header, row))
@@ -212,7 +219,9 @@ def _require_columns(path: Path, line: int, row: dict[str, object], columns: lis
     missing = [c for c in columns if c not in row]
     if missing:
         have = ", ".join(repr(k) for k in row)
-        raise DataError(f"{path}:{line}: missing column {missing[0]!r} (columns: {have}); set data.text_column/label_column")
+        raise DataError(
+            f"{path}:{line}: missing column {missing[0]!r} (columns: {have}); set data.text_column/label_column"
+        )
 
 
 __all__ = ["MAX_TEXT", "STREAM_BYTES", "SUFFIX_FORMATS", "BadRows", "Row", "detect_format"]

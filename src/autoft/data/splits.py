@@ -63,8 +63,12 @@ def split_validation(
 def agent_validation(examples: list[Example], config: Config) -> tuple[list[Example], list[Example]]:
     """The validation set of an agent's run, split (seeded, stratified for one-label tasks) into the part that
     chooses early stopping and the best epoch and the part that rewards the agent (``selection.reward_fraction``)."""
-    return split_validation(examples, fraction=config.selection.reward_fraction, seed=config.training.seed,
-                            stratify=config.task in ONE_LABEL_TASKS)
+    return split_validation(
+        examples,
+        fraction=config.selection.reward_fraction,
+        seed=config.training.seed,
+        stratify=config.task in ONE_LABEL_TASKS,
+    )
 
 
 def _fold(label: str) -> str:
@@ -106,8 +110,12 @@ def warn_spellings(train: list[Example], known: list[str]) -> None:
     for found in spellings.values():
         if len(found) > 1:
             where = ", ".join(f"{value!r} ({origin})" for value, origin in found.items())
-            log.warning("labels %s differ only in case or surrounding white space: they are %d different classes "
-                        "(write them one way if they mean one thing)", where, len(found))
+            log.warning(
+                "labels %s differ only in case or surrounding white space: they are %d different classes "
+                "(write them one way if they mean one thing)",
+                where,
+                len(found),
+            )
 
 
 def warn_unseen_labels(labels: list[str], split: str, examples: list[Example], task: str, where: str) -> None:
@@ -121,20 +129,40 @@ def warn_unseen_labels(labels: list[str], split: str, examples: list[Example], t
     consequence = "never validated" if split == "validation" else "never tested"
     if task in F1_OVER_LABEL_SET:
         consequence += f", and each scores F1 0 in the {split} macro-F1"
-    log.warning("the %s data (%s) has no row with training label%s %s: %s", split, where,
-                "s" if len(missing) > 1 else "", _named(missing), consequence)
+    log.warning(
+        "the %s data (%s) has no row with training label%s %s: %s",
+        split,
+        where,
+        "s" if len(missing) > 1 else "",
+        _named(missing),
+        consequence,
+    )
 
 
-def read_file(path: str | Path, data: DataConfig, *, task: str, fmt: str | None = None, source: str | None = None,
-              bad_rows: BadRows | None = None) -> list[Example]:
+def read_file(
+    path: str | Path,
+    data: DataConfig,
+    *,
+    task: str,
+    fmt: str | None = None,
+    source: str | None = None,
+    bad_rows: BadRows | None = None,
+) -> list[Example]:
     """One labelled data file read with ``data``'s columns, format (or ``fmt``) and label delimiter."""
-    return load_examples(path, task=task, text_column=data.text_column, label_column=data.label_column,
-                         fmt=data.format if fmt is None else fmt, source=source, bad_rows=bad_rows,
-                         label_delimiter=data.label_delimiter, columns=data.columns)
+    return load_examples(
+        path,
+        task=task,
+        text_column=data.text_column,
+        label_column=data.label_column,
+        fmt=data.format if fmt is None else fmt,
+        source=source,
+        bad_rows=bad_rows,
+        label_delimiter=data.label_delimiter,
+        columns=data.columns,
+    )
 
 
-def load_splits(data: DataConfig, *, task: str, seed: int, known: list[str] | None = None,
-                warn: bool = True) -> Splits:
+def load_splits(data: DataConfig, *, task: str, seed: int, known: list[str] | None = None, warn: bool = True) -> Splits:
     """Read the configured files, split off validation if none is given, and fix the label set. ``known``: labels
     the model already has (a continual update), which count as seen in training. ``warn``: log the labels spelt
     two ways and the training labels that validation or test never has (off where the data was read before)."""
@@ -152,14 +180,21 @@ def load_splits(data: DataConfig, *, task: str, seed: int, known: list[str] | No
         train, validation = split_validation(
             train, fraction=data.validation_fraction, seed=seed, stratify=task in ONE_LABEL_TASKS
         )
-        log.info("no data.validation given: %d training rows (a seeded %.0f%%, seed %d) are held out as validation "
-                 "for early stopping and the best epoch", len(validation), 100 * data.validation_fraction, seed)
+        log.info(
+            "no data.validation given: %d training rows (a seeded %.0f%%, seed %d) are held out as validation "
+            "for early stopping and the best epoch",
+            len(validation),
+            100 * data.validation_fraction,
+            seed,
+        )
     test = read(data.test) if data.test else None
     unlabeled: list[Example] = []
     if data.unlabeled:
         if task != "classification":
-            raise DataError(f"data.unlabeled: {data.unlabeled}: unlabelled texts are learned from in classification "
-                            f"only so far, not {task}")
+            raise DataError(
+                f"data.unlabeled: {data.unlabeled}: unlabelled texts are learned from in classification "
+                f"only so far, not {task}"
+            )
         if not Path(data.unlabeled).is_file():
             raise DataError(f"data.unlabeled: {data.unlabeled}: file not found")
         unlabeled = read_texts(data.unlabeled, task=task, text_column=data.text_column)  # a table, or a text a line
@@ -181,9 +216,15 @@ def load_splits(data: DataConfig, *, task: str, seed: int, known: list[str] | No
         check_known_labels(test, values, "test")
     labels = sorted_labels(values)
     if warn:
-        warn_unseen_labels(labels, "validation", validation, task,
-                           data.validation or f"a {100 * data.validation_fraction:.0f}% split of the training rows")
+        warn_unseen_labels(
+            labels,
+            "validation",
+            validation,
+            task,
+            data.validation or f"a {100 * data.validation_fraction:.0f}% split of the training rows",
+        )
         if test is not None:
             warn_unseen_labels(labels, "test", test, task, str(data.test))
-    return Splits(train, validation, test, labels, bad.skipped, validation_from_train=not data.validation,
-                  unlabeled=unlabeled)
+    return Splits(
+        train, validation, test, labels, bad.skipped, validation_from_train=not data.validation, unlabeled=unlabeled
+    )

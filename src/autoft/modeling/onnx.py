@@ -17,8 +17,15 @@ import torch
 from autoft.data.example import Example
 from autoft.errors import ConfigError, ModelLoadError
 
-ONNX_TASKS = frozenset({"classification", "multi-label-classification", "token-classification", "relation-extraction",
-                        "question-answering"})
+ONNX_TASKS = frozenset(
+    {
+        "classification",
+        "multi-label-classification",
+        "token-classification",
+        "relation-extraction",
+        "question-answering",
+    }
+)
 OPSET = 17
 FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
@@ -38,21 +45,26 @@ class _Logits(torch.nn.Module):
 def _trace_examples(task: str) -> list[Example]:
     """Two inputs of the task's shape, of different lengths: the batch the exporter traces."""
     if task == "question-answering":
-        return [Example("Ann went home after work.", None, query="Who went home?"),
-                Example("The river is long and wide in spring.", None, query="What is long?")]
+        return [
+            Example("Ann went home after work.", None, query="Who went home?"),
+            Example("The river is long and wide in spring.", None, query="What is long?"),
+        ]
     if task == "token-classification":
         return [Example(["Ann", "went", "home"], None), Example(["The", "river", "is", "long"], None)]
     if task == "relation-extraction":
-        return [Example("<e1>Ann</e1> went to <e2>Paris</e2>", None),
-                Example("The <e1>river</e1> runs through the <e2>valley</e2> in spring", None)]
+        return [
+            Example("<e1>Ann</e1> went to <e2>Paris</e2>", None),
+            Example("The <e1>river</e1> runs through the <e2>valley</e2> in spring", None),
+        ]
     return [Example("a short input", None), Example("a second, somewhat longer input text", None)]
 
 
 def export_onnx(model: torch.nn.Module, adapter: Any, path: str | Path) -> list[str]:
     """Write ``model``'s forward pass on ``adapter``'s batches to ``path``; returns the graph's input names."""
     if adapter.name not in ONNX_TASKS:
-        raise ConfigError(f"--format onnx: ONNX export is for encoder tasks ({', '.join(sorted(ONNX_TASKS))}), "
-                          f"not {adapter.name}")
+        raise ConfigError(
+            f"--format onnx: ONNX export is for encoder tasks ({', '.join(sorted(ONNX_TASKS))}), not {adapter.name}"
+        )
     import importlib.util
 
     if importlib.util.find_spec("onnx") is None:
@@ -63,14 +75,23 @@ def export_onnx(model: torch.nn.Module, adapter: Any, path: str | Path) -> list[
     names = list(batch)
     wrapper = _Logits(model, adapter, names).eval()
     axes = {name: {0: "batch", 1: "sequence"} for name in names if batch[name].dim() >= 2}
-    axes["logits"] = {0: "batch", 1: "sequence"} if adapter.name in ("token-classification", "question-answering") \
-        else {0: "batch"}
+    axes["logits"] = (
+        {0: "batch", 1: "sequence"} if adapter.name in ("token-classification", "question-answering") else {0: "batch"}
+    )
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            torch.onnx.export(wrapper, tuple(batch[n] for n in names), str(path), input_names=names,
-                              output_names=["logits"], dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+            torch.onnx.export(
+                wrapper,
+                tuple(batch[n] for n in names),
+                str(path),
+                input_names=names,
+                output_names=["logits"],
+                dynamic_axes=axes,
+                opset_version=OPSET,
+                dynamo=False,
+            )
     finally:
         model.train(was_training)
     return names

@@ -61,13 +61,20 @@ def _peft_config(config: PeftConfig, task_type: str, model_type: str, heads: lis
     every_linear: dict[str, Any] = {"target_modules": "all-linear", **({"exclude_modules": heads} if heads else {})}
     if config.method == "lora":
         # (peft annotates lora_alpha as int; it takes the config's float as it is: scaling = alpha / r)
-        return LoraConfig(r=config.r, lora_alpha=config.alpha,  # type: ignore[arg-type]
-                          lora_dropout=config.dropout, task_type=task_type,
-                          **(every_linear if targets == AUTO else {"target_modules": list(targets)}))
+        return LoraConfig(
+            r=config.r,
+            lora_alpha=config.alpha,  # type: ignore[arg-type]
+            lora_dropout=config.dropout,
+            task_type=task_type,
+            **(every_linear if targets == AUTO else {"target_modules": list(targets)}),
+        )
     if targets == AUTO and model_type not in TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING:
         return IA3Config(task_type=task_type, feedforward_modules=[], **every_linear)
-    return IA3Config(task_type=task_type, target_modules=None if targets == AUTO else list(targets),
-                     feedforward_modules=None if targets == AUTO else [])
+    return IA3Config(
+        task_type=task_type,
+        target_modules=None if targets == AUTO else list(targets),
+        feedforward_modules=None if targets == AUTO else [],
+    )
 
 
 def wrap(model: Any, config: PeftConfig, task_type: str) -> Any:
@@ -83,8 +90,9 @@ def wrap(model: Any, config: PeftConfig, task_type: str) -> Any:
     except ValueError as error:  # peft's NoMatchingPeftModuleError is a ValueError
         first = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
         targets = config.target_modules if config.target_modules != AUTO else "auto"
-        raise ConfigError(f"training.peft.target_modules: {targets!r} does not fit a {model_type or 'this'} model: "
-                          f"{first}") from None
+        raise ConfigError(
+            f"training.peft.target_modules: {targets!r} does not fit a {model_type or 'this'} model: {first}"
+        ) from None
     trainable, total = parameter_counts(wrapped)
     log.info("peft %s: %d of %d parameters train (%.2f%%)", config.method, trainable, total, 100 * trainable / total)
     return wrapped
@@ -129,6 +137,7 @@ def _grown_embeddings(model: Any, base_name: str) -> bool | str:
     """Whether ``model``'s vocabulary outgrew its base's (relation extraction adds entity markers), so the
     adapter must carry the grown embeddings; ``"auto"`` (peft's own check) where the base's config is not a
     local folder. peft asks the folder it names, which a name like ``default`` is not."""
+
     def has_config(folder: str) -> bool:
         return bool(folder) and (Path(folder) / "config.json").is_file()
 
@@ -148,8 +157,11 @@ def _named(model: Any, name: str) -> Iterator[None]:
     card peft writes (its ``base_model`` and tag come from the base model's ``name_or_path``)."""
     base = model.get_base_model()
     configs = list(model.peft_config.values())
-    before = ([c.base_model_name_or_path for c in configs], getattr(base, "name_or_path", None),
-              base.config.name_or_path)
+    before = (
+        [c.base_model_name_or_path for c in configs],
+        getattr(base, "name_or_path", None),
+        base.config.name_or_path,
+    )
     try:
         for c in configs:
             c.base_model_name_or_path = name
@@ -194,5 +206,16 @@ def merge(model: Any) -> Any:
     return model.merge_and_unload() if is_wrapped(model) else model
 
 
-__all__ = ["ADAPTER_CONFIG", "STACK", "is_adapter", "is_wrapped", "load", "merge", "parameter_counts", "save",
-           "stack_labels", "wrap", "write_stack"]
+__all__ = [
+    "ADAPTER_CONFIG",
+    "STACK",
+    "is_adapter",
+    "is_wrapped",
+    "load",
+    "merge",
+    "parameter_counts",
+    "save",
+    "stack_labels",
+    "wrap",
+    "write_stack",
+]

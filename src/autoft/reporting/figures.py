@@ -20,7 +20,7 @@ def _svg(figure: Any) -> str:
         figure.savefig(buffer, format="svg")
     plt.close(figure)
     text = buffer.getvalue()
-    return text[text.index("<svg"):]  # without the XML prolog, to inline it in HTML
+    return text[text.index("<svg") :]  # without the XML prolog, to inline it in HTML
 
 
 def _figure(width: float = WIDTH, height: float = HEIGHT, *, columns: int = 1) -> tuple[Any, Any]:
@@ -118,8 +118,15 @@ def confusion(matrices: list[tuple[str, np.ndarray]], labels: list[str]) -> str:
             top = matrix.max() or 1
             for (i, j), count in np.ndenumerate(matrix):
                 if count:
-                    axis.text(j, i, str(count), ha="center", va="center", fontsize=7,
-                              color="white" if count > top / 2 else "black")
+                    axis.text(
+                        j,
+                        i,
+                        str(count),
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if count > top / 2 else "black",
+                    )
         axis.set_title(title)
     return _svg(figure)
 
@@ -130,8 +137,9 @@ def label_scores(labels: list[str], support: list[int], runs: list[tuple[str, li
     x, width = np.arange(len(labels)), 0.8 / len(runs)
     for k, ((title, scores), colour) in enumerate(zip(runs, RUN_COLOURS)):
         axis.bar(x + (k - (len(runs) - 1) / 2) * width, scores, width, color=colour, label=title)
-    axis.set_xticks(x, [f"{label}\n({n})" for label, n in zip(labels, support)], fontsize=7,
-                    rotation=90 if len(labels) > 12 else 0)
+    axis.set_xticks(
+        x, [f"{label}\n({n})" for label, n in zip(labels, support)], fontsize=7, rotation=90 if len(labels) > 12 else 0
+    )
     axis.set_ylim(0, 1.05)
     axis.set_ylabel("test F1")
     axis.legend(fontsize=8)

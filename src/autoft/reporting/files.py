@@ -83,8 +83,10 @@ def read_report(folder: str | Path) -> Report:
     except json.JSONDecodeError as error:
         raise RunDirError(f"{folder / 'comparison.json'}: damaged (JSONDecodeError): {error}") from None
     if "autonomous" in job and (folder / "autonomous").is_dir():
-        runs = [RunFiles(folder / "plain", key="plain", title="plain fine-tuning"),
-                RunFiles(folder / "autonomous", key="autonomous", title=f"autonomous ({job.get('policy')})")]
+        runs = [
+            RunFiles(folder / "plain", key="plain", title="plain fine-tuning"),
+            RunFiles(folder / "autonomous", key="autonomous", title=f"autonomous ({job.get('policy')})"),
+        ]
     else:  # a task without an agent: one fine-tuning run, compared with the model before it
         runs = [RunFiles(folder / "plain")]
     return Report(folder, runs, job)

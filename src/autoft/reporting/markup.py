@@ -26,10 +26,17 @@ def element_id(base: str, key: str) -> str:
 def table(header: list[str], rows: list[list[Any]], *, numeric_from: int = 1, table_id: str = "") -> str:
     """A table; cells from column ``numeric_from`` on that are numbers are right-aligned (floats to 4 places)."""
     head = "".join(f"<th>{escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(
-        f'<td class="n">{number(cell)}</td>' if i >= numeric_from and isinstance(cell, (int, float))
-        and not isinstance(cell, bool) else f'<td class="text">{escape("–" if cell is None else cell)}</td>'
-        for i, cell in enumerate(row)) + "</tr>" for row in rows)
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f'<td class="n">{number(cell)}</td>'
+            if i >= numeric_from and isinstance(cell, (int, float)) and not isinstance(cell, bool)
+            else f'<td class="text">{escape("–" if cell is None else cell)}</td>'
+            for i, cell in enumerate(row)
+        )
+        + "</tr>"
+        for row in rows
+    )
     identifier = f' id="{table_id}"' if table_id else ""
     return f"<table{identifier}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 

@@ -41,11 +41,19 @@ def _one_label(runs: list[RunFiles]) -> str:
         parts.append(figure(figures.confusion(matrices, labels), "; ".join(captions) + ".", "confusion"))
     wrong = [i for i, row in enumerate(runs[0].predictions) if any(_differs(run, i) for run in runs)][:EXAMPLES]
     if wrong:
-        rows = [[runs[0].predictions[i]["input"], runs[0].predictions[i]["gold"],
-                 *(_at(run, i) for run in runs)] for i in wrong]
-        parts.append("<h3>Test samples a run got wrong</h3>" + table(
-            ["text", "gold label", *(f"predicted: {run.title}" for run in runs)], rows, numeric_from=99,
-            table_id="mistakes"))
+        rows = [
+            [runs[0].predictions[i]["input"], runs[0].predictions[i]["gold"], *(_at(run, i) for run in runs)]
+            for i in wrong
+        ]
+        parts.append(
+            "<h3>Test samples a run got wrong</h3>"
+            + table(
+                ["text", "gold label", *(f"predicted: {run.title}" for run in runs)],
+                rows,
+                numeric_from=99,
+                table_id="mistakes",
+            )
+        )
     return "".join(parts)
 
 
@@ -74,15 +82,36 @@ def _label_sets(runs: list[RunFiles]) -> str:
             return binarize.transform([[label for label in row[field] or [] if label in labels] for row in rows])
 
         gold = indicators(runs[0].predictions, "gold")
-        scores = [(run.title, [float(s) for s in f1_score(gold, indicators(run.predictions, "prediction"),
-                                                          average=None, zero_division=0)])
-                  for run in runs if len(run.predictions) == len(gold)]
-        parts.append(figure(figures.label_scores(labels, [int(n) for n in gold.sum(axis=0)], scores),
-                            f"{len(gold)} test samples; F1 of each label over them.", "label-scores"))
-    rows = [[row["input"], _listed(row["gold"]), *(_listed(_at(run, i)) for run in runs)]
-            for i, row in enumerate(runs[0].predictions[:EXAMPLES])]
-    parts.append(table(["text", "gold labels", *(f"predicted: {run.title}" for run in runs)], rows,
-                       numeric_from=99, table_id="outputs"))
+        scores = [
+            (
+                run.title,
+                [
+                    float(s)
+                    for s in f1_score(gold, indicators(run.predictions, "prediction"), average=None, zero_division=0)
+                ],
+            )
+            for run in runs
+            if len(run.predictions) == len(gold)
+        ]
+        parts.append(
+            figure(
+                figures.label_scores(labels, [int(n) for n in gold.sum(axis=0)], scores),
+                f"{len(gold)} test samples; F1 of each label over them.",
+                "label-scores",
+            )
+        )
+    rows = [
+        [row["input"], _listed(row["gold"]), *(_listed(_at(run, i)) for run in runs)]
+        for i, row in enumerate(runs[0].predictions[:EXAMPLES])
+    ]
+    parts.append(
+        table(
+            ["text", "gold labels", *(f"predicted: {run.title}" for run in runs)],
+            rows,
+            numeric_from=99,
+            table_id="outputs",
+        )
+    )
     return "".join(parts)
 
 
@@ -108,23 +137,38 @@ def _entities(runs: list[RunFiles]) -> str:
     """Token classification: test sentences with their gold entities and each run's."""
     rows = runs[0].predictions
     chosen = [i for i, r in enumerate(rows) if any(t != "O" for t in r["gold"] or [])][:EXAMPLES] or list(
-        range(min(EXAMPLES, len(rows))))
-    body = [[_highlight(rows[i]["input"], rows[i]["gold"] or [], "gold"),
-             *(_highlight(rows[i]["input"], _at(run, i) or [], "pred") for run in runs)] for i in chosen]
+        range(min(EXAMPLES, len(rows)))
+    )
+    body = [
+        [
+            _highlight(rows[i]["input"], rows[i]["gold"] or [], "gold"),
+            *(_highlight(rows[i]["input"], _at(run, i) or [], "pred") for run in runs),
+        ]
+        for i in chosen
+    ]
     heads = ["predicted entities"] if len(runs) == 1 else [f"predicted: {run.title}" for run in runs]
     return table(["gold entities", *heads], body, numeric_from=99, table_id="ner-examples")
 
 
 def _snippet(context: str, answers: list[dict[str, Any]]) -> Html:
     """The part of ``context`` around its first gold answer, the answer marked."""
-    first = next((a for a in answers if isinstance(a.get("start"), int)
-                  and context[a["start"]: a["start"] + len(a.get("text", ""))] == a.get("text")), None)
+    first = next(
+        (
+            a
+            for a in answers
+            if isinstance(a.get("start"), int)
+            and context[a["start"] : a["start"] + len(a.get("text", ""))] == a.get("text")
+        ),
+        None,
+    )
     if first is None:
         return Html(escape(context[: 2 * SNIPPET]) + ("…" if len(context) > 2 * SNIPPET else ""))
     start, end = first["start"], first["start"] + len(first["text"])
     left, right = max(0, start - SNIPPET), min(len(context), end + SNIPPET)
-    return Html(("…" if left else "") + escape(context[left:start]) + f'<mark class="gold">{escape(first["text"])}'
-                f"</mark>{escape(context[end:right])}" + ("…" if right < len(context) else ""))
+    return Html(
+        ("…" if left else "") + escape(context[left:start]) + f'<mark class="gold">{escape(first["text"])}'
+        f"</mark>{escape(context[end:right])}" + ("…" if right < len(context) else "")
+    )
 
 
 def _answers(runs: list[RunFiles]) -> str:
@@ -143,19 +187,38 @@ def _answers(runs: list[RunFiles]) -> str:
     for i, row in enumerate(rows[:EXAMPLES]):
         gold = [a for a in row["gold"] or [] if isinstance(a, dict)]
         after = [_at(run, i) for run in runs]
-        shown.append([row.get("question", ""), _snippet(str(row["input"]), gold),
-                      " | ".join(dict.fromkeys(a.get("text", "") for a in gold)),
-                      *([row["zero_shot"]] if before else []), *after, *(exact(a, gold) for a in after)])
+        shown.append(
+            [
+                row.get("question", ""),
+                _snippet(str(row["input"]), gold),
+                " | ".join(dict.fromkeys(a.get("text", "") for a in gold)),
+                *([row["zero_shot"]] if before else []),
+                *after,
+                *(exact(a, gold) for a in after),
+            ]
+        )
     after_heads = ["after"] if len(runs) == 1 else [f"after: {run.title}" for run in runs]
     match_heads = ["exact match"] if len(runs) == 1 else [f"exact match: {run.title}" for run in runs]
-    return table(["question", "context", "gold answers", *(["before (zero-shot)"] if before else []), *after_heads,
-                  *match_heads], shown, numeric_from=99, table_id="outputs")
+    return table(
+        [
+            "question",
+            "context",
+            "gold answers",
+            *(["before (zero-shot)"] if before else []),
+            *after_heads,
+            *match_heads,
+        ],
+        shown,
+        numeric_from=99,
+        table_id="outputs",
+    )
 
 
 def _prompt(value: Any) -> str:
     if isinstance(value, list):  # chat messages
-        return " | ".join(f"{m.get('role', '')}: {m.get('content', '')}" if isinstance(m, dict) else str(m)
-                          for m in value)
+        return " | ".join(
+            f"{m.get('role', '')}: {m.get('content', '')}" if isinstance(m, dict) else str(m) for m in value
+        )
     return str(value)
 
 
@@ -163,12 +226,22 @@ def _outputs(runs: list[RunFiles]) -> str:
     """Generation and seq2seq: prompts, their first reference, the output before fine-tuning and each run's."""
     rows = runs[0].predictions
     before = "zero_shot" in rows[0]
-    shown = [[_prompt(row["input"]), (row["gold"] or [""])[0] if isinstance(row["gold"], list) else row["gold"],
-              *([row["zero_shot"]] if before else []), *(_at(run, i) for run in runs)]
-             for i, row in enumerate(rows[:EXAMPLES])]
+    shown = [
+        [
+            _prompt(row["input"]),
+            (row["gold"] or [""])[0] if isinstance(row["gold"], list) else row["gold"],
+            *([row["zero_shot"]] if before else []),
+            *(_at(run, i) for run in runs),
+        ]
+        for i, row in enumerate(rows[:EXAMPLES])
+    ]
     heads = ["after"] if len(runs) == 1 else [f"after: {run.title}" for run in runs]
-    return table(["prompt", "reference", *(["before (zero-shot)"] if before else []), *heads], shown,
-                 numeric_from=99, table_id="outputs")
+    return table(
+        ["prompt", "reference", *(["before (zero-shot)"] if before else []), *heads],
+        shown,
+        numeric_from=99,
+        table_id="outputs",
+    )
 
 
 SECTIONS = {

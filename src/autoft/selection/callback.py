@@ -39,8 +39,9 @@ class AgentCallback(TrainerCallback):
     rest of the epoch after each update).
     """
 
-    def __init__(self, valuation: Valuation, *, primary_metric: str, reward_examples: list[Example],
-                 seed: int = 0) -> None:
+    def __init__(
+        self, valuation: Valuation, *, primary_metric: str, reward_examples: list[Example], seed: int = 0
+    ) -> None:
         self.valuation = valuation
         self.policy = valuation.policy  # the valuation's, learning online (a checkpoint saves its state)
         self.selection = valuation.selection
@@ -76,10 +77,11 @@ class AgentCallback(TrainerCallback):
         self._rows = np.sort(np.random.default_rng(seed).choice(len(reward_examples), size, replace=False))
         self._features: list[Any] | None = None
 
+    # fmt: off
     SAVED = ("policy", "dynamics", "model_margin", "last_prediction", "values", "weights", "selected", "masked",
-             "relabelled", "floor_relabelled", "intervention", "warnings", "_epoch", "retagged",
-             "own_label", "own_label_before", "own_confidence", "unlabelled", "decisions",
-             "_reward", "_action")
+             "relabelled", "floor_relabelled", "intervention", "warnings", "_epoch", "retagged", "own_label",
+             "own_label_before", "own_confidence", "unlabelled", "decisions", "_reward", "_action")
+    # fmt: on
     """What the online phase changes, the policy's learned state included (the valuation is recomputed)."""
 
     # values -> weights
@@ -129,8 +131,11 @@ class AgentCallback(TrainerCallback):
         """Whether the policy draws the selection it is rewarded for (REINFORCE on classification, where a
         unit is a sample) rather than the loop cutting its values at the keep rate."""
         units = self.valuation.units
-        return (hasattr(self.policy, "draw_selection") and self.selection.mode != "mask"
-                and len(units.owner) == units.n_samples)
+        return (
+            hasattr(self.policy, "draw_selection")
+            and self.selection.mode != "mask"
+            and len(units.owner) == units.n_samples
+        )
 
     @property
     def drop_fraction(self) -> float:
@@ -141,8 +146,9 @@ class AgentCallback(TrainerCallback):
         """[N] bool: the policy's own draw at the run's keep rate (per given class with ``balance:
         per-class``). Re-scoring does not move it: the policy's online steps do."""
         labels = self.valuation.sample_labels
-        groups = [np.flatnonzero(labels == c) for c in np.unique(labels)] \
-            if self.selection.balance == "per-class" else None
+        groups = (
+            [np.flatnonzero(labels == c) for c in np.unique(labels)] if self.selection.balance == "per-class" else None
+        )
         return cast("Reinforce", self.policy).draw_selection(1.0 - self.drop_fraction, groups)  # it draws
 
     def _weights(self, values: np.ndarray, draw: bool = True) -> np.ndarray:
@@ -154,16 +160,25 @@ class AgentCallback(TrainerCallback):
             self.masked = self.valuation.lowest_units(self.drop_fraction)
             weights = np.ones(len(values))
         else:
-            keep = self._drawn() if draw and self.draws else kept_mask(
-                values, self.valuation.sample_labels, self.drop_fraction, self.selection.balance)
+            keep = (
+                self._drawn()
+                if draw and self.draws
+                else kept_mask(values, self.valuation.sample_labels, self.drop_fraction, self.selection.balance)
+            )
             keep, self.floor_relabelled, floor = self.valuation.floor(keep, values)
             self._record_floor(floor)
             self.selected = keep  # what the policy is rewarded for (relabels and own labels come on top)
-            weights = np.where(keep, np.clip(_ranks(values), 1e-3, 1.0), 0.0) \
-                if self.selection.mode == "weight" and self.intervention > 0 else keep.astype(np.float64)
+            weights = (
+                np.where(keep, np.clip(_ranks(values), 1e-3, 1.0), 0.0)
+                if self.selection.mode == "weight" and self.intervention > 0
+                else keep.astype(np.float64)
+            )
         if self._action is not None and self.intervention > 0:  # (backed off: the emphasis scales down with it)
-            weights = weights * (1.0 + self.intervention * self.valuation.units.sample_any(
-                cast("BucketPolicy", self.policy).bucket_weights(self._action)))
+            weights = weights * (
+                1.0
+                + self.intervention
+                * self.valuation.units.sample_any(cast("BucketPolicy", self.policy).bucket_weights(self._action))
+            )
         return weights
 
     def _relabel(self, weights: np.ndarray) -> dict[int, int]:
@@ -173,12 +188,19 @@ class AgentCallback(TrainerCallback):
         ``self.relabelled``; returns row -> suggested class id."""
         threshold, noise = self.selection.relabel_confidence, self.valuation.noise
         self.relabelled = self.floor_relabelled.copy()
-        if threshold is None or noise is None or self.selection.mode == "mask" or self.valuation.units.spans is not None:
-            return {int(i): int(cast("NoiseEstimate", noise).suggested[i])
-                    for i in np.flatnonzero(self.relabelled)}  # (NER: _retag)
+        if (
+            threshold is None
+            or noise is None
+            or self.selection.mode == "mask"
+            or self.valuation.units.spans is not None
+        ):
+            return {
+                int(i): int(cast("NoiseEstimate", noise).suggested[i]) for i in np.flatnonzero(self.relabelled)
+            }  # (NER: _retag)
         suggested = noise.suggested
-        self.relabelled |= ((weights == 0) & (suggested != self.valuation.sample_labels)
-                            & (noise.suggested_confidence >= threshold))
+        self.relabelled |= (
+            (weights == 0) & (suggested != self.valuation.sample_labels) & (noise.suggested_confidence >= threshold)
+        )
         return {int(i): int(suggested[i]) for i in np.flatnonzero(self.relabelled)}
 
     def _record_floor(self, floor: list[dict[str, Any]]) -> None:
@@ -189,11 +211,13 @@ class AgentCallback(TrainerCallback):
         self.decisions.append({"phase": "online", "epoch": self._epoch, "event": "class-floor", "classes": floor})
         for record in floor:
             if record["left_out"] > MAX_CLASS_LOSS * record["rows"] and not any(
-                    w.startswith(f"class {record['class']!r}") for w in self.warnings):
+                w.startswith(f"class {record['class']!r}") for w in self.warnings
+            ):
                 self.warnings.append(
                     f"class {record['class']!r}: the agent left out {record['left_out']} of its {record['rows']} "
                     f"rows as mislabelled; it trains on {record['effective']} ({record['relabelled_in']} relabelled "
-                    f"into it from other classes); check its labels in data_values.csv")
+                    f"into it from other classes); check its labels in data_values.csv"
+                )
                 log.warning(self.warnings[-1])
                 self.decisions.append({"phase": "online", "epoch": self._epoch, "event": "class-warning", **record})
 
@@ -208,7 +232,9 @@ class AgentCallback(TrainerCallback):
         self.retagged = np.zeros(len(weights), dtype=bool)
         if threshold is None or noise is None or units.spans is None:
             return {}
-        suspect = self.masked.copy() if self.selection.mode == "mask" else self.valuation.lowest_units(self.drop_fraction)
+        suspect = (
+            self.masked.copy() if self.selection.mode == "mask" else self.valuation.lowest_units(self.drop_fraction)
+        )
         confident = suspect & (noise.suggested != units.labels) & (noise.suggested_confidence >= threshold)
         if self.selection.mode == "mask":
             repaired = confident
@@ -233,9 +259,13 @@ class AgentCallback(TrainerCallback):
         self.unlabelled = np.zeros(len(weights), dtype=bool)
         if self.selection.flagged != "unlabel":
             return {}
-        self.unlabelled = ((weights == 0) & ~self.relabelled & (self.own_label >= 0)
-                           & (self.own_label == self.own_label_before)
-                           & (self.own_confidence >= self.selection.self_training_threshold))
+        self.unlabelled = (
+            (weights == 0)
+            & ~self.relabelled
+            & (self.own_label >= 0)
+            & (self.own_label == self.own_label_before)
+            & (self.own_confidence >= self.selection.self_training_threshold)
+        )
         return {int(i): int(self.own_label[i]) for i in np.flatnonzero(self.unlabelled)}
 
     def _act(self) -> None:
@@ -250,9 +280,15 @@ class AgentCallback(TrainerCallback):
         if self.valuation.idle:
             if self.intervention > 0:
                 noise = self.valuation.noise
-                self.decisions.append({"phase": "online", "epoch": 0, "event": "idle", "noise_rate": (
-                    noise.rate if noise is not None else None),
-                    "why": self.valuation.idle_reason + ": the run trains as plain fine-tuning"})
+                self.decisions.append(
+                    {
+                        "phase": "online",
+                        "epoch": 0,
+                        "event": "idle",
+                        "noise_rate": (noise.rate if noise is not None else None),
+                        "why": self.valuation.idle_reason + ": the run trains as plain fine-tuning",
+                    }
+                )
             self.intervention = state.intervention = 0.0
         if self.selection.mode != "mask":
             state.search_rows = np.flatnonzero(self._weights(self._current_values(), draw=False) > 0)
@@ -261,8 +297,15 @@ class AgentCallback(TrainerCallback):
         epoch = self._epoch = state.epoch
         if state.intervention != self.intervention:  # backed off (selection.guard.BackOff)
             self.intervention = state.intervention
-            self.decisions.append({"phase": "online", "epoch": epoch, "event": "back-off",
-                                   "intervention": self.intervention, "drop_fraction": round(self.drop_fraction, 4)})
+            self.decisions.append(
+                {
+                    "phase": "online",
+                    "epoch": epoch,
+                    "event": "back-off",
+                    "intervention": self.intervention,
+                    "drop_fraction": round(self.drop_fraction, 4),
+                }
+            )
         self.values = self._current_values()
         self._action = None
         if epoch > 1 or self.update_every:
@@ -280,24 +323,36 @@ class AgentCallback(TrainerCallback):
             state.masked_words = self._masked_words()
         kept = ~self._flagged()
         corrected_noise = None  # the estimated share of wrong labels among the rows forward-corrected
-        if self.selection.correction == "forward" and self.intervention > 0:  # the noise left among the rows that keep their given label
-            given, noise = (np.flatnonzero(kept & ~self.relabelled & ~self.unlabelled),
-                            cast("NoiseEstimate", self.valuation.noise))  # forward correction: an agent run's
+        if (
+            self.selection.correction == "forward" and self.intervention > 0
+        ):  # the noise left among the rows that keep their given label
+            given, noise = (
+                np.flatnonzero(kept & ~self.relabelled & ~self.unlabelled),
+                cast("NoiseEstimate", self.valuation.noise),
+            )  # forward correction: an agent run's
             state.label_transition = transition_of(noise.posterior, self.valuation.sample_labels, given)
             corrected_noise = round(float(1.0 - noise.correct[given].mean()), 4) if given.size else None
-        per_source = {name: float(kept[self.valuation.sources == i].mean())
-                      for i, name in enumerate(self.valuation.source_names)}
-        self.decisions.append({
-            "phase": "online", "epoch": epoch, "event": "select", "policy": self.selection.policy,
-            "kept": int(kept.sum()), "dropped": int((~kept).sum()), "keep_rate_by_source": per_source,
-            "mean_value_kept": float(self.values[kept].mean()) if kept.any() else None,
-            "rescored": self.selection.rescore if (self.dynamics.count > 0).any() else None,
-            "masked_entities": int(self.masked.sum()) if self.selection.mode == "mask" else None,
-            "relabelled": int(self.relabelled.sum() + self.retagged.sum()),
-            "unlabelled": int(self.unlabelled.sum()),
-            "emphasised_bucket": self._action,
-            "corrected_noise": corrected_noise,
-        })
+        per_source = {
+            name: float(kept[self.valuation.sources == i].mean()) for i, name in enumerate(self.valuation.source_names)
+        }
+        self.decisions.append(
+            {
+                "phase": "online",
+                "epoch": epoch,
+                "event": "select",
+                "policy": self.selection.policy,
+                "kept": int(kept.sum()),
+                "dropped": int((~kept).sum()),
+                "keep_rate_by_source": per_source,
+                "mean_value_kept": float(self.values[kept].mean()) if kept.any() else None,
+                "rescored": self.selection.rescore if (self.dynamics.count > 0).any() else None,
+                "masked_entities": int(self.masked.sum()) if self.selection.mode == "mask" else None,
+                "relabelled": int(self.relabelled.sum() + self.retagged.sum()),
+                "unlabelled": int(self.unlabelled.sum()),
+                "emphasised_bucket": self._action,
+                "corrected_noise": corrected_noise,
+            }
+        )
 
     def on_step_end(self, state: TrainState, output: StepOutput) -> None:
         labelled = np.asarray(output.indices) < len(self.weights)  # pseudo-labelled rows are not the agent's
@@ -335,8 +390,7 @@ class AgentCallback(TrainerCallback):
         rows = np.arange(len(self.reward_examples))
         score = self._score(state, rows)
         if self.update_every:  # the policy learns from the mini-batches; the epoch score is logged only
-            self.decisions.append({"phase": "online", "epoch": state.epoch, "event": "validation",
-                                   "validation": score})
+            self.decisions.append({"phase": "online", "epoch": state.epoch, "event": "validation", "validation": score})
             return
         self._learn(score, {"epoch": state.epoch})
 
@@ -366,13 +420,16 @@ class AgentCallback(TrainerCallback):
             return -float(metrics["loss"])
         if name in metrics and not isinstance(metrics[name], dict):
             return float(metrics[name])
-        raise ConfigError(f"selection.reward: {name!r} is not a validation metric "
-                          f"({', '.join(k for k, v in metrics.items() if not isinstance(v, dict))}, primary)")
+        raise ConfigError(
+            f"selection.reward: {name!r} is not a validation metric "
+            f"({', '.join(k for k, v in metrics.items() if not isinstance(v, dict))}, primary)"
+        )
 
     def _learn(self, score: float, where: dict[str, Any]) -> None:
         """Reward = the gain since the last evaluation of the same rows; the first one only sets the bar."""
-        selected = lambda: ~self.masked if self.selection.mode == "mask" else self.valuation.units.unit_mask(
-            self.selected)
+        selected = lambda: (
+            ~self.masked if self.selection.mode == "mask" else self.valuation.units.unit_mask(self.selected)
+        )
         self.decisions.append(self._reward.step(self.policy, score, selected, self._action, where))
 
     # outputs (the callback protocol's: what the agent adds to the run directory)
@@ -391,8 +448,11 @@ class AgentCallback(TrainerCallback):
     def noise_summary(self) -> dict[str, Any] | None:
         """The estimated label noise and the share left out, for ``metrics.json``."""
         noise = self.valuation.noise
-        return None if noise is None else {"rate": noise.rate, "per_class": noise.per_class,
-                                           "drop_fraction": self.selection.drop_fraction}
+        return (
+            None
+            if noise is None
+            else {"rate": noise.rate, "per_class": noise.per_class, "drop_fraction": self.selection.drop_fraction}
+        )
 
     def repairs(self) -> tuple[np.ndarray, dict[int, int]]:
         """The agent's last word on the training data: the rows it leaves out and the rows it relabels
@@ -405,9 +465,16 @@ class AgentCallback(TrainerCallback):
 
     def data_values(self, examples: list[Example], label_names: list[str]) -> list[dict[str, Any]]:
         """One row per training sample, worst value first (columns ``DATA_VALUE_COLUMNS``)."""
-        return data_value_rows(examples, label_names, self.valuation, self._current_values(),
-                               self._flagged() & ~self.unlabelled & ~self.retagged, self.last_prediction,
-                               self.relabelled | self.retagged, self.unlabelled)
+        return data_value_rows(
+            examples,
+            label_names,
+            self.valuation,
+            self._current_values(),
+            self._flagged() & ~self.unlabelled & ~self.retagged,
+            self.last_prediction,
+            self.relabelled | self.retagged,
+            self.unlabelled,
+        )
 
     def write_artifacts(self, folder: Path, examples: list[Example], label_names: list[str]) -> None:
         write_decisions(folder / "decisions.jsonl", self.decisions)

@@ -63,11 +63,18 @@ class Encoder:
         similar length."""
         split = bool(inputs) and isinstance(inputs[0], list)
         order = np.argsort([sum(map(len, x)) if split else len(x) for x in inputs], kind="stable")
-        for start in tqdm(range(0, len(order), self.batch_size), desc="embed", disable=not progress, leave=False,
-                          unit="batch"):
+        for start in tqdm(
+            range(0, len(order), self.batch_size), desc="embed", disable=not progress, leave=False, unit="batch"
+        ):
             rows = order[start : start + self.batch_size]
-            batch = self.tokenizer([inputs[i] for i in rows], truncation=True, max_length=self.max_length,
-                                   padding=True, is_split_into_words=split, return_tensors="pt")
+            batch = self.tokenizer(
+                [inputs[i] for i in rows],
+                truncation=True,
+                max_length=self.max_length,
+                padding=True,
+                is_split_into_words=split,
+                return_tensors="pt",
+            )
             yield rows, batch, self.model(**batch).last_hidden_state
 
     def pooled(self, texts: list[str], *, progress: bool = False) -> np.ndarray:
@@ -86,8 +93,15 @@ STREAM_CHUNK = 8192
 """Texts read, encoded and stored at a time by ``stored_rows``: memory stays flat however long the input."""
 
 
-def stored_rows(model_name: str, texts: Iterable[str], *, max_length: int, batch_size: int = 64,
-                progress: bool = True, total: int | None = None) -> tuple[FeatureStore, np.ndarray]:
+def stored_rows(
+    model_name: str,
+    texts: Iterable[str],
+    *,
+    max_length: int,
+    batch_size: int = 64,
+    progress: bool = True,
+    total: int | None = None,
+) -> tuple[FeatureStore, np.ndarray]:
     """The feature store of this encoder and, for each text of ``texts`` (any iterable: a file is read as it is
     encoded), its row there. Texts the store has are not encoded again; the encoder is loaded only if some are
     new."""
@@ -111,25 +125,46 @@ def stored_rows(model_name: str, texts: Iterable[str], *, max_length: int, batch
         bar.update(len(chunk))
     bar.close()
     count, seconds = sum(map(len, rows)), time.perf_counter() - started
-    log.info("features of %d texts in %.1f s (%.0f texts/s): %d encoded, the rest read from %s", count, seconds,
-             count / max(seconds, 1e-9), encoded, store.folder)
+    log.info(
+        "features of %d texts in %.1f s (%.0f texts/s): %d encoded, the rest read from %s",
+        count,
+        seconds,
+        count / max(seconds, 1e-9),
+        encoded,
+        store.folder,
+    )
     return store, np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
 
 
-def embed_examples(model_name: str, examples: list[Example], *, max_length: int, batch_size: int = 64,
-                   progress: bool = True, cache: bool = True) -> np.ndarray:
+def embed_examples(
+    model_name: str,
+    examples: list[Example],
+    *,
+    max_length: int,
+    batch_size: int = 64,
+    progress: bool = True,
+    cache: bool = True,
+) -> np.ndarray:
     """[N, hidden] mean-pooled, L2-normalised embeddings of the frozen encoder; with ``cache``, kept in (and read
     from) the encoder's feature store, text by text."""
     texts = [example_text(e) for e in examples]
     if not cache:
         return Encoder(model_name, max_length=max_length, batch_size=batch_size).pooled(texts, progress=progress)
-    store, rows = stored_rows(model_name, texts, max_length=max_length, batch_size=batch_size, progress=progress,
-                              total=len(texts))
+    store, rows = stored_rows(
+        model_name, texts, max_length=max_length, batch_size=batch_size, progress=progress, total=len(texts)
+    )
     return store.gather(rows) if len(rows) else np.zeros((0, 0), dtype=np.float32)
 
 
-def embed_words(model_name: str, examples: list[Example], *, max_length: int, batch_size: int = 64,
-                progress: bool = True, cache: bool = True) -> list[np.ndarray]:
+def embed_words(
+    model_name: str,
+    examples: list[Example],
+    *,
+    max_length: int,
+    batch_size: int = 64,
+    progress: bool = True,
+    cache: bool = True,
+) -> list[np.ndarray]:
     """Per example, [n_words, hidden] contextual embeddings of each word (its first sub-token) from the
     frozen encoder, L2-normalised; rows of words cut off by ``max_length`` are NaN. Cached by content."""
     words = [list(e.text) if isinstance(e.text, list) else e.text.split() for e in examples]

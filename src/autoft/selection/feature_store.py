@@ -28,8 +28,13 @@ VECTORS, INDEX, LOCK = "vectors.f32", "index.npz", "lock"
 
 def text_digests(texts: list[str]) -> np.ndarray:
     """[n] uint64: each text's 64-bit BLAKE2b digest (a collision among a million texts: about 3 in 10^8)."""
-    return np.array([int.from_bytes(hashlib.blake2b(t.encode("utf-8", "surrogatepass"), digest_size=8).digest(),
-                                    "little") for t in texts], dtype=np.uint64)
+    return np.array(
+        [
+            int.from_bytes(hashlib.blake2b(t.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
+            for t in texts
+        ],
+        dtype=np.uint64,
+    )
 
 
 class FeatureStore:
@@ -94,16 +99,22 @@ class FeatureStore:
                 keys = np.concatenate([self.keys, digests[new]])
                 stored = np.concatenate([self.rows, self.count + np.arange(len(new), dtype=np.int64)])
                 order = np.argsort(keys, kind="stable")
-                save_array_atomic(self.folder / INDEX, {"keys": keys[order], "rows": stored[order],
-                                                        "dim": np.array(self.dim)})
+                save_array_atomic(
+                    self.folder / INDEX, {"keys": keys[order], "rows": stored[order], "dim": np.array(self.dim)}
+                )
                 self.keys, self.rows = keys[order], stored[order]
             return self.lookup(digests)
 
     def vectors(self, start: int = 0, stop: int | None = None) -> np.memmap:
         """Rows ``start:stop`` as a read-only memory map (drop it to let its pages go)."""
         stop = self.count if stop is None else stop
-        return np.memmap(self.folder / VECTORS, dtype=np.float32, mode="r", offset=start * self.dim * 4,
-                         shape=(max(stop - start, 0), self.dim))
+        return np.memmap(
+            self.folder / VECTORS,
+            dtype=np.float32,
+            mode="r",
+            offset=start * self.dim * 4,
+            shape=(max(stop - start, 0), self.dim),
+        )
 
     def gather(self, rows: np.ndarray, *, block: int = 65536) -> np.ndarray:
         """[len(rows), dim] float32 copies of these rows, read through short-lived maps of ``block`` rows."""

@@ -53,9 +53,15 @@ class ReferenceScores(TrainerCallback):
     """Scores the model being trained (plain fine-tuning) after each epoch on ``examples`` — the agent's stopping
     half of validation — and writes them to ``stopping_half.json`` (:func:`read_reference`)."""
 
-    def __init__(self, examples: list[Example], *, metric: str, greater_is_better: bool,
-                 loss_only: bool = False) -> None:
-        self.examples, self.metric, self.greater_is_better, self.loss_only = examples, metric, greater_is_better, loss_only
+    def __init__(
+        self, examples: list[Example], *, metric: str, greater_is_better: bool, loss_only: bool = False
+    ) -> None:
+        self.examples, self.metric, self.greater_is_better, self.loss_only = (
+            examples,
+            metric,
+            greater_is_better,
+            loss_only,
+        )
         self.scores: list[float] = []
         self.samples: list[int] = []  # training samples trained on by the end of each epoch
         self.predicted: list[dict[str, int] | None] = []  # how often each label was predicted, after each epoch
@@ -76,11 +82,19 @@ class ReferenceScores(TrainerCallback):
         self.predicted.append(label_counts(predictions))
 
     def write_artifacts(self, folder: Path, examples: list[Example], label_names: list[str]) -> None:
-        write_json(folder / REFERENCE_FILE, {
-            "metric": self.metric, "greater_is_better": self.greater_is_better, "examples": len(self.examples),
-            "epochs": [round(s, 6) for s in self.scores], "samples": self.samples, "predicted": self.predicted,
-            "what": "plain fine-tuning's score after each epoch on the validation rows that choose early stopping in "
-                    "the agent's run (the rest reward the agent)"})
+        write_json(
+            folder / REFERENCE_FILE,
+            {
+                "metric": self.metric,
+                "greater_is_better": self.greater_is_better,
+                "examples": len(self.examples),
+                "epochs": [round(s, 6) for s in self.scores],
+                "samples": self.samples,
+                "predicted": self.predicted,
+                "what": "plain fine-tuning's score after each epoch on the validation rows that choose early stopping in "
+                "the agent's run (the rest reward the agent)",
+            },
+        )
 
 
 def label_counts(predictions: list[Any] | None) -> dict[str, int] | None:
@@ -99,8 +113,11 @@ def starved_classes(reference: dict[str, Any], epoch: int, predictions: list[Any
     agent = label_counts(predictions)
     if not plain or agent is None:
         return []
-    return [{"class": c, "predicted": agent.get(c, 0), "plain_predicted": n} for c, n in sorted(plain.items())
-            if n >= STARVED_MIN and agent.get(c, 0) < STARVED_SHARE * n]
+    return [
+        {"class": c, "predicted": agent.get(c, 0), "plain_predicted": n}
+        for c, n in sorted(plain.items())
+        if n >= STARVED_MIN and agent.get(c, 0) < STARVED_SHARE * n
+    ]
 
 
 def read_reference(run_dir: str | Path) -> dict[str, Any] | None:
@@ -155,9 +172,15 @@ class BackOff(TrainerCallback):
         return {"back_off": self.records} if self.records else {}
 
     def run_warnings(self) -> list[str]:
-        return [f"epoch {r['epoch']}: the agent backed off ({r['action']}): on its stopping half its model predicted "
-                + ", ".join(f"{c['class']!r} for {c['predicted']} rows (plain fine-tuning's for {c['plain_predicted']})"
-                            for c in r["starved"]) for r in self.records if r.get("starved")]
+        return [
+            f"epoch {r['epoch']}: the agent backed off ({r['action']}): on its stopping half its model predicted "
+            + ", ".join(
+                f"{c['class']!r} for {c['predicted']} rows (plain fine-tuning's for {c['plain_predicted']})"
+                for c in r["starved"]
+            )
+            for r in self.records
+            if r.get("starved")
+        ]
 
     def on_epoch_begin(self, state: TrainState) -> None:
         self.trained += int((state.sample_weights() > 0).sum())
@@ -174,20 +197,37 @@ class BackOff(TrainerCallback):
             return
         self.level += 1
         state.intervention = min(state.intervention, INTERVENTION_LEVELS[self.level])
-        record = {"phase": "online", "epoch": state.epoch, "event": "back-off", "metric": metric,
-                  "samples": self.trained, "agent_best": round(self.sign * self.best, 6),
-                  "plain_best": None if plain is None else round(self.sign * plain, 6),
-                  **({"starved": starved} if starved else {}),
-                  "intervention": state.intervention,
-                  "action": "leaves out half as much" if state.intervention > 0 else
-                            "stops intervening: no rows left out or relabelled, no loss correction"}
+        record = {
+            "phase": "online",
+            "epoch": state.epoch,
+            "event": "back-off",
+            "metric": metric,
+            "samples": self.trained,
+            "agent_best": round(self.sign * self.best, 6),
+            "plain_best": None if plain is None else round(self.sign * plain, 6),
+            **({"starved": starved} if starved else {}),
+            "intervention": state.intervention,
+            "action": "leaves out half as much"
+            if state.intervention > 0
+            else "stops intervening: no rows left out or relabelled, no loss correction",
+        }
         self.records.append(record)
         if starved:
-            log.warning("epoch %d: on its stopping half the agent's model predicts %s, far fewer than plain "
-                        "fine-tuning's after as many epochs: it %s from the next epoch", state.epoch, ", ".join(
-                            f"{c['class']!r} for {c['predicted']} rows (plain {c['plain_predicted']})"
-                            for c in starved), record["action"])
+            log.warning(
+                "epoch %d: on its stopping half the agent's model predicts %s, far fewer than plain "
+                "fine-tuning's after as many epochs: it %s from the next epoch",
+                state.epoch,
+                ", ".join(f"{c['class']!r} for {c['predicted']} rows (plain {c['plain_predicted']})" for c in starved),
+                record["action"],
+            )
         else:
-            log.warning("epoch %d: the agent's best %s on its stopping half, %.4f, trails plain fine-tuning's %.4f on "
-                        "as many training samples (%d): it %s from the next epoch", state.epoch, metric,
-                        record["agent_best"], record["plain_best"], self.trained, record["action"])
+            log.warning(
+                "epoch %d: the agent's best %s on its stopping half, %.4f, trails plain fine-tuning's %.4f on "
+                "as many training samples (%d): it %s from the next epoch",
+                state.epoch,
+                metric,
+                record["agent_best"],
+                record["plain_best"],
+                self.trained,
+                record["action"],
+            )

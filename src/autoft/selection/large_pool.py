@@ -101,21 +101,52 @@ def count_lines(paths: list[str]) -> int:
 
 def _stream(config: Config, bad: BadRows):
     data = config.data
-    return chain.from_iterable(stream_examples(path, task=config.task, text_column=data.text_column,
-                                               label_column=data.label_column, fmt=data.format, bad_rows=bad,
-                                               label_delimiter=data.label_delimiter) for path in data.train_files)
+    return chain.from_iterable(
+        stream_examples(
+            path,
+            task=config.task,
+            text_column=data.text_column,
+            label_column=data.label_column,
+            fmt=data.format,
+            bad_rows=bad,
+            label_delimiter=data.label_delimiter,
+        )
+        for path in data.train_files
+    )
 
 
-def _inputs(x: np.ndarray, given: np.ndarray, probs: np.ndarray, wrong: np.ndarray, agreement: np.ndarray,
-            projection: np.ndarray, n_classes: int) -> np.ndarray:
+def _inputs(
+    x: np.ndarray,
+    given: np.ndarray,
+    probs: np.ndarray,
+    wrong: np.ndarray,
+    agreement: np.ndarray,
+    projection: np.ndarray,
+    n_classes: int,
+) -> np.ndarray:
     """The value model's input: probe columns, noise posterior, neighbour agreement, given label, projection."""
-    return np.column_stack([probs[np.arange(len(given)), given], probs.max(axis=1), _top_margin(probs),
-                            _entropy(probs), wrong, agreement, _one_hot(given, n_classes),
-                            x @ projection]).astype(np.float32)
+    return np.column_stack(
+        [
+            probs[np.arange(len(given)), given],
+            probs.max(axis=1),
+            _top_margin(probs),
+            _entropy(probs),
+            wrong,
+            agreement,
+            _one_hot(given, n_classes),
+            x @ projection,
+        ]
+    ).astype(np.float32)
 
 
-def _agreement(x: np.ndarray, given: np.ndarray, reference: np.ndarray, reference_labels: np.ndarray, k: int,
-               exclude_self: np.ndarray | None = None) -> np.ndarray:
+def _agreement(
+    x: np.ndarray,
+    given: np.ndarray,
+    reference: np.ndarray,
+    reference_labels: np.ndarray,
+    k: int,
+    exclude_self: np.ndarray | None = None,
+) -> np.ndarray:
     """[n] share of each row's ``k`` most similar reference rows (cosine: the vectors are unit length) that have
     its given label; ``exclude_self`` [n]: the reference position of a row that is itself a reference (or -1)."""
     out = np.empty(len(x))
@@ -134,11 +165,43 @@ def _check_pool(config: Config) -> None:
     """A pool is valued for classification, against a clean validation file."""
     data, selection = config.data, config.selection
     if config.task != "classification":
-        raise DataError(f"{data.train_files[0]}: pools above selection.fit_rows ({selection.fit_rows}) are valued "
-                        f"for classification so far, not {config.task}; raise selection.fit_rows to value it whole")
+        raise DataError(
+            f"{data.train_files[0]}: pools above selection.fit_rows ({selection.fit_rows}) are valued "
+            f"for classification so far, not {config.task}; raise selection.fit_rows to value it whole"
+        )
     if not data.validation:
-        raise DataError(f"{data.train_files[0]}: a pool above selection.fit_rows ({selection.fit_rows}) rows needs "
-                        f"data.validation (clean labels: the noise estimate and the values rest on them)")
+        raise DataError(
+            f"{data.train_files[0]}: a pool above selection.fit_rows ({selection.fit_rows}) rows needs "
+            f"data.validation (clean labels: the noise estimate and the values rest on them)"
+        )
+
+
+def _value_model(
+    inputs: np.ndarray, values: np.ndarray, given: np.ndarray, drop: float, balance: Any, seed: int
+) -> tuple[Any, dict[str, Any]]:
+    """The gradient-boosted regression of the sample's value ranks on its inputs, fitted on the whole sample, and how
+    well it ranks held-out rows (5-fold: rank correlation, overlap of the rows it would flag with those truly
+    flagged)."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+    from sklearn.model_selection import cross_val_predict
+
+    model = HistGradientBoostingRegressor(max_iter=300, learning_rate=0.05, random_state=seed)
+    held_out = cross_val_predict(model, inputs, values, cv=5)
+    truly = ~kept_mask(values, given, drop, balance)
+    predicted = ~kept_mask(held_out, given, drop, balance)
+    extension: dict[str, Any] = {
+        "method": "gradient-boosted regression of the value rank on probe, noise, neighbour and embedding inputs, "
+        "fitted on the sample",
+        "held_out_spearman": round(float(spearmanr(held_out, values)[0]), 4),
+        "held_out_flagged_overlap": round(float((truly & predicted).sum() / max(truly.sum(), 1)), 4),
+    }
+    model.fit(inputs, values)
+    log.info(
+        "value model on the sample: cross-validated rank correlation %.3f, flagged overlap %.1f%%",
+        extension["held_out_spearman"],
+        100 * extension["held_out_flagged_overlap"],
+    )
+    return model, extension
 
 
 def value_pool(config: Config, *, progress: bool = True) -> PoolValuation:
@@ -163,8 +226,9 @@ def value_pool(config: Config, *, progress: bool = True) -> PoolValuation:
 
     max_length = feature_max_length(config)
     started = time.perf_counter()
-    store, rows = stored_rows(config.model, texts(), max_length=max_length, progress=progress,
-                              total=count_lines(data.train_files) or None)
+    store, rows = stored_rows(
+        config.model, texts(), max_length=max_length, progress=progress, total=count_lines(data.train_files) or None
+    )
     labels = sorted_labels(set(ids))
     if len(labels) < 2:
         raise DataError(f"{data.train_files[0]}: need at least two distinct labels, found {labels}")
@@ -175,8 +239,14 @@ def value_pool(config: Config, *, progress: bool = True) -> PoolValuation:
     sample.sort(key=lambda pair: pair[0])
     sample_rows = np.array([i for i, _ in sample], dtype=np.int64)
     seconds = time.perf_counter() - started
-    log.info("pool of %d rows streamed into the feature store in %.1f s (%.0f rows/s); the offline phase runs on a "
-             "seeded sample of %d (selection.fit_rows)", n, seconds, n / max(seconds, 1e-9), len(sample))
+    log.info(
+        "pool of %d rows streamed into the feature store in %.1f s (%.0f rows/s); the offline phase runs on a "
+        "seeded sample of %d (selection.fit_rows)",
+        n,
+        seconds,
+        n / max(seconds, 1e-9),
+        len(sample),
+    )
 
     # The offline phase on the sample (its features come from the store).
     splits = Splits([e for _, e in sample], validation, None, labels, bad.skipped)
@@ -191,26 +261,20 @@ def value_pool(config: Config, *, progress: bool = True) -> PoolValuation:
     position = np.full(len(sample), -1)
     position[reference_at] = np.arange(len(reference_at))
     projection = np.linalg.svd(x_fit - x_fit.mean(0), full_matrices=False)[2][:PROJECTION].T
-    fit_inputs = _inputs(x_fit, fit_given, cast(np.ndarray, valuation.oof_probs), valuation.noise_probability,
-                         _agreement(x_fit, fit_given, reference, reference_labels, k, position), projection, n_classes)
+    fit_inputs = _inputs(
+        x_fit,
+        fit_given,
+        cast(np.ndarray, valuation.oof_probs),
+        valuation.noise_probability,
+        _agreement(x_fit, fit_given, reference, reference_labels, k, position),
+        projection,
+        n_classes,
+    )
 
-    from sklearn.ensemble import HistGradientBoostingRegressor
-    from sklearn.model_selection import cross_val_predict
-
-    model = HistGradientBoostingRegressor(max_iter=300, learning_rate=0.05, random_state=seed)
-    held_out = cross_val_predict(model, fit_inputs, fit_values, cv=5)
     drop, noise = cast(float, valuation.selection.drop_fraction), cast("NoiseEstimate", valuation.noise)  # resolved
     balance = valuation.selection.balance
-    truly = ~kept_mask(fit_values, fit_given, drop, balance)
-    predicted = ~kept_mask(held_out, fit_given, drop, balance)
-    extension: dict[str, Any] = {
-        "method": "gradient-boosted regression of the value rank on probe, noise, neighbour and embedding inputs, "
-                  "fitted on the sample", "sample_rows": len(sample), "reference_rows": len(reference_at),
-        "held_out_spearman": round(float(spearmanr(held_out, fit_values)[0]), 4),
-        "held_out_flagged_overlap": round(float((truly & predicted).sum() / max(truly.sum(), 1)), 4)}
-    model.fit(fit_inputs, fit_values)
-    log.info("value model on the sample: cross-validated rank correlation %.3f, flagged overlap %.1f%%",
-             extension["held_out_spearman"], 100 * extension["held_out_flagged_overlap"])
+    model, extension = _value_model(fit_inputs, fit_values, fit_given, drop, balance, seed)
+    extension.update({"sample_rows": len(sample), "reference_rows": len(reference_at)})
 
     # Every row: the sample's own results, the others through the same probes, estimate and value model.
     values = np.empty(n, dtype=np.float32)
@@ -230,19 +294,30 @@ def value_pool(config: Config, *, progress: bool = True) -> PoolValuation:
         wrong[chunk] = 1.0 - posterior[np.arange(len(chunk)), given_ids[chunk]]
         suggested[chunk], confidence[chunk] = posterior.argmax(1), posterior.max(1)
         agreement = _agreement(x, given_ids[chunk], reference, reference_labels, k)
-        values[chunk] = np.clip(model.predict(_inputs(x, given_ids[chunk], probs, wrong[chunk], agreement,
-                                                      projection, n_classes)), 0.0, 1.0)
+        values[chunk] = np.clip(
+            model.predict(_inputs(x, given_ids[chunk], probs, wrong[chunk], agreement, projection, n_classes)), 0.0, 1.0
+        )
     values[sample_rows] = fit_values
     wrong[sample_rows] = valuation.noise_probability
     suggested[sample_rows] = noise.suggested
     confidence[sample_rows] = noise.suggested_confidence
     flagged = ~kept_mask(values, given_ids, drop, balance)
-    return PoolValuation(labels, given_ids, values, wrong, suggested, confidence, flagged, fitted, valuation,
-                         extension)
+    return PoolValuation(labels, given_ids, values, wrong, suggested, confidence, flagged, fitted, valuation, extension)
 
 
-POOL_COLUMNS = ["row_id", "origin", "text", "given_label", "suggested_label", "suggested_confidence",
-                "label_noise_probability", "value", "flagged", "action", "valued_by"]
+POOL_COLUMNS = [
+    "row_id",
+    "origin",
+    "text",
+    "given_label",
+    "suggested_label",
+    "suggested_confidence",
+    "label_noise_probability",
+    "value",
+    "flagged",
+    "action",
+    "valued_by",
+]
 
 
 def write_pool_values(path: Path, config: Config, pool: PoolValuation) -> int:
@@ -256,11 +331,21 @@ def write_pool_values(path: Path, config: Config, pool: PoolValuation) -> int:
             writer = csv.writer(stream)
             writer.writerow(POOL_COLUMNS)
             for i, example in enumerate(_stream(config, BadRows(config.data.on_bad_rows, config.data.max_bad_rows))):
-                writer.writerow([i, example.origin, example.text, example.label, pool.labels[pool.suggested[i]],
-                                 round(float(pool.suggested_confidence[i]), 4),
-                                 round(float(pool.noise_probability[i]), 4), round(float(pool.values[i]), 4),
-                                 bool(pool.flagged[i]), "drop" if pool.flagged[i] else "keep",
-                                 "offline phase" if pool.fitted[i] else "value model"])
+                writer.writerow(
+                    [
+                        i,
+                        example.origin,
+                        example.text,
+                        example.label,
+                        pool.labels[pool.suggested[i]],
+                        round(float(pool.suggested_confidence[i]), 4),
+                        round(float(pool.noise_probability[i]), 4),
+                        round(float(pool.values[i]), 4),
+                        bool(pool.flagged[i]),
+                        "drop" if pool.flagged[i] else "keep",
+                        "offline phase" if pool.fitted[i] else "value model",
+                    ]
+                )
                 written += 1
         if written != len(pool.values):
             raise DataError(f"{config.data.train_files[0]}: the training files changed while they were valued")

@@ -83,8 +83,10 @@ class NoiseEstimate:
         """Why the rate acted on is 0 on small data (``MIN_ROWS_PER_CLASS``), else None."""
         if self.rows_per_class is None or self.rows_per_class >= MIN_ROWS_PER_CLASS:
             return None
-        return (f"{self.rows_per_class:g} training rows in the median class, fewer than {MIN_ROWS_PER_CLASS} to tell "
-                "a wrong label from a hard one")
+        return (
+            f"{self.rows_per_class:g} training rows in the median class, fewer than {MIN_ROWS_PER_CLASS} to tell "
+            "a wrong label from a hard one"
+        )
 
     def posterior_of(self, probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """[n, C] the posterior of each sample's true class given its probe ``probs`` and given ``labels``, as the
@@ -111,22 +113,38 @@ class NoiseEstimate:
             "per_class": {k: round(v, 4) for k, v in self.per_class.items()},
             "temperature": round(self.temperature, 4),
             "calibration_penalty": self.penalty,
-            "validation_log_loss": {"raw": round(self.validation_nll[0], 4),
-                                    "calibrated": round(self.validation_nll[1], 4)},
+            "validation_log_loss": {
+                "raw": round(self.validation_nll[0], 4),
+                "calibrated": round(self.validation_nll[1], 4),
+            },
             **({"em_rate": round(self.em_rate, 4)} if self.em_rate is not None else {}),
-            **({"moment_rate": round(self.moment[0], 4), "moment_standard_error": round(self.moment[1], 4)}
-               if self.moment else {}),
-            **({"null_rate": round(cast(float, self.null), 4), "lower_bound": round(self.lower_bound, 4)}
-               if self.lower_bound is not None else {}),
-            **({"rows_per_class": self.rows_per_class, "min_rows_per_class": MIN_ROWS_PER_CLASS}
-               if self.rows_per_class is not None else {}),
-            "transition": {y: {k: round(float(self.transition[i, j]), 4) for j, k in enumerate(class_names)
-                               if self.transition[i, j] >= 0.005}
-                           for i, y in enumerate(class_names)},
+            **(
+                {"moment_rate": round(self.moment[0], 4), "moment_standard_error": round(self.moment[1], 4)}
+                if self.moment
+                else {}
+            ),
+            **(
+                {"null_rate": round(cast(float, self.null), 4), "lower_bound": round(self.lower_bound, 4)}
+                if self.lower_bound is not None
+                else {}
+            ),
+            **(
+                {"rows_per_class": self.rows_per_class, "min_rows_per_class": MIN_ROWS_PER_CLASS}
+                if self.rows_per_class is not None
+                else {}
+            ),
+            "transition": {
+                y: {
+                    k: round(float(self.transition[i, j]), 4)
+                    for j, k in enumerate(class_names)
+                    if self.transition[i, j] >= 0.005
+                }
+                for i, y in enumerate(class_names)
+            },
             "method": "out-of-fold probes calibrated (matrix scaling) on the validation labels; label-transition "
-                      "matrix by EM; rate = mean posterior that a given label is wrong, at most the lower confidence "
-                      "bound of the probes' validation-vs-training agreement (the matrix shrunk toward the identity "
-                      "to it)",
+            "matrix by EM; rate = mean posterior that a given label is wrong, at most the lower confidence "
+            "bound of the probes' validation-vs-training agreement (the matrix shrunk toward the identity "
+            "to it)",
         }
 
 
@@ -142,8 +160,11 @@ def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
     """The temperature ``t`` minimising the log loss of ``softmax(log(probs) / t)`` on ``labels``."""
     logits = _log_probs(probs)
     labels = np.asarray(labels, dtype=np.int64)
-    result = minimize_scalar(lambda log_t: _nll(log_softmax(logits / np.exp(log_t), axis=1), labels),
-                             bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    result = minimize_scalar(
+        lambda log_t: _nll(log_softmax(logits / np.exp(log_t), axis=1), labels),
+        bounds=(np.log(0.05), np.log(20.0)),
+        method="bounded",
+    )
     return float(np.exp(result.x))
 
 
@@ -190,8 +211,9 @@ def fit_calibration(probs: np.ndarray, labels: np.ndarray, *, penalty: float = 0
     return Calibration(float(torch.exp(-scale.detach())), matrix.detach().numpy().copy(), bias.detach().numpy().copy())
 
 
-def choose_penalty(probs: np.ndarray, labels: np.ndarray, *, folds: int = 5, seed: int = 0,
-                   candidates: tuple[float, ...] = PENALTIES) -> float:
+def choose_penalty(
+    probs: np.ndarray, labels: np.ndarray, *, folds: int = 5, seed: int = 0, candidates: tuple[float, ...] = PENALTIES
+) -> float:
     """The candidate penalty with the lowest held-out log loss, by ``folds``-fold cross-validation over
     the validation samples. ``probs`` is [M, C] or [F, M, C] (every fold probe's view of each sample; a
     sample's views stay on the same side of each split)."""
@@ -240,8 +262,9 @@ def fit_transition(
     return transition, joint / joint.sum(axis=1, keepdims=True)
 
 
-def transition_of(posterior: np.ndarray, labels: np.ndarray, rows: np.ndarray | None = None, *,
-                  smoothing: float = 1.0) -> np.ndarray:
+def transition_of(
+    posterior: np.ndarray, labels: np.ndarray, rows: np.ndarray | None = None, *, smoothing: float = 1.0
+) -> np.ndarray:
     """[C, C] ``T[y, k]`` of ``rows`` (default: all): the expected counts of (true class y, given label k)
     under ``posterior`` [N, C], with ``fit_transition``'s pseudo-counts, normalised per true class. The
     label noise of a subset (the samples an agent keeps) is lower than that of the whole set."""
@@ -259,8 +282,9 @@ LCB_Z = 1.2816
 """The rate acted on is at most the moment estimate's one-sided 90% lower confidence bound."""
 
 
-def moment_rate(train_probs: np.ndarray, labels: np.ndarray, val_probs: np.ndarray, val_labels: np.ndarray,
-                transition: np.ndarray) -> tuple[float, float]:
+def moment_rate(
+    train_probs: np.ndarray, labels: np.ndarray, val_probs: np.ndarray, val_labels: np.ndarray, transition: np.ndarray
+) -> tuple[float, float]:
     """The noise rate from how much less probability the probes give the training samples' given labels than the
     validation samples' true ones: ``r = (A - G) / (A - B)``, and its standard error (delta method over both sets).
 
@@ -312,8 +336,9 @@ def null_rate(prior: np.ndarray, *, smoothing: float = 1.0, seed: int = 0, draws
     return float(np.mean(rates))
 
 
-def _shrink(prior: np.ndarray, labels: np.ndarray, transition: np.ndarray, target: float
-            ) -> tuple[np.ndarray, np.ndarray]:
+def _shrink(
+    prior: np.ndarray, labels: np.ndarray, transition: np.ndarray, target: float
+) -> tuple[np.ndarray, np.ndarray]:
     """``(1 - a) I + a T`` and its posterior, ``a`` in [0, 1] chosen (bisection) so the posterior rate is
     ``target``."""
     low, high, eye = 0.0, 1.0, np.eye(len(transition))
@@ -368,12 +393,39 @@ def estimate_noise(
     if bound < em_rate:
         transition, posterior = _shrink(prior, labels, transition, bound)
     correct = posterior[np.arange(len(labels)), labels]
-    per_class = {name: float(1.0 - correct[labels == k].mean())
-                 for k, name in enumerate(class_names) if (labels == k).any()}
-    return NoiseEstimate(float(1.0 - correct.mean()) if len(labels) else 0.0, per_class, calibration.temperature,
-                         penalty, transition, correct, posterior, (before, after), calibration, em_rate, moment, null,
-                         bound, rows_per_class)
+    per_class = {
+        name: float(1.0 - correct[labels == k].mean()) for k, name in enumerate(class_names) if (labels == k).any()
+    }
+    return NoiseEstimate(
+        float(1.0 - correct.mean()) if len(labels) else 0.0,
+        per_class,
+        calibration.temperature,
+        penalty,
+        transition,
+        correct,
+        posterior,
+        (before, after),
+        calibration,
+        em_rate,
+        moment,
+        null,
+        bound,
+        rows_per_class,
+    )
 
 
-__all__ = ["LCB_Z", "MIN_ROWS_PER_CLASS", "NULL_MARGIN", "Calibration", "NoiseEstimate", "choose_penalty", "estimate_noise",
-           "fit_calibration", "fit_temperature", "fit_transition", "moment_rate", "null_rate", "transition_of"]
+__all__ = [
+    "LCB_Z",
+    "MIN_ROWS_PER_CLASS",
+    "NULL_MARGIN",
+    "Calibration",
+    "NoiseEstimate",
+    "choose_penalty",
+    "estimate_noise",
+    "fit_calibration",
+    "fit_temperature",
+    "fit_transition",
+    "moment_rate",
+    "null_rate",
+    "transition_of",
+]

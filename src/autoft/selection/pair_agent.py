@@ -66,8 +66,7 @@ class PairAgentValuation:
 def pair_state(pairs: PairValuation, prompts: np.ndarray | None) -> np.ndarray:
     """[N, F] each pair's state: the mismatch posterior, the prompt gain, the conditional and unconditional
     losses, the log response length and (when given) the prompt embedding's leading principal components."""
-    columns = [pairs.mismatch_probability, pairs.gain, pairs.conditional, pairs.unconditional,
-               np.log1p(pairs.tokens)]
+    columns = [pairs.mismatch_probability, pairs.gain, pairs.conditional, pairs.unconditional, np.log1p(pairs.tokens)]
     state = np.stack(columns, axis=1)
     if prompts is not None and len(prompts) > 2:
         centred = prompts - prompts.mean(axis=0)
@@ -81,22 +80,30 @@ def value_pair_agent(config: Config, splits: Splits, *, progress: bool = True) -
     selection = config.selection
     name = selection.policy
     if name not in PAIR_POLICIES:
-        raise ConfigError(f"selection.policy: {name!r} does not value prompt-response pairs; use one of "
-                          f"{', '.join(PAIR_POLICIES)}")
+        raise ConfigError(
+            f"selection.policy: {name!r} does not value prompt-response pairs; use one of {', '.join(PAIR_POLICIES)}"
+        )
     if selection.mode == "mask":
-        raise ConfigError("selection.mode: 'mask' leaves entity tags out; prompt-response pairs are dropped "
-                          "(sample) or down-weighted (weight)")
-    for key, value, off in (("relabel_confidence", selection.relabel_confidence, None),
-                            ("flagged", selection.flagged, "drop"), ("correction", selection.correction, "off")):
+        raise ConfigError(
+            "selection.mode: 'mask' leaves entity tags out; prompt-response pairs are dropped "
+            "(sample) or down-weighted (weight)"
+        )
+    for key, value, off in (
+        ("relabel_confidence", selection.relabel_confidence, None),
+        ("flagged", selection.flagged, "drop"),
+        ("correction", selection.correction, "off"),
+    ):
         if value not in (off, AUTO):
-            raise ConfigError(f"selection.{key}: {value!r} repairs labels; a response is dropped or down-weighted, "
-                              f"never replaced")
+            raise ConfigError(
+                f"selection.{key}: {value!r} repairs labels; a response is dropped or down-weighted, never replaced"
+            )
     pairs = value_pairs(config, splits)
     from autoft.modeling.load import DEFAULT_MODEL
     from autoft.selection.embeddings import embed_examples
 
-    prompts = embed_examples(DEFAULT_MODEL, [Example(prompt_text(e), None) for e in splits.train],
-                             max_length=128, progress=progress)
+    prompts = embed_examples(
+        DEFAULT_MODEL, [Example(prompt_text(e), None) for e in splits.train], max_length=128, progress=progress
+    )
     state = pair_state(pairs, prompts)
     prior = -pairs.conditional if name == "small-loss" else pairs.values
     options = {"seed": config.training.seed, "drop_fraction": pairs.drop_fraction, **selection.options}
@@ -105,13 +112,19 @@ def value_pair_agent(config: Config, splits: Splits, *, progress: bool = True) -
     except TypeError as error:
         raise ConfigError(f"selection.options: {error}") from None
     mode = "sample" if selection.mode == AUTO else selection.mode
-    resolved = selection.model_copy(update={"drop_fraction": pairs.drop_fraction, "mode": mode, "correction": "off",
-                                            "balance": "global"})
+    resolved = selection.model_copy(
+        update={"drop_fraction": pairs.drop_fraction, "mode": mode, "correction": "off", "balance": "global"}
+    )
     record = {"phase": "offline", "event": "noise-estimate", **pairs.summary()}
-    log.info("offline valuation with %s: %d prompt-response pairs valued from their prior (%s)", name,
-             len(prior), "base-model loss" if name == "small-loss" else "posterior of a matched response")
-    return PairAgentValuation(pairs, policy, state, resolved, decisions=[record, *(
-        {"phase": "offline", **d} for d in policy.decisions_)])
+    log.info(
+        "offline valuation with %s: %d prompt-response pairs valued from their prior (%s)",
+        name,
+        len(prior),
+        "base-model loss" if name == "small-loss" else "posterior of a matched response",
+    )
+    return PairAgentValuation(
+        pairs, policy, state, resolved, decisions=[record, *({"phase": "offline", **d} for d in policy.decisions_)]
+    )
 
 
 class PairAgentCallback(TrainerCallback):
@@ -146,11 +159,23 @@ class PairAgentCallback(TrainerCallback):
         self.intervention = 1.0  # state.intervention: 1 fully, 0 plain training (selection.guard.BackOff)
         self.metric = self.selection.reward
         if self.metric.count(":"):
-            raise ConfigError("selection.reward: a 'module:function' reward is for classification predictions; "
-                              "on prompt-response pairs use loss or a generation metric (rougeL, bleu, chrf, ...)")
+            raise ConfigError(
+                "selection.reward: a 'module:function' reward is for classification predictions; "
+                "on prompt-response pairs use loss or a generation metric (rougeL, bleu, chrf, ...)"
+            )
 
-    SAVED = ("policy", "weights", "selected", "trained", "decisions", "_reward", "_action", "_steps_in_epoch",
-             "update_every", "intervention")
+    SAVED = (
+        "policy",
+        "weights",
+        "selected",
+        "trained",
+        "decisions",
+        "_reward",
+        "_action",
+        "_steps_in_epoch",
+        "update_every",
+        "intervention",
+    )
     """What the online phase changes, the policy's learned state included (the valuation is recomputed)."""
 
     @property
@@ -161,17 +186,24 @@ class PairAgentCallback(TrainerCallback):
         """This epoch's selection (a policy that draws: its draw at the keep rate; else the lowest-valued
         ``drop_fraction`` left out) and the weights of ``_reweighted``."""
         values, drop = self.policy.values_, cast(float, self.selection.drop_fraction) * self.intervention  # resolved
-        self.selected = cast("Reinforce", self.policy).draw_selection(1.0 - drop) if self.draws \
-            else kept_mask(values, None, drop)
+        self.selected = (
+            cast("Reinforce", self.policy).draw_selection(1.0 - drop) if self.draws else kept_mask(values, None, drop)
+        )
         return self._reweighted()
 
     def _reweighted(self) -> np.ndarray:
         """[N] 0 for the pairs left out; the value's rank in ``weight`` mode, else 1; double in the bucket a bucket
         policy emphasises."""
-        weights = np.where(self.selected, np.clip(_ranks(self.policy.values_), 1e-3, 1.0), 0.0) \
-            if self.selection.mode == "weight" else self.selected.astype(np.float64)
-        return weights * (1.0 + cast("BucketPolicy", self.policy).bucket_weights(self._action)) \
-            if self._action is not None else weights
+        weights = (
+            np.where(self.selected, np.clip(_ranks(self.policy.values_), 1e-3, 1.0), 0.0)
+            if self.selection.mode == "weight"
+            else self.selected.astype(np.float64)
+        )
+        return (
+            weights * (1.0 + cast("BucketPolicy", self.policy).bucket_weights(self._action))
+            if self._action is not None
+            else weights
+        )
 
     def _act(self) -> None:
         self._action = int(self.policy.act()) if hasattr(self.policy, "act") else None
@@ -179,27 +211,40 @@ class PairAgentCallback(TrainerCallback):
     # events
     def on_train_begin(self, state: TrainState) -> None:
         """The learning-rate range test trains on the pairs the prior keeps (a swapped pair's loss falls slowly)."""
-        state.search_rows = np.flatnonzero(kept_mask(self.policy.values_, None,
-                                                     cast(float, self.selection.drop_fraction)))
+        state.search_rows = np.flatnonzero(
+            kept_mask(self.policy.values_, None, cast(float, self.selection.drop_fraction))
+        )
 
     def on_epoch_begin(self, state: TrainState) -> None:
         self._steps_in_epoch = 0
         self._action = None
         if state.intervention != self.intervention:  # backed off (selection.guard.BackOff)
             self.intervention = state.intervention
-            self.decisions.append({"phase": "online", "epoch": state.epoch, "event": "back-off",
-                                   "intervention": self.intervention,
-                                   "drop_fraction": round(cast(float, self.selection.drop_fraction)
-                                                          * self.intervention, 4)})
+            self.decisions.append(
+                {
+                    "phase": "online",
+                    "epoch": state.epoch,
+                    "event": "back-off",
+                    "intervention": self.intervention,
+                    "drop_fraction": round(cast(float, self.selection.drop_fraction) * self.intervention, 4),
+                }
+            )
         if self.update_every or state.epoch > 1:
             self._act()
         self.weights = self._weights()
         state.weights = self.weights
-        self.decisions.append({"phase": "online", "epoch": state.epoch, "event": "select",
-                               "policy": self.selection.policy, "kept": int(self.selected.sum()),
-                               "dropped": int((~self.selected).sum()), "emphasised_bucket": self._action,
-                               "mean_value_kept": float(self.policy.values_[self.selected].mean())
-                               if self.selected.any() else None})
+        self.decisions.append(
+            {
+                "phase": "online",
+                "epoch": state.epoch,
+                "event": "select",
+                "policy": self.selection.policy,
+                "kept": int(self.selected.sum()),
+                "dropped": int((~self.selected).sum()),
+                "emphasised_bucket": self._action,
+                "mean_value_kept": float(self.policy.values_[self.selected].mean()) if self.selected.any() else None,
+            }
+        )
 
     def on_step_end(self, state: TrainState, output: StepOutput) -> None:
         rows = np.asarray(output.indices)
@@ -209,8 +254,12 @@ class PairAgentCallback(TrainerCallback):
         if self._auto and self.update_every is None:  # from the first batch: steps an epoch of the kept pairs takes
             steps = math.ceil(self.selected.sum() / max(len(output.indices), 1))
             self.update_every = max(1, math.ceil(steps / UPDATES_PER_EPOCH))
-            log.info("the agent is rewarded every %d steps (%d per epoch) on %d validation pairs", self.update_every,
-                     math.ceil(steps / self.update_every), len(self._rows))
+            log.info(
+                "the agent is rewarded every %d steps (%d per epoch) on %d validation pairs",
+                self.update_every,
+                math.ceil(steps / self.update_every),
+                len(self._rows),
+            )
             self._reward = RewardTracker()
         if self.update_every and state.step % self.update_every == 0:
             self._learn(self._score(state, self._rows), {"epoch": state.epoch, "step": state.step})
@@ -229,14 +278,17 @@ class PairAgentCallback(TrainerCallback):
         if self._features is None:
             self._features = cast(Encode, state.encode)(self.reward_examples)
         loss_only = self.metric in ("loss", "primary")
-        metrics, _ = cast(Evaluate, state.evaluate)([self.reward_examples[i] for i in rows],
-                                                    [self._features[i] for i in rows], loss_only=loss_only)
+        metrics, _ = cast(Evaluate, state.evaluate)(
+            [self.reward_examples[i] for i in rows], [self._features[i] for i in rows], loss_only=loss_only
+        )
         if loss_only:
             return -float(metrics["loss"])
         if self.metric in metrics and not isinstance(metrics[self.metric], dict):
             return float(metrics[self.metric])
-        raise ConfigError(f"selection.reward: {self.metric!r} is not a metric of this task "
-                          f"({', '.join(k for k, v in metrics.items() if not isinstance(v, dict))}, primary)")
+        raise ConfigError(
+            f"selection.reward: {self.metric!r} is not a metric of this task "
+            f"({', '.join(k for k, v in metrics.items() if not isinstance(v, dict))}, primary)"
+        )
 
     def _learn(self, score: float, where: dict[str, Any]) -> None:
         self.decisions.append(self._reward.step(self.policy, score, lambda: self.selected, self._action, where))
@@ -266,8 +318,9 @@ class PairAgentCallback(TrainerCallback):
 
     def data_values(self, examples: list[Example]) -> list[dict[str, Any]]:
         """One row per training pair, worst value first: the valuation's columns with the policy's last value."""
-        return pair_value_rows(examples, self.valuation.pairs, values=self.policy.values_, flagged=self.flagged(),
-                               trained=self.trained)
+        return pair_value_rows(
+            examples, self.valuation.pairs, values=self.policy.values_, flagged=self.flagged(), trained=self.trained
+        )
 
     def write_artifacts(self, folder: Path, examples: list[Example], label_names: list[str]) -> None:
         write_decisions(folder / "decisions.jsonl", self.decisions)

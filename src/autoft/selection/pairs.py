@@ -66,8 +66,13 @@ class PairValuation:
 
     def summary(self) -> dict[str, Any]:
         """What ``noise.json`` and the decisions log say of the estimate: the share, what is left out, and how."""
-        return {"units": "prompt-response pairs", "rate": self.rate, "drop_fraction": self.drop_fraction,
-                "how": self.how, **self.reference}
+        return {
+            "units": "prompt-response pairs",
+            "rate": self.rate,
+            "drop_fraction": self.drop_fraction,
+            "how": self.how,
+            **self.reference,
+        }
 
     def flagged(self) -> np.ndarray:
         """[N] bool: the ``drop_fraction`` of pairs most likely mismatched."""
@@ -77,8 +82,9 @@ class PairValuation:
 
 
 @torch.inference_mode()
-def response_losses(model: Any, adapter: TaskAdapter, examples: list[Example], *, batch_size: int
-                    ) -> tuple[np.ndarray, np.ndarray]:
+def response_losses(
+    model: Any, adapter: TaskAdapter, examples: list[Example], *, batch_size: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(mean token loss of each example's first reference response, its number of tokens) under ``model``."""
     model.eval()
     features = adapter.encode(examples)
@@ -100,8 +106,9 @@ def _without_prompt(example: Example) -> Example:
     return Example(empty, example.label, example.origin, example.source)
 
 
-def mixture_share(gains: np.ndarray, matched: np.ndarray, mismatched: np.ndarray, *, iterations: int = 500
-                  ) -> tuple[float, np.ndarray]:
+def mixture_share(
+    gains: np.ndarray, matched: np.ndarray, mismatched: np.ndarray, *, iterations: int = 500
+) -> tuple[float, np.ndarray]:
     """(share of ``gains`` drawn from the ``mismatched`` reference rather than the ``matched`` one, each gain's
     posterior of being mismatched): EM on the mixing share, the two densities fixed as Gaussian kernel estimates."""
     from scipy.stats import gaussian_kde
@@ -126,16 +133,25 @@ def _cache_path(config: Config, splits: Splits) -> Path:
     from autoft.modeling.load import weights_digest
 
     pairs = [[e.text, e.label] for e in [*splits.train, *splits.validation]]
-    key = json.dumps([weights_digest(config.model), config.training.max_length,
-                      config.generation.model_dump(mode="json"), len(splits.train), pairs], default=str)
+    key = json.dumps(
+        [
+            weights_digest(config.model),
+            config.training.max_length,
+            config.generation.model_dump(mode="json"),
+            len(splits.train),
+            pairs,
+        ],
+        default=str,
+    )
     return cache_root() / "pairs" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.npz"
 
 
 def value_pairs(config: Config, splits: Splits, *, batch_size: int | None = None) -> PairValuation:
     """The base model's losses on every training pair, the share of mismatched pairs and each one's posterior."""
     if len(splits.validation) < MIN_REFERENCE:
-        raise ConfigError(f"valuing prompt-response pairs needs >= {MIN_REFERENCE} validation pairs, got "
-                          f"{len(splits.validation)}")
+        raise ConfigError(
+            f"valuing prompt-response pairs needs >= {MIN_REFERENCE} validation pairs, got {len(splits.validation)}"
+        )
     validation = splits.validation
     rotated = [Example(e.text, validation[(i + 1) % len(validation)].label) for i, e in enumerate(validation)]
     path = _cache_path(config, splits)
@@ -152,11 +168,14 @@ def value_pairs(config: Config, splits: Splits, *, batch_size: int | None = None
             return response_losses(model, adapter, examples, batch_size=size)[0]
 
         train_loss, tokens = response_losses(model, adapter, splits.train, batch_size=size)
-        cached = {"conditional": train_loss, "tokens": tokens,
-                  "unconditional": losses([_without_prompt(e) for e in splits.train]),
-                  "val_conditional": losses(validation),
-                  "val_unconditional": losses([_without_prompt(e) for e in validation]),
-                  "rotated_conditional": losses(rotated)}
+        cached = {
+            "conditional": train_loss,
+            "tokens": tokens,
+            "unconditional": losses([_without_prompt(e) for e in splits.train]),
+            "val_conditional": losses(validation),
+            "val_unconditional": losses([_without_prompt(e) for e in validation]),
+            "rotated_conditional": losses(rotated),
+        }
         save_array_atomic(path, cached)
     conditional, unconditional, tokens = cached["conditional"], cached["unconditional"], cached["tokens"]
     val_conditional, val_unconditional = cached["val_conditional"], cached["val_unconditional"]
@@ -164,13 +183,29 @@ def value_pairs(config: Config, splits: Splits, *, batch_size: int | None = None
     matched = val_unconditional - val_conditional
     mismatched = np.roll(val_unconditional, -1) - rotated_conditional  # the unconditional loss is the response's own
     rate, posterior = mixture_share(unconditional - conditional, matched, mismatched)
-    drop, how = resolve_drop_fraction(config.selection.drop_fraction, rate,
-                                      "the estimated share of mismatched pairs", len(conditional))
-    log.info("prompt gain (nats per token): validation pairs %.3f, rotated %.3f, training %.3f; estimated "
-             "mismatched share %.1f%%; %.1f%% would be left out (%s)", matched.mean(), mismatched.mean(),
-             float(np.mean(unconditional - conditional)), 100 * rate, 100 * drop, how)
-    return PairValuation(conditional, unconditional, tokens, posterior, rate, drop, how,
-                         {"matched_gain": float(matched.mean()), "mismatched_gain": float(mismatched.mean())})
+    drop, how = resolve_drop_fraction(
+        config.selection.drop_fraction, rate, "the estimated share of mismatched pairs", len(conditional)
+    )
+    log.info(
+        "prompt gain (nats per token): validation pairs %.3f, rotated %.3f, training %.3f; estimated "
+        "mismatched share %.1f%%; %.1f%% would be left out (%s)",
+        matched.mean(),
+        mismatched.mean(),
+        float(np.mean(unconditional - conditional)),
+        100 * rate,
+        100 * drop,
+        how,
+    )
+    return PairValuation(
+        conditional,
+        unconditional,
+        tokens,
+        posterior,
+        rate,
+        drop,
+        how,
+        {"matched_gain": float(matched.mean()), "mismatched_gain": float(mismatched.mean())},
+    )
 
 
 __all__ = ["PairValuation", "mixture_share", "response_losses", "value_pairs"]

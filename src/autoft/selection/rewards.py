@@ -137,8 +137,9 @@ class RewardTracker:
     def __init__(self) -> None:
         self.previous: float | None = None
 
-    def step(self, policy: Any, score: float, selected: Callable[[], Any], action: int | None,
-             where: dict[str, Any]) -> dict[str, Any]:
+    def step(
+        self, policy: Any, score: float, selected: Callable[[], Any], action: int | None, where: dict[str, Any]
+    ) -> dict[str, Any]:
         """``selected()`` gives the selection rewarded (called only when there is a reward)."""
         reward = 0.0 if self.previous is None else score - self.previous
         decision = {"phase": "online", **where, "event": "reward", "reward": reward, "validation": score}

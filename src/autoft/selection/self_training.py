@@ -41,8 +41,9 @@ MIN_CLASS_PREDICTIONS = 5
 """A class predicted fewer times on the validation part takes the threshold computed over all classes."""
 
 
-def precision_thresholds(confidence: np.ndarray, predicted: np.ndarray, correct: np.ndarray, n_classes: int,
-                         target: float) -> np.ndarray:
+def precision_thresholds(
+    confidence: np.ndarray, predicted: np.ndarray, correct: np.ndarray, n_classes: int, target: float
+) -> np.ndarray:
     """[C] per predicted class, the lowest confidence whose predictions (at or above it) are at least
     ``target`` precise on the labelled rows given (inf where no confidence reaches it)."""
 
@@ -88,9 +89,20 @@ class Exp3Arms:
 class SelfTrainingCallback(TrainerCallback):
     """Pseudo-labels unlabelled rows each epoch (``mode``: ``agent`` or ``threshold``; see the module)."""
 
-    def __init__(self, unlabeled: list[Example], *, n_classes: int, labelled_classes: np.ndarray, mode: str = "agent",
-                 threshold: float = 0.9, reward_examples: list[Example] | None = None, label_ids: dict[str, int],
-                 primary_metric: str, seed: int = 0, from_start: bool = False) -> None:
+    def __init__(
+        self,
+        unlabeled: list[Example],
+        *,
+        n_classes: int,
+        labelled_classes: np.ndarray,
+        mode: str = "agent",
+        threshold: float = 0.9,
+        reward_examples: list[Example] | None = None,
+        label_ids: dict[str, int],
+        primary_metric: str,
+        seed: int = 0,
+        from_start: bool = False,
+    ) -> None:
         if mode == "agent" and not reward_examples:
             raise ValueError("self_training: agent needs labelled validation examples for its reward")
         self.unlabeled, self.mode, self.threshold, self.from_start = unlabeled, mode, threshold, from_start
@@ -131,16 +143,25 @@ class SelfTrainingCallback(TrainerCallback):
             admit = np.zeros(len(self.unlabeled), dtype=bool)
         self.admitted = admit
         offset = state.labelled
-        state.pseudo_labels = {offset + int(i): (int(self.predicted[i]), float(self.confidence[i]))
-                               for i in np.flatnonzero(admit)}
-        counts = np.bincount(self.predicted[admit], minlength=self.n_classes) if admit.any() else \
-            np.zeros(self.n_classes, dtype=np.int64)
-        self.decisions.append({
-            "epoch": state.epoch, "event": "admit", "mode": self.mode, "admitted": int(admit.sum()),
-            "per_class": counts.tolist(),
-            "target_precision": TARGETS[self.arm] if self.arm is not None else None,
-            "thresholds": None if self.thresholds is None else [round(float(t), 4) for t in self.thresholds],
-        })
+        state.pseudo_labels = {
+            offset + int(i): (int(self.predicted[i]), float(self.confidence[i])) for i in np.flatnonzero(admit)
+        }
+        counts = (
+            np.bincount(self.predicted[admit], minlength=self.n_classes)
+            if admit.any()
+            else np.zeros(self.n_classes, dtype=np.int64)
+        )
+        self.decisions.append(
+            {
+                "epoch": state.epoch,
+                "event": "admit",
+                "mode": self.mode,
+                "admitted": int(admit.sum()),
+                "per_class": counts.tolist(),
+                "target_precision": TARGETS[self.arm] if self.arm is not None else None,
+                "thresholds": None if self.thresholds is None else [round(float(t), 4) for t in self.thresholds],
+            }
+        )
 
     def _agent_admits(self) -> np.ndarray:
         """Consistent pseudo-labels above their class's threshold, in the labelled rows' class proportions
@@ -152,8 +173,11 @@ class SelfTrainingCallback(TrainerCallback):
         above = consistent & (self.confidence >= thresholds[np.maximum(self.predicted, 0)])
         admit = np.zeros(len(above), dtype=bool)
         present = self.class_share > 0
-        candidates = np.bincount(self.predicted[above], minlength=self.n_classes) if above.any() else \
-            np.zeros(self.n_classes, dtype=np.int64)
+        candidates = (
+            np.bincount(self.predicted[above], minlength=self.n_classes)
+            if above.any()
+            else np.zeros(self.n_classes, dtype=np.int64)
+        )
         total = float(np.quantile(candidates[present] / self.class_share[present], BALANCE_QUANTILE))
         for c in np.flatnonzero(present):
             rows = np.flatnonzero(above & (self.predicted == c))
@@ -187,24 +211,48 @@ class SelfTrainingCallback(TrainerCallback):
         given = np.array([self.label_ids[cast(str, e.label)] for e in self.reward_examples])
         validation = np.stack(cast(Predict, state.predict)(self._reward_features))
         self.arm = self.bandit.draw()
-        self.thresholds = precision_thresholds(validation.max(-1), validation.argmax(-1),
-                                               validation.argmax(-1) == given, self.n_classes, TARGETS[self.arm])
-        self.decisions.append({"epoch": state.epoch, "event": "reward", "validation": score, "reward": reward,
-                               "next_target_precision": TARGETS[self.arm],
-                               "probabilities": [round(float(p), 4) for p in self.bandit.probabilities()]})
+        self.thresholds = precision_thresholds(
+            validation.max(-1), validation.argmax(-1), validation.argmax(-1) == given, self.n_classes, TARGETS[self.arm]
+        )
+        self.decisions.append(
+            {
+                "epoch": state.epoch,
+                "event": "reward",
+                "validation": score,
+                "reward": reward,
+                "next_target_precision": TARGETS[self.arm],
+                "probabilities": [round(float(p), 4) for p in self.bandit.probabilities()],
+            }
+        )
 
     def run_metrics(self) -> dict[str, Any]:
-        return {"self_training": {"mode": self.mode, "admitted_last_epoch": int(self.admitted.sum()),
-                                  "unlabeled": len(self.unlabeled)}}
+        return {
+            "self_training": {
+                "mode": self.mode,
+                "admitted_last_epoch": int(self.admitted.sum()),
+                "unlabeled": len(self.unlabeled),
+            }
+        }
 
     def write_artifacts(self, folder: Path, examples: list[Example], label_names: list[str]) -> None:
         """``self_training.json``: per epoch what was admitted and why; the last pseudo-labels admitted."""
-        write_json(folder / "self_training.json", {
-            "mode": self.mode, "unlabeled": len(self.unlabeled), "decisions": self.decisions,
-            "admitted": [{"line": e.origin, "text": e.text, "pseudo_label": label_names[int(self.predicted[i])],
-                          "confidence": round(float(self.confidence[i]), 4)}
-                         for i, e in ((int(i), self.unlabeled[int(i)]) for i in np.flatnonzero(self.admitted))],
-        })
+        write_json(
+            folder / "self_training.json",
+            {
+                "mode": self.mode,
+                "unlabeled": len(self.unlabeled),
+                "decisions": self.decisions,
+                "admitted": [
+                    {
+                        "line": e.origin,
+                        "text": e.text,
+                        "pseudo_label": label_names[int(self.predicted[i])],
+                        "confidence": round(float(self.confidence[i]), 4),
+                    }
+                    for i, e in ((int(i), self.unlabeled[int(i)]) for i in np.flatnonzero(self.admitted))
+                ],
+            },
+        )
 
 
 __all__ = ["TARGETS", "Exp3Arms", "SelfTrainingCallback", "precision_thresholds"]

@@ -78,13 +78,19 @@ def feature_max_length(config: Config) -> int:
 
 def _classification_units(config: Config, splits: Splits, sources: np.ndarray, progress: bool) -> Units:
     index = {label: i for i, label in enumerate(splits.labels)}
-    embeddings = embed_examples(config.model, splits.train + splits.validation,
-                                max_length=feature_max_length(config), progress=progress)  # one encoder pass
+    embeddings = embed_examples(
+        config.model, splits.train + splits.validation, max_length=feature_max_length(config), progress=progress
+    )  # one encoder pass
     n = len(splits.train)
-    return Units(embeddings[:n], np.array([index[cast(str, e.label)] for e in splits.train], dtype=np.int64),
-                 embeddings[n:], np.array([index[cast(str, e.label)] for e in splits.validation], dtype=np.int64),
-                 list(splits.labels),
-                 np.arange(n), sources)
+    return Units(
+        embeddings[:n],
+        np.array([index[cast(str, e.label)] for e in splits.train], dtype=np.int64),
+        embeddings[n:],
+        np.array([index[cast(str, e.label)] for e in splits.validation], dtype=np.int64),
+        list(splits.labels),
+        np.arange(n),
+        sources,
+    )
 
 
 def entity_spans(example: Example, vectors: np.ndarray, types: list[str]):
@@ -104,8 +110,9 @@ def _entity_units(config: Config, splits: Splits, sources: np.ndarray, progress:
     types = sorted({label.partition("-")[2] for label in splits.labels if label[:2] in ("B-", "I-")})
     if len(types) < 2:
         raise ConfigError(f"selection.policy: valuing NER sentences needs >= 2 entity types, found {types}")
-    vectors = embed_words(config.model, splits.train + splits.validation, max_length=feature_max_length(config),
-                          progress=progress)
+    vectors = embed_words(
+        config.model, splits.train + splits.validation, max_length=feature_max_length(config), progress=progress
+    )
     spans: list[list[tuple[np.ndarray, int, int, str, tuple[int, int]]]] = [[], []]  # train, validation
     for part, (offset, examples) in enumerate(((0, splits.train), (len(splits.train), splits.validation))):
         for i, example in enumerate(examples):
@@ -115,10 +122,17 @@ def _entity_units(config: Config, splits: Splits, sources: np.ndarray, progress:
     if not spans[0] or not spans[1]:
         raise ConfigError("selection.policy: no entity spans to value in the training or validation data")
     train, val = spans
-    return Units(np.stack([s[0] for s in train]), np.array([s[1] for s in train], dtype=np.int64),
-                 np.stack([s[0] for s in val]), np.array([s[1] for s in val], dtype=np.int64), types,
-                 np.array([s[2] for s in train], dtype=np.int64), sources, [s[3] for s in train],
-                 [s[4] for s in train])
+    return Units(
+        np.stack([s[0] for s in train]),
+        np.array([s[1] for s in train], dtype=np.int64),
+        np.stack([s[0] for s in val]),
+        np.array([s[1] for s in val], dtype=np.int64),
+        types,
+        np.array([s[2] for s in train], dtype=np.int64),
+        sources,
+        [s[3] for s in train],
+        [s[4] for s in train],
+    )
 
 
 def build_units(config: Config, splits: Splits, sources: np.ndarray, progress: bool) -> Units:

@@ -82,9 +82,16 @@ class Valuation:
         relabels or own labels, and a loss correction that would change nothing. The agent's run then trains as
         plain fine-tuning does, choosing its best epoch on the whole validation set."""
         s = self.selection
-        return (s.drop_fraction == 0 and s.relabel_confidence is None and s.flagged == "drop"
-                and (self.noise is None or s.correction != "forward"
-                     or too_little_noise(self.noise.rate, len(self.units.labels))))
+        return (
+            s.drop_fraction == 0
+            and s.relabel_confidence is None
+            and s.flagged == "drop"
+            and (
+                self.noise is None
+                or s.correction != "forward"
+                or too_little_noise(self.noise.rate, len(self.units.labels))
+            )
+        )
 
     @property
     def idle_reason(self) -> str:
@@ -119,8 +126,15 @@ class Valuation:
             return keep, np.zeros(len(keep), dtype=bool), []
         names = self.units.class_names  # (a drop_fraction set in the config is the user's: only the half floor)
         rates = np.array([self.noise.per_class.get(name, 0.0) for name in names]) if self.estimated_drop else None
-        return class_floor(keep, values, self.sample_labels, self.noise.suggested, self.noise.suggested_confidence,
-                           names, class_rates=rates)
+        return class_floor(
+            keep,
+            values,
+            self.sample_labels,
+            self.noise.suggested,
+            self.noise.suggested_confidence,
+            names,
+            class_rates=rates,
+        )
 
     def lowest_units(self, drop_fraction: float | None = None) -> np.ndarray:
         """[U] bool: the lowest-valued ``drop_fraction`` (default: the run's) of the units (``mask`` mode leaves
@@ -152,8 +166,9 @@ def too_little_noise(rate: float, rows: int) -> bool:
     return rate < IDLE_RATE or too_few_called_wrong(rate, rows) is not None
 
 
-def resolve_drop_fraction(setting: float | str, rate: float, what: str = "the estimated noise rate",
-                          rows: int | None = None) -> tuple[float, str]:
+def resolve_drop_fraction(
+    setting: float | str, rate: float, what: str = "the estimated noise rate", rows: int | None = None
+) -> tuple[float, str]:
     """The share the agent leaves out: the configured number, or (``auto``) the estimated ``rate`` of ``rows``
     (see ``too_little_noise``), at most ``MAX_AUTO_DROP``; and how it was chosen, for the log."""
     if setting != AUTO:
@@ -176,6 +191,64 @@ def sample_noise_rate(units: Units, noise: NoiseEstimate) -> float:
     return float(np.mean(1.0 - np.exp(log_right)))
 
 
+def _check_selection(selection: SelectionConfig, task: str) -> None:
+    """Selection settings that need another task: a clear error naming the field."""
+    if selection.mode == "mask" and task != "token-classification":
+        raise ConfigError(
+            "selection.mode: 'mask' leaves suspect entities' tags out of the loss; it needs "
+            f"task: token-classification, not {task}"
+        )
+    if selection.correction == "forward" and task not in ONE_LABEL_TASKS:
+        raise ConfigError(
+            f"selection.correction: forward correction needs one label per sample (task: classification), not {task}"
+        )
+    if selection.flagged == "unlabel" and task not in ONE_LABEL_TASKS:
+        raise ConfigError(
+            f"selection.flagged: unlabel trains on the model's own labels: it needs task: classification, not {task}"
+        )
+
+
+def _resolve_drop(
+    selection: SelectionConfig, task: str, units: Units, noise: NoiseEstimate, policy: Policy
+) -> tuple[float, str]:
+    """The share the agent leaves out (and why), set on ``policy`` too: none under policy none, the estimated noise
+    rate under ``drop_fraction: auto`` (NER in sample mode: the share of sentences with a mistyped entity)."""
+    if selection.policy == "none":  # plain fine-tuning with a loss correction: the estimate, nothing left out
+        drop, how = 0.0, f"policy none keeps every sample (the estimated noise rate {noise.rate:.1%})"
+        policy.drop_fraction = drop
+    elif task == "token-classification" and selection.mode != "mask":  # sentences are left out, not entities
+        drop, how = resolve_drop_fraction(
+            selection.drop_fraction,
+            sample_noise_rate(units, noise),
+            "the estimated share of sentences with a mistyped entity",
+            units.n_samples,
+        )
+        policy.drop_fraction = resolve_drop_fraction(selection.drop_fraction, noise.rate, rows=len(units.labels))[0]
+    else:
+        drop, how = resolve_drop_fraction(selection.drop_fraction, noise.rate, rows=len(units.labels))
+        policy.drop_fraction = drop
+    return drop, how
+
+
+def _log_noise(config: Config, correction: str, noise: NoiseEstimate, units: Units, drop: float, how: str) -> None:
+    """What the offline phase settled: the loss correction, the noise estimate and how much the agent leaves out."""
+    if correction == "forward":
+        log.info(
+            "loss correction: forward, with the transition matrix estimated on the validation labels%s",
+            " (selection.correction: auto, for classification)" if config.selection.correction == AUTO else "",
+        )
+    what = "entity labels" if config.task == "token-classification" else "labels"
+    log.info(
+        "estimated label noise: %.1f%% of %d %s (per class: %s); the agent leaves out %.1f%% (%s)",
+        100 * noise.rate,
+        len(units.labels),
+        what,
+        ", ".join(f"{k} {v:.0%}" for k, v in noise.per_class.items()),
+        100 * drop,
+        how,
+    )
+
+
 def value_samples(config: Config, splits: Splits, *, progress: bool = True) -> Valuation:
     """Fit ``config.selection.policy`` on cached features of ``splits`` (the offline phase), after
     estimating the label noise (``autoft.selection.noise``), which sets ``drop_fraction: auto``."""
@@ -184,16 +257,9 @@ def value_samples(config: Config, splits: Splits, *, progress: bool = True) -> V
         selection = selection.model_copy(update={"mode": "mask" if config.task == "token-classification" else "sample"})
     source_names = sorted({e.source for e in splits.train})
     sources = np.array([source_names.index(e.source) for e in splits.train], dtype=np.int64)
-    if selection.mode == "mask" and config.task != "token-classification":
-        raise ConfigError("selection.mode: 'mask' leaves suspect entities' tags out of the loss; it needs "
-                          f"task: token-classification, not {config.task}")
-    if selection.correction == "forward" and config.task not in ONE_LABEL_TASKS:
-        raise ConfigError(f"selection.correction: forward correction needs one label per sample (task: "
-                          f"classification), not {config.task}")
-    if selection.flagged == "unlabel" and config.task not in ONE_LABEL_TASKS:
-        raise ConfigError(f"selection.flagged: unlabel trains on the model's own labels: it needs task: "
-                          f"classification, not {config.task}")
+    _check_selection(selection, config.task)
     units = build_units(config, splits, sources, progress)
+    one_label = config.task in ONE_LABEL_TASKS
     n_classes, seed = len(units.class_names), config.training.seed
     numeric = 0.0 if selection.drop_fraction == AUTO else selection.drop_fraction
     options = {"seed": seed, "drop_fraction": numeric, **selection.options}
@@ -202,63 +268,99 @@ def value_samples(config: Config, splits: Splits, *, progress: bool = True) -> V
     except TypeError as error:
         raise ConfigError(f"selection.options: {error}") from None
     if len(units.labels) < 2 or len(units.val_labels) < 1:
-        raise ConfigError(f"selection.policy: valuing needs >= 2 training and >= 1 validation "
-                          f"{'entities' if config.task == 'token-classification' else 'samples'}, got "
-                          f"{len(units.labels)} and {len(units.val_labels)}")
+        raise ConfigError(
+            f"selection.policy: valuing needs >= 2 training and >= 1 validation "
+            f"{'entities' if config.task == 'token-classification' else 'samples'}, got "
+            f"{len(units.labels)} and {len(units.val_labels)}"
+        )
     # The probes and the neighbours feed the noise estimate, the state and the policy: computed once, here.
     fold_probes: list = []
-    oof, val_oof = cross_fitted_probabilities(units.x, units.labels, units.val_x, n_classes=n_classes,
-                                              folds=policy.probe_folds, seed=seed, probes_out=fold_probes)
+    oof, val_oof = cross_fitted_probabilities(
+        units.x,
+        units.labels,
+        units.val_x,
+        n_classes=n_classes,
+        folds=policy.probe_folds,
+        seed=seed,
+        probes_out=fold_probes,
+    )
     probes = (oof, validation_probe_probabilities(units.x, units.val_x, units.val_labels, n_classes=n_classes))
     noise = estimate_noise(oof, units.labels, cast(np.ndarray, val_oof), units.val_labels, units.class_names, seed=seed)
-    if selection.policy == "none":  # plain fine-tuning with a loss correction: the estimate, nothing left out
-        drop, how = 0.0, f"policy none keeps every sample (the estimated noise rate {noise.rate:.1%})"
-        policy.drop_fraction = drop
-    elif config.task == "token-classification" and selection.mode != "mask":  # sentences are left out, not entities
-        drop, how = resolve_drop_fraction(selection.drop_fraction, sample_noise_rate(units, noise),
-                                          "the estimated share of sentences with a mistyped entity", units.n_samples)
-        policy.drop_fraction = resolve_drop_fraction(selection.drop_fraction, noise.rate, rows=len(units.labels))[0]
-    else:
-        drop, how = resolve_drop_fraction(selection.drop_fraction, noise.rate, rows=len(units.labels))
-        policy.drop_fraction = drop
-    correction = selection.correction if selection.correction != AUTO else (
-        "forward" if config.task in ONE_LABEL_TASKS else "off")
+    drop, how = _resolve_drop(selection, config.task, units, noise, policy)
+    correction = selection.correction if selection.correction != AUTO else ("forward" if one_label else "off")
     estimated = selection.drop_fraction == AUTO  # the estimate sets how much: it bounds each class too (floor)
     selection = selection.model_copy(update={"drop_fraction": drop, "correction": correction})
-    if correction == "forward":
-        log.info("loss correction: forward, with the transition matrix estimated on the validation labels%s",
-                 " (selection.correction: auto, for classification)" if config.selection.correction == AUTO else "")
-    what = "entity labels" if config.task == "token-classification" else "labels"
-    log.info("estimated label noise: %.1f%% of %d %s (per class: %s); the agent leaves out %.1f%% (%s)",
-             100 * noise.rate, len(units.labels), what,
-             ", ".join(f"{k} {v:.0%}" for k, v in noise.per_class.items()), 100 * drop, how)
+    _log_noise(config, correction, noise, units, drop, how)
     agreement = neighbour_agreement(units.x, units.labels)
     unit_sources = sources[units.owner]
-    state = state_features(embeddings=units.x, labels=units.labels, n_classes=n_classes, oof_probs=probes[0],
-                           val_probs=probes[1], agreement=agreement, noise_probability=1.0 - noise.correct,
-                           sources=unit_sources if len(source_names) > 1 else None, n_sources=len(source_names),
-                           seed=seed)
+    state = state_features(
+        embeddings=units.x,
+        labels=units.labels,
+        n_classes=n_classes,
+        oof_probs=probes[0],
+        val_probs=probes[1],
+        agreement=agreement,
+        noise_probability=1.0 - noise.correct,
+        sources=unit_sources if len(source_names) > 1 else None,
+        n_sources=len(source_names),
+        seed=seed,
+    )
     buckets = unit_sources if selection.bucket_by == "source" else None
-    policy.fit(state, units.labels, None, units.val_labels, n_classes=n_classes, embeddings=units.x,
-               val_embeddings=units.val_x, buckets=buckets, probes=probes, agreement=agreement,
-               noise_probability=1.0 - noise.correct)
-    log.info("offline valuation with %s: %d units of %d samples valued", selection.policy, len(units.labels),
-             units.n_samples)
-    sample_labels = units.labels if config.task in ONE_LABEL_TASKS else np.zeros(units.n_samples, dtype=np.int64)
-    noise_record = {"phase": "offline", "event": "noise-estimate", "rate": noise.rate, "per_class": noise.per_class,
-                    "drop_fraction": drop, "how": how}
-    return Valuation(policy, units, sample_labels, source_names, _describe(units, config.task, units.labels),
-                     _describe(units, config.task, noise.suggested),
-                     units.per_sample(noise.suggested_confidence, np.fmin, np.nan),
-                     units.per_sample(1.0 - noise.correct, np.fmax, 0.0), selection, noise,
-                     [noise_record, *({"phase": "offline", **d} for d in policy.decisions_)],
-                     fold_probes, oof, estimated)
+    policy.fit(
+        state,
+        units.labels,
+        None,
+        units.val_labels,
+        n_classes=n_classes,
+        embeddings=units.x,
+        val_embeddings=units.val_x,
+        buckets=buckets,
+        probes=probes,
+        agreement=agreement,
+        noise_probability=1.0 - noise.correct,
+    )
+    log.info(
+        "offline valuation with %s: %d units of %d samples valued", selection.policy, len(units.labels), units.n_samples
+    )
+    sample_labels = units.labels if one_label else np.zeros(units.n_samples, dtype=np.int64)
+    noise_record = {
+        "phase": "offline",
+        "event": "noise-estimate",
+        "rate": noise.rate,
+        "per_class": noise.per_class,
+        "drop_fraction": drop,
+        "how": how,
+    }
+    return Valuation(
+        policy,
+        units,
+        sample_labels,
+        source_names,
+        _describe(units, config.task, units.labels),
+        _describe(units, config.task, noise.suggested),
+        units.per_sample(noise.suggested_confidence, np.fmin, np.nan),
+        units.per_sample(1.0 - noise.correct, np.fmax, 0.0),
+        selection,
+        noise,
+        [noise_record, *({"phase": "offline", **d} for d in policy.decisions_)],
+        fold_probes,
+        oof,
+        estimated,
+    )
 
 
-def class_floor(keep: np.ndarray, values: np.ndarray, labels: np.ndarray, suggested: np.ndarray,
-                confidence: np.ndarray, class_names: list[str], *, max_loss: float = MAX_CLASS_LOSS,
-                class_rates: np.ndarray | None = None, relabel_confidence: float = FLOOR_RELABEL_CONFIDENCE
-                ) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+def class_floor(
+    keep: np.ndarray,
+    values: np.ndarray,
+    labels: np.ndarray,
+    suggested: np.ndarray,
+    confidence: np.ndarray,
+    class_names: list[str],
+    *,
+    max_loss: float = MAX_CLASS_LOSS,
+    class_rates: np.ndarray | None = None,
+    relabel_confidence: float = FLOOR_RELABEL_CONFIDENCE,
+) -> tuple[np.ndarray, np.ndarray, list[dict]]:
     """No class starves: each given class ``c`` of ``n_c`` rows keeps at least ``ceil((1 - a_c) * n_c)``
     effective examples — its rows in ``keep`` plus rows relabelled into it — where ``a_c`` is ``max_loss``, or
     with ``class_rates`` (the estimated share of wrong given labels per class id) at most ``CLASS_LOSS_SLACK``
@@ -279,7 +381,9 @@ def class_floor(keep: np.ndarray, values: np.ndarray, labels: np.ndarray, sugges
         need = floor - int((keep & rows).sum()) - int((relabelled & (suggested == c)).sum())
         taken_back = relabelled_in = 0
         if need > 0:
-            offered = np.flatnonzero(~keep & ~relabelled & ~rows & (suggested == c) & (confidence >= relabel_confidence))
+            offered = np.flatnonzero(
+                ~keep & ~relabelled & ~rows & (suggested == c) & (confidence >= relabel_confidence)
+            )
             offered = offered[np.argsort(-confidence[offered], kind="stable")][:need]
             relabelled[offered] = True
             relabelled_in = len(offered)
@@ -295,8 +399,16 @@ def class_floor(keep: np.ndarray, values: np.ndarray, labels: np.ndarray, sugges
         effective = int((keep & rows).sum()) + int((relabelled & (suggested == c)).sum())
         lost = int(rows.sum()) - int((keep & rows).sum())
         if taken_back or relabelled_in or lost > max_loss * rows.sum():
-            records.append({"class": class_names[int(c)], "rows": int(rows.sum()), "left_out": lost,
-                            "taken_back": taken_back, "relabelled_in": relabelled_in, "effective": effective})
+            records.append(
+                {
+                    "class": class_names[int(c)],
+                    "rows": int(rows.sum()),
+                    "left_out": lost,
+                    "taken_back": taken_back,
+                    "relabelled_in": relabelled_in,
+                    "effective": effective,
+                }
+            )
     return keep, relabelled, records
 
 
@@ -305,18 +417,35 @@ def _ranks(values: np.ndarray) -> np.ndarray:
     return rankdata(values) / len(values) if len(values) else values
 
 
-def kept_mask(values: np.ndarray, labels: np.ndarray | None, drop_fraction: float, balance: str = "global"
-              ) -> np.ndarray:
+def kept_mask(
+    values: np.ndarray, labels: np.ndarray | None, drop_fraction: float, balance: str = "global"
+) -> np.ndarray:
     """[N] bool: False for the lowest-valued ``drop_fraction`` of the samples — of each given class
     (``per-class``, so a hard minority class is not emptied; needs ``labels``) or of all samples (``global``)."""
     values = np.asarray(values, dtype=np.float64)
     keep = np.ones(len(values), dtype=bool)
-    groups = [np.flatnonzero(labels == c) for c in np.unique(cast(np.ndarray, labels))] \
-        if balance == "per-class" else [np.arange(len(values))]
+    groups = (
+        [np.flatnonzero(labels == c) for c in np.unique(cast(np.ndarray, labels))]
+        if balance == "per-class"
+        else [np.arange(len(values))]
+    )
     for rows in groups:
         drop = round(drop_fraction * len(rows))
         keep[rows[np.argsort(values[rows], kind="stable")[:drop]]] = False
     return keep
 
 
-__all__ = ["CLASS_LOSS_SLACK", "IDLE_RATE", "IDLE_ROWS", "MAX_AUTO_DROP", "MAX_CLASS_LOSS", "Valuation", "class_floor", "kept_mask", "resolve_drop_fraction", "too_few_called_wrong", "too_little_noise", "value_samples"]
+__all__ = [
+    "CLASS_LOSS_SLACK",
+    "IDLE_RATE",
+    "IDLE_ROWS",
+    "MAX_AUTO_DROP",
+    "MAX_CLASS_LOSS",
+    "Valuation",
+    "class_floor",
+    "kept_mask",
+    "resolve_drop_fraction",
+    "too_few_called_wrong",
+    "too_little_noise",
+    "value_samples",
+]

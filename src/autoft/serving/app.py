@@ -87,8 +87,11 @@ class ServeSettings:
     max_new_tokens: int = MAX_NEW_TOKENS  # what a /generate request may ask for at most
 
     def public(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k in ("max_body_bytes", "max_items", "max_batch",
-                                                                "batch_window_ms", "max_new_tokens")}
+        return {
+            k: v
+            for k, v in asdict(self).items()
+            if k in ("max_body_bytes", "max_items", "max_batch", "batch_window_ms", "max_new_tokens")
+        }
 
 
 def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -107,7 +110,7 @@ class Guard:
     @staticmethod
     def is_open(scope: dict) -> bool:
         path, root = scope["path"], scope.get("root_path", "")
-        path = path[len(root):] if root and path.startswith(root) else path
+        path = path[len(root) :] if root and path.startswith(root) else path
         return path in OPEN or path.startswith(f"{ASSETS}/")
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
@@ -142,8 +145,11 @@ class Guard:
 
 async def _invalid_body(request: Request, error: RequestValidationError) -> JSONResponse:
     """A body that does not fit the route's request model: 422 with one line, not pydantic's list."""
-    models: dict[str, type[BaseModel]] = {"/predict": PredictRequest, "/generate": StreamRequest,
-                                          "/predict/stream": StreamRequest}
+    models: dict[str, type[BaseModel]] = {
+        "/predict": PredictRequest,
+        "/generate": StreamRequest,
+        "/predict/stream": StreamRequest,
+    }
     model = models.get(request.url.path)
     if model is None or not error.errors():  # (every route with a body is above)
         return _error(422, str(error).splitlines()[0])
@@ -201,25 +207,39 @@ def _served_at_start(settings: ServeSettings, run: Run | None) -> Served:
     its better run on validation; with ``follow_latest``, what its lineage's ``latest`` points to)."""
     path, chosen = _start_path(settings)
     run = _loaded(run, path)
-    return Served(run, load_backend(run, backend=settings.backend, quantize=settings.quantize,
-                                    threads=settings.threads), chosen)
+    return Served(
+        run, load_backend(run, backend=settings.backend, quantize=settings.quantize, threads=settings.threads), chosen
+    )
 
 
 def _follower(settings: ServeSettings, serving: Serving, batcher: DynamicBatcher, metrics: ServeMetrics) -> Follower:
     """``--follow-latest``: a follower of the served run's lineage that swaps a promoted run in between batches."""
+
     async def swap(new: Served) -> None:
         def replace_served() -> None:  # on the model's thread: between two batches
             serving.now = new
+
         await batcher.run_exclusive(replace_served)
         metrics.serving(str(new.run.path), new.backend.name, new.backend.quantize)
 
-    return Follower(follow_root(serving.now.run.path)[0], serving.now.run.path, swap=swap,
-                    interval=settings.follow_interval, load=lambda path: load_served(
-                        path, backend=settings.backend, quantize=settings.quantize, threads=settings.threads))
+    return Follower(
+        follow_root(serving.now.run.path)[0],
+        serving.now.run.path,
+        swap=swap,
+        interval=settings.follow_interval,
+        load=lambda path: load_served(
+            path, backend=settings.backend, quantize=settings.quantize, threads=settings.threads
+        ),
+    )
 
 
-def _metadata(served: Served, settings: ServeSettings, batcher: DynamicBatcher, follower: Follower | None,
-              collector: Collector | None) -> dict[str, Any]:
+def _metadata(
+    served: Served,
+    settings: ServeSettings,
+    batcher: DynamicBatcher,
+    follower: Follower | None,
+    collector: Collector | None,
+) -> dict[str, Any]:
     """``GET /metadata``: the run served (its lineage too), the backend, limits, and what was served."""
     from autoft.lineage import history
 
@@ -228,15 +248,96 @@ def _metadata(served: Served, settings: ServeSettings, batcher: DynamicBatcher, 
         lineage = history(run.path)
     except (AutoftError, OSError, ValueError):  # a run moved away from its lineage
         lineage = []
-    return {"task": run.task, "labels": run.labels, "base_model": run.config.model, "run_dir": str(run.path),
-            "chosen": served.chosen, "peft": run.is_peft, "metrics": run.metrics, "lineage": lineage,
-            "backend": served.backend.describe(), "limits": settings.public(),
-            "served": {"batches": batcher.batches, "inputs": batcher.items},
-            **({"collect": {"folder": str(collector.folder), "inputs": collector.collected,
-                            "megabytes": round(collector.size / (1 << 20), 3), "full": collector.full}}
-               if collector else {}),
-            **({"follow": {"root": str(follower.root), "swaps": follower.swaps, "failed_loads": follower.failures,
-                           "refused": str(follower.refused) if follower.refused else None}} if follower else {})}
+    return {
+        "task": run.task,
+        "labels": run.labels,
+        "base_model": run.config.model,
+        "run_dir": str(run.path),
+        "chosen": served.chosen,
+        "peft": run.is_peft,
+        "metrics": run.metrics,
+        "lineage": lineage,
+        "backend": served.backend.describe(),
+        "limits": settings.public(),
+        "served": {"batches": batcher.batches, "inputs": batcher.items},
+        **(
+            {
+                "collect": {
+                    "folder": str(collector.folder),
+                    "inputs": collector.collected,
+                    "megabytes": round(collector.size / (1 << 20), 3),
+                    "full": collector.full,
+                }
+            }
+            if collector
+            else {}
+        ),
+        **(
+            {
+                "follow": {
+                    "root": str(follower.root),
+                    "swaps": follower.swaps,
+                    "failed_loads": follower.failures,
+                    "refused": str(follower.refused) if follower.refused else None,
+                }
+            }
+            if follower
+            else {}
+        ),
+    }
+
+
+def _examples(values: list[Any], max_items: int, run: Run) -> list[Any]:
+    """The inputs of a request as the run's examples (a lineage keeps its task and columns); 413 / 422 when there
+    are none, too many, or one is malformed."""
+    if not values:
+        raise HTTPException(422, "inputs is empty: give at least one input")
+    if len(values) > max_items:
+        raise HTTPException(413, f"{len(values)} inputs: at most {max_items} per request")
+    try:
+        return [
+            input_example(
+                v, task=run.task, index=i, text_column=run.config.data.text_column, columns=run.config.data.columns
+            )
+            for i, v in enumerate(values, start=1)
+        ]
+    except DataError as error:
+        raise HTTPException(422, str(error)) from None
+
+
+def _app(settings: ServeSettings, first: Served, batcher: DynamicBatcher, follower: Follower | None) -> FastAPI:
+    """The FastAPI app with its lifespan (the batcher and the follower start and stop with it) and docs served
+    offline; ``first``: what it serves at start."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await batcher.start()
+        if follower is not None:
+            await follower.start()
+        log.info(
+            "serving %s: %s, batches of up to %d inputs, %s%s",
+            f"{first.chosen} of {settings.run_dir}" if first.chosen else first.run.path,
+            first.run.task,
+            settings.max_batch,
+            ", ".join(f"{k} {v}" for k, v in first.backend.describe().items() if v is not None),
+            f"; following {follower.root}/latest" if follower else "",
+        )
+        yield
+        if follower is not None:
+            await follower.stop()
+        await batcher.stop()
+
+    app = FastAPIOffline(
+        title="autoft",
+        summary=f"{first.run.task} model from {first.run.path}",
+        lifespan=lifespan,
+        docs_url=DOCS,
+        redoc_url=REDOC,
+        openapi_url=OPENAPI,
+        static_url=ASSETS,
+        swagger_ui_parameters={"validatorUrl": None, "persistAuthorization": True},
+    )  # no calls out
+    return app
 
 
 def create_app(settings: ServeSettings, run: Run | None = None) -> FastAPI:
@@ -244,55 +345,47 @@ def create_app(settings: ServeSettings, run: Run | None = None) -> FastAPI:
     ``autoft run``, its better run on validation; with ``settings.follow_latest``, its lineage's latest run, then
     each run promoted after it (:mod:`autoft.serving.follow`)."""
     serving = Serving(_served_at_start(settings, run))
-    batcher = DynamicBatcher(lambda examples: serving.now.backend.predict(examples), max_batch=settings.max_batch,
-                             window=settings.batch_window_ms / 1000)
+    batcher = DynamicBatcher(
+        lambda examples: serving.now.backend.predict(examples),
+        max_batch=settings.max_batch,
+        window=settings.batch_window_ms / 1000,
+    )
     first = serving.now
-    metrics = ServeMetrics(run=str(first.run.path), backend=first.backend.name, quantize=first.backend.quantize,
-                           queue_depth=lambda: batcher.waiting)
+    metrics = ServeMetrics(
+        run=str(first.run.path),
+        backend=first.backend.name,
+        quantize=first.backend.quantize,
+        queue_depth=lambda: batcher.waiting,
+    )
     batcher.on_batch = metrics.batch
-    collector = None if settings.collect is None else Collector(
-        settings.collect, text_column=serving.now.run.config.data.text_column,
-        max_bytes=int(settings.collect_max_mb * (1 << 20)))
+    collector = (
+        None
+        if settings.collect is None
+        else Collector(
+            settings.collect,
+            text_column=serving.now.run.config.data.text_column,
+            max_bytes=int(settings.collect_max_mb * (1 << 20)),
+        )
+    )
     follower = _follower(settings, serving, batcher, metrics) if settings.follow_latest else None
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        await batcher.start()
-        if follower is not None:
-            await follower.start()
-        log.info("serving %s: %s, batches of up to %d inputs, %s%s", f"{first.chosen} of {settings.run_dir}"
-                 if first.chosen else first.run.path, first.run.task, settings.max_batch,
-                 ", ".join(f"{k} {v}" for k, v in first.backend.describe().items() if v is not None),
-                 f"; following {follower.root}/latest" if follower else "")
-        yield
-        if follower is not None:
-            await follower.stop()
-        await batcher.stop()
-
-    app = FastAPIOffline(title="autoft", summary=f"{first.run.task} model from {first.run.path}", lifespan=lifespan,
-                         docs_url=DOCS, redoc_url=REDOC, openapi_url=OPENAPI, static_url=ASSETS,
-                         swagger_ui_parameters={"validatorUrl": None, "persistAuthorization": True})  # no calls out
+    app = _app(settings, first, batcher, follower)
     # (starlette types a handler's error as Exception; this one is registered for RequestValidationError only)
     app.add_exception_handler(RequestValidationError, _invalid_body)  # type: ignore[arg-type]
     # With a token, the schema says so (HTTPBearer): the docs' Authorize button then sends it. Guard checks it.
     bearer = HTTPBearer(auto_error=False, description="the token in the server's --token-file")
     secured = [Depends(bearer)] if settings.token else []
-    refused: dict[int | str, dict[str, Any]] = \
+    refused: dict[int | str, dict[str, Any]] = (
         {401: {"model": Detail, "description": "missing or wrong bearer token"}} if settings.token else {}
-    bad: dict[int | str, dict[str, Any]] = {**refused, 413: {"model": Detail, "description": "body or list too large"},
-           422: {"model": Detail, "description": "malformed body or input, in one line"}}
+    )
+    bad: dict[int | str, dict[str, Any]] = {
+        **refused,
+        413: {"model": Detail, "description": "body or list too large"},
+        422: {"model": Detail, "description": "malformed body or input, in one line"},
+    }
 
     def examples(values: list[Any]) -> list[Any]:
-        if not values:
-            raise HTTPException(422, "inputs is empty: give at least one input")
-        if len(values) > settings.max_items:
-            raise HTTPException(413, f"{len(values)} inputs: at most {settings.max_items} per request")
-        run = serving.now.run  # (a lineage keeps its task and columns)
-        try:
-            return [input_example(v, task=run.task, index=i, text_column=run.config.data.text_column,
-                                  columns=run.config.data.columns) for i, v in enumerate(values, start=1)]
-        except DataError as error:
-            raise HTTPException(422, str(error)) from None
+        return _examples(values, settings.max_items, serving.now.run)
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -324,8 +417,11 @@ def create_app(settings: ServeSettings, run: Run | None = None) -> FastAPI:
             raise HTTPException(422, f"streaming is for generation and seq2seq runs, not {serving.now.run.task}")
         overrides = request.parameters.overrides() if request.parameters else {}
         if overrides.get("max_new_tokens", 0) > settings.max_new_tokens:
-            raise HTTPException(422, f"parameters.max_new_tokens: {overrides['max_new_tokens']} is over this "
-                                     f"server's limit of {settings.max_new_tokens} (--max-new-tokens)")
+            raise HTTPException(
+                422,
+                f"parameters.max_new_tokens: {overrides['max_new_tokens']} is over this "
+                f"server's limit of {settings.max_new_tokens} (--max-new-tokens)",
+            )
         [example] = examples([request.input])
         return _stream(serving.now.run, batcher, example, overrides)
 
@@ -347,13 +443,21 @@ def read_token(path: str | Path) -> str:
         raise DataError(f"{path}: token file not found")
     token = path.read_text(encoding="utf-8").strip()
     if not token or any(c.isspace() for c in token):
-        raise DataError(f"{path}: the token file must hold one token (no spaces), got "
-                        f"{'nothing' if not token else 'several words'}")
+        raise DataError(
+            f"{path}: the token file must hold one token (no spaces), got {'nothing' if not token else 'several words'}"
+        )
     return token
 
 
-def serve(settings: ServeSettings, *, run: Run | None = None, host: str = "127.0.0.1", port: int = 8000,
-          workers: int = 1, log_level: str = "info") -> None:
+def serve(
+    settings: ServeSettings,
+    *,
+    run: Run | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 1,
+    log_level: str = "info",
+) -> None:
     """Run the server until interrupted (uvicorn; SIGTERM or Ctrl-C stop it gracefully: no new connections, the
     requests in flight answered, then the model released). One worker serves ``run`` when given (else loads it);
     with several, each worker process loads its own, with its share of the cores (``settings.threads``)."""
@@ -365,8 +469,15 @@ def serve(settings: ServeSettings, *, run: Run | None = None, host: str = "127.0
     if workers > 1:
         settings = replace(settings, threads=settings.threads or worker_threads(workers))
         os.environ[ENVIRONMENT] = json.dumps(asdict(settings))
-        uvicorn.run("autoft.serving.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
-                    log_level=log_level, access_log=False)
+        uvicorn.run(
+            "autoft.serving.app:app_from_environment",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=log_level,
+            access_log=False,
+        )
     else:
         uvicorn.run(create_app(settings, run), host=host, port=port, log_level=log_level, access_log=False)
 

@@ -36,8 +36,10 @@ def onnx_file(run: Run, quantize: str | None = None) -> Path:
     ``quantize``, its int8 quantisation. Worker processes take turns (a lock file in the run directory): the first
     writes, the others find the files written."""
     if run.task not in ONNX_TASKS:
-        raise ConfigError(f"--backend onnx: ONNX serving is for encoder tasks ({', '.join(sorted(ONNX_TASKS))}), "
-                          f"not {run.task}; use --backend torch")
+        raise ConfigError(
+            f"--backend onnx: ONNX serving is for encoder tasks ({', '.join(sorted(ONNX_TASKS))}), "
+            f"not {run.task}; use --backend torch"
+        )
     if quantize not in (None, *QUANTIZATIONS):
         raise ConfigError(f"--quantize: one of {', '.join(QUANTIZATIONS)}, not {quantize!r}")
     from filelock import FileLock
@@ -48,8 +50,10 @@ def onnx_file(run: Run, quantize: str | None = None) -> Path:
         with FileLock(run.path / ".onnx.lock"):  # worker processes following a lineage load a new run together
             return _write_onnx(run, source, quantize)
     except OSError as error:
-        raise ConfigError(f"{folder}: cannot write the ONNX model there ({error.strerror or error}); export it where "
-                          f"the run is writable with: autoft export RUN_DIR --format onnx") from None
+        raise ConfigError(
+            f"{folder}: cannot write the ONNX model there ({error.strerror or error}); export it where "
+            f"the run is writable with: autoft export RUN_DIR --format onnx"
+        ) from None
 
 
 def _write_onnx(run: Run, source: Path, quantize: str | None) -> Path:
@@ -76,8 +80,12 @@ class Backend:
     model_file: str | None = None
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": self.name, "quantize": self.quantize, "threads": self.threads,
-                **({"model_file": self.model_file} if self.model_file else {})}
+        return {
+            "backend": self.name,
+            "quantize": self.quantize,
+            "threads": self.threads,
+            **({"model_file": self.model_file} if self.model_file else {}),
+        }
 
 
 def load_backend(run: Run, *, backend: str = "torch", quantize: str | None = None, threads: int = 0) -> Backend:
@@ -97,8 +105,13 @@ def load_backend(run: Run, *, backend: str = "torch", quantize: str | None = Non
         return Backend("torch", threads, lambda examples: run.predict(examples, batch_size=batch_size))
     path = onnx_file(run, quantize)
     run.onnx_forward(path, threads=threads)  # loaded once; predict(backend="onnx") uses this session
-    return Backend("onnx", threads, lambda examples: run.predict(examples, batch_size=batch_size, backend="onnx"),
-                   quantize=quantize, model_file=str(path))
+    return Backend(
+        "onnx",
+        threads,
+        lambda examples: run.predict(examples, batch_size=batch_size, backend="onnx"),
+        quantize=quantize,
+        model_file=str(path),
+    )
 
 
 __all__ = ["BACKENDS", "QUANTIZATIONS", "Backend", "load_backend", "onnx_file", "worker_threads"]

@@ -19,8 +19,14 @@ class DynamicBatcher:
     """``await batcher.submit(items)`` returns ``predict(items)``'s outputs for those items, computed in a batch
     with whatever other requests arrived meanwhile. ``run_exclusive(fn)`` runs ``fn`` on the model's thread."""
 
-    def __init__(self, predict: Callable[[list[Any]], list[Any]], *, max_batch: int = 32, window: float = 0.005,
-                 on_batch: Callable[[int, bool], None] | None = None):
+    def __init__(
+        self,
+        predict: Callable[[list[Any]], list[Any]],
+        *,
+        max_batch: int = 32,
+        window: float = 0.005,
+        on_batch: Callable[[int, bool], None] | None = None,
+    ):
         if max_batch < 1 or window < 0:
             raise ValueError(f"max_batch must be >= 1 and window >= 0, got {max_batch}, {window}")
         self.predict = predict

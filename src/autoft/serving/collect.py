@@ -41,17 +41,21 @@ class Collector:
     def add(self, values: list[Any], predictions: list[Any], run: str) -> int:
         """Append one line per served input (thread-safe); returns how many were written (0 once full)."""
         at = datetime.now(UTC)
-        text = "".join(json.dumps(self.record(v, p, run, at), ensure_ascii=False) + "\n"
-                       for v, p in zip(values, predictions))
+        text = "".join(
+            json.dumps(self.record(v, p, run, at), ensure_ascii=False) + "\n" for v, p in zip(values, predictions)
+        )
         data = text.encode("utf-8")
         with self._lock:
             if self.full:
                 return 0
             if self.size + len(data) > self.max_bytes:
                 self.full = True
-                log.warning("--collect: %s holds %.1f MB of served inputs, the most --collect-max-mb allows: "
-                            "collecting stops (move the files away and restart to collect more)", self.folder,
-                            self.size / (1 << 20))
+                log.warning(
+                    "--collect: %s holds %.1f MB of served inputs, the most --collect-max-mb allows: "
+                    "collecting stops (move the files away and restart to collect more)",
+                    self.folder,
+                    self.size / (1 << 20),
+                )
                 return 0
             with (self.folder / f"served-{at:%Y-%m-%d}.jsonl").open("ab") as out:
                 out.write(data)

@@ -43,8 +43,9 @@ class Serving:
         self.now = served
 
 
-def load_served(path: str | Path, *, backend: str, quantize: str | None, threads: int,
-                chosen: str | None = None) -> Served:
+def load_served(
+    path: str | Path, *, backend: str, quantize: str | None, threads: int, chosen: str | None = None
+) -> Served:
     """Load the run at ``path`` with its backend."""
     run = Run.load(path)
     return Served(run, load_backend(run, backend=backend, quantize=quantize, threads=threads), chosen)
@@ -53,8 +54,15 @@ def load_served(path: str | Path, *, backend: str, quantize: str | None, threads
 class Follower:
     """Watches ``root``'s ``latest`` link; ``swap(served)`` puts a newly loaded run in place (between batches)."""
 
-    def __init__(self, root: str | Path, current: Path, *, load: Callable[[Path], Served],
-                 swap: Callable[[Served], Any], interval: float = FOLLOW_INTERVAL) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        current: Path,
+        *,
+        load: Callable[[Path], Served],
+        swap: Callable[[Served], Any],
+        interval: float = FOLLOW_INTERVAL,
+    ) -> None:
         self.root, self.current, self.load, self.swap, self.interval = Path(root), current, load, swap, interval
         self.refused: Path | None = None  # the last target that failed to load: not retried until latest moves
         self.swaps = self.failures = 0
@@ -79,14 +87,20 @@ class Follower:
             return False
         if target == self.current.resolve() or target == self.refused:
             return False
-        log.info("--follow-latest: %s/latest now points to %s: loading it (the current run keeps serving)",
-                 self.root, target)
+        log.info(
+            "--follow-latest: %s/latest now points to %s: loading it (the current run keeps serving)", self.root, target
+        )
         try:
             served = await asyncio.to_thread(self.load, target)
         except Exception as error:  # noqa: BLE001 - any failure to load: refuse the run, keep serving the old one
             self.refused, self.failures = target, self.failures + 1
-            log.error("--follow-latest: %s failed to load (%s: %s); still serving %s", target,
-                      type(error).__name__, str(error).splitlines()[0] if str(error) else "", self.current)
+            log.error(
+                "--follow-latest: %s failed to load (%s: %s); still serving %s",
+                target,
+                type(error).__name__,
+                str(error).splitlines()[0] if str(error) else "",
+                self.current,
+            )
             return False
         await self.swap(served)
         log.info("--follow-latest: now serving %s (was %s)", target, self.current)

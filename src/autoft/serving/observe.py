@@ -33,18 +33,33 @@ class ServeMetrics:
 
     def __init__(self, *, run: str, backend: str, quantize: str | None, queue_depth: Callable[[], float]) -> None:
         self.registry = registry = CollectorRegistry()
-        self.requests = Counter("autoft_requests", "HTTP requests answered, by route and status code",
-                                ["route", "status"], registry=registry)
-        self.latency = Histogram("autoft_request_seconds", "seconds from a request to the end of its response",
-                                 ["route"], buckets=LATENCY_BUCKETS, registry=registry)
-        self.batch_inputs = Histogram("autoft_batch_inputs", "inputs per model call", buckets=BATCH_BUCKETS,
-                                      registry=registry)
-        self.model_errors = Counter("autoft_model_errors", "model calls that raised (their requests failed)",
-                                    registry=registry)
+        self.requests = Counter(
+            "autoft_requests",
+            "HTTP requests answered, by route and status code",
+            ["route", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "autoft_request_seconds",
+            "seconds from a request to the end of its response",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.batch_inputs = Histogram(
+            "autoft_batch_inputs", "inputs per model call", buckets=BATCH_BUCKETS, registry=registry
+        )
+        self.model_errors = Counter(
+            "autoft_model_errors", "model calls that raised (their requests failed)", registry=registry
+        )
         queue = Gauge("autoft_queue_inputs", "inputs waiting for a model call", registry=registry)
         queue.set_function(queue_depth)
-        self.served = Gauge("autoft_served_run_info", "the run being served (value 1)",
-                            ["run", "backend", "quantize"], registry=registry)
+        self.served = Gauge(
+            "autoft_served_run_info",
+            "the run being served (value 1)",
+            ["run", "backend", "quantize"],
+            registry=registry,
+        )
         self.swaps = Counter("autoft_swaps", "runs swapped in by --follow-latest", registry=registry)
         self.serving(run, backend, quantize, swapped=False)
 
@@ -95,9 +110,18 @@ class Observe:
             self.metrics.latency.labels(route=route).observe(seconds)
             if requests_log.isEnabledFor(logging.INFO):
                 client = scope.get("client")
-                requests_log.info(json.dumps({
-                    "method": scope.get("method"), "route": route, "path": path, "status": status,
-                    "ms": round(seconds * 1000, 2), "client": f"{client[0]}:{client[1]}" if client else None}))
+                requests_log.info(
+                    json.dumps(
+                        {
+                            "method": scope.get("method"),
+                            "route": route,
+                            "path": path,
+                            "status": status,
+                            "ms": round(seconds * 1000, 2),
+                            "client": f"{client[0]}:{client[1]}" if client else None,
+                        }
+                    )
+                )
 
 
 __all__ = ["Observe", "ServeMetrics"]

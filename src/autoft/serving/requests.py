@@ -18,7 +18,8 @@ class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     input: str | list[str] | dict[str, Any] | None = Field(None, description=ONE_INPUT)
     inputs: list[str | list[str] | dict[str, Any]] | None = Field(
-        None, description=f"a list of inputs, each {ONE_INPUT}")
+        None, description=f"a list of inputs, each {ONE_INPUT}"
+    )
 
 
 MAX_TEMPERATURE, MAX_REPETITION_PENALTY = 2.0, 2.0
@@ -34,8 +35,9 @@ class GenerationParameters(BaseModel):
     do_sample: bool | None = Field(None, description="sample instead of choosing the likeliest token")
     temperature: float | None = Field(None, gt=0.0, le=MAX_TEMPERATURE, description="sampling temperature")
     top_p: float | None = Field(None, gt=0.0, le=1.0, description="sampling: nucleus share")
-    repetition_penalty: float | None = Field(None, gt=0.0, le=MAX_REPETITION_PENALTY,
-                                             description="above 1 discourages repeated tokens")
+    repetition_penalty: float | None = Field(
+        None, gt=0.0, le=MAX_REPETITION_PENALTY, description="above 1 discourages repeated tokens"
+    )
     seed: int | None = Field(None, description="seed of sampling")
 
     def overrides(self) -> dict[str, Any]:
@@ -50,11 +52,14 @@ class StreamRequest(BaseModel):
     """``{"input": X, "parameters": {...}}``: one prompt to stream the generation of."""
 
     model_config = ConfigDict(extra="forbid")
-    input: str | dict[str, Any] = Field(description="a prompt: a text, or an object with the task's columns "
-                                                    "(prompt, or chat messages)")
+    input: str | dict[str, Any] = Field(
+        description="a prompt: a text, or an object with the task's columns (prompt, or chat messages)"
+    )
     parameters: GenerationParameters | None = Field(
-        None, description="decoding settings for this request: max_new_tokens, do_sample, temperature, top_p, "
-        "repetition_penalty, seed (absent: the run's)")
+        None,
+        description="decoding settings for this request: max_new_tokens, do_sample, temperature, top_p, "
+        "repetition_penalty, seed (absent: the run's)",
+    )
 
 
 class Detail(BaseModel):
@@ -113,7 +118,7 @@ def one_line(errors: Sequence[dict[str, Any]], model: type[BaseModel]) -> str:
     if kind == "json_invalid":
         return f"the body is not valid JSON: {(first.get('ctx') or {}).get('error', 'decode error')}"
     if not place:
-        return f"the body must be a JSON object with {takes}, such as {{\"input\": \"a text\"}}"
+        return f'the body must be a JSON object with {takes}, such as {{"input": "a text"}}'
     if "." in place:  # a field of a nested object (parameters.temperature): pydantic's words for what it takes
         if kind == "extra_forbidden":
             return f"{place}: not a setting this request takes{more}"
@@ -126,5 +131,13 @@ def one_line(errors: Sequence[dict[str, Any]], model: type[BaseModel]) -> str:
     return f"{place}: expected {expected}, got {_shown(first.get('input'))}{more}"
 
 
-__all__ = ["MAX_REPETITION_PENALTY", "MAX_TEMPERATURE", "ONE_INPUT", "Detail", "GenerationParameters", "PredictRequest",
-           "StreamRequest", "one_line"]
+__all__ = [
+    "MAX_REPETITION_PENALTY",
+    "MAX_TEMPERATURE",
+    "ONE_INPUT",
+    "Detail",
+    "GenerationParameters",
+    "PredictRequest",
+    "StreamRequest",
+    "one_line",
+]

@@ -113,8 +113,9 @@ class TaskAdapter(ABC):
         return model(**batch).logits
 
     @abstractmethod
-    def per_sample_loss(self, logits: torch.Tensor, labels: torch.Tensor, transition: torch.Tensor | None = None
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    def per_sample_loss(
+        self, logits: torch.Tensor, labels: torch.Tensor, transition: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (summed loss of each sample, number of loss units of each sample).
 
         The weighted batch loss is ``sum(w * loss) / sum(w * units)``: the plain mean when every

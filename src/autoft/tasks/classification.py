@@ -58,8 +58,9 @@ class ClassificationAdapter(TaskAdapter):
             self.tokenizer, padding="max_length" if pad_to else "longest", max_length=pad_to, return_tensors="pt"
         )
 
-    def per_sample_loss(self, logits: torch.Tensor, labels: torch.Tensor, transition: torch.Tensor | None = None
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    def per_sample_loss(
+        self, logits: torch.Tensor, labels: torch.Tensor, transition: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Cross-entropy; with ``transition`` ``T[y, k]`` = P(given k | true y), forward-corrected (Patrini et
         al., 2017): the given label's log-probability under ``softmax(logits) @ T``, so the model itself
         learns the true class while the noise model explains the given one."""
@@ -86,9 +87,7 @@ class ClassificationAdapter(TaskAdapter):
         return {
             "accuracy": float(accuracy_score(y_true, predicted)),
             "macro_f1": float(f1_score(y_true, predicted, labels=self.labels, average="macro", zero_division=0)),
-            "report": classification_report(
-                y_true, predicted, labels=self.labels, output_dict=True, zero_division=0
-            ),
+            "report": classification_report(y_true, predicted, labels=self.labels, output_dict=True, zero_division=0),
         }
 
     def format_prediction(self, example: Example, probabilities: np.ndarray) -> dict[str, Any]:

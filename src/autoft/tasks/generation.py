@@ -45,8 +45,9 @@ class TextGenerationAdapter(TaskAdapter):
     default_max_length = 512
     streamer: Any = None
 
-    def __init__(self, labels: list[str], tokenizer: Any, *, max_length: int | str = "auto",
-                 generation: Any = None) -> None:
+    def __init__(
+        self, labels: list[str], tokenizer: Any, *, max_length: int | str = "auto", generation: Any = None
+    ) -> None:
         super().__init__(labels, tokenizer, max_length=max_length)
         self.generation = generation if generation is not None else GenerationConfig()
         if tokenizer.pad_token_id is None:  # GPT-2 and friends have none: padding is masked anyway
@@ -64,9 +65,13 @@ class TextGenerationAdapter(TaskAdapter):
     # --- generating ---------------------------------------------------------------------------
     def generate_kwargs(self) -> dict[str, Any]:
         g = self.generation
-        kwargs: dict[str, Any] = {"max_new_tokens": g.max_new_tokens, "num_beams": g.num_beams,
-                                  "do_sample": g.do_sample, "repetition_penalty": g.repetition_penalty,
-                                  "pad_token_id": self.tokenizer.pad_token_id}
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": g.max_new_tokens,
+            "num_beams": g.num_beams,
+            "do_sample": g.do_sample,
+            "repetition_penalty": g.repetition_penalty,
+            "pad_token_id": self.tokenizer.pad_token_id,
+        }
         if g.do_sample:
             kwargs.update(temperature=g.temperature, top_p=g.top_p)
         else:  # the model's generation_config may ask for sampling; greedy means greedy
@@ -74,16 +79,22 @@ class TextGenerationAdapter(TaskAdapter):
         return kwargs
 
     def make_collator(self, pad_to: int | None) -> Any:
-        return DataCollatorForSeq2Seq(self.tokenizer, padding="max_length" if pad_to else "longest",
-                                      max_length=pad_to, label_pad_token_id=IGNORE, return_tensors="pt")
+        return DataCollatorForSeq2Seq(
+            self.tokenizer,
+            padding="max_length" if pad_to else "longest",
+            max_length=pad_to,
+            label_pad_token_id=IGNORE,
+            return_tensors="pt",
+        )
 
-    def per_sample_loss(self, logits: torch.Tensor, labels: torch.Tensor, transition: torch.Tensor | None = None
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    def per_sample_loss(
+        self, logits: torch.Tensor, labels: torch.Tensor, transition: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Summed cross-entropy of each sample's target tokens, and their number (the loss is per token).
         ``logits`` are the whole sequence's ``[B, T, V]``, or already those of the labelled positions only,
         packed ``[N, V]`` in row-major order (:meth:`CausalGenerationAdapter.forward`)."""
         self._no_transition(self.name, transition)
-        labels = labels[:, self.shift:]
+        labels = labels[:, self.shift :]
         mask = labels != IGNORE
         if logits.dim() == 3:
             logits = logits[:, : logits.shape[1] - self.shift][mask]
@@ -116,8 +127,11 @@ class TextGenerationAdapter(TaskAdapter):
             return {}
         references = [list(cast("list[str]", e.label)) for e in gold]
         predicted = [p.strip() for p in predicted]
-        return {**rouge_scores(predicted, references), **translation_scores(predicted, references),
-                **squad_scores(predicted, references)}
+        return {
+            **rouge_scores(predicted, references),
+            **translation_scores(predicted, references),
+            **squad_scores(predicted, references),
+        }
 
     def format_prediction(self, example: Example, probabilities: Any) -> dict[str, Any]:
         return {"input": example.text, "output": probabilities}
@@ -128,8 +142,9 @@ class CausalGenerationAdapter(TextGenerationAdapter):
     peft_task_type = "CAUSAL_LM"
     shift = 1
 
-    def __init__(self, labels: list[str], tokenizer: Any, *, max_length: int | str = "auto",
-                 generation: Any = None) -> None:
+    def __init__(
+        self, labels: list[str], tokenizer: Any, *, max_length: int | str = "auto", generation: Any = None
+    ) -> None:
         super().__init__(labels, tokenizer, max_length=max_length, generation=generation)
         self._warned = False
 
@@ -139,8 +154,11 @@ class CausalGenerationAdapter(TextGenerationAdapter):
 
     # --- data ---------------------------------------------------------------------------------
     def messages(self, example: Example) -> list[dict[str, str]]:
-        messages = (list(cast("list[dict[str, str]]", example.text)) if isinstance(example.text, list)
-                    else [{"role": "user", "content": example.text}])
+        messages = (
+            list(cast("list[dict[str, str]]", example.text))
+            if isinstance(example.text, list)
+            else [{"role": "user", "content": example.text}]
+        )
         system = self.generation.system_prompt
         if system and messages[0]["role"] != "system":
             messages.insert(0, {"role": "system", "content": system})
@@ -156,10 +174,11 @@ class CausalGenerationAdapter(TextGenerationAdapter):
             prompt = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
             if response is None:
                 return prompt, None
-            whole = self.tokenizer.apply_chat_template(messages + [{"role": "assistant", "content": response}],
-                                                       tokenize=False)
+            whole = self.tokenizer.apply_chat_template(
+                messages + [{"role": "assistant", "content": response}], tokenize=False
+            )
             if whole.startswith(prompt):
-                return prompt, whole[len(prompt):]
+                return prompt, whole[len(prompt) :]
             return prompt, response + (self.tokenizer.eos_token or "")
         prompt = "\n".join(m["content"] for m in messages) + "\n"
         return prompt, None if response is None else response + (self.tokenizer.eos_token or "")
@@ -174,13 +193,24 @@ class CausalGenerationAdapter(TextGenerationAdapter):
             response_ids = response_ids[: self.max_length - min(len(prompt_ids), self.max_length // 2)]
             room = self.max_length - len(response_ids)
             if len(prompt_ids) > room:
-                prompt_ids, cut = prompt_ids[len(prompt_ids) - room:], cut + 1
+                prompt_ids, cut = prompt_ids[len(prompt_ids) - room :], cut + 1
             ids = prompt_ids + response_ids
-            features.append({"input_ids": ids, "attention_mask": [1] * len(ids),
-                             "labels": [IGNORE] * len(prompt_ids) + response_ids, "index": i})
+            features.append(
+                {
+                    "input_ids": ids,
+                    "attention_mask": [1] * len(ids),
+                    "labels": [IGNORE] * len(prompt_ids) + response_ids,
+                    "index": i,
+                }
+            )
         if cut and not self._warned:
-            log.warning("%d of %d prompts did not fit in max_length (%d tokens) beside their response: cut from the "
-                        "left (a larger training.max_length keeps them whole)", cut, len(examples), self.max_length)
+            log.warning(
+                "%d of %d prompts did not fit in max_length (%d tokens) beside their response: cut from the "
+                "left (a larger training.max_length keeps them whole)",
+                cut,
+                len(examples),
+                self.max_length,
+            )
             self._warned = True
         return features
 
@@ -193,7 +223,7 @@ class CausalGenerationAdapter(TextGenerationAdapter):
         if labels is None or backbone is inner or head is None:
             return model(**batch).logits
         hidden = backbone(**batch, use_cache=False).last_hidden_state
-        return head(hidden[:, : hidden.shape[1] - self.shift][labels[:, self.shift:] != IGNORE])
+        return head(hidden[:, : hidden.shape[1] - self.shift][labels[:, self.shift :] != IGNORE])
 
     # --- inference ----------------------------------------------------------------------------
     def batch_outputs(self, model: Any, batch: dict[str, torch.Tensor], logits: torch.Tensor | None) -> list[str]:
@@ -209,7 +239,7 @@ class CausalGenerationAdapter(TextGenerationAdapter):
         left = torch.full((len(prompts), width), pad, dtype=ids.dtype, device=ids.device)
         mask = torch.zeros((len(prompts), width), dtype=attention.dtype, device=ids.device)
         for row, prompt in enumerate(prompts):
-            left[row, width - len(prompt):] = prompt
-            mask[row, width - len(prompt):] = 1
+            left[row, width - len(prompt) :] = prompt
+            mask[row, width - len(prompt) :] = 1
         output = self.generate(model, input_ids=left, attention_mask=mask)
         return [text.strip() for text in self.tokenizer.batch_decode(output[:, width:], skip_special_tokens=True)]

@@ -67,8 +67,9 @@ class MultiLabelAdapter(ClassificationAdapter):
     def relabel(self, feature: Feature, label: int) -> Feature:
         raise NotImplementedError(f"{self.name} has no single label per example to replace")
 
-    def per_sample_loss(self, logits: torch.Tensor, labels: torch.Tensor, transition: torch.Tensor | None = None
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    def per_sample_loss(
+        self, logits: torch.Tensor, labels: torch.Tensor, transition: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         self._no_transition(self.name, transition)
         loss = F.binary_cross_entropy_with_logits(logits.float(), labels.float(), reduction="none").mean(dim=1)
         return loss, torch.ones_like(loss)
@@ -114,14 +115,16 @@ class MultiLabelAdapter(ClassificationAdapter):
         from sklearn.metrics import classification_report, f1_score
 
         y_true = np.array([self._multi_hot(cast("list[str]", e.label)) for e in gold], dtype=np.int_)
-        y_pred = np.array([self._multi_hot(cast("list[str]", p)) for p in predicted],
-                          dtype=np.int_).reshape(y_true.shape)
+        y_pred = np.array([self._multi_hot(cast("list[str]", p)) for p in predicted], dtype=np.int_).reshape(
+            y_true.shape
+        )
         return {
             "micro_f1": float(f1_score(y_true, y_pred, average="micro", zero_division=0)),
             "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
             "subset_accuracy": float((y_true == y_pred).all(axis=1).mean()),
-            "report": classification_report(y_true, y_pred, target_names=self.labels, output_dict=True,
-                                            zero_division=0),
+            "report": classification_report(
+                y_true, y_pred, target_names=self.labels, output_dict=True, zero_division=0
+            ),
         }
 
     def format_prediction(self, example: Example, probabilities: np.ndarray) -> dict[str, Any]:

@@ -106,12 +106,16 @@ class TokenClassificationAdapter(TaskAdapter):
 
     def make_collator(self, pad_to: int | None) -> DataCollatorForTokenClassification:
         return DataCollatorForTokenClassification(
-            self.tokenizer, padding="max_length" if pad_to else "longest", max_length=pad_to,
-            label_pad_token_id=IGNORE, return_tensors="pt",
+            self.tokenizer,
+            padding="max_length" if pad_to else "longest",
+            max_length=pad_to,
+            label_pad_token_id=IGNORE,
+            return_tensors="pt",
         )
 
-    def per_sample_loss(self, logits: torch.Tensor, labels: torch.Tensor, transition: torch.Tensor | None = None
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    def per_sample_loss(
+        self, logits: torch.Tensor, labels: torch.Tensor, transition: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         self._no_transition(self.name, transition)
         token_loss = F.cross_entropy(
             logits.float().transpose(1, 2), labels, ignore_index=IGNORE, reduction="none"

@@ -68,13 +68,23 @@ class QuestionAnsweringAdapter(TaskAdapter):
 
     def encode(self, examples: list[Example], *, with_labels: bool = True) -> list[Feature]:
         encoded = self.tokenizer(
-            self._questions(examples), [e.text for e in examples], truncation="only_second",
-            max_length=self.max_length, stride=self.stride, return_overflowing_tokens=True,
+            self._questions(examples),
+            [e.text for e in examples],
+            truncation="only_second",
+            max_length=self.max_length,
+            stride=self.stride,
+            return_overflowing_tokens=True,
             return_offsets_mapping=True,
         )
         features: list[Feature] = [
-            {"windows": [], "offsets": [], "input_ids": [], "context": e.text, "index": i,
-             "answers": [a["text"] for a in cast("list[dict[str, Any]]", e.label)] if with_labels else []}
+            {
+                "windows": [],
+                "offsets": [],
+                "input_ids": [],
+                "context": e.text,
+                "index": i,
+                "answers": [a["text"] for a in cast("list[dict[str, Any]]", e.label)] if with_labels else [],
+            }
             for i, e in enumerate(examples)
         ]
         for w, i in enumerate(encoded["overflow_to_sample_mapping"]):
@@ -109,8 +119,11 @@ class QuestionAnsweringAdapter(TaskAdapter):
             for window in feature["windows"]:
                 rows.append({k: window[k] for k in INPUT_KEYS if k in window})
                 labels.append((*window["span"], b))
-        batch = dict(self.tokenizer.pad(rows, padding="max_length" if pad_to else "longest", max_length=pad_to,
-                                        return_tensors="pt"))
+        batch = dict(
+            self.tokenizer.pad(
+                rows, padding="max_length" if pad_to else "longest", max_length=pad_to, return_tensors="pt"
+            )
+        )
         batch["labels"] = torch.tensor(labels, dtype=torch.long)
         return batch
 
@@ -122,14 +135,17 @@ class QuestionAnsweringAdapter(TaskAdapter):
         output = model(**batch)
         return torch.stack([output.start_logits, output.end_logits], dim=-1)  # [W, T, 2]
 
-    def per_sample_loss(self, logits: torch.Tensor, labels: torch.Tensor, transition: torch.Tensor | None = None
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    def per_sample_loss(
+        self, logits: torch.Tensor, labels: torch.Tensor, transition: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Each window's loss is the mean of its start and end cross-entropies; an example's is the sum over its
         windows, counted as that many units (the batch loss is then the mean over windows, as run_qa's)."""
         self._no_transition(self.name, transition)
         logits = logits.float()
-        window = (F.cross_entropy(logits[..., 0], labels[:, 0], reduction="none")
-                  + F.cross_entropy(logits[..., 1], labels[:, 1], reduction="none")) / 2
+        window = (
+            F.cross_entropy(logits[..., 0], labels[:, 0], reduction="none")
+            + F.cross_entropy(logits[..., 1], labels[:, 1], reduction="none")
+        ) / 2
         owner = labels[:, 2]
         n = int(owner.max()) + 1
         losses = torch.zeros(n, device=logits.device, dtype=window.dtype).index_add(0, owner, window)
@@ -167,8 +183,7 @@ class QuestionAnsweringAdapter(TaskAdapter):
         best = int(np.argmax(scores))
         share = float(1.0 / np.exp(scores - scores[best]).sum())
         _, start, end = candidates[best]
-        return {"answer": feature["context"][start:end], "start": int(start), "end": int(end),
-                "score": share}
+        return {"answer": feature["context"][start:end], "start": int(start), "end": int(end), "score": share}
 
     def label_margin(self, probabilities: Any, feature: Feature) -> float:
         """How far the model's answer agrees with the given one: 2 x token F1 - 1 (1: the same, -1: no overlap)."""
@@ -187,5 +202,10 @@ class QuestionAnsweringAdapter(TaskAdapter):
         return squad_scores(list(predicted), [[a["text"] for a in cast("list[dict[str, Any]]", e.label)] for e in gold])
 
     def format_prediction(self, example: Example, probabilities: Any) -> dict[str, Any]:
-        return {"question": example.query, "answer": probabilities["answer"], "start": probabilities["start"],
-                "end": probabilities["end"], "score": round(probabilities["score"], 6)}
+        return {
+            "question": example.query,
+            "answer": probabilities["answer"],
+            "start": probabilities["start"],
+            "end": probabilities["end"],
+            "score": round(probabilities["score"], 6),
+        }

@@ -108,8 +108,10 @@ class RelationExtractionAdapter(TaskAdapter):
             if not path or not line.isdigit():
                 path, line = example.origin or "<input>", str(i)
             if not isinstance(example.text, str):
-                raise DataError(f"{path}:{line}: expected a text with its two entities marked (<e1>...</e1> and "
-                                f"<e2>...</e2>), got {type(example.text).__name__}")
+                raise DataError(
+                    f"{path}:{line}: expected a text with its two entities marked (<e1>...</e1> and "
+                    f"<e2>...</e2>), got {type(example.text).__name__}"
+                )
             check_entity_markers(Path(path), int(line), example.text)
 
     def encode(self, examples: list[Example], *, with_labels: bool = True) -> list[Feature]:
@@ -133,8 +135,11 @@ class RelationExtractionAdapter(TaskAdapter):
 
     def make_collator(self, pad_to: int | None) -> DataCollatorForTokenClassification:
         return DataCollatorForTokenClassification(
-            self.tokenizer, padding="max_length" if pad_to else "longest", max_length=pad_to,
-            label_pad_token_id=IGNORE, return_tensors="pt",
+            self.tokenizer,
+            padding="max_length" if pad_to else "longest",
+            max_length=pad_to,
+            label_pad_token_id=IGNORE,
+            return_tensors="pt",
         )
 
     @staticmethod
@@ -143,8 +148,9 @@ class RelationExtractionAdapter(TaskAdapter):
         mask = (labels != IGNORE).to(logits.dtype)
         return (logits.float() * mask[..., None]).sum(dim=1), labels.clamp_min(0).max(dim=1).values
 
-    def per_sample_loss(self, logits: torch.Tensor, labels: torch.Tensor, transition: torch.Tensor | None = None
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    def per_sample_loss(
+        self, logits: torch.Tensor, labels: torch.Tensor, transition: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         pooled, target = self.pooled(logits, labels)
         if transition is None:
             loss = F.cross_entropy(pooled, target, reduction="none")
@@ -168,9 +174,12 @@ class RelationExtractionAdapter(TaskAdapter):
     def metrics(self, gold: list[Example], predicted: list[str | list[str]]) -> dict[str, Any]:
         y_true = [cast(str, e.label) for e in gold]
         scores = official_scores(y_true, cast("list[str]", list(predicted)), OTHER if OTHER in self.labels else "")
-        return {"macro_f1": scores["macro_f1"], "micro_f1": scores["micro_f1"],
-                "accuracy": float(np.mean([g == p for g, p in zip(y_true, predicted)])) if y_true else 0.0,
-                "report": scores["per_type"]}
+        return {
+            "macro_f1": scores["macro_f1"],
+            "micro_f1": scores["micro_f1"],
+            "accuracy": float(np.mean([g == p for g, p in zip(y_true, predicted)])) if y_true else 0.0,
+            "report": scores["per_type"],
+        }
 
     def format_prediction(self, example: Example, probabilities: np.ndarray) -> dict[str, Any]:
         return {

@@ -22,8 +22,9 @@ class Seq2SeqAdapter(TextGenerationAdapter):
     peft_task_type = "SEQ_2_SEQ_LM"
     model_keys = frozenset({"input_ids", "attention_mask", "labels"})
 
-    def __init__(self, labels: list[str], tokenizer: Any, *, max_length: int | str = "auto",
-                 generation: Any = None) -> None:
+    def __init__(
+        self, labels: list[str], tokenizer: Any, *, max_length: int | str = "auto", generation: Any = None
+    ) -> None:
         super().__init__(labels, tokenizer, max_length=max_length, generation=generation)
         self.decoder_start: int | None = None
 
@@ -40,8 +41,15 @@ class Seq2SeqAdapter(TextGenerationAdapter):
     # --- data ---------------------------------------------------------------------------------
     def encode(self, examples: list[Example], *, with_labels: bool = True) -> list[Feature]:
         encoded = self.tokenizer([e.text for e in examples], truncation=True, max_length=self.max_length)
-        targets = (self.tokenizer(text_target=[cast("list[str]", e.label)[0] for e in examples], truncation=True,
-                                  max_length=self.max_length)["input_ids"] if with_labels else None)
+        targets = (
+            self.tokenizer(
+                text_target=[cast("list[str]", e.label)[0] for e in examples],
+                truncation=True,
+                max_length=self.max_length,
+            )["input_ids"]
+            if with_labels
+            else None
+        )
         features = []
         for i in range(len(examples)):
             feature = {"input_ids": encoded["input_ids"][i], "attention_mask": encoded["attention_mask"][i], "index": i}

@@ -92,8 +92,9 @@ def translation_scores(predictions: list[str], references: list[list[str]]) -> d
         raise ImportError("BLEU and chrF need the package sacrebleu: pip install sacrebleu") from None
     width = max(len(refs) for refs in references)
     # sacrebleu skips the None padding (its annotations say str only)
-    streams = cast("list[list[str]]",
-                   [[refs[k] if k < len(refs) else None for refs in references] for k in range(width)])
+    streams = cast(
+        "list[list[str]]", [[refs[k] if k < len(refs) else None for refs in references] for k in range(width)]
+    )
     bleu = sacrebleu.corpus_bleu(predictions, streams).score
     chrf = sacrebleu.corpus_chrf(predictions, streams).score
     return {"bleu": min(bleu / 100, 1.0), "chrf": min(chrf / 100, 1.0)}  # 100.00000000000004 happens

@@ -23,8 +23,15 @@ class LengthGroupedBatchSampler:
     """
 
     def __init__(
-        self, lengths: list[int] | np.ndarray, batch_size: int, *, seed: int = 0, group_by_length: bool = True,
-        group_size: int = 50, num_shards: int = 1, shard: int = 0,
+        self,
+        lengths: list[int] | np.ndarray,
+        batch_size: int,
+        *,
+        seed: int = 0,
+        group_by_length: bool = True,
+        group_size: int = 50,
+        num_shards: int = 1,
+        shard: int = 0,
     ) -> None:
         self.lengths = np.asarray(lengths)
         self.batch_size = batch_size

@@ -39,6 +39,7 @@ Predict = Callable[[list[Any]], list[np.ndarray]]
 PredictRows = Callable[[np.ndarray], list[np.ndarray]]
 """What ``TrainState`` gives callbacks to ask of the model (the loop sets each; a callback casts away the None)."""
 
+
 @dataclass
 class StepOutput:
     """One optimisation step, as the loop saw it (no gradients attached)."""
@@ -118,7 +119,7 @@ class TrainState:
         weights = np.zeros(self.n_samples)
         given = np.ones(self.labelled) if self.weights is None else np.asarray(self.weights, dtype=np.float64)
         weights[: len(given)] = given
-        weights[self.labelled:] = 0.0
+        weights[self.labelled :] = 0.0
         for row, (_, weight) in self.pseudo_labels.items():
             weights[row] = weight
         return weights

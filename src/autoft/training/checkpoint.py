@@ -21,8 +21,13 @@ from safetensors.torch import load_file, save_file
 
 from autoft.io import previous_folder, staged_folder
 
-MODEL, BEST, OPTIMIZER, SCHEDULER, STATE = "model.safetensors", "best.safetensors", "optimizer.pt", "scheduler.pt", \
-    "state.json"
+MODEL, BEST, OPTIMIZER, SCHEDULER, STATE = (
+    "model.safetensors",
+    "best.safetensors",
+    "optimizer.pt",
+    "scheduler.pt",
+    "state.json",
+)
 
 
 def _tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -33,9 +38,11 @@ def _tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def rng_state() -> dict[str, Any]:
     numpy_state = cast("tuple[Any, ...]", np.random.get_state())  # legacy (the default): a tuple
     version, values, gauss = random.getstate()
-    return {"python": [version, list(values), gauss],
-            "numpy": [numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]],
-            "torch": torch.get_rng_state().tolist()}
+    return {
+        "python": [version, list(values), gauss],
+        "numpy": [numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]],
+        "torch": torch.get_rng_state().tolist(),
+    }
 
 
 def set_rng_state(saved: dict[str, Any]) -> None:
@@ -46,8 +53,15 @@ def set_rng_state(saved: dict[str, Any]) -> None:
     torch.set_rng_state(torch.tensor(saved["torch"], dtype=torch.uint8))
 
 
-def save_checkpoint(path: Path, *, model: torch.nn.Module, best: dict[str, torch.Tensor] | None,
-                    optimizer: torch.optim.Optimizer, scheduler: Any, state: dict[str, Any]) -> None:
+def save_checkpoint(
+    path: Path,
+    *,
+    model: torch.nn.Module,
+    best: dict[str, torch.Tensor] | None,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    state: dict[str, Any],
+) -> None:
     """Write the checkpoint to ``path`` (a folder), replacing the previous one without a moment with neither."""
     with staged_folder(path, sync=True) as temp:
         save_file(_tensors(model.state_dict()), temp / MODEL)
@@ -71,8 +85,9 @@ def read_state(path: Path) -> dict[str, Any]:
     return json.loads((path / STATE).read_text(encoding="utf-8"))
 
 
-def load_checkpoint(path: Path, state: dict[str, Any], *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler: Any) -> dict[str, torch.Tensor] | None:
+def load_checkpoint(
+    path: Path, state: dict[str, Any], *, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any
+) -> dict[str, torch.Tensor] | None:
     """Restore model, optimizer and schedule from ``path`` and the random states from its ``state``
     (``read_state``); returns the best epoch's weights (None before a best epoch)."""
     model.load_state_dict(load_file(path / MODEL))

@@ -49,8 +49,9 @@ def predict_probabilities(
         if forward is not None:
             logits = forward(batch).to(device)
         else:
-            logits = adapter.forward(model, batch, labels if scored else None) \
-                if scored or not adapter.generates else None
+            logits = (
+                adapter.forward(model, batch, labels if scored else None) if scored or not adapter.generates else None
+            )
         if labels is not None:
             if scored:
                 losses, units = adapter.per_sample_loss(cast(torch.Tensor, logits), labels)  # scored: computed

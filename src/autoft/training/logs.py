@@ -39,15 +39,30 @@ class MetricsLog(TrainerCallback):
             return
         self._epoch_loss += state.loss * len(output.indices)
         self._epoch_seen += len(output.indices)
-        self.records.append({"type": "step", "step": state.step, "epoch": state.epoch, "loss": state.loss,
-                             "learning_rate": state.learning_rate,
-                             "seconds": round(time.perf_counter() - self.started, 3)})
+        self.records.append(
+            {
+                "type": "step",
+                "step": state.step,
+                "epoch": state.epoch,
+                "loss": state.loss,
+                "learning_rate": state.learning_rate,
+                "seconds": round(time.perf_counter() - self.started, 3),
+            }
+        )
 
     def on_evaluate(self, state: TrainState) -> None:
         validation = {k: v for k, v in (state.validation or {}).items() if not isinstance(v, dict)}
         train_loss = self._epoch_loss / self._epoch_seen if self._epoch_seen else None
-        self.records.append({"type": "epoch", "epoch": state.epoch, "step": state.step, "train_loss": train_loss,
-                             "validation": validation, "seconds": round(time.perf_counter() - self.started, 3)})
+        self.records.append(
+            {
+                "type": "epoch",
+                "epoch": state.epoch,
+                "step": state.step,
+                "train_loss": train_loss,
+                "validation": validation,
+                "seconds": round(time.perf_counter() - self.started, 3),
+            }
+        )
 
     def scalars(self) -> list[tuple[str, float, int]]:
         """``(tag, value, step)`` of every number recorded: per step ``train/loss`` and ``train/learning_rate``,
@@ -55,13 +70,18 @@ class MetricsLog(TrainerCallback):
         out = []
         for record in self.records:
             if record["type"] == "step":
-                out += [("train/loss", record["loss"], record["step"]),
-                        ("train/learning_rate", record["learning_rate"], record["step"])]
+                out += [
+                    ("train/loss", record["loss"], record["step"]),
+                    ("train/learning_rate", record["learning_rate"], record["step"]),
+                ]
             else:
                 if record["train_loss"] is not None:
                     out.append(("epoch/train_loss", record["train_loss"], record["epoch"]))
-                out += [(f"validation/{k}", v, record["epoch"]) for k, v in record["validation"].items()
-                        if isinstance(v, (int, float)) and not isinstance(v, bool)]
+                out += [
+                    (f"validation/{k}", v, record["epoch"])
+                    for k, v in record["validation"].items()
+                    if isinstance(v, (int, float)) and not isinstance(v, bool)
+                ]
         return out
 
     def lines(self, decisions: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
@@ -104,8 +124,14 @@ def check_logging(kind: str) -> None:
         raise ConfigError(f"training.logging: {kind} needs the {module} package: pip install {package}")
 
 
-def log_to_mlflow(folder: str | Path, settings: Any, *, config: dict[str, Any], scalars: list[tuple[str, float, int]],
-                  final: dict[str, dict[str, Any] | None]) -> str | None:
+def log_to_mlflow(
+    folder: str | Path,
+    settings: Any,
+    *,
+    config: dict[str, Any],
+    scalars: list[tuple[str, float, int]],
+    final: dict[str, dict[str, Any] | None],
+) -> str | None:
     """One MLflow run named after ``folder``: ``config`` (flattened) as params, ``scalars`` and the numbers of
     ``final`` (``{prefix: metrics}``) as metrics, ``folder`` as artifacts, in ``settings.mlflow_experiment`` at
     ``settings.mlflow_uri`` (default ``$MLFLOW_TRACKING_URI``, else ``./mlruns``: MLflow's file store, which this
@@ -118,13 +144,18 @@ def log_to_mlflow(folder: str | Path, settings: Any, *, config: dict[str, Any], 
     uri = settings.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI") or Path("mlruns").resolve().as_uri()
     if uri.startswith("file:") or "://" not in uri:
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-    numbers = {f"{prefix}.{k}": v for prefix, metrics in final.items() for k, v in (metrics or {}).items()
-               if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    numbers = {
+        f"{prefix}.{k}": v
+        for prefix, metrics in final.items()
+        for k, v in (metrics or {}).items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
     try:
         client = mlflow.tracking.MlflowClient(uri)
         found = client.get_experiment_by_name(settings.mlflow_experiment)
-        experiment_id = found.experiment_id if found is not None else client.create_experiment(
-            settings.mlflow_experiment)
+        experiment_id = (
+            found.experiment_id if found is not None else client.create_experiment(settings.mlflow_experiment)
+        )
         run = client.create_run(experiment_id, run_name=Path(folder).name)
     except Exception as error:  # noqa: BLE001 - the run is written; a tracking server's failure must not undo it
         log.error("MLflow logging failed (the run directory is complete): %s", error)

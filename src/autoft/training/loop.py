@@ -51,17 +51,31 @@ CHECKPOINT_SECONDS = 600.0
 """``training.checkpoint_every: auto``: a checkpoint within an epoch once this much time has passed since the last."""
 
 
-def _plan(config: TrainingConfig, model: torch.nn.Module, adapter: TaskAdapter, train_features: list[Feature],
-          state: TrainState, accelerator: Accelerator, saved: dict[str, Any] | None
-          ) -> tuple[TrainingConfig, dict[str, Any]]:
+def _plan(
+    config: TrainingConfig,
+    model: torch.nn.Module,
+    adapter: TaskAdapter,
+    train_features: list[Feature],
+    state: TrainState,
+    accelerator: Accelerator,
+    saved: dict[str, Any] | None,
+) -> tuple[TrainingConfig, dict[str, Any]]:
     """Every ``auto`` setting made a value (batch size, epoch budget, patience, learning-rate range test), the same
     in every process (the main process's); resumed, the settings the interrupted run resolved, no second search."""
     if saved is not None:
         return TrainingConfig(**saved["settings"]), saved["plan"]
     search = None if state.search_rows is None else [train_features[i] for i in state.search_rows]
-    plan = resolve(config, model=model, adapter=adapter, train_features=train_features, search_features=search,
-                   make_optimizer=lambda m: make_optimizer(m, config.weight_decay, 1e-5),
-                   device=accelerator.device, autocast=accelerator.autocast, processes=accelerator.num_processes)
+    plan = resolve(
+        config,
+        model=model,
+        adapter=adapter,
+        train_features=train_features,
+        search_features=search,
+        make_optimizer=lambda m: make_optimizer(m, config.weight_decay, 1e-5),
+        device=accelerator.device,
+        autocast=accelerator.autocast,
+        processes=accelerator.num_processes,
+    )
     plan = main_process_choice(accelerator, plan)
     return plan.config, plan.to_dict()
 
@@ -74,12 +88,18 @@ def _choose_samples(state: TrainState, callback: TrainerCallback, accelerator: A
     state.label_transition = None
     callback.on_epoch_begin(state)
     state.weights, state.relabels, state.masked_words, state.pseudo_labels = main_process_choice(
-        accelerator, (state.weights, state.relabels, state.masked_words, state.pseudo_labels))
+        accelerator, (state.weights, state.relabels, state.masked_words, state.pseudo_labels)
+    )
 
 
-def _epoch_view(adapter: TaskAdapter, train_features: list[Feature], epoch_features: list[Feature],
-                state: TrainState, n_labelled: int, device: torch.device
-                ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+def _epoch_view(
+    adapter: TaskAdapter,
+    train_features: list[Feature],
+    epoch_features: list[Feature],
+    state: TrainState,
+    n_labelled: int,
+    device: torch.device,
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """Fills ``epoch_features`` with this epoch's view of the rows (relabels, pseudo-labels, retagged and masked
     words); returns the forward correction's transition and the rows that train on their given label under it."""
     epoch_features[:] = train_features
@@ -98,9 +118,17 @@ def _epoch_view(adapter: TaskAdapter, train_features: list[Feature], epoch_featu
     return transition, given
 
 
-def _step_loss(model: torch.nn.Module, adapter: TaskAdapter, batch: dict[str, torch.Tensor], labels: torch.Tensor,
-               w: torch.Tensor, state: TrainState, correction: tuple[torch.Tensor | None, torch.Tensor | None],
-               index: torch.Tensor, unwrapped: torch.nn.Module) -> tuple[torch.Tensor, StepOutput]:
+def _step_loss(
+    model: torch.nn.Module,
+    adapter: TaskAdapter,
+    batch: dict[str, torch.Tensor],
+    labels: torch.Tensor,
+    w: torch.Tensor,
+    state: TrainState,
+    correction: tuple[torch.Tensor | None, torch.Tensor | None],
+    index: torch.Tensor,
+    unwrapped: torch.nn.Module,
+) -> tuple[torch.Tensor, StepOutput]:
     """One batch's weighted loss (forward-corrected where the epoch says so, with the callbacks' penalties) and what
     the callbacks see of the step."""
     transition, given = correction
@@ -144,9 +172,14 @@ class _Training:
     last_saved: float = 0.0
 
     def save(self, finished_epoch: int, within: dict[str, Any] | None = None) -> None:
-        save_checkpoint(cast(Path, self.checkpoint), model=self.unwrapped, best=self.progress.best_state,
-                        optimizer=self.optimizer, scheduler=self.scheduler,
-                        state=self.progress.to_state(finished_epoch, self.schedule, self.callback, within))
+        save_checkpoint(
+            cast(Path, self.checkpoint),
+            model=self.unwrapped,
+            best=self.progress.best_state,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            state=self.progress.to_state(finished_epoch, self.schedule, self.callback, within),
+        )
         self.last_saved = time.monotonic()
 
     def resume(self, saved_at: Path, saved: dict[str, Any]) -> tuple[int, dict[str, Any] | None]:
@@ -154,17 +187,23 @@ class _Training:
         go on with and, when it was saved within an epoch, where in it and that epoch's choice of samples."""
         if not self.checkpointing:
             raise RunDirError(f"{self.checkpoint}: this run cannot resume (its callbacks cannot restore their state)")
-        self.progress.best_state = load_checkpoint(saved_at, saved, model=self.unwrapped, optimizer=self.optimizer,
-                                                   scheduler=self.scheduler)
+        self.progress.best_state = load_checkpoint(
+            saved_at, saved, model=self.unwrapped, optimizer=self.optimizer, scheduler=self.scheduler
+        )
         self.callback.load_state_dict(saved["callbacks"])
         self.progress.restore(saved, self.schedule)
         in_epoch = saved.get("in_epoch")
-        log.info("resumed from %s after epoch %d%s", saved_at, saved["epoch"],
-                 f", step {in_epoch['batch'] + 1} of epoch {in_epoch['epoch']}" if in_epoch else "")
+        log.info(
+            "resumed from %s after epoch %d%s",
+            saved_at,
+            saved["epoch"],
+            f", step {in_epoch['batch'] + 1} of epoch {in_epoch['epoch']}" if in_epoch else "",
+        )
         return saved["epoch"] + 1, in_epoch
 
-    def train_epoch(self, epoch: int, within: dict[str, Any] | None, rng: dict[str, Any] | None
-                    ) -> tuple[float, int, float]:
+    def train_epoch(
+        self, epoch: int, within: dict[str, Any] | None, rng: dict[str, Any] | None
+    ) -> tuple[float, int, float]:
         """One epoch: the callbacks' choice of samples (or, resumed ``within`` it, the checkpoint's), then weighted
         per-sample loss, backward, clip, step (a batch whose weights are all 0 is skipped). Returns the summed loss,
         the samples trained on and the seconds taken."""
@@ -174,22 +213,34 @@ class _Training:
             selection = from_json(within["selection"])
             for name in SELECTION_FIELDS:
                 setattr(state, name, selection[name])
-            pool, skip, loss_total, seen, elapsed = (selection["pool"], within["batch"], within["loss"], within["seen"],
-                                                     within["seconds"])
+            pool, skip, loss_total, seen, elapsed = (
+                selection["pool"],
+                within["batch"],
+                within["loss"],
+                within["seen"],
+                within["seconds"],
+            )
         else:
             _choose_samples(state, self.callback, self.accelerator)
             pool, loss_total, seen, elapsed = np.flatnonzero(state.sample_weights() > 0), 0.0, 0, 0.0
         self.sampler.set_epoch(epoch, pool)
         weight_table = torch.as_tensor(state.sample_weights(), dtype=torch.float32, device=device)
-        correction = _epoch_view(self.adapter, self.train_features, self.epoch_features, state,
-                                 cast(int, state.n_labelled), device)
+        correction = _epoch_view(
+            self.adapter, self.train_features, self.epoch_features, state, cast(int, state.n_labelled), device
+        )
         self.model.train()
         started, n_batches = time.perf_counter() - elapsed, max(len(self.sampler), 1)
         batches = iter(self.loader)
         if skip >= 0:  # the loader's iterator drew a seed: the random state must be the checkpoint's after it
             set_rng_state(cast("dict[str, Any]", rng))  # given with within
-        bar = tqdm(batches, total=len(self.sampler), desc=f"epoch {epoch}/{config.epochs}", disable=not self.show,
-                   leave=False, unit="batch")
+        bar = tqdm(
+            batches,
+            total=len(self.sampler),
+            desc=f"epoch {epoch}/{config.epochs}",
+            disable=not self.show,
+            leave=False,
+            unit="batch",
+        )
         for b, batch in enumerate(bar):
             if b <= skip:
                 continue  # trained before the checkpoint
@@ -198,8 +249,9 @@ class _Training:
             w = weight_table[index]
             if not bool((w > 0).any()):
                 continue
-            loss, output = _step_loss(self.model, self.adapter, batch, labels, w, state, correction, index,
-                                      self.unwrapped)
+            loss, output = _step_loss(
+                self.model, self.adapter, batch, labels, w, state, correction, index, self.unwrapped
+            )
             self.accelerator.backward(loss)
             if config.max_grad_norm is not None:
                 self.accelerator.clip_grad_norm_(self.model.parameters(), config.max_grad_norm)
@@ -220,31 +272,124 @@ class _Training:
                 weight_table = torch.as_tensor(state.sample_weights(), dtype=torch.float32, device=device)
             self.model.train()  # a callback's evaluation leaves the model in eval mode
             every = config.checkpoint_every
-            due = (self.progress.step % every == 0 if every != AUTO
-                   else time.monotonic() - self.last_saved >= CHECKPOINT_SECONDS)
+            due = (
+                self.progress.step % every == 0
+                if every != AUTO
+                else time.monotonic() - self.last_saved >= CHECKPOINT_SECONDS
+            )
             if self.checkpointing and due and b + 1 < n_batches:
-                self.save(epoch - 1, {
-                    "epoch": epoch, "batch": b, "loss": loss_total, "seen": seen,
-                    "seconds": time.perf_counter() - started,
-                    "selection": to_json({"pool": pool, **{name: getattr(state, name) for name in SELECTION_FIELDS}})})
+                self.save(
+                    epoch - 1,
+                    {
+                        "epoch": epoch,
+                        "batch": b,
+                        "loss": loss_total,
+                        "seen": seen,
+                        "seconds": time.perf_counter() - started,
+                        "selection": to_json(
+                            {"pool": pool, **{name: getattr(state, name) for name in SELECTION_FIELDS}}
+                        ),
+                    },
+                )
         return loss_total, seen, time.perf_counter() - started
 
-    def validate(self, epoch: int, examples: list[Example], features: list[Feature], loss_total: float, seen: int,
-                 seconds: float) -> bool:
+    def validate(
+        self, epoch: int, examples: list[Example], features: list[Feature], loss_total: float, seen: int, seconds: float
+    ) -> bool:
         """The epoch's record, scored on the validation set, which alone chooses early stopping and the best
         epoch; True when training stops."""
         adapter, state = self.adapter, self.state
         validation, predicted = evaluate(
-            self.unwrapped, adapter, examples, features, batch_size=self.config.eval_batch_size, progress=self.show,
-            description="validate", return_predictions=True, loss_only=adapter.validate_by_loss)
+            self.unwrapped,
+            adapter,
+            examples,
+            features,
+            batch_size=self.config.eval_batch_size,
+            progress=self.show,
+            description="validate",
+            return_predictions=True,
+            loss_only=adapter.validate_by_loss,
+        )
         state.validation, state.validation_predictions = validation, predicted
         self.callback.on_evaluate(state)
         record = EpochRecord(epoch, loss_total / max(seen, 1), seen, seconds, seen / max(seconds, 1e-9), validation)
         self.progress.result.history.append(record)
-        log.info("epoch %d: train loss %.4f, validation %s %.4f (%.1f samples/s)", epoch, record.train_loss,
-                 adapter.primary_metric, validation[adapter.primary_metric], record.samples_per_second)
-        return keep_best_or_stop(self.progress, validation, epoch, self.config, adapter, self.unwrapped,
-                                 self.schedule, self.scheduler)
+        log.info(
+            "epoch %d: train loss %.4f, validation %s %.4f (%.1f samples/s)",
+            epoch,
+            record.train_loss,
+            adapter.primary_metric,
+            validation[adapter.primary_metric],
+            record.samples_per_second,
+        )
+        return keep_best_or_stop(
+            self.progress, validation, epoch, self.config, adapter, self.unwrapped, self.schedule, self.scheduler
+        )
+
+
+def _batches(
+    adapter: TaskAdapter,
+    labelled: list[Feature],
+    unlabeled: list[Feature] | None,
+    config: TrainingConfig,
+    accelerator: Accelerator,
+) -> tuple[list[Feature], list[Feature], LengthGroupedBatchSampler, DataLoader]:
+    """The training rows (indexed), this epoch's view of them, the sampler and the loader: seeded, optionally
+    length-grouped batches, padded to the longest sample (or to max_length). Unlabelled rows follow the labelled ones
+    and carry a placeholder class until a callback pseudo-labels them (weight 0 till then)."""
+    train_features = [*labelled, *(adapter.relabel(f, 0) for f in unlabeled or [])]
+    for i, feature in enumerate(train_features):
+        feature["index"] = i
+    sampler = LengthGroupedBatchSampler(
+        [len(f["input_ids"]) for f in train_features],
+        cast(int, config.batch_size),
+        seed=config.seed,
+        group_by_length=config.group_by_length,
+        num_shards=accelerator.num_processes,
+        shard=accelerator.process_index,
+    )
+    pad_to = cast(int, config.max_length) if config.padding == "max_length" else None
+    epoch_features = list(train_features)  # this epoch's view: a callback may relabel rows or mask some words' tags
+    loader = DataLoader(
+        cast("Dataset[Feature]", epoch_features),
+        batch_sampler=sampler,
+        collate_fn=lambda f: adapter.collate_indexed(f, pad_to=pad_to),
+    )
+    return train_features, epoch_features, sampler, loader
+
+
+def _optimisation(
+    model: torch.nn.Module, config: TrainingConfig, n_labelled: int, accelerator: Accelerator
+) -> tuple[torch.optim.Optimizer, LinearSchedule, LambdaLR, int]:
+    """AdamW and the linear schedule, with the steps of an epoch (per process). The loader and schedule stay ours
+    (not accelerator.prepare'd): the sampler shards batches across processes itself, so the callbacks' per-epoch pool
+    is honoured exactly."""
+    optimizer = make_optimizer(
+        model,
+        config.weight_decay,
+        cast(float, config.learning_rate),
+        None if config.head_learning_rate == AUTO else config.head_learning_rate,
+    )
+    epoch_steps = steps_per_epoch(n_labelled, cast(int, config.batch_size), accelerator.num_processes)
+    total_steps = max(1, cast(int, config.epochs) * epoch_steps)  # per process
+    schedule = LinearSchedule(total_steps, int(config.warmup_ratio * total_steps))
+    return optimizer, schedule, LambdaLR(optimizer, schedule), epoch_steps
+
+
+def _can_checkpoint(checkpoint: Path | None, accelerator: Accelerator, callback: TrainerCallback) -> bool:
+    """Checkpoints are written after each epoch (and within one, every checkpoint_every steps) when one process trains
+    and every callback can give its state; resumed, training goes on where the checkpoint left it."""
+    if checkpoint is None:
+        return False
+    if accelerator.num_processes > 1 or callback.state_dict() is None:
+        log.info(
+            "no checkpoints: %s",
+            "more than one process"
+            if accelerator.num_processes > 1
+            else "a callback cannot save its state (TrainerCallback.state_dict gives None)",
+        )
+        return False
+    return True
 
 
 def fit(
@@ -278,56 +423,57 @@ def fit(
     set_seed(config.seed)
     # cpu=True without CUDA: under torchrun / accelerate launch on CPU the processes then join one gloo group
     # (accelerate only looks for a multi-CPU launch when told the run is on the CPU).
-    accelerator = accelerator or Accelerator(mixed_precision=config.mixed_precision,
-                                             cpu=not torch.cuda.is_available())
+    accelerator = accelerator or Accelerator(mixed_precision=config.mixed_precision, cpu=not torch.cuda.is_available())
     show = config.progress and accelerator.is_local_main_process
 
     # Callbacks start: what they may ask of the model, and the rows the learning-rate range test may use.
     access = ModelAccess(model, adapter, train_features, config, show=show)
     n_labelled = len(train_features)
-    state = TrainState(n_samples=n_labelled + len(unlabeled_features or []), n_labelled=n_labelled,
-                       evaluate=access.evaluate, encode=adapter.encode, score=access.score, predict=access.predict,
-                       predict_rows=access.predict_rows)
+    state = TrainState(
+        n_samples=n_labelled + len(unlabeled_features or []),
+        n_labelled=n_labelled,
+        evaluate=access.evaluate,
+        encode=adapter.encode,
+        score=access.score,
+        predict=access.predict,
+        predict_rows=access.predict_rows,
+    )
     callback.on_train_begin(state)
     model.to(accelerator.device)
     config, plan_record = _plan(config, model, adapter, train_features, state, accelerator, saved)
     set_seed(config.seed)  # training starts from the same random state whether or not a search ran
 
-    # Data: seeded, optionally length-grouped batches, padded to the longest sample (or to max_length).
-    # Unlabelled rows carry a placeholder class until a callback pseudo-labels them (weight 0 till then).
-    train_features = [*train_features, *(adapter.relabel(f, 0) for f in unlabeled_features or [])]
+    train_features, epoch_features, sampler, loader = _batches(
+        adapter, train_features, unlabeled_features, config, accelerator
+    )
     access.train_features = train_features
-    for i, feature in enumerate(train_features):
-        feature["index"] = i
-    epochs, batch_size = cast(int, config.epochs), cast(int, config.batch_size)  # resolved by _plan: no auto
-    sampler = LengthGroupedBatchSampler([len(f["input_ids"]) for f in train_features], batch_size,
-                                        seed=config.seed, group_by_length=config.group_by_length,
-                                        num_shards=accelerator.num_processes, shard=accelerator.process_index)
-    pad_to = cast(int, config.max_length) if config.padding == "max_length" else None
-    epoch_features = list(train_features)  # this epoch's view: a callback may relabel rows or mask some words' tags
-    loader = DataLoader(cast("Dataset[Feature]", epoch_features), batch_sampler=sampler,
-                        collate_fn=lambda f: adapter.collate_indexed(f, pad_to=pad_to))
-
-    # Optimiser and schedule (AdamW; LinearSchedule). The loader and schedule stay ours (not accelerator.prepare'd):
-    # the sampler shards batches across processes itself, so the callbacks' per-epoch pool is honoured exactly.
-    optimizer = make_optimizer(model, config.weight_decay, cast(float, config.learning_rate),
-                               None if config.head_learning_rate == AUTO else config.head_learning_rate)
-    epoch_steps = steps_per_epoch(n_labelled, batch_size, accelerator.num_processes)
-    total_steps = max(1, epochs * epoch_steps)  # per process
-    schedule = LinearSchedule(total_steps, int(config.warmup_ratio * total_steps))
-    scheduler = LambdaLR(optimizer, schedule)
+    epochs = cast(int, config.epochs)  # resolved by _plan: no auto
+    optimizer, schedule, scheduler, epoch_steps = _optimisation(model, config, n_labelled, accelerator)
     model, optimizer = accelerator.prepare(model, optimizer)
-
-    # Checkpoints: after each epoch (and within one, every checkpoint_every steps) when one process trains and
-    # every callback can give its state; resumed, training goes on where the checkpoint left it.
-    checkpointing = checkpoint is not None and accelerator.num_processes == 1 and callback.state_dict() is not None
-    if checkpoint is not None and not checkpointing:
-        log.info("no checkpoints: %s", "more than one process" if accelerator.num_processes > 1 else
-                 "a callback cannot save its state (TrainerCallback.state_dict gives None)")
+    checkpointing = _can_checkpoint(checkpoint, accelerator, callback)
     progress = Progress(TrainResult(best_epoch=0, best_validation={}, settings=config, plan=plan_record))
-    training = _Training(model, accelerator.unwrap_model(model), adapter, config, accelerator, callback, state,
-                         progress, optimizer, scheduler, schedule, sampler, loader, train_features, epoch_features,
-                         epoch_steps, checkpoint, checkpointing, show, last_saved=time.monotonic())
+    training = _Training(
+        model,
+        accelerator.unwrap_model(model),
+        adapter,
+        config,
+        accelerator,
+        callback,
+        state,
+        progress,
+        optimizer,
+        scheduler,
+        schedule,
+        sampler,
+        loader,
+        train_features,
+        epoch_features,
+        epoch_steps,
+        checkpoint,
+        checkpointing,
+        show,
+        last_saved=time.monotonic(),
+    )
     first_epoch, in_epoch = training.resume(saved_at, cast(dict, saved)) if saved_at is not None else (1, None)
 
     for epoch in range(first_epoch, epochs + 1):

@@ -85,8 +85,9 @@ def valley(losses: list[float]) -> tuple[int, int, int]:
     return max(start, 0), end, min(n - 1, max(0, start + int(third) + int(third / 2)))
 
 
-def choose_rate(rates: list[float], smoothed: list[float], bounds: tuple[float, float]
-                ) -> tuple[float, str, tuple | None]:
+def choose_rate(
+    rates: list[float], smoothed: list[float], bounds: tuple[float, float]
+) -> tuple[float, str, tuple | None]:
     """The rate the curve suggests, clipped to ``bounds``; with no usable curve, the geometric middle of them."""
     low, high = bounds
     if len(smoothed) < 5 or not np.isfinite(smoothed).all():
@@ -147,9 +148,20 @@ def range_test(
                 sampler.set_epoch(len(batches) + 1)
                 batches.extend(sampler)
             limit = min(len(p) for p in passes) if passes else steps
-            losses, diverged = _pass(model, adapter, features, make_optimizer(model), batches[:limit],
-                                     rates[:limit], beta=beta, divergence=divergence, max_grad_norm=max_grad_norm,
-                                     device=device, autocast=autocast, bar=bar)
+            losses, diverged = _pass(
+                model,
+                adapter,
+                features,
+                make_optimizer(model),
+                batches[:limit],
+                rates[:limit],
+                beta=beta,
+                divergence=divergence,
+                max_grad_norm=max_grad_norm,
+                device=device,
+                autocast=autocast,
+                bar=bar,
+            )
             samples += sum(len(b) for b in batches[: len(losses)])
             tokens += sum(lengths[i] for b in batches[: len(losses)] for i in b)
             model.load_state_dict(saved)
@@ -169,17 +181,37 @@ def range_test(
     if len(passes) > 1:
         rule = f"{rule} of the mean curve of {len(passes)} shuffles"
     return LRSearch(
-        learning_rates=[float(r) for r in rates[:n]], losses=mean, smoothed=[float(s) for s in smoothed],
-        chosen=chosen, rule=rule, valley=span, diverged_at=diverged_at, batch_size=batch_size,
-        samples=samples, tokens=tokens, seconds=round(time.perf_counter() - started, 3), bounds=bounds,
+        learning_rates=[float(r) for r in rates[:n]],
+        losses=mean,
+        smoothed=[float(s) for s in smoothed],
+        chosen=chosen,
+        rule=rule,
+        valley=span,
+        diverged_at=diverged_at,
+        batch_size=batch_size,
+        samples=samples,
+        tokens=tokens,
+        seconds=round(time.perf_counter() - started, 3),
+        bounds=bounds,
         shuffle_losses=passes,
     )
 
 
-def _pass(model: torch.nn.Module, adapter: TaskAdapter, features: list[Feature], optimizer: Any,
-          batches: list[list[int]], rates: list[float], *, beta: float, divergence: float,
-          max_grad_norm: float | None, device: torch.device | str, autocast: Any, bar: Any
-          ) -> tuple[list[float], bool]:
+def _pass(
+    model: torch.nn.Module,
+    adapter: TaskAdapter,
+    features: list[Feature],
+    optimizer: Any,
+    batches: list[list[int]],
+    rates: list[float],
+    *,
+    beta: float,
+    divergence: float,
+    max_grad_norm: float | None,
+    device: torch.device | str,
+    autocast: Any,
+    bar: Any,
+) -> tuple[list[float], bool]:
     """One pass of the test: a step per batch at its rate, each one ticking ``bar``. (The losses, whether the
     last one diverged.)"""
     model.train()

@@ -7,26 +7,36 @@ import torch
 from autoft.modeling.parameter_efficient import HEADS
 
 
-def make_optimizer(model: torch.nn.Module, weight_decay: float, learning_rate: float,
-               head_learning_rate: float | None = None) -> torch.optim.Optimizer:
+def make_optimizer(
+    model: torch.nn.Module, weight_decay: float, learning_rate: float, head_learning_rate: float | None = None
+) -> torch.optim.Optimizer:
     """AdamW with no weight decay on biases and norms (the parameters transformers' Trainer exempts); the task
     head (a module named in ``HEADS``) at ``head_learning_rate`` when it is given and differs."""
     from transformers.pytorch_utils import ALL_LAYERNORM_LAYERS
     from transformers.trainer_pt_utils import get_parameter_names
 
-    decaying = set(get_parameter_names(model, ALL_LAYERNORM_LAYERS, [
-        "bias", "layernorm", "rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"]))
+    decaying = set(
+        get_parameter_names(
+            model, ALL_LAYERNORM_LAYERS, ["bias", "layernorm", "rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"]
+        )
+    )
     split = head_learning_rate is not None and head_learning_rate != learning_rate
     groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
     for name, parameter in model.named_parameters():
         if parameter.requires_grad:
             head = split and any(part in HEADS for part in name.split("."))
             groups.setdefault((name in decaying, head), []).append(parameter)
-    return torch.optim.AdamW([
-        {"params": params, "weight_decay": weight_decay if decays else 0.0,
-         "lr": head_learning_rate if head else learning_rate}
-        for (decays, head), params in sorted(groups.items(), reverse=True)
-    ], lr=learning_rate)
+    return torch.optim.AdamW(
+        [
+            {
+                "params": params,
+                "weight_decay": weight_decay if decays else 0.0,
+                "lr": head_learning_rate if head else learning_rate,
+            }
+            for (decays, head), params in sorted(groups.items(), reverse=True)
+        ],
+        lr=learning_rate,
+    )
 
 
 class LinearSchedule:
@@ -45,7 +55,6 @@ class LinearSchedule:
         if self.done < self.warmup_steps:
             return self.scale * self.done / max(1, self.warmup_steps)
         return self.scale * max(0.0, (self.total_steps - self.done) / max(1, self.total_steps - self.warmup_steps))
-
 
 
 __all__ = ["LinearSchedule", "make_optimizer"]

@@ -76,8 +76,11 @@ class Plan:
     search_budget: SearchBudget | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"choices": self.choices, "lr_search": self.lr_search.to_dict() if self.lr_search else None,
-                "lr_search_budget": asdict(self.search_budget) if self.search_budget else None}
+        return {
+            "choices": self.choices,
+            "lr_search": self.lr_search.to_dict() if self.lr_search else None,
+            "lr_search_budget": asdict(self.search_budget) if self.search_budget else None,
+        }
 
 
 SEARCH_STEPS = 24
@@ -128,8 +131,9 @@ def auto_patience(epochs: int) -> int:
     return 3 if epochs > 12 else 2
 
 
-def _fits(model: torch.nn.Module, adapter: TaskAdapter, feature: Feature, batch_size: int,
-          device: torch.device) -> bool:
+def _fits(
+    model: torch.nn.Module, adapter: TaskAdapter, feature: Feature, batch_size: int, device: torch.device
+) -> bool:
     """Whether a forward and backward pass of ``batch_size`` copies of ``feature`` fits in memory (batches
     are padded to their longest sample, so the longest training sample bounds what a batch needs)."""
     try:
@@ -147,8 +151,9 @@ def _fits(model: torch.nn.Module, adapter: TaskAdapter, feature: Feature, batch_
             torch.cuda.empty_cache()
 
 
-def auto_batch_size(model: torch.nn.Module, adapter: TaskAdapter, features: list[Feature], *,
-                    device: torch.device) -> tuple[int, str]:
+def auto_batch_size(
+    model: torch.nn.Module, adapter: TaskAdapter, features: list[Feature], *, device: torch.device
+) -> tuple[int, str]:
     """(batch size, how it was chosen)."""
     if device.type != "cuda":
         return adapter.cpu_batch_size, f"{device.type}: the CPU default of {adapter.name}"
@@ -156,8 +161,10 @@ def auto_batch_size(model: torch.nn.Module, adapter: TaskAdapter, features: list
     cap = max(CPU_BATCH_SIZE, len(features) // 16)
     for size in GPU_BATCH_SIZES:
         if size <= cap and _fits(model, adapter, longest, size, device):
-            return size, (f"the largest of {list(GPU_BATCH_SIZES)} that fits on {device} with the longest sample "
-                          f"({len(longest['input_ids'])} tokens), at most {cap} for {len(features)} samples")
+            return size, (
+                f"the largest of {list(GPU_BATCH_SIZES)} that fits on {device} with the longest sample "
+                f"({len(longest['input_ids'])} tokens), at most {cap} for {len(features)} samples"
+            )
     return 16, f"none of {list(GPU_BATCH_SIZES)} fits on {device}"
 
 
@@ -172,8 +179,15 @@ SWEEP_FACTOR = 10.0
 are both seen."""
 
 
-def search_budget(search_lengths: list[int], train_lengths: list[int], *, epochs: int, batch_size: int,
-                  processes: int = 1, max_share: float | None = None) -> SearchBudget:
+def search_budget(
+    search_lengths: list[int],
+    train_lengths: list[int],
+    *,
+    epochs: int,
+    batch_size: int,
+    processes: int = 1,
+    max_share: float | None = None,
+) -> SearchBudget:
     """Steps and batch of a range test that costs at most ``max_share`` (default ``MAX_SEARCH_SHARE``) of the
     planned training (``epochs`` over rows of ``train_lengths`` tokens), drawing rows of ``search_lengths`` tokens
     on each of ``processes``: ``SEARCH_STEPS`` of ``batch_size`` when that fits, else of the largest batch that
@@ -188,13 +202,21 @@ def search_budget(search_lengths: list[int], train_lengths: list[int], *, epochs
     allowed = max_share * planned / max(processes * per_sample, 1e-9)  # samples the test may draw
     batch = batch_size if SEARCH_STEPS * batch_size <= allowed else int(allowed // SEARCH_STEPS)
     smallest = min(MIN_SEARCH_BATCH, batch_size)
-    budget = SearchBudget(steps=SEARCH_STEPS, batch_size=batch, tokens_per_sample=round(per_sample, 1),
-                          planned_tokens=planned, share=round(share(batch), 4),
-                          unbound_share=round(share(batch_size), 4), max_share=max_share)
+    budget = SearchBudget(
+        steps=SEARCH_STEPS,
+        batch_size=batch,
+        tokens_per_sample=round(per_sample, 1),
+        planned_tokens=planned,
+        share=round(share(batch), 4),
+        unbound_share=round(share(batch_size), 4),
+        max_share=max_share,
+    )
     if batch < smallest:
         budget.skipped, budget.steps, budget.batch_size, budget.share = True, 0, 0, 0.0
-        budget.how = (f"skipped: even {SEARCH_STEPS} steps x {smallest} samples would cost {share(smallest):.0%} "
-                      f"of the planned training, over {max_share:.0%}")
+        budget.how = (
+            f"skipped: even {SEARCH_STEPS} steps x {smallest} samples would cost {share(smallest):.0%} "
+            f"of the planned training, over {max_share:.0%}"
+        )
     else:
         cut = "" if batch == batch_size else f" (batches cut from {batch_size})"
         budget.how = f"{SEARCH_STEPS} steps x {batch} samples{cut}: {budget.share:.1%} of the planned training's tokens"
@@ -247,18 +269,32 @@ def resolve(
         updates["epochs"] = epochs
         peft = "" if config.peft is None else f", x {PEFT_EPOCH_SCALE:g} for {config.peft.method} adapters"
         plan.choices["epochs"] = {
-            "value": epochs, "how": f"{EPOCH_SCALE:g} x {scale:.2f} ({adapter.name}, {len(adapter.labels)} labels"
+            "value": epochs,
+            "how": f"{EPOCH_SCALE:g} x {scale:.2f} ({adapter.name}, {len(adapter.labels)} labels"
             f"{peft}) x {len(train_features)} samples ^ -0.25, at most {MAX_EPOCHS}; early stopping may end sooner",
         }
     if config.early_stopping_patience == AUTO:
         updates["early_stopping_patience"] = auto_patience(epochs)
-        plan.choices["early_stopping_patience"] = {"value": updates["early_stopping_patience"],
-                                                   "how": "2 epochs, 3 when more than 12 are planned"}
+        plan.choices["early_stopping_patience"] = {
+            "value": updates["early_stopping_patience"],
+            "how": "2 epochs, 3 when more than 12 are planned",
+        }
     if config.learning_rate == AUTO:
-        _auto_learning_rate(plan, updates, model=model, adapter=adapter, train_features=train_features,
-                            search_features=search_features, make_optimizer=make_optimizer, device=device,
-                            autocast=autocast, processes=processes, batch_size=batch_size, epochs=epochs,
-                            progress=config.progress if progress is None else progress)
+        _auto_learning_rate(
+            plan,
+            updates,
+            model=model,
+            adapter=adapter,
+            train_features=train_features,
+            search_features=search_features,
+            make_optimizer=make_optimizer,
+            device=device,
+            autocast=autocast,
+            processes=processes,
+            batch_size=batch_size,
+            epochs=epochs,
+            progress=config.progress if progress is None else progress,
+        )
     elif config.head_learning_rate == AUTO:  # the head at the user's rate: nothing chosen
         updates["head_learning_rate"] = config.learning_rate
     plan.config = config.model_copy(update=updates)
@@ -267,17 +303,34 @@ def resolve(
     return plan
 
 
-def _auto_learning_rate(plan: Plan, updates: dict[str, Any], *, model: torch.nn.Module, adapter: TaskAdapter,
-                        train_features: list[Feature], search_features: list[Feature] | None, make_optimizer: Any,
-                        device: torch.device, autocast: Any, processes: int, batch_size: int, epochs: int,
-                        progress: bool) -> None:
+def _auto_learning_rate(
+    plan: Plan,
+    updates: dict[str, Any],
+    *,
+    model: torch.nn.Module,
+    adapter: TaskAdapter,
+    train_features: list[Feature],
+    search_features: list[Feature] | None,
+    make_optimizer: Any,
+    device: torch.device,
+    autocast: Any,
+    processes: int,
+    batch_size: int,
+    epochs: int,
+    progress: bool,
+) -> None:
     """``learning_rate`` (and ``head_learning_rate``) ``auto``: the range test within its budget, or the prior rate
     when the plan is too small for one; the pretrained weights' rate held under the ceiling."""
     config = plan.config
     searched = train_features if search_features is None else search_features
     bounds = lr_bounds(config, adapter)
-    budget = search_budget([len(f["input_ids"]) for f in searched], [len(f["input_ids"]) for f in train_features],
-                           epochs=epochs, batch_size=batch_size, processes=processes)
+    budget = search_budget(
+        [len(f["input_ids"]) for f in searched],
+        [len(f["input_ids"]) for f in train_features],
+        epochs=epochs,
+        batch_size=batch_size,
+        processes=processes,
+    )
     plan.search_budget = budget
     rows = "" if search_features is None else f" of the {len(searched)} a callback chose"
     if budget.skipped:
@@ -285,32 +338,57 @@ def _auto_learning_rate(plan: Plan, updates: dict[str, Any], *, model: torch.nn.
         how = f"{how} ({chosen:.2g}); no range test: {budget.how}"
         log.info("learning_rate: auto: no range test (%s); the prior rate %.2g", budget.how, chosen)
     else:
-        log.info("learning_rate: auto: range test, %d steps x %d samples%s at rates %.2g to %.2g (%s)", budget.steps,
-                 budget.batch_size, rows, bounds[0], SWEEP_FACTOR * bounds[1], budget.how)
-        search = range_test(model, adapter, searched, make_optimizer, batch_size=budget.batch_size,
-                            steps=budget.steps, bounds=bounds, min_lr=bounds[0], max_lr=SWEEP_FACTOR * bounds[1],
-                            seed=config.seed, max_grad_norm=config.max_grad_norm, device=device, autocast=autocast,
-                            progress=progress)
+        log.info(
+            "learning_rate: auto: range test, %d steps x %d samples%s at rates %.2g to %.2g (%s)",
+            budget.steps,
+            budget.batch_size,
+            rows,
+            bounds[0],
+            SWEEP_FACTOR * bounds[1],
+            budget.how,
+        )
+        search = range_test(
+            model,
+            adapter,
+            searched,
+            make_optimizer,
+            batch_size=budget.batch_size,
+            steps=budget.steps,
+            bounds=bounds,
+            min_lr=bounds[0],
+            max_lr=SWEEP_FACTOR * bounds[1],
+            seed=config.seed,
+            max_grad_norm=config.max_grad_norm,
+            device=device,
+            autocast=autocast,
+            progress=progress,
+        )
         plan.lr_search, chosen = search, search.chosen
         log.info("learning_rate: the range test chose %.3g (%s) in %.0f s", chosen, search.rule, search.seconds)
         passes = f"{len(search.shuffle_losses)} x " if len(search.shuffle_losses) > 1 else ""
         diverged = f"diverged at {search.diverged_at:.2g}" if search.diverged_at else "no divergence"
         bound = f", {budget.how}" if budget.share < budget.unbound_share else ""
-        how = (f"range test: {passes}{len(search.losses)} steps on {search.samples} samples "
-               f"({search.seconds:.0f} s){rows}{bound}, {diverged}; {search.rule}")
+        how = (
+            f"range test: {passes}{len(search.losses)} steps on {search.samples} samples "
+            f"({search.seconds:.0f} s){rows}{bound}, {diverged}; {search.rule}"
+        )
     steps = epochs * steps_per_epoch(len(train_features), batch_size, processes)
     ceiling = horizon_ceiling(adapter, config, steps)
     learning_rate = min(chosen, max(bounds[0], ceiling))  # never under the band
     if learning_rate < chosen:
-        how += (f"; held at {adapter.horizon_rate:g} x {adapter.training_scale():.2f}^2 / sqrt({steps} planned "
-                f"steps) = {ceiling:.2g}{'' if ceiling >= bounds[0] else f', raised to {bounds[0]:g}'} "
-                "for the pretrained weights")
+        how += (
+            f"; held at {adapter.horizon_rate:g} x {adapter.training_scale():.2f}^2 / sqrt({steps} planned "
+            f"steps) = {ceiling:.2g}{'' if ceiling >= bounds[0] else f', raised to {bounds[0]:g}'} "
+            "for the pretrained weights"
+        )
     updates["learning_rate"] = learning_rate
     plan.choices["learning_rate"] = {"value": learning_rate, "how": how}
     if config.head_learning_rate == AUTO:
         updates["head_learning_rate"] = chosen
         plan.choices["head_learning_rate"] = {
-            "value": chosen, "how": "the prior rate" if budget.skipped else "the range test's rate"}
+            "value": chosen,
+            "how": "the prior rate" if budget.skipped else "the range test's rate",
+        }
 
 
 def horizon_ceiling(adapter: TaskAdapter, config: TrainingConfig, steps: int) -> float:
@@ -326,5 +404,15 @@ def _short(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-__all__ = ["Plan", "SearchBudget", "auto_batch_size", "auto_patience", "horizon_ceiling", "plan_epochs",
-           "prior_rate", "resolve", "search_budget", "steps_per_epoch"]
+__all__ = [
+    "Plan",
+    "SearchBudget",
+    "auto_batch_size",
+    "auto_patience",
+    "horizon_ceiling",
+    "plan_epochs",
+    "prior_rate",
+    "resolve",
+    "search_budget",
+    "steps_per_epoch",
+]

@@ -65,15 +65,32 @@ class Progress:
     returned_to: set[int] = field(default_factory=set)
     """Best epochs already rolled back to: once each."""
 
-    def to_state(self, finished_epoch: int, schedule: LinearSchedule, callback: TrainerCallback,
-                 within: dict[str, Any] | None = None) -> dict[str, Any]:
+    def to_state(
+        self,
+        finished_epoch: int,
+        schedule: LinearSchedule,
+        callback: TrainerCallback,
+        within: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         result, settings = self.result, cast(TrainingConfig, self.result.settings)  # set when training starts
-        return {"epoch": finished_epoch, "step": self.step, "done": schedule.done, "rate_scale": schedule.scale,
-                "best_score": self.best_score, "best_loss": self.best_loss, "stale": self.stale,
-                "returned_to": sorted(self.returned_to), "best_epoch": result.best_epoch,
-                "best_validation": result.best_validation, "history": [asdict(r) for r in result.history],
-                "rollbacks": result.rollbacks, "settings": settings.model_dump(mode="json"),
-                "plan": result.plan, "callbacks": callback.state_dict(), **({"in_epoch": within} if within else {})}
+        return {
+            "epoch": finished_epoch,
+            "step": self.step,
+            "done": schedule.done,
+            "rate_scale": schedule.scale,
+            "best_score": self.best_score,
+            "best_loss": self.best_loss,
+            "stale": self.stale,
+            "returned_to": sorted(self.returned_to),
+            "best_epoch": result.best_epoch,
+            "best_validation": result.best_validation,
+            "history": [asdict(r) for r in result.history],
+            "rollbacks": result.rollbacks,
+            "settings": settings.model_dump(mode="json"),
+            "plan": result.plan,
+            "callbacks": callback.state_dict(),
+            **({"in_epoch": within} if within else {}),
+        }
 
     def restore(self, saved: dict[str, Any], schedule: LinearSchedule) -> None:
         self.step, self.best_score, self.best_loss = saved["step"], saved["best_score"], saved["best_loss"]
@@ -85,9 +102,16 @@ class Progress:
         result.rollbacks = saved["rollbacks"]
 
 
-def keep_best_or_stop(progress: Progress, validation: dict[str, Any], epoch: int, config: TrainingConfig,
-                       adapter: TaskAdapter, model: torch.nn.Module, schedule: LinearSchedule, scheduler: LambdaLR
-                       ) -> bool:
+def keep_best_or_stop(
+    progress: Progress,
+    validation: dict[str, Any],
+    epoch: int,
+    config: TrainingConfig,
+    adapter: TaskAdapter,
+    model: torch.nn.Module,
+    schedule: LinearSchedule,
+    scheduler: LambdaLR,
+) -> bool:
     """Keep the best weights; True when nothing has improved for ``patience`` epochs (the metric, or with
     ``early_stopping_on: metric-or-loss`` also the validation loss). With ``on_plateau: rollback``, an epoch whose
     validation metric fell below the best sends the loop back to the best weights, to go on at half the rate: the
@@ -95,8 +119,11 @@ def keep_best_or_stop(progress: Progress, validation: dict[str, Any], epoch: int
     again, the fall is the validation set's noise or the end of learning, and training goes on from there."""
     result, score = progress.result, validation[adapter.primary_metric] * (1 if adapter.greater_is_better else -1)
     loss = validation.get("loss")
-    loss_improved = (config.early_stopping_on == "metric-or-loss" and loss is not None
-                     and loss < progress.best_loss * (1 - LOSS_MIN_DELTA))
+    loss_improved = (
+        config.early_stopping_on == "metric-or-loss"
+        and loss is not None
+        and loss < progress.best_loss * (1 - LOSS_MIN_DELTA)
+    )
     progress.best_loss = min(progress.best_loss, loss if loss is not None else np.inf)
     improved, fell = score > progress.best_score, score < progress.best_score
     if improved:
@@ -112,17 +139,25 @@ def keep_best_or_stop(progress: Progress, validation: dict[str, Any], epoch: int
             result.stopped_early = True
             log.info("early stopping after epoch %d (best: epoch %d)", epoch, result.best_epoch)
             return True
-    if fell and config.on_plateau == "rollback" and epoch < cast(int, config.epochs) and result.best_epoch not in \
-            progress.returned_to:
+    if (
+        fell
+        and config.on_plateau == "rollback"
+        and epoch < cast(int, config.epochs)
+        and result.best_epoch not in progress.returned_to
+    ):
         progress.returned_to.add(result.best_epoch)
         model.load_state_dict(cast("dict[str, torch.Tensor]", progress.best_state))  # fell: a best epoch was kept
         schedule.scale *= ROLLBACK_FACTOR
         scheduler.step()  # re-reads the schedule (it follows `done`, not the step count): the new rate applies now
         result.rollbacks.append(epoch)
-        log.info("validation %s fell in epoch %d: back to epoch %d's weights, learning rate x%g from here",
-                 adapter.primary_metric, epoch, result.best_epoch, schedule.scale)
+        log.info(
+            "validation %s fell in epoch %d: back to epoch %d's weights, learning rate x%g from here",
+            adapter.primary_metric,
+            epoch,
+            result.best_epoch,
+            schedule.scale,
+        )
     return False
-
 
 
 __all__ = ["LOSS_MIN_DELTA", "ROLLBACK_FACTOR", "EpochRecord", "Progress", "TrainResult", "keep_best_or_stop"]

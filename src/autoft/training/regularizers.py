@@ -29,8 +29,15 @@ def trainable_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
 
 
-def fisher_diagonal(model: torch.nn.Module, adapter: TaskAdapter, features: list[Feature], *, batch_size: int = 16,
-                    max_samples: int = 256, seed: int = 0) -> dict[str, torch.Tensor]:
+def fisher_diagonal(
+    model: torch.nn.Module,
+    adapter: TaskAdapter,
+    features: list[Feature],
+    *,
+    batch_size: int = 16,
+    max_samples: int = 256,
+    seed: int = 0,
+) -> dict[str, torch.Tensor]:
     """The empirical Fisher's diagonal of ``model``'s trainable weights on (a seeded sample of at most
     ``max_samples`` of) ``features``, from mini-batch gradients of the given labels' log-likelihood, normalised
     to mean 1 over all weights. The model's weights and mode are left as they were."""
@@ -40,7 +47,7 @@ def fisher_diagonal(model: torch.nn.Module, adapter: TaskAdapter, features: list
     model.eval()  # no dropout: the gradients of the model as it is
     device = next(model.parameters()).device
     for start in range(0, len(rows), batch_size):
-        chunk = [features[i] for i in rows[start:start + batch_size]]
+        chunk = [features[i] for i in rows[start : start + batch_size]]
         batch = {k: v.to(device) for k, v in adapter.collate_indexed(chunk).items() if k != "index"}
         labels = batch.pop("labels")
         losses, units = adapter.per_sample_loss(adapter.forward(model, batch, labels), labels)
@@ -61,8 +68,9 @@ class WeightPenalty(TrainerCallback):
     """Adds ``strength / 2 * sum F * (w - w_old)^2`` to every training step's loss (``TrainState.loss_penalty``);
     ``F`` is 1 for ``l2``, the Fisher diagonal for ``ewc``."""
 
-    def __init__(self, reference: dict[str, torch.Tensor], strength: float,
-                 fisher: dict[str, torch.Tensor] | None = None) -> None:
+    def __init__(
+        self, reference: dict[str, torch.Tensor], strength: float, fisher: dict[str, torch.Tensor] | None = None
+    ) -> None:
         self.reference = reference
         self.strength = strength
         self.fisher = fisher

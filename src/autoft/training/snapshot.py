@@ -28,8 +28,11 @@ def to_json(value: Any, where: str = "state") -> Any:
         if value.dtype == object:
             raise TypeError(f"{where}: an array of Python objects cannot be saved without pickle")
         data = np.ascontiguousarray(value)
-        return {_ARRAY: base64.b64encode(data.tobytes()).decode("ascii"), "dtype": data.dtype.str,
-                "shape": list(data.shape)}
+        return {
+            _ARRAY: base64.b64encode(data.tobytes()).decode("ascii"),
+            "dtype": data.dtype.str,
+            "shape": list(data.shape),
+        }
     if isinstance(value, np.random.Generator):
         return {_GENERATOR: value.bit_generator.state}
     if isinstance(value, (list, tuple)):
@@ -78,8 +81,10 @@ def restore(obj: Any, saved: dict[str, Any]) -> None:
         if isinstance(value, dict) and _OBJECT in value:
             current = getattr(obj, name, None)
             if current is None or not hasattr(current, "__dict__"):
-                raise ValueError(f"{type(obj).__name__}.{name}: the checkpoint holds an object where this run has "
-                                 f"{type(current).__name__}; it was written by a different setup")
+                raise ValueError(
+                    f"{type(obj).__name__}.{name}: the checkpoint holds an object where this run has "
+                    f"{type(current).__name__}; it was written by a different setup"
+                )
             restore(current, value[_OBJECT])
         else:
             setattr(obj, name, from_json(value))

@@ -50,8 +50,13 @@ class SoftmaxProblem:
         design = _design(x, mean, scale)
         curvature = 0.5 * np.linalg.eigvalsh(design.T @ design / len(design))[-1] + l2
         return cls(
-            design, np.asarray(y, dtype=np.int64), _design(val_x, mean, scale), np.asarray(val_y, dtype=np.int64),
-            n_classes, 1.0 / curvature, l2,
+            design,
+            np.asarray(y, dtype=np.int64),
+            _design(val_x, mean, scale),
+            np.asarray(val_y, dtype=np.int64),
+            n_classes,
+            1.0 / curvature,
+            l2,
         )
 
     def zeros(self) -> np.ndarray:

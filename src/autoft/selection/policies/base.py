@@ -64,18 +64,24 @@ class FitData:
         """``(oof [N, C], val_oof [F, M, C])``: the out-of-fold probes' view of the training samples and, from
         each fold probe, of the validation samples (``cross_fitted_probabilities``)."""
         if len(self.labels) < 2 or len(self.val_labels) < 1:
-            raise ValueError(f"the probes need >= 2 training and >= 1 validation samples, got {len(self.labels)}, "
-                             f"{len(self.val_labels)}")
-        return cast("tuple[np.ndarray, np.ndarray]",  # (val_x given: val_oof is never None)
-                    cross_fitted_probabilities(self.train_x, self.labels, self.val_x, n_classes=self.n_classes,
-                                               folds=self.probe_folds, seed=self.seed))
+            raise ValueError(
+                f"the probes need >= 2 training and >= 1 validation samples, got {len(self.labels)}, "
+                f"{len(self.val_labels)}"
+            )
+        return cast(
+            "tuple[np.ndarray, np.ndarray]",  # (val_x given: val_oof is never None)
+            cross_fitted_probabilities(
+                self.train_x, self.labels, self.val_x, n_classes=self.n_classes, folds=self.probe_folds, seed=self.seed
+            ),
+        )
 
     @cached_property
     def probes(self) -> tuple[np.ndarray, np.ndarray]:
         """``(oof_probs, val_model_probs)`` [N, C] of the logistic-regression probes, as ``probe_probabilities``
         gives them: the out-of-fold probes, and one fitted on the validation set."""
-        return self.cross_fitted[0], validation_probe_probabilities(self.train_x, self.val_x, self.val_labels,
-                                                                    n_classes=self.n_classes)
+        return self.cross_fitted[0], validation_probe_probabilities(
+            self.train_x, self.val_x, self.val_labels, n_classes=self.n_classes
+        )
 
     @cached_property
     def agreement(self) -> np.ndarray:
@@ -249,8 +255,10 @@ class Policy:
         train_x = state if embeddings is None else _matrix("embeddings", embeddings, len(state))
         if val_embeddings is None and val_features is None:
             raise ValueError("fit needs val_features or val_embeddings: the inner learner's validation inputs")
-        val_x = _matrix("val_embeddings" if val_embeddings is not None else "val_features",
-                        val_embeddings if val_embeddings is not None else val_features)
+        val_x = _matrix(
+            "val_embeddings" if val_embeddings is not None else "val_features",
+            val_embeddings if val_embeddings is not None else val_features,
+        )
         if val_x.shape[1] != train_x.shape[1]:
             raise ValueError(f"validation inputs have {val_x.shape[1]} columns, training inputs {train_x.shape[1]}")
         val_labels = _labels("val_labels", val_labels, len(val_x), n_classes)

@@ -74,7 +74,7 @@ class Exp3S(BucketPolicy):
     def _learn(self, bucket: int, reward: float, done: bool) -> None:
         """Rescale, importance-weight, then the fixed-share exponential-weights update."""
         self.rewards_seen_.append(reward)  # the paper's reservoir includes the current reward
-        scaled = rescale_reward(reward, self.rewards_seen_[-self.history:])
+        scaled = rescale_reward(reward, self.rewards_seen_[-self.history :])
         self.reward_sums_[bucket] += reward
         self.pulls_[bucket] += 1
         pi = self.probabilities()

@@ -31,7 +31,12 @@ from autoft.selection.policies.base import FitData, Policy, check_option, regist
 
 
 def reinforce_gradient(
-    probs: np.ndarray, selections: np.ndarray, advantages: np.ndarray, *, epsilon: float, regularizer: float,
+    probs: np.ndarray,
+    selections: np.ndarray,
+    advantages: np.ndarray,
+    *,
+    epsilon: float,
+    regularizer: float,
     drawn: np.ndarray | None = None,
 ) -> np.ndarray:
     """[B] d loss / d logits of DVRL's loss, averaged over ``k`` sampled ``selections`` [k, B].
@@ -138,10 +143,12 @@ class Reinforce(Policy):
             rows = np.sort(self.rng_.choice(n, batch, replace=False)) if batch < n else np.arange(n)
             forward = self._reinforce_prepare(rows)
             selections = (self.rng_.random((self.samples, len(rows))) < forward[0]).astype(np.float64)
-            rewards = np.array([
-                problem.score(problem.fit(warm, rows=rows, weights=selection, steps=self.inner_steps), score)
-                for selection in selections
-            ])
+            rewards = np.array(
+                [
+                    problem.score(problem.fit(warm, rows=rows, weights=selection, steps=self.inner_steps), score)
+                    for selection in selections
+                ]
+            )
             others = (rewards.sum() - rewards) / (self.samples - 1) if self.samples > 1 else baseline
             self._reinforce(forward, selections, rewards - others)
             self._log("offline", self._summary(forward[0], selections), round(float(rewards.mean()), 6))
@@ -157,8 +164,9 @@ class Reinforce(Policy):
             raise ValueError("reinforce.start_from needs the state the estimator reads")
         self.rng_ = np.random.default_rng(self.seed)
         self.inputs_ = state
-        self.estimator_ = ValueEstimator.create(state.shape[1], self.hidden, self.rng_,
-                                                learning_rate=self.learning_rate)
+        self.estimator_ = ValueEstimator.create(
+            state.shape[1], self.hidden, self.rng_, learning_rate=self.learning_rate
+        )
         target = np.clip(rankdata(prior) / len(prior), 0.02, 0.98)
         for _ in range(max(self.warm_steps, 1)):
             logits, cache = self.estimator_.logits(state)
@@ -175,15 +183,22 @@ class Reinforce(Policy):
         return np.exp(log_sigmoid(logits)), cache
 
     def _reinforce(
-        self, forward: tuple[np.ndarray, list[np.ndarray]], selections: np.ndarray, advantages: np.ndarray | float,
+        self,
+        forward: tuple[np.ndarray, list[np.ndarray]],
+        selections: np.ndarray,
+        advantages: np.ndarray | float,
         drawn: np.ndarray | None = None,
     ) -> None:
         """One REINFORCE step: raise the log-likelihood of each selection in proportion to its advantage
         (``drawn``: the probabilities the selections were drawn with, when not the estimator's own)."""
         probs, cache = forward
         grad = reinforce_gradient(
-            probs, np.atleast_2d(selections), np.atleast_1d(advantages),
-            epsilon=self.epsilon, regularizer=self.regularizer, drawn=drawn,
+            probs,
+            np.atleast_2d(selections),
+            np.atleast_1d(advantages),
+            epsilon=self.epsilon,
+            regularizer=self.regularizer,
+            drawn=drawn,
         )
         self.estimator_.step(self.estimator_.gradients(grad, cache))
 

@@ -58,8 +58,12 @@ class TrainingDynamics:
         np.add.at(self._margin_sum, indices, _to_numpy(margins).reshape(-1))
 
     def update_from_logits(
-        self, indices: np.ndarray, losses: np.ndarray | torch.Tensor, logits: np.ndarray | torch.Tensor,
-        labels: np.ndarray | torch.Tensor) -> None:
+        self,
+        indices: np.ndarray,
+        losses: np.ndarray | torch.Tensor,
+        logits: np.ndarray | torch.Tensor,
+        labels: np.ndarray | torch.Tensor,
+    ) -> None:
         """``update`` with the margins computed from a step's ``logits`` [B, C] and ``labels`` [B]."""
         self.update(indices, losses, margins_from_logits(_to_numpy(logits), _to_numpy(labels)))
 

@@ -12,8 +12,9 @@ from autoft.selection.state.probes import disagreement
 _EPS = 1e-12
 
 
-def suspicion(labels: np.ndarray, val_probs: np.ndarray, agreement: np.ndarray, noise_probability: np.ndarray
-              ) -> np.ndarray:
+def suspicion(
+    labels: np.ndarray, val_probs: np.ndarray, agreement: np.ndarray, noise_probability: np.ndarray
+) -> np.ndarray:
     """[N] in (0, 1]: how strongly the evidence contradicts each given label.
 
     The mean of three ranks: the noise estimate's posterior that the label is wrong
@@ -23,8 +24,11 @@ def suspicion(labels: np.ndarray, val_probs: np.ndarray, agreement: np.ndarray, 
     TweetEval it ranks flipped labels at AUROC 0.854 under 30% asymmetric noise and 0.883 under 40%
     symmetric noise (``benchmarks/results/noise_rate.md``).
     """
-    ranks = [disagreement(labels, val_probs), 1.0 - np.asarray(agreement, dtype=np.float64),
-             np.asarray(noise_probability, dtype=np.float64)]
+    ranks = [
+        disagreement(labels, val_probs),
+        1.0 - np.asarray(agreement, dtype=np.float64),
+        np.asarray(noise_probability, dtype=np.float64),
+    ]
     return sum(rankdata(r) for r in ranks) / (len(ranks) * max(len(labels), 1))
 
 

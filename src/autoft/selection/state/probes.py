@@ -114,8 +114,9 @@ def probe_probabilities(
         raise ValueError(
             f"probe_probabilities needs >= 2 training and >= 1 validation samples, got {len(train_y)}, {len(val_y)}"
         )
-    oof, _ = cross_fitted_probabilities(train_x, train_y, n_classes=n_classes, folds=folds, seed=seed, c=c,
-                                        max_iter=max_iter)
+    oof, _ = cross_fitted_probabilities(
+        train_x, train_y, n_classes=n_classes, folds=folds, seed=seed, c=c, max_iter=max_iter
+    )
     return oof, validation_probe_probabilities(train_x, val_x, val_y, n_classes=n_classes, c=c, max_iter=max_iter)
 
 
