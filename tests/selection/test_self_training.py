@@ -97,6 +97,11 @@ def test_the_agent_admits_only_consistent_confident_pseudo_labels_in_the_labelle
     callback.class_share = np.array([0.75, 0.25])
     callback.on_epoch_begin(state)
     assert set(state.pseudo_labels) == {4, 7, 8}
+    # A labelled class the pool has no candidate of does not stop the others being admitted.
+    callback.n_classes, callback.class_share = 3, np.array([0.5, 0.25, 0.25])
+    callback.thresholds = np.append(callback.thresholds, 0.5)
+    callback.on_epoch_begin(state)
+    assert set(state.pseudo_labels) == {4, 7, 8, 9}
 
 
 def test_threshold_self_training_admits_every_confident_pseudo_label_from_the_second_epoch():

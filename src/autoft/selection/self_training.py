@@ -167,7 +167,11 @@ class SelfTrainingCallback(TrainerCallback):
         """Consistent pseudo-labels above their class's threshold, in the labelled rows' class proportions
         (distribution alignment, as class-balanced self-training): the admitted total is what the
         scarcest classes can fill at their share (the 10th percentile of candidates / share over the
-        classes), each class its share of it, the most confident first."""
+        classes that have candidates), each class its share of it, the most confident first.
+
+        A class with no candidate at all does not set the total: a pool from another domain, or one class of many
+        the model never predicts confidently there, would otherwise admit nothing (with BANKING77's 77 classes,
+        eight without a candidate were enough)."""
         consistent = (self.predicted >= 0) & (self.predicted == self.previous)
         thresholds = cast(np.ndarray, self.thresholds)  # the agent admits once it has thresholds
         above = consistent & (self.confidence >= thresholds[np.maximum(self.predicted, 0)])
@@ -178,7 +182,10 @@ class SelfTrainingCallback(TrainerCallback):
             if above.any()
             else np.zeros(self.n_classes, dtype=np.int64)
         )
-        total = float(np.quantile(candidates[present] / self.class_share[present], BALANCE_QUANTILE))
+        filled = present & (candidates > 0)
+        if not filled.any():
+            return admit
+        total = float(np.quantile(candidates[filled] / self.class_share[filled], BALANCE_QUANTILE))
         for c in np.flatnonzero(present):
             rows = np.flatnonzero(above & (self.predicted == c))
             cap = int(np.ceil(self.class_share[c] * total))
