@@ -4,18 +4,20 @@
     python benchmarks/serve_load.py                      # 32 clients x 60 s, torch, onnx and int8
     python benchmarks/serve_load.py --clients 8 --seconds 10 --backends torch
 
-A classification run of the packaged MiniLM (3 epochs on 1,500 BANKING77 training queries, max_length 64) is served
-by ``autoft serve`` in its own process (uvicorn, real HTTP on 127.0.0.1, the default dynamic batching: up to 32
-inputs, a 5 ms window). ``--clients`` asyncio clients in this process each send one query per request
-(``{"input": text}``), back to back, for ``--seconds``; a request counts when its answer is back. Reported:
+A classification run of the packaged MiniLM (every training default, max_length 64, on 1,500 BANKING77 training
+queries) is served by ``autoft serve`` in its own process (uvicorn, real HTTP on 127.0.0.1, the default dynamic
+batching: up to 32 inputs, a 5 ms window). ``--clients`` asyncio clients in this process each send one query per
+request (``{"input": text}``), back to back, for ``--seconds``; a request counts when its answer is back. Reported:
 requests/s, p50 / p99 latency, errors (any status but 200, or a transport error), and the ratio of the served
 requests/s to the throughput of the same run's ``Run.predict`` in batches of 32 on the same queries, measured in a
 separate process with the same threads before the server starts (the raw batched forward pass, with tokenisation
-and decoding, without HTTP).
+and decoding, without HTTP); the same raw pass through the ONNX model shows what ONNX gains without HTTP.
 
-Each backend's server runs alone, one after another. Then the swap test: a PyTorch server following the run's lineage
-(``--follow-latest``) under the same load, with a run promoted mid-test. For int8, the test accuracy of the quantised model against the
-PyTorch one on BANKING77's test queries, and how often their labels agree.
+Each backend's server runs alone, one after another. Then the swap test: a PyTorch server following the run's
+lineage (``--follow-latest``) under the same load, with a run promoted mid-test; and the SIGTERM test: a PyTorch
+server under the same load sent SIGTERM mid-test (every request sent before the signal must be answered). For int8,
+the test accuracy of the quantised model against the PyTorch one on BANKING77's test queries, how often their labels
+agree, and how close to a tie PyTorch's own prediction was where they do not.
 
 Writes ``benchmarks/results/serve_load.json`` and ``serve_load.md``.
 """
@@ -42,16 +44,20 @@ RAW = """
 import json, sys, time
 import torch
 from autoft.run import Run
-run_dir, texts_path, seconds, threads = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
+run_dir, texts_path, seconds, threads, backend = sys.argv[1:6]
+seconds, threads = float(seconds), int(threads)
 if threads:
     torch.set_num_threads(threads)
 texts = json.loads(open(texts_path).read())
 run = Run.load(run_dir)
-run.predict(texts[:64], batch_size=32)  # warm-up
+if backend == "onnx":
+    from autoft.serving.backends import onnx_file
+    run.onnx_forward(onnx_file(run), threads=threads)
+run.predict(texts[:64], batch_size=32, backend=backend)  # warm-up
 done, started = 0, time.perf_counter()
 while time.perf_counter() - started < seconds:
     batch = [texts[(done + i) % len(texts)] for i in range(32)]
-    run.predict(batch, batch_size=32)
+    run.predict(batch, batch_size=32, backend=backend)
     done += 32
 print(json.dumps({"inputs_per_second": done / (time.perf_counter() - started)}))
 """
@@ -64,8 +70,8 @@ def _free_port() -> int:
 
 
 TRAIN_ROWS = 1500
-"""The served run: 3 epochs on the first 1,500 BANKING77 training queries (a model good enough that int8's cost on its
-test accuracy means something)."""
+"""The served run: the packaged MiniLM fine-tuned with every training default (max_length 64) on the first 1,500
+BANKING77 training queries (a model good enough that int8's cost on its test accuracy means something)."""
 
 
 def make_run(folder: Path, texts: list[str], labels: list[str]) -> Path:
@@ -85,7 +91,7 @@ def make_run(folder: Path, texts: list[str], labels: list[str]) -> Path:
             "task": "classification",
             "data": files,
             "output_dir": str(folder / "run"),
-            "training": {"epochs": 3, "learning_rate": 1e-4, "max_length": 64, "progress": False},
+            "training": {"max_length": 64, "progress": False},
         }
     )
     return run.path
@@ -182,7 +188,7 @@ def serve_under_load(
 ) -> tuple[dict, dict]:
     """Start ``autoft serve`` with this backend, warm it up, load it; returns the load and the batches served."""
     options = ["--backend", backend, *(["--quantize", quantize] if quantize else [])]
-    with server_at(run_dir, queries, args, options) as port:
+    with server_at(run_dir, queries, args, options) as (port, _):
         import httpx
 
         before = httpx.get(f"http://127.0.0.1:{port}/metadata", timeout=5).json()["served"]
@@ -202,7 +208,7 @@ def swap_under_load(run_dir: Path, queries: list[str], args: argparse.Namespace,
 
     promoted = shutil.copytree(run_dir, folder / "promoted")
     events: dict[str, float] = {}
-    with server_at(run_dir, queries, args, ["--follow-latest", "--follow-interval", "0.5"]) as port:
+    with server_at(run_dir, queries, args, ["--follow-latest", "--follow-interval", "0.5"]) as (port, _):
 
         async def promote(session: Any) -> None:
             await asyncio.sleep(args.swap_at)
@@ -247,7 +253,7 @@ def swap_under_load(run_dir: Path, queries: list[str], args: argparse.Namespace,
 
 @contextlib.contextmanager
 def server_at(run_dir: Path, queries: list[str], args: argparse.Namespace, options: list[str]):
-    """``autoft serve run_dir`` with ``options`` in its own process, warmed up; yields its port."""
+    """``autoft serve run_dir`` with ``options`` in its own process, warmed up; yields its port and process."""
     import os
 
     import httpx
@@ -273,27 +279,97 @@ def server_at(run_dir: Path, queries: list[str], args: argparse.Namespace, optio
                 raise SystemExit(f"the server ({' '.join(options)}) did not start")
             time.sleep(0.5)
         asyncio.run(load(f"http://127.0.0.1:{port}/predict", queries, min(args.clients, 4), 5))  # warm-up
-        yield port
+        yield port, server
     finally:
-        server.terminate()
+        if server.poll() is None:
+            server.terminate()
         server.wait(timeout=60)
 
 
+def raw_throughput(run_dir: Path, texts: Path, args: argparse.Namespace, backend: str) -> dict:
+    """``Run.predict`` in batches of 32 on the queries, in its own process (``backend``: torch, or onnx on the run's
+    ONNX export, written first where missing)."""
+    command = [sys.executable, "-c", RAW, str(run_dir), str(texts), str(args.raw_seconds), str(args.threads), backend]
+    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def quantisation_cost(run_dir: Path, test: list, threads: int) -> dict:
-    """Test accuracy of the PyTorch model and of its int8 ONNX quantisation, and how often their labels agree."""
+    """Test accuracy of the PyTorch model and of its int8 ONNX quantisation, how often their labels agree, and where
+    they disagree: PyTorch's margin between its two most probable classes on those rows, and the agreement on the
+    rows PyTorch predicts with a probability of at least 0.5."""
     from autoft.run import Run
     from autoft.serving.backends import load_backend
 
     run = Run.load(run_dir)
     texts = [e.text for e in test]
-    exact = [p["label"] for p in run.predict(texts, batch_size=32)]
+    exact = run.predict(texts, batch_size=32)
     int8 = [p["label"] for p in load_backend(run, backend="onnx", quantize="int8", threads=threads).predict(texts)]
+    labels = [p["label"] for p in exact]
     gold = [e.label for e in test]
+    top2 = np.array([sorted(p["probabilities"].values())[-2:] for p in exact])
+    margin, top = top2[:, 1] - top2[:, 0], top2[:, 1]
+    agree = np.array([a == b for a, b in zip(labels, int8)])
     return {
         "test_rows": len(test),
-        "torch_accuracy": float(np.mean([p == g for p, g in zip(exact, gold)])),
+        "torch_accuracy": float(np.mean([p == g for p, g in zip(labels, gold)])),
         "int8_accuracy": float(np.mean([p == g for p, g in zip(int8, gold)])),
-        "agreement": float(np.mean([a == b for a, b in zip(exact, int8)])),
+        "agreement": float(agree.mean()),
+        "disagreements": int((~agree).sum()),
+        "disagreement_median_margin": float(np.median(margin[~agree])) if (~agree).any() else None,
+        "median_margin": float(np.median(margin)),
+        "confident_rows": int((top >= 0.5).sum()),
+        "confident_agreement": float(agree[top >= 0.5].mean()) if (top >= 0.5).any() else None,
+    }
+
+
+def sigterm_under_load(run_dir: Path, queries: list[str], args: argparse.Namespace) -> dict:
+    """SIGTERM to a PyTorch server under load, ``--sigterm-at`` seconds in. A request counts as accepted when its
+    client sent it before the signal; each must be answered (200). After the signal a client stops at its first
+    refused or closed connection (the server no longer accepts). Returns how many were accepted and answered, how
+    many were sent after the signal and answered or refused, the server's exit status and how long it took to exit."""
+    import signal
+
+    with server_at(run_dir, queries, args, []) as (port, server):
+        events: dict[str, float] = {}
+        outcomes: list[tuple[float, bool]] = []
+
+        async def client(k: int) -> None:
+            i, connection = k, Connection("127.0.0.1", port)
+            while True:
+                started = time.perf_counter()
+                try:
+                    ok = await connection.post("/predict", {"input": queries[i % len(queries)]}) == 200
+                except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, IndexError):
+                    connection.close()
+                    ok = False
+                outcomes.append((started, ok))
+                if "signal" in events and not ok:
+                    return
+                i += args.clients
+
+        async def signal_and_wait() -> None:
+            await asyncio.sleep(args.sigterm_at)
+            events["signal"] = time.perf_counter()
+            server.send_signal(signal.SIGTERM)
+            while server.poll() is None:
+                await asyncio.sleep(0.01)
+            events["exited"] = time.perf_counter()
+
+        async def run() -> None:
+            await asyncio.gather(*(client(k) for k in range(args.clients)), signal_and_wait())
+
+        asyncio.run(run())
+    before = [ok for started, ok in outcomes if started < events["signal"]]
+    after = [ok for started, ok in outcomes if started >= events["signal"]]
+    return {
+        "accepted": len(before),
+        "answered": sum(before),
+        "unanswered": len(before) - sum(before),
+        "after_signal_answered": sum(after),
+        "after_signal_refused": len(after) - sum(after),
+        "exit_status": server.returncode,
+        "exit_seconds": events["exited"] - events["signal"],
     }
 
 
@@ -312,6 +388,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="threads of server and raw pass (0: the default)")
     parser.add_argument("--swap-seconds", type=float, default=30.0, help="the swap test's load (0: no swap test)")
     parser.add_argument("--swap-at", type=float, default=10.0, help="when the swap test promotes a run")
+    parser.add_argument("--sigterm-at", type=float, default=10.0, help="SIGTERM under load after this (0: no test)")
     parser.add_argument("--data-root", help="shared data folder (default: ../shared/data beside the checkout)")
     parser.add_argument("--output", type=Path, default=RESULTS / "serve_load.json")
     args = parser.parse_args()
@@ -324,24 +401,7 @@ def main() -> None:
         run_dir = make_run(folder, texts, labels)
         queries = texts[TRAIN_ROWS + 1000 : TRAIN_ROWS + 2000]
         (folder / "texts.json").write_text(json.dumps(queries))
-        raw = json.loads(
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-c",
-                    RAW,
-                    str(run_dir),
-                    str(folder / "texts.json"),
-                    str(args.raw_seconds),
-                    str(args.threads),
-                ],
-                check=True,
-                capture_output=True,
-                text=True,
-            )
-            .stdout.strip()
-            .splitlines()[-1]
-        )
+        raw, raw_onnx = (raw_throughput(run_dir, folder / "texts.json", args, backend) for backend in ("torch", "onnx"))
         rows = {}
         for name in args.backends:
             served, meta = serve_under_load(run_dir, queries, args, *BACKENDS[name])
@@ -352,6 +412,7 @@ def main() -> None:
             }
         cost = quantisation_cost(run_dir, data["test"], args.threads) if "int8" in args.backends else None
         swap = swap_under_load(run_dir, queries, args, folder) if args.swap_seconds else None
+        sigterm = sigterm_under_load(run_dir, queries, args) if args.sigterm_at else None
     command = "python benchmarks/serve_load.py" + "".join(
         f" --{k} {v:g}" if isinstance(v, float) else f" --{k} {v}"
         for k, v, d in (
@@ -360,6 +421,7 @@ def main() -> None:
             ("threads", args.threads, 0),
             ("swap-seconds", args.swap_seconds, 30.0),
             ("swap-at", args.swap_at, 10.0),
+            ("sigterm-at", args.sigterm_at, 10.0),
         )
         if v != d
     )
@@ -371,9 +433,11 @@ def main() -> None:
         "seconds": args.seconds,
         "backends": rows,
         "raw_inputs_per_second": raw["inputs_per_second"],
+        "raw_onnx_inputs_per_second": raw_onnx["inputs_per_second"],
         "threads": args.threads or None,
         "int8_cost": cost,
         "swap": swap,
+        "sigterm": sigterm,
     }
     lines = [
         (
@@ -389,13 +453,18 @@ def main() -> None:
             f"{row['ratio']:.2f} | {row['mean_batch']:.1f} |"
         )
     lines.append(
-        f"\nRaw batched PyTorch (`Run.predict`, batches of 32, no HTTP): {raw['inputs_per_second']:.1f} inputs/s."
+        f"\nRaw batched PyTorch (`Run.predict`, batches of 32, no HTTP): {raw['inputs_per_second']:.1f} inputs/s; "
+        f"the same through the ONNX model: {raw_onnx['inputs_per_second']:.1f} inputs/s "
+        f"({raw_onnx['inputs_per_second'] / raw['inputs_per_second']:.2f} ×)."
     )
     if cost:
         lines.append(
             f"int8 on the {cost['test_rows']} BANKING77 test queries: accuracy {cost['int8_accuracy']:.4f} "
             f"(PyTorch {cost['torch_accuracy']:.4f}), labels agreeing with PyTorch on "
-            f"{100 * cost['agreement']:.1f}%."
+            f"{100 * cost['agreement']:.1f}% ({cost['disagreements']} rows, where PyTorch's margin between its two "
+            f"most probable classes has a median of {cost['disagreement_median_margin']:.3f} against "
+            f"{cost['median_margin']:.3f} on all rows; on the {cost['confident_rows']} rows PyTorch predicts with a "
+            f"probability of at least 0.5: {100 * cost['confident_agreement']:.1f}%)."
         )
     if swap:
         lines.append(
@@ -405,6 +474,14 @@ def main() -> None:
             f"promotion; p99 of the {swap['swap_requests']} requests in flight from the promotion until a "
             f"second after the swap {swap['swap_p99_ms']:.0f} ms against {swap['steady_p99_ms']:.0f} ms "
             f"before it ({swap['ratio']:.2f} ×)."
+        )
+    if sigterm:
+        lines.append(
+            f"SIGTERM under load (torch, {args.clients} clients, sent at {args.sigterm_at:g} s): "
+            f"{sigterm['answered']} of the {sigterm['accepted']} requests sent before it answered "
+            f"({sigterm['unanswered']} unanswered); after it {sigterm['after_signal_answered']} more answered while "
+            f"draining and {sigterm['after_signal_refused']} refused; the server exited with status "
+            f"{sigterm['exit_status']} {sigterm['exit_seconds']:.1f} s after the signal."
         )
     write_result(args.output, result, "\n".join(lines))
 
