@@ -73,6 +73,18 @@ def test_metrics_count_requests_refusals_batches_and_name_the_served_run(run):
     assert _metric(text, "autoft_served_run_info", run=str(run.path), backend="torch", quantize="none") == 1
 
 
+def test_while_draining_every_answer_closes_its_connection(run):
+    app = create_app(ServeSettings(run_dir=str(run.path)), run)
+    with TestClient(app) as client:
+        text = synthetic_rows(1, 9)[0][0]
+        assert "connection" not in client.post("/predict", json={"input": text}).headers
+        app.state.draining.on = True  # what DrainingServer sets on SIGTERM
+        answer = client.post("/predict", json={"input": text})
+        refused = client.post("/predict", json={"inputs": []})
+    assert answer.status_code == 200 and answer.headers["connection"] == "close"
+    assert refused.status_code == 422 and refused.headers["connection"] == "close"
+
+
 def test_each_request_is_one_json_log_line(run, caplog):
     with (
         TestClient(create_app(ServeSettings(run_dir=str(run.path)), run)) as client,
@@ -235,7 +247,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_sigterm_answers_every_request_in_flight_then_exits(trained):
+def test_sigterm_answers_every_request_in_flight_and_on_open_connections_then_exits(trained):
     import httpx
 
     port = _free_port()
@@ -251,6 +263,8 @@ def test_sigterm_answers_every_request_in_flight_then_exits(trained):
             str(port),
             "--batch-window-ms",
             "1500",
+            "--drain-seconds",
+            "3",
         ],
         stderr=subprocess.PIPE,
     )
@@ -264,14 +278,21 @@ def test_sigterm_answers_every_request_in_flight_then_exits(trained):
             except httpx.TransportError:
                 assert server.poll() is None and time.time() < deadline, server.stderr.read().decode()[-2000:]
                 time.sleep(0.5)
+        kept = httpx.Client(timeout=60)  # a keep-alive connection, idle when the signal comes
+        assert kept.get(f"{url}/health").headers.get("connection") != "close"
         with ThreadPoolExecutor(8) as pool:  # each waits in the 1.5 s batch window when SIGTERM arrives
             answers = [
                 pool.submit(httpx.post, f"{url}/predict", json={"input": f"text {i}"}, timeout=60) for i in range(8)
             ]
             time.sleep(0.7)
             server.send_signal(signal.SIGTERM)
+            time.sleep(0.3)
+            late = kept.post(f"{url}/predict", json={"input": "written on the idle connection after the signal"})
             statuses = [answer.result().status_code for answer in answers]
         assert statuses == [200] * 8
+        # The drain read the request on the idle connection and answered it, saying the connection closes.
+        assert late.status_code == 200 and late.headers["connection"] == "close"
+        kept.close()
         assert server.wait(timeout=60) in (0, -signal.SIGTERM)  # (uvicorn re-raises the signal once drained)
         assert b"Traceback" not in server.stderr.read()
         with pytest.raises(httpx.TransportError):  # and it took no new request once it stopped

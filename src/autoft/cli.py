@@ -223,6 +223,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     if min(args.workers, args.max_batch, args.max_items, args.max_new_tokens) < 1:
         raise ConfigError("--workers, --max-batch, --max-items and --max-new-tokens must be >= 1")
+    if args.drain_seconds < 0:
+        raise ConfigError(f"--drain-seconds must be >= 0, got {args.drain_seconds:g}")
     _announce("serve", f"{args.run_dir} on http://{args.host}:{args.port}")
     from autoft.run import Run
     from autoft.serving import ServeSettings, read_token, serve
@@ -247,6 +249,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         collect=args.collect,
         collect_max_mb=args.collect_max_mb,
         max_new_tokens=args.max_new_tokens,
+        drain_seconds=args.drain_seconds,
     )
     run = Run.load(args.run_dir)  # a bad run directory is a one-line error before the server starts
     if args.host not in ("127.0.0.1", "localhost", "::1") and token is None:

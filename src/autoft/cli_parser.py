@@ -299,6 +299,13 @@ def _serve_command(commands: Any) -> None:
     )
     p.add_argument("--follow-interval", type=float, default=5.0, help="seconds between looks at latest (default 5)")
     p.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=1.0,
+        help="on SIGTERM: how long to go on answering on open connections, each answer closing its connection, "
+        "before shutting down (default 1; one worker)",
+    )
+    p.add_argument(
         "--collect",
         metavar="DIR",
         help="append every input /predict answers, with its prediction, to "

@@ -48,6 +48,7 @@ from autoft.serving.backends import load_backend, onnx_file, worker_threads
 from autoft.serving.batching import DynamicBatcher
 from autoft.serving.collect import MAX_MB as COLLECT_MAX_MB
 from autoft.serving.collect import Collector
+from autoft.serving.draining import DRAIN_SECONDS, CloseWhileDraining, Draining, DrainingServer
 from autoft.serving.follow import FOLLOW_INTERVAL, Follower, Served, Serving, follow_root, load_served
 from autoft.serving.observe import Observe, ServeMetrics
 from autoft.serving.requests import Detail, PredictRequest, StreamRequest, one_line
@@ -85,6 +86,7 @@ class ServeSettings:
     collect: str | None = None  # a folder: served inputs and predictions, as unlabelled data (serving/collect.py)
     collect_max_mb: float = COLLECT_MAX_MB
     max_new_tokens: int = MAX_NEW_TOKENS  # what a /generate request may ask for at most
+    drain_seconds: float = DRAIN_SECONDS  # on SIGTERM: answering on open connections before closing them
 
     def public(self) -> dict[str, Any]:
         return {
@@ -401,14 +403,15 @@ def create_app(settings: ServeSettings, run: Run | None = None) -> FastAPI:
         return Response(body, media_type=content_type)
 
     @app.post("/predict", dependencies=secured, responses=bad)
-    async def predict(request: PredictRequest) -> dict[str, Any]:
+    async def predict(request: PredictRequest) -> Response:
         if (request.input is None) == (request.inputs is None):
             raise HTTPException(422, "give exactly one of 'input' (one input) or 'inputs' (a list)")
         values = [request.input] if request.inputs is None else request.inputs
         predictions = await batcher.submit(examples(values))
         if collector is not None and not collector.full:
             await asyncio.to_thread(collector.add, values, predictions, str(serving.now.run.path))
-        return {"prediction": predictions[0]} if request.inputs is None else {"predictions": predictions}
+        body = {"prediction": predictions[0]} if request.inputs is None else {"predictions": predictions}
+        return Response(json.dumps(body, ensure_ascii=False), media_type="application/json")  # (no re-validation)
 
     @app.post("/generate", dependencies=secured, responses=bad)
     @app.post("/predict/stream", dependencies=secured, responses=bad)
@@ -426,6 +429,8 @@ def create_app(settings: ServeSettings, run: Run | None = None) -> FastAPI:
         return _stream(serving.now.run, batcher, example, overrides)
 
     app.add_middleware(Guard, token=settings.token, max_body_bytes=settings.max_body_bytes)
+    app.state.draining = Draining()  # set by the server on SIGTERM (serving/draining.py)
+    app.add_middleware(CloseWhileDraining, draining=app.state.draining)
     app.add_middleware(Observe, metrics=metrics, routes=ROUTES)  # outermost: refusals are counted too
     return app
 
@@ -458,10 +463,12 @@ def serve(
     workers: int = 1,
     log_level: str = "info",
 ) -> None:
-    """Run the server until interrupted (uvicorn; SIGTERM or Ctrl-C stop it gracefully: no new connections, the
-    requests in flight answered, then the model released). One worker serves ``run`` when given (else loads it);
-    with several, each worker process loads its own, with its share of the cores (``settings.threads``)."""
+    """Run the server until interrupted (uvicorn; SIGTERM or Ctrl-C stop it gracefully: no new connections, the open
+    ones answered for ``settings.drain_seconds`` (serving/draining.py), the requests in flight finished, then the
+    model released). One worker serves ``run`` when given (else loads it); with several, each worker process loads
+    its own, with its share of the cores (``settings.threads``), and uvicorn's supervisor shuts them down (no drain)."""
     import uvicorn
+    from uvicorn.server import STARTUP_FAILURE
 
     if settings.backend == "onnx":  # written once here, before any worker could race to write it
         run = _loaded(run, _start_path(settings)[0])
@@ -479,7 +486,12 @@ def serve(
             access_log=False,
         )
     else:
-        uvicorn.run(create_app(settings, run), host=host, port=port, log_level=log_level, access_log=False)
+        app = create_app(settings, run)
+        config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False)
+        server = DrainingServer(config, draining=app.state.draining, seconds=settings.drain_seconds)
+        server.run()
+        if not server.started:  # e.g. the port is taken: exit as uvicorn.run does
+            raise SystemExit(STARTUP_FAILURE)
 
 
 __all__ = ["ServeSettings", "create_app", "read_token", "serve"]
