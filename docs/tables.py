@@ -1134,6 +1134,14 @@ def serving_figures() -> dict[str, str]:
         "swap_errors": str(swap["errors"]),
         "swap_ratio": f"{swap['ratio']:.2f}",
         "onnx_speedup": f"{onnx['speedup']:.2f}",
+        "raw_onnx_ratio": f"{load['raw_onnx_inputs_per_second'] / load['raw_inputs_per_second']:.2f}",
+        "onnx_over_torch": f"{backends['onnx']['requests_per_second'] / backends['torch']['requests_per_second']:.2f}",
+        "int8_confident_agreement": pct(cost["confident_agreement"]),
+        "int8_disagreements": str(cost["disagreements"]),
+        "int8_disagreement_margin": f"{cost['disagreement_median_margin']:.3f}",
+        "int8_median_margin": f"{cost['median_margin']:.3f}",
+        "sigterm_accepted": str(load["sigterm"]["accepted"]),
+        "sigterm_unanswered": str(load["sigterm"]["unanswered"]),
     }
 
 
