@@ -567,14 +567,12 @@ def write_results(
     results, used = {}, {}
     for name in names:
         for commit in commits:
-            mine = sorted(
-                (
-                    c
-                    for c in cells.values()
-                    if c["setting"] == name and c["commit"] == commit and c.get("train_limit") == train_limit
-                ),
-                key=lambda c: c["seed"],
-            )
+            by_seed: dict[int, dict[str, Any]] = {}
+            for part in commit.split("+"):  # A+B: one setting's seeds from two commits, A's first
+                for c in cells.values():
+                    if c["setting"] == name and c["commit"] == part and c.get("train_limit") == train_limit:
+                        by_seed.setdefault(c["seed"], c)
+            mine = [by_seed[seed] for seed in sorted(by_seed)]
             if mine:
                 for cell in mine:  # (derived again: a cached cell keeps what the definitions said when it ran)
                     derive(cell)
@@ -614,7 +612,8 @@ def main() -> None:
         "--commit",
         nargs="+",
         help="with --no-run: the cells of these commits, each setting's from the "
-        "first listed that has cells of it (default: the last commit that changed src/)",
+        "first listed that has cells of it (default: the last commit that changed src/); A+B pools the seeds "
+        "of two commits whose changes to src/ leave the setting's path alone (A's cell where both have a seed)",
     )
     parser.add_argument(
         "--no-run",
