@@ -152,3 +152,26 @@ def test_the_readme_headline_is_generated_from_the_never_worse_results():
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     block = text[text.index("<!-- generated: headline -->") : text.index("<!-- end generated -->")]
     assert "never_worse.py" in block and "| setting |" in block
+
+
+def test_the_docs_site_builds_in_strict_mode(tmp_path):
+    """mkdocs.yml: every page in the navigation, no link to a missing page, the API reference's objects importable."""
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mkdocs",
+            "build",
+            "--strict",
+            "-q",
+            "-f",
+            str(ROOT / "mkdocs.yml"),
+            "-d",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr[-3000:]
+    assert "autoft.run.train" in (tmp_path / "api" / "index.html").read_text(encoding="utf-8")
