@@ -103,6 +103,14 @@ def _load_data(config: Config, labels: list[str] | None) -> tuple[Splits, Any, T
         if unknown:
             raise DataError(f"{config.data.train_files[0]}: labels {unknown} are not among the model's {labels}")
         splits = replace(splits, labels=list(labels))
+    log.info(
+        "%s: %d train / %d validation / %s test examples, %d labels",
+        config.task,
+        len(splits.train),
+        len(splits.validation),
+        len(splits.test) if splits.test is not None else "no",
+        len(splits.labels),
+    )
     tokenizer = load_tokenizer(config.model, progress=config.training.progress)
     return splits, tokenizer, make_adapter(config, splits.labels, tokenizer)
 
@@ -353,14 +361,7 @@ def train(
     splits, tokenizer, adapter = _load_data(config, labels)
     trained_start = model is not None  # a continual update's parent weights
     model, checkpointing = _prepare_model(config, adapter, splits, model)
-    log.info(
-        "%s: %d train / %d validation / %s test examples, %d labels",
-        config.task,
-        len(splits.train),
-        len(splits.validation),
-        len(splits.test) if splits.test is not None else "no",
-        len(splits.labels),
-    )
+    parameters = parameter_efficient.parameter_counts(model)  # (trainable, total)
     built = _build_callbacks(config, splits, adapter, callback, list(callbacks or []), trained_start=trained_start)
     callback, validation = built.callback, built.validation
 
@@ -402,7 +403,7 @@ def train(
         splits,
         result,
         sizes={"train": len(splits.train), "validation": len(validation), "agent_reward": len(built.reward_part)},
-        parameters=parameter_efficient.parameter_counts(model),
+        parameters=parameters,
         scores={"validation": validation_metrics, "test": test_metrics, "decision": decision, "zero_shot": before},
         contributed=callback.run_metrics(),
         warnings=built.warnings + callback.run_warnings(),
