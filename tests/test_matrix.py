@@ -396,28 +396,26 @@ def test_export(job: Job):
 
 
 class FakeServer:
-    """The server's ``run`` replaced by one request through FastAPI's TestClient: what ``autoft serve`` would serve
-    (one worker: ``autoft.serving.draining.DrainingServer`` around the app object)."""
+    """``autoft.serving.draining.run_app`` (what one worker of ``autoft serve`` runs) replaced by one request through
+    FastAPI's TestClient: what ``autoft serve`` would serve."""
 
     def __init__(self, first: Any) -> None:
         self.first, self.seen = first, {}
 
-    def run(self, server: Any, sockets: Any = None) -> None:
+    def __call__(self, app: Any, **options: Any) -> None:
         from fastapi.testclient import TestClient
 
-        app = server.config.app
         assert not isinstance(app, str), f"one worker should serve an app object, got {app!r}"
         with TestClient(app) as client:
             self.seen["metadata"] = client.get("/metadata").json()
             self.seen["predict"] = client.post("/predict", json={"input": self.first})
-        server.started = True
 
 
 def serve(job: Job, folder: Path, monkeypatch) -> dict[str, Any]:
-    from autoft.serving.draining import DrainingServer
+    from autoft.serving import draining
 
     fake = FakeServer(job.data.first)
-    monkeypatch.setattr(DrainingServer, "run", lambda server, sockets=None: fake.run(server, sockets))
+    monkeypatch.setattr(draining, "run_app", fake)
     job.ran(job.cli("serve", str(folder)), f"serve {folder}")
     assert "predict" in fake.seen, f"autoft serve {folder} exited without starting its server"
     response = fake.seen["predict"]

@@ -44,11 +44,12 @@ from autoft.config import GENERATIVE_TASKS
 from autoft.data.loading import input_example
 from autoft.errors import AutoftError, DataError
 from autoft.run import Run
+from autoft.serving import draining
 from autoft.serving.backends import load_backend, onnx_file, worker_threads
 from autoft.serving.batching import DynamicBatcher
 from autoft.serving.collect import MAX_MB as COLLECT_MAX_MB
 from autoft.serving.collect import Collector
-from autoft.serving.draining import DRAIN_SECONDS, CloseWhileDraining, Draining, DrainingServer
+from autoft.serving.draining import DRAIN_SECONDS, CloseWhileDraining, Draining
 from autoft.serving.follow import FOLLOW_INTERVAL, Follower, Served, Serving, follow_root, load_served
 from autoft.serving.observe import Observe, ServeMetrics
 from autoft.serving.requests import Detail, PredictRequest, StreamRequest, one_line
@@ -468,7 +469,6 @@ def serve(
     model released). One worker serves ``run`` when given (else loads it); with several, each worker process loads
     its own, with its share of the cores (``settings.threads``), and uvicorn's supervisor shuts them down (no drain)."""
     import uvicorn
-    from uvicorn.server import STARTUP_FAILURE
 
     if settings.backend == "onnx":  # written once here, before any worker could race to write it
         run = _loaded(run, _start_path(settings)[0])
@@ -486,12 +486,13 @@ def serve(
             access_log=False,
         )
     else:
-        app = create_app(settings, run)
-        config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False)
-        server = DrainingServer(config, draining=app.state.draining, seconds=settings.drain_seconds)
-        server.run()
-        if not server.started:  # e.g. the port is taken: exit as uvicorn.run does
-            raise SystemExit(STARTUP_FAILURE)
+        draining.run_app(
+            create_app(settings, run),
+            host=host,
+            port=port,
+            log_level=log_level,
+            drain_seconds=settings.drain_seconds,
+        )
 
 
 __all__ = ["ServeSettings", "create_app", "read_token", "serve"]

@@ -72,4 +72,16 @@ class DrainingServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-__all__ = ["DRAIN_SECONDS", "CloseWhileDraining", "Draining", "DrainingServer"]
+def run_app(app: Any, *, host: str, port: int, log_level: str, drain_seconds: float = DRAIN_SECONDS) -> None:
+    """Serve ``app`` (built by ``create_app``: it holds ``app.state.draining``) in this process until SIGTERM or
+    Ctrl-C, with the drain; exits as ``uvicorn.run`` does when the server cannot start (e.g. the port is taken)."""
+    from uvicorn.server import STARTUP_FAILURE
+
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False)
+    server = DrainingServer(config, draining=app.state.draining, seconds=drain_seconds)
+    server.run()
+    if not server.started:
+        raise SystemExit(STARTUP_FAILURE)
+
+
+__all__ = ["DRAIN_SECONDS", "CloseWhileDraining", "Draining", "DrainingServer", "run_app"]
