@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import time
 from typing import Any
 
 from autoft.config import Config
@@ -101,8 +102,6 @@ def run_metrics(
     """The ``metrics.json`` record: the run's settings, sizes, each epoch, ``scores`` (validation, test, decision,
     zero_shot), what the callbacks contributed (``contributed``: the noise estimate, self-training, the guard's
     back-off...), and ``seconds`` (fit, started: the ``perf_counter`` the run began at)."""
-    import time
-
     trainable, total = parameters
     metrics = {
         "task": config.task,

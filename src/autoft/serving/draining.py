@@ -3,8 +3,8 @@ while it goes on answering on the connections it has, each response saying ``Con
 own shutdown closes what is left and finishes the requests in flight.
 
 Without the drain, uvicorn closes every idle keep-alive connection at once: a request a client wrote on one in the
-same instant is never read, and the client sees the connection close with no answer (under 32 clients of
-``benchmarks/serve_load.py``, one request of 1,376). With it, such a request is read and answered, and every client
+same instant is never read, and the client sees the connection close with no answer (``benchmarks/serve_load.py``'s
+SIGTERM test counts such requests). With it, such a request is read and answered, and every client
 learns from its answer that the connection is closing.
 """
 
