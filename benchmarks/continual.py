@@ -6,6 +6,7 @@ random replay, EWC and joint training (issue 9).
     python benchmarks/continual.py --stream btc --experiences 3           # domain-incremental, sections a b f
     python benchmarks/continual.py --stream banking77 --methods naive value-replay --per-experience 300
     python benchmarks/continual.py --stream banking77 --experiences 5 --per-experience 240 --mix 0.5  # old rows too
+    python benchmarks/continual.py --stream generative --per-experience 120 --methods naive lwf default joint
 
 Streams (../shared/data, its README's splits):
 
@@ -18,6 +19,13 @@ Streams (../shared/data, its README's splits):
 - ``btc`` (domain-incremental): the BTC training sections ``a b f g`` in that order, one per experience
   (``e``, 200 sentences, is too small to be one); each section is split (seeded) 70 / 10 / 20 into train (at most ``--per-experience`` sentences),
   validation and test. Metric: entity F1 (seqeval) on the section's test part.
+- ``generative`` (task-incremental, the generative default with LoRA): dialogue (SGD responses, the conversation so
+  far → the system's next turn), then summarisation (SciTLDR-A, an instruction and the abstract → its TL;DR); each a
+  seeded sample of at most ``--per-experience`` training pairs, 30 validation and 40 test pairs of the shared splits.
+  Metric: ROUGE-L on the experience's test pairs. Training as ``benchmarks/generative.py`` fixes it (2 epochs,
+  learning rate 1e-3, batch 8; SmolLM2 trains at about 1 pair/s on a CPU core), at most 48 new tokens; every
+  ``continual`` setting is the method's. Replay has no margin to rank responses by, so ``value`` replay draws a
+  seeded random sample (``autoft update`` logs it); distillation is the token-level KL from the parent.
 
 Methods, each from the same first run (plain fine-tuning on experience 1, every training setting auto):
 
@@ -100,6 +108,12 @@ def overrides_of(method: str, budget: float) -> list[str]:
 
 
 log = logging.getLogger("continual")
+GENERATIVE = ("sgd_responses", "scitldr")
+"""The generative stream's experiences, in order: dialogue, then summarisation."""
+GENERATIVE_HELD_OUT = {"validation": 30, "test": 40}
+GENERATIVE_TRAINING = {"epochs": 2, "learning_rate": 1e-3, "batch_size": 8}
+"""As ``benchmarks/generative.py``: fixed, so the methods differ only in their ``continual`` settings."""
+GENERATIVE_TOKENS = 48
 
 
 def banking77_stream(
@@ -154,17 +168,21 @@ def metric(run: autoft.Run, examples: list[Example], name: str) -> float:
     return float(run.evaluate(examples)[name])
 
 
-def write(folder: Path, experience: dict[str, list[Example]]) -> dict[str, str]:
-    return {name: str(write_examples(folder / name, rows)) for name, rows in experience.items()}
+def write(folder: Path, experience: dict[str, list[Example]], task: str | None = None) -> dict[str, str]:
+    return {name: str(write_examples(folder / name, rows, task=task)) for name, rows in experience.items()}
 
 
 def first_config(files: dict[str, str], output: Path, task: str, seed: int, peft: str | None = None) -> dict[str, Any]:
-    return {
+    config: dict[str, Any] = {
         "task": task,
         "data": {"train": files["train"], "validation": files["validation"]},
         "output_dir": str(output),
         "training": {"seed": seed, "progress": False, "peft": peft},
     }
+    if task == "generation":  # the generative default trains LoRA adapters: one first run serves every method
+        config["training"].update(GENERATIVE_TRAINING, peft="lora")
+        config["generation"] = {"max_new_tokens": GENERATIVE_TOKENS}
+    return config
 
 
 def run_method(
@@ -225,6 +243,20 @@ def run_method(
     }
 
 
+def generative_stream(root: str | None, experiences: int, limit: int) -> tuple[str, list[dict[str, list[Example]]]]:
+    stream = []
+    for k, public in enumerate(GENERATIVE[:experiences]):
+        splits = load_public(public, root)
+        sizes = {"train": limit, **GENERATIVE_HELD_OUT}
+        stream.append(
+            {
+                split: [splits[split][i] for i in sorted(np.random.default_rng(k).permutation(len(splits[split]))[:n])]
+                for split, n in sizes.items()
+            }
+        )
+    return "rougeL", stream
+
+
 def table(results: dict[str, Any], metric_name: str) -> str:
     lines = [
         (
@@ -242,9 +274,24 @@ def table(results: dict[str, Any], metric_name: str) -> str:
     return "\n".join(lines)
 
 
+def matrix_table(results: dict[str, Any], experiences: int) -> str:
+    """Each sequential method's test matrix: after experience i (rows), on experience j's test set (columns)."""
+    lines = [
+        "| method | after | " + " | ".join(f"on {j + 1}" for j in range(experiences)) + " |",
+        "|---|---:|" + "---:|" * experiences,
+    ]
+    for method, r in results.items():
+        if r["backward_transfer"] is None:  # joint: one run, no sequence
+            continue
+        for i, row in enumerate(r["matrix"]):
+            cells = [f"{x:.3f}" for x in row] + ["–"] * (experiences - len(row))
+            lines.append(f"| {method} | {i + 1} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stream", choices=("banking77", "btc"), default="banking77")
+    parser.add_argument("--stream", choices=("banking77", "btc", "generative"), default="banking77")
     parser.add_argument(
         "--mix",
         type=float,
@@ -252,7 +299,7 @@ def main() -> None:
         help="banking77: each later experience also brings this "
         "share of --per-experience fresh rows of the earlier experiences' intents",
     )
-    parser.add_argument("--experiences", type=int, default=None, help="default: 4 (banking77), 3 (btc)")
+    parser.add_argument("--experiences", type=int, default=None, help="default: 4 (banking77), 3 (btc), 2 (generative)")
     parser.add_argument("--per-experience", type=int, default=600, help="training rows per experience, at most")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--budget", type=float, default=0.1, help="replay budget of the replay methods")
@@ -262,19 +309,21 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
 
-    experiences = args.experiences or (4 if args.stream == "banking77" else 3)
+    experiences = args.experiences or {"banking77": 4, "btc": 3, "generative": 2}[args.stream]
     if args.stream == "banking77":
         name, stream = banking77_stream(args.data_root, experiences, args.per_experience, args.mix)
-    else:
+    elif args.stream == "btc":
         name, stream = btc_stream(args.data_root, experiences, args.per_experience)
-    task = "classification" if args.stream == "banking77" else "token-classification"
+    else:
+        name, stream = generative_stream(args.data_root, experiences, args.per_experience)
+    task = {"banking77": "classification", "btc": "token-classification", "generative": "generation"}[args.stream]
     output = args.output or RESULTS / f"continual_{args.stream}.json"
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as work:
-        files = [write(Path(work) / f"data-{k}", e) for k, e in enumerate(stream)]
+        files = [write(Path(work) / f"data-{k}", e, task) for k, e in enumerate(stream)]
         firsts = {}
         for method in args.methods:
-            kind = "lora" if method == "lora-per-task" else "full"
+            kind = "lora" if method == "lora-per-task" or task == "generation" else "full"
             if method != "joint" and kind not in firsts:
                 firsts[kind] = Path(work) / f"first-{kind}"
                 autoft.train(first_config(files[0], firsts[kind], task, args.seed, "lora" if kind == "lora" else None))
@@ -282,14 +331,21 @@ def main() -> None:
                 method, stream, files, task, name, Path(work), firsts.get(kind), args.budget, args.seed
             )
             log.info("%s: final average %.4f", method, results[method]["final_average"])
-    shown = "accuracy" if name == "task" else "entity F1"
+    shown = {"task": "accuracy", "f1": "entity F1", "rougeL": "ROUGE-L"}[name]
+    model = (
+        "packaged SmolLM2 with LoRA, training as benchmarks/generative.py fixes it"
+        if task == "generation"
+        else "packaged MiniLM, every training setting auto"
+    )
     text = (
         f"Continual stream {args.stream}: {experiences} experiences of at most {args.per_experience} training "
-        f"rows ({', '.join(str(len(e['train'])) for e in stream)}), packaged MiniLM, every training setting auto, "
+        f"rows ({', '.join(str(len(e['train'])) for e in stream)}), {model}, "
         f"seed {args.seed}; replay budget {args.budget:g} of the old training data"
         + (f"; each later experience adds {args.mix:g} x its size of fresh rows of older intents" if args.mix else "")
         + ".\n\n"
         + table(results, shown)
+        + f"\n\nTest {shown} after each experience (rows) on each experience's test set (columns):\n\n"
+        + matrix_table(results, experiences)
         + "\n"
     )
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -34,6 +34,10 @@ The agents forward-correct the loss of the samples they keep, with the noise est
 them (``selection.correction: auto``, the default for classification); ``--correction off`` turns that off
 (the result file gains ``_off``).
 
+``--update-every N`` rewards the agents (``static`` too, which has nothing to learn from them) every N optimisation
+steps on a validation mini-batch (``selection.update_every``) instead of once an epoch; the result file gains
+``_every<N>``.
+
 ``--flagged unlabel`` makes the agents train the samples they leave out on the model's own consistent,
 confident label (``selection.flagged``) instead of dropping them; the result file gains ``_unlabel``.
 
@@ -73,7 +77,9 @@ UNRANKED = ("random",)
 def agent_selection(method: str, args: argparse.Namespace, **extra) -> dict:
     """The ``selection:`` section of an agent method: its policy, the drop fraction (``auto``: estimated),
     the re-scoring (``off`` only for ``random``, which must not rank)."""
-    optional = {k: getattr(args, k) for k in ("flagged", "correction") if hasattr(args, k)}  # noisy_ner has neither
+    optional = {  # noisy_ner has neither flagged nor correction
+        k: getattr(args, k) for k in ("flagged", "correction", "update_every") if getattr(args, k, None) is not None
+    }
     return {
         "policy": CONTROLS.get(method, method),
         "drop_fraction": args.drop_fraction,
@@ -385,6 +391,11 @@ def main() -> None:
         action="store_true",
         help="each method resolves its own auto settings (default: plain fine-tuning's, for all)",
     )
+    parser.add_argument(
+        "--update-every",
+        type=int,
+        help="agents: a reward every N optimisation steps on a validation mini-batch (default: the run's auto)",
+    )
     parser.add_argument("--train-limit", type=int, help="first N training samples only (quick runs)")
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
@@ -447,6 +458,7 @@ def main() -> None:
         f"noisy_{name}_{args.noise_kind}_{int(args.noise * 100)}_{args.balance}"
         + (f"_{args.flagged}" if args.flagged != "drop" else "")
         + (f"_{args.correction}" if args.correction != "auto" else "")
+        + (f"_every{args.update_every}" if args.update_every else "")
     )
     output = args.output or RESULTS / f"{stem}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
