@@ -55,7 +55,6 @@ forgetting), and the wall-clock. Writes ``benchmarks/results/continual_<stream>.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import shutil
 import tempfile
@@ -65,6 +64,7 @@ from typing import Any
 
 import numpy as np
 from public_data import load_public, shared_root
+from result_files import write_result
 
 import autoft
 from autoft import continual
@@ -348,21 +348,15 @@ def main() -> None:
         + matrix_table(results, experiences)
         + "\n"
     )
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(
-        json.dumps(
-            {
-                "args": {k: str(v) for k, v in vars(args).items()},
-                "experiences": [{split: len(rows) for split, rows in e.items()} for e in stream],
-                "results": results,
-            },
-            indent=2,
-        )
-        + "\n",
-        encoding="utf-8",
+    write_result(
+        output,
+        {
+            "args": {k: str(v) for k, v in vars(args).items()},
+            "experiences": [{split: len(rows) for split, rows in e.items()} for e in stream],
+            "results": results,
+        },
+        text,
     )
-    output.with_suffix(".md").write_text(text, encoding="utf-8")
-    print(text)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 from public_data import NAMES, load_public, task_of
+from result_files import write_result
 
 import autoft
 from autoft.data.writing import write_examples
@@ -190,11 +191,7 @@ def save(output: Path, name: str, entry: dict[str, Any]) -> dict[str, Any]:
         summarise(entry)
     results[name] = entry
     results = dict(sorted(results.items(), key=lambda item: _order(item[0])))
-    output.parent.mkdir(parents=True, exist_ok=True)
-    temp = output.with_suffix(".tmp")
-    temp.write_text(json.dumps({"sets": results}, indent=2) + "\n", encoding="utf-8")
-    temp.replace(output)
-    output.with_suffix(".md").write_text(table(results) + "\n", encoding="utf-8")
+    write_result(output, {"sets": results}, table(results), echo=False)
     return results
 
 

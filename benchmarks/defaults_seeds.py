@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from defaults import MANUAL, RESULTS, TOLERANCE, slice_files, train_once
 from public_data import NAMES
+from result_files import write_result
 
 log = logging.getLogger("defaults_seeds")
 
@@ -98,10 +99,7 @@ def save(output: Path, name: str, entry: dict[str, Any]) -> None:
         for arm, seeds in entry["runs"].items():
             entry["runs"][arm] = {**old.get(arm, {}), **{str(k): v for k, v in seeds.items()}}
         sets[name] = entry
-        temp = output.with_suffix(".tmp")
-        temp.write_text(json.dumps({"sets": sets}, indent=2) + "\n", encoding="utf-8")
-        temp.replace(output)
-        output.with_suffix(".md").write_text(markdown(sets) + "\n", encoding="utf-8")
+        write_result(output, {"sets": sets}, markdown(sets), echo=False)
 
 
 def markdown(sets: dict[str, Any]) -> str:

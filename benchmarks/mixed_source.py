@@ -42,12 +42,12 @@ from typing import Any
 import numpy as np
 from noisy_labels import SHARED, read_values
 from public_data import load_public
+from result_files import write_result
 
 import autoft
 from autoft.config import DEFAULT_POLICY
 from autoft.data.loading import Example
 from autoft.data.writing import write_examples
-from autoft.io import write_json, write_text_atomic
 from autoft.training.callbacks import RowWeights
 
 log = logging.getLogger("mixed_source")
@@ -262,16 +262,15 @@ def main() -> None:
     runs = [run for seed in args.seeds for run in one_seed(args, seed)]
     summary = summarise(runs)
     text = markdown(summary, args)
-    write_json(
+    write_result(
         args.output.with_suffix(".json"),
         {
             "arguments": {k: v for k, v in vars(args).items() if k != "output"} | {"output": str(args.output)},
             "summary": summary,
             "runs": runs,
         },
+        text,
     )
-    write_text_atomic(args.output.with_suffix(".md"), text + "\n")
-    print(text)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ Writes ``benchmarks/results/multilabel_sgd_acts.json`` and ``.md``.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import tempfile
 import time
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 from public_data import load_public
+from result_files import write_result
 
 import autoft
 from autoft.data.writing import write_examples
@@ -119,13 +119,7 @@ def main() -> None:
         wall = f"{r['wall_seconds']:.0f}" if "wall_seconds" in r else "–"
         lines.append(f"| {name} | {r['micro_f1']:.3f} | {r['macro_f1']:.3f} | {r['subset_accuracy']:.3f} | {wall} |")
     text = "\n".join(lines) + "\n"
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(
-        json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "sizes": sizes, "rows": rows}, indent=2) + "\n",
-        encoding="utf-8",
-    )
-    args.output.with_suffix(".md").write_text(text, encoding="utf-8")
-    print(text)
+    write_result(args.output, {"args": {k: str(v) for k, v in vars(args).items()}, "sizes": sizes, "rows": rows}, text)
 
 
 if __name__ == "__main__":

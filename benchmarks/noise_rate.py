@@ -30,12 +30,12 @@ import numpy as np
 from noisy_labels import confusable_classes, inject
 from noisy_ner import entity_types, flip_entity_types
 from public_data import load_public, task_of
+from result_files import write_result
 from sklearn.metrics import roc_auc_score
 
 from autoft.config import parse_config
 from autoft.data.loading import Example
 from autoft.data.splits import Splits, sorted_labels
-from autoft.io import write_json
 from autoft.selection.agent import value_samples
 
 log = logging.getLogger("noise_rate")
@@ -159,7 +159,7 @@ def main() -> None:
                 )
                 rows.append(row)
     table = markdown(rows)
-    write_json(
+    write_result(
         args.output,
         {
             "command": "python benchmarks/noise_rate.py "
@@ -171,9 +171,8 @@ def main() -> None:
             "rows": rows,
             "table": table,
         },
+        table,
     )
-    args.output.with_suffix(".md").write_text(table + "\n", encoding="utf-8")
-    print(table)
 
 
 if __name__ == "__main__":

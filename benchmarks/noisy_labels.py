@@ -58,6 +58,7 @@ from pathlib import Path
 
 import numpy as np
 from public_data import load_public
+from result_files import write_result
 
 import autoft
 from autoft.data.loading import Example, load_examples
@@ -461,10 +462,7 @@ def main() -> None:
         + (f"_every{args.update_every}" if args.update_every else "")
     )
     output = args.output or RESULTS / f"{stem}.json"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    output.with_suffix(".md").write_text(markdown(summary, header) + "\n", encoding="utf-8")
-    print(markdown(summary, header))
+    write_result(output, report, markdown(summary, header))
 
 
 if __name__ == "__main__":

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import logging
 import tempfile
 import time
@@ -66,6 +65,7 @@ from noisy_labels import (
     summarise,
 )
 from public_data import load_public, shared_root, write_examples
+from result_files import write_result
 
 import autoft
 from autoft.data.loading import Example, load_examples
@@ -235,10 +235,7 @@ def mixed_markdown(summary: dict[str, dict], header: str, sources: list[str]) ->
 
 
 def write_report(report: dict, text: str, output: Path) -> None:
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    output.with_suffix(".md").write_text(text + "\n", encoding="utf-8")
-    print(text)
+    write_result(output, report, text)
 
 
 # --- flips -----------------------------------------------------------------------------------------

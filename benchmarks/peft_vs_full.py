@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from result_files import write_result
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METHODS = {"full": None, "lora": "lora", "ia3": "ia3"}
@@ -155,12 +156,7 @@ def main() -> None:
         f"{args.threads} torch thread(s) per run; test: macro-F1 (TweetEval, BANKING77) / entity F1 (BTC). "
         f"Trainable parameters include the task head; epochs: run (best).\n\n" + table(records) + "\n"
     )
-    args.output.write_text(
-        json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "runs": records}, indent=2) + "\n",
-        encoding="utf-8",
-    )
-    args.output.with_suffix(".md").write_text(text, encoding="utf-8")
-    print(text)
+    write_result(args.output, {"args": {k: str(v) for k, v in vars(args).items()}, "runs": records}, text)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ Writes ``benchmarks/results/relation_semeval.json`` and ``.md``.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import tempfile
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 from public_data import shared_root
+from result_files import write_result
 
 import autoft
 from autoft.data.loading import load_examples
@@ -105,21 +105,15 @@ def main() -> None:
             f"| {name} | {r['macro_f1']:.3f} | {r['micro_f1']:.3f} | {r['accuracy']:.3f} | {r['wall_seconds']:.0f} |"
         )
     text = "\n".join(lines) + "\n"
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(
-        json.dumps(
-            {
-                "args": {k: str(v) for k, v in vars(args).items()},
-                "sizes": {"train": len(train), "validation": len(validation), "test": len(test)},
-                "rows": rows,
-            },
-            indent=2,
-        )
-        + "\n",
-        encoding="utf-8",
+    write_result(
+        args.output,
+        {
+            "args": {k: str(v) for k, v in vars(args).items()},
+            "sizes": {"train": len(train), "validation": len(validation), "test": len(test)},
+            "rows": rows,
+        },
+        text,
     )
-    args.output.with_suffix(".md").write_text(text, encoding="utf-8")
-    print(text)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 from public_data import load_public, write_examples
+from result_files import write_result
 
 import autoft
 
@@ -149,9 +150,6 @@ def write(output: Path, args, rows: list[dict[str, Any]]) -> None:
         "rows": rows,
         "summary": summary,
     }
-    temp = output.with_suffix(".tmp")
-    temp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    temp.replace(output)
     base = summary.get("labelled", {}).get("test_macro_f1")
     lines = [
         "| method | test macro-F1 (mean ± std) | vs labelled-only | admitted (last epoch) | their accuracy | fit s |",
@@ -164,7 +162,7 @@ def write(output: Path, args, rows: list[dict[str, Any]]) -> None:
             f"| {method} | {s['test_macro_f1']:.3f} ± {s['std']:.3f} ({s['seeds']}) | {gain} | "
             f"{s['admitted'] if s['admitted'] is not None else '—'} | {accuracy} | {s['fit_seconds']:.0f} |"
         )
-    output.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_result(output, result, "\n".join(lines), echo=False)
 
 
 if __name__ == "__main__":

@@ -18,12 +18,12 @@ Writes benchmarks/results/throughput.json and .md.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from result_files import write_result
 
 from autoft.config import TrainingConfig
 from autoft.data.loading import Example
@@ -138,10 +138,7 @@ def main() -> None:
         "|---|---:|---:|",
         *(f"| {k} | {v:.1f} | {v / base:.2f} |" for k, v in rows.items()),
     ]
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    args.output.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines))
+    write_result(args.output, result, "\n".join(lines))
     print(
         f"\nautoft / hand-written: {result['ratio_vs_hand_written']['autoft']:.2f}   "
         f"grouped dynamic / fixed padding: {result['grouped_vs_fixed_padding']:.2f}"
