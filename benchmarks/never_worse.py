@@ -563,10 +563,12 @@ def write_results(
     stem: Path, cells: dict[str, dict[str, Any]], names: list[str], *, commits: list[str], train_limit: int | None
 ) -> str:
     """``STEM.json`` and ``STEM.md`` from the cached cells for ``names``, each setting's from the first of ``commits``
-    that has cells of it; returns the Markdown."""
+    that has cells of it (``SETTING=COMMIT`` in ``commits``: from that one alone); returns the Markdown."""
     results, used = {}, {}
+    pinned = dict(c.split("=", 1) for c in commits if "=" in c)  # SETTING=COMMIT: that setting's cells alone
+    commits = [c for c in commits if "=" not in c]
     for name in names:
-        for commit in commits:
+        for commit in [pinned[name]] if name in pinned else commits:
             by_seed: dict[int, dict[str, Any]] = {}
             for part in commit.split("+"):  # A+B: one setting's seeds from two commits, A's first
                 for c in cells.values():
@@ -580,7 +582,11 @@ def write_results(
                 used[name] = commit
                 break
     text = markdown(results, used)
-    report = {"commit": " / ".join(dict.fromkeys(used.values())) or commits[0], "commits": used, "settings": results}
+    report = {
+        "commit": " / ".join(dict.fromkeys(used.values())) or (commits or list(pinned.values()))[0],
+        "commits": used,
+        "settings": results,
+    }
     write_text_atomic(stem.with_name(f"{stem.name}.json"), json.dumps(report, indent=2) + "\n")
     write_text_atomic(stem.with_name(f"{stem.name}.md"), text + "\n")
     return text
@@ -613,7 +619,8 @@ def main() -> None:
         nargs="+",
         help="with --no-run: the cells of these commits, each setting's from the "
         "first listed that has cells of it (default: the last commit that changed src/); A+B pools the seeds "
-        "of two commits whose changes to src/ leave the setting's path alone (A's cell where both have a seed)",
+        "of two commits whose changes to src/ leave the setting's path alone (A's cell where both have a seed); "
+        "SETTING=COMMIT takes that setting's cells from COMMIT (or A+B) alone",
     )
     parser.add_argument(
         "--no-run",
