@@ -6,7 +6,7 @@ random replay, EWC and joint training (issue 9).
     python benchmarks/continual.py --stream btc --experiences 3           # domain-incremental, sections a b f
     python benchmarks/continual.py --stream banking77 --methods naive value-replay --per-experience 300
     python benchmarks/continual.py --stream banking77 --experiences 5 --per-experience 240 --mix 0.5  # old rows too
-    python benchmarks/continual.py --stream generative --per-experience 120 --methods naive lwf default joint
+    python benchmarks/continual.py --stream generative --per-experience 80 --methods naive default
 
 Streams (../shared/data, its README's splits):
 

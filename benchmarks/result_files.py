@@ -49,8 +49,7 @@ def write_result(output: Path, result: dict[str, Any], table: str, *, echo: bool
     """``output`` (JSON, with the ``environment`` it was measured in) and ``output`` with ``.md`` (the table), each
     written to a temporary file and renamed over the old one, so a killed run never leaves half a file; the table to
     stdout unless not ``echo``."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    write_json(output, {**result, "environment": result.get("environment") or environment()})
+    write_json(output, {**result, "environment": environment()})
     write_text_atomic(output.with_suffix(".md"), table.rstrip("\n") + "\n")
     if echo:
         print(table)
