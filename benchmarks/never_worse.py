@@ -247,15 +247,17 @@ def read_agent(folder: Path) -> dict[str, Any]:
     }
 
 
-def fine_tune(setting: Setting, files: dict[str, str], seed: int, work: Path) -> dict[str, Any]:
-    """``autoft run`` (or, plain only, ``autoft.train``) with every default."""
+def fine_tune(setting: Setting, files: dict[str, str], seed: int, work: Path, policy: str | None) -> dict[str, Any]:
+    """``autoft run`` (or, plain only, ``autoft.train``) with every default; ``policy`` replaces the agent's."""
     output = work / "run"
-    config = {
+    config: dict[str, Any] = {
         "task": setting.task,
         "data": files,
         "output_dir": str(output),
         "training": {"seed": seed, "progress": False},
     }
+    if policy:
+        config["selection"] = {"policy": policy}
     started = time.perf_counter()
     if setting.plain_only:
         autoft.train(config)
@@ -341,7 +343,8 @@ def run_cell(
             "threads": args.threads,
             "train_limit": args.train_limit,
             "data": data,
-            **fine_tune(setting, files, seed, work),
+            **({"policy": args.policy} if args.policy else {}),
+            **fine_tune(setting, files, seed, work, args.policy),
         }
         if args.cleanlab and setting.cleanlab and "cleanlab" not in cell:
             cell["cleanlab"] = cleanlab_run(files, seed, work)
@@ -378,8 +381,12 @@ def git_state() -> tuple[str, bool]:
     return git("log", "-1", "--format=%h", "--", "src"), bool(git("status", "--porcelain", "--", "src"))
 
 
-def cell_key(name: str, seed: int, commit: str, train_limit: int | None) -> str:
-    return f"{name}|seed={seed}|{commit}" + (f"|train_limit={train_limit}" if train_limit else "")
+def cell_key(name: str, seed: int, commit: str, train_limit: int | None, policy: str | None = None) -> str:
+    return (
+        f"{name}|seed={seed}|{commit}"
+        + (f"|train_limit={train_limit}" if train_limit else "")
+        + (f"|policy={policy}" if policy else "")
+    )
 
 
 @contextmanager
@@ -560,7 +567,13 @@ def markdown(results: dict[str, Any], used: dict[str, str]) -> str:
 
 
 def write_results(
-    stem: Path, cells: dict[str, dict[str, Any]], names: list[str], *, commits: list[str], train_limit: int | None
+    stem: Path,
+    cells: dict[str, dict[str, Any]],
+    names: list[str],
+    *,
+    commits: list[str],
+    train_limit: int | None,
+    policy: str | None = None,
 ) -> str:
     """``STEM.json`` and ``STEM.md`` from the cached cells for ``names``, each setting's from the first of ``commits``
     that has cells of it (``SETTING=COMMIT`` in ``commits``: from that one alone); returns the Markdown."""
@@ -572,7 +585,12 @@ def write_results(
             by_seed: dict[int, dict[str, Any]] = {}
             for part in commit.split("+"):  # A+B: one setting's seeds from two commits, A's first
                 for c in cells.values():
-                    if c["setting"] == name and c["commit"] == part and c.get("train_limit") == train_limit:
+                    if (
+                        c["setting"] == name
+                        and c["commit"] == part
+                        and c.get("train_limit") == train_limit
+                        and c.get("policy") == policy
+                    ):
                         by_seed.setdefault(c["seed"], c)
             mine = [by_seed[seed] for seed in sorted(by_seed)]
             if mine:
@@ -627,6 +645,11 @@ def main() -> None:
         action="store_true",
         help="write the results from the cells already cached for this commit; run none",
     )
+    parser.add_argument(
+        "--policy",
+        help="the agent's policy instead of the default (cells keyed by it; e.g. suspicion, the default minus "
+        "learning, with --output never_worse_static)",
+    )
     parser.add_argument("--train-limit", type=int, help=argparse.SUPPRESS)  # quick checks: N training / validation rows
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
@@ -642,7 +665,7 @@ def main() -> None:
     cells = {record["key"]: record for record in read_jsonl(cache)}
     for name in names:
         for seed in args.seeds:
-            key = cell_key(name, seed, commit, args.train_limit)
+            key = cell_key(name, seed, commit, args.train_limit, args.policy)
             cached = None if args.fresh else cells.get(key)
             if args.no_run:
                 continue
@@ -652,8 +675,8 @@ def main() -> None:
             cell = run_cell(name, seed, args, key=key, commit=commit, dirty=dirty, cached=cached)
             log.info("%s", cell_line(cell))
             cells = store(cache, cell)
-            write_results(stem, cells, names, commits=commits, train_limit=args.train_limit)
-    print(write_results(stem, cells, names, commits=commits, train_limit=args.train_limit))
+            write_results(stem, cells, names, commits=commits, train_limit=args.train_limit, policy=args.policy)
+    print(write_results(stem, cells, names, commits=commits, train_limit=args.train_limit, policy=args.policy))
 
 
 if __name__ == "__main__":
