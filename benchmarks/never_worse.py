@@ -4,10 +4,12 @@ Each cell is one ``autoft.autonomous.run(config)`` (what ``autoft run`` calls) w
 ``data``, ``output_dir`` and ``training: {seed, progress: false}``: plain fine-tuning and the agent side by side on the
 same files, nothing tuned, the noise rate never told. Per cell and run (plain, autonomous): the test and validation
 primary metric (``metrics.json`` ``primary_metric``), per-class test F1, wall seconds, learning rate and epochs; for
-the agent also its estimated noise rate and drop fraction and its ``back-off`` / ``class-floor`` / ``class-warning``
-decisions; and which run ``autoft run`` serves (``comparison.json`` ``better``, chosen on validation). Derived:
-``gap`` (autonomous − plain, test), ``classes_lost`` (where plain's test F1 is above 0.2, the agent's run below a quarter of it), ``served``
-(the served run's test score).
+the agent also its estimated noise rate and drop fraction, its ``back-off`` / ``class-floor`` / ``class-warning``
+decisions, the rewards its policy learned from and what it selected each epoch; and which run ``autoft run`` serves
+(``comparison.json`` ``better``, chosen on validation). Derived: ``gap`` (autonomous − plain, test),
+``classes_lost`` (where plain's test F1 is above 0.2, the agent's run below a quarter of it), ``served`` (the served
+run's test score). ``--policy suspicion`` runs the same cells with the agent minus learning (issue 27's fair static
+control; ``benchmarks/learned_vs_static.py`` sets them side by side).
 
     python benchmarks/never_worse.py                                   # every setting, seeds 0 1 2 (CPU days)
     python benchmarks/never_worse.py --settings clean                  # a group: clean, noisy, gains, plain_auto
@@ -52,16 +54,18 @@ import fcntl
 import json
 import logging
 import os
+import shutil
 import subprocess
 import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
+import yaml
 from defaults import slice_files
 from noisy_labels import confusable_classes, inject
 from noisy_ner import entity_types, flip_entity_types
@@ -71,7 +75,7 @@ import autoft
 from autoft.autonomous import run as run_side_by_side
 from autoft.data.loading import Example, load_examples
 from autoft.data.writing import write_examples
-from autoft.io import read_jsonl, write_text_atomic
+from autoft.io import read_jsonl, work_folder, write_text_atomic
 
 log = logging.getLogger("never_worse")
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -238,32 +242,60 @@ def read_agent(folder: Path) -> dict[str, Any]:
     run = read_run(folder)
     noise = run.pop("noise") or {}
     metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+    decisions = read_jsonl(folder / "decisions.jsonl")
     return {
         **run,
         "estimated_noise": noise.get("rate"),
         "drop_fraction": noise.get("drop_fraction"),
-        "events": [r for r in read_jsonl(folder / "decisions.jsonl") if r.get("event") in EVENTS],
+        "events": [r for r in decisions if r.get("event") in EVENTS],
         "back_off": metrics.get("back_off", []),
+        "rewards": sum(r.get("event") == "reward" and "policy_update" in r for r in decisions),
+        "selections": [  # what the policy chose each epoch: rows kept and repaired, the bucket emphasised
+            {k: r.get(k) for k in ("epoch", "kept", "relabelled", "unlabelled", "emphasised_bucket")}
+            for r in decisions
+            if r.get("event") == "select"
+        ],
     }
 
 
-def fine_tune(setting: Setting, files: dict[str, str], seed: int, work: Path, policy: str | None) -> dict[str, Any]:
-    """``autoft run`` (or, plain only, ``autoft.train``) with every default; ``policy`` replaces the agent's."""
+def agent_selection(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``selection:`` section of the cell's agent: ``--policy`` and ``--selection`` (empty: every default)."""
+    section: dict[str, Any] = {}
+    for item in args.selection or []:
+        key, equals, value = item.partition("=")
+        if not equals or not key:
+            raise SystemExit(f"--selection {item!r}: expected KEY=VALUE")
+        section[key] = yaml.safe_load(value)
+    return {"policy": args.policy, **section} if args.policy else section
+
+
+def fine_tune(
+    setting: Setting, files: dict[str, str], seed: int, work: Path, selection: dict[str, Any], plain_from: Path | None
+) -> dict[str, Any]:
+    """``autoft run`` (or, plain only, ``autoft.train``) with every default but ``selection``. ``plain_from``: a
+    folder that keeps the cell's finished plain run, resumed from there when it holds one (so the cell's other
+    agents do not train plain again), saved there when not."""
     output = work / "run"
     config: dict[str, Any] = {
         "task": setting.task,
         "data": files,
         "output_dir": str(output),
         "training": {"seed": seed, "progress": False},
+        **({"selection": selection} if selection else {}),
     }
-    if policy:
-        config["selection"] = {"policy": policy}
     started = time.perf_counter()
     if setting.plain_only:
         autoft.train(config)
         plain, agent, better = read_run(output), None, None
     else:
-        run_side_by_side(config)
+        reused = plain_from is not None and (plain_from / "checksums.json").is_file()
+        if reused:  # autoft run's resume keeps a finished plain run it finds in its work folder
+            shutil.copytree(cast(Path, plain_from), work_folder(output) / "plain")
+            log.info("plain run reused from %s", plain_from)
+        run_side_by_side(config, resume=reused)
+        if plain_from is not None and not reused:
+            shutil.copytree(output / "plain", plain_from.with_name(plain_from.name + ".tmp"), dirs_exist_ok=True)
+            os.replace(plain_from.with_name(plain_from.name + ".tmp"), plain_from)
         plain = read_run(output / "plain")
         agent = read_agent(output / "autonomous") if (output / "autonomous" / "metrics.json").exists() else None
         better = json.loads((output / "comparison.json").read_text(encoding="utf-8"))["better"]
@@ -331,6 +363,11 @@ def run_cell(
 ) -> dict[str, Any]:
     """One cell (or, for a cached one, only its missing cleanlab baseline)."""
     setting = SETTINGS[name]
+    plain_from = None
+    if args.plain_runs:
+        limit = f"_limit{args.train_limit}" if args.train_limit else ""
+        plain_from = args.plain_runs / f"{name}_seed{seed}_{commit}{'_dirty' if dirty else ''}{limit}"
+        plain_from.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         files, data = cell_files(setting, seed, work / "data", root=args.data_root, train_limit=args.train_limit)
@@ -344,7 +381,8 @@ def run_cell(
             "train_limit": args.train_limit,
             "data": data,
             **({"policy": args.policy} if args.policy else {}),
-            **fine_tune(setting, files, seed, work, args.policy),
+            **({"selection": agent_selection(args)} if args.selection else {}),
+            **fine_tune(setting, files, seed, work, agent_selection(args), plain_from),
         }
         if args.cleanlab and setting.cleanlab and "cleanlab" not in cell:
             cell["cleanlab"] = cleanlab_run(files, seed, work)
@@ -381,11 +419,14 @@ def git_state() -> tuple[str, bool]:
     return git("log", "-1", "--format=%h", "--", "src"), bool(git("status", "--porcelain", "--", "src"))
 
 
-def cell_key(name: str, seed: int, commit: str, train_limit: int | None, policy: str | None = None) -> str:
+def cell_key(
+    name: str, seed: int, commit: str, train_limit: int | None, policy: str | None = None, selection: list[str] = ()
+) -> str:
     return (
         f"{name}|seed={seed}|{commit}"
         + (f"|train_limit={train_limit}" if train_limit else "")
         + (f"|policy={policy}" if policy else "")
+        + "".join(f"|{item}" for item in sorted(selection))
     )
 
 
@@ -574,6 +615,7 @@ def write_results(
     commits: list[str],
     train_limit: int | None,
     policy: str | None = None,
+    selection: dict[str, Any] | None = None,
 ) -> str:
     """``STEM.json`` and ``STEM.md`` from the cached cells for ``names``, each setting's from the first of ``commits``
     that has cells of it (``SETTING=COMMIT`` in ``commits``: from that one alone); returns the Markdown."""
@@ -590,6 +632,7 @@ def write_results(
                         and c["commit"] == part
                         and c.get("train_limit") == train_limit
                         and c.get("policy") == policy
+                        and c.get("selection") == selection
                     ):
                         by_seed.setdefault(c["seed"], c)
             mine = [by_seed[seed] for seed in sorted(by_seed)]
@@ -650,6 +693,19 @@ def main() -> None:
         help="the agent's policy instead of the default (cells keyed by it; e.g. suspicion, the default minus "
         "learning, with --output never_worse_static)",
     )
+    parser.add_argument(
+        "--selection",
+        nargs="+",
+        metavar="KEY=VALUE",
+        help="the agent's selection settings instead of the defaults (e.g. update_every=20; cells keyed by them, so "
+        "give another --output)",
+    )
+    parser.add_argument(
+        "--plain-runs",
+        type=Path,
+        help="keep each cell's plain run in this folder and reuse it: another policy or --selection on the same cell "
+        "trains only its agent (the reward split must be the default's)",
+    )
     parser.add_argument("--train-limit", type=int, help=argparse.SUPPRESS)  # quick checks: N training / validation rows
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
@@ -663,9 +719,10 @@ def main() -> None:
         parser.error("--commit writes the tables of cells measured at another commit: give it with --no-run")
     commits = args.commit or [commit]
     cells = {record["key"]: record for record in read_jsonl(cache)}
+    variant = {"policy": args.policy, "selection": agent_selection(args) if args.selection else None}
     for name in names:
         for seed in args.seeds:
-            key = cell_key(name, seed, commit, args.train_limit, args.policy)
+            key = cell_key(name, seed, commit, args.train_limit, args.policy, args.selection or ())
             cached = None if args.fresh else cells.get(key)
             if args.no_run:
                 continue
@@ -675,8 +732,8 @@ def main() -> None:
             cell = run_cell(name, seed, args, key=key, commit=commit, dirty=dirty, cached=cached)
             log.info("%s", cell_line(cell))
             cells = store(cache, cell)
-            write_results(stem, cells, names, commits=commits, train_limit=args.train_limit, policy=args.policy)
-    print(write_results(stem, cells, names, commits=commits, train_limit=args.train_limit, policy=args.policy))
+            write_results(stem, cells, names, commits=commits, train_limit=args.train_limit, **variant)
+    print(write_results(stem, cells, names, commits=commits, train_limit=args.train_limit, **variant))
 
 
 if __name__ == "__main__":
