@@ -42,6 +42,8 @@ Methods, each from the same first run (plain fine-tuning on experience 1, every 
 - ``default``: every ``continual`` setting at its default: value replay, distillation when an update brings new
   labels (``distill: auto``: on the class-incremental stream, not on the domain one), and the new labels' head rows
   aligned with the old ones' when that scores better on validation (``align: auto``);
+- ``default-herding``: the default with the old samples that represent their class in the parent's own
+  representation (``replay_by: herding``) in place of those it holds most firmly;
 - ``lora-per-task``: from a first run with ``training.peft: lora`` on experience 1, a new adapter per update on
   the frozen, folded earlier ones (no replay, no distillation);
 - ``joint``: one run on all experiences' training data at once (the upper bound), scored at the end.
@@ -81,6 +83,7 @@ METHODS = (
     "value-replay-align",
     "default-no-align",
     "default",
+    "default-herding",
     "lora-per-task",
     "joint",
 )
@@ -93,6 +96,7 @@ SETTINGS = {  # continual.* per method; the rest at its default
     "value-replay-align": ["continual.replay_by=value", "continual.distill=0"],
     "default-no-align": ["continual.align=off"],
     "default": [],
+    "default-herding": ["continual.replay_by=herding"],
     "lora-per-task": ["continual.replay_budget=0", "continual.distill=0", "continual.method=lora-per-task"],
 }
 

@@ -405,6 +405,55 @@ def test_replay_by_class_gives_every_old_class_its_share_and_never_a_flagged_sam
     assert len(choose_replay(value, flagged, 99, "value", 0, groups)) == 14
 
 
+def test_herding_picks_exemplars_whose_mean_matches_their_class_in_proportion():
+    from autoft.continual.replay import herding
+
+    rng = np.random.default_rng(0)
+    a = np.array([1.0, 0.0]) + 0.01 * rng.standard_normal((6, 2))  # two thirds of the class
+    b = np.array([0.0, 1.0]) + 0.01 * rng.standard_normal((3, 2))  # a third
+    features = np.concatenate([a, b])
+    chosen = herding(features, 3)
+    assert len(set(chosen.tolist())) == 3
+    assert int((chosen < 6).sum()) == 2  # two of the big mode, one of the small: the class's make-up
+    assert len(herding(features, 99)) == 9  # never more than there are
+    # The highest "value" (here: the first coordinate) would have taken three of the big mode and none of the other.
+    groups = np.array(["x"] * 9 + ["y"] * 3)
+    both = np.concatenate([features, rng.standard_normal((3, 2))])
+    picked = choose_replay(both, np.zeros(12, dtype=bool), 4, "herding", 0, groups)
+    assert int((picked < 6).sum()) == 2 and int((picked >= 9).sum()) == 1
+
+
+def test_layer_inputs_are_what_the_output_layer_receives_in_the_features_order(parent):
+    from autoft.modeling.heads import output_layer
+    from autoft.training.inference import layer_inputs
+
+    run = autoft.load(parent)
+    texts = ["pizza cheese soup with bread and more words than the others", "goal", "laptop screen keyboard"]
+    features = run.adapter.encode([autoft.data.loading.Example(text=t, label="food") for t in texts])
+    got = layer_inputs(run.model, output_layer(run.model), run.adapter, features)
+    run.model.eval()
+    with torch.no_grad():
+        for row, feature in zip(got, features):  # one at a time: no padding, no reordering
+            batch = run.adapter.collate([feature])
+            batch.pop("labels", None)
+            pooled = run.model.base_model(**batch).pooler_output[0]
+            np.testing.assert_allclose(row, pooled.numpy(), atol=1e-5)
+
+
+def test_an_update_can_replay_the_exemplars_that_represent_each_class(parent, tmp_path):
+    new = write_csv(tmp_path / "new.csv", music_rows(20, 0))
+    result = update(
+        parent,
+        new,
+        output=tmp_path / "child",
+        overrides=["continual.replay_by=herding", "continual.replay_budget=0.2", "continual.gate=null"],
+    )
+    record = result.record["replay"]
+    assert record["by"] == "herding" and "herding" in record["how"] and record["samples"] == round(0.2 * 90)
+    replayed = (tmp_path / "child" / "replay.csv").read_text().splitlines()[1:]
+    assert {line.rsplit(",", 1)[1] for line in replayed} == {"food", "sport", "tech"}  # every old class
+
+
 def test_row_weights_scale_the_rows_after_the_callbacks_before_them():
     from autoft.training.callbacks import CallbackList, RowWeights, TrainerCallback, TrainState
 

@@ -1,5 +1,6 @@
 """What an update replays: the data the lineage trained on, and which old samples to draw from it (those the
-parent model holds most firmly, or a seeded random sample; never one an agent of the lineage flagged)."""
+parent model holds most firmly, those that represent their class in the parent's own representation, or a seeded
+random sample; never one an agent of the lineage flagged)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from autoft.data.loading import Example
 from autoft.data.splits import Splits, load_splits, read_file
 from autoft.errors import DataError
 from autoft.lineage import chain_of
+from autoft.modeling.heads import output_layer
 from autoft.run import Run
 from autoft.training.callbacks import RowWeights, TrainerCallback
-from autoft.training.inference import predict_probabilities
+from autoft.training.inference import layer_inputs, predict_probabilities
 
 
 def _read(path: str | Path, config: Config, what: str) -> list[Example]:
@@ -74,6 +76,15 @@ def _margins(parent: Run, old: list[Example]) -> np.ndarray:
     return np.array([parent.adapter.label_margin(p, f) for p, f in zip(probabilities, features)])
 
 
+def _representations(parent: Run, old: list[Example]) -> np.ndarray:
+    """[N, D] the parent model's own representation of each old sample: what its output layer receives."""
+    layer = output_layer(parent.model)
+    features = parent.adapter.encode(old)
+    return layer_inputs(
+        parent.model, layer, parent.adapter, features, batch_size=parent.config.training.eval_batch_size
+    )
+
+
 def _quotas(sizes: np.ndarray, budget: int) -> np.ndarray:
     """``budget`` split over groups in proportion to ``sizes`` (largest remainders; at most a group's size), every
     non-empty group getting one first while the budget lasts."""
@@ -93,13 +104,32 @@ def _quotas(sizes: np.ndarray, budget: int) -> np.ndarray:
     return np.minimum(quota, sizes)
 
 
+def herding(features: np.ndarray, k: int) -> np.ndarray:
+    """Indices of ``k`` rows of ``features`` [N, D] chosen greedily so that the mean of those chosen so far stays
+    closest to the mean of all (iCaRL's herding, Rebuffi et al. CVPR 2017), on L2-normalised rows: exemplars that
+    represent their class, not its easiest samples."""
+    x = np.asarray(features, dtype=np.float64)
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    target, total = x.mean(axis=0), np.zeros(x.shape[1])
+    chosen: list[int] = []
+    free = np.ones(len(x), dtype=bool)
+    for t in range(1, min(k, len(x)) + 1):
+        distance = np.linalg.norm(target - (total + x) / t, axis=1)
+        distance[~free] = np.inf
+        best = int(np.argmin(distance))
+        chosen.append(best)
+        free[best], total = False, total + x[best]
+    return np.array(chosen, dtype=np.int64)
+
+
 def choose_replay(
     value: np.ndarray, flagged: np.ndarray, budget: int, by: str, seed: int, groups: np.ndarray | None = None
 ) -> np.ndarray:
     """Sorted indices of at most ``budget`` old samples to replay, never a flagged one: the highest-valued
-    (``value``) or a seeded random draw (``random``). With ``groups`` (e.g. each sample's class), the budget is
-    shared between the groups in proportion to their unflagged samples, each getting at least one, so no old
-    class is left without a sample."""
+    (``value`` [N]), a seeded random draw (``random``) or, with ``value`` the parent's representation of each
+    sample [N, D], those that represent their group (``herding``). With ``groups`` (e.g. each sample's class), the
+    budget is shared between the groups in proportion to their unflagged samples, each getting at least one, so no
+    old class is left without a sample."""
     candidates = np.flatnonzero(~np.asarray(flagged, dtype=bool))
     budget = min(budget, len(candidates))
     if budget <= 0:
@@ -109,6 +139,8 @@ def choose_replay(
     def pick(pool: np.ndarray, k: int) -> np.ndarray:
         if by == "random":
             return rng.choice(pool, k, replace=False)
+        if by == "herding":
+            return pool[herding(np.asarray(value)[pool], k)]
         return pool[np.argsort(-np.asarray(value)[pool], kind="stable")[:k]]
 
     if groups is None:

@@ -23,6 +23,7 @@ from autoft.continual.replay import (
     _margins,
     _read,
     _replay_weights,
+    _representations,
     choose_replay,
     lineage_data,
 )
@@ -143,21 +144,28 @@ def _replay_rows(
         flagged_origins = _flagged_origins(chain)
         flagged = np.array([e.origin in flagged_origins for e in old_train])
         by = continual.replay_by
-        if by == "value" and texts:
+        if by != "random" and texts:
             log.info(
-                "replay: %s has no label margin to rank old samples by; a seeded random sample instead", parent.task
+                "replay: %s has no label margin or output layer over labels to choose old samples by; a seeded "
+                "random sample instead",
+                parent.task,
             )
             by = "random"
-        value = _margins(parent, old_train) if by == "value" else np.zeros(len(old_train))
+        value = (
+            _margins(parent, old_train)
+            if by == "value"
+            else _representations(parent, old_train)
+            if by == "herding"
+            else np.zeros(len(old_train))
+        )
         by_class = parent.config.task in ONE_LABEL_TASKS
         groups = np.array([e.label for e in old_train]) if by_class else None
         chosen = choose_replay(value, flagged, budget, by, parent.config.training.seed, groups)
         how = (
-            (
-                "a seeded random sample"
-                if by == "random"
-                else "the highest margins of the parent model for the given label"
-            )
+            {
+                "random": "a seeded random sample",
+                "herding": "those whose mean best matches their group's in the parent's own representation (herding)",
+            }.get(by, "the highest margins of the parent model for the given label")
             + (" in each class, in proportion to its size" if by_class else "")
             + f", none of the {int(flagged.sum())} an agent of the lineage flagged"
         )

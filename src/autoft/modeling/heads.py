@@ -24,6 +24,11 @@ def _head(model: Any) -> tuple[Any, str, torch.nn.Linear]:
     return parent, attribute, getattr(parent, attribute)
 
 
+def output_layer(model: Any) -> torch.nn.Linear:
+    """The model's output layer: the last ``nn.Linear`` with one output per label."""
+    return _head(model)[2]
+
+
 def grow_head(model: Any, labels: list[str], *, seed: int = 0) -> Any:
     """``model`` (a transformers model with a task head over ``model.config.id2label``) with its head widened to
     ``labels``, which start with the old labels in their old order. Old rows keep their weights; a new label's row
@@ -98,4 +103,4 @@ def set_head_bias(model: Any, bias: Any) -> Any:
     return model
 
 
-__all__ = ["align_new_rows", "grow_head", "head_state", "set_head_bias", "set_head_state"]
+__all__ = ["align_new_rows", "grow_head", "head_state", "output_layer", "set_head_bias", "set_head_state"]

@@ -12,6 +12,38 @@ from tqdm.auto import tqdm
 from autoft.tasks.base import Feature, TaskAdapter
 
 
+def length_order(features: list[Feature]) -> list[int]:
+    """The order batched passes take the features in: by length, for little padding (stable)."""
+    return sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
+
+
+def layer_inputs(
+    model: torch.nn.Module,
+    layer: torch.nn.Module,
+    adapter: TaskAdapter,
+    features: list[Feature],
+    *,
+    batch_size: int = 64,
+) -> np.ndarray:
+    """[N, D] what ``layer`` (e.g. the output layer) receives for each feature in one forward pass without
+    gradients: a classifier's own representation of each sample (its first position for token-level layers)."""
+    captured: list[torch.Tensor] = []
+
+    def hook(_module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], _output: torch.Tensor) -> None:
+        x = inputs[0].detach().float()
+        captured.append((x[:, 0] if x.ndim == 3 else x).cpu())
+
+    handle = layer.register_forward_hook(hook)
+    try:
+        predict_probabilities(model, adapter, features, batch_size=batch_size, outputs=False)
+    finally:
+        handle.remove()
+    rows = torch.cat(captured).numpy() if captured else np.zeros((0, 0), dtype=np.float32)
+    result = np.empty_like(rows)
+    result[length_order(features)] = rows  # (the pass took them by length)
+    return result
+
+
 @torch.inference_mode()
 def predict_probabilities(
     model: torch.nn.Module,
@@ -33,7 +65,7 @@ def predict_probabilities(
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
-    order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
+    order = length_order(features)
     results: list[np.ndarray | None] = [None] * len(features)
     loss_sum, unit_sum = 0.0, 0.0
     batches = range(0, len(order), batch_size)
