@@ -366,7 +366,8 @@ def run_cell(
     plain_from = None
     if args.plain_runs:
         limit = f"_limit{args.train_limit}" if args.train_limit else ""
-        plain_from = args.plain_runs / f"{name}_seed{seed}_{commit}{'_dirty' if dirty else ''}{limit}"
+        plain_commit = args.plain_commit or f"{commit}{'_dirty' if dirty else ''}"
+        plain_from = args.plain_runs / f"{name}_seed{seed}_{plain_commit}{limit}"
         plain_from.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -705,6 +706,10 @@ def main() -> None:
         type=Path,
         help="keep each cell's plain run in this folder and reuse it: another policy or --selection on the same cell "
         "trains only its agent (the reward split must be the default's)",
+    )
+    parser.add_argument(
+        "--plain-commit",
+        help="with --plain-runs: reuse the plain runs kept at this commit (one whose plain fine-tuning is this one's)",
     )
     parser.add_argument("--train-limit", type=int, help=argparse.SUPPRESS)  # quick checks: N training / validation rows
     args = parser.parse_args()

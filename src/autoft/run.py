@@ -20,7 +20,7 @@ from accelerate import PartialState
 from accelerate.utils import set_seed
 
 from autoft import scoring
-from autoft.config import AUTO, GENERATIVE_TASKS, TEXT_TARGET_TASKS, Config, TrainingConfig, as_config
+from autoft.config import AUTO, GENERATIVE_TASKS, ONE_LABEL_TASKS, TEXT_TARGET_TASKS, Config, TrainingConfig, as_config
 from autoft.data.corrected import corrected_name, keep_every_label, line_of, write_corrected
 from autoft.data.loading import Example, detect_format
 from autoft.data.splits import Splits, agent_validation, load_splits
@@ -157,6 +157,45 @@ class _Callbacks:
     warnings: list[str]
 
 
+def _sample_agent(
+    config: Config, splits: Splits, adapter: TaskAdapter, reward_part: list[Example]
+) -> tuple[list[TrainerCallback], bool]:
+    """The agent of a task whose samples it values: the offline valuation, its online callback and, for a policy
+    that learns from per-sample rewards, the callback that gives them; and whether it is idle (nothing to act on)."""
+    from autoft.selection.agent import AgentCallback, value_samples
+
+    valuation = value_samples(config, replace(splits, validation=reward_part), progress=config.training.progress)
+    if valuation.idle:
+        noise = valuation.noise
+        log.info(
+            "the agent has nothing to act on (noise rate acted on %.1f%%: %s): the run trains as plain "
+            "fine-tuning, validating on all %d validation examples",
+            100 * (noise.rate if noise is not None else 0.0),
+            valuation.idle_reason,
+            len(splits.validation),
+        )
+    callbacks: list[TrainerCallback] = [
+        AgentCallback(
+            valuation, primary_metric=adapter.primary_metric, reward_examples=reward_part, seed=config.training.seed
+        )
+    ]
+    if getattr(valuation.policy, "sample_rewards", False) and config.task in ONE_LABEL_TASKS:
+        from autoft.selection.alignment import EVERY, AlignmentRewards
+
+        every = config.selection.update_every
+        callbacks.append(
+            AlignmentRewards(
+                valuation.policy,
+                reward_part,
+                {name: i for i, name in enumerate(splits.labels)},
+                every=every if isinstance(every, int) else EVERY,
+                batch=config.selection.reward_batch,
+                seed=config.training.seed,
+            )
+        )
+    return callbacks, valuation.idle
+
+
 def _build_callbacks(
     config: Config,
     splits: Splits,
@@ -207,24 +246,10 @@ def _build_callbacks(
                 f"selection.policy: {config.selection.policy!r}: the agent does not value "
                 f"{config.task} samples yet; use none"
             )
-        from autoft.selection.agent import AgentCallback, value_samples
-
-        valuation = value_samples(config, replace(splits, validation=reward_part), progress=config.training.progress)
-        if valuation.idle:  # nothing to act on: plain fine-tuning, its best epoch chosen on the whole validation set
-            noise = valuation.noise
-            log.info(
-                "the agent has nothing to act on (noise rate acted on %.1f%%: %s): the run trains as plain "
-                "fine-tuning, validating on all %d validation examples",
-                100 * (noise.rate if noise is not None else 0.0),
-                valuation.idle_reason,
-                len(splits.validation),
-            )
+        agent, idle = _sample_agent(config, splits, adapter, reward_part)
+        callbacks += agent
+        if idle:  # nothing to act on: plain fine-tuning, its best epoch chosen on the whole validation set
             validation = splits.validation
-        callbacks.append(
-            AgentCallback(
-                valuation, primary_metric=adapter.primary_metric, reward_examples=reward_part, seed=config.training.seed
-            )
-        )
     if callback is None and self_training != "off":
         from autoft.selection.self_training import SelfTrainingCallback
 

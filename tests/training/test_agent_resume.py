@@ -100,8 +100,9 @@ def _crash_after_epoch(monkeypatch, epoch):
         {"policy": "q-learning", "rescore": "model"},
         {"policy": "small-loss", "flagged": "unlabel", "self_training_threshold": 0.5},
         {"policy": "none", "self_training": "agent"},
+        {"policy": "alignment", "update_every": 5},
     ],
-    ids=["exp3", "reinforce-steps", "q-learning-rescore", "unlabel", "self-training"],
+    ids=["exp3", "reinforce-steps", "q-learning-rescore", "unlabel", "self-training", "alignment"],
 )
 def test_an_agent_run_resumes_to_the_uninterrupted_run(
     tmp_path, tiny_model_dir, noisy_classification, selection, monkeypatch

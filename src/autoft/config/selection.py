@@ -20,7 +20,7 @@ class SelectionConfig(_Strict):
 
     policy: str = Field(
         "none",
-        description="none, random, small-loss, suspicion, reinforce, q-learning or exp3; "
+        description="none, random, small-loss, suspicion, reinforce, q-learning, exp3 or alignment; "
         "train uses it as given (none: plain fine-tuning); run, value and demo use exp3 where it "
         "says none (their agent)",
     )

@@ -108,6 +108,9 @@ class TrainState:
     """``predict(features)``: the current model's class probabilities for each encoded feature."""
     predict_rows: PredictRows | None = None
     """``predict_rows(rows)``: the same for training rows (by index)."""
+    model: torch.nn.Module | None = None
+    """The model being trained, for a callback that must look inside it (a forward hook on its output layer:
+    ``autoft.selection.alignment.AlignmentRewards``); callbacks do not run passes of it themselves."""
 
     @property
     def labelled(self) -> int:

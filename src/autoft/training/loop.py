@@ -437,6 +437,7 @@ def fit(
         score=access.score,
         predict=access.predict,
         predict_rows=access.predict_rows,
+        model=model,
     )
     callback.on_train_begin(state)
     model.to(accelerator.device)

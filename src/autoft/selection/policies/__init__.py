@@ -1,9 +1,11 @@
 """Data-selection policies: each module registers one or more with ``register_policy``.
 
 ``get_policy(name, **options)`` builds one; ``POLICIES`` lists them: ``none``, ``random``,
-``small-loss`` (baselines), ``reinforce`` (DVRL), ``q-learning`` and ``exp3`` (bucket agents).
+``small-loss``, ``suspicion`` (baselines), ``reinforce`` (DVRL), ``q-learning`` and ``exp3`` (bucket agents), and
+``alignment`` (per-sample values from the validation-gradient alignment of every training step).
 """
 
+from autoft.selection.policies.alignment import GradientAlignment
 from autoft.selection.policies.base import (
     POLICIES,
     FitData,
@@ -22,6 +24,7 @@ __all__ = [
     "POLICIES",
     "Exp3S",
     "FitData",
+    "GradientAlignment",
     "NoSelection",
     "Policy",
     "QLearning",
