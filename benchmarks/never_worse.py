@@ -250,6 +250,14 @@ def read_agent(folder: Path) -> dict[str, Any]:
         "events": [r for r in decisions if r.get("event") in EVENTS],
         "back_off": metrics.get("back_off", []),
         "rewards": sum(r.get("event") == "reward" and "policy_update" in r for r in decisions),
+        "sample_rewards": next(  # a policy rewarded per sample (alignment): how many rows' rewards it learned from
+            (
+                r["policy_update"].get("rewards")
+                for r in reversed(decisions)
+                if r.get("event") == "reward" and isinstance(r.get("policy_update"), dict)
+            ),
+            None,
+        ),
         "selections": [  # what the policy chose each epoch: rows kept and repaired, the bucket emphasised
             {k: r.get(k) for k in ("epoch", "kept", "relabelled", "unlabelled", "emphasised_bucket")}
             for r in decisions
