@@ -9,6 +9,10 @@ plain fine-tuning; its score beside the learned cell's plain checks that plain r
 
     python benchmarks/learned_vs_static.py            # writes benchmarks/results/learned_vs_static.{json,md}
 
+A learned policy other than the default (``--learned POLICY=FILE``; by default also ``alignment``, the per-sample
+validation-gradient rewards) is measured on the same cells by ``never_worse.py --policy POLICY --output
+benchmarks/results/never_worse_POLICY``, with ``--plain-runs`` reusing the static cells' plain runs.
+
 Per setting and seed: test primary metric of plain, learned, static and the served model of each; learned − static
 in points; the rewards the learned run's policy received (one an epoch after the first, ``selection.update_every:
 epoch``, the default for classification and NER); each agent run's wall-clock over its plain run's. Targets (issue
@@ -51,7 +55,11 @@ def pair(learned: dict[str, Any], static: dict[str, Any]) -> dict[str, Any]:
         "learned_minus_static": round(100 * (a["test"] - s["test"]), 2),
         "served": {"learned": _served(learned), "static": _served(static)},
         "rewards": a.get("rewards", max(0, a["epochs_run"] - 1)),  # (cells before it was recorded: epochs − 1)
-        "back_offs": {"learned": len(a.get("back_off", [])), "static": len(s.get("back_off", []))},
+        "sample_rewards": a.get("sample_rewards"),
+        "back_offs": {  # (the decisions log's back-off events: every cell records them)
+            "learned": sum(e["event"] == "back-off" for e in a["events"]),
+            "static": sum(e["event"] == "back-off" for e in s["events"]),
+        },
         "wall_vs_plain": {
             "learned": round(a["wall_seconds"] / learned["plain"]["wall_seconds"], 2),
             "static": round(s["wall_seconds"] / static["plain"]["wall_seconds"], 2),
@@ -59,15 +67,25 @@ def pair(learned: dict[str, Any], static: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def compare(matrix: dict[str, Any], static_cells: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per setting of ``SETTINGS`` with static cells: the pairs and their mean learned − static."""
-    static = {}
-    for cell in static_cells:  # the latest measured cell of each setting and seed
-        static[cell["setting"], cell["seed"]] = cell
+def learned_cells(path: Path) -> list[dict[str, Any]]:
+    """A learned policy's cells: those a never-worse matrix (``.json``) uses, or every cell of a cell cache."""
+    if path.suffix == ".jsonl":
+        return read_jsonl(path)
+    matrix = json.loads(path.read_text(encoding="utf-8"))
+    return [cell for entry in matrix["settings"].values() for cell in entry["cells"]]
+
+
+def latest(cells: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str, Any]]:
+    """The last cell of each setting and seed (a cache keeps every commit's, in the order measured)."""
+    return {(c["setting"], c["seed"]): c for c in cells if c.get("autonomous")}
+
+
+def compare(learned: list[dict[str, Any]], static_cells: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per setting of ``SETTINGS`` with both cells of a seed: the pairs and their mean learned − static."""
+    static, mine = latest(static_cells), latest(learned)
     settings = {}
     for name in SETTINGS:
-        learned = (matrix["settings"].get(name) or {}).get("cells", [])
-        pairs = [pair(c, static[name, c["seed"]]) for c in learned if (name, c["seed"]) in static and c["autonomous"]]
+        pairs = [pair(mine[key], static[key]) for key in sorted(mine) if key[0] == name and key in static]
         if pairs:
             gaps = [p["learned_minus_static"] for p in pairs]
             settings[name] = {
@@ -91,58 +109,84 @@ def _spread(values: list[float]) -> str:
     return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
 
 
+def _rewards(pairs: list[dict[str, Any]]) -> str:
+    return ", ".join(
+        f"{x['rewards']}" + ("" if x["sample_rewards"] is None else f" ({x['sample_rewards']:,} per row)")
+        for x in pairs
+    )
+
+
 def markdown(result: dict[str, Any]) -> str:
     lines = [
         (
-            "| setting | seeds | plain | learned (exp3) | static (suspicion) | learned − static, points "
+            "| learned policy | setting | seeds | plain | learned | static (suspicion) | learned − static, points "
             "| served: learned; static | rewards a run | wall vs plain: learned; static |"
         ),
-        "|---|---|---:|---:|---:|---:|---|---|---|",
+        "|---|---|---|---:|---:|---:|---:|---|---|---|",
     ]
-    for name, s in result["settings"].items():
-        p = s["pairs"]
-        col = lambda key, p=p: [x[key] for x in p]
-        walls = "; ".join(f"{np.mean([x['wall_vs_plain'][k] for x in p]):.2f}" for k in ("learned", "static"))
-        served = "; ".join(f"{np.mean([x['served'][k] for x in p]):.3f}" for k in ("learned", "static"))
-        lines.append(
-            f"| {name} | {' '.join(str(x['seed']) for x in p)} | {_spread(col('plain'))} | {_spread(col('learned'))} | "
-            f"{_spread(col('static'))} | {s['mean']:+.2f} ± {s['std']:.2f} | {served} | "
-            f"{', '.join(str(x['rewards']) for x in p)} | {walls} |"
-        )
+    for policy, variant in result["policies"].items():
+        for name, s in variant["settings"].items():
+            p = s["pairs"]
+            col = lambda key, p=p: [x[key] for x in p]
+            walls = "; ".join(f"{np.mean([x['wall_vs_plain'][k] for x in p]):.2f}" for k in ("learned", "static"))
+            served = "; ".join(f"{np.mean([x['served'][k] for x in p]):.3f}" for k in ("learned", "static"))
+            lines.append(
+                f"| {policy} | {name} | {' '.join(str(x['seed']) for x in p)} | {_spread(col('plain'))} | "
+                f"{_spread(col('learned'))} | {_spread(col('static'))} | {s['mean']:+.2f} ± {s['std']:.2f} | "
+                f"{served} | {_rewards(p)} | {walls} |"
+            )
     lines += [
         "",
         (
-            "| setting | seed (noise seed) | plain (again) | learned | static | learned − static "
+            "| learned policy | setting | seed (noise seed) | plain (again) | learned | static | learned − static "
             "| back-offs: learned; static | commits: learned; static |"
         ),
-        "|---|---|---|---:|---:|---:|---|---|",
+        "|---|---|---|---|---:|---:|---:|---|---|",
     ]
-    for name, s in result["settings"].items():
-        for x in s["pairs"]:
-            lines.append(
-                f"| {name} | {x['seed']} ({x['noise_seed']}) | {x['plain']:.3f} ({x['plain_again']:.3f}) | "
-                f"{x['learned']:.3f} | {x['static']:.3f} | {x['learned_minus_static']:+.2f} | "
-                f"{x['back_offs']['learned']}; {x['back_offs']['static']} | {x['commits']['learned']}; "
-                f"{x['commits']['static']} |"
-            )
-    average = result["average_learned_minus_static"]
-    met = ", ".join(
-        f"{k}: {'met' if v else 'missed' if v is False else 'not checked'}" for k, v in result["targets"].items()
-    )
-    lines += ["", f"Average over the settings: {'–' if average is None else f'{average:+.2f}'} points ({met})."]
+    for policy, variant in result["policies"].items():
+        for name, s in variant["settings"].items():
+            for x in s["pairs"]:
+                lines.append(
+                    f"| {policy} | {name} | {x['seed']} ({x['noise_seed']}) | {x['plain']:.3f} "
+                    f"({x['plain_again']:.3f}) | {x['learned']:.3f} | {x['static']:.3f} | "
+                    f"{x['learned_minus_static']:+.2f} | {x['back_offs']['learned']}; {x['back_offs']['static']} | "
+                    f"{x['commits']['learned']}; {x['commits']['static']} |"
+                )
+    lines.append("")
+    for policy, variant in result["policies"].items():
+        average = variant["average_learned_minus_static"]
+        met = ", ".join(
+            f"{k}: {'met' if v else 'missed' if v is False else 'not checked'}" for k, v in variant["targets"].items()
+        )
+        settings = ", ".join(variant["settings"]) or "none"
+        lines.append(
+            f"- {policy}: average over the settings measured ({settings}) "
+            f"{'–' if average is None else f'{average:+.2f}'} points ({met})."
+        )
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--learned", type=Path, default=RESULTS / "never_worse.json", help="the never-worse matrix")
+    parser.add_argument(
+        "--learned",
+        nargs="+",
+        default=["exp3=never_worse.json", "alignment=never_worse_alignment_cells.jsonl"],
+        metavar="POLICY=FILE",
+        help="each learned policy and its cells: a never-worse matrix (.json) or a cell cache (.jsonl), under "
+        "benchmarks/results/ (default: the default exp3 and alignment; a file not there is left out)",
+    )
     parser.add_argument("--static", type=Path, default=RESULTS / "never_worse_static_cells.jsonl", help="static cells")
     parser.add_argument("--output", type=Path, default=RESULTS / "learned_vs_static.json")
     args = parser.parse_args()
-    matrix = json.loads(args.learned.read_text(encoding="utf-8"))
-    result = compare(matrix, read_jsonl(args.static))
-    result["sources"] = {"learned": args.learned.name, "static": args.static.name}
-    write_result(args.output, result, markdown(result))
+    static = read_jsonl(args.static)
+    policies, sources = {}, {"static": args.static.name}
+    for item in args.learned:
+        policy, _, name = item.partition("=")
+        path = RESULTS / name
+        if path.exists():
+            policies[policy], sources[policy] = compare(learned_cells(path), static), name
+    write_result(args.output, {"policies": policies, "sources": sources}, markdown({"policies": policies}))
 
 
 if __name__ == "__main__":
