@@ -24,7 +24,9 @@ with most). Methods (``--methods``):
 - ``glc``: every sample, loss forward-corrected with the label-transition matrix autoft's noise estimate
   fits on the clean validation labels (``selection.correction: forward`` with ``policy: none``; Hendrycks
   et al.'s gold loss correction in spirit);
-- ``reinforce``, ``q-learning``, ``exp3``: autoft's agents (offline valuation + online selection).
+- ``reinforce``, ``q-learning``, ``exp3``: autoft's agents (offline valuation + online selection);
+- ``alignment``: the agent whose policy learns each sample's value from per-sample rewards, the alignment of its
+  output-layer gradient with a validation mini-batch's after every step (``selection.policy: alignment``).
 
 Every method trains with the settings plain fine-tuning (``none``) resolved for that seed where they are ``auto``
 (learning rate, head rate, epochs, batch size, patience: ``autoft run``'s rule), so methods differ only in what
@@ -66,7 +68,7 @@ from autoft.data.writing import write_examples
 
 log = logging.getLogger("noisy_labels")
 RESULTS = Path(__file__).resolve().parent / "results"
-AGENTS = ("random", "static", "small-loss", "reinforce", "q-learning", "exp3")
+AGENTS = ("random", "static", "small-loss", "reinforce", "q-learning", "exp3", "alignment")
 ALL_METHODS = ("oracle", "none", "cleanlab", "glc", *AGENTS)
 CONTROLS = {"static": "suspicion"}
 """Controls without learning: ``static`` is the agents' offline ranking with everything else theirs (re-scoring
