@@ -101,3 +101,12 @@ def test_a_run_with_the_alignment_policy_rewards_every_trained_row(tiny_model_di
     updates = [r["policy_update"] for r in records if r.get("event") == "reward" and r.get("policy_update")]
     assert updates and updates[-1]["rewards"] >= 2 * 90 * 0.9  # (two epochs of the kept rows, at least)
     assert updates[-1]["rows_rewarded"] >= 0.9 * 90
+
+
+def test_rewards_rank_rows_within_their_class_so_a_class_wide_pull_moves_no_class():
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((20, 3)), np.repeat([0, 1], 10)
+    policy = get_policy("alignment", prior_weight=0.0).fit(x, y, x[:6], y[:6], n_classes=2)
+    spread = 0.01 * np.arange(10)
+    policy.update_samples(np.arange(20), np.concatenate([5.0 + spread, -5.0 + spread]))  # class 1 all pulled down
+    np.testing.assert_allclose(policy.values_[:10], policy.values_[10:])  # the same order inside each class

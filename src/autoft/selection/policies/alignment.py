@@ -6,8 +6,10 @@ Offline it starts where ``suspicion`` stays: value = 1 - suspicion (the noise po
 the neighbours). Online, ``update_samples(rows, rewards)`` receives a reward for every training row of every
 optimisation step (``autoft.selection.alignment.AlignmentRewards``: the projection of the row's output-layer gradient
 on the direction that lowers the loss of a validation mini-batch; a wrongly labelled row pulls the other way). A row's
-value is then the mean of its prior's rank and the rank of its mean reward among the rows rewarded; a row never
-rewarded (never trained on) keeps its prior's rank. Learned state: ``reward_sum_`` and ``reward_count_`` [N].
+value is then the mean of its prior's rank and the rank of its mean reward among the rows of its given class that were
+rewarded (within the class: every row of a class the model under-predicts is rewarded for it, whatever its label); a
+row never rewarded (never trained on) keeps its prior's rank. Learned state: ``reward_sum_`` and ``reward_count_``
+[N].
 """
 
 from __future__ import annotations
@@ -37,14 +39,15 @@ class GradientAlignment(Policy):
 
     def _fit(self, data: FitData) -> np.ndarray:
         self._log("offline", {"mean_suspicion": round(float(data.disagreement.mean()), 6)}, None)
-        return self._begin(1.0 - data.disagreement)
+        return self._begin(1.0 - data.disagreement, data.labels)
 
     def _start_from(self, prior: np.ndarray, state: np.ndarray | None) -> np.ndarray:
         self._log("offline", {"start": "prior", "mean_prior": round(float(prior.mean()), 6)}, None)
-        return self._begin(prior)
+        return self._begin(prior, np.zeros(len(prior), dtype=np.int64))
 
-    def _begin(self, prior: np.ndarray) -> np.ndarray:
+    def _begin(self, prior: np.ndarray, labels: np.ndarray) -> np.ndarray:
         self.prior_ = np.asarray(prior, dtype=np.float64)
+        self.labels_ = np.asarray(labels, dtype=np.int64)
         self.reward_sum_ = np.zeros(len(prior))
         self.reward_count_ = np.zeros(len(prior), dtype=np.int64)
         return self.prior_.copy()
@@ -63,11 +66,11 @@ class GradientAlignment(Policy):
     def _values(self) -> np.ndarray:
         n = len(self.prior_)
         values = rankdata(self.prior_) / n
-        seen = self.reward_count_ > 0
-        if seen.any():
-            mean = self.reward_sum_[seen] / self.reward_count_[seen]
-            learned = rankdata(mean) / seen.sum()
-            values[seen] = self.prior_weight * values[seen] + (1.0 - self.prior_weight) * learned
+        for c in np.unique(self.labels_):  # ranked within each given class: a class the model still under-predicts
+            seen = (self.reward_count_ > 0) & (self.labels_ == c)  # earns all its rows a reward, whatever their label
+            if seen.any():
+                learned = rankdata(self.reward_sum_[seen] / self.reward_count_[seen]) / seen.sum()
+                values[seen] = self.prior_weight * values[seen] + (1.0 - self.prior_weight) * learned
         return values
 
     def _online_step(self, reward: float, selected_mask: np.ndarray | None, action: int | None) -> dict[str, Any]:
