@@ -1096,6 +1096,34 @@ def scale_figures() -> dict[str, str]:
     }
 
 
+def learned_static_figures() -> dict[str, str]:
+    """Learned policies against the static control (learned_vs_static.json): per policy the average over settings, its
+    worst setting and seed, and how often plain reproduced."""
+    data = result("learned_vs_static.json")
+    figures: dict[str, str] = {}
+    for policy, variant in data["policies"].items():
+        settings = variant["settings"]
+        if not settings:
+            continue
+        worst_setting = min(settings, key=lambda name: settings[name]["mean"])
+        cells = [(p["learned_minus_static"], name, p["seed"]) for name, s in settings.items() for p in s["pairs"]]
+        gap, name, seed = min(cells)
+        figures |= {
+            f"{policy}_average": f"{variant['average_learned_minus_static']:+.1f}".replace("-", "−"),
+            f"{policy}_settings": str(len(settings)),
+            f"{policy}_cells": str(len(cells)),
+            f"{policy}_worst_setting": worst_setting,
+            f"{policy}_worst_setting_mean": f"{settings[worst_setting]['mean']:+.1f}".replace("-", "−"),
+            f"{policy}_worst_cell": f"{gap:+.1f}".replace("-", "−"),
+            f"{policy}_worst_cell_where": f"{name}, seed {seed}",
+            f"{policy}_wins": str(sum(g > 0 for g, _, _ in cells)),
+        }
+    default = [p for s in data["policies"].get("exp3", {}).get("settings", {}).values() for p in s["pairs"]]
+    figures["plain_reproduced"] = str(sum(abs(p["plain"] - p["plain_again"]) < 1e-9 for p in default))
+    figures["pairs"] = str(len(default))  # (the alignment cells resumed the static cells' plain runs: equal by design)
+    return figures
+
+
 def noise_rate_figures() -> dict[str, str]:
     """The largest single-seed miss of the noise estimate (noise_rate.json's rows)."""
     rows = [row for row in result("noise_rate.json")["rows"] if row["rate"] > 0]
@@ -1268,6 +1296,7 @@ FIGURES: dict[str, Callable[[], dict[str, str]]] = {
     "serving": serving_figures,
     "tasks": tasks_figures,
     "noise_rate": noise_rate_figures,
+    "learned": learned_static_figures,
     "self_training": self_training_figures,
 }
 """Values a template's prose quotes: ``{{ topic.key }}``."""
