@@ -151,13 +151,12 @@ def _replay_rows(
                 parent.task,
             )
             by = "random"
-        value = (
-            _margins(parent, old_train)
-            if by == "value"
-            else _representations(parent, old_train)
-            if by == "herding"
-            else np.zeros(len(old_train))
-        )
+        if by == "value":
+            value = _margins(parent, old_train)
+        elif by == "herding":
+            value = _representations(parent, old_train)
+        else:
+            value = np.zeros(len(old_train))
         by_class = parent.config.task in ONE_LABEL_TASKS
         groups = np.array([e.label for e in old_train]) if by_class else None
         chosen = choose_replay(value, flagged, budget, by, parent.config.training.seed, groups)

@@ -24,7 +24,7 @@ from autoft.data.loading import Example
 from autoft.errors import ConfigError
 from autoft.modeling.heads import output_layer
 from autoft.training.callbacks import Encode, Predict, StepOutput, TrainerCallback, TrainState
-from autoft.training.inference import length_order
+from autoft.training.inference import in_feature_order
 
 log = logging.getLogger(__name__)
 EVERY = 20
@@ -54,21 +54,19 @@ class AlignmentRewards(TrainerCallback):
         self.every = every
         self.rewards_given = 0
         self._features: list[Any] | None = None
-        self._captured: list[torch.Tensor] = []
+        self._captured: list[torch.Tensor] | None = None  # a list only while ``_measure`` runs its pass
         self._step_input: torch.Tensor | None = None
         self._gradient: np.ndarray | None = None  # G / ||G||, [C, D]
         self._hook: Any = None
-        self._relabelled: set[int] = set()
+        self._relabelled = np.array([], dtype=np.int64)
 
     def _capture(self, module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], _output: torch.Tensor) -> None:
-        """A training step's input of the output layer (train mode) replaces the last; a pass without gradients
-        (eval mode: the validation mini-batch, or any other callback's evaluation) appends its batches."""
-        x = inputs[0].detach().float().cpu()
+        """A training step's input of the output layer (train mode) replaces the last; the batches of the validation
+        mini-batch's pass (eval mode, while ``_measure`` runs) are collected; other passes are not kept."""
         if module.training:
-            self._step_input = x
-        else:
-            self._captured.append(x)
-            del self._captured[:-256]  # (only the latest batches can be the ones ``_measure`` asks for)
+            self._step_input = inputs[0].detach().float().cpu()
+        elif self._captured is not None:
+            self._captured.append(inputs[0].detach().float().cpu())
 
     def on_train_begin(self, state: TrainState) -> None:
         if state.model is None or self._hook is not None:
@@ -79,18 +77,19 @@ class AlignmentRewards(TrainerCallback):
             log.info("alignment rewards off: %s", error)
 
     def on_epoch_begin(self, state: TrainState) -> None:
-        self._relabelled = set(state.relabels) | set(state.pseudo_labels)  # rewarded for their given label only
+        # rewarded for their given label only
+        self._relabelled = np.array([*state.relabels, *state.pseudo_labels], dtype=np.int64)
 
     def _measure(self, state: TrainState) -> None:
         """``G`` on the validation mini-batch, from one forward pass (the hook sees its batches by length)."""
         if self._features is None:
             self._features = cast(Encode, state.encode)(self.examples)
-        self._captured.clear()
-        probabilities = np.stack(cast(Predict, state.predict)(self._features))
-        inputs = torch.cat(self._captured).numpy()
-        self._captured.clear()
-        h = np.empty_like(inputs)
-        h[length_order(self._features)] = inputs
+        self._captured = []
+        try:
+            probabilities = np.stack(cast(Predict, state.predict)(self._features))
+            h = in_feature_order(torch.cat(self._captured).numpy(), self._features)
+        finally:
+            self._captured = None
         error = probabilities.copy()
         error[np.arange(len(error)), self.labels] -= 1.0
         gradient = error.T @ h / len(h)
@@ -111,7 +110,7 @@ class AlignmentRewards(TrainerCallback):
         error[np.arange(len(error)), labels] -= 1.0
         rewards = np.einsum("bc,cd,bd->b", error, self._gradient, h.numpy())
         indices = np.asarray(output.indices)
-        mine = np.array([i < len(self.policy.prior_) and int(i) not in self._relabelled for i in indices], dtype=bool)
+        mine = (indices < len(self.policy.prior_)) & ~np.isin(indices, self._relabelled)  # (not pseudo-labelled rows)
         if mine.any():
             self.policy.update_samples(indices[mine], rewards[mine])
             self.rewards_given += int(mine.sum())

@@ -38,9 +38,13 @@ def layer_inputs(
         predict_probabilities(model, adapter, features, batch_size=batch_size, outputs=False)
     finally:
         handle.remove()
-    rows = torch.cat(captured).numpy() if captured else np.zeros((0, 0), dtype=np.float32)
+    return in_feature_order(torch.cat(captured).numpy() if captured else np.zeros((0, 0), dtype=np.float32), features)
+
+
+def in_feature_order(rows: np.ndarray, features: list[Feature]) -> np.ndarray:
+    """``rows`` a batched pass produced in its own order (by length, ``length_order``), put back in the features'."""
     result = np.empty_like(rows)
-    result[length_order(features)] = rows  # (the pass took them by length)
+    result[length_order(features)] = rows
     return result
 
 
