@@ -152,7 +152,14 @@ def markdown(result: dict[str, Any]) -> str:
                     f"{x['learned_minus_static']:+.2f} | {x['back_offs']['learned']}; {x['back_offs']['static']} | "
                     f"{x['commits']['learned']}; {x['commits']['static']} |"
                 )
-    lines.append("")
+    lines += [
+        "",
+        (
+            "Rewards a run: the policy updates from the epoch's validation gain (per-row rewards in brackets); for "
+            "cells measured before the count was recorded, the epochs run less one (one an epoch after the first)."
+        ),
+        "",
+    ]
     for policy, variant in result["policies"].items():
         average = variant["average_learned_minus_static"]
         met = ", ".join(

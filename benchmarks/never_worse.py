@@ -370,7 +370,7 @@ def run_cell(
     name: str, seed: int, args: argparse.Namespace, *, key: str, commit: str, dirty: bool, cached: dict[str, Any] | None
 ) -> dict[str, Any]:
     """One cell (or, for a cached one, only its missing cleanlab baseline)."""
-    setting = SETTINGS[name]
+    setting, selection = SETTINGS[name], agent_selection(args)
     plain_from = None
     if args.plain_runs:
         limit = f"_limit{args.train_limit}" if args.train_limit else ""
@@ -390,8 +390,8 @@ def run_cell(
             "train_limit": args.train_limit,
             "data": data,
             **({"policy": args.policy} if args.policy else {}),
-            **({"selection": agent_selection(args)} if args.selection else {}),
-            **fine_tune(setting, files, seed, work, agent_selection(args), plain_from),
+            **({"selection": selection} if args.selection else {}),
+            **fine_tune(setting, files, seed, work, selection, plain_from),
         }
         if args.cleanlab and setting.cleanlab and "cleanlab" not in cell:
             cell["cleanlab"] = cleanlab_run(files, seed, work)
