@@ -1,7 +1,9 @@
 """Learned against the fair static control (issue 27), from the never-worse cells: no run of its own.
 
-The learned side is every default (``autoft run``, policy exp3): the cells the published never-worse matrix uses
-(``never_worse.json``, its ``commits``). The static side is the same cell — same data, noise draw, training seed,
+The learned side is exp3, the default until these results made ``suspicion`` the default: the cells the never-worse
+matrix used while it was (``never_worse_exp3.json``, its ``commits``; written from ``never_worse_cells.jsonl`` by
+``never_worse.py --no-run --policy exp3 --output benchmarks/results/never_worse_exp3 --cells
+benchmarks/results/never_worse --commit …``). The static side is the same cell — same data, noise draw, training seed,
 plain run, resolved settings, scores, re-scoring, correction, class floor and back-off — with ``selection.policy:
 suspicion``: the agent minus learning (the offline ranking it starts from; no policy learns from a reward), measured
 by ``never_worse.py --policy suspicion --output benchmarks/results/never_worse_static``. Each static cell re-runs
@@ -178,10 +180,10 @@ def main() -> None:
     parser.add_argument(
         "--learned",
         nargs="+",
-        default=["exp3=never_worse.json", "alignment=never_worse_alignment_cells.jsonl"],
+        default=["exp3=never_worse_exp3.json", "alignment=never_worse_alignment_cells.jsonl"],
         metavar="POLICY=FILE",
         help="each learned policy and its cells: a never-worse matrix (.json) or a cell cache (.jsonl), under "
-        "benchmarks/results/ (default: the default exp3 and alignment; a file not there is left out)",
+        "benchmarks/results/ (default: exp3 and alignment; a file not there is left out)",
     )
     parser.add_argument("--static", type=Path, default=RESULTS / "never_worse_static_cells.jsonl", help="static cells")
     parser.add_argument("--output", type=Path, default=RESULTS / "learned_vs_static.json")

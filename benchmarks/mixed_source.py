@@ -21,8 +21,8 @@ Validation and test are TweetEval's (clean). Methods (``--methods``), each the s
   it, is the hindsight bound no method can know;
 - ``static``: autoft's agent minus learning (the ``suspicion`` ranking, the same drop fraction, loss correction and
   settings);
-- ``learned``: autoft's default agent; ``learned-source``: the same with ``selection.bucket_by: source`` (the
-  bandit's arms are the sources). Agents and ``static`` train as ``autoft train`` runs them: without the back-off
+- ``learned``: exp3, autoft's learned bandit (the default agent until issue 27 made ``suspicion`` the default);
+  ``learned-source``: the same with ``selection.bucket_by: source`` (the bandit's arms are the sources). Agents and ``static`` train as ``autoft train`` runs them: without the back-off
   guard ``autoft run`` adds, so they differ from each other only in the policy.
 
 Writes ``benchmarks/results/mixed_source.json`` and ``.md`` (test macro-F1 mean ± std over seeds, the share of each
@@ -45,7 +45,6 @@ from public_data import load_public
 from result_files import write_result
 
 import autoft
-from autoft.config import DEFAULT_POLICY
 from autoft.data.loading import Example
 from autoft.data.writing import write_examples
 from autoft.training.callbacks import RowWeights
@@ -56,8 +55,8 @@ SOURCES = ("tweets", "noisy_tweets", "off_domain")
 METHODS = ("proportional", "uniform", "grid", "static", "learned", "learned-source")
 SELECTION = {
     "static": {"policy": "suspicion"},
-    "learned": {"policy": DEFAULT_POLICY},
-    "learned-source": {"policy": DEFAULT_POLICY, "bucket_by": "source"},
+    "learned": {"policy": "exp3"},
+    "learned-source": {"policy": "exp3", "bucket_by": "source"},
 }
 
 

@@ -8,8 +8,15 @@ the agent also its estimated noise rate and drop fraction, its ``back-off`` / ``
 decisions, the rewards its policy learned from and what it selected each epoch; and which run ``autoft run`` serves
 (``comparison.json`` ``better``, chosen on validation). Derived: ``gap`` (autonomous − plain, test),
 ``classes_lost`` (where plain's test F1 is above 0.2, the agent's run below a quarter of it), ``served`` (the served
-run's test score). ``--policy suspicion`` runs the same cells with the agent minus learning (issue 27's fair static
-control; ``benchmarks/learned_vs_static.py`` sets them side by side).
+run's test score). ``--policy NAME`` runs the same cells with another agent (issue 27: ``exp3`` and ``alignment``,
+the learned policies, against ``suspicion``, the default since the learning did not help; ``--output`` to a cache of
+their own; ``benchmarks/learned_vs_static.py`` sets them side by side).
+
+Each cell records its agent's policy (cells measured before it did ran exp3, the default then). The tables of a
+policy hold its cells and, for any policy, the cells where the agent was idle or did not run: an idle agent is decided
+from the noise estimate and the selection settings before any policy acts, and trains as plain fine-tuning.
+``--cells STEM`` reads another cache's cells too (the default's tables from ``never_worse_static``'s suspicion cells
+and the idle cells of ``never_worse``).
 
     python benchmarks/never_worse.py                                   # every setting, seeds 0 1 2 (CPU days)
     python benchmarks/never_worse.py --settings clean                  # a group: clean, noisy, gains, plain_auto
@@ -73,6 +80,7 @@ from public_data import load_public, shared_root, task_of
 
 import autoft
 from autoft.autonomous import run as run_side_by_side
+from autoft.config import DEFAULT_POLICY
 from autoft.data.loading import Example, load_examples
 from autoft.data.writing import write_examples
 from autoft.io import read_jsonl, work_folder, write_text_atomic
@@ -389,7 +397,7 @@ def run_cell(
             "threads": args.threads,
             "train_limit": args.train_limit,
             "data": data,
-            **({"policy": args.policy} if args.policy else {}),
+            "policy": args.policy or DEFAULT_POLICY,
             **({"selection": selection} if args.selection else {}),
             **fine_tune(setting, files, seed, work, selection, plain_from),
         }
@@ -426,6 +434,12 @@ def git_state() -> tuple[str, bool]:
         ).stdout.strip()
 
     return git("log", "-1", "--format=%h", "--", "src"), bool(git("status", "--porcelain", "--", "src"))
+
+
+def cells_of(stem: Path) -> Path:
+    """The cell cache of the results ``stem``."""
+    stem = stem.with_suffix("") if stem.suffix in (".json", ".md") else stem
+    return stem.with_name(f"{stem.name}_cells.jsonl")
 
 
 def cell_key(
@@ -601,11 +615,20 @@ def measured_at(used: dict[str, str]) -> str:
     return "commits " + "; ".join(f"{c} ({', '.join(n for n, m in used.items() if m == c)})" for c in commits)
 
 
-def markdown(results: dict[str, Any], used: dict[str, str]) -> str:
-    dirty = any(cell["dirty"] for entry in results.values() for cell in entry["cells"])
-    caveat = " (some cells ran with uncommitted changes under src/: see each cell's `dirty`)" if dirty else ""
+def markdown(results: dict[str, Any], used: dict[str, str], policy: str) -> str:
+    every = [cell for entry in results.values() for cell in entry["cells"]]
+    caveat = (
+        " (some cells ran with uncommitted changes under src/: see each cell's `dirty`)"
+        if any(cell["dirty"] for cell in every)
+        else ""
+    )
+    agent = "every default" if policy == DEFAULT_POLICY else f"every default but `selection.policy: {policy}`"
+    borrowed = sorted({c["cleanlab"]["from_commit"] for c in every if "from_commit" in c.get("cleanlab", {})})
     intro = (
-        f"Never worse than plain (issue 26): `autoft run` with every default, {measured_at(used)}{caveat}. Test "
+        f"Never worse than plain (issue 26): `autoft run` with {agent} (the agent's policy: {policy}; a cell where "
+        f"the agent was idle or did not run holds for any policy), {measured_at(used)}{caveat}. "
+        + (f"Cleanlab from the cells of the same setting and seed at {', '.join(borrowed)}. " if borrowed else "")
+        + "Test "
         "primary metric (macro-F1; entity F1 for BTC; the official macro-F1 for SemEval; micro-F1 for SGD acts), "
         "mean ± std over seeds; gaps are autonomous − plain, in metric units. *Served* is the model `autoft run` "
         "delivers (`serve` and `export` default to it): the better of the two runs on the same validation rows, "
@@ -614,6 +637,32 @@ def markdown(results: dict[str, Any], used: dict[str, str]) -> str:
     settings = [setting_row(name, entry["summary"]) for name, entry in results.items()]
     cells = [cell_row(name, cell) for name, entry in results.items() for cell in entry["cells"]]
     return "\n".join([intro, "", SETTING_HEADER, *settings, "", CELL_HEADER, *cells])
+
+
+LEGACY_POLICY = "exp3"
+"""The policy of a cell that records none: it was measured before cells recorded theirs, when exp3 was the default."""
+
+
+def policy_free(cell: dict[str, Any]) -> bool:
+    """The agent was idle (decided from the noise estimate and the settings before any policy acts) or did not run:
+    the cell holds for every policy."""
+    agent = cell["autonomous"]
+    return agent is None or any(event["event"] == "idle" for event in agent["events"])
+
+
+def with_cleanlab(cell: dict[str, Any], cells: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """``cell``, with the cleanlab baseline of another cell of its setting and seed where it ran none: the baseline
+    is the same whatever the agent (``cleanlab["from_commit"]`` names that cell's commit)."""
+    if "cleanlab" in cell:
+        return cell
+    for other in cells.values():
+        if (other["setting"], other["seed"], other.get("train_limit")) == (
+            cell["setting"],
+            cell["seed"],
+            cell.get("train_limit"),
+        ) and "cleanlab" in other:
+            return {**cell, "cleanlab": {**other["cleanlab"], "from_commit": other["commit"]}}
+    return cell
 
 
 def write_results(
@@ -631,6 +680,7 @@ def write_results(
     results, used = {}, {}
     pinned = dict(c.split("=", 1) for c in commits if "=" in c)  # SETTING=COMMIT: that setting's cells alone
     commits = [c for c in commits if "=" not in c]
+    policy = policy or DEFAULT_POLICY
     for name in names:
         for commit in [pinned[name]] if name in pinned else commits:
             by_seed: dict[int, dict[str, Any]] = {}
@@ -640,19 +690,20 @@ def write_results(
                         c["setting"] == name
                         and c["commit"] == part
                         and c.get("train_limit") == train_limit
-                        and c.get("policy") == policy
                         and c.get("selection") == selection
+                        and ((c.get("policy") or LEGACY_POLICY) == policy or policy_free(c))
                     ):
                         by_seed.setdefault(c["seed"], c)
-            mine = [by_seed[seed] for seed in sorted(by_seed)]
+            mine = [with_cleanlab(by_seed[seed], cells) for seed in sorted(by_seed)]
             if mine:
                 for cell in mine:  # (derived again: a cached cell keeps what the definitions said when it ran)
                     derive(cell)
                 results[name] = {"setting": asdict(SETTINGS[name]), "summary": summarise(name, mine), "cells": mine}
                 used[name] = commit
                 break
-    text = markdown(results, used)
+    text = markdown(results, used, policy)
     report = {
+        "policy": policy,
         "commit": " / ".join(dict.fromkeys(used.values())) or (commits or list(pinned.values()))[0],
         "commits": used,
         "settings": results,
@@ -719,6 +770,13 @@ def main() -> None:
         "--plain-commit",
         help="with --plain-runs: reuse the plain runs kept at this commit (one whose plain fine-tuning is this one's)",
     )
+    parser.add_argument(
+        "--cells",
+        type=Path,
+        nargs="+",
+        metavar="STEM",
+        help="with --no-run: read these results' cell caches as well as --output's (STEM_cells.jsonl)",
+    )
     parser.add_argument("--train-limit", type=int, help=argparse.SUPPRESS)  # quick checks: N training / validation rows
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
@@ -726,12 +784,14 @@ def main() -> None:
 
     names = list(dict.fromkeys(n for s in args.settings for n in GROUPS.get(s, [s])))
     stem = args.output.with_suffix("") if args.output.suffix in (".json", ".md") else args.output
-    cache = stem.with_name(f"{stem.name}_cells.jsonl")
+    cache = cells_of(stem)
     commit, dirty = git_state()
     if args.commit and not args.no_run:
         parser.error("--commit writes the tables of cells measured at another commit: give it with --no-run")
+    if args.cells and not args.no_run:
+        parser.error("--cells writes tables from other caches' cells: give it with --no-run")
     commits = args.commit or [commit]
-    cells = {record["key"]: record for record in read_jsonl(cache)}
+    cells = {record["key"]: record for stem_ in [stem, *(args.cells or [])] for record in read_jsonl(cells_of(stem_))}
     variant = {"policy": args.policy, "selection": agent_selection(args) if args.selection else None}
     for name in names:
         for seed in args.seeds:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from transformers import TrainerCallback
 
-from autoft.config import AUTO, parse_config
+from autoft.config import AUTO, DEFAULT_POLICY, parse_config
 from autoft.data.example import Example
 from autoft.data.splits import Splits
 from autoft.selection.agent import data_value_rows, kept_mask, value_samples, write_data_values
@@ -46,7 +46,7 @@ class AutoSelect:
         validation_texts: Sequence[str],
         validation_labels: Sequence[Any],
         *,
-        policy: str = "exp3",
+        policy: str = DEFAULT_POLICY,
         drop_fraction: float | str = AUTO,
         encoder: str = "default",
         metric: str = "eval_loss",

@@ -8,9 +8,12 @@ from pydantic import Field, field_validator
 
 from autoft.config.base import AUTO, Auto, _auto_or_positive, _Strict
 
-DEFAULT_POLICY = "exp3"
-"""The agent ``autoft run`` / ``value`` / ``demo`` use when the config says ``policy: none``: on TweetEval
-with 40% noise it detected the noise best of the agents and trained the most accurate model (README)."""
+DEFAULT_POLICY = "suspicion"
+"""The agent ``autoft run`` / ``value`` / ``demo`` use when the config says ``policy: none``: the noise estimate's
+ranking (value = 1 - the suspicion of each given label) with the re-scoring, loss correction and guards, and no
+learning. Against it, the learned policies (exp3 rewarded each epoch, alignment rewarded per sample each step) were
+not ahead on the noisy settings measured (issue 27, ``benchmarks/results/learned_vs_static.md``), so the learned
+ones are opt-in (``selection.policy``)."""
 
 REWARDS = ("primary", "accuracy", "macro_f1", "f1", "precision", "recall", "loss")
 
@@ -21,8 +24,8 @@ class SelectionConfig(_Strict):
     policy: str = Field(
         "none",
         description="none, random, small-loss, suspicion, reinforce, q-learning, exp3 or alignment; "
-        "train uses it as given (none: plain fine-tuning); run, value and demo use exp3 where it "
-        "says none (their agent)",
+        "train uses it as given (none: plain fine-tuning); run, value and demo use suspicion (the noise estimate's "
+        "ranking, no learning) where it says none (their agent)",
     )
     mode: Literal["auto", "sample", "weight", "mask"] = Field(
         "auto",
