@@ -62,6 +62,10 @@ def pair(learned: dict[str, Any], static: dict[str, Any]) -> dict[str, Any]:
             "learned": sum(e["event"] == "back-off" for e in a["events"]),
             "static": sum(e["event"] == "back-off" for e in s["events"]),
         },
+        "kept": {  # rows each epoch trained on (cells before selections were recorded: none)
+            "learned": [x["kept"] for x in a.get("selections", [])],
+            "static": [x["kept"] for x in s.get("selections", [])],
+        },
         "wall_vs_plain": {
             "learned": round(a["wall_seconds"] / learned["plain"]["wall_seconds"], 2),
             "static": round(s["wall_seconds"] / static["plain"]["wall_seconds"], 2),
@@ -118,6 +122,10 @@ def _rewards(pairs: list[dict[str, Any]]) -> str:
     )
 
 
+def _kept(rows: list[int]) -> str:
+    return " ".join(f"{n:,}" for n in rows) or "–"
+
+
 def markdown(result: dict[str, Any]) -> str:
     lines = [
         (
@@ -141,9 +149,9 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         (
             "| learned policy | setting | seed (noise seed) | plain (again) | learned | static | learned − static "
-            "| back-offs: learned; static | commits: learned; static |"
+            "| back-offs: learned; static | rows kept each epoch: learned; static | commits: learned; static |"
         ),
-        "|---|---|---|---|---:|---:|---:|---|---|",
+        "|---|---|---|---|---:|---:|---:|---|---|---|",
     ]
     for policy, variant in result["policies"].items():
         for name, s in variant["settings"].items():
@@ -152,13 +160,16 @@ def markdown(result: dict[str, Any]) -> str:
                     f"| {policy} | {name} | {x['seed']} ({x['noise_seed']}) | {x['plain']:.3f} "
                     f"({x['plain_again']:.3f}) | {x['learned']:.3f} | {x['static']:.3f} | "
                     f"{x['learned_minus_static']:+.2f} | {x['back_offs']['learned']}; {x['back_offs']['static']} | "
+                    f"{_kept(x['kept']['learned'])}; {_kept(x['kept']['static'])} | "
                     f"{x['commits']['learned']}; {x['commits']['static']} |"
                 )
     lines += [
         "",
         (
             "Rewards a run: the policy updates from the epoch's validation gain (per-row rewards in brackets); for "
-            "cells measured before the count was recorded, the epochs run less one (one an epoch after the first)."
+            "cells measured before the count was recorded, the epochs run less one (one an epoch after the first). "
+            "Rows kept each epoch: what the agent trained on at each epoch's start (– for cells measured before "
+            "it was recorded); a back-off raises it."
         ),
         "",
     ]

@@ -904,6 +904,8 @@ def demo_figures() -> dict[str, str]:
         "flagged_flipped": str(detection["flagged_that_were_flipped"]),
         "wall": f"{data['comparison']['wall_seconds']:.0f}",
         "wall_ratio": f"{agent['wall_seconds'] / plain['wall_seconds']:.2f}",
+        "served": "the agent's run" if data["comparison"]["better"]["run"] == "autonomous" else "plain fine-tuning",
+        "served_on": data["comparison"]["better"]["compared_on"],
     }
 
 
