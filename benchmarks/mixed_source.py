@@ -19,14 +19,22 @@ Validation and test are TweetEval's (clean). Methods (``--methods``), each the s
 - ``grid``: plain fine-tuning with every fixed mixture of ``--grid`` loss weights for the two other sources (``tweets``
   at 1): the one best on validation is *best fixed (chosen on validation)*; the one best on test, reported beside
   it, is the hindsight bound no method can know;
-- ``static``: autoft's agent minus learning (the ``suspicion`` ranking, the same drop fraction, loss correction and
-  settings);
+- ``static``: autoft's default agent, ``suspicion``: the agent minus learning (the noise estimate's ranking, drop
+  fraction, loss correction and settings);
 - ``learned``: exp3, autoft's learned bandit (the default agent until issue 27 made ``suspicion`` the default);
-  ``learned-source``: the same with ``selection.bucket_by: source`` (the bandit's arms are the sources). Agents and ``static`` train as ``autoft train`` runs them: without the back-off
+  ``learned-source``: the same with ``selection.bucket_by: source`` (the bandit's arms are the sources);
+  ``alignment``: the policy rewarded per trained row after every step by how its gradient aligns with validation's. Agents and ``static`` train as ``autoft train`` runs them: without the back-off
   guard ``autoft run`` adds, so they differ from each other only in the policy.
 
 Writes ``benchmarks/results/mixed_source.json`` and ``.md`` (test macro-F1 mean ± std over seeds, the share of each
-source each method kept, wall-clock); every run is kept in the JSON.
+source each method kept, wall-clock); every run is kept in the JSON. Each finished run is cached in
+``mixed_source_runs.jsonl`` (keyed by seed, method, pool, model and the last commit that changed src/), so an
+interrupted benchmark resumes, and processes given different ``--methods`` share a seed (one per core; the first
+trains ``proportional``, the others wait for it); ``--no-run`` writes the results from the cache.
+
+    taskset -c 0 python benchmarks/mixed_source.py --seeds 0 --methods grid &
+    taskset -c 1 python benchmarks/mixed_source.py --seeds 0 --methods uniform static learned learned-source alignment
+    python benchmarks/mixed_source.py --seeds 0 --no-run        # every method's cached runs
 """
 
 from __future__ import annotations
@@ -42,22 +50,31 @@ from typing import Any
 import numpy as np
 from noisy_labels import SHARED, read_values
 from public_data import load_public
-from result_files import write_result
+from result_files import locked, src_commit, store, write_result
 
 import autoft
 from autoft.data.loading import Example
 from autoft.data.writing import write_examples
+from autoft.io import read_jsonl
 from autoft.training.callbacks import RowWeights
 
 log = logging.getLogger("mixed_source")
 RESULTS = Path(__file__).resolve().parent / "results"
 SOURCES = ("tweets", "noisy_tweets", "off_domain")
-METHODS = ("proportional", "uniform", "grid", "static", "learned", "learned-source")
+METHODS = ("proportional", "uniform", "grid", "static", "learned", "learned-source", "alignment")
 SELECTION = {
     "static": {"policy": "suspicion"},
     "learned": {"policy": "exp3"},
     "learned-source": {"policy": "exp3", "bucket_by": "source"},
+    "alignment": {"policy": "alignment"},
 }
+
+LABELS = {
+    "static": "static (suspicion: the default agent)",
+    "learned": "learned (exp3)",
+    "learned-source": "learned-source (exp3, the sources as arms)",
+}
+"""How the table names a method."""
 
 
 def pool(sizes: list[int], heavy_noise: float, seed: int, root: str | None) -> dict[str, Any]:
@@ -131,7 +148,35 @@ def train_once(
     }
 
 
-def one_seed(args: argparse.Namespace, seed: int) -> list[dict[str, Any]]:
+def plan(args: argparse.Namespace, sizes: dict[str, int]) -> dict[str, dict[str, Any]]:
+    """Every run of a seed but ``proportional``, by method name: its per-source loss weights or its agent."""
+    runs: dict[str, dict[str, Any]] = {}
+    if "uniform" in args.methods:
+        total = sum(sizes.values())
+        runs["uniform"] = {"weights": {s: total / (len(SOURCES) * n) for s, n in sizes.items()}}
+    if "grid" in args.methods:
+        for a, b in itertools.product(args.grid, repeat=2):
+            if (a, b) != (1.0, 1.0):  # (that one is proportional)
+                runs[f"grid-{a:g}-{b:g}"] = {"weights": {"tweets": 1.0, "noisy_tweets": a, "off_domain": b}}
+    for method, selection in SELECTION.items():
+        if method in args.methods:
+            runs[method] = {"selection": selection}
+    return runs
+
+
+def run_key(args: argparse.Namespace, seed: int, method: str, commit: str) -> str:
+    """A cached run's key: the seed, the method, what draws the pool and trains, and the commit of src/."""
+    fixed = ",".join(f"{k}={args.__dict__[k]}" for k in ("epochs", "learning_rate", "batch_size"))
+    return (
+        f"seed={seed}|{method}|sizes={','.join(map(str, args.sizes))}|heavy_noise={args.heavy_noise:g}|"
+        f"model={args.model}|max_length={args.max_length}|{fixed}|{commit}"
+    )
+
+
+def one_seed(args: argparse.Namespace, seed: int, cache: Path, commit: str) -> None:
+    """The seed's runs that ``cache`` lacks, each stored there as it finishes. ``proportional`` goes first (every
+    other run trains with the settings it resolved) under a lock, so processes running other ``--methods`` of the
+    same seed wait for it rather than train it again."""
     data = pool(args.sizes, args.heavy_noise, seed, args.data_root)
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
@@ -141,52 +186,33 @@ def one_seed(args: argparse.Namespace, seed: int) -> list[dict[str, Any]]:
             "test": str(write_examples(work / "test", data["test"])),
             "rows": rows_of(data["sources"]),
         }
-        fixed = {k: args.__dict__[k] for k in ("epochs", "learning_rate", "batch_size") if args.__dict__[k] != "auto"}
-        runs = [train_once("proportional", files, work, args, seed, fixed, weights=dict.fromkeys(SOURCES, 1.0))]
-        settings = {**fixed, **runs[0]["settings"]}  # every other method trains with the settings plain resolved
-        sizes = {s: len(r) for s, r in files["rows"].items()}
-        if "uniform" in args.methods:
-            total = sum(sizes.values())
-            runs.append(
-                train_once(
-                    "uniform",
-                    files,
-                    work,
-                    args,
-                    seed,
-                    settings,
-                    weights={s: total / (len(SOURCES) * n) for s, n in sizes.items()},
-                )
+
+        def cached(method: str) -> dict[str, Any] | None:
+            return {r["key"]: r for r in read_jsonl(cache)}.get(run_key(args, seed, method, commit))
+
+        def finish(run: dict[str, Any]) -> dict[str, Any]:
+            run |= {"seed": seed, "key": run_key(args, seed, run["method"], commit), "commit": commit}
+            store(cache, run)
+            log.info(
+                "seed %d %s: test macro-F1 %.4f (validation %.4f), kept %s, %.0f s",
+                seed,
+                run["method"],
+                run["test"],
+                run["validation"],
+                run["kept"],
+                run["wall_seconds"],
             )
-        if "grid" in args.methods:
-            for a, b in itertools.product(args.grid, repeat=2):
-                if (a, b) != (1.0, 1.0):  # (that one is proportional)
-                    runs.append(
-                        train_once(
-                            f"grid-{a:g}-{b:g}",
-                            files,
-                            work,
-                            args,
-                            seed,
-                            settings,
-                            weights={"tweets": 1.0, "noisy_tweets": a, "off_domain": b},
-                        )
-                    )
-        for method, selection in SELECTION.items():
-            if method in args.methods:
-                runs.append(train_once(method, files, work, args, seed, settings, selection=selection))
-    for run in runs:
-        run["seed"] = seed
-        log.info(
-            "seed %d %s: test macro-F1 %.4f (validation %.4f), kept %s, %.0f s",
-            seed,
-            run["method"],
-            run["test"],
-            run["validation"],
-            run["kept"],
-            run["wall_seconds"],
-        )
-    return runs
+            return run
+
+        fixed = {k: args.__dict__[k] for k in ("epochs", "learning_rate", "batch_size") if args.__dict__[k] != "auto"}
+        with locked(Path(tempfile.gettempdir()) / f"autoft_{cache.stem}_seed{seed}.lock"):
+            first = cached("proportional") or finish(
+                train_once("proportional", files, work, args, seed, fixed, weights=dict.fromkeys(SOURCES, 1.0))
+            )
+        settings = {**fixed, **first["settings"]}
+        for method, how in plan(args, {s: len(r) for s, r in files["rows"].items()}).items():
+            if cached(method) is None:
+                finish(train_once(method, files, work, args, seed, settings, **how))
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -231,7 +257,7 @@ def markdown(summary: dict[str, dict[str, Any]], args: argparse.Namespace) -> st
         )
         mixture = ", ".join(dict.fromkeys(row["chosen"])) if name.startswith("best") else ""
         lines.append(
-            f"| {name} | {row['test_mean']:.3f} ± {row['test_std']:.3f} | {row['seeds']} | {kept} | "
+            f"| {LABELS.get(name, name)} | {row['test_mean']:.3f} ± {row['test_std']:.3f} | {row['seeds']} | {kept} | "
             f"{mixture} | {row['wall_seconds']:.0f} |"
         )
     return "\n".join(lines)
@@ -250,7 +276,14 @@ def main() -> None:
     parser.add_argument("--learning-rate", default="auto")
     parser.add_argument("--batch-size", default="auto")
     parser.add_argument("--data-root", help="shared data folder (default: ../shared/data beside the checkout)")
-    parser.add_argument("--output", type=Path, default=RESULTS / "mixed_source")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=RESULTS / "mixed_source",
+        help="stem of STEM.json, STEM.md and the run cache STEM_runs.jsonl (runs found there are not run again)",
+    )
+    parser.add_argument("--no-run", action="store_true", help="write the results from the cached runs; run none")
+    parser.add_argument("--commit", help="the cached runs of this commit (default: the last that changed src/)")
     args = parser.parse_args()
     for key in ("epochs", "batch_size"):
         value = getattr(args, key)
@@ -258,13 +291,28 @@ def main() -> None:
     if args.learning_rate != "auto":
         args.learning_rate = float(args.learning_rate)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
-    runs = [run for seed in args.seeds for run in one_seed(args, seed)]
+    stem = args.output.with_suffix("")
+    cache = stem.with_name(f"{stem.name}_runs.jsonl")
+    head, dirty = src_commit()
+    commit = args.commit or head + ("_dirty" if dirty else "")
+    if not args.no_run:
+        for seed in args.seeds:
+            one_seed(args, seed, cache, commit)
+    by_key = {r["key"]: r for r in read_jsonl(cache)}
+    wanted = ["proportional", *plan(args, dict.fromkeys(SOURCES, 1))]
+    runs = [
+        by_key[key]
+        for seed in args.seeds
+        for method in wanted
+        if (key := run_key(args, seed, method, commit)) in by_key
+    ]
     summary = summarise(runs)
     text = markdown(summary, args)
     write_result(
         args.output.with_suffix(".json"),
         {
             "arguments": {k: v for k, v in vars(args).items() if k != "output"} | {"output": str(args.output)},
+            "commit": commit,
             "summary": summary,
             "runs": runs,
         },

@@ -57,15 +57,12 @@ selected settings, after each cell. ``--output STEM`` moves all three (``STEM.js
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import logging
 import os
 import shutil
-import subprocess
 import tempfile
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -77,6 +74,7 @@ from defaults import slice_files
 from noisy_labels import confusable_classes, inject
 from noisy_ner import entity_types, flip_entity_types
 from public_data import load_public, shared_root, task_of
+from result_files import src_commit, store
 
 import autoft
 from autoft.autonomous import run as run_side_by_side
@@ -424,18 +422,6 @@ def cell_line(cell: dict[str, Any]) -> str:
 
 
 # --- the cache -------------------------------------------------------------------------------------
-def git_state() -> tuple[str, bool]:
-    """The short hash of the last commit that changed src/ (a commit of tests or documents leaves the cells valid),
-    and whether src/ has uncommitted changes."""
-
-    def git(*arguments: str) -> str:
-        return subprocess.run(
-            ["git", *arguments], capture_output=True, text=True, check=False, cwd=Path(__file__).resolve().parents[1]
-        ).stdout.strip()
-
-    return git("log", "-1", "--format=%h", "--", "src"), bool(git("status", "--porcelain", "--", "src"))
-
-
 def cells_of(stem: Path) -> Path:
     """The cell cache of the results ``stem``."""
     stem = stem.with_suffix("") if stem.suffix in (".json", ".md") else stem
@@ -451,27 +437,6 @@ def cell_key(
         + (f"|policy={policy}" if policy else "")
         + "".join(f"|{item}" for item in sorted(selection))
     )
-
-
-@contextmanager
-def locked(folder: Path):
-    """An exclusive lock on ``folder`` (processes running other settings share the cache)."""
-    handle = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(handle)
-
-
-def store(path: Path, cell: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Put ``cell`` into the cache file (read again under the lock, rewritten whole); returns every cached cell."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with locked(path.parent):
-        cells = {record["key"]: record for record in read_jsonl(path)}
-        cells[cell["key"]] = cell
-        write_text_atomic(path, "".join(json.dumps(record) + "\n" for record in cells.values()))
-    return cells
 
 
 # --- summary ---------------------------------------------------------------------------------------
@@ -785,7 +750,7 @@ def main() -> None:
     names = list(dict.fromkeys(n for s in args.settings for n in GROUPS.get(s, [s])))
     stem = args.output.with_suffix("") if args.output.suffix in (".json", ".md") else args.output
     cache = cells_of(stem)
-    commit, dirty = git_state()
+    commit, dirty = src_commit()
     if args.commit and not args.no_run:
         parser.error("--commit writes the tables of cells measured at another commit: give it with --no-run")
     if args.cells and not args.no_run:

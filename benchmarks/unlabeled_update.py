@@ -47,9 +47,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from never_worse import git_state
 from public_data import _sgd_dialogues, load_public, shared_root
-from result_files import write_result
+from result_files import src_commit, write_result
 
 import autoft
 from autoft import continual
@@ -208,8 +207,8 @@ def cell(seed: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 
 def commit() -> str:
-    """never_worse.py's ``git_state``: the last commit that changed src/, ``-dirty`` with changes not committed."""
-    head, dirty = git_state()
+    """``result_files.src_commit``: the last commit that changed src/, ``-dirty`` with changes not committed."""
+    head, dirty = src_commit()
     return head + ("-dirty" if dirty else "")
 
 
