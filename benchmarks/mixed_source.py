@@ -23,8 +23,9 @@ Validation and test are TweetEval's (clean). Methods (``--methods``), each the s
   fraction, loss correction and settings);
 - ``learned``: exp3, autoft's learned bandit (the default agent until issue 27 made ``suspicion`` the default);
   ``learned-source``: the same with ``selection.bucket_by: source`` (the bandit's arms are the sources);
-  ``alignment``: the policy rewarded per trained row after every step by how its gradient aligns with validation's. Agents and ``static`` train as ``autoft train`` runs them: without the back-off
-  guard ``autoft run`` adds, so they differ from each other only in the policy.
+  ``alignment``: the policy rewarded per trained row after every step by how its gradient aligns with validation's.
+  Agents and ``static`` train as ``autoft train`` runs them: without the back-off guard ``autoft run`` adds, so they
+  differ from each other only in the policy.
 
 Writes ``benchmarks/results/mixed_source.json`` and ``.md`` (test macro-F1 mean ± std over seeds, the share of each
 source each method kept, wall-clock); every run is kept in the JSON. Each finished run is cached in
@@ -299,7 +300,7 @@ def main() -> None:
         for seed in args.seeds:
             one_seed(args, seed, cache, commit)
     by_key = {r["key"]: r for r in read_jsonl(cache)}
-    wanted = ["proportional", *plan(args, dict.fromkeys(SOURCES, 1))]
+    wanted = ["proportional", *plan(args, dict.fromkeys(SOURCES, 1))]  # (the names only: sizes set no name)
     runs = [
         by_key[key]
         for seed in args.seeds

@@ -156,7 +156,7 @@ def headline() -> str:
         )
     intro = (
         f"`autoft run` with every default (never told a noise rate; the agent's policy: "
-        f"`{data.get('policy', 'exp3')}`): plain fine-tuning against the agent's run on "
+        f"`{data['policy']}`): plain fine-tuning against the agent's run on "
         f"the same splits, and the run `autoft run` serves (the better one on the same validation rows). Test "
         f"macro-F1 (entity F1 for BTC, the official macro-F1 for SemEval), mean over seeds; the worst seed gap is "
         f"the agent's run less plain. Measured at {'the commit of each row' if several else 'commit ' + data['commit']} "
