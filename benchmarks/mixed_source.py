@@ -20,9 +20,11 @@ Validation and test are TweetEval's (clean). Methods (``--methods``), each the s
   at 1): the one best on validation is *best fixed (chosen on validation)*; the one best on test, reported beside
   it, is the hindsight bound no method can know;
 - ``static``: autoft's default agent, ``suspicion``: the agent minus learning (the noise estimate's ranking, drop
-  fraction, loss correction and settings);
+  fraction, loss correction and settings); ``static-per-source``: the same with ``selection.balance: per-source``
+  (every file estimated as an annotator of its own, each leaving out its own estimated share);
 - ``learned``: exp3, autoft's learned bandit (the default agent until issue 27 made ``suspicion`` the default);
   ``learned-source``: the same with ``selection.bucket_by: source`` (the bandit's arms are the sources);
+  ``learned-per-source``: with ``selection.balance: per-source`` (``static-per-source``'s learned counterpart);
   ``alignment``: the policy rewarded per trained row after every step by how its gradient aligns with validation's.
   Agents and ``static`` train as ``autoft train`` runs them: without the back-off guard ``autoft run`` adds, so they
   differ from each other only in the policy.
@@ -36,6 +38,12 @@ trains ``proportional``, the others wait for it); ``--no-run`` writes the result
     taskset -c 0 python benchmarks/mixed_source.py --seeds 0 --methods grid &
     taskset -c 1 python benchmarks/mixed_source.py --seeds 0 --methods uniform static learned learned-source alignment
     python benchmarks/mixed_source.py --seeds 0 --no-run        # every method's cached runs
+
+A method added after the others ran takes the settings of the ``proportional`` runs already cached (plain
+fine-tuning, which a change to the agents leaves alone), and the table reads each method's runs at its own commit:
+
+    python benchmarks/mixed_source.py --seeds 0 1 2 --methods static-per-source --commit proportional=OLD
+    python benchmarks/mixed_source.py --seeds 0 1 2 --no-run --commit OLD static-per-source=NEW
 """
 
 from __future__ import annotations
@@ -62,18 +70,32 @@ from autoft.training.callbacks import RowWeights
 log = logging.getLogger("mixed_source")
 RESULTS = Path(__file__).resolve().parent / "results"
 SOURCES = ("tweets", "noisy_tweets", "off_domain")
-METHODS = ("proportional", "uniform", "grid", "static", "learned", "learned-source", "alignment")
+METHODS = (
+    "proportional",
+    "uniform",
+    "grid",
+    "static",
+    "static-per-source",
+    "learned",
+    "learned-source",
+    "learned-per-source",
+    "alignment",
+)
 SELECTION = {
     "static": {"policy": "suspicion"},
+    "static-per-source": {"policy": "suspicion", "balance": "per-source"},
     "learned": {"policy": "exp3"},
     "learned-source": {"policy": "exp3", "bucket_by": "source"},
+    "learned-per-source": {"policy": "exp3", "balance": "per-source"},
     "alignment": {"policy": "alignment"},
 }
 
 LABELS = {
     "static": "static (suspicion: the default agent)",
+    "static-per-source": "static, each source its own noise estimate (balance: per-source)",
     "learned": "learned (exp3)",
     "learned-source": "learned-source (exp3, the sources as arms)",
+    "learned-per-source": "learned, each source its own noise estimate (exp3, balance: per-source)",
 }
 """How the table names a method."""
 
@@ -174,10 +196,12 @@ def run_key(args: argparse.Namespace, seed: int, method: str, commit: str) -> st
     )
 
 
-def one_seed(args: argparse.Namespace, seed: int, cache: Path, commit: str) -> None:
-    """The seed's runs that ``cache`` lacks, each stored there as it finishes. ``proportional`` goes first (every
-    other run trains with the settings it resolved) under a lock, so processes running other ``--methods`` of the
-    same seed wait for it rather than train it again."""
+def one_seed(args: argparse.Namespace, seed: int, cache: Path, commit: str, commits: dict[str, str]) -> None:
+    """The seed's runs that ``cache`` lacks at ``commit``, each stored there as it finishes. ``proportional`` goes
+    first (every other run trains with the settings it resolved) under a lock, so processes running other
+    ``--methods`` of the same seed wait for it rather than train it again; ``commits`` may name the commit of the
+    ``proportional`` run to take the settings from (plain fine-tuning, which a change to the agents leaves as it
+    was)."""
     data = pool(args.sizes, args.heavy_noise, seed, args.data_root)
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
@@ -189,7 +213,9 @@ def one_seed(args: argparse.Namespace, seed: int, cache: Path, commit: str) -> N
         }
 
         def cached(method: str) -> dict[str, Any] | None:
-            return {r["key"]: r for r in read_jsonl(cache)}.get(run_key(args, seed, method, commit))
+            return {r["key"]: r for r in read_jsonl(cache)}.get(
+                run_key(args, seed, method, commits.get(method, commit))
+            )
 
         def finish(run: dict[str, Any]) -> dict[str, Any]:
             run |= {"seed": seed, "key": run_key(args, seed, run["method"], commit), "commit": commit}
@@ -284,7 +310,13 @@ def main() -> None:
         help="stem of STEM.json, STEM.md and the run cache STEM_runs.jsonl (runs found there are not run again)",
     )
     parser.add_argument("--no-run", action="store_true", help="write the results from the cached runs; run none")
-    parser.add_argument("--commit", help="the cached runs of this commit (default: the last that changed src/)")
+    parser.add_argument(
+        "--commit",
+        nargs="+",
+        default=[],
+        metavar="[METHOD=]COMMIT",
+        help="the cached runs of this commit (default: the last that changed src/); METHOD=COMMIT for one method's",
+    )
     args = parser.parse_args()
     for key in ("epochs", "batch_size"):
         value = getattr(args, key)
@@ -295,17 +327,18 @@ def main() -> None:
     stem = args.output.with_suffix("")
     cache = stem.with_name(f"{stem.name}_runs.jsonl")
     head, dirty = src_commit()
-    commit = args.commit or head + ("_dirty" if dirty else "")
+    commits = dict(c.split("=", 1) if "=" in c else ("", c) for c in args.commit)
+    commit = commits.pop("", head + ("_dirty" if dirty else ""))
     if not args.no_run:
         for seed in args.seeds:
-            one_seed(args, seed, cache, commit)
+            one_seed(args, seed, cache, commit, commits)
     by_key = {r["key"]: r for r in read_jsonl(cache)}
     wanted = ["proportional", *plan(args, dict.fromkeys(SOURCES, 1))]  # (the names only: sizes set no name)
     runs = [
         by_key[key]
         for seed in args.seeds
         for method in wanted
-        if (key := run_key(args, seed, method, commit)) in by_key
+        if (key := run_key(args, seed, method, commits.get(method, commit))) in by_key
     ]
     summary = summarise(runs)
     text = markdown(summary, args)
@@ -314,6 +347,7 @@ def main() -> None:
         {
             "arguments": {k: v for k, v in vars(args).items() if k != "output"} | {"output": str(args.output)},
             "commit": commit,
+            "commits": commits,
             "summary": summary,
             "runs": runs,
         },

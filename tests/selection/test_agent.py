@@ -380,6 +380,12 @@ def test_kept_mask_per_class_and_global():
     assert kept_mask(values, labels, 0.5, "global").tolist() == [False] * 4 + [True] * 4
     assert kept_mask(values, labels, 0.5, "per-class").tolist() == [False, False, True, True] * 2
     assert kept_mask(values, labels, 0.0, "per-class").all()
+    # per source: each leaves out drop_fraction times its share, at most all of its rows
+    sources, shares = np.array([0, 1] * 4), np.array([0.0, 2.0])
+    per_source = kept_mask(values, labels, 0.25, "per-source", sources=sources, shares=shares)
+    assert per_source.tolist() == [True, False, True, False, True, True, True, True]
+    assert (~kept_mask(values, labels, 0.75, "per-source", sources=sources, shares=shares))[1::2].all()
+    assert kept_mask(values, labels, 0.5, "per-source").tolist() == kept_mask(values, labels, 0.5).tolist()
 
 
 def test_run_reports_keep_rates_per_source(tiny_model_dir, tmp_path):
@@ -400,6 +406,42 @@ def test_run_reports_keep_rates_per_source(tiny_model_dir, tmp_path):
     assert set(rates) == {"news", "forum"}
     assert rates["forum"] < rates["news"]
     assert "kept per source" in comparison["table"]
+
+
+def test_per_source_balance_leaves_out_each_files_own_share(tiny_model_dir, tmp_path):
+    """``selection.balance: per-source``: every training file is estimated as an annotator of its own and leaves out
+    the share its own estimate gives: the file whose labels are all shifted loses more than the clean one, which
+    the pooled estimate would have charged with part of the other's noise."""
+    clean = synthetic_rows(120, 0)
+    shift = {"food": "sport", "sport": "tech", "tech": "food"}
+    corrupted = [
+        (text, shift[label]) if i % 2 else (text, label) for i, (text, label) in enumerate(synthetic_rows(120, 3))
+    ]
+    files = {
+        "train": [str(write_csv(tmp_path / "news.csv", clean)), str(write_csv(tmp_path / "forum.csv", corrupted))],
+        "validation": str(write_csv(tmp_path / "val.csv", synthetic_rows(60, 1))),
+    }
+    shares = {}
+    for balance in ("global", "per-source"):
+        config = tiny_config(tiny_model_dir, {}, tmp_path / balance, epochs=1)
+        config["data"] = files
+        config["selection"] = {"policy": "suspicion", "balance": balance}
+        path = autonomous.value(config)
+        noise = json.loads((path.parent / "noise.json").read_text())
+        rows = list(csv.DictReader(path.open(encoding="utf-8")))
+        shares[balance] = {
+            name: sum(r["flagged"] == "True" for r in rows if r["source"] == name) / 120 for name in ("news", "forum")
+        }
+        if balance == "global":
+            assert "per_source" not in noise
+            continue
+        rates = {name: noise["per_source"][name]["rate"] for name in ("news", "forum")}
+        assert rates["forum"] > rates["news"] + 0.2, noise["per_source"]
+        for name in ("news", "forum"):  # each file leaves out its own estimated share (the class floor aside)
+            assert shares[balance][name] == pytest.approx(
+                rates[name] * noise["drop_fraction"] / noise["rate"], abs=0.05
+            )
+    assert shares["per-source"]["news"] <= shares["global"]["news"], shares
 
 
 def test_word_embeddings_mark_words_cut_off_by_max_length(tiny_model_dir, monkeypatch, tmp_path):

@@ -165,3 +165,34 @@ def test_to_dict_is_json_ready():
     summary = estimate.to_dict([f"c{k}" for k in range(4)])
     json.dumps(summary)
     assert set(summary["per_class"]) == {"c0", "c1", "c2", "c3"} and 0.1 < summary["rate"] < 0.3
+
+
+def test_each_source_gets_its_own_rate():
+    """Three sources of one pool: clean, 50% symmetric flips, and labels drawn at random (75% wrong with 4 classes).
+    Pooled, the clean source is charged with part of the others' noise; every source as an annotator of its own reads
+    each near its truth, and a source too small to estimate alone keeps the pooled posterior."""
+    x, y, val_x, val_y, y_true = _clusters(6, 0.0, n=1800)
+    rng = np.random.default_rng(6)
+    sources = np.repeat([0, 1, 2], 600)
+    noisy = (sources == 1) & (rng.random(1800) < 0.5)
+    y[noisy] = (y_true[noisy] + rng.integers(1, 4, size=noisy.sum())) % 4
+    y[sources == 2] = rng.integers(4, size=600)
+    tiny = np.zeros(1800, dtype=np.int64)
+    tiny[:20] = 3  # 20 rows of the clean source, too few for a source of their own
+    oof, val_oof = cross_fitted_probabilities(x, y, val_x, n_classes=4, seed=6)
+    names = ["clean", "flips", "random", "tiny"]
+    pooled = estimate_noise(oof, y, val_oof, val_y, names[:4])
+    split = estimate_noise(oof, y, val_oof, val_y, names[:4], sources=np.maximum(sources, tiny), source_names=names)
+    assert pooled.per_source is None
+    rates = {k: v["rate"] for k, v in split.per_source.items()}
+    truth = {name: float((y != y_true)[np.maximum(sources, tiny) == k].mean()) for k, name in enumerate(names)}
+    for name in ("clean", "flips", "random"):
+        assert abs(rates[name] - truth[name]) <= 0.08, (rates, truth)
+        assert split.per_source[name]["estimated_alone"]
+    assert not split.per_source["tiny"]["estimated_alone"] and split.per_source["tiny"]["rows"] == 20
+    assert np.allclose(split.posterior[:20], pooled.posterior[:20])  # the pooled estimate's posterior
+    # pooled, the clean source is charged with part of the others' noise
+    assert 1.0 - pooled.correct[sources == 0].mean() > rates["clean"] + 0.05
+    assert split.rate == pytest.approx(1.0 - split.correct.mean())
+    summary = split.to_dict(names[:4])
+    assert set(summary["per_source"]) == set(names) and summary["per_source"]["flips"]["rows"] == 600

@@ -53,8 +53,11 @@ class SelectionConfig(_Strict):
         "(classification: its text stays and trains on the fine-tuned model's own label once that is consistent "
         "across two epochs and at least self_training_threshold confident)",
     )
-    balance: Literal["global", "per-class"] = Field(
-        "global", description="drop that share over all samples, or within each given label"
+    balance: Literal["global", "per-class", "per-source"] = Field(
+        "global",
+        description="drop that share over all samples, within each given label, or (per-source) within each "
+        "training file, each file leaving out the share its own noise estimate gives (every file an annotator "
+        "of its own; classification, relations and NER valued in memory)",
     )
     correction: Literal["auto", "off", "forward"] = Field(
         AUTO,

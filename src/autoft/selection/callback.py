@@ -17,7 +17,7 @@ from autoft.selection.noise import transition_of
 from autoft.selection.reports import data_value_rows, write_data_values, write_decisions, write_noise
 from autoft.selection.rewards import RewardTracker, load_reward
 from autoft.selection.state import TrainingDynamics, sequence_margins
-from autoft.selection.valuation import MAX_CLASS_LOSS, Valuation, _ranks, kept_mask
+from autoft.selection.valuation import MAX_CLASS_LOSS, Valuation, _ranks
 from autoft.training.callbacks import Encode, Evaluate, PredictRows, Score, StepOutput, TrainerCallback, TrainState
 
 if TYPE_CHECKING:
@@ -160,11 +160,7 @@ class AgentCallback(TrainerCallback):
             self.masked = self.valuation.lowest_units(self.drop_fraction)
             weights = np.ones(len(values))
         else:
-            keep = (
-                self._drawn()
-                if draw and self.draws
-                else kept_mask(values, self.valuation.sample_labels, self.drop_fraction, self.selection.balance)
-            )
+            keep = self._drawn() if draw and self.draws else self.valuation.keep(values, self.drop_fraction)
             keep, self.floor_relabelled, floor = self.valuation.floor(keep, values)
             self._record_floor(floor)
             self.selected = keep  # what the policy is rewarded for (relabels and own labels come on top)

@@ -38,8 +38,8 @@ from dataclasses import dataclass
 from typing import cast
 
 import numpy as np
-from scipy.optimize import minimize_scalar
-from scipy.special import log_softmax
+
+from autoft.selection.calibration import Calibration, choose_penalty, fit_calibration, fit_temperature, log_probs, nll
 
 _EPS = 1e-12
 
@@ -77,6 +77,11 @@ class NoiseEstimate:
     at most it."""
     rows_per_class: float | None = None
     """Training rows in the median given class (below ``MIN_ROWS_PER_CLASS`` the rate acted on is 0)."""
+    per_source: dict[str, dict[str, float | bool]] | None = None
+    """Estimated per source (``estimate_noise`` with ``sources``): per source name its rows, its rate acted on
+    (``rate``), EM's rate, its lower bound, and whether it had rows enough to be estimated alone (else its rows keep
+    the pooled estimate). ``em_rate``, ``moment``, ``null`` and ``lower_bound`` above are then the pooled estimate's;
+    ``rate``, ``correct`` and ``posterior`` the sources' own."""
 
     @property
     def too_few_rows(self) -> str | None:
@@ -141,97 +146,21 @@ class NoiseEstimate:
                 }
                 for i, y in enumerate(class_names)
             },
+            **(
+                {
+                    "per_source": {
+                        k: {f: round(v, 4) if isinstance(v, float) else v for f, v in d.items()}
+                        for k, d in self.per_source.items()
+                    }
+                }
+                if self.per_source
+                else {}
+            ),
             "method": "out-of-fold probes calibrated (matrix scaling) on the validation labels; label-transition "
             "matrix by EM; rate = mean posterior that a given label is wrong, at most the lower confidence "
             "bound of the probes' validation-vs-training agreement (the matrix shrunk toward the identity "
             "to it)",
         }
-
-
-def _log_probs(probs: np.ndarray) -> np.ndarray:
-    return np.log(np.clip(np.asarray(probs, dtype=np.float64), _EPS, 1.0))
-
-
-def _nll(log_probs: np.ndarray, labels: np.ndarray) -> float:
-    return float(-log_probs[np.arange(len(labels)), labels].mean())
-
-
-def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
-    """The temperature ``t`` minimising the log loss of ``softmax(log(probs) / t)`` on ``labels``."""
-    logits = _log_probs(probs)
-    labels = np.asarray(labels, dtype=np.int64)
-    result = minimize_scalar(
-        lambda log_t: _nll(log_softmax(logits / np.exp(log_t), axis=1), labels),
-        bounds=(np.log(0.05), np.log(20.0)),
-        method="bounded",
-    )
-    return float(np.exp(result.x))
-
-
-@dataclass
-class Calibration:
-    """``q = softmax(log(probs) @ (I / temperature + matrix) + bias)``: matrix scaling of probe outputs."""
-
-    temperature: float
-    matrix: np.ndarray  # [C, C]
-    bias: np.ndarray  # [C]
-
-    def __call__(self, probs: np.ndarray) -> np.ndarray:
-        weights = np.eye(len(self.bias)) / self.temperature + self.matrix
-        return np.exp(log_softmax(_log_probs(probs) @ weights + self.bias, axis=1))
-
-
-PENALTIES = (0.001, 0.01, 0.1, 1.0)
-"""Candidate penalties of the calibration map; cross-validation on the validation samples picks one."""
-
-
-def fit_calibration(probs: np.ndarray, labels: np.ndarray, *, penalty: float = 0.01) -> Calibration:
-    """Matrix scaling fitted on trusted ``labels``: the temperature first, then scale, matrix and bias
-    together by L-BFGS on the mean log loss plus ``penalty`` times the squared matrix and bias (so a few
-    validation samples per class cannot fit noise of their own)."""
-    import torch
-
-    labels_t = torch.as_tensor(np.asarray(labels, dtype=np.int64))
-    logits = torch.as_tensor(_log_probs(probs))
-    c = logits.shape[1]
-    scale = torch.tensor(-np.log(fit_temperature(probs, labels)), dtype=torch.float64, requires_grad=True)
-    matrix = torch.zeros(c, c, dtype=torch.float64, requires_grad=True)
-    bias = torch.zeros(c, dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.LBFGS([scale, matrix, bias], max_iter=200, line_search_fn="strong_wolfe")
-    eye = torch.eye(c, dtype=torch.float64)
-
-    def closure():
-        optimizer.zero_grad()
-        out = logits @ (torch.exp(scale) * eye + matrix) + bias
-        loss = torch.nn.functional.cross_entropy(out, labels_t) + penalty * (matrix.pow(2).sum() + bias.pow(2).sum())
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
-    return Calibration(float(torch.exp(-scale.detach())), matrix.detach().numpy().copy(), bias.detach().numpy().copy())
-
-
-def choose_penalty(
-    probs: np.ndarray, labels: np.ndarray, *, folds: int = 5, seed: int = 0, candidates: tuple[float, ...] = PENALTIES
-) -> float:
-    """The candidate penalty with the lowest held-out log loss, by ``folds``-fold cross-validation over
-    the validation samples. ``probs`` is [M, C] or [F, M, C] (every fold probe's view of each sample; a
-    sample's views stay on the same side of each split)."""
-    from sklearn.model_selection import KFold
-
-    probs = np.asarray(probs, dtype=np.float64)
-    views = probs if probs.ndim == 3 else probs[None]
-    labels = np.asarray(labels, dtype=np.int64)
-    folds = min(folds, len(labels))
-    if folds < 2:
-        return candidates[len(candidates) // 2]
-    losses = np.zeros(len(candidates))
-    for fit_rows, held_rows in KFold(folds, shuffle=True, random_state=seed).split(labels):
-        fit_p, fit_y = views[:, fit_rows].reshape(-1, views.shape[-1]), np.tile(labels[fit_rows], len(views))
-        held_p, held_y = views[:, held_rows].reshape(-1, views.shape[-1]), np.tile(labels[held_rows], len(views))
-        for i, penalty in enumerate(candidates):
-            losses[i] += _nll(_log_probs(fit_calibration(fit_p, fit_y, penalty=penalty)(held_p)), held_y)
-    return candidates[int(np.argmin(losses))]
 
 
 def fit_transition(
@@ -353,6 +282,32 @@ def _shrink(
     return shrunk, posterior
 
 
+def _acted_on(
+    prior: np.ndarray,
+    labels: np.ndarray,
+    oof_probs: np.ndarray,
+    val_oof: np.ndarray,
+    val_labels: np.ndarray,
+    *,
+    smoothing: float,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray, float, tuple[float, float], float, float, float]:
+    """EM's transition matrix for these ``labels`` given the calibrated ``prior``, shrunk to the rate acted on
+    (steps 3 to 6 of the module's recipe): ``(T, posterior, EM's rate, moment estimate, null rate, lower bound,
+    rows in the median given class)``."""
+    transition, posterior = fit_transition(prior, labels, smoothing=smoothing)
+    em_rate = float(1.0 - posterior[np.arange(len(labels)), labels].mean()) if len(labels) else 0.0
+    moment = moment_rate(oof_probs, labels, val_oof, val_labels, transition)
+    null = null_rate(prior, smoothing=smoothing, seed=seed) if len(labels) else 0.0
+    bound = max(0.0, moment[0] - LCB_Z * moment[1], em_rate - NULL_MARGIN * null)
+    rows_per_class = float(np.median(np.bincount(labels)[np.bincount(labels) > 0])) if len(labels) else 0.0
+    if rows_per_class < MIN_ROWS_PER_CLASS:
+        bound = 0.0
+    if bound < em_rate:
+        transition, posterior = _shrink(prior, labels, transition, bound)
+    return transition, posterior, em_rate, moment, null, bound, rows_per_class
+
+
 def estimate_noise(
     oof_probs: np.ndarray,
     labels: np.ndarray,
@@ -362,12 +317,19 @@ def estimate_noise(
     *,
     smoothing: float = 1.0,
     seed: int = 0,
+    sources: np.ndarray | None = None,
+    source_names: list[str] | None = None,
 ) -> NoiseEstimate:
     """Estimate the label noise of ``labels`` from cross-fitted probe probabilities.
 
     ``oof_probs`` [N, C]: out-of-fold probe probabilities of the training samples; ``val_probs`` [M, C],
     or [F, M, C] from each of F fold probes: the same probes' probabilities of the validation samples,
     whose labels ``val_labels`` [M] are trusted (``cross_fitted_probabilities`` gives both).
+
+    ``sources`` [N] (ids into ``source_names``): each sample's source. Every source is then an annotator of its
+    own (Dawid and Skene's model with several): each source large enough to estimate alone (``MIN_ROWS_PER_CLASS``
+    rows in its median given class) gets its own transition matrix and rate acted on, through the same calibration;
+    the samples of smaller sources keep the pooled estimate's posterior (``NoiseEstimate.per_source``).
     """
     labels, val_labels = np.asarray(labels, dtype=np.int64), np.asarray(val_labels, dtype=np.int64)
     if len(val_labels) == 0:
@@ -379,19 +341,18 @@ def estimate_noise(
         val_labels = np.tile(val_labels, len(val_probs))
         val_probs = val_probs.reshape(-1, val_probs.shape[-1])
     calibration = fit_calibration(val_probs, val_labels, penalty=penalty)
-    before = _nll(_log_probs(val_probs), val_labels)
-    after = _nll(_log_probs(calibration(val_probs)), val_labels)
+    before = nll(log_probs(val_probs), val_labels)
+    after = nll(log_probs(calibration(val_probs)), val_labels)
     prior = np.clip(calibration(oof_probs), _EPS, 1.0)
-    transition, posterior = fit_transition(prior, labels, smoothing=smoothing)
-    em_rate = float(1.0 - posterior[np.arange(len(labels)), labels].mean()) if len(labels) else 0.0
-    moment = moment_rate(oof_probs, labels, val_oof, val_labels_given, transition)
-    null = null_rate(prior, smoothing=smoothing, seed=seed) if len(labels) else 0.0
-    bound = max(0.0, moment[0] - LCB_Z * moment[1], em_rate - NULL_MARGIN * null)
-    rows_per_class = float(np.median(np.bincount(labels)[np.bincount(labels) > 0])) if len(labels) else 0.0
-    if rows_per_class < MIN_ROWS_PER_CLASS:
-        bound = 0.0
-    if bound < em_rate:
-        transition, posterior = _shrink(prior, labels, transition, bound)
+    transition, posterior, em_rate, moment, null, bound, rows_per_class = _acted_on(
+        prior, labels, oof_probs, val_oof, val_labels_given, smoothing=smoothing, seed=seed
+    )
+    per_source = None
+    if sources is not None and len(np.unique(sources)) > 1:
+        posterior, per_source = _per_source(
+            prior, labels, oof_probs, (val_oof, val_labels_given), posterior, sources, source_names, smoothing, seed
+        )
+        transition = transition_of(posterior, labels, smoothing=smoothing)
     correct = posterior[np.arange(len(labels)), labels]
     per_class = {
         name: float(1.0 - correct[labels == k].mean()) for k, name in enumerate(class_names) if (labels == k).any()
@@ -411,7 +372,44 @@ def estimate_noise(
         null,
         bound,
         rows_per_class,
+        per_source,
     )
+
+
+def _per_source(
+    prior: np.ndarray,
+    labels: np.ndarray,
+    oof_probs: np.ndarray,
+    validation: tuple[np.ndarray, np.ndarray],
+    pooled: np.ndarray,
+    sources: np.ndarray,
+    source_names: list[str] | None,
+    smoothing: float,
+    seed: int,
+) -> tuple[np.ndarray, dict[str, dict[str, float | bool]]]:
+    """Each source's own estimate (``estimate_noise`` with ``sources``): the [N, C] posterior, each source's rows
+    from its own transition matrix or (too few rows to estimate alone) from the ``pooled`` posterior, and per source
+    name its rows, rate acted on, EM's rate, lower bound and whether it was estimated alone."""
+    posterior, out = pooled.copy(), {}
+    sources = np.asarray(sources, dtype=np.int64)
+    for source in np.unique(sources):
+        rows = np.flatnonzero(sources == source)
+        name = source_names[source] if source_names is not None else str(source)
+        _, mine, em_rate, _, _, bound, rows_per_class = _acted_on(
+            prior[rows], labels[rows], oof_probs[rows], *validation, smoothing=smoothing, seed=seed
+        )
+        alone = rows_per_class >= MIN_ROWS_PER_CLASS
+        if alone:
+            posterior[rows] = mine
+        right = posterior[rows, labels[rows]]
+        out[name] = {
+            "rows": len(rows),
+            "rate": float(1.0 - right.mean()),
+            "em_rate": em_rate,
+            "lower_bound": bound,
+            "estimated_alone": bool(alone),
+        }
+    return posterior, out
 
 
 __all__ = [

@@ -113,9 +113,26 @@ class Valuation:
         if self.selection.mode == "mask":
             masked = self.lowest_units() if masked_units is None else masked_units
             return self.units.sample_any(masked.astype(np.float64)) > 0
-        keep = kept_mask(values, self.sample_labels, cast(float, self.selection.drop_fraction), self.selection.balance)
-        kept, relabelled, _ = self.floor(keep, values)
+        kept, relabelled, _ = self.floor(self.keep(values, cast(float, self.selection.drop_fraction)), values)
         return ~(kept | relabelled)
+
+    @property
+    def source_shares(self) -> np.ndarray | None:
+        """[S] per source (``source_names``' order): its estimated noise rate over the pool's, the multiple of the
+        drop fraction it leaves out under ``balance: per-source``; None without a per-source estimate."""
+        noise = self.noise
+        if noise is None or noise.per_source is None or noise.rate <= 0:
+            return None
+        rates = {name: float(d["rate"]) for name, d in noise.per_source.items()}  # (a file without units: pooled)
+        return np.array([rates.get(name, noise.rate) / noise.rate for name in self.source_names])
+
+    def keep(self, values: np.ndarray, drop_fraction: float) -> np.ndarray:
+        """[N] bool: the samples kept at these sample ``values`` when ``drop_fraction`` is left out, spread as
+        ``selection.balance`` says (:func:`kept_mask`)."""
+        balance = self.selection.balance
+        return kept_mask(
+            values, self.sample_labels, drop_fraction, balance, sources=self.sources, shares=self.source_shares
+        )
 
     def floor(self, keep: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
         """The class floor on a selection (one label per sample; other tasks pass through): ``keep`` with rows
@@ -140,7 +157,9 @@ class Valuation:
         """[U] bool: the lowest-valued ``drop_fraction`` (default: the run's) of the units (``mask`` mode leaves
         them out)."""
         drop = cast(float, self.selection.drop_fraction) if drop_fraction is None else drop_fraction  # resolved
-        return ~kept_mask(self.policy.values_, None, drop)
+        balance = "per-source" if self.selection.balance == "per-source" else "global"  # (units: no per-class)
+        unit_sources, shares = self.units.sources[self.units.owner], self.source_shares
+        return ~kept_mask(self.policy.values_, None, drop, balance, sources=unit_sources, shares=shares)
 
 
 def _describe(units: Units, task: str, labels: np.ndarray) -> list[str]:
@@ -247,6 +266,14 @@ def _log_noise(config: Config, correction: str, noise: NoiseEstimate, units: Uni
         100 * drop,
         how,
     )
+    if noise.per_source:
+        log.info(
+            "per source (selection.balance: per-source, each leaves out its own share): %s",
+            ", ".join(
+                f"{name} {d['rate']:.1%} of {d['rows']}{'' if d['estimated_alone'] else ' (too few to estimate alone)'}"
+                for name, d in noise.per_source.items()
+            ),
+        )
 
 
 def value_samples(config: Config, splits: Splits, *, progress: bool = True) -> Valuation:
@@ -285,14 +312,24 @@ def value_samples(config: Config, splits: Splits, *, progress: bool = True) -> V
         probes_out=fold_probes,
     )
     probes = (oof, validation_probe_probabilities(units.x, units.val_x, units.val_labels, n_classes=n_classes))
-    noise = estimate_noise(oof, units.labels, cast(np.ndarray, val_oof), units.val_labels, units.class_names, seed=seed)
+    unit_sources = sources[units.owner]
+    by_source = selection.balance == "per-source" and len(source_names) > 1  # every file its own annotator
+    noise = estimate_noise(
+        oof,
+        units.labels,
+        cast(np.ndarray, val_oof),
+        units.val_labels,
+        units.class_names,
+        seed=seed,
+        sources=unit_sources if by_source else None,
+        source_names=source_names,
+    )
     drop, how = _resolve_drop(selection, config.task, units, noise, policy)
     correction = selection.correction if selection.correction != AUTO else ("forward" if one_label else "off")
     estimated = selection.drop_fraction == AUTO  # the estimate sets how much: it bounds each class too (floor)
     selection = selection.model_copy(update={"drop_fraction": drop, "correction": correction})
     _log_noise(config, correction, noise, units, drop, how)
     agreement = neighbour_agreement(units.x, units.labels)
-    unit_sources = sources[units.owner]
     state = state_features(
         embeddings=units.x,
         labels=units.labels,
@@ -330,6 +367,7 @@ def value_samples(config: Config, splits: Splits, *, progress: bool = True) -> V
         "per_class": noise.per_class,
         "drop_fraction": drop,
         "how": how,
+        **({"per_source": {k: v["rate"] for k, v in noise.per_source.items()}} if noise.per_source else {}),
     }
     return Valuation(
         policy,
@@ -418,19 +456,28 @@ def _ranks(values: np.ndarray) -> np.ndarray:
 
 
 def kept_mask(
-    values: np.ndarray, labels: np.ndarray | None, drop_fraction: float, balance: str = "global"
+    values: np.ndarray,
+    labels: np.ndarray | None,
+    drop_fraction: float,
+    balance: str = "global",
+    *,
+    sources: np.ndarray | None = None,
+    shares: np.ndarray | None = None,
 ) -> np.ndarray:
     """[N] bool: False for the lowest-valued ``drop_fraction`` of the samples — of each given class
-    (``per-class``, so a hard minority class is not emptied; needs ``labels``) or of all samples (``global``)."""
+    (``per-class``, so a hard minority class is not emptied; needs ``labels``), of each source (``per-source``:
+    source ``s`` of ``sources`` [N] leaves out ``drop_fraction * shares[s]`` of its rows, at most all; without
+    ``sources`` over all samples) or of all samples (``global``)."""
     values = np.asarray(values, dtype=np.float64)
     keep = np.ones(len(values), dtype=bool)
-    groups = (
-        [np.flatnonzero(labels == c) for c in np.unique(cast(np.ndarray, labels))]
-        if balance == "per-class"
-        else [np.arange(len(values))]
-    )
-    for rows in groups:
-        drop = round(drop_fraction * len(rows))
+    if balance == "per-class":
+        groups = [(np.flatnonzero(labels == c), 1.0) for c in np.unique(cast(np.ndarray, labels))]
+    elif balance == "per-source" and sources is not None and shares is not None:
+        groups = [(np.flatnonzero(sources == s), float(share)) for s, share in enumerate(shares)]
+    else:
+        groups = [(np.arange(len(values)), 1.0)]
+    for rows, share in groups:
+        drop = round(min(drop_fraction * share, 1.0) * len(rows))
         keep[rows[np.argsort(values[rows], kind="stable")[:drop]]] = False
     return keep
 
