@@ -39,11 +39,13 @@ Methods, each from the same first run (plain fine-tuning on experience 1, every 
   (``replay_by: value``);
 - ``value-replay-align``: value replay and the head's alignment (``continual.align: auto``), no distillation;
 - ``default-no-align``: the default without the head's alignment (``continual.align: off``);
-- ``default``: every ``continual`` setting at its default: value replay, distillation when an update brings new
+- ``default``: every ``continual`` setting at its default: herding replay (value replay before issue 29's
+  measurements; result files of earlier commits call that ``default``), distillation when an update brings new
   labels (``distill: auto``: on the class-incremental stream, not on the domain one), and the new labels' head rows
   aligned with the old ones' when that scores better on validation (``align: auto``);
-- ``default-herding``: the default with the old samples that represent their class in the parent's own
-  representation (``replay_by: herding``) in place of those it holds most firmly;
+- ``default-value``: the default with the old samples the parent holds most firmly (``replay_by: value``, the
+  default before) in place of those that represent their class; ``default-herding``: the default with
+  ``replay_by: herding`` said explicitly (the same as ``default`` now);
 - ``lora-per-task``: from a first run with ``training.peft: lora`` on experience 1, a new adapter per update on
   the frozen, folded earlier ones (no replay, no distillation);
 - ``joint``: one run on all experiences' training data at once (the upper bound), scored at the end.
@@ -83,6 +85,7 @@ METHODS = (
     "value-replay-align",
     "default-no-align",
     "default",
+    "default-value",
     "default-herding",
     "lora-per-task",
     "joint",
@@ -96,6 +99,7 @@ SETTINGS = {  # continual.* per method; the rest at its default
     "value-replay-align": ["continual.replay_by=value", "continual.distill=0"],
     "default-no-align": ["continual.align=off"],
     "default": [],
+    "default-value": ["continual.replay_by=value"],
     "default-herding": ["continual.replay_by=herding"],
     "lora-per-task": ["continual.replay_budget=0", "continual.distill=0", "continual.method=lora-per-task"],
 }

@@ -227,10 +227,11 @@ class ContinualConfig(_Strict):
         description="old training samples replayed, as a share of all the data the lineage trained on (0: none)",
     )
     replay_by: Literal["value", "random", "herding"] = Field(
-        "value",
-        description="value: the old samples the parent model holds most firmly (its margin for the given "
-        "label); herding: those that best represent their class (or, without classes, all the old data) in the "
-        "parent model's own representation; random: a seeded sample; never one an agent of the lineage flagged",
+        "herding",
+        description="herding: the old samples that best represent their class (or, without classes, all the old "
+        "data) in the parent model's own representation; value: those the parent model holds most firmly (its "
+        "margin for the given label); random: a seeded sample; never one an agent of the lineage flagged "
+        "(generation: random, having neither)",
     )
     replay_weight: Annotated[float, Field(ge=1.0)] | Auto = Field(
         AUTO,

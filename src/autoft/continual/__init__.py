@@ -2,8 +2,9 @@
 
 An update is a new run directory trained from its parent's weights (``Run.load(..., trainable=True)``) on the
 new data plus a replay of old training samples (``continual.replay_budget`` of all the data the lineage has
-trained on, chosen by ``continual.replay_by``: those the parent model holds most firmly — its margin for the
-given label — or a seeded random sample; never one an agent of the lineage flagged), optionally pulled toward
+trained on, chosen by ``continual.replay_by``: by default those that best represent their class in the parent
+model's own representation (herding), or those it holds most firmly — its margin for the given label — or a seeded
+random sample; never one an agent of the lineage flagged), optionally pulled toward
 the parent's weights (``continual.method: ewc | l2``, :mod:`autoft.training.regularizers`). New labels widen
 the task head; the old label ids keep their meaning. Question answering and generation (answers and responses,
 no label set) update the same way, with a seeded random replay (no label margin ranks their samples), no head to

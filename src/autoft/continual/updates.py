@@ -391,7 +391,7 @@ def update(
         added = sorted_labels(unseen) if unseen else []
         stacked = _check_method(continual, parent, parent_path, added)
 
-        # Replay: of everything the lineage trained on, the old samples the parent holds most firmly.
+        # Replay: of everything the lineage trained on, the old samples chosen by continual.replay_by.
         old_train, old_validation, replayed, replay = _replay(parent, parent_path, continual, texts, bool(files))
         if pool:
             log.info(

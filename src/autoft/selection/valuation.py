@@ -276,6 +276,21 @@ def _log_noise(config: Config, correction: str, noise: NoiseEstimate, units: Uni
         )
 
 
+def _probes_and_noise(
+    units: Units, folds: int, seed: int, sources: np.ndarray | None, source_names: list[str]
+) -> tuple[list, tuple[np.ndarray, np.ndarray], NoiseEstimate]:
+    """The out-of-fold probes (fitted), their probabilities of the training units with those of the probe fitted on
+    validation, and the noise estimate made from them (per source when ``sources`` is given)."""
+    n_classes, fold_probes, val_labels = len(units.class_names), cast(list, []), units.val_labels
+    oof, val_oof = cross_fitted_probabilities(
+        units.x, units.labels, units.val_x, n_classes=n_classes, folds=folds, seed=seed, probes_out=fold_probes
+    )
+    probes = (oof, validation_probe_probabilities(units.x, units.val_x, val_labels, n_classes=n_classes))
+    noise = estimate_noise(oof, units.labels, cast(np.ndarray, val_oof), val_labels, units.class_names, seed=seed,
+                           sources=sources, source_names=source_names)  # fmt: skip
+    return fold_probes, probes, noise
+
+
 def value_samples(config: Config, splits: Splits, *, progress: bool = True) -> Valuation:
     """Fit ``config.selection.policy`` on cached features of ``splits`` (the offline phase), after
     estimating the label noise (``autoft.selection.noise``), which sets ``drop_fraction: auto``."""
@@ -301,28 +316,10 @@ def value_samples(config: Config, splits: Splits, *, progress: bool = True) -> V
             f"{len(units.labels)} and {len(units.val_labels)}"
         )
     # The probes and the neighbours feed the noise estimate, the state and the policy: computed once, here.
-    fold_probes: list = []
-    oof, val_oof = cross_fitted_probabilities(
-        units.x,
-        units.labels,
-        units.val_x,
-        n_classes=n_classes,
-        folds=policy.probe_folds,
-        seed=seed,
-        probes_out=fold_probes,
-    )
-    probes = (oof, validation_probe_probabilities(units.x, units.val_x, units.val_labels, n_classes=n_classes))
     unit_sources = sources[units.owner]
     by_source = selection.balance == "per-source" and len(source_names) > 1  # every file its own annotator
-    noise = estimate_noise(
-        oof,
-        units.labels,
-        cast(np.ndarray, val_oof),
-        units.val_labels,
-        units.class_names,
-        seed=seed,
-        sources=unit_sources if by_source else None,
-        source_names=source_names,
+    fold_probes, probes, noise = _probes_and_noise(
+        units, policy.probe_folds, seed, unit_sources if by_source else None, source_names
     )
     drop, how = _resolve_drop(selection, config.task, units, noise, policy)
     correction = selection.correction if selection.correction != AUTO else ("forward" if one_label else "off")
@@ -382,7 +379,7 @@ def value_samples(config: Config, splits: Splits, *, progress: bool = True) -> V
         noise,
         [noise_record, *({"phase": "offline", **d} for d in policy.decisions_)],
         fold_probes,
-        oof,
+        probes[0],
         estimated,
     )
 
