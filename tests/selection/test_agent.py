@@ -549,7 +549,7 @@ def test_reinforce_is_rewarded_for_the_selection_it_draws():
     top-k cut, and its online step is given exactly the draw the model trained on."""
     import numpy as np
 
-    from autoft.selection.valuation import kept_mask
+    from autoft.selection.keeping import kept_mask
     from autoft.training.callbacks import TrainState
 
     callback, n = _callback_on_clusters("dynamics", drop=0.3, policy="reinforce", iterations=5)

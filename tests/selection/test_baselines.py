@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from autoft.selection import get_policy
-from autoft.selection.valuation import kept_mask
+from autoft.selection.keeping import kept_mask
 
 
 @pytest.mark.parametrize("fraction", [0.0, 0.1, 0.3, 0.5])

@@ -9,9 +9,9 @@ import autoft
 from autoft.config import SelectionConfig
 from autoft.selection.agent import AgentCallback, Units, Valuation
 from autoft.selection.guard import BackOff, ReferenceScores, read_reference, starved_classes
+from autoft.selection.keeping import class_floor
 from autoft.selection.noise import NoiseEstimate
 from autoft.selection.policies import get_policy
-from autoft.selection.valuation import class_floor
 from autoft.training.callbacks import CallbackList, TrainState
 
 

@@ -9,7 +9,7 @@ from sklearn.metrics import roc_auc_score
 
 from autoft.errors import ConfigError
 from autoft.selection import POLICIES, get_policy
-from autoft.selection.valuation import kept_mask
+from autoft.selection.keeping import kept_mask
 
 ALL = sorted(POLICIES)
 LEARNED = [name for name in ALL if name not in ("none", "random")]

@@ -12,6 +12,7 @@ the policy from the reward it measures on its own part of the validation set. ``
 
 from autoft.selection.callback import AgentCallback
 from autoft.selection.embeddings import embed_examples, embed_words, example_text
+from autoft.selection.keeping import kept_mask
 from autoft.selection.reports import (
     DATA_VALUE_COLUMNS,
     data_value_rows,
@@ -20,7 +21,7 @@ from autoft.selection.reports import (
     write_noise,
 )
 from autoft.selection.units import Units, build_units
-from autoft.selection.valuation import MAX_AUTO_DROP, Valuation, kept_mask, resolve_drop_fraction, value_samples
+from autoft.selection.valuation import MAX_AUTO_DROP, Valuation, resolve_drop_fraction, value_samples
 
 __all__ = [
     "DATA_VALUE_COLUMNS",

@@ -13,11 +13,12 @@ from scipy.stats import rankdata
 from autoft.config import AUTO, SelectionConfig
 from autoft.data.loading import Example
 from autoft.errors import ConfigError
+from autoft.selection.keeping import MAX_CLASS_LOSS, ranks
 from autoft.selection.noise import transition_of
 from autoft.selection.reports import data_value_rows, write_data_values, write_decisions, write_noise
 from autoft.selection.rewards import RewardTracker, load_reward
 from autoft.selection.state import TrainingDynamics, sequence_margins
-from autoft.selection.valuation import MAX_CLASS_LOSS, Valuation, _ranks
+from autoft.selection.valuation import Valuation
 from autoft.training.callbacks import Encode, Evaluate, PredictRows, Score, StepOutput, TrainerCallback, TrainState
 
 if TYPE_CHECKING:
@@ -94,7 +95,7 @@ class AgentCallback(TrainerCallback):
         rank among the seen samples; samples left out (never seen, so without dynamics) keep their
         policy-value rank. A kept sample the model keeps contradicting sinks below the ones left out,
         and the best of those come back in its place."""
-        values = _ranks(self.valuation.sample_values())
+        values = ranks(self.valuation.sample_values())
         if self.selection.rescore == "model":
             if np.isnan(self.model_margin).any():
                 return values
@@ -103,7 +104,7 @@ class AgentCallback(TrainerCallback):
             model = np.empty_like(values)
             for c in np.unique(self.valuation.sample_labels):
                 rows = self.valuation.sample_labels == c
-                model[rows] = _ranks(self.model_margin[rows])
+                model[rows] = ranks(self.model_margin[rows])
             return 0.5 * values + 0.5 * model
         aum = self.dynamics.aum
         seen = ~np.isnan(aum)
@@ -165,7 +166,7 @@ class AgentCallback(TrainerCallback):
             self._record_floor(floor)
             self.selected = keep  # what the policy is rewarded for (relabels and own labels come on top)
             weights = (
-                np.where(keep, np.clip(_ranks(values), 1e-3, 1.0), 0.0)
+                np.where(keep, np.clip(ranks(values), 1e-3, 1.0), 0.0)
                 if self.selection.mode == "weight" and self.intervention > 0
                 else keep.astype(np.float64)
             )

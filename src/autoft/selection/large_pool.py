@@ -41,10 +41,11 @@ from autoft.data.loading import BadRows, Example, stream_examples
 from autoft.data.splits import Splits, check_known_labels, read_file, sorted_labels
 from autoft.errors import DataError
 from autoft.selection.embeddings import example_text, stored_rows
+from autoft.selection.keeping import kept_mask, ranks
 from autoft.selection.state import default_neighbours, fold_probe_probabilities
 from autoft.selection.state.features import _entropy, _one_hot, _top_margin
 from autoft.selection.units import feature_max_length
-from autoft.selection.valuation import Valuation, _ranks, kept_mask, value_samples
+from autoft.selection.valuation import Valuation, value_samples
 
 if TYPE_CHECKING:
     from autoft.selection.noise import NoiseEstimate
@@ -252,7 +253,7 @@ def value_pool(config: Config, *, progress: bool = True) -> PoolValuation:
     splits = Splits([e for _, e in sample], validation, None, labels, bad.skipped)
     valuation = value_samples(config, splits, progress=progress)
     x_fit = valuation.units.x.astype(np.float32)
-    fit_values = _ranks(valuation.sample_values())
+    fit_values = ranks(valuation.sample_values())
     fit_given = valuation.units.labels
     rng = np.random.default_rng(seed)
     reference_at = np.sort(rng.choice(len(sample), min(REFERENCE_ROWS, len(sample)), replace=False))

@@ -30,11 +30,11 @@ from autoft.data.loading import Example
 from autoft.data.splits import Splits
 from autoft.errors import ConfigError
 from autoft.io import write_json
+from autoft.selection.keeping import kept_mask, ranks
 from autoft.selection.pairs import PairValuation, value_pairs
 from autoft.selection.policies import Policy, get_policy
 from autoft.selection.reports import pair_value_rows, write_data_values, write_decisions
 from autoft.selection.rewards import RewardTracker
-from autoft.selection.valuation import _ranks, kept_mask
 
 if TYPE_CHECKING:
     from autoft.selection.policies import Reinforce
@@ -195,7 +195,7 @@ class PairAgentCallback(TrainerCallback):
         """[N] 0 for the pairs left out; the value's rank in ``weight`` mode, else 1; double in the bucket a bucket
         policy emphasises."""
         weights = (
-            np.where(self.selected, np.clip(_ranks(self.policy.values_), 1e-3, 1.0), 0.0)
+            np.where(self.selected, np.clip(ranks(self.policy.values_), 1e-3, 1.0), 0.0)
             if self.selection.mode == "weight"
             else self.selected.astype(np.float64)
         )

@@ -14,7 +14,8 @@ from autoft.data.generation import prompt_text
 from autoft.data.loading import Example
 from autoft.io import to_builtin, write_text_atomic
 from autoft.selection.embeddings import example_text
-from autoft.selection.valuation import Valuation, _ranks
+from autoft.selection.keeping import ranks
+from autoft.selection.valuation import Valuation
 
 DATA_VALUE_COLUMNS = [
     "row_id",
@@ -74,7 +75,7 @@ def data_value_rows(
     if flagged is None:
         flagged = valuation.flagged(values)
     masking = valuation.selection.mode == "mask"
-    keep_probability = _ranks(values)
+    keep_probability = ranks(values)
     rows = []
     for i in np.argsort(values, kind="stable"):
         example = examples[i]

@@ -143,7 +143,7 @@ def rank_probabilities(values: np.ndarray) -> np.ndarray:
 
 class Policy:
     """Base class: values samples offline (``fit``) and learns online (``update``); ``values_`` ranks the samples
-    (the lowest go first: ``autoft.selection.valuation.kept_mask``).
+    (the lowest go first: ``autoft.selection.keeping.kept_mask``).
 
     Options (keyword-only, stored unchanged): ``seed``; ``drop_fraction``, the share of lowest-valued
     samples to leave out by default;
