@@ -6,13 +6,14 @@ after every epoch, on the part of validation that the agent's run keeps for earl
 the other part), and writes the scores, with the samples trained on so far, to ``stopping_half.json`` in the plain
 run's folder. In the agent's run, :class:`BackOff` compares the agent's best score so far on the same rows with the
 best plain fine-tuning had reached on no more training samples (an agent that leaves rows out trains on fewer per
-epoch, so it is compared with plain's earlier epochs). When the agent is behind by more than ``BACK_OFF_TOLERANCE``,
-it backs off one level (``state.intervention``, which the agent reads at the next epoch's start): first it leaves
-out half as much, then nothing (no relabels, no loss correction: the rest of the run is plain fine-tuning from the
-weights it has). It also backs off, at once, when the agent's model predicts a class far less often than plain's did
-after as many training samples (``STARVED_SHARE``): a starved class. The agent writes each back-off to
-``decisions.jsonl`` (a ``back-off`` record); this callback logs why and writes its evidence to ``metrics.json``
-(``back_off``), with a warning for a starved class.
+epoch, so it is compared with plain's earlier epochs). When the agent is behind by more than
+``BACK_OFF_TOLERANCE``, it backs off one
+level (``state.intervention``, which the agent reads at the next epoch's start): first it leaves out half as
+much, then nothing (no relabels, no loss correction: the rest of the run is plain fine-tuning from the weights it
+has). It also backs off, at once, when the agent's model predicts a class far less often than plain's did after the
+same epoch (``STARVED_SHARE``): a starved class. The agent writes each back-off to ``decisions.jsonl`` (a
+``back-off`` record); this callback logs why and writes its evidence to ``metrics.json`` (``back_off``), with a
+warning for a starved class.
 """
 
 from __future__ import annotations
@@ -40,15 +41,12 @@ off: less than one point is within what a few hundred validation rows move by be
 STARVED_SHARE = 0.25
 STARVED_MIN = 5
 """A class is starved when the agent's model predicts it on the stopping half less than ``STARVED_SHARE`` times as
-often as plain fine-tuning's model did after its last epoch on no more training samples, where plain's predicted it
-at least ``STARVED_MIN`` times: the agent backs off at once, whatever the main metric says. A rare class can vanish
-from the agent's predictions while a few hundred validation rows barely move macro-F1: on TweetEval with 40% symmetric
-noise (noise seed 4, ``benchmarks/never_worse.py`` at c6196ae) the agent's best epoch predicted *optimism* 3 times on
-the 374 validation rows (28 gold, plain's 21) and scored optimism F1 0.06 on test against plain's 0.43, while its
-stopping half's macro-F1 (0.689 against plain's 0.733 after a third fewer samples) set off the back-off only at epoch 4.
-Plain's model is held to as many samples, not the same epoch: a model trained on fewer rows predicts rare classes
-less often whatever it left out (at c6196ae–abd726d, comparing epochs, the check fired after the agent's first epoch,
-on 60–72% of plain's first epoch's rows, on every BANKING77 40% seed and one TweetEval 40% seed)."""
+often as plain fine-tuning's model did after the same epoch, where plain's predicted it at least ``STARVED_MIN``
+times: the agent backs off at once, whatever the main metric says. A rare class can vanish from the agent's
+predictions while a few hundred validation rows barely move macro-F1: on TweetEval with 40% symmetric noise (noise
+seed 4, ``benchmarks/never_worse.py`` at c6196ae) the agent's best epoch predicted *optimism* 3 times on the 374
+validation rows (28 gold, plain's 21) and scored optimism F1 0.06 on test against plain's 0.43, while its stopping
+half's macro-F1 (0.689 against plain's 0.733 after a third fewer samples) set off the back-off only at epoch 4."""
 
 
 class ReferenceScores(TrainerCallback):
@@ -106,13 +104,12 @@ def label_counts(predictions: list[Any] | None) -> dict[str, int] | None:
     return dict(Counter(predictions))
 
 
-def starved_classes(reference: dict[str, Any], samples: int, predictions: list[Any] | None) -> list[dict[str, Any]]:
-    """The classes the agent's model predicts (``predictions``, on the stopping half after ``samples`` training
-    samples) less than ``STARVED_SHARE`` times as often as plain fine-tuning's model did after its last epoch on no
-    more samples, where plain's predicted them at least ``STARVED_MIN`` times (none before plain's first epoch's
-    worth: no model of plain's was trained on as little)."""
-    recorded = [p for p, n in zip(reference.get("predicted") or [], reference["samples"]) if n <= samples]
-    plain = recorded[-1] if recorded else None
+def starved_classes(reference: dict[str, Any], epoch: int, predictions: list[Any] | None) -> list[dict[str, Any]]:
+    """The classes the agent's model predicts (``predictions``, on the stopping half after ``epoch``) less than
+    ``STARVED_SHARE`` times as often as plain fine-tuning's model did after the same epoch (its last, when it stopped
+    before), where plain's predicted them at least ``STARVED_MIN`` times."""
+    recorded = reference.get("predicted") or []
+    plain = recorded[min(epoch, len(recorded)) - 1] if recorded else None
     agent = label_counts(predictions)
     if not plain or agent is None:
         return []
@@ -194,7 +191,7 @@ class BackOff(TrainerCallback):
             return
         self.best = max(self.best, self.sign * float(state.validation[metric]))
         plain = plain_best(self.reference, self.trained)
-        starved = starved_classes(self.reference, self.trained, state.validation_predictions)
+        starved = starved_classes(self.reference, state.epoch, state.validation_predictions)
         behind = plain is not None and self.best < plain - self.tolerance
         if not (behind or starved) or self.level == len(INTERVENTION_LEVELS) - 1:
             return
@@ -218,7 +215,7 @@ class BackOff(TrainerCallback):
         if starved:
             log.warning(
                 "epoch %d: on its stopping half the agent's model predicts %s, far fewer than plain "
-                "fine-tuning's after as many training samples: it %s from the next epoch",
+                "fine-tuning's after as many epochs: it %s from the next epoch",
                 state.epoch,
                 ", ".join(f"{c['class']!r} for {c['predicted']} rows (plain {c['plain_predicted']})" for c in starved),
                 record["action"],
