@@ -46,6 +46,8 @@ Methods, each from the same first run (plain fine-tuning on experience 1, every 
 - ``default-value``: the default with the old samples the parent holds most firmly (``replay_by: value``, the
   default before) in place of those that represent their class; ``default-herding``: the default with
   ``replay_by: herding`` said explicitly (the same as ``default`` now);
+- ``default-no-distill``: the default without distillation (``distill: 0``); ``default-unweighted``: the default
+  with every replayed sample weighing 1 (``replay_weight: 1``), as much as a new one;
 - ``lora-per-task``: from a first run with ``training.peft: lora`` on experience 1, a new adapter per update on
   the frozen, folded earlier ones (no replay, no distillation);
 - ``joint``: one run on all experiences' training data at once (the upper bound), scored at the end.
@@ -101,6 +103,8 @@ SETTINGS = {  # continual.* per method; the rest at its default
     "default": [],
     "default-value": ["continual.replay_by=value"],
     "default-herding": ["continual.replay_by=herding"],
+    "default-no-distill": ["continual.distill=0"],
+    "default-unweighted": ["continual.replay_weight=1"],
     "lora-per-task": ["continual.replay_budget=0", "continual.distill=0", "continual.method=lora-per-task"],
 }
 
