@@ -89,6 +89,8 @@ METHODS = (
     "default",
     "default-value",
     "default-herding",
+    "default-no-distill",
+    "default-unweighted",
     "lora-per-task",
     "joint",
 )
