@@ -196,6 +196,29 @@ def test_the_agent_backs_off_at_once_when_its_model_starves_a_class_plain_predic
     assert starved_classes({"predicted": [None]}, 1, ["a"]) == [] and starved_classes(reference, 1, [["x"]]) == []
 
 
+def test_an_agent_trained_on_far_fewer_samples_is_held_to_plain_s_model_on_no_more():
+    reference = {
+        **_reference([0.5, 0.6, 0.7], rows=10),  # plain: 10, 20, 30 samples
+        "predicted": [{"a": 4, "b": 6}, {"a": 5, "b": 5}, {"a": 5, "b": 5}],
+    }
+    once = ["a"] * 9 + ["b"]
+    starved_b = [{"class": "b", "predicted": 1, "plain_predicted": 6}]
+    assert starved_classes(reference, 1, once, 9) == starved_b  # 9 of plain's 10: as trained, the same epoch
+    assert starved_classes(reference, 1, once, 6) == []  # 6 of 10: no model of plain's was trained on as little
+    assert starved_classes(reference, 2, once, 12) == starved_b  # 12 of 20: plain's first epoch (10 samples)
+    assert starved_classes(reference, 2, ["a"] * 8 + ["b"] * 2, 12) == []  # 2 ≥ 0.25 × 6
+    guard = BackOff(reference)
+    state = TrainState(n_samples=10)
+    state.weights = np.array([0.0] * 4 + [1.0] * 6)  # the agent trains on 6 rows an epoch
+    guard.on_train_begin(state)
+    for epoch in (1, 2):
+        state.epoch = epoch
+        guard.on_epoch_begin(state)
+        state.validation, state.validation_predictions = {"macro_f1": 0.9}, once
+        guard.on_evaluate(state)
+    assert [(r["epoch"], r["samples"], r["starved"][0]["plain_predicted"]) for r in guard.records] == [(2, 12, 6)]
+
+
 def test_reference_scores_are_written_for_the_agent_s_run(tmp_path):
     examples = [autoft.Example(f"t{i}", "a") for i in range(4)]
     scores = iter([0.25, 0.5])
