@@ -68,12 +68,13 @@ def joint_as_backward_transfer(run: dict[str, Any], joint: dict[str, Any]) -> fl
     return sum(together[i] - run["matrix"][i][i] for i in old) / len(old)
 
 
-def spread(values: list[float], scale: float = 1.0, digits: int = 3) -> str:
+def spread(values: list[float], *, points: bool = False) -> str:
+    """Mean ± std over seeds: scores to 3 decimals, or (``points``) differences in signed points to 1."""
     if not values:
         return "–"
-    mean = scale * statistics.fmean(values)
-    std = scale * statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{mean:+.{digits}f} ± {std:.{digits}f}" if scale != 1.0 else f"{mean:.{digits}f} ± {std:.{digits}f}"
+    scale = 100.0 if points else 1.0
+    mean, std = scale * statistics.fmean(values), scale * statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{mean:+.1f} ± {std:.1f}" if points else f"{mean:.3f} ± {std:.3f}"
 
 
 def summarize(runs: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
@@ -127,7 +128,7 @@ def table(methods: dict[str, Any], metric_name: str) -> str:
     for method, m in methods.items():
         lines.append(
             f"| {method} | {' '.join(map(str, m['seeds']))} | {spread(m['final_average'])} | "
-            f"{spread(m['backward_transfer'], 100.0, 1)} | {spread(m['old_vs_joint'], 100.0, 1)} | "
+            f"{spread(m['backward_transfer'], points=True)} | {spread(m['old_vs_joint'], points=True)} | "
             f"{spread(m['final_average_validation'])} | {', '.join(m['commits'])} |"
         )
     return "\n".join(lines)
