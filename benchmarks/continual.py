@@ -47,7 +47,8 @@ Methods, each from the same first run (plain fine-tuning on experience 1, every 
   default before) in place of those that represent their class; ``default-herding``: the default with
   ``replay_by: herding`` said explicitly (the same as ``default`` now);
 - ``default-no-distill``: the default without distillation (``distill: 0``); ``default-unweighted``: the default
-  with every replayed sample weighing 1 (``replay_weight: 1``), as much as a new one;
+  with every replayed sample weighing 1 (``replay_weight: 1``), as much as a new one; ``default-sqrt-weighted``:
+  each weighing the square root of what ``auto`` gives (``replay_weight`` fixed at ``sqrt(1 / budget)``);
 - ``lora-per-task``: from a first run with ``training.peft: lora`` on experience 1, a new adapter per update on
   the frozen, folded earlier ones (no replay, no distillation);
 - ``joint``: one run on all experiences' training data at once (the upper bound), scored at the end.
@@ -91,6 +92,7 @@ METHODS = (
     "default-herding",
     "default-no-distill",
     "default-unweighted",
+    "default-sqrt-weighted",
     "lora-per-task",
     "joint",
 )
@@ -107,6 +109,7 @@ SETTINGS = {  # continual.* per method; the rest at its default
     "default-herding": ["continual.replay_by=herding"],
     "default-no-distill": ["continual.distill=0"],
     "default-unweighted": ["continual.replay_weight=1"],
+    "default-sqrt-weighted": ["continual.replay_weight={sqrt_weight}"],
     "lora-per-task": ["continual.replay_budget=0", "continual.distill=0", "continual.method=lora-per-task"],
 }
 
@@ -118,7 +121,8 @@ def overrides_of(method: str, budget: float) -> list[str]:
         if any(o.startswith("continual.replay_budget") for o in SETTINGS[method])
         else [f"continual.replay_budget={budget}"]
     )
-    return [*budget_setting, *SETTINGS[method], "continual.gate=null", "training.progress=false"]
+    settings = [s.format(sqrt_weight=f"{(1 / budget) ** 0.5:.4g}") for s in SETTINGS[method]]
+    return [*budget_setting, *settings, "continual.gate=null", "training.progress=false"]
 
 
 log = logging.getLogger("continual")
