@@ -34,7 +34,8 @@ Methods, each from the same first run (plain fine-tuning on experience 1, every 
 - ``ewc``: no replay, the Fisher-weighted pull toward the parent's weights (``continual.penalty``);
 - ``lwf``: no replay, distillation from the parent on its own labels alone (``continual.distill``);
 - ``random-replay``: replay of ``--budget`` of the old training data, a seeded random sample (per class on
-  classification), each replayed sample weighted to stand for the old data (``continual.replay_weight: auto``);
+  classification), each replayed sample weighted by ``continual.replay_weight: auto`` (all the old samples it stands
+  for until issue 29's replay-weight measurements, their square root since);
 - ``value-replay``: the same budget and weights, the old samples the parent holds most firmly
   (``replay_by: value``);
 - ``value-replay-align``: value replay and the head's alignment (``continual.align: auto``), no distillation;
@@ -47,8 +48,10 @@ Methods, each from the same first run (plain fine-tuning on experience 1, every 
   default before) in place of those that represent their class; ``default-herding``: the default with
   ``replay_by: herding`` said explicitly (the same as ``default`` now);
 - ``default-no-distill``: the default without distillation (``distill: 0``); ``default-unweighted``: the default
-  with every replayed sample weighing 1 (``replay_weight: 1``), as much as a new one; ``default-sqrt-weighted``:
-  each weighing the square root of what ``auto`` gives (``replay_weight`` fixed at ``sqrt(1 / budget)``);
+  with every replayed sample weighing 1 (``replay_weight: 1``), as much as a new one; ``default-full-weight``:
+  each weighing all the old samples it stands for (``replay_weight`` fixed at ``1 / budget``; ``auto`` gives its
+  square root), the default until issue 29's replay-weight measurements (``default`` in result files of earlier
+  commits);
 - ``lora-per-task``: from a first run with ``training.peft: lora`` on experience 1, a new adapter per update on
   the frozen, folded earlier ones (no replay, no distillation);
 - ``joint``: one run on all experiences' training data at once (the upper bound), scored at the end.
@@ -92,7 +95,7 @@ METHODS = (
     "default-herding",
     "default-no-distill",
     "default-unweighted",
-    "default-sqrt-weighted",
+    "default-full-weight",
     "lora-per-task",
     "joint",
 )
@@ -109,7 +112,7 @@ SETTINGS = {  # continual.* per method; the rest at its default
     "default-herding": ["continual.replay_by=herding"],
     "default-no-distill": ["continual.distill=0"],
     "default-unweighted": ["continual.replay_weight=1"],
-    "default-sqrt-weighted": ["continual.replay_weight={sqrt_weight}"],
+    "default-full-weight": ["continual.replay_weight={full_weight}"],
     "lora-per-task": ["continual.replay_budget=0", "continual.distill=0", "continual.method=lora-per-task"],
 }
 
@@ -121,7 +124,7 @@ def overrides_of(method: str, budget: float) -> list[str]:
         if any(o.startswith("continual.replay_budget") for o in SETTINGS[method])
         else [f"continual.replay_budget={budget}"]
     )
-    settings = [s.format(sqrt_weight=f"{(1 / budget) ** 0.5:.4g}") for s in SETTINGS[method]]
+    settings = [s.format(full_weight=f"{1 / budget:.4g}") for s in SETTINGS[method]]
     return [*budget_setting, *settings, "continual.gate=null", "training.progress=false"]
 
 

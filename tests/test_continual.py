@@ -200,7 +200,8 @@ def test_update_learns_a_new_label_keeps_the_old_and_records_the_lineage(parent,
     record = json.loads((tmp_path / "child" / "lineage.json").read_text())
     assert record["parent"] == str(parent.resolve()) and record["root"] == str(parent.resolve())
     assert record["new_labels"] == ["music"] and record["method"] == "ewc" and record["promoted"]
-    assert record["replay"]["weight"] == 90 / 18 and record["distill"] == 0  # the replay stands for the old data
+    # Each replayed sample weighs the square root of the old samples it stands for (90 old, 18 replayed).
+    assert record["replay"]["weight"] == pytest.approx(5**0.5) and record["distill"] == 0
     # The new label's head row was aligned with the old ones, or not, by what scored best on validation.
     align = record["align"]
     assert align["mode"] == "auto" and set(align["validation"]) == {"off", "norms", "norms+bias"}

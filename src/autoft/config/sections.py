@@ -235,9 +235,9 @@ class ContinualConfig(_Strict):
     )
     replay_weight: Annotated[float, Field(ge=1.0)] | Auto = Field(
         AUTO,
-        description="loss weight of each replayed sample; auto: the old samples it stands for (all the "
-        "lineage's old training data over the samples replayed), so the old data weighs what it would in joint "
-        "training",
+        description="loss weight of each replayed sample; auto: the square root of the old samples it stands "
+        "for (all the lineage's old training data over the samples replayed): the old data weighs less than in "
+        "joint training, so each update still learns its new data",
     )
 
     @field_validator("replay_weight", mode="before")

@@ -150,6 +150,14 @@ def choose_replay(
     return np.sort(np.concatenate([pick(candidates[of == g], int(quota[g])) for g in range(len(names))]))
 
 
+def auto_replay_weight(old: int, replayed: int) -> float:
+    """``continual.replay_weight: auto``: the square root of the old samples each replayed one stands for. Weighted
+    by all of them (``old / replayed``, the old data weighing what it would in joint training) the few replayed
+    rows outweigh the new data, and each update learns its new classes less well than the one before; weighing one,
+    the old classes are forgotten (``benchmarks/results/continual_banking77_weights*``)."""
+    return float(np.sqrt(old / replayed))
+
+
 def _replay_weights(replay_file: str, weight: float) -> Callable[[Splits], TrainerCallback]:
     """A callback factory for ``train``: the rows read from ``replay_file`` weigh ``weight`` in the loss."""
 

@@ -24,6 +24,7 @@ from autoft.continual.replay import (
     _read,
     _replay_weights,
     _representations,
+    auto_replay_weight,
     choose_replay,
     lineage_data,
 )
@@ -290,7 +291,11 @@ def _replay(
     weight = (
         None
         if not replayed
-        else (len(old_train) / len(replayed) if continual.replay_weight == AUTO else continual.replay_weight)
+        else (
+            auto_replay_weight(len(old_train), len(replayed))
+            if continual.replay_weight == AUTO
+            else continual.replay_weight
+        )
     )
     log.info("replay: %d of the lineage's %d old training samples (%s)", len(replayed), len(old_train), how)
     record = {
