@@ -154,7 +154,7 @@ def auto_replay_weight(old: int, replayed: int) -> float:
     """``continual.replay_weight: auto``: the square root of the old samples each replayed one stands for. Weighted
     by all of them (``old / replayed``, the old data weighing what it would in joint training) the few replayed
     rows outweigh the new data, and each update learns its new classes less well than the one before; weighing one,
-    the old classes are forgotten (``benchmarks/results/continual_banking77_weights*``)."""
+    the old classes are forgotten (docs/benchmarks/continual.md, "The replay weight")."""
     return float(np.sqrt(old / replayed))
 
 
