@@ -470,6 +470,35 @@ def test_row_weights_scale_the_rows_after_the_callbacks_before_them():
     np.testing.assert_array_equal(state.weights, [1, 0, 1, 5])  # a left-out row stays out
 
 
+def test_row_weights_scale_again_what_an_agent_re_weights_mid_epoch():
+    """A policy rewarded every few steps sets new weights after a step; the replayed rows keep their factor in
+    them (the generative pair agent did this, and the replay weight never reached the loss)."""
+    from autoft.training.callbacks import CallbackList, RowWeights, StepOutput, TrainerCallback, TrainState
+
+    class EveryStep(TrainerCallback):
+        def on_epoch_begin(self, state):
+            state.weights = np.ones(4)
+
+        def on_step_end(self, state, output):
+            if state.step == 2:
+                state.weights = np.array([1.0, 1.0, 0.0, 2.0])
+
+    state = TrainState(n_samples=4)
+    callbacks = CallbackList([EveryStep(), RowWeights([1, 3], 5.0)])
+    callbacks.on_epoch_begin(state)
+    output = StepOutput(np.arange(4), None, None, None)
+    state.step = 1
+    callbacks.on_step_end(state, output)
+    before = state.weights
+    np.testing.assert_array_equal(before, [1, 5, 1, 5])
+    state.step = 2
+    callbacks.on_step_end(state, output)
+    np.testing.assert_array_equal(state.weights, [1, 5, 0, 10])
+    state.step = 3
+    callbacks.on_step_end(state, output)
+    np.testing.assert_array_equal(state.weights, [1, 5, 0, 10])  # scaled once, not again every step
+
+
 def test_distillation_is_zero_against_the_teacher_and_counts_only_its_labels_and_tagged_tokens():
     from types import SimpleNamespace
 

@@ -199,14 +199,26 @@ class RowWeights(TrainerCallback):
     def __init__(self, rows: list[int] | np.ndarray, factor: float) -> None:
         self.rows = np.asarray(rows, dtype=np.int64)
         self.factor = factor
+        self._scaled: Any = None  # the weights it last set
 
     SAVED = ()  # (its rows and factor are given, not learned)
 
-    def on_epoch_begin(self, state: TrainState) -> None:
+    def _scale(self, state: TrainState) -> None:
         weights = np.ones(state.labelled) if state.weights is None else np.asarray(state.weights, dtype=np.float64)
         weights = weights.copy()
         weights[self.rows] *= self.factor
-        state.weights = weights
+        state.weights = self._scaled = weights
+
+    def on_epoch_begin(self, state: TrainState) -> None:
+        self._scale(state)
+
+    def on_step_end(self, state: TrainState, output: StepOutput) -> None:
+        # A callback before it that re-weights mid-epoch (an agent rewarded every few steps) sets weights
+        # without the factor: scale those too, or the rows weigh as any other for the rest of the epoch.
+        if self._scaled is None:  # resumed mid-epoch: the weights restored were scaled before the stop
+            self._scaled = state.weights
+        elif state.weights is not None and state.weights is not self._scaled:
+            self._scale(state)
 
 
 class CallbackList(TrainerCallback):
