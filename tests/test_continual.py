@@ -472,7 +472,7 @@ def test_row_weights_scale_the_rows_after_the_callbacks_before_them():
 
 def test_row_weights_scale_again_what_an_agent_re_weights_mid_epoch():
     """A policy rewarded every few steps sets new weights after a step; the replayed rows keep their factor in
-    them (the generative pair agent did this, and the replay weight never reached the loss)."""
+    them (before, they weighed as any other row for the rest of the epoch)."""
     from autoft.training.callbacks import CallbackList, RowWeights, StepOutput, TrainerCallback, TrainState
 
     class EveryStep(TrainerCallback):
@@ -489,8 +489,7 @@ def test_row_weights_scale_again_what_an_agent_re_weights_mid_epoch():
     output = StepOutput(np.arange(4), None, None, None)
     state.step = 1
     callbacks.on_step_end(state, output)
-    before = state.weights
-    np.testing.assert_array_equal(before, [1, 5, 1, 5])
+    np.testing.assert_array_equal(state.weights, [1, 5, 1, 5])
     state.step = 2
     callbacks.on_step_end(state, output)
     np.testing.assert_array_equal(state.weights, [1, 5, 0, 10])

@@ -199,7 +199,7 @@ class RowWeights(TrainerCallback):
     def __init__(self, rows: list[int] | np.ndarray, factor: float) -> None:
         self.rows = np.asarray(rows, dtype=np.int64)
         self.factor = factor
-        self._scaled: Any = None  # the weights it last set
+        self._scaled: np.ndarray | None = None  # the weights it last set
 
     SAVED = ()  # (its rows and factor are given, not learned)
 
