@@ -455,47 +455,59 @@ def test_an_update_can_replay_the_exemplars_that_represent_each_class(parent, tm
     assert {line.rsplit(",", 1)[1] for line in replayed} == {"food", "sport", "tech"}  # every old class
 
 
-def test_row_weights_scale_the_rows_after_the_callbacks_before_them():
+def test_row_weights_scale_the_rows_loss_whatever_weights_the_callbacks_set():
     from autoft.training.callbacks import CallbackList, RowWeights, TrainerCallback, TrainState
+    from autoft.training.epoch import drawn_rows, loss_scales
 
-    class LeaveOut(TrainerCallback):
+    class LeaveOut(TrainerCallback):  # an agent: its weights, re-set every epoch (or step), are its own
         def on_epoch_begin(self, state):
             state.weights = np.array([1.0, 0.0, 1.0, 1.0])
 
     state = TrainState(n_samples=4)
-    RowWeights([1, 3], 5.0).on_epoch_begin(state)
-    np.testing.assert_array_equal(state.weights, [1, 5, 1, 5])
-    state = TrainState(n_samples=4)
-    CallbackList([LeaveOut(), RowWeights([1, 3], 5.0)]).on_epoch_begin(state)
-    np.testing.assert_array_equal(state.weights, [1, 0, 1, 5])  # a left-out row stays out
-
-
-def test_row_weights_scale_again_what_an_agent_re_weights_mid_epoch():
-    """A policy rewarded every few steps sets new weights after a step; the replayed rows keep their factor in
-    them (before, they weighed as any other row for the rest of the epoch)."""
-    from autoft.training.callbacks import CallbackList, RowWeights, StepOutput, TrainerCallback, TrainState
-
-    class EveryStep(TrainerCallback):
-        def on_epoch_begin(self, state):
-            state.weights = np.ones(4)
-
-        def on_step_end(self, state, output):
-            if state.step == 2:
-                state.weights = np.array([1.0, 1.0, 0.0, 2.0])
-
-    state = TrainState(n_samples=4)
-    callbacks = CallbackList([EveryStep(), RowWeights([1, 3], 5.0)])
+    callbacks = CallbackList([LeaveOut(), RowWeights([1, 3], 5.0), RowWeights([3], 2.0)])
+    callbacks.on_train_begin(state)
     callbacks.on_epoch_begin(state)
-    output = StepOutput(np.arange(4), None, None, None)
-    state.step = 1
-    callbacks.on_step_end(state, output)
-    np.testing.assert_array_equal(state.weights, [1, 5, 1, 5])
-    state.step = 2
-    callbacks.on_step_end(state, output)
-    np.testing.assert_array_equal(state.weights, [1, 5, 0, 10])
-    state.step = 3
-    callbacks.on_step_end(state, output)
-    np.testing.assert_array_equal(state.weights, [1, 5, 0, 10])  # scaled once, not again every step
+    np.testing.assert_array_equal(state.row_scale, [1, 5, 1, 10])
+    np.testing.assert_array_equal(state.weights, [1, 0, 1, 1])
+    pool = drawn_rows(state)
+    np.testing.assert_array_equal(pool, [0, 2, 3])  # a left-out row stays out
+    scales = loss_scales(state, pool, torch.device("cpu")).numpy()
+    np.testing.assert_allclose(scales, np.array([1, 5, 1, 10]) / 4)  # over their mean among the rows drawn
+    state.row_scale = np.array([1.0, 1.0, 0.0, 1.0])
+    np.testing.assert_array_equal(drawn_rows(state), [0, 3])  # a scale of 0 leaves a row out too
+
+
+def _trained_tensors(task: str, model: Path, data: Path, out: Path, factor: float | None) -> dict[str, torch.Tensor]:
+    """The tensors a tiny run saves, its first four rows' loss scaled by ``factor`` (None: no callback), one row a
+    batch: no batch mixes scaled rows with others, as length-grouped batches of two tasks' rows seldom do."""
+    from safetensors.torch import load_file
+
+    from autoft.training.callbacks import RowWeights
+    from tests.families import FAMILIES
+
+    family = FAMILIES[task]
+    data.mkdir(exist_ok=True)
+    files = family.write(data).files
+    config = {**tiny_config(model, files, out, task, batch_size=1), **family.settings}
+    autoft.train(config, callbacks=[] if factor is None else [RowWeights([0, 1, 2, 3], factor)])
+    return {name: t for f in sorted((out / "model").glob("*.safetensors")) for name, t in load_file(f).items()}
+
+
+@pytest.mark.parametrize("task", ["classification", "generation"])
+def test_a_row_scale_weighs_in_batches_that_hold_only_scaled_rows(task, tmp_path, request):
+    """A continual update's replayed rows weigh ``continual.replay_weight`` times the new rows' also where a batch
+    holds replayed rows alone (a generative update's, grouped by length): before, a batch's weights were
+    normalised within it, and the generative stream's updates trained as if unweighted."""
+    from tests.families import FAMILIES
+
+    model = request.getfixturevalue(FAMILIES[task].model)
+    runs = {
+        factor: _trained_tensors(task, model, tmp_path / "data", tmp_path / f"run-{factor}", factor)
+        for factor in (None, 1.0, 10.0)
+    }
+    assert runs[None].keys() == runs[10.0].keys() and runs[None]
+    assert all(torch.equal(runs[None][name], runs[1.0][name]) for name in runs[None])  # a factor of 1 is none
+    assert any(not torch.allclose(runs[1.0][name], runs[10.0][name]) for name in runs[None])
 
 
 def test_distillation_is_zero_against_the_teacher_and_counts_only_its_labels_and_tagged_tokens():

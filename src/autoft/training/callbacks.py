@@ -70,6 +70,12 @@ class TrainState:
     weights: np.ndarray | None = None
     """[N] per-sample loss weights (0: left out); ``None``: every sample, weight 1. Read at each epoch's
     start (which samples are drawn) and after each step (the weights of the rest of the epoch)."""
+    row_scale: np.ndarray | None = None
+    """[N labelled] a fixed factor per training row that multiplies its loss across batches, not only within one
+    (``weights`` are normalised within each batch, so a batch of equally weighted rows — e.g. rows of one
+    length, grouped — trains as if unweighted); the loop divides it by its mean over the rows each epoch draws,
+    so the step size stays that of an unscaled run. ``None``: 1 for every row. A callback sets it, usually in
+    ``on_train_begin`` (a continual update's replayed rows, which stand for all the old data)."""
     masked_words: dict[int, list[int]] = field(default_factory=dict)
     """Per training row, word positions whose tags this epoch leaves out of the loss (NER)."""
     relabels: dict[int, int] = field(default_factory=dict)
@@ -192,33 +198,21 @@ class TrainerCallback:
 
 
 class RowWeights(TrainerCallback):
-    """Scales the loss weight of some training rows by ``factor`` every epoch (after the callbacks before it
-    set theirs): e.g. a continual update's replayed rows, which stand for all the old data they were drawn
-    from."""
+    """Scales the loss of some training rows by ``factor`` (``TrainState.row_scale``): e.g. a continual update's
+    replayed rows, which stand for all the old data they were drawn from. The factor holds whatever weights other
+    callbacks set (a row they leave out stays out) and in every batch, however batches group the rows."""
 
     def __init__(self, rows: list[int] | np.ndarray, factor: float) -> None:
         self.rows = np.asarray(rows, dtype=np.int64)
         self.factor = factor
-        self._scaled: np.ndarray | None = None  # the weights it last set
 
     SAVED = ()  # (its rows and factor are given, not learned)
 
-    def _scale(self, state: TrainState) -> None:
-        weights = np.ones(state.labelled) if state.weights is None else np.asarray(state.weights, dtype=np.float64)
-        weights = weights.copy()
-        weights[self.rows] *= self.factor
-        state.weights = self._scaled = weights
-
-    def on_epoch_begin(self, state: TrainState) -> None:
-        self._scale(state)
-
-    def on_step_end(self, state: TrainState, output: StepOutput) -> None:
-        # A callback before it that re-weights mid-epoch (an agent rewarded every few steps) sets weights
-        # without the factor: scale those too, or the rows weigh as any other for the rest of the epoch.
-        if self._scaled is None:  # resumed mid-epoch: the weights restored were scaled before the stop
-            self._scaled = state.weights
-        elif state.weights is not None and state.weights is not self._scaled:
-            self._scale(state)
+    def on_train_begin(self, state: TrainState) -> None:
+        scale = np.ones(state.labelled) if state.row_scale is None else np.asarray(state.row_scale, dtype=np.float64)
+        scale = scale.copy()
+        scale[self.rows] *= self.factor
+        state.row_scale = scale
 
 
 class CallbackList(TrainerCallback):

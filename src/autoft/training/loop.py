@@ -1,12 +1,11 @@
 """The one training loop (accelerate): AdamW, linear warm-up, clipping, early stopping, best restore.
 
-``fit`` reads top to bottom, one phase per comment; what it calls has a name: the settings (``_plan``), the
-callbacks' choice of samples (``_choose_samples``) and each epoch's view of the rows (``_epoch_view``), one step's
-loss (``_step_loss``), evaluation and what callbacks may ask of the model (:mod:`autoft.training.evaluation`), the
-optimiser and schedule (:mod:`autoft.training.optimizer`), several processes (:mod:`autoft.training.processes`),
-the best epoch, early stopping and rollback (:mod:`autoft.training.progress`), and checkpoints
-(:mod:`autoft.training.checkpoint`). Task specifics live in the adapter; which samples are trained on, and with
-which weight, is a callback's call (``autoft.training.callbacks``).
+``fit`` reads top to bottom, one phase per comment; what it calls has a name: the settings (``_plan``), an
+epoch's choice of samples, view of the rows, loss scales and one step's loss (:mod:`autoft.training.epoch`),
+evaluation and what callbacks may ask of the model (:mod:`autoft.training.evaluation`), the optimiser and
+schedule (:mod:`autoft.training.optimizer`), several processes (:mod:`autoft.training.processes`), the best epoch,
+early stopping and rollback (:mod:`autoft.training.progress`), and checkpoints (:mod:`autoft.training.checkpoint`).
+Task specifics live in the adapter; which samples are trained on, and with which weight, is a callback's call (``autoft.training.callbacks``).
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
@@ -30,8 +28,9 @@ from autoft.data.loading import Example
 from autoft.errors import RunDirError
 from autoft.tasks.base import Feature, TaskAdapter
 from autoft.training.batching import LengthGroupedBatchSampler
-from autoft.training.callbacks import StepOutput, TrainerCallback, TrainState
+from autoft.training.callbacks import TrainerCallback, TrainState
 from autoft.training.checkpoint import latest_checkpoint, load_checkpoint, read_state, save_checkpoint, set_rng_state
+from autoft.training.epoch import choose_samples, drawn_rows, epoch_view, loss_scales, step_loss
 from autoft.training.evaluation import ModelAccess, evaluate
 from autoft.training.optimizer import LinearSchedule, make_optimizer
 from autoft.training.plan import resolve, steps_per_epoch
@@ -78,71 +77,6 @@ def _plan(
     )
     plan = main_process_choice(accelerator, plan)
     return plan.config, plan.to_dict()
-
-
-def _choose_samples(state: TrainState, callback: TrainerCallback, accelerator: Accelerator) -> None:
-    """The callbacks' choice for an epoch (weights, relabels, masks, pseudo-labels, loss correction); with several
-    processes, the main process's for all (the agents agree, by seed)."""
-    state.weights, state.masked_words, state.relabels, state.pseudo_labels = None, {}, {}, {}
-    state.retagged = {}
-    state.label_transition = None
-    callback.on_epoch_begin(state)
-    state.weights, state.relabels, state.masked_words, state.pseudo_labels = main_process_choice(
-        accelerator, (state.weights, state.relabels, state.masked_words, state.pseudo_labels)
-    )
-
-
-def _epoch_view(
-    adapter: TaskAdapter,
-    train_features: list[Feature],
-    epoch_features: list[Feature],
-    state: TrainState,
-    n_labelled: int,
-    device: torch.device,
-) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """Fills ``epoch_features`` with this epoch's view of the rows (relabels, pseudo-labels, retagged and masked
-    words); returns the forward correction's transition and the rows that train on their given label under it."""
-    epoch_features[:] = train_features
-    for i, label in [*state.relabels.items(), *((i, c) for i, (c, _) in state.pseudo_labels.items())]:
-        epoch_features[i] = adapter.relabel(train_features[i], label)
-    for i, tags in state.retagged.items():
-        epoch_features[i] = adapter.retag_words(epoch_features[i], tags)
-    for i, words in state.masked_words.items():
-        epoch_features[i] = adapter.mask_words(epoch_features[i], words)
-    if state.label_transition is None:
-        return None, None
-    transition = torch.as_tensor(state.label_transition, dtype=torch.float32, device=device)
-    given = torch.zeros(len(train_features), dtype=torch.bool, device=device)
-    given[:n_labelled] = True
-    given[[*state.relabels, *state.pseudo_labels]] = False
-    return transition, given
-
-
-def _step_loss(
-    model: torch.nn.Module,
-    adapter: TaskAdapter,
-    batch: dict[str, torch.Tensor],
-    labels: torch.Tensor,
-    w: torch.Tensor,
-    state: TrainState,
-    correction: tuple[torch.Tensor | None, torch.Tensor | None],
-    index: torch.Tensor,
-    unwrapped: torch.nn.Module,
-) -> tuple[torch.Tensor, StepOutput]:
-    """One batch's weighted loss (forward-corrected where the epoch says so, with the callbacks' penalties) and what
-    the callbacks see of the step."""
-    transition, given = correction
-    logits = adapter.forward(model, batch, labels)
-    losses, units = adapter.per_sample_loss(logits, labels)
-    if transition is not None:
-        corrected, _ = adapter.per_sample_loss(logits, labels, transition)
-        losses = torch.where(cast(torch.Tensor, given)[index], corrected, losses)  # set with transition
-    loss = (w * losses).sum() / (w * units).sum().clamp_min(1e-8)
-    if state.loss_penalty is not None:
-        loss = loss + state.loss_penalty(unwrapped)
-    if state.logit_penalty is not None:
-        loss = loss + state.logit_penalty(batch, logits, labels)
-    return loss, StepOutput(index.cpu().numpy(), (losses / units.clamp_min(1)).detach(), logits.detach(), labels)
 
 
 @dataclass
@@ -221,11 +155,12 @@ class _Training:
                 within["seconds"],
             )
         else:
-            _choose_samples(state, self.callback, self.accelerator)
-            pool, loss_total, seen, elapsed = np.flatnonzero(state.sample_weights() > 0), 0.0, 0, 0.0
+            choose_samples(state, self.callback, self.accelerator)
+            pool, loss_total, seen, elapsed = drawn_rows(state), 0.0, 0, 0.0
         self.sampler.set_epoch(epoch, pool)
         weight_table = torch.as_tensor(state.sample_weights(), dtype=torch.float32, device=device)
-        correction = _epoch_view(
+        scale_table = loss_scales(state, pool, device)
+        correction = epoch_view(
             self.adapter, self.train_features, self.epoch_features, state, cast(int, state.n_labelled), device
         )
         self.model.train()
@@ -249,8 +184,9 @@ class _Training:
             w = weight_table[index]
             if not bool((w > 0).any()):
                 continue
-            loss, output = _step_loss(
-                self.model, self.adapter, batch, labels, w, state, correction, index, self.unwrapped
+            scale = None if scale_table is None else scale_table[index]
+            loss, output = step_loss(
+                self.model, self.adapter, batch, labels, w, scale, state, correction, index, self.unwrapped
             )
             self.accelerator.backward(loss)
             if config.max_grad_norm is not None:
@@ -270,6 +206,7 @@ class _Training:
             self.callback.on_step_end(state, gathered(output) if self.accelerator.num_processes > 1 else output)
             if state.weights is not before:  # re-weighted for the rest of the epoch
                 weight_table = torch.as_tensor(state.sample_weights(), dtype=torch.float32, device=device)
+                scale_table = loss_scales(state, pool, device)
             self.model.train()  # a callback's evaluation leaves the model in eval mode
             every = config.checkpoint_every
             due = (
