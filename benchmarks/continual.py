@@ -52,6 +52,9 @@ Methods, each from the same first run (plain fine-tuning on experience 1, every 
   each weighing all the old samples it stands for (``replay_weight`` fixed at ``1 / budget``; ``auto`` gives its
   square root), the default until issue 29's replay-weight measurements (``default`` in result files of earlier
   commits);
+- ``default-auto-budget``: the default with ``continual.replay_budget: auto`` (as many old samples replayed as the
+  update brings new ones, at least a tenth of the old data and at most all of it) in place of
+  ``--budget``;
 - ``lora-per-task``: from a first run with ``training.peft: lora`` on experience 1, a new adapter per update on
   the frozen, folded earlier ones (no replay, no distillation);
 - ``joint``: one run on all experiences' training data at once (the upper bound), scored at the end.
@@ -96,6 +99,7 @@ METHODS = (
     "default-no-distill",
     "default-unweighted",
     "default-full-weight",
+    "default-auto-budget",
     "lora-per-task",
     "joint",
 )
@@ -113,6 +117,7 @@ SETTINGS = {  # continual.* per method; the rest at its default
     "default-no-distill": ["continual.distill=0"],
     "default-unweighted": ["continual.replay_weight=1"],
     "default-full-weight": ["continual.replay_weight={full_weight}"],
+    "default-auto-budget": ["continual.replay_budget=auto"],
     "lora-per-task": ["continual.replay_budget=0", "continual.distill=0", "continual.method=lora-per-task"],
 }
 

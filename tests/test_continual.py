@@ -455,6 +455,21 @@ def test_an_update_can_replay_the_exemplars_that_represent_each_class(parent, tm
     assert {line.rsplit(",", 1)[1] for line in replayed} == {"food", "sport", "tech"}  # every old class
 
 
+def test_an_auto_replay_budget_replays_as_many_old_samples_as_the_update_brings_new_ones(parent, tmp_path):
+    from autoft.continual.replay import replay_count
+
+    assert replay_count("auto", 90, 20) == 20
+    assert replay_count("auto", 90, 3) == 9  # at least a tenth of the old data
+    assert replay_count("auto", 10, 50) == 10  # at most all of it
+    assert replay_count(0.2, 90, 5) == 18  # a share: of the old data, whatever comes new
+    new = write_csv(tmp_path / "new.csv", music_rows(20, 0))
+    result = update(parent, new, output=tmp_path / "child", overrides=["continual.replay_budget=auto"])
+    record = result.record["replay"]
+    assert (record["budget"], record["samples"], record["of"]) == ("auto", 20, 90)
+    assert record["weight"] == pytest.approx((90 / 20) ** 0.5)
+    assert len((tmp_path / "child" / "replay.csv").read_text().splitlines()) == 1 + 20
+
+
 def test_row_weights_scale_the_rows_loss_whatever_weights_the_callbacks_set():
     from autoft.training.callbacks import CallbackList, RowWeights, TrainerCallback, TrainState
     from autoft.training.epoch import drawn_rows, loss_scales

@@ -220,11 +220,11 @@ class ContinualConfig(_Strict):
         "parent's (Fisher-weighted / plain), with penalty as the strength; lora-per-task (a training.peft lora "
         "run): the parent's adapters are folded into the frozen base and the update trains a new adapter",
     )
-    replay_budget: float = Field(
+    replay_budget: Annotated[float, Field(ge=0.0, le=1.0)] | Auto = Field(
         0.1,
-        ge=0.0,
-        le=1.0,
-        description="old training samples replayed, as a share of all the data the lineage trained on (0: none)",
+        description="old training samples replayed, as a share of all the data the lineage trained on (0: none); "
+        "auto: as many as the update brings new samples (labelled rows and unlabelled texts), at least a tenth of "
+        "the old data and at most all of it",
     )
     replay_by: Literal["value", "random", "herding"] = Field(
         "herding",
@@ -239,6 +239,11 @@ class ContinualConfig(_Strict):
         "for (all the lineage's old training data over the samples replayed): the old data weighs less than in "
         "joint training, so each update still learns its new data",
     )
+
+    @field_validator("replay_budget", mode="before")
+    @classmethod
+    def _budget(cls, value: Any) -> Any:
+        return _auto_or_positive(value, float, minimum=0.0, inclusive=True)
 
     @field_validator("replay_weight", mode="before")
     @classmethod

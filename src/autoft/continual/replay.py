@@ -12,7 +12,7 @@ from typing import cast
 
 import numpy as np
 
-from autoft.config import Config
+from autoft.config import AUTO, Config
 from autoft.data.loading import Example
 from autoft.data.splits import Splits, load_splits, read_file
 from autoft.errors import DataError
@@ -148,6 +148,19 @@ def choose_replay(
     names, of = np.unique(np.asarray(groups)[candidates], return_inverse=True)
     quota = _quotas(np.bincount(of, minlength=len(names)), budget)
     return np.sort(np.concatenate([pick(candidates[of == g], int(quota[g])) for g in range(len(names))]))
+
+
+AUTO_BUDGET_FLOOR = 0.1
+"""``continual.replay_budget: auto`` replays at least this share of the old training samples."""
+
+
+def replay_count(budget: float | str, old: int, new: int) -> int:
+    """How many of the ``old`` training samples an update replays: ``budget`` of them, or with ``auto`` as many as
+    the update's ``new`` samples (an even mix of old and new, whatever the lineage's size: an update costs about
+    twice its new data), at least ``AUTO_BUDGET_FLOOR`` of the old ones and at most all of them."""
+    if budget == AUTO:
+        return min(old, max(new, round(AUTO_BUDGET_FLOOR * old)))
+    return round(cast(float, budget) * old)
 
 
 def auto_replay_weight(old: int, replayed: int) -> float:

@@ -27,6 +27,7 @@ from autoft.continual.replay import (
     auto_replay_weight,
     choose_replay,
     lineage_data,
+    replay_count,
 )
 from autoft.continual.staging import keep_staged, read_pool, stage, with_files
 from autoft.data.loading import Example
@@ -134,12 +135,12 @@ def _child_config(
 
 
 def _replay_rows(
-    parent: Run, parent_path: Path, continual: Any, texts: bool
+    parent: Run, parent_path: Path, continual: Any, texts: bool, new: int
 ) -> tuple[list[Example], list[Example], np.ndarray, str]:
-    """The lineage's old training and validation examples, the rows of the old training ones to replay, and how
-    they were chosen (for the log and the lineage record)."""
+    """The lineage's old training and validation examples, the rows of the old training ones to replay (beside
+    ``new`` new samples), and how they were chosen (for the log and the lineage record)."""
     old_train, old_validation, chain = lineage_data(parent_path)
-    budget = round(continual.replay_budget * len(old_train))
+    budget = replay_count(continual.replay_budget, len(old_train), new)
     chosen, how = np.array([], dtype=np.int64), "no replay (continual.replay_budget 0)"
     if budget:
         flagged_origins = _flagged_origins(chain)
@@ -277,11 +278,11 @@ def _parent_dir(given: str | Path) -> Path:
 
 
 def _replay(
-    parent: Run, parent_path: Path, continual: Any, texts: bool, labelled: bool
+    parent: Run, parent_path: Path, continual: Any, texts: bool, labelled: bool, new: int
 ) -> tuple[list[Example], list[Example], list[Example], dict[str, Any]]:
-    """The lineage's old training and validation rows, the replayed ones, and the replay's record (with the weight
-    each replayed sample has in the loss)."""
-    old_train, old_validation, chosen, how = _replay_rows(parent, parent_path, continual, texts)
+    """The lineage's old training and validation rows, the replayed ones (beside ``new`` new samples), and the
+    replay's record (with the weight each replayed sample has in the loss)."""
+    old_train, old_validation, chosen, how = _replay_rows(parent, parent_path, continual, texts, new)
     replayed = [old_train[i] for i in chosen]
     if not labelled and not replayed:
         raise ConfigError(
@@ -397,7 +398,9 @@ def update(
         stacked = _check_method(continual, parent, parent_path, added)
 
         # Replay: of everything the lineage trained on, the old samples chosen by continual.replay_by.
-        old_train, old_validation, replayed, replay = _replay(parent, parent_path, continual, texts, bool(files))
+        old_train, old_validation, replayed, replay = _replay(
+            parent, parent_path, continual, texts, bool(files), len(new) + len(pool)
+        )
         if pool:
             log.info(
                 "%d unlabelled texts from %s: self-training (%s) from the parent's pseudo-labels",
