@@ -41,7 +41,9 @@ Methods, each from the same first run (plain fine-tuning on experience 1, every 
 - ``value-replay-align``: value replay and the head's alignment (``continual.align: auto``), no distillation;
 - ``default-no-align``: the default without the head's alignment (``continual.align: off``);
 - ``default``: every ``continual`` setting at its default: herding replay (value replay before issue 29's
-  measurements; result files of earlier commits call that ``default``), distillation when an update brings new
+  measurements; result files of earlier commits call that ``default``) of ``--budget`` (``auto`` when not given:
+  as many old samples as the update brings new ones, at least a tenth of the old data and at most all of it; a
+  tenth of the old data in result files before issue 29's budget measurements), distillation when an update brings new
   labels (``distill: auto``: on the class-incremental stream, not on the domain one), and the new labels' head rows
   aligned with the old ones' when that scores better on validation (``align: auto``);
 - ``default-value``: the default with the old samples the parent holds most firmly (``replay_by: value``, the
@@ -49,12 +51,12 @@ Methods, each from the same first run (plain fine-tuning on experience 1, every 
   ``replay_by: herding`` said explicitly (the same as ``default`` now);
 - ``default-no-distill``: the default without distillation (``distill: 0``); ``default-unweighted``: the default
   with every replayed sample weighing 1 (``replay_weight: 1``), as much as a new one; ``default-full-weight``:
-  each weighing all the old samples it stands for (``replay_weight`` fixed at ``1 / budget``; ``auto`` gives its
-  square root), the default until issue 29's replay-weight measurements (``default`` in result files of earlier
-  commits);
-- ``default-auto-budget``: the default with ``continual.replay_budget: auto`` (as many old samples replayed as the
-  update brings new ones, at least a tenth of the old data and at most all of it) in place of
-  ``--budget``;
+  each weighing all the old samples it stands for (``replay_weight`` fixed at ``1 / budget``, so with a numeric
+  ``--budget``; ``auto`` gives its square root), the default until issue 29's replay-weight measurements
+  (``default`` in result files of earlier commits);
+- ``default-auto-budget``: the default with ``continual.replay_budget: auto`` said explicitly, whatever
+  ``--budget``; ``default-tenth``: the default replaying a tenth of the old data (``replay_budget: 0.1``, the
+  default before issue 29's budget measurements);
 - ``lora-per-task``: from a first run with ``training.peft: lora`` on experience 1, a new adapter per update on
   the frozen, folded earlier ones (no replay, no distillation);
 - ``joint``: one run on all experiences' training data at once (the upper bound), scored at the end.
@@ -100,6 +102,7 @@ METHODS = (
     "default-unweighted",
     "default-full-weight",
     "default-auto-budget",
+    "default-tenth",
     "lora-per-task",
     "joint",
 )
@@ -118,18 +121,23 @@ SETTINGS = {  # continual.* per method; the rest at its default
     "default-unweighted": ["continual.replay_weight=1"],
     "default-full-weight": ["continual.replay_weight={full_weight}"],
     "default-auto-budget": ["continual.replay_budget=auto"],
+    "default-tenth": ["continual.replay_budget=0.1"],
     "lora-per-task": ["continual.replay_budget=0", "continual.distill=0", "continual.method=lora-per-task"],
 }
 
 
-def overrides_of(method: str, budget: float) -> list[str]:
+def overrides_of(method: str, budget: float | str) -> list[str]:
     """The ``continual.*`` settings of a sequential method (the gate off: it is not what is measured)."""
     budget_setting = (
         []
         if any(o.startswith("continual.replay_budget") for o in SETTINGS[method])
         else [f"continual.replay_budget={budget}"]
     )
-    settings = [s.format(full_weight=f"{1 / budget:.4g}") for s in SETTINGS[method]]
+    if "{full_weight}" in " ".join(SETTINGS[method]) and not isinstance(budget, float):
+        raise SystemExit(f"--methods {method}: weighs all the old samples a replayed one stands for; give --budget 0.1")
+    settings = [
+        s.format(full_weight=f"{1 / budget:.4g}" if isinstance(budget, float) else "") for s in SETTINGS[method]
+    ]
     return [*budget_setting, *settings, "continual.gate=null", "training.progress=false"]
 
 
@@ -219,7 +227,7 @@ def run_method(
     name: str,
     work: Path,
     first: Path,
-    budget: float,
+    budget: float | str,
     seed: int,
 ) -> dict[str, Any]:
     """One method along the stream; ``first`` is the run on experience 1 it starts from. ``matrix[i][j]``: after
@@ -328,7 +336,13 @@ def main() -> None:
     parser.add_argument("--experiences", type=int, default=None, help="default: 4 (banking77), 3 (btc), 2 (generative)")
     parser.add_argument("--per-experience", type=int, default=600, help="training rows per experience, at most")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    parser.add_argument("--budget", type=float, default=0.1, help="replay budget of the replay methods")
+    parser.add_argument(
+        "--budget",
+        type=lambda v: "auto" if v == "auto" else float(v),
+        default="auto",
+        help="replay budget of the replay methods: a share of the old training data, or auto (the default's: as "
+        "many old samples as new ones, at least a tenth of the old); 0.1 until issue 29's budget measurements",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-root", help="shared data folder (default: ../shared/data beside the checkout)")
     parser.add_argument("--output", type=Path, default=None)
@@ -366,7 +380,12 @@ def main() -> None:
     text = (
         f"Continual stream {args.stream}: {experiences} experiences of at most {args.per_experience} training "
         f"rows ({', '.join(str(len(e['train'])) for e in stream)}), {model}, "
-        f"seed {args.seed}; replay budget {args.budget:g} of the old training data"
+        f"seed {args.seed}; replay budget "
+        + (
+            f"{args.budget:g} of the old training data"
+            if isinstance(args.budget, float)
+            else "auto (as many old samples as new ones, at least a tenth of the old)"
+        )
         + (f"; each later experience adds {args.mix:g} x its size of fresh rows of older intents" if args.mix else "")
         + ".\n\n"
         + table(results, shown)

@@ -221,10 +221,10 @@ class ContinualConfig(_Strict):
         "run): the parent's adapters are folded into the frozen base and the update trains a new adapter",
     )
     replay_budget: Annotated[float, Field(ge=0.0, le=1.0)] | Auto = Field(
-        0.1,
+        AUTO,
         description="old training samples replayed, as a share of all the data the lineage trained on (0: none); "
         "auto: as many as the update brings new samples (labelled rows and unlabelled texts), at least a tenth of "
-        "the old data and at most all of it",
+        "the old data and at most all of it — an even mix of old and new, an update costing about twice its new data",
     )
     replay_by: Literal["value", "random", "herding"] = Field(
         "herding",

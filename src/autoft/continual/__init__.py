@@ -1,10 +1,11 @@
 """Continual learning: ``autoft update`` continues a finished run on new data without forgetting the old.
 
-An update is a new run directory trained from its parent's weights (``Run.load(..., trainable=True)``) on the
-new data plus a replay of old training samples (``continual.replay_budget`` of all the data the lineage has
-trained on, chosen by ``continual.replay_by``: by default those that best represent their class in the parent
-model's own representation (herding), or those it holds most firmly — its margin for the given label — or a seeded
-random sample; never one an agent of the lineage flagged), optionally pulled toward
+An update is a new run directory trained from its parent's weights (``Run.load(..., trainable=True)``) on the new
+data plus a replay of old training samples (``continual.replay_budget``: by default as many as the update brings new
+ones, at least a tenth of all the data the lineage has trained on and at most all of it; chosen by
+``continual.replay_by``: by default those that best represent their class in the parent model's own representation
+(herding), or those it holds most firmly — its margin for the given label — or a seeded random sample; never one an
+agent of the lineage flagged), optionally pulled toward
 the parent's weights (``continual.method: ewc | l2``, :mod:`autoft.training.regularizers`). New labels widen
 the task head; the old label ids keep their meaning. Question answering and generation (answers and responses,
 no label set) update the same way, with a seeded random replay (no label margin ranks their samples), no head to
