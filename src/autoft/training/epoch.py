@@ -1,6 +1,7 @@
 """An epoch as the callbacks shape it: their choice of samples (``choose_samples``), the epoch's view of the rows
-(relabels, pseudo-labels, retagged and masked words: ``epoch_view``), each row's loss scale across batches
-(``scale_table``) and one batch's weighted loss (``step_loss``). The loop (:mod:`autoft.training.loop`) runs them."""
+(relabels, pseudo-labels, retagged and masked words: ``epoch_view``), the rows it draws (``drawn_rows``), each row's
+loss scale across batches (``loss_scales``) and one batch's weighted loss (``step_loss``). The loop
+(:mod:`autoft.training.loop`) runs them."""
 
 from __future__ import annotations
 
@@ -54,6 +55,7 @@ def epoch_view(
 
 
 def _row_scale(state: TrainState, n: int) -> np.ndarray:
+    """[n] ``TrainState.row_scale``, 1 for the rows it does not cover (unlabelled rows) or when unset."""
     scale = np.ones(n)
     if state.row_scale is not None:
         scale[: len(state.row_scale)] = state.row_scale

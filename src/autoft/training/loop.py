@@ -5,7 +5,8 @@ epoch's choice of samples, view of the rows, loss scales and one step's loss (:m
 evaluation and what callbacks may ask of the model (:mod:`autoft.training.evaluation`), the optimiser and
 schedule (:mod:`autoft.training.optimizer`), several processes (:mod:`autoft.training.processes`), the best epoch,
 early stopping and rollback (:mod:`autoft.training.progress`), and checkpoints (:mod:`autoft.training.checkpoint`).
-Task specifics live in the adapter; which samples are trained on, and with which weight, is a callback's call (``autoft.training.callbacks``).
+Task specifics live in the adapter; which samples are trained on, and with which weight, is a callback's call
+(``autoft.training.callbacks``).
 """
 
 from __future__ import annotations
