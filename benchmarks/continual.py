@@ -51,9 +51,9 @@ Methods, each from the same first run (plain fine-tuning on experience 1, every 
   ``replay_by: herding`` said explicitly (the same as ``default`` now);
 - ``default-no-distill``: the default without distillation (``distill: 0``); ``default-unweighted``: the default
   with every replayed sample weighing 1 (``replay_weight: 1``), as much as a new one; ``default-full-weight``:
-  each weighing all the old samples it stands for (``replay_weight`` fixed at ``1 / budget``, so with a numeric
-  ``--budget``; ``auto`` gives its square root), the default until issue 29's replay-weight measurements
-  (``default`` in result files of earlier commits);
+  each weighing all the old samples it stands for (``replay_weight: full``; until this option, result files
+  fixed it at ``1 / --budget``), the default until issue 29's replay-weight measurements (``default`` in result
+  files of earlier commits);
 - ``default-auto-budget``: the default with ``continual.replay_budget: auto`` said explicitly, whatever
   ``--budget``; ``default-tenth``: the default replaying a tenth of the old data (``replay_budget: 0.1``, the
   default before issue 29's budget measurements);
@@ -119,7 +119,7 @@ SETTINGS = {  # continual.* per method; the rest at its default
     "default-herding": ["continual.replay_by=herding"],
     "default-no-distill": ["continual.distill=0"],
     "default-unweighted": ["continual.replay_weight=1"],
-    "default-full-weight": ["continual.replay_weight={full_weight}"],
+    "default-full-weight": ["continual.replay_weight=full"],
     "default-auto-budget": ["continual.replay_budget=auto"],
     "default-tenth": ["continual.replay_budget=0.1"],
     "lora-per-task": ["continual.replay_budget=0", "continual.distill=0", "continual.method=lora-per-task"],
@@ -133,12 +133,7 @@ def overrides_of(method: str, budget: float | str) -> list[str]:
         if any(o.startswith("continual.replay_budget") for o in SETTINGS[method])
         else [f"continual.replay_budget={budget}"]
     )
-    if "{full_weight}" in " ".join(SETTINGS[method]) and not isinstance(budget, float):
-        raise SystemExit(f"--methods {method}: weighs all the old samples a replayed one stands for; give --budget 0.1")
-    settings = [
-        s.format(full_weight=f"{1 / budget:.4g}" if isinstance(budget, float) else "") for s in SETTINGS[method]
-    ]
-    return [*budget_setting, *settings, "continual.gate=null", "training.progress=false"]
+    return [*budget_setting, *SETTINGS[method], "continual.gate=null", "training.progress=false"]
 
 
 log = logging.getLogger("continual")

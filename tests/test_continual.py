@@ -470,6 +470,22 @@ def test_an_auto_replay_budget_replays_as_many_old_samples_as_the_update_brings_
     assert len((tmp_path / "child" / "replay.csv").read_text().splitlines()) == 1 + 20
 
 
+def test_a_replayed_sample_weighs_the_root_all_or_a_set_number_of_the_old_samples_it_stands_for(parent, tmp_path):
+    from autoft.config import ContinualConfig
+    from autoft.continual.replay import replay_weight
+
+    assert replay_weight("auto", 90, 10) == pytest.approx(3.0)
+    assert replay_weight("full", 90, 10) == pytest.approx(9.0)
+    assert replay_weight(2.5, 90, 10) == 2.5
+    assert ContinualConfig(replay_weight=" Full ").replay_weight == "full"
+    with pytest.raises(ValueError, match="or 'full'"):
+        ContinualConfig(replay_weight="all")
+    new = write_csv(tmp_path / "new.csv", music_rows(20, 0))
+    result = update(parent, new, output=tmp_path / "child", overrides=["continual.replay_weight=full"])
+    record = result.record["replay"]
+    assert record["weight"] == pytest.approx(record["of"] / record["samples"])
+
+
 def test_row_weights_scale_the_rows_loss_whatever_weights_the_callbacks_set():
     from autoft.training.callbacks import CallbackList, RowWeights, TrainerCallback, TrainState
     from autoft.training.epoch import drawn_rows, loss_scales

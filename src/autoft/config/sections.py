@@ -233,11 +233,12 @@ class ContinualConfig(_Strict):
         "margin for the given label); random: a seeded sample; never one an agent of the lineage flagged "
         "(generation: random, having neither)",
     )
-    replay_weight: Annotated[float, Field(ge=1.0)] | Auto = Field(
+    replay_weight: Annotated[float, Field(ge=1.0)] | Auto | Literal["full"] = Field(
         AUTO,
         description="loss weight of each replayed sample; auto: the square root of the old samples it stands "
         "for (all the lineage's old training data over the samples replayed): the old data weighs less than in "
-        "joint training, so each update still learns its new data",
+        "joint training, so each update still learns its new data; full: all the old samples it stands for (the "
+        "old data weighs what it would in joint training)",
     )
 
     @field_validator("replay_budget", mode="before")
@@ -248,7 +249,12 @@ class ContinualConfig(_Strict):
     @field_validator("replay_weight", mode="before")
     @classmethod
     def _weight(cls, value: Any) -> Any:
-        return _auto_or_positive(value, float, minimum=1.0, inclusive=True)
+        if isinstance(value, str) and value.strip().lower() == "full":
+            return "full"
+        try:
+            return _auto_or_positive(value, float, minimum=1.0, inclusive=True)
+        except ValueError as error:
+            raise ValueError(f"{error} (or 'full')") from None
 
     @field_validator("distill", mode="before")
     @classmethod

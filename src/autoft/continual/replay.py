@@ -163,12 +163,17 @@ def replay_count(budget: float | str, old: int, new: int) -> int:
     return round(cast(float, budget) * old)
 
 
-def auto_replay_weight(old: int, replayed: int) -> float:
-    """``continual.replay_weight: auto``: the square root of the old samples each replayed one stands for. Weighted
-    by all of them (``old / replayed``, the old data weighing what it would in joint training) the few replayed
-    rows outweigh the new data, and each update learns its new classes less well than the one before; weighing one,
-    the old classes are forgotten (docs/benchmarks/continual.md, "The replay weight")."""
-    return float(np.sqrt(old / replayed))
+def replay_weight(setting: float | str, old: int, replayed: int) -> float:
+    """The loss weight of each of ``replayed`` samples drawn from ``old``: ``continual.replay_weight`` when a
+    number; ``full``: all the old samples each stands for (``old / replayed``, the old data weighing what it would
+    in joint training); ``auto``: their square root. Weighted by all of them, a few replayed rows (a budget of a
+    tenth) outweigh the new data, and each update learns its new classes less well than the one before; weighing
+    one, the old classes are forgotten (docs/benchmarks/continual.md, "The replay weight")."""
+    if setting == AUTO:
+        return float(np.sqrt(old / replayed))
+    if setting == "full":
+        return old / replayed
+    return float(setting)
 
 
 def _replay_weights(replay_file: str, weight: float) -> Callable[[Splits], TrainerCallback]:

@@ -24,10 +24,10 @@ from autoft.continual.replay import (
     _read,
     _replay_weights,
     _representations,
-    auto_replay_weight,
     choose_replay,
     lineage_data,
     replay_count,
+    replay_weight,
 )
 from autoft.continual.staging import keep_staged, read_pool, stage, with_files
 from autoft.data.loading import Example
@@ -289,15 +289,7 @@ def _replay(
             "an update from unlabelled texts alone trains on replayed old samples beside them; "
             "continual.replay_budget is 0 (give labelled data too, or a budget above 0)"
         )
-    weight = (
-        None
-        if not replayed
-        else (
-            auto_replay_weight(len(old_train), len(replayed))
-            if continual.replay_weight == AUTO
-            else continual.replay_weight
-        )
-    )
+    weight = None if not replayed else replay_weight(continual.replay_weight, len(old_train), len(replayed))
     log.info("replay: %d of the lineage's %d old training samples (%s)", len(replayed), len(old_train), how)
     record = {
         "samples": len(replayed),
