@@ -49,7 +49,8 @@ Methods, each from the same first run (plain fine-tuning on experience 1, every 
 - ``default-value``: the default with the old samples the parent holds most firmly (``replay_by: value``, the
   default before) in place of those that represent their class; ``default-herding``: the default with
   ``replay_by: herding`` said explicitly (the same as ``default`` now);
-- ``default-no-distill``: the default without distillation (``distill: 0``); ``default-unweighted``: the default
+- ``default-no-distill``: the default without distillation (``distill: 0``); ``default-distill-replayed``: the
+  default distilling on the replayed old samples alone (``distill_on: replayed``), the new rows' outputs free; ``default-unweighted``: the default
   with every replayed sample weighing 1 (``replay_weight: 1``), as much as a new one; ``default-full-weight``:
   each weighing all the old samples it stands for (``replay_weight: full``; until this option, result files
   fixed it at ``1 / --budget``), the default until issue 29's replay-weight measurements (``default`` in result
@@ -99,6 +100,7 @@ METHODS = (
     "default-value",
     "default-herding",
     "default-no-distill",
+    "default-distill-replayed",
     "default-unweighted",
     "default-full-weight",
     "default-auto-budget",
@@ -118,6 +120,7 @@ SETTINGS = {  # continual.* per method; the rest at its default
     "default-value": ["continual.replay_by=value"],
     "default-herding": ["continual.replay_by=herding"],
     "default-no-distill": ["continual.distill=0"],
+    "default-distill-replayed": ["continual.distill_on=replayed"],
     "default-unweighted": ["continual.replay_weight=1"],
     "default-full-weight": ["continual.replay_weight=full"],
     "default-auto-budget": ["continual.replay_budget=auto"],

@@ -3,6 +3,7 @@
 import json
 import logging
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -557,22 +558,46 @@ def test_distillation_is_zero_against_the_teacher_and_counts_only_its_labels_and
     torch.manual_seed(0)
     old = torch.randn(4, 3)
     distill = Distillation(Fixed(old), strength=1.0)
+    rows = torch.arange(4)
     grown = torch.cat([old, torch.randn(4, 2)], dim=1)  # two new labels: not the teacher's business
-    assert distill.penalty({}, grown, torch.zeros(4)).item() == pytest.approx(0.0, abs=1e-6)
+    assert distill.penalty({}, grown, torch.zeros(4), rows).item() == pytest.approx(0.0, abs=1e-6)
     moved = grown.clone().requires_grad_(True)
-    penalty = distill.penalty({}, moved + torch.tensor([3.0, 0, 0, 0, 0]), torch.zeros(4))
+    penalty = distill.penalty({}, moved + torch.tensor([3.0, 0, 0, 0, 0]), torch.zeros(4), rows)
     assert penalty.item() > 0.1
     penalty.backward()
     assert moved.grad[:, 3:].abs().sum() == 0  # the new labels' logits are free
+    # on some rows alone (a continual update's replayed samples): the others' outputs are free, the batch's mean
+    replayed = Distillation(Fixed(old), strength=1.0, rows=[7, 9])
+    index = torch.tensor([9, 2, 7, 5])  # the batch's training rows: the first and third are replayed
+    shifted = grown.clone()
+    shifted[[1, 3]] += torch.randn(2, 5) * 5
+    assert replayed.penalty({}, shifted, torch.zeros(4), index).item() == pytest.approx(0.0, abs=1e-6)
+    shifted[0, 0] += 3
+    alone = replayed.penalty({}, shifted, torch.zeros(4), index).item()
+    assert alone > 0.1
+    assert distill.penalty({}, shifted, torch.zeros(4), rows).item() > alone  # every row counts there
+    assert replayed.penalty({}, shifted, torch.zeros(4), torch.tensor([1, 2, 3, 4])).item() == 0.0
     tokens = torch.randn(2, 5, 3)  # NER: only tagged positions (label != -100) count
     distill = Distillation(Fixed(tokens), strength=1.0)
     labels = torch.tensor([[0, 1, -100, -100, -100], [2, -100, -100, -100, -100]])
     student = tokens.clone()
     student[:, 2:] += torch.randn(2, 3, 3) * 5  # differs only where nothing is tagged...
     student[1, 1] += 5  # ...and at an untagged sub-word
-    assert distill.penalty({}, student, labels).item() == pytest.approx(0.0, abs=1e-6)
+    assert distill.penalty({}, student, labels, torch.arange(2)).item() == pytest.approx(0.0, abs=1e-6)
     student[0, 0, 0] += 3
-    assert distill.penalty({}, student, labels).item() > 0
+    assert distill.penalty({}, student, labels, torch.arange(2)).item() > 0
+    sentence = Distillation(Fixed(tokens), strength=1.0, rows=[1])  # the second sentence alone
+    assert sentence.penalty({}, student, labels, torch.arange(2)).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_an_update_can_distil_on_its_replayed_samples_alone(parent, tmp_path, caplog):
+    new = write_csv(tmp_path / "new.csv", music_rows(20, 0))
+    with caplog.at_level(logging.INFO, logger="autoft"):
+        result = update(parent, new, output=tmp_path / "child", overrides=["continual.distill_on=replayed"])
+    assert result.record["distill"] == 1.0  # a new label: auto distils
+    counted = re.search(r"distillation on the (\d+) replayed samples alone", caplog.text)
+    assert counted and 15 <= int(counted[1]) <= 20  # the 20 replayed, less any a validation split took
+    assert result.run.labels[-1] == "music"
 
 
 def test_lora_per_task_stacks_an_adapter_per_update_and_grows_the_head(

@@ -267,6 +267,11 @@ class ContinualConfig(_Strict):
         "batch (learning without forgetting: the KL from the parent's softened predictions, T = 2); auto: 1 when the update brings labels the parent does not know, else "
         "0; 0: off",
     )
+    distill_on: Literal["all", "replayed"] = Field(
+        "all",
+        description="the training rows distillation pulls toward the parent's predictions: all (the new rows "
+        "too: learning without forgetting) or the replayed old samples alone (the new rows' outputs left free)",
+    )
     penalty: float = Field(1.0, ge=0.0, description="ewc / l2: strength of the pull toward the parent's weights")
     align: Literal["auto", "off", "norms", "norms+bias"] = Field(
         "auto",

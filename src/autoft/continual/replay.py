@@ -5,12 +5,14 @@ random sample; never one an agent of the lineage flagged)."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
 import numpy as np
+import torch
 
 from autoft.config import AUTO, Config
 from autoft.data.loading import Example
@@ -21,6 +23,7 @@ from autoft.modeling.heads import output_layer
 from autoft.run import Run
 from autoft.training.callbacks import RowWeights, TrainerCallback
 from autoft.training.inference import layer_inputs, predict_probabilities
+from autoft.training.regularizers import Distillation
 
 
 def _read(path: str | Path, config: Config, what: str) -> list[Example]:
@@ -150,6 +153,8 @@ def choose_replay(
     return np.sort(np.concatenate([pick(candidates[of == g], int(quota[g])) for g in range(len(names))]))
 
 
+log = logging.getLogger(__name__)
+
 AUTO_BUDGET_FLOOR = 0.1
 """``continual.replay_budget: auto`` replays at least this share of the old training samples."""
 
@@ -176,11 +181,25 @@ def replay_weight(setting: float | str, old: int, replayed: int) -> float:
     return float(setting)
 
 
+def _replayed_rows(splits: Splits, replay_file: str) -> list[int]:
+    """The training rows read from ``replay_file``."""
+    return [i for i, e in enumerate(splits.train) if e.origin.rpartition(":")[0] == replay_file]
+
+
 def _replay_weights(replay_file: str, weight: float) -> Callable[[Splits], TrainerCallback]:
     """A callback factory for ``train``: the rows read from ``replay_file`` weigh ``weight`` in the loss."""
+    return lambda splits: RowWeights(_replayed_rows(splits, replay_file), weight)
+
+
+def _replayed_distillation(
+    teacher: torch.nn.Module, strength: float, replay_file: str
+) -> Callable[[Splits], TrainerCallback]:
+    """A callback factory for ``train``: distillation from ``teacher`` on the rows read from ``replay_file`` alone
+    (``continual.distill_on: replayed``)."""
 
     def make(splits: Splits) -> TrainerCallback:
-        rows = [i for i, e in enumerate(splits.train) if e.origin.rpartition(":")[0] == replay_file]
-        return RowWeights(rows, weight)
+        rows = _replayed_rows(splits, replay_file)
+        log.info("distillation on the %d replayed samples alone (continual.distill_on replayed)", len(rows))
+        return Distillation(teacher, strength, rows=rows)
 
     return make

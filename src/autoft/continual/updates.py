@@ -23,6 +23,7 @@ from autoft.continual.replay import (
     _margins,
     _read,
     _replay_weights,
+    _replayed_distillation,
     _representations,
     choose_replay,
     lineage_data,
@@ -194,8 +195,8 @@ def _protections(
     # Distillation protects the old labels' scores when new labels compete with them; with the label set
     # unchanged the replay covers the old labels, and it would only slow learning the new data.
     distill = (1.0 if added else 0.0) if continual.distill == AUTO else continual.distill
-    if distill > 0:
-        callbacks.append(Distillation(parent.model, distill))
+    if distill > 0 and continual.distill_on == "all":
+        callbacks.append(Distillation(parent.model, distill))  # (on the replayed rows alone: once they are staged)
     if stacked:
         callbacks.append(_AdapterStack(parent_path / "model", parent.labels))
     return callbacks, distill
@@ -410,6 +411,8 @@ def update(
             staged = stage(Path(staging), parent, replayed, pool, own_validation)
             if "replay" in staged:
                 callbacks.append(_replay_weights(str(staged["replay"]), cast(float, replay["weight"])))  # replayed: set
+                if distill > 0 and continual.distill_on == "replayed":
+                    callbacks.append(_replayed_distillation(parent.model, distill, str(staged["replay"])))
                 log.info(
                     "replayed samples weigh %.3g each in the loss (continual.replay_weight %s)",
                     replay["weight"],

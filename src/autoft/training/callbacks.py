@@ -91,10 +91,13 @@ class TrainState:
     loss_penalty: Callable[[torch.nn.Module], torch.Tensor] | None = None
     """``loss_penalty(model)``: a scalar added to every training step's loss (e.g. EWC's or an L2 pull toward
     the weights a continual update started from); a callback sets it, usually in ``on_train_begin``."""
-    logit_penalty: Callable[[dict[str, torch.Tensor], torch.Tensor, torch.Tensor], torch.Tensor] | None = None
-    """``logit_penalty(batch, logits, labels)``: a scalar added to every training step's loss from the step's
-    inputs (``input_ids``, ``attention_mask``, ...), its logits and labels (e.g. distillation from the model a
-    continual update started from); a callback sets it, usually in ``on_train_begin``."""
+    logit_penalty: (
+        Callable[[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None
+    ) = None
+    """``logit_penalty(batch, logits, labels, index)``: a scalar added to every training step's loss from the
+    step's inputs (``input_ids``, ``attention_mask``, ...), its logits, labels and training-row indices (e.g.
+    distillation from the model a continual update started from); a callback sets it, usually in
+    ``on_train_begin``."""
     intervention: float = 1.0
     """How far a data-selection agent intervenes: 1 fully, 0 not at all (the rest of the run trains as plain
     fine-tuning would). A callback watching the agent's evidence lowers it (``autoft.selection.guard.BackOff``); the

@@ -105,5 +105,5 @@ def step_loss(
     if state.loss_penalty is not None:
         loss = loss + state.loss_penalty(unwrapped)
     if state.logit_penalty is not None:
-        loss = loss + state.logit_penalty(batch, logits, labels)
+        loss = loss + state.logit_penalty(batch, logits, labels, index)
     return loss, StepOutput(index.cpu().numpy(), (losses / units.clamp_min(1)).detach(), logits.detach(), labels)

@@ -103,17 +103,33 @@ class WeightPenalty(TrainerCallback):
 class Distillation(TrainerCallback):
     """Adds ``strength * T^2 * KL(teacher || model)`` over the teacher's labels (the first ``n`` outputs: a
     grown head's old rows) to every training step's loss (``TrainState.logit_penalty``), averaged over the
-    batch's loss units (samples; tagged words for NER). The teacher runs on each batch, frozen, in eval mode."""
+    batch's loss units (samples; tagged words for NER). The teacher runs on each batch, frozen, in eval mode.
+    With ``rows`` (training-row indices, e.g. a continual update's replayed samples) only those rows' divergence
+    counts, the batch's other rows adding none: the new rows' outputs are left free."""
 
-    def __init__(self, teacher: torch.nn.Module, strength: float, temperature: float = 2.0) -> None:
+    def __init__(
+        self, teacher: torch.nn.Module, strength: float, temperature: float = 2.0, rows: list[int] | None = None
+    ) -> None:
         self.teacher = teacher.eval()
         for p in self.teacher.parameters():
             p.requires_grad_(False)
         self.strength = strength
         self.temperature = temperature
+        self.rows = None if rows is None else torch.as_tensor(sorted(rows), dtype=torch.long)
 
-    def penalty(self, batch: dict[str, torch.Tensor], logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def _counted(self, index: torch.Tensor) -> torch.Tensor:
+        """[B] 1.0 where the batch's row is one of ``rows`` (every row without ``rows``)."""
+        if self.rows is None:
+            return torch.ones(len(index))
+        return torch.isin(index.cpu(), self.rows).float()
+
+    def penalty(
+        self, batch: dict[str, torch.Tensor], logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor
+    ) -> torch.Tensor:
         device = logits.device
+        counted = self._counted(index).to(device)
+        if not bool(counted.any()):
+            return logits.sum() * 0.0
         if next(self.teacher.parameters()).device != device:
             self.teacher.to(device)
         with torch.no_grad():
@@ -124,9 +140,9 @@ class Distillation(TrainerCallback):
         divergence = (teacher.exp() * (teacher - student)).sum(dim=-1)  # [B] or [B, T]
         if divergence.ndim > 1:  # tokens: the tagged ones
             mask = (labels != IGNORE).to(divergence.dtype)
-            divergence = (divergence * mask).sum() / mask.sum().clamp_min(1)
+            divergence = (divergence * mask * counted[:, None]).sum() / mask.sum().clamp_min(1)
         else:
-            divergence = divergence.mean()
+            divergence = (divergence * counted).mean()
         return self.strength * t * t * divergence
 
     SAVED = ()  # (what it pulls toward is given, not learned: a resumed run rebuilds it)
