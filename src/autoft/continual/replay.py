@@ -25,6 +25,8 @@ from autoft.training.callbacks import RowWeights, TrainerCallback
 from autoft.training.inference import layer_inputs, predict_probabilities
 from autoft.training.regularizers import Distillation
 
+log = logging.getLogger(__name__)
+
 
 def _read(path: str | Path, config: Config, what: str) -> list[Example]:
     d = config.data
@@ -152,8 +154,6 @@ def choose_replay(
     quota = _quotas(np.bincount(of, minlength=len(names)), budget)
     return np.sort(np.concatenate([pick(candidates[of == g], int(quota[g])) for g in range(len(names))]))
 
-
-log = logging.getLogger(__name__)
 
 AUTO_BUDGET_FLOOR = 0.1
 """``continual.replay_budget: auto`` replays at least this share of the old training samples."""
