@@ -590,20 +590,11 @@ def test_distillation_is_zero_against_the_teacher_and_counts_only_its_labels_and
     assert sentence.penalty({}, student, labels, torch.arange(2)).item() == pytest.approx(0.0, abs=1e-6)
 
 
-def test_auto_distils_where_new_labels_meet_a_replay_thinner_than_the_new_data():
-    from autoft.continual.updates import auto_distill
-
-    assert auto_distill(["music"], 9, 36) == 1.0  # a tenth of the old data beside many new rows
-    assert auto_distill(["music"], 36, 36) == 0.0  # an even mix (replay_budget auto): the replay holds the old
-    assert auto_distill([], 9, 36) == 0.0  # no new label: the replay covers the old labels
-
-
 def test_an_update_can_distil_on_its_replayed_samples_alone(parent, tmp_path, caplog):
     new = write_csv(tmp_path / "new.csv", music_rows(20, 0))
     with caplog.at_level(logging.INFO, logger="autoft"):
-        settings = ["continual.distill_on=replayed", "continual.distill=1"]
-        result = update(parent, new, output=tmp_path / "child", overrides=settings)
-    assert result.record["distill"] == 1.0
+        result = update(parent, new, output=tmp_path / "child", overrides=["continual.distill_on=replayed"])
+    assert result.record["distill"] == 1.0  # a new label: auto distils
     counted = re.search(r"distillation on the (\d+) replayed samples alone", caplog.text)
     assert counted and 15 <= int(counted[1]) <= 20  # the 20 replayed, less any a validation split took
     assert result.run.labels[-1] == "music"
@@ -624,7 +615,7 @@ def test_lora_per_task_stacks_an_adapter_per_update_and_grows_the_head(
     result = update(tmp_path / "parent", new, output=tmp_path / "child", overrides=method)
     child = result.run
     assert child.labels == [*sorted(TOPICS), "music"] and child.is_peft
-    assert result.record["distill"] == 0.0  # distill auto: a new label, but an even mix of old and new replayed
+    assert result.record["distill"] == 1.0  # distill auto: a new label competes with the old ones
     stack = json.loads((tmp_path / "child" / "model" / STACK).read_text())["adapters"]
     assert stack == [{"folder": "stack/0", "labels": sorted(TOPICS)}]
     assert (tmp_path / "child" / "model" / "stack" / "0" / "adapter_model.safetensors").exists()
@@ -663,7 +654,6 @@ def test_an_interrupted_update_resumes_to_the_uninterrupted_update(parent, tmp_p
     settings = [
         "continual.gate=null",
         "continual.method=ewc",
-        "continual.distill=1",
         "training.epochs=3",
         "training.early_stopping_patience=null",
     ]

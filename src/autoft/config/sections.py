@@ -264,9 +264,8 @@ class ContinualConfig(_Strict):
     distill: Annotated[float, Field(ge=0.0)] | Auto = Field(
         AUTO,
         description="strength of the pull toward the parent's predictions on its own labels, on every training "
-        "batch (learning without forgetting: the KL from the parent's softened predictions, T = 2); auto: 1 when "
-        "the update brings labels the parent does not know and replays fewer old samples than it brings new ones "
-        "(beside an even mix of old and new it cost the new labels more than it held of the old), else 0; 0: off",
+        "batch (learning without forgetting: the KL from the parent's softened predictions, T = 2); auto: 1 when the update brings labels the parent does not know, else "
+        "0; 0: off",
     )
     distill_on: Literal["all", "replayed"] = Field(
         "all",

@@ -174,15 +174,6 @@ def _replay_rows(
     return old_train, old_validation, chosen, how
 
 
-def auto_distill(added: list[str], replayed: int, new: int) -> float:
-    """``continual.distill: auto``: 1 when the update brings labels the parent does not know and replays fewer old
-    samples than it brings new ones, else 0. Distillation protects the old labels' scores where the new labels
-    compete with them and the replay is too thin to (a tenth of the old data); beside an even mix of old and new it
-    held the old groups a little better but cost each new group more, and lost on validation; with the label set
-    unchanged the replay covers the old labels (docs/benchmarks/continual.md, "Distillation beside an even mix")."""
-    return 1.0 if added and replayed < new else 0.0
-
-
 def _protections(
     parent: Run,
     parent_path: Path,
@@ -192,18 +183,18 @@ def _protections(
     added: list[str],
     stacked: bool,
     seed: int,
-    mix: tuple[int, int],
 ) -> tuple[list[TrainerCallback | Callable[[Splits], TrainerCallback]], float]:
     """The callbacks that keep the old knowledge (a pull toward the parent's weights, distillation from the parent,
-    the parent's adapters written beside the update's) and the distillation weight. ``mix``: the old samples
-    replayed and the new ones the update brings."""
+    the parent's adapters written beside the update's) and the distillation weight."""
     callbacks: list[TrainerCallback | Callable[[Splits], TrainerCallback]] = []
     if continual.method in ("ewc", "l2"):
         fisher = None
         if continual.method == "ewc":
             fisher = fisher_diagonal(model, parent.adapter, parent.adapter.encode(anchor), seed=seed)
         callbacks.append(WeightPenalty(trainable_weights(model), continual.penalty, fisher))
-    distill = auto_distill(added, *mix) if continual.distill == AUTO else continual.distill
+    # Distillation protects the old labels' scores when new labels compete with them; with the label set
+    # unchanged the replay covers the old labels, and it would only slow learning the new data.
+    distill = (1.0 if added else 0.0) if continual.distill == AUTO else continual.distill
     if distill > 0 and continual.distill_on == "all":
         callbacks.append(Distillation(parent.model, distill))  # (on the replayed rows alone: once they are staged)
     if stacked:
@@ -413,15 +404,7 @@ def update(
 
         model = _start_model(parent_path, stacked, added, parent.labels + added, config.training.seed)
         callbacks, distill = _protections(
-            parent,
-            parent_path,
-            model,
-            continual,
-            replayed or old_train,
-            added,
-            stacked,
-            config.training.seed,
-            (len(replayed), len(new) + len(pool)),
+            parent, parent_path, model, continual, replayed or old_train, added, stacked, config.training.seed
         )
         own_validation = old_validation if validation is None and not files else None
         with tempfile.TemporaryDirectory(dir=output.parent if output.parent.exists() else None) as staging:
