@@ -174,6 +174,22 @@ def _replay_rows(
     return old_train, old_validation, chosen, how
 
 
+def _replayed_callbacks(
+    parent: Run, continual: Any, replay_file: str, replay: dict[str, Any], distill: float
+) -> list[Callable[[Splits], TrainerCallback]]:
+    """The callbacks of the rows read from ``replay_file``: their loss weight and, with ``distill_on: replayed``,
+    distillation on them alone."""
+    callbacks = [_replay_weights(replay_file, cast(float, replay["weight"]))]  # (the rows are known once split)
+    if distill > 0 and continual.distill_on == "replayed":
+        callbacks.append(_replayed_distillation(parent.model, distill, replay_file))
+    log.info(
+        "replayed samples weigh %.3g each in the loss (continual.replay_weight %s)",
+        replay["weight"],
+        continual.replay_weight,
+    )
+    return callbacks
+
+
 def _protections(
     parent: Run,
     parent_path: Path,
@@ -410,14 +426,7 @@ def update(
         with tempfile.TemporaryDirectory(dir=output.parent if output.parent.exists() else None) as staging:
             staged = stage(Path(staging), parent, replayed, pool, own_validation)
             if "replay" in staged:
-                callbacks.append(_replay_weights(str(staged["replay"]), cast(float, replay["weight"])))  # replayed: set
-                if distill > 0 and continual.distill_on == "replayed":
-                    callbacks.append(_replayed_distillation(parent.model, distill, str(staged["replay"])))
-                log.info(
-                    "replayed samples weigh %.3g each in the loss (continual.replay_weight %s)",
-                    replay["weight"],
-                    continual.replay_weight,
-                )
+                callbacks += _replayed_callbacks(parent, continual, str(staged["replay"]), replay, distill)
             config = with_files(config, files, staged)
             own_new = None if own_validation is not None else new_validation(config, parent.labels + added)
             if added and parent.config.task in ONE_LABEL_TASKS and not stacked:
