@@ -50,8 +50,9 @@ Methods, each from the same first run (plain fine-tuning on experience 1, every 
   default before) in place of those that represent their class; ``default-herding``: the default with
   ``replay_by: herding`` said explicitly (the same as ``default`` now);
 - ``default-no-distill``: the default without distillation (``distill: 0``); ``default-distill-replayed``: the
-  default distilling on the replayed old samples alone (``distill_on: replayed``), the new rows' outputs free; ``default-unweighted``: the default
-  with every replayed sample weighing 1 (``replay_weight: 1``), as much as a new one; ``default-full-weight``:
+  default distilling on the replayed old samples alone (``distill_on: replayed``), the new rows' outputs free;
+  ``default-unweighted``: the default with every replayed sample weighing 1 (``replay_weight: 1``), as much as a
+  new one; ``default-full-weight``:
   each weighing all the old samples it stands for (``replay_weight: full``; until this option, result files
   fixed it at ``1 / --budget``), the default until issue 29's replay-weight measurements (``default`` in result
   files of earlier commits);
