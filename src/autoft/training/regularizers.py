@@ -117,19 +117,15 @@ class Distillation(TrainerCallback):
         self.temperature = temperature
         self.rows = None if rows is None else torch.as_tensor(sorted(rows), dtype=torch.long)
 
-    def _counted(self, index: torch.Tensor) -> torch.Tensor:
-        """[B] 1.0 where the batch's row is one of ``rows`` (every row without ``rows``)."""
-        if self.rows is None:
-            return torch.ones(len(index))
-        return torch.isin(index.cpu(), self.rows).float()
-
     def penalty(
         self, batch: dict[str, torch.Tensor], logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor
     ) -> torch.Tensor:
         device = logits.device
-        counted = self._counted(index).to(device)
-        if not bool(counted.any()):
-            return logits.sum() * 0.0
+        counted = None  # [B] 1.0 where the batch's row is one of ``rows``; None: every row counts
+        if self.rows is not None:
+            counted = torch.isin(index.cpu(), self.rows).to(device, torch.float32)
+            if not bool(counted.any()):
+                return logits.sum() * 0.0
         if next(self.teacher.parameters()).device != device:
             self.teacher.to(device)
         with torch.no_grad():
@@ -140,9 +136,10 @@ class Distillation(TrainerCallback):
         divergence = (teacher.exp() * (teacher - student)).sum(dim=-1)  # [B] or [B, T]
         if divergence.ndim > 1:  # tokens: the tagged ones
             mask = (labels != IGNORE).to(divergence.dtype)
-            divergence = (divergence * mask * counted[:, None]).sum() / mask.sum().clamp_min(1)
+            counted_mask = mask if counted is None else mask * counted[:, None]
+            divergence = (divergence * counted_mask).sum() / mask.sum().clamp_min(1)
         else:
-            divergence = (divergence * counted).mean()
+            divergence = (divergence if counted is None else divergence * counted).mean()
         return self.strength * t * t * divergence
 
     SAVED = ()  # (what it pulls toward is given, not learned: a resumed run rebuilds it)
