@@ -51,6 +51,7 @@ Methods, each from the same first run (plain fine-tuning on experience 1, every 
   ``replay_by: herding`` said explicitly (the same as ``default`` now);
 - ``default-no-distill``: the default without distillation (``distill: 0``); ``default-distill-replayed``: the
   default distilling on the replayed old samples alone (``distill_on: replayed``), the new rows' outputs free;
+  ``default-distill-quarter``: the default with a quarter of its distillation weight (``distill: 0.25``);
   ``default-unweighted``: the default with every replayed sample weighing 1 (``replay_weight: 1``), as much as a
   new one; ``default-full-weight``:
   each weighing all the old samples it stands for (``replay_weight: full``; until this option, result files
@@ -102,6 +103,7 @@ METHODS = (
     "default-herding",
     "default-no-distill",
     "default-distill-replayed",
+    "default-distill-quarter",
     "default-unweighted",
     "default-full-weight",
     "default-auto-budget",
@@ -122,6 +124,7 @@ SETTINGS = {  # continual.* per method; the rest at its default
     "default-herding": ["continual.replay_by=herding"],
     "default-no-distill": ["continual.distill=0"],
     "default-distill-replayed": ["continual.distill_on=replayed"],
+    "default-distill-quarter": ["continual.distill=0.25"],
     "default-unweighted": ["continual.replay_weight=1"],
     "default-full-weight": ["continual.replay_weight=full"],
     "default-auto-budget": ["continual.replay_budget=auto"],
