@@ -600,6 +600,16 @@ def test_an_update_can_distil_on_its_replayed_samples_alone(parent, tmp_path, ca
     assert result.run.labels[-1] == "music"
 
 
+def test_distilling_on_the_replayed_samples_without_replay_warns_and_records_none(parent, tmp_path, caplog):
+    new = write_csv(tmp_path / "new.csv", music_rows(20, 0))
+    overrides = ["continual.distill_on=replayed", "continual.replay_budget=0"]
+    with caplog.at_level(logging.INFO, logger="autoft"):
+        result = update(parent, new, output=tmp_path / "child", overrides=overrides)
+    assert "replays no old samples: no distillation" in caplog.text
+    assert "distillation on the" not in caplog.text
+    assert result.record["distill"] == 0.0 and result.record["replay"]["samples"] == 0
+
+
 def test_lora_per_task_stacks_an_adapter_per_update_and_grows_the_head(
     tiny_model_dir, classification_files, tmp_path, capsys
 ):

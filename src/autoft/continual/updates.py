@@ -175,19 +175,26 @@ def _replay_rows(
 
 
 def _replayed_callbacks(
-    parent: Run, continual: Any, replay_file: str, replay: dict[str, Any], distill: float
-) -> list[Callable[[Splits], TrainerCallback]]:
-    """The callbacks of the rows read from ``replay_file``: their loss weight and, with ``distill_on: replayed``,
-    distillation on them alone."""
+    parent: Run, continual: Any, staged: dict[str, Any], replay: dict[str, Any], distill: float
+) -> tuple[list[Callable[[Splits], TrainerCallback]], float]:
+    """The callbacks of the replayed rows staged (none when nothing is replayed): their loss weight and, with
+    ``distill_on: replayed``, distillation on them alone; and the distillation weight the update applies (0 where
+    ``distill_on: replayed`` finds no replayed rows to distil on)."""
+    on_replayed = distill > 0 and continual.distill_on == "replayed"
+    if "replay" not in staged:
+        if on_replayed:
+            log.warning("continual.distill_on: replayed, but the update replays no old samples: no distillation")
+        return [], 0.0 if on_replayed else distill
+    replay_file = str(staged["replay"])
     callbacks = [_replay_weights(replay_file, cast(float, replay["weight"]))]  # (the rows are known once split)
-    if distill > 0 and continual.distill_on == "replayed":
+    if on_replayed:
         callbacks.append(_replayed_distillation(parent.model, distill, replay_file))
     log.info(
         "replayed samples weigh %.3g each in the loss (continual.replay_weight %s)",
         replay["weight"],
         continual.replay_weight,
     )
-    return callbacks
+    return callbacks, distill
 
 
 def _protections(
@@ -425,8 +432,8 @@ def update(
         own_validation = old_validation if validation is None and not files else None
         with tempfile.TemporaryDirectory(dir=output.parent if output.parent.exists() else None) as staging:
             staged = stage(Path(staging), parent, replayed, pool, own_validation)
-            if "replay" in staged:
-                callbacks += _replayed_callbacks(parent, continual, str(staged["replay"]), replay, distill)
+            replayed_callbacks, distill = _replayed_callbacks(parent, continual, staged, replay, distill)
+            callbacks += replayed_callbacks
             config = with_files(config, files, staged)
             own_new = None if own_validation is not None else new_validation(config, parent.labels + added)
             if added and parent.config.task in ONE_LABEL_TASKS and not stacked:
