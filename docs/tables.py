@@ -1127,6 +1127,54 @@ def learned_static_figures() -> dict[str, str]:
     return figures
 
 
+def issue27_checks_figures() -> dict[str, str]:
+    """Issue 27's last checks: ``random`` against the default on the same cells (random_vs_static.json), the default
+    at that commit against the cells of 6c4e6d4 (never_worse_wall_cells.jsonl, never_worse_static_cells.jsonl), the
+    flipped-tag BTC cells against their sentences' true tags (never_worse.json, never_worse_btc_clean.json), and the
+    cold seed-0 cell's wall-clock."""
+    random = result("random_vs_static.json")["policies"]["random"]
+    pairs = random["settings"]["tweeteval_sym40_noise_seeds_345"]["pairs"]
+    gaps = [p["learned_minus_static"] / 100 for p in pairs]
+    head = {c["seed"]: c for c in result("never_worse_wall_cells.jsonl")}
+    before = {
+        c["seed"]: c
+        for c in result("never_worse_static_cells.jsonl")
+        if c["commit"] == "6c4e6d4" and c["setting"] == "tweeteval_sym40_noise_seeds_345"
+    }
+    clean = result("never_worse_btc_clean.json")["settings"]["btc_flips30_clean"]["summary"]
+    flips = result("never_worse.json")["settings"]["btc_flips30"]["summary"]
+    clean_mean, flips_mean = statistics.fmean(clean["served"]), statistics.fmean(flips["served"])
+    plain_s, agent_s = head[0]["plain"]["wall_seconds"], head[0]["autonomous"]["wall_seconds"]
+    return {
+        "random": f3(statistics.fmean([p["learned"] for p in pairs])),
+        "static": f3(statistics.fmean([p["static"] for p in pairs])),
+        "plain": f3(statistics.fmean([p["plain"] for p in pairs])),
+        "random_gap": pts(statistics.fmean(gaps)),
+        "random_gaps": ", ".join(pts(g) for g in gaps),
+        "random_seeds": str(len(pairs)),
+        "head_commit": head[0]["commit"],
+        "head_mean": f3(statistics.fmean([c["autonomous"]["test"] for c in head.values()])),
+        "head_served": f3(statistics.fmean([c["served"] for c in head.values()])),
+        "before_mean": f3(statistics.fmean([before[s]["autonomous"]["test"] for s in head])),
+        "head_seeds": ", ".join(f3(head[s]["autonomous"]["test"]) for s in sorted(head)),
+        "before_seeds": ", ".join(f3(before[s]["autonomous"]["test"]) for s in sorted(head)),
+        "head_noise0": f"{head[0]['autonomous']['estimated_noise']:.5f}",
+        "before_noise0": f"{before[0]['autonomous']['estimated_noise']:.5f}",
+        "btc_clean_plain": f3(statistics.fmean(clean["plain"])),
+        "btc_clean": f3(clean_mean),
+        "btc_clean_seeds": str(len(clean["seeds"])),
+        "btc_flips": f3(flips_mean),
+        "btc_flips_agent": f3(statistics.fmean(flips["autonomous"])),
+        "btc_clean_agent": f3(statistics.fmean(clean["autonomous"])),
+        "btc_gap": pts(flips_mean - clean_mean),
+        "btc_miss": pts(clean_mean - 0.02 - flips_mean, signed=False),
+        "wall_plain": f"{plain_s:.0f}",
+        "wall_agent": f"{agent_s:.0f}",
+        "wall_ratio": f"{agent_s / plain_s:.2f}",
+        "wall_total_ratio": f"{(plain_s + agent_s) / plain_s:.2f}",
+    }
+
+
 def noise_rate_figures() -> dict[str, str]:
     """The largest single-seed miss of the noise estimate (noise_rate.json's rows)."""
     rows = [row for row in result("noise_rate.json")["rows"] if row["rate"] > 0]
@@ -1300,6 +1348,7 @@ FIGURES: dict[str, Callable[[], dict[str, str]]] = {
     "tasks": tasks_figures,
     "noise_rate": noise_rate_figures,
     "learned": learned_static_figures,
+    "checks27": issue27_checks_figures,
     "self_training": self_training_figures,
 }
 """Values a template's prose quotes: ``{{ topic.key }}``."""
