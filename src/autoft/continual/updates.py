@@ -197,49 +197,32 @@ def _replayed_callbacks(
     return callbacks, distill
 
 
-DISTILL_FULL_ROWS = 4
-"""``continual.distill: auto`` distils at full strength where the new labels bring this many training rows each or
-fewer; with more, at this over their rows per label (a quarter at 16 rows each)."""
-
-
-def distill_weight(setting: float | str, new: list[Example], added: list[str]) -> float:
-    """The distillation weight of an update that brings the ``new`` examples and the labels ``added``:
-    ``continual.distill`` when a number; ``auto``: none without new labels (the replay covers the old ones, and
-    distillation would only slow learning the new data); with them, 1 where each new label has at most
-    ``DISTILL_FULL_ROWS`` rows, less as they have more: the pull toward the parent's predictions on every new row
-    holds the new labels back more than it protects the old ones once there are enough rows to learn them
-    (docs/benchmarks/continual.md, "Distillation beside an even mix")."""
-    if setting != AUTO:
-        return float(setting)
-    if not added:
-        return 0.0
-    rows = sum(1 for e in new if _labels_of([e]) & set(added))
-    return min(1.0, DISTILL_FULL_ROWS * len(added) / max(rows, 1))
-
-
 def _protections(
     parent: Run,
     parent_path: Path,
     model: Any,
     continual: Any,
     anchor: list[Example],
-    distill: float,
+    added: list[str],
     stacked: bool,
     seed: int,
-) -> list[TrainerCallback | Callable[[Splits], TrainerCallback]]:
-    """The callbacks that keep the old knowledge: a pull toward the parent's weights, distillation from the parent
-    (at ``distill``, on every row), the parent's adapters written beside the update's."""
+) -> tuple[list[TrainerCallback | Callable[[Splits], TrainerCallback]], float]:
+    """The callbacks that keep the old knowledge (a pull toward the parent's weights, distillation from the parent,
+    the parent's adapters written beside the update's) and the distillation weight."""
     callbacks: list[TrainerCallback | Callable[[Splits], TrainerCallback]] = []
     if continual.method in ("ewc", "l2"):
         fisher = None
         if continual.method == "ewc":
             fisher = fisher_diagonal(model, parent.adapter, parent.adapter.encode(anchor), seed=seed)
         callbacks.append(WeightPenalty(trainable_weights(model), continual.penalty, fisher))
+    # Distillation protects the old labels' scores when new labels compete with them; with the label set
+    # unchanged the replay covers the old labels, and it would only slow learning the new data.
+    distill = (1.0 if added else 0.0) if continual.distill == AUTO else continual.distill
     if distill > 0 and continual.distill_on == "all":
         callbacks.append(Distillation(parent.model, distill))  # (on the replayed rows alone: once they are staged)
     if stacked:
         callbacks.append(_AdapterStack(parent_path / "model", parent.labels))
-    return callbacks
+    return callbacks, distill
 
 
 def _check_method(continual: Any, parent: Run, parent_path: Path, added: list[str]) -> bool:
@@ -443,9 +426,8 @@ def update(
             )
 
         model = _start_model(parent_path, stacked, added, parent.labels + added, config.training.seed)
-        distill = distill_weight(continual.distill, new, added)
-        callbacks = _protections(
-            parent, parent_path, model, continual, replayed or old_train, distill, stacked, config.training.seed
+        callbacks, distill = _protections(
+            parent, parent_path, model, continual, replayed or old_train, added, stacked, config.training.seed
         )
         own_validation = old_validation if validation is None and not files else None
         with tempfile.TemporaryDirectory(dir=output.parent if output.parent.exists() else None) as staging:
