@@ -270,7 +270,8 @@ class ContinualConfig(_Strict):
     distill_on: Literal["all", "replayed"] = Field(
         "all",
         description="the training rows distillation pulls toward the parent's predictions: all (the new rows "
-        "too: learning without forgetting) or the replayed old samples alone (the new rows' outputs left free; with no replay, nothing: a warning)",
+        "too: learning without forgetting) or the replayed old samples alone (the new rows' outputs left free; "
+        "with nothing replayed, no distillation and a warning)",
     )
     penalty: float = Field(1.0, ge=0.0, description="ewc / l2: strength of the pull toward the parent's weights")
     align: Literal["auto", "off", "norms", "norms+bias"] = Field(
