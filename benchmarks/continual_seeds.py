@@ -17,10 +17,10 @@ test score on it less joint training's on it (points; how far the old experience
 data at once puts them). ``joint as backward transfer``: joint's score on each old experience less the method's when
 that experience was new, the backward transfer joint training itself would show when measured the same way (in a
 class-incremental stream an experience is first scored among its own labels alone, so that score is not one a model
-of every label reaches). Targets, for the method named ``default`` (or those ``--targets-for`` names): final average ≥ joint − ``--joint-gap`` points and
-backward transfer ≥ ``--forgetting`` points on every seed (issue 29: 2 and −2 for BANKING77 in three groups, 1.5
-and −1 for BTC; the generative stream, which has no joint run, −1: the first task within one point of ROUGE-L of its
-score before the update).
+of every label reaches). Targets, for the method named ``default`` (or those ``--targets-for`` names): final
+average ≥ joint − ``--joint-gap`` points and backward transfer ≥ ``--forgetting`` points on every seed (issue 29: 2
+and −2 for BANKING77 in three groups, 1.5 and −1 for BTC; the generative stream, which has no joint run, −1: the
+first task within one point of ROUGE-L of its score before the update).
 """
 
 from __future__ import annotations
@@ -106,20 +106,20 @@ def summarize(runs: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
 def targets(methods: dict[str, Any], joint_gap: float, forgetting: float, name: str = "default") -> list[str]:
     """The issue's targets for the method ``name``: its gap to joint training (where joint ran) and its backward
     transfer on every seed."""
-    default = methods.get(name)
-    if not default or not default["backward_transfer"]:
+    method = methods.get(name)
+    if not method or not method["backward_transfer"]:
         return []
-    lines, seeds = [], ", ".join(map(str, default["seeds_with_joint"]))
-    if default["gap_to_joint"]:
-        gap = 100 * statistics.fmean(default["gap_to_joint"])
+    lines, seeds = [], ", ".join(map(str, method["seeds_with_joint"]))
+    if method["gap_to_joint"]:
+        gap = 100 * statistics.fmean(method["gap_to_joint"])
         lines.append(
             f"- {name}, final average less joint's (seeds {seeds}): {gap:+.1f} points "
             f"(target ≥ −{joint_gap:g}: {'met' if gap >= -joint_gap else 'missed'})."
         )
-    bwt = [100 * b for b in default["backward_transfer"]]
-    joint_bwt = ", ".join(f"{100 * b:+.1f}" for b in default["joint_as_backward_transfer"])
+    bwt = [100 * b for b in method["backward_transfer"]]
+    joint_bwt = ", ".join(f"{100 * b:+.1f}" for b in method["joint_as_backward_transfer"])
     lines.append(
-        f"- {name}, backward transfer per seed ({', '.join(map(str, default['seeds']))}): "
+        f"- {name}, backward transfer per seed ({', '.join(map(str, method['seeds']))}): "
         f"{', '.join(f'{b:+.1f}' for b in bwt)} points "
         f"(target ≥ {forgetting:+g} on every seed: {'met' if min(bwt) >= forgetting else 'missed'})"
         + (f"; joint training measured the same way (seeds {seeds}): {joint_bwt} points." if joint_bwt else ".")

@@ -1151,7 +1151,6 @@ def issue27_checks_figures() -> dict[str, str]:
         "plain": f3(statistics.fmean([p["plain"] for p in pairs])),
         "random_gap": pts(statistics.fmean(gaps)),
         "random_gaps": ", ".join(pts(g) for g in gaps),
-        "random_seeds": str(len(pairs)),
         "head_commit": head[0]["commit"],
         "head_mean": f3(statistics.fmean([c["autonomous"]["test"] for c in head.values()])),
         "head_served": f3(statistics.fmean([c["served"] for c in head.values()])),

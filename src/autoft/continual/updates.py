@@ -175,26 +175,31 @@ def _replay_rows(
 
 
 def _replayed_callbacks(
-    parent: Run, continual: Any, staged: dict[str, Any], replay: dict[str, Any], distill: float
-) -> tuple[list[Callable[[Splits], TrainerCallback]], float]:
-    """The callbacks of the replayed rows staged (none when nothing is replayed): their loss weight and, with
-    ``distill_on: replayed``, distillation on them alone; and the distillation weight the update applies (0 where
-    ``distill_on: replayed`` finds no replayed rows to distil on)."""
-    on_replayed = distill > 0 and continual.distill_on == "replayed"
-    if "replay" not in staged:
-        if on_replayed:
-            log.warning("continual.distill_on: replayed, but the update replays no old samples: no distillation")
-        return [], 0.0 if on_replayed else distill
-    replay_file = str(staged["replay"])
+    parent: Run, continual: Any, replay_file: str, replay: dict[str, Any], distill: float
+) -> list[Callable[[Splits], TrainerCallback]]:
+    """The callbacks of the rows read from ``replay_file``: their loss weight and, with ``distill_on: replayed``,
+    distillation on them alone."""
     callbacks = [_replay_weights(replay_file, cast(float, replay["weight"]))]  # (the rows are known once split)
-    if on_replayed:
+    if distill > 0 and continual.distill_on == "replayed":
         callbacks.append(_replayed_distillation(parent.model, distill, replay_file))
     log.info(
         "replayed samples weigh %.3g each in the loss (continual.replay_weight %s)",
         replay["weight"],
         continual.replay_weight,
     )
-    return callbacks, distill
+    return callbacks
+
+
+def _distill_weight(continual: Any, added: list[str], replayed: list[Example]) -> float:
+    """The update's distillation weight: ``continual.distill``, or with ``auto`` 1 where it brings new labels and 0
+    where the label set stays (distillation protects the old labels' scores when new labels compete with them; with
+    the label set unchanged the replay covers the old labels, and it would only slow learning the new data); 0 where
+    it would distil on the replayed samples alone and none are replayed."""
+    distill = (1.0 if added else 0.0) if continual.distill == AUTO else continual.distill
+    if distill > 0 and continual.distill_on == "replayed" and not replayed:
+        log.warning("continual.distill_on: replayed, but the update replays no old samples: no distillation")
+        return 0.0
+    return float(distill)
 
 
 def _protections(
@@ -203,26 +208,24 @@ def _protections(
     model: Any,
     continual: Any,
     anchor: list[Example],
-    added: list[str],
+    distill: float,
     stacked: bool,
     seed: int,
-) -> tuple[list[TrainerCallback | Callable[[Splits], TrainerCallback]], float]:
-    """The callbacks that keep the old knowledge (a pull toward the parent's weights, distillation from the parent,
-    the parent's adapters written beside the update's) and the distillation weight."""
+) -> list[TrainerCallback | Callable[[Splits], TrainerCallback]]:
+    """The callbacks that keep the old knowledge: a pull toward the parent's weights, distillation from the parent
+    (at ``distill``; on the replayed rows alone, ``_replayed_callbacks``, once they are staged), the parent's
+    adapters written beside the update's."""
     callbacks: list[TrainerCallback | Callable[[Splits], TrainerCallback]] = []
     if continual.method in ("ewc", "l2"):
         fisher = None
         if continual.method == "ewc":
             fisher = fisher_diagonal(model, parent.adapter, parent.adapter.encode(anchor), seed=seed)
         callbacks.append(WeightPenalty(trainable_weights(model), continual.penalty, fisher))
-    # Distillation protects the old labels' scores when new labels compete with them; with the label set
-    # unchanged the replay covers the old labels, and it would only slow learning the new data.
-    distill = (1.0 if added else 0.0) if continual.distill == AUTO else continual.distill
     if distill > 0 and continual.distill_on == "all":
-        callbacks.append(Distillation(parent.model, distill))  # (on the replayed rows alone: once they are staged)
+        callbacks.append(Distillation(parent.model, distill))
     if stacked:
         callbacks.append(_AdapterStack(parent_path / "model", parent.labels))
-    return callbacks, distill
+    return callbacks
 
 
 def _check_method(continual: Any, parent: Run, parent_path: Path, added: list[str]) -> bool:
@@ -426,14 +429,15 @@ def update(
             )
 
         model = _start_model(parent_path, stacked, added, parent.labels + added, config.training.seed)
-        callbacks, distill = _protections(
-            parent, parent_path, model, continual, replayed or old_train, added, stacked, config.training.seed
+        distill = _distill_weight(continual, added, replayed)
+        callbacks = _protections(
+            parent, parent_path, model, continual, replayed or old_train, distill, stacked, config.training.seed
         )
         own_validation = old_validation if validation is None and not files else None
         with tempfile.TemporaryDirectory(dir=output.parent if output.parent.exists() else None) as staging:
             staged = stage(Path(staging), parent, replayed, pool, own_validation)
-            replayed_callbacks, distill = _replayed_callbacks(parent, continual, staged, replay, distill)
-            callbacks += replayed_callbacks
+            if "replay" in staged:
+                callbacks += _replayed_callbacks(parent, continual, str(staged["replay"]), replay, distill)
             config = with_files(config, files, staged)
             own_new = None if own_validation is not None else new_validation(config, parent.labels + added)
             if added and parent.config.task in ONE_LABEL_TASKS and not stacked:
