@@ -51,7 +51,8 @@ Methods, each from the same first run (plain fine-tuning on experience 1, every 
   ``replay_by: herding`` said explicitly (the same as ``default`` now);
 - ``default-no-distill``: the default without distillation (``distill: 0``); ``default-distill-replayed``: the
   default distilling on the replayed old samples alone (``distill_on: replayed``), the new rows' outputs free;
-  ``default-distill-quarter``: the default with a quarter of its distillation weight (``distill: 0.25``);
+  ``default-distill-quarter`` and ``default-distill-one``: the default distilling at 0.25 and at 1 (``distill``;
+  ``auto``, the default, distils at 1 where the new labels bring at most eight rows each, less with more rows);
   ``default-unweighted``: the default with every replayed sample weighing 1 (``replay_weight: 1``), as much as a
   new one; ``default-full-weight``:
   each weighing all the old samples it stands for (``replay_weight: full``; until this option, result files
@@ -104,6 +105,7 @@ METHODS = (
     "default-no-distill",
     "default-distill-replayed",
     "default-distill-quarter",
+    "default-distill-one",
     "default-unweighted",
     "default-full-weight",
     "default-auto-budget",
@@ -125,6 +127,7 @@ SETTINGS = {  # continual.* per method; the rest at its default
     "default-no-distill": ["continual.distill=0"],
     "default-distill-replayed": ["continual.distill_on=replayed"],
     "default-distill-quarter": ["continual.distill=0.25"],
+    "default-distill-one": ["continual.distill=1"],
     "default-unweighted": ["continual.replay_weight=1"],
     "default-full-weight": ["continual.replay_weight=full"],
     "default-auto-budget": ["continual.replay_budget=auto"],

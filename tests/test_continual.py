@@ -13,6 +13,7 @@ import torch
 import autoft
 from autoft.cli import main
 from autoft.continual import _child_config, choose_replay, history, latest, lineage_data, lineage_lock, update
+from autoft.data.loading import Example
 from autoft.errors import RunDirError
 from tests.conftest import TOPICS, synthetic_rows, tiny_config, write_conll, write_csv
 
@@ -65,7 +66,6 @@ def test_weight_penalty_is_zero_at_the_previous_weights_and_pulls_back_toward_th
 def test_the_fisher_diagonal_is_normalised_and_a_grown_head_is_pulled_on_its_old_rows(tiny_model_dir):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from autoft.data.loading import Example
     from autoft.modeling.heads import grow_head
     from autoft.tasks.classification import ClassificationAdapter
     from autoft.training.regularizers import WeightPenalty, fisher_diagonal, trainable_weights
@@ -594,10 +594,31 @@ def test_an_update_can_distil_on_its_replayed_samples_alone(parent, tmp_path, ca
     new = write_csv(tmp_path / "new.csv", music_rows(20, 0))
     with caplog.at_level(logging.INFO, logger="autoft"):
         result = update(parent, new, output=tmp_path / "child", overrides=["continual.distill_on=replayed"])
-    assert result.record["distill"] == 1.0  # a new label: auto distils
+    assert result.record["distill"] == pytest.approx((8 / 20) ** 2)  # a new label: auto distils, less with 20 rows
     counted = re.search(r"distillation on the (\d+) replayed samples alone", caplog.text)
     assert counted and 15 <= int(counted[1]) <= 20  # the 20 replayed, less any a validation split took
     assert result.run.labels[-1] == "music"
+
+
+def test_distillation_weight_auto_follows_the_rows_each_new_label_brings():
+    from types import SimpleNamespace
+
+    from autoft.continual.updates import _distill_weight
+
+    def rows(per_label: int, labels: list[str]) -> list[Example]:
+        return [Example(f"{label} {i}", label) for label in labels for i in range(per_label)]
+
+    def weight(setting: float | str, new: list[Example], added: list[str]) -> float:
+        return _distill_weight(SimpleNamespace(distill=setting, distill_on="all"), added, [], new)
+
+    old = rows(50, ["a"])  # rows of a label the parent knows do not count
+    assert weight(0.5, rows(3, ["x"]), ["x"]) == 0.5  # a number is what it says
+    assert weight("auto", old, []) == 0.0  # no new label: nothing to protect the old ones from
+    assert weight("auto", old + rows(3, ["x", "y"]), ["x", "y"]) == 1.0  # few rows each: full strength
+    assert weight("auto", old + rows(8, ["x", "y"]), ["x", "y"]) == 1.0
+    assert weight("auto", old + rows(16, ["x", "y"]), ["x", "y"]) == pytest.approx(0.25)
+    tagged = [Example("a b", ["B-new", "O"])] * 16  # token tasks: a sentence that holds a new tag counts
+    assert weight("auto", tagged, ["B-new"]) == pytest.approx(0.25)
 
 
 def test_distilling_on_the_replayed_samples_without_replay_warns_and_records_none(parent, tmp_path, caplog):
@@ -625,7 +646,7 @@ def test_lora_per_task_stacks_an_adapter_per_update_and_grows_the_head(
     result = update(tmp_path / "parent", new, output=tmp_path / "child", overrides=method)
     child = result.run
     assert child.labels == [*sorted(TOPICS), "music"] and child.is_peft
-    assert result.record["distill"] == 1.0  # distill auto: a new label competes with the old ones
+    assert result.record["distill"] == pytest.approx((8 / 30) ** 2)  # distill auto: a new label (30 rows) competes
     stack = json.loads((tmp_path / "child" / "model" / STACK).read_text())["adapters"]
     assert stack == [{"folder": "stack/0", "labels": sorted(TOPICS)}]
     assert (tmp_path / "child" / "model" / "stack" / "0" / "adapter_model.safetensors").exists()

@@ -190,12 +190,22 @@ def _replayed_callbacks(
     return callbacks
 
 
-def _distill_weight(continual: Any, added: list[str], replayed: list[Example]) -> float:
-    """The update's distillation weight: ``continual.distill``, or with ``auto`` 1 where it brings new labels and 0
-    where the label set stays (distillation protects the old labels' scores when new labels compete with them; with
-    the label set unchanged the replay covers the old labels, and it would only slow learning the new data); 0 where
-    it would distil on the replayed samples alone and none are replayed."""
-    distill = (1.0 if added else 0.0) if continual.distill == AUTO else continual.distill
+DISTILL_FULL_ROWS = 8
+"""``continual.distill: auto`` distils at full strength where the new labels bring at most this many training rows
+each; with more, at the square of this over their rows per label (a quarter at 16 rows each)."""
+
+
+def _distill_weight(continual: Any, added: list[str], replayed: list[Example], new: list[Example]) -> float:
+    """The update's distillation weight: ``continual.distill``, or with ``auto`` none where the label set stays (the
+    replay covers the old labels, and distillation would only slow learning the new data) and, where the update
+    brings new labels, 1 while they have at most ``DISTILL_FULL_ROWS`` rows each, less as they have more: once there
+    are enough rows to learn them, the pull toward the parent's predictions on every new row holds the new labels
+    back more than it protects the old ones (docs/benchmarks/continual.md, "A lighter distillation"); 0 where it
+    would distil on the replayed samples alone and none are replayed."""
+    distill = continual.distill
+    if distill == AUTO:
+        rows = sum(1 for e in new if _labels_of([e]) & set(added))
+        distill = min(1.0, (DISTILL_FULL_ROWS * len(added) / max(rows, 1)) ** 2) if added else 0.0
     if distill > 0 and continual.distill_on == "replayed" and not replayed:
         log.warning("continual.distill_on: replayed, but the update replays no old samples: no distillation")
         return 0.0
@@ -429,7 +439,7 @@ def update(
             )
 
         model = _start_model(parent_path, stacked, added, parent.labels + added, config.training.seed)
-        distill = _distill_weight(continual, added, replayed)
+        distill = _distill_weight(continual, added, replayed, new)
         callbacks = _protections(
             parent, parent_path, model, continual, replayed or old_train, distill, stacked, config.training.seed
         )
