@@ -152,10 +152,10 @@ def main() -> None:
     )
     parser.add_argument(
         "--targets-for",
-        nargs="+",
+        nargs="*",
         default=["default"],
         metavar="METHOD",
-        help="the methods checked against the targets",
+        help="the methods checked against the targets (none: no target lines, for streams the targets are not set for)",
     )
     parser.add_argument("--output", type=Path, required=True)
     args = parser.parse_args()

@@ -200,7 +200,7 @@ def _distill_weight(continual: Any, added: list[str], replayed: list[Example], n
     replay covers the old labels, and distillation would only slow learning the new data) and, where the update
     brings new labels, 1 while they have at most ``DISTILL_FULL_ROWS`` rows each, less as they have more: once there
     are enough rows to learn them, the pull toward the parent's predictions on every new row holds the new labels
-    back more than it protects the old ones (docs/benchmarks/continual.md, "A lighter distillation"); 0 where it
+    back more than it protects the old ones (docs/benchmarks/continual.md, "Distillation by rows per new label"); 0 where it
     would distil on the replayed samples alone and none are replayed."""
     distill = continual.distill
     if distill == AUTO:
