@@ -614,6 +614,8 @@ def test_distillation_weight_auto_follows_the_rows_each_new_label_brings():
     old = rows(50, ["a"])  # rows of a label the parent knows do not count
     assert weight(0.5, rows(3, ["x"]), ["x"]) == 0.5  # a number is what it says
     assert weight("auto", old, []) == 0.0  # no new label: nothing to protect the old ones from
+    answers = [Example("the old oak", [{"text": "oak", "start": 8}], query="where?")]
+    assert weight("auto", answers, []) == 0.0  # answers: no labels, none counted
     assert weight("auto", old + rows(3, ["x", "y"]), ["x", "y"]) == 1.0  # few rows each: full strength
     assert weight("auto", old + rows(8, ["x", "y"]), ["x", "y"]) == 1.0
     assert weight("auto", old + rows(16, ["x", "y"]), ["x", "y"]) == pytest.approx(0.25)

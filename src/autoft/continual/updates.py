@@ -203,9 +203,11 @@ def _distill_weight(continual: Any, added: list[str], replayed: list[Example], n
     back more than it protects the old ones (docs/benchmarks/continual.md, "Distillation by rows per new label"); 0 where it
     would distil on the replayed samples alone and none are replayed."""
     distill = continual.distill
-    if distill == AUTO:
+    if distill == AUTO and not added:
+        distill = 0.0  # (answers and responses have no labels to count)
+    elif distill == AUTO:
         rows = sum(1 for e in new if _labels_of([e]) & set(added))
-        distill = min(1.0, (DISTILL_FULL_ROWS * len(added) / max(rows, 1)) ** 2) if added else 0.0
+        distill = min(1.0, (DISTILL_FULL_ROWS * len(added) / max(rows, 1)) ** 2)
     if distill > 0 and continual.distill_on == "replayed" and not replayed:
         log.warning("continual.distill_on: replayed, but the update replays no old samples: no distillation")
         return 0.0
