@@ -594,7 +594,7 @@ def test_an_update_can_distil_on_its_replayed_samples_alone(parent, tmp_path, ca
     new = write_csv(tmp_path / "new.csv", music_rows(20, 0))
     with caplog.at_level(logging.INFO, logger="autoft"):
         result = update(parent, new, output=tmp_path / "child", overrides=["continual.distill_on=replayed"])
-    assert result.record["distill"] == pytest.approx((8 / 20) ** 2)  # a new label: auto distils, less with 20 rows
+    assert result.record["distill"] == 0.25  # a new label: auto distils, at its lightest with 20 rows
     counted = re.search(r"distillation on the (\d+) replayed samples alone", caplog.text)
     assert counted and 15 <= int(counted[1]) <= 20  # the 20 replayed, less any a validation split took
     assert result.run.labels[-1] == "music"
@@ -618,7 +618,9 @@ def test_distillation_weight_auto_follows_the_rows_each_new_label_brings():
     assert weight("auto", answers, []) == 0.0  # answers: no labels, none counted
     assert weight("auto", old + rows(3, ["x", "y"]), ["x", "y"]) == 1.0  # few rows each: full strength
     assert weight("auto", old + rows(8, ["x", "y"]), ["x", "y"]) == 1.0
+    assert weight("auto", old + rows(12, ["x", "y"]), ["x", "y"]) == pytest.approx((8 / 12) ** 2)
     assert weight("auto", old + rows(16, ["x", "y"]), ["x", "y"]) == pytest.approx(0.25)
+    assert weight("auto", old + rows(64, ["x", "y"]), ["x", "y"]) == 0.25  # no lighter than measured
     tagged = [Example("a b", ["B-new", "O"])] * 16  # token tasks: a sentence that holds a new tag counts
     assert weight("auto", tagged, ["B-new"]) == pytest.approx(0.25)
 
@@ -648,7 +650,7 @@ def test_lora_per_task_stacks_an_adapter_per_update_and_grows_the_head(
     result = update(tmp_path / "parent", new, output=tmp_path / "child", overrides=method)
     child = result.run
     assert child.labels == [*sorted(TOPICS), "music"] and child.is_peft
-    assert result.record["distill"] == pytest.approx((8 / 30) ** 2)  # distill auto: a new label (30 rows) competes
+    assert result.record["distill"] == 0.25  # distill auto: a new label (30 rows) competes with the old ones
     stack = json.loads((tmp_path / "child" / "model" / STACK).read_text())["adapters"]
     assert stack == [{"folder": "stack/0", "labels": sorted(TOPICS)}]
     assert (tmp_path / "child" / "model" / "stack" / "0" / "adapter_model.safetensors").exists()

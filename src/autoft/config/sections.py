@@ -266,7 +266,7 @@ class ContinualConfig(_Strict):
         description="strength of the pull toward the parent's predictions on its own labels, on every training "
         "batch (learning without forgetting: the KL from the parent's softened predictions, T = 2); auto: where the "
         "update brings labels the parent does not know, 1 while they have at most 8 training rows each, (8 / their "
-        "rows per label)² with more (0.25 at 16); else 0; 0: off",
+        "rows per label)² with more, down to 0.25 (at 16 and beyond); else 0; 0: off",
     )
     distill_on: Literal["all", "replayed"] = Field(
         "all",

@@ -192,22 +192,26 @@ def _replayed_callbacks(
 
 DISTILL_FULL_ROWS = 8
 """``continual.distill: auto`` distils at full strength where the new labels bring at most this many training rows
-each; with more, at the square of this over their rows per label (a quarter at 16 rows each)."""
+each; with more, at (this / their rows per label)², down to ``DISTILL_FLOOR`` (reached at 16 rows each)."""
+DISTILL_FLOOR = 0.25
+"""The lightest ``auto`` distillation, the lightest measured: no lighter weight was measured with more than 16 rows
+a new label, and at 16 no distillation at all ended behind a quarter."""
 
 
 def _distill_weight(continual: Any, added: list[str], replayed: list[Example], new: list[Example]) -> float:
     """The update's distillation weight: ``continual.distill``, or with ``auto`` none where the label set stays (the
     replay covers the old labels, and distillation would only slow learning the new data) and, where the update
-    brings new labels, 1 while they have at most ``DISTILL_FULL_ROWS`` rows each, less as they have more: once there
-    are enough rows to learn them, the pull toward the parent's predictions on every new row holds the new labels
-    back more than it protects the old ones (docs/benchmarks/continual.md, "Distillation by rows per new label"); 0 where it
-    would distil on the replayed samples alone and none are replayed."""
+    brings new labels, 1 while they have at most ``DISTILL_FULL_ROWS`` rows each, less (down to ``DISTILL_FLOOR``)
+    as they have more: once there are enough rows to learn them, the pull toward the parent's predictions on every
+    new row holds the new labels back more than it protects the old ones (docs/benchmarks/continual.md,
+    "Distillation by rows per new label"); 0 where it would distil on the replayed samples alone and none are
+    replayed."""
     distill = continual.distill
     if distill == AUTO and not added:
         distill = 0.0  # (answers and responses have no labels to count)
     elif distill == AUTO:
         rows = sum(1 for e in new if _labels_of([e]) & set(added))
-        distill = min(1.0, (DISTILL_FULL_ROWS * len(added) / max(rows, 1)) ** 2)
+        distill = min(1.0, max(DISTILL_FLOOR, (DISTILL_FULL_ROWS * len(added) / max(rows, 1)) ** 2))
     if distill > 0 and continual.distill_on == "replayed" and not replayed:
         log.warning("continual.distill_on: replayed, but the update replays no old samples: no distillation")
         return 0.0
