@@ -210,8 +210,9 @@ def _distill_weight(continual: Any, added: list[str], replayed: list[Example], n
     if distill == AUTO and not added:
         distill = 0.0  # (answers and responses have no labels to count)
     elif distill == AUTO:
-        rows = sum(1 for e in new if _labels_of([e]) & set(added))
-        distill = min(1.0, max(DISTILL_FLOOR, (DISTILL_FULL_ROWS * len(added) / max(rows, 1)) ** 2))
+        fresh = set(added)
+        rows = sum(1 for e in new if _labels_of([e]) & fresh)  # (at least one: the added labels come from them)
+        distill = min(1.0, max(DISTILL_FLOOR, (DISTILL_FULL_ROWS * len(added) / rows) ** 2))
     if distill > 0 and continual.distill_on == "replayed" and not replayed:
         log.warning("continual.distill_on: replayed, but the update replays no old samples: no distillation")
         return 0.0
