@@ -235,13 +235,21 @@ def _change(rows: list[dict[str, Any]], base: list[dict[str, Any]], domain: str)
 def promoted(row: dict[str, Any]) -> bool | None:
     """Whether the default promotion gate would have promoted the update (None: the cell predates the record of its
     validation scores): no validation set of the gate's worse by more than its tolerance."""
-    changes = [s["change"] for s in (row.get("validation") or {}).values() if s.get("change") is not None]
-    return all(c >= -GATE for c in changes) if row.get("validation") else None
+    record = row.get("validation")
+    if not record:
+        return None
+    return all(s["change"] >= -GATE for s in record.values() if s.get("change") is not None)
 
 
 def gated(row: dict[str, Any], parent: dict[str, Any]) -> dict[str, Any]:
-    """What a user of the default gate is left with: the update where the gate promotes it, else the parent."""
-    return row if promoted(row) else {**parent, "unlabeled": row.get("unlabeled"), "wall_seconds": row["wall_seconds"]}
+    """What a user of the default gate is left with: the update's scores where the gate promotes it, else the
+    parent's (the row's pseudo-label and gate columns stay empty: they would mix updates served and refused)."""
+    return {
+        **(row if promoted(row) else parent),
+        "unlabeled": None,
+        "validation": None,
+        "wall_seconds": row["wall_seconds"],
+    }
 
 
 def table(cells: list[dict[str, Any]]) -> str:
